@@ -1,0 +1,47 @@
+"""The `shepherd` command: one entry point for the bot, the governance lead and operators."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from bot import cli_pipeline
+from gates.errors import ShepherdError
+
+app = typer.Typer(
+    name="shepherd",
+    help="Shepherd: the pathway from AI proof of concept to production, in Slack.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(cli_pipeline.app, name="pipeline")
+app.command("readiness")(cli_pipeline.readiness_command)
+
+err = Console(stderr=True)
+
+
+def main() -> None:
+    """Console-script entry point: expected errors become one readable line, never a traceback."""
+    try:
+        app()
+    except ShepherdError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("Stopped.")
+        sys.exit(130)
+    except Exception as error:  # the last line of defence: details for us, one line for the user
+        logging.getLogger("shepherd").debug("unexpected error", exc_info=True)
+        err.print(
+            f"[red]Shepherd hit an unexpected error:[/red] {type(error).__name__}: {error}\n"
+            "Run again with SHEPHERD_LOG_LEVEL=DEBUG for the details.",
+            highlight=False,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Shepherd's configuration: the only code that reads the environment.
+
+Every other module receives plain values. Secrets are ``SecretStr`` so they never end up in a
+log line or a traceback by accident.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Read from the environment (and a ``.env`` file in the working directory, if present)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=Path(".data"), validation_alias=_env("SHEPHERD_DATA_DIR"))
+    pipeline: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_PIPELINE"))
+    database_url: str | None = Field(default=None, validation_alias=_env("SHEPHERD_DATABASE_URL"))
+    policies_dir: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_POLICIES"))
+    embeddings: str = Field(default="auto", validation_alias=_env("SHEPHERD_EMBEDDINGS"))
+    embedding_model_dir: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_EMBEDDING_MODEL_DIR"))
+    chroma_url: str | None = Field(default=None, validation_alias=_env("SHEPHERD_CHROMA_URL"))
+
+    llm_model: str | None = Field(default=None, validation_alias=_env("SHEPHERD_LLM_MODEL"))
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
+    slack_client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))
+    slack_client_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_SECRET"))
+    registry_channel: str | None = Field(default=None, validation_alias=_env("SHEPHERD_REGISTRY_CHANNEL"))
+    role_admins: list[str] = Field(default_factory=list, validation_alias=_env("SHEPHERD_ROLE_ADMINS"))
+
+    host: str = Field(default="127.0.0.1", validation_alias=_env("SHEPHERD_HOST"))
+    port: int = Field(default=3000, validation_alias=_env("SHEPHERD_PORT", "PORT"))
+    log_json: bool = Field(default=False, validation_alias=_env("SHEPHERD_LOG_JSON"))
+    log_level: str = Field(default="INFO", validation_alias=_env("SHEPHERD_LOG_LEVEL"))
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file in the data directory (the embedded default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'shepherd.db').resolve()}"
+
+    @property
+    def oauth_enabled(self) -> bool:
+        return bool(self.slack_client_id and self.slack_client_secret)
+
+    @property
+    def slack_configured(self) -> bool:
+        return bool((self.slack_bot_token or self.oauth_enabled) and self.slack_signing_secret) or bool(
+            self.slack_bot_token and self.slack_app_token
+        )
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_model and (self.openai_api_key or self.openai_base_url))

@@ -1,0 +1,118 @@
+"""CEL conditions: compiled once at load time, evaluated against an initiative's answers.
+
+Expressions see two variables: ``answers`` (a map from question id to the coerced answer, only
+for questions that have an answer) and ``tier`` (the risk tier, for approval rules). Reading an
+answer that is absent raises ``MissingAnswer`` naming it, so readiness can say "cannot be
+evaluated until X is answered" instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cel
+
+_ANSWER_REF = re.compile(r"\banswers\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\banswers\s*\[\s*[\"']([^\"']+)[\"']\s*\]")
+_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+KNOWN_VARIABLES = frozenset({"answers", "tier"})
+
+
+class ConditionSyntaxError(ValueError):
+    """The expression does not parse. ``column`` is 1-based within the expression."""
+
+    def __init__(self, message: str, column: int | None) -> None:
+        self.column = column
+        self.reason = message
+        where = f" at column {column}" if column else ""
+        super().__init__(f"CEL syntax error{where}: {message}")
+
+
+class MissingAnswer(LookupError):
+    """The expression read an answer that has not been given."""
+
+    def __init__(self, question_id: str) -> None:
+        self.question_id = question_id
+        super().__init__(question_id)
+
+
+class ConditionError(ValueError):
+    """The expression parsed but could not be evaluated (wrong types, unknown function...)."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One compiled CEL expression.
+
+    Attributes:
+        source: the expression as written.
+        answer_refs: question ids the expression reads through ``answers.<id>``.
+        variables: top-level variables it uses (``answers``, ``tier``, or a typo).
+    """
+
+    source: str
+    program: Any = field(repr=False, compare=False)
+    answer_refs: frozenset[str]
+    variables: frozenset[str]
+
+    def evaluate(self, context: Any) -> Any:
+        """Evaluate against a context made by :func:`make_context`.
+
+        Raises:
+            MissingAnswer: the expression needs an answer that is absent.
+            ConditionError: anything else that prevents a value.
+        """
+        try:
+            return self.program.execute(context)
+        except KeyError as error:
+            raise MissingAnswer(str(error.args[0]) if error.args else "?") from None
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise ConditionError(_first_line(str(error))) from None
+
+    def holds(self, context: Any) -> bool:
+        """Evaluate and insist on a boolean result."""
+        value = self.evaluate(context)
+        if not isinstance(value, bool):
+            raise ConditionError(f"expected true or false, got {value!r}")
+        return value
+
+
+def compile_condition(source: str) -> Condition:
+    """Compile ``source``.
+
+    Raises:
+        ConditionSyntaxError: with the column of the problem when the library reports one.
+    """
+    text = str(source).strip()
+    if not text:
+        raise ConditionSyntaxError("the expression is empty", None)
+    try:
+        program = cel.compile(text)
+    except (ValueError, RuntimeError) as error:
+        raise _syntax_error(str(error)) from None
+    variables = frozenset(program.variables())
+    refs = frozenset(a or b for a, b in _ANSWER_REF.findall(text))
+    return Condition(source=text, program=program, answer_refs=refs, variables=variables)
+
+
+def make_context(answers: Mapping[str, Any], tier: str | None = None) -> Any:
+    """Build the evaluation context once per readiness computation (conversion is the slow part)."""
+    context = cel.Context()
+    context.add_variable("answers", dict(answers))
+    context.add_variable("tier", tier if tier is not None else "")
+    return context
+
+
+def _syntax_error(message: str) -> ConditionSyntaxError:
+    for line in message.splitlines():
+        match = _POSITION.search(line)
+        if match:
+            message = re.sub(r"^Syntax error:\s*", "", match.group(3).strip())
+            return ConditionSyntaxError(message, int(match.group(2)))
+    return ConditionSyntaxError(_first_line(message), None)
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else "unknown error"

@@ -1,0 +1,275 @@
+"""Initiatives, reviews and decisions: the rules of the route, with time passed in.
+
+An initiative sits in a stage and works towards the gate leading out of it. Submitting opens a
+review that pins the pipeline version, a hash of the evidence, and the approvals required.
+Approvers decide; any rejection ends the review, "request changes" hands it back to the team,
+and the stage advances exactly once, when the last required approval is in.
+
+Nothing here reads the clock or touches storage: ``storage`` persists these objects and guards
+the "exactly once" with database constraints; these classes decide what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gates.errors import (
+    AlreadyDecided,
+    InvalidTransition,
+    NotAnApprover,
+    ReasonRequired,
+    ReviewClosed,
+    SelfApproval,
+)
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    IN_REVIEW = "in_review"
+    ON_HOLD = "on_hold"
+    RETIRED = "retired"
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+    WITHDRAWN = "withdrawn"
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+
+
+def format_ref(number: int, prefix: str = "AI") -> str:
+    """``AI-0007``: short enough to type in Slack, sortable as text up to 9,999."""
+    return f"{prefix}-{number:04d}"
+
+
+@dataclass
+class Initiative:
+    ref: str
+    name: str
+    owner_id: str
+    stage: str
+    created_at: datetime
+    sponsor_id: str | None = None
+    status: Status = Status.ACTIVE
+    stage_entered_at: datetime | None = None
+    updated_at: datetime | None = None
+    status_reason: str | None = None
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        self.stage_entered_at = self.stage_entered_at or self.created_at
+        self.updated_at = self.updated_at or self.created_at
+
+    def start_review(self, from_stage: str, now: datetime) -> None:
+        """Move to ``in_review`` for the gate leading out of ``from_stage``."""
+        self._require(Status.ACTIVE, "submit it for review")
+        if self.stage != from_stage:
+            raise InvalidTransition(f"{self.ref} is in the {self.stage} stage, not {from_stage}.")
+        self._set(Status.IN_REVIEW, now)
+
+    def back_to_team(self, now: datetime) -> None:
+        """After a rejection, a request for changes or a withdrawal."""
+        if self.status is Status.IN_REVIEW:
+            self._set(Status.ACTIVE, now)
+
+    def advance(self, from_stage: str, to_stage: str, now: datetime) -> None:
+        """Enter ``to_stage``; refuses if the stage already moved (the exactly-once guard)."""
+        if self.stage != from_stage or self.status is not Status.IN_REVIEW:
+            raise InvalidTransition(f"{self.ref} has already left the {from_stage} stage.")
+        self.stage = to_stage
+        self.stage_entered_at = now
+        self._set(Status.ACTIVE, now)
+
+    def hold(self, reason: str, now: datetime) -> None:
+        self._require(Status.ACTIVE, "put it on hold")
+        self.status_reason = reason
+        self._set(Status.ON_HOLD, now)
+
+    def resume(self, now: datetime) -> None:
+        self._require(Status.ON_HOLD, "resume it")
+        self.status_reason = None
+        self._set(Status.ACTIVE, now)
+
+    def retire(self, reason: str, now: datetime) -> None:
+        if self.status is Status.RETIRED:
+            raise InvalidTransition(f"{self.ref} is already retired.")
+        if not reason.strip():
+            raise InvalidTransition("A reason is required to retire an initiative.")
+        self.status_reason = reason.strip()
+        self._set(Status.RETIRED, now)
+
+    def _require(self, status: Status, action: str) -> None:
+        if self.status is not status:
+            raise InvalidTransition(
+                f"{self.ref} is {self.status.value.replace('_', ' ')}, so you cannot {action} now."
+            )
+
+    def _set(self, status: Status, now: datetime) -> None:
+        self.status = status
+        self.updated_at = now
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """``min`` approvals from holders of ``role``, frozen into the review at submission."""
+
+    role: str
+    min: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    approver_id: str
+    kind: DecisionKind
+    role: str | None
+    reason: str | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    """What one click did. ``duplicate`` is True when the same person repeated the same decision
+    (a double click, a Slack retry): nothing new was recorded."""
+
+    decision: Decision
+    status: ReviewStatus
+    duplicate: bool
+    remaining: Mapping[str, int]
+
+    @property
+    def approved(self) -> bool:
+        return self.status is ReviewStatus.APPROVED and not self.duplicate
+
+
+@dataclass
+class Review:
+    initiative_ref: str
+    gate_id: str
+    from_stage: str
+    to_stage: str
+    submitted_by: str
+    owner_id: str
+    submitted_at: datetime
+    pipeline_version: str
+    evidence_hash: str
+    requirements: tuple[Requirement, ...]
+    id: int | None = None
+    status: ReviewStatus = ReviewStatus.OPEN
+    decisions: list[Decision] = field(default_factory=list)
+    closed_at: datetime | None = None
+    exception_reason: str | None = None
+    tier: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is ReviewStatus.OPEN
+
+    def remaining(self) -> dict[str, int]:
+        """Approvals still needed, per role (roles already satisfied are left out)."""
+        counts = {r.role: r.min for r in self.requirements}
+        for decision in self.decisions:
+            if decision.kind is DecisionKind.APPROVE and decision.role in counts:
+                counts[decision.role] -= 1
+        return {role: n for role, n in counts.items() if n > 0}
+
+    def decision_by(self, user_id: str) -> Decision | None:
+        return next((d for d in self.decisions if d.approver_id == user_id), None)
+
+    def can_decide(self, user_id: str, user_roles: Iterable[str]) -> bool:
+        """True when a click by ``user_id`` would be accepted (for showing buttons)."""
+        if not self.is_open or self.decision_by(user_id) or user_id in (self.submitted_by, self.owner_id):
+            return False
+        return bool(set(user_roles) & set(self.remaining()))
+
+    def decide(
+        self,
+        user_id: str,
+        user_roles: Iterable[str],
+        kind: DecisionKind,
+        reason: str | None,
+        now: datetime,
+    ) -> DecisionResult:
+        """Record one approver's decision.
+
+        Raises:
+            AlreadyDecided: the user already gave a different decision on this review.
+            ReviewClosed: the review is no longer open.
+            SelfApproval: the user submitted the review or owns the initiative.
+            ReasonRequired: reject or request changes without a reason.
+            NotAnApprover: the user holds none of the roles the review still needs.
+        """
+        earlier = self.decision_by(user_id)
+        if earlier is not None:
+            if earlier.kind is kind:
+                return DecisionResult(earlier, self.status, duplicate=True, remaining=self.remaining())
+            raise AlreadyDecided(
+                f"You already chose '{_label(earlier.kind)}' on this review; decisions cannot be changed."
+            )
+        if not self.is_open:
+            raise ReviewClosed(f"This review is already {_label_status(self.status)}; nothing was recorded.")
+        if user_id == self.submitted_by or user_id == self.owner_id:
+            raise SelfApproval(
+                "You submitted this review or own the initiative, so you cannot decide on it: "
+                "separation of duties."
+            )
+        text = (reason or "").strip() or None
+        if kind is not DecisionKind.APPROVE and text is None:
+            raise ReasonRequired()
+        needed = self.remaining()
+        roles = set(user_roles)
+        # A person counts once, for the first role they hold that still needs approvals, so one
+        # person holding two roles cannot satisfy both (four eyes stay four eyes).
+        role = next((r.role for r in self.requirements if r.role in needed and r.role in roles), None)
+        if role is None:
+            wanted = ", ".join(sorted(needed)) or "none"
+            raise NotAnApprover(f"You hold none of the roles this review still needs ({wanted}).")
+        decision = Decision(user_id, kind, role, text, now)
+        self.decisions.append(decision)
+        if kind is DecisionKind.REJECT:
+            self._close(ReviewStatus.REJECTED, now)
+        elif kind is DecisionKind.REQUEST_CHANGES:
+            self._close(ReviewStatus.CHANGES_REQUESTED, now)
+        elif not self.remaining():
+            self._close(ReviewStatus.APPROVED, now)
+        return DecisionResult(decision, self.status, duplicate=False, remaining=self.remaining())
+
+    def withdraw(self, now: datetime) -> None:
+        if not self.is_open:
+            raise ReviewClosed(f"This review is already {_label_status(self.status)}.")
+        self._close(ReviewStatus.WITHDRAWN, now)
+
+    def _close(self, status: ReviewStatus, now: datetime) -> None:
+        self.status = status
+        self.closed_at = now
+
+
+def evidence_hash(answers: Mapping[str, Any], links: Iterable[tuple[str, str]] = ()) -> str:
+    """SHA-256 of the evidence a review is decided on: answers and links in canonical JSON,
+    so the same evidence always gives the same hash and any change gives a different one."""
+    payload = {
+        "answers": {key: answers[key] for key in sorted(answers)},
+        "links": sorted([list(link) for link in links]),
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _label(kind: DecisionKind) -> str:
+    return kind.value.replace("_", " ")
+
+
+def _label_status(status: ReviewStatus) -> str:
+    return status.value.replace("_", " ")

@@ -1,0 +1,290 @@
+"""Load a pipeline YAML file and report every problem in it, each with its place.
+
+Three passes, each adding to one list of ``Problem``s:
+
+1. YAML syntax (with the line and column PyYAML reports);
+2. structure, through the pydantic models (wrong types, unknown keys, missing fields);
+3. meaning: duplicate ids, gates between unknown stages, unreachable stages, choice questions
+   without options, CEL that does not parse, rules that read unknown questions or roles.
+
+Only when the list is empty does the caller get a ``CompiledPipeline``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gates.conditions import (
+    KNOWN_VARIABLES,
+    Condition,
+    ConditionSyntaxError,
+    compile_condition,
+)
+from gates.errors import PipelineError, Problem
+from gates.pipeline import CHOICE_TYPES, Pipeline
+
+DEFAULT_PIPELINE = Path(__file__).parent / "defaults" / "pipeline.yaml"
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A validated pipeline with its CEL compiled.
+
+    Attributes:
+        model: the pipeline as pydantic models.
+        conditions: every CEL expression in the file, compiled, keyed by its source text.
+        version: ``"<version>-<content hash>"``; reviews pin it so a decision can be replayed
+            against exactly the rules it was made under, even if someone edited the file
+            without bumping ``version``.
+        source: where it was loaded from.
+    """
+
+    model: Pipeline
+    conditions: dict[str, Condition] = field(repr=False)
+    version: str
+    source: str
+
+    def condition(self, source: str) -> Condition:
+        return self.conditions[source.strip()]
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so ``options: [yes, no]`` stay text."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_pipeline(path: str | Path | None = None) -> CompiledPipeline:
+    """Load and validate a pipeline file (the bundled default when ``path`` is None).
+
+    Raises:
+        PipelineError: listing every problem found, each with file, path and line.
+    """
+    file = Path(path) if path is not None else DEFAULT_PIPELINE
+    name = str(path) if path is not None else "pipeline.yaml (bundled)"
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineError([Problem(name, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineError([Problem(name, "", f"cannot read the file: {error}")]) from None
+    return parse_pipeline(text, name)
+
+
+def parse_pipeline(text: str, name: str = "<pipeline>") -> CompiledPipeline:
+    """Validate pipeline YAML given as text; ``name`` is used in problem locations."""
+    try:
+        node = yaml.compose(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        where = f" (column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise PipelineError([Problem(name, "", f"YAML syntax error{where}: {problem}", line)]) from None
+    if node is None:
+        raise PipelineError([Problem(name, "", "the file is empty")])
+    lines: dict[PathKey, int] = {}
+    data = _to_python(node, (), lines)
+    if not isinstance(data, dict):
+        raise PipelineError([Problem(name, "", "the top level must be a mapping (version, stages, gates, ...)", 1)])
+
+    try:
+        model = Pipeline.model_validate(data)
+    except ValidationError as error:
+        raise PipelineError(_structure_problems(error, name, lines)) from None
+
+    problems: list[Problem] = []
+    conditions: dict[str, Condition] = {}
+    _check_meaning(model, name, lines, problems, conditions)
+    if problems:
+        raise PipelineError(problems)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return CompiledPipeline(model, conditions, f"{model.version}-{digest}", name)
+
+
+def _to_python(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> Any:
+    """Construct plain data from a YAML node, remembering the line of every path."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _to_python(value_node, (*path, key), lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return _Yaml12Loader("").construct_object(node, deep=True)
+
+
+def _structure_problems(error: ValidationError, name: str, lines: dict[PathKey, int]) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown key '{loc[-1]}'"
+        elif kind == "missing":
+            message = f"'{loc[-1]}' is required"
+        else:
+            message = item["msg"]
+            if "input" in item and not isinstance(item["input"], dict | list):
+                message += f" (got {item['input']!r})"
+        problems.append(Problem(name, _dotted(loc), message, _line_for(loc, lines)))
+    return problems
+
+
+def _check_meaning(
+    model: Pipeline,
+    name: str,
+    lines: dict[PathKey, int],
+    problems: list[Problem],
+    conditions: dict[str, Condition],
+) -> None:
+    def report(loc: PathKey, message: str) -> None:
+        problems.append(Problem(name, _dotted(loc), message, _line_for(loc, lines)))
+
+    stages = set(model.stages)
+    for index in _duplicates(model.stages):
+        report(("stages", index), f"stage '{model.stages[index]}' is listed twice")
+    for index in _duplicates([g.id for g in model.gates]):
+        report(("gates", index, "id"), f"gate id '{model.gates[index].id}' is used twice")
+
+    question_ids: set[str] = set()
+    for gi, gate in enumerate(model.gates):
+        if gate.from_ not in stages:
+            report(("gates", gi, "from"), f"'{gate.from_}' is not one of the stages {model.stages}")
+        if gate.to not in stages:
+            report(("gates", gi, "to"), f"'{gate.to}' is not one of the stages {model.stages}")
+        for qi, question in enumerate(gate.questions):
+            at = ("gates", gi, "questions", qi)
+            if question.id in question_ids:
+                report((*at, "id"), f"question id '{question.id}' is used twice (ids are unique across the pipeline)")
+            question_ids.add(question.id)
+            if question.type in CHOICE_TYPES and not question.options:
+                report((*at, "options"), f"a {question.type.value} question needs options")
+            if question.options and question.type not in CHOICE_TYPES:
+                report((*at, "options"), f"options only apply to choice questions, not {question.type.value}")
+            if question.options and len(set(question.options)) != len(question.options):
+                report((*at, "options"), "options must be distinct")
+            if question.options and len(question.options) > 100:
+                report((*at, "options"), "at most 100 options (a Slack select menu shows no more)")
+            rules = question.validation
+            if rules and rules.pattern:
+                try:
+                    re.compile(rules.pattern)
+                except re.error as error:
+                    report((*at, "validation", "pattern"), f"not a valid regular expression: {error}")
+            if rules and rules.min is not None and rules.max is not None and rules.min > rules.max:
+                report((*at, "validation"), "min is greater than max")
+        for index in _duplicates([c.id for c in gate.criteria]):
+            report(("gates", gi, "criteria", index, "id"), f"criterion id '{gate.criteria[index].id}' is used twice")
+
+    for role_at, role in _approval_roles(model):
+        if role not in model.roles:
+            report(role_at, f"role '{role}' is not defined under roles (defined: {', '.join(model.roles) or 'none'})")
+    for gi, gate in enumerate(model.gates):
+        for ri, rule in enumerate(gate.risk_tier):
+            if rule.tier not in model.risk_tiers:
+                report(("gates", gi, "risk_tier", ri, "tier"), f"'{rule.tier}' is not one of the risk tiers {model.risk_tiers}")
+
+    for loc, source, allow_tier in _expressions(model):
+        try:
+            condition = compile_condition(source)
+        except ConditionSyntaxError as error:
+            report(loc, f"{error} in `{source}`")
+            continue
+        conditions[condition.source] = condition
+        unknown_vars = condition.variables - KNOWN_VARIABLES - ({"tier"} if allow_tier else set())
+        if "tier" in condition.variables and not allow_tier:
+            report(loc, "`tier` is only known in approval rules and criteria, not here")
+        for variable in sorted(unknown_vars - {"tier"}):
+            report(loc, f"unknown name '{variable}' in `{source}` (use answers.<question id> or tier)")
+        for ref in sorted(condition.answer_refs - question_ids):
+            report(loc, f"the rule reads answers.{ref}, but no question has the id '{ref}'")
+
+    reachable = _reachable(model)
+    for index, stage in enumerate(model.stages):
+        if stage not in reachable:
+            report(("stages", index), f"stage '{stage}' cannot be reached: no gate leads to it")
+
+
+def _expressions(model: Pipeline) -> Iterable[tuple[PathKey, str, bool]]:
+    """Every CEL expression with its place and whether ``tier`` is in scope there."""
+    for gi, gate in enumerate(model.gates):
+        for qi, question in enumerate(gate.questions):
+            for key in ("required_if", "show_if"):
+                source = getattr(question, key)
+                if source is not None:
+                    yield ("gates", gi, "questions", qi, key), source, False
+        for ci, criterion in enumerate(gate.criteria):
+            yield ("gates", gi, "criteria", ci, "rule"), criterion.rule, True
+        for ri, rule in enumerate(gate.risk_tier):
+            yield ("gates", gi, "risk_tier", ri, "when"), rule.when, False
+        for ai, approval in enumerate(gate.approvals):
+            if approval.when is not None:
+                yield ("gates", gi, "approvals", ai, "when"), approval.when, True
+
+
+def _approval_roles(model: Pipeline) -> Iterable[tuple[PathKey, str]]:
+    for gi, gate in enumerate(model.gates):
+        for ai, approval in enumerate(gate.approvals):
+            yield ("gates", gi, "approvals", ai, "role"), approval.role
+
+
+def _reachable(model: Pipeline) -> set[str]:
+    seen = {model.stages[0]}
+    frontier = [model.stages[0]]
+    while frontier:
+        stage = frontier.pop()
+        for gate in model.gates:
+            if gate.from_ == stage and gate.to not in seen:
+                seen.add(gate.to)
+                frontier.append(gate.to)
+    return seen
+
+
+def _duplicates(values: list[str]) -> list[int]:
+    seen: set[str] = set()
+    indexes = []
+    for index, value in enumerate(values):
+        if value in seen:
+            indexes.append(index)
+        seen.add(value)
+    return indexes
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_for(loc: PathKey, lines: dict[PathKey, int]) -> int | None:
+    """The line of the deepest part of ``loc`` that exists in the file."""
+    for end in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:end]))
+        if line is not None:
+            return line
+    return None

@@ -1,0 +1,130 @@
+"""The pipeline definition: stages, gates, questions, criteria, risk tiers and approvals.
+
+These models mirror the YAML a governance lead writes (see ``gates/defaults/pipeline.yaml``).
+They reject unknown keys so that a typo (``requried: true``) is an error, not a silent default.
+Structural checks live here; cross-references and CEL compilation live in ``gates.loader``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+"""Ids are used in CEL (``answers.<id>``), in Slack ``action_id`` values and in URLs."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class QuestionType(StrEnum):
+    TEXT = "text"
+    LONG_TEXT = "long_text"
+    NUMBER = "number"
+    PERCENT = "percent"
+    CHOICE = "choice"
+    MULTI_CHOICE = "multi_choice"
+    YES_NO = "yes_no"
+    DATE = "date"
+    USER = "user"
+    URL = "url"
+
+
+CHOICE_TYPES = frozenset({QuestionType.CHOICE, QuestionType.MULTI_CHOICE})
+
+
+class Validation(_Strict):
+    """Limits on an answer. ``min``/``max`` apply to numbers and percents."""
+
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    max_length: int | None = Field(default=None, gt=0)
+
+
+class Question(_Strict):
+    id: Identifier
+    label: str = Field(min_length=1, max_length=2000)
+    help: str | None = None
+    type: QuestionType = QuestionType.TEXT
+    options: list[str] | None = None
+    required: bool = False
+    required_if: str | None = None
+    show_if: str | None = None
+    validation: Validation | None = None
+    policy_refs: list[str] = Field(default_factory=list)
+    placeholder: str | None = None
+
+
+class Criterion(_Strict):
+    id: Identifier
+    rule: str
+    blocking: bool = True
+    explain: str
+    policy_tags: list[str] = Field(default_factory=list)
+
+
+class RiskRule(_Strict):
+    tier: str
+    when: str
+
+
+class ApprovalRule(_Strict):
+    role: Identifier
+    min: int = Field(default=1, ge=1, le=20)
+    when: str | None = None
+
+
+class Role(_Strict):
+    label: str | None = None
+    description: str | None = None
+    slack_users: list[str] = Field(default_factory=list)
+    slack_usergroup: str | None = None
+
+
+class Gate(_Strict):
+    id: Identifier
+    label: str | None = None
+    description: str | None = None
+    from_: str = Field(alias="from")
+    to: str
+    time_box_days: int | None = Field(default=None, gt=0)
+    allow_exceptions: bool = False
+    questions: list[Question] = Field(default_factory=list)
+    criteria: list[Criterion] = Field(default_factory=list)
+    risk_tier: list[RiskRule] = Field(default_factory=list)
+    approvals: list[ApprovalRule] = Field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.id.replace("_", " ").capitalize()
+
+    def question(self, question_id: str) -> Question | None:
+        return next((q for q in self.questions if q.id == question_id), None)
+
+
+class Pipeline(_Strict):
+    version: int = Field(ge=1)
+    name: str = "AI initiative pathway"
+    stages: list[Identifier] = Field(min_length=2)
+    risk_tiers: list[str] = Field(default_factory=lambda: ["low", "medium", "high"])
+    roles: dict[Identifier, Role] = Field(default_factory=dict)
+    gates: list[Gate] = Field(min_length=1)
+
+    def gate(self, gate_id: str) -> Gate | None:
+        return next((g for g in self.gates if g.id == gate_id), None)
+
+    def gate_from(self, stage: str) -> Gate | None:
+        """The gate that leads out of ``stage``: the one a team works towards."""
+        return next((g for g in self.gates if g.from_ == stage), None)
+
+    @property
+    def intake(self) -> Gate:
+        """The first gate, whose questionnaire registers an initiative."""
+        return self.gate_from(self.stages[0]) or self.gates[0]
+
+    def all_questions(self) -> dict[str, tuple[Gate, Question]]:
+        return {q.id: (g, q) for g in self.gates for q in g.questions}

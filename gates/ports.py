@@ -1,0 +1,132 @@
+"""What the gates domain needs from the outside world, named as Protocols.
+
+``storage`` implements these with SQLAlchemy; tests implement them with in-memory fakes; ``bot``
+wires an implementation in. Nothing here knows about SQL or Slack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, Self
+
+from gates.answers import AnswerValue
+from gates.lifecycle import Initiative, Review, Status
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerVersion:
+    """One recorded answer: append-only, the latest per question is the current one."""
+
+    initiative_ref: str
+    gate_id: str
+    question_id: str
+    value: AnswerValue | None
+    author_id: str
+    answered_at: datetime
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceLink:
+    initiative_ref: str
+    gate_id: str
+    url: str
+    title: str
+    author_id: str
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InitiativeFilter:
+    stage: str | None = None
+    status: Status | None = None
+    owner_id: str | None = None
+    stalled_before: Mapping[str, datetime] | None = None
+    """stage -> entered-before cutoff; an initiative that entered its stage earlier is stalled."""
+    limit: int = 200
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    actor_id: str
+    action: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class InitiativeRepository(Protocol):
+    def add(self, initiative: Initiative) -> None: ...
+    def get(self, ref: str) -> Initiative:
+        """Raises UnknownInitiative."""
+        ...
+    def save(self, initiative: Initiative) -> None:
+        """Persist changes; raises ConcurrentUpdate when someone else changed it meanwhile."""
+        ...
+    def next_ref(self) -> str: ...
+    def list(self, query: InitiativeFilter) -> Sequence[Initiative]: ...
+
+
+class AnswerRepository(Protocol):
+    def append(self, answer: AnswerVersion) -> None: ...
+    def current(self, ref: str) -> dict[str, AnswerVersion]:
+        """Latest version of every answered question of the initiative, all gates."""
+        ...
+    def history(self, ref: str) -> Sequence[AnswerVersion]: ...
+    def add_link(self, link: EvidenceLink) -> None: ...
+    def links(self, ref: str, gate_id: str | None = None) -> Sequence[EvidenceLink]: ...
+
+
+class ReviewRepository(Protocol):
+    def add(self, review: Review) -> None:
+        """Sets ``review.id``; raises ReviewAlreadyOpen if one is open for the same gate."""
+        ...
+    def get(self, review_id: int) -> Review:
+        """Raises UnknownReview."""
+        ...
+    def open_for(self, ref: str) -> Review | None: ...
+    def for_initiative(self, ref: str) -> Sequence[Review]: ...
+    def save(self, review: Review) -> None:
+        """Persist new decisions and status; a second decision by the same approver or a
+        status change that lost a race raises ConcurrentUpdate."""
+        ...
+    def pending_for(self, roles: Sequence[str]) -> Sequence[Review]: ...
+
+
+class RoleRepository(Protocol):
+    def holders(self) -> dict[str, list[str]]: ...
+    def roles_of(self, user_id: str) -> set[str]: ...
+    def set_holders(self, role: str, user_ids: Sequence[str]) -> None: ...
+
+
+class AuditLog(Protocol):
+    def append(self, actor_id: str, action: str, target: str, payload: Mapping[str, Any], at: datetime) -> None: ...
+    def timeline(self, target: str) -> Sequence[TimelineEntry]: ...
+
+
+class Outbox(Protocol):
+    def put(self, kind: str, payload: Mapping[str, Any], at: datetime, dedupe_key: str | None = None) -> None:
+        """Queue a notification in the same transaction as the change that caused it."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    initiatives: InitiativeRepository
+    answers: AnswerRepository
+    reviews: ReviewRepository
+    roles: RoleRepository
+    audit: AuditLog
+    outbox: Outbox
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None:
+        """Rolls back anything not committed."""
+        ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...

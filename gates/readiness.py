@@ -1,0 +1,254 @@
+"""Readiness of an initiative for a gate: computed from the answers every time, never stored.
+
+``readiness()`` answers the question teams ask most ("what's needed for the next gate?"):
+which required questions are still open, which answers do not fit, which criteria are met,
+unmet or cannot be judged yet (and which answer they wait for), the risk tier, and which
+approvals the gate will need and who can give them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from gates.answers import AnswerValue, coerce, for_rules
+from gates.conditions import Condition, ConditionError, MissingAnswer, make_context
+from gates.errors import InvalidAnswer, UnknownGate
+from gates.loader import CompiledPipeline
+from gates.pipeline import Gate, Question
+
+
+class CriterionStatus(StrEnum):
+    MET = "met"
+    UNMET = "unmet"
+    UNKNOWN = "cannot be evaluated"
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionResult:
+    id: str
+    explain: str
+    blocking: bool
+    status: CriterionStatus
+    waiting_for: tuple[str, ...] = ()
+    error: str | None = None
+    policy_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalNeed:
+    """``min`` approvals from holders of ``role``; ``holders`` excludes the initiative's owner."""
+
+    role: str
+    label: str
+    min: int
+    holders: tuple[str, ...]
+    usergroup: str | None = None
+    because: str | None = None
+
+    @property
+    def short_of_holders(self) -> bool:
+        return len(self.holders) < self.min and self.usergroup is None
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Everything that stands between an initiative and a gate decision."""
+
+    gate_id: str
+    gate_title: str
+    missing: tuple[Question, ...]
+    invalid: tuple[InvalidAnswer, ...]
+    criteria: tuple[CriterionResult, ...]
+    tier: str | None
+    tier_waiting_for: tuple[str, ...]
+    approvals: tuple[ApprovalNeed, ...]
+    visible_questions: tuple[Question, ...]
+    answered: int
+    answers: Mapping[str, AnswerValue] = field(repr=False)
+
+    @property
+    def blocking_unmet(self) -> tuple[CriterionResult, ...]:
+        return tuple(c for c in self.criteria if c.blocking and c.status is not CriterionStatus.MET)
+
+    @property
+    def advisory_unmet(self) -> tuple[CriterionResult, ...]:
+        return tuple(c for c in self.criteria if not c.blocking and c.status is not CriterionStatus.MET)
+
+    @property
+    def ready(self) -> bool:
+        return not self.blockers
+
+    @property
+    def blockers(self) -> list[str]:
+        """Why the gate cannot be submitted, one sentence each; empty when ready."""
+        reasons = [f"'{q.label}' is not answered" for q in self.missing]
+        reasons += [str(error) for error in self.invalid]
+        for criterion in self.blocking_unmet:
+            if criterion.status is CriterionStatus.UNKNOWN and criterion.waiting_for:
+                reasons.append(f"{criterion.explain} (waiting for: {', '.join(criterion.waiting_for)})")
+            else:
+                reasons.append(criterion.explain)
+        if self.tier_waiting_for:
+            reasons.append(f"the risk tier cannot be set until {', '.join(self.tier_waiting_for)} is answered")
+        for need in self.approvals:
+            if need.short_of_holders:
+                reasons.append(
+                    f"the {need.label} role needs {need.min} approver(s) but "
+                    f"{len(need.holders)} eligible person(s) hold it"
+                )
+        return reasons
+
+
+def readiness(
+    pipeline: CompiledPipeline,
+    gate_id: str,
+    answers: Mapping[str, Any],
+    role_holders: Mapping[str, Sequence[str]] | None = None,
+    owner_id: str | None = None,
+) -> Readiness:
+    """Compute readiness for ``gate_id`` from the initiative's current answers.
+
+    Args:
+        pipeline: the compiled pipeline.
+        gate_id: the gate to check.
+        answers: question id -> answer, for every gate (rules may read earlier gates' answers).
+            Raw values are coerced here; an answer that does not fit is reported, not raised.
+        role_holders: role -> Slack user ids currently holding it (from storage and Slack).
+        owner_id: the initiative's owner, who can never approve their own gate.
+
+    Raises:
+        UnknownGate: the pipeline has no such gate.
+    """
+    gate = pipeline.model.gate(gate_id)
+    if gate is None:
+        raise UnknownGate(gate_id)
+    questions = {qid: question for qid, (_, question) in pipeline.model.all_questions().items()}
+    typed, invalid = _coerce_all(questions, answers)
+    context = make_context(for_rules(questions, typed))
+
+    visible = tuple(q for q in gate.questions if _applies(pipeline, q.show_if, context, default=True))
+    missing = tuple(
+        q
+        for q in visible
+        if q.id not in typed
+        and (q.required or (q.required_if is not None and _applies(pipeline, q.required_if, context, default=False)))
+    )
+    tier, tier_waiting = _risk_tier(pipeline, gate, context)
+    context = make_context(for_rules(questions, typed), tier)
+    criteria = tuple(_judge(pipeline, criterion, context) for criterion in gate.criteria)
+    approvals = _approvals(pipeline, gate, context, role_holders or {}, owner_id)
+    gate_invalid = tuple(error for error in invalid if error.question_id in {q.id for q in gate.questions})
+    return Readiness(
+        gate_id=gate.id,
+        gate_title=gate.title,
+        missing=missing,
+        invalid=gate_invalid,
+        criteria=criteria,
+        tier=tier,
+        tier_waiting_for=tier_waiting,
+        approvals=approvals,
+        visible_questions=visible,
+        answered=sum(1 for q in visible if q.id in typed),
+        answers=typed,
+    )
+
+
+def _coerce_all(
+    questions: Mapping[str, Question], answers: Mapping[str, Any]
+) -> tuple[dict[str, AnswerValue], list[InvalidAnswer]]:
+    typed: dict[str, AnswerValue] = {}
+    invalid: list[InvalidAnswer] = []
+    for qid, raw in answers.items():
+        question = questions.get(qid)
+        if question is None:
+            continue  # an answer to a question removed from the pipeline stays on record, unused
+        try:
+            value = coerce(question, raw)
+        except InvalidAnswer as error:
+            invalid.append(error)
+            continue
+        if value is not None:
+            typed[qid] = value
+    return typed, invalid
+
+
+def _applies(pipeline: CompiledPipeline, source: str | None, context: Any, default: bool) -> bool:
+    """A show_if / required_if: when it cannot be evaluated yet, fall back to ``default``."""
+    if source is None:
+        return default
+    try:
+        return pipeline.condition(source).holds(context)
+    except (MissingAnswer, ConditionError):
+        return default
+
+
+def _risk_tier(pipeline: CompiledPipeline, gate: Gate, context: Any) -> tuple[str | None, tuple[str, ...]]:
+    """First matching rule wins. A rule that cannot be judged stops the search: skipping it
+    could place a high-risk initiative in a lower tier, so the tier waits for the answer."""
+    for rule in gate.risk_tier:
+        try:
+            if pipeline.condition(rule.when).holds(context):
+                return rule.tier, ()
+        except MissingAnswer as missing:
+            return None, (missing.question_id,)
+        except ConditionError:
+            continue
+    return None, ()
+
+
+def _judge(pipeline: CompiledPipeline, criterion: Any, context: Any) -> CriterionResult:
+    condition: Condition = pipeline.condition(criterion.rule)
+    common = {
+        "id": criterion.id,
+        "explain": criterion.explain,
+        "blocking": criterion.blocking,
+        "policy_tags": tuple(criterion.policy_tags),
+    }
+    try:
+        met = condition.holds(context)
+    except MissingAnswer as missing:
+        return CriterionResult(**common, status=CriterionStatus.UNKNOWN, waiting_for=(missing.question_id,))
+    except ConditionError as error:
+        return CriterionResult(**common, status=CriterionStatus.UNKNOWN, error=str(error))
+    return CriterionResult(**common, status=CriterionStatus.MET if met else CriterionStatus.UNMET)
+
+
+def _approvals(
+    pipeline: CompiledPipeline,
+    gate: Gate,
+    context: Any,
+    role_holders: Mapping[str, Sequence[str]],
+    owner_id: str | None,
+) -> tuple[ApprovalNeed, ...]:
+    needed: dict[str, tuple[int, str | None]] = {}
+    for rule in gate.approvals:
+        because = None
+        if rule.when is not None:
+            try:
+                if not pipeline.condition(rule.when).holds(context):
+                    continue
+            except (MissingAnswer, ConditionError) as error:
+                # Fail closed: an approval we cannot rule out is required.
+                because = f"required until {getattr(error, 'question_id', 'the condition')} can be judged"
+        current = needed.get(rule.role)
+        if current is None or rule.min > current[0]:
+            needed[rule.role] = (rule.min, because)
+    out = []
+    for role, (minimum, because) in needed.items():
+        definition = pipeline.model.roles.get(role)
+        configured = list(definition.slack_users) if definition else []
+        holders = tuple(dict.fromkeys(u for u in [*configured, *role_holders.get(role, ())] if u != owner_id))
+        out.append(
+            ApprovalNeed(
+                role=role,
+                label=(definition.label if definition and definition.label else role),
+                min=minimum,
+                holders=holders,
+                usergroup=definition.slack_usergroup if definition else None,
+                because=because,
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,616 @@
+"""Use cases: what people can do with an initiative, written against the ports.
+
+Each function opens the unit of work it is given, does one thing, records it on the audit log,
+queues the notifications it causes in the same transaction, and commits. Time and ids come from
+the caller; nothing here reads the clock. Every refusal is a ``GateError`` whose message can be
+shown to the person as it is.
+
+The unit of work may be entered again after it exits (each ``with`` is a fresh transaction):
+``decide`` and ``submit`` rely on that to retry once when they lose a race to another writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from gates.answers import AnswerValue, coerce
+from gates.errors import (
+    ConcurrentUpdate,
+    DecisionRefused,
+    InvalidAnswer,
+    InvalidTransition,
+    NotReady,
+    UnknownGate,
+    UnknownQuestion,
+    UnknownRole,
+)
+from gates.lifecycle import (
+    DecisionKind,
+    DecisionResult,
+    Initiative,
+    Requirement,
+    Review,
+    ReviewStatus,
+    Status,
+    evidence_hash,
+)
+from gates.loader import CompiledPipeline
+from gates.pipeline import Gate, Question, QuestionType
+from gates.ports import (
+    AnswerVersion,
+    EvidenceLink,
+    InitiativeFilter,
+    TimelineEntry,
+    UnitOfWork,
+)
+from gates.readiness import Readiness, readiness
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- answers
+
+
+def validate_answers(
+    pipeline: CompiledPipeline, gate_id: str, raw: Mapping[str, Any]
+) -> tuple[dict[str, AnswerValue | None], dict[str, str]]:
+    """Coerce a batch of answers for one gate, collecting every problem (for modal errors).
+
+    Returns:
+        (typed answers, {question id: message}) - the second is empty when all fit.
+
+    Raises:
+        UnknownGate, UnknownQuestion: the gate or a question id does not exist.
+    """
+    gate = _gate(pipeline, gate_id)
+    typed: dict[str, AnswerValue | None] = {}
+    errors: dict[str, str] = {}
+    for qid, value in raw.items():
+        question = gate.question(qid)
+        if question is None:
+            raise UnknownQuestion(gate_id, qid)
+        try:
+            typed[qid] = coerce(question, value)
+        except InvalidAnswer as error:
+            errors[qid] = error.reason
+    return typed, errors
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerResult:
+    initiative: Initiative
+    changed: tuple[str, ...]
+    readiness: Readiness
+
+
+def register(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    *,
+    name: str,
+    owner_id: str,
+    answers: Mapping[str, Any],
+    actor_id: str,
+    now: datetime,
+    sponsor_id: str | None = None,
+) -> Initiative:
+    """Register a new initiative from its intake answers; returns it with its new ref.
+
+    Raises:
+        InvalidAnswer: the first answer that does not fit (nothing is recorded).
+    """
+    name = name.strip()
+    if not name:
+        raise InvalidAnswer("name", "an initiative needs a name")
+    intake = pipeline.model.intake
+    typed = _typed_or_raise(pipeline, intake.id, answers)
+    with uow:
+        initiative = Initiative(
+            ref=uow.initiatives.next_ref(),
+            name=name[:200],
+            owner_id=owner_id,
+            sponsor_id=sponsor_id,
+            stage=pipeline.model.stages[0],
+            created_at=now,
+        )
+        uow.initiatives.add(initiative)
+        for qid, value in typed.items():
+            if value is not None:
+                uow.answers.append(AnswerVersion(initiative.ref, intake.id, qid, value, actor_id, now))
+        uow.audit.append(
+            actor_id,
+            "initiative.registered",
+            initiative.ref,
+            {"name": initiative.name, "owner": owner_id, "sponsor": sponsor_id, "answers": _jsonable(typed)},
+            now,
+        )
+        uow.outbox.put(
+            "initiative.registered",
+            {"ref": initiative.ref, "name": initiative.name, "owner": owner_id, "actor": actor_id},
+            now,
+            dedupe_key=f"registered:{initiative.ref}",
+        )
+        uow.commit()
+    return initiative
+
+
+def answer(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    ref: str,
+    gate_id: str,
+    answers: Mapping[str, Any],
+    author_id: str,
+    now: datetime,
+) -> AnswerResult:
+    """Record answers for one gate as new versions; unchanged answers add nothing.
+
+    Partial saves are fine: questions not mentioned keep their current answer. An empty value
+    clears an answer (recorded as a version too, so the history shows who cleared it).
+
+    Raises:
+        UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition.
+    """
+    typed = _typed_or_raise(pipeline, gate_id, answers)
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        if initiative.status is Status.RETIRED:
+            raise InvalidTransition(f"{ref} is retired; its answers can no longer change.")
+        open_review = uow.reviews.open_for(ref)
+        if open_review is not None and open_review.gate_id == gate_id:
+            raise InvalidTransition(
+                f"The {gate_id} gate of {ref} is under review, so its answers are frozen. "
+                "Withdraw the review to change them."
+            )
+        current = uow.answers.current(ref)
+        changed = []
+        for qid, value in typed.items():
+            previous = current.get(qid)
+            if (previous.value if previous else None) == value:
+                continue
+            uow.answers.append(AnswerVersion(ref, gate_id, qid, value, author_id, now))
+            changed.append(qid)
+        if changed:
+            uow.audit.append(
+                author_id,
+                "answers.recorded",
+                ref,
+                {"gate": gate_id, "answers": _jsonable({q: typed[q] for q in changed})},
+                now,
+            )
+        uow.commit()
+        values = {qid: version.value for qid, version in uow.answers.current(ref).items()}
+        holders = role_holders(pipeline, uow)
+    report = readiness(pipeline, gate_id, values, holders, initiative.owner_id)
+    return AnswerResult(initiative, tuple(changed), report)
+
+
+def add_link(
+    uow: UnitOfWork, ref: str, gate_id: str, url: str, title: str, author_id: str, now: datetime
+) -> EvidenceLink:
+    """Attach an evidence link (a document, a dashboard, a ticket) to a gate."""
+    checked = coerce(_URL_QUESTION, url)
+    assert isinstance(checked, str)
+    with uow:
+        uow.initiatives.get(ref)
+        link = EvidenceLink(ref, gate_id, checked, (title or checked).strip()[:300], author_id, now)
+        uow.answers.add_link(link)
+        uow.audit.append(author_id, "evidence.linked", ref, {"gate": gate_id, "url": checked, "title": link.title}, now)
+        uow.commit()
+    return link
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def current_answers(uow: UnitOfWork, ref: str) -> dict[str, AnswerValue | None]:
+    return {qid: version.value for qid, version in uow.answers.current(ref).items()}
+
+
+def role_holders(pipeline: CompiledPipeline, uow: UnitOfWork) -> dict[str, list[str]]:
+    """Who holds each role: the pipeline file's ``slack_users`` plus ``shepherd roles set``."""
+    holders: dict[str, list[str]] = {role: list(spec.slack_users) for role, spec in pipeline.model.roles.items()}
+    for role, users in uow.roles.holders().items():
+        holders.setdefault(role, [])
+        holders[role].extend(u for u in users if u not in holders[role])
+    return holders
+
+
+def roles_of(pipeline: CompiledPipeline, uow: UnitOfWork, user_id: str) -> set[str]:
+    configured = {role for role, spec in pipeline.model.roles.items() if user_id in spec.slack_users}
+    return configured | uow.roles.roles_of(user_id)
+
+
+def next_gate(pipeline: CompiledPipeline, initiative: Initiative) -> Gate | None:
+    """The gate leading out of the initiative's stage; None in the last stage."""
+    return pipeline.model.gate_from(initiative.stage)
+
+
+def check_readiness(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str, gate_id: str | None = None) -> Readiness:
+    """Readiness of an initiative for ``gate_id`` (default: its next gate).
+
+    Raises:
+        UnknownInitiative; InvalidTransition when the initiative has no next gate.
+    """
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        gate = _gate(pipeline, gate_id) if gate_id else next_gate(pipeline, initiative)
+        if gate is None:
+            raise InvalidTransition(f"{ref} is in the {initiative.stage} stage, which has no further gate.")
+        values = current_answers(uow, ref)
+        holders = role_holders(pipeline, uow)
+    return readiness(pipeline, gate.id, values, holders, initiative.owner_id)
+
+
+# ---------------------------------------------------------------- reviews
+
+
+def submit(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    ref: str,
+    submitter_id: str,
+    now: datetime,
+    exception_reason: str | None = None,
+) -> Review:
+    """Open a review of the initiative's next gate.
+
+    Blocking criteria must be met, unless the gate allows exceptions and a justification is
+    given (it is recorded on the review and the audit log). Missing required answers always block.
+
+    Raises:
+        NotReady: with every reason; ReviewAlreadyOpen; InvalidTransition; UnknownInitiative.
+    """
+
+    def attempt() -> Review:
+        with uow:
+            initiative = uow.initiatives.get(ref)
+            gate = next_gate(pipeline, initiative)
+            if gate is None:
+                raise InvalidTransition(f"{ref} is in the {initiative.stage} stage, which has no further gate.")
+            values = current_answers(uow, ref)
+            report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
+            justification = (exception_reason or "").strip() or None
+            if not report.ready:
+                only_criteria = not (report.missing or report.invalid or report.tier_waiting_for) and not any(
+                    need.short_of_holders for need in report.approvals
+                )
+                if not (gate.allow_exceptions and justification and only_criteria):
+                    raise NotReady(gate.id, report.blockers)
+            else:
+                justification = None
+            links = [(link.url, link.title) for link in uow.answers.links(ref)]
+            review = Review(
+                initiative_ref=ref,
+                gate_id=gate.id,
+                from_stage=gate.from_,
+                to_stage=gate.to,
+                submitted_by=submitter_id,
+                owner_id=initiative.owner_id,
+                submitted_at=now,
+                pipeline_version=pipeline.version,
+                evidence_hash=evidence_hash(report.answers, links),
+                requirements=tuple(Requirement(need.role, need.min) for need in report.approvals),
+                exception_reason=justification,
+                tier=report.tier,
+            )
+            initiative.start_review(gate.from_, now)
+            uow.reviews.add(review)
+            uow.initiatives.save(initiative)
+            uow.audit.append(
+                submitter_id,
+                "review.submitted",
+                ref,
+                {
+                    "review": review.id,
+                    "gate": gate.id,
+                    "pipeline_version": review.pipeline_version,
+                    "evidence_hash": review.evidence_hash,
+                    "tier": review.tier,
+                    "requirements": [[r.role, r.min] for r in review.requirements],
+                    "exception_reason": justification,
+                },
+                now,
+            )
+            uow.outbox.put(
+                "review.requested",
+                {"review": review.id, "ref": ref, "gate": gate.id, "submitter": submitter_id},
+                now,
+                dedupe_key=f"review-requested:{review.id}",
+            )
+            uow.commit()
+            return review
+
+    return _retrying(attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class DecideOutcome:
+    review: Review
+    initiative: Initiative
+    result: DecisionResult
+    advanced: bool
+
+
+def decide(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    review_id: int,
+    user_id: str,
+    kind: DecisionKind,
+    reason: str | None,
+    now: datetime,
+    extra_roles: Iterable[str] = (),
+) -> DecideOutcome:
+    """Record one approver's decision on an open review, advancing the stage when complete.
+
+    The same click delivered again returns the first outcome (``result.duplicate``) and
+    records nothing. A refused attempt (not an approver, self-approval) is audited.
+
+    Args:
+        extra_roles: roles the caller resolved outside storage (Slack user-group membership).
+
+    Raises:
+        UnknownReview; DecisionRefused and its subclasses.
+    """
+
+    def attempt() -> DecideOutcome:
+        with uow:
+            review = uow.reviews.get(review_id)
+            initiative = uow.initiatives.get(review.initiative_ref)
+            roles = roles_of(pipeline, uow, user_id) | set(extra_roles)
+            try:
+                result = review.decide(user_id, roles, kind, reason, now)
+            except DecisionRefused as refusal:
+                uow.rollback()
+                uow.audit.append(
+                    user_id,
+                    "decision.refused",
+                    review.initiative_ref,
+                    {"review": review_id, "decision": kind.value, "why": str(refusal)},
+                    now,
+                )
+                uow.commit()
+                raise
+            if result.duplicate:
+                return DecideOutcome(review, initiative, result, advanced=False)
+            uow.reviews.save(review)
+            uow.audit.append(
+                user_id,
+                "decision.recorded",
+                review.initiative_ref,
+                {
+                    "review": review_id,
+                    "gate": review.gate_id,
+                    "decision": kind.value,
+                    "role": result.decision.role,
+                    "reason": result.decision.reason,
+                    "evidence_hash": review.evidence_hash,
+                },
+                now,
+            )
+            payload = {
+                "review": review_id,
+                "ref": review.initiative_ref,
+                "gate": review.gate_id,
+                "decision": kind.value,
+                "approver": user_id,
+                "status": review.status.value,
+            }
+            uow.outbox.put("decision.recorded", payload, now, dedupe_key=f"decision:{review_id}:{user_id}")
+            advanced = False
+            if review.status is ReviewStatus.APPROVED:
+                initiative.advance(review.from_stage, review.to_stage, now)
+                advanced = True
+                uow.audit.append(
+                    user_id,
+                    "stage.advanced",
+                    initiative.ref,
+                    {"review": review_id, "from": review.from_stage, "to": review.to_stage},
+                    now,
+                )
+                uow.outbox.put(
+                    "stage.advanced",
+                    {"review": review_id, "ref": initiative.ref, "from": review.from_stage, "to": review.to_stage},
+                    now,
+                    dedupe_key=f"advanced:{review_id}",
+                )
+            elif not review.is_open:
+                initiative.back_to_team(now)
+            if not review.is_open:
+                uow.initiatives.save(initiative)
+            uow.commit()
+            return DecideOutcome(review, initiative, result, advanced)
+
+    return _retrying(attempt)
+
+
+def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:
+    """Withdraw the open review; only its submitter or the initiative's owner may."""
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        review = uow.reviews.open_for(ref)
+        if review is None:
+            raise InvalidTransition(f"{ref} has no open review to withdraw.")
+        if user_id not in (review.submitted_by, initiative.owner_id):
+            raise InvalidTransition("Only the person who submitted the review or the owner can withdraw it.")
+        review.withdraw(now)
+        initiative.back_to_team(now)
+        uow.reviews.save(review)
+        uow.initiatives.save(initiative)
+        uow.audit.append(user_id, "review.withdrawn", ref, {"review": review.id, "gate": review.gate_id}, now)
+        uow.outbox.put("review.withdrawn", {"review": review.id, "ref": ref}, now, dedupe_key=f"withdrawn:{review.id}")
+        uow.commit()
+    return review
+
+
+def hold(uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime) -> Initiative:
+    return _change_status(uow, ref, user_id, "initiative.held", lambda i: i.hold(reason, now), now, reason)
+
+
+def resume(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Initiative:
+    return _change_status(uow, ref, user_id, "initiative.resumed", lambda i: i.resume(now), now, None)
+
+
+def retire(uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime) -> Initiative:
+    """Retire an initiative; an open review is withdrawn first, so no approver acts on it."""
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        review = uow.reviews.open_for(ref)
+        initiative.retire(reason, now)
+        if review is not None:
+            review.withdraw(now)
+            uow.reviews.save(review)
+        uow.initiatives.save(initiative)
+        uow.audit.append(user_id, "initiative.retired", ref, {"reason": reason.strip()}, now)
+        uow.outbox.put("initiative.retired", {"ref": ref, "reason": reason.strip()}, now, dedupe_key=f"retired:{ref}")
+        uow.commit()
+    return initiative
+
+
+def set_role_holders(
+    pipeline: CompiledPipeline, uow: UnitOfWork, role: str, user_ids: Sequence[str], actor_id: str, now: datetime
+) -> list[str]:
+    """Replace the holders of ``role`` (recorded on the audit log)."""
+    if role not in pipeline.model.roles:
+        raise UnknownRole(role, list(pipeline.model.roles))
+    users = list(dict.fromkeys(u.strip() for u in user_ids if u.strip()))
+    with uow:
+        uow.roles.set_holders(role, users)
+        uow.audit.append(actor_id, "roles.set", f"role:{role}", {"users": users}, now)
+        uow.commit()
+    return users
+
+
+# ---------------------------------------------------------------- listing and showing
+
+
+def stalled_cutoffs(pipeline: CompiledPipeline, now: datetime) -> dict[str, datetime]:
+    """stage -> the moment before which entering it means the time box has run out."""
+    return {
+        gate.from_: now - timedelta(days=gate.time_box_days)
+        for gate in pipeline.model.gates
+        if gate.time_box_days is not None
+    }
+
+
+def is_stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) -> bool:
+    if initiative.status in (Status.RETIRED, Status.ON_HOLD):
+        return False
+    cutoff = stalled_cutoffs(pipeline, now).get(initiative.stage)
+    entered = initiative.stage_entered_at or initiative.created_at
+    return cutoff is not None and entered < cutoff
+
+
+def list_initiatives(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    now: datetime,
+    *,
+    stage: str | None = None,
+    status: Status | None = None,
+    owner_id: str | None = None,
+    stalled: bool = False,
+    limit: int = 200,
+    offset: int = 0,
+) -> list[Initiative]:
+    if stage is not None and stage not in pipeline.model.stages:
+        raise UnknownGate(stage)
+    query = InitiativeFilter(
+        stage=stage,
+        status=status,
+        owner_id=owner_id,
+        stalled_before=stalled_cutoffs(pipeline, now) if stalled else None,
+        limit=limit,
+        offset=offset,
+    )
+    with uow:
+        return list(uow.initiatives.list(query))
+
+
+@dataclass(frozen=True, slots=True)
+class InitiativeView:
+    initiative: Initiative
+    answers: dict[str, AnswerVersion]
+    history: tuple[AnswerVersion, ...]
+    links: tuple[EvidenceLink, ...]
+    reviews: tuple[Review, ...]
+    timeline: tuple[TimelineEntry, ...]
+    readiness: Readiness | None
+
+
+def show(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> InitiativeView:
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        current = uow.answers.current(ref)
+        gate = next_gate(pipeline, initiative)
+        report = None
+        if gate is not None and initiative.status is not Status.RETIRED:
+            values = {qid: v.value for qid, v in current.items()}
+            report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
+        return InitiativeView(
+            initiative=initiative,
+            answers=current,
+            history=tuple(uow.answers.history(ref)),
+            links=tuple(uow.answers.links(ref)),
+            reviews=tuple(uow.reviews.for_initiative(ref)),
+            timeline=tuple(uow.audit.timeline(ref)),
+            readiness=report,
+        )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _gate(pipeline: CompiledPipeline, gate_id: str) -> Gate:
+    gate = pipeline.model.gate(gate_id)
+    if gate is None:
+        raise UnknownGate(gate_id)
+    return gate
+
+
+def _typed_or_raise(pipeline: CompiledPipeline, gate_id: str, raw: Mapping[str, Any]) -> dict[str, AnswerValue | None]:
+    typed, errors = validate_answers(pipeline, gate_id, raw)
+    if errors:
+        qid, message = next(iter(errors.items()))
+        raise InvalidAnswer(qid, message)
+    return typed
+
+
+def _change_status(
+    uow: UnitOfWork,
+    ref: str,
+    user_id: str,
+    action: str,
+    change: Callable[[Initiative], None],
+    now: datetime,
+    reason: str | None,
+) -> Initiative:
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        change(initiative)
+        uow.initiatives.save(initiative)
+        uow.audit.append(user_id, action, ref, {"reason": reason}, now)
+        uow.commit()
+    return initiative
+
+
+def _retrying(attempt: Callable[[], T], tries: int = 3) -> T:
+    """Run ``attempt`` again when it lost a race; each try reloads everything it reads."""
+    for remaining in range(tries - 1, -1, -1):
+        try:
+            return attempt()
+        except ConcurrentUpdate:
+            if remaining == 0:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _jsonable(values: Mapping[str, AnswerValue | None]) -> dict[str, Any]:
+    return {key: value for key, value in values.items()}
+
+
+_URL_QUESTION = Question(id="link", label="Link", type=QuestionType.URL)

@@ -1,0 +1,645 @@
+"""The knowledge base: incremental ingestion into Chroma and hybrid (BM25 + vector) search.
+
+Where state lives, and why:
+
+- Chroma holds everything: one collection per embedding model (switching models never mixes
+  vectors), each chunk with its text and metadata (source, heading trail, tags, gates, the hash
+  of the file it came from and how many chunks that file produced).
+- The ingestion manifest is *derived from those chunk metadata*, not kept beside them: a file
+  is unchanged when all its stored chunks carry its current hash and their count is complete.
+  A separate JSON or SQLite manifest could disagree with the chunks after a crash mid-ingest,
+  and would not be shared when several processes use one Chroma server.
+- The BM25 index is rebuilt in memory from the stored chunks whenever the collection's
+  revision stamp (collection metadata, changed by every ingest that writes) differs from the
+  one it was built from; nothing else needs to be kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import urlparse
+
+import numpy as np
+import numpy.typing as npt
+
+from knowledge.chunking import DEFAULT_CHUNK_CHARS, Chunk, chunk_document, indexed_text
+from knowledge.embeddings import (
+    Embedder,
+    EmbeddingUnavailable,
+    lexical_embedder,
+    resolve_embedder,
+)
+from knowledge.lexical import LexicalIndex
+from knowledge.loaders import LoadError, iter_supported_files, load_bytes
+from knowledge.types import Hit
+
+logger = logging.getLogger("shepherd.knowledge")
+
+SearchMode = Literal["hybrid", "bm25", "vector"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "bm25", "vector")
+Progress = Callable[[int, int, str], None]
+
+_REVISION_KEY = "shepherd_revision"
+_RRF_K = 60
+_WRITE_BATCH = 256
+_REVISION_CHECK_SECONDS = 0.5
+
+
+class KnowledgeError(Exception):
+    """A request the knowledge base cannot carry out; ``str(error)`` is for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What one ingestion run did.
+
+    Attributes:
+        files: supported files found in the given paths.
+        chunks: chunks written for new or changed files.
+        skipped: files unchanged since the last run (not read beyond their hash).
+        failed: (source, reason) for every file that could not be read; it was skipped.
+        seconds: wall time of the run.
+        indexed: files (re)indexed in this run.
+        removed: files whose chunks were removed because they are gone (``prune``).
+    """
+
+    files: int
+    chunks: int
+    skipped: int
+    failed: list[tuple[str, str]]
+    seconds: float
+    indexed: int = 0
+    removed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeStatus:
+    """What the knowledge base holds and how it searches."""
+
+    chunks: int
+    documents: int
+    embeddings: str
+    lexical_only: bool
+    reason: str | None
+    collection: str
+    store: str
+
+
+@dataclass
+class _FileState:
+    root: str
+    hashes: set[str] = field(default_factory=set)
+    expected: int = -1
+    ids: list[str] = field(default_factory=list)
+
+    def is_current(self, digest: str) -> bool:
+        return self.hashes == {digest} and self.expected == len(self.ids)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """An immutable view of the collection for lexical search and for building hits."""
+
+    revision: str
+    ids: list[str]
+    metadatas: list[Mapping[str, Any]]
+    texts: list[str]
+    index: LexicalIndex
+    by_tag: dict[str, npt.NDArray[np.bool_]]
+    by_gate: dict[str, npt.NDArray[np.bool_]]
+    position: dict[str, int]
+
+    @classmethod
+    def build(
+        cls, revision: str, ids: list[str], metadatas: list[Mapping[str, Any]], texts: list[str]
+    ) -> _Snapshot:
+        by_tag: dict[str, npt.NDArray[np.bool_]] = {}
+        by_gate: dict[str, npt.NDArray[np.bool_]] = {}
+        for row, metadata in enumerate(metadatas):
+            for key, table in (("tags", by_tag), ("gates", by_gate)):
+                for value in _as_strings(metadata.get(key)):
+                    table.setdefault(value.casefold(), np.zeros(len(ids), dtype=np.bool_))[row] = True
+        index = LexicalIndex.build(
+            [indexed_text(str(m.get("section", "")), t) for m, t in zip(metadatas, texts, strict=True)]
+        )
+        return cls(
+            revision, ids, metadatas, texts, index, by_tag, by_gate,
+            {chunk: row for row, chunk in enumerate(ids)},
+        )
+
+    def mask(self, tags: Sequence[str] | None, gate: str | None) -> npt.NDArray[np.bool_] | None:
+        if not tags and not gate:
+            return None
+        mask = np.ones(len(self.ids), dtype=np.bool_)
+        empty = np.zeros(len(self.ids), dtype=np.bool_)
+        if tags:
+            any_tag = np.zeros(len(self.ids), dtype=np.bool_)
+            for tag in tags:
+                any_tag |= self.by_tag.get(tag.casefold(), empty)
+            mask &= any_tag
+        if gate:
+            mask &= self.by_gate.get(gate.casefold(), empty)
+        return mask
+
+    def hit(self, row: int, score: float) -> Hit:
+        metadata = self.metadatas[row]
+        return Hit(
+            chunk_id=self.ids[row],
+            source=str(metadata.get("source", "")),
+            section=str(metadata.get("section", "")),
+            text=self.texts[row],
+            score=float(score),
+            tags=tuple(_as_strings(metadata.get("tags"))),
+            gates=tuple(_as_strings(metadata.get("gates"))),
+        )
+
+
+def _as_strings(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    return [str(value)]
+
+
+def _file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: Path
+    root: Path
+    source: str
+
+
+@dataclass
+class _Pending:
+    target: _Target
+    digest: str
+    chunks: list[Chunk]
+    tags: tuple[str, ...]
+    gates: tuple[str, ...]
+
+
+class KnowledgeBase:
+    """Policy documents in Chroma, searchable by BM25, vectors, or both fused by rank.
+
+    Safe to share between threads: searches read an immutable snapshot, ingestion runs one
+    at a time.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        embeddings: str = "auto",
+        chroma_url: str | None = None,
+        openai_base_url: str | None = None,
+        openai_api_key: str | None = None,
+        *,
+        onnx_model_dir: Path | None = None,
+        chunk_chars: int = DEFAULT_CHUNK_CHARS,
+        embedder: Embedder | None = None,
+    ) -> None:
+        """Open (or create) the knowledge base.
+
+        Args:
+            data_dir: where the embedded Chroma database lives (unused with ``chroma_url``).
+            embeddings: ``auto``, ``none``, ``default``, ``onnx:PATH`` or ``openai:MODEL``.
+            chroma_url: a Chroma server, for example ``http://chroma:8000``.
+            openai_base_url: base URL of an OpenAI-compatible endpoint for ``openai:MODEL``.
+            openai_api_key: its API key (any string for local servers).
+            onnx_model_dir: the local model ``auto`` uses when present.
+            chunk_chars: target chunk size in characters.
+            embedder: a ready embedder, overriding ``embeddings`` (tests, custom models).
+
+        Raises:
+            KnowledgeError: the embeddings setting is not understood, or the store cannot be
+                opened.
+        """
+        self._data_dir = Path(data_dir)
+        self._chunk_chars = chunk_chars
+        self._reason: str | None = None
+        if embedder is None:
+            try:
+                embedder = resolve_embedder(
+                    embeddings,
+                    onnx_model_dir=onnx_model_dir,
+                    openai_base_url=openai_base_url,
+                    openai_api_key=openai_api_key,
+                )
+                if embedder is None:
+                    self._reason = "embeddings are set to none"
+            except ValueError as error:
+                raise KnowledgeError(str(error)) from error
+            except EmbeddingUnavailable as error:
+                self._reason = str(error)
+                logger.warning(
+                    "Embeddings %r unavailable: %s. Falling back to lexical (BM25) search only.",
+                    embeddings,
+                    error,
+                )
+        self._embedder = embedder
+        self._store_embedder = embedder if embedder is not None else lexical_embedder()
+        self._client, self._store = self._open_client(chroma_url)
+        try:
+            self._collection = self._client.get_or_create_collection(
+                self._store_embedder.collection,
+                embedding_function=self._store_embedder.function,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={_REVISION_KEY: uuid.uuid4().hex},
+            )
+        except Exception as error:  # chromadb raises many types (connection, validation)
+            raise KnowledgeError(f"cannot open the knowledge store: {error}") from error
+        self._write_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._revision_checked_at = 0.0
+        self._query_failure_logged = False
+
+    # --- store ---------------------------------------------------------------------------
+
+    def _open_client(self, chroma_url: str | None) -> tuple[Any, str]:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        try:
+            if chroma_url:
+                url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
+                if not url.hostname:
+                    raise KnowledgeError(f"not a Chroma server URL: {chroma_url!r}")
+                ssl = url.scheme == "https"
+                client = chromadb.HttpClient(
+                    host=url.hostname,
+                    port=url.port or (443 if ssl else 8000),
+                    ssl=ssl,
+                    settings=settings,
+                )
+                return client, f"Chroma server {chroma_url}"
+            path = self._data_dir / "chroma"
+            path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(path), settings=settings), f"Chroma at {path}"
+        except KnowledgeError:
+            raise
+        except Exception as error:  # connection refused, permissions, bad settings
+            raise KnowledgeError(f"cannot open the knowledge store: {error}") from error
+
+    def _revision(self) -> str:
+        collection = self._client.get_collection(
+            self._store_embedder.collection, embedding_function=self._store_embedder.function
+        )
+        metadata = collection.metadata or {}
+        return str(metadata.get(_REVISION_KEY, ""))
+
+    def _bump_revision(self) -> None:
+        self._collection.modify(metadata={_REVISION_KEY: uuid.uuid4().hex})
+        self._revision_checked_at = 0.0
+
+    def _fetch(self, include: list[str]) -> dict[str, Any]:
+        """All records of the collection, page by page (a single huge get is slow)."""
+        total = self._collection.count()
+        out: dict[str, list[Any]] = {"ids": [], "metadatas": [], "documents": []}
+        page = 5000
+        for offset in range(0, total, page):
+            result = self._collection.get(include=include, limit=page, offset=offset)  # type: ignore[arg-type]
+            out["ids"] += result["ids"]
+            out["metadatas"] += list(result.get("metadatas") or [])
+            out["documents"] += list(result.get("documents") or [])
+        return out
+
+    def _manifest(self) -> dict[str, _FileState]:
+        records = self._fetch(["metadatas"])
+        manifest: dict[str, _FileState] = {}
+        for chunk, metadata in zip(records["ids"], records["metadatas"], strict=True):
+            source = str(metadata.get("source", ""))
+            state = manifest.setdefault(source, _FileState(str(metadata.get("root", ""))))
+            state.hashes.add(str(metadata.get("file_hash", "")))
+            state.expected = int(metadata.get("file_chunks", -1))
+            state.ids.append(chunk)
+        return manifest
+
+    # --- ingestion -------------------------------------------------------------------------
+
+    def _targets(self, paths: Iterable[Path | str]) -> tuple[list[_Target], list[Path]]:
+        targets: list[_Target] = []
+        folders: list[Path] = []
+        seen: set[str] = set()
+        for raw in paths:
+            path = Path(raw).expanduser()
+            if not path.exists():
+                raise KnowledgeError(f"no such file or folder: {raw}")
+            path = path.resolve()
+            if path.is_dir():
+                folders.append(path)
+                found = [
+                    _Target(file, path, file.relative_to(path).as_posix())
+                    for file in iter_supported_files(path)
+                ]
+            else:
+                found = [_Target(path, path.parent, path.name)]
+            for target in found:
+                if target.source not in seen:
+                    seen.add(target.source)
+                    targets.append(target)
+        return targets, folders
+
+    def ingest(
+        self,
+        paths: Iterable[Path | str],
+        prune: bool = False,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Index files and folders; unchanged files are skipped by content hash.
+
+        A file's source is its path relative to the folder given (or its name, for a file
+        given directly). A changed file replaces its chunks; a file that cannot be read is
+        reported in ``failed`` and its old chunks are removed. With ``prune``, chunks of files
+        that are gone from a given folder are removed.
+
+        Raises:
+            KnowledgeError: a path does not exist, or the embedding model failed mid-run
+                (files finished before the failure stay indexed).
+        """
+        started = time.perf_counter()
+        targets, folders = self._targets(paths)
+        failed: list[tuple[str, str]] = []
+        skipped = indexed = written = removed = 0
+        with self._write_lock:
+            manifest = self._manifest()
+            pending: list[_Pending] = []
+            changed = False
+            for number, target in enumerate(targets):
+                if progress is not None:
+                    progress(number, len(targets), target.source)
+                state = manifest.get(target.source)
+                try:
+                    data = target.path.read_bytes()
+                except OSError as error:
+                    failed.append((target.source, f"cannot read file: {error.strerror or error}"))
+                    continue
+                digest = _file_hash(data)
+                if state is not None and state.is_current(digest):
+                    skipped += 1
+                    continue
+                try:
+                    document = load_bytes(data, target.path.suffix)
+                    chunks = chunk_document(document, target.source, self._chunk_chars)
+                except LoadError as error:
+                    failed.append((target.source, str(error)))
+                    if state is not None:
+                        self._delete(state.ids)
+                        changed = True
+                    continue
+                pending.append(_Pending(target, digest, chunks, document.tags, document.gates))
+                indexed += 1
+                written += len(chunks)
+                if sum(len(item.chunks) for item in pending) >= _WRITE_BATCH:
+                    changed |= self._write(pending, manifest)
+                    pending = []
+            if pending:
+                changed |= self._write(pending, manifest)
+            if prune:
+                present = {target.source for target in targets}
+                roots = {str(folder) for folder in folders}
+                for source, state in manifest.items():
+                    if state.root in roots and source not in present:
+                        self._delete(state.ids)
+                        removed += 1
+                        changed = True
+            if changed:
+                self._bump_revision()
+        if progress is not None:
+            progress(len(targets), len(targets), "")
+        return IngestReport(
+            files=len(targets),
+            chunks=written,
+            skipped=skipped,
+            failed=failed,
+            seconds=time.perf_counter() - started,
+            indexed=indexed,
+            removed=removed,
+        )
+
+    def _delete(self, ids: Sequence[str]) -> None:
+        batch = 5000
+        for start in range(0, len(ids), batch):
+            self._collection.delete(ids=list(ids[start : start + batch]))
+
+    def _write(self, pending: list[_Pending], manifest: dict[str, _FileState]) -> bool:
+        """Store the chunks of several files; embed only chunks not already stored."""
+        to_embed: list[tuple[Chunk, dict[str, Any]]] = []
+        to_relabel: list[tuple[Chunk, dict[str, Any]]] = []
+        stale: list[str] = []
+        for item in pending:
+            state = manifest.get(item.target.source)
+            existing = set(state.ids) if state is not None else set()
+            new_ids = {chunk.chunk_id for chunk in item.chunks}
+            stale += [chunk for chunk in existing if chunk not in new_ids]
+            for chunk in item.chunks:
+                metadata: dict[str, Any] = {
+                    "source": chunk.source,
+                    "section": chunk.section,
+                    "root": str(item.target.root),
+                    "file_hash": item.digest,
+                    "file_chunks": len(item.chunks),
+                    "position": chunk.position,
+                }
+                # Chroma's $contains is case-sensitive: store and query lower case.
+                if item.tags:
+                    metadata["tags"] = [tag.casefold() for tag in item.tags]
+                if item.gates:
+                    metadata["gates"] = [gate.casefold() for gate in item.gates]
+                # Same id means same source, trail and text: the stored vector is still right.
+                (to_relabel if chunk.chunk_id in existing else to_embed).append((chunk, metadata))
+        if to_embed:
+            try:
+                vectors = self._store_embedder.embed_documents(
+                    [chunk.indexed_text for chunk, _ in to_embed]
+                )
+            except EmbeddingUnavailable as error:
+                raise KnowledgeError(f"embedding failed during ingestion: {error}") from error
+            step = 1000
+            for start in range(0, len(to_embed), step):
+                part = to_embed[start : start + step]
+                self._collection.upsert(
+                    ids=[chunk.chunk_id for chunk, _ in part],
+                    embeddings=cast(Any, vectors[start : start + step]),
+                    documents=[chunk.text for chunk, _ in part],
+                    metadatas=[metadata for _, metadata in part],
+                )
+        if to_relabel:
+            self._collection.update(
+                ids=[chunk.chunk_id for chunk, _ in to_relabel],
+                metadatas=[metadata for _, metadata in to_relabel],
+            )
+        self._delete(stale)
+        return bool(to_embed or to_relabel or stale)
+
+    # --- search --------------------------------------------------------------------------
+
+    def _current_snapshot(self) -> _Snapshot:
+        """The lexical snapshot, rebuilt when the collection's revision changed.
+
+        Another process (the CLI while the bot runs) may ingest too, so the stored revision
+        is checked, at most every half second.
+        """
+        snapshot = self._snapshot
+        now = time.monotonic()
+        if snapshot is not None and now - self._revision_checked_at < _REVISION_CHECK_SECONDS:
+            return snapshot
+        with self._snapshot_lock:
+            revision = self._revision()
+            self._revision_checked_at = time.monotonic()
+            snapshot = self._snapshot
+            if snapshot is None or snapshot.revision != revision:
+                records = self._fetch(["metadatas", "documents"])
+                snapshot = _Snapshot.build(
+                    revision,
+                    list(records["ids"]),
+                    list(records["metadatas"]),
+                    [str(text or "") for text in records["documents"]],
+                )
+                self._snapshot = snapshot
+            return snapshot
+
+    def _bm25_ranking(
+        self, snapshot: _Snapshot, query: str, depth: int, mask: npt.NDArray[np.bool_] | None
+    ) -> list[tuple[int, float]]:
+        scores = snapshot.index.scores(query)
+        if scores.size == 0:
+            return []
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        depth = min(depth, scores.size)
+        top = np.argpartition(-scores, depth - 1)[:depth]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(row), float(scores[row])) for row in top if scores[row] > 0]
+
+    def _vector_ranking(
+        self,
+        snapshot: _Snapshot,
+        query: str,
+        depth: int,
+        tags: Sequence[str] | None,
+        gate: str | None,
+    ) -> list[tuple[int, float]]:
+        embedder = self._embedder
+        if embedder is None or not snapshot.ids:
+            return []
+        vector = embedder.embed_query(query)
+        where = _where(tags, gate)
+        result = self._collection.query(
+            query_embeddings=cast(Any, vector),
+            n_results=min(depth, len(snapshot.ids)),
+            where=cast(Any, where),
+            include=cast(Any, ["distances"]),
+        )
+        ranking: list[tuple[int, float]] = []
+        distances = (result.get("distances") or [[]])[0]
+        for chunk, distance in zip(result["ids"][0], distances, strict=True):
+            row = snapshot.position.get(chunk)
+            if row is not None:
+                ranking.append((row, 1.0 - float(distance)))
+        return ranking
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        tags: Sequence[str] | None = None,
+        gate: str | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[Hit]:
+        """The ``k`` best passages for ``query``, best first.
+
+        Args:
+            query: the question, in plain words.
+            k: how many passages to return.
+            tags: keep passages of documents carrying any of these tags.
+            gate: keep passages of documents tagged for this gate.
+            mode: ``hybrid`` (BM25 and vectors fused by reciprocal rank), ``bm25`` or
+                ``vector``. Hybrid works on BM25 alone when no embedding model is available.
+
+        Raises:
+            KnowledgeError: ``mode`` is unknown, or ``vector`` was asked without a model.
+        """
+        if mode not in SEARCH_MODES:
+            raise KnowledgeError(f"unknown search mode {mode!r}: use hybrid, bm25 or vector")
+        if mode == "vector" and self._embedder is None:
+            raise KnowledgeError(f"vector search unavailable: {self._reason}")
+        if k <= 0 or not query.strip():
+            return []
+        snapshot = self._current_snapshot()
+        if not snapshot.ids:
+            return []
+        depth = max(50, 4 * k)
+        mask = snapshot.mask(tags, gate)
+        lexical = [] if mode == "vector" else self._bm25_ranking(snapshot, query, depth, mask)
+        vector: list[tuple[int, float]] = []
+        if mode != "bm25":
+            try:
+                vector = self._vector_ranking(snapshot, query, depth, tags, gate)
+            except EmbeddingUnavailable as error:
+                if mode == "vector":
+                    raise KnowledgeError(f"vector search failed: {error}") from error
+                if not self._query_failure_logged:
+                    self._query_failure_logged = True
+                    logger.warning("Vector search failed (%s); answering with BM25 only.", error)
+        if mode == "bm25":
+            ranked = lexical[:k]
+        elif mode == "vector":
+            ranked = vector[:k]
+        else:
+            ranked = _fuse([lexical, vector])[:k]
+        return [snapshot.hit(row, score) for row, score in ranked]
+
+    # --- status --------------------------------------------------------------------------
+
+    @property
+    def lexical_only(self) -> bool:
+        """True when searches use BM25 only."""
+        return self._embedder is None
+
+    def status(self) -> KnowledgeStatus:
+        """Chunk and document counts, and which embeddings are in use (or why none)."""
+        snapshot = self._current_snapshot()
+        sources = {str(metadata.get("source", "")) for metadata in snapshot.metadatas}
+        return KnowledgeStatus(
+            chunks=len(snapshot.ids),
+            documents=len(sources),
+            embeddings=self._embedder.label if self._embedder else "none (BM25 only)",
+            lexical_only=self._embedder is None,
+            reason=self._reason,
+            collection=self._store_embedder.collection,
+            store=self._store,
+        )
+
+
+def _where(tags: Sequence[str] | None, gate: str | None) -> dict[str, Any] | None:
+    clauses: list[dict[str, Any]] = []
+    if tags:
+        tag_clauses = [{"tags": {"$contains": tag.casefold()}} for tag in tags]
+        clauses.append(tag_clauses[0] if len(tag_clauses) == 1 else {"$or": tag_clauses})
+    if gate:
+        clauses.append({"gates": {"$contains": gate.casefold()}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _fuse(rankings: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each list adds 1 / (60 + rank) for every item it ranks."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (row, _) in enumerate(ranking):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (_RRF_K + rank + 1)
+    return sorted(fused.items(), key=lambda item: -item[1])

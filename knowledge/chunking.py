@@ -1,0 +1,131 @@
+"""Cut sections into retrieval-sized chunks on paragraph boundaries, with stable ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from knowledge.loaders import LoadedDocument
+
+TRAIL_SEPARATOR = " > "
+# Measured on the shared corpus (see benchmarks/bench_knowledge.py): about 1,000 characters
+# keeps a chunk under MiniLM's 256-token window with its heading trail in front.
+DEFAULT_CHUNK_CHARS = 1000
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One passage ready to index."""
+
+    chunk_id: str
+    source: str
+    section: str
+    text: str
+    position: int
+
+    @property
+    def indexed_text(self) -> str:
+        """What BM25 and the embedding model see: the heading trail, then the passage."""
+        return indexed_text(self.section, self.text)
+
+
+def indexed_text(section: str, text: str) -> str:
+    """The heading trail in front of the passage, so a chunk knows what it is about."""
+    return f"{section}\n\n{text}" if section else text
+
+
+def chunk_id(source: str, section: str, text: str, occurrence: int) -> str:
+    """Stable id: the same file, heading trail and text always give the same id."""
+    digest = hashlib.sha256(f"{source}\x1f{section}\x1f{text}\x1f{occurrence}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _hard_split(paragraph: str, limit: int) -> list[str]:
+    """Split an over-long paragraph on sentences, then lines, then words."""
+    pieces = _SENTENCE_END.split(paragraph)
+    if len(pieces) == 1:
+        pieces = paragraph.split("\n")
+    out: list[str] = []
+    current = ""
+    for piece in pieces:
+        if len(piece) > limit:
+            words = piece.split(" ")
+            piece_parts: list[str] = []
+            buf = ""
+            for word in words:
+                if buf and len(buf) + 1 + len(word) > limit:
+                    piece_parts.append(buf)
+                    buf = word
+                else:
+                    buf = f"{buf} {word}" if buf else word
+            if buf:
+                piece_parts.append(buf)
+        else:
+            piece_parts = [piece]
+        for part in piece_parts:
+            if current and len(current) + 1 + len(part) > limit:
+                out.append(current)
+                current = part
+            else:
+                current = f"{current} {part}" if current else part
+    if current:
+        out.append(current)
+    return out
+
+
+def split_text(text: str, target: int = DEFAULT_CHUNK_CHARS) -> list[str]:
+    """Pack paragraphs into pieces of about ``target`` characters, never cutting a paragraph
+    that fits; a short last piece joins the one before it when the pair stays reasonable."""
+    paragraphs: list[str] = []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        if not paragraph:
+            continue
+        paragraphs.extend([paragraph] if len(paragraph) <= target else _hard_split(paragraph, target))
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for paragraph in paragraphs:
+        if current and size + 2 + len(paragraph) > target:
+            pieces.append("\n\n".join(current))
+            current, size = [], 0
+        current.append(paragraph)
+        size += len(paragraph) + (2 if size else 0)
+    if current:
+        tail = "\n\n".join(current)
+        if pieces and len(tail) < target // 4 and len(pieces[-1]) + len(tail) <= target * 1.25:
+            pieces[-1] = f"{pieces[-1]}\n\n{tail}"
+        else:
+            pieces.append(tail)
+    return pieces
+
+
+def chunk_document(
+    document: LoadedDocument, source: str, target: int = DEFAULT_CHUNK_CHARS
+) -> list[Chunk]:
+    """All chunks of one document, in reading order."""
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for section in document.sections:
+        trail = TRAIL_SEPARATOR.join(section.trail)
+        for piece in split_text(section.text, target):
+            key = f"{trail}\x1f{piece}"
+            occurrence = seen.get(key, 0)
+            seen[key] = occurrence + 1
+            chunks.append(
+                Chunk(
+                    chunk_id=chunk_id(source, trail, piece, occurrence),
+                    source=source,
+                    section=trail,
+                    text=piece,
+                    position=len(chunks),
+                )
+            )
+    return chunks
+
+
+def total_chars(chunks: Iterable[Chunk]) -> int:
+    """Characters of passage text, for reports."""
+    return sum(len(chunk.text) for chunk in chunks)

@@ -1,0 +1,442 @@
+"""Turn policy files (Markdown, text, PDF, Word, HTML) into sections that follow their headings.
+
+Every loader produces the same shape, a :class:`LoadedDocument`: a list of sections, each with
+its heading trail (``("Chapter III", "Article 27", "Fundamental rights impact assessment")``)
+and its body text, plus the document's tags and gates from Markdown front matter.
+A file that cannot be read raises :class:`LoadError` with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+TEXT_SUFFIXES = frozenset({".txt", ".text"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+
+# A short line right under a heading, without closing punctuation, is that heading's title
+# ("### Article 27" then "Fundamental rights impact assessment for ..."): it belongs in the trail.
+_SUBTITLE_MAX_CHARS = 160
+_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__|`)")
+_LIST_OR_NUMBER = re.compile(r"^\s*([-*+]\s|\(?\d+[.)]|\([a-z]{1,4}\)\s)")
+
+
+class LoadError(Exception):
+    """A file could not be turned into text; ``str(error)`` says why, in a few words."""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """Body text under one heading, with the headings above it (outermost first)."""
+
+    trail: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDocument:
+    """What a loader read from one file."""
+
+    sections: list[Section]
+    tags: tuple[str, ...] = ()
+    gates: tuple[str, ...] = ()
+    title: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_supported(path: Path) -> bool:
+    """True when ``path`` has an extension some loader reads."""
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def load_bytes(data: bytes, suffix: str) -> LoadedDocument:
+    """Parse the content of one file, chosen by its extension (``".md"``, ``".pdf"``...).
+
+    Raises:
+        LoadError: empty file, binary data under a text extension, corrupt PDF or Word file,
+            a document without any text, or an unsupported extension.
+    """
+    suffix = suffix.lower()
+    if not data.strip():
+        raise LoadError("empty file")
+    loader = _LOADERS.get(suffix)
+    if loader is None:
+        raise LoadError(f"unsupported file type {suffix or '(none)'}")
+    document = loader(data)
+    if not any(section.text.strip() for section in document.sections):
+        raise LoadError("no text found in the document")
+    return document
+
+
+def load_file(path: Path) -> LoadedDocument:
+    """Read and parse one file; see :func:`load_bytes`."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise LoadError(f"cannot read file: {error.strerror or error}") from error
+    return load_bytes(data, path.suffix)
+
+
+# --- text decoding -------------------------------------------------------------------------
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes that claim to be text, refusing binary data.
+
+    Raises:
+        LoadError: the bytes contain NUL characters or are mostly control characters.
+    """
+    sample = data[:8192]
+    if b"\x00" in sample:
+        raise LoadError("binary data, not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Windows editors still save cp1252; latin-1 accepts anything as a last resort.
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if controls > max(8, len(text[:8192]) // 20):
+        raise LoadError("binary data, not text")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --- Markdown --------------------------------------------------------------------------------
+
+
+def _clean_heading(text: str) -> str:
+    text = _MD_LINK.sub(r"\1", text)
+    text = _EMPHASIS.sub("", text)
+    return " ".join(text.split()).strip()
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[object] = value.split(",")
+    elif isinstance(value, list | tuple | set):
+        items = value
+    else:
+        items = [value]
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """Separate YAML front matter (``---`` ... ``---`` at the very top) from the body.
+
+    Raises:
+        LoadError: the front matter is not valid YAML or not a mapping.
+    """
+    if not text.startswith("---"):
+        return {}, text
+    lines = text.split("\n")
+    if lines[0].strip() != "---":
+        return {}, text
+    for index in range(1, len(lines)):
+        if lines[index].strip() in ("---", "..."):
+            raw = "\n".join(lines[1:index])
+            try:
+                meta = yaml.safe_load(raw) if raw.strip() else {}
+            except yaml.YAMLError as error:
+                raise LoadError(f"invalid YAML front matter: {error}".split("\n")[0]) from error
+            if meta is None:
+                meta = {}
+            if not isinstance(meta, dict):
+                raise LoadError("front matter is not a mapping of keys to values")
+            return meta, "\n".join(lines[index + 1 :])
+    return {}, text
+
+
+@dataclass
+class _OpenSection:
+    level: int
+    parts: list[str]
+    body: list[str] = field(default_factory=list)
+
+
+def _blocks(lines: list[str]) -> list[str]:
+    """Group body lines into paragraphs separated by blank lines (rules count as blank)."""
+    blocks: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if not line.strip() or _RULE.match(line):
+            if current:
+                blocks.append("\n".join(current).strip("\n"))
+                current = []
+            continue
+        current.append(line.rstrip())
+    if current:
+        blocks.append("\n".join(current).strip("\n"))
+    return [block for block in blocks if block.strip()]
+
+
+def _is_subtitle(block: str) -> bool:
+    line = block.strip()
+    return (
+        "\n" not in line
+        and len(line) <= _SUBTITLE_MAX_CHARS
+        and not line.endswith((".", ":", ";", ","))
+        and not _LIST_OR_NUMBER.match(line)
+        and not line.startswith(("|", ">", "#", "!", "["))
+    )
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """Split Markdown on ATX headings, keeping each section's heading trail.
+
+    Two habits of real documents are folded into the trail: headings of the same level that
+    follow each other with nothing between them name one thing (``# Chapter III - High-Risk``,
+    ``# CHAPTER III``), and a short title line right under a heading is part of that heading.
+    """
+    sections: list[Section] = []
+    stack: list[_OpenSection] = []
+    preamble: list[str] = []
+    in_fence = False
+
+    def close(open_section: _OpenSection, next_level: int) -> None:
+        blocks = _blocks(open_section.body)
+        has_children = next_level > open_section.level
+        if blocks and _is_subtitle(blocks[0]) and (len(blocks) > 1 or has_children):
+            open_section.parts.append(_clean_heading(blocks.pop(0)))
+        open_section.body = []
+        if blocks:
+            trail = tuple(part for entry in stack for part in entry.parts)
+            sections.append(Section(trail, "\n\n".join(blocks)))
+
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _ATX_HEADING.match(line)
+        if match is None:
+            (stack[-1].body if stack else preamble).append(line)
+            continue
+        level, title = len(match.group(1)), _clean_heading(match.group(2))
+        if not title:
+            continue
+        top = stack[-1] if stack else None
+        if top is not None and top.level == level and not _blocks(top.body):
+            known = " ".join(top.parts).casefold()
+            if title.casefold() not in known:
+                top.parts[-1] = f"{top.parts[-1]}: {title}"
+            continue
+        if stack:
+            close(stack[-1], level)
+        while stack and stack[-1].level >= level:
+            stack.pop()
+        stack.append(_OpenSection(level, [title]))
+    preamble_blocks = _blocks(preamble)
+    if preamble_blocks:
+        sections.insert(0, Section((), "\n\n".join(preamble_blocks)))
+    if stack:
+        close(stack[-1], 0)
+    return sections
+
+
+def _load_markdown(data: bytes) -> LoadedDocument:
+    meta, body = split_front_matter(decode_text(data))
+    sections = markdown_sections(body)
+    title = str(meta.get("title") or "").strip()
+    if title and sections and (not sections[0].trail or sections[0].trail[0] != title):
+        # A title given only in front matter still names every section of the document.
+        sections = [Section((title, *section.trail), section.text) for section in sections]
+    return LoadedDocument(
+        sections=sections,
+        tags=_as_tuple(meta.get("tags")),
+        gates=_as_tuple(meta.get("gates")),
+        title=title,
+        extra={key: value for key, value in meta.items() if key not in ("tags", "gates")},
+    )
+
+
+def _load_text(data: bytes) -> LoadedDocument:
+    text = decode_text(data)
+    return LoadedDocument(sections=[Section((), "\n\n".join(_blocks(text.split("\n"))))])
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+_HTML_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_HTML_BLOCKS = frozenset(
+    {"p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption", "caption"}
+)
+
+
+def _load_html(data: bytes) -> LoadedDocument:
+    from bs4 import BeautifulSoup
+
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary data, not HTML")
+    soup = BeautifulSoup(decode_text(data), "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "nav", "svg"]):
+        tag.decompose()
+    lines: list[str] = []
+    wanted = set(_HTML_HEADINGS) | _HTML_BLOCKS
+    for element in soup.find_all(wanted):
+        if any(parent.name in wanted for parent in element.parents):
+            continue
+        text = " ".join(element.get_text(" ", strip=True).split())
+        if not text:
+            continue
+        level = _HTML_HEADINGS.get(element.name)
+        if level:
+            lines += [f"{'#' * level} {text}", ""]
+        else:
+            lines += [f"- {text}" if element.name == "li" else text, ""]
+    if not lines and soup.body is not None:
+        lines = soup.body.get_text("\n", strip=True).split("\n")
+    sections = markdown_sections("\n".join(lines))
+    title_tag = soup.find("title")
+    title = title_tag.get_text(strip=True) if title_tag is not None else ""
+    if title and sections and not any(section.trail for section in sections):
+        sections = [Section((title,), section.text) for section in sections]
+    return LoadedDocument(sections=sections, title=title)
+
+
+# --- Word ----------------------------------------------------------------------------------
+
+_WORD_HEADING = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
+
+
+def _load_docx(data: bytes) -> LoadedDocument:
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as error:  # python-docx raises zipfile, KeyError, lxml errors alike
+        raise LoadError(f"not a readable Word (.docx) file ({type(error).__name__})") from error
+    lines: list[str] = []
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            for row in item.rows:
+                cells = [" ".join(cell.text.split()) for cell in row.cells]
+                if any(cells):
+                    lines += [" | ".join(dict.fromkeys(cells)), ""]
+            continue
+        text = " ".join(item.text.split())
+        if not text:
+            continue
+        style = (item.style.name if item.style is not None else "") or ""
+        heading = _WORD_HEADING.match(style)
+        if heading:
+            lines += [f"{'#' * min(int(heading.group(1)), 6)} {text}", ""]
+        elif style.lower() == "title":
+            lines += [f"# {text}", ""]
+        elif "list" in style.lower():
+            lines.append(f"- {text}")
+        else:
+            lines += [text, ""]
+    title = (document.core_properties.title or "").strip()
+    return LoadedDocument(sections=markdown_sections("\n".join(lines)), title=title)
+
+
+# --- PDF -----------------------------------------------------------------------------------
+
+
+def _outline_starts(reader: Any) -> list[tuple[int, tuple[str, ...]]]:
+    """(page index, heading trail) for each bookmark, in page order."""
+    starts: list[tuple[int, tuple[str, ...]]] = []
+
+    def walk(items: list[Any], trail: tuple[str, ...]) -> None:
+        last: tuple[str, ...] = trail
+        for item in items:
+            if isinstance(item, list):
+                walk(item, last)
+                continue
+            try:
+                page = reader.get_destination_page_number(item)
+            except Exception:  # a bookmark pointing nowhere is not worth failing the file
+                continue
+            title = " ".join(str(getattr(item, "title", "") or "").split())
+            if page is None or page < 0 or not title:
+                continue
+            last = (*trail, title)
+            starts.append((page, last))
+
+    try:
+        walk(list(reader.outline), ())
+    except Exception:  # malformed outlines are common; fall back to pages
+        return []
+    return sorted(starts, key=lambda start: start[0])
+
+
+def _load_pdf(data: bytes) -> LoadedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise LoadError("encrypted PDF")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except LoadError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as error:
+        raise LoadError(f"corrupt or unreadable PDF ({type(error).__name__})") from error
+    if not any(page.strip() for page in pages):
+        raise LoadError("PDF has no extractable text (scanned images?)")
+    starts = _outline_starts(reader)
+    sections: list[Section] = []
+    for index, page_text in enumerate(pages):
+        text = "\n\n".join(_blocks(page_text.split("\n")))
+        if not text:
+            continue
+        trail: tuple[str, ...] = ()
+        for page, heading in starts:
+            if page <= index:
+                trail = heading
+        sections.append(Section((*trail, f"page {index + 1}"), text))
+    metadata = reader.metadata
+    title = str(metadata.title or "").strip() if metadata is not None else ""
+    return LoadedDocument(sections=_merge_pages(sections), title=title)
+
+
+def _merge_pages(sections: list[Section]) -> list[Section]:
+    """Join consecutive pages under the same bookmark into one section named by its pages."""
+    merged: list[Section] = []
+    for section in sections:
+        heading, page = section.trail[:-1], section.trail[-1]
+        if merged and heading and merged[-1].trail[:-1] == heading:
+            first_page = merged[-1].trail[-1].split("-")[0]
+            last_page = page.removeprefix("page ")
+            merged[-1] = Section(
+                (*heading, f"{first_page}-{last_page}"),
+                f"{merged[-1].text}\n\n{section.text}",
+            )
+        else:
+            merged.append(section)
+    return merged
+
+
+_LOADERS: dict[str, Callable[[bytes], LoadedDocument]] = {
+    **dict.fromkeys(MARKDOWN_SUFFIXES, _load_markdown),
+    **dict.fromkeys(TEXT_SUFFIXES, _load_text),
+    **dict.fromkeys(HTML_SUFFIXES, _load_html),
+    ".pdf": _load_pdf,
+    ".docx": _load_docx,
+}
+
+
+def iter_supported_files(folder: Path) -> Iterator[Path]:
+    """Files under ``folder`` that a loader reads, sorted, skipping hidden files and folders."""
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and is_supported(path):
+            yield path

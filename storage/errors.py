@@ -1,0 +1,31 @@
+"""Errors the storage layer raises on purpose, beside the domain's own ``gates.errors``.
+
+    ShepherdError (gates.errors)
+    └── StorageError                 the database cannot be used as it is; str() is one readable line
+        ├── DatabaseUnavailable      cannot connect (server down, bad URL, unwritable file)
+        ├── SchemaTooNew             the database was migrated by a newer Shepherd than this one
+        └── SchemaOutdated           the database needs ``shepherd db upgrade`` first
+
+Repositories raise the domain's errors (``UnknownInitiative``, ``ConcurrentUpdate`` ...), never
+SQLAlchemy's: a lost race, a lock timeout or a deadlock all become ``ConcurrentUpdate``.
+"""
+
+from __future__ import annotations
+
+from gates.errors import ShepherdError
+
+
+class StorageError(ShepherdError):
+    """The database cannot be used as it is. The message is one line, safe to print at start."""
+
+
+class DatabaseUnavailable(StorageError):
+    pass
+
+
+class SchemaTooNew(StorageError):
+    pass
+
+
+class SchemaOutdated(StorageError):
+    pass

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from bot import cli_pipeline
+from bot import cli_pipeline, cli_serve
 from gates.errors import ShepherdError
 
 app = typer.Typer(
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.add_typer(cli_pipeline.app, name="pipeline")
 app.command("readiness")(cli_pipeline.readiness_command)
+app.command("run")(cli_serve.run)
+app.command("serve")(cli_serve.serve)
+app.command("manifest")(cli_serve.manifest)
 
 err = Console(stderr=True)
 

@@ -35,7 +35,11 @@ def coerce(question: Question, raw: Any) -> AnswerValue | None:
     Raises:
         InvalidAnswer: naming the question and what is wrong with the value.
     """
-    if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, list | tuple) and not raw):
+    if (
+        raw is None
+        or (isinstance(raw, str) and not raw.strip())
+        or (isinstance(raw, list | tuple) and not raw)
+    ):
         return None
     kind = question.type
     try:
@@ -65,7 +69,7 @@ def display(question: Question, value: AnswerValue | None) -> str:
         return "-"
     if isinstance(value, list):
         return ", ".join(value)
-    if question.type is QuestionType.PERCENT:
+    if question.type is QuestionType.PERCENT and isinstance(value, int | float):
         return f"{_number_text(value)}%"
     if question.type is QuestionType.USER:
         return f"<@{value}>"
@@ -202,7 +206,9 @@ def _check_limits(question: Question, value: AnswerValue) -> None:
             raise InvalidAnswer(question.id, f"must be at most {_number_text(rules.max)}{unit}")
     if isinstance(value, str):
         if rules.max_length is not None and len(value) > rules.max_length:
-            raise InvalidAnswer(question.id, f"must be at most {rules.max_length} characters (got {len(value)})")
+            raise InvalidAnswer(
+                question.id, f"must be at most {rules.max_length} characters (got {len(value)})"
+            )
         if rules.pattern is not None and not re.fullmatch(rules.pattern, value):
             raise InvalidAnswer(question.id, f"'{value}' does not have the expected format ({rules.pattern})")
 

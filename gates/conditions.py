@@ -15,8 +15,17 @@ from typing import Any
 
 import cel
 
-_ANSWER_REF = re.compile(r"\banswers\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\banswers\s*\[\s*[\"']([^\"']+)[\"']\s*\]")
+# `answers.<id>` not followed by "(": `answers.exists(k, ...)` is a macro over the map, not a question.
+_ANSWER_REF = re.compile(
+    r"\banswers\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()|\banswers\s*\[\s*[\"']([^\"']+)[\"']\s*\]"
+)
+# Macros bind their own iteration variables (`answers.regions.exists(r, r == "eu")`); the library
+# lists those among the expression's variables, but they are not names the pipeline must know.
+_BOUND_VARIABLES = re.compile(
+    r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,(?:\s*([A-Za-z_]\w*)\s*,)?"
+)
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+_ANSWERS_WORD = re.compile(r"\banswers\b")
 KNOWN_VARIABLES = frozenset({"answers", "tier"})
 
 
@@ -50,12 +59,16 @@ class Condition:
         source: the expression as written.
         answer_refs: question ids the expression reads through ``answers.<id>``.
         variables: top-level variables it uses (``answers``, ``tier``, or a typo).
+        reads_all_answers: the expression uses ``answers`` other than as ``answers.<id>`` or
+            ``answers["<id>"]`` (``size(answers)``, a macro over it), so ``answer_refs`` is not
+            the whole of what it reads.
     """
 
     source: str
     program: Any = field(repr=False, compare=False)
     answer_refs: frozenset[str]
     variables: frozenset[str]
+    reads_all_answers: bool = False
 
     def evaluate(self, context: Any) -> Any:
         """Evaluate against a context made by :func:`make_context`.
@@ -92,15 +105,28 @@ def compile_condition(source: str) -> Condition:
         program = cel.compile(text)
     except (ValueError, RuntimeError) as error:
         raise _syntax_error(str(error)) from None
-    variables = frozenset(program.variables())
-    refs = frozenset(a or b for a, b in _ANSWER_REF.findall(text))
-    return Condition(source=text, program=program, answer_refs=refs, variables=variables)
+    bound = {name for pair in _BOUND_VARIABLES.findall(text) for name in pair if name}
+    variables = frozenset(program.variables()) - (bound - KNOWN_VARIABLES)
+    matches = _ANSWER_REF.findall(text)
+    refs = frozenset(a or b for a, b in matches)
+    # Any mention of `answers` beyond a plain field read (even inside a string literal) counts as
+    # reading them all: being wrong that way only costs speed, the other way would cost answers.
+    reads_all = len(_ANSWERS_WORD.findall(text)) != len(matches)
+    return Condition(
+        source=text, program=program, answer_refs=refs, variables=variables, reads_all_answers=reads_all
+    )
 
 
 def make_context(answers: Mapping[str, Any], tier: str | None = None) -> Any:
     """Build the evaluation context once per readiness computation (conversion is the slow part)."""
     context = cel.Context()
     context.add_variable("answers", dict(answers))
+    context.add_variable("tier", tier if tier is not None else "")
+    return context
+
+
+def set_tier(context: Any, tier: str | None) -> Any:
+    """Set ``tier`` on an existing context, without converting the answers again."""
     context.add_variable("tier", tier if tier is not None else "")
     return context
 

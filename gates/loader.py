@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from gates.conditions import (
     compile_condition,
 )
 from gates.errors import PipelineError, Problem
-from gates.pipeline import CHOICE_TYPES, Pipeline
+from gates.pipeline import CHOICE_TYPES, Pipeline, Question
 
 DEFAULT_PIPELINE = Path(__file__).parent / "defaults" / "pipeline.yaml"
 
@@ -56,6 +57,22 @@ class CompiledPipeline:
 
     def condition(self, source: str) -> Condition:
         return self.conditions[source.strip()]
+
+    @cached_property
+    def questions(self) -> dict[str, Question]:
+        """Every question of every gate by id (ids are unique across the pipeline)."""
+        return {qid: question for qid, (_, question) in self.model.all_questions().items()}
+
+    @cached_property
+    def rule_inputs(self) -> frozenset[str] | None:
+        """The question ids any rule reads, or None when some rule reads the answers as a whole.
+
+        Readiness hands CEL only these answers: converting long free-text answers no rule reads
+        was most of its cost.
+        """
+        if any(condition.reads_all_answers for condition in self.conditions.values()):
+            return None
+        return frozenset(ref for condition in self.conditions.values() for ref in condition.answer_refs)
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -103,7 +120,9 @@ def parse_pipeline(text: str, name: str = "<pipeline>") -> CompiledPipeline:
     lines: dict[PathKey, int] = {}
     data = _to_python(node, (), lines)
     if not isinstance(data, dict):
-        raise PipelineError([Problem(name, "", "the top level must be a mapping (version, stages, gates, ...)", 1)])
+        raise PipelineError(
+            [Problem(name, "", "the top level must be a mapping (version, stages, gates, ...)", 1)]
+        )
 
     try:
         model = Pipeline.model_validate(data)
@@ -176,7 +195,10 @@ def _check_meaning(
         for qi, question in enumerate(gate.questions):
             at = ("gates", gi, "questions", qi)
             if question.id in question_ids:
-                report((*at, "id"), f"question id '{question.id}' is used twice (ids are unique across the pipeline)")
+                report(
+                    (*at, "id"),
+                    f"question id '{question.id}' is used twice (ids are unique across the pipeline)",
+                )
             question_ids.add(question.id)
             if question.type in CHOICE_TYPES and not question.options:
                 report((*at, "options"), f"a {question.type.value} question needs options")
@@ -195,15 +217,24 @@ def _check_meaning(
             if rules and rules.min is not None and rules.max is not None and rules.min > rules.max:
                 report((*at, "validation"), "min is greater than max")
         for index in _duplicates([c.id for c in gate.criteria]):
-            report(("gates", gi, "criteria", index, "id"), f"criterion id '{gate.criteria[index].id}' is used twice")
+            report(
+                ("gates", gi, "criteria", index, "id"),
+                f"criterion id '{gate.criteria[index].id}' is used twice",
+            )
 
     for role_at, role in _approval_roles(model):
         if role not in model.roles:
-            report(role_at, f"role '{role}' is not defined under roles (defined: {', '.join(model.roles) or 'none'})")
+            report(
+                role_at,
+                f"role '{role}' is not defined under roles (defined: {', '.join(model.roles) or 'none'})",
+            )
     for gi, gate in enumerate(model.gates):
         for ri, rule in enumerate(gate.risk_tier):
             if rule.tier not in model.risk_tiers:
-                report(("gates", gi, "risk_tier", ri, "tier"), f"'{rule.tier}' is not one of the risk tiers {model.risk_tiers}")
+                report(
+                    ("gates", gi, "risk_tier", ri, "tier"),
+                    f"'{rule.tier}' is not one of the risk tiers {model.risk_tiers}",
+                )
 
     for loc, source, allow_tier in _expressions(model):
         try:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from gates.answers import AnswerValue, coerce, for_rules
-from gates.conditions import Condition, ConditionError, MissingAnswer, make_context
+from gates.conditions import Condition, ConditionError, MissingAnswer, make_context, set_tier
 from gates.errors import InvalidAnswer, UnknownGate
 from gates.loader import CompiledPipeline
 from gates.pipeline import Gate, Question
@@ -92,7 +92,9 @@ class Readiness:
             else:
                 reasons.append(criterion.explain)
         if self.tier_waiting_for:
-            reasons.append(f"the risk tier cannot be set until {', '.join(self.tier_waiting_for)} is answered")
+            reasons.append(
+                f"the risk tier cannot be set until {', '.join(self.tier_waiting_for)} is answered"
+            )
         for need in self.approvals:
             if need.short_of_holders:
                 reasons.append(
@@ -125,22 +127,37 @@ def readiness(
     gate = pipeline.model.gate(gate_id)
     if gate is None:
         raise UnknownGate(gate_id)
-    questions = {qid: question for qid, (_, question) in pipeline.model.all_questions().items()}
+    questions = pipeline.questions
     typed, invalid = _coerce_all(questions, answers)
-    context = make_context(for_rules(questions, typed))
+    inputs = pipeline.rule_inputs
+    read = typed if inputs is None else {qid: typed[qid] for qid in inputs if qid in typed}
+    context = make_context(for_rules(questions, read))
 
+    invalid_ids = {error.question_id for error in invalid}
     visible = tuple(q for q in gate.questions if _applies(pipeline, q.show_if, context, default=True))
     missing = tuple(
         q
         for q in visible
         if q.id not in typed
-        and (q.required or (q.required_if is not None and _applies(pipeline, q.required_if, context, default=False)))
+        and q.id not in invalid_ids
+        and (
+            q.required
+            or (q.required_if is not None and _applies(pipeline, q.required_if, context, default=False))
+        )
     )
     tier, tier_waiting = _risk_tier(pipeline, gate, context)
-    context = make_context(for_rules(questions, typed), tier)
+    context = set_tier(context, tier)
     criteria = tuple(_judge(pipeline, criterion, context) for criterion in gate.criteria)
-    approvals = _approvals(pipeline, gate, context, role_holders or {}, owner_id)
-    gate_invalid = tuple(error for error in invalid if error.question_id in {q.id for q in gate.questions})
+    approvals = _approvals(
+        pipeline,
+        gate,
+        context,
+        role_holders or {},
+        owner_id,
+        tier_unknown=bool(gate.risk_tier) and tier is None,
+    )
+    gate_ids = {q.id for q in gate.questions}
+    gate_invalid = tuple(error for error in invalid if error.question_id in gate_ids)
     return Readiness(
         gate_id=gate.id,
         gate_title=gate.title,
@@ -222,13 +239,18 @@ def _approvals(
     context: Any,
     role_holders: Mapping[str, Sequence[str]],
     owner_id: str | None,
+    tier_unknown: bool = False,
 ) -> tuple[ApprovalNeed, ...]:
     needed: dict[str, tuple[int, str | None]] = {}
     for rule in gate.approvals:
         because = None
         if rule.when is not None:
+            condition = pipeline.condition(rule.when)
             try:
-                if not pipeline.condition(rule.when).holds(context):
+                if tier_unknown and "tier" in condition.variables:
+                    # Fail closed: until the tier is known, a tier-dependent approval is required.
+                    because = "required until the risk tier is known"
+                elif not condition.holds(context):
                     continue
             except (MissingAnswer, ConditionError) as error:
                 # Fail closed: an approval we cannot rule out is required.

@@ -198,7 +198,9 @@ def add_link(
         uow.initiatives.get(ref)
         link = EvidenceLink(ref, gate_id, checked, (title or checked).strip()[:300], author_id, now)
         uow.answers.add_link(link)
-        uow.audit.append(author_id, "evidence.linked", ref, {"gate": gate_id, "url": checked, "title": link.title}, now)
+        uow.audit.append(
+            author_id, "evidence.linked", ref, {"gate": gate_id, "url": checked, "title": link.title}, now
+        )
         uow.commit()
     return link
 
@@ -212,7 +214,9 @@ def current_answers(uow: UnitOfWork, ref: str) -> dict[str, AnswerValue | None]:
 
 def role_holders(pipeline: CompiledPipeline, uow: UnitOfWork) -> dict[str, list[str]]:
     """Who holds each role: the pipeline file's ``slack_users`` plus ``shepherd roles set``."""
-    holders: dict[str, list[str]] = {role: list(spec.slack_users) for role, spec in pipeline.model.roles.items()}
+    holders: dict[str, list[str]] = {
+        role: list(spec.slack_users) for role, spec in pipeline.model.roles.items()
+    }
     for role, users in uow.roles.holders().items():
         holders.setdefault(role, [])
         holders[role].extend(u for u in users if u not in holders[role])
@@ -229,7 +233,9 @@ def next_gate(pipeline: CompiledPipeline, initiative: Initiative) -> Gate | None
     return pipeline.model.gate_from(initiative.stage)
 
 
-def check_readiness(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str, gate_id: str | None = None) -> Readiness:
+def check_readiness(
+    pipeline: CompiledPipeline, uow: UnitOfWork, ref: str, gate_id: str | None = None
+) -> Readiness:
     """Readiness of an initiative for ``gate_id`` (default: its next gate).
 
     Raises:
@@ -270,7 +276,9 @@ def submit(
             initiative = uow.initiatives.get(ref)
             gate = next_gate(pipeline, initiative)
             if gate is None:
-                raise InvalidTransition(f"{ref} is in the {initiative.stage} stage, which has no further gate.")
+                raise InvalidTransition(
+                    f"{ref} is in the {initiative.stage} stage, which has no further gate."
+                )
             values = current_answers(uow, ref)
             report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
             justification = (exception_reason or "").strip() or None
@@ -414,7 +422,12 @@ def decide(
                 )
                 uow.outbox.put(
                     "stage.advanced",
-                    {"review": review_id, "ref": initiative.ref, "from": review.from_stage, "to": review.to_stage},
+                    {
+                        "review": review_id,
+                        "ref": initiative.ref,
+                        "from": review.from_stage,
+                        "to": review.to_stage,
+                    },
                     now,
                     dedupe_key=f"advanced:{review_id}",
                 )
@@ -442,7 +455,9 @@ def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:
         uow.reviews.save(review)
         uow.initiatives.save(initiative)
         uow.audit.append(user_id, "review.withdrawn", ref, {"review": review.id, "gate": review.gate_id}, now)
-        uow.outbox.put("review.withdrawn", {"review": review.id, "ref": ref}, now, dedupe_key=f"withdrawn:{review.id}")
+        uow.outbox.put(
+            "review.withdrawn", {"review": review.id, "ref": ref}, now, dedupe_key=f"withdrawn:{review.id}"
+        )
         uow.commit()
     return review
 
@@ -466,13 +481,20 @@ def retire(uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime) 
             uow.reviews.save(review)
         uow.initiatives.save(initiative)
         uow.audit.append(user_id, "initiative.retired", ref, {"reason": reason.strip()}, now)
-        uow.outbox.put("initiative.retired", {"ref": ref, "reason": reason.strip()}, now, dedupe_key=f"retired:{ref}")
+        uow.outbox.put(
+            "initiative.retired", {"ref": ref, "reason": reason.strip()}, now, dedupe_key=f"retired:{ref}"
+        )
         uow.commit()
     return initiative
 
 
 def set_role_holders(
-    pipeline: CompiledPipeline, uow: UnitOfWork, role: str, user_ids: Sequence[str], actor_id: str, now: datetime
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    role: str,
+    user_ids: Sequence[str],
+    actor_id: str,
+    now: datetime,
 ) -> list[str]:
     """Replace the holders of ``role`` (recorded on the audit log)."""
     if role not in pipeline.model.roles:
@@ -572,7 +594,9 @@ def _gate(pipeline: CompiledPipeline, gate_id: str) -> Gate:
     return gate
 
 
-def _typed_or_raise(pipeline: CompiledPipeline, gate_id: str, raw: Mapping[str, Any]) -> dict[str, AnswerValue | None]:
+def _typed_or_raise(
+    pipeline: CompiledPipeline, gate_id: str, raw: Mapping[str, Any]
+) -> dict[str, AnswerValue | None]:
     typed, errors = validate_answers(pipeline, gate_id, raw)
     if errors:
         qid, message = next(iter(errors.items()))

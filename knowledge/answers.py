@@ -124,8 +124,7 @@ _USER_TEMPLATE = """\
 {question}
 </question>
 
-Answer the question between <question> and </question> from the passages above, following
-the rules of the system message."""
+Answer the question above from the passages, following the rules of the system message."""
 
 # Text that could pose as our delimiters or as a chat turn boundary.
 _DELIMITER_TAG = re.compile(
@@ -243,11 +242,7 @@ def _render(raw: str, passages: int, max_chars: int, final: bool) -> _Rendered:
         return _Rendered("", True, False)
 
     lead = raw[_LEADING_MARKUP.match(raw).end() :]  # type: ignore[union-attr]  # `*` always matches
-    if (
-        not final
-        and len(lead) <= len(NOT_COVERED_SENTINEL)
-        and NOT_COVERED_SENTINEL.startswith(lead.upper())
-    ):
+    if not final and len(lead) <= len(NOT_COVERED_SENTINEL) and NOT_COVERED_SENTINEL.startswith(lead.upper()):
         return _Rendered("", True, False)  # could still become the sentinel
     at_start = _SENTINEL_AT_START.match(raw)
     if at_start and not final and at_start.end() == len(raw):
@@ -298,14 +293,16 @@ class _Finisher:
     def _advance(self, rendered: _Rendered) -> str:
         self.covered = rendered.covered
         self.complete = rendered.complete
-        if not rendered.text.startswith(self.emitted):
-            # Cannot happen by construction of _render; never repeat or garble text if it does.
-            logger.error("answer stream diverged; dropping the rest of the reply")
-            self.complete = True
-            return ""
-        new = rendered.text[len(self.emitted) :]
-        self.emitted = rendered.text
-        return new
+        if rendered.text.startswith(self.emitted):
+            new = rendered.text[len(self.emitted) :]
+            self.emitted = rendered.text
+            return new
+        if not rendered.complete and self.emitted.startswith(rendered.text):
+            return ""  # more is held back than before; what was sent still stands
+        # Cannot happen by construction of _render; never repeat or garble text if it does.
+        logger.error("answer stream diverged; dropping the rest of the reply")
+        self.complete = True
+        return ""
 
 
 def _chunk_text(chunk: BaseMessage) -> str:
@@ -328,9 +325,7 @@ def _excerpt(text: str, limit: int) -> str:
     return text[: cut if cut > limit // 2 else limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
 
 
-def _passages_text(
-    header: str, hits: Sequence[Hit], max_chars: int, max_passages: int
-) -> tuple[str, int]:
+def _passages_text(header: str, hits: Sequence[Hit], max_chars: int, max_passages: int) -> tuple[str, int]:
     """The passages as readable text within ``max_chars``, and how many of them it shows."""
     shown = list(hits[:max_passages])
     labels: list[str] = []
@@ -364,9 +359,7 @@ def cited_numbers(text: str) -> list[int]:
 def format_sources(answer: Answer, *, cited_only: bool = True) -> str:
     """``[n] source > section`` lines for the passages an answer cites (or all of them)."""
     numbers = cited_numbers(answer.text) if cited_only else range(1, len(answer.hits) + 1)
-    return "\n".join(
-        f"[{n}] {answer.hits[n - 1].citation}" for n in numbers if 1 <= n <= len(answer.hits)
-    )
+    return "\n".join(f"[{n}] {answer.hits[n - 1].citation}" for n in numbers if 1 <= n <= len(answer.hits))
 
 
 # --- the answerer ---------------------------------------------------------------------------
@@ -590,9 +583,7 @@ class Answerer:
             return self._fallback(hits, _LLM_FAILED_HEADER)
         return Answer(finisher.emitted, used, grounded=True, covered=finisher.covered)
 
-    def _interrupted(
-        self, finisher: _Finisher, used: tuple[Hit, ...], hits: Sequence[Hit]
-    ) -> Answer:
+    def _interrupted(self, finisher: _Finisher, used: tuple[Hit, ...], hits: Sequence[Hit]) -> Answer:
         if not finisher.emitted:
             return self._fallback(hits, _LLM_FAILED_HEADER)
         room = self._max_chars - len(finisher.emitted) - 2

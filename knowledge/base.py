@@ -33,7 +33,7 @@ import numpy.typing as npt
 from knowledge.chunking import DEFAULT_CHUNK_CHARS, Chunk, chunk_document, indexed_text
 from knowledge.embeddings import (
     Embedder,
-    EmbeddingUnavailable,
+    EmbeddingUnavailableError,
     lexical_embedder,
     resolve_embedder,
 )
@@ -49,6 +49,12 @@ Progress = Callable[[int, int, str], None]
 
 _REVISION_KEY = "shepherd_revision"
 _RRF_K = 60
+# Measured on a 48-question set over the shared corpus with MiniLM: fusing the top 20 of each
+# ranking, with BM25 at 0.7 of the vectors' weight, gave hit@5 0.875 (equal weights 0.854,
+# top 50 of each 0.81): deep lexical tails mostly add noise to paraphrased questions.
+_FUSION_DEPTH = 20
+_BM25_WEIGHT = 0.7
+_VECTOR_WEIGHT = 1.0
 _WRITE_BATCH = 256
 _REVISION_CHECK_SECONDS = 0.5
 
@@ -128,10 +134,19 @@ class _Snapshot:
                 for value in _as_strings(metadata.get(key)):
                     table.setdefault(value.casefold(), np.zeros(len(ids), dtype=np.bool_))[row] = True
         index = LexicalIndex.build(
-            [indexed_text(str(m.get("section", "")), t) for m, t in zip(metadatas, texts, strict=True)]
+            [
+                indexed_text(str(m.get("section", "")), text, str(m.get("context", "")))
+                for m, text in zip(metadatas, texts, strict=True)
+            ]
         )
         return cls(
-            revision, ids, metadatas, texts, index, by_tag, by_gate,
+            revision,
+            ids,
+            metadatas,
+            texts,
+            index,
+            by_tag,
+            by_gate,
             {chunk: row for row, chunk in enumerate(ids)},
         )
 
@@ -240,7 +255,7 @@ class KnowledgeBase:
                     self._reason = "embeddings are set to none"
             except ValueError as error:
                 raise KnowledgeError(str(error)) from error
-            except EmbeddingUnavailable as error:
+            except EmbeddingUnavailableError as error:
                 self._reason = str(error)
                 logger.warning(
                     "Embeddings %r unavailable: %s. Falling back to lexical (BM25) search only.",
@@ -310,7 +325,7 @@ class KnowledgeBase:
         out: dict[str, list[Any]] = {"ids": [], "metadatas": [], "documents": []}
         page = 5000
         for offset in range(0, total, page):
-            result = self._collection.get(include=include, limit=page, offset=offset)  # type: ignore[arg-type]
+            result = self._collection.get(include=cast(Any, include), limit=page, offset=offset)
             out["ids"] += result["ids"]
             out["metadatas"] += list(result.get("metadatas") or [])
             out["documents"] += list(result.get("documents") or [])
@@ -453,6 +468,8 @@ class KnowledgeBase:
                     "file_chunks": len(item.chunks),
                     "position": chunk.position,
                 }
+                if chunk.context:
+                    metadata["context"] = chunk.context
                 # Chroma's $contains is case-sensitive: store and query lower case.
                 if item.tags:
                     metadata["tags"] = [tag.casefold() for tag in item.tags]
@@ -462,10 +479,8 @@ class KnowledgeBase:
                 (to_relabel if chunk.chunk_id in existing else to_embed).append((chunk, metadata))
         if to_embed:
             try:
-                vectors = self._store_embedder.embed_documents(
-                    [chunk.indexed_text for chunk, _ in to_embed]
-                )
-            except EmbeddingUnavailable as error:
+                vectors = self._store_embedder.embed_documents([chunk.indexed_text for chunk, _ in to_embed])
+            except EmbeddingUnavailableError as error:
                 raise KnowledgeError(f"embedding failed during ingestion: {error}") from error
             step = 1000
             for start in range(0, len(to_embed), step):
@@ -581,14 +596,14 @@ class KnowledgeBase:
         snapshot = self._current_snapshot()
         if not snapshot.ids:
             return []
-        depth = max(50, 4 * k)
+        depth = max(_FUSION_DEPTH, 4 * k)
         mask = snapshot.mask(tags, gate)
         lexical = [] if mode == "vector" else self._bm25_ranking(snapshot, query, depth, mask)
         vector: list[tuple[int, float]] = []
         if mode != "bm25":
             try:
                 vector = self._vector_ranking(snapshot, query, depth, tags, gate)
-            except EmbeddingUnavailable as error:
+            except EmbeddingUnavailableError as error:
                 if mode == "vector":
                     raise KnowledgeError(f"vector search failed: {error}") from error
                 if not self._query_failure_logged:
@@ -599,7 +614,7 @@ class KnowledgeBase:
         elif mode == "vector":
             ranked = vector[:k]
         else:
-            ranked = _fuse([lexical, vector])[:k]
+            ranked = _fuse([(_BM25_WEIGHT, lexical), (_VECTOR_WEIGHT, vector)])[:k]
         return [snapshot.hit(row, score) for row, score in ranked]
 
     # --- status --------------------------------------------------------------------------
@@ -636,10 +651,12 @@ def _where(tags: Sequence[str] | None, gate: str | None) -> dict[str, Any] | Non
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _fuse(rankings: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each list adds 1 / (60 + rank) for every item it ranks."""
+def _fuse(
+    rankings: Sequence[tuple[float, Sequence[tuple[int, float]]]],
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: each ranking adds weight / (60 + rank) to its items."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for weight, ranking in rankings:
         for rank, (row, _) in enumerate(ranking):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (_RRF_K + rank + 1)
+            fused[row] = fused.get(row, 0.0) + weight / (_RRF_K + rank + 1)
     return sorted(fused.items(), key=lambda item: -item[1])

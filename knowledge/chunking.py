@@ -25,16 +25,19 @@ class Chunk:
     section: str
     text: str
     position: int
+    context: str = ""
 
     @property
     def indexed_text(self) -> str:
         """What BM25 and the embedding model see: the heading trail, then the passage."""
-        return indexed_text(self.section, self.text)
+        return indexed_text(self.section, self.text, self.context)
 
 
-def indexed_text(section: str, text: str) -> str:
-    """The heading trail in front of the passage, so a chunk knows what it is about."""
-    return f"{section}\n\n{text}" if section else text
+def indexed_text(section: str, text: str, context: str = "") -> str:
+    """The heading trail (and lead context) in front of the passage, so that a chunk knows
+    what it is about: this is what lifts retrieval over indexing bare passages."""
+    head = "\n".join(part for part in (section, context) if part)
+    return f"{head}\n\n{text}" if head else text
 
 
 def chunk_id(source: str, section: str, text: str, occurrence: int) -> str:
@@ -102,9 +105,7 @@ def split_text(text: str, target: int = DEFAULT_CHUNK_CHARS) -> list[str]:
     return pieces
 
 
-def chunk_document(
-    document: LoadedDocument, source: str, target: int = DEFAULT_CHUNK_CHARS
-) -> list[Chunk]:
+def chunk_document(document: LoadedDocument, source: str, target: int = DEFAULT_CHUNK_CHARS) -> list[Chunk]:
     """All chunks of one document, in reading order."""
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
@@ -121,6 +122,7 @@ def chunk_document(
                     section=trail,
                     text=piece,
                     position=len(chunks),
+                    context=section.context,
                 )
             )
     return chunks

@@ -31,13 +31,14 @@ from chromadb.utils.embedding_functions import register_embedding_function
 FloatMatrix = npt.NDArray[np.float32]
 
 DEFAULT_MAX_TOKENS = 256
-DEFAULT_BATCH_SIZE = 32
+# Small batches of similar length measured fastest here (less padding, better cache use).
+DEFAULT_BATCH_SIZE = 16
 LEXICAL_COLLECTION = "shepherd-lexical"
 # Where Chroma's default embedding function unpacks its model: the same layout we read.
 CHROMA_MODEL_CACHE = Path.home() / ".cache" / "chroma" / "onnx_models" / "all-MiniLM-L6-v2"
 
 
-class EmbeddingUnavailable(Exception):
+class EmbeddingUnavailableError(Exception):
     """The embedding model cannot be loaded or reached; ``str(error)`` says why."""
 
 
@@ -104,7 +105,7 @@ class OnnxSentenceEmbedding(EmbeddingFunction[Documents]):
         """Load the tokenizer and the ONNX session once.
 
         Raises:
-            EmbeddingUnavailable: the folder, model file or tokenizer is missing or unreadable.
+            EmbeddingUnavailableError: the folder, model file or tokenizer is missing or unreadable.
         """
         with self._lock:
             if self._session is not None:
@@ -114,7 +115,7 @@ class OnnxSentenceEmbedding(EmbeddingFunction[Documents]):
             tokenizer_path = folder / "onnx" / "tokenizer.json"
             for needed in (model_path, tokenizer_path):
                 if not needed.is_file():
-                    raise EmbeddingUnavailable(f"model file not found: {needed}")
+                    raise EmbeddingUnavailableError(f"model file not found: {needed}")
             try:
                 import onnxruntime as ort
                 from tokenizers import Tokenizer
@@ -131,7 +132,7 @@ class OnnxSentenceEmbedding(EmbeddingFunction[Documents]):
                     str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
                 )
             except Exception as error:  # onnxruntime and tokenizers raise their own types
-                raise EmbeddingUnavailable(f"cannot load model from {folder}: {error}") from error
+                raise EmbeddingUnavailableError(f"cannot load model from {folder}: {error}") from error
             self._input_names = tuple(item.name for item in session.get_inputs())
             self._tokenizer = tokenizer
             self._session = session
@@ -228,9 +229,7 @@ class OpenAICompatibleEmbedding(EmbeddingFunction[Documents]):
     from its stored configuration alone has no key, and :meth:`embed` then fails clearly.
     """
 
-    def __init__(
-        self, model: str, base_url: str | None = None, api_key: str | None = None
-    ) -> None:
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
         self.model = model
         self.base_url = base_url
         self._api_key = api_key
@@ -262,7 +261,7 @@ class OpenAICompatibleEmbedding(EmbeddingFunction[Documents]):
                 from langchain_openai import OpenAIEmbeddings
 
                 if not self._api_key:
-                    raise EmbeddingUnavailable("no API key given for the embeddings endpoint")
+                    raise EmbeddingUnavailableError("no API key given for the embeddings endpoint")
                 # tiktoken would download its vocabulary to count tokens: not offline.
                 self._client = OpenAIEmbeddings(
                     model=self.model,
@@ -278,16 +277,16 @@ class OpenAICompatibleEmbedding(EmbeddingFunction[Documents]):
         """Embeddings from the endpoint as unit rows.
 
         Raises:
-            EmbeddingUnavailable: the endpoint could not be reached or answered an error.
+            EmbeddingUnavailableError: the endpoint could not be reached or answered an error.
         """
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         try:
             vectors = self._embeddings().embed_documents(list(texts))
-        except EmbeddingUnavailable:
+        except EmbeddingUnavailableError:
             raise
         except Exception as error:  # openai raises connection, auth and status errors
-            raise EmbeddingUnavailable(
+            raise EmbeddingUnavailableError(
                 f"embeddings endpoint failed ({type(error).__name__}: {error})".split("\n")[0]
             ) from error
         return _normalise(np.asarray(vectors, dtype=np.float32))
@@ -306,14 +305,14 @@ class Embedder:
     function: EmbeddingFunction[Documents]
 
     def embed_documents(self, texts: Sequence[str]) -> FloatMatrix:
-        """Embed passages; raises :class:`EmbeddingUnavailable` when the model fails."""
+        """Embed passages; raises :class:`EmbeddingUnavailableError` when the model fails."""
         function = self.function
         if isinstance(function, OnnxSentenceEmbedding | OpenAICompatibleEmbedding):
             return function.embed(texts)
         try:
             vectors = function(list(texts))
         except Exception as error:  # Chroma's default function downloads: network errors
-            raise EmbeddingUnavailable(f"{self.label}: {error}".split("\n")[0]) from error
+            raise EmbeddingUnavailableError(f"{self.label}: {error}".split("\n")[0]) from error
         return _normalise(np.asarray(vectors, dtype=np.float32))
 
     def embed_query(self, text: str) -> FloatMatrix:
@@ -341,7 +340,7 @@ def resolve_embedder(
     """Build and probe the embedding model a spec names; ``None`` for ``none``.
 
     Raises:
-        EmbeddingUnavailable: the model cannot be loaded or reached (the caller falls back
+        EmbeddingUnavailableError: the model cannot be loaded or reached (the caller falls back
             to lexical retrieval), or ``auto`` found no local model.
         ValueError: the spec itself is not understood.
     """
@@ -357,7 +356,7 @@ def resolve_embedder(
         for candidate in candidates:
             if (candidate / "onnx" / "model.onnx").is_file():
                 return resolve_embedder(f"onnx:{candidate}")
-        raise EmbeddingUnavailable(
+        raise EmbeddingUnavailableError(
             "no local embedding model found (set embeddings to onnx:PATH, default or openai:MODEL)"
         )
     if kind == "onnx":
@@ -365,7 +364,7 @@ def resolve_embedder(
         if folder is None:
             raise ValueError("onnx embeddings need a model folder: onnx:PATH")
         if not folder.is_dir():
-            raise EmbeddingUnavailable(f"model folder not found: {folder}")
+            raise EmbeddingUnavailableError(f"model folder not found: {folder}")
         function = OnnxSentenceEmbedding(str(folder.resolve()))
         function.load()
         embedder = Embedder(
@@ -387,16 +386,13 @@ def resolve_embedder(
         if not argument:
             raise ValueError("openai embeddings need a model name: openai:MODEL")
         function_ = OpenAICompatibleEmbedding(argument, openai_base_url, openai_api_key)
-        embedder = Embedder(
-            spec, f"openai {argument}", f"shepherd-openai-{_slug(argument)}", function_
-        )
+        embedder = Embedder(spec, f"openai {argument}", f"shepherd-openai-{_slug(argument)}", function_)
     else:
         raise ValueError(
-            f"unknown embeddings setting {spec!r}: use auto, none, default, onnx:PATH "
-            "or openai:MODEL"
+            f"unknown embeddings setting {spec!r}: use auto, none, default, onnx:PATH or openai:MODEL"
         )
     # Probe now: a model that cannot run should be found at start, not at the first question.
     probe = embedder.embed_query("probe")
     if probe.ndim != 2 or probe.shape[0] != 1 or probe.shape[1] == 0:
-        raise EmbeddingUnavailable(f"{embedder.label} returned no usable vector")
+        raise EmbeddingUnavailableError(f"{embedder.label} returned no usable vector")
     return embedder

@@ -25,6 +25,8 @@ SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf"
 # A short line right under a heading, without closing punctuation, is that heading's title
 # ("### Article 27" then "Fundamental rights impact assessment for ..."): it belongs in the trail.
 _SUBTITLE_MAX_CHARS = 160
+# A heading's body that is one short paragraph followed by subsections introduces them.
+_LEAD_MAX_CHARS = 400
 _ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
@@ -39,10 +41,16 @@ class LoadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """Body text under one heading, with the headings above it (outermost first)."""
+    """Body text under one heading, with the headings above it (outermost first).
+
+    ``context`` holds the short lead paragraphs of the enclosing headings (a NIST
+    subcategory's one-sentence statement above its "About" and "Suggested Actions"): not part
+    of the passage, but indexed with it so that a chunk knows what it is about.
+    """
 
     trail: tuple[str, ...]
     text: str
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,7 @@ class _OpenSection:
     level: int
     parts: list[str]
     body: list[str] = field(default_factory=list)
+    lead: str = ""
 
 
 def _blocks(lines: list[str]) -> list[str]:
@@ -216,7 +225,10 @@ def markdown_sections(text: str) -> list[Section]:
         open_section.body = []
         if blocks:
             trail = tuple(part for entry in stack for part in entry.parts)
-            sections.append(Section(trail, "\n\n".join(blocks)))
+            context = " ".join(entry.lead for entry in stack[:-1] if entry.lead)
+            sections.append(Section(trail, "\n\n".join(blocks), context))
+            if has_children and len(blocks) == 1 and len(blocks[0]) <= _LEAD_MAX_CHARS:
+                open_section.lead = " ".join(blocks[0].split())
 
     for line in text.split("\n"):
         if _FENCE.match(line):
@@ -271,9 +283,7 @@ def _load_text(data: bytes) -> LoadedDocument:
 # --- HTML ----------------------------------------------------------------------------------
 
 _HTML_HEADINGS = {f"h{n}": n for n in range(1, 7)}
-_HTML_BLOCKS = frozenset(
-    {"p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption", "caption"}
-)
+_HTML_BLOCKS = frozenset({"p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption", "caption"})
 
 
 def _load_html(data: bytes) -> LoadedDocument:

@@ -1,1 +1,45 @@
-"""storage."""
+"""Persistence for Shepherd: SQLAlchemy repositories behind the ``gates.ports`` protocols,
+Alembic migrations, the hash-chained audit log, and the transactional outbox.
+
+The bot uses::
+
+    database = Database(url)            # sqlite_url(data_dir) by default
+    database.upgrade()                  # or database.check() when an operator migrates
+    with database.uow() as uow: ...     # a gates.ports.UnitOfWork, plus uow.dedupe
+    database.claim(event_id, now)       # first delivery of a Slack event / action?
+    OutboxWorker(database, sender, clock).run_forever(stop_event)
+    verify_audit(database)              # AuditReport: ok, or the first bad entry
+"""
+
+from __future__ import annotations
+
+from storage.audit import AuditReport
+from storage.database import Database, sqlite_url
+from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew, StorageError
+from storage.outbox import OutboxMessage, OutboxWorker, PermanentFailure, outbox_counts
+from storage.uow import SqlUnitOfWork
+
+
+def verify_audit(database: Database) -> AuditReport:
+    """Check the whole audit chain; the report names the first modified, deleted or moved entry."""
+    from storage.audit import verify
+
+    with database.session(read_only=True) as session:
+        return verify(session)
+
+
+__all__ = [
+    "AuditReport",
+    "Database",
+    "DatabaseUnavailable",
+    "OutboxMessage",
+    "OutboxWorker",
+    "PermanentFailure",
+    "SchemaOutdated",
+    "SchemaTooNew",
+    "SqlUnitOfWork",
+    "StorageError",
+    "outbox_counts",
+    "sqlite_url",
+    "verify_audit",
+]

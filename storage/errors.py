@@ -19,13 +19,13 @@ class StorageError(ShepherdError):
     """The database cannot be used as it is. The message is one line, safe to print at start."""
 
 
-class DatabaseUnavailable(StorageError):
+class DatabaseUnavailable(StorageError):  # noqa: N818 - named for what the operator sees
     pass
 
 
-class SchemaTooNew(StorageError):
+class SchemaTooNew(StorageError):  # noqa: N818
     pass
 
 
-class SchemaOutdated(StorageError):
+class SchemaOutdated(StorageError):  # noqa: N818
     pass

@@ -113,9 +113,7 @@ def iter_elements(
             yield block, element
 
 
-def find_element(
-    blocks: Sequence[Mapping[str, Any]], key: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def find_element(blocks: Sequence[Mapping[str, Any]], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Find an element by its ``action_id`` or by its block's ``block_id``.
 
     Raises:
@@ -150,9 +148,7 @@ def _pick_option(element: Mapping[str, Any], value: Any) -> dict[str, Any]:
         text = {"type": "plain_text", "text": str(value), "emoji": True}
         return {"text": text, "value": str(value)}
     available = ", ".join(str(o.get("value")) for o in _options_of(element))
-    raise ValueError(
-        f"{value!r} is not an option of {element.get('action_id')!r} (options: {available})"
-    )
+    raise ValueError(f"{value!r} is not an option of {element.get('action_id')!r} (options: {available})")
 
 
 def element_value(element: Mapping[str, Any], value: Any) -> dict[str, Any]:
@@ -225,20 +221,14 @@ def build_state_values(
         KeyError: a key in ``values`` names no block or element.
         ValueError: a value does not fit its element (unknown option, wrong type).
     """
-    blocks = (
-        view_or_blocks.get("blocks", [])
-        if isinstance(view_or_blocks, Mapping)
-        else list(view_or_blocks)
-    )
+    blocks = view_or_blocks.get("blocks", []) if isinstance(view_or_blocks, Mapping) else list(view_or_blocks)
     state: dict[str, dict[str, dict[str, Any]]] = {}
     for block, element in iter_elements(blocks):
         if element.get("type") in STATE_KEYS:
             state.setdefault(block["block_id"], {})[element["action_id"]] = initial_value(element)
     for key, value in (values or {}).items():
         block, element = find_element(blocks, key)
-        state.setdefault(block["block_id"], {})[element["action_id"]] = element_value(
-            element, value
-        )
+        state.setdefault(block["block_id"], {})[element["action_id"]] = element_value(element, value)
     return state
 
 
@@ -335,9 +325,7 @@ def view_errors(view: Any) -> tuple[str, list[str]] | None:
             messages.append("[ERROR] missing required field: title [json-pointer:/view]")
         has_inputs = any(b.get("type") == "input" for b in view.get("blocks", []))
         if has_inputs and not isinstance(view.get("submit"), dict):
-            messages.append(
-                "[ERROR] submit is required when an input block is present [json-pointer:/view]"
-            )
+            messages.append("[ERROR] submit is required when an input block is present [json-pointer:/view]")
         for field in ("title", "submit", "close"):
             text = view.get(field)
             if isinstance(text, dict) and len(str(text.get("text", ""))) > MAX_VIEW_TEXT:
@@ -346,9 +334,7 @@ def view_errors(view: Any) -> tuple[str, list[str]] | None:
                     f"[json-pointer:/view/{field}/text]"
                 )
     if len(str(view.get("private_metadata", ""))) > MAX_PRIVATE_METADATA:
-        messages.append(
-            "[ERROR] must be less than 3001 characters [json-pointer:/view/private_metadata]"
-        )
+        messages.append("[ERROR] must be less than 3001 characters [json-pointer:/view/private_metadata]")
     if len(str(view.get("callback_id", ""))) > MAX_ID_LENGTH:
         messages.append("[ERROR] must be less than 256 characters [json-pointer:/view/callback_id]")
     if len(json.dumps(view)) > MAX_VIEW_BYTES:

@@ -51,15 +51,11 @@ class FaultInjector:
         """Answer HTTP 200 with ``{"ok": false, "error": error}``."""
         self._add(method, Fault(200, error), times)
 
-    def rate_limit(
-        self, method: str | None = None, *, retry_after: int = 1, times: int | None = 1
-    ) -> None:
+    def rate_limit(self, method: str | None = None, *, retry_after: int = 1, times: int | None = 1) -> None:
         """Answer 429 ``ratelimited`` with a ``Retry-After`` header (seconds)."""
         self._add(method, Fault(429, "ratelimited", retry_after), times)
 
-    def server_error(
-        self, method: str | None = None, *, status: int = 500, times: int | None = 1
-    ) -> None:
+    def server_error(self, method: str | None = None, *, status: int = 500, times: int | None = 1) -> None:
         """Answer a 5xx (``internal_error`` in the body, as far as Slack sends one)."""
         self._add(method, Fault(status, "internal_error"), times)
 

@@ -58,9 +58,10 @@ def supported_methods() -> list[str]:
 def _require(params: Mapping[str, Any], *names: str) -> None:
     for name in names:
         if params.get(name) in (None, ""):
-            raise SlackApiFailure("invalid_arguments", response_metadata={
-                "messages": [f"[ERROR] missing required field: {name}"]
-            })
+            raise SlackApiFailure(
+                "invalid_arguments",
+                response_metadata={"messages": [f"[ERROR] missing required field: {name}"]},
+            )
 
 
 def _flag(value: Any) -> bool:
@@ -153,9 +154,7 @@ class WebApiMethods:
 
     def permalink(self, channel_id: str, ts: str, thread_ts: str | None = None) -> str:
         """Slack's permalink shape for a message."""
-        link = (
-            f"https://{self.state.team_domain}.slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
-        )
+        link = f"https://{self.state.team_domain}.slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
         if thread_ts and thread_ts != ts:
             link += f"?thread_ts={thread_ts}&cid={channel_id}"
         return link
@@ -171,9 +170,7 @@ class WebApiMethods:
             raise SlackApiFailure("not_in_channel")
         return channel
 
-    def message_content(
-        self, params: Mapping[str, Any], *, require: bool = True
-    ) -> dict[str, Any]:
+    def message_content(self, params: Mapping[str, Any], *, require: bool = True) -> dict[str, Any]:
         """Validated ``text`` / ``blocks`` / ``attachments`` of a message.
 
         Raises:
@@ -187,9 +184,7 @@ class WebApiMethods:
         if blocks is not None:
             problems = block_errors(blocks, limit=MAX_MESSAGE_BLOCKS, pointer="/blocks")
             if problems:
-                raise SlackApiFailure(
-                    "invalid_blocks", response_metadata={"messages": problems}
-                )
+                raise SlackApiFailure("invalid_blocks", response_metadata={"messages": problems})
             content["blocks"] = ensure_ids(blocks)
         if attachments:
             content["attachments"] = attachments
@@ -224,7 +219,9 @@ class WebApiMethods:
         thread_ts = params.get("thread_ts")
         if thread_ts:
             message["thread_ts"] = str(thread_ts)
-            message["parent_user_id"] = self._parent_user(channel, str(thread_ts))
+            parent_user = self._parent_user(channel, str(thread_ts))
+            if parent_user:
+                message["parent_user_id"] = parent_user
             if _flag(params.get("reply_broadcast")):
                 message["subtype"] = "thread_broadcast"
         if params.get("metadata"):
@@ -443,11 +440,7 @@ def _in_window(message: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
 @method("conversations.history")
 def _conversations_history(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
     _require(params, "channel")
-    messages = [
-        m
-        for m in reversed(api.state.channel_messages(params["channel"]))
-        if _in_window(m, params)
-    ]
+    messages = [m for m in reversed(api.state.channel_messages(params["channel"])) if _in_window(m, params)]
     page, cursor = _paginate(messages, params)
     return {
         "ok": True,
@@ -494,7 +487,7 @@ def _chat_update(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
     if not (content.get("text") or content.get("blocks") or "blocks" in params):
         raise SlackApiFailure("no_text")
     message.update(content)
-    if "metadata" in params and params["metadata"]:
+    if params.get("metadata"):
         message["metadata"] = params["metadata"]
     message["edited"] = {"user": api.state.bot_user_id, "ts": api.state.new_ts()}
     return {
@@ -620,7 +613,8 @@ def _chat_stop_stream(api: WebApiMethods, params: dict[str, Any]) -> dict[str, A
     message["text"] = message.get("text", "") + text
     stream["chunks"].extend(chunks)
     if params.get("blocks"):
-        message.update(api.message_content({"blocks": params["blocks"]}, require=False))
+        content = api.message_content({"blocks": params["blocks"]}, require=False)
+        message["blocks"] = content["blocks"]
     if params.get("metadata"):
         message["metadata"] = params["metadata"]
     stream["state"] = "completed"
@@ -681,9 +675,12 @@ def _views_open(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
     trigger = api.state.consume_trigger_id(params.get("trigger_id") or params.get("interactivity_pointer"))
     view = params["view"]
     if isinstance(view, dict) and view.get("type") != "modal":
-        raise SlackApiFailure("invalid_arguments", response_metadata={
-            "messages": ["[ERROR] views.open only opens modals [json-pointer:/view/type]"]
-        })
+        raise SlackApiFailure(
+            "invalid_arguments",
+            response_metadata={
+                "messages": ["[ERROR] views.open only opens modals [json-pointer:/view/type]"]
+            },
+        )
     stored = api.store_view(view, user_id=trigger.user_id)
     if trigger.user_id:
         api.state.modal_stacks[trigger.user_id] = [stored["id"]]
@@ -732,9 +729,12 @@ def _views_publish(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]
         raise SlackApiFailure("user_not_found")
     view = params["view"]
     if isinstance(view, dict) and view.get("type") != "home":
-        raise SlackApiFailure("invalid_arguments", response_metadata={
-            "messages": ["[ERROR] views.publish only publishes home views [json-pointer:/view/type]"]
-        })
+        raise SlackApiFailure(
+            "invalid_arguments",
+            response_metadata={
+                "messages": ["[ERROR] views.publish only publishes home views [json-pointer:/view/type]"]
+            },
+        )
     existing_id = api.state.home_views.get(user_id)
     if existing_id and params.get("hash") and params["hash"] != api.state.views[existing_id]["hash"]:
         raise SlackApiFailure("hash_conflict")
@@ -854,3 +854,58 @@ def _remove_original(api: WebApiMethods, channel: Channel, ts: str) -> None:
         e for e in api.state.ephemerals if not (e["channel"] == channel.id and e["ts"] == ts)
     ]
     api.state.messages.get(channel.id, {}).pop(ts, None)
+
+
+# view submission answers --------------------------------------------------------------------------
+
+
+def apply_view_response(
+    api: WebApiMethods, user_id: str, view_id: str, answer: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """Do what Slack does with an app's answer to a ``view_submission``.
+
+    An empty answer closes the submitted modal (and those pushed above it); ``clear`` closes
+    them all; ``update`` replaces the submitted view; ``push`` stacks a new one; ``errors``
+    leaves the modal open and returns the errors to show under each block.
+
+    Returns:
+        ``{block_id: message}`` for ``errors``, else an empty dict.
+
+    Raises:
+        SlackApiFailure: ``not_found`` for an unknown view; ``invalid_blocks`` /
+            ``invalid_arguments`` for a view Slack would refuse; ``push_limit_reached``.
+    """
+    with api.state.lock:
+        current = api.find_view({"view_id": view_id})
+        action = (answer or {}).get("response_action")
+        if action is None:
+            api.state.close_modals(user_id, view_id)
+        elif action == "clear":
+            api.state.close_modals(user_id)
+        elif action == "errors":
+            return {str(k): str(v) for k, v in dict((answer or {}).get("errors", {})).items()}
+        elif action == "update":
+            api.store_view(
+                dict((answer or {})["view"]),
+                user_id=user_id,
+                view_id=current["id"],
+                root_view_id=current["root_view_id"],
+                previous_view_id=current["previous_view_id"],
+            )
+        elif action == "push":
+            stack = api.state.modal_stacks.setdefault(user_id, [])
+            if len(stack) >= 3:
+                raise SlackApiFailure("push_limit_reached")
+            stored = api.store_view(
+                dict((answer or {})["view"]),
+                user_id=user_id,
+                root_view_id=current["root_view_id"],
+                previous_view_id=current["id"],
+            )
+            stack.append(stored["id"])
+        else:
+            raise SlackApiFailure(
+                "invalid_arguments",
+                response_metadata={"messages": [f"[ERROR] unknown response_action {action!r}"]},
+            )
+        return {}

@@ -424,15 +424,11 @@ class SlackState:
             trigger.used = True
             return trigger
 
-    def mint_response_url(
-        self, channel_id: str, user_id: str, message_ts: str | None = None
-    ) -> str:
+    def mint_response_url(self, channel_id: str, user_id: str, message_ts: str | None = None) -> str:
         """Issue a response_url key (the server turns it into a URL it serves)."""
         key = secrets.token_urlsafe(18)
         with self.lock:
-            self.response_urls[key] = ResponseUrl(
-                channel_id, user_id, message_ts, self.clock() + 30 * 60
-            )
+            self.response_urls[key] = ResponseUrl(channel_id, user_id, message_ts, self.clock() + 30 * 60)
         return key
 
     # views ----------------------------------------------------------------------------------

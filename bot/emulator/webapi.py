@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry import RetryHandler
 
 from bot.emulator.faults import FaultInjector
-from bot.emulator.methods import WebApiMethods, respond
+from bot.emulator.methods import WebApiMethods, apply_view_response, respond
 from bot.emulator.state import SlackApiFailure, SlackState
 
 _UPLOAD_PATH = re.compile(r"^/upload/v1/(?P<file_id>[A-Z0-9]+)$")
@@ -110,9 +110,7 @@ class CallLog:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                found = [
-                    c for c in self._calls if c.method == method and (ok is None or c.ok == ok)
-                ]
+                found = [c for c in self._calls if c.method == method and (ok is None or c.ok == ok)]
                 if len(found) >= count:
                     return found
                 remaining = deadline - time.monotonic()
@@ -137,14 +135,14 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet; the call log is the record."""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         """Web API methods accept GET with query parameters; files are downloaded with GET."""
         self._route()
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         """Web API calls, uploads and response_url posts."""
         self._route()
 
@@ -200,17 +198,16 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
             if name:
-                fields[str(name)] = (
-                    payload if part.get_filename() else (payload or b"").decode("utf-8")
-                )
+                fields[str(name)] = data if part.get_filename() else data.decode("utf-8")
         return fields
     return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
 
 
-def _json_response(status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> tuple[
-    int, dict[str, str], bytes
-]:
+def _json_response(
+    status: int, body: dict[str, Any], extra: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     headers = {"Content-Type": "application/json; charset=utf-8", **(extra or {})}
     return status, headers, json.dumps(body).encode()
 
@@ -232,9 +229,7 @@ class FakeSlackWebAPI:
             assert api.last("chat.postMessage").params["text"] == "hello"
     """
 
-    def __init__(
-        self, state: SlackState | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, state: SlackState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = state or SlackState()
         self.faults = FaultInjector()
         self.log = CallLog()
@@ -251,8 +246,8 @@ class FakeSlackWebAPI:
         if self._server is not None:
             return self
         self._server = _Server(self._address, self)
-        host, port = self._server.server_address[:2]
-        self.methods.public_url = f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        self.methods.public_url = f"http://{self._address[0]}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -337,6 +332,12 @@ class FakeSlackWebAPI:
         """A fresh ``response_url`` this server answers (5 uses, 30 minutes)."""
         return f"{self.url}/hooks/response/{self.state.mint_response_url(channel_id, user_id, message_ts)}"
 
+    def apply_view_response(
+        self, user_id: str, view_id: str, answer: dict[str, Any] | None
+    ) -> dict[str, str]:
+        """Apply the app's answer to a view submission to the modal stack (see methods)."""
+        return apply_view_response(self.methods, user_id, view_id, answer)
+
     def on_call(self, listener: Callable[[RecordedCall], None]) -> None:
         """Call ``listener`` after every recorded call (the playground pushes updates with it)."""
         self._listeners.append(listener)
@@ -392,9 +393,7 @@ class FakeSlackWebAPI:
             return 404, {"Content-Type": "text/plain"}, b"file not found"
         return 200, {"Content-Type": "application/octet-stream"}, data
 
-    def handle_response_url(
-        self, key: str, raw: bytes, headers: Any
-    ) -> tuple[int, dict[str, str], bytes]:
+    def handle_response_url(self, key: str, raw: bytes, headers: Any) -> tuple[int, dict[str, str], bytes]:
         """Apply a POST to a ``response_url`` (see :func:`bot.emulator.methods.respond`)."""
         received = time.time()
         try:

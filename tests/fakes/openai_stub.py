@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -104,9 +105,9 @@ class OpenAIStub:
     def start(self) -> OpenAIStub:
         """Listen on a free port of 127.0.0.1 in a daemon thread."""
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -133,6 +134,15 @@ class OpenAIStub:
 
     def _reply_text(self, body: dict[str, Any]) -> str:
         return self.reply(body) if callable(self.reply) else self.reply
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-stream (timeout, early stop) is expected, not an error."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
@@ -245,15 +255,16 @@ def _handler_for(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            # No keep-alive: a pooled connection outlives asyncio.run() in tests and warns.
+            self.send_header("Connection", "close")
             self.end_headers()
+            self.close_connection = True
             self.wfile.write(data)
 
     return Handler
 
 
-def _chunk(
-    model: str, created: int, delta: dict[str, Any], finish_reason: str | None
-) -> dict[str, Any]:
+def _chunk(model: str, created: int, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion.chunk",

@@ -1,0 +1,147 @@
+"""``build_app(settings)``: the one place the Bolt app is assembled.
+
+The app runs with ``process_before_response=True``: each listener's quick half (the ack, plus
+database work that must be durable before Slack hears "OK", such as an approval) runs before
+the HTTP response; everything that calls Slack or the LLM runs in Bolt's lazy listeners or in
+the outbox worker. The ack therefore never waits for Slack (measured in benchmarks/bench_slack.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.oauth.oauth_settings import OAuthSettings
+from slack_sdk import WebClient
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+
+from bot.bootstrap import Services, bootstrap
+from bot.listeners.actions import ActionListeners
+from bot.listeners.commands import CommandListeners
+from bot.listeners.common import tell_later, user_of
+from bot.listeners.events import EventListeners
+from bot.listeners.views import ViewListeners
+from bot.settings import Settings
+from bot.slack_client import make_client
+from storage.slack_messages import MessageRefs
+
+logger = logging.getLogger("shepherd.app")
+
+BOT_SCOPES = [
+    "app_mentions:read",
+    "chat:write",
+    "commands",
+    "im:history",
+    "im:read",
+    "im:write",
+    "users:read",
+    "usergroups:read",
+    "files:write",
+    "assistant:write",
+]
+
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot make a working Slack app; the message says which and how to fix it."""
+
+
+def build_app(settings: Settings, services: Services | None = None, client: WebClient | None = None) -> App:
+    """Build the configured Bolt app.
+
+    Args:
+        settings: Slack credentials and the rest of the configuration.
+        services: already-built services (tests, ``shepherd serve``); built from settings if None.
+        client: a ready WebClient; by default one pointed at ``SLACK_API_URL`` with retry handlers.
+
+    Raises:
+        ConfigurationError: no signing secret, or neither a bot token nor OAuth credentials.
+    """
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        raise ConfigurationError("SLACK_SIGNING_SECRET is not set (Slack app > Basic Information > Signing Secret).")
+    services = services or bootstrap(settings)
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    options: dict[str, Any] = {
+        "signing_secret": settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
+        "process_before_response": True,
+        "token_verification_enabled": False,
+        "raise_error_for_unhandled_request": False,
+    }
+    if settings.oauth_enabled:
+        assert settings.slack_client_id and settings.slack_client_secret
+        engine = services.database.engine
+        installations = SQLAlchemyInstallationStore(client_id=settings.slack_client_id, engine=engine)
+        states = SQLAlchemyOAuthStateStore(expiration_seconds=600, engine=engine)
+        options["client"] = client or make_client(None, settings.slack_api_url)
+        options["oauth_settings"] = OAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            scopes=BOT_SCOPES,
+            installation_store=installations,
+            state_store=states,
+        )
+    elif token:
+        # The client carries the token; Bolt reads it from there.
+        options["client"] = client or make_client(token, settings.slack_api_url)
+    else:
+        raise ConfigurationError("Set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth).")
+
+    app = App(**options)
+    messages = MessageRefs(services.database)
+    app.middleware(_Dedupe(services).process)
+    CommandListeners(services).register(app)
+    ActionListeners(services).register(app)
+    ViewListeners(services).register(app)
+    EventListeners(services, messages).register(app)
+    app.error(_ErrorHandler(services).handle)
+    app.services = services  # type: ignore[attr-defined]  # for serve and tests: one object, no globals
+    return app
+
+
+class _Dedupe:
+    """Drop events Slack delivers again (its retries repeat the ``event_id``) before any listener
+    sees them. The claim is a unique row in the database, so it holds across replicas."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.name = "shepherd_dedupe"
+
+    def process(self, body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002 - Bolt's name
+        key = _dedupe_key(body)
+        if key is not None and not self._services.database.claim(key, self._services.now()):
+            logger.info("duplicate delivery dropped: %s", key)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+
+def _dedupe_key(body: dict[str, Any]) -> str | None:
+    # Double clicks are handled where their meaning is known: a repeated decision is a no-op in
+    # the domain, a repeated submission is recognised by the submit listener.
+    if body.get("type") == "event_callback" and body.get("event_id"):
+        return f"event:{body['event_id']}"
+    return None
+
+
+class _ErrorHandler:
+    """Anything unexpected: the traceback goes to the log, a polite line goes to the person."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def handle(self, error: Exception, body: dict[str, Any]) -> None:
+        logger.exception("unhandled error in a Slack listener", exc_info=error)
+        user = user_of(body) if isinstance(body, dict) else ""
+        if not user:
+            return
+        try:
+            tell_later(
+                self._services,
+                user,
+                "Sorry, something went wrong on Shepherd's side; nothing you did was lost. "
+                "Please try again in a minute.",
+            )
+        except Exception:  # the database may be the thing that failed; the log has it already
+            logger.exception("could not queue the apology")

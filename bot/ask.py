@@ -1,0 +1,116 @@
+""""What's needed for the next gate?": the checklist from readiness, guidance from the policies.
+
+The checklist never depends on the LLM: it is computed from the pipeline and the answers. The
+policy guidance comes from retrieval and, when an LLM is configured, a grounded answer that cites
+its passages. The LLM only writes text; it is never given a tool and cannot change anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot import blocks
+from bot.bootstrap import Services
+from bot.ids import REF_PATTERN
+from gates import usecases
+from gates.errors import GateError
+from gates.lifecycle import Initiative, Status
+from gates.readiness import Readiness
+from knowledge.types import Answer, Hit
+
+logger = logging.getLogger("shepherd.ask")
+
+_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
+STREAM_UPDATE_SECONDS = 1.5
+
+
+@dataclass(frozen=True)
+class Context:
+    """Which initiative a question is about, if any, and its readiness."""
+
+    initiative: Initiative | None
+    readiness: Readiness | None
+
+
+def clean_question(text: str) -> str:
+    """The question without the bot mention and surrounding noise."""
+    return _MENTION.sub("", text or "").strip()
+
+
+def find_initiative(services: Services, text: str, thread_target: str | None) -> Initiative | None:
+    """The initiative named by ref in the text, else the one whose thread this is."""
+    refs = REF_PATTERN.findall(text or "")
+    candidates = refs + ([thread_target.split(":", 1)[1]] if thread_target and thread_target.startswith("initiative:") else [])
+    for ref in candidates:
+        try:
+            with services.read_uow() as uow:
+                return uow.initiatives.get(ref)
+        except GateError:
+            continue
+    return None
+
+
+def context_for(services: Services, initiative: Initiative | None) -> Context:
+    if initiative is None or initiative.status is Status.RETIRED:
+        return Context(initiative, None)
+    try:
+        report = usecases.check_readiness(services.pipeline, services.read_uow(), initiative.ref)
+    except GateError:
+        report = None
+    return Context(initiative, report)
+
+
+def retrieve(services: Services, question: str, gate_id: str | None) -> list[Hit]:
+    knowledge = services.knowledge
+    if knowledge is None or not question:
+        return []
+    try:
+        return knowledge.search(question, k=5)
+    except Exception:  # retrieval must never break the checklist; logged with its traceback
+        logger.exception("policy search failed")
+        return []
+
+
+def reply(
+    services: Services,
+    question: str,
+    initiative: Initiative | None,
+    feedback_key: str,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Build the full reply (``text`` + ``blocks``), reporting partial text while it streams.
+
+    Args:
+        on_progress: called with a partial message at most every STREAM_UPDATE_SECONDS.
+    """
+    ctx = context_for(services, initiative)
+    checklist = (
+        blocks.readiness_blocks(services.pipeline, ctx.initiative, ctx.readiness)
+        if ctx.initiative is not None and ctx.readiness is not None
+        else None
+    )
+    policy_question = question or (f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else "")
+    hits = retrieve(services, policy_question, ctx.readiness.gate_id if ctx.readiness else None)
+    if not policy_question:
+        return blocks.ask_reply(Answer(text=_HELP_TEXT, covered=False), checklist, feedback_key)
+    stream = services.answerer.stream(policy_question, hits)
+    text = ""
+    last = time.monotonic()
+    for piece in stream:
+        text += piece
+        if on_progress is not None and time.monotonic() - last >= STREAM_UPDATE_SECONDS:
+            last = time.monotonic()
+            on_progress(blocks.ask_reply(Answer(text=text + " …", hits=tuple(hits)), checklist, feedback_key))
+    answer = stream.answer or Answer(text=text, hits=tuple(hits))
+    return blocks.ask_reply(answer, checklist, feedback_key)
+
+
+_HELP_TEXT = (
+    "Ask me about an initiative (mention its ref, like AI-0007, or ask in its thread) or about our AI "
+    "policies, for example: what do we need for the pilot gate?"
+)

@@ -1,0 +1,51 @@
+"""Pure Block Kit builders: domain data in, Slack JSON out (no client, no database, no clock).
+
+Modules: ``text`` (escaping, truncation, limits), ``inputs`` (a question as an input block),
+``modals``, ``messages``, ``home``. Listeners import the builders from here.
+"""
+
+from bot.blocks.home import home_view
+from bot.blocks.messages import (
+    ask_placeholder,
+    ask_reply,
+    decision_notice,
+    error_message,
+    help_message,
+    initiative_card,
+    readiness_blocks,
+    readiness_line,
+    review_outcome,
+    review_progress,
+    review_request,
+    status_message,
+)
+from bot.blocks.modals import (
+    evidence_modal,
+    exception_modal,
+    intake_modal,
+    questionnaire_modal,
+    questionnaire_pages,
+    reason_modal,
+)
+
+__all__ = [
+    "ask_placeholder",
+    "ask_reply",
+    "decision_notice",
+    "error_message",
+    "evidence_modal",
+    "exception_modal",
+    "help_message",
+    "home_view",
+    "initiative_card",
+    "intake_modal",
+    "questionnaire_modal",
+    "questionnaire_pages",
+    "readiness_blocks",
+    "readiness_line",
+    "reason_modal",
+    "review_outcome",
+    "review_progress",
+    "review_request",
+    "status_message",
+]

@@ -1,0 +1,167 @@
+"""The App Home tab: my initiatives, approvals waiting for me, recent decisions, paged.
+
+One page index moves all three lists together; each list shows ``page_size`` items, so the tab
+stays under Slack's 100 blocks however long the lists grow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from bot import ids
+from bot.blocks.labels import (
+    REVIEW_EMOJI,
+    REVIEW_WORDS,
+    STATUS_WORDS,
+    gate_title,
+    remaining_text,
+    stage_label,
+)
+from bot.blocks.messages import button, decision_buttons, readiness_line
+from bot.blocks.text import (
+    MAX_VIEW_BLOCKS,
+    clamp_blocks,
+    clip,
+    context,
+    divider,
+    escape,
+    header,
+    mention,
+    section,
+    slack_date,
+)
+from gates.lifecycle import Initiative, Review, Status
+from gates.loader import CompiledPipeline
+from gates.readiness import Readiness
+
+MAX_HOME_PAGE_SIZE = 20
+"""Four blocks an item at most (a pending approval takes two) plus the frame stay under 100."""
+
+
+def _gate_words(pipeline: CompiledPipeline | None, gate_id: str) -> str:
+    return gate_title(pipeline, gate_id) if pipeline is not None else gate_id.replace("_", " ").capitalize()
+
+
+def _needed(pipeline: CompiledPipeline | None, review: Review) -> str:
+    remaining = review.remaining()
+    if pipeline is not None:
+        return remaining_text(pipeline, remaining)
+    return ", ".join(f"{n} × {role}" for role, n in remaining.items()) or "none"
+
+
+def _initiative_item(initiative: Initiative, readiness: Readiness | None) -> dict[str, Any]:
+    status = STATUS_WORDS[initiative.status]
+    text = (
+        f"*{clip(initiative.name, 200)}* · {escape(initiative.ref)}\n"
+        f"{escape(stage_label(initiative.stage))} · {status}\n{readiness_line(readiness)}"
+    )
+    block = section(text)
+    if initiative.status is not Status.RETIRED and readiness is not None:
+        block["accessory"] = button("Answer questions", ids.ACTION_OPEN_QUESTIONNAIRE, initiative.ref)
+    return block
+
+
+def _pending_item(
+    pipeline: CompiledPipeline | None, review: Review, initiative: Initiative
+) -> list[dict[str, Any]]:
+    needed = escape(_needed(pipeline, review))
+    text = (
+        f"*{clip(initiative.name, 200)}* · {escape(initiative.ref)} · "
+        f"{escape(_gate_words(pipeline, review.gate_id))} gate\n"
+        f"Submitted by {mention(review.submitted_by)} {slack_date(review.submitted_at)} · "
+        f"still needed: {needed}"
+    )
+    blocks = [section(text)]
+    if review.exception_reason:
+        blocks[0]["text"]["text"] += "\n:warning: Submitted as an exception"
+    actions = {
+        "type": "actions",
+        "block_id": f"home:review:{review.id}",
+        "elements": decision_buttons(str(review.id), initiative),
+    }
+    return [*blocks, actions]
+
+
+def _recent_item(pipeline: CompiledPipeline | None, review: Review, initiative: Initiative) -> dict[str, Any]:
+    when = slack_date(review.closed_at or review.submitted_at, "{date_short}")
+    return context(
+        f"{REVIEW_EMOJI[review.status]} *{clip(initiative.name, 200)}* · {escape(initiative.ref)} · "
+        f"{escape(_gate_words(pipeline, review.gate_id))} gate {REVIEW_WORDS[review.status]} · {when}"
+    )
+
+
+def _window(items: Sequence[Any], page: int, size: int) -> Sequence[Any]:
+    return items[page * size : (page + 1) * size]
+
+
+def home_view(
+    user_id: str,
+    my_initiatives: Sequence[tuple[Initiative, Readiness | None]],
+    pending: Sequence[tuple[Review, Initiative]],
+    recent: Sequence[tuple[Review, Initiative]],
+    page: int = 0,
+    page_size: int = 10,
+    *,
+    pipeline: CompiledPipeline | None = None,
+) -> dict[str, Any]:
+    """The Home tab for ``user_id``. ``page`` is clamped to the pages that exist; the Previous /
+    Next buttons carry the page number to show in their value (``ids.ACTION_HOME_PAGE``).
+    With ``pipeline``, gates and roles show their labels instead of their ids."""
+    size = max(1, min(page_size, MAX_HOME_PAGE_SIZE))
+    # A review listed twice would repeat its block_id, which Slack rejects.
+    pending = list({review.id: (review, initiative) for review, initiative in pending}.values())
+    pages = max(1, *(math.ceil(len(items) / size) for items in (my_initiatives, pending, recent)))
+    page = max(0, min(page, pages - 1))
+
+    body: list[dict[str, Any]] = [
+        header("Shepherd"),
+        context(
+            f"Hello {mention(user_id)}: your initiatives, the approvals waiting for you and recent decisions."
+        ),
+        divider(),
+        section(f"*My initiatives* ({len(my_initiatives)})"),
+    ]
+    mine = _window(my_initiatives, page, size)
+    if mine:
+        body += [_initiative_item(initiative, readiness) for initiative, readiness in mine]
+    elif not my_initiatives:
+        body.append(context(f"You own no initiatives yet. Register one with `{ids.COMMAND} new`."))
+    else:
+        body.append(context("Nothing more on this page."))
+
+    body += [divider(), section(f"*Approvals waiting for me* ({len(pending)})")]
+    waiting = _window(pending, page, size)
+    if waiting:
+        for review, initiative in waiting:
+            body += _pending_item(pipeline, review, initiative)
+    else:
+        body.append(context("Nothing waiting for you." if not pending else "Nothing more on this page."))
+
+    body += [divider(), section("*Recent decisions*")]
+    latest = _window(recent, page, size)
+    if latest:
+        body += [_recent_item(pipeline, review, initiative) for review, initiative in latest]
+    else:
+        body.append(context("No decisions yet." if not recent else "Nothing more on this page."))
+
+    footer: list[dict[str, Any]] = []
+    if pages > 1:
+        nav = []
+        if page > 0:
+            nav.append(button("Previous", ids.ACTION_HOME_PAGE, str(page - 1)))
+        if page < pages - 1:
+            nav.append(button("Next", ids.ACTION_HOME_PAGE, str(page + 1)))
+        footer = [
+            divider(),
+            context(f"Page {page + 1} of {pages}"),
+            {"type": "actions", "block_id": "home:pages", "elements": nav},
+        ]
+    blocks = clamp_blocks(body, MAX_VIEW_BLOCKS - len(footer)) + footer
+    return {
+        "type": "home",
+        "private_metadata": json.dumps({"page": page}),
+        "blocks": blocks,
+    }

@@ -1,0 +1,409 @@
+"""Modals: intake, questionnaire pages, decision reasons, exception requests and evidence.
+
+Long questionnaires are cut into pages from the pipeline alone (never from the answers), so a
+question cannot slip between pages when an answer changes what is shown; questions hidden by
+``show_if`` are then left out of their page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot import ids
+from bot.blocks.inputs import fits_input, question_input, text_input, worst_case_size
+from bot.blocks.labels import REVIEW_WORDS, answer_display, gate_title, stage_label
+from bot.blocks.text import (
+    MAX_PRIVATE_METADATA,
+    MAX_SECTION_TEXT,
+    MAX_VIEW_BLOCKS,
+    MAX_VIEW_BYTES,
+    MAX_VIEW_TITLE,
+    bullet_list,
+    clamp_blocks,
+    clip,
+    context,
+    divider,
+    escape,
+    mention,
+    plain,
+    section,
+    slack_date,
+    truncate,
+)
+from gates.answers import AnswerValue, coerce, for_rules
+from gates.conditions import ConditionError, MissingAnswer, make_context
+from gates.errors import InvalidAnswer, UnknownGate
+from gates.lifecycle import DecisionKind, Initiative, Review
+from gates.loader import CompiledPipeline
+from gates.pipeline import Gate, Question, QuestionType
+from gates.ports import AnswerVersion, EvidenceLink
+from gates.readiness import readiness
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 90
+NAME_MAX_LENGTH = 200
+REASON_MAX_LENGTH = 3000
+# Room left in a view for everything around the questions (title, intro, link inputs).
+_QUESTION_BYTES = MAX_VIEW_BYTES - 20_000
+
+
+def questionnaire_pages(gate: Gate, page_size: int = 0) -> list[list[Question]]:
+    """The gate's questions cut into pages of at most ``page_size`` (0: the default), each page
+    small enough for one view whatever the answers are."""
+    size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
+    pages: list[list[Question]] = [[]]
+    used = 0
+    for question in gate.questions:
+        cost = worst_case_size(question)
+        if pages[-1] and (len(pages[-1]) >= size or used + cost > _QUESTION_BYTES):
+            pages.append([])
+            used = 0
+        pages[-1].append(question)
+        used += cost
+    return pages
+
+
+def _modal(
+    callback_id: str,
+    title: str,
+    blocks: list[dict[str, Any]],
+    *,
+    submit: str | None = None,
+    close: str = "Cancel",
+    private_metadata: str = "",
+) -> dict[str, Any]:
+    if len(private_metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError(
+            f"private_metadata is {len(private_metadata)} characters; Slack allows {MAX_PRIVATE_METADATA}"
+        )
+    view: dict[str, Any] = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, MAX_VIEW_TITLE),
+        "close": plain(close, MAX_VIEW_TITLE),
+        "blocks": clamp_blocks(blocks, MAX_VIEW_BLOCKS),
+    }
+    if submit is not None:
+        view["submit"] = plain(submit, MAX_VIEW_TITLE)
+    if private_metadata:
+        view["private_metadata"] = private_metadata
+    return view
+
+
+def _title(ref: str, gate: str, suffix: str = "") -> str:
+    """``AI-0007 · Pilot 2/3``: the gate title gives way first, so ref and page always show."""
+    head = f"{ref} · "
+    room = MAX_VIEW_TITLE - len(head) - len(suffix)
+    if room < 3:
+        return truncate(f"{ref}{suffix}", MAX_VIEW_TITLE)
+    return f"{head}{truncate(gate, room)}{suffix}"
+
+
+def _required_now(pipeline: CompiledPipeline, question: Question, rules_context: Any) -> bool:
+    if question.required_if is None:
+        return question.required
+    try:
+        return pipeline.condition(question.required_if).holds(rules_context)
+    except (MissingAnswer, ConditionError):
+        return False
+
+
+def _typed(
+    pipeline: CompiledPipeline, answers: Mapping[str, Any]
+) -> tuple[dict[str, AnswerValue], dict[str, str]]:
+    """The answers coerced to their questions' types, and why the ones that do not fit fail."""
+    questions = {qid: q for qid, (_, q) in pipeline.model.all_questions().items()}
+    typed: dict[str, AnswerValue] = {}
+    problems: dict[str, str] = {}
+    for qid, raw in answers.items():
+        question = questions.get(qid)
+        if question is None or raw is None:
+            continue
+        try:
+            value = coerce(question, raw)
+        except InvalidAnswer as error:
+            problems[qid] = error.reason
+            continue
+        if value is not None:
+            typed[qid] = value
+    return typed, problems
+
+
+def _question_blocks(
+    pipeline: CompiledPipeline,
+    questions: Sequence[Question],
+    answers: Mapping[str, AnswerValue],
+    problems: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    all_questions = {qid: q for qid, (_, q) in pipeline.model.all_questions().items()}
+    rules_context = make_context(for_rules(all_questions, answers))
+    blocks = []
+    for question in questions:
+        value = answers.get(question.id)
+        if value is None or fits_input(question, value):
+            required = _required_now(pipeline, question, rules_context)
+            blocks.append(question_input(question, value, required, (problems or {}).get(question.id)))
+        else:
+            # Prefilling a cut version would shorten the answer on the next save.
+            shown = clip(answer_display(question, value), 1500)
+            blocks.append(
+                section(
+                    f"*{clip(question.label, 300)}*\n{shown}\n_This answer is longer than a Slack input "
+                    "holds, so it cannot be edited here; it is kept as it is._"
+                )
+            )
+    return blocks
+
+
+def intake_modal(pipeline: CompiledPipeline, private_metadata: str = "") -> dict[str, Any]:
+    """The registration form: the initiative's name and the intake gate's questions.
+
+    When the intake questionnaire is longer than one page, the modal carries its first page and
+    says that the rest follows in the questionnaire once the initiative exists.
+    """
+    gate = pipeline.model.intake
+    visible = {q.id for q in readiness(pipeline, gate.id, {}).visible_questions}
+    pages = questionnaire_pages(gate)
+    first = [q for q in pages[0] if q.id in visible]
+    blocks: list[dict[str, Any]] = [
+        section(
+            f"Register a new AI initiative. These are the *{escape(gate.title)}* questions; you can "
+            "save what you know now and complete the rest later from the initiative's card."
+        ),
+        text_input(
+            ids.NAME_BLOCK,
+            "Initiative name",
+            max_length=NAME_MAX_LENGTH,
+            placeholder="A short name people will recognise",
+        ),
+        *_question_blocks(pipeline, first, {}),
+    ]
+    later = sum(1 for page in pages[1:] for q in page if q.id in visible)
+    if later:
+        blocks.append(context(f"{later} more question(s) follow in the questionnaire after registration."))
+    return _modal(
+        ids.VIEW_INTAKE,
+        "Register an initiative",
+        blocks,
+        submit="Register",
+        private_metadata=private_metadata,
+    )
+
+
+def questionnaire_modal(
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    gate_id: str,
+    answers: Mapping[str, AnswerValue | None],
+    page: int = 0,
+    page_size: int = 0,
+    private_metadata_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One page of a gate's questionnaire, prefilled with the current answers.
+
+    Args:
+        answers: current answers of every gate (``show_if`` may read earlier gates); None means
+            no answer.
+        page: 0-based; clamped to the last page.
+        page_size: questions per page, 0 for the default (20); pages also stay under 250 kB.
+        private_metadata_extra: more keys for private_metadata beside ``ref``, ``gate``, ``page``.
+
+    Raises:
+        UnknownGate: the pipeline has no such gate.
+        ValueError: private_metadata would exceed 3,000 characters.
+    """
+    gate = pipeline.model.gate(gate_id)
+    if gate is None:
+        raise UnknownGate(gate_id)
+    typed, problems = _typed(pipeline, answers)
+    state = readiness(pipeline, gate.id, typed)
+    visible = {q.id for q in state.visible_questions}
+    pages = questionnaire_pages(gate, page_size)
+    page = max(0, min(page, len(pages) - 1))
+    last = page == len(pages) - 1
+    shown = [q for q in pages[page] if q.id in visible]
+
+    intro = f"*{clip(initiative.name, 300)}* · {escape(initiative.ref)} · {escape(gate.title)} questionnaire"
+    notes = [f"{state.answered}/{len(state.visible_questions)} answered"]
+    if len(pages) > 1:
+        notes.insert(0, f"Page {page + 1} of {len(pages)}")
+    notes.append("leave a field empty to keep it unanswered; you can save part now and finish later")
+    blocks: list[dict[str, Any]] = [section(intro), context(" · ".join(notes))]
+    if shown:
+        blocks += _question_blocks(pipeline, shown, typed, problems)
+    else:
+        blocks.append(section("_No questions apply on this page with the current answers._"))
+    if last:
+        blocks += [
+            divider(),
+            text_input(
+                ids.LINK_URL_BLOCK,
+                "Evidence link (optional)",
+                optional=True,
+                url=True,
+                placeholder="https://…",
+                hint="A document, dashboard or ticket that supports these answers.",
+            ),
+            text_input(ids.LINK_TITLE_BLOCK, "Link title", optional=True, max_length=200),
+        ]
+    metadata = {"ref": initiative.ref, "gate": gate.id, "page": page, **(private_metadata_extra or {})}
+    suffix = f" {page + 1}/{len(pages)}" if len(pages) > 1 else ""
+    return _modal(
+        ids.VIEW_QUESTIONNAIRE,
+        _title(initiative.ref, gate.title, suffix),
+        blocks,
+        submit="Save" if last else "Save & next",
+        private_metadata=json.dumps(metadata, separators=(",", ":")),
+    )
+
+
+_REASON_TITLES = {
+    DecisionKind.REJECT: ("Reject", "Reject", "You are rejecting"),
+    DecisionKind.REQUEST_CHANGES: ("Request changes", "Send to team", "You are requesting changes to"),
+    DecisionKind.APPROVE: ("Approve", "Approve", "You are approving"),
+}
+
+
+def reason_modal(
+    review_id: int,
+    kind: DecisionKind,
+    initiative_name: str,
+    ref: str,
+    private_metadata: str = "",
+) -> dict[str, Any]:
+    """Ask for the reason a decision needs. Required for reject and request changes; an approval
+    may carry an optional comment. Empty ``private_metadata`` becomes ``{"review", "kind"}``."""
+    title, submit, lead = _REASON_TITLES[kind]
+    metadata = private_metadata or json.dumps(
+        {"review": review_id, "kind": kind.value}, separators=(",", ":")
+    )
+    blocks = [
+        section(f"{lead} *{clip(initiative_name, 300)}* ({escape(ref)})."),
+        text_input(
+            ids.REASON_BLOCK,
+            "Reason" if kind is not DecisionKind.APPROVE else "Comment (optional)",
+            multiline=True,
+            optional=kind is DecisionKind.APPROVE,
+            max_length=REASON_MAX_LENGTH,
+            hint="The team sees this, and it is kept on the review's record.",
+        ),
+    ]
+    return _modal(ids.VIEW_REASON, title, blocks, submit=submit, private_metadata=metadata)
+
+
+def exception_modal(
+    ref: str,
+    gate_title: str,
+    blockers: list[str],
+    private_metadata: str = "",
+) -> dict[str, Any]:
+    """Submit despite unmet blocking criteria, with a justification the approvers will read."""
+    blocks = [
+        section(
+            f"*{escape(ref)}* does not yet meet the *{escape(gate_title)}* gate. This gate allows "
+            "an exception: you can submit anyway with a justification, and the approvers decide."
+        ),
+        section("*Not met:*\n" + bullet_list([escape(b) for b in blockers], limit=MAX_SECTION_TEXT - 20)),
+        text_input(
+            ids.REASON_BLOCK,
+            "Why should this go ahead as an exception?",
+            multiline=True,
+            max_length=REASON_MAX_LENGTH,
+            hint="Shown to every approver and kept with the review.",
+        ),
+    ]
+    return _modal(
+        ids.VIEW_EXCEPTION,
+        "Request an exception",
+        blocks,
+        submit="Submit for review",
+        private_metadata=private_metadata,
+    )
+
+
+def _answer_text(question: Question, value: AnswerValue) -> str:
+    if question.type is QuestionType.USER and isinstance(value, str):
+        return mention(value)
+    if question.type is QuestionType.URL and isinstance(value, str):
+        return f"<{escape(value)}>" if len(value) < 1500 else clip(value, 1500)
+    return clip(answer_display(question, value), 2500)
+
+
+def evidence_modal(
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    review: Review | None,
+    gate_id: str,
+    answers: Mapping[str, AnswerVersion],
+    links: Sequence[EvidenceLink],
+) -> dict[str, Any]:
+    """Read-only summary of a gate's evidence: each answer with who gave it and when, the links,
+    and (for a review) the evidence hash and pipeline version it was submitted under."""
+    gate = pipeline.model.gate(gate_id)
+    title = gate.title if gate is not None else gate_title(pipeline, gate_id)
+    questions = gate.questions if gate is not None else []
+    blocks: list[dict[str, Any]] = [
+        section(
+            f"*{clip(initiative.name, 300)}* · {escape(initiative.ref)}\n"
+            f"{escape(title)} gate · stage {escape(stage_label(initiative.stage))}"
+        )
+    ]
+    if review is not None:
+        facts = [
+            f"Review #{review.id} · {REVIEW_WORDS[review.status]}",
+            f"submitted by {mention(review.submitted_by)} {slack_date(review.submitted_at)}",
+            f"pipeline version `{escape(review.pipeline_version)}`",
+            f"evidence hash `{escape(review.evidence_hash)}`",
+        ]
+        if review.tier:
+            facts.append(f"risk tier {escape(review.tier)}")
+        blocks.append(context(*facts))
+        if review.exception_reason:
+            blocks.append(section("*Exception requested:*\n" + _quote(review.exception_reason)))
+
+    link_lines = [
+        f"<{escape(link.url)}|{clip(link.title or link.url, 150)}> · {mention(link.author_id)} "
+        f"{slack_date(link.added_at, '{date_short}')}"
+        for link in links
+        if len(link.url) < 1000
+    ]
+    link_blocks = [
+        divider(),
+        section("*Evidence links*\n" + bullet_list(link_lines, limit=2900, max_items=15)),
+    ]
+    if not link_lines:
+        link_blocks = [divider(), context("No evidence links yet.")]
+
+    answered: list[dict[str, Any]] = []
+    for question in questions:
+        version = answers.get(question.id)
+        if version is None or version.value is None:
+            continue
+        answered.append(
+            section(
+                f"*{clip(question.label, 300)}*\n{_answer_text(question, version.value)}\n"
+                f"_{mention(version.author_id)} · {slack_date(version.answered_at)}_"
+            )
+        )
+    unanswered = len(questions) - len(answered)
+    blocks.append(divider())
+    room = MAX_VIEW_BLOCKS - len(blocks) - len(link_blocks) - 1
+    blocks += (
+        clamp_blocks(answered, room) if answered else [section("_No answers recorded for this gate yet._")]
+    )
+    if unanswered and answered:
+        blocks.append(context(f"{unanswered} question(s) of this gate have no answer."))
+    blocks += link_blocks
+    return _modal(
+        ids.VIEW_EVIDENCE,
+        _title(initiative.ref, "Evidence"),
+        blocks,
+        close="Close",
+        private_metadata=json.dumps({"ref": initiative.ref, "gate": gate_id}, separators=(",", ":")),
+    )
+
+
+def _quote(text: str, limit: int = 2500) -> str:
+    return "\n".join(f">{line}" for line in clip(text.strip(), limit).splitlines() or [""])

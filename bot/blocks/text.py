@@ -1,0 +1,180 @@
+"""Text helpers for Block Kit: escaping, truncation and keeping block lists within Slack's limits.
+
+Everything Shepherd shows comes partly from people (initiative names, answers, reasons) and
+partly from an LLM. Slack rejects a whole message when one field is too long, and treats ``<``,
+``>`` and ``&`` as markup (``<!channel>`` pings everyone), so every piece of outside text passes
+through ``escape`` and one of the length helpers before it reaches a block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+ELLIPSIS = "…"
+
+# Slack's limits (https://api.slack.com/reference/block-kit/blocks), gathered in one place.
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_FIELDS = 10
+MAX_HEADER_TEXT = 150
+MAX_CONTEXT_ELEMENTS = 10
+MAX_CONTEXT_TEXT = 3000
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_LABEL = 2000
+MAX_HINT = 2000
+MAX_PLACEHOLDER = 150
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+MAX_INPUT_VALUE = 3000
+MAX_VIEW_TITLE = 24
+MAX_PRIVATE_METADATA = 3000
+MAX_VIEW_BYTES = 250_000
+MAX_FALLBACK_TEXT = 3000
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+
+
+def escape(text: object) -> str:
+    """Escape ``&``, ``<`` and ``>`` so outside text cannot become links, mentions or pings."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: object, limit: int) -> str:
+    """Outside text made safe for mrkdwn: escaped, then cut to ``limit`` characters."""
+    return truncate(escape(text), limit)
+
+
+def truncate(text: object, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in an ellipsis when cut.
+
+    Avoids cutting an escape sequence (``&amp;``) or a Slack token (``<@U123>``) in half, which
+    Slack would show as garbage or reject.
+    """
+    value = str(text)
+    if limit <= 0:
+        return ""
+    if len(value) <= limit:
+        return value
+    if limit == 1:
+        return ELLIPSIS
+    cut = value[: limit - 1]
+    for opener, closer in (("&", ";"), ("<", ">")):
+        start = cut.rfind(opener)
+        if start != -1 and closer not in cut[start:] and start >= len(cut) - 40:
+            cut = cut[:start]
+    return cut.rstrip() + ELLIPSIS
+
+
+def plain(text: object, limit: int) -> dict[str, Any]:
+    """A ``plain_text`` object, truncated to ``limit`` and never empty (Slack refuses empty text)."""
+    value = truncate(str(text).strip(), limit)
+    return {"type": "plain_text", "text": value or "-", "emoji": True}
+
+
+def mrkdwn(text: object, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
+    """A ``mrkdwn`` object truncated to ``limit``; the caller escapes outside text first."""
+    value = truncate(text, limit)
+    return {"type": "mrkdwn", "text": value if value.strip() else "-"}
+
+
+def section(text: str, limit: int = MAX_SECTION_TEXT, **extra: Any) -> dict[str, Any]:
+    """A section block with mrkdwn text (already escaped by the caller)."""
+    return {"type": "section", "text": mrkdwn(text, limit), **extra}
+
+
+def context(*texts: str) -> dict[str, Any]:
+    """A context block with up to 10 mrkdwn elements; extra elements are dropped."""
+    elements = [mrkdwn(text, MAX_CONTEXT_TEXT) for text in texts[:MAX_CONTEXT_ELEMENTS]]
+    return {"type": "context", "elements": elements or [mrkdwn("-")]}
+
+
+def header(text: object) -> dict[str, Any]:
+    return {"type": "header", "text": plain(text, MAX_HEADER_TEXT)}
+
+
+def divider() -> dict[str, Any]:
+    return {"type": "divider"}
+
+
+def mention(user_id: str | None) -> str:
+    """``<@U123>``, or ``-`` when nobody is set."""
+    if not user_id:
+        return "-"
+    return f"<@{escape(user_id)}>"
+
+
+def usergroup(group_id: str) -> str:
+    return f"<!subteam^{escape(group_id)}>"
+
+
+def slack_date(moment: datetime | None, style: str = "{date_short} {time}") -> str:
+    """A Slack date token: shown in each reader's time zone, with a UTC fallback."""
+    if moment is None:
+        return "-"
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(aware.timestamp())}^{style}|{fallback}>"
+
+
+def bullet_list(
+    items: Sequence[str], limit: int = MAX_SECTION_TEXT, max_items: int = 10, item_limit: int = 300
+) -> str:
+    """Lines ``• item``, ending with ``• and N more`` when the items do not all fit."""
+    shown: list[str] = []
+    for item in items[:max_items]:
+        line = "• " + truncate(item, item_limit)
+        hidden = len(items) - len(shown) - 1
+        reserve = len(f"\n• and {hidden} more") if hidden > 0 else 0
+        if shown and len("\n".join([*shown, line])) + reserve > limit:
+            break
+        shown.append(line)
+    hidden = len(items) - len(shown)
+    if hidden:
+        shown.append(f"• and {hidden} more")
+    return truncate("\n".join(shown), limit)
+
+
+def split_text(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
+    """Split long text into pieces of at most ``limit`` characters, preferring paragraph, then
+    line, then word boundaries, so each piece can be its own section block."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(window.rfind("\n\n"), -1)
+        if cut < limit // 2:
+            cut = window.rfind("\n")
+        if cut < limit // 2:
+            cut = window.rfind(" ")
+        if cut < limit // 2:
+            cut = limit
+        # Never split inside an escape sequence or a Slack token.
+        for opener, closer in (("&", ";"), ("<", ">")):
+            start = rest.rfind(opener, 0, cut)
+            if start != -1 and rest.find(closer, start, cut) == -1 and cut - start < 40 and start > 0:
+                cut = start
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def more_block(hidden: int) -> dict[str, Any]:
+    return context(f"…and {hidden} more")
+
+
+def clamp_blocks(blocks: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """``blocks`` cut to at most ``limit``: when some must go, the last kept block is a context
+    block saying how many were left out, so nothing disappears silently."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if len(blocks) <= limit:
+        return list(blocks)
+    kept = list(blocks[: limit - 1])
+    return [*kept, more_block(len(blocks) - len(kept))]

@@ -1,0 +1,123 @@
+"""Assemble Shepherd's services from settings: the one place where packages meet.
+
+``bootstrap(settings)`` loads the pipeline, opens the database (migrating the embedded SQLite
+by itself), opens the knowledge base and the LLM, and returns them as ``Services``. Listeners
+and CLI commands receive ``Services``; nothing else constructs these objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.settings import Settings
+from gates.loader import CompiledPipeline, load_pipeline
+from knowledge import KnowledgeBase
+from knowledge.answers import Answerer, build_llm
+from knowledge.policy_pack import POLICY_DIR
+from storage.database import Database
+from storage.uow import SqlUnitOfWork
+
+logger = logging.getLogger("shepherd")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    """Everything a listener or command needs, built once per process."""
+
+    settings: Settings
+    pipeline: CompiledPipeline
+    database: Database
+    answerer: Answerer
+    knowledge_factory: Callable[[], KnowledgeBase | None] = field(repr=False)
+    clock: Callable[[], datetime] = utc_now
+    _knowledge: KnowledgeBase | None = field(default=None, repr=False)
+    _knowledge_opened: bool = field(default=False, repr=False)
+
+    def uow(self) -> SqlUnitOfWork:
+        """A fresh unit of work: listeners run on a thread pool, so never share one."""
+        return self.database.uow()
+
+    def read_uow(self) -> SqlUnitOfWork:
+        return self.database.uow(read_only=True)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @property
+    def knowledge(self) -> KnowledgeBase | None:
+        """Opened on first use: the checklist must work even when the policy store cannot open."""
+        if not self._knowledge_opened:
+            self._knowledge_opened = True
+            self._knowledge = self.knowledge_factory()
+        return self._knowledge
+
+
+def open_database(settings: Settings, *, migrate_sqlite: bool = True) -> Database:
+    """Open the database; the embedded SQLite is migrated here, PostgreSQL by ``shepherd db upgrade``.
+
+    Raises:
+        StorageError: one readable line when it cannot be reached or its schema is newer.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.resolved_database_url)
+    if database.is_sqlite and migrate_sqlite:
+        database.upgrade()
+    database.check()
+    return database
+
+
+def open_knowledge(settings: Settings) -> KnowledgeBase | None:
+    """The policy knowledge base, or None (logged once) when its store cannot be opened."""
+    from knowledge.base import KnowledgeError
+
+    try:
+        return KnowledgeBase(
+            settings.data_dir / "knowledge",
+            embeddings=settings.embeddings,
+            chroma_url=settings.chroma_url,
+            openai_base_url=settings.openai_base_url,
+            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            onnx_model_dir=settings.embedding_model_dir,
+        )
+    except KnowledgeError as error:
+        logger.warning("Policy guidance is unavailable: %s", error)
+        return None
+
+
+def policy_folder(settings: Settings) -> Path:
+    return settings.policies_dir or POLICY_DIR
+
+
+def build_answerer(settings: Settings) -> Answerer:
+    llm = build_llm(
+        settings.openai_base_url,
+        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        settings.llm_model,
+    )
+    return Answerer(llm)
+
+
+def bootstrap(settings: Settings | None = None, *, database: Database | None = None) -> Services:
+    """Build the services for one process.
+
+    Raises:
+        PipelineError: the pipeline file has problems (each listed).
+        StorageError: the database cannot be used.
+    """
+    settings = settings or Settings()
+    pipeline = load_pipeline(settings.pipeline)
+    return Services(
+        settings=settings,
+        pipeline=pipeline,
+        database=database or open_database(settings),
+        answerer=build_answerer(settings),
+        knowledge_factory=lambda: open_knowledge(settings),
+    )

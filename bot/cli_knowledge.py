@@ -1,0 +1,223 @@
+"""``shepherd knowledge``: ingest policy documents, search them, measure retrieval quality.
+
+Commands take their :class:`~knowledge.KnowledgeBase` from :func:`get_kb`. For now it is built
+from this sub-app's own ``--data-dir`` and ``--embeddings`` options; the lead wires it to
+``bot.settings`` when mounting the sub-app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from knowledge import SEARCH_MODES, KnowledgeBase, KnowledgeError
+from knowledge.evaluation import evaluate, load_questions
+
+app = typer.Typer(
+    help="Policy knowledge: ingest documents, search them, measure retrieval quality.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class _Options:
+    data_dir: Path = Path(".data")
+    embeddings: str = "auto"
+
+
+_options = _Options()
+_kb: KnowledgeBase | None = None
+
+
+@app.callback()
+def configure(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where the knowledge store lives.")] = Path(
+        ".data"
+    ),
+    embeddings: Annotated[
+        str,
+        typer.Option("--embeddings", help="auto, none, default, onnx:PATH or openai:MODEL."),
+    ] = "auto",
+) -> None:
+    """Policy knowledge: ingest documents, search them, measure retrieval quality."""
+    global _kb
+    _options.data_dir = data_dir
+    _options.embeddings = embeddings
+    _kb = None
+    root = logging.getLogger()
+    if not root.handlers:
+        # The fallback to BM25 is announced through logging; show it, once, as one line.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logging.getLogger("shepherd").addHandler(handler)
+
+
+def get_kb() -> KnowledgeBase:
+    """The knowledge base the commands use (built once per process)."""
+    global _kb
+    if _kb is None:
+        _kb = KnowledgeBase(_options.data_dir, embeddings=_options.embeddings)
+    return _kb
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code=1)
+
+
+def _friendly(command: F) -> F:
+    """Turn every failure into one line on stderr: no tracebacks for people."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KnowledgeError as error:
+            raise _fail(str(error)) from None
+        except Exception as error:  # the last line of defence for a CLI user
+            logging.getLogger("shepherd.knowledge").debug("command failed", exc_info=True)
+            raise _fail(f"{type(error).__name__}: {error}".split("\n")[0]) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@_friendly
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove documents gone from the given folders.")
+    ] = False,
+) -> None:
+    """Index policy documents (Markdown, text, PDF, Word, HTML); unchanged files are skipped."""
+    for path in paths:
+        if not path.exists():
+            raise _fail(f"no such file or folder: {path}")
+    kb = get_kb()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        disable=not errors.is_terminal,
+    ) as bar:
+        task = bar.add_task("ingesting", total=None)
+
+        def on_progress(done: int, total: int, source: str) -> None:
+            bar.update(task, completed=done, total=total, description=source[-40:] or "done")
+
+        report = kb.ingest(paths, prune=prune, progress=on_progress)
+    console.print(
+        f"{report.files} files: {report.indexed} indexed ({report.chunks} chunks), "
+        f"{report.skipped} unchanged, {len(report.failed)} failed"
+        + (f", {report.removed} removed" if prune else "")
+        + f" in {report.seconds:.1f} s"
+    )
+    for source, reason in report.failed:
+        console.print(f"  [yellow]failed[/yellow] {escape(source)}: {escape(reason)}")
+
+
+@app.command()
+@_friendly
+def search(
+    query: Annotated[str, typer.Argument(help="The question, in plain words.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, bm25 or vector.")] = "hybrid",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only documents with this tag.")] = None,
+    gate: Annotated[str | None, typer.Option("--gate", help="Only documents for this gate.")] = None,
+) -> None:
+    """Find the passages that best answer a question."""
+    if mode not in SEARCH_MODES:
+        raise _fail(f"unknown mode {mode!r}: use hybrid, bm25 or vector")
+    hits = get_kb().search(query, k=k, tags=tag or None, gate=gate, mode=mode)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "chunk_id": hit.chunk_id,
+                        "source": hit.source,
+                        "section": hit.section,
+                        "score": round(hit.score, 6),
+                        "text": hit.text,
+                        "tags": list(hit.tags),
+                        "gates": list(hit.gates),
+                    }
+                    for hit in hits
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    if not hits:
+        console.print("No passages found.")
+        return
+    for number, hit in enumerate(hits, start=1):
+        console.print(f"[bold][{number}][/bold] {escape(hit.citation)}  [dim]{hit.score:.4f}[/dim]")
+        excerpt = " ".join(hit.text.split())
+        console.print(f"    {escape(excerpt[:400])}{'...' if len(excerpt) > 400 else ''}")
+
+
+@app.command("eval")
+@_friendly
+def eval_command(
+    questions: Annotated[Path, typer.Argument(help='JSONL: {"q": ..., "expect": [...]}.')],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Cut-off for hit@k.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Retrieval quality: hit@k and MRR for hybrid, BM25 only and vectors only."""
+    items = load_questions(questions)
+    results = evaluate(get_kb(), items, k=k)
+    if as_json:
+        typer.echo(json.dumps([asdict(result) for result in results], indent=2))
+        return
+    table = Table(title=f"{len(items)} questions, k={k}")
+    for column in ("mode", f"hit@{k}", "MRR", "note"):
+        table.add_column(column)
+    for result in results:
+        if result.error:
+            table.add_row(result.mode, "-", "-", escape(result.error))
+        else:
+            table.add_row(
+                result.mode,
+                f"{result.hit_at_k:.3f}",
+                f"{result.mrr:.3f}",
+                f"{len(result.misses)} missed",
+            )
+    console.print(table)
+
+
+@app.command()
+@_friendly
+def status() -> None:
+    """What the knowledge base holds and how it searches."""
+    info = get_kb().status()
+    console.print(f"{info.chunks} chunks from {info.documents} documents ({escape(info.store)})")
+    if info.lexical_only:
+        console.print(f"search: BM25 only ({escape(info.reason or 'no embeddings')})")
+    else:
+        console.print(f"search: hybrid, embeddings {escape(info.embeddings)}")
+
+
+# `ask` (grounded answers through knowledge.answers) is added here by the lead.

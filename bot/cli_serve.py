@@ -1,0 +1,127 @@
+"""`shepherd run`, `shepherd serve` and `shepherd manifest`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bot.bootstrap import Services, bootstrap, policy_folder
+from bot.manifest import manifest_yaml
+from bot.settings import Settings
+
+out = Console()
+logger = logging.getLogger("shepherd")
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    if settings.log_json:
+        import json
+
+        class _Json(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                entry = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+                if record.exc_info:
+                    entry["exception"] = self.formatException(record.exc_info)
+                return json.dumps(entry)
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Json())
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def prepare(settings: Settings) -> Services:
+    """Open everything the main job needs, saying what happens at each step."""
+    out.print(f"[bold]Shepherd[/bold]: data directory [cyan]{settings.data_dir.resolve()}[/cyan]")
+    services = bootstrap(settings)
+    model = services.pipeline.model
+    out.print(
+        f"  pipeline   {services.pipeline.source}: version {services.pipeline.version}, "
+        f"gates {', '.join(g.id for g in model.gates)}"
+    )
+    out.print(f"  database   {services.database.describe()} (migrated, ready)")
+    knowledge = services.knowledge
+    if knowledge is None:
+        out.print("  policies   [yellow]unavailable[/yellow] (see the warning above); the gate checklist still works")
+    else:
+        folder = policy_folder(settings)
+        report = knowledge.ingest([folder])
+        status = knowledge.status()
+        out.print(
+            f"  policies   {folder}: {report.files} files, {report.chunks} new chunks, {report.skipped} unchanged; "
+            f"{status.chunks} chunks searchable, "
+            + ("lexical search only: " + (status.reason or "") if status.lexical_only else f"embeddings {status.embeddings}")
+        )
+    llm = services.settings.llm_model if services.settings.llm_configured else None
+    out.print(f"  answers    {'LLM ' + llm if llm else 'no LLM configured: replies quote the best policy passages'}")
+    return services
+
+
+def run() -> None:
+    """The main job: prepare the embedded default and serve Slack when credentials are set."""
+    settings = Settings()
+    configure_logging(settings)
+    services = prepare(settings)
+    if settings.slack_configured:
+        _serve(settings, services, settings.port)
+        return
+    out.print()
+    out.print("[yellow]No Slack credentials yet[/yellow], so the bot is not connected. Next steps:")
+    out.print("  1. Create the Slack app from [cyan]slack-manifest.yaml[/cyan] (api.slack.com/apps > Create > From a manifest).")
+    out.print("  2. Put SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode) in [cyan].env[/cyan].")
+    out.print("  3. Run [bold]make run[/bold] again. Meanwhile try: [bold].venv/bin/shepherd knowledge ask \"what do we need for the pilot gate?\"[/bold]")
+    out.print("     or [bold].venv/bin/shepherd readiness --gate intake --answers examples/answers/intake-low-risk.yaml[/bold]")
+
+
+def serve(port: Annotated[int | None, typer.Option(help="HTTP port (default SHEPHERD_PORT or 3000).")] = None) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on /slack/events."""
+    settings = Settings()
+    configure_logging(settings)
+    services = prepare(settings)
+    _serve(settings, services, port or settings.port)
+
+
+def _serve(settings: Settings, services: Services, port: int) -> None:
+    from bot.app import build_app
+
+    app = build_app(settings, services)
+    if settings.slack_app_token is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        from bot.server import start_outbox_worker
+
+        stop = threading.Event()
+        start_outbox_worker(app, services, stop)
+        out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
+        try:
+            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        finally:
+            stop.set()
+        return
+    import uvicorn
+
+    from bot.server import asgi_app
+
+    out.print(f"Listening on http://{settings.host}:{port}/slack/events (health: /healthz). Ctrl+C stops.")
+    uvicorn.run(asgi_app(app, services), host=settings.host, port=port, log_level="warning")
+
+
+def manifest(
+    url: Annotated[str, typer.Option(help="Public base URL of this Shepherd (HTTP mode).")] = "https://shepherd.example.com",
+    socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Manifest for Socket Mode.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Print the Slack app manifest that creates Shepherd's app in one step."""
+    text = manifest_yaml(url, socket_mode)
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"Wrote {output}")

@@ -1,0 +1,39 @@
+"""App Home: my initiatives, approvals waiting for me, recent decisions."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot import blocks
+from bot.bootstrap import Services
+from gates import usecases
+from gates.errors import GateError
+from gates.lifecycle import Status
+
+
+def publish_home(services: Services, client: WebClient, user: str, page: int = 0) -> None:
+    pipeline = services.pipeline
+    now = services.now()
+    mine = usecases.list_initiatives(pipeline, services.read_uow(), now, owner_id=user, limit=100)
+    my_rows = []
+    for initiative in mine:
+        report = None
+        if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative) is not None:
+            try:
+                report = usecases.check_readiness(pipeline, services.read_uow(), initiative.ref)
+            except GateError:
+                report = None
+        my_rows.append((initiative, report))
+    with services.read_uow() as uow:
+        roles = usecases.roles_of(pipeline, uow, user)
+        pending = []
+        for review in uow.reviews.pending_for(sorted(roles)):
+            if review.can_decide(user, roles):
+                pending.append((review, uow.initiatives.get(review.initiative_ref)))
+        recent = []
+        for initiative in mine[:20]:
+            for review in uow.reviews.for_initiative(initiative.ref):
+                if not review.is_open and review.decisions:
+                    recent.append((review, initiative))
+    recent.sort(key=lambda pair: pair[0].closed_at or pair[0].submitted_at, reverse=True)
+    client.views_publish(user_id=user, view=blocks.home_view(user, my_rows, pending, recent[:10], page=page))

@@ -1,0 +1,190 @@
+"""Buttons: open a questionnaire, submit for review, decide, view evidence, feedback, paging."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot import blocks, ids, parse
+from bot.bootstrap import Services
+from bot.home import publish_home
+from bot.listeners.common import channel_of, tell_later, user_of
+from gates import usecases
+from gates.errors import GateError, NotReady
+from gates.lifecycle import DecisionKind
+
+logger = logging.getLogger("shepherd.actions")
+
+DOUBLE_CLICK_SECONDS = 10
+
+KINDS = {
+    ids.ACTION_APPROVE: DecisionKind.APPROVE,
+    ids.ACTION_REJECT: DecisionKind.REJECT,
+    ids.ACTION_REQUEST_CHANGES: DecisionKind.REQUEST_CHANGES,
+}
+
+
+def action_value(body: dict[str, Any]) -> str:
+    actions = body.get("actions") or [{}]
+    return str(actions[0].get("value") or "")
+
+
+class ActionListeners:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def register(self, app: App) -> None:
+        app.action(ids.ACTION_OPEN_QUESTIONNAIRE)(ack=self.ack, lazy=[self.open_questionnaire])
+        app.action(ids.ACTION_SUBMIT_REVIEW)(ack=self.ack, lazy=[self.submit])
+        app.action(ids.ACTION_APPROVE)(self.approve)
+        app.action(ids.ACTION_REJECT)(ack=self.ack, lazy=[self.ask_reason])
+        app.action(ids.ACTION_REQUEST_CHANGES)(ack=self.ack, lazy=[self.ask_reason])
+        app.action(ids.ACTION_VIEW_EVIDENCE)(ack=self.ack, lazy=[self.view_evidence])
+        app.action(ids.ACTION_FEEDBACK_HELPFUL)(self.feedback)
+        app.action(ids.ACTION_FEEDBACK_UNHELPFUL)(self.feedback)
+        app.action(ids.ACTION_HOME_PAGE)(ack=self.ack, lazy=[self.home_page])
+        app.action(ids.ACTION_NOOP_LINK)(self.ack)
+
+    def ack(self, ack: Ack) -> None:
+        ack()
+
+    # -- questionnaire and submission (Slack calls: lazy) -------------------------------------
+
+    def open_questionnaire(self, body: dict[str, Any], client: WebClient) -> None:
+        services = self._services
+        ref = action_value(body)
+        user = user_of(body)
+        try:
+            with services.read_uow() as uow:
+                initiative = uow.initiatives.get(ref)
+                answers = usecases.current_answers(uow, ref)
+            gate = usecases.next_gate(services.pipeline, initiative)
+            if gate is None:
+                raise GateError(f"{ref} is in its last stage; there is no questionnaire left.")
+        except GateError as error:
+            tell_later(services, user, str(error), channel_of(body))
+            return
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=blocks.questionnaire_modal(services.pipeline, initiative, gate.id, answers, page=0),
+        )
+
+    def submit(self, body: dict[str, Any], client: WebClient) -> None:
+        services = self._services
+        ref = action_value(body)
+        user = user_of(body)
+        try:
+            usecases.submit(services.pipeline, services.uow(), ref, user, services.now())
+        except NotReady as not_ready:
+            gate = services.pipeline.model.gate(not_ready.gate_id)
+            if gate is not None and gate.allow_exceptions and self._only_criteria(ref):
+                metadata = json.dumps({"ref": ref, "channel": channel_of(body)})
+                client.views_open(
+                    trigger_id=body["trigger_id"],
+                    view=blocks.exception_modal(ref, gate.title, not_ready.reasons, metadata),
+                )
+                return
+            tell_later(services, user, f"{not_ready}", channel_of(body))
+        except GateError as error:
+            if self._just_submitted(ref, user):
+                return  # a double click: the first click opened the review, say nothing twice
+            tell_later(services, user, str(error), channel_of(body))
+
+    def _just_submitted(self, ref: str, user: str) -> bool:
+        with self._services.read_uow() as uow:
+            review = uow.reviews.open_for(ref)
+        return (
+            review is not None
+            and review.submitted_by == user
+            and (self._services.now() - review.submitted_at).total_seconds() < DOUBLE_CLICK_SECONDS
+        )
+
+    def _only_criteria(self, ref: str) -> bool:
+        report = usecases.check_readiness(self._services.pipeline, self._services.read_uow(), ref)
+        return not (report.missing or report.invalid or report.tier_waiting_for) and bool(report.blocking_unmet)
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def approve(self, ack: Ack, body: dict[str, Any]) -> None:
+        """Recorded before the response goes back, so an acknowledged approval is never lost;
+        everything Slack should show afterwards goes through the outbox."""
+        ack()
+        services = self._services
+        user = user_of(body)
+        try:
+            review_id = parse.review_id(action_value(body))
+            usecases.decide(services.pipeline, services.uow(), review_id, user, DecisionKind.APPROVE, None, services.now())
+        except GateError as error:
+            tell_later(services, user, str(error), channel_of(body))
+        except ValueError as error:
+            tell_later(services, user, f"That button is broken ({error}).", channel_of(body))
+
+    def ask_reason(self, body: dict[str, Any], client: WebClient) -> None:
+        """Reject and request changes need a reason: check the person may decide, then ask."""
+        services = self._services
+        user = user_of(body)
+        action_id = (body.get("actions") or [{}])[0].get("action_id", "")
+        kind = KINDS[action_id]
+        try:
+            review_id = parse.review_id(action_value(body))
+            with services.read_uow() as uow:
+                review = uow.reviews.get(review_id)
+                initiative = uow.initiatives.get(review.initiative_ref)
+                roles = usecases.roles_of(services.pipeline, uow, user)
+            if not review.can_decide(user, roles):
+                # Let the domain explain why, and audit the attempt, exactly as for a click.
+                usecases.decide(services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now())
+                return
+        except GateError as error:
+            tell_later(services, user, str(error), channel_of(body))
+            return
+        except ValueError as error:
+            tell_later(services, user, f"That button is broken ({error}).", channel_of(body))
+            return
+        metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=blocks.reason_modal(review_id, kind, initiative.name, initiative.ref, metadata),
+        )
+
+    def view_evidence(self, body: dict[str, Any], client: WebClient) -> None:
+        services = self._services
+        try:
+            review_id = parse.review_id(action_value(body))
+            with services.read_uow() as uow:
+                review = uow.reviews.get(review_id)
+                initiative = uow.initiatives.get(review.initiative_ref)
+                answers = uow.answers.current(initiative.ref)
+                links = list(uow.answers.links(initiative.ref))
+        except (GateError, ValueError) as error:
+            tell_later(services, user_of(body), str(error), channel_of(body))
+            return
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=blocks.evidence_modal(services.pipeline, initiative, review, review.gate_id, answers, links),
+        )
+
+    # -- feedback and home ------------------------------------------------------------------
+
+    def feedback(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        services = self._services
+        action = (body.get("actions") or [{}])[0]
+        helpful = action.get("action_id") == ids.ACTION_FEEDBACK_HELPFUL
+        user = user_of(body)
+        with services.uow() as uow:
+            uow.audit.append(user, "ask.feedback", str(action.get("value", ""))[:100], {"helpful": helpful}, services.now())
+            uow.commit()
+        thanks = "Thanks: marked as helpful." if helpful else "Thanks: marked as not helpful. A governance lead will see it."
+        tell_later(services, user, thanks, channel_of(body))
+
+    def home_page(self, body: dict[str, Any], client: WebClient) -> None:
+        try:
+            page = max(0, int(action_value(body)))
+        except ValueError:
+            page = 0
+        publish_home(self._services, client, user_of(body), page)

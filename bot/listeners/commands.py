@@ -1,0 +1,128 @@
+"""`/shepherd ...`: new, ask, status, help, roles."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import ask, blocks, ids
+from bot.blocks.text import escape
+from bot.bootstrap import Services
+from gates import usecases
+from gates.errors import GateError
+from gates.lifecycle import Status
+
+logger = logging.getLogger("shepherd.commands")
+
+USAGE = "Try `/shepherd help`."
+
+
+def subcommand(text: str) -> tuple[str, str]:
+    words = (text or "").strip().split(maxsplit=1)
+    if not words:
+        return "help", ""
+    return words[0].lower(), (words[1] if len(words) > 1 else "")
+
+
+class CommandListeners:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def register(self, app: App) -> None:
+        app.command(ids.COMMAND)(ack=self.ack, lazy=[self.later])
+        app.shortcut(ids.SHORTCUT_NEW)(ack=self.ack_shortcut, lazy=[self.open_intake])
+
+    # The ack answers everything that needs no Slack call (help, status, roles) straight away;
+    # anything that calls Slack (modals, the LLM) runs in the lazy half, after the response.
+    def ack(self, ack: Ack, command: dict[str, Any]) -> None:
+        name, rest = subcommand(command.get("text", ""))
+        user = command.get("user_id", "")
+        if name == "help":
+            ack(**blocks.help_message())
+        elif name == "status":
+            ack(**self._status(user, rest.strip()))
+        elif name == "roles":
+            ack(text=self._roles(user, rest))
+        elif name == "new":
+            ack()
+        elif name == "ask":
+            if not rest.strip():
+                ack(text="Ask a question after `ask`, for example: `/shepherd ask what do we need for the pilot gate?`")
+            else:
+                ack(**blocks.ask_placeholder())
+        else:
+            ack(text=f"I don't know `{escape(name)}`. {USAGE}")
+
+    def later(self, command: dict[str, Any], client: WebClient, respond: Respond, body: dict[str, Any]) -> None:
+        name, rest = subcommand(command.get("text", ""))
+        if name == "new":
+            self.open_intake(body, client)
+        elif name == "ask" and rest.strip():
+            initiative = ask.find_initiative(self._services, rest, None)
+            key = f"ask:{uuid.uuid4().hex[:12]}"
+            message = ask.reply(self._services, ask.clean_question(rest), initiative, key)
+            respond(replace_original=True, response_type="ephemeral", **message)
+
+    def ack_shortcut(self, ack: Ack) -> None:
+        ack()
+
+    def open_intake(self, body: dict[str, Any], client: WebClient) -> None:
+        channel = body.get("channel_id") or ""
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=blocks.intake_modal(self._services.pipeline, private_metadata=channel),
+        )
+
+    # -- answered in the ack -----------------------------------------------------------------
+
+    def _status(self, user: str, ref: str) -> dict[str, Any]:
+        services = self._services
+        pipeline = services.pipeline
+        try:
+            if ref:
+                ref = ref.upper()
+                with services.read_uow() as uow:
+                    initiative = uow.initiatives.get(ref)
+                    review = uow.reviews.open_for(ref)
+                report = None
+                if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative):
+                    report = usecases.check_readiness(pipeline, services.read_uow(), ref)
+                return blocks.status_message(pipeline, initiative, report, review)
+            mine = usecases.list_initiatives(pipeline, services.read_uow(), services.now(), owner_id=user, limit=20)
+        except GateError as error:
+            return {"text": str(error)}
+        if not mine:
+            return {"text": "You own no initiatives yet. Register one with `/shepherd new`."}
+        lines = [f"• *{i.ref}* {escape(i.name)}: {i.stage}, {i.status.value.replace('_', ' ')}" for i in mine]
+        return {"text": "Your initiatives:\n" + "\n".join(lines) + "\nDetails: `/shepherd status AI-0001`"}
+
+    def _roles(self, user: str, rest: str) -> str:
+        services = self._services
+        if user not in services.settings.role_admins:
+            return "Only role admins can manage roles (SHEPHERD_ROLE_ADMINS)."
+        words = rest.split()
+        with services.read_uow() as uow:
+            holders = usecases.role_holders(services.pipeline, uow)
+        if not words or words[0] == "list":
+            lines = [
+                f"• *{role}*: {' '.join(f'<@{u}>' for u in users) or 'nobody yet'}" for role, users in holders.items()
+            ]
+            return "Role holders:\n" + "\n".join(lines) + "\nChange: `/shepherd roles set ROLE @user @user`"
+        if words[0] == "set" and len(words) >= 2:
+            from gates.answers import coerce
+            from gates.pipeline import Question, QuestionType
+
+            probe = Question(id="user", label="user", type=QuestionType.USER)
+            try:
+                users = [str(coerce(probe, w)) for w in words[2:]]
+                chosen = usecases.set_role_holders(
+                    services.pipeline, services.uow(), words[1], users, user, services.now()
+                )
+            except GateError as error:
+                return str(error)
+            return f"*{words[1]}* is now held by {' '.join(f'<@{u}>' for u in chosen) or 'nobody'}."
+        return "Usage: `/shepherd roles` or `/shepherd roles set ROLE @user @user`"

@@ -1,0 +1,76 @@
+"""Events: mentions and DMs (questions), App Home opened."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import ask, blocks
+from bot.bootstrap import Services
+from bot.home import publish_home
+from storage.slack_messages import MessageRefs
+
+logger = logging.getLogger("shepherd.events")
+
+# Message subtypes that are not a person asking something (edits, joins, bots, our own posts).
+_IGNORED_SUBTYPES = {"message_changed", "message_deleted", "bot_message", "channel_join", "channel_leave"}
+
+
+class EventListeners:
+    def __init__(self, services: Services, messages: MessageRefs) -> None:
+        self._services = services
+        self._messages = messages
+
+    def register(self, app: App) -> None:
+        app.event("app_mention")(ack=self.ack, lazy=[self.mention])
+        app.event({"type": "message", "channel_type": "im"})(ack=self.ack, lazy=[self.direct_message])
+        app.event("message")(self.ignore)
+        app.event("app_home_opened")(ack=self.ack, lazy=[self.home_opened])
+
+    def ack(self, ack: Ack) -> None:
+        ack()
+
+    def ignore(self, ack: Ack) -> None:
+        ack()
+
+    def mention(self, event: dict[str, Any], client: WebClient) -> None:
+        channel = event["channel"]
+        thread_ts = event.get("thread_ts") or event["ts"]
+        target = self._messages.target_at(channel, event["thread_ts"]) if event.get("thread_ts") else None
+        self._answer(client, event.get("text", ""), channel, thread_ts, target, event.get("user"))
+
+    def direct_message(self, event: dict[str, Any], client: WebClient) -> None:
+        if event.get("subtype") in _IGNORED_SUBTYPES or event.get("bot_id"):
+            return
+        channel = event["channel"]
+        self._answer(client, event.get("text", ""), channel, event.get("thread_ts"), None, event.get("user"))
+
+    def home_opened(self, event: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        publish_home(self._services, client, event["user"])
+
+    def _answer(
+        self, client: WebClient, text: str, channel: str, thread_ts: str | None, target: str | None, user: str | None
+    ) -> None:
+        """Something visible at once, then the checklist and the guidance in its place."""
+        services = self._services
+        placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder())
+        where = {"channel": placeholder["channel"], "ts": placeholder["ts"]}
+
+        def progress(message: dict[str, Any]) -> None:
+            try:
+                client.chat_update(**where, **message)
+            except SlackApiError as error:  # a dropped interim update is harmless
+                logger.info("interim update failed: %s", error)
+
+        question = ask.clean_question(text)
+        initiative = ask.find_initiative(services, question, target)
+        key = f"ask:{uuid.uuid4().hex[:12]}"
+        message = ask.reply(services, question, initiative, key, on_progress=progress)
+        client.chat_update(**where, **message)

@@ -1,0 +1,141 @@
+"""Modal submissions: intake, questionnaire pages, decision reasons, exception justifications.
+
+Everything here runs before the response goes back to Slack (so errors can be shown inside the
+modal with ``response_action: errors``); it only touches the database. Slack messages that
+follow (cards, notifications) are queued in the outbox by the use cases.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot import blocks, ids, parse
+from bot.bootstrap import Services
+from gates import usecases
+from gates.errors import GateError, InvalidAnswer
+from gates.lifecycle import DecisionKind
+
+logger = logging.getLogger("shepherd.views")
+
+
+def _errors_for(error: GateError, fallback_block: str) -> dict[str, str]:
+    if isinstance(error, InvalidAnswer):
+        return {ids.question_block_id(error.question_id): error.reason[:150] or str(error)}
+    return {fallback_block: str(error)[:150]}
+
+
+class ViewListeners:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def register(self, app: App) -> None:
+        app.view(ids.VIEW_INTAKE)(self.intake)
+        app.view(ids.VIEW_QUESTIONNAIRE)(self.questionnaire)
+        app.view(ids.VIEW_REASON)(self.reason)
+        app.view(ids.VIEW_EXCEPTION)(self.exception)
+        app.view_closed(ids.VIEW_QUESTIONNAIRE)(self.closed)
+        app.view_closed(ids.VIEW_INTAKE)(self.closed)
+
+    def intake(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        pipeline = services.pipeline
+        user = body["user"]["id"]
+        state = view.get("state", {}).get("values", {})
+        name = parse.name_from_state(state)
+        raw = parse.answers_from_state(pipeline, pipeline.model.intake.id, state)
+        errors: dict[str, str] = {}
+        if not name:
+            errors[ids.NAME_BLOCK] = "Give the initiative a name."
+        typed: dict[str, Any] = {}
+        try:
+            typed, problems = usecases.validate_answers(pipeline, pipeline.model.intake.id, raw)
+        except GateError as error:
+            problems = {}
+            errors[ids.NAME_BLOCK] = str(error)[:150]
+        errors.update({ids.question_block_id(q): m[:150] for q, m in problems.items()})
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        # The intake's user question about the sponsor (if the pipeline has one) names the sponsor.
+        sponsor = next((v for q, v in typed.items() if "sponsor" in q and isinstance(v, str)), None)
+        try:
+            usecases.register(
+                pipeline, services.uow(), name=name, owner_id=user, answers=raw, actor_id=user,
+                now=services.now(), sponsor_id=sponsor,
+            )
+        except GateError as error:
+            ack(response_action="errors", errors=_errors_for(error, ids.NAME_BLOCK))
+            return
+        ack()
+
+    def questionnaire(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        pipeline = services.pipeline
+        user = body["user"]["id"]
+        meta = parse.metadata(view)
+        ref, gate_id, page = str(meta.get("ref", "")), str(meta.get("gate", "")), int(meta.get("page", 0) or 0)
+        state = view.get("state", {}).get("values", {})
+        first_block = next(iter(state), ids.NAME_BLOCK)
+        try:
+            raw = parse.answers_from_state(pipeline, gate_id, state)
+            _, problems = usecases.validate_answers(pipeline, gate_id, raw)
+            if problems:
+                ack(response_action="errors", errors={ids.question_block_id(q): m[:150] for q, m in problems.items()})
+                return
+            result = usecases.answer(pipeline, services.uow(), ref, gate_id, raw, user, services.now())
+            link = parse.link_from_state(state)
+            if link is not None:
+                usecases.add_link(services.uow(), ref, gate_id, link[0], link[1], user, services.now())
+        except GateError as error:
+            ack(response_action="errors", errors=_errors_for(error, first_block))
+            return
+        next_view = blocks.questionnaire_modal(pipeline, result.initiative, gate_id, dict(result.readiness.answers), page=page + 1)
+        if parse.metadata(next_view).get("page", 0) == page + 1 and _has_inputs(next_view):
+            ack(response_action="update", view=next_view)
+        else:
+            ack()
+
+    def reason(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        user = body["user"]["id"]
+        meta = parse.metadata(view)
+        reason = parse.reason_from_state(view.get("state", {}).get("values", {}))
+        if not reason:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: "A reason is required."})
+            return
+        try:
+            kind = DecisionKind(str(meta.get("kind")))
+            review_id = parse.review_id(str(meta.get("review", "")))
+            usecases.decide(services.pipeline, services.uow(), review_id, user, kind, reason, services.now())
+        except GateError as error:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
+            return
+        except ValueError:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: "This form is out of date; close it and click the button again."})
+            return
+        ack()
+
+    def exception(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        user = body["user"]["id"]
+        meta = parse.metadata(view)
+        justification = parse.reason_from_state(view.get("state", {}).get("values", {}))
+        if not justification:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: "A justification is required."})
+            return
+        try:
+            usecases.submit(services.pipeline, services.uow(), str(meta.get("ref", "")), user, services.now(), justification)
+        except GateError as error:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
+            return
+        ack()
+
+    def closed(self, ack: Ack) -> None:
+        ack()
+
+
+def _has_inputs(view: dict[str, Any]) -> bool:
+    return any(block.get("type") == "input" for block in view.get("blocks", []))

@@ -1,0 +1,280 @@
+"""Deliver outbox messages to Slack: cards, review requests, decisions, stage changes.
+
+The outbox worker calls ``SlackNotifier`` once per message and retries with backoff when it
+raises, so a Slack outage delays notifications but loses none. Delivery is at-least-once;
+every step here is safe to repeat: new posts are remembered by (target, kind) and skipped when
+already made, and updates (``chat.update``) converge on the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.blocks.offers import next_gate_offer
+from bot.blocks.text import escape
+from bot.bootstrap import Services
+from gates import usecases
+from gates.errors import GateError
+from gates.lifecycle import Initiative, Review, Status
+from storage.slack_messages import MessageRefs
+
+logger = logging.getLogger("shepherd.notify")
+
+# Slack errors that will not get better by retrying: give up on that one step, keep the rest.
+_PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "user_not_found", "cannot_dm_bot",
+              "message_not_found", "cant_update_message", "invalid_blocks", "msg_too_long"}
+
+
+def initiative_target(ref: str) -> str:
+    return f"initiative:{ref}"
+
+
+def review_target(review_id: int | None) -> str:
+    return f"review:{review_id}"
+
+
+class SlackNotifier:
+    """The outbox sender for Slack. ``__call__(message)`` raises to ask for a retry."""
+
+    def __init__(self, services: Services, client: WebClient, messages: MessageRefs) -> None:
+        self._services = services
+        self._client = client
+        self._messages = messages
+        self._handlers = {
+            "initiative.registered": self._registered,
+            "answers.recorded": self._refresh_card_only,
+            "review.requested": self._review_requested,
+            "decision.recorded": self._decision_recorded,
+            "stage.advanced": self._stage_advanced,
+            "review.withdrawn": self._review_closed,
+            "initiative.retired": self._retired,
+            "initiative.held": self._refresh_card_only,
+            "initiative.resumed": self._refresh_card_only,
+            "ephemeral": self._ephemeral,
+        }
+
+    def __call__(self, message: Any) -> None:
+        handler = self._handlers.get(message.kind)
+        if handler is None:
+            logger.warning("no Slack delivery for outbox message kind %r; skipped", message.kind)
+            return
+        handler(dict(message.payload))
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def _registered(self, payload: Mapping[str, Any]) -> None:
+        initiative = self._initiative(payload["ref"])
+        self.refresh_card(initiative)
+        card = self._messages.find(initiative_target(initiative.ref), "card")
+        link = self._permalink(card)
+        gate = usecases.next_gate(self._services.pipeline, initiative)
+        next_step = f"Next: answer the *{gate.title}* questionnaire, then submit it for review." if gate else ""
+        where = f" Its card is here: {link}" if link else ""
+        self._post_once(
+            initiative_target(initiative.ref),
+            "welcome",
+            self._dm_channel(initiative.owner_id),
+            text=(
+                f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}\n{next_step}\n"
+                "Ask me anytime: _what do we need for the next gate?_"
+            ),
+        )
+
+    def _refresh_card_only(self, payload: Mapping[str, Any]) -> None:
+        self.refresh_card(self._initiative(payload["ref"]))
+
+    def _review_requested(self, payload: Mapping[str, Any]) -> None:
+        review, initiative = self._review(payload["review"])
+        if not review.is_open:
+            self._update_review_messages(review, initiative)
+            return
+        approvers = self.approvers_for(review, initiative)
+        report = self._readiness(initiative, review.gate_id)
+        message = blocks.review_request(self._services.pipeline, initiative, review, report, approvers)
+        target = review_target(review.id)
+        card = self._messages.find(initiative_target(initiative.ref), "card")
+        if card is not None:
+            self._post_once(target, "thread-request", card[0], thread_ts=card[1], **message)
+        for user in approvers:
+            self._post_once(target, f"request:{user}", self._dm_channel(user), **message)
+        self.refresh_card(initiative)
+
+    def _decision_recorded(self, payload: Mapping[str, Any]) -> None:
+        review, initiative = self._review(payload["review"])
+        self._update_review_messages(review, initiative)
+        decision = review.decision_by(payload["approver"])
+        if decision is None:
+            return
+        gate = usecases.next_gate(self._services.pipeline, initiative)
+        advanced = review.to_stage == initiative.stage and review.status.value == "approved"
+        note = blocks.decision_notice(initiative, review, decision, advanced, gate.title if gate else None)
+        target = review_target(review.id)
+        card = self._messages.find(initiative_target(initiative.ref), "card")
+        if card is not None:
+            self._post_once(target, f"note:{decision.approver_id}", card[0], thread_ts=card[1], text=note)
+        if not review.is_open:
+            self._post_once(target, "outcome-dm", self._dm_channel(review.submitted_by), text=note)
+        self.refresh_card(initiative)
+
+    def _stage_advanced(self, payload: Mapping[str, Any]) -> None:
+        review, initiative = self._review(payload["review"])
+        self.refresh_card(initiative)
+        gate = usecases.next_gate(self._services.pipeline, initiative)
+        card = self._messages.find(initiative_target(initiative.ref), "card")
+        if gate is None or card is None or initiative.status is Status.RETIRED:
+            return
+        text = (
+            f"{initiative.ref} is now in the *{initiative.stage}* stage. "
+            f"Next: the *{gate.title}* questionnaire."
+        )
+        offer = next_gate_offer(initiative, gate.title, text)
+        self._post_once(review_target(review.id), "next-gate", card[0], thread_ts=card[1], **offer)
+
+    def _review_closed(self, payload: Mapping[str, Any]) -> None:
+        review, initiative = self._review(payload["review"])
+        self._update_review_messages(review, initiative)
+        self.refresh_card(initiative)
+
+    def _retired(self, payload: Mapping[str, Any]) -> None:
+        initiative = self._initiative(payload["ref"])
+        with self._services.read_uow() as uow:
+            reviews = list(uow.reviews.for_initiative(initiative.ref))
+        for review in reviews:
+            self._update_review_messages(review, initiative)
+        self.refresh_card(initiative)
+
+    def _ephemeral(self, payload: Mapping[str, Any]) -> None:
+        channel, user, text = payload.get("channel"), payload["user"], payload["text"]
+        try:
+            if channel:
+                self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+                return
+        except SlackApiError as error:
+            if _error_code(error) not in _PERMANENT:
+                raise
+        self._client.chat_postMessage(channel=self._dm_channel(user), text=text)
+
+    # -- building blocks ------------------------------------------------------------------------
+
+    def refresh_card(self, initiative: Initiative) -> None:
+        """Post the initiative's card (first time) or update it in place."""
+        pipeline = self._services.pipeline
+        with self._services.read_uow() as uow:
+            open_review = uow.reviews.open_for(initiative.ref)
+        report = None
+        if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative) is not None:
+            report = self._readiness(initiative, None)
+        stalled = usecases.is_stalled(pipeline, initiative, self._services.now())
+        card = blocks.initiative_card(pipeline, initiative, report, open_review, stalled=stalled)
+        target = initiative_target(initiative.ref)
+        existing = self._messages.find(target, "card")
+        if existing is not None:
+            self._update(existing, card)
+            return
+        channel = self._services.settings.registry_channel or self._dm_channel(initiative.owner_id)
+        self._post_once(target, "card", channel, **card)
+
+    def approvers_for(self, review: Review, initiative: Initiative) -> list[str]:
+        """Everyone who can still decide, excluding the submitter and the owner."""
+        pipeline = self._services.pipeline
+        with self._services.read_uow() as uow:
+            holders = usecases.role_holders(pipeline, uow)
+        people: list[str] = []
+        for role in review.remaining():
+            members = list(holders.get(role, []))
+            group = pipeline.model.roles[role].slack_usergroup if role in pipeline.model.roles else None
+            if group:
+                members += self._usergroup_members(group)
+            for user in members:
+                if user not in people and user not in (review.submitted_by, review.owner_id):
+                    people.append(user)
+        return people
+
+    def _update_review_messages(self, review: Review, initiative: Initiative) -> None:
+        """Every message carrying buttons for this review shows its current state."""
+        pipeline = self._services.pipeline
+        if review.is_open:
+            message = blocks.review_progress(pipeline, initiative, review)
+        else:
+            message = blocks.review_outcome(pipeline, initiative, review)
+        for kind, channel, ts in self._messages.all_for(review_target(review.id)):
+            if kind == "thread-request" or kind.startswith("request:"):
+                self._update((channel, ts), message)
+
+    # -- Slack calls ------------------------------------------------------------------------------
+
+    def _post_once(self, target: str, kind: str, channel: str, **message: Any) -> None:
+        if self._messages.find(target, kind) is not None:
+            return
+        try:
+            response = self._client.chat_postMessage(channel=channel, **message)
+        except SlackApiError as error:
+            if _error_code(error) in _PERMANENT:
+                logger.warning("could not post %s for %s in %s: %s", kind, target, channel, _error_code(error))
+                return
+            raise
+        self._messages.remember(target, kind, response["channel"], response["ts"], self._services.now())
+
+    def _update(self, where: tuple[str, str], message: Mapping[str, Any]) -> None:
+        channel, ts = where
+        try:
+            self._client.chat_update(channel=channel, ts=ts, **message)
+        except SlackApiError as error:
+            if _error_code(error) in _PERMANENT:
+                logger.warning("could not update message %s in %s: %s", ts, channel, _error_code(error))
+                return
+            raise
+
+    def _dm_channel(self, user_id: str) -> str:
+        response = self._client.conversations_open(users=user_id)
+        return str(response["channel"]["id"])
+
+    def _usergroup_members(self, group: str) -> list[str]:
+        try:
+            return list(self._client.usergroups_users_list(usergroup=group)["users"])
+        except SlackApiError as error:
+            logger.warning("could not list user group %s: %s", group, _error_code(error))
+            return []
+
+    def _permalink(self, where: tuple[str, str] | None) -> str | None:
+        if where is None:
+            return None
+        try:
+            return str(self._client.chat_getPermalink(channel=where[0], message_ts=where[1])["permalink"])
+        except SlackApiError:
+            return None
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _initiative(self, ref: str) -> Initiative:
+        with self._services.read_uow() as uow:
+            return uow.initiatives.get(ref)
+
+    def _review(self, review_id: int) -> tuple[Review, Initiative]:
+        with self._services.read_uow() as uow:
+            review = uow.reviews.get(int(review_id))
+            return review, uow.initiatives.get(review.initiative_ref)
+
+    def _readiness(self, initiative: Initiative, gate_id: str | None) -> Any:
+        try:
+            return usecases.check_readiness(self._services.pipeline, self._services.read_uow(), initiative.ref, gate_id)
+        except GateError:
+            return None
+
+
+def _error_code(error: SlackApiError) -> str:
+    response = getattr(error, "response", None)
+    try:
+        return str(response["error"]) if response is not None else ""
+    except (KeyError, TypeError):
+        return ""
+
+
+def mentions(users: Iterable[str]) -> str:
+    return " ".join(f"<@{u}>" for u in users)

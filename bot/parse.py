@@ -1,0 +1,188 @@
+"""Read what Slack sends back: modal state, private_metadata and action values.
+
+``view.state.values`` has the shape ``{block_id: {action_id: {"type": ..., <key>: ...}}}`` where
+the key depends on the element type (``value``, ``selected_option``, ``selected_date``...).
+These functions turn it into the raw values ``gates.answers.coerce`` accepts; converting and
+validating stays in the domain. Malformed payloads raise ``PayloadError`` with a message that
+can be shown to a person (and, for modal fields, the block to attach it to).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bot import ids
+from bot.blocks.inputs import option_from_value
+from gates.errors import UnknownGate
+from gates.loader import CompiledPipeline
+from gates.pipeline import Question
+
+
+class PayloadError(ValueError):
+    """A Slack payload is not what Shepherd sent or expects.
+
+    Attributes:
+        block_id: the modal block to attach the message to (``response_action: errors``), if any.
+    """
+
+    def __init__(self, message: str, block_id: str | None = None) -> None:
+        self.block_id = block_id
+        super().__init__(message)
+
+
+def _entry(state_values: Mapping[str, Any], block_id: str) -> Mapping[str, Any] | None:
+    """The state of the block's ``ANSWER_ACTION`` element (or its only element)."""
+    block = state_values.get(block_id)
+    if not isinstance(block, Mapping) or not block:
+        return None
+    entry = block.get(ids.ANSWER_ACTION)
+    if entry is None and len(block) == 1:
+        entry = next(iter(block.values()))
+    return entry if isinstance(entry, Mapping) else None
+
+
+def _option_value(option: Any) -> str | None:
+    if isinstance(option, Mapping) and isinstance(option.get("value"), str):
+        return str(option["value"])
+    return None
+
+
+def element_raw(entry: Mapping[str, Any], question: Question | None = None) -> Any:
+    """The raw value of one element's state entry; None when the element is empty."""
+    kind = entry.get("type")
+    if kind in ("static_select", "radio_buttons", "external_select"):
+        value = _option_value(entry.get("selected_option"))
+        return option_from_value(question, value) if value is not None and question is not None else value
+    if kind in ("multi_static_select", "checkboxes", "multi_external_select"):
+        options = entry.get("selected_options") or []
+        values = [v for v in (_option_value(o) for o in options) if v is not None]
+        if question is not None:
+            values = [option_from_value(question, v) for v in values]
+        return values or None
+    if kind == "datepicker":
+        return entry.get("selected_date") or None
+    if kind == "users_select":
+        return entry.get("selected_user") or None
+    if kind == "multi_users_select":
+        return list(entry.get("selected_users") or []) or None
+    value = entry.get("value")
+    if value is None:
+        return None
+    text = str(value)
+    return text if text.strip() else None
+
+
+def answers_from_state(
+    pipeline: CompiledPipeline, gate_id: str, state_values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Raw answers per question id, for the gate's questions present in the state.
+
+    A question whose input is present but empty maps to None, so the use case records that the
+    answer was cleared. Questions not in the state (other pages, hidden by ``show_if``) are left
+    out, so a page save never clears what it did not show.
+
+    Raises:
+        UnknownGate: the pipeline has no such gate.
+    """
+    gate = pipeline.model.gate(gate_id)
+    if gate is None:
+        raise UnknownGate(gate_id)
+    answers: dict[str, Any] = {}
+    for block_id in state_values:
+        question_id = ids.question_id_of(str(block_id))
+        question = gate.question(question_id) if question_id is not None else None
+        if question is None:
+            continue
+        entry = _entry(state_values, str(block_id))
+        if entry is not None:
+            answers[question.id] = element_raw(entry, question)
+    return answers
+
+
+def _text(state_values: Mapping[str, Any], block_id: str) -> str | None:
+    entry = _entry(state_values, block_id)
+    if entry is None:
+        return None
+    value = element_raw(entry)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def name_from_state(state_values: Mapping[str, Any]) -> str | None:
+    """The initiative name typed in the intake modal, whitespace collapsed; None when empty."""
+    value = _text(state_values, ids.NAME_BLOCK)
+    return " ".join(value.split()) if value else None
+
+
+def reason_from_state(state_values: Mapping[str, Any]) -> str | None:
+    """The reason (or justification) typed in a reason / exception modal; None when empty."""
+    return _text(state_values, ids.REASON_BLOCK)
+
+
+def link_from_state(state_values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The optional evidence link of a questionnaire page as ``(url, title)``.
+
+    The title defaults to the URL. None when both fields are empty.
+
+    Raises:
+        PayloadError: a title was given without a URL (attached to the URL block).
+    """
+    url = _text(state_values, ids.LINK_URL_BLOCK)
+    title = _text(state_values, ids.LINK_TITLE_BLOCK)
+    if url is None:
+        if title is not None:
+            raise PayloadError("Add the link's URL, or clear the title.", ids.LINK_URL_BLOCK)
+        return None
+    return url, title or url
+
+
+def metadata(view: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The view's private_metadata as a dict; {} when absent or not a JSON object."""
+    if not isinstance(view, Mapping):
+        return {}
+    raw = view.get("private_metadata")
+    if not isinstance(raw, str) or not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def action_value(body: Mapping[str, Any]) -> str:
+    """The ``value`` of the first action in a ``block_actions`` payload.
+
+    Raises:
+        PayloadError: the payload carries no action with a value.
+    """
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], Mapping):
+        raise PayloadError("This button sent no action; try again from the latest message.")
+    value = actions[0].get("value")
+    if not isinstance(value, str) or not value:
+        raise PayloadError("This button carries no value; try again from the latest message.")
+    return value
+
+
+def review_id(value: Any) -> int:
+    """A review id from a button value.
+
+    Raises:
+        PayloadError: the value is not a positive whole number.
+    """
+    text = str(value).strip() if value is not None else ""
+    if not text.isdigit() or int(text) <= 0 or len(text) > 18:
+        raise PayloadError(f"'{truncated(text)}' is not a review number; try again from the latest message.")
+    return int(text)
+
+
+def page_number(value: Any) -> int:
+    """A page number from a Home or questionnaire button; garbage means the first page."""
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() and len(text) < 6 else 0
+
+
+def truncated(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

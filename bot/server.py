@@ -1,0 +1,80 @@
+"""Serve the Bolt app: HTTP (Starlette + uvicorn) or Socket Mode, plus the outbox worker.
+
+HTTP mode answers Slack on ``POST /slack/events`` and ``GET /healthz``; with OAuth it also serves
+``/slack/install`` and ``/slack/oauth_redirect``. Bolt's dispatch is synchronous, so it runs on
+a bounded thread pool and never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from slack_bolt import App
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.bootstrap import Services
+from bot.notify import SlackNotifier
+from storage.outbox import OutboxWorker
+from storage.slack_messages import MessageRefs
+
+logger = logging.getLogger("shepherd.server")
+
+DISPATCH_THREADS = 32
+
+
+def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> threading.Thread:
+    """Deliver queued notifications to Slack in the background until ``stop`` is set."""
+    notifier = SlackNotifier(services, app.client, MessageRefs(services.database))
+    worker = OutboxWorker(services.database, notifier, clock=services)
+    thread = threading.Thread(target=worker.run_forever, args=(stop, 0.25), name="shepherd-outbox", daemon=True)
+    thread.start()
+    return thread
+
+
+def asgi_app(app: App, services: Services, *, run_worker: bool = True) -> Starlette:
+    """The ASGI application for HTTP mode."""
+    limiter = anyio.CapacityLimiter(DISPATCH_THREADS)
+    stop = threading.Event()
+
+    async def events(request: Request) -> Response:
+        body = await request.body()
+        bolt_request = to_bolt_request(request, body)
+        response = await anyio.to_thread.run_sync(app.dispatch, bolt_request, limiter=limiter)
+        return to_starlette_response(response)
+
+    async def oauth(request: Request) -> Response:
+        flow = app.oauth_flow
+        if flow is None:
+            return Response("OAuth is not configured.", status_code=404)
+        bolt_request = to_bolt_request(request, await request.body())
+        handle: Callable[[Any], Any] = (
+            flow.handle_installation if request.url.path == flow.install_path else flow.handle_callback
+        )
+        return to_starlette_response(await anyio.to_thread.run_sync(handle, bolt_request, limiter=limiter))
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"ok": True, "pipeline": services.pipeline.version})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
+        if run_worker:
+            start_outbox_worker(app, services, stop)
+        yield
+        stop.set()
+
+    routes = [
+        Route("/slack/events", events, methods=["POST"]),
+        Route("/slack/install", oauth, methods=["GET"]),
+        Route("/slack/oauth_redirect", oauth, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

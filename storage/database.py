@@ -1,0 +1,250 @@
+"""One ``Database`` per process: the engine, units of work, migrations and the start-up check.
+
+SQLite (the default, one file in the data directory) is opened in WAL mode with foreign keys on
+and a busy timeout. Python 3.11's ``sqlite3`` starts transactions lazily and only before DML,
+which lets two writers read the same state and then race; so we switch its transaction control
+off and emit ``BEGIN IMMEDIATE`` ourselves (SQLAlchemy's documented recipe). Every write unit of
+work then holds SQLite's single write lock from its first statement, which is what makes the
+conditional updates and the audit chain safe under concurrent writers. Read-only units of work
+use a plain deferred ``BEGIN`` so readers never queue behind writers.
+
+PostgreSQL (``postgresql+psycopg://...``) runs at READ COMMITTED; races are settled by unique
+constraints, conditional ``UPDATE ... WHERE version = :v`` and row locks, never by locks in
+this process.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew
+from storage.uow import SqlUnitOfWork
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_READ_ONLY = "shepherd_read_only"
+
+
+def sqlite_url(data_dir: str | Path) -> str:
+    """The default database: ``<data_dir>/shepherd.db``."""
+    return f"sqlite:///{(Path(data_dir) / 'shepherd.db').resolve()}"
+
+
+class Database:
+    """The database, from a SQLAlchemy URL.
+
+    Args:
+        url: ``sqlite:///path/shepherd.db`` or ``postgresql+psycopg://user:pw@host/db``.
+        ref_prefix: prefix of initiative refs (``AI`` gives ``AI-0001``).
+        busy_timeout_ms: how long a SQLite writer waits for the write lock before giving up.
+        sqlite_synchronous: ``FULL`` survives power loss; ``NORMAL`` survives a process crash.
+
+    Raises:
+        DatabaseUnavailable: the URL cannot be understood or its driver is missing.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        ref_prefix: str = "AI",
+        busy_timeout_ms: int = 15_000,
+        sqlite_synchronous: str = "FULL",
+        pool_size: int = 10,
+        echo: bool = False,
+    ) -> None:
+        try:
+            self.url = make_url(url)
+        except ArgumentError as error:
+            raise DatabaseUnavailable(f"The database URL is not valid: {error}") from None
+        self.ref_prefix = ref_prefix
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        options: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            database = self.url.database or ""
+            if database in ("", ":memory:"):
+                # One shared connection, or every session would see its own empty database.
+                options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+            else:
+                try:
+                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise DatabaseUnavailable(
+                        f"Cannot create the folder for {self.describe()}: {error.strerror or error}"
+                    ) from None
+                options.update(pool_size=pool_size, max_overflow=pool_size)
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        try:
+            self.engine: Engine = create_engine(self.url, **options)
+        except (NoSuchModuleError, ImportError) as error:
+            raise DatabaseUnavailable(f"No driver for {self.describe()}: {error}") from None
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, busy_timeout_ms, sqlite_synchronous)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False, autoflush=False
+        )
+
+    def describe(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return self.url.render_as_string(hide_password=True)
+
+    def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        """A fresh unit of work; each ``with`` block opens its own session and transaction.
+
+        ``read_only=True`` is for listings and views: on SQLite it does not take the write lock.
+        """
+        factory = self._read_sessions if read_only else self._sessions
+        return SqlUnitOfWork(factory, ref_prefix=self.ref_prefix)
+
+    def session(self, *, read_only: bool = False) -> Session:
+        """A bare session, for storage's own workers and the CLI."""
+        return (self._read_sessions if read_only else self._sessions)()
+
+    # -- migrations -------------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        """An Alembic config built in code: no alembic.ini is needed at run time."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option(
+            "sqlalchemy.url", self.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+        return config
+
+    def head(self) -> str:
+        """The newest revision this code knows."""
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        """The revision the database is at (None when it was never migrated).
+
+        Raises:
+            DatabaseUnavailable: it cannot be reached.
+        """
+        try:
+            with self.engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        except DBAPIError as error:
+            raise self._unavailable(error) from None
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate to ``revision`` (the newest by default); safe to call at every start.
+
+        Raises:
+            DatabaseUnavailable: it cannot be reached.
+            SchemaTooNew: it was migrated by a newer Shepherd.
+        """
+        self._refuse_unknown_revision()
+        self._run_alembic("upgrade", revision)
+
+    def downgrade(self, revision: str = "base") -> None:
+        """Migrate down to ``revision``; for tests and operators who know why."""
+        self._refuse_unknown_revision()
+        self._run_alembic("downgrade", revision)
+
+    def check(self) -> None:
+        """Prove at start that the database can be used by this code.
+
+        Raises:
+            DatabaseUnavailable: it cannot be reached.
+            SchemaTooNew: it was migrated by a newer Shepherd than this one.
+            SchemaOutdated: it needs ``shepherd db upgrade``.
+        """
+        current = self._refuse_unknown_revision()
+        head = self.head()
+        if current != head:
+            state = "has no Shepherd tables yet" if current is None else f"is at revision {current}"
+            raise SchemaOutdated(
+                f"The database {self.describe()} {state}; this Shepherd needs {head}. "
+                "Run `shepherd db upgrade`."
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- Slack retries ----------------------------------------------------------------------
+
+    def claim(self, key: str, at: datetime) -> bool:
+        """True the first time ``key`` is claimed, False ever after (in its own transaction).
+
+        For Slack event ids and action keys: a retry of something already handled returns
+        False. To tie the claim to a change, use ``uow.dedupe.first_time`` inside that unit of
+        work instead, so a rolled-back change also releases the claim.
+        """
+        with self.uow() as uow:
+            first = uow.dedupe.first_time(key, at)
+            uow.commit()
+        return first
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _refuse_unknown_revision(self) -> str | None:
+        current = self.current_revision()
+        if current is None:
+            return None
+        script = ScriptDirectory.from_config(self.alembic_config())
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current not in known:
+            raise SchemaTooNew(
+                f"The database {self.describe()} is at schema revision {current}, which this "
+                f"Shepherd does not know (it knows up to {self.head()}): it was upgraded by a "
+                "newer version. Run that version, or restore a backup."
+            )
+        return current
+
+    def _run_alembic(self, command_name: str, revision: str) -> None:
+        from alembic import command
+
+        config = self.alembic_config()
+        try:
+            with self.engine.connect() as connection:
+                config.attributes["connection"] = connection
+                getattr(command, command_name)(config, revision)
+        except DBAPIError as error:
+            raise self._unavailable(error) from None
+
+    def _unavailable(self, error: DBAPIError) -> DatabaseUnavailable:
+        return DatabaseUnavailable(f"Cannot use the database {self.describe()}: {_first_line(error.orig)}")
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip().splitlines()
+    return re.sub(r"\s+", " ", text[0]) if text else type(error).__name__
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous: str) -> None:
+    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from sqlite3 so that "begin" below decides how.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

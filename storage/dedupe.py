@@ -1,0 +1,43 @@
+"""Remembering which Slack deliveries were already handled.
+
+Slack retries events it thinks were not acknowledged, and people double-click. The bot claims
+each event id or action key here before acting on it; the unique key makes the database the
+judge, so two processes receiving the same retry at the same moment act once between them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from storage.dialect import insert_ignoring_conflicts
+from storage.sqlerrors import guarded
+from storage.tables import processed_events
+
+
+class SqlDedupe:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @guarded
+    def first_time(self, key: str, at: datetime) -> bool:
+        """True if ``key`` was never claimed before (and claims it in this transaction).
+
+        On PostgreSQL a concurrent claim of the same key waits for the other transaction: if it
+        commits this returns False, if it rolls back this one wins.
+        """
+        if not key:
+            raise ValueError("a dedupe key must not be empty")
+        statement = insert_ignoring_conflicts(
+            self._session, processed_events, {"key": key[:200], "seen_at": at}
+        )
+        # RETURNING, not rowcount: drivers need not report a row count for INSERT.
+        return self._session.execute(statement.returning(processed_events.c.key)).first() is not None
+
+    @guarded
+    def forget_before(self, cutoff: datetime) -> int:
+        """Drop keys seen before ``cutoff`` (Slack stops retrying after minutes); returns how many."""
+        result = self._session.execute(delete(processed_events).where(processed_events.c.seen_at < cutoff))
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,31 @@
+"""The few statements whose SQL differs between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+
+
+def insert_ignoring_conflicts(session: Session, table: Table, values: dict[str, Any]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING``: the row is written unless a unique key already is.
+
+    The database decides, so two processes inserting the same key at once write one row, and
+    the loser learns it from ``rowcount == 0`` without an error that would abort its transaction.
+    """
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(**values).on_conflict_do_nothing()
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {name}")
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

@@ -1,0 +1,253 @@
+"""The transactional outbox and its delivery worker.
+
+Use cases ``put`` messages in the same transaction as the change that caused them, so a
+notification exists if and only if the change was committed. ``OutboxWorker`` delivers them
+through a pluggable ``sender``:
+
+- **Claiming.** A worker claims a batch in one short transaction: ``UPDATE outbox SET
+  claim_token = :mine, locked_until = now + lease, attempts = attempts + 1 WHERE id IN (SELECT
+  ... FOR UPDATE SKIP LOCKED)``. On PostgreSQL ``SKIP LOCKED`` lets several workers claim
+  disjoint batches without waiting on each other; on SQLite the write lock serialises claims.
+  A claimed message is invisible to other workers until its lease runs out.
+- **Delivering.** After the sender returns, the message is marked delivered, conditionally on
+  the claim token. A message is therefore sent once by one worker.
+- **At least once, honestly.** If a worker dies between sending and marking (or a send outlasts
+  the lease), the lease expires and the message is sent again. The sender receives the
+  message ``id``; use it as an idempotency key (for Slack: remember which ids were posted, or
+  look for the message before posting) where a duplicate would matter.
+- **Failures.** A sender signals failure by raising. The message is retried after
+  ``base_delay * 2 ** (attempts - 1)`` (capped at ``max_delay``) with jitter, and moves to
+  ``dead`` with ``last_error`` after ``max_attempts``. ``PermanentFailure`` dead-letters at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from gates.ports import Clock
+from storage.audit import canonical_json
+from storage.dialect import insert_ignoring_conflicts
+from storage.sqlerrors import guarded, translated
+from storage.tables import outbox
+
+if TYPE_CHECKING:
+    from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One notification to deliver. ``id`` is stable across retries: use it to deduplicate."""
+
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    dedupe_key: str | None
+    attempts: int
+    created_at: datetime
+
+
+class PermanentFailure(Exception):  # noqa: N818 - the name the brief and the bot use
+    """Raised by a sender when retrying cannot help (channel archived, user gone)."""
+
+
+class SqlOutbox:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @guarded
+    def put(self, kind: str, payload: Mapping[str, Any], at: datetime, dedupe_key: str | None = None) -> None:
+        """Queue a message in the caller's transaction; a repeated ``dedupe_key`` is ignored."""
+        values = {
+            "kind": kind,
+            # Round-trip through canonical JSON so datetimes and enums are stored as text.
+            "payload": json.loads(canonical_json(dict(payload))),
+            "dedupe_key": dedupe_key,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": at,
+            "next_attempt_at": at,
+        }
+        self._session.execute(insert_ignoring_conflicts(self._session, outbox, values))
+
+
+class OutboxWorker:
+    """Delivers due outbox messages through ``sender``; run one or several (threads, processes).
+
+    Args:
+        database: where the outbox lives.
+        sender: delivers one message; raises to signal failure, ``PermanentFailure`` to give up.
+        clock: the time source (tests pass a controllable one).
+        max_attempts: failures after which a message is dead-lettered.
+        base_delay: wait before the first retry; doubles with each failure.
+        max_delay: the longest wait between attempts.
+        lease: how long a claim hides a message from other workers; keep it well above the
+            sender's own timeout.
+        batch_size: messages claimed per transaction.
+        rng: source of jitter (seed it in tests).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        sender: Callable[[OutboxMessage], None],
+        clock: Clock,
+        *,
+        max_attempts: int = 8,
+        base_delay: timedelta = timedelta(seconds=2),
+        max_delay: timedelta = timedelta(minutes=15),
+        lease: timedelta = timedelta(minutes=2),
+        batch_size: int = 20,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._database = database
+        self._sender = sender
+        self._clock = clock
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.lease = lease
+        self.batch_size = batch_size
+        self._rng = rng or random.Random()
+
+    def run_once(self, limit: int | None = None) -> int:
+        """Claim up to ``limit`` due messages (default: one batch), send them; returns how many
+        were delivered."""
+        claimed = self._claim(limit or self.batch_size)
+        delivered = 0
+        for message, token in claimed:
+            delivered += self._deliver(message, token)
+        return delivered
+
+    def run_forever(self, stop_event: threading.Event, poll_interval: float = 1.0) -> None:
+        """Deliver until ``stop_event`` is set; sleeps ``poll_interval`` when nothing is due."""
+        while not stop_event.is_set():
+            try:
+                busy = self.run_once() > 0
+            except Exception:
+                log.exception("outbox delivery round failed; retrying after a pause")
+                busy = False
+            if not busy:
+                stop_event.wait(poll_interval)
+
+    def backoff(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failure: exponential, capped, half of it jittered."""
+        full = min(self.max_delay, self.base_delay * (2 ** max(0, attempts - 1)))
+        return full / 2 + full / 2 * self._rng.random()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _claim(self, limit: int) -> list[tuple[OutboxMessage, str]]:
+        now = self._clock.now()
+        token = uuid.uuid4().hex
+        due = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.status == PENDING,
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until <= now),
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(outbox)
+            .where(
+                outbox.c.id.in_(due.scalar_subquery()),
+                outbox.c.status == PENDING,
+                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until <= now),
+            )
+            .values(claim_token=token, locked_until=now + self.lease, attempts=outbox.c.attempts + 1)
+            .returning(
+                outbox.c.id,
+                outbox.c.kind,
+                outbox.c.payload,
+                outbox.c.dedupe_key,
+                outbox.c.attempts,
+                outbox.c.created_at,
+            )
+        )
+        with self._database.session() as session, translated():
+            rows = list(session.execute(claim).mappings())
+            session.commit()
+        messages = [
+            OutboxMessage(r["id"], r["kind"], r["payload"], r["dedupe_key"], r["attempts"], r["created_at"])
+            for r in sorted(rows, key=lambda r: r["id"])
+        ]
+        return [(m, token) for m in messages]
+
+    def _deliver(self, message: OutboxMessage, token: str) -> int:
+        try:
+            self._sender(message)
+        except PermanentFailure as error:
+            self._finish(message, token, status=DEAD, error=f"permanent: {_describe(error)}")
+            return 0
+        except Exception as error:
+            if message.attempts >= self.max_attempts:
+                self._finish(message, token, status=DEAD, error=_describe(error))
+            else:
+                retry_at = self._clock.now() + self.backoff(message.attempts)
+                self._finish(message, token, status=PENDING, error=_describe(error), next_attempt_at=retry_at)
+            return 0
+        return 1 if self._finish(message, token, status=DELIVERED) else 0
+
+    def _finish(
+        self,
+        message: OutboxMessage,
+        token: str,
+        *,
+        status: str,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": status, "locked_until": None, "claim_token": None}
+        if status == DELIVERED:
+            values["delivered_at"] = self._clock.now()
+        if error is not None:
+            values["last_error"] = error[:2000]
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        with self._database.session() as session, translated():
+            result = session.execute(
+                update(outbox)
+                .where(outbox.c.id == message.id, outbox.c.claim_token == token)
+                .values(**values)
+            )
+            session.commit()
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            log.warning("outbox message %s: lease expired before it was marked %s", message.id, status)
+            return False
+        if status == DEAD:
+            log.warning("outbox message %s (%s) dead-lettered: %s", message.id, message.kind, error)
+        return True
+
+
+def outbox_counts(database: Database) -> dict[str, int]:
+    """How many messages are pending, delivered and dead."""
+    with database.session(read_only=True) as session:
+        rows = session.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+        return {status: int(count) for status, count in rows}
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

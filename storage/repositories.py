@@ -1,0 +1,306 @@
+"""Initiatives, answers, evidence links and role holders in SQL.
+
+Each repository works inside the session of its unit of work and never commits. Races are
+settled by the database: a row version on initiatives, a unique version number per answered
+question, a unique (role, user) pair. A lost race surfaces as ``ConcurrentUpdate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, false, func, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gates.errors import ConcurrentUpdate, UnknownInitiative
+from gates.lifecycle import Initiative, Status, format_ref
+from gates.ports import AnswerVersion, EvidenceLink, InitiativeFilter
+from storage.sqlerrors import guarded, is_unique_violation
+from storage.tables import (
+    INITIATIVE_REF_COUNTER,
+    answer_versions,
+    counters,
+    evidence_links,
+    initiatives,
+    role_holders,
+)
+
+_ANSWER_RETRIES = 5
+
+
+def initiative_id(session: Session, ref: str) -> int:
+    """The row id behind ``ref``; raises UnknownInitiative."""
+    found = session.execute(select(initiatives.c.id).where(initiatives.c.ref == ref)).scalar()
+    if found is None:
+        raise UnknownInitiative(ref)
+    return int(found)
+
+
+def bump_counter(session: Session, name: str) -> int:
+    """Add one to a named counter and return the new value, atomically.
+
+    The UPDATE takes the row's write lock, so concurrent callers queue and each sees its own
+    value; the row is created (at 1) the first time it is needed.
+    """
+    bumped = session.execute(
+        update(counters)
+        .where(counters.c.name == name)
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    ).scalar()
+    if bumped is not None:
+        return int(bumped)
+    try:
+        with session.begin_nested():
+            session.execute(insert(counters).values(name=name, value=1))
+    except IntegrityError as error:
+        if not is_unique_violation(error):
+            raise
+        return bump_counter(session, name)
+    return 1
+
+
+class SqlInitiativeRepository:
+    def __init__(self, session: Session, ref_prefix: str = "AI") -> None:
+        self._session = session
+        self._ref_prefix = ref_prefix
+
+    @guarded
+    def add(self, initiative: Initiative) -> None:
+        """Insert a new initiative; a ref already in use raises ConcurrentUpdate."""
+        try:
+            with self._session.begin_nested():
+                self._session.execute(insert(initiatives).values(**_initiative_values(initiative), version=0))
+        except IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            raise ConcurrentUpdate(
+                f"{initiative.ref} was registered by someone else at the same moment"
+            ) from None
+        initiative.version = 0
+
+    @guarded
+    def get(self, ref: str) -> Initiative:
+        row = self._session.execute(select(initiatives).where(initiatives.c.ref == ref)).mappings().first()
+        if row is None:
+            raise UnknownInitiative(ref)
+        return _initiative(row)
+
+    @guarded
+    def save(self, initiative: Initiative) -> None:
+        """Write the initiative back if nobody changed it since it was loaded.
+
+        Raises:
+            ConcurrentUpdate: its row version moved on (someone else saved it meanwhile).
+            UnknownInitiative: it does not exist.
+        """
+        result = self._session.execute(
+            update(initiatives)
+            .where(initiatives.c.ref == initiative.ref, initiatives.c.version == initiative.version)
+            .values(**_initiative_values(initiative), version=initiatives.c.version + 1)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            initiative_id(self._session, initiative.ref)
+            raise ConcurrentUpdate(f"{initiative.ref} was changed by someone else at the same moment")
+        initiative.version += 1
+
+    @guarded
+    def next_ref(self) -> str:
+        """A ref never handed out before (the counter rolls back with the transaction)."""
+        return format_ref(bump_counter(self._session, INITIATIVE_REF_COUNTER), self._ref_prefix)
+
+    @guarded
+    def list(self, query: InitiativeFilter) -> Sequence[Initiative]:
+        statement = select(initiatives).order_by(initiatives.c.id)
+        if query.stage is not None:
+            statement = statement.where(initiatives.c.stage == query.stage)
+        if query.status is not None:
+            statement = statement.where(initiatives.c.status == Status(query.status).value)
+        if query.owner_id is not None:
+            statement = statement.where(initiatives.c.owner_id == query.owner_id)
+        if query.stalled_before is not None:
+            stalled = [
+                and_(initiatives.c.stage == stage, initiatives.c.stage_entered_at < cutoff)
+                for stage, cutoff in query.stalled_before.items()
+            ]
+            statement = statement.where(or_(*stalled) if stalled else false())
+        statement = statement.limit(query.limit).offset(query.offset)
+        return [_initiative(row) for row in self._session.execute(statement).mappings()]
+
+
+class SqlAnswerRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @guarded
+    def append(self, answer: AnswerVersion) -> None:
+        """Record a new version of one answer; earlier versions are never touched.
+
+        The version number is the next one for (initiative, question); two people answering
+        the same question at once both get recorded, one after the other.
+        """
+        owner = initiative_id(self._session, answer.initiative_ref)
+        latest = select(func.coalesce(func.max(answer_versions.c.version), 0)).where(
+            answer_versions.c.initiative_id == owner, answer_versions.c.question_id == answer.question_id
+        )
+        for _ in range(_ANSWER_RETRIES):
+            version = int(self._session.execute(latest).scalar_one()) + 1
+            try:
+                with self._session.begin_nested():
+                    self._session.execute(
+                        insert(answer_versions).values(
+                            initiative_id=owner,
+                            gate_id=answer.gate_id,
+                            question_id=answer.question_id,
+                            version=version,
+                            value=answer.value,
+                            author_id=answer.author_id,
+                            answered_at=answer.answered_at,
+                        )
+                    )
+                return
+            except IntegrityError as error:
+                if not is_unique_violation(error):
+                    raise
+        raise ConcurrentUpdate(f"{answer.question_id} was answered by others at the same moment")
+
+    @guarded
+    def current(self, ref: str) -> dict[str, AnswerVersion]:
+        """The latest version of every answered question, keyed by question id."""
+        owner = initiative_id(self._session, ref)
+        newer = answer_versions.alias("newer")
+        latest = (
+            select(func.max(newer.c.version))
+            .where(newer.c.initiative_id == answer_versions.c.initiative_id)
+            .where(newer.c.question_id == answer_versions.c.question_id)
+            .scalar_subquery()
+        )
+        rows = self._session.execute(
+            select(answer_versions).where(
+                answer_versions.c.initiative_id == owner, answer_versions.c.version == latest
+            )
+        ).mappings()
+        return {row["question_id"]: _answer(ref, row) for row in rows}
+
+    @guarded
+    def history(self, ref: str) -> Sequence[AnswerVersion]:
+        """Every version of every answer, oldest first."""
+        owner = initiative_id(self._session, ref)
+        rows = self._session.execute(
+            select(answer_versions)
+            .where(answer_versions.c.initiative_id == owner)
+            .order_by(answer_versions.c.answered_at, answer_versions.c.id)
+        ).mappings()
+        return [_answer(ref, row) for row in rows]
+
+    @guarded
+    def add_link(self, link: EvidenceLink) -> None:
+        owner = initiative_id(self._session, link.initiative_ref)
+        self._session.execute(
+            insert(evidence_links).values(
+                initiative_id=owner,
+                gate_id=link.gate_id,
+                url=link.url,
+                title=link.title,
+                author_id=link.author_id,
+                added_at=link.added_at,
+            )
+        )
+
+    @guarded
+    def links(self, ref: str, gate_id: str | None = None) -> Sequence[EvidenceLink]:
+        owner = initiative_id(self._session, ref)
+        statement = select(evidence_links).where(evidence_links.c.initiative_id == owner)
+        if gate_id is not None:
+            statement = statement.where(evidence_links.c.gate_id == gate_id)
+        rows = self._session.execute(
+            statement.order_by(evidence_links.c.added_at, evidence_links.c.id)
+        ).mappings()
+        return [
+            EvidenceLink(ref, row["gate_id"], row["url"], row["title"], row["author_id"], row["added_at"])
+            for row in rows
+        ]
+
+
+class SqlRoleRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @guarded
+    def holders(self) -> dict[str, list[str]]:
+        """role -> user ids, in the order they were set."""
+        found: dict[str, list[str]] = {}
+        rows = self._session.execute(
+            select(role_holders.c.role, role_holders.c.user_id).order_by(
+                role_holders.c.role, role_holders.c.id
+            )
+        )
+        for role, user_id in rows:
+            found.setdefault(role, []).append(user_id)
+        return found
+
+    @guarded
+    def roles_of(self, user_id: str) -> set[str]:
+        rows = self._session.execute(select(role_holders.c.role).where(role_holders.c.user_id == user_id))
+        return {role for (role,) in rows}
+
+    @guarded
+    def set_holders(self, role: str, user_ids: Sequence[str]) -> None:
+        """Replace the holders of ``role`` (an empty list removes them all)."""
+        self._session.execute(delete(role_holders).where(role_holders.c.role == role))
+        unique = list(dict.fromkeys(user_id.strip() for user_id in user_ids if user_id.strip()))
+        if not unique:
+            return
+        try:
+            with self._session.begin_nested():
+                self._session.execute(insert(role_holders), [{"role": role, "user_id": u} for u in unique])
+        except IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            raise ConcurrentUpdate(f"The holders of {role} were changed at the same moment") from None
+
+
+def _initiative_values(initiative: Initiative) -> dict[str, Any]:
+    return {
+        "ref": initiative.ref,
+        "name": initiative.name,
+        "owner_id": initiative.owner_id,
+        "sponsor_id": initiative.sponsor_id,
+        "stage": initiative.stage,
+        "status": Status(initiative.status).value,
+        "status_reason": initiative.status_reason,
+        "created_at": initiative.created_at,
+        "stage_entered_at": initiative.stage_entered_at,
+        "updated_at": initiative.updated_at,
+    }
+
+
+def _initiative(row: RowMapping) -> Initiative:
+    return Initiative(
+        ref=row["ref"],
+        name=row["name"],
+        owner_id=row["owner_id"],
+        stage=row["stage"],
+        created_at=row["created_at"],
+        sponsor_id=row["sponsor_id"],
+        status=Status(row["status"]),
+        stage_entered_at=row["stage_entered_at"],
+        updated_at=row["updated_at"],
+        status_reason=row["status_reason"],
+        version=row["version"],
+    )
+
+
+def _answer(ref: str, row: RowMapping) -> AnswerVersion:
+    return AnswerVersion(
+        initiative_ref=ref,
+        gate_id=row["gate_id"],
+        question_id=row["question_id"],
+        value=row["value"],
+        author_id=row["author_id"],
+        answered_at=row["answered_at"],
+        version=row["version"],
+    )

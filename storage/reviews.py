@@ -1,0 +1,241 @@
+"""Reviews and their decisions in SQL, with "exactly once" enforced by the database.
+
+- At most one open review per initiative: a partial unique index on ``reviews(initiative_id)
+  WHERE status = 'open'``; the second of two simultaneous submissions gets ReviewAlreadyOpen.
+- One decision per (review, approver): a unique constraint.
+- A review's row version moves on with every recorded decision or status change, and ``save``
+  is a conditional ``UPDATE ... WHERE version = :loaded AND status = :loaded``. Two approvers who
+  each give "the last" approval from the same loaded state cannot both commit: the second gets
+  ConcurrentUpdate, reloads, and then sees that its approval is the one that closes the review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownReview
+from gates.lifecycle import Decision, DecisionKind, Requirement, Review, ReviewStatus
+from storage.repositories import initiative_id
+from storage.sqlerrors import guarded, is_unique_violation
+from storage.tables import decisions, initiatives, reviews
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What a review looked like when this unit of work read it."""
+
+    version: int
+    status: str
+    approvers: frozenset[str]
+
+
+class SqlReviewRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._loaded: dict[int, _Loaded] = {}
+
+    @guarded
+    def add(self, review: Review) -> None:
+        """Insert a new review and any decisions it already carries; sets ``review.id``.
+
+        Raises:
+            ReviewAlreadyOpen: the initiative already has an open review (perhaps opened by a
+                simultaneous submission a moment ago).
+            UnknownInitiative: no initiative with the review's ref.
+        """
+        owner = initiative_id(self._session, review.initiative_ref)
+        try:
+            with self._session.begin_nested():
+                inserted = self._session.execute(
+                    insert(reviews).values(initiative_id=owner, version=0, **_review_values(review))
+                )
+        except IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            already = self.open_for(review.initiative_ref)
+            raise ReviewAlreadyOpen(
+                review.initiative_ref, already.gate_id if already else review.gate_id
+            ) from None
+        review.id = int(inserted.inserted_primary_key[0])
+        self._insert_decisions(review.id, review.decisions)
+        self._remember(review, version=0)
+
+    @guarded
+    def get(self, review_id: int) -> Review:
+        try:
+            wanted = int(review_id)
+        except (TypeError, ValueError):
+            raise UnknownReview(review_id) from None
+        found = self._load(_select_reviews().where(reviews.c.id == wanted))
+        if not found:
+            raise UnknownReview(review_id)
+        return found[0]
+
+    @guarded
+    def open_for(self, ref: str) -> Review | None:
+        found = self._load(
+            _select_reviews().where(initiatives.c.ref == ref, reviews.c.status == ReviewStatus.OPEN.value)
+        )
+        return found[0] if found else None
+
+    @guarded
+    def for_initiative(self, ref: str) -> Sequence[Review]:
+        """Every review of the initiative, oldest first."""
+        initiative_id(self._session, ref)
+        return self._load(
+            _select_reviews().where(initiatives.c.ref == ref).order_by(reviews.c.submitted_at, reviews.c.id)
+        )
+
+    @guarded
+    def pending_for(self, roles: Sequence[str]) -> Sequence[Review]:
+        """Open reviews that still need an approval from any of ``roles``, oldest first."""
+        wanted = set(roles)
+        if not wanted:
+            return []
+        open_reviews = self._load(
+            _select_reviews()
+            .where(reviews.c.status == ReviewStatus.OPEN.value)
+            .order_by(reviews.c.submitted_at)
+        )
+        return [review for review in open_reviews if wanted & set(review.remaining())]
+
+    @guarded
+    def save(self, review: Review) -> None:
+        """Persist decisions added since the review was loaded and its status.
+
+        Raises:
+            ConcurrentUpdate: the review changed since it was loaded (another decision, a
+                withdrawal): nothing was written; reload and decide again.
+        """
+        if review.id is None:
+            raise ValueError("save() needs a review that was added or loaded in this unit of work")
+        loaded = self._loaded.get(review.id)
+        if loaded is None:
+            raise ValueError(f"Review {review.id} was not loaded in this unit of work; load it before saving")
+        new = [d for d in review.decisions if d.approver_id not in loaded.approvers]
+        status = ReviewStatus(review.status).value
+        if not new and status == loaded.status:
+            return  # a repeated click: nothing to record
+        result = self._session.execute(
+            update(reviews)
+            .where(
+                reviews.c.id == review.id,
+                reviews.c.version == loaded.version,
+                reviews.c.status == loaded.status,
+            )
+            .values(
+                status=status,
+                closed_at=review.closed_at,
+                exception_reason=review.exception_reason,
+                tier=review.tier,
+                version=reviews.c.version + 1,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentUpdate("Someone else decided on this review at the same moment")
+        self._insert_decisions(review.id, new)
+        self._remember(review, version=loaded.version + 1)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _insert_decisions(self, review_id: int, new: Iterable[Decision]) -> None:
+        rows = [
+            {
+                "review_id": review_id,
+                "approver_id": d.approver_id,
+                "kind": DecisionKind(d.kind).value,
+                "role": d.role,
+                "reason": d.reason,
+                "decided_at": d.decided_at,
+            }
+            for d in new
+        ]
+        if not rows:
+            return
+        try:
+            with self._session.begin_nested():
+                self._session.execute(insert(decisions), rows)
+        except IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            raise ConcurrentUpdate("That decision was already recorded a moment ago") from None
+
+    def _load(self, statement: Select[Any]) -> list[Review]:
+        rows = list(self._session.execute(statement).mappings())
+        if not rows:
+            return []
+        by_review: dict[int, list[Decision]] = {row["id"]: [] for row in rows}
+        decided = self._session.execute(
+            select(decisions)
+            .where(decisions.c.review_id.in_(list(by_review)))
+            .order_by(decisions.c.decided_at, decisions.c.id)
+        ).mappings()
+        for d in decided:
+            by_review[d["review_id"]].append(
+                Decision(d["approver_id"], DecisionKind(d["kind"]), d["role"], d["reason"], d["decided_at"])
+            )
+        found = []
+        for row in rows:
+            review = _review(row, by_review[row["id"]])
+            self._remember(review, version=row["version"])
+            found.append(review)
+        return found
+
+    def _remember(self, review: Review, version: int) -> None:
+        assert review.id is not None
+        self._loaded[review.id] = _Loaded(
+            version=version,
+            status=ReviewStatus(review.status).value,
+            approvers=frozenset(d.approver_id for d in review.decisions),
+        )
+
+
+def _select_reviews() -> Select[Any]:
+    return select(reviews, initiatives.c.ref).join(initiatives, initiatives.c.id == reviews.c.initiative_id)
+
+
+def _review_values(review: Review) -> dict[str, Any]:
+    return {
+        "gate_id": review.gate_id,
+        "from_stage": review.from_stage,
+        "to_stage": review.to_stage,
+        "submitted_by": review.submitted_by,
+        "owner_id": review.owner_id,
+        "submitted_at": review.submitted_at,
+        "pipeline_version": review.pipeline_version,
+        "evidence_hash": review.evidence_hash,
+        "requirements": [{"role": r.role, "min": r.min} for r in review.requirements],
+        "tier": review.tier,
+        "status": ReviewStatus(review.status).value,
+        "closed_at": review.closed_at,
+        "exception_reason": review.exception_reason,
+    }
+
+
+def _review(row: RowMapping, decided: list[Decision]) -> Review:
+    return Review(
+        initiative_ref=row["ref"],
+        gate_id=row["gate_id"],
+        from_stage=row["from_stage"],
+        to_stage=row["to_stage"],
+        submitted_by=row["submitted_by"],
+        owner_id=row["owner_id"],
+        submitted_at=row["submitted_at"],
+        pipeline_version=row["pipeline_version"],
+        evidence_hash=row["evidence_hash"],
+        requirements=tuple(Requirement(r["role"], int(r["min"])) for r in row["requirements"] or []),
+        id=row["id"],
+        status=ReviewStatus(row["status"]),
+        decisions=decided,
+        closed_at=row["closed_at"],
+        exception_reason=row["exception_reason"],
+        tier=row["tier"],
+    )

@@ -1,0 +1,81 @@
+"""Where Shepherd's Slack messages live, so they can be updated later.
+
+An initiative's card, the review requests sent to each approver, the notes in a thread: each is
+remembered as (target, kind) -> (channel, ts). The notifier uses this to ``chat.update`` every
+message that carries buttons for a review once it is decided, and to skip a post it already
+made when a notification is delivered again (the outbox is at-least-once).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Index, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models import Base, UTCDateTime
+
+if TYPE_CHECKING:
+    from storage.database import Database
+
+
+class SlackMessageRow(Base):
+    __tablename__ = "slack_messages"
+    __table_args__ = (
+        UniqueConstraint("target", "kind", name="uq_slack_messages_target_kind"),
+        Index("ix_slack_messages_channel_ts", "channel", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MessageRefs:
+    """Remember and find Slack messages by what they are about.
+
+    Targets are strings such as ``initiative:AI-0007`` or ``review:12``; kinds such as ``card``,
+    ``request:U123`` (the DM to one approver) or ``thread-request``.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def remember(self, target: str, kind: str, channel: str, ts: str, at: datetime) -> bool:
+        """Record a message; False if one was already recorded for (target, kind)."""
+        with self._database.session() as session:
+            session.add(SlackMessageRow(target=target, kind=kind, channel=channel, ts=ts, created_at=at))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return False
+        return True
+
+    def find(self, target: str, kind: str) -> tuple[str, str] | None:
+        with self._database.session(read_only=True) as session:
+            row = session.scalar(
+                select(SlackMessageRow).where(SlackMessageRow.target == target, SlackMessageRow.kind == kind)
+            )
+            return (row.channel, row.ts) if row else None
+
+    def all_for(self, target: str) -> list[tuple[str, str, str]]:
+        """(kind, channel, ts) of every message remembered for ``target``, oldest first."""
+        with self._database.session(read_only=True) as session:
+            rows = session.scalars(
+                select(SlackMessageRow).where(SlackMessageRow.target == target).order_by(SlackMessageRow.id)
+            ).all()
+            return [(r.kind, r.channel, r.ts) for r in rows]
+
+    def target_at(self, channel: str, ts: str) -> str | None:
+        """What the message at (channel, ts) is about: finds the initiative behind a thread."""
+        with self._database.session(read_only=True) as session:
+            row = session.scalar(
+                select(SlackMessageRow).where(SlackMessageRow.channel == channel, SlackMessageRow.ts == ts)
+            )
+            return row.target if row else None

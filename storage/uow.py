@@ -1,0 +1,91 @@
+"""``SqlUnitOfWork``: one session and one transaction per ``with`` block.
+
+It implements ``gates.ports.UnitOfWork`` and adds ``dedupe``. Leaving the block without
+``commit()`` rolls everything back. Driver errors that mean "lost a race" (deadlock, lock
+timeout, SQLite busy) leave the block as ``ConcurrentUpdate``; a lost connection as
+``DatabaseUnavailable``. The same object may be entered again (a use case retrying): each entry
+gets a fresh session.
+
+Audit entries are written at ``commit()`` (see ``storage.audit``), so the chain lock is the
+last lock a transaction takes.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.audit import SqlAuditLog
+from storage.dedupe import SqlDedupe
+from storage.outbox import SqlOutbox
+from storage.repositories import SqlAnswerRepository, SqlInitiativeRepository, SqlRoleRepository
+from storage.reviews import SqlReviewRepository
+from storage.sqlerrors import translate, translated
+
+
+class SqlUnitOfWork:
+    initiatives: SqlInitiativeRepository
+    answers: SqlAnswerRepository
+    reviews: SqlReviewRepository
+    roles: SqlRoleRepository
+    audit: SqlAuditLog
+    outbox: SqlOutbox
+    dedupe: SqlDedupe
+
+    def __init__(self, sessions: sessionmaker[Session], ref_prefix: str = "AI") -> None:
+        self._sessions = sessions
+        self._ref_prefix = ref_prefix
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("use the unit of work in a `with` block")
+        return self._session
+
+    def __enter__(self) -> Self:
+        if self._session is not None:
+            raise RuntimeError("this unit of work is already open; nested `with` blocks are not supported")
+        session = self._sessions()
+        self._session = session
+        self.initiatives = SqlInitiativeRepository(session, self._ref_prefix)
+        self.answers = SqlAnswerRepository(session)
+        self.reviews = SqlReviewRepository(session)
+        self.roles = SqlRoleRepository(session)
+        self.audit = SqlAuditLog(session)
+        self.outbox = SqlOutbox(session)
+        self.dedupe = SqlDedupe(session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            self.audit.discard()
+            try:
+                session.rollback()
+            except DBAPIError:
+                if exc is None:
+                    raise
+            finally:
+                session.close()
+        if isinstance(exc, DBAPIError):
+            replacement = translate(exc)
+            if replacement is not None:
+                raise replacement from exc
+
+    def commit(self) -> None:
+        with translated():
+            self.audit.flush()
+            self.session.commit()
+
+    def rollback(self) -> None:
+        self.audit.discard()
+        self.session.rollback()

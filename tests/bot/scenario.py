@@ -1,0 +1,176 @@
+"""A running Shepherd wired to the Slack emulator, driven the way Slack drives it.
+
+``Workspace`` starts the real Bolt app behind the real ASGI server, points its WebClient at the
+emulator, and offers the moves a person makes in Slack (a slash command, a button, a modal
+submission, a mention), each sent as a signed HTTP request. Notifications are delivered by the
+real outbox worker when the test calls ``deliver()``, so tests control the order of events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot import ids
+from bot.app import build_app
+from bot.bootstrap import Services, bootstrap
+from bot.emulator import payloads
+from bot.emulator.client import SlackClient
+from bot.emulator.serving import BackgroundASGIServer
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.notify import SlackNotifier
+from bot.server import asgi_app
+from bot.settings import Settings
+from storage.outbox import OutboxWorker
+from storage.slack_messages import MessageRefs
+
+SIGNING_SECRET = "test-signing-secret"
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand (time boxes, outbox backoff)."""
+
+    at: datetime = field(default_factory=lambda: datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+@dataclass
+class Workspace:
+    api: FakeSlackWebAPI
+    services: Services
+    client: SlackClient
+    registry: str
+    clock: Clock
+    worker: OutboxWorker
+
+    # -- what people do -------------------------------------------------------------------
+
+    def command(self, user: str, text: str, channel: str | None = None) -> Any:
+        payload = payloads.slash_command(
+            ids.COMMAND,
+            text,
+            user_id=user,
+            channel_id=channel or self.registry,
+            trigger_id=self.api.mint_trigger_id(user),
+            response_url=self.api.response_url(channel or self.registry, user),
+        )
+        return self.client.send(payload)
+
+    def click(self, user: str, message: dict[str, Any], channel: str, action_id: str) -> Any:
+        value = find_button(message, action_id)["value"]
+        payload = payloads.block_actions_on_message(
+            message,
+            action_id,
+            user_id=user,
+            channel_id=channel,
+            value=value,
+            trigger_id=self.api.mint_trigger_id(user),
+            response_url=self.api.response_url(channel, user, message.get("ts")),
+        )
+        return self.client.send(payload)
+
+    def submit_view(self, user: str, view: dict[str, Any], values: dict[str, Any]) -> Any:
+        return self.client.send(payloads.view_submission(view, user_id=user, values=values))
+
+    def mention(self, user: str, text: str, channel: str, thread_ts: str | None = None, **kw: Any) -> Any:
+        event = payloads.app_mention_event(
+            f"<@{self.api.state.bot_user_id}> {text}", user_id=user, channel_id=channel, thread_ts=thread_ts
+        )
+        return self.client.send_event(payloads.event_callback(event, **kw))
+
+    # -- what the test observes -------------------------------------------------------------
+
+    def opened_view(self, action: Any) -> dict[str, Any]:
+        """Do ``action`` (a callable), then return the view the bot opened in response."""
+        before = len(self.api.calls("views.open"))
+        response = action()
+        assert response.status == 200, response.text
+        self.api.wait_for("views.open", count=before + 1, timeout=10)
+        call = self.api.calls("views.open")[before]
+        assert call.ok, f"views.open failed: {call.response}"
+        return call.response["view"]
+
+    def deliver(self) -> int:
+        """Run the outbox worker until nothing is due; returns how many it delivered."""
+        total = 0
+        for _ in range(50):
+            delivered = self.worker.run_once(100)
+            total += delivered
+            if delivered == 0:
+                return total
+        return total
+
+    def messages_in(self, channel: str) -> list[dict[str, Any]]:
+        return list(self.api.state.channel_messages(channel))
+
+    def dm_with(self, user: str) -> str:
+        return self.api.state.open_dm(user)[0].id
+
+    def wait(self, predicate: Any, timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise AssertionError("condition not met in time")
+
+
+def find_button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    for block in message.get("blocks", []):
+        elements = block.get("elements", []) if block.get("type") == "actions" else []
+        accessory = block.get("accessory")
+        for element in [*elements, *([accessory] if accessory else [])]:
+            if element.get("action_id") == action_id:
+                return element
+    raise AssertionError(f"no {action_id} button in {[b.get('type') for b in message.get('blocks', [])]}")
+
+
+def has_button(message: dict[str, Any], action_id: str) -> bool:
+    try:
+        find_button(message, action_id)
+    except AssertionError:
+        return False
+    return True
+
+
+@contextmanager
+def running_workspace(api: FakeSlackWebAPI, data_dir: Path, database_url: str | None = None) -> Iterator[Workspace]:
+    """Shepherd on a fresh database, serving HTTP on a real port, talking to ``api``."""
+    registry = api.state.add_channel("ai-initiatives")
+    clock = Clock()
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        slack_bot_token=api.bot_token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=api.api_url,
+        registry_channel=registry.id,
+        embeddings="none",
+        role_admins=["U0ADMIN01"],
+    )
+    services = bootstrap(settings)
+    services.clock = clock
+    if not services.database.is_sqlite:
+        services.database.upgrade()
+    app = build_app(settings, services)
+    notifier = SlackNotifier(services, app.client, MessageRefs(services.database))
+    worker = OutboxWorker(services.database, notifier, clock=services)
+    with BackgroundASGIServer(asgi_app(app, services, run_worker=False)) as server:
+        client = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
+        yield Workspace(api, services, client, registry.id, clock, worker)
+    services.database.dispose()

@@ -1,0 +1,217 @@
+"""The whole route in Slack, through the real protocols: register, ask, submit, decide, advance.
+
+Every request is a signed HTTP request into the running app; every Slack call the bot makes goes
+to the emulator through the real WebClient. Assertions read the emulator's transcript (what a
+person would see) and the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot import ids
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from gates.lifecycle import ReviewStatus
+from tests.bot.scenario import Workspace, find_button, has_button, running_workspace
+
+REPO = Path(__file__).resolve().parents[2]
+OWNER = "U0OWNER01"
+SPONSOR = "U0SPONSOR"
+RISK = "U0RISK001"
+OUTSIDER = "U0OUTSIDE"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite with a registry channel, an owner, a sponsor and an outsider."""
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock())
+        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), "risk", [RISK], "U0ADMIN01", ws.clock())
+        yield ws
+
+
+def intake_values() -> dict[str, Any]:
+    answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+    answers["business_sponsor"] = SPONSOR
+    answers["initiative_owner"] = OWNER
+    values: dict[str, Any] = {ids.NAME_BLOCK: "Spare-parts demand forecast"}
+    for qid, value in answers.items():
+        values[ids.question_block_id(qid)] = [str(v) for v in value] if isinstance(value, list) else str(value)
+    return values
+
+
+def register(ws: Workspace) -> str:
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    response = ws.submit_view(OWNER, view, intake_values())
+    assert response.status == 200, response.text
+    assert response.text in ("", "{}"), f"modal refused: {response.text}"
+    initiatives = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    assert len(initiatives) == 1
+    ws.deliver()
+    return initiatives[0].ref
+
+
+def card(ws: Workspace) -> dict[str, Any]:
+    return ws.messages_in(ws.registry)[0]
+
+
+def request_dm(ws: Workspace, user: str) -> dict[str, Any]:
+    messages = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_VIEW_EVIDENCE)]
+    assert messages, f"{user} got no review request"
+    return messages[-1]
+
+
+def test_registering_posts_a_card_and_tells_the_owner_what_is_next(workspace: Workspace) -> None:
+    ref = register(workspace)
+    posted = card(workspace)
+    assert ref in str(posted["blocks"]) and "Spare-parts demand forecast" in str(posted["blocks"])
+    assert has_button(posted, ids.ACTION_SUBMIT_REVIEW)
+    welcome = workspace.messages_in(workspace.dm_with(OWNER))
+    assert any(ref in m.get("text", "") for m in welcome)
+
+
+def test_a_forged_or_stale_request_is_refused_and_changes_nothing(workspace: Workspace) -> None:
+    from bot.emulator import payloads
+
+    payload = payloads.slash_command(ids.COMMAND, "new", user_id=OWNER, channel_id=workspace.registry)
+    assert workspace.client.send(payload, signing="forged").status == 401
+    assert workspace.client.send(payload, signing="unsigned").status == 401
+    assert workspace.client.send(payload, signing="stale").status == 401
+    assert not workspace.api.calls("views.open")
+
+
+def test_intake_modal_shows_field_errors_and_records_nothing(workspace: Workspace) -> None:
+    view = workspace.opened_view(lambda: workspace.command(OWNER, "new"))
+    values = intake_values()
+    values[ids.question_block_id("poc_duration_weeks")] = "400"
+    response = workspace.submit_view(OWNER, view, values)
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert ids.question_block_id("poc_duration_weeks") in body["errors"]
+    assert not usecases.list_initiatives(workspace.services.pipeline, workspace.services.read_uow(), workspace.clock())
+
+
+def test_mention_in_the_thread_answers_with_this_initiatives_checklist(workspace: Workspace) -> None:
+    ref = register(workspace)
+    thread = card(workspace)["ts"]
+    assert workspace.mention(OWNER, "what do we need for the next gate?", workspace.registry, thread).status == 200
+    workspace.api.wait_for("chat.update", count=1, timeout=10)
+    reply = workspace.wait(
+        lambda: [m for m in workspace.api.state.thread(workspace.registry, thread)[1:] if "Looking" not in m.get("text", "")]
+    )[-1]
+    assert "approv" in str(reply["blocks"]).lower()
+    assert has_button(reply, ids.ACTION_FEEDBACK_HELPFUL)
+    assert ref
+
+
+def test_retried_event_is_answered_once(workspace: Workspace) -> None:
+    register(workspace)
+    thread = card(workspace)["ts"]
+    workspace.mention(OWNER, "what is missing?", workspace.registry, thread, event_id="Ev0RETRY1")
+    workspace.mention(OWNER, "what is missing?", workspace.registry, thread, event_id="Ev0RETRY1")
+    workspace.api.wait_for("chat.update", count=1, timeout=10)
+    placeholders = [c for c in workspace.api.calls("chat.postMessage") if c.params.get("thread_ts") == thread]
+    assert len(placeholders) == 1
+
+
+def test_request_changes_then_approval_advances_the_stage_once(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+
+    # Submit for review: the sponsor is asked in the thread and by DM, with buttons.
+    assert ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW).status == 200
+    ws.wait(lambda: ws.services.read_uow() and _open_review(ws, ref))
+    ws.deliver()
+    request = request_dm(ws, SPONSOR)
+    assert has_button(request, ids.ACTION_APPROVE)
+
+    # The owner cannot approve their own gate; the attempt is explained and audited.
+    ws.click(OWNER, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.deliver()
+    assert any("separation of duties" in c.params.get("text", "") for c in ws.api.calls("chat.postEphemeral"))
+    with ws.services.read_uow() as uow:
+        assert any(e.action == "decision.refused" for e in uow.audit.timeline(ref))
+
+    # An outsider holds no role: refused too.
+    ws.click(OUTSIDER, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.deliver()
+    assert any("hold none of the roles" in c.params.get("text", "") for c in ws.api.calls("chat.postEphemeral"))
+
+    # The sponsor requests changes: a reason is required, then the buttons disappear.
+    reason_view = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REQUEST_CHANGES))
+    assert reason_view["callback_id"] == ids.VIEW_REASON
+    assert ws.submit_view(SPONSOR, reason_view, {ids.REASON_BLOCK: "   "}).json()["response_action"] == "errors"
+    assert ws.submit_view(SPONSOR, reason_view, {ids.REASON_BLOCK: "Baseline period is too short."}).status == 200
+    ws.deliver()
+    assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.CHANGES_REQUESTED
+
+    # The owner updates an answer through the questionnaire and submits again.
+    questionnaire = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+    assert questionnaire["callback_id"] == ids.VIEW_QUESTIONNAIRE
+    qid = ids.question_block_id("poc_duration_weeks")
+    while qid not in str(questionnaire["blocks"]):
+        response = ws.submit_view(OWNER, questionnaire, {}).json()
+        questionnaire = response["view"]
+    response = ws.submit_view(OWNER, questionnaire, {qid: "10"})
+    assert response.status == 200
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: _open_review(ws, ref))
+    ws.deliver()
+
+    # The sponsor approves twice (a double click): one decision, one stage change.
+    second = request_dm(ws, SPONSOR)
+    ws.click(SPONSOR, second, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.click(SPONSOR, second, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.deliver()
+    reviews = _reviews(ws, ref)
+    assert [r.status for r in reviews] == [ReviewStatus.CHANGES_REQUESTED, ReviewStatus.APPROVED]
+    assert len(reviews[-1].decisions) == 1
+    with ws.services.read_uow() as uow:
+        initiative = uow.initiatives.get(ref)
+        advanced = [e for e in uow.audit.timeline(ref) if e.action == "stage.advanced"]
+    assert initiative.stage == "poc" and len(advanced) == 1
+    assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+    assert "poc" in str(card(ws)["blocks"]).lower()
+    thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+    assert any(has_button(m, ids.ACTION_OPEN_QUESTIONNAIRE) for m in thread[1:]), "next gate not offered"
+
+
+def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: _open_review(ws, ref))
+    ws.api.faults.server_error("chat.postMessage", times=None)
+    assert ws.deliver() == 0
+    ws.api.faults.clear()
+    ws.clock.advance(minutes=20)
+    assert ws.deliver() >= 1
+    dms = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
+    assert len(dms) == 1
+    requests = [m for m in ws.api.state.thread(ws.registry, card(ws)["ts"]) if has_button(m, ids.ACTION_APPROVE)]
+    assert len(requests) == 1
+    ws.clock.advance(minutes=20)
+    assert ws.deliver() == 0
+
+
+def _open_review(ws: Workspace, ref: str) -> Any:
+    with ws.services.read_uow() as uow:
+        return uow.reviews.open_for(ref)
+
+
+def _reviews(ws: Workspace, ref: str) -> list[Any]:
+    with ws.services.read_uow() as uow:
+        return list(uow.reviews.for_initiative(ref))
+
+
+_ = find_button

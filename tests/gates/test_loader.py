@@ -1,0 +1,350 @@
+"""Pipeline loading: every kind of mistake is reported with its file, path and line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gates.errors import PipelineError, Problem
+from gates.loader import DEFAULT_PIPELINE, load_pipeline, parse_pipeline
+from gates.pipeline import QuestionType
+
+VALID = """\
+version: 2
+stages: [idea, poc, pilot]
+roles:
+  risk: {slack_users: [URISK]}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - id: personal_data
+        label: Personal data
+        type: yes_no
+      - id: dpia
+        label: DPIA
+        type: url
+        required_if: answers.personal_data == "yes"
+    criteria:
+      - id: screened
+        rule: has(answers.personal_data)
+        explain: Screen for personal data.
+    risk_tier:
+      - {tier: high, when: 'answers.personal_data == "yes"'}
+    approvals:
+      - {role: risk, min: 1}
+  - id: pilot
+    from: poc
+    to: pilot
+"""
+
+
+def problems(text: str) -> list[Problem]:
+    """The problems reported for ``text`` (which must be rejected)."""
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(textwrap.dedent(text), "broken.yaml")
+    found = caught.value.problems
+    assert found, "a PipelineError must carry at least one problem"
+    assert str(caught.value) == "\n".join(str(p) for p in found)
+    return found
+
+
+def line_of(text: str, fragment: str, occurrence: int = 1) -> int:
+    """1-based line of the ``occurrence``-th line containing ``fragment``."""
+    hits = [n for n, line in enumerate(textwrap.dedent(text).splitlines(), 1) if fragment in line]
+    return hits[occurrence - 1]
+
+
+def only(found: list[Problem]) -> Problem:
+    assert len(found) == 1, [str(p) for p in found]
+    return found[0]
+
+
+def assert_names_the_place(problem: Problem, path: str, line: int, *fragments: str) -> None:
+    assert problem.file == "broken.yaml"
+    assert problem.path == path
+    assert problem.line == line
+    assert str(problem).startswith(f"broken.yaml:{line}: {path}: ")
+    for fragment in fragments:
+        assert fragment in problem.message
+
+
+def test_the_valid_example_loads() -> None:
+    pipeline = parse_pipeline(VALID, "ok.yaml")
+    assert pipeline.version.startswith("2-")
+    assert pipeline.model.gate("intake") is not None
+    assert pipeline.condition('answers.personal_data == "yes"').answer_refs == {"personal_data"}
+
+
+def test_the_version_changes_with_the_content() -> None:
+    edited = VALID.replace("label: DPIA", "label: DPIA link")
+    assert parse_pipeline(VALID).version != parse_pipeline(edited).version
+
+
+def test_the_bundled_default_pipeline_loads_and_validates() -> None:
+    assert DEFAULT_PIPELINE.exists(), f"the default pipeline is missing at {DEFAULT_PIPELINE}"
+    pipeline = load_pipeline()
+    assert len(pipeline.model.gates) >= 1
+    assert pipeline.source == "pipeline.yaml (bundled)"
+
+
+def test_a_file_that_does_not_exist_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="file not found"):
+        load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_a_file_on_disk_is_named_in_its_problems(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(VALID.replace("to: pilot", "to: pilots"), encoding="utf-8")
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline(path)
+    assert str(caught.value).startswith(f"{path}:{line_of(VALID, 'to: pilot')}: gates[1].to: ")
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    text = VALID.replace("stages: [idea, poc, pilot]", "stages: [idea, poc, pilot")
+    problem = only(problems(text))
+    assert problem.path == ""
+    assert problem.line == 3
+    assert problem.message.startswith("YAML syntax error (column")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing but a comment\n"])
+def test_an_empty_file_is_reported(text: str) -> None:
+    assert only(problems(text)).message == "the file is empty"
+
+
+def test_a_top_level_list_is_reported() -> None:
+    assert "top level must be a mapping" in only(problems("- idea\n- poc\n")).message
+
+
+def test_a_wrong_type_names_the_path_and_line() -> None:
+    text = VALID.replace("      - {role: risk, min: 1}", "      - {role: risk, min: several}")
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].approvals[0].min", line_of(text, "min: several"), "'several'")
+
+
+def test_a_wrong_type_deep_in_a_question_names_the_path() -> None:
+    text = VALID.replace("        type: url\n", "        type: url\n        validation: {max_length: long}\n")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].questions[1].validation.max_length", line_of(text, "max_length")
+    )
+
+
+def test_an_unknown_question_type_is_reported() -> None:
+    text = VALID.replace("type: url", "type: link")
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].questions[1].type", line_of(text, "type: link"), "'link'")
+
+
+def test_an_unknown_key_is_reported_where_it_is() -> None:
+    text = VALID.replace("        required_if:", "        requried: true\n        required_if:")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].questions[1].requried", line_of(text, "requried"), "unknown key 'requried'"
+    )
+
+
+def test_a_missing_field_is_reported() -> None:
+    text = VALID.replace("        explain: Screen for personal data.\n", "")
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].criteria[0].explain", line_of(text, "id: screened"), "required")
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "marker", "occurrence", "fragment"),
+    [
+        (
+            ("      - id: dpia\n", "      - id: personal_data\n"),
+            "gates[0].questions[1].id",
+            "id: personal_data",
+            2,
+            "question id 'personal_data' is used twice",
+        ),
+        (
+            ("  - id: pilot\n", "  - id: intake\n"),
+            "gates[1].id",
+            "id: intake",
+            2,
+            "gate id 'intake' is used twice",
+        ),
+        (
+            ("    risk_tier:\n", "      - {id: screened, rule: 'true', explain: again}\n    risk_tier:\n"),
+            "gates[0].criteria[1].id",
+            "id: screened, rule",
+            1,
+            "criterion id 'screened' is used twice",
+        ),
+        (
+            ("stages: [idea, poc, pilot]", "stages: [idea, poc, pilot, poc]"),
+            "stages[3]",
+            "stages:",
+            1,
+            "stage 'poc' is listed twice",
+        ),
+    ],
+    ids=["question", "gate", "criterion", "stage"],
+)
+def test_duplicate_ids_are_reported(
+    edit: tuple[str, str], path: str, marker: str, occurrence: int, fragment: str
+) -> None:
+    text = VALID.replace(*edit)
+    problem = only(problems(text))
+    assert_names_the_place(problem, path, line_of(text, marker, occurrence), fragment)
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "marker"),
+    [
+        (("    from: poc\n", "    from: proof\n"), "gates[1].from", "from: proof"),
+        (("    to: poc\n", "    to: prod\n"), "gates[0].to", "to: prod"),
+    ],
+)
+def test_a_gate_between_unknown_stages_is_reported(edit: tuple[str, str], path: str, marker: str) -> None:
+    text = VALID.replace(*edit)
+    found = problems(text)
+    problem = next(p for p in found if p.path == path)
+    assert_names_the_place(problem, path, line_of(text, marker), "is not one of the stages")
+
+
+def test_a_rule_naming_an_unknown_question_is_reported() -> None:
+    text = VALID.replace(
+        'required_if: answers.personal_data == "yes"', 'required_if: answers.personal == "yes"'
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[1].required_if",
+        line_of(text, "required_if"),
+        "answers.personal",
+        "no question has the id 'personal'",
+    )
+
+
+def test_a_rule_naming_an_unknown_variable_is_reported() -> None:
+    text = VALID.replace("rule: has(answers.personal_data)", "rule: has(answer.personal_data)")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].criteria[0].rule", line_of(text, "rule:"), "unknown name 'answer'"
+    )
+
+
+def test_tier_is_refused_in_a_show_if() -> None:
+    text = VALID.replace('required_if: answers.personal_data == "yes"', 'show_if: tier == "high"')
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].questions[1].show_if", line_of(text, "show_if"), "`tier`")
+
+
+def test_a_cel_syntax_error_names_its_position() -> None:
+    text = VALID.replace(
+        "{tier: high, when: 'answers.personal_data == \"yes\"'}",
+        "{tier: high, when: 'answers.personal_data =='}",
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].risk_tier[0].when", line_of(text, "tier: high"), "CEL syntax error at column 25"
+    )
+    assert "`answers.personal_data ==`" in problem.message
+
+
+def test_a_choice_question_without_options_is_reported() -> None:
+    text = VALID.replace("        type: yes_no\n", "        type: choice\n")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[0].options",
+        line_of(text, "id: personal_data"),
+        "choice question needs options",
+    )
+
+
+def test_options_on_a_question_that_is_not_a_choice_are_reported() -> None:
+    text = VALID.replace("        type: url\n", "        type: url\n        options: [a, b]\n")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].questions[1].options", line_of(text, "options: [a, b]"), "only apply"
+    )
+
+
+def test_an_unreachable_stage_is_reported() -> None:
+    text = VALID.replace("stages: [idea, poc, pilot]", "stages: [idea, poc, pilot, production]")
+    problem = only(problems(text))
+    assert_names_the_place(problem, "stages[3]", line_of(text, "stages:"), "'production' cannot be reached")
+
+
+def test_an_unknown_role_in_approvals_is_reported() -> None:
+    text = VALID.replace("{role: risk, min: 1}", "{role: dpo, min: 1}")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].approvals[0].role", line_of(text, "role: dpo"), "role 'dpo' is not defined", "risk"
+    )
+
+
+def test_an_unknown_risk_tier_is_reported() -> None:
+    text = VALID.replace("{tier: high,", "{tier: severe,")
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].risk_tier[0].tier", line_of(text, "tier: severe"), "'severe'")
+
+
+def test_a_bad_regex_pattern_is_reported() -> None:
+    text = VALID.replace(
+        "        type: url\n", "        type: url\n        validation: {pattern: 'https://(wiki'}\n"
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[1].validation.pattern",
+        line_of(text, "pattern:"),
+        "not a valid regular expression",
+    )
+
+
+def test_min_greater_than_max_is_reported() -> None:
+    text = VALID.replace(
+        "        type: url\n", "        type: number\n        validation: {min: 10, max: 1}\n"
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].questions[1].validation", line_of(text, "min: 10"), "min is greater"
+    )
+
+
+def test_every_problem_is_reported_not_just_the_first() -> None:
+    text = VALID.replace("{role: risk, min: 1}", "{role: dpo, min: 1}").replace(
+        "{tier: high,", "{tier: severe,"
+    )
+    assert {p.path for p in problems(text)} == {"gates[0].approvals[0].role", "gates[0].risk_tier[0].tier"}
+
+
+def test_yes_and_no_options_stay_text() -> None:
+    text = VALID.replace(
+        "        type: yes_no\n", "        type: choice\n        options: [yes, no, partly, on, off]\n"
+    )
+    question = parse_pipeline(text).model.gates[0].questions[0]
+    assert question.type is QuestionType.CHOICE
+    assert question.options == ["yes", "no", "partly", "on", "off"]
+
+
+def test_true_and_false_are_still_booleans() -> None:
+    text = VALID.replace("        type: yes_no\n", "        type: yes_no\n        required: true\n")
+    assert parse_pipeline(text).model.gates[0].questions[0].required is True
+
+
+def test_a_problem_prints_file_line_path_and_message() -> None:
+    problem = Problem("p.yaml", "gates[2].questions[4].required_if", "boom", 17)
+    assert str(problem) == "p.yaml:17: gates[2].questions[4].required_if: boom"
+    assert str(Problem("p.yaml", "", "the file is empty")) == "p.yaml: the file is empty"
+
+
+def test_rules_using_macros_load() -> None:
+    text = VALID.replace(
+        "rule: has(answers.personal_data)",
+        'rule: \'answers.personal_data.exists(c, c == "y") || answers.exists(k, k == "dpia")\'',
+    )
+    pipeline = parse_pipeline(text)
+    rule = pipeline.model.gates[0].criteria[0].rule
+    assert pipeline.condition(rule).variables == {"answers"}

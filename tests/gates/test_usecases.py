@@ -1,0 +1,548 @@
+"""Use cases over the in-memory unit of work: what people do with an initiative, end to end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from gates import usecases
+from gates.errors import (
+    AlreadyDecided,
+    ConcurrentUpdate,
+    InvalidAnswer,
+    InvalidTransition,
+    NotAnApprover,
+    NotReady,
+    ReviewClosed,
+    SelfApproval,
+    UnknownGate,
+    UnknownInitiative,
+    UnknownQuestion,
+    UnknownReview,
+    UnknownRole,
+)
+from gates.lifecycle import DecisionKind, ReviewStatus, Status
+from gates.loader import CompiledPipeline
+from tests.gates.conftest import DPO, NOW, OWNER, RISK_1, RISK_2, SPONSOR, SUBMITTER
+from tests.gates.fakes import FakeUnitOfWork
+
+APPROVE, REJECT, CHANGES = DecisionKind.APPROVE, DecisionKind.REJECT, DecisionKind.REQUEST_CHANGES
+LATER = NOW + timedelta(days=1)
+INTAKE = {"problem": "Claims take 9 days to triage", "personal_data": "no", "budget": "25,000"}
+
+
+def register(pipeline: CompiledPipeline, uow: FakeUnitOfWork, **answers: object) -> str:
+    initiative = usecases.register(
+        pipeline, uow, name="Claims triage", owner_id=OWNER, answers=INTAKE | answers, actor_id=OWNER, now=NOW
+    )
+    return initiative.ref
+
+
+def submit(pipeline: CompiledPipeline, uow: FakeUnitOfWork, ref: str, **kwargs: object) -> int:
+    review = usecases.submit(pipeline, uow, ref, SUBMITTER, NOW, **kwargs)  # type: ignore[arg-type]
+    assert review.id is not None
+    return review.id
+
+
+@pytest.fixture
+def registered(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> str:
+    """An initiative registered with complete intake answers (no personal data)."""
+    return register(two_gates, uow)
+
+
+@pytest.fixture
+def in_pilot_review(two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str) -> int:
+    """The initiative past intake, with its pilot gate answered and submitted for review."""
+    review_id = submit(two_gates, uow, registered)
+    usecases.decide(two_gates, uow, review_id, SPONSOR, APPROVE, None, NOW)
+    usecases.answer(two_gates, uow, registered, "pilot", {"success": "partly"}, OWNER, NOW)
+    return submit(two_gates, uow, registered)
+
+
+# ---------------------------------------------------------------- register and answer
+
+
+def test_register_gives_the_first_initiative_ref_ai_0001(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = register(two_gates, uow)
+    assert ref == "AI-0001"
+    assert register(two_gates, uow) == "AI-0002"
+    stored = uow.stored_initiative(ref)
+    assert (stored.stage, stored.status, stored.owner_id) == ("idea", Status.ACTIVE, OWNER)
+    assert {v.question_id: v.value for v in uow.stored_answers(ref)} == {
+        "problem": "Claims take 9 days to triage",
+        "personal_data": "no",
+        "budget": 25000,
+    }
+    assert uow.audit_actions == ["initiative.registered", "initiative.registered"]
+    assert uow.message_kinds == ["initiative.registered", "initiative.registered"]
+    assert uow.messages[0].dedupe_key == "registered:AI-0001"
+
+
+def test_register_refuses_an_answer_that_does_not_fit_and_records_nothing(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    with pytest.raises(InvalidAnswer, match="budget"):
+        register(two_gates, uow, budget="-5")
+    assert uow.committed.initiatives == {}
+    assert uow.audit_entries == []
+
+
+def test_register_needs_a_name(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    with pytest.raises(InvalidAnswer, match="name"):
+        usecases.register(two_gates, uow, name="  ", owner_id=OWNER, answers={}, actor_id=OWNER, now=NOW)
+
+
+def test_answer_records_only_changed_versions(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    result = usecases.answer(
+        two_gates, uow, registered, "intake", {"personal_data": "No", "budget": "30000"}, OWNER, LATER
+    )
+    assert result.changed == ("budget",)
+    history = uow.stored_answers(registered)
+    assert [(v.question_id, v.value) for v in history][-1] == ("budget", 30000)
+    assert len(history) == 4
+    assert uow.audit_actions[-1] == "answers.recorded"
+    assert uow.audit_entries[-1].payload == {"gate": "intake", "answers": {"budget": 30000}}
+
+
+def test_an_unchanged_answer_records_nothing(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    result = usecases.answer(two_gates, uow, registered, "intake", {"budget": 25000}, OWNER, LATER)
+    assert result.changed == ()
+    assert uow.audit_actions == ["initiative.registered"]
+
+
+def test_an_empty_answer_clears_it_as_a_new_version(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    result = usecases.answer(two_gates, uow, registered, "intake", {"budget": ""}, OWNER, LATER)
+    assert result.changed == ("budget",)
+    with uow:
+        assert usecases.current_answers(uow, registered)["budget"] is None
+    assert [q.id for q in result.readiness.missing] == []
+
+
+def test_answer_returns_fresh_readiness(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    result = usecases.answer(two_gates, uow, registered, "intake", {"personal_data": "yes"}, OWNER, LATER)
+    assert [q.id for q in result.readiness.missing] == ["dpia"]
+    assert {need.role for need in result.readiness.approvals} == {"sponsor", "dpo"}
+
+
+@pytest.mark.parametrize(
+    ("gate", "answers", "error"),
+    [
+        ("intake", {"budget": "lots"}, InvalidAnswer),
+        ("intake", {"nonsense": "x"}, UnknownQuestion),
+        ("nope", {"budget": 1}, UnknownGate),
+    ],
+)
+def test_answer_refuses_bad_input_and_records_nothing(
+    two_gates: CompiledPipeline,
+    uow: FakeUnitOfWork,
+    registered: str,
+    gate: str,
+    answers: dict[str, object],
+    error: type[Exception],
+) -> None:
+    before = len(uow.stored_answers(registered))
+    with pytest.raises(error):
+        usecases.answer(two_gates, uow, registered, gate, answers, OWNER, LATER)
+    assert len(uow.stored_answers(registered)) == before
+
+
+def test_answering_an_unknown_initiative_is_refused(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    with pytest.raises(UnknownInitiative, match="AI-0042"):
+        usecases.answer(two_gates, uow, "AI-0042", "intake", {"budget": 1}, OWNER, NOW)
+
+
+def test_answers_are_frozen_while_their_gate_is_under_review(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    submit(two_gates, uow, registered)
+    with pytest.raises(InvalidTransition, match="frozen"):
+        usecases.answer(two_gates, uow, registered, "intake", {"budget": 1}, OWNER, LATER)
+    # The next gate's questionnaire can be prepared meanwhile.
+    usecases.answer(two_gates, uow, registered, "pilot", {"success": "yes"}, OWNER, LATER)
+
+
+def test_a_retired_initiative_takes_no_answers(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    usecases.retire(uow, registered, OWNER, "No longer needed", NOW)
+    with pytest.raises(InvalidTransition, match="retired"):
+        usecases.answer(two_gates, uow, registered, "intake", {"budget": 1}, OWNER, LATER)
+
+
+def test_evidence_links_are_checked_and_audited(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    link = usecases.add_link(uow, registered, "intake", "<https://wiki.x/dpia|DPIA>", "", OWNER, NOW)
+    assert (link.url, link.title) == ("https://wiki.x/dpia", "https://wiki.x/dpia")
+    assert uow.audit_actions[-1] == "evidence.linked"
+    with pytest.raises(InvalidAnswer):
+        usecases.add_link(uow, registered, "intake", "not a link", "", OWNER, NOW)
+
+
+# ---------------------------------------------------------------- submit
+
+
+def test_submit_refused_with_not_ready_listing_every_reason(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = register(two_gates, uow, personal_data="yes", problem="AI")
+    with pytest.raises(NotReady) as caught:
+        submit(two_gates, uow, ref)
+    assert caught.value.gate_id == "intake"
+    assert caught.value.reasons == [
+        "'Link to the privacy impact assessment' is not answered",
+        "The problem has to be stated.",
+    ]
+    assert uow.committed.reviews == {}
+    assert uow.stored_initiative(ref).status is Status.ACTIVE
+
+
+def test_submit_opens_a_review_pinning_version_evidence_and_requirements(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    review_id = submit(two_gates, uow, registered)
+    review = uow.stored_review(review_id)
+    assert (review.gate_id, review.from_stage, review.to_stage) == ("intake", "idea", "poc")
+    assert review.pipeline_version == two_gates.version
+    assert len(review.evidence_hash) == 64
+    assert [(r.role, r.min) for r in review.requirements] == [("sponsor", 1)]
+    assert uow.stored_initiative(registered).status is Status.IN_REVIEW
+    assert uow.audit_actions[-1] == "review.submitted"
+    assert uow.messages[-1].kind == "review.requested"
+    assert uow.messages[-1].payload["review"] == review_id
+
+
+def test_a_second_submit_while_a_review_is_open_is_refused(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    submit(two_gates, uow, registered)
+    with pytest.raises(InvalidTransition):
+        submit(two_gates, uow, registered)
+    assert len(uow.committed.reviews) == 1
+
+
+def test_an_exception_with_justification_opens_a_review_when_the_gate_allows_it(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    review_id = submit(two_gates, uow, registered)
+    usecases.decide(two_gates, uow, review_id, SPONSOR, APPROVE, None, NOW)
+    usecases.answer(two_gates, uow, registered, "pilot", {"success": "no"}, OWNER, NOW)
+    with pytest.raises(NotReady, match="hypotheses held"):
+        submit(two_gates, uow, registered)
+    pilot_id = submit(two_gates, uow, registered, exception_reason="Regulator asked for a live trial")
+    review = uow.stored_review(pilot_id)
+    assert review.exception_reason == "Regulator asked for a live trial"
+    assert uow.audit_entries[-1].payload["exception_reason"] == "Regulator asked for a live trial"
+
+
+def test_an_exception_never_covers_missing_answers(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    review_id = submit(two_gates, uow, registered)
+    usecases.decide(two_gates, uow, review_id, SPONSOR, APPROVE, None, NOW)
+    with pytest.raises(NotReady, match="not answered"):
+        submit(two_gates, uow, registered, exception_reason="Please")
+
+
+def test_a_gate_without_allow_exceptions_ignores_a_justification(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = register(two_gates, uow, problem="AI")
+    with pytest.raises(NotReady, match="problem has to be stated"):
+        submit(two_gates, uow, ref, exception_reason="Trust me")
+
+
+def test_a_ready_gate_records_no_exception(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    review_id = submit(two_gates, uow, registered, exception_reason="not needed")
+    assert uow.stored_review(review_id).exception_reason is None
+
+
+# ---------------------------------------------------------------- decide
+
+
+def test_decide_path_advances_the_stage_with_audit_and_outbox(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    first = usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+    assert not first.advanced and first.result.remaining == {"risk": 1, "sponsor": 1}
+    usecases.decide(two_gates, uow, in_pilot_review, SPONSOR, APPROVE, "Go", LATER)
+    last = usecases.decide(two_gates, uow, in_pilot_review, RISK_2, APPROVE, None, LATER)
+    assert last.advanced
+    stored = uow.stored_initiative(registered)
+    assert (stored.stage, stored.status, stored.stage_entered_at) == ("pilot", Status.ACTIVE, LATER)
+    assert uow.stored_review(in_pilot_review).status is ReviewStatus.APPROVED
+    assert uow.audit_actions[-4:] == [
+        "decision.recorded",
+        "decision.recorded",
+        "decision.recorded",
+        "stage.advanced",
+    ]
+    assert uow.message_kinds[-4:] == [
+        "decision.recorded",
+        "decision.recorded",
+        "decision.recorded",
+        "stage.advanced",
+    ]
+    assert uow.audit_entries[-1].payload == {"review": in_pilot_review, "from": "poc", "to": "pilot"}
+    keys = [m.dedupe_key for m in uow.messages]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_repeated_click_records_nothing_new(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+    audit, messages = len(uow.audit_entries), len(uow.messages)
+    again = usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+    assert again.result.duplicate and not again.advanced
+    assert (len(uow.audit_entries), len(uow.messages)) == (audit, messages)
+    assert len(uow.stored_review(in_pilot_review).decisions) == 1
+
+
+def test_the_stage_advances_once_under_repeated_final_clicks(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    for user in (RISK_1, SPONSOR, RISK_2, RISK_2, RISK_2):
+        usecases.decide(two_gates, uow, in_pilot_review, user, APPROVE, None, LATER)
+    assert uow.audit_actions.count("stage.advanced") == 2  # intake, then pilot
+    assert uow.stored_initiative(registered).stage == "pilot"
+
+
+@pytest.mark.parametrize(
+    ("user", "kind", "reason", "error"),
+    [
+        (OWNER, APPROVE, None, SelfApproval),
+        (SUBMITTER, REJECT, "no", SelfApproval),
+        (DPO, APPROVE, None, NotAnApprover),
+    ],
+)
+def test_a_refused_decision_is_audited_and_changes_nothing(
+    two_gates: CompiledPipeline,
+    uow: FakeUnitOfWork,
+    registered: str,
+    in_pilot_review: int,
+    user: str,
+    kind: DecisionKind,
+    reason: str | None,
+    error: type[Exception],
+) -> None:
+    messages = len(uow.messages)
+    with pytest.raises(error):
+        usecases.decide(two_gates, uow, in_pilot_review, user, kind, reason, LATER)
+    entry = uow.audit_entries[-1]
+    assert (entry.action, entry.actor_id, entry.target) == ("decision.refused", user, registered)
+    assert entry.payload["review"] == in_pilot_review
+    assert uow.stored_review(in_pilot_review).decisions == []
+    assert len(uow.messages) == messages
+
+
+def test_owner_cannot_approve_own_gate_even_when_holding_the_role(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    usecases.set_role_holders(two_gates, uow, "risk", [OWNER], "UADMIN", NOW)
+    with pytest.raises(SelfApproval):
+        usecases.decide(two_gates, uow, in_pilot_review, OWNER, APPROVE, None, LATER)
+
+
+def test_roles_set_in_storage_and_from_user_groups_can_decide(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    usecases.set_role_holders(two_gates, uow, "risk", ["UNEWRISK", " ", "UNEWRISK"], "UADMIN", NOW)
+    assert uow.committed.roles == {"risk": ["UNEWRISK"]}
+    usecases.decide(two_gates, uow, in_pilot_review, "UNEWRISK", APPROVE, None, LATER)
+    outcome = usecases.decide(
+        two_gates, uow, in_pilot_review, "UGROUP", APPROVE, None, LATER, extra_roles={"risk"}
+    )
+    assert outcome.result.remaining == {"sponsor": 1}
+
+
+def test_setting_holders_of_an_unknown_role_is_refused(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    with pytest.raises(UnknownRole, match="sponsor"):
+        usecases.set_role_holders(two_gates, uow, "cfo", ["U1"], "UADMIN", NOW)
+
+
+def test_a_rejection_returns_the_initiative_to_the_team(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    outcome = usecases.decide(two_gates, uow, in_pilot_review, RISK_1, REJECT, "No bias testing", LATER)
+    assert outcome.review.status is ReviewStatus.REJECTED and not outcome.advanced
+    stored = uow.stored_initiative(registered)
+    assert (stored.stage, stored.status) == ("poc", Status.ACTIVE)
+    with pytest.raises(ReviewClosed):
+        usecases.decide(two_gates, uow, in_pilot_review, RISK_2, APPROVE, None, LATER)
+    with pytest.raises(AlreadyDecided):
+        usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+
+
+def test_after_changes_are_requested_the_team_can_answer_and_resubmit(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    usecases.decide(two_gates, uow, in_pilot_review, RISK_1, CHANGES, "Say more", LATER)
+    usecases.answer(two_gates, uow, registered, "pilot", {"success": "yes"}, OWNER, LATER)
+    again = submit(two_gates, uow, registered)
+    assert again != in_pilot_review
+    assert uow.stored_review(again).is_open
+
+
+def test_deciding_on_an_unknown_review_is_refused(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    with pytest.raises(UnknownReview):
+        usecases.decide(two_gates, uow, 99, RISK_1, APPROVE, None, NOW)
+
+
+def test_decide_retries_when_it_loses_a_race(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    uow.conflicts_to_raise = 1
+    outcome = usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+    assert not outcome.result.duplicate
+    assert len(uow.stored_review(in_pilot_review).decisions) == 1
+    assert uow.audit_actions.count("decision.recorded") == 2  # sponsor at intake, risk now
+
+
+def test_decide_gives_up_after_repeated_races(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    uow.conflicts_to_raise = 3
+    with pytest.raises(ConcurrentUpdate):
+        usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+    assert uow.stored_review(in_pilot_review).decisions == []
+
+
+# ---------------------------------------------------------------- withdraw, hold, resume, retire
+
+
+def test_the_submitter_can_withdraw_and_the_team_gets_it_back(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    review = usecases.withdraw(uow, registered, SUBMITTER, LATER)
+    assert review.status is ReviewStatus.WITHDRAWN
+    assert uow.stored_review(in_pilot_review).status is ReviewStatus.WITHDRAWN
+    assert uow.stored_initiative(registered).status is Status.ACTIVE
+    assert uow.message_kinds[-1] == "review.withdrawn"
+    with pytest.raises(InvalidTransition, match="no open review"):
+        usecases.withdraw(uow, registered, SUBMITTER, LATER)
+
+
+def test_an_approver_cannot_withdraw_a_review(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    with pytest.raises(InvalidTransition, match="submitted the review or the owner"):
+        usecases.withdraw(uow, registered, RISK_1, LATER)
+    assert uow.stored_review(in_pilot_review).is_open
+
+
+def test_hold_and_resume_are_audited(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    usecases.hold(uow, registered, OWNER, "Budget freeze", NOW)
+    assert uow.stored_initiative(registered).status is Status.ON_HOLD
+    with pytest.raises(InvalidTransition):
+        submit(two_gates, uow, registered)
+    usecases.resume(uow, registered, OWNER, LATER)
+    assert uow.stored_initiative(registered).status is Status.ACTIVE
+    assert uow.audit_actions[-2:] == ["initiative.held", "initiative.resumed"]
+
+
+def test_an_initiative_under_review_cannot_be_put_on_hold(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    with pytest.raises(InvalidTransition, match="in review"):
+        usecases.hold(uow, registered, OWNER, "pause", LATER)
+    assert uow.audit_actions[-1] != "initiative.held"
+
+
+def test_retire_withdraws_the_open_review(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    usecases.retire(uow, registered, OWNER, "Vendor product bought instead", LATER)
+    assert uow.stored_initiative(registered).status is Status.RETIRED
+    assert uow.stored_review(in_pilot_review).status is ReviewStatus.WITHDRAWN
+    assert uow.message_kinds[-1] == "initiative.retired"
+    with pytest.raises(ReviewClosed):
+        usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
+
+
+def test_retire_needs_a_reason_and_records_nothing_without_one(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    with pytest.raises(InvalidTransition):
+        usecases.retire(uow, registered, OWNER, " ", LATER)
+    assert uow.stored_initiative(registered).status is Status.ACTIVE
+
+
+# ---------------------------------------------------------------- listing and showing
+
+
+def test_list_filters_by_stage_status_owner_and_stalled(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    first = register(two_gates, uow)
+    second = usecases.register(
+        two_gates,
+        uow,
+        name="Other",
+        owner_id="UOTHER",
+        answers=INTAKE,
+        actor_id="UOTHER",
+        now=NOW + timedelta(days=40),
+    ).ref
+    usecases.hold(uow, second, "UOTHER", "pause", NOW)
+    soon = NOW + timedelta(days=45)
+    refs = lambda **kw: [i.ref for i in usecases.list_initiatives(two_gates, uow, soon, **kw)]  # noqa: E731
+    assert refs() == [first, second]
+    assert refs(owner_id="UOTHER") == [second]
+    assert refs(status=Status.ON_HOLD) == [second]
+    assert refs(stalled=True) == [first]
+    assert refs(stage="poc") == []
+    assert refs(limit=1, offset=1) == [second]
+    assert usecases.is_stalled(two_gates, uow.stored_initiative(first), soon)
+    assert not usecases.is_stalled(two_gates, uow.stored_initiative(second), soon)
+
+
+def test_listing_an_unknown_stage_is_refused(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    with pytest.raises(UnknownGate):
+        usecases.list_initiatives(two_gates, uow, NOW, stage="space")
+
+
+def test_show_gathers_answers_history_reviews_timeline_and_readiness(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    view = usecases.show(two_gates, uow, registered)
+    assert view.initiative.stage == "poc"
+    assert set(view.answers) == {"problem", "personal_data", "budget", "success"}
+    assert [r.gate_id for r in view.reviews] == ["intake", "pilot"]
+    assert view.timeline[0].action == "initiative.registered"
+    assert view.readiness is not None and view.readiness.gate_id == "pilot"
+
+
+def test_check_readiness_defaults_to_the_next_gate(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    assert usecases.check_readiness(two_gates, uow, registered).gate_id == "intake"
+    assert usecases.check_readiness(two_gates, uow, registered, "pilot").missing[0].id == "success"
+
+
+def test_the_last_stage_has_no_next_gate(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    for user in (RISK_1, RISK_2, SPONSOR):
+        usecases.decide(two_gates, uow, in_pilot_review, user, APPROVE, None, LATER)
+    with pytest.raises(InvalidTransition, match="no further gate"):
+        usecases.check_readiness(two_gates, uow, registered)
+    with pytest.raises(InvalidTransition, match="no further gate"):
+        submit(two_gates, uow, registered)

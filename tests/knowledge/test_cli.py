@@ -1,0 +1,61 @@
+"""The `shepherd knowledge` sub-app: ingest, search, eval, status, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bot.cli_knowledge import app
+
+runner = CliRunner()
+
+
+def _run(data_dir: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--data-dir", str(data_dir), "--embeddings", "none", *args])
+    return result.exit_code, result.output
+
+
+def test_ingest_prints_a_summary_with_failures(tmp_path: Path, policies: Path) -> None:
+    (policies / "broken.pdf").write_bytes(b"%PDF-1.4 junk")
+    code, output = _run(tmp_path / "d", "ingest", str(policies))
+    assert code == 0
+    assert "4 files: 3 indexed" in output
+    assert "broken.pdf" in output and "PDF" in output
+    code, output = _run(tmp_path / "d", "ingest", str(policies), "--prune")
+    assert "3 unchanged" in output and "0 removed" in output
+
+
+def test_search_json_lists_sources_sections_scores_texts_ids(tmp_path: Path, policies: Path) -> None:
+    _run(tmp_path / "d", "ingest", str(policies))
+    code, output = _run(tmp_path / "d", "search", "vault secrets", "-k", "2", "--json")
+    assert code == 0
+    hits = json.loads(output)
+    assert hits[0]["source"] == "security.md"
+    assert {"source", "section", "score", "text", "chunk_id"} <= set(hits[0])
+
+
+def test_eval_reports_each_mode(tmp_path: Path, policies: Path) -> None:
+    _run(tmp_path / "d", "ingest", str(policies))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"q": "where are secrets kept?", "expect": ["Secrets"]}\n'
+        '{"q": "how long are logs retained", "expect": ["privacy.md"]}\n'
+    )
+    code, output = _run(tmp_path / "d", "eval", str(questions), "--json")
+    assert code == 0
+    results = {item["mode"]: item for item in json.loads(output)}
+    assert results["bm25"]["hit_at_k"] == 1.0
+    assert results["vector"]["error"].startswith("vector search unavailable")
+
+
+def test_bad_input_gives_one_line_errors_not_tracebacks(tmp_path: Path) -> None:
+    code, output = _run(tmp_path / "d", "ingest", str(tmp_path / "missing"))
+    assert code == 1 and "no such file or folder" in output and "Traceback" not in output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q": "no expectations"}\n')
+    code, output = _run(tmp_path / "d", "eval", str(bad))
+    assert code == 1 and "bad.jsonl:1" in output and "Traceback" not in output
+    code, output = _run(tmp_path / "d", "search", "x", "--mode", "magic")
+    assert code == 1 and "unknown mode" in output

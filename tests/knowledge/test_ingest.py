@@ -1,0 +1,139 @@
+"""Ingestion: incremental by content hash, prune, bad files reported, reopen after restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from knowledge import KnowledgeBase, KnowledgeError
+from knowledge.chunking import chunk_document, split_text
+from knowledge.loaders import load_bytes
+
+from .conftest import HashedWordsEmbedding, minimal_pdf, word_document
+
+KB = Callable[..., KnowledgeBase]
+
+
+def test_sources_are_relative_to_the_folder_ingested(make_kb: KB, policies: Path) -> None:
+    kb = make_kb()
+    report = kb.ingest([policies])
+    assert (report.files, report.indexed, report.skipped, report.failed) == (3, 3, 0, [])
+    sources = {hit.source for hit in kb.search("ethics board chatbots", k=10, mode="bm25")}
+    assert "sub/ethics.md" in sources
+
+
+def test_unchanged_files_are_skipped_without_embedding(make_kb: KB, policies: Path) -> None:
+    kb = make_kb()
+    kb.ingest([policies])
+    before = HashedWordsEmbedding.calls
+    report = kb.ingest([policies])
+    assert (report.skipped, report.indexed, report.chunks) == (3, 0, 0)
+    assert HashedWordsEmbedding.calls == before
+
+
+def test_changed_file_replaces_its_chunks(make_kb: KB, policies: Path) -> None:
+    kb = make_kb()
+    kb.ingest([policies])
+    (policies / "security.md").write_text(
+        "# Security\n\n## Secrets\n\nSecrets rotate every thirty days.\n", encoding="utf-8"
+    )
+    report = kb.ingest([policies])
+    assert (report.indexed, report.skipped) == (1, 2)
+    texts = [hit.text for hit in kb.search("secrets vault rotate", k=10, mode="bm25")]
+    assert any("thirty days" in text for text in texts)
+    assert kb.search("penetration test production launch", k=5, mode="bm25") == []
+
+
+def test_changed_file_reembeds_only_new_chunks(make_kb: KB, policies: Path) -> None:
+    kb = make_kb()
+    kb.ingest([policies])
+    path = policies / "privacy.md"
+    path.write_text(path.read_text(encoding="utf-8") + "\n## Access\n\nOnly the team.\n")
+    before = HashedWordsEmbedding.calls
+    kb.ingest([policies])
+    assert HashedWordsEmbedding.calls - before == 1
+
+
+def test_prune_removes_chunks_of_deleted_files(make_kb: KB, policies: Path) -> None:
+    kb = make_kb()
+    kb.ingest([policies])
+    (policies / "sub" / "ethics.md").unlink()
+    kept = kb.ingest([policies])
+    assert kept.removed == 0
+    assert kb.search("ethics board", k=5, mode="bm25")
+    pruned = kb.ingest([policies], prune=True)
+    assert pruned.removed == 1
+    assert kb.search("ethics board", k=5, mode="bm25") == []
+    assert kb.status().documents == 2
+
+
+def test_bad_files_are_reported_by_name_and_ingestion_goes_on(make_kb: KB, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7\ngarbage")
+    (folder / "empty.md").write_bytes(b"")
+    (folder / "image.txt").write_bytes(b"\x89PNG\x00\x00\x01\x02" * 20)
+    (folder / "good.md").write_text("# Good\n\nA readable policy about retention.\n")
+    (folder / "export.json").write_text('{"ignored": true}')
+    report = make_kb().ingest([folder])
+    assert report.files == 4
+    assert report.indexed == 1
+    failed = dict(report.failed)
+    assert set(failed) == {"broken.pdf", "empty.md", "image.txt"}
+    assert "empty" in failed["empty.md"]
+    assert "binary" in failed["image.txt"]
+
+
+def test_a_missing_path_is_an_error_before_any_work(make_kb: KB, tmp_path: Path) -> None:
+    with pytest.raises(KnowledgeError, match="no such file or folder"):
+        make_kb().ingest([tmp_path / "nope"])
+
+
+def test_every_supported_format_is_ingested(make_kb: KB, tmp_path: Path) -> None:
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Markdown policy\n\nalpha marker text\n")
+    (folder / "b.txt").write_text("bravo marker text\n")
+    (folder / "c.html").write_text("<h1>Html policy</h1><p>charlie marker text</p>")
+    (folder / "d.pdf").write_bytes(minimal_pdf(["delta marker text"]))
+    word_document(folder / "e.docx")
+    kb = make_kb()
+    report = kb.ingest([folder])
+    assert (report.indexed, report.failed) == (5, [])
+    for word, source in [
+        ("alpha", "a.md"),
+        ("bravo", "b.txt"),
+        ("charlie", "c.html"),
+        ("delta", "d.pdf"),
+        ("owner", "e.docx"),
+    ]:
+        assert kb.search(word, k=1, mode="bm25")[0].source == source
+
+
+def test_reopening_after_restart_keeps_chunks_and_skips_unchanged(make_kb: KB, policies: Path) -> None:
+    make_kb().ingest([policies])
+    reopened = make_kb()
+    assert reopened.status().chunks > 0
+    assert reopened.ingest([policies]).skipped == 3
+    assert reopened.search("penetration test", k=1, mode="vector")[0].source == "security.md"
+
+
+def test_chunk_ids_are_stable_and_long_sections_split_on_paragraphs() -> None:
+    body = "\n\n".join(f"Paragraph {n} " + "word " * 60 for n in range(10))
+    document = load_bytes(f"# Title\n\n{body}\n".encode(), ".md")
+    first = chunk_document(document, "a.md", target=800)
+    again = chunk_document(document, "a.md", target=800)
+    assert [chunk.chunk_id for chunk in first] == [chunk.chunk_id for chunk in again]
+    assert len(first) > 1
+    assert all(len(chunk.text) <= 800 for chunk in first)
+    assert all(chunk.text.startswith("Paragraph") for chunk in first)
+    assert first[0].indexed_text.startswith("Title\n")
+    assert chunk_document(document, "b.md", target=800)[0].chunk_id != first[0].chunk_id
+
+
+def test_an_over_long_paragraph_is_split_on_sentences() -> None:
+    pieces = split_text("One sentence here. " * 200, target=500)
+    assert len(pieces) > 1
+    assert all(len(piece) <= 500 for piece in pieces)

@@ -1,0 +1,123 @@
+"""Loaders: each format becomes sections that follow its headings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from knowledge.loaders import LoadError, load_bytes, load_file, markdown_sections
+
+from .conftest import minimal_pdf, pdf_with_outline, word_document
+
+
+def test_markdown_sections_keep_heading_trail_and_fold_article_titles() -> None:
+    text = (
+        "# Chapter III - High-Risk AI Systems\n\n---\n\n# CHAPTER III\n\n# HIGH-RISK AI SYSTEMS\n\n"
+        "## SECTION 3\n\nObligations of deployers\n\n### Article 27\n\n"
+        "Fundamental rights impact assessment for high-risk AI systems\n\n"
+        "1. Prior to deploying a high-risk AI system, deployers shall assess.\n"
+    )
+    sections = markdown_sections(text)
+    assert [section.trail for section in sections] == [
+        (
+            "Chapter III - High-Risk AI Systems",
+            "SECTION 3",
+            "Obligations of deployers",
+            "Article 27",
+            "Fundamental rights impact assessment for high-risk AI systems",
+        )
+    ]
+    assert sections[0].text.startswith("1. Prior to deploying")
+
+
+def test_markdown_lead_sentence_becomes_context_of_subsections() -> None:
+    text = "# GOVERN 1.6\n\nInventories of AI systems exist.\n\n## About\n\nLong explanation here.\n"
+    sections = markdown_sections(text)
+    assert sections[1].trail == ("GOVERN 1.6", "About")
+    assert sections[1].context == "Inventories of AI systems exist."
+
+
+def test_markdown_ignores_headings_inside_code_fences() -> None:
+    sections = markdown_sections("# Real\n\n```\n# not a heading\n```\n")
+    assert [section.trail for section in sections] == [("Real",)]
+    assert "# not a heading" in sections[0].text
+
+
+def test_front_matter_gives_tags_and_gates_and_is_not_text() -> None:
+    document = load_bytes(
+        b"---\ntitle: Data\ntags: [privacy, risk]\ngates: [pilot, production]\n---\n# Data\n\nBody.\n",
+        ".md",
+    )
+    assert document.tags == ("privacy", "risk")
+    assert document.gates == ("pilot", "production")
+    assert all("privacy" not in section.text for section in document.sections)
+
+
+def test_invalid_front_matter_is_a_load_error() -> None:
+    with pytest.raises(LoadError, match="front matter"):
+        load_bytes(b"---\ntags: [unclosed\n---\n# A\n\nBody\n", ".md")
+
+
+def test_text_file_is_one_untitled_section() -> None:
+    document = load_bytes("Plain words.\n\nSecond paragraph, caf\u00e9.".encode(), ".txt")
+    assert len(document.sections) == 1
+    assert document.sections[0].trail == ()
+    assert "caf\u00e9" in document.sections[0].text
+
+
+def test_html_headings_make_the_trail_and_scripts_are_dropped() -> None:
+    html = (
+        b"<html><head><title>T</title><script>var x = 'secret';</script></head><body>"
+        b"<h1>Security</h1><p>Intro.</p><h2>Secrets</h2><p>Use the <b>vault</b>.</p>"
+        b"<ul><li>Rotate keys</li></ul></body></html>"
+    )
+    document = load_bytes(html, ".html")
+    by_trail = {section.trail: section.text for section in document.sections}
+    assert (
+        "Use the vault ." in by_trail[("Security", "Secrets")] or "vault" in by_trail[("Security", "Secrets")]
+    )
+    assert "Rotate keys" in by_trail[("Security", "Secrets")]
+    assert not any("secret'" in text for text in by_trail.values())
+
+
+def test_word_headings_make_the_trail(tmp_path: Path) -> None:
+    path = tmp_path / "doc.docx"
+    word_document(path)
+    document = load_file(path)
+    (section,) = document.sections
+    assert section.trail == ("Model documentation", "Model cards")
+    assert "model card naming its owner" in section.text
+    assert "Owner and intended use" in section.text
+    assert "Evaluation dataset" in section.text
+
+
+def test_pdf_pages_become_sections() -> None:
+    document = load_bytes(minimal_pdf(["Risk register page", "Second page"]), ".pdf")
+    assert [section.trail for section in document.sections] == [("page 1",), ("page 2",)]
+    assert "Risk register page" in document.sections[0].text
+
+
+def test_pdf_bookmarks_name_the_sections() -> None:
+    data = pdf_with_outline(["Intro text", "Risk text", "More risk"], [("Intro", 0), ("Risk", 1)])
+    document = load_bytes(data, ".pdf")
+    assert [section.trail for section in document.sections] == [
+        ("Intro", "page 1"),
+        ("Risk", "page 2-3"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "suffix", "reason"),
+    [
+        (b"%PDF-1.4\nthis is not really a pdf", ".pdf", "PDF"),
+        (b"", ".md", "empty file"),
+        (b"  \n\n ", ".txt", "empty file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", ".md", "binary"),
+        (b"PK\x03\x04 not a zip", ".docx", "Word"),
+        (b"# Only a heading\n", ".md", "no text"),
+    ],
+)
+def test_bad_files_raise_a_load_error_with_a_reason(data: bytes, suffix: str, reason: str) -> None:
+    with pytest.raises(LoadError, match=reason):
+        load_bytes(data, suffix)

@@ -1,0 +1,103 @@
+"""The audit chain proves itself unbroken, and names the first entry that was modified,
+deleted or reordered."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from storage import Database, verify_audit
+
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def five_entries(database: Database) -> Database:
+    """A database whose audit log holds five entries, committed one by one."""
+    for n in range(1, 6):
+        with database.uow() as uow:
+            uow.audit.append(
+                f"U{n}", "answers.recorded", "AI-0001", {"n": n, "at": NOW}, NOW + timedelta(minutes=n)
+            )
+            uow.commit()
+    return database
+
+
+def tamper(database: Database, *statements: str) -> None:
+    with database.engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+def test_an_untouched_chain_verifies(five_entries: Database) -> None:
+    report = verify_audit(five_entries)
+    assert report.ok and report.checked == 5
+    assert "intact" in str(report)
+
+
+def test_an_empty_log_verifies(database: Database) -> None:
+    assert verify_audit(database).ok
+
+
+def test_a_modified_payload_is_named(five_entries: Database) -> None:
+    tamper(five_entries, """UPDATE audit_log SET payload = '{"n":99}' WHERE seq = 3""")
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq) == (False, 3)
+    assert "modified" in str(report) and "entry 3" in str(report)
+
+
+def test_a_modified_actor_is_named(five_entries: Database) -> None:
+    tamper(five_entries, "UPDATE audit_log SET actor_id = 'UMALLORY' WHERE seq = 2")
+    assert verify_audit(five_entries).bad_seq == 2
+
+
+def test_a_modification_with_a_recomputed_hash_breaks_the_next_link(five_entries: Database) -> None:
+    tamper(five_entries, "UPDATE audit_log SET hash = 'ff' || substr(hash, 3) WHERE seq = 2")
+    report = verify_audit(five_entries)
+    # entry 2's own hash no longer matches its content, which is reported first
+    assert report.bad_seq == 2
+
+
+def test_a_deleted_entry_is_named(five_entries: Database) -> None:
+    tamper(five_entries, "DELETE FROM audit_log WHERE seq = 3")
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq) == (False, 3)
+    assert "missing" in str(report)
+
+
+def test_a_deleted_last_entry_is_named(five_entries: Database) -> None:
+    tamper(five_entries, "DELETE FROM audit_log WHERE seq = 5")
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq) == (False, 5)
+    assert "gone" in str(report)
+
+
+def test_two_swapped_entries_are_named(five_entries: Database) -> None:
+    # Swap everything but the sequence number between entries 2 and 4.
+    tamper(
+        five_entries,
+        "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 4",
+        "UPDATE audit_log SET seq = 4 WHERE seq = -2",
+    )
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq) == (False, 2)
+    assert "reordered" in str(report)
+
+
+def test_appends_after_tampering_still_record_and_verify_still_reports(five_entries: Database) -> None:
+    tamper(five_entries, "DELETE FROM audit_log WHERE seq = 5")
+    with five_entries.uow() as uow:
+        uow.audit.append("U9", "roles.set", "role:risk", {}, NOW)
+        uow.commit()
+    assert verify_audit(five_entries).bad_seq == 5
+
+
+def test_the_timeline_lists_a_targets_entries_in_order_with_uncommitted_ones(five_entries: Database) -> None:
+    with five_entries.uow() as uow:
+        uow.audit.append("U9", "review.submitted", "AI-0001", {"review": 1}, NOW)
+        timeline = uow.audit.timeline("AI-0001")
+    assert [entry.actor_id for entry in timeline] == ["U1", "U2", "U3", "U4", "U5", "U9"]
+    assert timeline[0].detail == {"n": 1, "at": "2025-03-01T09:00:00.000000+00:00"}
+    assert verify_audit(five_entries).checked == 5  # the uncommitted one was rolled back

@@ -1,0 +1,56 @@
+"""`shepherd db upgrade` and `shepherd audit verify` as an operator runs them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from bot.cli_storage import audit_app, db_app
+from storage import Database, sqlite_url
+
+runner = CliRunner()
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.add_typer(db_app, name="db")
+    app.add_typer(audit_app, name="audit")
+    return app
+
+
+def test_db_upgrade_migrates_then_says_there_is_nothing_to_do(database_url: str) -> None:
+    first = runner.invoke(cli(), ["db", "upgrade", "--database-url", database_url])
+    assert first.exit_code == 0, first.output
+    assert "Upgraded" in first.output and "from empty" in first.output
+    again = runner.invoke(cli(), ["db", "upgrade", "--database-url", database_url])
+    assert again.exit_code == 0 and "already at revision" in again.output
+    assert runner.invoke(cli(), ["db", "check", "--database-url", database_url]).exit_code == 0
+
+
+def test_audit_verify_exits_0_when_intact_and_1_naming_the_first_bad_entry(database: Database) -> None:
+    for n in range(3):
+        with database.uow() as uow:
+            uow.audit.append("U1", "answers.recorded", "AI-0001", {"n": n}, NOW)
+            uow.commit()
+    url = database.url.render_as_string(hide_password=False)
+    intact = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
+    assert intact.exit_code == 0 and "3 entries" in intact.output
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE audit_log SET target = 'AI-0002' WHERE seq = 2")
+    broken = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
+    assert broken.exit_code == 1
+    assert "entry 2" in broken.output and "modified" in broken.output
+
+
+def test_an_unusable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    unmigrated = runner.invoke(cli(), ["audit", "verify", "--database-url", sqlite_url(tmp_path)])
+    assert unmigrated.exit_code == 2 and "shepherd db upgrade" in unmigrated.output
+    assert "Traceback" not in unmigrated.output
+    down = runner.invoke(
+        cli(), ["db", "upgrade", "--database-url", "postgresql+psycopg://x@127.0.0.1:1/x?connect_timeout=2"]
+    )
+    assert down.exit_code == 2 and "Cannot use the database" in down.output

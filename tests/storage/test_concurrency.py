@@ -1,0 +1,174 @@
+"""Exactly once under concurrency, enforced by the database: real threads and real processes,
+through the real use cases, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from gates.errors import ConcurrentUpdate
+from gates.lifecycle import DecisionKind, ReviewStatus, Status
+from storage import Database, verify_audit
+from storage.tables import audit_log, decisions, outbox, reviews
+from tests.gates.conftest import DPO, RISK_1, RISK_2, SPONSOR
+from tests.storage import scenarios
+from tests.storage.scenarios import (
+    INTAKE_WITH_PERSONAL_DATA,
+    LATER,
+    append_audit_in_own_database,
+    decide_in_own_database,
+    in_pilot_review,
+    register,
+    register_in_own_database,
+    run_processes,
+    run_threads,
+    submit,
+    submit_in_own_database,
+)
+
+
+def count(database: Database, statement: object) -> int:
+    with database.session(read_only=True) as session:
+        return int(session.execute(statement).scalar_one())  # type: ignore[call-overload]
+
+
+def advanced_messages(database: Database) -> int:
+    return count(database, select(func.count()).select_from(outbox).where(outbox.c.kind == "stage.advanced"))
+
+
+def assert_advanced_once(database: Database, ref: str, review_id: int, stage: str) -> None:
+    with database.uow(read_only=True) as uow:
+        initiative = uow.initiatives.get(ref)
+        review = uow.reviews.get(review_id)
+        timeline = [entry.action for entry in uow.audit.timeline(ref)]
+    assert (initiative.stage, initiative.status) == (stage, Status.ACTIVE)
+    assert review.status is ReviewStatus.APPROVED and not review.remaining()
+    assert timeline.count("stage.advanced") == (2 if stage == "pilot" else 1)
+    assert verify_audit(database).ok
+
+
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
+def test_the_same_click_delivered_three_times_records_one_decision(
+    database: Database, runner: object
+) -> None:
+    ref, review_id = in_pilot_review(database)
+    url = database.url.render_as_string(hide_password=False)
+    results = runner(decide_in_own_database, [(url, review_id, RISK_1)] * 3)  # type: ignore[operator]
+    assert sorted(results) == ["duplicate", "duplicate", "recorded"], results
+    assert (
+        count(database, select(func.count()).select_from(decisions).where(decisions.c.review_id == review_id))
+        == 1
+    )
+    with database.uow(read_only=True) as uow:
+        assert [e.action for e in uow.audit.timeline(ref)].count(
+            "decision.recorded"
+        ) == 2  # intake + this one
+
+
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
+def test_the_last_approvals_given_at_the_same_moment_advance_the_stage_once(
+    database: Database, runner: object
+) -> None:
+    ref, review_id = in_pilot_review(database)
+    url = database.url.render_as_string(hide_password=False)
+    # 2 x risk + sponsor needed: all three approve at once, each retrying if it loses a race.
+    results = runner(  # type: ignore[operator]
+        decide_in_own_database,
+        [(url, review_id, RISK_1), (url, review_id, RISK_2), (url, review_id, SPONSOR)],
+    )
+    assert sorted(results) == ["advanced", "recorded", "recorded"], results
+    assert_advanced_once(database, ref, review_id, "pilot")
+    assert advanced_messages(database) == 2  # intake, then pilot
+
+
+def test_two_approvers_completing_the_intake_together_advance_it_once(database: Database) -> None:
+    ref = register(database, INTAKE_WITH_PERSONAL_DATA)
+    review_id = submit(database, ref)
+    url = database.url.render_as_string(hide_password=False)
+    for _ in range(3):
+        results = run_threads(decide_in_own_database, [(url, review_id, SPONSOR), (url, review_id, DPO)])
+        assert sorted(results) == ["advanced", "recorded"], results
+        assert_advanced_once(database, ref, review_id, "poc")
+        ref = register(database, INTAKE_WITH_PERSONAL_DATA)
+        review_id = submit(database, ref)
+
+
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
+def test_two_simultaneous_submissions_open_one_review(database: Database, runner: object) -> None:
+    ref = register(database)
+    url = database.url.render_as_string(hide_password=False)
+    results = runner(submit_in_own_database, [(url, ref)] * 3)  # type: ignore[operator]
+    opened = [r for r in results if isinstance(r, str) and r.startswith("review")]
+    assert len(opened) == 1, results
+    refused = [r for r in results if r not in opened]
+    assert all("already" in str(r) or "under review" in str(r) or "in review" in str(r) for r in refused), (
+        results
+    )
+    assert count(database, select(func.count()).select_from(reviews)) == 1
+    with database.uow(read_only=True) as uow:
+        assert uow.initiatives.get(ref).status is Status.IN_REVIEW
+
+
+@pytest.mark.postgres
+def test_a_deterministic_lost_race_on_the_last_approval_is_a_concurrent_update(
+    postgres_database: Database,
+) -> None:
+    # PostgreSQL only: SQLite takes its write lock at the first read, so two writers never interleave.
+    database = postgres_database
+    _ref, review_id = in_pilot_review(database)
+    with database.uow() as uow:
+        loaded = uow.reviews.get(review_id)
+        loaded.decide(RISK_1, {"risk"}, DecisionKind.APPROVE, None, LATER)
+        uow.reviews.save(loaded)
+        uow.commit()
+    first, second = database.uow(), database.uow()
+    with first, second:
+        a = first.reviews.get(review_id)
+        b = second.reviews.get(review_id)
+        a.decide(RISK_2, {"risk"}, DecisionKind.APPROVE, None, LATER)
+        b.decide(SPONSOR, {"sponsor"}, DecisionKind.APPROVE, None, LATER)
+        assert a.is_open and b.is_open  # each, alone, leaves one approval outstanding
+        first.reviews.save(a)
+        first.commit()
+        with pytest.raises(ConcurrentUpdate):
+            second.reviews.save(b)
+    with database.uow(read_only=True) as uow:
+        assert {d.approver_id for d in uow.reviews.get(review_id).decisions} == {RISK_1, RISK_2}
+
+
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
+def test_concurrent_audit_appends_keep_one_unbroken_chain(database: Database, runner: object) -> None:
+    url = database.url.render_as_string(hide_password=False)
+    results = runner(append_audit_in_own_database, [(url, worker, 15) for worker in range(4)])  # type: ignore[operator]
+    assert results == [15] * 4
+    report = verify_audit(database)
+    assert report.ok and report.checked == 60, report
+    with database.session(read_only=True) as session:
+        seqs = list(session.execute(select(audit_log.c.seq).order_by(audit_log.c.seq)).scalars())
+    assert seqs == list(range(1, 61))
+
+
+def test_concurrent_registrations_get_distinct_consecutive_refs(database: Database) -> None:
+    url = database.url.render_as_string(hide_password=False)
+    results = run_threads(register_in_own_database, [(url, 5)] * 4)
+    refs = [ref for batch in results for ref in batch]
+    assert sorted(refs) == [f"AI-{n:04d}" for n in range(1, 21)]
+    assert Counter(refs).most_common(1)[0][1] == 1
+
+
+def test_concurrent_answers_to_one_question_get_consecutive_versions(database: Database) -> None:
+    from gates import usecases
+
+    ref = register(database)
+
+    def answer(n: int) -> None:
+        usecases.answer(
+            scenarios.pipeline(), database.uow(), ref, "intake", {"problem": f"statement {n}"}, f"U{n}", LATER
+        )
+
+    run_threads(answer, [(n,) for n in range(6)])
+    with database.uow(read_only=True) as uow:
+        versions = [a.version for a in uow.answers.history(ref) if a.question_id == "problem"]
+    assert sorted(versions) == list(range(1, 8))  # the intake answer, then six more

@@ -1,0 +1,297 @@
+"""Repositories round-trip the domain's objects and refuse bad input by name."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
+from gates.lifecycle import Decision, DecisionKind, Initiative, Requirement, Review, ReviewStatus, Status
+from gates.ports import AnswerVersion, EvidenceLink, InitiativeFilter
+from storage import Database
+
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def add_initiative(database: Database, name: str = "Invoice matching", **changes: object) -> Initiative:
+    with database.uow() as uow:
+        initiative = Initiative(uow.initiatives.next_ref(), name, "UOWNER", "poc", NOW, sponsor_id="USPONSOR")
+        for key, value in changes.items():
+            setattr(initiative, key, value)
+        uow.initiatives.add(initiative)
+        uow.commit()
+    return initiative
+
+
+def a_review(ref: str, **changes: object) -> Review:
+    review = Review(
+        initiative_ref=ref,
+        gate_id="pilot",
+        from_stage="poc",
+        to_stage="pilot",
+        submitted_by="USUBMIT",
+        owner_id="UOWNER",
+        submitted_at=NOW,
+        pipeline_version="v1",
+        evidence_hash="ab" * 32,
+        requirements=(Requirement("risk", 2), Requirement("sponsor", 1)),
+        tier="high",
+    )
+    return replace(review, **changes) if changes else review
+
+
+# -- initiatives -------------------------------------------------------------------------------
+
+
+def test_an_initiative_round_trips_with_aware_utc_times(database: Database) -> None:
+    added = add_initiative(database)
+    with database.uow(read_only=True) as uow:
+        loaded = uow.initiatives.get(added.ref)
+    assert loaded == added
+    assert loaded.created_at.tzinfo is not None and loaded.created_at == NOW
+
+
+def test_refs_count_up_and_a_rolled_back_ref_is_handed_out_again(database: Database) -> None:
+    assert add_initiative(database).ref == "AI-0001"
+    with database.uow() as uow:
+        assert uow.initiatives.next_ref() == "AI-0002"  # never committed
+    assert add_initiative(database).ref == "AI-0002"
+
+
+def test_an_unknown_ref_is_refused_by_name(database: Database) -> None:
+    with database.uow() as uow, pytest.raises(UnknownInitiative, match="AI-9999"):
+        uow.initiatives.get("AI-9999")
+    with database.uow() as uow, pytest.raises(UnknownInitiative):
+        uow.answers.append(AnswerVersion("AI-9999", "intake", "problem", "x", "U1", NOW))
+    with database.uow() as uow, pytest.raises(UnknownInitiative):
+        uow.reviews.add(a_review("AI-9999"))
+    with database.uow() as uow, pytest.raises(UnknownInitiative):
+        uow.initiatives.save(Initiative("AI-9999", "x", "U1", "poc", NOW))
+
+
+def test_saving_a_stale_initiative_is_a_concurrent_update(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as first_uow:
+        first = first_uow.initiatives.get(ref)
+    with database.uow() as uow:
+        second = uow.initiatives.get(ref)
+        second.hold("budget freeze", NOW)
+        uow.initiatives.save(second)
+        uow.commit()
+    first.retire("gone", NOW)
+    with database.uow() as uow, pytest.raises(ConcurrentUpdate):
+        uow.initiatives.save(first)
+    with database.uow(read_only=True) as uow:
+        assert uow.initiatives.get(ref).status is Status.ON_HOLD
+
+
+def test_leaving_without_commit_records_nothing(database: Database) -> None:
+    with database.uow() as uow:
+        uow.initiatives.add(Initiative(uow.initiatives.next_ref(), "x", "U1", "poc", NOW))
+        uow.audit.append("U1", "initiative.registered", "AI-0001", {}, NOW)
+        uow.outbox.put("initiative.registered", {"ref": "AI-0001"}, NOW)
+    with database.uow(read_only=True) as uow:
+        assert uow.initiatives.list(InitiativeFilter()) == []
+        assert uow.audit.timeline("AI-0001") == []
+
+
+def test_list_filters_by_stage_status_owner_stalled_and_pages(database: Database) -> None:
+    old = add_initiative(database, "Old", stage_entered_at=NOW - timedelta(days=90))
+    fresh = add_initiative(database, "Fresh")
+    mine = add_initiative(database, "Mine", owner_id="UME", stage="pilot")
+    held = add_initiative(database, "Held", status=Status.ON_HOLD)
+
+    def refs(**query: object) -> list[str]:
+        with database.uow(read_only=True) as uow:
+            return [i.ref for i in uow.initiatives.list(InitiativeFilter(**query))]  # type: ignore[arg-type]
+
+    assert refs() == [old.ref, fresh.ref, mine.ref, held.ref]
+    assert refs(stage="pilot") == [mine.ref]
+    assert refs(status=Status.ON_HOLD) == [held.ref]
+    assert refs(owner_id="UME") == [mine.ref]
+    assert refs(stalled_before={"poc": NOW - timedelta(days=30)}) == [old.ref]
+    assert refs(stalled_before={}) == []
+    assert refs(limit=2, offset=1) == [fresh.ref, mine.ref]
+
+
+# -- answers and evidence ----------------------------------------------------------------------
+
+
+def test_answers_are_versioned_and_the_latest_is_current(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        uow.answers.append(AnswerVersion(ref, "intake", "problem", "first", "U1", NOW))
+        uow.answers.append(
+            AnswerVersion(ref, "intake", "problem", "second", "U2", NOW + timedelta(minutes=1))
+        )
+        uow.answers.append(AnswerVersion(ref, "intake", "budget", 12.5, "U1", NOW))
+        uow.answers.append(AnswerVersion(ref, "intake", "channels", ["slack", "email"], "U1", NOW))
+        uow.answers.append(AnswerVersion(ref, "intake", "channels", None, "U3", NOW + timedelta(minutes=2)))
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        current = uow.answers.current(ref)
+        history = uow.answers.history(ref)
+    assert {qid: (a.value, a.version, a.author_id) for qid, a in current.items()} == {
+        "problem": ("second", 2, "U2"),
+        "budget": (12.5, 1, "U1"),
+        "channels": (None, 2, "U3"),
+    }
+    assert [(a.question_id, a.version) for a in history] == [
+        ("problem", 1),
+        ("budget", 1),
+        ("channels", 1),
+        ("problem", 2),
+        ("channels", 2),
+    ]
+    assert history[2].value == ["slack", "email"]
+
+
+def test_evidence_links_keep_author_and_time_and_filter_by_gate(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        uow.answers.add_link(EvidenceLink(ref, "intake", "https://x.example/a", "DPIA", "U1", NOW))
+        uow.answers.add_link(EvidenceLink(ref, "pilot", "https://x.example/b", "Results", "U2", NOW))
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        assert [link.title for link in uow.answers.links(ref)] == ["DPIA", "Results"]
+        assert uow.answers.links(ref, "pilot") == [
+            EvidenceLink(ref, "pilot", "https://x.example/b", "Results", "U2", NOW)
+        ]
+
+
+# -- reviews -------------------------------------------------------------------------------------
+
+
+def test_a_review_round_trips_with_its_decisions(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        review = a_review(ref, exception_reason="pilot data arrives late")
+        uow.reviews.add(review)
+        uow.commit()
+    assert review.id is not None
+    with database.uow() as uow:
+        loaded = uow.reviews.get(review.id)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW)
+        uow.reviews.save(loaded)
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        stored = uow.reviews.get(review.id)
+        assert uow.reviews.open_for(ref) == stored
+        assert uow.reviews.for_initiative(ref) == [stored]
+        assert uow.reviews.pending_for(["risk"]) == [stored]
+        assert uow.reviews.pending_for(["dpo"]) == []
+    assert stored.decisions == [Decision("URISK1", DecisionKind.APPROVE, "risk", None, NOW)]
+    assert stored.requirements == review.requirements
+    assert (stored.tier, stored.exception_reason, stored.status) == (
+        "high",
+        "pilot data arrives late",
+        ReviewStatus.OPEN,
+    )
+
+
+def test_closing_a_review_is_stored_and_it_is_no_longer_open(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        review = a_review(ref)
+        uow.reviews.add(review)
+        uow.commit()
+    assert review.id is not None
+    with database.uow() as uow:
+        loaded = uow.reviews.get(review.id)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.REJECT, "no monitoring plan", NOW)
+        uow.reviews.save(loaded)
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        stored = uow.reviews.get(review.id)
+        assert uow.reviews.open_for(ref) is None
+    assert (stored.status, stored.closed_at) == (ReviewStatus.REJECTED, NOW)
+
+
+def test_a_second_open_review_for_an_initiative_is_refused(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        uow.reviews.add(a_review(ref))
+        uow.commit()
+    with database.uow() as uow, pytest.raises(ReviewAlreadyOpen, match="pilot"):
+        uow.reviews.add(a_review(ref, gate_id="other"))
+
+
+def test_an_unknown_review_is_refused_by_name(database: Database) -> None:
+    with database.uow() as uow:
+        with pytest.raises(UnknownReview, match="4242"):
+            uow.reviews.get(4242)
+        with pytest.raises(UnknownReview):
+            uow.reviews.get("not-a-number")  # type: ignore[arg-type]
+
+
+def test_saving_a_review_decided_by_someone_else_meanwhile_is_a_concurrent_update(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        review = a_review(ref)
+        uow.reviews.add(review)
+        uow.commit()
+    assert review.id is not None
+    stale_uow = database.uow()
+    with stale_uow:
+        stale = stale_uow.reviews.get(review.id)
+        stale_uow.commit()
+        with database.uow() as other:  # on SQLite this waits for nothing: stale committed
+            fresh = other.reviews.get(review.id)
+            fresh.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW)
+            other.reviews.save(fresh)
+            other.commit()
+        stale.decide("URISK2", {"risk"}, DecisionKind.APPROVE, None, NOW)
+        with pytest.raises(ConcurrentUpdate):
+            stale_uow.reviews.save(stale)
+    with database.uow(read_only=True) as uow:
+        assert [d.approver_id for d in uow.reviews.get(review.id).decisions] == ["URISK1"]
+
+
+def test_saving_a_review_not_loaded_in_this_unit_of_work_is_a_programming_error(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        review = a_review(ref)
+        uow.reviews.add(review)
+        uow.commit()
+    with database.uow() as uow, pytest.raises(ValueError, match="not loaded"):
+        uow.reviews.save(review)
+
+
+# -- roles and dedupe -----------------------------------------------------------------------------
+
+
+def test_role_holders_are_replaced_per_role(database: Database) -> None:
+    with database.uow() as uow:
+        uow.roles.set_holders("risk", ["U1", "U2", "U1", " "])
+        uow.roles.set_holders("dpo", ["U2"])
+        uow.commit()
+    with database.uow() as uow:
+        assert uow.roles.holders() == {"dpo": ["U2"], "risk": ["U1", "U2"]}
+        assert uow.roles.roles_of("U2") == {"risk", "dpo"}
+        uow.roles.set_holders("risk", ["U3"])
+        uow.roles.set_holders("dpo", [])
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        assert uow.roles.holders() == {"risk": ["U3"]}
+        assert uow.roles.roles_of("U2") == set()
+
+
+def test_a_slack_event_is_claimed_once(database: Database) -> None:
+    assert database.claim("Ev123", NOW) is True
+    assert database.claim("Ev123", NOW) is False
+    with database.uow() as uow:
+        assert uow.dedupe.first_time("action:1", NOW) is True
+        # rolled back: the claim goes with it
+    assert database.claim("action:1", NOW) is True
+    with database.uow() as uow:
+        assert uow.dedupe.forget_before(NOW + timedelta(seconds=1)) == 2
+        uow.commit()
+    assert database.claim("Ev123", NOW) is True
+
+
+def test_a_naive_time_is_taken_as_utc(database: Database) -> None:
+    ref = add_initiative(database, created_at=datetime(2025, 1, 2, 3, 4, 5)).ref
+    with database.uow(read_only=True) as uow:
+        assert uow.initiatives.get(ref).created_at == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -43,7 +43,6 @@ BOT_SCOPES = [
 ]
 
 
-
 class ConfigurationError(ValueError):
     """Settings that cannot make a working Slack app; the message says which and how to fix it."""
 
@@ -60,11 +59,15 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
         ConfigurationError: no signing secret, or neither a bot token nor OAuth credentials.
     """
     if settings.slack_signing_secret is None and settings.slack_app_token is None:
-        raise ConfigurationError("SLACK_SIGNING_SECRET is not set (Slack app > Basic Information > Signing Secret).")
+        raise ConfigurationError(
+            "SLACK_SIGNING_SECRET is not set (Slack app > Basic Information > Signing Secret)."
+        )
     services = services or bootstrap(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     options: dict[str, Any] = {
-        "signing_secret": settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
+        "signing_secret": settings.slack_signing_secret.get_secret_value()
+        if settings.slack_signing_secret
+        else "",
         "process_before_response": True,
         "token_verification_enabled": False,
         "raise_error_for_unhandled_request": False,
@@ -86,7 +89,9 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
         # The client carries the token; Bolt reads it from there.
         options["client"] = client or make_client(token, settings.slack_api_url)
     else:
-        raise ConfigurationError("Set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth).")
+        raise ConfigurationError(
+            "Set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth)."
+        )
 
     app = App(**options)
     messages = MessageRefs(services.database)
@@ -108,7 +113,7 @@ class _Dedupe:
         self._services = services
         self.name = "shepherd_dedupe"
 
-    def process(self, body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002 - Bolt's name
+    def process(self, body: dict[str, Any], next: Any) -> BoltResponse | None:
         key = _dedupe_key(body)
         if key is not None and not self._services.database.claim(key, self._services.now()):
             logger.info("duplicate delivery dropped: %s", key)

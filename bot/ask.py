@@ -1,4 +1,4 @@
-""""What's needed for the next gate?": the checklist from readiness, guidance from the policies.
+""" "What's needed for the next gate?": the checklist from readiness, guidance from the policies.
 
 The checklist never depends on the LLM: it is computed from the pipeline and the answers. The
 policy guidance comes from retrieval and, when an LLM is configured, a grounded answer that cites
@@ -45,7 +45,9 @@ def clean_question(text: str) -> str:
 def find_initiative(services: Services, text: str, thread_target: str | None) -> Initiative | None:
     """The initiative named by ref in the text, else the one whose thread this is."""
     refs = REF_PATTERN.findall(text or "")
-    candidates = refs + ([thread_target.split(":", 1)[1]] if thread_target and thread_target.startswith("initiative:") else [])
+    candidates = refs + (
+        [thread_target.split(":", 1)[1]] if thread_target and thread_target.startswith("initiative:") else []
+    )
     for ref in candidates:
         try:
             with services.read_uow() as uow:
@@ -94,7 +96,9 @@ def reply(
         if ctx.initiative is not None and ctx.readiness is not None
         else None
     )
-    policy_question = question or (f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else "")
+    policy_question = question or (
+        f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else ""
+    )
     hits = retrieve(services, policy_question, ctx.readiness.gate_id if ctx.readiness else None)
     if not policy_question:
         return blocks.ask_reply(Answer(text=_HELP_TEXT, covered=False), checklist, feedback_key)

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from bot import cli_pipeline, cli_serve
+from bot import cli_initiatives, cli_knowledge, cli_pipeline, cli_serve, cli_storage
 from gates.errors import ShepherdError
 
 app = typer.Typer(
@@ -22,6 +22,12 @@ app.command("readiness")(cli_pipeline.readiness_command)
 app.command("run")(cli_serve.run)
 app.command("serve")(cli_serve.serve)
 app.command("manifest")(cli_serve.manifest)
+app.add_typer(cli_initiatives.initiatives_app, name="initiatives")
+app.add_typer(cli_initiatives.roles_app, name="roles")
+app.command("export")(cli_initiatives.export)
+app.add_typer(cli_knowledge.app, name="knowledge")
+app.add_typer(cli_storage.db_app, name="db")
+app.add_typer(cli_storage.audit_app, name="audit")
 
 err = Console(stderr=True)
 

@@ -36,8 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class _Options:
-    data_dir: Path = Path(".data")
-    embeddings: str = "auto"
+    data_dir: Path | None = None
+    embeddings: str | None = None
 
 
 _options = _Options()
@@ -46,13 +46,15 @@ _kb: KnowledgeBase | None = None
 
 @app.callback()
 def configure(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where the knowledge store lives.")] = Path(
-        ".data"
-    ),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the knowledge store lives (default: settings).")
+    ] = None,
     embeddings: Annotated[
-        str,
-        typer.Option("--embeddings", help="auto, none, default, onnx:PATH or openai:MODEL."),
-    ] = "auto",
+        str | None,
+        typer.Option(
+            "--embeddings", help="auto, none, default, onnx:PATH or openai:MODEL (default: settings)."
+        ),
+    ] = None,
 ) -> None:
     """Policy knowledge: ingest documents, search them, measure retrieval quality."""
     global _kb
@@ -71,7 +73,24 @@ def get_kb() -> KnowledgeBase:
     """The knowledge base the commands use (built once per process)."""
     global _kb
     if _kb is None:
-        _kb = KnowledgeBase(_options.data_dir, embeddings=_options.embeddings)
+        from bot.settings import Settings
+
+        settings = Settings()
+        if _options.data_dir is None and _options.embeddings is None:
+            # The same store `shepherd run` fills, so the CLI and the bot search the same thing.
+            _kb = KnowledgeBase(
+                settings.data_dir / "knowledge",
+                embeddings=settings.embeddings,
+                chroma_url=settings.chroma_url,
+                openai_base_url=settings.openai_base_url,
+                openai_api_key=settings.openai_api_key.get_secret_value()
+                if settings.openai_api_key
+                else None,
+                onnx_model_dir=settings.embedding_model_dir,
+            )
+        else:
+            data_dir = _options.data_dir if _options.data_dir is not None else settings.data_dir / "knowledge"
+            _kb = KnowledgeBase(data_dir, embeddings=_options.embeddings or settings.embeddings)
     return _kb
 
 
@@ -220,4 +239,23 @@ def status() -> None:
         console.print(f"search: hybrid, embeddings {escape(info.embeddings)}")
 
 
-# `ask` (grounded answers through knowledge.answers) is added here by the lead.
+@app.command()
+@_friendly
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in plain words.")],
+    k: Annotated[int, typer.Option("-k", help="How many passages to retrieve.")] = 5,
+) -> None:
+    """Answer from the policies: grounded and cited with an LLM configured, else the best passages."""
+    from bot.bootstrap import build_answerer
+    from bot.settings import Settings
+    from knowledge.answers import format_sources
+
+    hits = get_kb().search(question, k=k)
+    stream = build_answerer(Settings()).stream(question, hits)
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    answer = stream.answer
+    if answer is not None and answer.hits:
+        console.print("\n[bold]Sources[/bold]")
+        console.print(escape(format_sources(answer)))

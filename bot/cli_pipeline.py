@@ -91,7 +91,9 @@ def _show_gate(pipeline: CompiledPipeline, gate: Gate) -> None:
             crit.add_row(c.id, "blocking" if c.blocking else "advisory", c.rule, c.explain)
         out.print(crit)
     if gate.risk_tier:
-        out.print("Risk tier (first match wins): " + "; ".join(f"{r.tier} when {r.when}" for r in gate.risk_tier))
+        out.print(
+            "Risk tier (first match wins): " + "; ".join(f"{r.tier} when {r.when}" for r in gate.risk_tier)
+        )
     if gate.approvals:
         parts = [f"{a.min} x {a.role}" + (f" when {a.when}" if a.when else "") for a in gate.approvals]
         out.print("Approvals: " + "; ".join(parts))
@@ -188,7 +190,9 @@ def readiness_json(report: Readiness) -> dict[str, Any]:
 
 def _print_readiness(pipeline: CompiledPipeline, report: Readiness) -> None:
     verdict = "[green]READY[/green]" if report.ready else "[red]NOT READY[/red]"
-    out.print(f"{report.gate_title} gate: {verdict}  ({report.answered}/{len(report.visible_questions)} answered)")
+    out.print(
+        f"{report.gate_title} gate: {verdict}  ({report.answered}/{len(report.visible_questions)} answered)"
+    )
     out.print(f"Risk tier: {report.tier or 'not determined'}")
     for q in report.missing:
         out.print(f"  [red]missing[/red]  {q.id}: {q.label}")

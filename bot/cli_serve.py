@@ -49,7 +49,9 @@ def prepare(settings: Settings) -> Services:
     out.print(f"  database   {services.database.describe()} (migrated, ready)")
     knowledge = services.knowledge
     if knowledge is None:
-        out.print("  policies   [yellow]unavailable[/yellow] (see the warning above); the gate checklist still works")
+        out.print(
+            "  policies   [yellow]unavailable[/yellow] (see the warning above); the gate checklist still works"
+        )
     else:
         folder = policy_folder(settings)
         report = knowledge.ingest([folder])
@@ -57,10 +59,16 @@ def prepare(settings: Settings) -> Services:
         out.print(
             f"  policies   {folder}: {report.files} files, {report.chunks} new chunks, {report.skipped} unchanged; "
             f"{status.chunks} chunks searchable, "
-            + ("lexical search only: " + (status.reason or "") if status.lexical_only else f"embeddings {status.embeddings}")
+            + (
+                "lexical search only: " + (status.reason or "")
+                if status.lexical_only
+                else f"embeddings {status.embeddings}"
+            )
         )
     llm = services.settings.llm_model if services.settings.llm_configured else None
-    out.print(f"  answers    {'LLM ' + llm if llm else 'no LLM configured: replies quote the best policy passages'}")
+    out.print(
+        f"  answers    {'LLM ' + llm if llm else 'no LLM configured: replies quote the best policy passages'}"
+    )
     return services
 
 
@@ -74,13 +82,23 @@ def run() -> None:
         return
     out.print()
     out.print("[yellow]No Slack credentials yet[/yellow], so the bot is not connected. Next steps:")
-    out.print("  1. Create the Slack app from [cyan]slack-manifest.yaml[/cyan] (api.slack.com/apps > Create > From a manifest).")
-    out.print("  2. Put SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode) in [cyan].env[/cyan].")
-    out.print("  3. Run [bold]make run[/bold] again. Meanwhile try: [bold].venv/bin/shepherd knowledge ask \"what do we need for the pilot gate?\"[/bold]")
-    out.print("     or [bold].venv/bin/shepherd readiness --gate intake --answers examples/answers/intake-low-risk.yaml[/bold]")
+    out.print(
+        "  1. Create the Slack app from [cyan]slack-manifest.yaml[/cyan] (api.slack.com/apps > Create > From a manifest)."
+    )
+    out.print(
+        "  2. Put SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode) in [cyan].env[/cyan]."
+    )
+    out.print(
+        '  3. Run [bold]make run[/bold] again. Meanwhile try: [bold].venv/bin/shepherd knowledge ask "what do we need for the pilot gate?"[/bold]'
+    )
+    out.print(
+        "     or [bold].venv/bin/shepherd readiness --gate intake --answers examples/answers/intake-low-risk.yaml[/bold]"
+    )
 
 
-def serve(port: Annotated[int | None, typer.Option(help="HTTP port (default SHEPHERD_PORT or 3000).")] = None) -> None:
+def serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default SHEPHERD_PORT or 3000).")] = None,
+) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on /slack/events."""
     settings = Settings()
     configure_logging(settings)
@@ -114,9 +132,13 @@ def _serve(settings: Settings, services: Services, port: int) -> None:
 
 
 def manifest(
-    url: Annotated[str, typer.Option(help="Public base URL of this Shepherd (HTTP mode).")] = "https://shepherd.example.com",
+    url: Annotated[
+        str, typer.Option(help="Public base URL of this Shepherd (HTTP mode).")
+    ] = "https://shepherd.example.com",
     socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Manifest for Socket Mode.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the Slack app manifest that creates Shepherd's app in one step."""
     text = manifest_yaml(url, socket_mode)

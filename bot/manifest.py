@@ -41,7 +41,11 @@ def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool =
             "background_color": "#2c5f2d",
         },
         "features": {
-            "app_home": {"home_tab_enabled": True, "messages_tab_enabled": True, "messages_tab_read_only_enabled": False},
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": True,
+                "messages_tab_read_only_enabled": False,
+            },
             "bot_user": {"display_name": "Shepherd", "always_online": True},
             "shortcuts": [
                 {

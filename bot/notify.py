@@ -27,8 +27,17 @@ from storage.slack_messages import MessageRefs
 logger = logging.getLogger("shepherd.notify")
 
 # Slack errors that will not get better by retrying: give up on that one step, keep the rest.
-_PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "user_not_found", "cannot_dm_bot",
-              "message_not_found", "cant_update_message", "invalid_blocks", "msg_too_long"}
+_PERMANENT = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "user_not_found",
+    "cannot_dm_bot",
+    "message_not_found",
+    "cant_update_message",
+    "invalid_blocks",
+    "msg_too_long",
+}
 
 
 def initiative_target(ref: str) -> str:
@@ -74,7 +83,9 @@ class SlackNotifier:
         card = self._messages.find(initiative_target(initiative.ref), "card")
         link = self._permalink(card)
         gate = usecases.next_gate(self._services.pipeline, initiative)
-        next_step = f"Next: answer the *{gate.title}* questionnaire, then submit it for review." if gate else ""
+        next_step = (
+            f"Next: answer the *{gate.title}* questionnaire, then submit it for review." if gate else ""
+        )
         where = f" Its card is here: {link}" if link else ""
         self._post_once(
             initiative_target(initiative.ref),
@@ -216,7 +227,9 @@ class SlackNotifier:
             response = self._client.chat_postMessage(channel=channel, **message)
         except SlackApiError as error:
             if _error_code(error) in _PERMANENT:
-                logger.warning("could not post %s for %s in %s: %s", kind, target, channel, _error_code(error))
+                logger.warning(
+                    "could not post %s for %s in %s: %s", kind, target, channel, _error_code(error)
+                )
                 return
             raise
         self._messages.remember(target, kind, response["channel"], response["ts"], self._services.now())
@@ -263,7 +276,9 @@ class SlackNotifier:
 
     def _readiness(self, initiative: Initiative, gate_id: str | None) -> Any:
         try:
-            return usecases.check_readiness(self._services.pipeline, self._services.read_uow(), initiative.ref, gate_id)
+            return usecases.check_readiness(
+                self._services.pipeline, self._services.read_uow(), initiative.ref, gate_id
+            )
         except GateError:
             return None
 

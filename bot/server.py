@@ -35,7 +35,9 @@ def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> 
     """Deliver queued notifications to Slack in the background until ``stop`` is set."""
     notifier = SlackNotifier(services, app.client, MessageRefs(services.database))
     worker = OutboxWorker(services.database, notifier, clock=services)
-    thread = threading.Thread(target=worker.run_forever, args=(stop, 0.25), name="shepherd-outbox", daemon=True)
+    thread = threading.Thread(
+        target=worker.run_forever, args=(stop, 0.25), name="shepherd-outbox", daemon=True
+    )
     thread.start()
     return thread
 

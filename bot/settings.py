@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias=_env("SHEPHERD_DATABASE_URL"))
     policies_dir: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_POLICIES"))
     embeddings: str = Field(default="auto", validation_alias=_env("SHEPHERD_EMBEDDINGS"))
-    embedding_model_dir: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_EMBEDDING_MODEL_DIR"))
+    embedding_model_dir: Path | None = Field(
+        default=None, validation_alias=_env("SHEPHERD_EMBEDDING_MODEL_DIR")
+    )
     chroma_url: str | None = Field(default=None, validation_alias=_env("SHEPHERD_CHROMA_URL"))
 
     llm_model: str | None = Field(default=None, validation_alias=_env("SHEPHERD_LLM_MODEL"))
@@ -34,7 +36,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
 
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
-    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
     slack_app_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_APP_TOKEN"))
     slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
     slack_client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))

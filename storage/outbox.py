@@ -150,8 +150,9 @@ class OutboxWorker:
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failure: exponential, capped, half of it jittered."""
-        full = min(self.max_delay, self.base_delay * (2 ** max(0, attempts - 1)))
-        return full / 2 + full / 2 * self._rng.random()
+        full: timedelta = min(self.max_delay, self.base_delay * (2 ** max(0, attempts - 1)))
+        jitter: timedelta = full / 2 * self._rng.random()
+        return full / 2 + jitter
 
     # -- internals --------------------------------------------------------------------------
 

@@ -28,7 +28,9 @@ from storage.tables import (
     role_holders,
 )
 
-_ANSWER_RETRIES = 5
+# Each failed try means another writer's version of the same answer committed first, so this
+# bounds how many people may answer one question at the same instant, not how long we wait.
+_ANSWER_RETRIES = 50
 
 
 def initiative_id(session: Session, ref: str) -> int:

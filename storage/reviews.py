@@ -64,7 +64,7 @@ class SqlReviewRepository:
             raise ReviewAlreadyOpen(
                 review.initiative_ref, already.gate_id if already else review.gate_id
             ) from None
-        review.id = int(inserted.inserted_primary_key[0])
+        review.id = int(inserted.inserted_primary_key[0])  # type: ignore[attr-defined]
         self._insert_decisions(review.id, review.decisions)
         self._remember(review, version=0)
 

@@ -105,7 +105,9 @@ class ActionListeners:
 
     def _only_criteria(self, ref: str) -> bool:
         report = usecases.check_readiness(self._services.pipeline, self._services.read_uow(), ref)
-        return not (report.missing or report.invalid or report.tier_waiting_for) and bool(report.blocking_unmet)
+        return not (report.missing or report.invalid or report.tier_waiting_for) and bool(
+            report.blocking_unmet
+        )
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -117,7 +119,9 @@ class ActionListeners:
         user = user_of(body)
         try:
             review_id = parse.review_id(action_value(body))
-            usecases.decide(services.pipeline, services.uow(), review_id, user, DecisionKind.APPROVE, None, services.now())
+            usecases.decide(
+                services.pipeline, services.uow(), review_id, user, DecisionKind.APPROVE, None, services.now()
+            )
         except GateError as error:
             tell_later(services, user, str(error), channel_of(body))
         except ValueError as error:
@@ -137,7 +141,9 @@ class ActionListeners:
                 roles = usecases.roles_of(services.pipeline, uow, user)
             if not review.can_decide(user, roles):
                 # Let the domain explain why, and audit the attempt, exactly as for a click.
-                usecases.decide(services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now())
+                usecases.decide(
+                    services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now()
+                )
                 return
         except GateError as error:
             tell_later(services, user, str(error), channel_of(body))
@@ -177,9 +183,15 @@ class ActionListeners:
         helpful = action.get("action_id") == ids.ACTION_FEEDBACK_HELPFUL
         user = user_of(body)
         with services.uow() as uow:
-            uow.audit.append(user, "ask.feedback", str(action.get("value", ""))[:100], {"helpful": helpful}, services.now())
+            uow.audit.append(
+                user, "ask.feedback", str(action.get("value", ""))[:100], {"helpful": helpful}, services.now()
+            )
             uow.commit()
-        thanks = "Thanks: marked as helpful." if helpful else "Thanks: marked as not helpful. A governance lead will see it."
+        thanks = (
+            "Thanks: marked as helpful."
+            if helpful
+            else "Thanks: marked as not helpful. A governance lead will see it."
+        )
         tell_later(services, user, thanks, channel_of(body))
 
     def home_page(self, body: dict[str, Any], client: WebClient) -> None:

@@ -51,13 +51,17 @@ class CommandListeners:
             ack()
         elif name == "ask":
             if not rest.strip():
-                ack(text="Ask a question after `ask`, for example: `/shepherd ask what do we need for the pilot gate?`")
+                ack(
+                    text="Ask a question after `ask`, for example: `/shepherd ask what do we need for the pilot gate?`"
+                )
             else:
                 ack(**blocks.ask_placeholder())
         else:
             ack(text=f"I don't know `{escape(name)}`. {USAGE}")
 
-    def later(self, command: dict[str, Any], client: WebClient, respond: Respond, body: dict[str, Any]) -> None:
+    def later(
+        self, command: dict[str, Any], client: WebClient, respond: Respond, body: dict[str, Any]
+    ) -> None:
         name, rest = subcommand(command.get("text", ""))
         if name == "new":
             self.open_intake(body, client)
@@ -92,7 +96,9 @@ class CommandListeners:
                 if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative):
                     report = usecases.check_readiness(pipeline, services.read_uow(), ref)
                 return blocks.status_message(pipeline, initiative, report, review)
-            mine = usecases.list_initiatives(pipeline, services.read_uow(), services.now(), owner_id=user, limit=20)
+            mine = usecases.list_initiatives(
+                pipeline, services.read_uow(), services.now(), owner_id=user, limit=20
+            )
         except GateError as error:
             return {"text": str(error)}
         if not mine:
@@ -109,7 +115,8 @@ class CommandListeners:
             holders = usecases.role_holders(services.pipeline, uow)
         if not words or words[0] == "list":
             lines = [
-                f"• *{role}*: {' '.join(f'<@{u}>' for u in users) or 'nobody yet'}" for role, users in holders.items()
+                f"• *{role}*: {' '.join(f'<@{u}>' for u in users) or 'nobody yet'}"
+                for role, users in holders.items()
             ]
             return "Role holders:\n" + "\n".join(lines) + "\nChange: `/shepherd roles set ROLE @user @user`"
         if words[0] == "set" and len(words) >= 2:

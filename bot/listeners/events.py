@@ -56,11 +56,19 @@ class EventListeners:
         publish_home(self._services, client, event["user"])
 
     def _answer(
-        self, client: WebClient, text: str, channel: str, thread_ts: str | None, target: str | None, user: str | None
+        self,
+        client: WebClient,
+        text: str,
+        channel: str,
+        thread_ts: str | None,
+        target: str | None,
+        user: str | None,
     ) -> None:
         """Something visible at once, then the checklist and the guidance in its place."""
         services = self._services
-        placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder())
+        placeholder = client.chat_postMessage(
+            channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder()
+        )
         where = {"channel": placeholder["channel"], "ts": placeholder["ts"]}
 
         def progress(message: dict[str, Any]) -> None:

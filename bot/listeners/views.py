@@ -63,8 +63,14 @@ class ViewListeners:
         sponsor = next((v for q, v in typed.items() if "sponsor" in q and isinstance(v, str)), None)
         try:
             usecases.register(
-                pipeline, services.uow(), name=name, owner_id=user, answers=raw, actor_id=user,
-                now=services.now(), sponsor_id=sponsor,
+                pipeline,
+                services.uow(),
+                name=name,
+                owner_id=user,
+                answers=raw,
+                actor_id=user,
+                now=services.now(),
+                sponsor_id=sponsor,
             )
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, ids.NAME_BLOCK))
@@ -76,23 +82,36 @@ class ViewListeners:
         pipeline = services.pipeline
         user = body["user"]["id"]
         meta = parse.metadata(view)
-        ref, gate_id, page = str(meta.get("ref", "")), str(meta.get("gate", "")), int(meta.get("page", 0) or 0)
+        ref, gate_id, page = (
+            str(meta.get("ref", "")),
+            str(meta.get("gate", "")),
+            int(meta.get("page", 0) or 0),
+        )
         state = view.get("state", {}).get("values", {})
         first_block = next(iter(state), ids.NAME_BLOCK)
         try:
             raw = parse.answers_from_state(pipeline, gate_id, state)
+            link = parse.link_from_state(state)
+        except parse.PayloadError as error:
+            ack(response_action="errors", errors={error.block_id or first_block: str(error)[:150]})
+            return
+        try:
             _, problems = usecases.validate_answers(pipeline, gate_id, raw)
             if problems:
-                ack(response_action="errors", errors={ids.question_block_id(q): m[:150] for q, m in problems.items()})
+                ack(
+                    response_action="errors",
+                    errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
+                )
                 return
             result = usecases.answer(pipeline, services.uow(), ref, gate_id, raw, user, services.now())
-            link = parse.link_from_state(state)
             if link is not None:
                 usecases.add_link(services.uow(), ref, gate_id, link[0], link[1], user, services.now())
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, first_block))
             return
-        next_view = blocks.questionnaire_modal(pipeline, result.initiative, gate_id, dict(result.readiness.answers), page=page + 1)
+        next_view = blocks.questionnaire_modal(
+            pipeline, result.initiative, gate_id, dict(result.readiness.answers), page=page + 1
+        )
         if parse.metadata(next_view).get("page", 0) == page + 1 and _has_inputs(next_view):
             ack(response_action="update", view=next_view)
         else:
@@ -114,7 +133,10 @@ class ViewListeners:
             ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
             return
         except ValueError:
-            ack(response_action="errors", errors={ids.REASON_BLOCK: "This form is out of date; close it and click the button again."})
+            ack(
+                response_action="errors",
+                errors={ids.REASON_BLOCK: "This form is out of date; close it and click the button again."},
+            )
             return
         ack()
 
@@ -127,7 +149,14 @@ class ViewListeners:
             ack(response_action="errors", errors={ids.REASON_BLOCK: "A justification is required."})
             return
         try:
-            usecases.submit(services.pipeline, services.uow(), str(meta.get("ref", "")), user, services.now(), justification)
+            usecases.submit(
+                services.pipeline,
+                services.uow(),
+                str(meta.get("ref", "")),
+                user,
+                services.now(),
+                justification,
+            )
         except GateError as error:
             ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
             return

@@ -149,7 +149,9 @@ def has_button(message: dict[str, Any], action_id: str) -> bool:
 
 
 @contextmanager
-def running_workspace(api: FakeSlackWebAPI, data_dir: Path, database_url: str | None = None) -> Iterator[Workspace]:
+def running_workspace(
+    api: FakeSlackWebAPI, data_dir: Path, database_url: str | None = None
+) -> Iterator[Workspace]:
     """Shepherd on a fresh database, serving HTTP on a real port, talking to ``api``."""
     registry = api.state.add_channel("ai-initiatives")
     clock = Clock()

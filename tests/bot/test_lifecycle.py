@@ -34,8 +34,12 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar")]:
         api.state.add_user(user, name)
     with api, running_workspace(api, tmp_path / "data") as ws:
-        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock())
-        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), "risk", [RISK], "U0ADMIN01", ws.clock())
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock()
+        )
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "risk", [RISK], "U0ADMIN01", ws.clock()
+        )
         yield ws
 
 
@@ -45,7 +49,9 @@ def intake_values() -> dict[str, Any]:
     answers["initiative_owner"] = OWNER
     values: dict[str, Any] = {ids.NAME_BLOCK: "Spare-parts demand forecast"}
     for qid, value in answers.items():
-        values[ids.question_block_id(qid)] = [str(v) for v in value] if isinstance(value, list) else str(value)
+        values[ids.question_block_id(qid)] = (
+            [str(v) for v in value] if isinstance(value, list) else str(value)
+        )
     return values
 
 
@@ -97,16 +103,25 @@ def test_intake_modal_shows_field_errors_and_records_nothing(workspace: Workspac
     body = response.json()
     assert body["response_action"] == "errors"
     assert ids.question_block_id("poc_duration_weeks") in body["errors"]
-    assert not usecases.list_initiatives(workspace.services.pipeline, workspace.services.read_uow(), workspace.clock())
+    assert not usecases.list_initiatives(
+        workspace.services.pipeline, workspace.services.read_uow(), workspace.clock()
+    )
 
 
 def test_mention_in_the_thread_answers_with_this_initiatives_checklist(workspace: Workspace) -> None:
     ref = register(workspace)
     thread = card(workspace)["ts"]
-    assert workspace.mention(OWNER, "what do we need for the next gate?", workspace.registry, thread).status == 200
+    assert (
+        workspace.mention(OWNER, "what do we need for the next gate?", workspace.registry, thread).status
+        == 200
+    )
     workspace.api.wait_for("chat.update", count=1, timeout=10)
     reply = workspace.wait(
-        lambda: [m for m in workspace.api.state.thread(workspace.registry, thread)[1:] if "Looking" not in m.get("text", "")]
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if "Looking" not in m.get("text", "")
+        ]
     )[-1]
     assert "approv" in str(reply["blocks"]).lower()
     assert has_button(reply, ids.ACTION_FEEDBACK_HELPFUL)
@@ -144,19 +159,30 @@ def test_request_changes_then_approval_advances_the_stage_once(workspace: Worksp
     # An outsider holds no role: refused too.
     ws.click(OUTSIDER, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
     ws.deliver()
-    assert any("hold none of the roles" in c.params.get("text", "") for c in ws.api.calls("chat.postEphemeral"))
+    assert any(
+        "hold none of the roles" in c.params.get("text", "") for c in ws.api.calls("chat.postEphemeral")
+    )
 
     # The sponsor requests changes: a reason is required, then the buttons disappear.
-    reason_view = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REQUEST_CHANGES))
+    reason_view = ws.opened_view(
+        lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REQUEST_CHANGES)
+    )
     assert reason_view["callback_id"] == ids.VIEW_REASON
-    assert ws.submit_view(SPONSOR, reason_view, {ids.REASON_BLOCK: "   "}).json()["response_action"] == "errors"
-    assert ws.submit_view(SPONSOR, reason_view, {ids.REASON_BLOCK: "Baseline period is too short."}).status == 200
+    assert (
+        ws.submit_view(SPONSOR, reason_view, {ids.REASON_BLOCK: "   "}).json()["response_action"] == "errors"
+    )
+    assert (
+        ws.submit_view(SPONSOR, reason_view, {ids.REASON_BLOCK: "Baseline period is too short."}).status
+        == 200
+    )
     ws.deliver()
     assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
     assert _reviews(ws, ref)[-1].status is ReviewStatus.CHANGES_REQUESTED
 
     # The owner updates an answer through the questionnaire and submits again.
-    questionnaire = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+    questionnaire = ws.opened_view(
+        lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE)
+    )
     assert questionnaire["callback_id"] == ids.VIEW_QUESTIONNAIRE
     qid = ids.question_block_id("poc_duration_weeks")
     while qid not in str(questionnaire["blocks"]):
@@ -198,7 +224,9 @@ def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Work
     assert ws.deliver() >= 1
     dms = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
     assert len(dms) == 1
-    requests = [m for m in ws.api.state.thread(ws.registry, card(ws)["ts"]) if has_button(m, ids.ACTION_APPROVE)]
+    requests = [
+        m for m in ws.api.state.thread(ws.registry, card(ws)["ts"]) if has_button(m, ids.ACTION_APPROVE)
+    ]
     assert len(requests) == 1
     ws.clock.advance(minutes=20)
     assert ws.deliver() == 0

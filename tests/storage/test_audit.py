@@ -101,3 +101,12 @@ def test_the_timeline_lists_a_targets_entries_in_order_with_uncommitted_ones(fiv
     assert [entry.actor_id for entry in timeline] == ["U1", "U2", "U3", "U4", "U5", "U9"]
     assert timeline[0].detail == {"n": 1, "at": "2025-03-01T09:00:00.000000+00:00"}
     assert verify_audit(five_entries).checked == 5  # the uncommitted one was rolled back
+
+
+def test_verify_reads_the_chain_in_pages_and_still_names_the_entry(five_entries: Database) -> None:
+    from storage.audit import verify
+
+    tamper(five_entries, "DELETE FROM audit_log WHERE seq = 4")
+    with five_entries.session(read_only=True) as session:
+        report = verify(session, batch=2)
+    assert (report.bad_seq, report.checked) == (4, 3)

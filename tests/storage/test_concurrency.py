@@ -168,7 +168,7 @@ def test_concurrent_answers_to_one_question_get_consecutive_versions(database: D
             scenarios.pipeline(), database.uow(), ref, "intake", {"problem": f"statement {n}"}, f"U{n}", LATER
         )
 
-    run_threads(answer, [(n,) for n in range(6)])
+    assert run_threads(answer, [(n,) for n in range(6)]) == [None] * 6
     with database.uow(read_only=True) as uow:
         versions = [a.version for a in uow.answers.history(ref) if a.question_id == "problem"]
     assert sorted(versions) == list(range(1, 8))  # the intake answer, then six more

@@ -44,6 +44,9 @@ def test_a_killed_writer_loses_no_committed_answer_and_leaves_no_half_written_re
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
+        # Lines the child printed before it died but we had not read yet still count.
+        for line in child.stdout.read().split():
+            committed = int(line)
         child.stdout.close()
         if child.stderr:
             child.stderr.close()

@@ -1,0 +1,35 @@
+"""The Slack app manifest in the repository is the one the code generates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bot import ids
+from bot.manifest import manifest_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_checked_in_manifest_matches_the_code() -> None:
+    assert (REPO / "slack-manifest.yaml").read_text(encoding="utf-8") == manifest_yaml()
+
+
+def test_manifest_declares_every_surface_the_bot_listens_on() -> None:
+    data = yaml.safe_load(manifest_yaml())
+    assert data["features"]["slash_commands"][0]["command"] == ids.COMMAND
+    assert data["features"]["shortcuts"][0]["callback_id"] == ids.SHORTCUT_NEW
+    assert set(data["settings"]["event_subscriptions"]["bot_events"]) >= {
+        "app_mention",
+        "message.im",
+        "app_home_opened",
+    }
+    assert data["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert {"chat:write", "commands", "im:history"} <= set(data["oauth_config"]["scopes"]["bot"])
+
+
+def test_socket_mode_manifest_has_no_request_urls() -> None:
+    data = yaml.safe_load(manifest_yaml(socket_mode=True))
+    assert data["settings"]["socket_mode_enabled"] is True
+    assert "request_url" not in data["settings"]["interactivity"]

@@ -31,19 +31,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import json
 import logging
 import multiprocessing as mp
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -169,7 +166,9 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
 
     async def events(request: Request) -> Response:
         body = await request.body()
-        response = await anyio.to_thread.run_sync(app.dispatch, to_bolt_request(request, body), limiter=limiter)
+        response = await anyio.to_thread.run_sync(
+            app.dispatch, to_bolt_request(request, body), limiter=limiter
+        )
         return to_starlette_response(response)
 
     _serve(conn, Starlette(routes=[Route("/slack/events", events, methods=["POST"])]))
@@ -214,10 +213,12 @@ class LoadResult:
         if not self.latencies_ms:
             return float("nan")
         ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def _connection(port: int, requests: list[bytes], cursor: list[int], stop_at: float, out: dict[str, Any]) -> None:
+async def _connection(
+    port: int, requests: list[bytes], cursor: list[int], stop_at: float, out: dict[str, Any]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < stop_at:
@@ -303,25 +304,44 @@ def approve_bodies(pairs: list[tuple[int, str]], channel: str) -> list[bytes]:
         "ts": "1700000000.000100",
         "text": "Review requested",
         "blocks": [
-            {"type": "section", "block_id": "summary", "text": {"type": "mrkdwn", "text": "*AI-0001* is ready."}},
+            {
+                "type": "section",
+                "block_id": "summary",
+                "text": {"type": "mrkdwn", "text": "*AI-0001* is ready."},
+            },
             {
                 "type": "actions",
                 "block_id": "decide",
                 "elements": [
-                    {"type": "button", "action_id": ids.ACTION_APPROVE, "text": {"type": "plain_text", "text": "Approve"},
-                     "value": REVIEW_MARK, "style": "primary"},
-                    {"type": "button", "action_id": ids.ACTION_REJECT, "text": {"type": "plain_text", "text": "Reject"},
-                     "value": REVIEW_MARK},
+                    {
+                        "type": "button",
+                        "action_id": ids.ACTION_APPROVE,
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "value": REVIEW_MARK,
+                        "style": "primary",
+                    },
+                    {
+                        "type": "button",
+                        "action_id": ids.ACTION_REJECT,
+                        "text": {"type": "plain_text", "text": "Reject"},
+                        "value": REVIEW_MARK,
+                    },
                 ],
             },
         ],
     }
-    payload = payloads.block_actions_on_message(message, ids.ACTION_APPROVE, user_id=USER_MARK, channel_id=channel, value=REVIEW_MARK)
+    payload = payloads.block_actions_on_message(
+        message, ids.ACTION_APPROVE, user_id=USER_MARK, channel_id=channel, value=REVIEW_MARK
+    )
     payload["user"]["username"] = payload["user"]["name"] = USER_MARK
     template = encode_interaction(payload)
     # Substituting markers in the encoded body is far cheaper than encoding tens of thousands of payloads.
-    return [template.replace(USER_MARK.encode(), user.encode()).replace(REVIEW_MARK.encode(), str(review_id).encode())
-            for review_id, user in pairs]
+    return [
+        template.replace(USER_MARK.encode(), user.encode()).replace(
+            REVIEW_MARK.encode(), str(review_id).encode()
+        )
+        for review_id, user in pairs
+    ]
 
 
 def view_bodies(templates: list[dict[str, Any]], count: int) -> list[bytes]:
@@ -335,7 +355,9 @@ def view_bodies(templates: list[dict[str, Any]], count: int) -> list[bytes]:
         payload = copy.deepcopy(template)
         payload["view"]["state"]["values"][block][ids.ANSWER_ACTION]["value"] = NUMBER_MARK
         encoded.append(encode_interaction(payload))
-    return [encoded[i % len(encoded)].replace(NUMBER_MARK.encode(), str(i + 1).encode()) for i in range(count)]
+    return [
+        encoded[i % len(encoded)].replace(NUMBER_MARK.encode(), str(i + 1).encode()) for i in range(count)
+    ]
 
 
 # ------------------------------------------------------------------------------------ seeding
@@ -373,17 +395,34 @@ def seed(env: dict[str, str], reviews: int) -> Seeded:
     pipeline = services.pipeline
     now = services.now()
     usecases.set_role_holders(pipeline, services.uow(), "sponsor", APPROVERS, "U0ADMIN01", now)
-    answers = {"problem_statement": "Forecast spare-parts demand.", "team_size": "4", "data_kind": "internal", "uses_llm": "no"}
+    answers = {
+        "problem_statement": "Forecast spare-parts demand.",
+        "team_size": "4",
+        "data_kind": "internal",
+        "uses_llm": "no",
+    }
     review_ids = []
     for i in range(reviews):
         initiative = usecases.register(
-            pipeline, services.uow(), name=f"Initiative {i}", owner_id=OWNER, answers=answers, actor_id=OWNER, now=now
+            pipeline,
+            services.uow(),
+            name=f"Initiative {i}",
+            owner_id=OWNER,
+            answers=answers,
+            actor_id=OWNER,
+            now=now,
         )
         review_ids.append(usecases.submit(pipeline, services.uow(), initiative.ref, OWNER, now).id)
     templates = []
     for i in range(QUESTIONNAIRE_INITIATIVES):
         initiative = usecases.register(
-            pipeline, services.uow(), name=f"Questionnaire {i}", owner_id=OWNER, answers=answers, actor_id=OWNER, now=now
+            pipeline,
+            services.uow(),
+            name=f"Questionnaire {i}",
+            owner_id=OWNER,
+            answers=answers,
+            actor_id=OWNER,
+            now=now,
         )
         with services.read_uow() as uow:
             current = usecases.current_answers(uow, initiative.ref)
@@ -446,7 +485,9 @@ def wait_healthy(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def run_database(ctx: Any, label: str, database_url: str | None, delay: float, args: argparse.Namespace) -> list[Row]:
+def run_database(
+    ctx: Any, label: str, database_url: str | None, delay: float, args: argparse.Namespace
+) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-slack-") as tmp:
         pipeline = Path(tmp) / "pipeline.yaml"
@@ -469,8 +510,11 @@ def run_database(ctx: Any, label: str, database_url: str | None, delay: float, a
         reviews = max(20, expected_clicks // APPROVERS_PER_REVIEW + 1)
         started = time.perf_counter()
         seeded = seed(env, reviews)
-        print(f"[{label}, slack delay {delay * 1000:.0f} ms] seeded {reviews} open reviews "
-              f"({len(seeded.review_pairs)} possible decisions) in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"[{label}, slack delay {delay * 1000:.0f} ms] seeded {reviews} open reviews "
+            f"({len(seeded.review_pairs)} possible decisions) in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         servers = {}
         for name, target in (("shepherd", shepherd_main), ("bare", bare_main)):
             process, _, info = start_child(ctx, target, env)
@@ -504,13 +548,19 @@ def run_database(ctx: Any, label: str, database_url: str | None, delay: float, a
                             decided = count_rows(env, "select count(*) from decisions") - decisions_before
                             row.decisions_per_s = decided / result.seconds
                             if cursor >= len(seeded.review_pairs):
-                                print("  warning: ran out of seeded approvals; raise --max-decisions-per-s", flush=True)
+                                print(
+                                    "  warning: ran out of seeded approvals; raise --max-decisions-per-s",
+                                    flush=True,
+                                )
                         rows.append(row)
                         print("  " + format_row(row), flush=True)
             backlog = count_rows(env, "select count(*) from outbox where status = 'pending'")
             delivered = count_rows(env, "select count(*) from outbox where status <> 'pending'")
-            print(f"  outbox after the run: {delivered} delivered, {backlog} still pending "
-                  f"(the worker delivers in the background; the ack never waits for it)", flush=True)
+            print(
+                f"  outbox after the run: {delivered} delivered, {backlog} still pending "
+                f"(the worker delivers in the background; the ack never waits for it)",
+                flush=True,
+            )
         finally:
             for process, _ in servers.values():
                 process.terminate()
@@ -526,15 +576,19 @@ def format_row(row: Row) -> str:
     r = row.result
     decisions = f"{row.decisions_per_s:8.0f}" if row.decisions_per_s is not None else "       -"
     errors = f"  errors {r.errors} {dict(r.statuses)}" if r.errors else ""
-    return (f"{row.scenario:8} {row.connections:>4}c {row.app:9} {r.rps:8.0f} rps  p50 {r.pct(50):7.1f}  "
-            f"p95 {r.pct(95):7.1f}  p99 {r.pct(99):7.1f} ms  decisions/s {decisions}{errors}")
+    return (
+        f"{row.scenario:8} {row.connections:>4}c {row.app:9} {r.rps:8.0f} rps  p50 {r.pct(50):7.1f}  "
+        f"p95 {r.pct(95):7.1f}  p99 {r.pct(99):7.1f} ms  decisions/s {decisions}{errors}"
+    )
 
 
 def summary(rows: list[Row]) -> None:
     print()
     print("=" * 118)
-    header = (f"{'database':10} {'slack':>6} {'scenario':8} {'conn':>4} | {'shepherd rps':>12} {'p50':>6} {'p95':>6} {'p99':>7} "
-              f"{'dec/s':>6} | {'bare rps':>8} {'p50':>6} {'p95':>6} {'p99':>6}")
+    header = (
+        f"{'database':10} {'slack':>6} {'scenario':8} {'conn':>4} | {'shepherd rps':>12} {'p50':>6} {'p95':>6} {'p99':>7} "
+        f"{'dec/s':>6} | {'bare rps':>8} {'p50':>6} {'p95':>6} {'p99':>6}"
+    )
     print(header)
     print("-" * 118)
     keyed = {(r.database, r.delay, r.scenario, r.connections, r.app): r for r in rows}
@@ -544,8 +598,10 @@ def summary(rows: list[Row]) -> None:
         bare = keyed.get((database, delay, scenario, connections, "bare"))
         s = row.result
         dec = f"{row.decisions_per_s:6.0f}" if row.decisions_per_s is not None else "     -"
-        line = (f"{database:10} {delay * 1000:4.0f}ms {scenario:8} {connections:>4} | {s.rps:12.0f} {s.pct(50):6.1f} "
-                f"{s.pct(95):6.1f} {s.pct(99):7.1f} {dec}")
+        line = (
+            f"{database:10} {delay * 1000:4.0f}ms {scenario:8} {connections:>4} | {s.rps:12.0f} {s.pct(50):6.1f} "
+            f"{s.pct(95):6.1f} {s.pct(99):7.1f} {dec}"
+        )
         if bare:
             b = bare.result
             line += f" | {b.rps:8.0f} {b.pct(50):6.1f} {b.pct(95):6.1f} {b.pct(99):6.1f}"
@@ -553,29 +609,49 @@ def summary(rows: list[Row]) -> None:
             line += f"  (shepherd non-200: {s.errors})"
         print(line)
     print("-" * 118)
-    print("latencies in ms, measured by the load generator from request written to response read (keep-alive).")
+    print(
+        "latencies in ms, measured by the load generator from request written to response read (keep-alive)."
+    )
     top = max(r.connections for r in rows)
     print()
     print(f"Goal check (Shepherd, {top} connections):")
     for database in dict.fromkeys(r.database for r in rows):
         for delay in dict.fromkeys(r.delay for r in rows):
-            at_top = [r for r in rows if r.database == database and r.delay == delay and r.app == "shepherd" and r.connections == top]
+            at_top = [
+                r
+                for r in rows
+                if r.database == database
+                and r.delay == delay
+                and r.app == "shepherd"
+                and r.connections == top
+            ]
             if not at_top:
                 continue
             worst = max(at_top, key=lambda r: r.result.pct(99))
             p99_ok = worst.result.pct(99) <= 50
-            decision_rows = [r for r in rows if r.database == database and r.delay == delay and r.decisions_per_s is not None]
+            decision_rows = [
+                r
+                for r in rows
+                if r.database == database and r.delay == delay and r.decisions_per_s is not None
+            ]
             best = max((r.decisions_per_s or 0 for r in decision_rows), default=0.0)
-            print(f"  {database:10} slack +{delay * 1000:.0f} ms: worst p99 ack {worst.result.pct(99):6.1f} ms ({worst.scenario}) "
-                  f"{'PASS' if p99_ok else 'FAIL'} (<= 50 ms);  best decisions/s {best:6.0f} {'PASS' if best >= 500 else 'FAIL'} (>= 500)")
+            print(
+                f"  {database:10} slack +{delay * 1000:.0f} ms: worst p99 ack {worst.result.pct(99):6.1f} ms ({worst.scenario}) "
+                f"{'PASS' if p99_ok else 'FAIL'} (<= 50 ms);  best decisions/s {best:6.0f} {'PASS' if best >= 500 else 'FAIL'} (>= 500)"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="load time per scenario, app and connection count")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="load time per scenario, app and connection count"
+    )
     parser.add_argument("--connections", default="1,10,50", help="comma-separated connection counts")
-    parser.add_argument("--postgres", default=os.environ.get("SHEPHERD_TEST_DATABASE_URL"),
-                        help="also run on this PostgreSQL URL (its tables are dropped first)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SHEPHERD_TEST_DATABASE_URL"),
+        help="also run on this PostgreSQL URL (its tables are dropped first)",
+    )
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--delays", default="0,0.3", help="Slack Web API delays to run with, seconds")
     parser.add_argument("--scenarios", default="command,approve,view")
@@ -591,7 +667,10 @@ def main() -> None:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     delays = [float(d) for d in args.delays.split(",") if d.strip()]
     ctx = mp.get_context("spawn")
-    print(f"bench_slack: {os.cpu_count()} CPUs, {args.seconds:g} s per point, connections {args.connections}", flush=True)
+    print(
+        f"bench_slack: {os.cpu_count()} CPUs, {args.seconds:g} s per point, connections {args.connections}",
+        flush=True,
+    )
     rows: list[Row] = []
     targets: list[tuple[str, str | None]] = [] if args.no_sqlite else [("sqlite", None)]
     if args.postgres:

@@ -271,7 +271,7 @@ def roles_list(as_json: AsJson = False) -> None:
         pipeline = services.pipeline
         with services.read_uow() as uow:  # role_holders reads inside the caller's transaction
             holders = usecases.role_holders(pipeline, uow)
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         role: {
             "label": spec.label or role,
             "holders": holders.get(role, []),

@@ -35,6 +35,9 @@ def configure_logging(settings: Settings) -> None:
         logging.basicConfig(level=level, handlers=[handler], force=True)
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    # Libraries' chatter (migrations, index building, HTTP) is not what a person starting Shepherd needs.
+    for noisy in ("alembic", "bm25s", "httpx", "chromadb", "urllib3", "slack_bolt", "slack_sdk"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def prepare(settings: Settings) -> Services:

@@ -34,6 +34,7 @@ import copy
 import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -378,6 +379,11 @@ def reset_postgres(url: str) -> None:
     metadata.reflect(engine)
     metadata.drop_all(engine)
     engine.dispose()
+    from storage.database import Database
+
+    database = Database(url)
+    database.upgrade()
+    database.dispose()
 
 
 def seed(env: dict[str, str], reviews: int) -> Seeded:
@@ -541,7 +547,15 @@ def run_database(
                             bodies = approve_bodies(pairs, slack["registry"])
                         else:
                             bodies = view_bodies(seeded.view_templates, budget)
-                        result = run_load(ctx, port, bodies, connections, args.seconds)
+                        # Freeze the other app (and Shepherd's outbox worker) so only one app uses the CPUs.
+                        others = [p for n, (p, _) in servers.items() if n != name]
+                        for other in others:
+                            os.kill(other.pid, signal.SIGSTOP)
+                        try:
+                            result = run_load(ctx, port, bodies, connections, args.seconds)
+                        finally:
+                            for other in others:
+                                os.kill(other.pid, signal.SIGCONT)
                         row = Row(label, delay, scenario, connections, name, result)
                         if decisions_before is not None:
                             cursor += result.sent

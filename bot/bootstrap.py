@@ -79,7 +79,7 @@ def open_knowledge(settings: Settings) -> KnowledgeBase | None:
     from knowledge.base import KnowledgeError
 
     try:
-        return KnowledgeBase(
+        knowledge = KnowledgeBase(
             settings.data_dir / "knowledge",
             embeddings=settings.embeddings,
             chroma_url=settings.chroma_url,
@@ -90,6 +90,16 @@ def open_knowledge(settings: Settings) -> KnowledgeBase | None:
     except KnowledgeError as error:
         logger.warning("Policy guidance is unavailable: %s", error)
         return None
+    # Every process brings the store up to date with the policy folder; unchanged files are
+    # skipped by content hash, so after the first start this costs a directory scan.
+    try:
+        report = knowledge.ingest([policy_folder(settings)])
+    except KnowledgeError as error:
+        logger.warning("Could not ingest the policy folder: %s", error)
+    else:
+        for path, reason in report.failed:
+            logger.warning("Policy file skipped: %s (%s)", path, reason)
+    return knowledge
 
 
 def policy_folder(settings: Settings) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -187,13 +187,10 @@ def _check_meaning(
         report(("gates", index, "id"), f"gate id '{model.gates[index].id}' is used twice")
 
     question_ids: set[str] = set()
-    for gi, gate in enumerate(model.gates):
-        if gate.from_ not in stages:
-            report(("gates", gi, "from"), f"'{gate.from_}' is not one of the stages {model.stages}")
-        if gate.to not in stages:
-            report(("gates", gi, "to"), f"'{gate.to}' is not one of the stages {model.stages}")
-        for qi, question in enumerate(gate.questions):
-            at = ("gates", gi, "questions", qi)
+
+    def check_questions(questions: list[Question], at_questions: PathKey) -> None:
+        for qi, question in enumerate(questions):
+            at = (*at_questions, qi)
             if question.id in question_ids:
                 report(
                     (*at, "id"),
@@ -216,6 +213,23 @@ def _check_meaning(
                     report((*at, "validation", "pattern"), f"not a valid regular expression: {error}")
             if rules and rules.min is not None and rules.max is not None and rules.min > rules.max:
                 report((*at, "validation"), "min is greater than max")
+
+    for gi, gate in enumerate(model.gates):
+        if gate.from_ not in stages:
+            report(("gates", gi, "from"), f"'{gate.from_}' is not one of the stages {model.stages}")
+        if gate.to not in stages:
+            report(("gates", gi, "to"), f"'{gate.to}' is not one of the stages {model.stages}")
+        check_questions(gate.questions, ("gates", gi, "questions"))
+        if (
+            gate.review_reminder_days is not None
+            and gate.review_escalation_days is not None
+            and gate.review_escalation_days <= gate.review_reminder_days
+        ):
+            report(
+                ("gates", gi, "review_escalation_days"),
+                f"escalation after {gate.review_escalation_days} day(s) comes before the reminder "
+                f"after {gate.review_reminder_days}; escalate later than you remind",
+            )
         for index in _duplicates([c.id for c in gate.criteria]):
             report(
                 ("gates", gi, "criteria", index, "id"),
@@ -228,6 +242,8 @@ def _check_meaning(
                 role_at,
                 f"role '{role}' is not defined under roles (defined: {', '.join(model.roles) or 'none'})",
             )
+    if model.operations is not None:
+        _check_operations(model, report, check_questions)
     for gi, gate in enumerate(model.gates):
         for ri, rule in enumerate(gate.risk_tier):
             if rule.tier not in model.risk_tiers:
@@ -272,6 +288,44 @@ def _expressions(model: Pipeline) -> Iterable[tuple[PathKey, str, bool]]:
         for ai, approval in enumerate(gate.approvals):
             if approval.when is not None:
                 yield ("gates", gi, "approvals", ai, "when"), approval.when, True
+    if model.operations is not None:
+        for qi, question in enumerate(model.operations.questions):
+            for key in ("required_if", "show_if"):
+                source = getattr(question, key)
+                if source is not None:
+                    yield ("operations", "questions", qi, key), source, False
+
+
+def _check_operations(
+    model: Pipeline,
+    report: Callable[[PathKey, str], None],
+    check_questions: Callable[[list[Question], PathKey], None],
+) -> None:
+    operations = model.operations
+    assert operations is not None
+    if operations.stage is not None and operations.stage not in model.stages:
+        report(("operations", "stage"), f"'{operations.stage}' is not one of the stages {model.stages}")
+    check_questions(operations.questions, ("operations", "questions"))
+    if operations.role is None:
+        return
+    if operations.role not in model.roles:
+        report(
+            ("operations", "role"),
+            f"role '{operations.role}' is not defined under roles (defined: {', '.join(model.roles) or 'none'})",
+        )
+        return
+    # The receiving side must sign the handover itself: a project cannot declare on operations'
+    # behalf that it accepts the system, so the rule must hold whatever the answers or the tier.
+    stage = model.operations_stage
+    for gi, gate in enumerate(model.gates):
+        if gate.to != stage:
+            continue
+        if not any(rule.role == operations.role and rule.when is None for rule in gate.approvals):
+            report(
+                ("gates", gi, "approvals"),
+                f"the handover into '{stage}' must always require the '{operations.role}' role's approval "
+                f"(an approval rule `role: {operations.role}` without `when`)",
+            )
 
 
 def _approval_roles(model: Pipeline) -> Iterable[tuple[PathKey, str]]:

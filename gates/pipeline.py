@@ -7,13 +7,16 @@ Structural checks live here; cross-references and CEL compilation live in ``gate
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 """Ids are used in CEL (``answers.<id>``), in Slack ``action_id`` values and in URLs."""
+
+SLACK_USER_ID = r"^[UW][A-Z0-9]{2,}$"
 
 
 class _Strict(BaseModel):
@@ -83,6 +86,19 @@ class Role(_Strict):
     description: str | None = None
     slack_users: list[str] = Field(default_factory=list)
     slack_usergroup: str | None = None
+    escalation_contact: str | None = None
+    """Slack user id told when a review waiting for this role passes its escalation time."""
+
+    @field_validator("escalation_contact")
+    @classmethod
+    def _slack_user(cls, value: str | None) -> str | None:
+        # An empty string is how a template leaves the contact to be filled in.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.match(SLACK_USER_ID, value):
+            raise ValueError(f"must be a Slack user id such as U012ABCDEF, not {value!r}")
+        return value
 
 
 class Gate(_Strict):
@@ -92,6 +108,11 @@ class Gate(_Strict):
     from_: str = Field(alias="from")
     to: str
     time_box_days: int | None = Field(default=None, gt=0)
+    review_reminder_days: int | None = Field(default=None, gt=0)
+    """Remind the approvers still needed once a review has waited this many days (and again
+    every as many days after)."""
+    review_escalation_days: int | None = Field(default=None, gt=0)
+    """Tell the escalation contact of each role still needed once a review waited this long."""
     allow_exceptions: bool = False
     questions: list[Question] = Field(default_factory=list)
     criteria: list[Criterion] = Field(default_factory=list)
@@ -106,6 +127,20 @@ class Gate(_Strict):
         return next((q for q in self.questions if q.id == question_id), None)
 
 
+class Operations(_Strict):
+    """Periodic reviews of the systems that reached the operations stage."""
+
+    stage: Identifier | None = None
+    """The stage whose initiatives are reviewed; the last stage when not given."""
+    review_every_days: int = Field(default=90, gt=0, le=3660)
+    overdue_after_days: int = Field(default=14, ge=0, le=365)
+    """Grace after the due date before a review counts as overdue and is escalated."""
+    role: Identifier | None = None
+    """The role that receives systems at handover; its escalation contact hears of overdue
+    reviews, and the gate into the operations stage must require its approval."""
+    questions: list[Question] = Field(default_factory=list)
+
+
 class Pipeline(_Strict):
     version: int = Field(ge=1)
     name: str = "AI initiative pathway"
@@ -113,6 +148,14 @@ class Pipeline(_Strict):
     risk_tiers: list[str] = Field(default_factory=lambda: ["low", "medium", "high"])
     roles: dict[Identifier, Role] = Field(default_factory=dict)
     gates: list[Gate] = Field(min_length=1)
+    operations: Operations | None = None
+
+    @property
+    def operations_stage(self) -> str | None:
+        """The stage periodic reviews apply to, or None when the pipeline has no operations."""
+        if self.operations is None:
+            return None
+        return self.operations.stage or self.stages[-1]
 
     def gate(self, gate_id: str) -> Gate | None:
         return next((g for g in self.gates if g.id == gate_id), None)

@@ -103,6 +103,9 @@ class ReviewRepository(Protocol):
         ...
 
     def pending_for(self, roles: Sequence[str]) -> Sequence[Review]: ...
+    def all_reviews(self) -> Sequence[Review]:
+        """Every review of every initiative with its decisions, oldest first (the portfolio)."""
+        ...
 
 
 class RoleRepository(Protocol):

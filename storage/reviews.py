@@ -108,6 +108,23 @@ class SqlReviewRepository:
         return [review for review in open_reviews if wanted & set(review.remaining())]
 
     @guarded
+    def all_reviews(self) -> Sequence[Review]:
+        """Every review with its decisions, oldest first: two queries whatever the count (no
+        ``IN`` list, which would hit the databases' bound-parameter limits on a large portfolio)."""
+        rows = list(
+            self._session.execute(_select_reviews().order_by(reviews.c.submitted_at, reviews.c.id)).mappings()
+        )
+        by_review: dict[int, list[Decision]] = {row["id"]: [] for row in rows}
+        for d in self._session.execute(
+            select(decisions).order_by(decisions.c.decided_at, decisions.c.id)
+        ).mappings():
+            if d["review_id"] in by_review:
+                by_review[d["review_id"]].append(
+                    Decision(d["approver_id"], DecisionKind(d["kind"]), d["role"], d["reason"], d["decided_at"])
+                )
+        return [_review(row, by_review[row["id"]]) for row in rows]
+
+    @guarded
     def save(self, review: Review) -> None:
         """Persist decisions added since the review was loaded and its status.
 

@@ -184,6 +184,9 @@ class FakeReviews(_Part):
             if r.is_open and wanted & set(r.remaining())
         ]
 
+    def all_reviews(self) -> Sequence[Review]:
+        return [copy.deepcopy(r) for r in sorted(self._state.reviews.values(), key=lambda r: r.id or 0)]
+
 
 class FakeRoles(_Part):
     def holders(self) -> dict[str, list[str]]:

@@ -1,0 +1,157 @@
+"""Every Slack surface the bot listens on, driven with the payloads Slack really sends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import ids
+from bot.emulator import payloads
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from gates.lifecycle import ReviewStatus
+from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.test_lifecycle import OUTSIDER, OWNER, RISK, SPONSOR, card, register, request_dm
+
+ADMIN = "U0ADMIN01"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite with an owner, a sponsor, a risk officer, an outsider and a role admin."""
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar"), (ADMIN, "ada")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock())
+        yield ws
+
+
+def test_help_answers_in_the_ack_without_calling_slack(workspace: Workspace) -> None:
+    response = workspace.command(OWNER, "help")
+    assert response.status == 200
+    assert "/shepherd new" in response.text
+    assert not workspace.api.calls("chat.postMessage")
+
+
+def test_status_of_an_initiative_shows_its_stage_and_what_is_missing(workspace: Workspace) -> None:
+    ref = register(workspace)
+    body = workspace.command(OWNER, f"status {ref}").json()
+    text = str(body)
+    assert ref in text and "intake" in text.lower()
+
+
+def test_status_of_an_unknown_ref_says_so(workspace: Workspace) -> None:
+    assert "There is no initiative AI-9999" in workspace.command(OWNER, "status AI-9999").text
+
+
+def test_unknown_subcommand_points_to_help(workspace: Workspace) -> None:
+    assert "/shepherd help" in workspace.command(OWNER, "frobnicate").text
+
+
+def test_only_role_admins_can_change_roles(workspace: Workspace) -> None:
+    assert "Only role admins" in workspace.command(OWNER, f"roles set risk <@{OWNER}>").text
+    reply = workspace.command(ADMIN, f"roles set risk <@{RISK}>").text
+    assert RISK in reply
+    with workspace.services.read_uow() as uow:
+        assert uow.roles.roles_of(RISK) == {"risk"}
+    assert "no role called 'wizard'" in workspace.command(ADMIN, f"roles set wizard <@{RISK}>").text
+
+
+def test_a_direct_message_gets_a_policy_answer_with_sources(workspace: Workspace) -> None:
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event("who has to sign off the handover to operations?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    reply = workspace.wait(lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)])[-1]
+    assert "handover" in str(reply["blocks"]).lower()
+
+
+def test_bot_messages_in_a_dm_are_not_answered(workspace: Workspace) -> None:
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event("I am a bot", user_id=OWNER, channel_id=dm)
+    event["subtype"] = "bot_message"
+    event["bot_id"] = "B0OTHER"
+    workspace.client.send_event(payloads.event_callback(event))
+    with pytest.raises(TimeoutError):
+        workspace.api.wait_for("chat.postMessage", timeout=1.0)
+
+
+def test_feedback_on_an_answer_is_recorded(workspace: Workspace) -> None:
+    dm = workspace.dm_with(OWNER)
+    workspace.client.send_event(payloads.event_callback(payloads.message_event("what is a DPIA?", user_id=OWNER, channel_id=dm)))
+    workspace.api.wait_for("chat.update", timeout=10)
+    reply = workspace.wait(lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)])[-1]
+    assert workspace.click(OWNER, reply, dm, ids.ACTION_FEEDBACK_UNHELPFUL).status == 200
+    from sqlalchemy import text
+
+    with workspace.services.database.session() as session:
+        rows = session.execute(text("select actor_id, payload from audit_log where action = 'ask.feedback'")).all()
+    assert rows and rows[0][0] == OWNER and json.loads(rows[0][1]) == {"helpful": False}
+
+
+def test_app_home_lists_my_initiatives_and_approvals_waiting_for_me(workspace: Workspace) -> None:
+    ref = register(workspace)
+    workspace.click(OWNER, card(workspace), workspace.registry, ids.ACTION_SUBMIT_REVIEW)
+    workspace.wait(lambda: _open_review(workspace, ref))
+    event = payloads.app_home_opened_event(SPONSOR, channel_id=workspace.dm_with(SPONSOR))
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("views.publish", timeout=10)
+    home = workspace.api.state.home_view(SPONSOR)
+    assert ref in str(home) and has_button(home, ids.ACTION_APPROVE)
+    workspace.client.send_event(payloads.event_callback(payloads.app_home_opened_event(OWNER, channel_id=workspace.dm_with(OWNER))))
+    workspace.api.wait_for("views.publish", count=2, timeout=10)
+    assert ref in str(workspace.api.state.home_view(OWNER))
+
+
+def test_closing_a_modal_is_acknowledged_and_records_nothing(workspace: Workspace) -> None:
+    view = workspace.opened_view(lambda: workspace.command(OWNER, "new"))
+    response = workspace.client.send(payloads.view_closed(view, user_id=OWNER))
+    assert response.status == 200
+    assert not usecases.list_initiatives(workspace.services.pipeline, workspace.services.read_uow(), workspace.clock())
+
+
+def test_a_rejection_ends_the_review_and_the_owner_hears_why(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: _open_review(ws, ref))
+    ws.deliver()
+    request = request_dm(ws, SPONSOR)
+    view = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REJECT))
+    assert ws.submit_view(SPONSOR, view, {ids.REASON_BLOCK: "No business case for this quarter."}).status == 200
+    ws.deliver()
+    with ws.services.read_uow() as uow:
+        review = uow.reviews.for_initiative(ref)[-1]
+        initiative = uow.initiatives.get(ref)
+    assert review.status is ReviewStatus.REJECTED and initiative.stage == "idea"
+    assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+    owner_dm = ws.messages_in(ws.dm_with(OWNER))
+    assert any("No business case" in m.get("text", "") for m in owner_dm)
+
+
+def test_submitting_an_incomplete_gate_explains_what_is_missing(workspace: Workspace) -> None:
+    ws = workspace
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    ws.submit_view(OWNER, view, {ids.NAME_BLOCK: "Half-baked idea"})
+    ws.deliver()
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: ws.deliver() or ws.api.calls("chat.postEphemeral"))
+    text = ws.api.calls("chat.postEphemeral")[-1].params["text"]
+    assert "not ready for review" in text and "not answered" in text
+
+
+def test_rate_limited_slack_is_waited_out_not_dropped(workspace: Workspace) -> None:
+    ws = workspace
+    ws.api.faults.rate_limit("chat.postMessage", retry_after=0, times=1)
+    ref = register(ws)
+    assert ref in str(card(ws)["blocks"])
+    assert sum(1 for c in ws.api.calls("chat.postMessage") if c.status == 429) == 1
+
+
+def _open_review(ws: Workspace, ref: str) -> object:
+    with ws.services.read_uow() as uow:
+        return uow.reviews.open_for(ref)

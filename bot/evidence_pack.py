@@ -16,6 +16,7 @@ from gates.errors import UnknownGate
 from gates.loader import CompiledPipeline
 from gates.pipeline import Question
 from gates.ports import AnswerVersion
+from gates.system_card import draft_system_card, is_production_gate
 from gates.usecases import InitiativeView
 
 FORMAT = "shepherd-evidence-pack/1"
@@ -97,6 +98,9 @@ def evidence_json(
             for review in view.reviews
             if wanted(review.gate_id)
         ],
+        "system_card": system_card_markdown(pipeline, view)
+        if gate_id is None or is_production_gate(pipeline, gate_id)
+        else None,
         "timeline": [
             {
                 "at": _iso(entry.at),
@@ -163,6 +167,9 @@ def evidence_markdown(pipeline: CompiledPipeline, view: InitiativeView, gate_id:
         lines += _links_markdown(links)
         lines += _reviews_markdown(reviews)
 
+    if pack["system_card"]:
+        lines += ["", pack["system_card"].rstrip()]
+
     lines += ["", "## Audit timeline", ""]
     if pack["timeline"]:
         lines += ["| Time | Actor | Action | Detail |", "| --- | --- | --- | --- |"]
@@ -176,6 +183,21 @@ def evidence_markdown(pipeline: CompiledPipeline, view: InitiativeView, gate_id:
     else:
         lines.append("No audit entries.")
     return "\n".join(lines) + "\n"
+
+
+def system_card_markdown(pipeline: CompiledPipeline, view: InitiativeView, heading_level: int = 2) -> str:
+    """The draft system card from the current answers, headed at ``heading_level`` (2 inside the
+    pack, 1 as a file of its own)."""
+    tiers = [r.tier for r in view.reviews if r.tier and is_production_gate(pipeline, r.gate_id)]
+    return draft_system_card(
+        pipeline,
+        ref=view.initiative.ref,
+        name=view.initiative.name,
+        answers={qid: version.value for qid, version in view.answers.items()},
+        stage=view.initiative.stage,
+        tier=tiers[-1] if tiers else None,
+        heading_level=heading_level,
+    )
 
 
 # ---------------------------------------------------------------- answers

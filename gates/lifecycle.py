@@ -68,6 +68,8 @@ class Initiative:
     updated_at: datetime | None = None
     status_reason: str | None = None
     version: int = 0
+    extended_until: datetime | None = None
+    """A later end for the current stage's time box, granted with a reason; cleared on advance."""
 
     def __post_init__(self) -> None:
         self.stage_entered_at = self.stage_entered_at or self.created_at
@@ -91,6 +93,7 @@ class Initiative:
             raise InvalidTransition(f"{self.ref} has already left the {from_stage} stage.")
         self.stage = to_stage
         self.stage_entered_at = now
+        self.extended_until = None
         self._set(Status.ACTIVE, now)
 
     def hold(self, reason: str, now: datetime) -> None:

@@ -158,7 +158,9 @@ def compute_portfolio(
     notes: list[str] = []
     for initiative in initiatives:
         if initiative.stage not in index:
-            notes.append(f"{initiative.ref} is in stage {initiative.stage!r}, which the pipeline no longer has.")
+            notes.append(
+                f"{initiative.ref} is in stage {initiative.stage!r}, which the pipeline no longer has."
+            )
             continue
         status_counts[initiative.stage][initiative.status] += 1
         for stage in stages[: index[initiative.stage] + 1]:
@@ -229,7 +231,9 @@ def compute_portfolio(
         stages=tuple(figures),
         stalled=tuple(stalled),
         decisions_last_30_days=recent,
-        top_reasons=tuple(ReasonCount(first, count, tuple(sorted(kinds))) for _, (first, count, kinds) in top),
+        top_reasons=tuple(
+            ReasonCount(first, count, tuple(sorted(kinds))) for _, (first, count, kinds) in top
+        ),
         open_reviews=sum(1 for r in reviews if r.is_open),
         notes=tuple(notes),
     )

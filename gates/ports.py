@@ -49,6 +49,8 @@ class InitiativeFilter:
     owner_id: str | None = None
     stalled_before: Mapping[str, datetime] | None = None
     """stage -> entered-before cutoff; an initiative that entered its stage earlier is stalled."""
+    extended_past: datetime | None = None
+    """With ``stalled_before``: leave out initiatives whose time box was extended beyond this."""
     limit: int = 200
     offset: int = 0
 
@@ -142,3 +144,61 @@ class UnitOfWork(Protocol):
 
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
+
+
+# ---------------------------------------------------------------- operations and scheduling
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBoxExtension:
+    """A later end for a stage's time box, granted with a reason (kept as evidence)."""
+
+    initiative_ref: str
+    stage: str
+    previous_end: datetime | None
+    new_end: datetime
+    reason: str
+    author_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OperationsReview:
+    """One periodic review of a system in operations: the answers and when the next is due."""
+
+    initiative_ref: str
+    reviewer_id: str
+    reviewed_at: datetime
+    answers: Mapping[str, AnswerValue]
+    next_due: datetime
+    id: int | None = None
+
+
+class OperationsRecords(Protocol):
+    def add_extension(self, extension: TimeBoxExtension) -> None: ...
+    def extensions(self, ref: str) -> Sequence[TimeBoxExtension]: ...
+    def add_review(self, review: OperationsReview) -> None: ...
+    def reviews(self, ref: str) -> Sequence[OperationsReview]:
+        """Oldest first."""
+        ...
+
+    def latest_reviews(self) -> dict[str, OperationsReview]:
+        """The most recent periodic review of every initiative that has one, by ref."""
+        ...
+
+
+class FiredEvents(Protocol):
+    def first_time(self, key: str, kind: str, at: datetime) -> bool:
+        """Record that the scheduled event ``key`` fired; False if it already had (by anyone).
+
+        Called in the transaction that queues the event's notification, so the record and the
+        notification commit together or not at all.
+        """
+        ...
+
+
+class OperationsUnitOfWork(UnitOfWork, Protocol):
+    """A unit of work that also keeps time box extensions, periodic reviews and fired events."""
+
+    operations: OperationsRecords
+    fired: FiredEvents

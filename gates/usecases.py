@@ -519,12 +519,23 @@ def stalled_cutoffs(pipeline: CompiledPipeline, now: datetime) -> dict[str, date
     }
 
 
+def time_box_ends(pipeline: CompiledPipeline, initiative: Initiative) -> datetime | None:
+    """When the current stage's time box runs out (an extension counts); None without one."""
+    gate = pipeline.model.gate_from(initiative.stage)
+    if gate is None or gate.time_box_days is None:
+        return None
+    entered = initiative.stage_entered_at or initiative.created_at
+    ends = entered + timedelta(days=gate.time_box_days)
+    if initiative.extended_until is not None and initiative.extended_until > ends:
+        return initiative.extended_until
+    return ends
+
+
 def is_stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) -> bool:
     if initiative.status in (Status.RETIRED, Status.ON_HOLD):
         return False
-    cutoff = stalled_cutoffs(pipeline, now).get(initiative.stage)
-    entered = initiative.stage_entered_at or initiative.created_at
-    return cutoff is not None and entered < cutoff
+    ends = time_box_ends(pipeline, initiative)
+    return ends is not None and ends < now
 
 
 def list_initiatives(
@@ -546,6 +557,7 @@ def list_initiatives(
         status=status,
         owner_id=owner_id,
         stalled_before=stalled_cutoffs(pipeline, now) if stalled else None,
+        extended_past=now if stalled else None,
         limit=limit,
         offset=offset,
     )

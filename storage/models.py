@@ -75,6 +75,8 @@ class InitiativeRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     stage_entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A time box extension for the current stage (migration 0003); cleared when the stage changes.
+    extended_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Row version for optimistic locking: every save is UPDATE ... WHERE version = :loaded.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 

@@ -129,6 +129,13 @@ class SqlInitiativeRepository:
                 for stage, cutoff in query.stalled_before.items()
             ]
             statement = statement.where(or_(*stalled) if stalled else false())
+            if query.extended_past is not None:
+                statement = statement.where(
+                    or_(
+                        initiatives.c.extended_until.is_(None),
+                        initiatives.c.extended_until < query.extended_past,
+                    )
+                )
         statement = statement.limit(query.limit).offset(query.offset)
         return [_initiative(row) for row in self._session.execute(statement).mappings()]
 
@@ -277,6 +284,7 @@ def _initiative_values(initiative: Initiative) -> dict[str, Any]:
         "created_at": initiative.created_at,
         "stage_entered_at": initiative.stage_entered_at,
         "updated_at": initiative.updated_at,
+        "extended_until": initiative.extended_until,
     }
 
 
@@ -293,6 +301,7 @@ def _initiative(row: RowMapping) -> Initiative:
         updated_at=row["updated_at"],
         status_reason=row["status_reason"],
         version=row["version"],
+        extended_until=row["extended_until"],
     )
 
 

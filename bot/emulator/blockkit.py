@@ -113,13 +113,20 @@ def iter_elements(
             yield block, element
 
 
-def find_element(blocks: Sequence[Mapping[str, Any]], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def find_element(
+    blocks: Sequence[Mapping[str, Any]], key: str, block_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Find an element by its ``action_id`` or by its block's ``block_id``.
+
+    ``block_id`` narrows the search to one block: the same ``action_id`` may repeat across
+    blocks (one Approve button per review on the App Home), and a click names both.
 
     Raises:
         KeyError: nothing matches; the message lists the ids that exist.
     """
     found = list(iter_elements(blocks))
+    if block_id is not None:
+        found = [(b, e) for b, e in found if b.get("block_id") == block_id]
     for block, element in found:
         if element.get("action_id") == key:
             return block, element

@@ -842,6 +842,34 @@ def respond(api: WebApiMethods, key: str, body: Mapping[str, Any]) -> dict[str, 
         return {"ok": True}
 
 
+def command_response(api: WebApiMethods, channel_id: str, user_id: str, body: bytes) -> dict[str, Any] | None:
+    """Show what an app answered to a slash command in its HTTP response, as Slack does.
+
+    A JSON body is a message (ephemeral to the person, or in the channel with
+    ``response_type: in_channel``); any other non-empty body is shown as plain text; an empty
+    body shows nothing. Slack treats it like a first post to the command's ``response_url``.
+
+    Returns:
+        Slack's answer to that post, or None for an empty body.
+
+    Raises:
+        SlackApiFailure: ``no_text`` / ``invalid_blocks`` for content Slack would refuse.
+    """
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = {"text": text}
+    if not isinstance(parsed, dict):
+        parsed = {"text": text}
+    if not (parsed.get("text") or parsed.get("blocks")):
+        return None
+    key = api.state.mint_response_url(channel_id, user_id)
+    return respond(api, key, parsed)
+
+
 def _find_original(api: WebApiMethods, channel: Channel, ts: str) -> dict[str, Any]:
     for ephemeral in api.state.ephemerals:
         if ephemeral["channel"] == channel.id and ephemeral["ts"] == ts:

@@ -178,6 +178,7 @@ def block_actions_on_message(
     user_id: str,
     channel_id: str,
     value: Any = None,
+    block_id: str | None = None,
     channel_name: str = "",
     user_name: str | None = None,
     is_ephemeral: bool = False,
@@ -193,12 +194,13 @@ def block_actions_on_message(
         action_id: the element's ``action_id`` (or its block's ``block_id``).
         value: for selects and pickers, what was chosen (an option value, a user id ...);
             buttons ignore it.
+        block_id: the block the element is in, when its ``action_id`` repeats.
 
     Raises:
         KeyError: no element with that id in the message.
     """
     blocks = ensure_ids(message.get("blocks", []))
-    block, element = find_element(blocks, action_id)
+    block, element = find_element(blocks, action_id, block_id)
     payload = _interactive_base("block_actions", user_id, user_name, workspace)
     container: dict[str, Any] = {
         "type": "message",
@@ -230,6 +232,7 @@ def block_actions_in_view(
     user_id: str,
     value: Any = None,
     values: Mapping[str, Any] | None = None,
+    block_id: str | None = None,
     user_name: str | None = None,
     trigger_id: str | None = None,
     workspace: WorkspaceInfo = DEFAULT_WORKSPACE,
@@ -240,12 +243,13 @@ def block_actions_in_view(
         view: the view as stored (``views.open`` / ``views.publish`` answer, or emulator copy).
         value: what the acted-on element was set to (selects, pickers).
         values: the rest of the form as the person left it, keyed by action_id or block_id.
+        block_id: the block the element is in, when its ``action_id`` repeats.
     """
     full = complete_view(view, workspace)
-    block, element = find_element(full["blocks"], action_id)
+    block, element = find_element(full["blocks"], action_id, block_id)
     form = dict(values or {})
     if element.get("type") not in {"button", "overflow"} and value is not None:
-        form[action_id] = value
+        form[block["block_id"] if block_id is not None else action_id] = value
     full["state"] = {"values": build_state_values(full, form)}
     payload = _interactive_base("block_actions", user_id, user_name, workspace)
     payload.update(

@@ -467,3 +467,38 @@ class SlackState:
                 stack.clear()
             elif view_id in stack:
                 del stack[stack.index(view_id) :]
+
+    # what a person sees (the playground draws the workspace from these) ------------------------
+
+    def conversations_for(self, user_id: str) -> list[Channel]:
+        """Channels ``user_id`` belongs to, by name, then their DM with the bot (opened if needed)."""
+        with self.lock:
+            channels = sorted(
+                (c for c in self.channels.values() if not c.is_im and c.has_member(user_id)),
+                key=lambda c: c.name,
+            )
+            dm, _ = self.open_dm(user_id)
+            return [*channels, dm]
+
+    def ephemeral(self, user_id: str, channel_id: str, ts: str) -> dict[str, Any]:
+        """One ephemeral message shown to ``user_id`` (a copy).
+
+        Raises:
+            SlackApiFailure: ``message_not_found``.
+        """
+        with self.lock:
+            for message in self.ephemerals:
+                if message["user"] == user_id and message["channel"] == channel_id and message["ts"] == ts:
+                    return copy.deepcopy(message)
+        raise SlackApiFailure("message_not_found")
+
+    def dismiss_ephemeral(self, user_id: str, channel_id: str, ts: str) -> bool:
+        """Remove an ephemeral message, as its recipient's "Dismiss" does; False when not there."""
+        with self.lock:
+            before = len(self.ephemerals)
+            self.ephemerals[:] = [
+                e
+                for e in self.ephemerals
+                if not (e["user"] == user_id and e["channel"] == channel_id and e["ts"] == ts)
+            ]
+            return len(self.ephemerals) < before

@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry import RetryHandler
 
 from bot.emulator.faults import FaultInjector
-from bot.emulator.methods import WebApiMethods, apply_view_response, respond
+from bot.emulator.methods import WebApiMethods, apply_view_response, command_response, respond
 from bot.emulator.state import SlackApiFailure, SlackState
 
 _UPLOAD_PATH = re.compile(r"^/upload/v1/(?P<file_id>[A-Z0-9]+)$")
@@ -337,6 +337,21 @@ class FakeSlackWebAPI:
     ) -> dict[str, str]:
         """Apply the app's answer to a view submission to the modal stack (see methods)."""
         return apply_view_response(self.methods, user_id, view_id, answer)
+
+    def apply_command_response(self, channel_id: str, user_id: str, body: bytes) -> dict[str, Any] | None:
+        """Show the app's immediate answer to a slash command (see :func:`methods.command_response`).
+
+        Recorded as ``command_response`` so transcripts and observers see it like any call.
+        """
+        received = time.time()
+        try:
+            response = command_response(self.methods, channel_id, user_id, body)
+        except SlackApiFailure as failure:
+            response = failure.response()
+        if response is not None:
+            params = {"channel": channel_id, "user": user_id, "body": body.decode("utf-8", errors="replace")}
+            self._record(RecordedCall("command_response", params, {}, received, 200, response))
+        return response
 
     def on_call(self, listener: Callable[[RecordedCall], None]) -> None:
         """Call ``listener`` after every recorded call (the playground pushes updates with it)."""

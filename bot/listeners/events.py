@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks
+from bot.blocks.greeting import greeting
 from bot.bootstrap import Services
 from bot.home import publish_home
 from storage.slack_messages import MessageRefs
@@ -51,9 +52,13 @@ class EventListeners:
         self._answer(client, event.get("text", ""), channel, event.get("thread_ts"), None, event.get("user"))
 
     def home_opened(self, event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") != "home":
+        user = event["user"]
+        if event.get("tab", "home") == "home":
+            publish_home(self._services, client, user)
             return
-        publish_home(self._services, client, event["user"])
+        # The messages (agent) tab: greet once per person, so the DM never starts empty.
+        if self._services.database.claim(f"greeted:{user}", self._services.now()):
+            client.chat_postMessage(channel=event.get("channel") or user, **greeting())
 
     def _answer(
         self,
@@ -70,6 +75,9 @@ class EventListeners:
             channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder()
         )
         where = {"channel": placeholder["channel"], "ts": placeholder["ts"]}
+        status_thread = thread_ts or placeholder["ts"]
+        if channel.startswith("D"):
+            self._set_status(client, channel, status_thread, "is checking the pipeline and the policies…")
 
         def progress(message: dict[str, Any]) -> None:
             try:
@@ -82,3 +90,13 @@ class EventListeners:
         key = f"ask:{uuid.uuid4().hex[:12]}"
         message = ask.reply(services, question, initiative, key, on_progress=progress)
         client.chat_update(**where, **message)
+        if channel.startswith("D"):
+            self._set_status(client, channel, status_thread, "")
+
+    @staticmethod
+    def _set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> None:
+        """Slack's assistant status line: best effort (it also clears itself after two minutes)."""
+        try:
+            client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
+        except SlackApiError as error:
+            logger.debug("assistant status not set: %s", error)

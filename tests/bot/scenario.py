@@ -150,7 +150,7 @@ def has_button(message: dict[str, Any], action_id: str) -> bool:
 
 @contextmanager
 def running_workspace(
-    api: FakeSlackWebAPI, data_dir: Path, database_url: str | None = None
+    api: FakeSlackWebAPI, data_dir: Path, database_url: str | None = None, **overrides: Any
 ) -> Iterator[Workspace]:
     """Shepherd on a fresh database, serving HTTP on a real port, talking to ``api``."""
     registry = api.state.add_channel("ai-initiatives")
@@ -164,6 +164,7 @@ def running_workspace(
         registry_channel=registry.id,
         embeddings="none",
         role_admins=["U0ADMIN01"],
+        **overrides,
     )
     services = bootstrap(settings)
     services.clock = clock

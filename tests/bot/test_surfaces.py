@@ -23,10 +23,18 @@ ADMIN = "U0ADMIN01"
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite with an owner, a sponsor, a risk officer, an outsider and a role admin."""
     api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar"), (ADMIN, "ada")]:
+    for user, name in [
+        (OWNER, "olivia"),
+        (SPONSOR, "sam"),
+        (RISK, "rafael"),
+        (OUTSIDER, "oscar"),
+        (ADMIN, "ada"),
+    ]:
         api.state.add_user(user, name)
     with api, running_workspace(api, tmp_path / "data") as ws:
-        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock())
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock()
+        )
         yield ws
 
 
@@ -63,10 +71,14 @@ def test_only_role_admins_can_change_roles(workspace: Workspace) -> None:
 
 def test_a_direct_message_gets_a_policy_answer_with_sources(workspace: Workspace) -> None:
     dm = workspace.dm_with(OWNER)
-    event = payloads.message_event("who has to sign off the handover to operations?", user_id=OWNER, channel_id=dm)
+    event = payloads.message_event(
+        "who has to sign off the handover to operations?", user_id=OWNER, channel_id=dm
+    )
     assert workspace.client.send_event(payloads.event_callback(event)).status == 200
     workspace.api.wait_for("chat.update", timeout=10)
-    reply = workspace.wait(lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)])[-1]
+    reply = workspace.wait(
+        lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)]
+    )[-1]
     assert "handover" in str(reply["blocks"]).lower()
 
 
@@ -82,14 +94,20 @@ def test_bot_messages_in_a_dm_are_not_answered(workspace: Workspace) -> None:
 
 def test_feedback_on_an_answer_is_recorded(workspace: Workspace) -> None:
     dm = workspace.dm_with(OWNER)
-    workspace.client.send_event(payloads.event_callback(payloads.message_event("what is a DPIA?", user_id=OWNER, channel_id=dm)))
+    workspace.client.send_event(
+        payloads.event_callback(payloads.message_event("what is a DPIA?", user_id=OWNER, channel_id=dm))
+    )
     workspace.api.wait_for("chat.update", timeout=10)
-    reply = workspace.wait(lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)])[-1]
+    reply = workspace.wait(
+        lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)]
+    )[-1]
     assert workspace.click(OWNER, reply, dm, ids.ACTION_FEEDBACK_UNHELPFUL).status == 200
     from sqlalchemy import text
 
     with workspace.services.database.session() as session:
-        rows = session.execute(text("select actor_id, payload from audit_log where action = 'ask.feedback'")).all()
+        rows = session.execute(
+            text("select actor_id, payload from audit_log where action = 'ask.feedback'")
+        ).all()
     assert rows and rows[0][0] == OWNER and json.loads(rows[0][1]) == {"helpful": False}
 
 
@@ -102,7 +120,9 @@ def test_app_home_lists_my_initiatives_and_approvals_waiting_for_me(workspace: W
     workspace.api.wait_for("views.publish", timeout=10)
     home = workspace.api.state.home_view(SPONSOR)
     assert ref in str(home) and has_button(home, ids.ACTION_APPROVE)
-    workspace.client.send_event(payloads.event_callback(payloads.app_home_opened_event(OWNER, channel_id=workspace.dm_with(OWNER))))
+    workspace.client.send_event(
+        payloads.event_callback(payloads.app_home_opened_event(OWNER, channel_id=workspace.dm_with(OWNER)))
+    )
     workspace.api.wait_for("views.publish", count=2, timeout=10)
     assert ref in str(workspace.api.state.home_view(OWNER))
 
@@ -111,7 +131,9 @@ def test_closing_a_modal_is_acknowledged_and_records_nothing(workspace: Workspac
     view = workspace.opened_view(lambda: workspace.command(OWNER, "new"))
     response = workspace.client.send(payloads.view_closed(view, user_id=OWNER))
     assert response.status == 200
-    assert not usecases.list_initiatives(workspace.services.pipeline, workspace.services.read_uow(), workspace.clock())
+    assert not usecases.list_initiatives(
+        workspace.services.pipeline, workspace.services.read_uow(), workspace.clock()
+    )
 
 
 def test_a_rejection_ends_the_review_and_the_owner_hears_why(workspace: Workspace) -> None:
@@ -122,7 +144,9 @@ def test_a_rejection_ends_the_review_and_the_owner_hears_why(workspace: Workspac
     ws.deliver()
     request = request_dm(ws, SPONSOR)
     view = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REJECT))
-    assert ws.submit_view(SPONSOR, view, {ids.REASON_BLOCK: "No business case for this quarter."}).status == 200
+    assert (
+        ws.submit_view(SPONSOR, view, {ids.REASON_BLOCK: "No business case for this quarter."}).status == 200
+    )
     ws.deliver()
     with ws.services.read_uow() as uow:
         review = uow.reviews.for_initiative(ref)[-1]
@@ -155,3 +179,24 @@ def test_rate_limited_slack_is_waited_out_not_dropped(workspace: Workspace) -> N
 def _open_review(ws: Workspace, ref: str) -> object:
     with ws.services.read_uow() as uow:
         return uow.reviews.open_for(ref)
+
+
+def test_opening_the_messages_tab_greets_once(workspace: Workspace) -> None:
+    dm = workspace.dm_with(OWNER)
+    for _ in range(2):
+        event = payloads.app_home_opened_event(OWNER, channel_id=dm, tab="messages")
+        assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.postMessage", timeout=10)
+    with pytest.raises(TimeoutError):
+        workspace.api.wait_for("chat.postMessage", count=2, timeout=1.0)
+    assert "/shepherd new" in workspace.messages_in(dm)[0]["text"]
+
+
+def test_a_dm_question_shows_an_assistant_status_while_it_works(workspace: Workspace) -> None:
+    dm = workspace.dm_with(OWNER)
+    workspace.client.send_event(
+        payloads.event_callback(payloads.message_event("what is a DPIA?", user_id=OWNER, channel_id=dm))
+    )
+    workspace.api.wait_for("assistant.threads.setStatus", count=2, timeout=10)
+    statuses = [c.params.get("status") for c in workspace.api.calls("assistant.threads.setStatus")]
+    assert statuses and statuses[0] and statuses[-1] == ""

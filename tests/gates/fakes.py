@@ -104,6 +104,13 @@ class FakeInitiatives(_Part):
                 entered = item.stage_entered_at or item.created_at
                 if cutoff is None or entered >= cutoff:
                     continue
+                extended = item.extended_until
+                if (
+                    query.extended_past is not None
+                    and extended is not None
+                    and extended >= query.extended_past
+                ):
+                    continue
             found.append(copy.deepcopy(item))
         return found[query.offset : query.offset + query.limit]
 

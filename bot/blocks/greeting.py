@@ -1,0 +1,29 @@
+"""The first message in a person's DM with Shepherd: what it can do, with examples to try."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.blocks.text import context, section
+
+EXAMPLES = (
+    "what do we need for the pilot gate of AI-0007?",
+    "do we need a DPIA if the model only sees pseudonymised data?",
+    "who has to sign off the handover to operations?",
+)
+
+
+def greeting() -> dict[str, Any]:
+    text = (
+        "Hi, I'm Shepherd. I help AI initiatives move from proof of concept to production: "
+        "register one with `/shepherd new`, and ask me anything about a gate or our AI policies."
+    )
+    tries = "\n".join(f"• _{example}_" for example in EXAMPLES)
+    return {
+        "text": text,
+        "blocks": [
+            section(text),
+            section(f"Try asking:\n{tries}"),
+            context("Answers cite the policy documents they use."),
+        ],
+    }

@@ -1,0 +1,273 @@
+"""Use cases for time boxes and the operations stage, and the scheduler's one step.
+
+- ``extend_time_box``: a later end for the current stage's time box, with a reason;
+- ``stop``: retire an initiative from its stalled notice, with a reason;
+- ``record_operations_review``: a periodic review of a system in operations;
+- ``fire_due_events``: queue a notification for every due event not fired before.
+
+Like ``gates.usecases``: each call is one transaction, audited, notifications queued with it;
+time comes from the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from gates.answers import AnswerValue, coerce, for_rules
+from gates.conditions import ConditionError, MissingAnswer, make_context
+from gates.errors import InvalidAnswer, InvalidTransition, UnknownQuestion
+from gates.lifecycle import Initiative, Status
+from gates.loader import CompiledPipeline
+from gates.pipeline import Question
+from gates.ports import InitiativeFilter, OperationsReview, OperationsUnitOfWork, TimeBoxExtension
+from gates.schedule import DueEvent, due_events
+from gates.usecases import retire, roles_of, time_box_ends
+
+SCHEDULER_ACTOR = "shepherd"
+"""The actor recorded on the audit log for what the scheduler does."""
+
+MAX_EXTENSION = timedelta(days=366)
+OPERATIONS_QUESTIONNAIRE = "operations_review"
+"""The gate id under which periodic review questions are reported (there is no such gate)."""
+
+
+# ---------------------------------------------------------------- time boxes
+
+
+def end_of_day(day: date) -> datetime:
+    """The last second of ``day`` in UTC: "extend until the 15th" includes the 15th."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+
+
+def extend_time_box(
+    pipeline: CompiledPipeline,
+    uow: OperationsUnitOfWork,
+    ref: str,
+    until: date,
+    reason: str,
+    actor_id: str,
+    now: datetime,
+) -> Initiative:
+    """Move the end of the current stage's time box to the end of ``until``.
+
+    The owner or the sponsor may; the reason and the previous end are kept as a record and on
+    the audit log, and the card is refreshed.
+
+    Raises:
+        InvalidTransition: no time box here, not theirs to extend, a date not later than the
+            current end or more than a year away, or no reason.
+    """
+    text = reason.strip()
+    if not text:
+        raise InvalidTransition("Say why the time box should be extended.")
+    new_end = end_of_day(until)
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        _require_owner_or_sponsor(initiative, actor_id, "extend its time box")
+        if initiative.status in (Status.RETIRED, Status.ON_HOLD):
+            raise InvalidTransition(
+                f"{ref} is {initiative.status.value.replace('_', ' ')}; it has no time box running."
+            )
+        current = time_box_ends(pipeline, initiative)
+        if current is None:
+            raise InvalidTransition(f"The {initiative.stage} stage has no time box to extend.")
+        if new_end <= now:
+            raise InvalidTransition("Pick a date in the future.")
+        if new_end <= current:
+            raise InvalidTransition(
+                f"The time box already runs until {current.date().isoformat()}; pick a later date."
+            )
+        if new_end - now > MAX_EXTENSION:
+            raise InvalidTransition(
+                "Extensions reach at most a year ahead; a longer delay calls for a new plan with the sponsor."
+            )
+        initiative.extended_until = new_end
+        initiative.updated_at = now
+        uow.initiatives.save(initiative)
+        uow.operations.add_extension(
+            TimeBoxExtension(ref, initiative.stage, current, new_end, text, actor_id, now)
+        )
+        uow.audit.append(
+            actor_id,
+            "timebox.extended",
+            ref,
+            {"stage": initiative.stage, "previous_end": current, "until": new_end, "reason": text},
+            now,
+        )
+        uow.outbox.put(
+            "timebox.extended",
+            {"ref": ref, "stage": initiative.stage, "until": new_end, "actor": actor_id},
+            now,
+            dedupe_key=f"extended:{ref}:{initiative.stage}:{new_end.date().isoformat()}",
+        )
+        uow.commit()
+    return initiative
+
+
+def stop(uow: OperationsUnitOfWork, ref: str, actor_id: str, reason: str, now: datetime) -> Initiative:
+    """Stop an initiative: its owner or sponsor retires it with a reason.
+
+    Raises:
+        InvalidTransition: not theirs to stop, already retired, or no reason.
+    """
+    with uow:
+        _require_owner_or_sponsor(uow.initiatives.get(ref), actor_id, "stop it")
+    return retire(uow, ref, actor_id, reason, now)
+
+
+# ---------------------------------------------------------------- periodic operations reviews
+
+
+def operations_questions(pipeline: CompiledPipeline) -> list[Question]:
+    operations = pipeline.model.operations
+    return list(operations.questions) if operations is not None else []
+
+
+def validate_operations_answers(
+    pipeline: CompiledPipeline, raw: Mapping[str, Any]
+) -> tuple[dict[str, AnswerValue], dict[str, str]]:
+    """Coerce a periodic review's answers and check required ones, collecting every problem.
+
+    Returns:
+        (typed answers without empties, {question id: message}).
+
+    Raises:
+        UnknownQuestion: an answer to a question the operations questionnaire does not have.
+    """
+    questions = {q.id: q for q in operations_questions(pipeline)}
+    typed: dict[str, AnswerValue] = {}
+    errors: dict[str, str] = {}
+    for qid, value in raw.items():
+        question = questions.get(qid)
+        if question is None:
+            raise UnknownQuestion(OPERATIONS_QUESTIONNAIRE, qid)
+        try:
+            coerced = coerce(question, value)
+        except InvalidAnswer as error:
+            errors[qid] = error.reason
+            continue
+        if coerced is not None:
+            typed[qid] = coerced
+    context = make_context(for_rules(questions, typed))
+    for question in questions.values():
+        if question.id in typed or question.id in errors:
+            continue
+        if not _holds(pipeline, question.show_if, context, default=True):
+            continue
+        if question.required or _holds(pipeline, question.required_if, context, default=False):
+            errors[question.id] = "This question is required."
+    return typed, errors
+
+
+def record_operations_review(
+    pipeline: CompiledPipeline,
+    uow: OperationsUnitOfWork,
+    ref: str,
+    answers: Mapping[str, Any],
+    reviewer_id: str,
+    now: datetime,
+) -> OperationsReview:
+    """Record a periodic review; the next one falls due ``review_every_days`` from now.
+
+    The owner, the sponsor or a holder of the operations role may record it.
+
+    Raises:
+        InvalidAnswer: the first problem with the answers (nothing recorded);
+        InvalidTransition: no operations reviews in this pipeline, not in that stage, not allowed.
+    """
+    operations = pipeline.model.operations
+    if operations is None:
+        raise InvalidTransition("This pipeline defines no periodic operations reviews.")
+    typed, errors = validate_operations_answers(pipeline, answers)
+    if errors:
+        qid, message = next(iter(errors.items()))
+        raise InvalidAnswer(qid, message)
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        if initiative.stage != pipeline.model.operations_stage or initiative.status is not Status.ACTIVE:
+            raise InvalidTransition(
+                f"{ref} is not an active system in the {pipeline.model.operations_stage} stage, "
+                "so it has no periodic review."
+            )
+        allowed = reviewer_id in (initiative.owner_id, initiative.sponsor_id) or (
+            operations.role is not None and operations.role in roles_of(pipeline, uow, reviewer_id)
+        )
+        if not allowed:
+            raise InvalidTransition(
+                "Only the owner, the sponsor or the operations role can record the periodic review."
+            )
+        review = OperationsReview(
+            ref, reviewer_id, now, typed, now + timedelta(days=operations.review_every_days)
+        )
+        uow.operations.add_review(review)
+        uow.audit.append(
+            reviewer_id,
+            "operations.reviewed",
+            ref,
+            {"answers": dict(typed), "next_due": review.next_due},
+            now,
+        )
+        uow.outbox.put(
+            "operations.reviewed",
+            {"ref": ref, "reviewer": reviewer_id, "next_due": review.next_due},
+            now,
+            dedupe_key=f"opsreviewed:{ref}:{now.isoformat()}",
+        )
+        uow.commit()
+    return review
+
+
+# ---------------------------------------------------------------- the scheduler's step
+
+
+def fire_due_events(
+    pipeline: CompiledPipeline, uow: OperationsUnitOfWork, now: datetime, page_size: int = 500
+) -> list[DueEvent]:
+    """Queue the notification of every due event that never fired; returns those queued now.
+
+    Each event is its own transaction: the fired-event record, the outbox message and the audit
+    entry commit together, so an event is either fully fired or left for the next tick, and
+    concurrent schedulers settle on one winner per key in the database.
+    """
+    with uow:
+        initiatives: list[Initiative] = []
+        offset = 0
+        while True:
+            page = list(uow.initiatives.list(InitiativeFilter(limit=page_size, offset=offset)))
+            initiatives += [i for i in page if i.status in (Status.ACTIVE, Status.IN_REVIEW)]
+            if len(page) < page_size:
+                break
+            offset += page_size
+        open_reviews = list(uow.reviews.pending_for(sorted(pipeline.model.roles)))
+        latest = uow.operations.latest_reviews()
+    fired = []
+    for event in due_events(pipeline, initiatives, open_reviews, latest, now):
+        with uow:
+            if not uow.fired.first_time(event.key, event.kind.value, now):
+                continue
+            uow.outbox.put(event.kind.value, dict(event.payload), now, dedupe_key=event.key)
+            uow.audit.append(
+                SCHEDULER_ACTOR, event.kind.value, event.ref, {"key": event.key, **event.payload}, now
+            )
+            uow.commit()
+        fired.append(event)
+    return fired
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _require_owner_or_sponsor(initiative: Initiative, user_id: str, action: str) -> None:
+    if user_id not in (initiative.owner_id, initiative.sponsor_id):
+        raise InvalidTransition(f"Only the owner or the sponsor of {initiative.ref} can {action}.")
+
+
+def _holds(pipeline: CompiledPipeline, source: str | None, context: Any, default: bool) -> bool:
+    if source is None:
+        return default
+    try:
+        return pipeline.condition(source).holds(context)
+    except (MissingAnswer, ConditionError):
+        return default

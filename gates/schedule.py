@@ -1,0 +1,163 @@
+"""What is due at a given moment: stalled initiatives, review reminders and escalations, and
+periodic operations reviews. Pure: the state and ``now`` come in, events go out.
+
+Every event carries a ``key`` that names the occurrence, not the moment it was noticed
+(``stalled:AI-0003:poc:2026-12-01`` is "AI-0003's PoC time box ending on 1 December"). However
+many schedulers notice it, however often, storage records each key once and only the first
+records the notification, so each occurrence reaches people exactly once. A new occurrence gets
+a new key: an extended time box ends on another day, a reminder has its number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from gates.lifecycle import Initiative, Review, Status
+from gates.loader import CompiledPipeline
+from gates.ports import OperationsReview
+from gates.usecases import is_stalled, time_box_ends
+
+
+class EventKind(StrEnum):
+    """Outbox kinds of scheduled events."""
+
+    STALLED = "schedule.stalled"
+    REMINDER = "schedule.review_reminder"
+    ESCALATION = "schedule.review_escalation"
+    OPERATIONS_DUE = "schedule.operations_review_due"
+    OPERATIONS_OVERDUE = "schedule.operations_review_overdue"
+
+
+@dataclass(frozen=True, slots=True)
+class DueEvent:
+    kind: EventKind
+    key: str
+    ref: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+def due_events(
+    pipeline: CompiledPipeline,
+    initiatives: Iterable[Initiative],
+    open_reviews: Iterable[Review],
+    latest_reviews: Mapping[str, OperationsReview],
+    now: datetime,
+) -> list[DueEvent]:
+    """Every event due at ``now``, sorted by key (already fired ones included: storage skips them).
+
+    Args:
+        initiatives: initiatives to consider (retired and on-hold ones are ignored).
+        open_reviews: reviews waiting for decisions.
+        latest_reviews: the most recent periodic operations review per initiative ref.
+    """
+    events: list[DueEvent] = []
+    for initiative in initiatives:
+        events += _stalled(pipeline, initiative, now)
+        events += _operations(pipeline, initiative, latest_reviews.get(initiative.ref), now)
+    for review in open_reviews:
+        events += _review_events(pipeline, review, now)
+    return sorted(events, key=lambda event: event.key)
+
+
+def operations_review_due(
+    pipeline: CompiledPipeline, initiative: Initiative, latest: OperationsReview | None
+) -> datetime | None:
+    """When the initiative's next periodic review is due; None outside the operations stage."""
+    operations = pipeline.model.operations
+    if operations is None or initiative.stage != pipeline.model.operations_stage:
+        return None
+    if latest is not None:
+        return latest.next_due
+    entered = initiative.stage_entered_at or initiative.created_at
+    return entered + timedelta(days=operations.review_every_days)
+
+
+def operations_review_overdue(
+    pipeline: CompiledPipeline, initiative: Initiative, latest: OperationsReview | None, now: datetime
+) -> bool:
+    """True when the periodic review is past its due date plus the pipeline's grace."""
+    due = operations_review_due(pipeline, initiative, latest)
+    operations = pipeline.model.operations
+    if due is None or operations is None or initiative.status is not Status.ACTIVE:
+        return False
+    return now >= due + timedelta(days=operations.overdue_after_days)
+
+
+def _stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) -> list[DueEvent]:
+    # An initiative in review waits for its approvers, who get reminders of their own.
+    if initiative.status is not Status.ACTIVE or not is_stalled(pipeline, initiative, now):
+        return []
+    ends = time_box_ends(pipeline, initiative)
+    assert ends is not None
+    return [
+        DueEvent(
+            EventKind.STALLED,
+            f"stalled:{initiative.ref}:{initiative.stage}:{ends.date().isoformat()}",
+            initiative.ref,
+            {"ref": initiative.ref, "stage": initiative.stage, "time_box_ended": ends.isoformat()},
+        )
+    ]
+
+
+def _review_events(pipeline: CompiledPipeline, review: Review, now: datetime) -> list[DueEvent]:
+    gate = pipeline.model.gate(review.gate_id)
+    if gate is None or not review.is_open or review.id is None:
+        return []
+    waited = now - review.submitted_at
+    base = {"review": review.id, "ref": review.initiative_ref, "gate": review.gate_id}
+    events = []
+    if gate.review_reminder_days is not None:
+        # Only the latest reminder due: after a scheduler outage people get one nudge, not a backlog.
+        number = int(waited / timedelta(days=gate.review_reminder_days))
+        if number >= 1:
+            events.append(
+                DueEvent(
+                    EventKind.REMINDER,
+                    f"remind:{review.id}:{number}",
+                    review.initiative_ref,
+                    {**base, "number": number, "days_waiting": waited.days},
+                )
+            )
+    if gate.review_escalation_days is not None and waited >= timedelta(days=gate.review_escalation_days):
+        contacts = {
+            role: contact
+            for role in review.remaining()
+            if role in pipeline.model.roles
+            and (contact := pipeline.model.roles[role].escalation_contact) is not None
+        }
+        if contacts:
+            events.append(
+                DueEvent(
+                    EventKind.ESCALATION,
+                    f"escalate:{review.id}",
+                    review.initiative_ref,
+                    {**base, "contacts": contacts, "days_waiting": waited.days},
+                )
+            )
+    return events
+
+
+def _operations(
+    pipeline: CompiledPipeline, initiative: Initiative, latest: OperationsReview | None, now: datetime
+) -> list[DueEvent]:
+    if initiative.status is not Status.ACTIVE:
+        return []
+    due = operations_review_due(pipeline, initiative, latest)
+    if due is None or now < due:
+        return []
+    day = due.date().isoformat()
+    payload = {"ref": initiative.ref, "due": due.isoformat()}
+    events = [
+        DueEvent(EventKind.OPERATIONS_DUE, f"opsreview:{initiative.ref}:{day}", initiative.ref, payload)
+    ]
+    if operations_review_overdue(pipeline, initiative, latest, now):
+        events.append(
+            DueEvent(
+                EventKind.OPERATIONS_OVERDUE, f"opsoverdue:{initiative.ref}:{day}", initiative.ref, payload
+            )
+        )
+    return events

@@ -1,0 +1,76 @@
+"""Questions answered by an LLM through LangChain, against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import ids
+from bot.emulator.webapi import FakeSlackWebAPI
+from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.test_lifecycle import OWNER, card, register
+from tests.fakes.openai_stub import OpenAIStub
+
+
+@pytest.fixture
+def llm() -> Iterator[OpenAIStub]:
+    """An OpenAI-compatible stub that answers with a cited sentence."""
+    with OpenAIStub(reply="Name a sponsor and define success metrics before the PoC starts [1].") as stub:
+        yield stub
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, llm: OpenAIStub) -> Iterator[Workspace]:
+    """Shepherd with an LLM configured."""
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with (
+        api,
+        running_workspace(
+            api,
+            tmp_path / "data",
+            openai_base_url=llm.base_url,
+            openai_api_key="local",
+            llm_model="stub-model",
+        ) as ws,
+    ):
+        yield ws
+
+
+def test_thread_question_gets_checklist_and_a_grounded_cited_answer(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    register(workspace)
+    thread = card(workspace)["ts"]
+    workspace.mention(OWNER, "what do we need for the intake gate?", workspace.registry, thread)
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL) and "sponsor" in str(m["blocks"]).lower()
+        ]
+    )[-1]
+    text = str(reply["blocks"])
+    assert "[1]" in text and "success metrics" in text
+    sent = llm.chat_requests[-1]
+    assert sent.get("stream") is True
+    assert "tools" not in sent, "the LLM must never be offered a tool"
+
+
+def test_llm_outage_still_answers_with_the_checklist_and_passages(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    llm.mode = "error"
+    register(workspace)
+    thread = card(workspace)["ts"]
+    workspace.mention(OWNER, "what do we need for the intake gate?", workspace.registry, thread)
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
+        ]
+    )[-1]
+    assert "approv" in str(reply["blocks"]).lower()

@@ -17,11 +17,13 @@ from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
+from bot import metrics
 from bot.bootstrap import Services, bootstrap
 from bot.listeners.actions import ActionListeners
 from bot.listeners.commands import CommandListeners
 from bot.listeners.common import tell_later, user_of
 from bot.listeners.events import EventListeners
+from bot.listeners.operations import OperationsListeners
 from bot.listeners.views import ViewListeners
 from bot.settings import Settings
 from bot.slack_client import make_client
@@ -100,6 +102,7 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     ActionListeners(services).register(app)
     ViewListeners(services).register(app)
     EventListeners(services, messages).register(app)
+    OperationsListeners(services).register(app)
     app.error(_ErrorHandler(services).handle)
     app.services = services  # type: ignore[attr-defined]  # for serve and tests: one object, no globals
     return app
@@ -137,6 +140,7 @@ class _ErrorHandler:
         self._services = services
 
     def handle(self, error: Exception, body: dict[str, Any]) -> None:
+        metrics.ERRORS.labels(where="slack_listener").inc()
         logger.exception("unhandled error in a Slack listener", exc_info=error)
         user = user_of(body) if isinstance(body, dict) else ""
         if not user:

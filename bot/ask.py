@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import blocks
+from bot import blocks, metrics
 from bot.bootstrap import Services
 from bot.ids import REF_PATTERN
 from gates import usecases
@@ -105,11 +105,20 @@ def reply(
     stream = services.answerer.stream(policy_question, hits)
     text = ""
     last = time.monotonic()
-    for piece in stream:
-        text += piece
-        if on_progress is not None and time.monotonic() - last >= STREAM_UPDATE_SECONDS:
-            last = time.monotonic()
-            on_progress(blocks.ask_reply(Answer(text=text + " …", hits=tuple(hits)), checklist, feedback_key))
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        for piece in stream:
+            text += piece
+            if on_progress is not None and time.monotonic() - last >= STREAM_UPDATE_SECONDS:
+                last = time.monotonic()
+                on_progress(
+                    blocks.ask_reply(Answer(text=text + " …", hits=tuple(hits)), checklist, feedback_key)
+                )
+        outcome = "ok"
+    finally:
+        if services.settings.llm_configured:  # without an LLM the "stream" is quoted passages
+            metrics.LLM_LATENCY.labels(outcome=outcome).observe(time.perf_counter() - started)
     answer = stream.answer or Answer(text=text, hits=tuple(hits))
     return blocks.ask_reply(answer, checklist, feedback_key)
 

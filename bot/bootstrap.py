@@ -67,7 +67,7 @@ def open_database(settings: Settings, *, migrate_sqlite: bool = True) -> Databas
         StorageError: one readable line when it cannot be reached or its schema is newer.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if database.is_sqlite and migrate_sqlite:
         database.upgrade()
     database.check()

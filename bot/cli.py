@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from bot import cli_initiatives, cli_knowledge, cli_pipeline, cli_serve, cli_storage
+from bot import cli_initiatives, cli_knowledge, cli_ops, cli_pipeline, cli_serve, cli_storage
 from gates.errors import ShepherdError
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ app.command("export")(cli_initiatives.export)
 app.add_typer(cli_knowledge.app, name="knowledge")
 app.add_typer(cli_storage.db_app, name="db")
 app.add_typer(cli_storage.audit_app, name="audit")
+app.command("portfolio")(cli_ops.portfolio)
+app.command("doctor")(cli_ops.doctor)
 
 err = Console(stderr=True)
 

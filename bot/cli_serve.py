@@ -97,6 +97,12 @@ def run() -> None:
     out.print(
         "     or [bold].venv/bin/shepherd readiness --gate intake --answers examples/answers/intake-low-risk.yaml[/bold]"
     )
+    # Meanwhile Shepherd runs against the built-in Slack emulator, with a page to drive it.
+    from bot.playground.serve import serve_playground
+
+    code = serve_playground(settings, out, knowledge_factory=lambda: services.knowledge)
+    if code:
+        raise typer.Exit(code)
 
 
 def serve(
@@ -116,10 +122,12 @@ def _serve(settings: Settings, services: Services, port: int) -> None:
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+        from bot.scheduler import start_scheduler
         from bot.server import start_outbox_worker
 
         stop = threading.Event()
         start_outbox_worker(app, services, stop)
+        start_scheduler(services, stop)
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
         try:
             SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()

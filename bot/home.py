@@ -1,14 +1,21 @@
-"""App Home: my initiatives, approvals waiting for me, recent decisions."""
+"""App Home: my initiatives, approvals waiting for me, recent decisions; the portfolio for
+governance leads."""
 
 from __future__ import annotations
+
+import logging
 
 from slack_sdk import WebClient
 
 from bot import blocks
+from bot.blocks.portfolio import home_governance_section
 from bot.bootstrap import Services
 from gates import usecases
-from gates.errors import GateError
+from gates.errors import GateError, ShepherdError
 from gates.lifecycle import Status
+from gates.portfolio import load_portfolio
+
+logger = logging.getLogger("shepherd.home")
 
 
 def publish_home(services: Services, client: WebClient, user: str, page: int = 0) -> None:
@@ -36,4 +43,13 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
                 if not review.is_open and review.decisions:
                     recent.append((review, initiative))
     recent.sort(key=lambda pair: pair[0].closed_at or pair[0].submitted_at, reverse=True)
-    client.views_publish(user_id=user, view=blocks.home_view(user, my_rows, pending, recent[:10], page=page))
+    governance = None
+    if services.settings.sees_portfolio(user):
+        try:
+            governance = home_governance_section(load_portfolio(pipeline, services.read_uow(), now))
+        except ShepherdError:  # a database hiccup must not take the whole tab down
+            logger.exception("could not compute the portfolio for App Home")
+    client.views_publish(
+        user_id=user,
+        view=blocks.home_view(user, my_rows, pending, recent[:10], page=page, governance=governance),
+    )

@@ -19,6 +19,9 @@ VIEW_QUESTIONNAIRE = "shepherd_questionnaire"
 VIEW_REASON = "shepherd_decision_reason"
 VIEW_EVIDENCE = "shepherd_evidence"
 VIEW_EXCEPTION = "shepherd_exception"
+VIEW_EXTEND = "shepherd_extend_time_box"
+VIEW_STOP = "shepherd_stop"
+VIEW_OPERATIONS_REVIEW = "shepherd_operations_review"
 
 # Buttons and menus (action_id). Values carry the initiative ref or the review id.
 ACTION_OPEN_QUESTIONNAIRE = "open_questionnaire"  # value: ref
@@ -31,6 +34,9 @@ ACTION_FEEDBACK_HELPFUL = "feedback_helpful"  # value: feedback key
 ACTION_FEEDBACK_UNHELPFUL = "feedback_unhelpful"  # value: feedback key
 ACTION_HOME_PAGE = "home_page"  # value: page number
 ACTION_NOOP_LINK = "link_button"  # buttons that only open a URL still send an action
+ACTION_EXTEND_TIME_BOX = "extend_time_box"  # value: ref
+ACTION_STOP_INITIATIVE = "stop_initiative"  # value: ref
+ACTION_OPEN_OPERATIONS_REVIEW = "open_operations_review"  # value: ref
 
 DECISION_ACTIONS = (ACTION_APPROVE, ACTION_REJECT, ACTION_REQUEST_CHANGES)
 
@@ -41,6 +47,7 @@ NAME_BLOCK = "meta:name"
 REASON_BLOCK = "meta:reason"
 LINK_URL_BLOCK = "meta:link_url"
 LINK_TITLE_BLOCK = "meta:link_title"
+EXTEND_UNTIL_BLOCK = "meta:extend_until"
 
 REF_PATTERN = re.compile(r"\b([A-Z]{2,5}-\d{4,})\b")
 

@@ -16,12 +16,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
+from bot.blocks import operations as operations_blocks
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
 from bot.bootstrap import Services
 from gates import usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
+from gates.schedule import operations_review_due, operations_review_overdue
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.notify")
@@ -66,6 +68,13 @@ class SlackNotifier:
             "initiative.held": self._refresh_card_only,
             "initiative.resumed": self._refresh_card_only,
             "ephemeral": self._ephemeral,
+            "timebox.extended": self._time_box_extended,
+            "operations.reviewed": self._refresh_card_only,
+            "schedule.stalled": self._stalled,
+            "schedule.review_reminder": self._review_reminder,
+            "schedule.review_escalation": self._review_escalation,
+            "schedule.operations_review_due": self._operations_review,
+            "schedule.operations_review_overdue": self._operations_review,
         }
 
     def __call__(self, message: Any) -> None:
@@ -170,6 +179,99 @@ class SlackNotifier:
             if _error_code(error) not in _PERMANENT:
                 raise
         self._client.chat_postMessage(channel=self._dm_channel(user), text=text)
+
+    # -- scheduled events (bot/scheduler.py) ----------------------------------------------------
+    # Each re-reads the current state first: between the tick and the delivery the initiative may
+    # have moved on, and a stale nudge is worse than none.
+
+    def _stalled(self, payload: Mapping[str, Any]) -> None:
+        initiative = self._initiative(payload["ref"])
+        self.refresh_card(initiative)
+        if initiative.status is not Status.ACTIVE or initiative.stage != payload["stage"]:
+            return
+        if not usecases.is_stalled(self._services.pipeline, initiative, self._services.now()):
+            return
+        ended = usecases.time_box_ends(self._services.pipeline, initiative)
+        assert ended is not None
+        message = operations_blocks.stalled_notice(self._services.pipeline, initiative, ended)
+        kind = f"stalled:{initiative.stage}:{ended.date().isoformat()}"
+        self._post_once(
+            initiative_target(initiative.ref), kind, self._dm_channel(initiative.owner_id), **message
+        )
+
+    def _time_box_extended(self, payload: Mapping[str, Any]) -> None:
+        initiative = self._initiative(payload["ref"])
+        self.refresh_card(initiative)
+        if initiative.extended_until is None:
+            return
+        day = initiative.extended_until.date().isoformat()
+        self._post_once(
+            initiative_target(initiative.ref),
+            f"extended:{initiative.stage}:{day}",
+            self._dm_channel(str(payload.get("actor") or initiative.owner_id)),
+            **operations_blocks.extended_notice(initiative, initiative.extended_until),
+        )
+
+    def _review_reminder(self, payload: Mapping[str, Any]) -> None:
+        review, initiative = self._review(payload["review"])
+        if not review.is_open:
+            return
+        message = operations_blocks.reminder_notice(
+            self._services.pipeline, initiative, review, int(payload.get("days_waiting", 0))
+        )
+        for user in self.approvers_for(review, initiative):
+            if review.decision_by(user) is None:
+                kind = f"reminder:{payload['number']}:{user}"
+                self._post_once(review_target(review.id), kind, self._dm_channel(user), **message)
+
+    def _review_escalation(self, payload: Mapping[str, Any]) -> None:
+        review, initiative = self._review(payload["review"])
+        if not review.is_open:
+            return
+        pipeline = self._services.pipeline
+        with self._services.read_uow() as uow:
+            holders = usecases.role_holders(pipeline, uow)
+        remaining = review.remaining()
+        for role, contact in dict(payload.get("contacts") or {}).items():
+            if role not in remaining:
+                continue
+            approvers = [u for u in holders.get(role, []) if u not in (review.submitted_by, review.owner_id)]
+            message = operations_blocks.escalation_notice(
+                pipeline, initiative, review, role, int(payload.get("days_waiting", 0)), approvers
+            )
+            self._post_once(
+                review_target(review.id), f"escalation:{role}", self._dm_channel(contact), **message
+            )
+
+    def _operations_review(self, payload: Mapping[str, Any]) -> None:
+        initiative = self._initiative(payload["ref"])
+        pipeline = self._services.pipeline
+        if initiative.status is not Status.ACTIVE or initiative.stage != pipeline.model.operations_stage:
+            return
+        with self._services.read_uow() as uow:
+            latest = uow.operations.latest_reviews().get(initiative.ref)
+        due = operations_review_due(pipeline, initiative, latest)
+        if due is None or due.isoformat() != payload["due"]:
+            return  # reviewed meanwhile: the next one has another due date
+        overdue = operations_review_overdue(pipeline, initiative, latest, self._services.now())
+        target, day = initiative_target(initiative.ref), due.date().isoformat()
+        word = "overdue" if overdue else "due"
+        self._post_once(
+            target,
+            f"opsreview-{word}:{day}",
+            self._dm_channel(initiative.owner_id),
+            **operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=True),
+        )
+        operations = pipeline.model.operations
+        role = pipeline.model.roles.get(operations.role) if operations and operations.role else None
+        if overdue and role is not None and role.escalation_contact:
+            self._post_once(
+                target,
+                f"opsreview-escalation:{day}",
+                self._dm_channel(role.escalation_contact),
+                **operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=False),
+            )
+        self.refresh_card(initiative)
 
     # -- building blocks ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Serve the Bolt app: HTTP (Starlette + uvicorn) or Socket Mode, plus the outbox worker.
+"""Serve the Bolt app: HTTP (Starlette + uvicorn) or Socket Mode, plus the outbox worker and
+the scheduler (``bot.scheduler``).
 
-HTTP mode answers Slack on ``POST /slack/events`` and ``GET /healthz``; with OAuth it also serves
-``/slack/install`` and ``/slack/oauth_redirect``. Bolt's dispatch is synchronous, so it runs on
+HTTP mode answers Slack on ``POST /slack/events``, ``GET /healthz`` and ``GET /metrics``
+(Prometheus, see ``bot.metrics``); with OAuth it also serves ``/slack/install`` and
+``/slack/oauth_redirect``. Bolt's dispatch is synchronous, so it runs on
 a bounded thread pool and never blocks the event loop.
 """
 
@@ -14,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from prometheus_client import CollectorRegistry
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from starlette.applications import Starlette
@@ -21,20 +24,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import metrics
 from bot.bootstrap import Services
 from bot.notify import SlackNotifier
-from storage.outbox import OutboxWorker
+from bot.scheduler import start_scheduler
+from storage.outbox import OutboxWorker, outbox_counts
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.server")
 
 DISPATCH_THREADS = 32
+# Slack calls take 100-300 ms; several senders keep notifications flowing under load.
+OUTBOX_SENDERS = 8
 
 
 def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> threading.Thread:
     """Deliver queued notifications to Slack in the background until ``stop`` is set."""
     notifier = SlackNotifier(services, app.client, MessageRefs(services.database))
-    worker = OutboxWorker(services.database, notifier, clock=services)
+    worker = OutboxWorker(
+        services.database,
+        metrics.counted_sender(notifier),
+        clock=services,
+        concurrency=OUTBOX_SENDERS,
+        ordering_key=lambda message: message.payload.get("ref") or message.id,
+    )
     thread = threading.Thread(
         target=worker.run_forever, args=(stop, 0.25), name="shepherd-outbox", daemon=True
     )
@@ -47,11 +60,23 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True) -> Starle
     limiter = anyio.CapacityLimiter(DISPATCH_THREADS)
     stop = threading.Event()
 
+    local_metrics = CollectorRegistry(auto_describe=True)
+    local_metrics.register(metrics.OutboxDepthCollector(lambda: outbox_counts(services.database)))
+
     async def events(request: Request) -> Response:
         body = await request.body()
         bolt_request = to_bolt_request(request, body)
-        response = await anyio.to_thread.run_sync(app.dispatch, bolt_request, limiter=limiter)
+        kind = metrics.payload_type(bolt_request.body)
+        with metrics.Timer() as timer:
+            response = await anyio.to_thread.run_sync(app.dispatch, bolt_request, limiter=limiter)
+        metrics.ACK_LATENCY.labels(payload=kind).observe(timer.seconds)
+        metrics.REQUESTS.labels(payload=kind, status=str(response.status)).inc()
         return to_starlette_response(response)
+
+    async def scrape(_: Request) -> Response:
+        # Counting the outbox is a database query: keep it off the event loop.
+        body = await anyio.to_thread.run_sync(metrics.exposition, local_metrics, limiter=limiter)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def oauth(request: Request) -> Response:
         flow = app.oauth_flow
@@ -70,6 +95,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True) -> Starle
     async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
         if run_worker:
             start_outbox_worker(app, services, stop)
+            start_scheduler(services, stop)
         yield
         stop.set()
 
@@ -78,5 +104,6 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True) -> Starle
         Route("/slack/install", oauth, methods=["GET"]),
         Route("/slack/oauth_redirect", oauth, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".data"), validation_alias=_env("SHEPHERD_DATA_DIR"))
     pipeline: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_PIPELINE"))
     database_url: str | None = Field(default=None, validation_alias=_env("SHEPHERD_DATABASE_URL"))
+    sqlite_synchronous: str = Field(default="NORMAL", validation_alias=_env("SHEPHERD_SQLITE_SYNCHRONOUS"))
+    """WAL with NORMAL survives a crash of the process (no committed write is lost) but may lose
+    the last commits on power loss; FULL also survives power loss, at one disk sync per commit."""
     policies_dir: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_POLICIES"))
     embeddings: str = Field(default="auto", validation_alias=_env("SHEPHERD_EMBEDDINGS"))
     embedding_model_dir: Path | None = Field(
@@ -45,11 +48,18 @@ class Settings(BaseSettings):
     slack_client_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_SECRET"))
     registry_channel: str | None = Field(default=None, validation_alias=_env("SHEPHERD_REGISTRY_CHANNEL"))
     role_admins: list[str] = Field(default_factory=list, validation_alias=_env("SHEPHERD_ROLE_ADMINS"))
+    governance_leads: list[str] = Field(
+        default_factory=list, validation_alias=_env("SHEPHERD_GOVERNANCE_LEADS")
+    )
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("SHEPHERD_HOST"))
     port: int = Field(default=3000, validation_alias=_env("SHEPHERD_PORT", "PORT"))
     log_json: bool = Field(default=False, validation_alias=_env("SHEPHERD_LOG_JSON"))
     log_level: str = Field(default="INFO", validation_alias=_env("SHEPHERD_LOG_LEVEL"))
+    scheduler_interval_seconds: float = Field(
+        default=60.0, ge=0, validation_alias=_env("SHEPHERD_SCHEDULER_INTERVAL")
+    )
+    """Seconds between scheduler ticks (time boxes, reminders, periodic reviews); 0 disables it."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -67,6 +77,10 @@ class Settings(BaseSettings):
         return bool((self.slack_bot_token or self.oauth_enabled) and self.slack_signing_secret) or bool(
             self.slack_bot_token and self.slack_app_token
         )
+
+    def sees_portfolio(self, user_id: str) -> bool:
+        """Governance leads and role admins see the portfolio (Slack command and App Home)."""
+        return bool(user_id) and (user_id in self.governance_leads or user_id in self.role_admins)
 
     @property
     def llm_configured(self) -> bool:

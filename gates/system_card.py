@@ -234,10 +234,7 @@ def draft_system_card(
 def _field_lines(label: str, question: Question, value: AnswerValue | None) -> list[str]:
     if not _present(value):
         return [f"- **{label}:** {NOT_ANSWERED}"]
-    if question.type is QuestionType.USER:
-        text = f"@{value}"
-    else:
-        text = display(question, value)
+    text = f"@{value}" if question.type is QuestionType.USER else display(question, value)
     parts = [part.rstrip() for part in text.strip().splitlines() if part.strip()]
     if len(parts) <= 1:
         return [f"- **{label}:** {parts[0] if parts else text}"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -115,6 +116,8 @@ class OutboxWorker:
         lease: timedelta = timedelta(minutes=2),
         batch_size: int = 20,
         rng: random.Random | None = None,
+        concurrency: int = 1,
+        ordering_key: Callable[[OutboxMessage], object] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -127,14 +130,40 @@ class OutboxWorker:
         self.lease = lease
         self.batch_size = batch_size
         self._rng = rng or random.Random()
+        self.concurrency = max(1, concurrency)
+        self._ordering_key = ordering_key or (lambda message: message.id)
+        self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due messages (default: one batch), send them; returns how many
         were delivered."""
         claimed = self._claim(limit or self.batch_size)
+        if self._pool is None or len(claimed) <= 1:
+            return sum(self._deliver(message, token) for message, token in claimed)
+        # Messages about the same thing (one initiative) go out in order, one after the other;
+        # different things go out in parallel, so one slow Slack call does not hold up the rest.
+        groups: dict[object, list[tuple[OutboxMessage, str]]] = {}
+        for item in claimed:
+            groups.setdefault(self._ordering_key(item[0]), []).append(item)
+        return sum(self._pool.map(self._deliver_in_order, groups.values()))
+
+    def _deliver_in_order(self, group: list[tuple[OutboxMessage, str]]) -> int:
         delivered = 0
-        for message, token in claimed:
-            delivered += self._deliver(message, token)
+        for index, (message, token) in enumerate(group):
+            sent = self._deliver(message, token)
+            delivered += sent
+            if not sent:
+                # Keep the order: what follows a failed message waits for its retry.
+                retry_at = self._clock.now() + self.backoff(max(1, message.attempts))
+                for later, later_token in group[index + 1 :]:
+                    self._finish(
+                        later,
+                        later_token,
+                        status=PENDING,
+                        error="waiting for an earlier message",
+                        next_attempt_at=retry_at,
+                    )
+                break
         return delivered
 
     def run_forever(self, stop_event: threading.Event, poll_interval: float = 1.0) -> None:

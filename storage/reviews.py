@@ -120,7 +120,9 @@ class SqlReviewRepository:
         ).mappings():
             if d["review_id"] in by_review:
                 by_review[d["review_id"]].append(
-                    Decision(d["approver_id"], DecisionKind(d["kind"]), d["role"], d["reason"], d["decided_at"])
+                    Decision(
+                        d["approver_id"], DecisionKind(d["kind"]), d["role"], d["reason"], d["decided_at"]
+                    )
                 )
         return [_review(row, by_review[row["id"]]) for row in rows]
 

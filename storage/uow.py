@@ -23,6 +23,7 @@ from storage.dedupe import SqlDedupe
 from storage.outbox import SqlOutbox
 from storage.repositories import SqlAnswerRepository, SqlInitiativeRepository, SqlRoleRepository
 from storage.reviews import SqlReviewRepository
+from storage.scheduling import SqlFiredEvents, SqlOperationsRecords
 from storage.sqlerrors import translate, translated
 
 
@@ -34,6 +35,8 @@ class SqlUnitOfWork:
     audit: SqlAuditLog
     outbox: SqlOutbox
     dedupe: SqlDedupe
+    operations: SqlOperationsRecords
+    fired: SqlFiredEvents
 
     def __init__(self, sessions: sessionmaker[Session], ref_prefix: str = "AI") -> None:
         self._sessions = sessions
@@ -58,6 +61,8 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(session)
         self.outbox = SqlOutbox(session)
         self.dedupe = SqlDedupe(session)
+        self.operations = SqlOperationsRecords(session)
+        self.fired = SqlFiredEvents(session)
         return self
 
     def __exit__(

@@ -37,6 +37,9 @@ from gates.lifecycle import Initiative, Review, Status
 from gates.loader import CompiledPipeline
 from gates.readiness import Readiness
 
+MAX_GOVERNANCE_BLOCKS = 6
+"""The portfolio section for governance leads; the lists below are clamped around it."""
+
 MAX_HOME_PAGE_SIZE = 20
 """Four blocks an item at most (a pending approval takes two) plus the frame stay under 100."""
 
@@ -106,10 +109,12 @@ def home_view(
     page_size: int = 10,
     *,
     pipeline: CompiledPipeline | None = None,
+    governance: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Home tab for ``user_id``. ``page`` is clamped to the pages that exist; the Previous /
     Next buttons carry the page number to show in their value (``ids.ACTION_HOME_PAGE``).
-    With ``pipeline``, gates and roles show their labels instead of their ids."""
+    With ``pipeline``, gates and roles show their labels instead of their ids. ``governance``
+    (blocks, for governance leads) goes first, so clamping to 100 blocks never drops it."""
     size = max(1, min(page_size, MAX_HOME_PAGE_SIZE))
     # A review listed twice would repeat its block_id, which Slack rejects.
     pending = list({review.id: (review, initiative) for review, initiative in pending}.values())
@@ -122,8 +127,10 @@ def home_view(
             f"Hello {mention(user_id)}: your initiatives, the approvals waiting for you and recent decisions."
         ),
         divider(),
-        section(f"*My initiatives* ({len(my_initiatives)})"),
     ]
+    if governance:
+        body += [*governance[:MAX_GOVERNANCE_BLOCKS], divider()]
+    body.append(section(f"*My initiatives* ({len(my_initiatives)})"))
     mine = _window(my_initiatives, page, size)
     if mine:
         body += [_initiative_item(initiative, readiness) for initiative, readiness in mine]

@@ -23,7 +23,14 @@ from typing import Any, Self
 
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
 from gates.lifecycle import Initiative, Review, format_ref
-from gates.ports import AnswerVersion, EvidenceLink, InitiativeFilter, TimelineEntry
+from gates.ports import (
+    AnswerVersion,
+    EvidenceLink,
+    InitiativeFilter,
+    OperationsReview,
+    TimeBoxExtension,
+    TimelineEntry,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class _State:
     audit: list[AuditEntry] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)
     next_review_id: int = 1
+    extensions: list[TimeBoxExtension] = field(default_factory=list)
+    operations_reviews: list[OperationsReview] = field(default_factory=list)
+    fired: dict[str, str] = field(default_factory=dict)
 
 
 class _Part:
@@ -225,6 +235,35 @@ class FakeOutbox(_Part):
         self._state.outbox.append(OutboxMessage(kind, copy.deepcopy(dict(payload)), at, dedupe_key))
 
 
+class FakeOperations(_Part):
+    def add_extension(self, extension: TimeBoxExtension) -> None:
+        if extension.initiative_ref not in self._state.initiatives:
+            raise UnknownInitiative(extension.initiative_ref)
+        self._state.extensions.append(extension)
+
+    def extensions(self, ref: str) -> Sequence[TimeBoxExtension]:
+        return [e for e in self._state.extensions if e.initiative_ref == ref]
+
+    def add_review(self, review: OperationsReview) -> None:
+        if review.initiative_ref not in self._state.initiatives:
+            raise UnknownInitiative(review.initiative_ref)
+        self._state.operations_reviews.append(review)
+
+    def reviews(self, ref: str) -> Sequence[OperationsReview]:
+        return [r for r in self._state.operations_reviews if r.initiative_ref == ref]
+
+    def latest_reviews(self) -> dict[str, OperationsReview]:
+        return {r.initiative_ref: r for r in self._state.operations_reviews}
+
+
+class FakeFired(_Part):
+    def first_time(self, key: str, kind: str, at: datetime) -> bool:
+        if key in self._state.fired:
+            return False
+        self._state.fired[key] = kind
+        return True
+
+
 class FakeUnitOfWork:
     """Dict-backed unit of work; re-enterable, one transaction per ``with``.
 
@@ -239,6 +278,8 @@ class FakeUnitOfWork:
         self.roles = FakeRoles(self)
         self.audit = FakeAudit(self)
         self.outbox = FakeOutbox(self)
+        self.operations = FakeOperations(self)
+        self.fired = FakeFired(self)
         self.committed = _State()
         self.commits = 0
         self.transactions = 0

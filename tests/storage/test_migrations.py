@@ -35,6 +35,10 @@ OUR_TABLES = {
     "slack_bots",
     "slack_oauth_states",
     "slack_messages",
+    "time_box_extensions",
+    "operations_reviews",
+    "fired_events",
+    "scheduler_leases",
 }
 
 

@@ -1,0 +1,116 @@
+"""`shepherd portfolio` and `shepherd doctor`: the governance view and the operator's check-up.
+
+Mounted in ``bot/cli.py`` as two commands. Expected errors print one red line and exit 1;
+``doctor`` exits 1 when any check FAILs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.bootstrap import bootstrap
+from bot.doctor import Level, run_checks
+from bot.settings import Settings
+from gates.errors import ShepherdError
+from gates.portfolio import Portfolio, load_portfolio
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+_COLOURS = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
+
+
+def portfolio(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also save the chart (funnel and time in stage) as a PNG.")
+    ] = None,
+) -> None:
+    """The portfolio: initiatives per stage, conversion, median days in stage, stalled, decisions."""
+    services = None
+    try:
+        services = bootstrap(Settings())
+        figures = load_portfolio(services.pipeline, services.read_uow(), services.now())
+    except ShepherdError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        if services is not None:
+            services.database.dispose()
+    if png is not None:
+        from bot.portfolio_chart import render_png
+
+        try:
+            png.write_bytes(render_png(figures))
+        except OSError as error:
+            err.print(f"[red]error:[/red] cannot write {png}: {error.strerror or error}", highlight=False)
+            raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(figures.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print_portfolio(figures)
+    if png is not None:
+        err.print(f"Chart saved to {png}", highlight=False)
+
+
+def _print_portfolio(figures: Portfolio) -> None:
+    out.print(
+        f"[bold]Portfolio[/bold] at {figures.generated_at:%Y-%m-%d %H:%M} UTC: {figures.total} initiatives, "
+        f"{len(figures.stalled)} stalled, {figures.open_reviews} reviews open",
+        highlight=False,
+    )
+    table = Table("Stage", "Active", "In review", "On hold", "Retired", "Reached", "Went on", "Median days")
+    for s in figures.stages:
+        table.add_row(
+            s.stage,
+            str(s.active),
+            str(s.in_review),
+            str(s.on_hold),
+            str(s.retired),
+            str(s.reached),
+            "-" if s.conversion is None else f"{s.advanced} ({s.conversion:.0%})",
+            "-" if s.median_days is None else f"{s.median_days:g}",
+        )
+    out.print(table)
+    counts = figures.decisions_last_30_days
+    out.print(
+        f"Decisions in the last {figures.window_days} days: {counts['approve']} approved, "
+        f"{counts['reject']} rejected, {counts['request_changes']} changes requested",
+        highlight=False,
+    )
+    if figures.top_reasons:
+        out.print("Most common reasons for rejection or changes:")
+        for reason in figures.top_reasons:
+            out.print(f"  {reason.count} x {reason.reason}", highlight=False, markup=False)
+    if figures.stalled:
+        stalled = Table("Ref", "Name", "Stage", "Days in stage", "Owner", title="Stalled")
+        for item in figures.stalled:
+            stalled.add_row(item.ref, item.name, item.stage, f"{item.days_in_stage:g}", item.owner_id)
+        out.print(stalled)
+    for note in figures.notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def doctor() -> None:
+    """Check Slack tokens, signing secret, database, Chroma, embedding model and LLM endpoint."""
+    checks = run_checks(Settings())
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        colour = _COLOURS[check.level]
+        out.print(
+            f"[{colour}]{check.level.value:<4}[/{colour}] {check.name:<{width}}  {check.message}",
+            highlight=False,
+        )
+        if check.fix:
+            out.print(f"     {'':<{width}}  fix: {check.fix}", highlight=False)
+    failed = sum(1 for c in checks if c.level is Level.FAIL)
+    warned = sum(1 for c in checks if c.level is Level.WARN)
+    out.print(f"{failed} failed, {warned} warnings, {len(checks) - failed - warned} OK.")
+    if failed:
+        raise typer.Exit(1)

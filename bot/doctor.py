@@ -1,0 +1,431 @@
+"""`shepherd doctor`: check the configuration piece by piece and say exactly what to fix.
+
+Each check returns ``Check`` lines (OK, WARN or FAIL) with the fix for anything not OK. Checks
+never raise: a check that cannot run is itself a FAIL with the reason. Network checks use short
+timeouts so a dead endpoint costs seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bot.settings import Settings
+
+logger = logging.getLogger("shepherd.doctor")
+
+TIMEOUT_SECONDS = 5.0
+
+
+class Level(StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    level: Level
+    message: str
+    fix: str | None = None
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix things."""
+    checks: list[Check] = []
+    for check in CHECKS:
+        try:
+            checks.extend(check(settings))
+        except Exception as error:  # a check must report, never crash the doctor
+            logger.debug("check %s crashed", check.__name__, exc_info=True)
+            checks.append(
+                Check(check.__name__.removeprefix("check_"), Level.FAIL, f"the check itself failed: {error}")
+            )
+    return checks
+
+
+# ---------------------------------------------------------------- Slack
+
+
+def check_slack_tokens(settings: Settings) -> list[Check]:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    results: list[Check] = []
+    base_url = settings.slack_api_url or "https://slack.com/api/"
+    if not base_url.endswith("/"):
+        base_url += "/"
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    if token:
+        if not token.startswith("xoxb-"):
+            results.append(
+                Check(
+                    "slack bot token",
+                    Level.WARN,
+                    "SLACK_BOT_TOKEN does not start with xoxb-, so it is probably not a bot token.",
+                    "Use the Bot User OAuth Token from api.slack.com/apps > your app > OAuth & Permissions.",
+                )
+            )
+        client = WebClient(token=token, base_url=base_url, timeout=int(TIMEOUT_SECONDS))
+        try:
+            answer = client.auth_test()
+            results.append(
+                Check(
+                    "slack bot token",
+                    Level.OK,
+                    f"SLACK_BOT_TOKEN works: bot {answer.get('user')} ({answer.get('user_id')}) "
+                    f"in workspace {answer.get('team')}.",
+                )
+            )
+        except SlackApiError as error:
+            code = str(error.response.get("error", "unknown_error"))
+            results.append(
+                Check(
+                    "slack bot token",
+                    Level.FAIL,
+                    f"Slack refused SLACK_BOT_TOKEN ({code}).",
+                    _token_fix(code),
+                )
+            )
+        except Exception as error:  # connection refused, DNS, timeout
+            results.append(
+                Check(
+                    "slack bot token",
+                    Level.FAIL,
+                    f"Cannot reach the Slack API at {base_url}: {_first_line(error)}.",
+                    "Check the network, or SLACK_API_URL if you point Shepherd at another Slack API "
+                    "(unset it for the real Slack).",
+                )
+            )
+    elif settings.oauth_enabled:
+        results.append(
+            Check(
+                "slack bot token",
+                Level.OK,
+                "OAuth is configured (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET): tokens come from installations.",
+            )
+        )
+    else:
+        results.append(
+            Check(
+                "slack bot token",
+                Level.WARN,
+                "No SLACK_BOT_TOKEN (nor OAuth credentials): the bot will not connect to Slack.",
+                "Create the app from slack-manifest.yaml, install it, and put its Bot User OAuth Token "
+                "in SLACK_BOT_TOKEN.",
+            )
+        )
+
+    app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+    if app_token is not None and not app_token.startswith("xapp-"):
+        results.append(
+            Check(
+                "slack app token",
+                Level.FAIL,
+                "SLACK_APP_TOKEN does not start with xapp-, so Socket Mode cannot connect with it.",
+                "Create an app-level token with the connections:write scope (api.slack.com/apps > your app "
+                "> Basic Information > App-Level Tokens) and put it in SLACK_APP_TOKEN.",
+            )
+        )
+    elif app_token is not None:
+        results.append(Check("slack app token", Level.OK, "SLACK_APP_TOKEN is set: Socket Mode."))
+    return results
+
+
+def _token_fix(code: str) -> str:
+    if code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"):
+        return (
+            "Copy the Bot User OAuth Token (xoxb-...) from api.slack.com/apps > your app > OAuth & "
+            "Permissions into SLACK_BOT_TOKEN; reinstall the app if the token was revoked."
+        )
+    return f"See https://api.slack.com/methods/auth.test#errors for {code}."
+
+
+def check_signing_secret(settings: Settings) -> list[Check]:
+    if settings.slack_signing_secret is not None and settings.slack_signing_secret.get_secret_value():
+        return [Check("slack signing secret", Level.OK, "SLACK_SIGNING_SECRET is set.")]
+    if settings.slack_app_token is not None:
+        return [
+            Check("slack signing secret", Level.OK, "Not needed in Socket Mode (SLACK_APP_TOKEN is set).")
+        ]
+    level = Level.FAIL if (settings.slack_bot_token or settings.oauth_enabled) else Level.WARN
+    return [
+        Check(
+            "slack signing secret",
+            level,
+            "SLACK_SIGNING_SECRET is not set: Shepherd cannot verify that requests come from Slack.",
+            "Copy it from api.slack.com/apps > your app > Basic Information > App Credentials > "
+            "Signing Secret into SLACK_SIGNING_SECRET.",
+        )
+    ]
+
+
+# ---------------------------------------------------------------- database
+
+
+def check_database(settings: Settings) -> list[Check]:
+    from storage.database import Database
+    from storage.errors import StorageError
+
+    url = settings.resolved_database_url
+    try:
+        database = Database(url)
+    except Exception as error:
+        return [
+            Check(
+                "database",
+                Level.FAIL,
+                f"SHEPHERD_DATABASE_URL is not usable: {_first_line(error)}.",
+                "Use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:5432/DB.",
+            )
+        ]
+    try:
+        where = database.describe()
+        try:
+            current = database.current_revision()
+        except StorageError as error:
+            return [
+                Check(
+                    "database",
+                    Level.FAIL,
+                    f"Cannot reach the database: {_first_line(error)}",
+                    "Check that the server is running and that SHEPHERD_DATABASE_URL has the right host, "
+                    "port, user and password.",
+                )
+            ]
+        head = database.head()
+        if current == head:
+            return [Check("database", Level.OK, f"{where} is reachable, schema at {head} (current).")]
+        if current is None and database.is_sqlite:
+            return [
+                Check(
+                    "database",
+                    Level.OK,
+                    f"{where} has no tables yet; Shepherd creates them at start (embedded SQLite).",
+                )
+            ]
+        try:
+            database.check()
+        except StorageError as error:
+            if database.is_sqlite and "upgrade" in str(error):
+                return [
+                    Check(
+                        "database",
+                        Level.WARN,
+                        f"{where} is at {current}, this Shepherd needs {head}; it migrates itself at start.",
+                    )
+                ]
+            return [
+                Check(
+                    "database",
+                    Level.FAIL,
+                    _first_line(error),
+                    "Run `shepherd db upgrade`."
+                    if "upgrade" in str(error)
+                    else "Run the Shepherd version that migrated this database, or restore a backup.",
+                )
+            ]
+        return [Check("database", Level.OK, f"{where} is reachable, schema at {current}.")]
+    finally:
+        database.dispose()
+
+
+# ---------------------------------------------------------------- knowledge
+
+
+def check_chroma(settings: Settings) -> list[Check]:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    try:
+        if settings.chroma_url:
+            url = urlparse(
+                settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}"
+            )
+            if not url.hostname:
+                return [
+                    Check(
+                        "chroma",
+                        Level.FAIL,
+                        f"SHEPHERD_CHROMA_URL is not a URL: {settings.chroma_url!r}.",
+                        "Use http://HOST:8000 (or unset it for the embedded store).",
+                    )
+                ]
+            ssl = url.scheme == "https"
+            client = chromadb.HttpClient(
+                host=url.hostname, port=url.port or (443 if ssl else 8000), ssl=ssl, settings=chroma_settings
+            )
+            where = f"Chroma server {settings.chroma_url}"
+        else:
+            path = Path(settings.data_dir) / "knowledge" / "chroma"
+            path.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            where = f"embedded Chroma at {path}"
+        collections = client.list_collections()
+        chunks = sum(client.get_collection(c.name).count() for c in collections)
+    except Exception as error:
+        fix = (
+            "Start the Chroma server or correct SHEPHERD_CHROMA_URL (unset it to use the embedded store)."
+            if settings.chroma_url
+            else "Check that SHEPHERD_DATA_DIR is writable and not used by another Chroma version."
+        )
+        return [Check("chroma", Level.FAIL, f"Cannot open the policy store: {_first_line(error)}.", fix)]
+    if chunks == 0:
+        return [
+            Check(
+                "chroma",
+                Level.WARN,
+                f"{where} opens but holds no policy passages yet.",
+                "Run `shepherd knowledge ingest` (or `shepherd run`, which ingests the policy pack).",
+            )
+        ]
+    return [Check("chroma", Level.OK, f"{where}: {len(collections)} collections, {chunks} passages.")]
+
+
+def check_embeddings(settings: Settings) -> list[Check]:
+    from knowledge.embeddings import EmbeddingUnavailableError, resolve_embedder
+
+    spec = settings.embeddings
+    try:
+        embedder = resolve_embedder(
+            spec,
+            onnx_model_dir=settings.embedding_model_dir,
+            openai_base_url=settings.openai_base_url,
+            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        )
+    except ValueError as error:
+        return [
+            Check(
+                "embedding model",
+                Level.FAIL,
+                f"SHEPHERD_EMBEDDINGS={spec!r} is not understood: {error}.",
+                "Use auto, none, default, onnx:PATH or openai:MODEL.",
+            )
+        ]
+    except EmbeddingUnavailableError as error:
+        return [
+            Check(
+                "embedding model",
+                Level.WARN,
+                f"Embeddings {spec!r} unavailable ({_first_line(error)}); policy search falls back to BM25 only.",
+                "Point SHEPHERD_EMBEDDING_MODEL_DIR at a folder holding onnx/model.onnx and tokenizer.json "
+                "(all-MiniLM-L6-v2), or set SHEPHERD_EMBEDDINGS=openai:MODEL with OPENAI_BASE_URL.",
+            )
+        ]
+    if embedder is None:
+        return [
+            Check("embedding model", Level.OK, "Embeddings are off (SHEPHERD_EMBEDDINGS=none): BM25 search.")
+        ]
+    return [Check("embedding model", Level.OK, f"{embedder.label} loads and embeds.")]
+
+
+# ---------------------------------------------------------------- LLM
+
+
+def check_llm(settings: Settings) -> list[Check]:
+    import openai
+
+    if not settings.llm_model:
+        return [
+            Check(
+                "llm",
+                Level.WARN,
+                "No LLM configured (SHEPHERD_LLM_MODEL): answers quote the best policy passages instead.",
+                "Set SHEPHERD_LLM_MODEL plus OPENAI_API_KEY (and OPENAI_BASE_URL for a local or other "
+                "OpenAI-compatible server).",
+            )
+        ]
+    if not settings.llm_configured:
+        return [
+            Check(
+                "llm",
+                Level.FAIL,
+                f"SHEPHERD_LLM_MODEL={settings.llm_model} is set but neither OPENAI_API_KEY nor OPENAI_BASE_URL is.",
+                "Set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server).",
+            )
+        ]
+    base_url = settings.openai_base_url or "https://api.openai.com/v1"
+    client = openai.OpenAI(
+        base_url=base_url,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused",
+        timeout=TIMEOUT_SECONDS,
+        max_retries=0,
+    )
+    try:
+        models = [m.id for m in client.models.list()]
+    except openai.AuthenticationError:
+        return [
+            Check(
+                "llm",
+                Level.FAIL,
+                f"The LLM endpoint {base_url} refused OPENAI_API_KEY (401).",
+                "Put a valid key in OPENAI_API_KEY.",
+            )
+        ]
+    except openai.APIConnectionError as error:
+        return [
+            Check(
+                "llm",
+                Level.FAIL,
+                f"Cannot reach the LLM endpoint {base_url}: {_first_line(error)}.",
+                "Check OPENAI_BASE_URL (scheme, host, port, the /v1 suffix) and that the server is running.",
+            )
+        ]
+    except openai.APIStatusError as error:
+        return _probe_completion(
+            client, settings.llm_model, base_url, f"/models answered {error.status_code}"
+        )
+    finally:
+        client.close()
+    if settings.llm_model not in models:
+        return [
+            Check(
+                "llm",
+                Level.WARN,
+                f"{base_url} answers, but does not list the model {settings.llm_model!r} "
+                f"({len(models)} models listed).",
+                f"Set SHEPHERD_LLM_MODEL to one of: {', '.join(models[:5]) or 'the models your server serves'}.",
+            )
+        ]
+    return [Check("llm", Level.OK, f"{base_url} answers and serves {settings.llm_model}.")]
+
+
+def _probe_completion(client: object, model: str, base_url: str, why: str) -> list[Check]:
+    import openai
+
+    assert isinstance(client, openai.OpenAI)
+    try:
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "ping"}], max_tokens=1
+        )
+    except openai.APIError as error:
+        return [
+            Check(
+                "llm",
+                Level.FAIL,
+                f"{base_url}: {why}, and a 1-token completion with {model!r} failed: {_first_line(error)}.",
+                "Check SHEPHERD_LLM_MODEL and OPENAI_BASE_URL against what your server serves.",
+            )
+        ]
+    return [Check("llm", Level.OK, f"{base_url} completes with {model} ({why}).")]
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
+
+
+CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
+    check_slack_tokens,
+    check_signing_secret,
+    check_database,
+    check_chroma,
+    check_embeddings,
+    check_llm,
+)

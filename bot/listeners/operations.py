@@ -1,0 +1,172 @@
+"""Extend a time box, stop an initiative, record a periodic operations review.
+
+Buttons come from the scheduler's DMs (bot/notify.py); they open modals in the lazy half (a
+Slack call). Modal submissions run before the response, so problems show inside the modal.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot import ids, parse
+from bot.blocks import operations as operations_blocks
+from bot.bootstrap import Services
+from bot.listeners.actions import action_value
+from bot.listeners.common import channel_of, tell_later, user_of
+from gates import operations, usecases
+from gates.errors import GateError, InvalidAnswer
+
+logger = logging.getLogger("shepherd.operations")
+
+
+class OperationsListeners:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def register(self, app: App) -> None:
+        app.action(ids.ACTION_EXTEND_TIME_BOX)(ack=self.ack, lazy=[self.open_extend])
+        app.action(ids.ACTION_STOP_INITIATIVE)(ack=self.ack, lazy=[self.open_stop])
+        app.action(ids.ACTION_OPEN_OPERATIONS_REVIEW)(ack=self.ack, lazy=[self.open_review])
+        app.view(ids.VIEW_EXTEND)(self.extend)
+        app.view(ids.VIEW_STOP)(self.stop)
+        app.view(ids.VIEW_OPERATIONS_REVIEW)(self.review)
+
+    def ack(self, ack: Ack) -> None:
+        ack()
+
+    # -- buttons (lazy: they call Slack) ------------------------------------------------------
+
+    def open_extend(self, body: dict[str, Any], client: WebClient) -> None:
+        services = self._services
+        ref, user = action_value(body), user_of(body)
+        try:
+            initiative = self._own_initiative(ref, user, "extend its time box")
+        except GateError as error:
+            tell_later(services, user, str(error), channel_of(body))
+            return
+        ends = usecases.time_box_ends(services.pipeline, initiative)
+        view = operations_blocks.extend_modal(initiative, ends, services.now(), channel_of(body))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    def open_stop(self, body: dict[str, Any], client: WebClient) -> None:
+        services = self._services
+        ref, user = action_value(body), user_of(body)
+        try:
+            initiative = self._own_initiative(ref, user, "stop it")
+        except GateError as error:
+            tell_later(services, user, str(error), channel_of(body))
+            return
+        client.views_open(
+            trigger_id=body["trigger_id"], view=operations_blocks.stop_modal(initiative, channel_of(body))
+        )
+
+    def open_review(self, body: dict[str, Any], client: WebClient) -> None:
+        services = self._services
+        ref, user = action_value(body), user_of(body)
+        try:
+            with services.read_uow() as uow:
+                initiative = uow.initiatives.get(ref)
+        except GateError as error:
+            tell_later(services, user, str(error), channel_of(body))
+            return
+        view = operations_blocks.operations_review_modal(services.pipeline, initiative, channel_of(body))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    # -- modal submissions (before the response) ------------------------------------------------
+
+    def extend(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        state = view.get("state", {}).get("values", {})
+        ref = str(parse.metadata(view).get("ref", ""))
+        until = _date(state, ids.EXTEND_UNTIL_BLOCK)
+        reason = parse.reason_from_state(state)
+        errors = {}
+        if until is None:
+            errors[ids.EXTEND_UNTIL_BLOCK] = "Pick the new end date."
+        if not reason:
+            errors[ids.REASON_BLOCK] = "Say why more time is needed."
+        if errors or until is None or reason is None:
+            ack(response_action="errors", errors=errors)
+            return
+        try:
+            operations.extend_time_box(
+                services.pipeline, services.uow(), ref, until, reason, body["user"]["id"], services.now()
+            )
+        except GateError as error:
+            block = ids.REASON_BLOCK if "why" in str(error).lower() else ids.EXTEND_UNTIL_BLOCK
+            ack(response_action="errors", errors={block: str(error)[:150]})
+            return
+        ack()
+
+    def stop(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        ref = str(parse.metadata(view).get("ref", ""))
+        reason = parse.reason_from_state(view.get("state", {}).get("values", {}))
+        if not reason:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: "A reason is required."})
+            return
+        try:
+            operations.stop(services.uow(), ref, body["user"]["id"], reason, services.now())
+        except GateError as error:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
+            return
+        ack()
+
+    def review(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self._services
+        pipeline = services.pipeline
+        ref = str(parse.metadata(view).get("ref", ""))
+        state = view.get("state", {}).get("values", {})
+        raw: dict[str, Any] = {}
+        for question in operations.operations_questions(pipeline):
+            entry = (state.get(ids.question_block_id(question.id)) or {}).get(ids.ANSWER_ACTION)
+            if isinstance(entry, dict):
+                raw[question.id] = parse.element_raw(entry, question)
+        try:
+            _, problems = operations.validate_operations_answers(pipeline, raw)
+            if problems:
+                ack(
+                    response_action="errors",
+                    errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
+                )
+                return
+            operations.record_operations_review(
+                pipeline, services.uow(), ref, raw, body["user"]["id"], services.now()
+            )
+        except InvalidAnswer as error:
+            ack(
+                response_action="errors",
+                errors={ids.question_block_id(error.question_id): error.reason[:150]},
+            )
+            return
+        except GateError as error:
+            first = next(iter(state), ids.REASON_BLOCK)
+            ack(response_action="errors", errors={first: str(error)[:150]})
+            return
+        ack()
+        tell_later(
+            services, body["user"]["id"], f"Recorded the periodic operations review of {ref}. Thank you."
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _own_initiative(self, ref: str, user: str, action: str) -> Any:
+        with self._services.read_uow() as uow:
+            initiative = uow.initiatives.get(ref)
+        if user not in (initiative.owner_id, initiative.sponsor_id):
+            raise GateError(f"Only the owner or the sponsor of {ref} can {action}.")
+        return initiative
+
+
+def _date(state: dict[str, Any], block_id: str) -> date | None:
+    entry = (state.get(block_id) or {}).get(ids.ANSWER_ACTION)
+    value = parse.element_raw(entry) if isinstance(entry, dict) else None
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -1,0 +1,142 @@
+"""Shepherd's own Prometheus metrics, served at ``/metrics`` by ``bot.server``.
+
+The counters and histograms are process-wide (the default registry), so any module can count
+what it does: the scheduler calls ``REMINDERS_SENT.inc()`` for each reminder or escalation it
+sends. Outbox depth is read from the database at scrape time by ``OutboxDepthCollector``, so it
+is right even when another replica did the delivering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger("shepherd.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+REQUESTS = Counter(
+    "shepherd_slack_requests",
+    "Requests from Slack handled on /slack/events, by payload type and HTTP status.",
+    ["payload", "status"],
+)
+ACK_LATENCY = Histogram(
+    "shepherd_slack_ack_seconds",
+    "Time from receiving a Slack request to the acknowledgement (Bolt dispatch), by payload type.",
+    ["payload"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+)
+DELIVERIES = Counter(
+    "shepherd_outbox_deliveries",
+    "Outbox messages handed to Slack, by message kind and outcome (delivered or failed).",
+    ["kind", "outcome"],
+)
+REMINDERS_SENT = Counter(
+    "shepherd_reminders_sent",
+    "Reminders and escalations sent by the scheduler.",
+)
+LLM_LATENCY = Histogram(
+    "shepherd_llm_answer_seconds",
+    "Time to stream one complete LLM answer, by outcome (ok or error).",
+    ["outcome"],
+    buckets=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0),
+)
+ERRORS = Counter(
+    "shepherd_errors",
+    "Unexpected errors, by where they were caught.",
+    ["where"],
+)
+
+_PAYLOAD_TYPES = frozenset(
+    {
+        "block_actions",
+        "block_suggestion",
+        "event_callback",
+        "message_action",
+        "shortcut",
+        "url_verification",
+        "view_closed",
+        "view_submission",
+    }
+)
+
+
+def payload_type(body: Mapping[str, Any] | None) -> str:
+    """A bounded label for what Slack sent: ``command`` or the payload's ``type``."""
+    if not isinstance(body, Mapping):
+        return "unknown"
+    if body.get("command"):
+        return "command"
+    kind = body.get("type")
+    if kind is None and isinstance(body.get("payload"), str):
+        try:
+            kind = json.loads(body["payload"]).get("type")
+        except (ValueError, AttributeError):
+            kind = None
+    return str(kind) if kind in _PAYLOAD_TYPES else "unknown"
+
+
+class OutboxDepthCollector(Collector):
+    """``shepherd_outbox_messages{status=...}`` counted in the database on every scrape."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "shepherd_outbox_messages",
+            "Outbox messages by status (pending, delivered, dead).",
+            labels=["status"],
+        )
+        try:
+            counts = dict(self._counts())
+        except Exception:  # a scrape must not fail because the database blinked; the log has it
+            logger.exception("could not count the outbox for /metrics")
+            counts = {}
+        for status in ("pending", "delivered", "dead"):
+            counts.setdefault(status, 0)
+        for status, count in sorted(counts.items()):
+            gauge.add_metric([status], float(count))
+        yield gauge
+
+
+def exposition(local: CollectorRegistry | None = None) -> bytes:
+    """The process-wide metrics plus ``local`` (one app's database-backed gauges)."""
+    text = generate_latest(REGISTRY)
+    if local is not None:
+        text += generate_latest(local)
+    return text
+
+
+def counted_sender(send: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap an outbox sender so each delivery attempt is counted by kind and outcome."""
+
+    def deliver(message: Any) -> None:
+        kind = str(getattr(message, "kind", "unknown"))
+        try:
+            send(message)
+        except BaseException:
+            DELIVERIES.labels(kind=kind, outcome="failed").inc()
+            raise
+        DELIVERIES.labels(kind=kind, outcome="delivered").inc()
+
+    return deliver
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start

@@ -1,0 +1,76 @@
+"""Offer the draft system card in the initiative's thread when its production review opens.
+
+Called by the notifier when a review is requested; it does nothing for other gates. The card
+is uploaded once per review (remembered in ``MessageRefs``), so an outbox retry of the request
+does not post it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.bootstrap import Services
+from bot.evidence_pack import system_card_markdown
+from gates import usecases
+from gates.lifecycle import Initiative, Review
+from gates.system_card import NOT_ANSWERED, is_production_gate
+from storage.slack_messages import MessageRefs
+
+logger = logging.getLogger("shepherd.system_card")
+
+KIND = "system-card"
+
+
+def card_target(review_id: int | None) -> str:
+    return f"review:{review_id}:system-card"
+
+
+def offer_system_card(
+    services: Services,
+    client: WebClient,
+    messages: MessageRefs,
+    review: Review,
+    initiative: Initiative,
+    thread: tuple[str, str] | None,
+) -> bool:
+    """Upload the draft card as a Markdown file into ``thread`` (channel, thread ts).
+
+    Returns True when it uploaded the card now; False for other gates, without a thread, when
+    already uploaded, or when Slack refused (logged; the review itself goes on regardless).
+    """
+    pipeline = services.pipeline
+    if thread is None or not is_production_gate(pipeline, review.gate_id):
+        return False
+    target = card_target(review.id)
+    if messages.find(target, KIND) is not None:
+        return False
+    view = usecases.show(pipeline, services.read_uow(), initiative.ref)
+    card = system_card_markdown(pipeline, view, heading_level=1)
+    gaps = card.count(f"** {NOT_ANSWERED}")
+    channel, thread_ts = thread
+    gaps_note = f" {gaps} fields are not answered yet." if gaps else ""
+    try:
+        response = client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            content=card.encode("utf-8"),
+            filename=f"{initiative.ref}-system-card.md",
+            title=f"System card (draft): {initiative.name}",
+            initial_comment=(
+                f"A draft system card for {initiative.ref}, written from the answers so far, for the "
+                f"production review.{gaps_note} Edit it into your model documentation; it is also in "
+                "the evidence pack."
+            ),
+        )
+    except SlackApiError as error:
+        logger.warning(
+            "could not upload the system card of %s: %s", initiative.ref, error.response.get("error")
+        )
+        return False
+    file_id = str((response.get("files") or [{}])[0].get("id", "")) or "uploaded"
+    # MessageRefs keeps (channel, ts); a file has no ts of its own, so its id stands in.
+    messages.remember(target, KIND, channel, file_id, services.now())
+    return True

@@ -1,0 +1,158 @@
+"""`/shepherd portfolio`, the App Home governance section and the system card in the thread,
+through the running app and the Slack emulator."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot.emulator import payloads
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.system_card_post import offer_system_card
+from gates.answers import AnswerValue
+from gates.lifecycle import ReviewStatus
+from gates.ports import AnswerVersion
+from storage.slack_messages import MessageRefs
+from tests.bot.scenario import Workspace, running_workspace
+from tests.gates.portfolio_seed import NOW, day, seed_initiatives, seed_reviews
+
+ADMIN = "U0ADMIN01"  # a role admin in running_workspace's settings
+OUTSIDER = "U0OUTSIDE"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd with the seeded portfolio (tests/gates/portfolio_seed.py) and its clock at day 151."""
+    api = FakeSlackWebAPI()
+    for user, name in [(ADMIN, "ada"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        with ws.services.uow() as uow:
+            for initiative in seed_initiatives():
+                uow.initiatives.add(initiative)
+            for review in seed_reviews():
+                uow.reviews.add(review)
+            uow.commit()
+        ws.clock.at = NOW
+        yield ws
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the PNG's IHDR chunk (which must come first)."""
+    assert data[:8] == PNG_SIGNATURE
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert (length, kind) == (13, b"IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_portfolio_command_answers_with_the_summary_then_uploads_the_chart(workspace: Workspace) -> None:
+    response = workspace.command(ADMIN, "portfolio")
+    assert response.status == 200
+    body = response.json()
+    assert body["text"] == "Portfolio: 6 initiatives, 2 stalled, 1 reviews open."
+    text = str(body["blocks"])
+    assert "AI-0002" in text and "AI-0003" in text  # the stalled ones
+    assert "1 approved, 1 rejected, 1 changes requested" in text
+    assert "Problem statement is vague." in text
+
+    workspace.api.wait_for("files.completeUploadExternal", timeout=10)
+    uploads = list(workspace.api.state.files.values())
+    assert len(uploads) == 1
+    chart = uploads[0]
+    assert chart.filename == "shepherd-portfolio-2026-06-01.png"
+    assert chart.data is not None and png_size(chart.data) == (1200, 600)
+    assert chart.shares == [workspace.registry]
+
+
+def test_portfolio_command_is_refused_to_people_who_do_not_lead_governance(workspace: Workspace) -> None:
+    response = workspace.command(OUTSIDER, "portfolio")
+    assert response.status == 200
+    assert "governance leads" in response.text and "blocks" not in response.text
+    assert workspace.api.calls("files.getUploadURLExternal") == []
+
+
+def test_app_home_shows_the_portfolio_to_role_admins_only(workspace: Workspace) -> None:
+    for user in (ADMIN, OUTSIDER):
+        dm = workspace.dm_with(user)
+        event = payloads.app_home_opened_event(user, channel_id=dm)
+        assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("views.publish", count=2, timeout=10)
+    admin = workspace.api.state.home_view(ADMIN)
+    outsider = workspace.api.state.home_view(OUTSIDER)
+    assert admin is not None and outsider is not None
+    assert "*Portfolio* · 6 initiatives · 2 stalled · 1 reviews open" in str(admin["blocks"])
+    assert "Portfolio" not in str(outsider["blocks"])
+    assert len(admin["blocks"]) <= 100
+
+
+# ---------------------------------------------------------------- system card in the thread
+
+
+def _production_review(workspace: Workspace, answers: dict[str, AnswerValue]) -> int:
+    """AI-0001 (in pilot) with some answers and an open review for the production gate."""
+    review = replace(
+        seed_reviews()[0],
+        gate_id="production",
+        from_stage="pilot",
+        to_stage="production",
+        status=ReviewStatus.OPEN,
+        decisions=[],
+        closed_at=None,
+        submitted_at=day(150),
+        id=None,
+    )
+    with workspace.services.uow() as uow:
+        for qid, value in answers.items():
+            uow.answers.append(AnswerVersion("AI-0001", "production", qid, value, "UOWN1", day(149)))
+        uow.reviews.add(review)
+        uow.commit()
+    assert review.id is not None
+    return review.id
+
+
+def test_the_system_card_is_uploaded_once_into_the_thread_of_a_production_review(
+    workspace: Workspace,
+) -> None:
+    review_id = _production_review(workspace, {"rollback_plan": "Flip the feature flag off."})
+    card = workspace.api.web_client(retry_handlers=[]).chat_postMessage(
+        channel=workspace.registry, text="card"
+    )
+    thread = (card["channel"], card["ts"])
+    services = workspace.services
+    messages = MessageRefs(services.database)
+    client = workspace.api.web_client(retry_handlers=[])
+    with services.read_uow() as uow:
+        review = uow.reviews.get(review_id)
+        initiative = uow.initiatives.get("AI-0001")
+
+    assert offer_system_card(services, client, messages, review, initiative, thread) is True
+    assert offer_system_card(services, client, messages, review, initiative, thread) is False  # a retry
+
+    uploads = list(workspace.api.state.files.values())
+    assert len(uploads) == 1
+    assert uploads[0].filename == "AI-0001-system-card.md"
+    text = (uploads[0].data or b"").decode()
+    assert text.startswith("# System card (draft): Initiative AI-0001 (AI-0001)")
+    assert "- **Switch-off and rollback:** Flip the feature flag off." in text
+    assert "Not answered yet" in text
+    replies = workspace.api.state.thread(workspace.registry, card["ts"])[1:]
+    assert [m["files"][0]["name"] for m in replies] == ["AI-0001-system-card.md"]
+    assert "fields are not answered yet" in replies[0]["text"]
+
+
+def test_no_system_card_for_other_gates_or_without_a_thread(workspace: Workspace) -> None:
+    services = workspace.services
+    messages = MessageRefs(services.database)
+    client = workspace.api.web_client(retry_handlers=[])
+    with services.read_uow() as uow:
+        intake_review = uow.reviews.for_initiative("AI-0001")[0]
+        initiative = uow.initiatives.get("AI-0001")
+    assert offer_system_card(services, client, messages, intake_review, initiative, ("C1", "1.0")) is False
+    assert offer_system_card(services, client, messages, intake_review, initiative, None) is False
+    assert workspace.api.calls("files.getUploadURLExternal") == []

@@ -1,0 +1,194 @@
+"""Time box extensions, stopping, periodic operations reviews and the scheduler's step."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from gates import operations, usecases
+from gates.errors import InvalidAnswer, InvalidTransition, UnknownQuestion
+from gates.lifecycle import Status
+from gates.loader import CompiledPipeline
+from tests.gates.fakes import FakeUnitOfWork
+from tests.gates.ops_pipeline import OPS, OUTSIDER, OWNER, SPONSOR, ops_pipeline, seed
+
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pipeline() -> CompiledPipeline:
+    """The operations test pipeline (intake time box 30 days, reviews every 90 days)."""
+    return ops_pipeline()
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    """An empty in-memory unit of work."""
+    return FakeUnitOfWork()
+
+
+def test_the_owner_extends_a_stalled_time_box_with_a_reason(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "idea", T0)
+    now = T0 + timedelta(days=35)
+    assert usecases.is_stalled(pipeline, uow.stored_initiative("AI-0001"), now)
+    operations.extend_time_box(
+        pipeline, uow, "AI-0001", date(2026, 3, 1), "Data access took a month", OWNER, now
+    )
+    stored = uow.stored_initiative("AI-0001")
+    assert stored.extended_until == datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
+    assert not usecases.is_stalled(pipeline, stored, now)
+    assert usecases.is_stalled(pipeline, stored, datetime(2026, 3, 2, tzinfo=UTC))
+    assert usecases.list_initiatives(pipeline, uow, now, stalled=True) == []
+    with uow:
+        [record] = uow.operations.extensions("AI-0001")
+    assert (record.reason, record.previous_end, record.author_id) == (
+        "Data access took a month",
+        T0 + timedelta(days=30),
+        OWNER,
+    )
+    assert uow.audit_actions == ["timebox.extended"]
+    assert uow.message_kinds == ["timebox.extended"]
+
+
+def test_the_sponsor_may_extend_but_an_outsider_may_not(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "idea", T0)
+    now = T0 + timedelta(days=35)
+    with pytest.raises(InvalidTransition, match="Only the owner or the sponsor"):
+        operations.extend_time_box(pipeline, uow, "AI-0001", date(2026, 3, 1), "why not", OUTSIDER, now)
+    operations.extend_time_box(pipeline, uow, "AI-0001", date(2026, 3, 1), "budget approved", SPONSOR, now)
+    assert uow.stored_initiative("AI-0001").extended_until is not None
+
+
+@pytest.mark.parametrize(
+    ("until", "reason", "message"),
+    [
+        (date(2026, 3, 1), "  ", "Say why"),
+        (date(2026, 1, 20), "late", "in the future"),
+        (date(2026, 1, 30), "late", "already runs until 2026-01-31"),
+        (date(2027, 6, 1), "late", "at most a year"),
+    ],
+)
+def test_an_extension_needs_a_reason_and_a_sensible_date(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork, until: date, reason: str, message: str
+) -> None:
+    seed(uow, "AI-0001", "idea", T0)
+    with pytest.raises(InvalidTransition, match=message):
+        operations.extend_time_box(pipeline, uow, "AI-0001", until, reason, OWNER, T0 + timedelta(days=25))
+    assert uow.stored_initiative("AI-0001").extended_until is None
+    assert uow.audit_actions == []
+
+
+def test_a_stage_without_a_time_box_cannot_be_extended(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "operations", T0)
+    with pytest.raises(InvalidTransition, match="no time box"):
+        operations.extend_time_box(pipeline, uow, "AI-0001", date(2026, 3, 1), "late", OWNER, T0)
+
+
+def test_advancing_a_stage_clears_its_extension(pipeline: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    system = seed(uow, "AI-0001", "idea", T0, extended_until=T0 + timedelta(days=60))
+    system.status = Status.IN_REVIEW
+    system.advance("idea", "poc", T0 + timedelta(days=40))
+    assert system.extended_until is None
+
+
+def test_stopping_retires_with_the_reason_and_only_for_owner_or_sponsor(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "idea", T0)
+    with pytest.raises(InvalidTransition, match="Only the owner or the sponsor"):
+        operations.stop(uow, "AI-0001", OUTSIDER, "not worth it", T0)
+    operations.stop(uow, "AI-0001", OWNER, "The vendor tool does it already", T0)
+    stored = uow.stored_initiative("AI-0001")
+    assert (stored.status, stored.status_reason) == (Status.RETIRED, "The vendor tool does it already")
+    assert uow.audit_actions == ["initiative.retired"]
+
+
+def test_operations_answers_are_checked_for_type_and_requirement(pipeline: CompiledPipeline) -> None:
+    typed, errors = operations.validate_operations_answers(pipeline, {"value": "Yes", "incidents": "2"})
+    assert typed == {"value": "yes", "incidents": 2}
+    assert errors == {"incident_notes": "This question is required."}
+    _, errors = operations.validate_operations_answers(pipeline, {"value": "maybe", "incidents": "0"})
+    assert set(errors) == {"value"}
+    with pytest.raises(UnknownQuestion):
+        operations.validate_operations_answers(pipeline, {"colour": "blue"})
+
+
+def test_a_periodic_review_is_recorded_with_its_next_due_date(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "operations", T0)
+    now = T0 + timedelta(days=92)
+    review = operations.record_operations_review(
+        pipeline, uow, "AI-0001", {"value": "yes", "incidents": "0"}, OPS, now
+    )
+    assert review.next_due == now + timedelta(days=90)
+    with uow:
+        assert uow.operations.latest_reviews()["AI-0001"].answers == {"value": "yes", "incidents": 0}
+    assert uow.audit_actions == ["operations.reviewed"]
+    assert uow.audit_entries[0].payload["answers"] == {"value": "yes", "incidents": 0}
+    # The review moves the next one 90 days on, so nothing is due right after it.
+    with uow:
+        latest = uow.operations.latest_reviews()
+    assert operations.fire_due_events(pipeline, uow, now + timedelta(days=1)) == []
+    assert latest["AI-0001"].next_due == now + timedelta(days=90)
+
+
+def test_a_periodic_review_is_refused_outside_operations_or_to_outsiders(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "poc", T0)
+    seed(uow, "AI-0002", "operations", T0)
+    answers = {"value": "yes", "incidents": "0"}
+    with pytest.raises(InvalidTransition, match="not an active system"):
+        operations.record_operations_review(pipeline, uow, "AI-0001", answers, OWNER, T0)
+    with pytest.raises(InvalidTransition, match="Only the owner"):
+        operations.record_operations_review(pipeline, uow, "AI-0002", answers, OUTSIDER, T0)
+    with pytest.raises(InvalidAnswer, match="incident_notes"):
+        operations.record_operations_review(
+            pipeline, uow, "AI-0002", {"value": "no", "incidents": 3}, OWNER, T0
+        )
+    assert uow.audit_actions == []
+
+
+def test_each_due_event_fires_once_however_often_the_scheduler_runs(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "idea", T0)
+    seed(uow, "AI-0002", "operations", T0)
+    now = T0 + timedelta(days=91)
+    first = operations.fire_due_events(pipeline, uow, now)
+    assert [event.key for event in first] == [
+        "opsreview:AI-0002:2026-04-01",
+        "stalled:AI-0001:idea:2026-01-31",
+    ]
+    assert operations.fire_due_events(pipeline, uow, now + timedelta(hours=1)) == []
+    assert [m.dedupe_key for m in uow.messages] == [event.key for event in first]
+    assert uow.message_kinds == ["schedule.operations_review_due", "schedule.stalled"]
+    assert [e.actor_id for e in uow.audit_entries] == ["shepherd", "shepherd"]
+
+
+def test_reminders_and_escalation_fire_from_open_reviews(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = usecases.register(
+        pipeline,
+        uow,
+        name="Forecast",
+        owner_id=OWNER,
+        answers={"problem": "stock-outs"},
+        actor_id=OWNER,
+        now=T0,
+    ).ref
+    review = usecases.submit(pipeline, uow, ref, OWNER, T0)
+    fired = operations.fire_due_events(pipeline, uow, T0 + timedelta(days=3))
+    assert [e.key for e in fired] == [f"remind:{review.id}:1"]
+    fired = operations.fire_due_events(pipeline, uow, T0 + timedelta(days=7))
+    assert [e.key for e in fired] == [f"escalate:{review.id}", f"remind:{review.id}:2"]
+    assert operations.fire_due_events(pipeline, uow, T0 + timedelta(days=8)) == []

@@ -1,0 +1,156 @@
+"""Due events at a given moment: time boxes, review reminders and escalation, periodic reviews."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gates.lifecycle import DecisionKind, Initiative, Requirement, Review, Status
+from gates.loader import CompiledPipeline
+from gates.ports import OperationsReview
+from gates.schedule import EventKind, due_events, operations_review_due, operations_review_overdue
+from tests.gates.ops_pipeline import BOSS, OPS_LEAD, OWNER, SPONSOR, ops_pipeline
+
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pipeline() -> CompiledPipeline:
+    """The operations test pipeline (intake time box 30 days, reminders 3, escalation 7)."""
+    return ops_pipeline()
+
+
+def initiative(stage: str = "idea", status: Status = Status.ACTIVE, **kw: object) -> Initiative:
+    return Initiative(
+        ref="AI-0001",
+        name="Forecast",
+        owner_id=OWNER,
+        stage=stage,
+        created_at=T0,
+        status=status,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def review(review_id: int = 5, roles: tuple[str, ...] = ("sponsor", "risk")) -> Review:
+    return Review(
+        initiative_ref="AI-0001",
+        gate_id="intake",
+        from_stage="idea",
+        to_stage="poc",
+        submitted_by=OWNER,
+        owner_id=OWNER,
+        submitted_at=T0,
+        pipeline_version="1-x",
+        evidence_hash="h",
+        requirements=tuple(Requirement(role, 1) for role in roles),
+        id=review_id,
+    )
+
+
+def keys(pipeline: CompiledPipeline, now: datetime, **state: object) -> list[str]:
+    events = due_events(
+        pipeline,
+        state.get("initiatives", []),  # type: ignore[arg-type]
+        state.get("reviews", []),  # type: ignore[arg-type]
+        state.get("latest", {}),  # type: ignore[arg-type]
+        now,
+    )
+    return [event.key for event in events]
+
+
+def test_an_initiative_within_its_time_box_is_not_stalled(pipeline: CompiledPipeline) -> None:
+    assert keys(pipeline, T0 + timedelta(days=29), initiatives=[initiative()]) == []
+
+
+def test_an_initiative_past_its_time_box_is_stalled_once_per_time_box(pipeline: CompiledPipeline) -> None:
+    later = [keys(pipeline, T0 + timedelta(days=d), initiatives=[initiative()]) for d in (31, 45)]
+    assert later[0] == later[1] == ["stalled:AI-0001:idea:2026-01-31"]
+    event = due_events(pipeline, [initiative()], [], {}, T0 + timedelta(days=31))[0]
+    assert event.kind is EventKind.STALLED
+    assert event.payload["stage"] == "idea"
+
+
+def test_an_extension_is_honoured_and_its_end_is_a_new_occurrence(pipeline: CompiledPipeline) -> None:
+    extended = initiative(extended_until=T0 + timedelta(days=50))
+    assert keys(pipeline, T0 + timedelta(days=40), initiatives=[extended]) == []
+    assert keys(pipeline, T0 + timedelta(days=51), initiatives=[extended]) == [
+        "stalled:AI-0001:idea:2026-02-20"
+    ]
+
+
+def test_an_extension_shorter_than_the_time_box_changes_nothing(pipeline: CompiledPipeline) -> None:
+    earlier = initiative(extended_until=T0 + timedelta(days=10))
+    assert keys(pipeline, T0 + timedelta(days=20), initiatives=[earlier]) == []
+
+
+@pytest.mark.parametrize("status", [Status.IN_REVIEW, Status.ON_HOLD, Status.RETIRED])
+def test_initiatives_in_review_on_hold_or_retired_are_not_chased(
+    pipeline: CompiledPipeline, status: Status
+) -> None:
+    assert keys(pipeline, T0 + timedelta(days=90), initiatives=[initiative(status=status)]) == []
+
+
+def test_a_stage_without_a_time_box_never_stalls(pipeline: CompiledPipeline) -> None:
+    assert keys(pipeline, T0 + timedelta(days=30), initiatives=[initiative(stage="operations")]) == []
+
+
+def test_reminders_come_every_n_days_and_only_the_latest_after_an_outage(pipeline: CompiledPipeline) -> None:
+    at = lambda days: [
+        k for k in keys(pipeline, T0 + timedelta(days=days), reviews=[review()]) if "remind" in k
+    ]
+    assert at(2.9) == []
+    assert at(3) == ["remind:5:1"]
+    assert at(6.5) == ["remind:5:2"]
+    assert at(10) == ["remind:5:3"]
+
+
+def test_escalation_goes_to_the_contacts_of_roles_still_needed(pipeline: CompiledPipeline) -> None:
+    pending = review()
+    assert [k for k in keys(pipeline, T0 + timedelta(days=6), reviews=[pending]) if "escalate" in k] == []
+    events = due_events(pipeline, [], [pending], {}, T0 + timedelta(days=7))
+    escalation = next(e for e in events if e.kind is EventKind.ESCALATION)
+    assert escalation.key == "escalate:5"
+    # risk has no escalation contact configured, so only the sponsor's contact hears of it.
+    assert escalation.payload["contacts"] == {"sponsor": BOSS}
+
+
+def test_no_escalation_once_the_roles_with_contacts_have_approved(pipeline: CompiledPipeline) -> None:
+    pending = review()
+    pending.decide(SPONSOR, {"sponsor"}, DecisionKind.APPROVE, None, T0 + timedelta(days=1))
+    assert [k for k in keys(pipeline, T0 + timedelta(days=8), reviews=[pending]) if "escalate" in k] == []
+
+
+def test_a_closed_review_is_neither_reminded_nor_escalated(pipeline: CompiledPipeline) -> None:
+    closed = review()
+    closed.withdraw(T0)
+    assert keys(pipeline, T0 + timedelta(days=30), reviews=[closed]) == []
+
+
+def test_operations_reviews_fall_due_then_overdue(pipeline: CompiledPipeline) -> None:
+    system = initiative(stage="operations")
+    assert operations_review_due(pipeline, system, None) == T0 + timedelta(days=90)
+    assert keys(pipeline, T0 + timedelta(days=89), initiatives=[system]) == []
+    assert keys(pipeline, T0 + timedelta(days=90), initiatives=[system]) == ["opsreview:AI-0001:2026-04-01"]
+    assert not operations_review_overdue(pipeline, system, None, T0 + timedelta(days=103))
+    assert keys(pipeline, T0 + timedelta(days=104), initiatives=[system]) == [
+        "opsoverdue:AI-0001:2026-04-01",
+        "opsreview:AI-0001:2026-04-01",
+    ]
+    assert operations_review_overdue(pipeline, system, None, T0 + timedelta(days=104))
+
+
+def test_the_next_operations_review_counts_from_the_last_one(pipeline: CompiledPipeline) -> None:
+    system = initiative(stage="operations")
+    last = OperationsReview("AI-0001", OPS_LEAD, T0 + timedelta(days=95), {}, T0 + timedelta(days=185))
+    latest = {"AI-0001": last}
+    assert keys(pipeline, T0 + timedelta(days=150), initiatives=[system], latest=latest) == []
+    assert keys(pipeline, T0 + timedelta(days=185), initiatives=[system], latest=latest) == [
+        "opsreview:AI-0001:2026-07-05"
+    ]
+
+
+def test_retired_systems_get_no_operations_review(pipeline: CompiledPipeline) -> None:
+    retired = initiative(stage="operations", status=Status.RETIRED)
+    assert keys(pipeline, T0 + timedelta(days=400), initiatives=[retired]) == []

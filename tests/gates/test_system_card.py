@@ -1,0 +1,89 @@
+"""The draft system card: every template section, answers where given, gaps named."""
+
+from __future__ import annotations
+
+import pytest
+
+from gates.loader import CompiledPipeline, load_pipeline, parse_pipeline
+from gates.system_card import NOT_ANSWERED, SECTIONS, draft_system_card, is_production_gate
+
+ANSWERS = {
+    "problem_statement": "Billing queries wait two days for a first answer.",
+    "pilot_users": "Twelve billing agents in Leeds",
+    "data_sources": ["customer records", "internal operational data"],
+    "kpi_improvement_pct": 18.5,
+    "pilot_oversight": "a person reviews every output",
+    "monitoring_signals": ["accuracy", "drift"],
+    "business_sponsor": "USPONSOR",
+    "rollback_plan": "Switch the feature flag off.\nQueue falls back to manual triage.",
+    "residual_risk": None,
+}
+
+
+@pytest.fixture(scope="module")
+def default_pipeline() -> CompiledPipeline:
+    """The default pipeline shipped with Shepherd."""
+    return load_pipeline(None)
+
+
+def test_the_card_has_every_model_card_section_in_order(default_pipeline: CompiledPipeline) -> None:
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="Billing triage", answers=ANSWERS)
+    titles = [line[3:] for line in card.splitlines() if line.startswith("## ")]
+    assert titles == [section.title for section in SECTIONS]
+    for wanted in ("Intended use", "Out-of-scope uses", "Data", "Evaluation and metrics", "Limitations"):
+        assert wanted in titles
+    assert card.startswith("# System card (draft): Billing triage (AI-0007)\n")
+
+
+def test_answers_fill_their_fields_and_missing_ones_say_not_answered(
+    default_pipeline: CompiledPipeline,
+) -> None:
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="Billing triage", answers=ANSWERS)
+    assert "- **Problem and who has it:** Billing queries wait two days for a first answer." in card
+    assert "- **Kinds of data:** customer records, internal operational data" in card
+    assert "- **Improvement measured in the pilot:** 18.5%" in card
+    assert "- **Business sponsor:** @USPONSOR" in card
+    assert f"- **Residual risk after controls:** {NOT_ANSWERED}" in card  # None is not an answer
+    assert f"- **Operations owner:** {NOT_ANSWERED}" in card
+    # A multi-line answer stays inside its bullet.
+    assert "- **Switch-off and rollback:**\n  Switch the feature flag off.\n  Queue falls back" in card
+
+
+def test_the_header_counts_answered_fields(default_pipeline: CompiledPipeline) -> None:
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="x", answers=ANSWERS, tier="high")
+    # 8 distinct answered questions (residual_risk is None); pilot_scope etc. count once each.
+    assert "8 of " in card.splitlines()[2]
+    assert "Risk tier: high." in card
+
+
+def test_heading_level_shifts_every_heading(default_pipeline: CompiledPipeline) -> None:
+    card = draft_system_card(default_pipeline, ref="AI-1", name="x", answers={}, heading_level=2)
+    assert card.startswith("## System card")
+    assert "\n### Data\n" in card and "\n## Data\n" not in card
+
+
+def test_a_pipeline_without_the_questions_says_the_section_is_not_covered() -> None:
+    tiny = parse_pipeline(
+        """
+version: 1
+stages: [idea, production]
+gates:
+  - id: go_live
+    from: idea
+    to: production
+    questions:
+      - {id: problem_statement, label: Problem, type: long_text}
+"""
+    )
+    card = draft_system_card(tiny, ref="AI-1", name="x", answers={"problem_statement": "Slow"})
+    assert "- **Problem and who has it:** Slow" in card
+    assert "Not covered by this pipeline's questions." in card
+    assert "1 of 1 fields answered" in card
+    assert is_production_gate(tiny, "go_live")
+
+
+def test_only_the_gate_into_production_is_the_production_gate(default_pipeline: CompiledPipeline) -> None:
+    assert is_production_gate(default_pipeline, "production")
+    assert not is_production_gate(default_pipeline, "pilot")
+    assert not is_production_gate(default_pipeline, None)
+    assert not is_production_gate(default_pipeline, "moonshot")

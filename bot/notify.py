@@ -19,6 +19,7 @@ from bot import blocks
 from bot.blocks import operations as operations_blocks
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
+from bot.system_card_post import offer_system_card
 from bot.bootstrap import Services
 from gates import usecases
 from gates.errors import GateError
@@ -121,6 +122,7 @@ class SlackNotifier:
         card = self._messages.find(initiative_target(initiative.ref), "card")
         if card is not None:
             self._post_once(target, "thread-request", card[0], thread_ts=card[1], **message)
+            offer_system_card(self._services, self._client, self._messages, review, initiative, card)
         for user in approvers:
             self._post_once(target, f"request:{user}", self._dm_channel(user), **message)
         self.refresh_card(initiative)

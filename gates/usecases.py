@@ -181,9 +181,13 @@ def answer(
                 {"gate": gate_id, "answers": _jsonable({q: typed[q] for q in changed})},
                 now,
             )
-        uow.commit()
-        values = {qid: version.value for qid, version in uow.answers.current(ref).items()}
+            # The initiative's card shows readiness; it is refreshed after the answers land.
+            uow.outbox.put("answers.recorded", {"ref": ref, "gate": gate_id, "changed": changed}, now)
+        # The state this transaction commits, known without reading it back in a second one.
+        values = {qid: version.value for qid, version in current.items()}
+        values.update({qid: typed[qid] for qid in changed})
         holders = role_holders(pipeline, uow)
+        uow.commit()
     report = readiness(pipeline, gate_id, values, holders, initiative.owner_id)
     return AnswerResult(initiative, tuple(changed), report)
 
@@ -249,6 +253,31 @@ def check_readiness(
         values = current_answers(uow, ref)
         holders = role_holders(pipeline, uow)
     return readiness(pipeline, gate.id, values, holders, initiative.owner_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    initiative: Initiative
+    open_review: Review | None
+    readiness: Readiness | None
+    """For the next gate; None in the last stage or once retired."""
+
+
+def status(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> StatusView:
+    """An initiative, its open review and its readiness, read in one transaction.
+
+    Raises:
+        UnknownInitiative.
+    """
+    with uow:
+        initiative = uow.initiatives.get(ref)
+        review = uow.reviews.open_for(ref)
+        gate = next_gate(pipeline, initiative)
+        report = None
+        if gate is not None and initiative.status is not Status.RETIRED:
+            values = current_answers(uow, ref)
+            report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
+    return StatusView(initiative, review, report)
 
 
 # ---------------------------------------------------------------- reviews

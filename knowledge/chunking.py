@@ -14,6 +14,12 @@ TRAIL_SEPARATOR = " > "
 # keeps a chunk under MiniLM's 256-token window with its heading trail in front.
 DEFAULT_CHUNK_CHARS = 1000
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+# A numbered point alone on its line, "(12)", as legal texts number their recitals.
+_NUMBERED_POINT = re.compile(r"^[ \t]*\((\d{1,4})\)[ \t]*$", re.MULTILINE)
+# A section is an enumeration worth splitting only when it has many such points: a handful
+# of "(1)" lines in an amending article are list items, 180 in a preamble are recitals.
+_MIN_NUMBERED_POINTS = 10
+_RECITAL_SECTION = re.compile(r"whereas|preamble|recital", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,26 +111,53 @@ def split_text(text: str, target: int = DEFAULT_CHUNK_CHARS) -> list[str]:
     return pieces
 
 
+def numbered_parts(trail: str, text: str) -> list[tuple[str, str]]:
+    """Split a long enumeration of numbered points into one part per point, each with its own
+    trail (``Preamble > Recital 12``), so that a citation names the point, and one point
+    counts as one section when results are collapsed per section.
+
+    Text that is not such an enumeration comes back whole, as ``[(trail, text)]``.
+    """
+    pieces = _NUMBERED_POINT.split(text)
+    if (len(pieces) - 1) // 2 < _MIN_NUMBERED_POINTS:
+        return [(trail, text)]
+    label = "Recital {}" if _RECITAL_SECTION.search(trail) else "({})"
+    parts = [(trail, pieces[0])] if pieces[0].strip() else []
+    for number, body in zip(pieces[1::2], pieces[2::2], strict=True):
+        if body.strip():
+            name = label.format(number)
+            parts.append((f"{trail}{TRAIL_SEPARATOR}{name}" if trail else name, body))
+    return parts
+
+
 def chunk_document(document: LoadedDocument, source: str, target: int = DEFAULT_CHUNK_CHARS) -> list[Chunk]:
     """All chunks of one document, in reading order."""
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     for section in document.sections:
-        trail = TRAIL_SEPARATOR.join(section.trail)
-        for piece in split_text(section.text, target):
-            key = f"{trail}\x1f{piece}"
-            occurrence = seen.get(key, 0)
-            seen[key] = occurrence + 1
-            chunks.append(
-                Chunk(
-                    chunk_id=chunk_id(source, trail, piece, occurrence),
-                    source=source,
-                    section=trail,
-                    text=piece,
-                    position=len(chunks),
-                    context=section.context,
-                )
+        for trail, body in numbered_parts(TRAIL_SEPARATOR.join(section.trail), section.text):
+            chunks.extend(_section_chunks(source, trail, body, section.context, target, seen, len(chunks)))
+    return chunks
+
+
+def _section_chunks(
+    source: str, trail: str, text: str, context: str, target: int, seen: dict[str, int], start: int
+) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for piece in split_text(text, target):
+        key = f"{trail}\x1f{piece}"
+        occurrence = seen.get(key, 0)
+        seen[key] = occurrence + 1
+        chunks.append(
+            Chunk(
+                chunk_id=chunk_id(source, trail, piece, occurrence),
+                source=source,
+                section=trail,
+                text=piece,
+                position=start + len(chunks),
+                context=context,
             )
+        )
     return chunks
 
 

@@ -62,10 +62,12 @@ class OnnxSentenceEmbedding(EmbeddingFunction[Documents]):
         model_dir: str,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        cpu_mem_arena: bool = False,
     ) -> None:
         self.model_dir = str(model_dir)
         self.max_tokens = int(max_tokens)
         self.batch_size = int(batch_size)
+        self.cpu_mem_arena = bool(cpu_mem_arena)
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -128,6 +130,10 @@ class OnnxSentenceEmbedding(EmbeddingFunction[Documents]):
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = max(1, os.cpu_count() or 1)
                 options.log_severity_level = 3
+                # Per-batch padding gives every batch a different shape; onnxruntime's arena
+                # keeps the largest buffers of each for reuse and only grows (see the peak
+                # memory figures in benchmarks/bench_knowledge.py).
+                options.enable_cpu_mem_arena = self.cpu_mem_arena
                 session = ort.InferenceSession(
                     str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
                 )

@@ -53,25 +53,53 @@ def tokenize(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class LexicalIndex:
-    """BM25 over a fixed list of texts; rebuilt, never updated, when the chunks change."""
+    """BM25 over a fixed list of texts, with an optional second field for their titles.
+
+    The title field (the heading trail) is scored on its own and added with a weight: in the
+    body a trail's words compete with a passage's hundreds of words, on their own they say what
+    the passage is about. Rebuilt, never updated, when the chunks change.
+    """
 
     model: bm25s.BM25 | None
     size: int
+    titles: bm25s.BM25 | None = None
+    title_weight: float = 0.0
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> LexicalIndex:
-        """Index ``texts``; position i in scores is texts[i]."""
+    def build(
+        cls, texts: Sequence[str], titles: Sequence[str] | None = None, title_weight: float = 0.0
+    ) -> LexicalIndex:
+        """Index ``texts`` (and ``titles``, one per text); position i in scores is texts[i]."""
         if not texts:
             return cls(None, 0)
-        model = bm25s.BM25()
-        model.index([tokenize(text) or ["\x00"] for text in texts], show_progress=False)
-        return cls(model, len(texts))
+        title_model = None
+        if titles is not None and title_weight > 0:
+            if len(titles) != len(texts):
+                raise ValueError("one title per text")
+            title_model = _bm25([tokenize(title) or ["\x00"] for title in titles])
+        return cls(
+            _bm25([tokenize(text) or ["\x00"] for text in texts]), len(texts), title_model, title_weight
+        )
 
     def scores(self, query: str) -> npt.NDArray[np.float32]:
         """BM25 score of every text for ``query`` (zeros when no term matches)."""
         if self.model is None:
             return np.zeros(0, dtype=np.float32)
-        tokens = [token for token in tokenize(query) if token in self.model.vocab_dict]
-        if not tokens:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self.model.get_scores(tokens), dtype=np.float32)
+        terms = tokenize(query)
+        total = _scores(self.model, terms, self.size)
+        if self.titles is not None:
+            total += np.float32(self.title_weight) * _scores(self.titles, terms, self.size)
+        return total
+
+
+def _bm25(corpus: list[list[str]]) -> bm25s.BM25:
+    model = bm25s.BM25()
+    model.index(corpus, show_progress=False)
+    return model
+
+
+def _scores(model: bm25s.BM25, terms: Sequence[str], size: int) -> npt.NDArray[np.float32]:
+    known = [term for term in terms if term in model.vocab_dict]
+    if not known:
+        return np.zeros(size, dtype=np.float32)
+    return np.asarray(model.get_scores(known), dtype=np.float32)

@@ -10,6 +10,14 @@ takes its row lock on PostgreSQL until commit; on SQLite the write transaction a
 database's single write lock), and ``seq`` is the primary key, so two appenders can never both
 write entry ``n`` and fork the chain.
 
+All entries of one transaction are written together: one counter bump for all of them, then the
+inserts. The first entry needs its predecessor's hash. Each ``Database`` remembers the last entry
+its units of work wrote (``ChainHead``); when that is the predecessor, the first insert is
+``INSERT ... SELECT ... WHERE EXISTS (predecessor with that seq and hash)``, so the database itself
+confirms the link against what it holds, and no separate read is needed while the chain lock is
+held. If the guess is wrong (another process appended, the guessed entry rolled back, or the row
+was altered) nothing is inserted and the predecessor is read, exactly as without a guess.
+
 ``append`` only buffers; the unit of work writes the buffer just before it commits. The chain
 lock is therefore the last lock every transaction takes and is held for the shortest time: a
 use case that appends an entry and then updates a row can never deadlock with one that updated
@@ -25,12 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gates.ports import TimelineEntry
-from storage.repositories import bump_counter
-from storage.sqlerrors import guarded
+from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import AUDIT_SEQ_COUNTER, audit_log, counters
 
 GENESIS = "0" * 64
@@ -57,9 +65,29 @@ def entry_hash(
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
+class ChainHead:
+    """The last entry this process wrote, as ``(seq, hash)``: a guess at the predecessor of the
+    next entry, confirmed by the database before it is relied on. It may name an entry whose
+    transaction has not committed yet (the writer queued behind it then links without a read as
+    soon as it commits) or one that rolled back (the confirmation fails and the chain's end is read).
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[int, str] | None = None
+
+    def wrote(self, seq: int, hash_: str) -> None:
+        last = self.last
+        # ">=": a rolled-back entry's seq is handed out again, and the new entry replaces it.
+        if last is None or seq >= last[0]:
+            self.last = (seq, hash_)
+
+
 class SqlAuditLog:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, head: ChainHead | None = None) -> None:
         self._session = session
+        self._head = head if head is not None else ChainHead()
         self._pending: list[tuple[str, str, str, str, datetime]] = []
 
     def append(
@@ -76,29 +104,62 @@ class SqlAuditLog:
     def flush(self) -> None:
         """Write the buffered entries at the end of the chain, in the current transaction."""
         pending, self._pending = self._pending, []
-        for entry in pending:
-            self._write(*entry)
+        if not pending:
+            return
+        connection = self._session.connection()
+        first_seq = self._reserve(len(pending)) - len(pending) + 1
+        rows = [
+            {
+                "seq": first_seq + n,
+                "actor_id": actor,
+                "action": action,
+                "target": target,
+                "payload": text,
+                "at": at,
+            }
+            for n, (actor, action, target, text, at) in enumerate(pending)
+        ]
+        head = self._head.last
+        unwritten = rows
+        if first_seq == 1:
+            _chain(rows, GENESIS)
+        elif head is not None and head[0] == first_seq - 1:
+            _chain(rows, head[1])
+            # RETURNING, not rowcount: drivers need not report a row count for INSERT ... SELECT.
+            linked = connection.execute(_INSERT_IF_PREDECESSOR, {**rows[0], "p_prev_seq": first_seq - 1})
+            if linked.first() is not None:
+                unwritten = rows[1:]
+            else:
+                _chain(rows, self._predecessor(first_seq))
+        else:
+            _chain(rows, self._predecessor(first_seq))
+        if unwritten:
+            connection.execute(_INSERT, unwritten)
+        self._head.wrote(rows[-1]["seq"], rows[-1]["hash"])
 
-    def _write(self, actor_id: str, action: str, target: str, text: str, at: datetime) -> None:
-        seq = bump_counter(self._session, AUDIT_SEQ_COUNTER)
-        prev = GENESIS
-        if seq > 1:
-            found = self._session.execute(select(audit_log.c.hash).where(audit_log.c.seq == seq - 1)).scalar()
-            # A missing predecessor means the log was tampered with; chain to a marker that
-            # verify() will report rather than refusing to record what is happening now.
-            prev = found if found is not None else GENESIS
-        self._session.execute(
-            insert(audit_log).values(
-                seq=seq,
-                actor_id=actor_id,
-                action=action,
-                target=target,
-                payload=text,
-                at=at,
-                prev_hash=prev,
-                hash=entry_hash(seq, actor_id, action, target, text, at, prev),
-            )
-        )
+    def _predecessor(self, seq: int) -> str:
+        found = self._session.connection().execute(_HASH_OF, {"p_seq": seq - 1}).scalar()
+        # A missing predecessor means the log was tampered with; chain to a marker that verify()
+        # will report rather than refusing to record what is happening now.
+        return str(found) if found is not None else GENESIS
+
+    def _reserve(self, count: int) -> int:
+        """Bump the chain counter by ``count`` (taking the chain lock); returns the last seq."""
+        connection = self._session.connection()
+        last = connection.execute(_BUMP, {"p_count": count}).scalar()
+        if last is not None:
+            return int(last)
+        try:
+            with self._session.begin_nested():
+                # Through the session, so that the savepoint is really emitted.
+                self._session.connection().execute(
+                    _CREATE_COUNTER, {"name": AUDIT_SEQ_COUNTER, "value": count}
+                )
+        except IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            return self._reserve(count)  # someone else created it a moment ago
+        return count
 
     @guarded
     def timeline(self, target: str) -> Sequence[TimelineEntry]:
@@ -111,6 +172,38 @@ class SqlAuditLog:
             .order_by(audit_log.c.seq)
         )
         return [TimelineEntry(at, actor, action, json.loads(payload)) for at, actor, action, payload in rows]
+
+
+def _chain(rows: list[dict[str, Any]], prev: str) -> None:
+    """Link ``rows`` (consecutive entries) after an entry whose hash is ``prev``."""
+    for row in rows:
+        row["prev_hash"] = prev
+        row["hash"] = prev = entry_hash(
+            row["seq"], row["actor_id"], row["action"], row["target"], row["payload"], row["at"], prev
+        )
+
+
+_BUMP = (
+    update(counters)
+    .where(counters.c.name == AUDIT_SEQ_COUNTER)
+    .values(value=counters.c.value + bindparam("p_count"))
+    .returning(counters.c.value)
+)
+_CREATE_COUNTER = insert(counters)
+_HASH_OF = select(audit_log.c.hash).where(audit_log.c.seq == bindparam("p_seq"))
+_INSERT = insert(audit_log)
+_INSERT_IF_PREDECESSOR = (
+    insert(audit_log)
+    .from_select(
+        [column.name for column in audit_log.c],
+        select(*[bindparam(column.name, type_=column.type) for column in audit_log.c]).where(
+            exists().where(
+                audit_log.c.seq == bindparam("p_prev_seq"), audit_log.c.hash == bindparam("prev_hash")
+            )
+        ),
+    )
+    .returning(audit_log.c.seq)
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from storage.audit import ChainHead
 from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew
 from storage.uow import SqlUnitOfWork
 
@@ -96,6 +97,8 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False, autoflush=False
         )
+        # Shared by this process's units of work: lets an audit append skip reading the chain's end.
+        self._audit_head = ChainHead()
 
     def describe(self) -> str:
         """The URL with any password hidden, for messages."""
@@ -107,7 +110,7 @@ class Database:
         ``read_only=True`` is for listings and views: on SQLite it does not take the write lock.
         """
         factory = self._read_sessions if read_only else self._sessions
-        return SqlUnitOfWork(factory, ref_prefix=self.ref_prefix)
+        return SqlUnitOfWork(factory, ref_prefix=self.ref_prefix, audit_head=self._audit_head)
 
     def session(self, *, read_only: bool = False) -> Session:
         """A bare session, for storage's own workers and the CLI."""

@@ -8,11 +8,13 @@ judge, so two processes receiving the same retry at the same moment act once bet
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
-from storage.dialect import insert_ignoring_conflicts
+from storage.dialect import insert_ignoring_conflicts_for
 from storage.sqlerrors import guarded
 from storage.tables import processed_events
 
@@ -30,14 +32,18 @@ class SqlDedupe:
         """
         if not key:
             raise ValueError("a dedupe key must not be empty")
-        statement = insert_ignoring_conflicts(
-            self._session, processed_events, {"key": key[:200], "seen_at": at}
-        )
-        # RETURNING, not rowcount: drivers need not report a row count for INSERT.
-        return self._session.execute(statement.returning(processed_events.c.key)).first() is not None
+        connection = self._session.connection()
+        statement = _claim(connection.dialect.name)
+        return connection.execute(statement, {"key": key[:200], "seen_at": at}).first() is not None
 
     @guarded
     def forget_before(self, cutoff: datetime) -> int:
         """Drop keys seen before ``cutoff`` (Slack stops retrying after minutes); returns how many."""
         result = self._session.execute(delete(processed_events).where(processed_events.c.seen_at < cutoff))
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@cache
+def _claim(dialect: str) -> Insert:
+    # RETURNING, not rowcount: drivers need not report a row count for INSERT.
+    return insert_ignoring_conflicts_for(dialect, processed_events).returning(processed_events.c.key)

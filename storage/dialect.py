@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table
@@ -25,6 +26,21 @@ def insert_ignoring_conflicts(session: Session, table: Table, values: dict[str, 
 
         return sqlite_insert(table).values(**values).on_conflict_do_nothing()
     raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {name}")
+
+
+@cache
+def insert_ignoring_conflicts_for(dialect: str, table: Table) -> Insert:
+    """``insert_ignoring_conflicts`` without values, built once per dialect and table: execute it
+    with the row as parameters (the statement a hot path runs over and over)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {dialect}")
 
 
 def is_postgres(session: Session) -> bool:

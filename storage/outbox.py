@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from gates.ports import Clock
 from storage.audit import canonical_json
-from storage.dialect import insert_ignoring_conflicts
+from storage.dialect import insert_ignoring_conflicts_for
 from storage.sqlerrors import guarded, translated
 from storage.tables import outbox
 
@@ -85,7 +85,8 @@ class SqlOutbox:
             "created_at": at,
             "next_attempt_at": at,
         }
-        self._session.execute(insert_ignoring_conflicts(self._session, outbox, values))
+        connection = self._session.connection()
+        connection.execute(insert_ignoring_conflicts_for(connection.dialect.name, outbox), values)
 
 
 class OutboxWorker:

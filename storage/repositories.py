@@ -8,12 +8,14 @@ question, a unique (role, user) pair. A lost race surfaces as ``ConcurrentUpdate
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from gates.errors import ConcurrentUpdate, UnknownInitiative
 from gates.lifecycle import Initiative, Status, format_ref
@@ -35,7 +37,7 @@ _ANSWER_RETRIES = 50
 
 def initiative_id(session: Session, ref: str) -> int:
     """The row id behind ``ref``; raises UnknownInitiative."""
-    found = session.execute(select(initiatives.c.id).where(initiatives.c.ref == ref)).scalar()
+    found = session.connection().execute(_ID_OF, {"p_ref": ref}).scalar()
     if found is None:
         raise UnknownInitiative(ref)
     return int(found)
@@ -86,7 +88,7 @@ class SqlInitiativeRepository:
 
     @guarded
     def get(self, ref: str) -> Initiative:
-        row = self._session.execute(select(initiatives).where(initiatives.c.ref == ref)).mappings().first()
+        row = self._session.connection().execute(_GET_INITIATIVE, {"p_ref": ref}).mappings().first()
         if row is None:
             raise UnknownInitiative(ref)
         return _initiative(row)
@@ -99,12 +101,11 @@ class SqlInitiativeRepository:
             ConcurrentUpdate: its row version moved on (someone else saved it meanwhile).
             UnknownInitiative: it does not exist.
         """
-        result = self._session.execute(
-            update(initiatives)
-            .where(initiatives.c.ref == initiative.ref, initiatives.c.version == initiative.version)
-            .values(**_initiative_values(initiative), version=initiatives.c.version + 1)
+        result = self._session.connection().execute(
+            _SAVE_INITIATIVE,
+            {**_initiative_values(initiative), "p_ref": initiative.ref, "p_version": initiative.version},
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             initiative_id(self._session, initiative.ref)
             raise ConcurrentUpdate(f"{initiative.ref} was changed by someone else at the same moment")
         initiative.version += 1
@@ -143,6 +144,14 @@ class SqlInitiativeRepository:
 class SqlAnswerRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._ids: dict[str, int] = {}
+
+    def _id_of(self, ref: str) -> int:
+        """``initiative_id``, asked once per unit of work (a row's id never changes)."""
+        found = self._ids.get(ref)
+        if found is None:
+            found = self._ids[ref] = initiative_id(self._session, ref)
+        return found
 
     @guarded
     def append(self, answer: AnswerVersion) -> None:
@@ -151,47 +160,30 @@ class SqlAnswerRepository:
         The version number is the next one for (initiative, question); two people answering
         the same question at once both get recorded, one after the other.
         """
-        owner = initiative_id(self._session, answer.initiative_ref)
-        latest = select(func.coalesce(func.max(answer_versions.c.version), 0)).where(
-            answer_versions.c.initiative_id == owner, answer_versions.c.question_id == answer.question_id
-        )
+        owner = self._id_of(answer.initiative_ref)
+        connection = self._session.connection()
+        statement = _append_answer(connection.dialect.name)
+        params = {
+            "p_initiative_id": owner,
+            "p_gate_id": answer.gate_id,
+            "p_question_id": answer.question_id,
+            "p_value": answer.value,
+            "p_author_id": answer.author_id,
+            "p_answered_at": answer.answered_at,
+        }
         for _ in range(_ANSWER_RETRIES):
-            version = int(self._session.execute(latest).scalar_one()) + 1
-            try:
-                with self._session.begin_nested():
-                    self._session.execute(
-                        insert(answer_versions).values(
-                            initiative_id=owner,
-                            gate_id=answer.gate_id,
-                            question_id=answer.question_id,
-                            version=version,
-                            value=answer.value,
-                            author_id=answer.author_id,
-                            answered_at=answer.answered_at,
-                        )
-                    )
+            # The INSERT numbers the version itself; if another writer took that number first it
+            # inserts nothing (ON CONFLICT DO NOTHING keeps the transaction usable, no savepoint
+            # needed) and the next try, with a fresh snapshot, takes the number after.
+            if connection.execute(statement, params).first() is not None:
                 return
-            except IntegrityError as error:
-                if not is_unique_violation(error):
-                    raise
         raise ConcurrentUpdate(f"{answer.question_id} was answered by others at the same moment")
 
     @guarded
     def current(self, ref: str) -> dict[str, AnswerVersion]:
         """The latest version of every answered question, keyed by question id."""
-        owner = initiative_id(self._session, ref)
-        newer = answer_versions.alias("newer")
-        latest = (
-            select(func.max(newer.c.version))
-            .where(newer.c.initiative_id == answer_versions.c.initiative_id)
-            .where(newer.c.question_id == answer_versions.c.question_id)
-            .scalar_subquery()
-        )
-        rows = self._session.execute(
-            select(answer_versions).where(
-                answer_versions.c.initiative_id == owner, answer_versions.c.version == latest
-            )
-        ).mappings()
+        owner = self._id_of(ref)
+        rows = self._session.connection().execute(_CURRENT_ANSWERS, {"p_owner": owner}).mappings()
         return {row["question_id"]: _answer(ref, row) for row in rows}
 
     @guarded
@@ -242,18 +234,14 @@ class SqlRoleRepository:
     def holders(self) -> dict[str, list[str]]:
         """role -> user ids, in the order they were set."""
         found: dict[str, list[str]] = {}
-        rows = self._session.execute(
-            select(role_holders.c.role, role_holders.c.user_id).order_by(
-                role_holders.c.role, role_holders.c.id
-            )
-        )
+        rows = self._session.connection().execute(_HOLDERS)
         for role, user_id in rows:
             found.setdefault(role, []).append(user_id)
         return found
 
     @guarded
     def roles_of(self, user_id: str) -> set[str]:
-        rows = self._session.execute(select(role_holders.c.role).where(role_holders.c.user_id == user_id))
+        rows = self._session.connection().execute(_ROLES_OF, {"p_user": user_id})
         return {role for (role,) in rows}
 
     @guarded
@@ -270,6 +258,64 @@ class SqlRoleRepository:
             if not is_unique_violation(error):
                 raise
             raise ConcurrentUpdate(f"The holders of {role} were changed at the same moment") from None
+
+
+# Built once: the statements of every click and questionnaire save skip construction and go
+# straight to SQLAlchemy's compiled cache.
+_ID_OF = select(initiatives.c.id).where(initiatives.c.ref == bindparam("p_ref"))
+_GET_INITIATIVE = select(initiatives).where(initiatives.c.ref == bindparam("p_ref"))
+_SAVE_INITIATIVE = (
+    update(initiatives)
+    .where(initiatives.c.ref == bindparam("p_ref"), initiatives.c.version == bindparam("p_version"))
+    .values(version=initiatives.c.version + 1)
+)
+_HOLDERS = select(role_holders.c.role, role_holders.c.user_id).order_by(
+    role_holders.c.role, role_holders.c.id
+)
+_ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindparam("p_user"))
+
+
+_newer = answer_versions.alias("newer")
+_CURRENT_ANSWERS = select(answer_versions).where(
+    answer_versions.c.initiative_id == bindparam("p_owner"),
+    answer_versions.c.version
+    == select(func.max(_newer.c.version))
+    .where(_newer.c.initiative_id == answer_versions.c.initiative_id)
+    .where(_newer.c.question_id == answer_versions.c.question_id)
+    .scalar_subquery(),
+)
+
+
+@cache
+def _append_answer(dialect: str) -> Insert:
+    """``INSERT ... SELECT`` of the next version of one answer, ``ON CONFLICT DO NOTHING
+    RETURNING id``: one statement records an answer."""
+    columns = answer_versions.c
+    next_version = select(
+        bindparam("p_initiative_id", type_=columns.initiative_id.type),
+        bindparam("p_gate_id", type_=columns.gate_id.type),
+        bindparam("p_question_id", type_=columns.question_id.type),
+        func.coalesce(func.max(columns.version), 0) + 1,
+        bindparam("p_value", type_=columns.value.type),
+        bindparam("p_author_id", type_=columns.author_id.type),
+        bindparam("p_answered_at", type_=columns.answered_at.type),
+    ).where(  # a WHERE clause also keeps SQLite's parser from reading ON CONFLICT as a join
+        columns.initiative_id == bindparam("p_initiative_id"),
+        columns.question_id == bindparam("p_question_id"),
+    )
+    names = ["initiative_id", "gate_id", "question_id", "version", "value", "author_id", "answered_at"]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {dialect}")
+    return (
+        dialect_insert(answer_versions)
+        .from_select(names, next_version)
+        .on_conflict_do_nothing()
+        .returning(columns.id)
+    )
 
 
 def _initiative_values(initiative: Initiative) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -74,16 +74,14 @@ class SqlReviewRepository:
             wanted = int(review_id)
         except (TypeError, ValueError):
             raise UnknownReview(review_id) from None
-        found = self._load(_select_reviews().where(reviews.c.id == wanted))
+        found = self._load_joined(_GET, {"review_id": wanted})
         if not found:
             raise UnknownReview(review_id)
         return found[0]
 
     @guarded
     def open_for(self, ref: str) -> Review | None:
-        found = self._load(
-            _select_reviews().where(initiatives.c.ref == ref, reviews.c.status == ReviewStatus.OPEN.value)
-        )
+        found = self._load_joined(_OPEN_FOR, {"ref": ref})
         return found[0] if found else None
 
     @guarded
@@ -143,22 +141,19 @@ class SqlReviewRepository:
         status = ReviewStatus(review.status).value
         if not new and status == loaded.status:
             return  # a repeated click: nothing to record
-        result = self._session.execute(
-            update(reviews)
-            .where(
-                reviews.c.id == review.id,
-                reviews.c.version == loaded.version,
-                reviews.c.status == loaded.status,
-            )
-            .values(
-                status=status,
-                closed_at=review.closed_at,
-                exception_reason=review.exception_reason,
-                tier=review.tier,
-                version=reviews.c.version + 1,
-            )
+        result = self._session.connection().execute(
+            _SAVE,
+            {
+                "p_id": review.id,
+                "p_version": loaded.version,
+                "p_status": loaded.status,
+                "p_new_status": status,
+                "p_closed_at": review.closed_at,
+                "p_exception_reason": review.exception_reason,
+                "p_tier": review.tier,
+            },
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             raise ConcurrentUpdate("Someone else decided on this review at the same moment")
         self._insert_decisions(review.id, new)
         self._remember(review, version=loaded.version + 1)
@@ -179,9 +174,10 @@ class SqlReviewRepository:
         ]
         if not rows:
             return
+        # No savepoint: a violation here always ends the unit of work (the caller reloads and
+        # retries in a fresh transaction), so there is nothing in this transaction to keep.
         try:
-            with self._session.begin_nested():
-                self._session.execute(insert(decisions), rows)
+            self._session.connection().execute(_INSERT_DECISION, rows)
         except IntegrityError as error:
             if not is_unique_violation(error):
                 raise
@@ -208,6 +204,33 @@ class SqlReviewRepository:
             found.append(review)
         return found
 
+    def _load_joined(self, statement: Select[Any], params: dict[str, Any]) -> list[Review]:
+        """Reviews and their decisions from one statement built by ``_with_decisions``."""
+        rows = self._session.connection().execute(statement, params).mappings().all()
+        heads: dict[int, RowMapping] = {}
+        by_review: dict[int, list[Decision]] = {}
+        for row in rows:
+            review_id = row["id"]
+            if review_id not in heads:
+                heads[review_id] = row
+                by_review[review_id] = []
+            if row["d_id"] is not None:
+                by_review[review_id].append(
+                    Decision(
+                        row["d_approver_id"],
+                        DecisionKind(row["d_kind"]),
+                        row["d_role"],
+                        row["d_reason"],
+                        row["d_decided_at"],
+                    )
+                )
+        found = []
+        for review_id, head in heads.items():
+            review = _review(head, by_review[review_id])
+            self._remember(review, version=head["version"])
+            found.append(review)
+        return found
+
     def _remember(self, review: Review, version: int) -> None:
         assert review.id is not None
         self._loaded[review.id] = _Loaded(
@@ -219,6 +242,46 @@ class SqlReviewRepository:
 
 def _select_reviews() -> Select[Any]:
     return select(reviews, initiatives.c.ref).join(initiatives, initiatives.c.id == reviews.c.initiative_id)
+
+
+def _with_decisions() -> Select[Any]:
+    """Reviews with their initiative's ref and their decisions, one row per decision (a review
+    without decisions is one row whose ``d_*`` columns are NULL): a click reads all it needs in
+    one round trip."""
+    decided = [column.label(f"d_{column.name}") for column in decisions.c if column.name != "review_id"]
+    return (
+        select(reviews, initiatives.c.ref, *decided)
+        .select_from(
+            reviews.join(initiatives, initiatives.c.id == reviews.c.initiative_id).outerjoin(
+                decisions, decisions.c.review_id == reviews.c.id
+            )
+        )
+        .order_by(reviews.c.id, decisions.c.decided_at, decisions.c.id)
+    )
+
+
+# Built once: the hot paths (a click, a questionnaire save) skip statement construction and hit
+# SQLAlchemy's compiled cache straight away.
+_GET = _with_decisions().where(reviews.c.id == bindparam("review_id"))
+_OPEN_FOR = _with_decisions().where(
+    initiatives.c.ref == bindparam("ref"), reviews.c.status == ReviewStatus.OPEN.value
+)
+_SAVE = (
+    update(reviews)
+    .where(
+        reviews.c.id == bindparam("p_id"),
+        reviews.c.version == bindparam("p_version"),
+        reviews.c.status == bindparam("p_status"),
+    )
+    .values(
+        status=bindparam("p_new_status"),
+        closed_at=bindparam("p_closed_at"),
+        exception_reason=bindparam("p_exception_reason"),
+        tier=bindparam("p_tier"),
+        version=reviews.c.version + 1,
+    )
+)
+_INSERT_DECISION = insert(decisions)
 
 
 def _review_values(review: Review) -> dict[str, Any]:

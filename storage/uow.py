@@ -18,7 +18,7 @@ from typing import Self
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.audit import SqlAuditLog
+from storage.audit import ChainHead, SqlAuditLog
 from storage.dedupe import SqlDedupe
 from storage.outbox import SqlOutbox
 from storage.repositories import SqlAnswerRepository, SqlInitiativeRepository, SqlRoleRepository
@@ -38,9 +38,12 @@ class SqlUnitOfWork:
     operations: SqlOperationsRecords
     fired: SqlFiredEvents
 
-    def __init__(self, sessions: sessionmaker[Session], ref_prefix: str = "AI") -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], ref_prefix: str = "AI", audit_head: ChainHead | None = None
+    ) -> None:
         self._sessions = sessions
         self._ref_prefix = ref_prefix
+        self._audit_head = audit_head if audit_head is not None else ChainHead()
         self._session: Session | None = None
 
     @property
@@ -58,7 +61,7 @@ class SqlUnitOfWork:
         self.answers = SqlAnswerRepository(session)
         self.reviews = SqlReviewRepository(session)
         self.roles = SqlRoleRepository(session)
-        self.audit = SqlAuditLog(session)
+        self.audit = SqlAuditLog(session, self._audit_head)
         self.outbox = SqlOutbox(session)
         self.dedupe = SqlDedupe(session)
         self.operations = SqlOperationsRecords(session)

@@ -26,7 +26,7 @@ from bot.blocks.text import (
 from gates.answers import AnswerValue
 from gates.pipeline import Question, QuestionType
 
-REQUIRED_MARK = " (required)"
+REQUIRED_NOTE = "Needed before the gate can be submitted for review."
 PERCENT_MARK = " (%)"
 # Option values longer than Slack allows are sent as their position instead.
 _INDEX_PREFIX = "#opt:"
@@ -56,11 +56,12 @@ def _option(question: Question, index: int) -> dict[str, Any]:
 
 
 def question_label(question: Question) -> str:
-    """The label text: ``(%)`` for percentages, ``(required)`` for required questions."""
+    """The label text, with ``(%)`` for percentages.
+
+    Whether a question is required goes in the hint, not here: every input is optional in Slack
+    (so half a questionnaire can be saved) and Slack itself appends "(optional)" to the label.
+    """
     suffix = PERCENT_MARK if question.type is QuestionType.PERCENT else ""
-    if question.required or question.required_if is not None:
-        # required_if may not hold now; "(required)" would overstate it, so say when.
-        suffix += REQUIRED_MARK if question.required else " (required when it applies)"
     return truncate(question.label.strip(), MAX_LABEL - len(suffix)) + suffix
 
 
@@ -69,10 +70,13 @@ def question_hint(question: Question, required_now: bool = False, problem: str |
     if problem:
         # The stored answer cannot be prefilled; say so rather than show an unexplained blank.
         parts.append(f"The saved answer no longer fits ({problem}); saving leaves this unanswered.")
+    if question.required:
+        parts.append(REQUIRED_NOTE)
+    elif question.required_if is not None:
+        # required_if may not hold now; say it is required only when it does.
+        parts.append(REQUIRED_NOTE if required_now else "Needed for the review when it applies to this initiative.")
     if question.help:
         parts.append(question.help.strip())
-    if question.required_if is not None and not question.required and required_now:
-        parts.append("Required for this initiative.")
     if question.policy_refs:
         parts.append("Policies: " + ", ".join(question.policy_refs))
     text = "\n".join(parts)

@@ -496,6 +496,7 @@ def help_message() -> Message:
         f"`{command} status [REF]` where an initiative stands and what its next gate needs",
         f"`{command} ask QUESTION` ask about the governance policies",
         f"`{command} roles` see or change who holds the approver roles (role admins)",
+        f"`{command} portfolio` the portfolio: stages, conversion, time in stage, stalled (governance leads)",
         f"`{command} help` this message",
     ]
     blocks = [

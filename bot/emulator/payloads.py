@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.emulator.blockkit import action_payload, build_state_values, ensure_ids, find_element
+from bot.emulator.blockkit import action_payload, build_state_values, element_value, ensure_ids, find_element
 
 
 @dataclass(frozen=True)
@@ -247,10 +247,11 @@ def block_actions_in_view(
     """
     full = complete_view(view, workspace)
     block, element = find_element(full["blocks"], action_id, block_id)
-    form = dict(values or {})
+    state = build_state_values(full, values)
     if element.get("type") not in {"button", "overflow"} and value is not None:
-        form[block["block_id"] if block_id is not None else action_id] = value
-    full["state"] = {"values": build_state_values(full, form)}
+        # Set by (block, action) rather than by key: the action_id may repeat across blocks.
+        state.setdefault(block["block_id"], {})[element["action_id"]] = element_value(element, value)
+    full["state"] = {"values": state}
     payload = _interactive_base("block_actions", user_id, user_name, workspace)
     payload.update(
         {

@@ -16,7 +16,6 @@ from bot.blocks.text import escape
 from bot.bootstrap import Services
 from gates import usecases
 from gates.errors import GateError, ShepherdError
-from gates.lifecycle import Status
 from gates.portfolio import load_portfolio
 
 logger = logging.getLogger("shepherd.commands")
@@ -70,7 +69,7 @@ class CommandListeners:
                     text="Ask a question after `ask`, for example: `/shepherd ask what do we need for the pilot gate?`"
                 )
             else:
-                ack(**blocks.ask_placeholder())
+                ack(text="Looking into it: the answer will appear here in a moment.")
         else:
             ack(text=f"I don't know `{escape(name)}`. {USAGE}")
 
@@ -86,7 +85,8 @@ class CommandListeners:
             initiative = ask.find_initiative(self._services, rest, None)
             key = f"ask:{uuid.uuid4().hex[:12]}"
             message = ask.reply(self._services, ask.clean_question(rest), initiative, key)
-            respond(replace_original=True, response_type="ephemeral", **message)
+            # A slash command's first reply cannot be edited later, so the answer follows it.
+            respond(response_type="ephemeral", **message)
 
     def ack_shortcut(self, ack: Ack) -> None:
         ack()
@@ -105,14 +105,9 @@ class CommandListeners:
         pipeline = services.pipeline
         try:
             if ref:
-                ref = ref.upper()
-                with services.read_uow() as uow:
-                    initiative = uow.initiatives.get(ref)
-                    review = uow.reviews.open_for(ref)
-                report = None
-                if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative):
-                    report = usecases.check_readiness(pipeline, services.read_uow(), ref)
-                return blocks.status_message(pipeline, initiative, report, review)
+                # One read transaction for the whole reply: it is answered inside the ack.
+                view = usecases.status(pipeline, services.read_uow(), ref.upper())
+                return blocks.status_message(pipeline, view.initiative, view.readiness, view.open_review)
             mine = usecases.list_initiatives(
                 pipeline, services.read_uow(), services.now(), owner_id=user, limit=20
             )

@@ -97,9 +97,9 @@ def test_a_stage_without_a_time_box_never_stalls(pipeline: CompiledPipeline) -> 
 
 
 def test_reminders_come_every_n_days_and_only_the_latest_after_an_outage(pipeline: CompiledPipeline) -> None:
-    at = lambda days: [
-        k for k in keys(pipeline, T0 + timedelta(days=days), reviews=[review()]) if "remind" in k
-    ]
+    def at(days: float) -> list[str]:
+        return [k for k in keys(pipeline, T0 + timedelta(days=days), reviews=[review()]) if "remind" in k]
+
     assert at(2.9) == []
     assert at(3) == ["remind:5:1"]
     assert at(6.5) == ["remind:5:2"]

@@ -110,3 +110,46 @@ def test_verify_reads_the_chain_in_pages_and_still_names_the_entry(five_entries:
     with five_entries.session(read_only=True) as session:
         report = verify(session, batch=2)
     assert (report.bad_seq, report.checked) == (4, 3)
+
+
+def append_one(database: Database, actor: str) -> None:
+    with database.uow() as uow:
+        uow.audit.append(actor, "roles.set", "role:risk", {"actor": actor}, NOW)
+        uow.commit()
+
+
+def test_appends_from_two_processes_taking_turns_keep_one_chain(database: Database) -> None:
+    # Each Database guesses the chain's end from its own last entry; the other's appends make
+    # that guess wrong every time, and the database's check sends it to read the real end.
+    other = Database(database.url)
+    try:
+        for n in range(4):
+            append_one(database, f"UA{n}")
+            append_one(other, f"UB{n}")
+    finally:
+        other.dispose()
+    report = verify_audit(database)
+    assert report.ok and report.checked == 8, report
+
+
+def test_an_entry_that_rolled_back_is_not_linked_to(database: Database) -> None:
+    append_one(database, "U1")
+    with database.uow() as uow:
+        uow.audit.append("U2", "roles.set", "role:risk", {}, NOW)
+        uow.audit.timeline("role:risk")  # writes entry 2 inside the transaction, which then rolls back
+    append_one(database, "U3")  # takes seq 2 again and must link to entry 1, not the lost one
+    append_one(database, "U4")
+    report = verify_audit(database)
+    assert report.ok and report.checked == 3, report
+
+
+def test_several_entries_of_one_transaction_are_chained_in_order(database: Database) -> None:
+    append_one(database, "U1")
+    with database.uow() as uow:
+        for n in range(3):
+            uow.audit.append(f"U{n + 2}", "stage.advanced", "AI-0001", {"n": n}, NOW)
+        uow.commit()
+    report = verify_audit(database)
+    assert report.ok and report.checked == 4, report
+    with database.uow(read_only=True) as uow:
+        assert [e.actor_id for e in uow.audit.timeline("AI-0001")] == ["U2", "U3", "U4"]

@@ -1,5 +1,5 @@
 // Slack mrkdwn to DOM nodes. Text only ever reaches the page through text nodes and attributes
-// set one by one, never through innerHTML, so nothing the bot (or a visitor) writes can inject markup.
+// set one by one, never parsed as HTML, so nothing the bot (or a visitor) writes can inject markup.
 "use strict";
 
 (function () {

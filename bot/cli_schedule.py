@@ -1,0 +1,110 @@
+"""`shepherd schedule ...`: what the scheduler would do now, and doing it once from a terminal.
+
+Mounted in ``bot/cli.py`` as ``schedule_app`` ("schedule"). ``due`` lists the events due at a
+moment and whether each already fired; ``run`` fires what is due (under the same lease and
+exactly-once records as ``shepherd serve``), leaving delivery to the outbox worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.bootstrap import Services, bootstrap
+from bot.scheduler import Scheduler
+from bot.settings import Settings
+from gates.errors import ShepherdError
+from gates.ports import InitiativeFilter
+from gates.schedule import due_events
+from storage.scheduling import SchedulerLease, fired_keys
+
+schedule_app = typer.Typer(help="Time boxes, review reminders and periodic reviews.", no_args_is_help=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+At = Annotated[str | None, typer.Option("--at", help="The moment to evaluate, ISO 8601 (default: now, UTC).")]
+CLI_HOLDER = "cli"
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def _services() -> Iterator[Services]:
+    services: Services | None = None
+    try:
+        services = bootstrap(Settings())
+        yield services
+    except ShepherdError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        if services is not None:
+            services.database.dispose()
+
+
+def _moment(at: str | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        err.print(f"[red]error:[/red] --at {at!r} is not an ISO 8601 date or time (e.g. 2026-12-01T09:00)")
+        raise typer.Exit(1) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@schedule_app.command("due")
+def due(at: At = None, as_json: AsJson = False) -> None:
+    """List the events due at a moment and whether each has fired."""
+    now = _moment(at)
+    with _services() as services:
+        pipeline = services.pipeline
+        with services.read_uow() as uow:
+            found = list(uow.initiatives.list(InitiativeFilter(limit=100_000)))
+            reviews = list(uow.reviews.pending_for(sorted(pipeline.model.roles)))
+            latest = uow.operations.latest_reviews()
+        fired = set(fired_keys(services.database))
+    events = due_events(pipeline, found, reviews, latest, now)
+    rows = [{"key": e.key, "kind": e.kind.value, "ref": e.ref, "fired": e.key in fired} for e in events]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print(f"Nothing is due at {now.isoformat()}.")
+        return
+    table = Table("Key", "Kind", "Ref", "Fired")
+    for row in rows:
+        table.add_row(
+            str(row["key"]),
+            str(row["kind"]),
+            str(row["ref"]),
+            "yes" if row["fired"] else "[yellow]no[/yellow]",
+        )
+    out.print(table)
+
+
+@schedule_app.command("run")
+def run(at: At = None) -> None:
+    """Fire every due event not fired yet (once; `shepherd serve` does this every minute)."""
+    now = _moment(at)
+    with _services() as services:
+        services.clock = lambda: now
+        lease = SchedulerLease(services.database)
+        fired = Scheduler(services, holder=CLI_HOLDER).tick()
+        holder = lease.holder()
+        # Hand the lease straight back: a running `shepherd serve` should not wait for it.
+        lease.release(CLI_HOLDER, now)
+    if holder is not None and holder[0] != CLI_HOLDER:
+        out.print(
+            f"Another scheduler ({holder[0]}) holds the lease until {holder[1].isoformat()}; nothing done."
+        )
+        return
+    out.print(f"Fired {len(fired)} event(s)." + (" The outbox worker delivers them." if fired else ""))
+    for event in fired:
+        out.print(f"  {event.key}")

@@ -1,0 +1,277 @@
+"""`shepherd doctor` against the Slack emulator, the OpenAI stub and dead ports; `shepherd
+portfolio` on the seeded dataset; JSON logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.cli_serve import configure_logging
+from bot.doctor import Level, check_database, check_embeddings, check_llm, check_slack_tokens, run_checks
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.settings import Settings
+from storage import Database, sqlite_url
+from tests.fakes.openai_stub import OpenAIStub
+from tests.gates.portfolio_seed import seed_initiatives, seed_reviews
+
+ENV_NAMES = (
+    "SHEPHERD_DATABASE_URL",
+    "SHEPHERD_PIPELINE",
+    "SHEPHERD_CHROMA_URL",
+    "SHEPHERD_LLM_MODEL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
+)
+
+
+def dead_port() -> int:
+    """A port nothing listens on (bound, read, released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean environment for the CLI's Settings: an empty data directory, no credentials."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "none")
+    return tmp_path
+
+
+@pytest.fixture
+def slack_api() -> Iterator[FakeSlackWebAPI]:
+    """A running Slack emulator."""
+    with FakeSlackWebAPI() as api:
+        yield api
+
+
+def settings(tmp_path: Path, **values: Any) -> Settings:
+    return Settings(data_dir=tmp_path, embeddings="none", **values)
+
+
+# ---------------------------------------------------------------- Slack
+
+
+def test_a_good_bot_token_passes_auth_test(slack_api: FakeSlackWebAPI, tmp_path: Path) -> None:
+    [check] = check_slack_tokens(
+        settings(tmp_path, slack_bot_token=slack_api.bot_token, slack_api_url=slack_api.api_url)
+    )
+    assert check.level is Level.OK
+    assert "SLACK_BOT_TOKEN works" in check.message
+
+
+def test_a_bad_bot_token_names_the_variable_and_the_fix(slack_api: FakeSlackWebAPI, tmp_path: Path) -> None:
+    checks = check_slack_tokens(
+        settings(tmp_path, slack_bot_token="xoxb-not-a-real-token", slack_api_url=slack_api.api_url)
+    )
+    [check] = [c for c in checks if c.level is Level.FAIL]
+    assert check.message == "Slack refused SLACK_BOT_TOKEN (invalid_auth)."
+    assert check.fix is not None and "OAuth & Permissions" in check.fix and "SLACK_BOT_TOKEN" in check.fix
+
+
+def test_an_unreachable_slack_api_says_where_it_tried(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{dead_port()}/api/"
+    [check] = check_slack_tokens(settings(tmp_path, slack_bot_token="xoxb-1", slack_api_url=url))
+    assert check.level is Level.FAIL
+    assert check.message.startswith(f"Cannot reach the Slack API at {url}")
+    assert check.fix is not None and "SLACK_API_URL" in check.fix
+
+
+def test_an_app_token_of_the_wrong_kind_fails(tmp_path: Path) -> None:
+    checks = check_slack_tokens(settings(tmp_path, slack_app_token="xoxb-wrong-kind"))
+    assert [(c.name, c.level) for c in checks if c.name == "slack app token"] == [
+        ("slack app token", Level.FAIL)
+    ]
+
+
+# ---------------------------------------------------------------- database
+
+
+def test_a_fresh_sqlite_database_is_fine_and_a_migrated_one_is_current(tmp_path: Path) -> None:
+    [fresh] = check_database(settings(tmp_path))
+    assert fresh.level is Level.OK and "creates them at start" in fresh.message
+    database = Database(sqlite_url(tmp_path))
+    database.upgrade()
+    database.dispose()
+    [current] = check_database(settings(tmp_path))
+    assert current.level is Level.OK and "(current)" in current.message
+
+
+def test_an_unreachable_postgres_is_a_failure_with_the_fix(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://shepherd:secret@127.0.0.1:{dead_port()}/shepherd?connect_timeout=2"
+    [check] = check_database(settings(tmp_path, database_url=url))
+    assert check.level is Level.FAIL
+    assert check.message.startswith("Cannot reach the database")
+    assert "secret" not in check.message
+    assert check.fix is not None and "SHEPHERD_DATABASE_URL" in check.fix
+
+
+# ---------------------------------------------------------------- embeddings and LLM
+
+
+def test_embeddings_off_is_ok_and_a_missing_model_folder_is_a_warning(tmp_path: Path) -> None:
+    [off] = check_embeddings(settings(tmp_path))
+    assert off.level is Level.OK
+    [missing] = check_embeddings(Settings(data_dir=tmp_path, embeddings=f"onnx:{tmp_path / 'nope'}"))
+    assert missing.level is Level.WARN and "BM25" in missing.message
+    assert missing.fix is not None and "SHEPHERD_EMBEDDING_MODEL_DIR" in missing.fix
+    [bad] = check_embeddings(Settings(data_dir=tmp_path, embeddings="word2vec"))
+    assert bad.level is Level.FAIL and "SHEPHERD_EMBEDDINGS='word2vec'" in bad.message
+
+
+def test_the_llm_endpoint_is_probed_for_its_models(tmp_path: Path) -> None:
+    with OpenAIStub() as stub:
+        [ok] = check_llm(
+            settings(tmp_path, llm_model="stub", openai_base_url=stub.base_url, openai_api_key="k")
+        )
+        [unknown] = check_llm(
+            settings(tmp_path, llm_model="gpt-9", openai_base_url=stub.base_url, openai_api_key="k")
+        )
+    assert ok.level is Level.OK and "serves stub" in ok.message
+    assert unknown.level is Level.WARN and "gpt-9" in unknown.message
+    assert unknown.fix is not None and "stub" in unknown.fix
+
+
+def test_a_dead_llm_endpoint_fails_quickly_with_the_fix(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{dead_port()}/v1"
+    [check] = check_llm(settings(tmp_path, llm_model="m", openai_base_url=url))
+    assert check.level is Level.FAIL
+    assert check.message.startswith(f"Cannot reach the LLM endpoint {url}")
+    assert check.fix is not None and "OPENAI_BASE_URL" in check.fix
+
+
+def test_a_model_without_an_endpoint_or_key_is_a_failure(tmp_path: Path) -> None:
+    [check] = check_llm(settings(tmp_path, llm_model="m"))
+    assert check.level is Level.FAIL and "OPENAI_API_KEY" in check.message
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_doctor_exits_0_when_nothing_fails(
+    env: Path, slack_api: FakeSlackWebAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.bot_token)
+    monkeypatch.setenv("SLACK_API_URL", slack_api.api_url)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "OK   slack bot token" in result.output
+    assert "0 failed" in result.output
+
+
+def test_doctor_exits_1_and_prints_the_fix_on_a_bad_token(
+    env: Path, slack_api: FakeSlackWebAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-revoked")
+    monkeypatch.setenv("SLACK_API_URL", slack_api.api_url)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 1
+    assert "FAIL slack bot token" in result.output
+    assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in result.output
+    assert "fix: Copy the Bot User OAuth Token" in result.output
+
+
+def test_every_check_reports_even_with_nothing_configured(tmp_path: Path) -> None:
+    checks = run_checks(settings(tmp_path))
+    assert [c.name for c in checks] == [
+        "slack bot token",
+        "slack signing secret",
+        "database",
+        "chroma",
+        "embedding model",
+        "llm",
+    ]
+    assert all(c.level is not Level.FAIL for c in checks)
+    assert all(c.fix for c in checks if c.level is not Level.OK)
+
+
+# ---------------------------------------------------------------- portfolio
+
+
+@pytest.fixture
+def seeded_env(env: Path) -> Path:
+    """The CLI's SQLite database holding the seeded portfolio."""
+    database = Database(sqlite_url(env))
+    database.upgrade()
+    with database.uow() as uow:
+        for initiative in seed_initiatives():
+            uow.initiatives.add(initiative)
+        for review in seed_reviews():
+            uow.reviews.add(review)
+        uow.commit()
+    database.dispose()
+    return env
+
+
+def test_portfolio_json_and_png(seeded_env: Path) -> None:
+    chart = seeded_env / "portfolio.png"
+    result = CliRunner().invoke(app, ["portfolio", "--json", "--png", str(chart)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"] == 6
+    # Reached per stage (hand-computed in tests/gates/test_portfolio.py): 6, 3, 1, 0, 0.
+    assert [s["reached"] for s in data["stages"]] == [6, 3, 1, 0, 0]
+    png = chart.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (1200, 600)
+
+
+def test_portfolio_table_lists_stages_and_stalled(seeded_env: Path) -> None:
+    result = CliRunner().invoke(app, ["portfolio"])
+    assert result.exit_code == 0, result.output
+    assert "6 initiatives" in result.output
+    assert "Stalled" in result.output and "AI-0002" in result.output
+    assert "Problem statement is vague." in result.output
+
+
+def test_portfolio_png_into_a_missing_folder_is_one_clear_error(seeded_env: Path) -> None:
+    result = CliRunner().invoke(app, ["portfolio", "--png", str(seeded_env / "no" / "such" / "chart.png")])
+    assert result.exit_code == 1
+    assert "cannot write" in result.output
+    assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- JSON logs
+
+
+def test_json_logs_are_one_object_per_line_with_the_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        configure_logging(Settings(log_json=True, log_level="INFO"))
+        logger = logging.getLogger("shepherd.test")
+        logger.info("outbox delivered %d", 3)
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            logger.exception("delivery failed")
+    finally:
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    assert lines[0] == {"level": "INFO", "logger": "shepherd.test", "message": "outbox delivered 3"}
+    assert lines[1]["level"] == "ERROR" and "ValueError: bad" in lines[1]["exception"]

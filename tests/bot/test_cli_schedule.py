@@ -1,0 +1,75 @@
+"""`shepherd schedule due` and `run` against a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.bootstrap import bootstrap
+from bot.cli_schedule import schedule_app
+from bot.settings import Settings
+from gates import usecases
+from storage.scheduling import SchedulerLease
+from tests.bot.test_lifecycle import OWNER, intake_values
+
+runner = CliRunner()
+REGISTERED = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One initiative registered on 1 January 2026 in a fresh data directory."""
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+    for name in ("SHEPHERD_DATABASE_URL", "SHEPHERD_PIPELINE"):
+        monkeypatch.delenv(name, raising=False)
+    services = bootstrap(Settings())
+    answers = {k.removeprefix("q:"): v for k, v in intake_values().items() if k.startswith("q:")}
+    registered = usecases.register(
+        services.pipeline,
+        services.uow(),
+        name="Forecast",
+        owner_id=OWNER,
+        answers=answers,
+        actor_id=OWNER,
+        now=REGISTERED,
+    ).ref
+    services.database.dispose()
+    return registered
+
+
+def due(at: str) -> list[dict[str, object]]:
+    result = runner.invoke(schedule_app, ["due", "--at", at, "--json"])
+    assert result.exit_code == 0, result.output
+    return list(json.loads(result.output))
+
+
+def test_due_lists_then_run_fires_once(ref: str) -> None:
+    assert due("2026-01-20") == []
+    assert due("2026-03-01T00:00:00+00:00") == [
+        {"key": f"stalled:{ref}:idea:2026-01-31", "kind": "schedule.stalled", "ref": ref, "fired": False}
+    ]
+    first = runner.invoke(schedule_app, ["run", "--at", "2026-03-01"])
+    assert first.exit_code == 0 and "Fired 1 event(s)" in first.output and f"stalled:{ref}" in first.output
+    assert due("2026-03-01")[0]["fired"] is True
+    again = runner.invoke(schedule_app, ["run", "--at", "2026-03-01"])
+    assert again.exit_code == 0 and "Fired 0 event(s)" in again.output
+
+
+def test_a_bad_moment_is_one_clear_line(ref: str) -> None:
+    result = runner.invoke(schedule_app, ["due", "--at", "next tuesday"])
+    assert result.exit_code == 1
+    assert "is not an ISO 8601 date" in result.output
+
+
+def test_run_leaves_the_work_to_a_scheduler_holding_the_lease(ref: str) -> None:
+    services = bootstrap(Settings())
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    SchedulerLease(services.database).acquire("serve-1", at, timedelta(minutes=3))
+    services.database.dispose()
+    result = runner.invoke(schedule_app, ["run", "--at", "2026-03-01"])
+    assert result.exit_code == 0 and "Another scheduler (serve-1) holds the lease" in result.output
+    assert due("2026-03-01")[0]["fired"] is False

@@ -1,0 +1,154 @@
+"""/metrics after signed requests: request counts, ack latency, outbox depth and deliveries."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot import metrics
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from tests.bot.scenario import Workspace, running_workspace
+
+OWNER = "U0OWNER01"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite behind the real ASGI server, talking to the emulator."""
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        yield ws
+
+
+def scrape(workspace: Workspace) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample on /metrics, keyed by (name, sorted labels)."""
+    url = workspace.client.endpoint_url.removesuffix("/slack/events") + "/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_signed_requests_are_counted_and_timed_by_payload_type(workspace: Workspace) -> None:
+    before = value("shepherd_slack_requests_total", payload="command", status="200")
+    before_count = value("shepherd_slack_ack_seconds_count", payload="command")
+    for _ in range(3):
+        assert workspace.command(OWNER, "help").status == 200
+    samples = scrape(workspace)
+    assert (
+        samples[("shepherd_slack_requests_total", (("payload", "command"), ("status", "200")))] == before + 3
+    )
+    assert samples[("shepherd_slack_ack_seconds_count", (("payload", "command"),))] == before_count + 3
+    assert samples[("shepherd_slack_ack_seconds_sum", (("payload", "command"),))] > 0
+
+
+def test_a_forged_request_is_counted_with_its_401(workspace: Workspace) -> None:
+    from bot import ids
+    from bot.emulator import payloads
+
+    before = value("shepherd_slack_requests_total", payload="command", status="401")
+    payload = payloads.slash_command(ids.COMMAND, "help", user_id=OWNER, channel_id=workspace.registry)
+    assert workspace.client.send(payload, signing="forged").status == 401
+    assert value("shepherd_slack_requests_total", payload="command", status="401") == before + 1
+
+
+def test_outbox_depth_is_read_from_the_database_at_each_scrape(workspace: Workspace) -> None:
+    services = workspace.services
+    usecases.register(
+        services.pipeline,
+        services.uow(),
+        name="Invoice matching",
+        owner_id=OWNER,
+        answers={},
+        actor_id=OWNER,
+        now=services.now(),
+    )
+    pending = scrape(workspace)[("shepherd_outbox_messages", (("status", "pending"),))]
+    assert pending >= 1
+    workspace.deliver()
+    samples = scrape(workspace)
+    assert samples[("shepherd_outbox_messages", (("status", "pending"),))] == 0
+    assert samples[("shepherd_outbox_messages", (("status", "delivered"),))] == pending
+    assert ("shepherd_reminders_sent_total", ()) in samples
+
+
+def test_deliveries_are_counted_by_kind_and_outcome() -> None:
+    class Message:
+        kind = "test.kind"
+
+    def failing(message: object) -> None:
+        raise RuntimeError("Slack is down")
+
+    delivered = value("shepherd_outbox_deliveries_total", kind="test.kind", outcome="delivered")
+    failed = value("shepherd_outbox_deliveries_total", kind="test.kind", outcome="failed")
+    metrics.counted_sender(lambda message: None)(Message())
+    with pytest.raises(RuntimeError):
+        metrics.counted_sender(failing)(Message())
+    assert value("shepherd_outbox_deliveries_total", kind="test.kind", outcome="delivered") == delivered + 1
+    assert value("shepherd_outbox_deliveries_total", kind="test.kind", outcome="failed") == failed + 1
+
+
+def test_the_outbox_worker_started_by_the_server_counts_its_deliveries(workspace: Workspace) -> None:
+    import threading
+
+    from bot.server import start_outbox_worker
+
+    services = workspace.services
+    usecases.register(
+        services.pipeline,
+        services.uow(),
+        name="Churn radar",
+        owner_id=OWNER,
+        answers={},
+        actor_id=OWNER,
+        now=services.now(),
+    )
+    before = value("shepherd_outbox_deliveries_total", kind="initiative.registered", outcome="delivered")
+    from bot.app import build_app
+
+    app = build_app(services.settings, services)
+    stop = threading.Event()
+    thread = start_outbox_worker(app, services, stop)
+    try:
+        workspace.wait(
+            lambda: (
+                value("shepherd_outbox_deliveries_total", kind="initiative.registered", outcome="delivered")
+                == before + 1
+            )
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_payload_types_are_a_bounded_set() -> None:
+    assert metrics.payload_type({"command": "/shepherd", "text": "help"}) == "command"
+    assert metrics.payload_type({"type": "event_callback"}) == "event_callback"
+    assert metrics.payload_type({"payload": '{"type": "block_actions"}'}) == "block_actions"
+    assert metrics.payload_type({"type": "something_new"}) == "unknown"
+    assert metrics.payload_type({"payload": "not json"}) == "unknown"
+    assert metrics.payload_type(None) == "unknown"
+
+
+def test_a_listener_error_is_counted(workspace: Workspace) -> None:
+    from bot.app import _ErrorHandler
+
+    before = value("shepherd_errors_total", where="slack_listener")
+    _ErrorHandler(workspace.services).handle(RuntimeError("boom"), {})
+    assert value("shepherd_errors_total", where="slack_listener") == before + 1

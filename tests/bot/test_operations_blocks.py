@@ -1,0 +1,78 @@
+"""The scheduler's DMs and the extend / stop / periodic review modals are valid Block Kit and say
+what the person needs, whatever the names."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from bot import ids
+from bot.blocks import operations as blocks
+from gates.loader import load_pipeline
+from tests.bot.blockkit_checks import (
+    NOW,
+    assert_valid_message,
+    assert_valid_view,
+    buttons,
+    initiative,
+    review,
+    texts,
+)
+
+LONG_NAME = "Forecast <!channel> & " + "x" * 400
+
+
+def test_the_stalled_notice_offers_submit_extend_and_stop() -> None:
+    message = blocks.stalled_notice(load_pipeline(), initiative(name=LONG_NAME), NOW + timedelta(days=90))
+    assert_valid_message(message)
+    assert [b["action_id"] for b in buttons(message["blocks"])] == [
+        ids.ACTION_SUBMIT_REVIEW,
+        ids.ACTION_EXTEND_TIME_BOX,
+        ids.ACTION_STOP_INITIATIVE,
+    ]
+    assert "<!channel>" not in texts(message["blocks"])
+    assert "Pilot" in texts(message["blocks"])
+
+
+def test_reminders_carry_the_decision_buttons_and_escalations_name_the_approvers() -> None:
+    pipeline = load_pipeline()
+    reminder = blocks.reminder_notice(pipeline, initiative(), review(), 4)
+    assert_valid_message(reminder)
+    assert ids.ACTION_APPROVE in [b["action_id"] for b in buttons(reminder["blocks"])]
+    assert "waited 4 day(s)" in texts(reminder["blocks"])
+    escalation = blocks.escalation_notice(pipeline, initiative(), review(), "risk", 8, ["U0RISK001"])
+    assert_valid_message(escalation)
+    assert "<@U0RISK001>" in texts(escalation["blocks"]) and "AI risk" in texts(escalation["blocks"])
+
+
+def test_the_operations_review_notice_has_a_button_only_for_the_owner() -> None:
+    due = NOW + timedelta(days=90)
+    to_owner = blocks.operations_review_notice(
+        initiative(stage="operations"), due, overdue=False, to_owner=True
+    )
+    flagged = blocks.operations_review_notice(
+        initiative(stage="operations"), due, overdue=True, to_owner=False
+    )
+    for message in (to_owner, flagged):
+        assert_valid_message(message)
+    assert [b["action_id"] for b in buttons(to_owner["blocks"])] == [ids.ACTION_OPEN_OPERATIONS_REVIEW]
+    assert buttons(flagged["blocks"]) == [] and "overdue" in flagged["text"]
+
+
+def test_the_extend_modal_suggests_a_date_after_today_and_asks_why() -> None:
+    view = blocks.extend_modal(initiative(name=LONG_NAME), NOW - timedelta(days=3), NOW, "D0123")
+    assert_valid_view(view)
+    [picker] = [b for b in view["blocks"] if b.get("block_id") == ids.EXTEND_UNTIL_BLOCK]
+    assert picker["element"]["initial_date"] == (NOW + timedelta(days=30)).date().isoformat()
+    assert any(b.get("block_id") == ids.REASON_BLOCK for b in view["blocks"])
+    assert json.loads(view["private_metadata"]) == {"ref": "AI-0007", "channel": "D0123"}
+
+
+def test_the_stop_and_periodic_review_modals_are_valid() -> None:
+    assert_valid_view(blocks.stop_modal(initiative(name=LONG_NAME)))
+    pipeline = load_pipeline()
+    view = blocks.operations_review_modal(pipeline, initiative(stage="operations"))
+    assert_valid_view(view)
+    assert pipeline.model.operations is not None
+    wanted = {ids.question_block_id(q.id) for q in pipeline.model.operations.questions}
+    assert wanted == {b["block_id"] for b in view["blocks"] if b["type"] == "input"}

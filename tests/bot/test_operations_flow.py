@@ -1,0 +1,251 @@
+"""Time boxes, reminders and periodic reviews in Slack, through the emulator and a hand-moved clock:
+the scheduler ticks, the outbox delivers, people click and submit modals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from bot import ids
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.scheduler import Scheduler
+from gates import usecases
+from gates.lifecycle import Initiative, Review, Status
+from gates.loader import DEFAULT_PIPELINE, parse_pipeline
+from storage.tables import initiatives
+from tests.bot.scenario import Workspace, find_button, has_button, running_workspace
+from tests.bot.test_lifecycle import OWNER, RISK, SPONSOR, intake_values
+
+OUTSIDER = "U0OUTSIDE"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite with an owner, a sponsor holding the sponsor role and a risk officer."""
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock()
+        )
+        yield ws
+
+
+def register(ws: Workspace) -> str:
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    response = ws.submit_view(OWNER, view, intake_values())
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    ws.deliver()
+    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    return initiative.ref
+
+
+def tick(ws: Workspace) -> list[str]:
+    """One scheduler tick, then deliver everything it queued; returns the fired keys."""
+    fired = [event.key for event in Scheduler(ws.services, holder="test").tick()]
+    ws.deliver()
+    return fired
+
+
+def dms_with_button(ws: Workspace, user: str, action_id: str) -> list[dict[str, Any]]:
+    return [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, action_id)]
+
+
+def open_review(ws: Workspace, ref: str) -> Review | None:
+    with ws.services.read_uow() as uow:
+        return uow.reviews.open_for(ref)
+
+
+def stored(ws: Workspace, ref: str) -> Initiative:
+    with ws.services.read_uow() as uow:
+        return uow.initiatives.get(ref)
+
+
+def test_a_stalled_owner_extends_the_time_box_from_the_dm(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    assert tick(ws) == []
+    ws.clock.advance(days=31)
+    assert tick(ws) == [f"stalled:{ref}:idea:2026-12-02"]
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
+    assert has_button(notice, ids.ACTION_SUBMIT_REVIEW) and has_button(notice, ids.ACTION_STOP_INITIATIVE)
+    card = ws.messages_in(ws.registry)[0]
+    assert "Stalled" in str(card["blocks"])
+    # A second tick (or a second replica) does not nag again.
+    assert tick(ws) == []
+    assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 1
+
+    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    assert view["callback_id"] == ids.VIEW_EXTEND
+    response = ws.submit_view(
+        OWNER,
+        view,
+        {ids.EXTEND_UNTIL_BLOCK: "2027-01-15", ids.REASON_BLOCK: "Waiting for the data-sharing agreement"},
+    )
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    initiative = stored(ws, ref)
+    assert (
+        initiative.extended_until is not None and initiative.extended_until.date().isoformat() == "2027-01-15"
+    )
+    assert not usecases.is_stalled(ws.services.pipeline, initiative, ws.clock())
+    ws.deliver()
+    assert "Stalled" not in str(ws.messages_in(ws.registry)[0]["blocks"])
+    assert any(
+        "now runs until" in m.get("text", "") + str(m.get("blocks"))
+        for m in ws.messages_in(ws.dm_with(OWNER))
+    )
+    with ws.services.read_uow() as uow:
+        [extension] = uow.operations.extensions(ref)
+        assert extension.reason == "Waiting for the data-sharing agreement"
+        assert "timebox.extended" in [entry.action for entry in uow.audit.timeline(ref)]
+    # Past the new end it stalls again, as a new occurrence.
+    ws.clock.at = initiative.extended_until + timedelta(hours=1)
+    assert tick(ws) == [f"stalled:{ref}:idea:2027-01-15"]
+
+
+def test_an_extension_that_is_not_later_is_refused_inside_the_modal(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=31)
+    tick(ws)
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
+    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    response = ws.submit_view(
+        OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2026-11-20", ids.REASON_BLOCK: "more time"}
+    )
+    assert ids.EXTEND_UNTIL_BLOCK in response.text and "future" in response.text
+    assert stored(ws, ref).extended_until is None
+
+
+def test_the_owner_stops_a_stalled_initiative_with_a_reason(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=31)
+    tick(ws)
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_STOP_INITIATIVE)
+    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_STOP_INITIATIVE))
+    empty = ws.submit_view(OWNER, view, {ids.REASON_BLOCK: ""})
+    assert "A reason is required" in empty.text
+    response = ws.submit_view(OWNER, view, {ids.REASON_BLOCK: "An off-the-shelf tool covers it"})
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    initiative = stored(ws, ref)
+    assert (initiative.status, initiative.status_reason) == (
+        Status.RETIRED,
+        "An off-the-shelf tool covers it",
+    )
+
+
+def test_a_pending_review_reminds_its_approvers_once_per_reminder(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    card = ws.messages_in(ws.registry)[0]
+    ws.click(OWNER, card, ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    ws.clock.advance(days=3)
+    fired = tick(ws)
+    assert [key.split(":")[0] for key in fired] == ["remind"]
+    reminders = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if "waited 3 day" in str(m.get("blocks"))]
+    assert len(reminders) == 1 and has_button(reminders[0], ids.ACTION_APPROVE)
+    assert tick(ws) == []
+    find_button(reminders[0], ids.ACTION_APPROVE)
+
+
+BOSS = "U0BOSS001"
+OPS_LEAD = "U0OPSLEAD"
+
+
+def with_contacts(ws: Workspace) -> None:
+    """Give the sponsor and operations roles escalation contacts (the default leaves them empty)."""
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+    sponsor, operations = text.index("  sponsor:"), text.index("  operations:\n    label")
+    text = (
+        text[:sponsor]
+        + text[sponsor:operations].replace('escalation_contact: ""', f"escalation_contact: {BOSS}", 1)
+        + text[operations:].replace('escalation_contact: ""', f"escalation_contact: {OPS_LEAD}", 1)
+    )
+    ws.services.pipeline = parse_pipeline(text, "contacts.yaml")
+    for user, name in [(BOSS, "bea"), (OPS_LEAD, "otto")]:
+        ws.api.state.add_user(user, name)
+
+
+def move_to_operations(ws: Workspace, ref: str) -> None:
+    """Put the initiative in the operations stage as of now (the whole route is tested elsewhere)."""
+    with ws.services.database.session() as session:
+        session.execute(
+            update(initiatives)
+            .where(initiatives.c.ref == ref)
+            .values(stage="operations", stage_entered_at=ws.clock())
+        )
+        session.commit()
+
+
+def test_a_review_waiting_past_escalation_reaches_the_roles_contact(workspace: Workspace) -> None:
+    ws = workspace
+    with_contacts(ws)
+    ref = register(ws)
+    ws.click(OWNER, ws.messages_in(ws.registry)[0], ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    review = ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    ws.clock.advance(days=7)
+    assert tick(ws) == [f"escalate:{review.id}", f"remind:{review.id}:2"]
+    [escalation] = ws.messages_in(ws.dm_with(BOSS))
+    assert "Escalation" in escalation["text"] and ref in escalation["text"]
+    ws.clock.advance(days=1)
+    assert tick(ws) == []
+    assert len(ws.messages_in(ws.dm_with(BOSS))) == 1
+
+
+def test_a_periodic_review_is_due_answered_in_a_modal_and_then_not_overdue(workspace: Workspace) -> None:
+    ws = workspace
+    with_contacts(ws)
+    ref = register(ws)
+    move_to_operations(ws, ref)
+    ws.clock.advance(days=89)
+    assert tick(ws) == []
+    ws.clock.advance(days=1)
+    assert tick(ws) == [f"opsreview:{ref}:2027-01-31"]
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    view = ws.opened_view(
+        lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    assert view["callback_id"] == ids.VIEW_OPERATIONS_REVIEW
+    answers = {
+        "ops_still_delivering_value": "yes as planned",
+        "ops_drift_detected": "no",
+        "ops_incidents": "0",
+        "ops_owner_still_right": "yes",
+        "ops_retraining_done": "not due yet",
+        "ops_recommendation": "continue",
+    }
+    incomplete = ws.submit_view(OWNER, view, {ids.question_block_id("ops_drift_detected"): "no"})
+    assert "This question is required" in incomplete.text
+    values = {ids.question_block_id(q): v for q, v in answers.items()}
+    response = ws.submit_view(OWNER, view, values)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    with ws.services.read_uow() as uow:
+        [recorded] = uow.operations.reviews(ref)
+    assert recorded.answers["ops_incidents"] == 0
+    assert recorded.next_due == ws.clock() + timedelta(days=90)
+    ws.clock.advance(days=20)
+    assert tick(ws) == []
+    assert ws.messages_in(ws.dm_with(OPS_LEAD)) == []
+
+
+def test_an_unanswered_periodic_review_turns_overdue_and_is_escalated(workspace: Workspace) -> None:
+    ws = workspace
+    with_contacts(ws)
+    ref = register(ws)
+    move_to_operations(ws, ref)
+    ws.clock.advance(days=104)
+    assert tick(ws) == [f"opsoverdue:{ref}:2027-01-31", f"opsreview:{ref}:2027-01-31"]
+    owner_notices = dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    assert len(owner_notices) == 1 and "overdue" in owner_notices[0]["text"]
+    [flag] = ws.messages_in(ws.dm_with(OPS_LEAD))
+    assert "overdue" in flag["text"]

@@ -1,0 +1,91 @@
+"""The scheduler thread of `shepherd serve`: ticks under the lease, counts nudges, stops cleanly."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot import metrics
+from bot.bootstrap import Services, bootstrap
+from bot.scheduler import Scheduler, start_scheduler
+from bot.settings import Settings
+from gates import usecases
+from storage.scheduling import SchedulerLease, fired_keys
+from tests.bot.scenario import Clock
+from tests.bot.test_lifecycle import OWNER, SPONSOR, intake_values
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    """Services on a fresh SQLite database with a hand-moved clock and a sponsor."""
+    built = bootstrap(
+        Settings(data_dir=tmp_path / "data", embeddings="none", scheduler_interval_seconds=0.05)
+    )
+    built.clock = Clock(START)
+    usecases.set_role_holders(built.pipeline, built.uow(), "sponsor", [SPONSOR], "U0ADMIN01", START)
+    return built
+
+
+def register_and_submit(services: Services) -> None:
+    answers = {k.removeprefix("q:"): v for k, v in intake_values().items() if k.startswith("q:")}
+    ref = usecases.register(
+        services.pipeline,
+        services.uow(),
+        name="Forecast",
+        owner_id=OWNER,
+        answers=answers,
+        actor_id=OWNER,
+        now=START,
+    ).ref
+    usecases.submit(services.pipeline, services.uow(), ref, OWNER, START)
+
+
+def test_a_tick_fires_due_reminders_once_and_counts_them(services: Services) -> None:
+    register_and_submit(services)
+    scheduler = Scheduler(services, holder="a")
+    assert scheduler.tick() == []
+    services.clock.advance(days=3)  # type: ignore[attr-defined]
+    before = metrics.REMINDERS_SENT._value.get()
+    assert [e.key.split(":")[0] for e in scheduler.tick()] == ["remind"]
+    assert metrics.REMINDERS_SENT._value.get() == before + 1
+    assert scheduler.tick() == []
+
+
+def test_a_replica_without_the_lease_does_nothing(services: Services) -> None:
+    register_and_submit(services)
+    services.clock.advance(days=3)  # type: ignore[attr-defined]
+    SchedulerLease(services.database).acquire("other", services.now(), timedelta(minutes=5))
+    assert Scheduler(services, holder="me").tick() == []
+
+
+def test_the_thread_ticks_until_stopped_then_releases_the_lease(services: Services) -> None:
+    register_and_submit(services)
+    services.clock.advance(days=3)  # type: ignore[attr-defined]
+    stop = threading.Event()
+    thread = start_scheduler(services, stop)
+    assert thread is not None
+    lease = SchedulerLease(services.database)
+    for _ in range(250):
+        if fired_keys(services.database):
+            break
+        stop.wait(0.02)
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    holder = lease.holder()
+    assert holder is not None and holder[1] <= services.now()
+    assert [key.split(":")[0] for key in fired_keys(services.database)] == ["remind"]
+
+
+def test_an_interval_of_zero_disables_the_scheduler(tmp_path: Path) -> None:
+    services = bootstrap(
+        Settings(data_dir=tmp_path / "data", embeddings="none", scheduler_interval_seconds=0)
+    )
+    assert start_scheduler(services, threading.Event()) is None
+    with pytest.raises(ValueError, match="positive"):
+        Scheduler(services, interval=0)

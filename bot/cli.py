@@ -8,7 +8,15 @@ import sys
 import typer
 from rich.console import Console
 
-from bot import cli_initiatives, cli_knowledge, cli_ops, cli_pipeline, cli_serve, cli_storage
+from bot import (
+    cli_initiatives,
+    cli_knowledge,
+    cli_ops,
+    cli_pipeline,
+    cli_schedule,
+    cli_serve,
+    cli_storage,
+)
 from gates.errors import ShepherdError
 
 app = typer.Typer(
@@ -17,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(cli_schedule.schedule_app, name="schedule")
 app.add_typer(cli_pipeline.app, name="pipeline")
 app.command("readiness")(cli_pipeline.readiness_command)
 app.command("run")(cli_serve.run)

@@ -201,29 +201,42 @@ def search(
 @app.command("eval")
 @_friendly
 def eval_command(
-    questions: Annotated[Path, typer.Argument(help='JSONL: {"q": ..., "expect": [...]}.')],
+    questions: Annotated[
+        list[Path], typer.Argument(help='JSONL files, one {"q": ..., "expect": [...]} per line.')
+    ],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Cut-off for hit@k.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Retrieval quality: hit@k and MRR for hybrid, BM25 only and vectors only."""
-    items = load_questions(questions)
-    results = evaluate(get_kb(), items, k=k)
+    """Retrieval quality per file: hit@k and MRR for hybrid, BM25 only and vectors only."""
+    # Read every file before searching, so a bad last file fails fast, not after minutes.
+    sets = [(path, load_questions(path)) for path in questions]
+    kb = get_kb()
+    results = [(path, items, evaluate(kb, items, k=k)) for path, items in sets]
     if as_json:
-        typer.echo(json.dumps([asdict(result) for result in results], indent=2))
-        return
-    table = Table(title=f"{len(items)} questions, k={k}")
-    for column in ("mode", f"hit@{k}", "MRR", "note"):
-        table.add_column(column)
-    for result in results:
-        if result.error:
-            table.add_row(result.mode, "-", "-", escape(result.error))
-        else:
-            table.add_row(
-                result.mode,
-                f"{result.hit_at_k:.3f}",
-                f"{result.mrr:.3f}",
-                f"{len(result.misses)} missed",
+        typer.echo(
+            json.dumps(
+                [{"file": str(path), **asdict(result)} for path, _, found in results for result in found],
+                indent=2,
             )
+        )
+        return
+    table = Table(title=f"retrieval quality, k={k}")
+    for column in ("questions", "mode", f"hit@{k}", "MRR", "note"):
+        table.add_column(column)
+    for path, items, found in results:
+        for number, result in enumerate(found):
+            label = f"{path.name} ({len(items)})" if number == 0 else ""
+            if result.error:
+                table.add_row(label, result.mode, "-", "-", escape(result.error))
+            else:
+                table.add_row(
+                    escape(label),
+                    result.mode,
+                    f"{result.hit_at_k:.3f}",
+                    f"{result.mrr:.3f}",
+                    f"{len(result.misses)} missed",
+                )
+        table.add_section()
     console.print(table)
 
 

@@ -19,8 +19,8 @@ from bot import blocks
 from bot.blocks import operations as operations_blocks
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
-from bot.system_card_post import offer_system_card
 from bot.bootstrap import Services
+from bot.system_card_post import offer_system_card
 from gates import usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status

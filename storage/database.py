@@ -35,6 +35,11 @@ from storage.uow import SqlUnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _READ_ONLY = "shepherd_read_only"
+# Connections opened beyond ``pool_size`` are closed again when returned, so a pool smaller than
+# the threads that use it at once (the HTTP app's 32 dispatch threads and 8 outbox senders)
+# connects and disconnects on every request under load: the default pool holds them all, and the
+# overflow only absorbs the rare extra user.
+_OVERFLOW = 10
 
 
 def sqlite_url(data_dir: str | Path) -> str:
@@ -50,6 +55,7 @@ class Database:
         ref_prefix: prefix of initiative refs (``AI`` gives ``AI-0001``).
         busy_timeout_ms: how long a SQLite writer waits for the write lock before giving up.
         sqlite_synchronous: ``FULL`` survives power loss; ``NORMAL`` survives a process crash.
+        pool_size: connections kept open (opened on first use, so an idle process holds few).
 
     Raises:
         DatabaseUnavailable: the URL cannot be understood or its driver is missing.
@@ -62,7 +68,7 @@ class Database:
         ref_prefix: str = "AI",
         busy_timeout_ms: int = 15_000,
         sqlite_synchronous: str = "FULL",
-        pool_size: int = 10,
+        pool_size: int = 40,
         echo: bool = False,
     ) -> None:
         try:
@@ -84,9 +90,9 @@ class Database:
                     raise DatabaseUnavailable(
                         f"Cannot create the folder for {self.describe()}: {error.strerror or error}"
                     ) from None
-                options.update(pool_size=pool_size, max_overflow=pool_size)
+                options.update(pool_size=pool_size, max_overflow=_OVERFLOW)
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            options.update(pool_size=pool_size, max_overflow=_OVERFLOW, pool_pre_ping=True)
         try:
             self.engine: Engine = create_engine(self.url, **options)
         except (NoSuchModuleError, ImportError) as error:

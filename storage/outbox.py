@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any

@@ -45,7 +45,9 @@ def test_the_domain_does_no_io() -> None:
     for path in (ROOT / "gates").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names = {
-            (node.module or "").split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
+            (node.module or "").split(".")[0]
+            if isinstance(node, ast.ImportFrom)
+            else alias.name.split(".")[0]
             for node in ast.walk(tree)
             if isinstance(node, ast.Import | ast.ImportFrom)
             for alias in (node.names if isinstance(node, ast.Import) else [node])  # type: ignore[attr-defined]

@@ -74,7 +74,9 @@ def question_hint(question: Question, required_now: bool = False, problem: str |
         parts.append(REQUIRED_NOTE)
     elif question.required_if is not None:
         # required_if may not hold now; say it is required only when it does.
-        parts.append(REQUIRED_NOTE if required_now else "Needed for the review when it applies to this initiative.")
+        parts.append(
+            REQUIRED_NOTE if required_now else "Needed for the review when it applies to this initiative."
+        )
     if question.help:
         parts.append(question.help.strip())
     if question.policy_refs:

@@ -137,8 +137,12 @@ def test_an_entry_that_rolled_back_is_not_linked_to(database: Database) -> None:
     with database.uow() as uow:
         uow.audit.append("U2", "roles.set", "role:risk", {}, NOW)
         uow.audit.timeline("role:risk")  # writes entry 2 inside the transaction, which then rolls back
-    append_one(database, "U3")  # takes seq 2 again and must link to entry 1, not the lost one
-    append_one(database, "U4")
+    other = Database(database.url)
+    try:
+        append_one(other, "U3")  # entry 2 is now someone else's
+    finally:
+        other.dispose()
+    append_one(database, "U4")  # must link to the entry 2 that exists, not to the one that was lost
     report = verify_audit(database)
     assert report.ok and report.checked == 3, report
 

@@ -1,0 +1,76 @@
+"""The ``openai:MODEL`` embeddings path, against the local OpenAI-compatible stub."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from knowledge import KnowledgeBase
+from tests.fakes.openai_stub import OpenAIStub
+
+
+@pytest.fixture
+def stub() -> OpenAIStub:
+    """A running stub serving /v1/embeddings (hashed-word vectors, 64 dimensions)."""
+    with OpenAIStub() as running:
+        yield running  # type: ignore[misc]
+
+
+def test_ingest_and_vector_search_go_through_the_endpoint(
+    tmp_path: Path, policies: Path, stub: OpenAIStub
+) -> None:
+    kb = KnowledgeBase(
+        tmp_path / "data", "openai:stub-embed", openai_base_url=stub.base_url, openai_api_key="test-key"
+    )
+    assert not kb.lexical_only
+    assert kb.status().embeddings == "openai stub-embed"
+    kb.ingest([policies])
+    hits = kb.search("secrets vault source code", k=2, mode="vector")
+    assert hits[0].section == "Security > Secrets"
+    bodies = stub.embedding_requests
+    assert {body["model"] for body in bodies} == {"stub-embed"}
+    sent = [text for body in bodies for text in body["input"]]
+    assert any("Secrets live in the vault" in text for text in sent)
+    assert sent[-1] == "secrets vault source code"
+    keys = [
+        {name.lower(): value for name, value in r.headers.items()}.get("authorization") for r in stub.requests
+    ]
+    assert set(keys) == {"Bearer test-key"}
+
+
+def test_reopening_the_collection_reuses_the_stored_vectors(
+    tmp_path: Path, policies: Path, stub: OpenAIStub
+) -> None:
+    def open_kb() -> KnowledgeBase:
+        return KnowledgeBase(
+            tmp_path / "data", "openai:stub-embed", openai_base_url=stub.base_url, openai_api_key="k"
+        )
+
+    open_kb().ingest([policies])
+    embedded = len(stub.embedding_requests)
+    report = open_kb().ingest([policies])
+    assert report.skipped == report.files == 3
+    assert len(stub.embedding_requests) == embedded + 1  # the start-up probe only
+
+
+def test_a_failing_endpoint_falls_back_to_bm25_and_says_why(
+    tmp_path: Path, policies: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with OpenAIStub(mode="error") as failing, caplog.at_level(logging.WARNING, "shepherd.knowledge"):
+        kb = KnowledgeBase(
+            tmp_path / "data", "openai:stub-embed", openai_base_url=failing.base_url, openai_api_key="k"
+        )
+    assert kb.lexical_only
+    assert "embeddings endpoint failed" in (kb.status().reason or "")
+    assert len([r for r in caplog.records if "Falling back to lexical" in r.getMessage()]) == 1
+    kb.ingest([policies])
+    assert kb.search("vault secrets", k=1)[0].section == "Security > Secrets"
+
+
+def test_a_missing_api_key_falls_back_to_bm25(tmp_path: Path, stub: OpenAIStub) -> None:
+    kb = KnowledgeBase(tmp_path / "data", "openai:stub-embed", openai_base_url=stub.base_url)
+    assert kb.lexical_only
+    assert "no API key" in (kb.status().reason or "")
+    assert stub.embedding_requests == []

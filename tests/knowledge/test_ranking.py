@@ -1,0 +1,120 @@
+"""Ranking rules: recitals as their own sections, one passage per section, priors, title field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from knowledge import KnowledgeBase, KnowledgeError
+from knowledge.chunking import numbered_parts
+from knowledge.lexical import LexicalIndex
+
+KB = Callable[..., KnowledgeBase]
+
+
+def _recitals(count: int) -> str:
+    return "\n\n".join(f"({n})\n\nRecital text number {n} about topic {n}." for n in range(1, count + 1))
+
+
+def test_a_long_run_of_numbered_points_becomes_one_section_per_recital() -> None:
+    parts = numbered_parts("Preamble - Whereas Clauses", f"Whereas:\n\n{_recitals(12)}")
+    assert parts[0] == ("Preamble - Whereas Clauses", "Whereas:\n\n")
+    assert parts[3][0] == "Preamble - Whereas Clauses > Recital 3"
+    assert "number 3 " in parts[3][1]
+    assert len(parts) == 13
+
+
+def test_a_few_numbered_points_in_an_article_stay_one_section() -> None:
+    text = "The regulation is amended as follows:\n\n(1)\n\nfirst change\n\n(2)\n\nsecond change"
+    assert numbered_parts("Article 108", text) == [("Article 108", text)]
+
+
+def test_numbered_points_outside_a_preamble_are_named_by_their_number() -> None:
+    parts = numbered_parts("Annex > List", _recitals(10))
+    assert [trail for trail, _ in parts][:2] == ["Annex > List > (1)", "Annex > List > (2)"]
+
+
+@pytest.fixture
+def long_policy(tmp_path: Path) -> Path:
+    """One policy whose first section is long enough for several chunks."""
+    folder = tmp_path / "long"
+    folder.mkdir()
+    paragraphs = "\n\n".join(
+        f"Vendor models are reviewed for risk, paragraph {n}, by the vendor risk board." for n in range(40)
+    )
+    (folder / "vendors.md").write_text(
+        f"# Vendors\n\n## Vendor review\n\n{paragraphs}\n\n## Vendor exit\n\n"
+        "When a vendor model is retired, the vendor risk owner archives its evidence.\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "vector"])
+def test_search_returns_at_most_one_passage_per_section(make_kb: KB, long_policy: Path, mode: str) -> None:
+    kb = make_kb(chunk_chars=300)
+    kb.ingest([long_policy])
+    assert kb.status().chunks > 5
+    hits = kb.search("vendor risk review", k=5, mode=mode)  # type: ignore[arg-type]
+    assert sorted(hit.section for hit in hits) == ["Vendors > Vendor exit", "Vendors > Vendor review"]
+
+
+@pytest.fixture
+def act(tmp_path: Path) -> Path:
+    """A regulation with recitals that repeat the words of the article they explain."""
+    folder = tmp_path / "act"
+    folder.mkdir()
+    recitals = "\n\n".join(
+        f"({n})\n\nRecital {n}: deployers of chatbots should disclose the chatbot to people, "
+        "because disclosure of a chatbot builds trust."
+        for n in range(1, 13)
+    )
+    (folder / "01_preamble.md").write_text(f"# Preamble - Whereas Clauses\n\n{recitals}\n", encoding="utf-8")
+    (folder / "02_articles.md").write_text(
+        "# Chapter IV\n\n## Article 50\n\nTransparency obligations\n\n"
+        "Deployers shall disclose a chatbot to the people who talk to it.\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def test_recitals_rank_below_the_article_they_explain(make_kb: KB, act: Path) -> None:
+    kb = make_kb()
+    kb.ingest([act])
+    hits = kb.search("do deployers have to disclose the chatbot?", k=5)
+    assert hits[0].section.startswith("Chapter IV > Article 50")
+    assert all(hit.section.startswith("Preamble - Whereas Clauses > Recital ") for hit in hits[1:])
+
+
+def test_without_priors_the_wordier_recitals_win(make_kb: KB, act: Path) -> None:
+    kb = make_kb(priors=())
+    kb.ingest([act])
+    hits = kb.search("do deployers have to disclose the chatbot?", k=5)
+    assert "Article 50" not in hits[0].section
+
+
+def test_an_invalid_prior_pattern_is_a_clear_error(make_kb: KB) -> None:
+    with pytest.raises(KnowledgeError, match="invalid prior pattern"):
+        make_kb(priors=[("(unclosed", 0.5)])
+
+
+def test_a_word_in_the_heading_trail_counts_more_than_the_same_word_in_a_long_body() -> None:
+    filler = "who to call and when " * 20
+    texts = [
+        f"Incident reporting\n\n{filler}",
+        f"Vendor review\n\n{filler} an incident, an incident, an incident",
+        f"Model inventory\n\n{filler}",
+    ]
+    titles = ["Incident reporting", "Vendor review", "Model inventory"]
+    plain = LexicalIndex.build(texts).scores("incident")
+    fielded = LexicalIndex.build(texts, titles=titles, title_weight=1.0).scores("incident")
+    assert plain[1] > plain[0] > 0
+    assert fielded[0] > fielded[1]
+    assert fielded[2] == 0
+
+
+def test_titles_must_match_the_texts_one_to_one() -> None:
+    with pytest.raises(ValueError, match="one title per text"):
+        LexicalIndex.build(["a text"], titles=[], title_weight=0.3)

@@ -51,5 +51,14 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
             logger.exception("could not compute the portfolio for App Home")
     client.views_publish(
         user_id=user,
-        view=blocks.home_view(user, my_rows, pending, recent[:10], page=page, governance=governance),
+        view=blocks.home_view(
+            user,
+            my_rows,
+            pending,
+            recent[:10],
+            page=page,
+            governance=governance,
+            pipeline=pipeline,
+            stalled={i.ref for i in mine if usecases.is_stalled(pipeline, i, now)},
+        ),
     )

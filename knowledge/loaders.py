@@ -31,6 +31,10 @@ _ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_LINK_ITEM = re.compile(r"^\s*[-*+]\s*\[([^\]]*)\]\([^)]*\)\s*$")
+# A list of at least this many bare links is a navigation menu (web pages converted to
+# Markdown keep them): its URLs would be most of the tokens the embedding model sees.
+_MENU_MIN_LINKS = 5
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _LIST_OR_NUMBER = re.compile(r"^\s*([-*+]\s|\(?\d+[.)]|\([a-z]{1,4}\)\s)")
 
@@ -191,7 +195,19 @@ def _blocks(lines: list[str]) -> list[str]:
         current.append(line.rstrip())
     if current:
         blocks.append("\n".join(current).strip("\n"))
-    return [block for block in blocks if block.strip()]
+    return [_without_menu_urls(block) for block in blocks if block.strip()]
+
+
+def _without_menu_urls(block: str) -> str:
+    """A block that is mostly bare link items keeps the links' words and drops their URLs."""
+    lines = block.split("\n")
+    items = [_LINK_ITEM.match(line) for line in lines]
+    links = sum(1 for item in items if item is not None)
+    if links < _MENU_MIN_LINKS or links < 0.8 * len(lines):
+        return block
+    return "\n".join(
+        line if item is None else f"- {item.group(1)}" for line, item in zip(lines, items, strict=True)
+    )
 
 
 def _is_subtitle(block: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from bot import ids
@@ -55,8 +55,10 @@ def _needed(pipeline: CompiledPipeline | None, review: Review) -> str:
     return ", ".join(f"{n} × {role}" for role, n in remaining.items()) or "none"
 
 
-def _initiative_item(initiative: Initiative, readiness: Readiness | None) -> dict[str, Any]:
-    status = STATUS_WORDS[initiative.status]
+def _initiative_item(
+    initiative: Initiative, readiness: Readiness | None, stalled: bool = False
+) -> dict[str, Any]:
+    status = STATUS_WORDS[initiative.status] + (" · :warning: past its time box" if stalled else "")
     text = (
         f"*{clip(initiative.name, 200)}* · {escape(initiative.ref)}\n"
         f"{escape(stage_label(initiative.stage))} · {status}\n{readiness_line(readiness)}"
@@ -110,6 +112,7 @@ def home_view(
     *,
     pipeline: CompiledPipeline | None = None,
     governance: Sequence[dict[str, Any]] | None = None,
+    stalled: Collection[str] = (),
 ) -> dict[str, Any]:
     """The Home tab for ``user_id``. ``page`` is clamped to the pages that exist; the Previous /
     Next buttons carry the page number to show in their value (``ids.ACTION_HOME_PAGE``).
@@ -133,7 +136,10 @@ def home_view(
     body.append(section(f"*My initiatives* ({len(my_initiatives)})"))
     mine = _window(my_initiatives, page, size)
     if mine:
-        body += [_initiative_item(initiative, readiness) for initiative, readiness in mine]
+        body += [
+            _initiative_item(initiative, readiness, initiative.ref in stalled)
+            for initiative, readiness in mine
+        ]
     elif not my_initiatives:
         body.append(context(f"You own no initiatives yet. Register one with `{ids.COMMAND} new`."))
     else:

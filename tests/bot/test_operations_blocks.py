@@ -76,3 +76,21 @@ def test_the_stop_and_periodic_review_modals_are_valid() -> None:
     assert pipeline.model.operations is not None
     wanted = {ids.question_block_id(q.id) for q in pipeline.model.operations.questions}
     assert wanted == {b["block_id"] for b in view["blocks"] if b["type"] == "input"}
+
+
+def test_app_home_marks_initiatives_past_their_time_box() -> None:
+    from datetime import UTC, datetime
+
+    from bot.blocks import home_view
+    from gates.lifecycle import Initiative
+
+    late = Initiative(
+        ref="AI-0001", name="Late", owner_id="U1", stage="poc", created_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    fine = Initiative(
+        ref="AI-0002", name="Fine", owner_id="U1", stage="poc", created_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    view = home_view("U1", [(late, None), (fine, None)], [], [], stalled={"AI-0001"})
+    texts = [b["text"]["text"] for b in view["blocks"] if b.get("type") == "section"]
+    assert any("Late" in t and "past its time box" in t for t in texts)
+    assert not any("Fine" in t and "past its time box" in t for t in texts)

@@ -50,6 +50,35 @@ def test_eval_reports_each_mode(tmp_path: Path, policies: Path) -> None:
     assert results["vector"]["error"].startswith("vector search unavailable")
 
 
+def test_eval_takes_several_files_and_reports_each(tmp_path: Path, policies: Path) -> None:
+    _run(tmp_path / "d", "ingest", str(policies))
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text('{"q": "where are secrets kept?", "expect": ["Secrets"]}\n')
+    second.write_text(
+        '{"q": "how long are logs retained", "expect": ["Retention"]}\n'
+        '{"q": "who reviews chatbots", "expect": ["no such section"]}\n'
+    )
+    code, output = _run(tmp_path / "d", "eval", str(first), str(second), "--json")
+    assert code == 0
+    results = {(Path(item["file"]).name, item["mode"]): item for item in json.loads(output)}
+    assert set(results) == {
+        (name, mode) for name in ("first.jsonl", "second.jsonl") for mode in ("hybrid", "bm25", "vector")
+    }
+    assert results["first.jsonl", "bm25"]["hit_at_k"] == 1.0
+    assert results["second.jsonl", "bm25"]["hit_at_k"] == 0.5
+    assert results["second.jsonl", "bm25"]["questions"] == 2
+    code, output = _run(tmp_path / "d", "eval", str(first), str(second))
+    assert code == 0 and "first.jsonl (1)" in output and "second.jsonl (2)" in output
+
+
+def test_eval_checks_every_file_before_searching(tmp_path: Path, policies: Path) -> None:
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text('{"q": "where are secrets kept?", "expect": ["Secrets"]}\n')
+    bad.write_text("not json\n")
+    code, output = _run(tmp_path / "d", "eval", str(good), str(bad))
+    assert code == 1 and "bad.jsonl:1" in output and "Traceback" not in output
+
+
 def test_bad_input_gives_one_line_errors_not_tracebacks(tmp_path: Path) -> None:
     code, output = _run(tmp_path / "d", "ingest", str(tmp_path / "missing"))
     assert code == 1 and "no such file or folder" in output and "Traceback" not in output

@@ -44,6 +44,20 @@ def test_markdown_ignores_headings_inside_code_fences() -> None:
     assert "# not a heading" in sections[0].text
 
 
+def test_a_menu_of_bare_links_keeps_its_words_and_drops_its_urls() -> None:
+    links = "\n".join(f"- [recital {n}](https://example.eu/act#rct_{n})" for n in range(1, 7))
+    (section,) = markdown_sections(f"# Annex\n\nLinks:\n{links}\n")
+    assert "https://" not in section.text
+    assert section.text.startswith("Links:\n- recital 1\n- recital 2")
+
+
+def test_a_short_list_of_links_in_prose_is_left_alone() -> None:
+    text = "See [the standard](https://example.org/std) and [the form](https://example.org/form)."
+    items = "\n".join(f"- [source {n}](https://example.org/{n})" for n in range(3))
+    (section,) = markdown_sections(f"# Policy\n\n{text}\n\n{items}\n")
+    assert "https://example.org/std" in section.text and "https://example.org/2" in section.text
+
+
 def test_front_matter_gives_tags_and_gates_and_is_not_text() -> None:
     document = load_bytes(
         b"---\ntitle: Data\ntags: [privacy, risk]\ngates: [pilot, production]\n---\n# Data\n\nBody.\n",

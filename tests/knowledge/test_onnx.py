@@ -79,3 +79,9 @@ def test_auto_uses_a_given_model_folder(model: OnnxSentenceEmbedding) -> None:
 def test_a_folder_without_a_model_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(EmbeddingUnavailableError, match="model file not found"):
         OnnxSentenceEmbedding(str(tmp_path)).load()
+
+
+def test_turning_the_memory_arena_off_does_not_change_embeddings(model: OnnxSentenceEmbedding) -> None:
+    plain = OnnxSentenceEmbedding(str(MODEL_DIR), cpu_mem_arena=False)
+    texts = ["Keep secrets in the vault.", "Logs are kept for ninety days."]
+    assert np.allclose(plain.embed(texts), model.embed(texts), atol=1e-5)

@@ -118,3 +118,26 @@ def test_a_word_in_the_heading_trail_counts_more_than_the_same_word_in_a_long_bo
 def test_titles_must_match_the_texts_one_to_one() -> None:
     with pytest.raises(ValueError, match="one title per text"):
         LexicalIndex.build(["a text"], titles=[], title_weight=0.3)
+
+
+@pytest.fixture
+def playbook(tmp_path: Path) -> Path:
+    """Four subcategory files sharing the template headings "About" and "Suggested Actions"."""
+    folder = tmp_path / "playbook"
+    folder.mkdir()
+    for number, topic in enumerate(["inventory", "decommissioning", "training", "vendors"], start=1):
+        (folder / f"GOVERN_1.{number}.md").write_text(
+            f"# GOVERN 1.{number}\n\nThe {topic} of models is managed.\n\n"
+            f"## About\n\nWhy {topic} of models matters for model risk.\n\n"
+            f"## Suggested Actions\n\nKeep a {topic} record for every model.\n",
+            encoding="utf-8",
+        )
+    return folder
+
+
+def test_sections_under_template_headings_collapse_into_their_document(make_kb: KB, playbook: Path) -> None:
+    kb = make_kb()
+    kb.ingest([playbook])
+    hits = kb.search("models record", k=5, mode="bm25")
+    assert len(hits) == 4
+    assert len({hit.source for hit in hits}) == 4

@@ -129,10 +129,30 @@ def shepherd_main(conn: Any, env: dict[str, str]) -> None:
     from bot.server import asgi_app
     from bot.settings import Settings
 
+    worker_mode = env.pop("_worker_mode", "process")
     settings = Settings(**env)  # type: ignore[arg-type]
     services = bootstrap(settings)
     app = build_app(settings, services)
-    _serve(conn, asgi_app(app, services, run_worker=True))
+    # `shepherd serve` by default runs outbox delivery and the scheduler in a child process.
+    _serve(conn, asgi_app(app, services, run_worker=True, worker=worker_mode))
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (Shepherd's worker child must pause with it)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    family, frontier = [pid], [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            family.append(child)
+            frontier.append(child)
+    return family
 
 
 def bare_main(conn: Any, env: dict[str, str]) -> None:
@@ -507,6 +527,7 @@ def run_database(
             "slack_api_url": slack["api_url"],
             "registry_channel": slack["registry"],
             "embeddings": "none",
+            "_worker_mode": args.worker,
         }
         if database_url:
             env["database_url"] = database_url
@@ -549,13 +570,14 @@ def run_database(
                             bodies = view_bodies(seeded.view_templates, budget)
                         # Freeze the other app (and Shepherd's outbox worker) so only one app uses the CPUs.
                         others = [p for n, (p, _) in servers.items() if n != name]
-                        for other in others:
-                            os.kill(other.pid, signal.SIGSTOP)
+                        frozen = [pid for other in others for pid in _family(other.pid)]
+                        for pid in frozen:
+                            os.kill(pid, signal.SIGSTOP)
                         try:
                             result = run_load(ctx, port, bodies, connections, args.seconds)
                         finally:
-                            for other in others:
-                                os.kill(other.pid, signal.SIGCONT)
+                            for pid in frozen:
+                                os.kill(pid, signal.SIGCONT)
                         row = Row(label, delay, scenario, connections, name, result)
                         if decisions_before is not None:
                             cursor += result.sent
@@ -671,6 +693,12 @@ def main() -> None:
     parser.add_argument("--scenarios", default="command,approve,view")
     parser.add_argument("--max-decisions-per-s", type=float, default=1500, help="sizes the seeded approvals")
     parser.add_argument("--quick", action="store_true", help="2 s per point")
+    parser.add_argument(
+        "--worker",
+        choices=["process", "thread"],
+        default="process",
+        help="where Shepherd delivers its outbox: a child process (as `shepherd serve`) or a thread",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds = min(args.seconds, 2.0)

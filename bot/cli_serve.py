@@ -107,15 +107,35 @@ def run() -> None:
 
 def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (default SHEPHERD_PORT or 3000).")] = None,
+    worker: Annotated[
+        str,
+        typer.Option(
+            help="Where outbox delivery and the scheduler run: process (a child process), thread, "
+            "or none (replicas whose workers run as `shepherd worker`)."
+        ),
+    ] = "process",
 ) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on /slack/events."""
+    if worker not in ("process", "thread", "none"):
+        raise typer.BadParameter("use process, thread or none", param_hint="--worker")
     settings = Settings()
     configure_logging(settings)
     services = prepare(settings)
-    _serve(settings, services, port or settings.port)
+    _serve(settings, services, port or settings.port, worker)
 
 
-def _serve(settings: Settings, services: Services, port: int) -> None:
+def worker() -> None:
+    """Deliver notifications to Slack and run the scheduler (no HTTP); run several if you like."""
+    from bot.worker import run_worker
+
+    settings = Settings()
+    configure_logging(settings)
+    prepare(settings)
+    out.print("Worker running: outbox delivery and scheduler. Ctrl+C stops.")
+    run_worker(settings)
+
+
+def _serve(settings: Settings, services: Services, port: int, worker: str = "process") -> None:
     from bot.app import build_app
 
     app = build_app(settings, services)
@@ -139,7 +159,13 @@ def _serve(settings: Settings, services: Services, port: int) -> None:
     from bot.server import asgi_app
 
     out.print(f"Listening on http://{settings.host}:{port}/slack/events (health: /healthz). Ctrl+C stops.")
-    uvicorn.run(asgi_app(app, services), host=settings.host, port=port, log_level="warning")
+    mode = "thread" if worker == "none" else worker
+    uvicorn.run(
+        asgi_app(app, services, run_worker=worker != "none", worker=mode),
+        host=settings.host,
+        port=port,
+        log_level="warning",
+    )
 
 
 def manifest(

@@ -19,6 +19,7 @@ import anyio
 from prometheus_client import CollectorRegistry
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk import WebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,11 +37,17 @@ logger = logging.getLogger("shepherd.server")
 DISPATCH_THREADS = 32
 # Slack calls take 100-300 ms; several senders keep notifications flowing under load.
 OUTBOX_SENDERS = 8
+WORKER_MODES = ("thread", "process")
 
 
 def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> threading.Thread:
     """Deliver queued notifications to Slack in the background until ``stop`` is set."""
-    notifier = SlackNotifier(services, app.client, MessageRefs(services.database))
+    return start_delivery(app.client, services, stop)
+
+
+def start_delivery(client: WebClient, services: Services, stop: threading.Event) -> threading.Thread:
+    """A thread delivering the outbox through ``client`` until ``stop`` is set."""
+    notifier = SlackNotifier(services, client, MessageRefs(services.database))
     worker = OutboxWorker(
         services.database,
         metrics.counted_sender(notifier),
@@ -55,8 +62,16 @@ def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> 
     return thread
 
 
-def asgi_app(app: App, services: Services, *, run_worker: bool = True) -> Starlette:
-    """The ASGI application for HTTP mode."""
+def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: str = "thread") -> Starlette:
+    """The ASGI application for HTTP mode.
+
+    Args:
+        run_worker: also deliver the outbox and run the scheduler (False: someone else does).
+        worker: ``thread`` runs them in this process; ``process`` in a child process
+            (``bot.worker``), which keeps this process's interpreter for acks.
+    """
+    if worker not in WORKER_MODES:
+        raise ValueError(f"worker must be one of {', '.join(WORKER_MODES)}, not {worker!r}")
     limiter = anyio.CapacityLimiter(DISPATCH_THREADS)
     stop = threading.Event()
 
@@ -93,11 +108,19 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True) -> Starle
 
     @asynccontextmanager
     async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
-        if run_worker:
+        child = None
+        if run_worker and worker == "thread":
             start_outbox_worker(app, services, stop)
             start_scheduler(services, stop)
+        elif run_worker and worker == "process":
+            from bot.worker import spawn_worker
+
+            child = spawn_worker(services.settings)
         yield
         stop.set()
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=10)
 
     routes = [
         Route("/slack/events", events, methods=["POST"]),

@@ -108,7 +108,7 @@ class SqlAuditLog:
             return
         connection = self._session.connection()
         first_seq = self._reserve(len(pending)) - len(pending) + 1
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "seq": first_seq + n,
                 "actor_id": actor,

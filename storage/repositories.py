@@ -305,17 +305,24 @@ def _append_answer(dialect: str) -> Insert:
     )
     names = ["initiative_id", "gate_id", "question_id", "version", "value", "author_id", "answered_at"]
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {dialect}")
-    return (
-        dialect_insert(answer_versions)
-        .from_select(names, next_version)
-        .on_conflict_do_nothing()
-        .returning(columns.id)
-    )
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return (
+            pg_insert(answer_versions)
+            .from_select(names, next_version)
+            .on_conflict_do_nothing()
+            .returning(columns.id)
+        )
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return (
+            sqlite_insert(answer_versions)
+            .from_select(names, next_version)
+            .on_conflict_do_nothing()
+            .returning(columns.id)
+        )
+    raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {dialect}")
 
 
 def _initiative_values(initiative: Initiative) -> dict[str, Any]:

@@ -23,12 +23,21 @@ class BackgroundASGIServer:
         host: interface to bind.
         port: 0 picks a free port.
         startup_timeout: seconds to wait for uvicorn to be ready.
+        lifespan: ``on`` runs the app's startup and shutdown (background workers); off by default
+            so tests drive those themselves.
     """
 
     def __init__(
-        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 10.0
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+        lifespan: str = "off",
     ) -> None:
         self.app = app
+        self.lifespan = lifespan
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
@@ -52,7 +61,7 @@ class BackgroundASGIServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         self._socket = sock
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run,

@@ -530,6 +530,41 @@ def test_show_gathers_answers_history_reviews_timeline_and_readiness(
     assert view.readiness is not None and view.readiness.gate_id == "pilot"
 
 
+def test_answer_readiness_is_computed_from_exactly_what_was_recorded(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    result = usecases.answer(
+        two_gates, uow, registered, "intake", {"budget": "", "personal_data": "yes"}, OWNER, LATER
+    )
+    again = usecases.check_readiness(two_gates, uow, registered)
+    assert dict(result.readiness.answers) == dict(again.answers)
+    assert [q.id for q in result.readiness.missing] == [q.id for q in again.missing]
+    assert "budget" not in result.readiness.answers  # cleared in this very save
+
+
+def test_status_reads_the_initiative_its_open_review_and_readiness(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    view = usecases.status(two_gates, uow, registered)
+    assert view.initiative.ref == registered and view.initiative.status is Status.IN_REVIEW
+    assert view.open_review is not None and view.open_review.id == in_pilot_review
+    assert view.readiness is not None and view.readiness.gate_id == "pilot"
+
+
+def test_status_of_an_initiative_in_its_last_stage_has_no_readiness(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    for user in (RISK_1, RISK_2, SPONSOR):
+        usecases.decide(two_gates, uow, in_pilot_review, user, APPROVE, None, LATER)
+    view = usecases.status(two_gates, uow, registered)
+    assert view.open_review is None and view.readiness is None
+
+
+def test_status_of_an_unknown_initiative_is_refused(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    with pytest.raises(UnknownInitiative):
+        usecases.status(two_gates, uow, "AI-9999")
+
+
 def test_check_readiness_defaults_to_the_next_gate(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:

@@ -85,3 +85,10 @@ def test_turning_the_memory_arena_off_does_not_change_embeddings(model: OnnxSent
     plain = OnnxSentenceEmbedding(str(MODEL_DIR), cpu_mem_arena=False)
     texts = ["Keep secrets in the vault.", "Logs are kept for ninety days."]
     assert np.allclose(plain.embed(texts), model.embed(texts), atol=1e-5)
+
+
+def test_batches_run_side_by_side_give_the_same_rows_as_one_at_a_time(model: OnnxSentenceEmbedding) -> None:
+    texts = [f"Policy {n}: " + "keep records " * (n % 7 + 1) for n in range(3 * model.batch_size + 1)]
+    together = model.embed(texts)
+    for row in (0, model.batch_size, len(texts) - 1):
+        assert float(together[row] @ model.embed([texts[row]])[0]) > 0.9999

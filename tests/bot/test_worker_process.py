@@ -1,0 +1,97 @@
+"""`shepherd serve` delivers notifications from a child process, so acks keep the interpreter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bot import ids
+from bot.app import build_app
+from bot.bootstrap import bootstrap
+from bot.emulator import payloads
+from bot.emulator.client import SlackClient
+from bot.emulator.serving import BackgroundASGIServer
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.server import asgi_app
+from bot.settings import Settings
+from tests.bot.scenario import SIGNING_SECRET
+from tests.bot.test_lifecycle import OWNER, intake_values
+
+
+def test_the_worker_process_posts_the_card_of_a_new_initiative(tmp_path: Path) -> None:
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with api:
+        registry = api.state.add_channel("ai-initiatives")
+        settings = Settings(
+            data_dir=tmp_path,
+            slack_bot_token=api.bot_token,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=api.api_url,
+            registry_channel=registry.id,
+            embeddings="none",
+            scheduler_interval_seconds=0,
+        )
+        services = bootstrap(settings)
+        app = build_app(settings, services)
+        with BackgroundASGIServer(asgi_app(app, services, worker="process"), lifespan="on") as server:
+            slack = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
+            command = payloads.slash_command(
+                ids.COMMAND,
+                "new",
+                user_id=OWNER,
+                channel_id=registry.id,
+                trigger_id=api.mint_trigger_id(OWNER),
+            )
+            assert slack.send(command).status == 200
+            api.wait_for("views.open", timeout=10)
+            view = api.calls("views.open")[-1].response["view"]
+            assert (
+                slack.send(payloads.view_submission(view, user_id=OWNER, values=intake_values())).status
+                == 200
+            )
+            deadline = time.monotonic() + 60  # the child process imports the whole stack first
+            while not api.state.channel_messages(registry.id) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        messages = api.state.channel_messages(registry.id)
+        assert messages and "AI-0001" in str(messages[0]["blocks"])
+        services.database.dispose()
+
+
+def test_the_worker_stops_when_its_parent_dies(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    # A parent that starts the worker and is then killed outright.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from bot.settings import Settings
+        from bot.worker import spawn_worker
+        child = spawn_worker(Settings(data_dir={str(tmp_path)!r}, embeddings="none", scheduler_interval_seconds=0,
+                                      slack_bot_token="xoxb-test", slack_api_url="http://127.0.0.1:9/api/"))
+        print(child.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{child_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":  # exited; waiting for whoever adopted it to reap it
+            return
+        time.sleep(0.2)
+    os.kill(child_pid, signal.SIGKILL)
+    raise AssertionError("the worker outlived its parent")

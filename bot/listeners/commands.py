@@ -31,6 +31,10 @@ def subcommand(text: str) -> tuple[str, str]:
 
 
 LAZY_SUBCOMMANDS = frozenset({"new", "ask", "portfolio"})
+PORTFOLIO_WAIT = "Putting the portfolio together: the figures and the chart follow in a moment."
+PORTFOLIO_REFUSED = (
+    "The portfolio is for governance leads and role admins (SHEPHERD_GOVERNANCE_LEADS, SHEPHERD_ROLE_ADMINS)."
+)
 
 
 def needs_lazy_half(command: dict[str, Any]) -> bool:
@@ -60,7 +64,8 @@ class CommandListeners:
         elif name == "roles":
             ack(text=self._roles(user, rest))
         elif name == "portfolio":
-            ack(**self._portfolio(user))
+            # Computing the figures reads every initiative: it happens after the ack.
+            ack(text=PORTFOLIO_WAIT if self._services.settings.sees_portfolio(user) else PORTFOLIO_REFUSED)
         elif name == "new":
             ack()
         elif name == "ask":
@@ -80,7 +85,10 @@ class CommandListeners:
         if name == "new":
             self.open_intake(body, client)
         elif name == "portfolio" and self._services.settings.sees_portfolio(command.get("user_id", "")):
-            self._upload_chart(command, client, respond)
+            figures = self._portfolio_figures(respond)
+            if figures is not None:
+                respond(response_type="ephemeral", **portfolio_message(figures))
+                self._upload_chart(figures, command, client, respond)
         elif name == "ask" and rest.strip():
             initiative = ask.find_initiative(self._services, rest, None)
             key = f"ask:{uuid.uuid4().hex[:12]}"
@@ -123,25 +131,20 @@ class CommandListeners:
         ]
         return {"text": "Your initiatives:\n" + "\n".join(lines) + "\nDetails: `/shepherd status AI-0001`"}
 
-    def _portfolio(self, user: str) -> dict[str, Any]:
+    def _portfolio_figures(self, respond: Respond) -> Any:
         services = self._services
-        if not services.settings.sees_portfolio(user):
-            return {
-                "text": "The portfolio is for governance leads and role admins "
-                "(SHEPHERD_GOVERNANCE_LEADS, SHEPHERD_ROLE_ADMINS)."
-            }
         try:
-            figures = load_portfolio(services.pipeline, services.read_uow(), services.now())
+            return load_portfolio(services.pipeline, services.read_uow(), services.now())
         except ShepherdError as error:
-            return {"text": str(error)}
-        return portfolio_message(figures)
+            respond(response_type="ephemeral", text=str(error))
+            return None
 
-    def _upload_chart(self, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    def _upload_chart(
+        self, figures: Any, command: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
         """Render the chart after the ack (rendering takes a fraction of a second) and share it."""
         from bot.portfolio_chart import render_png
 
-        services = self._services
-        figures = load_portfolio(services.pipeline, services.read_uow(), services.now())
         channel = command.get("channel_id", "")
         try:
             client.files_upload_v2(

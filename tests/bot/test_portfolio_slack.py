@@ -54,7 +54,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 def test_portfolio_command_answers_with_the_summary_then_uploads_the_chart(workspace: Workspace) -> None:
     response = workspace.command(ADMIN, "portfolio")
     assert response.status == 200
-    body = response.json()
+    assert "portfolio together" in response.text  # the ack answers at once; figures follow
+    workspace.api.wait_for("response_url", timeout=10)
+    body = workspace.api.calls("response_url")[0].params
     assert body["text"] == "Portfolio: 6 initiatives, 2 stalled, 1 reviews open."
     text = str(body["blocks"])
     assert "AI-0002" in text and "AI-0003" in text  # the stalled ones

@@ -67,7 +67,7 @@ def context_for(services: Services, initiative: Initiative | None) -> Context:
     return Context(initiative, report)
 
 
-def retrieve(services: Services, question: str, gate_id: str | None) -> list[Hit]:
+def retrieve(services: Services, question: str) -> list[Hit]:
     knowledge = services.knowledge
     if knowledge is None or not question:
         return []
@@ -99,7 +99,7 @@ def reply(
     policy_question = question or (
         f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else ""
     )
-    hits = retrieve(services, policy_question, ctx.readiness.gate_id if ctx.readiness else None)
+    hits = retrieve(services, policy_question)
     if not policy_question:
         return blocks.ask_reply(Answer(text=_HELP_TEXT, covered=False), checklist, feedback_key)
     stream = services.answerer.stream(policy_question, hits)

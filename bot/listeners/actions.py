@@ -28,11 +28,6 @@ KINDS = {
 }
 
 
-def action_value(body: dict[str, Any]) -> str:
-    actions = body.get("actions") or [{}]
-    return str(actions[0].get("value") or "")
-
-
 class ActionListeners:
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -56,16 +51,16 @@ class ActionListeners:
 
     def open_questionnaire(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
-        ref = action_value(body)
         user = user_of(body)
         try:
+            ref = parse.action_value(body)
             with services.read_uow() as uow:
                 initiative = uow.initiatives.get(ref)
                 answers = usecases.current_answers(uow, ref)
             gate = usecases.next_gate(services.pipeline, initiative)
             if gate is None:
                 raise GateError(f"{ref} is in its last stage; there is no questionnaire left.")
-        except GateError as error:
+        except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         client.views_open(
@@ -75,8 +70,12 @@ class ActionListeners:
 
     def submit(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
-        ref = action_value(body)
         user = user_of(body)
+        try:
+            ref = parse.action_value(body)
+        except ValueError as error:
+            tell_later(services, user, str(error), channel_of(body))
+            return
         try:
             usecases.submit(services.pipeline, services.uow(), ref, user, services.now())
         except NotReady as not_ready:
@@ -118,14 +117,14 @@ class ActionListeners:
         services = self._services
         user = user_of(body)
         try:
-            review_id = parse.review_id(action_value(body))
+            review_id = parse.review_id(parse.action_value(body))
             usecases.decide(
                 services.pipeline, services.uow(), review_id, user, DecisionKind.APPROVE, None, services.now()
             )
         except GateError as error:
             tell_later(services, user, str(error), channel_of(body))
         except ValueError as error:
-            tell_later(services, user, f"That button is broken ({error}).", channel_of(body))
+            tell_later(services, user, str(error), channel_of(body))
 
     def ask_reason(self, body: dict[str, Any], client: WebClient) -> None:
         """Reject and request changes need a reason: check the person may decide, then ask."""
@@ -134,7 +133,7 @@ class ActionListeners:
         action_id = (body.get("actions") or [{}])[0].get("action_id", "")
         kind = KINDS[action_id]
         try:
-            review_id = parse.review_id(action_value(body))
+            review_id = parse.review_id(parse.action_value(body))
             with services.read_uow() as uow:
                 review = uow.reviews.get(review_id)
                 initiative = uow.initiatives.get(review.initiative_ref)
@@ -149,7 +148,7 @@ class ActionListeners:
             tell_later(services, user, str(error), channel_of(body))
             return
         except ValueError as error:
-            tell_later(services, user, f"That button is broken ({error}).", channel_of(body))
+            tell_later(services, user, str(error), channel_of(body))
             return
         metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})
         client.views_open(
@@ -160,7 +159,7 @@ class ActionListeners:
     def view_evidence(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
         try:
-            review_id = parse.review_id(action_value(body))
+            review_id = parse.review_id(parse.action_value(body))
             with services.read_uow() as uow:
                 review = uow.reviews.get(review_id)
                 initiative = uow.initiatives.get(review.initiative_ref)
@@ -196,7 +195,7 @@ class ActionListeners:
 
     def home_page(self, body: dict[str, Any], client: WebClient) -> None:
         try:
-            page = max(0, int(action_value(body)))
+            page = max(0, int(parse.action_value(body)))
         except ValueError:
             page = 0
         publish_home(self._services, client, user_of(body), page)

@@ -16,7 +16,6 @@ from slack_sdk import WebClient
 from bot import ids, parse
 from bot.blocks import operations as operations_blocks
 from bot.bootstrap import Services
-from bot.listeners.actions import action_value
 from bot.listeners.common import channel_of, tell_later, user_of
 from gates import operations, usecases
 from gates.errors import GateError, InvalidAnswer
@@ -43,10 +42,11 @@ class OperationsListeners:
 
     def open_extend(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
-        ref, user = action_value(body), user_of(body)
+        user = user_of(body)
         try:
+            ref = parse.action_value(body)
             initiative = self._own_initiative(ref, user, "extend its time box")
-        except GateError as error:
+        except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         ends = usecases.time_box_ends(services.pipeline, initiative)
@@ -55,10 +55,11 @@ class OperationsListeners:
 
     def open_stop(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
-        ref, user = action_value(body), user_of(body)
+        user = user_of(body)
         try:
+            ref = parse.action_value(body)
             initiative = self._own_initiative(ref, user, "stop it")
-        except GateError as error:
+        except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         client.views_open(
@@ -67,11 +68,12 @@ class OperationsListeners:
 
     def open_review(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
-        ref, user = action_value(body), user_of(body)
+        user = user_of(body)
         try:
+            ref = parse.action_value(body)
             with services.read_uow() as uow:
                 initiative = uow.initiatives.get(ref)
-        except GateError as error:
+        except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         view = operations_blocks.operations_review_modal(services.pipeline, initiative, channel_of(body))

@@ -104,7 +104,6 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     EventListeners(services, messages).register(app)
     OperationsListeners(services).register(app)
     app.error(_ErrorHandler(services).handle)
-    app.services = services  # type: ignore[attr-defined]  # for serve and tests: one object, no globals
     return app
 
 

@@ -9,7 +9,7 @@ already made, and updates (``chat.update``) converge on the same result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from slack_sdk import WebClient
@@ -393,7 +393,3 @@ def _error_code(error: SlackApiError) -> str:
         return str(response["error"]) if response is not None else ""
     except (KeyError, TypeError):
         return ""
-
-
-def mentions(users: Iterable[str]) -> str:
-    return " ".join(f"<@{u}>" for u in users)

@@ -67,12 +67,26 @@ def context_for(services: Services, initiative: Initiative | None) -> Context:
     return Context(initiative, report)
 
 
-def retrieve(services: Services, question: str) -> list[Hit]:
+def retrieve(services: Services, question: str, gate: tuple[str, str] | None = None, k: int = 5) -> list[Hit]:
+    """The best policy passages for ``question``.
+
+    Args:
+        gate: (id, title) of the gate the question is about, when it concerns an initiative:
+            documents tagged for that gate come first ("the next gate" means this one), then the
+            rest of the policies fill up to ``k`` (policy folders need not be tagged at all).
+    """
     knowledge = services.knowledge
     if knowledge is None or not question:
         return []
     try:
-        return knowledge.search(question, k=5)
+        if gate is None:
+            return knowledge.search(question, k=k)
+        query = f"{question} ({gate[1]} gate)"
+        hits = knowledge.search(query, k=k, gate=gate[0])
+        if len(hits) < k:
+            seen = {hit.chunk_id for hit in hits}
+            hits += [hit for hit in knowledge.search(query, k=k) if hit.chunk_id not in seen][: k - len(hits)]
+        return hits
     except Exception:  # retrieval must never break the checklist; logged with its traceback
         logger.exception("policy search failed")
         return []
@@ -99,7 +113,8 @@ def reply(
     policy_question = question or (
         f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else ""
     )
-    hits = retrieve(services, policy_question)
+    gate = (ctx.readiness.gate_id, ctx.readiness.gate_title) if ctx.readiness else None
+    hits = retrieve(services, policy_question, gate)
     if not policy_question:
         return blocks.ask_reply(Answer(text=_HELP_TEXT, covered=False), checklist, feedback_key)
     stream = services.answerer.stream(policy_question, hits)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot.settings import Settings
 from gates.loader import CompiledPipeline, load_pipeline
-from knowledge import KnowledgeBase
+from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
 from storage.database import Database
@@ -40,6 +40,8 @@ class Services:
     clock: Callable[[], datetime] = utc_now
     _knowledge: KnowledgeBase | None = field(default=None, repr=False)
     _knowledge_opened: bool = field(default=False, repr=False)
+    policy_ingests: list[IngestReport] = field(default_factory=list, repr=False)
+    """What ingesting the policy folder did when the knowledge base opened (for `shepherd run`)."""
 
     def uow(self) -> SqlUnitOfWork:
         """A fresh unit of work: listeners run on a thread pool, so never share one."""
@@ -74,8 +76,12 @@ def open_database(settings: Settings, *, migrate_sqlite: bool = True) -> Databas
     return database
 
 
-def open_knowledge(settings: Settings) -> KnowledgeBase | None:
-    """The policy knowledge base, or None (logged once) when its store cannot be opened."""
+def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None) -> KnowledgeBase | None:
+    """The policy knowledge base, or None (logged once) when its store cannot be opened.
+
+    Args:
+        reports: receives the report of ingesting the policy folder, when that succeeds.
+    """
     from knowledge.base import KnowledgeError
 
     try:
@@ -99,6 +105,8 @@ def open_knowledge(settings: Settings) -> KnowledgeBase | None:
     else:
         for path, reason in report.failed:
             logger.warning("Policy file skipped: %s (%s)", path, reason)
+        if reports is not None:
+            reports.append(report)
     return knowledge
 
 
@@ -124,10 +132,12 @@ def bootstrap(settings: Settings | None = None, *, database: Database | None = N
     """
     settings = settings or Settings()
     pipeline = load_pipeline(settings.pipeline)
+    reports: list[IngestReport] = []
     return Services(
         settings=settings,
         pipeline=pipeline,
         database=database or open_database(settings),
         answerer=build_answerer(settings),
-        knowledge_factory=lambda: open_knowledge(settings),
+        knowledge_factory=lambda: open_knowledge(settings, reports),
+        policy_ingests=reports,
     )

@@ -56,11 +56,17 @@ def prepare(settings: Settings) -> Services:
             "  policies   [yellow]unavailable[/yellow] (see the warning above); the gate checklist still works"
         )
     else:
+        # The knowledge base ingested the policy folder as it opened; report that, don't redo it.
         folder = policy_folder(settings)
-        report = knowledge.ingest([folder])
+        report = services.policy_ingests[-1] if services.policy_ingests else None
+        done = (
+            f"{report.files} files, {report.chunks} new chunks, {report.skipped} unchanged; "
+            if report is not None
+            else "[yellow]not ingested[/yellow] (see the warning above); "
+        )
         status = knowledge.status()
         out.print(
-            f"  policies   {folder}: {report.files} files, {report.chunks} new chunks, {report.skipped} unchanged; "
+            f"  policies   {folder}: {done}"
             f"{status.chunks} chunks searchable, "
             + (
                 "lexical search only: " + (status.reason or "")

@@ -8,6 +8,7 @@ and CLI commands receive ``Services``; nothing else constructs these objects.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,9 +20,11 @@ from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
 from storage.database import Database
+from storage.inbox import InboxWriter
 from storage.uow import SqlUnitOfWork
 
 logger = logging.getLogger("shepherd")
+_INBOX_LOCK = threading.Lock()
 
 
 def utc_now() -> datetime:
@@ -40,8 +43,18 @@ class Services:
     clock: Callable[[], datetime] = utc_now
     _knowledge: KnowledgeBase | None = field(default=None, repr=False)
     _knowledge_opened: bool = field(default=False, repr=False)
+    _inbox: InboxWriter | None = field(default=None, repr=False)
     policy_ingests: list[IngestReport] = field(default_factory=list, repr=False)
     """What ingesting the policy folder did when the knowledge base opened (for `shepherd run`)."""
+
+    @property
+    def inbox(self) -> InboxWriter:
+        """Where listeners store requests to be applied after the ack (``storage.inbox``)."""
+        if self._inbox is None:
+            with _INBOX_LOCK:
+                if self._inbox is None:
+                    self._inbox = InboxWriter(self.database, clock=self)
+        return self._inbox
 
     def uow(self) -> SqlUnitOfWork:
         """A fresh unit of work: listeners run on a thread pool, so never share one."""

@@ -116,7 +116,7 @@ def serve(
     worker: Annotated[
         str,
         typer.Option(
-            help="Where outbox delivery and the scheduler run: process (a child process), thread, "
+            help="Where the inbox, outbox delivery and the scheduler run: process (a child process), thread, "
             "or none (replicas whose workers run as `shepherd worker`)."
         ),
     ] = "process",
@@ -137,7 +137,7 @@ def worker() -> None:
     settings = Settings()
     configure_logging(settings)
     prepare(settings)
-    out.print("Worker running: outbox delivery and scheduler. Ctrl+C stops.")
+    out.print("Worker running: inbox, outbox delivery and scheduler. Ctrl+C stops.")
     run_worker(settings)
 
 
@@ -148,10 +148,12 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+        from bot.inbox import start_processor
         from bot.scheduler import start_scheduler
         from bot.server import start_outbox_worker
 
         stop = threading.Event()
+        start_processor(services, stop)
         start_outbox_worker(app, services, stop)
         start_scheduler(services, stop)
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")

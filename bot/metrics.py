@@ -2,8 +2,8 @@
 
 The counters and histograms are process-wide (the default registry), so any module can count
 what it does: the scheduler calls ``REMINDERS_SENT.inc()`` for each reminder or escalation it
-sends. Outbox depth is read from the database at scrape time by ``OutboxDepthCollector``, so it
-is right even when another replica did the delivering.
+sends. Outbox and inbox depth are read from the database at scrape time (``OutboxDepthCollector``,
+``InboxDepthCollector``), so they are right even when another replica did the work.
 """
 
 from __future__ import annotations
@@ -83,28 +83,51 @@ def payload_type(body: Mapping[str, Any] | None) -> str:
     return str(kind) if kind in _PAYLOAD_TYPES else "unknown"
 
 
-class OutboxDepthCollector(Collector):
-    """``shepherd_outbox_messages{status=...}`` counted in the database on every scrape."""
+class StatusCountsCollector(Collector):
+    """A gauge of rows by status, counted in the database on every scrape."""
 
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        self._counts = counts
+    def __init__(
+        self, name: str, description: str, statuses: tuple[str, ...], counts: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._name, self._description, self._statuses, self._counts = name, description, statuses, counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
-            "shepherd_outbox_messages",
-            "Outbox messages by status (pending, delivered, dead).",
-            labels=["status"],
-        )
+        gauge = GaugeMetricFamily(self._name, self._description, labels=["status"])
         try:
             counts = dict(self._counts())
         except Exception:  # a scrape must not fail because the database blinked; the log has it
-            logger.exception("could not count the outbox for /metrics")
+            logger.exception("could not count %s for /metrics", self._name)
             counts = {}
-        for status in ("pending", "delivered", "dead"):
+        for status in self._statuses:
             counts.setdefault(status, 0)
         for status, count in sorted(counts.items()):
             gauge.add_metric([status], float(count))
         yield gauge
+
+
+class OutboxDepthCollector(StatusCountsCollector):
+    """``shepherd_outbox_messages{status=...}``."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        super().__init__(
+            "shepherd_outbox_messages",
+            "Outbox messages by status (pending, delivered, dead).",
+            ("pending", "delivered", "dead"),
+            counts,
+        )
+
+
+class InboxDepthCollector(StatusCountsCollector):
+    """``shepherd_inbox_requests{status=...}``: acknowledged requests waiting for the worker
+    (pending), applied, or given up on (dead: look at ``last_error``)."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        super().__init__(
+            "shepherd_inbox_requests",
+            "Acknowledged Slack requests by status (pending, applied, dead).",
+            ("pending", "applied", "dead"),
+            counts,
+        )
 
 
 def exposition(local: CollectorRegistry | None = None) -> bytes:

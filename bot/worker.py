@@ -1,4 +1,5 @@
-"""The background half of Shepherd: outbox delivery to Slack and the scheduler.
+"""The background half of Shepherd: applying accepted requests (the inbox), outbox delivery to
+Slack and the scheduler.
 
 ``shepherd serve`` runs it in a child process by default, so the HTTP process spends its
 interpreter on acks only (measured: with delivery in the same process, approvals on PostgreSQL
@@ -28,10 +29,13 @@ logger = logging.getLogger("shepherd.worker")
 
 
 def start_background(services: Services, client: Any, stop: threading.Event) -> None:
-    """Start outbox delivery and the scheduler as threads of this process until ``stop``."""
+    """Start the inbox processor, outbox delivery and the scheduler as threads of this process
+    until ``stop``."""
+    from bot.inbox import start_processor
     from bot.scheduler import start_scheduler
     from bot.server import start_delivery
 
+    start_processor(services, stop)
     start_delivery(client, services, stop)
     start_scheduler(services, stop)
 
@@ -46,7 +50,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     start_background(services, client, stop)
-    logger.info("worker running: outbox delivery and scheduler")
+    logger.info("worker running: inbox, outbox delivery and scheduler")
     stop.wait()
     services.database.dispose()
 

@@ -20,8 +20,10 @@ from gates.answers import AnswerValue, coerce
 from gates.errors import (
     ConcurrentUpdate,
     DecisionRefused,
+    GateError,
     InvalidAnswer,
     InvalidTransition,
+    NotFound,
     NotReady,
     UnknownGate,
     UnknownQuestion,
@@ -400,74 +402,183 @@ def decide(
             initiative = uow.initiatives.get(review.initiative_ref)
             roles = roles_of(pipeline, uow, user_id) | set(extra_roles)
             try:
-                result = review.decide(user_id, roles, kind, reason, now)
+                outcome = _decide_one(uow, review, initiative, user_id, roles, kind, reason, now)
             except DecisionRefused as refusal:
                 uow.rollback()
-                uow.audit.append(
-                    user_id,
-                    "decision.refused",
-                    review.initiative_ref,
-                    {"review": review_id, "decision": kind.value, "why": str(refusal)},
-                    now,
-                )
+                _audit_refusal(uow, review, user_id, kind, refusal, now)
                 uow.commit()
                 raise
-            if result.duplicate:
-                return DecideOutcome(review, initiative, result, advanced=False)
-            uow.reviews.save(review)
-            uow.audit.append(
-                user_id,
-                "decision.recorded",
-                review.initiative_ref,
-                {
-                    "review": review_id,
-                    "gate": review.gate_id,
-                    "decision": kind.value,
-                    "role": result.decision.role,
-                    "reason": result.decision.reason,
-                    "evidence_hash": review.evidence_hash,
-                },
-                now,
-            )
-            payload = {
-                "review": review_id,
-                "ref": review.initiative_ref,
-                "gate": review.gate_id,
-                "decision": kind.value,
-                "approver": user_id,
-                "status": review.status.value,
-            }
-            uow.outbox.put("decision.recorded", payload, now, dedupe_key=f"decision:{review_id}:{user_id}")
-            advanced = False
-            if review.status is ReviewStatus.APPROVED:
-                initiative.advance(review.from_stage, review.to_stage, now)
-                advanced = True
-                uow.audit.append(
-                    user_id,
-                    "stage.advanced",
-                    initiative.ref,
-                    {"review": review_id, "from": review.from_stage, "to": review.to_stage},
-                    now,
-                )
-                uow.outbox.put(
-                    "stage.advanced",
-                    {
-                        "review": review_id,
-                        "ref": initiative.ref,
-                        "from": review.from_stage,
-                        "to": review.to_stage,
-                    },
-                    now,
-                    dedupe_key=f"advanced:{review_id}",
-                )
-            elif not review.is_open:
-                initiative.back_to_team(now)
-            if not review.is_open:
-                uow.initiatives.save(initiative)
-            uow.commit()
-            return DecideOutcome(review, initiative, result, advanced)
+            if not outcome.result.duplicate:
+                uow.reviews.save(review)
+                if not review.is_open:
+                    uow.initiatives.save(initiative)
+                uow.commit()
+            return outcome
 
     return _retrying(attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    """One click to record with ``decide_many``; ``at`` is when the person clicked."""
+
+    review_id: int
+    user_id: str
+    kind: DecisionKind
+    reason: str | None
+    at: datetime
+
+
+def decide_many(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    requests: Sequence[DecisionRequest],
+    on_refused: Callable[[UnitOfWork, DecisionRequest, GateError], None] | None = None,
+) -> list[DecideOutcome | GateError]:
+    """Record several decisions in one transaction, judging each exactly as ``decide`` would,
+    in order (a burst of clicks applied by the worker: one commit and one audit-chain append
+    instead of one per click).
+
+    A refused request is audited and its error returned in its place; ``on_refused`` runs in
+    the same transaction (to tell the person why). Returns one outcome or error per request.
+
+    Raises:
+        ConcurrentUpdate: another writer kept changing the same reviews; nothing was recorded,
+            and the caller may fall back to ``decide`` one request at a time.
+    """
+
+    def attempt() -> list[DecideOutcome | GateError]:
+        with uow:
+            reviews: dict[int, Review] = {}
+            initiatives: dict[str, Initiative] = {}
+            roles: dict[str, set[str]] = {}
+            touched: dict[int, Review] = {}
+            results: list[DecideOutcome | GateError] = []
+            for request in requests:
+                try:
+                    if request.review_id not in reviews:
+                        reviews[request.review_id] = uow.reviews.get(request.review_id)
+                    review = reviews[request.review_id]
+                    ref = review.initiative_ref
+                    initiative = initiatives.get(ref)
+                    if initiative is None:
+                        initiative = initiatives[ref] = uow.initiatives.get(ref)
+                    if request.user_id not in roles:
+                        roles[request.user_id] = roles_of(pipeline, uow, request.user_id)
+                    outcome = _decide_one(
+                        uow,
+                        review,
+                        initiative,
+                        request.user_id,
+                        roles[request.user_id],
+                        request.kind,
+                        request.reason,
+                        request.at,
+                    )
+                except DecisionRefused as refusal:
+                    _audit_refusal(uow, review, request.user_id, request.kind, refusal, request.at)
+                    results.append(refusal)
+                    if on_refused is not None:
+                        on_refused(uow, request, refusal)
+                    continue
+                except NotFound as missing:
+                    results.append(missing)
+                    if on_refused is not None:
+                        on_refused(uow, request, missing)
+                    continue
+                if not outcome.result.duplicate:
+                    touched[request.review_id] = review
+                results.append(outcome)
+            for review in touched.values():
+                uow.reviews.save(review)
+                if not review.is_open:
+                    uow.initiatives.save(initiatives[review.initiative_ref])
+            uow.commit()
+            return results
+
+    return _retrying(attempt)
+
+
+def _decide_one(
+    uow: UnitOfWork,
+    review: Review,
+    initiative: Initiative,
+    user_id: str,
+    roles: set[str],
+    kind: DecisionKind,
+    reason: str | None,
+    now: datetime,
+) -> DecideOutcome:
+    """Apply one decision to loaded objects and queue its audit entries and notifications;
+    the caller saves the review (and the initiative, once the review closes) and commits.
+
+    Raises:
+        DecisionRefused: before anything changed.
+    """
+    result = review.decide(user_id, roles, kind, reason, now)
+    if result.duplicate:
+        return DecideOutcome(review, initiative, result, advanced=False)
+    review_id = review.id
+    uow.audit.append(
+        user_id,
+        "decision.recorded",
+        review.initiative_ref,
+        {
+            "review": review_id,
+            "gate": review.gate_id,
+            "decision": kind.value,
+            "role": result.decision.role,
+            "reason": result.decision.reason,
+            "evidence_hash": review.evidence_hash,
+        },
+        now,
+    )
+    payload = {
+        "review": review_id,
+        "ref": review.initiative_ref,
+        "gate": review.gate_id,
+        "decision": kind.value,
+        "approver": user_id,
+        "status": review.status.value,
+    }
+    uow.outbox.put("decision.recorded", payload, now, dedupe_key=f"decision:{review_id}:{user_id}")
+    advanced = False
+    if review.status is ReviewStatus.APPROVED:
+        initiative.advance(review.from_stage, review.to_stage, now)
+        advanced = True
+        uow.audit.append(
+            user_id,
+            "stage.advanced",
+            initiative.ref,
+            {"review": review_id, "from": review.from_stage, "to": review.to_stage},
+            now,
+        )
+        uow.outbox.put(
+            "stage.advanced",
+            {
+                "review": review_id,
+                "ref": initiative.ref,
+                "from": review.from_stage,
+                "to": review.to_stage,
+            },
+            now,
+            dedupe_key=f"advanced:{review_id}",
+        )
+    elif not review.is_open:
+        initiative.back_to_team(now)
+    return DecideOutcome(review, initiative, result, advanced)
+
+
+def _audit_refusal(
+    uow: UnitOfWork, review: Review, user_id: str, kind: DecisionKind, refusal: GateError, now: datetime
+) -> None:
+    uow.audit.append(
+        user_id,
+        "decision.refused",
+        review.initiative_ref,
+        {"review": review.id, "decision": kind.value, "why": str(refusal)},
+        now,
+    )
 
 
 def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:

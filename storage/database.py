@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from storage.audit import ChainHead
 from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew
-from storage.uow import SqlUnitOfWork
+from storage.uow import CommitHook, SqlUnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _READ_ONLY = "shepherd_read_only"
@@ -122,13 +122,14 @@ class Database:
         """The URL with any password hidden, for messages."""
         return self.url.render_as_string(hide_password=True)
 
-    def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
+    def uow(self, *, read_only: bool = False, hook: CommitHook | None = None) -> SqlUnitOfWork:
         """A fresh unit of work; each ``with`` block opens its own session and transaction.
 
         ``read_only=True`` is for listings and views: on SQLite it does not take the write lock.
+        ``hook`` joins every commit (the inbox uses it to mark a request applied with its effect).
         """
         factory = self._read_sessions if read_only else self._sessions
-        return SqlUnitOfWork(factory, ref_prefix=self.ref_prefix, audit_head=self._audit_head)
+        return SqlUnitOfWork(factory, ref_prefix=self.ref_prefix, audit_head=self._audit_head, hook=hook)
 
     def session(self, *, read_only: bool = False) -> Session:
         """A bare session, for storage's own workers and the CLI."""

@@ -218,6 +218,26 @@ class OutboxRow(Base):
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
 
 
+class InboxRow(Base):
+    """A request Slack has been answered "OK" for, kept until a worker applies it (``storage.inbox``)."""
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_inbox_due", "status", "next_attempt_at"),)
+
+
 class ProcessedEventRow(Base):
     """Slack event ids / action keys already handled: the first insert wins."""
 

@@ -11,6 +11,7 @@ from storage.models import (
     CounterRow,
     DecisionRow,
     EvidenceLinkRow,
+    InboxRow,
     InitiativeRow,
     OutboxRow,
     ProcessedEventRow,
@@ -34,6 +35,7 @@ decisions = _table(DecisionRow)
 role_holders = _table(RoleHolderRow)
 audit_log = _table(AuditRow)
 outbox = _table(OutboxRow)
+inbox = _table(InboxRow)
 processed_events = _table(ProcessedEventRow)
 
 INITIATIVE_REF_COUNTER = "initiative_ref"

@@ -13,7 +13,7 @@ last lock a transaction takes.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,14 @@ from storage.repositories import SqlAnswerRepository, SqlInitiativeRepository, S
 from storage.reviews import SqlReviewRepository
 from storage.scheduling import SqlFiredEvents, SqlOperationsRecords
 from storage.sqlerrors import translate, translated
+
+
+class CommitHook(Protocol):
+    """Extra work done in the same transaction as every commit of a unit of work."""
+
+    def before_commit(self, session: Session) -> None: ...
+
+    def after_commit(self) -> None: ...
 
 
 class SqlUnitOfWork:
@@ -39,12 +47,17 @@ class SqlUnitOfWork:
     fired: SqlFiredEvents
 
     def __init__(
-        self, sessions: sessionmaker[Session], ref_prefix: str = "AI", audit_head: ChainHead | None = None
+        self,
+        sessions: sessionmaker[Session],
+        ref_prefix: str = "AI",
+        audit_head: ChainHead | None = None,
+        hook: CommitHook | None = None,
     ) -> None:
         self._sessions = sessions
         self._ref_prefix = ref_prefix
         self._audit_head = audit_head if audit_head is not None else ChainHead()
         self._session: Session | None = None
+        self._hook = hook
 
     @property
     def session(self) -> Session:
@@ -91,8 +104,12 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         with translated():
+            if self._hook is not None:
+                self._hook.before_commit(self.session)
             self.audit.flush()
             self.session.commit()
+        if self._hook is not None:
+            self._hook.after_commit()
 
     def rollback(self) -> None:
         self.audit.discard()

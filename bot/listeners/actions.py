@@ -6,13 +6,13 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot import blocks, ids, parse
+from bot import blocks, ids, inbox, parse
 from bot.bootstrap import Services
 from bot.home import publish_home
-from bot.listeners.common import channel_of, tell_later, user_of
+from bot.listeners.common import channel_of, store_before_ack, tell_later, user_of
 from gates import usecases
 from gates.errors import GateError, NotReady
 from gates.lifecycle import DecisionKind
@@ -110,21 +110,26 @@ class ActionListeners:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def approve(self, ack: Ack, body: dict[str, Any]) -> None:
-        """Recorded before the response goes back, so an acknowledged approval is never lost;
-        everything Slack should show afterwards goes through the outbox."""
-        ack()
+    def approve(self, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        """Stored in the inbox before the response goes back, so an acknowledged approval is
+        never lost; the worker records it (``bot.inbox``) and everything Slack should show
+        afterwards goes through the outbox."""
         services = self._services
         user = user_of(body)
         try:
             review_id = parse.review_id(parse.action_value(body))
-            usecases.decide(
-                services.pipeline, services.uow(), review_id, user, DecisionKind.APPROVE, None, services.now()
-            )
-        except GateError as error:
-            tell_later(services, user, str(error), channel_of(body))
         except ValueError as error:
+            ack()
             tell_later(services, user, str(error), channel_of(body))
+            return
+        # If the inbox cannot store it, Slack is answered with an error: the click shows as failed.
+        store_before_ack(
+            services,
+            context,
+            inbox.DECISION,
+            inbox.decision_request(review_id, user, DecisionKind.APPROVE, channel_of(body)),
+        )
+        ack()
 
     def ask_reason(self, body: dict[str, Any], client: WebClient) -> None:
         """Reject and request changes need a reason: check the person may decide, then ask."""

@@ -9,6 +9,26 @@ from bot.bootstrap import Services
 
 logger = logging.getLogger("shepherd.listeners")
 
+PENDING_WRITES = "shepherd_pending_writes"
+"""Context key: where the HTTP server collects inbox writes it awaits before answering Slack."""
+
+
+def store_before_ack(services: Services, context: Any, kind: str, payload: dict[str, Any]) -> None:
+    """Put a request in the inbox so that it is durable before Slack hears "OK".
+
+    Under the HTTP server (``bot.server``) the wait happens there, after the listener returns and
+    off any thread, so many requests share one commit; elsewhere (Socket Mode) it happens here.
+
+    Raises:
+        DatabaseUnavailable: it could not be stored (Slack is then told the request failed).
+    """
+    stored = services.inbox.submit(kind, payload)
+    pending = context.get(PENDING_WRITES) if context is not None else None
+    if pending is not None:
+        pending.append(stored)
+    else:
+        services.inbox.wait(stored)
+
 
 def user_of(body: dict[str, Any]) -> str:
     user = body.get("user")

@@ -28,6 +28,7 @@ from bot.emulator.client import HttpResult, SlackClient
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.state import SlackApiFailure, SlackState
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.inbox import start_processor
 from bot.playground.demo import PEOPLE, REGISTRY_CHANNEL, Person, seed_people
 from bot.server import asgi_app, start_outbox_worker
 from bot.settings import Settings
@@ -166,6 +167,7 @@ class Playground:
         self._seed_roles(services)
         app = build_app(settings, services)
         self._bot_server = BackgroundASGIServer(asgi_app(app, services, run_worker=False)).start()
+        start_processor(services, self._stop_worker)
         start_outbox_worker(app, services, self._stop_worker)
         self.client = SlackClient(self._bot_server.url + "/slack/events", self.signing_secret)
         return self

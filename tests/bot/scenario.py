@@ -2,8 +2,10 @@
 
 ``Workspace`` starts the real Bolt app behind the real ASGI server, points its WebClient at the
 emulator, and offers the moves a person makes in Slack (a slash command, a button, a modal
-submission, a mention), each sent as a signed HTTP request. Notifications are delivered by the
-real outbox worker when the test calls ``deliver()``, so tests control the order of events.
+submission, a mention), each sent as a signed HTTP request. Requests the app accepted into its
+inbox are applied by the real inbox processor as soon as the move's response is back (the
+worker process does this in production). Notifications are delivered by the real outbox worker
+when the test calls ``deliver()``, so tests control the order of events.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from bot.emulator import payloads
 from bot.emulator.client import SlackClient
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.inbox import processor as inbox_processor
 from bot.notify import SlackNotifier
 from bot.server import asgi_app
 from bot.settings import Settings
+from storage.inbox import InboxProcessor
 from storage.outbox import OutboxWorker
 from storage.slack_messages import MessageRefs
 
@@ -56,6 +60,7 @@ class Workspace:
     registry: str
     clock: Clock
     worker: OutboxWorker
+    inbox: InboxProcessor
 
     # -- what people do -------------------------------------------------------------------
 
@@ -68,7 +73,7 @@ class Workspace:
             trigger_id=self.api.mint_trigger_id(user),
             response_url=self.api.response_url(channel or self.registry, user),
         )
-        return self.client.send(payload)
+        return self._applied(self.client.send(payload))
 
     def click(self, user: str, message: dict[str, Any], channel: str, action_id: str) -> Any:
         value = find_button(message, action_id)["value"]
@@ -81,16 +86,21 @@ class Workspace:
             trigger_id=self.api.mint_trigger_id(user),
             response_url=self.api.response_url(channel, user, message.get("ts")),
         )
-        return self.client.send(payload)
+        return self._applied(self.client.send(payload))
 
     def submit_view(self, user: str, view: dict[str, Any], values: dict[str, Any]) -> Any:
-        return self.client.send(payloads.view_submission(view, user_id=user, values=values))
+        return self._applied(self.client.send(payloads.view_submission(view, user_id=user, values=values)))
 
     def mention(self, user: str, text: str, channel: str, thread_ts: str | None = None, **kw: Any) -> Any:
         event = payloads.app_mention_event(
             f"<@{self.api.state.bot_user_id}> {text}", user_id=user, channel_id=channel, thread_ts=thread_ts
         )
-        return self.client.send_event(payloads.event_callback(event, **kw))
+        return self._applied(self.client.send_event(payloads.event_callback(event, **kw)))
+
+    def _applied(self, response: Any) -> Any:
+        """What the worker does right after: apply what this move put in the inbox."""
+        self.inbox.drain()
+        return response
 
     # -- what the test observes -------------------------------------------------------------
 
@@ -175,5 +185,5 @@ def running_workspace(
     worker = OutboxWorker(services.database, notifier, clock=services)
     with BackgroundASGIServer(asgi_app(app, services, run_worker=False)) as server:
         client = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
-        yield Workspace(api, services, client, registry.id, clock, worker)
+        yield Workspace(api, services, client, registry.id, clock, worker, inbox_processor(services))
     services.database.dispose()

@@ -30,6 +30,7 @@ OUR_TABLES = {
     "role_holders",
     "audit_log",
     "outbox",
+    "inbox",
     "processed_events",
     "slack_installations",
     "slack_bots",

@@ -1,0 +1,109 @@
+"""What the worker does with requests the HTTP process accepted into the inbox (``storage.inbox``).
+
+The HTTP process validates what it can answer at once (a malformed button value, a modal's
+fields), stores the request and acks; the work that takes milliseconds of CPU (loading the
+review, the domain rules, the audit chain) happens here, in the worker process. Refusals are told
+to the person privately, in the same transaction that marks the request applied, so the
+explanation is neither lost nor sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.bootstrap import Services
+from gates import usecases
+from gates.errors import ConcurrentUpdate, GateError
+from gates.lifecycle import DecisionKind
+from gates.ports import UnitOfWork
+from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
+
+logger = logging.getLogger("shepherd.inbox")
+
+DECISION = "decision"
+
+
+def decision_request(
+    review_id: int, user: str, kind: DecisionKind, channel: str | None, reason: str | None = None
+) -> dict[str, Any]:
+    """The inbox payload for one decision (see ``apply_decision``)."""
+    return {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
+
+
+def handlers(services: Services) -> Mapping[str, Handler]:
+    def decision(item: InboxItem, uows: UnitOfWorkFactory) -> None:
+        apply_decision(services, item, uows)
+
+    return {DECISION: decision}
+
+
+def batch_handlers(services: Services) -> Mapping[str, BatchHandler]:
+    def decisions(items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
+        apply_decisions(services, items, uows)
+
+    return {DECISION: decisions}
+
+
+def apply_decision(services: Services, item: InboxItem, uows: UnitOfWorkFactory) -> None:
+    """Record the decision as of the moment of the click; a refusal is explained to the clicker."""
+    request = item.payload
+    user, channel = str(request["user"]), request.get("channel")
+    try:
+        usecases.decide(
+            services.pipeline,
+            uows(),
+            int(request["review"]),
+            user,
+            DecisionKind(request["kind"]),
+            request.get("reason"),
+            item.received_at,
+        )
+    except ConcurrentUpdate:
+        raise  # lost a race three times in a row: the inbox retries it later
+    except GateError as error:
+        with uows() as uow:
+            uow.outbox.put(
+                "ephemeral", {"user": user, "channel": channel, "text": str(error)}, services.now()
+            )
+            uow.commit()
+
+
+def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
+    """Record a burst of clicks in one transaction; each refusal is explained to its clicker."""
+    requests = [
+        usecases.DecisionRequest(
+            int(item.payload["review"]),
+            str(item.payload["user"]),
+            DecisionKind(item.payload["kind"]),
+            item.payload.get("reason"),
+            item.received_at,
+        )
+        for item in items
+    ]
+    channels = {
+        id(request): item.payload.get("channel") for request, item in zip(requests, items, strict=True)
+    }
+
+    def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
+        text = {"user": request.user_id, "channel": channels[id(request)], "text": str(error)}
+        uow.outbox.put("ephemeral", text, services.now())
+
+    usecases.decide_many(services.pipeline, uows(), requests, refused)
+
+
+def processor(services: Services) -> InboxProcessor:
+    return InboxProcessor(
+        services.database, handlers(services), clock=services, batch_handlers=batch_handlers(services)
+    )
+
+
+def start_processor(services: Services, stop: threading.Event) -> threading.Thread:
+    """A thread applying accepted requests until ``stop`` is set."""
+    thread = threading.Thread(
+        target=processor(services).run_forever, args=(stop,), name="shepherd-inbox", daemon=True
+    )
+    thread.start()
+    return thread

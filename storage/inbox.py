@@ -1,0 +1,408 @@
+"""The inbox: requests Slack has already been told "OK" about, kept until a worker applies them.
+
+Why it exists: recording a decision takes 2-3 ms of CPU (the review, the domain rules, the audit
+chain, the outbox), and an HTTP process spending that on every click cannot answer 50 clicks at
+once within Slack's patience (``benchmarks/bench_slack.py``). The HTTP process therefore only makes
+the request durable and answers; a worker, in its own process, applies it.
+
+- **Accepting.** ``InboxWriter.accept`` returns once the request's row is committed, so an
+  acknowledged click survives a crash. Requests arriving together share one transaction (group
+  commit): a single writer thread takes everything queued while the previous commit was in
+  flight, so a burst of 50 clicks costs a handful of commits, not 50.
+- **Applying.** ``InboxProcessor`` claims due rows as the outbox worker does (a lease and a claim
+  token; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and hands each to the handler for its kind,
+  with a unit-of-work factory whose commit also marks the row applied. The effect and the mark
+  therefore commit together: a request is applied once, even if the worker dies mid-batch.
+- **Failures.** A handler deals with refusals itself (it tells the person why). Anything it
+  raises is treated as transient (database busy or down): the row is retried with backoff and
+  marked ``dead`` with ``last_error`` after ``max_attempts``, which ``shepherd doctor`` and the
+  metrics show. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import random
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from gates.ports import Clock
+from storage.errors import DatabaseUnavailable
+from storage.sqlerrors import translated
+from storage.tables import inbox
+
+if TYPE_CHECKING:
+    from storage.database import Database
+    from storage.uow import SqlUnitOfWork
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+APPLIED = "applied"
+DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One accepted request. ``received_at`` is when the person acted: use it as the event time."""
+
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    attempts: int
+    received_at: datetime
+
+
+UnitOfWorkFactory = Callable[[], "SqlUnitOfWork"]
+Handler = Callable[[InboxItem, UnitOfWorkFactory], None]
+BatchHandler = Callable[[Sequence[InboxItem], UnitOfWorkFactory], None]
+
+
+class InboxWriter:
+    """Makes requests durable with group commit; ``accept`` is safe to call from many threads.
+
+    Args:
+        database: where the inbox lives.
+        clock: the time source for ``received_at``.
+        max_batch: the most requests committed together.
+        timeout: how long ``accept`` waits for its commit before reporting the database unavailable.
+    """
+
+    def __init__(
+        self, database: Database, clock: Clock, *, max_batch: int = 256, timeout: float = 10.0
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[None]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.commits = 0  # transactions written; with ``accepted`` it shows how well batching works
+        self.accepted = 0
+
+    def accept(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Store one request; returns once it is committed.
+
+        Raises:
+            DatabaseUnavailable: it could not be stored (the caller must not tell Slack "OK").
+        """
+        self.wait(self.submit(kind, payload))
+
+    def submit(self, kind: str, payload: Mapping[str, Any]) -> Future[None]:
+        """Queue one request for the next commit; the future completes when it is durable (or
+        fails with ``DatabaseUnavailable``). For callers that wait elsewhere, such as an event
+        loop that must not block."""
+        now = self._clock.now()
+        row = {
+            "kind": kind,
+            "payload": dict(payload),
+            "status": PENDING,
+            "attempts": 0,
+            "received_at": now,
+            "next_attempt_at": now,
+        }
+        done: Future[None] = Future()
+        self._ensure_started()
+        self._queue.put((row, done))
+        return done
+
+    def wait(self, stored: Future[None]) -> None:
+        """Block until ``stored`` (from ``submit``) is committed.
+
+        Raises:
+            DatabaseUnavailable: it was not stored, or not within ``timeout``.
+        """
+        try:
+            stored.result(self.timeout)
+        except FutureTimeout:
+            raise DatabaseUnavailable(
+                f"The request could not be stored within {self.timeout:g} s; the database is too slow or down."
+            ) from None
+
+    def close(self) -> None:
+        """Stop the writer thread once what is queued has been written."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(self.timeout)
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shepherd-inbox-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            # Everything that arrived while the last commit was in flight goes into this one.
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
+        try:
+            with self._database.session() as session, translated():
+                session.execute(insert(inbox), [row for row, _ in batch])
+                session.commit()
+        except Exception as error:  # every waiter must hear about it, whatever it was
+            log.warning("could not store %d inbox request(s): %s", len(batch), error)
+            for _, done in batch:
+                done.set_exception(
+                    error if isinstance(error, DatabaseUnavailable) else DatabaseUnavailable(str(error))
+                )
+            return
+        self.commits += 1
+        self.accepted += len(batch)
+        for _, done in batch:
+            done.set_result(None)
+
+
+class InboxProcessor:
+    """Applies accepted requests through ``handlers`` (by kind); run one or several.
+
+    Args:
+        database: where the inbox lives.
+        handlers: for each kind, a function applying one item; it must do its writes through
+            the unit of work factory it is given, whose ``commit`` also marks the item applied.
+        batch_handlers: for some kinds, a function applying consecutive items of that kind
+            together (one transaction instead of one each). If it raises, the items are applied
+            one at a time through ``handlers``, so one bad item cannot hold up the others.
+        clock: the time source.
+        batch_size: items claimed per transaction.
+        lease: how long a claim hides items from other processors.
+        max_attempts: failures after which an item is marked dead.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        handlers: Mapping[str, Handler],
+        clock: Clock,
+        *,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
+        batch_size: int = 50,
+        lease: timedelta = timedelta(minutes=2),
+        max_attempts: int = 5,
+        base_delay: timedelta = timedelta(seconds=1),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._database = database
+        self._handlers = dict(handlers)
+        self._batch_handlers = dict(batch_handlers or {})
+        self._clock = clock
+        self.batch_size = batch_size
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self._rng = rng or random.Random()
+
+    def run_once(self, limit: int | None = None) -> int:
+        """Claim up to ``limit`` due items and apply them in arrival order; returns how many were applied."""
+        claimed, token = self._claim(limit or self.batch_size)
+        applied = 0
+        for kind, run in itertools.groupby(claimed, key=lambda item: item.kind):
+            items = list(run)
+            batch_handler = self._batch_handlers.get(kind)
+            if (
+                batch_handler is not None
+                and len(items) > 1
+                and self._apply_batch(batch_handler, items, token)
+            ):
+                applied += len(items)
+            else:
+                applied += sum(self._apply(item, token) for item in items)
+        return applied
+
+    def drain(self, rounds: int = 100) -> int:
+        """Apply until nothing is due (tests, and ``shepherd worker --once``)."""
+        total = 0
+        for _ in range(rounds):
+            applied = self.run_once()
+            total += applied
+            if not applied and not self._due():
+                break
+        return total
+
+    def run_forever(self, stop_event: threading.Event, poll_interval: float = 0.05) -> None:
+        """Apply until ``stop_event`` is set; sleeps ``poll_interval`` when nothing is due."""
+        while not stop_event.is_set():
+            try:
+                busy = self.run_once() > 0
+            except Exception:
+                log.exception("inbox round failed; retrying after a pause")
+                busy = False
+            if not busy:
+                stop_event.wait(poll_interval)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _apply_batch(self, handler: BatchHandler, items: list[InboxItem], token: str) -> bool:
+        marker = _MarkApplied([item.id for item in items], token, self._clock)
+        try:
+            handler(items, lambda: self._database.uow(hook=marker))
+        except Exception as error:
+            log.info(
+                "a batch of %d %s item(s) failed (%s); applying them one at a time",
+                len(items),
+                items[0].kind,
+                error,
+            )
+            return False
+        if not marker.applied:
+            with self._database.session() as session, translated():
+                session.execute(_mark_applied([item.id for item in items], token, self._clock.now()))
+                session.commit()
+        return True
+
+    def _apply(self, item: InboxItem, token: str) -> int:
+        handler = self._handlers.get(item.kind)
+        if handler is None:
+            self._finish(item, token, status=DEAD, error=f"no handler for {item.kind!r}")
+            return 0
+        marker = _MarkApplied([item.id], token, self._clock)
+
+        try:
+            handler(item, lambda: self._database.uow(hook=marker))
+        except Exception as error:
+            attempts_left = item.attempts < self.max_attempts
+            log.warning(
+                "inbox item %s (%s) failed (attempt %d): %s", item.id, item.kind, item.attempts, error
+            )
+            if attempts_left:
+                delay = self.base_delay * (2 ** (item.attempts - 1))
+                retry_at = self._clock.now() + delay / 2 + delay / 2 * self._rng.random()
+                self._finish(item, token, status=PENDING, error=_describe(error), next_attempt_at=retry_at)
+            else:
+                self._finish(item, token, status=DEAD, error=_describe(error))
+            return 0
+        if not marker.applied:
+            # The handler committed nothing (a duplicate click, a refusal told to the person).
+            self._finish(item, token, status=APPLIED)
+        return 1
+
+    def _due(self) -> bool:
+        now = self._clock.now()
+        with self._database.session(read_only=True) as session:
+            return session.execute(select(inbox.c.id).where(*_due_clauses(now)).limit(1)).first() is not None
+
+    def _claim(self, limit: int) -> tuple[list[InboxItem], str]:
+        now = self._clock.now()
+        token = uuid.uuid4().hex
+        due = (
+            select(inbox.c.id)
+            .where(*_due_clauses(now))
+            .order_by(inbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(inbox)
+            .where(inbox.c.id.in_(due.scalar_subquery()), *_due_clauses(now))
+            .values(claim_token=token, locked_until=now + self.lease, attempts=inbox.c.attempts + 1)
+            .returning(inbox.c.id, inbox.c.kind, inbox.c.payload, inbox.c.attempts, inbox.c.received_at)
+        )
+        with self._database.session() as session, translated():
+            rows = list(session.execute(claim).mappings())
+            session.commit()
+        items = [
+            InboxItem(r["id"], r["kind"], r["payload"], r["attempts"], r["received_at"])
+            for r in sorted(rows, key=lambda r: r["id"])
+        ]
+        return items, token
+
+    def _finish(
+        self,
+        item: InboxItem,
+        token: str,
+        *,
+        status: str,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "locked_until": None, "claim_token": None}
+        if status != PENDING:
+            values["done_at"] = self._clock.now()
+        if error is not None:
+            values["last_error"] = error[:2000]
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        with self._database.session() as session, translated():
+            session.execute(
+                update(inbox).where(inbox.c.id == item.id, inbox.c.claim_token == token).values(**values)
+            )
+            session.commit()
+        if status == DEAD:
+            log.error("inbox item %s (%s) is dead: %s", item.id, item.kind, error)
+
+
+class _MarkApplied:
+    """A commit hook: the handler's transaction also marks the item applied (once)."""
+
+    def __init__(self, item_ids: list[int], token: str, clock: Clock) -> None:
+        self._item_ids, self._token, self._clock = item_ids, token, clock
+        self._marking = False
+        self.applied = False
+
+    def before_commit(self, session: Session) -> None:
+        if self.applied:
+            return  # a later transaction of the same handler (a follow-up message, say)
+        result = session.execute(_mark_applied(self._item_ids, self._token, self._clock.now()))
+        self._marking = result.rowcount > 0  # type: ignore[attr-defined]
+
+    def after_commit(self) -> None:
+        self.applied = self.applied or self._marking
+        self._marking = False
+
+
+def inbox_counts(database: Database) -> dict[str, int]:
+    """How many requests are pending, applied and dead."""
+    with database.session(read_only=True) as session:
+        rows = session.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status))
+        return {status: int(count) for status, count in rows}
+
+
+def _due_clauses(now: datetime) -> tuple[Any, ...]:
+    return (
+        inbox.c.status == PENDING,
+        inbox.c.next_attempt_at <= now,
+        or_(inbox.c.locked_until.is_(None), inbox.c.locked_until <= now),
+    )
+
+
+def _mark_applied(item_ids: list[int], token: str, at: datetime) -> Any:
+    return (
+        update(inbox)
+        .where(inbox.c.id.in_(item_ids), inbox.c.claim_token == token, inbox.c.status == PENDING)
+        .values(status=APPLIED, done_at=at, locked_until=None, claim_token=None)
+    )
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -171,6 +171,30 @@ def _family(pid: int) -> list[int]:
     return family
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 if it is gone)."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores; steal time is not ours, so not counted)."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(parts: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes, and by the whole machine."""
+    snapshot = {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in parts.items()}
+    snapshot["all processes"] = _machine_cpu_seconds()
+    return snapshot
+
+
 def bare_main(conn: Any, env: dict[str, str]) -> None:
     """Child process: a Bolt app that only acks the same payloads, behind the same endpoint."""
     logging.basicConfig(level=logging.WARNING)
@@ -347,7 +371,9 @@ def _lua_string(data: bytes) -> str:
     return '"' + "".join(out) + '"'
 
 
-def run_load_wrk(port: int, bodies: list[bytes], connections: int, seconds: float) -> LoadResult:
+def run_load_wrk(
+    port: int, bodies: list[bytes], connections: int, seconds: float, marks: list[Any] | None = None
+) -> LoadResult:
     """The same pre-signed requests, sent by wrk (C, so the load generator takes little CPU).
 
     Each wrk thread sends its own share of the requests, so no click repeats; when every request
@@ -360,7 +386,10 @@ def run_load_wrk(port: int, bodies: list[bytes], connections: int, seconds: floa
     threads = max(1, min(2, connections))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % "\n".join(entries))
+    probe = marks.pop() if marks else None
     try:
+        if probe is not None:
+            marks.append(probe())  # type: ignore[union-attr]
         completed = subprocess.run(
             [
                 "wrk",
@@ -378,6 +407,8 @@ def run_load_wrk(port: int, bodies: list[bytes], connections: int, seconds: floa
             timeout=seconds + 60,
             check=True,
         )
+        if probe is not None:
+            marks.append(probe())  # type: ignore[union-attr]
     finally:
         Path(script.name).unlink()
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
@@ -611,6 +642,7 @@ class Row:
     result: LoadResult
     decisions_per_s: float | None = None
     drain_seconds: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 def start_child(ctx: Any, target: Any, *args: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -696,15 +728,25 @@ def run_database(
                         frozen = [pid for other in others for pid in _family(other.pid)]
                         for pid in frozen:
                             os.kill(pid, signal.SIGSTOP)
+                        server_pid = servers[name][0].pid
+                        parts = {
+                            "app": [server_pid],
+                            "worker": [pid for pid in _family(server_pid) if pid != server_pid],
+                            "fake slack": [emulator.pid],
+                        }
+                        marks: list[Any] = [lambda parts=parts: (time.perf_counter(), cpu_snapshot(parts))]
                         try:
                             if args.load == "wrk":
-                                result = run_load_wrk(port, bodies, connections, args.seconds)
+                                result = run_load_wrk(port, bodies, connections, args.seconds, marks)
                             else:
                                 result = run_load(ctx, port, bodies, connections, args.seconds)
                         finally:
                             for pid in frozen:
                                 os.kill(pid, signal.SIGCONT)
                         row = Row(label, delay, scenario, connections, name, result)
+                        if len(marks) == 2:  # CPU used while wrk ran (the asyncio client does not mark)
+                            (t0, before), (t1, after) = marks
+                            row.cpu = {k: (after[k] - before[k]) / (t1 - t0) for k in after}
                         if decisions_before is not None:
                             cursor += result.sent
                             # Acknowledged clicks wait in the inbox until the worker records them:
@@ -743,6 +785,11 @@ def format_row(row: Row) -> str:
     decisions = f"{row.decisions_per_s:8.0f}" if row.decisions_per_s is not None else "       -"
     if row.drain_seconds is not None:
         decisions += f" (inbox drained {row.drain_seconds:.1f} s after the load)"
+    if row.cpu:
+        # Cores busy during the load; the rest of "all processes" is the load generator and the kernel.
+        decisions += "\n      cores busy: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in row.cpu.items() if v >= 0.005
+        )
     errors = f"  errors {r.errors} {dict(r.statuses)}" if r.errors else ""
     return (
         f"{row.scenario:8} {row.connections:>4}c {row.app:9} {r.rps:8.0f} rps  p50 {r.pct(50):7.1f}  "

@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.bootstrap import Services
 from gates import usecases
-from gates.errors import ConcurrentUpdate, GateError
+from gates.errors import GateError
 from gates.lifecycle import DecisionKind
 from gates.ports import UnitOfWork
 from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
@@ -29,13 +29,14 @@ DECISION = "decision"
 def decision_request(
     review_id: int, user: str, kind: DecisionKind, channel: str | None, reason: str | None = None
 ) -> dict[str, Any]:
-    """The inbox payload for one decision (see ``apply_decision``)."""
+    """The inbox payload for one decision (see ``apply_decisions``)."""
     return {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
 
 
 def handlers(services: Services) -> Mapping[str, Handler]:
     def decision(item: InboxItem, uows: UnitOfWorkFactory) -> None:
-        apply_decision(services, item, uows)
+        # Through the batch path too: a refusal's explanation then commits with the mark.
+        apply_decisions(services, [item], uows)
 
     return {DECISION: decision}
 
@@ -47,32 +48,9 @@ def batch_handlers(services: Services) -> Mapping[str, BatchHandler]:
     return {DECISION: decisions}
 
 
-def apply_decision(services: Services, item: InboxItem, uows: UnitOfWorkFactory) -> None:
-    """Record the decision as of the moment of the click; a refusal is explained to the clicker."""
-    request = item.payload
-    user, channel = str(request["user"]), request.get("channel")
-    try:
-        usecases.decide(
-            services.pipeline,
-            uows(),
-            int(request["review"]),
-            user,
-            DecisionKind(request["kind"]),
-            request.get("reason"),
-            item.received_at,
-        )
-    except ConcurrentUpdate:
-        raise  # lost a race three times in a row: the inbox retries it later
-    except GateError as error:
-        with uows() as uow:
-            uow.outbox.put(
-                "ephemeral", {"user": user, "channel": channel, "text": str(error)}, services.now()
-            )
-            uow.commit()
-
-
 def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
-    """Record a burst of clicks in one transaction; each refusal is explained to its clicker."""
+    """Record clicks in one transaction, as of the moment of each click; each refusal is explained
+    to its clicker in that same transaction, so the explanation is neither lost nor sent twice."""
     requests = [
         usecases.DecisionRequest(
             int(item.payload["review"]),

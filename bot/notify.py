@@ -35,6 +35,7 @@ _PERMANENT = {
     "not_in_channel",
     "is_archived",
     "user_not_found",
+    "user_not_in_channel",  # an ephemeral to someone outside the channel: sent by DM instead
     "cannot_dm_bot",
     "message_not_found",
     "cant_update_message",

@@ -53,6 +53,10 @@ APPLIED = "applied"
 DEAD = "dead"
 
 
+class LeaseLost(Exception):  # noqa: N818 - it names what happened
+    """The processor's claim expired and another processor took the item over."""
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     """One accepted request. ``received_at`` is when the person acted: use it as the event time."""
@@ -267,6 +271,16 @@ class InboxProcessor:
         try:
             handler(items, lambda: self._database.uow(hook=marker))
         except Exception as error:
+            if marker.applied:
+                # It committed (marking the items) before failing: applying them again one at a
+                # time would apply them twice.
+                log.warning(
+                    "a batch of %d %s item(s) failed after it was recorded: %s",
+                    len(items),
+                    items[0].kind,
+                    error,
+                )
+                return True
             log.info(
                 "a batch of %d %s item(s) failed (%s); applying them one at a time",
                 len(items),
@@ -290,6 +304,9 @@ class InboxProcessor:
         try:
             handler(item, lambda: self._database.uow(hook=marker))
         except Exception as error:
+            if marker.applied:
+                log.warning("inbox item %s (%s) failed after it was recorded: %s", item.id, item.kind, error)
+                return 1
             attempts_left = item.attempts < self.max_attempts
             log.warning(
                 "inbox item %s (%s) failed (attempt %d): %s", item.id, item.kind, item.attempts, error
@@ -373,7 +390,11 @@ class _MarkApplied:
         if self.applied:
             return  # a later transaction of the same handler (a follow-up message, say)
         result = session.execute(_mark_applied(self._item_ids, self._token, self._clock.now()))
-        self._marking = result.rowcount > 0  # type: ignore[attr-defined]
+        if result.rowcount != len(self._item_ids):  # type: ignore[attr-defined]
+            # Our claim ran out and another processor took the item: committing now would apply
+            # it twice. Failing the commit rolls this transaction back.
+            raise LeaseLost(f"the claim on inbox item(s) {self._item_ids} expired before they were applied")
+        self._marking = True
 
     def after_commit(self) -> None:
         self.applied = self.applied or self._marking

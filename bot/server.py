@@ -47,6 +47,8 @@ logger = logging.getLogger("shepherd.server")
 # Listeners in the ack path are short and CPU-bound (the inbox wait happens outside them):
 # more threads than this only add GIL hand-offs (measured: p99 ack worse at 32 than at 8).
 DISPATCH_THREADS = 8
+# Slack gives up on an answer after 3 s: past this, say the request failed while Slack still listens.
+ACK_BUDGET_SECONDS = 2.5
 # Slack calls take 100-300 ms; several senders keep notifications flowing under load.
 OUTBOX_SENDERS = 8
 WORKER_MODES = ("thread", "process")
@@ -114,7 +116,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         with metrics.Timer() as timer:
             response = await anyio.to_thread.run_sync(app.dispatch, bolt_request, limiter=limiter)
             if pending:
-                response = await _after_stored(pending, response, services.inbox.timeout)
+                response = await _after_stored(pending, response, ACK_BUDGET_SECONDS)
         metrics.ACK_LATENCY.labels(payload=kind).observe(timer.seconds)
         metrics.REQUESTS.labels(payload=kind, status=str(response.status)).inc()
         return to_starlette_response(response)

@@ -1,5 +1,6 @@
 """Persistence for Shepherd: SQLAlchemy repositories behind the ``gates.ports`` protocols,
-Alembic migrations, the hash-chained audit log, and the transactional outbox.
+Alembic migrations, the hash-chained audit log, the inbox of acknowledged requests
+(``storage.inbox``) and the transactional outbox.
 
 The bot uses::
 
@@ -7,6 +8,8 @@ The bot uses::
     database.upgrade()                  # or database.check() when an operator migrates
     with database.uow() as uow: ...     # a gates.ports.UnitOfWork, plus uow.dedupe
     database.claim(event_id, now)       # first delivery of a Slack event / action?
+    InboxWriter(database, clock).accept(kind, payload)     # durable before Slack hears "OK"
+    InboxProcessor(database, handlers, clock).run_forever(stop_event)
     OutboxWorker(database, sender, clock).run_forever(stop_event)
     verify_audit(database)              # AuditReport: ok, or the first bad entry
 """

@@ -26,7 +26,6 @@ import logging
 import queue
 import random
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,11 +33,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
+from storage import leasing
 from storage.errors import DatabaseUnavailable
+from storage.leasing import PENDING
 from storage.sqlerrors import translated
 from storage.tables import inbox
 
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"
 APPLIED = "applied"
 DEAD = "dead"
 
@@ -326,32 +326,23 @@ class InboxProcessor:
     def _due(self) -> bool:
         now = self._clock.now()
         with self._database.session(read_only=True) as session:
-            return session.execute(select(inbox.c.id).where(*_due_clauses(now)).limit(1)).first() is not None
+            return (
+                session.execute(select(inbox.c.id).where(*leasing.due(inbox, now)).limit(1)).first()
+                is not None
+            )
 
     def _claim(self, limit: int) -> tuple[list[InboxItem], str]:
-        now = self._clock.now()
-        token = uuid.uuid4().hex
-        due = (
-            select(inbox.c.id)
-            .where(*_due_clauses(now))
-            .order_by(inbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        rows, token = leasing.claim_due(
+            self._database,
+            inbox,
+            self._clock.now(),
+            limit,
+            self.lease,
+            ("id", "kind", "payload", "attempts", "received_at"),
         )
-        claim = (
-            update(inbox)
-            .where(inbox.c.id.in_(due.scalar_subquery()), *_due_clauses(now))
-            .values(claim_token=token, locked_until=now + self.lease, attempts=inbox.c.attempts + 1)
-            .returning(inbox.c.id, inbox.c.kind, inbox.c.payload, inbox.c.attempts, inbox.c.received_at)
-        )
-        with self._database.session() as session, translated():
-            rows = list(session.execute(claim).mappings())
-            session.commit()
-        items = [
-            InboxItem(r["id"], r["kind"], r["payload"], r["attempts"], r["received_at"])
-            for r in sorted(rows, key=lambda r: r["id"])
-        ]
-        return items, token
+        return [
+            InboxItem(r["id"], r["kind"], r["payload"], r["attempts"], r["received_at"]) for r in rows
+        ], token
 
     def _finish(
         self,
@@ -362,18 +353,14 @@ class InboxProcessor:
         error: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None:
-        values: dict[str, Any] = {"status": status, "locked_until": None, "claim_token": None}
+        values: dict[str, Any] = {"status": status}
         if status != PENDING:
             values["done_at"] = self._clock.now()
         if error is not None:
             values["last_error"] = error[:2000]
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        with self._database.session() as session, translated():
-            session.execute(
-                update(inbox).where(inbox.c.id == item.id, inbox.c.claim_token == token).values(**values)
-            )
-            session.commit()
+        leasing.finish(self._database, inbox, item.id, token, values)
         if status == DEAD:
             log.error("inbox item %s (%s) is dead: %s", item.id, item.kind, error)
 
@@ -406,14 +393,6 @@ def inbox_counts(database: Database) -> dict[str, int]:
     with database.session(read_only=True) as session:
         rows = session.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status))
         return {status: int(count) for status, count in rows}
-
-
-def _due_clauses(now: datetime) -> tuple[Any, ...]:
-    return (
-        inbox.c.status == PENDING,
-        inbox.c.next_attempt_at <= now,
-        or_(inbox.c.locked_until.is_(None), inbox.c.locked_until <= now),
-    )
 
 
 def _mark_applied(item_ids: list[int], token: str, at: datetime) -> Any:

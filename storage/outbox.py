@@ -4,11 +4,9 @@ Use cases ``put`` messages in the same transaction as the change that caused the
 notification exists if and only if the change was committed. ``OutboxWorker`` delivers them
 through a pluggable ``sender``:
 
-- **Claiming.** A worker claims a batch in one short transaction: ``UPDATE outbox SET
-  claim_token = :mine, locked_until = now + lease, attempts = attempts + 1 WHERE id IN (SELECT
-  ... FOR UPDATE SKIP LOCKED)``. On PostgreSQL ``SKIP LOCKED`` lets several workers claim
-  disjoint batches without waiting on each other; on SQLite the write lock serialises claims.
-  A claimed message is invisible to other workers until its lease runs out.
+- **Claiming.** A worker claims a batch under a lease in one short transaction (``storage.leasing``,
+  shared with the inbox): ``SKIP LOCKED`` on PostgreSQL lets several workers claim disjoint
+  batches; a claimed message is invisible to other workers until its lease runs out.
 - **Delivering.** After the sender returns, the message is marked delivered, conditionally on
   the claim token. A message is therefore sent once by one worker.
 - **At least once, honestly.** If a worker dies between sending and marking (or a send outlasts
@@ -26,20 +24,21 @@ import json
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
+from storage import leasing
 from storage.audit import canonical_json
 from storage.dialect import insert_ignoring_conflicts_for
-from storage.sqlerrors import guarded, translated
+from storage.leasing import PENDING
+from storage.sqlerrors import guarded
 from storage.tables import outbox
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"
 DELIVERED = "delivered"
 DEAD = "dead"
 
@@ -187,42 +185,17 @@ class OutboxWorker:
     # -- internals --------------------------------------------------------------------------
 
     def _claim(self, limit: int) -> list[tuple[OutboxMessage, str]]:
-        now = self._clock.now()
-        token = uuid.uuid4().hex
-        due = (
-            select(outbox.c.id)
-            .where(
-                outbox.c.status == PENDING,
-                outbox.c.next_attempt_at <= now,
-                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until <= now),
-            )
-            .order_by(outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        rows, token = leasing.claim_due(
+            self._database,
+            outbox,
+            self._clock.now(),
+            limit,
+            self.lease,
+            ("id", "kind", "payload", "dedupe_key", "attempts", "created_at"),
         )
-        claim = (
-            update(outbox)
-            .where(
-                outbox.c.id.in_(due.scalar_subquery()),
-                outbox.c.status == PENDING,
-                or_(outbox.c.locked_until.is_(None), outbox.c.locked_until <= now),
-            )
-            .values(claim_token=token, locked_until=now + self.lease, attempts=outbox.c.attempts + 1)
-            .returning(
-                outbox.c.id,
-                outbox.c.kind,
-                outbox.c.payload,
-                outbox.c.dedupe_key,
-                outbox.c.attempts,
-                outbox.c.created_at,
-            )
-        )
-        with self._database.session() as session, translated():
-            rows = list(session.execute(claim).mappings())
-            session.commit()
         messages = [
             OutboxMessage(r["id"], r["kind"], r["payload"], r["dedupe_key"], r["attempts"], r["created_at"])
-            for r in sorted(rows, key=lambda r: r["id"])
+            for r in rows
         ]
         return [(m, token) for m in messages]
 
@@ -250,21 +223,14 @@ class OutboxWorker:
         error: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> bool:
-        values: dict[str, Any] = {"status": status, "locked_until": None, "claim_token": None}
+        values: dict[str, Any] = {"status": status}
         if status == DELIVERED:
             values["delivered_at"] = self._clock.now()
         if error is not None:
             values["last_error"] = error[:2000]
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        with self._database.session() as session, translated():
-            result = session.execute(
-                update(outbox)
-                .where(outbox.c.id == message.id, outbox.c.claim_token == token)
-                .values(**values)
-            )
-            session.commit()
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if not leasing.finish(self._database, outbox, message.id, token, values):
             log.warning("outbox message %s: lease expired before it was marked %s", message.id, status)
             return False
         if status == DEAD:

@@ -1,5 +1,5 @@
-"""Serve the Bolt app: HTTP (Starlette + uvicorn) or Socket Mode, plus the outbox worker and
-the scheduler (``bot.scheduler``).
+"""Serve the Bolt app: HTTP (Starlette + uvicorn) or Socket Mode, plus the inbox processor, the
+outbox worker and the scheduler (``bot.scheduler``).
 
 HTTP mode answers Slack on ``POST /slack/events``, ``GET /healthz`` and ``GET /metrics``
 (Prometheus, see ``bot.metrics``); with OAuth it also serves ``/slack/install`` and
@@ -94,9 +94,11 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
     """The ASGI application for HTTP mode.
 
     Args:
-        run_worker: also deliver the outbox and run the scheduler (False: someone else does).
-        worker: ``thread`` runs them in this process; ``process`` in a child process
-            (``bot.worker``), which keeps this process's interpreter for acks.
+        run_worker: also apply the inbox, deliver the outbox and run the scheduler (False:
+            someone else does, such as ``shepherd worker`` or a test).
+        worker: ``thread`` runs them in this process; ``process`` in two child processes
+            (``bot.worker``: the inbox, and delivery with the scheduler), which keeps this
+            process's interpreter for acks.
     """
     if worker not in WORKER_MODES:
         raise ValueError(f"worker must be one of {', '.join(WORKER_MODES)}, not {worker!r}")

@@ -19,20 +19,24 @@ from tests.bot.scenario import SIGNING_SECRET
 from tests.bot.test_lifecycle import OWNER, intake_values
 
 
+def worker_settings(api: FakeSlackWebAPI, registry: str, data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        slack_bot_token=api.bot_token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=api.api_url,
+        registry_channel=registry,
+        embeddings="none",
+        scheduler_interval_seconds=0,
+    )
+
+
 def test_the_worker_process_posts_the_card_of_a_new_initiative(tmp_path: Path) -> None:
     api = FakeSlackWebAPI()
     api.state.add_user(OWNER, "olivia")
     with api:
         registry = api.state.add_channel("ai-initiatives")
-        settings = Settings(
-            data_dir=tmp_path,
-            slack_bot_token=api.bot_token,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=api.api_url,
-            registry_channel=registry.id,
-            embeddings="none",
-            scheduler_interval_seconds=0,
-        )
+        settings = worker_settings(api, registry.id, tmp_path)
         services = bootstrap(settings)
         app = build_app(settings, services)
         with BackgroundASGIServer(asgi_app(app, services, worker="process"), lifespan="on") as server:
@@ -112,15 +116,7 @@ def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_
     api.state.add_user(sponsor, "sam")
     with api:
         registry = api.state.add_channel("ai-initiatives", members=[OWNER, sponsor])
-        settings = Settings(
-            data_dir=tmp_path,
-            slack_bot_token=api.bot_token,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=api.api_url,
-            registry_channel=registry.id,
-            embeddings="none",
-            scheduler_interval_seconds=0,
-        )
+        settings = worker_settings(api, registry.id, tmp_path)
         services = bootstrap(settings)
         now = services.now()
         usecases.set_role_holders(services.pipeline, services.uow(), "sponsor", [sponsor], "U0ADMIN01", now)

@@ -27,6 +27,25 @@ INTAKE_WITH_PERSONAL_DATA = {
 }
 
 
+START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.at = START
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self.at
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self.at += timedelta(**delta)
+
+
 def pipeline() -> CompiledPipeline:
     return build(TWO_GATES)
 

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,25 +19,7 @@ from storage import Database, DatabaseUnavailable
 from storage.inbox import InboxItem, InboxProcessor, InboxWriter, UnitOfWorkFactory, inbox_counts
 from storage.models import InboxRow
 from storage.tables import inbox, outbox
-from tests.storage.scenarios import run_threads
-
-START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.at = START
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self.at
-
-    def advance(self, **delta: float) -> None:
-        with self._lock:
-            self.at += timedelta(**delta)
+from tests.storage.scenarios import START, FakeClock, run_threads
 
 
 class Died(BaseException):

@@ -5,32 +5,14 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from storage import Database, OutboxMessage, OutboxWorker, PermanentFailure, outbox_counts
 from storage.tables import outbox
-from tests.storage.scenarios import run_processes, run_threads
-
-START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.at = START
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self.at
-
-    def advance(self, **delta: float) -> None:
-        with self._lock:
-            self.at += timedelta(**delta)
+from tests.storage.scenarios import START, FakeClock, run_processes, run_threads
 
 
 class Recorder:

@@ -1,11 +1,13 @@
 """The background half of Shepherd: applying accepted requests (the inbox), outbox delivery to
 Slack and the scheduler.
 
-``shepherd serve`` runs it in a child process by default, so the HTTP process spends its
-interpreter on acks only (measured: with delivery in the same process, approvals on PostgreSQL
-ran about 6x slower at one connection while a backlog was being sent). In a scaled-out
-deployment run ``shepherd serve --worker none`` on the replicas and ``shepherd worker`` as many
-times as needed: the outbox and the scheduler are safe with several workers.
+``shepherd serve`` runs it in two child processes by default, one for the inbox and one for
+delivery and the scheduler, so the HTTP process spends its interpreter on acks only (measured:
+with delivery in the same process, approvals on PostgreSQL ran about 6x slower at one connection
+while a backlog was being sent), and recording decisions never waits for the GIL behind busy
+senders. In a scaled-out deployment run ``shepherd serve --worker none`` on the replicas and
+``shepherd worker`` as many times as needed: the inbox, the outbox and the scheduler are safe
+with several workers.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from bot.slack_client import make_client
 logger = logging.getLogger("shepherd.worker")
 
 ROLES = ("all", "inbox", "delivery")
-# Beside its serving process, a worker yields the CPU: an ack has 3 s and a person waiting on it,
-# a recorded decision a little less urgency, a notification least (measured in
-# benchmarks/bench_slack.py: a burst of clicks is acknowledged at once and recorded right after).
+# Beside its serving process, a worker gives way when both want the CPU: an ack has 3 s and a
+# person waiting on it, recording a decision comes next, a notification last.
 NICENESS = {"inbox": 5, "delivery": 10, "all": 10}
 
 

@@ -9,19 +9,17 @@ explanation is neither lost nor sent twice.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.bootstrap import Services
+from bot.listeners.common import queue_private_message
 from gates import usecases
 from gates.errors import GateError
 from gates.lifecycle import DecisionKind
 from gates.ports import UnitOfWork
 from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
-
-logger = logging.getLogger("shepherd.inbox")
 
 DECISION = "decision"
 
@@ -66,8 +64,7 @@ def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOf
     }
 
     def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
-        text = {"user": request.user_id, "channel": channels[id(request)], "text": str(error)}
-        uow.outbox.put("ephemeral", text, services.now())
+        queue_private_message(uow, request.user_id, str(error), channels[id(request)], services.now())
 
     usecases.decide_many(services.pipeline, uows(), requests, refused)
 

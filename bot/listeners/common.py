@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from bot.bootstrap import Services
+from gates.ports import UnitOfWork
 
 logger = logging.getLogger("shepherd.listeners")
 
@@ -47,5 +49,11 @@ def channel_of(body: dict[str, Any]) -> str | None:
 def tell_later(services: Services, user: str, text: str, channel: str | None = None) -> None:
     """Queue a private message to ``user`` through the outbox (delivered after the ack, retried)."""
     with services.uow() as uow:
-        uow.outbox.put("ephemeral", {"user": user, "channel": channel, "text": text}, services.now())
+        queue_private_message(uow, user, text, channel, services.now())
         uow.commit()
+
+
+def queue_private_message(uow: UnitOfWork, user: str, text: str, channel: str | None, at: datetime) -> None:
+    """Put a private message to ``user`` in the outbox of the caller's transaction (shown in
+    ``channel`` when Slack allows, otherwise by DM)."""
+    uow.outbox.put("ephemeral", {"user": user, "channel": channel, "text": text}, at)

@@ -134,23 +134,23 @@ def shepherd_main(conn: Any, env: dict[str, str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     from bot.app import build_app
     from bot.bootstrap import bootstrap
-    from bot.server import asgi_app
+    from bot.server import asgi_app, freeze_startup_heap
     from bot.settings import Settings
 
     worker_mode = env.pop("_worker_mode", "process")
     settings = Settings(**env)  # type: ignore[arg-type]
     services = bootstrap(settings)
     app = build_app(settings, services)
-    # `shepherd serve` by default runs outbox delivery and the scheduler in a child process.
-    _serve(
-        conn,
-        asgi_app(
-            app,
-            services,
-            run_worker=worker_mode != "none",
-            worker=worker_mode if worker_mode != "none" else "thread",
-        ),
+    # As `shepherd serve` does: by default the inbox, outbox delivery and the scheduler run in
+    # child processes, and the startup heap is frozen once the app is built.
+    asgi = asgi_app(
+        app,
+        services,
+        run_worker=worker_mode != "none",
+        worker=worker_mode if worker_mode != "none" else "thread",
     )
+    freeze_startup_heap()
+    _serve(conn, asgi)
 
 
 def _family(pid: int) -> list[int]:
@@ -208,7 +208,7 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
     from starlette.routing import Route
 
     from bot import ids
-    from bot.server import DISPATCH_THREADS
+    from bot.server import DISPATCH_THREADS, freeze_startup_heap
 
     app = App(
         signing_secret=SIGNING_SECRET,
@@ -232,7 +232,9 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
         )
         return to_starlette_response(response)
 
-    _serve(conn, Starlette(routes=[Route("/slack/events", events, methods=["POST"])]))
+    asgi = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+    freeze_startup_heap()  # as Shepherd does: the same serving, so only the handlers differ
+    _serve(conn, asgi)
 
 
 # ------------------------------------------------------------------------------------ load

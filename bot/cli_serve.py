@@ -138,7 +138,7 @@ def worker() -> None:
     configure_logging(settings)
     prepare(settings)
     out.print("Worker running: inbox, outbox delivery and scheduler. Ctrl+C stops.")
-    run_worker(settings)
+    run_worker(settings, freeze=True)
 
 
 def _serve(settings: Settings, services: Services, port: int, worker: str = "process") -> None:
@@ -150,9 +150,10 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
 
         from bot.inbox import start_processor
         from bot.scheduler import start_scheduler
-        from bot.server import start_outbox_worker
+        from bot.server import freeze_startup_heap, start_outbox_worker
 
         stop = threading.Event()
+        freeze_startup_heap()
         start_processor(services, stop)
         start_outbox_worker(app, services, stop)
         start_scheduler(services, stop)
@@ -164,12 +165,14 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
         return
     import uvicorn
 
-    from bot.server import asgi_app
+    from bot.server import asgi_app, freeze_startup_heap
 
-    out.print(f"Listening on http://{settings.host}:{port}/slack/events (health: /healthz). Ctrl+C stops.")
     mode = "thread" if worker == "none" else worker
+    asgi = asgi_app(app, services, run_worker=worker != "none", worker=mode)
+    freeze_startup_heap()
+    out.print(f"Listening on http://{settings.host}:{port}/slack/events (health: /healthz). Ctrl+C stops.")
     uvicorn.run(
-        asgi_app(app, services, run_worker=worker != "none", worker=mode),
+        asgi,
         host=settings.host,
         port=port,
         log_level="warning",

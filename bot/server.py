@@ -15,6 +15,7 @@ commit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -52,6 +53,22 @@ ACK_BUDGET_SECONDS = 2.5
 # Slack calls take 100-300 ms; several senders keep notifications flowing under load.
 OUTBOX_SENDERS = 8
 WORKER_MODES = ("thread", "process")
+
+
+def freeze_startup_heap() -> None:
+    """Take everything built so far (modules, the app, the pipeline) out of the garbage
+    collector's full passes.
+
+    A request creates short-lived objects that outlive a few young collections (it waits for
+    its inbox commit), so full collections ran every half second, each scanning the ~230,000
+    objects of the imported libraries for ~100 ms with every thread stopped. Measured at 50
+    connections of Approve, without workers: p99 ack 122-141 ms -> 20-24 ms, 2,100 -> 3,000+
+    requests/s. Long-running processes call it once, after startup (``shepherd serve``, the
+    worker); tests that build many apps in one process do not, since a frozen object is never
+    collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> threading.Thread:

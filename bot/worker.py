@@ -49,9 +49,11 @@ def start_background(services: Services, client: Any, stop: threading.Event, rol
         start_scheduler(services, stop)
 
 
-def run_worker(settings: Settings, stop: threading.Event | None = None, role: str = "all") -> None:
+def run_worker(
+    settings: Settings, stop: threading.Event | None = None, role: str = "all", *, freeze: bool = False
+) -> None:
     """Run the background half (or the ``role`` part of it) in this process until SIGTERM /
-    SIGINT (or ``stop``)."""
+    SIGINT (or ``stop``); ``freeze``: this process does nothing else (``bot.server.freeze_startup_heap``)."""
     stop = stop or threading.Event()
     services = bootstrap(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
@@ -59,6 +61,10 @@ def run_worker(settings: Settings, stop: threading.Event | None = None, role: st
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    if freeze:
+        from bot.server import freeze_startup_heap
+
+        freeze_startup_heap()
     start_background(services, client, stop, role)
     logger.info("worker running: %s", _DESCRIPTION[role])
     stop.wait()
@@ -114,7 +120,7 @@ def main() -> None:
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     role = str(message.get("role", "all"))
     os.nice(NICENESS[role])
-    run_worker(settings, stop, role)
+    run_worker(settings, stop, role, freeze=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from gates.ports import UnitOfWork
 from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
 
 DECISION = "decision"
+ANSWERS = "answers"
 
 
 def decision_request(
@@ -31,12 +32,35 @@ def decision_request(
     return {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
 
 
+def answers_request(
+    ref: str,
+    gate_id: str,
+    answers: Mapping[str, Any],
+    user: str,
+    link: tuple[str, str] | None,
+    channel: str | None,
+) -> dict[str, Any]:
+    """The inbox payload for one questionnaire page (see ``apply_answers``): the answers as
+    submitted, coerced again when applied, so the payload stays plain JSON."""
+    return {
+        "ref": ref,
+        "gate": gate_id,
+        "answers": dict(answers),
+        "user": user,
+        "link": list(link) if link else None,
+        "channel": channel,
+    }
+
+
 def handlers(services: Services) -> Mapping[str, Handler]:
     def decision(item: InboxItem, uows: UnitOfWorkFactory) -> None:
         # Through the batch path too: a refusal's explanation then commits with the mark.
         apply_decisions(services, [item], uows)
 
-    return {DECISION: decision}
+    def answers(item: InboxItem, uows: UnitOfWorkFactory) -> None:
+        apply_answers(services, item, uows)
+
+    return {DECISION: decision, ANSWERS: answers}
 
 
 def batch_handlers(services: Services) -> Mapping[str, BatchHandler]:
@@ -67,6 +91,33 @@ def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOf
         queue_private_message(uow, request.user_id, str(error), channels[id(request)], services.now())
 
     usecases.decide_many(services.pipeline, uows(), requests, refused)
+
+
+def apply_answers(services: Services, item: InboxItem, uows: UnitOfWorkFactory) -> None:
+    """Record one questionnaire page (answers and evidence link together) as of its submission.
+
+    The modal already checked it, so a refusal here means something changed in between (the
+    gate went under review, the initiative was retired): the person is told privately, in the
+    transaction that marks the request applied, and nothing is recorded.
+    """
+    payload = item.payload
+    link = payload.get("link")
+    try:
+        usecases.answer(
+            services.pipeline,
+            uows(),
+            str(payload["ref"]),
+            str(payload["gate"]),
+            payload.get("answers") or {},
+            str(payload["user"]),
+            item.received_at,
+            link=(str(link[0]), str(link[1])) if link else None,
+        )
+    except GateError as error:
+        with uows() as uow:
+            text = f"Your answers for {payload['ref']} were not saved: {error}"
+            queue_private_message(uow, str(payload["user"]), text, payload.get("channel"), services.now())
+            uow.commit()
 
 
 def processor(services: Services) -> InboxProcessor:

@@ -147,27 +147,21 @@ def answer(
     answers: Mapping[str, Any],
     author_id: str,
     now: datetime,
+    link: tuple[str, str] | None = None,
 ) -> AnswerResult:
     """Record answers for one gate as new versions; unchanged answers add nothing.
 
     Partial saves are fine: questions not mentioned keep their current answer. An empty value
     clears an answer (recorded as a version too, so the history shows who cleared it).
+    ``link`` (url, title) is an evidence link attached in the same transaction.
 
     Raises:
         UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition.
     """
     typed = _typed_or_raise(pipeline, gate_id, answers)
+    url = check_link(link[0]) if link else None
     with uow:
-        initiative = uow.initiatives.get(ref)
-        if initiative.status is Status.RETIRED:
-            raise InvalidTransition(f"{ref} is retired; its answers can no longer change.")
-        open_review = uow.reviews.open_for(ref)
-        if open_review is not None and open_review.gate_id == gate_id:
-            raise InvalidTransition(
-                f"The {gate_id} gate of {ref} is under review, so its answers are frozen. "
-                "Withdraw the review to change them."
-            )
-        current = uow.answers.current(ref)
+        initiative, current = _answerable(uow, ref, gate_id)
         changed = []
         for qid, value in typed.items():
             previous = current.get(qid)
@@ -185,6 +179,8 @@ def answer(
             )
             # The initiative's card shows readiness; it is refreshed after the answers land.
             uow.outbox.put("answers.recorded", {"ref": ref, "gate": gate_id, "changed": changed}, now)
+        if link and url:
+            _record_link(uow, ref, gate_id, url, link[1], author_id, now)
         # The state this transaction commits, known without reading it back in a second one.
         values = {qid: version.value for qid, version in current.items()}
         values.update({qid: typed[qid] for qid in changed})
@@ -194,20 +190,75 @@ def answer(
     return AnswerResult(initiative, tuple(changed), report)
 
 
+def preview_answers(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    ref: str,
+    gate_id: str,
+    answers: Mapping[str, Any],
+    link: tuple[str, str] | None = None,
+) -> tuple[Initiative, dict[str, AnswerValue | None]]:
+    """What ``answer`` would accept and the answers it would leave, read-only: for a caller that
+    must answer at once (a Slack modal) while the write itself happens later.
+
+    Raises:
+        the same errors as ``answer``.
+    """
+    typed = _typed_or_raise(pipeline, gate_id, answers)
+    if link:
+        check_link(link[0])
+    with uow:
+        initiative, current = _answerable(uow, ref, gate_id)
+    values = {qid: version.value for qid, version in current.items()}
+    values.update(typed)
+    return initiative, values
+
+
+def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:
+    """The initiative and its current answers, if this gate's answers may change now."""
+    initiative = uow.initiatives.get(ref)
+    if initiative.status is Status.RETIRED:
+        raise InvalidTransition(f"{ref} is retired; its answers can no longer change.")
+    open_review = uow.reviews.open_for(ref)
+    if open_review is not None and open_review.gate_id == gate_id:
+        raise InvalidTransition(
+            f"The {gate_id} gate of {ref} is under review, so its answers are frozen. "
+            "Withdraw the review to change them."
+        )
+    return initiative, uow.answers.current(ref)
+
+
+def check_link(url: str) -> str:
+    """``url`` as an evidence link stores it.
+
+    Raises:
+        InvalidAnswer: not an http(s) URL.
+    """
+    checked = coerce(_URL_QUESTION, url)
+    assert isinstance(checked, str)
+    return checked
+
+
 def add_link(
     uow: UnitOfWork, ref: str, gate_id: str, url: str, title: str, author_id: str, now: datetime
 ) -> EvidenceLink:
     """Attach an evidence link (a document, a dashboard, a ticket) to a gate."""
-    checked = coerce(_URL_QUESTION, url)
-    assert isinstance(checked, str)
+    checked = check_link(url)
     with uow:
         uow.initiatives.get(ref)
-        link = EvidenceLink(ref, gate_id, checked, (title or checked).strip()[:300], author_id, now)
-        uow.answers.add_link(link)
-        uow.audit.append(
-            author_id, "evidence.linked", ref, {"gate": gate_id, "url": checked, "title": link.title}, now
-        )
+        link = _record_link(uow, ref, gate_id, checked, title, author_id, now)
         uow.commit()
+    return link
+
+
+def _record_link(
+    uow: UnitOfWork, ref: str, gate_id: str, url: str, title: str, author_id: str, now: datetime
+) -> EvidenceLink:
+    link = EvidenceLink(ref, gate_id, url, (title or url).strip()[:300], author_id, now)
+    uow.answers.add_link(link)
+    uow.audit.append(
+        author_id, "evidence.linked", ref, {"gate": gate_id, "url": url, "title": link.title}, now
+    )
     return link
 
 

@@ -1,8 +1,9 @@
 """Modal submissions: intake, questionnaire pages, decision reasons, exception justifications.
 
-Everything here runs before the response goes back to Slack (so errors can be shown inside the
-modal with ``response_action: errors``); it only touches the database. Slack messages that
-follow (cards, notifications) are queued in the outbox by the use cases.
+Everything here runs before the response goes back to Slack, so errors can be shown inside the
+modal with ``response_action: errors``. Questionnaire pages and decisions are checked here and
+stored in the inbox; the worker records them (``bot.inbox``). Slack messages that follow (cards,
+notifications) are queued in the outbox by the use cases.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 
-from bot import blocks, ids, parse
+from bot import blocks, ids, inbox, parse
 from bot.bootstrap import Services
+from bot.listeners.common import store_before_ack
 from gates import usecases
 from gates.errors import GateError, InvalidAnswer
 from gates.lifecycle import DecisionKind
@@ -21,10 +23,17 @@ from gates.lifecycle import DecisionKind
 logger = logging.getLogger("shepherd.views")
 
 
-def _errors_for(error: GateError, fallback_block: str) -> dict[str, str]:
+def _errors_for(error: GateError, fallback_block: str, block: str | None = None) -> dict[str, str]:
+    """Modal errors for ``error``: on ``block`` if given, else on the question it names."""
     if isinstance(error, InvalidAnswer):
-        return {ids.question_block_id(error.question_id): error.reason[:150] or str(error)}
+        return {block or ids.question_block_id(error.question_id): error.reason[:150] or str(error)}
     return {fallback_block: str(error)[:150]}
+
+
+def _channel(meta: dict[str, Any]) -> str | None:
+    """Where the modal was opened from, if its metadata says (private replies go there)."""
+    channel = meta.get("channel")
+    return channel if isinstance(channel, str) and channel else None
 
 
 class ViewListeners:
@@ -77,7 +86,11 @@ class ViewListeners:
             return
         ack()
 
-    def questionnaire(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def questionnaire(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        """Check the page, store it in the inbox and show the next page; the worker records the
+        answers (``bot.inbox.apply_answers``), so the ack never waits for the database's writer."""
         services = self._services
         pipeline = services.pipeline
         user = body["user"]["id"]
@@ -103,21 +116,31 @@ class ViewListeners:
                     errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
                 )
                 return
-            result = usecases.answer(pipeline, services.uow(), ref, gate_id, raw, user, services.now())
-            if link is not None:
-                usecases.add_link(services.uow(), ref, gate_id, link[0], link[1], user, services.now())
+            initiative, answers = usecases.preview_answers(
+                pipeline, services.read_uow(), ref, gate_id, raw, link
+            )
+        except InvalidAnswer as error:
+            block = ids.LINK_URL_BLOCK if link and error.question_id == "link" else None
+            ack(response_action="errors", errors=_errors_for(error, block or first_block, block))
+            return
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, first_block))
             return
-        next_view = blocks.questionnaire_modal(
-            pipeline, result.initiative, gate_id, dict(result.readiness.answers), page=page + 1
+        store_before_ack(
+            services,
+            context,
+            inbox.ANSWERS,
+            inbox.answers_request(ref, gate_id, raw, user, link, _channel(meta)),
         )
+        next_view = blocks.questionnaire_modal(pipeline, initiative, gate_id, answers, page=page + 1)
         if parse.metadata(next_view).get("page", 0) == page + 1 and _has_inputs(next_view):
             ack(response_action="update", view=next_view)
         else:
             ack()
 
-    def reason(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def reason(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        """Like an Approve click, a decision with its reason goes through the inbox: the worker
+        checks it may be taken and records it, or tells the person privately why not."""
         services = self._services
         user = body["user"]["id"]
         meta = parse.metadata(view)
@@ -128,16 +151,18 @@ class ViewListeners:
         try:
             kind = DecisionKind(str(meta.get("kind")))
             review_id = parse.review_id(str(meta.get("review", "")))
-            usecases.decide(services.pipeline, services.uow(), review_id, user, kind, reason, services.now())
-        except GateError as error:
-            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
-            return
         except ValueError:
             ack(
                 response_action="errors",
                 errors={ids.REASON_BLOCK: "This form is out of date; close it and click the button again."},
             )
             return
+        store_before_ack(
+            services,
+            context,
+            inbox.DECISION,
+            inbox.decision_request(review_id, user, kind, _channel(meta), reason),
+        )
         ack()
 
     def exception(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -1,0 +1,200 @@
+"""Questionnaire pages and reasoned decisions through the real HTTP path: the modal answers at
+once (errors inside it, or the next page) from a read-only check; the page is stored in the inbox
+before Slack hears "OK"; the worker records it with who and when, or, if something changed in
+between, records nothing and tells the person privately."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot import ids
+from bot.emulator import payloads
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from gates.lifecycle import ReviewStatus
+from storage.inbox import inbox_counts
+from tests.bot.scenario import Workspace, has_button, running_workspace
+
+REPO = Path(__file__).resolve().parents[2]
+OWNER = "U0OWNER01"
+SPONSOR = "U0SPONSOR"
+SECOND_SPONSOR = "U0SPONSR2"
+QUESTION = "poc_duration_weeks"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite; one registered initiative (not submitted) with two possible sponsors."""
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (SECOND_SPONSOR, "sasha")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        services = ws.services
+        usecases.set_role_holders(
+            services.pipeline, services.uow(), "sponsor", [SPONSOR, SECOND_SPONSOR], "U0ADMIN01", ws.clock()
+        )
+        answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+        answers |= {"business_sponsor": SPONSOR, "initiative_owner": OWNER}
+        usecases.register(
+            services.pipeline,
+            services.uow(),
+            name="Spare-parts demand forecast",
+            owner_id=OWNER,
+            answers=answers,
+            actor_id=OWNER,
+            now=ws.clock(),
+        )
+        ws.deliver()
+        yield ws
+
+
+def the_ref(ws: Workspace) -> str:
+    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    return initiative.ref
+
+
+def card(ws: Workspace) -> dict[str, Any]:
+    return ws.messages_in(ws.registry)[0]
+
+
+def page_with(ws: Workspace, question: str) -> dict[str, Any]:
+    """The questionnaire page that asks ``question``, reached by saving the pages before it."""
+    view = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+    while ids.question_block_id(question) not in str(view["blocks"]):
+        view = ws.submit_view(OWNER, view, {}).json()["view"]
+    return view
+
+
+def send_without_draining(ws: Workspace, user: str, view: dict[str, Any], values: dict[str, Any]) -> Any:
+    """A submission as Workspace.submit_view sends it, but without applying the inbox after."""
+    return ws.client.send(payloads.view_submission(view, user_id=user, values=values))
+
+
+def recorded(ws: Workspace, question: str) -> Any:
+    with ws.services.read_uow() as uow:
+        return uow.answers.current(the_ref(ws)).get(question)
+
+
+def private_texts(ws: Workspace, user: str) -> list[str]:
+    ws.deliver()
+    ephemerals = [
+        c.params.get("text", "")
+        for c in ws.api.calls("chat.postEphemeral", ok=True)
+        if c.params.get("user") == user
+    ]
+    return ephemerals + [m.get("text", "") for m in ws.messages_in(ws.dm_with(user))]
+
+
+def test_a_page_is_stored_before_the_ack_and_recorded_by_the_worker_as_of_the_submission(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    submitted_at = ws.clock()
+    response = send_without_draining(
+        ws,
+        OWNER,
+        view,
+        {
+            ids.question_block_id(QUESTION): "10",
+            ids.LINK_URL_BLOCK: "https://wiki.example.com/forecast-plan",
+            ids.LINK_TITLE_BLOCK: "PoC plan",
+        },
+    )
+    assert response.status == 200, response.text
+    # The modal moved on at once; the answer is durable but not yet recorded.
+    assert response.text in ("", "{}") or response.json()["response_action"] == "update"
+    assert inbox_counts(ws.services.database) == {"pending": 1}
+    assert recorded(ws, QUESTION) is None or recorded(ws, QUESTION).value != 10
+
+    ws.deliver()
+    card_updates = len(ws.api.calls("chat.update", ok=True))
+    ws.clock.advance(seconds=30)  # the worker is late: the evidence keeps the submission's time
+    assert ws.inbox.drain() == 1
+    answer = recorded(ws, QUESTION)
+    assert (answer.value, answer.author_id, answer.answered_at) == (10, OWNER, submitted_at)
+    with ws.services.read_uow() as uow:
+        links = list(uow.answers.links(the_ref(ws)))
+        actions = [e.action for e in uow.audit.timeline(the_ref(ws))]
+    assert [(link.url, link.title, link.author_id) for link in links] == [
+        ("https://wiki.example.com/forecast-plan", "PoC plan", OWNER)
+    ]
+    assert actions.count("answers.recorded") == 1 and actions.count("evidence.linked") == 1
+    ws.deliver()
+    refreshed = [
+        c for c in ws.api.calls("chat.update", ok=True)[card_updates:] if c.params["ts"] == card(ws)["ts"]
+    ]
+    assert refreshed, "the card's readiness line was not refreshed"
+
+
+def test_a_bad_link_is_shown_on_the_link_field_and_nothing_is_stored(workspace: Workspace) -> None:
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    response = send_without_draining(
+        ws, OWNER, view, {ids.question_block_id(QUESTION): "10", ids.LINK_URL_BLOCK: "not a link"}
+    )
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert list(body["errors"]) == [ids.LINK_URL_BLOCK]
+    assert inbox_counts(ws.services.database) == {}
+
+
+def test_a_page_refused_by_the_time_it_is_applied_is_told_privately_and_records_nothing(
+    workspace: Workspace,
+) -> None:
+    """Accepted by the modal, then the gate went under review before the worker got to it."""
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "12"}).status == 200
+    before = recorded(ws, QUESTION)
+    usecases.submit(ws.services.pipeline, ws.services.uow(), the_ref(ws), OWNER, ws.clock())
+
+    assert ws.inbox.drain() == 1
+    assert recorded(ws, QUESTION) == before
+    assert any("were not saved" in t and "under review" in t for t in private_texts(ws, OWNER))
+    assert inbox_counts(ws.services.database) == {"applied": 1}
+
+
+def test_a_page_for_a_gate_under_review_is_refused_inside_the_modal(workspace: Workspace) -> None:
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    usecases.submit(ws.services.pipeline, ws.services.uow(), the_ref(ws), OWNER, ws.clock())
+    body = send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "12"}).json()
+    assert body["response_action"] == "errors"
+    assert "under review" in " ".join(body["errors"].values())
+    assert inbox_counts(ws.services.database) == {}
+
+
+def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(workspace: Workspace) -> None:
+    """Two sponsors open the Reject form; the first rejection closes the review, the second is
+    accepted by its modal (it was valid when sent) and then explained privately by the worker."""
+    ws = workspace
+    ref = the_ref(ws)
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.deliver()
+    forms = {}
+    for user in (SPONSOR, SECOND_SPONSOR):
+        [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]
+        forms[user] = ws.opened_view(
+            lambda u=user, r=request: ws.click(u, r, ws.dm_with(u), ids.ACTION_REJECT)
+        )
+
+    first = send_without_draining(ws, SPONSOR, forms[SPONSOR], {ids.REASON_BLOCK: "No business case yet."})
+    second = send_without_draining(
+        ws, SECOND_SPONSOR, forms[SECOND_SPONSOR], {ids.REASON_BLOCK: "Too risky."}
+    )
+    assert (first.status, second.status) == (200, 200)
+    assert inbox_counts(ws.services.database) == {"pending": 2}
+
+    assert ws.inbox.drain() == 2
+    with ws.services.read_uow() as uow:
+        [review] = uow.reviews.for_initiative(ref)
+    assert review.status is ReviewStatus.REJECTED
+    assert [(d.approver_id, d.reason) for d in review.decisions] == [(SPONSOR, "No business case yet.")]
+    assert any("already" in t.lower() or "no longer" in t.lower() for t in private_texts(ws, SECOND_SPONSOR))
+    assert not any("already" in t.lower() for t in private_texts(ws, SPONSOR))

@@ -14,11 +14,11 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
-from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 from bot import metrics
 from bot.bootstrap import Services, bootstrap
+from bot.installations import installation_store
 from bot.listeners.actions import ActionListeners
 from bot.listeners.commands import CommandListeners
 from bot.listeners.common import tell_later, user_of
@@ -76,9 +76,8 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     }
     if settings.oauth_enabled:
         assert settings.slack_client_id and settings.slack_client_secret
-        engine = services.database.engine
-        installations = SQLAlchemyInstallationStore(client_id=settings.slack_client_id, engine=engine)
-        states = SQLAlchemyOAuthStateStore(expiration_seconds=600, engine=engine)
+        installations = installation_store(settings, services.database)
+        states = SQLAlchemyOAuthStateStore(expiration_seconds=600, engine=services.database.engine)
         options["client"] = client or make_client(None, settings.slack_api_url)
         options["oauth_settings"] = OAuthSettings(
             client_id=settings.slack_client_id,

@@ -39,8 +39,9 @@ from bot.inbox import start_processor
 from bot.listeners.common import PENDING_WRITES
 from bot.notify import SlackNotifier
 from bot.scheduler import start_scheduler
+from bot.slack_client import make_client
 from storage.inbox import inbox_counts
-from storage.outbox import OutboxWorker, outbox_counts
+from storage.outbox import OutboxMessage, OutboxWorker, outbox_counts
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.server")
@@ -78,10 +79,9 @@ def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> 
 
 def start_delivery(client: WebClient, services: Services, stop: threading.Event) -> threading.Thread:
     """A thread delivering the outbox through ``client`` until ``stop`` is set."""
-    notifier = SlackNotifier(services, client, MessageRefs(services.database))
     worker = OutboxWorker(
         services.database,
-        metrics.counted_sender(notifier),
+        metrics.counted_sender(delivery_sender(services, client)),
         clock=services,
         concurrency=OUTBOX_SENDERS,
         ordering_key=lambda message: message.payload.get("ref") or message.id,
@@ -91,6 +91,26 @@ def start_delivery(client: WebClient, services: Services, stop: threading.Event)
     )
     thread.start()
     return thread
+
+
+def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMessage], None]:
+    """What sends one outbox message to Slack. With OAuth, ``client`` has no token of its own:
+    each send takes the installation's current one (``bot.installations``), on a client of its
+    own so Bolt's is never changed; until someone installs Shepherd, sends fail and the outbox
+    keeps the messages for later."""
+    if not services.settings.oauth_enabled:
+        return SlackNotifier(services, client, MessageRefs(services.database))
+    from bot.installations import installed_bot_token
+
+    tokens = installed_bot_token(services.settings, services.database)
+    own = make_client(None, services.settings.slack_api_url)
+    notifier = SlackNotifier(services, own, MessageRefs(services.database))
+
+    def send(message: OutboxMessage) -> None:
+        own.token = tokens.current()
+        notifier(message)
+
+    return send
 
 
 async def _after_stored(pending: list[Future[None]], response: BoltResponse, timeout: float) -> BoltResponse:

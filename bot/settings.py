@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
     slack_client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))
     slack_client_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_SECRET"))
+    slack_team_id: str | None = Field(default=None, validation_alias=_env("SLACK_TEAM_ID"))
+    """OAuth installs: the workspace notifications are sent as (default: the latest installation)."""
     registry_channel: str | None = Field(default=None, validation_alias=_env("SHEPHERD_REGISTRY_CHANNEL"))
     role_admins: list[str] = Field(default_factory=list, validation_alias=_env("SHEPHERD_ROLE_ADMINS"))
     governance_leads: list[str] = Field(

@@ -1,0 +1,113 @@
+"""The bot token notifications go out with when Shepherd is installed through OAuth.
+
+Listeners get their workspace's token from Bolt (its authorize step reads the installation
+store for each request). The outbox worker has no request to go by: it sends as the workspace
+Shepherd serves, ``SLACK_TEAM_ID`` when set, otherwise the most recent installation (a single
+workspace, or an Enterprise Grid org-wide install). The token is re-read every ``ttl`` seconds,
+so a reinstall takes effect without a restart, and refreshed with slack_sdk's ``TokenRotator``
+when the app uses token rotation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.oauth.installation_store import Bot
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.token_rotation import TokenRotator
+from sqlalchemy import desc, select
+
+from bot.settings import Settings
+from bot.slack_client import DEFAULT_API_URL
+from storage.database import Database
+
+
+class NotInstalled(Exception):  # noqa: N818 - it names the state, as Slack's own errors do
+    """No installation to send as yet; notifications wait in the outbox until there is one."""
+
+
+def installation_store(settings: Settings, database: Database) -> SQLAlchemyInstallationStore:
+    """slack_sdk's installation store, in Shepherd's own database."""
+    assert settings.slack_client_id, "installation_store needs SLACK_CLIENT_ID"
+    return SQLAlchemyInstallationStore(client_id=settings.slack_client_id, engine=database.engine)
+
+
+class InstalledBotToken:
+    """``current()`` is the bot token to send notifications with.
+
+    Args:
+        store: where OAuth installations are kept.
+        team_id: the workspace to send as; None for the most recent installation.
+        rotator: refreshes an expiring token (apps with token rotation turned on).
+        ttl: seconds a token is reused before the store is read again.
+    """
+
+    def __init__(
+        self,
+        store: SQLAlchemyInstallationStore,
+        team_id: str | None = None,
+        rotator: TokenRotator | None = None,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._team_id = team_id
+        self._rotator = rotator
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[str, float] | None = None
+
+    def current(self) -> str:
+        """The token.
+
+        Raises:
+            NotInstalled: nobody has installed Shepherd (in that workspace) yet.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._cached is not None and now - self._cached[1] < self._ttl:
+                return self._cached[0]
+            bot = self._find()
+            if bot is None or not bot.bot_token:
+                where = f"workspace {self._team_id}" if self._team_id else "any workspace"
+                raise NotInstalled(
+                    f"Shepherd is not installed in {where} yet: open /slack/install to install it. "
+                    "Notifications wait in the outbox until then."
+                )
+            if self._rotator is not None and bot.bot_refresh_token:
+                refreshed = self._rotator.perform_bot_token_rotation(bot=bot)
+                if refreshed is not None:
+                    self._store.save_bot(refreshed)
+                    bot = refreshed
+            assert bot.bot_token is not None
+            self._cached = (bot.bot_token, now)
+            return bot.bot_token
+
+    def _find(self) -> Bot | None:
+        if self._team_id:
+            return self._store.find_bot(enterprise_id=None, team_id=self._team_id)
+        bots = self._store.bots
+        query = (
+            select(bots)
+            .where(bots.c.client_id == self._store.client_id, bots.c.bot_token.is_not(None))
+            .order_by(desc(bots.c.installed_at))
+            .limit(1)
+        )
+        with self._store.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else self._store.build_bot_entity(row)
+
+
+def installed_bot_token(settings: Settings, database: Database) -> InstalledBotToken:
+    """The token source for this deployment's OAuth settings."""
+    assert settings.slack_client_secret is not None, "installed_bot_token needs SLACK_CLIENT_SECRET"
+    rotator = TokenRotator(
+        client_id=settings.slack_client_id or "",
+        client_secret=settings.slack_client_secret.get_secret_value(),
+        client=WebClient(base_url=(settings.slack_api_url or DEFAULT_API_URL).rstrip("/") + "/"),
+    )
+    return InstalledBotToken(installation_store(settings, database), settings.slack_team_id, rotator)

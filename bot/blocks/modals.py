@@ -49,9 +49,26 @@ REASON_MAX_LENGTH = 3000
 _QUESTION_BYTES = MAX_VIEW_BYTES - 20_000
 
 
+# Pipelines are immutable and live as long as the process, so a gate's pages are worked out once
+# (rendering every input to size it is half the cost of building a questionnaire page). Keyed by
+# identity, holding the gate so that the id cannot be reused.
+_PAGES: dict[tuple[int, int], tuple[Gate, list[list[Question]]]] = {}
+
+
 def questionnaire_pages(gate: Gate, page_size: int = 0) -> list[list[Question]]:
     """The gate's questions cut into pages of at most ``page_size`` (0: the default), each page
-    small enough for one view whatever the answers are."""
+    small enough for one view whatever the answers are. Do not modify the result: it is shared."""
+    cached = _PAGES.get((id(gate), page_size))
+    if cached is not None and cached[0] is gate:
+        return cached[1]
+    pages = _cut_pages(gate, page_size)
+    if len(_PAGES) > 256:  # tests build many pipelines; a process serving one never gets here
+        _PAGES.clear()
+    _PAGES[(id(gate), page_size)] = (gate, pages)
+    return pages
+
+
+def _cut_pages(gate: Gate, page_size: int) -> list[list[Question]]:
     size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
     pages: list[list[Question]] = [[]]
     used = 0

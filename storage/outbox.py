@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,13 +132,20 @@ class OutboxWorker:
         self.concurrency = max(1, concurrency)
         self._ordering_key = ordering_key or (lambda message: message.id)
         self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
+        self._stopping: threading.Event | None = None  # run_forever's stop event
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due messages (default: one batch), send them; returns how many
         were delivered."""
         claimed = self._claim(limit or self.batch_size)
         if self._pool is None or len(claimed) <= 1:
-            return sum(self._deliver(message, token) for message, token in claimed)
+            delivered = 0
+            for index, (message, token) in enumerate(claimed):
+                if self._stopping is not None and self._stopping.is_set():
+                    self._release(claimed[index:])
+                    break
+                delivered += self._deliver(message, token)
+            return delivered
         # Messages about the same thing (one initiative) go out in order, one after the other;
         # different things go out in parallel, so one slow Slack call does not hold up the rest.
         groups: dict[object, list[tuple[OutboxMessage, str]]] = {}
@@ -149,6 +156,9 @@ class OutboxWorker:
     def _deliver_in_order(self, group: list[tuple[OutboxMessage, str]]) -> int:
         delivered = 0
         for index, (message, token) in enumerate(group):
+            if self._stopping is not None and self._stopping.is_set():
+                self._release(group[index:])
+                break
             sent = self._deliver(message, token)
             delivered += sent
             if not sent:
@@ -166,7 +176,13 @@ class OutboxWorker:
         return delivered
 
     def run_forever(self, stop_event: threading.Event, poll_interval: float = 1.0) -> None:
-        """Deliver until ``stop_event`` is set; sleeps ``poll_interval`` when nothing is due."""
+        """Deliver until ``stop_event`` is set; sleeps ``poll_interval`` when nothing is due.
+
+        Once it is set, messages not yet started are handed back at once rather than sent: with
+        Slack slow or down, finishing a claimed batch (retries included) took a stopping worker
+        over a minute, and another worker would have waited for the lease to expire.
+        """
+        self._stopping = stop_event
         while not stop_event.is_set():
             try:
                 busy = self.run_once() > 0
@@ -175,6 +191,13 @@ class OutboxWorker:
                 busy = False
             if not busy:
                 stop_event.wait(poll_interval)
+
+    def _release(self, items: Sequence[tuple[OutboxMessage, str]]) -> None:
+        """Hand claimed messages back, due now, without counting the attempt they never had."""
+        now = self._clock.now()
+        for message, token in items:
+            values = {"status": PENDING, "attempts": message.attempts - 1, "next_attempt_at": now}
+            leasing.finish(self._database, outbox, message.id, token, values)
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failure: exponential, capped, half of it jittered."""

@@ -197,3 +197,42 @@ def test_run_forever_stops_when_asked(database: Database, clock: FakeClock) -> N
     stop.set()
     thread.join(timeout=5)
     assert not thread.is_alive() and len(sender.sent) == 3
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_stopping_worker_hands_back_what_it_has_not_started(
+    database: Database, clock: FakeClock, concurrency: int
+) -> None:
+    """Slack is slow: the worker is asked to stop while sending the first of a claimed batch. It
+    finishes that send, sends nothing more, and the rest are due again at once for the next worker,
+    their attempt not counted."""
+    put(database, 6)
+    stop = threading.Event()
+    started = threading.Event()
+    sent: list[int] = []
+
+    def slow_send(message: OutboxMessage) -> None:
+        started.set()
+        stop.wait(5)
+        sent.append(message.id)
+
+    worker = OutboxWorker(
+        database, slow_send, clock, concurrency=concurrency, ordering_key=lambda message: 0, batch_size=6
+    )
+    thread = threading.Thread(target=worker.run_forever, args=(stop, 0.01))
+    thread.start()
+    assert started.wait(5)
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert len(sent) == 1
+    assert outbox_counts(database) == {"delivered": 1, "pending": 5}
+    with database.session(read_only=True) as session:
+        waiting = session.execute(select(outbox).where(outbox.c.status == "pending")).mappings().all()
+    assert {(r["attempts"], r["claim_token"], r["next_attempt_at"]) for r in waiting} == {(0, None, START)}
+
+    after = Recorder()
+    assert OutboxWorker(database, after, clock).run_once(limit=10) == 5
+    with database.session(read_only=True) as session:
+        every = session.execute(select(outbox.c.id)).scalars().all()
+    assert sorted(sent + [m.id for m in after.sent]) == sorted(every)  # each once

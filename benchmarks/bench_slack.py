@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -334,8 +335,19 @@ def load_main(conn: Any, port: int, bodies: list[bytes], connections: int, secon
 
 
 WRK_SCRIPT = """
+-- The requests are read from a file (length-prefixed records): as literals in the script, a long
+-- run's tens of thousands of them exceeded Lua's 65,536 constants per function.
 local raw = {}
-%s
+local file = assert(io.open(%s, "rb"))
+local data = file:read("*a")
+file:close()
+local at = 1
+while at <= #data do
+  local newline = string.find(data, "\\n", at, true)
+  local size = tonumber(string.sub(data, at, newline - 1))
+  raw[#raw + 1] = string.sub(data, newline + 1, newline + size)
+  at = newline + size + 1
+end
 local mine, cursor, threads = {}, 0, 0
 function setup(thread)
   threads = threads + 1
@@ -359,20 +371,6 @@ end
 """
 
 
-def _lua_string(data: bytes) -> str:
-    """A Lua string literal holding ``data`` byte for byte (long brackets would turn CRLF into LF)."""
-    out = []
-    for byte in data:
-        char = chr(byte)
-        if char in '"\\':
-            out.append("\\" + char)
-        elif 32 <= byte < 127:
-            out.append(char)
-        else:
-            out.append(f"\\{byte:03d}")
-    return '"' + "".join(out) + '"'
-
-
 def run_load_wrk(
     port: int, bodies: list[bytes], connections: int, seconds: float, marks: list[Any] | None = None
 ) -> LoadResult:
@@ -382,12 +380,13 @@ def run_load_wrk(
     has been sent once, a thread starts over (a repeated click is then an idempotent no-op).
     """
     timestamp = str(int(time.time()))
-    entries = []
-    for index, body in enumerate(bodies, 1):
-        entries.append(f"raw[{index}] = {_lua_string(http_request(port, body, timestamp))}")
+    with tempfile.NamedTemporaryFile("wb", suffix=".requests", delete=False) as requests:
+        for body in bodies:
+            request = http_request(port, body, timestamp)
+            requests.write(b"%d\n" % len(request) + request)
     threads = max(1, min(2, connections))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % "\n".join(entries))
+        script.write(WRK_SCRIPT % json.dumps(requests.name))
     probe = marks.pop() if marks else None
     try:
         if probe is not None:
@@ -413,6 +412,7 @@ def run_load_wrk(
             marks.append(probe())  # type: ignore[union-attr]
     finally:
         Path(script.name).unlink()
+        Path(requests.name).unlink()
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
         raise RuntimeError(

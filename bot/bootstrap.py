@@ -105,6 +105,7 @@ def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None
             openai_base_url=settings.openai_base_url,
             openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
             onnx_model_dir=settings.embedding_model_dir,
+            glossary=settings.glossary,
         )
     except KnowledgeError as error:
         logger.warning("Policy guidance is unavailable: %s", error)

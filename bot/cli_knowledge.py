@@ -87,10 +87,13 @@ def get_kb() -> KnowledgeBase:
                 if settings.openai_api_key
                 else None,
                 onnx_model_dir=settings.embedding_model_dir,
+                glossary=settings.glossary,
             )
         else:
             data_dir = _options.data_dir if _options.data_dir is not None else settings.data_dir / "knowledge"
-            _kb = KnowledgeBase(data_dir, embeddings=_options.embeddings or settings.embeddings)
+            _kb = KnowledgeBase(
+                data_dir, embeddings=_options.embeddings or settings.embeddings, glossary=settings.glossary
+            )
     return _kb
 
 

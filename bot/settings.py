@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     the last commits on power loss; FULL also survives power loss, at one disk sync per commit."""
     policies_dir: Path | None = Field(default=None, validation_alias=_env("SHEPHERD_POLICIES"))
     embeddings: str = Field(default="auto", validation_alias=_env("SHEPHERD_EMBEDDINGS"))
+    glossary: str | None = Field(default=None, validation_alias=_env("SHEPHERD_GLOSSARY"))
+    """Words keyword search adds to questions: unset for the bundled glossary, ``none``, or a YAML file."""
     embedding_model_dir: Path | None = Field(
         default=None, validation_alias=_env("SHEPHERD_EMBEDDING_MODEL_DIR")
     )

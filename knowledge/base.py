@@ -44,6 +44,7 @@ from knowledge.embeddings import (
     lexical_embedder,
     resolve_embedder,
 )
+from knowledge.glossary import GlossaryError, load_glossary
 from knowledge.lexical import LexicalIndex
 from knowledge.loaders import LoadError, iter_supported_files, load_bytes
 from knowledge.types import Hit
@@ -281,6 +282,7 @@ class KnowledgeBase:
         chunk_chars: int = DEFAULT_CHUNK_CHARS,
         embedder: Embedder | None = None,
         priors: Sequence[tuple[str, float]] = DEFAULT_PRIORS,
+        glossary: str | None = None,
     ) -> None:
         """Open (or create) the knowledge base.
 
@@ -296,12 +298,18 @@ class KnowledgeBase:
             priors: (regular expression, factor) pairs: a hybrid result whose
                 ``source + "\\n" + section`` matches a pattern has its score multiplied by the
                 factor (case-insensitive). By default recitals count half.
+            glossary: the words keyword search adds to a question (``knowledge.glossary``):
+                None for the bundled glossary, ``none`` for no glossary, or a YAML file.
 
         Raises:
-            KnowledgeError: the embeddings setting is not understood, or the store cannot be
-                opened.
+            KnowledgeError: the embeddings setting is not understood, the glossary cannot be
+                used, or the store cannot be opened.
         """
         self._data_dir = Path(data_dir)
+        try:
+            self._glossary = load_glossary(glossary)
+        except GlossaryError as error:
+            raise KnowledgeError(str(error)) from error
         self._chunk_chars = chunk_chars
         try:
             self._priors = [(re.compile(pattern, re.IGNORECASE), float(factor)) for pattern, factor in priors]
@@ -665,7 +673,8 @@ class KnowledgeBase:
         # Collapsing per section drops rows, so each ranking goes deeper than k.
         depth = max(_FUSION_DEPTH, 8 * k)
         mask = snapshot.mask(tags, gate)
-        lexical = [] if mode == "vector" else self._bm25_ranking(snapshot, query, depth, mask)
+        keywords = self._glossary.expand(query) if self._glossary is not None else query
+        lexical = [] if mode == "vector" else self._bm25_ranking(snapshot, keywords, depth, mask)
         vector: list[tuple[int, float]] = []
         if mode != "bm25":
             try:

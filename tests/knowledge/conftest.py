@@ -62,6 +62,8 @@ def make_kb(tmp_path: Path) -> Callable[..., KnowledgeBase]:
 
     def build(**kwargs: Any) -> KnowledgeBase:
         kwargs.setdefault("embedder", fake_embedder())
+        # The ranking tests are about one mechanism at a time; the glossary has its own tests.
+        kwargs.setdefault("glossary", "none")
         return KnowledgeBase(tmp_path / "data", **kwargs)
 
     return build

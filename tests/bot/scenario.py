@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bot import ids
 from bot.app import build_app
 from bot.bootstrap import Services, bootstrap
@@ -29,9 +31,12 @@ from bot.inbox import processor as inbox_processor
 from bot.notify import SlackNotifier
 from bot.server import asgi_app
 from bot.settings import Settings
+from gates import usecases
 from storage.inbox import InboxProcessor
 from storage.outbox import OutboxWorker
 from storage.slack_messages import MessageRefs
+
+REPO = Path(__file__).resolve().parents[2]
 
 SIGNING_SECRET = "test-signing-secret"
 
@@ -138,6 +143,32 @@ class Workspace:
                 return value
             time.sleep(0.02)
         raise AssertionError("condition not met in time")
+
+
+def register_low_risk(
+    ws: Workspace, owner: str, sponsor: str, name: str = "Spare-parts demand forecast"
+) -> str:
+    """Register an initiative with the example low-risk intake answers (through the use case, as
+    setup: the modal has tests of its own); returns its reference."""
+    answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+    answers |= {"business_sponsor": sponsor, "initiative_owner": owner}
+    services = ws.services
+    initiative = usecases.register(
+        services.pipeline,
+        services.uow(),
+        name=name,
+        owner_id=owner,
+        answers=answers,
+        actor_id=owner,
+        now=ws.clock(),
+    )
+    return initiative.ref
+
+
+def only_ref(ws: Workspace) -> str:
+    """The reference of the workspace's one initiative."""
+    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    return initiative.ref
 
 
 def find_button(message: dict[str, Any], action_id: str) -> dict[str, Any]:

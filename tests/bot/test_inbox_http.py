@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import text
 
 from bot import ids
@@ -22,9 +21,15 @@ from storage import DatabaseUnavailable
 from storage.inbox import inbox_counts
 from storage.outbox import SqlOutbox
 from storage.tables import inbox
-from tests.bot.scenario import Workspace, find_button, has_button, running_workspace
+from tests.bot.scenario import (
+    Workspace,
+    find_button,
+    has_button,
+    only_ref,
+    register_low_risk,
+    running_workspace,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONSOR"
 OUTSIDER = "U0OUTSIDE"
@@ -41,36 +46,21 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         usecases.set_role_holders(
             services.pipeline, services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock()
         )
-        answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
-        answers |= {"business_sponsor": SPONSOR, "initiative_owner": OWNER}
-        ref = usecases.register(
-            services.pipeline,
-            services.uow(),
-            name="Spare-parts demand forecast",
-            owner_id=OWNER,
-            answers=answers,
-            actor_id=OWNER,
-            now=ws.clock(),
-        ).ref
+        ref = register_low_risk(ws, OWNER, SPONSOR)
         usecases.submit(services.pipeline, services.uow(), ref, OWNER, ws.clock())
         ws.deliver()
         yield ws
 
 
-def the_ref(ws: Workspace) -> str:
-    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
-    return initiative.ref
-
-
 def review(ws: Workspace) -> Any:
     with ws.services.read_uow() as uow:
-        [found] = uow.reviews.for_initiative(the_ref(ws))
+        [found] = uow.reviews.for_initiative(only_ref(ws))
         return found
 
 
 def timeline(ws: Workspace) -> list[Any]:
     with ws.services.read_uow() as uow:
-        return list(uow.audit.timeline(the_ref(ws)))
+        return list(uow.audit.timeline(only_ref(ws)))
 
 
 def review_request(ws: Workspace, user: str) -> tuple[dict[str, Any], str]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bot import ids
 from bot.emulator import payloads
@@ -18,9 +17,8 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from storage.inbox import inbox_counts
-from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.scenario import Workspace, has_button, only_ref, register_low_risk, running_workspace
 
-REPO = Path(__file__).resolve().parents[2]
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONSOR"
 SECOND_SPONSOR = "U0SPONSR2"
@@ -38,24 +36,9 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         usecases.set_role_holders(
             services.pipeline, services.uow(), "sponsor", [SPONSOR, SECOND_SPONSOR], "U0ADMIN01", ws.clock()
         )
-        answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
-        answers |= {"business_sponsor": SPONSOR, "initiative_owner": OWNER}
-        usecases.register(
-            services.pipeline,
-            services.uow(),
-            name="Spare-parts demand forecast",
-            owner_id=OWNER,
-            answers=answers,
-            actor_id=OWNER,
-            now=ws.clock(),
-        )
+        register_low_risk(ws, OWNER, SPONSOR)
         ws.deliver()
         yield ws
-
-
-def the_ref(ws: Workspace) -> str:
-    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
-    return initiative.ref
 
 
 def card(ws: Workspace) -> dict[str, Any]:
@@ -77,7 +60,7 @@ def send_without_draining(ws: Workspace, user: str, view: dict[str, Any], values
 
 def recorded(ws: Workspace, question: str) -> Any:
     with ws.services.read_uow() as uow:
-        return uow.answers.current(the_ref(ws)).get(question)
+        return uow.answers.current(only_ref(ws)).get(question)
 
 
 def private_texts(ws: Workspace, user: str) -> list[str]:
@@ -119,8 +102,8 @@ def test_a_page_is_stored_before_the_ack_and_recorded_by_the_worker_as_of_the_su
     answer = recorded(ws, QUESTION)
     assert (answer.value, answer.author_id, answer.answered_at) == (10, OWNER, submitted_at)
     with ws.services.read_uow() as uow:
-        links = list(uow.answers.links(the_ref(ws)))
-        actions = [e.action for e in uow.audit.timeline(the_ref(ws))]
+        links = list(uow.answers.links(only_ref(ws)))
+        actions = [e.action for e in uow.audit.timeline(only_ref(ws))]
     assert [(link.url, link.title, link.author_id) for link in links] == [
         ("https://wiki.example.com/forecast-plan", "PoC plan", OWNER)
     ]
@@ -152,7 +135,7 @@ def test_a_page_refused_by_the_time_it_is_applied_is_told_privately_and_records_
     view = page_with(ws, QUESTION)
     assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "12"}).status == 200
     before = recorded(ws, QUESTION)
-    usecases.submit(ws.services.pipeline, ws.services.uow(), the_ref(ws), OWNER, ws.clock())
+    usecases.submit(ws.services.pipeline, ws.services.uow(), only_ref(ws), OWNER, ws.clock())
 
     assert ws.inbox.drain() == 1
     assert recorded(ws, QUESTION) == before
@@ -163,7 +146,7 @@ def test_a_page_refused_by_the_time_it_is_applied_is_told_privately_and_records_
 def test_a_page_for_a_gate_under_review_is_refused_inside_the_modal(workspace: Workspace) -> None:
     ws = workspace
     view = page_with(ws, QUESTION)
-    usecases.submit(ws.services.pipeline, ws.services.uow(), the_ref(ws), OWNER, ws.clock())
+    usecases.submit(ws.services.pipeline, ws.services.uow(), only_ref(ws), OWNER, ws.clock())
     body = send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "12"}).json()
     assert body["response_action"] == "errors"
     assert "under review" in " ".join(body["errors"].values())
@@ -174,7 +157,7 @@ def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(w
     """Two sponsors open the Reject form; the first rejection closes the review, the second is
     accepted by its modal (it was valid when sent) and then explained privately by the worker."""
     ws = workspace
-    ref = the_ref(ws)
+    ref = only_ref(ws)
     ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
     ws.deliver()
     forms = {}

@@ -10,16 +10,25 @@ explanation is neither lost nor sent twice.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.blocks.text import clip
 from bot.bootstrap import Services
 from bot.listeners.common import queue_private_message
 from gates import usecases
-from gates.errors import GateError
+from gates.errors import GateError, UnknownReview
 from gates.lifecycle import DecisionKind
 from gates.ports import UnitOfWork
-from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
+from storage.inbox import (
+    BatchHandler,
+    Handler,
+    InboxItem,
+    InboxProcessor,
+    UnitOfWorkFactory,
+    pending_payloads,
+)
 
 DECISION = "decision"
 ANSWERS = "answers"
@@ -50,6 +59,27 @@ def answers_request(
         "link": list(link) if link else None,
         "channel": channel,
     }
+
+
+def pending_answers(services: Services, ref: str, gate_id: str | None = None) -> dict[str, Any]:
+    """Answers for ``ref`` (and ``gate_id``) acknowledged but not recorded yet, later pages
+    overriding earlier ones: normally nothing, as the worker records a page within
+    milliseconds, but a busy or stopped worker must not make a page seem lost."""
+    merged: dict[str, Any] = {}
+    for payload in pending_payloads(services.database, ANSWERS):
+        if payload.get("ref") == ref and gate_id in (None, payload.get("gate")):
+            merged.update(payload.get("answers") or {})
+    return merged
+
+
+def wait_for_answers(services: Services, ref: str, timeout: float = 3.0, poll: float = 0.05) -> bool:
+    """True once no page for ``ref`` is waiting in the inbox (False after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while pending_answers(services, ref):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
 
 
 def handlers(services: Services) -> Mapping[str, Handler]:
@@ -88,7 +118,13 @@ def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOf
     }
 
     def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
-        queue_private_message(uow, request.user_id, str(error), channels[id(request)], services.now())
+        text = str(error)
+        if request.reason:
+            # The form closed when it was accepted: give the reason back, so it is not lost.
+            text = f"{text} Your reason, for the record: \u201c{clip(request.reason, 2500)}\u201d"
+            if not isinstance(error, UnknownReview):
+                text = f"{uow.reviews.get(request.review_id).initiative_ref}: {text}"
+        queue_private_message(uow, request.user_id, text, channels[id(request)], services.now())
 
     usecases.decide_many(services.pipeline, uows(), requests, refused)
 

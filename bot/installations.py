@@ -1,11 +1,10 @@
 """The bot token notifications go out with when Shepherd is installed through OAuth.
 
 Listeners get their workspace's token from Bolt (its authorize step reads the installation
-store for each request). The outbox worker has no request to go by: it sends as the workspace
-Shepherd serves, ``SLACK_TEAM_ID`` when set, otherwise the most recent installation (a single
-workspace, or an Enterprise Grid org-wide install). The token is re-read every ``ttl`` seconds,
-so a reinstall takes effect without a restart, and refreshed with slack_sdk's ``TokenRotator``
-when the app uses token rotation.
+store for each request). The outbox worker has no request to go by: it sends as the one
+workspace Shepherd's registry lives in, ``SLACK_TEAM_ID`` when set, otherwise the most recent
+installation. The token is re-read every ``ttl`` seconds, so a reinstall takes effect without a
+restart, and refreshed with slack_sdk's ``TokenRotator`` when the app uses token rotation.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from slack_sdk import WebClient
-from slack_sdk.oauth.installation_store import Bot
+from slack_sdk.errors import SlackTokenRotationError
+from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.token_rotation import TokenRotator
 from sqlalchemy import desc, select
@@ -23,10 +23,12 @@ from sqlalchemy import desc, select
 from bot.settings import Settings
 from bot.slack_client import DEFAULT_API_URL
 from storage.database import Database
+from storage.outbox import Postponed
 
 
-class NotInstalled(Exception):  # noqa: N818 - it names the state, as Slack's own errors do
-    """No installation to send as yet; notifications wait in the outbox until there is one."""
+class NotInstalled(Postponed):
+    """No installation to send as yet: the outbox keeps the messages, without counting attempts,
+    until there is one."""
 
 
 def installation_store(settings: Settings, database: Database) -> SQLAlchemyInstallationStore:
@@ -37,6 +39,10 @@ def installation_store(settings: Settings, database: Database) -> SQLAlchemyInst
 
 class InstalledBotToken:
     """``current()`` is the bot token to send notifications with.
+
+    Rotation goes through the whole installation and ``store.save`` (both of the store's tables),
+    as Bolt's own authorize step does: Slack revokes a refresh token once it is used, so the
+    worker and Bolt must always find the newest one, whichever of them refreshed it.
 
     Args:
         store: where OAuth installations are kept.
@@ -71,35 +77,42 @@ class InstalledBotToken:
             now = self._clock()
             if self._cached is not None and now - self._cached[1] < self._ttl:
                 return self._cached[0]
-            bot = self._find()
-            if bot is None or not bot.bot_token:
+            installation = self._find()
+            if installation is not None and installation.bot_refresh_token and self._rotator is not None:
+                installation = self._rotated(installation)
+            if installation is None or not installation.bot_token:
                 where = f"workspace {self._team_id}" if self._team_id else "any workspace"
                 raise NotInstalled(
                     f"Shepherd is not installed in {where} yet: open /slack/install to install it. "
                     "Notifications wait in the outbox until then."
                 )
-            if self._rotator is not None and bot.bot_refresh_token:
-                refreshed = self._rotator.perform_bot_token_rotation(bot=bot)
-                if refreshed is not None:
-                    self._store.save_bot(refreshed)
-                    bot = refreshed
-            assert bot.bot_token is not None
-            self._cached = (bot.bot_token, now)
-            return bot.bot_token
+            self._cached = (installation.bot_token, now)
+            return installation.bot_token
 
-    def _find(self) -> Bot | None:
-        if self._team_id:
-            return self._store.find_bot(enterprise_id=None, team_id=self._team_id)
-        bots = self._store.bots
-        query = (
-            select(bots)
-            .where(bots.c.client_id == self._store.client_id, bots.c.bot_token.is_not(None))
-            .order_by(desc(bots.c.installed_at))
-            .limit(1)
+    def _rotated(self, installation: Installation) -> Installation | None:
+        assert self._rotator is not None
+        try:
+            refreshed = self._rotator.perform_token_rotation(installation=installation)
+        except SlackTokenRotationError:
+            # Another process (Bolt, another worker) refreshed it first: its token is stored.
+            return self._find()
+        if refreshed is None:
+            return installation  # not expiring yet
+        self._store.save(refreshed)
+        return refreshed
+
+    def _find(self) -> Installation | None:
+        """The newest installation of the workspace (any Enterprise Grid org), or of any."""
+        table = self._store.installations
+        query = select(table).where(
+            table.c.client_id == self._store.client_id, table.c.bot_token.is_not(None)
         )
+        if self._team_id:
+            query = query.where(table.c.team_id == self._team_id)
+        query = query.order_by(desc(table.c.installed_at)).limit(1)
         with self._store.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
-        return None if row is None else self._store.build_bot_entity(row)
+        return None if row is None else self._store.build_installation_entity(row)
 
 
 def installed_bot_token(settings: Settings, database: Database) -> InstalledBotToken:

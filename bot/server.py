@@ -94,21 +94,28 @@ def start_delivery(client: WebClient, services: Services, stop: threading.Event)
 
 
 def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMessage], None]:
-    """What sends one outbox message to Slack. With OAuth, ``client`` has no token of its own:
-    each send takes the installation's current one (``bot.installations``), on a client of its
-    own so Bolt's is never changed; until someone installs Shepherd, sends fail and the outbox
-    keeps the messages for later."""
+    """What sends one outbox message to Slack.
+
+    With OAuth, ``client`` has no token of its own: each send takes the installation's current
+    one (``bot.installations``), on a client per sending thread, so Bolt's client is never
+    changed and no thread's token changes under another's call. Until someone installs
+    Shepherd, messages are postponed in the outbox (never dead-lettered for it).
+    """
     if not services.settings.oauth_enabled:
         return SlackNotifier(services, client, MessageRefs(services.database))
     from bot.installations import installed_bot_token
 
     tokens = installed_bot_token(services.settings, services.database)
-    own = make_client(None, services.settings.slack_api_url)
-    notifier = SlackNotifier(services, own, MessageRefs(services.database))
+    refs = MessageRefs(services.database)
+    local = threading.local()
 
     def send(message: OutboxMessage) -> None:
-        own.token = tokens.current()
-        notifier(message)
+        token = tokens.current()
+        if not hasattr(local, "notifier"):
+            local.client = make_client(None, services.settings.slack_api_url)
+            local.notifier = SlackNotifier(services, local.client, refs)
+        local.client.token = token
+        local.notifier(message)
 
     return send
 

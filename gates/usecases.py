@@ -425,6 +425,32 @@ class DecideOutcome:
     advanced: bool
 
 
+def check_decision(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    review_id: int,
+    user_id: str,
+    kind: DecisionKind,
+    reason: str | None,
+    now: datetime,
+) -> str:
+    """Whether ``decide`` would accept this decision now, recording nothing: the domain's own
+    rules run on a copy of the review read in a transaction that is never committed. For a
+    caller that must answer at once (a Slack modal) while the decision is recorded later.
+
+    Returns:
+        the reference of the review's initiative.
+
+    Raises:
+        UnknownReview; DecisionRefused and its subclasses, as ``decide`` would.
+    """
+    with uow:
+        review = uow.reviews.get(review_id)
+        roles = roles_of(pipeline, uow, user_id)
+    review.decide(user_id, roles, kind, reason, now)
+    return review.initiative_ref
+
+
 def decide(
     pipeline: CompiledPipeline,
     uow: UnitOfWork,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from storage.audit import AuditReport
 from storage.database import Database, sqlite_url
 from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew, StorageError
-from storage.outbox import OutboxMessage, OutboxWorker, PermanentFailure, outbox_counts
+from storage.outbox import OutboxMessage, OutboxWorker, PermanentFailure, Postponed, outbox_counts
 from storage.uow import SqlUnitOfWork
 
 
@@ -38,6 +38,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxWorker",
     "PermanentFailure",
+    "Postponed",
     "SchemaOutdated",
     "SchemaTooNew",
     "SqlUnitOfWork",

@@ -395,6 +395,19 @@ def inbox_counts(database: Database) -> dict[str, int]:
         return {status: int(count) for status, count in rows}
 
 
+def pending_payloads(database: Database, kind: str, limit: int = 1000) -> list[Mapping[str, Any]]:
+    """Payloads of the accepted requests of ``kind`` not applied yet, oldest first: what a
+    reader must overlay on the database to see what people have already been told is saved."""
+    with database.session(read_only=True) as session:
+        rows = session.execute(
+            select(inbox.c.payload)
+            .where(inbox.c.status == PENDING, inbox.c.kind == kind)
+            .order_by(inbox.c.id)
+            .limit(limit)
+        )
+        return [payload for (payload,) in rows]
+
+
 def _mark_applied(item_ids: list[int], token: str, at: datetime) -> Any:
     return (
         update(inbox)

@@ -66,6 +66,16 @@ class PermanentFailure(Exception):  # noqa: N818 - the name the brief and the bo
     """Raised by a sender when retrying cannot help (channel archived, user gone)."""
 
 
+class Postponed(Exception):  # noqa: N818 - it names what happens to the message
+    """Raised by a sender when nothing can be sent yet, through no fault of the message (the
+    app is not installed yet): the message waits ``delay`` and the attempt is not counted, so
+    waiting never dead-letters it."""
+
+    def __init__(self, message: str, delay: timedelta = timedelta(minutes=1)) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 class SqlOutbox:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -142,9 +152,13 @@ class OutboxWorker:
             delivered = 0
             for index, (message, token) in enumerate(claimed):
                 if self._stopping is not None and self._stopping.is_set():
-                    self._release(claimed[index:])
+                    self._release(claimed[index:], self._clock.now())
                     break
-                delivered += self._deliver(message, token)
+                try:
+                    delivered += self._deliver(message, token)
+                except Postponed as wait:
+                    self._release(claimed[index:], self._clock.now() + wait.delay, _describe(wait))
+                    break
             return delivered
         # Messages about the same thing (one initiative) go out in order, one after the other;
         # different things go out in parallel, so one slow Slack call does not hold up the rest.
@@ -157,9 +171,13 @@ class OutboxWorker:
         delivered = 0
         for index, (message, token) in enumerate(group):
             if self._stopping is not None and self._stopping.is_set():
-                self._release(group[index:])
+                self._release(group[index:], self._clock.now())
                 break
-            sent = self._deliver(message, token)
+            try:
+                sent = self._deliver(message, token)
+            except Postponed as wait:
+                self._release(group[index:], self._clock.now() + wait.delay, _describe(wait))
+                break
             delivered += sent
             if not sent:
                 # Keep the order: what follows a failed message waits for its retry.
@@ -192,11 +210,19 @@ class OutboxWorker:
             if not busy:
                 stop_event.wait(poll_interval)
 
-    def _release(self, items: Sequence[tuple[OutboxMessage, str]]) -> None:
-        """Hand claimed messages back, due now, without counting the attempt they never had."""
-        now = self._clock.now()
+    def _release(
+        self, items: Sequence[tuple[OutboxMessage, str]], due: datetime, reason: str | None = None
+    ) -> None:
+        """Hand claimed messages back, due at ``due``, without counting the attempt they never
+        really had."""
         for message, token in items:
-            values = {"status": PENDING, "attempts": message.attempts - 1, "next_attempt_at": now}
+            values: dict[str, Any] = {
+                "status": PENDING,
+                "attempts": message.attempts - 1,
+                "next_attempt_at": due,
+            }
+            if reason is not None:
+                values["last_error"] = reason[:2000]
             leasing.finish(self._database, outbox, message.id, token, values)
 
     def backoff(self, attempts: int) -> timedelta:
@@ -223,8 +249,15 @@ class OutboxWorker:
         return [(m, token) for m in messages]
 
     def _deliver(self, message: OutboxMessage, token: str) -> int:
+        """1 if sent, 0 if it failed (retried later or dead-lettered).
+
+        Raises:
+            Postponed: from the sender, for the caller to hand this and what follows back.
+        """
         try:
             self._sender(message)
+        except Postponed:
+            raise
         except PermanentFailure as error:
             self._finish(message, token, status=DEAD, error=f"permanent: {_describe(error)}")
             return 0

@@ -334,6 +334,34 @@ def _api_test(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "args": {k: v for k, v in params.items() if k != "token"}}
 
 
+@method("oauth.v2.access")
+def _oauth_v2_access(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
+    """The refresh-token grant of token rotation (the install-code grant is not emulated)."""
+    if params.get("grant_type") != "refresh_token":
+        raise SlackApiFailure("unsupported_grant_type")
+    state = api.state
+    with state.lock:
+        old = state.refresh_tokens.pop(str(params.get("refresh_token", "")), None)
+        if old is None:
+            raise SlackApiFailure("invalid_refresh_token")
+        state.tokens.discard(old)
+        serial = len(state.tokens) + len(state.refresh_tokens) + 1
+        token, refresh = f"xoxe.xoxb-rotated-{serial}", f"xoxe-1-refresh-{serial}"
+        state.tokens.add(token)
+        state.refresh_tokens[refresh] = token
+    return {
+        "ok": True,
+        "access_token": token,
+        "refresh_token": refresh,
+        "expires_in": 43200,
+        "token_type": "bot",
+        "scope": "chat:write",
+        "bot_user_id": state.bot_user_id,
+        "app_id": state.app_id,
+        "team": {"id": state.team_id, "name": state.team_name},
+    }
+
+
 @method("auth.test")
 def _auth_test(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
     state = api.state

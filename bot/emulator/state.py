@@ -186,6 +186,9 @@ class SlackState:
         self.app_id = app_id
         self.bot_name = bot_name
         self.tokens = set(tokens)
+        # Token rotation: refresh token -> the bot token it replaces. Slack revokes a refresh
+        # token (and its old access token) once it has been used.
+        self.refresh_tokens: dict[str, str] = {}
         self.trigger_ttl = trigger_ttl
         self.clock = clock
         self.users: dict[str, User] = {}

@@ -39,6 +39,10 @@ _FILE_PATH = re.compile(r"^/files/(?P<file_id>[A-Z0-9]+)(/.*)?$")
 _RESPONSE_PATH = re.compile(r"^/hooks/response/(?P<key>[A-Za-z0-9_-]+)$")
 
 
+# Methods Slack answers without a token: the app authenticates with its client id and secret.
+UNAUTHENTICATED = frozenset({"oauth.v2.access"})
+
+
 @dataclass(frozen=True)
 class RecordedCall:
     """One request the fake received, and what it answered."""
@@ -381,7 +385,8 @@ class FakeSlackWebAPI:
             body = {"ok": False, "error": fault.error}
             return self._finish(method, params, headers, received, token, fault.status, body, extra)
         try:
-            self.methods.authenticate(token)
+            if method not in UNAUTHENTICATED:
+                self.methods.authenticate(token)
         except SlackApiFailure as failure:
             return self._finish(method, params, headers, received, token, 200, failure.response())
         response = self.methods.call(method, params)

@@ -116,8 +116,10 @@ class ViewListeners:
                     errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
                 )
                 return
+            # Earlier pages the worker has not recorded yet count as answered.
+            earlier = inbox.pending_answers(services, ref, gate_id)
             initiative, answers = usecases.preview_answers(
-                pipeline, services.read_uow(), ref, gate_id, raw, link
+                pipeline, services.read_uow(), ref, gate_id, {**earlier, **raw}, link
             )
         except InvalidAnswer as error:
             block = ids.LINK_URL_BLOCK if link and error.question_id == "link" else None
@@ -139,8 +141,9 @@ class ViewListeners:
             ack()
 
     def reason(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-        """Like an Approve click, a decision with its reason goes through the inbox: the worker
-        checks it may be taken and records it, or tells the person privately why not."""
+        """Checked at once (errors inside the form), then, like an Approve click, stored in the
+        inbox for the worker to record; if a co-reviewer's decision lands first, the worker tells
+        the person privately, with the reason they typed."""
         services = self._services
         user = body["user"]["id"]
         meta = parse.metadata(view)
@@ -156,6 +159,15 @@ class ViewListeners:
                 response_action="errors",
                 errors={ids.REASON_BLOCK: "This form is out of date; close it and click the button again."},
             )
+            return
+        try:
+            # Refused now (the review closed while the form was open): said inside the form,
+            # where the reason is still in front of the person.
+            usecases.check_decision(
+                services.pipeline, services.read_uow(), review_id, user, kind, reason, services.now()
+            )
+        except GateError as error:
+            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
             return
         store_before_ack(
             services,

@@ -17,7 +17,14 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from storage.inbox import inbox_counts
-from tests.bot.scenario import Workspace, has_button, only_ref, register_low_risk, running_workspace
+from tests.bot.scenario import (
+    Workspace,
+    find_button,
+    has_button,
+    only_ref,
+    register_low_risk,
+    running_workspace,
+)
 
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONSOR"
@@ -90,8 +97,9 @@ def test_a_page_is_stored_before_the_ack_and_recorded_by_the_worker_as_of_the_su
         },
     )
     assert response.status == 200, response.text
-    # The modal moved on at once; the answer is durable but not yet recorded.
-    assert response.text in ("", "{}") or response.json()["response_action"] == "update"
+    # The modal closed at once (the link fields are on the gate's last page); the answer is
+    # durable but not yet recorded.
+    assert response.text in ("", "{}"), response.text
     assert inbox_counts(ws.services.database) == {"pending": 1}
     assert recorded(ws, QUESTION) is None or recorded(ws, QUESTION).value != 10
 
@@ -179,5 +187,53 @@ def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(w
         [review] = uow.reviews.for_initiative(ref)
     assert review.status is ReviewStatus.REJECTED
     assert [(d.approver_id, d.reason) for d in review.decisions] == [(SPONSOR, "No business case yet.")]
-    assert any("already" in t.lower() or "no longer" in t.lower() for t in private_texts(ws, SECOND_SPONSOR))
-    assert not any("already" in t.lower() for t in private_texts(ws, SPONSOR))
+    [told] = [t for t in private_texts(ws, SECOND_SPONSOR) if "nothing was recorded" in t]
+    assert told.startswith(f"{ref}: This review is already rejected")
+    assert "Too risky." in told  # the reason typed into the closed form is given back
+    assert not any("nothing was recorded" in t for t in private_texts(ws, SPONSOR))
+
+
+def test_a_reason_sent_after_the_review_closed_is_refused_inside_the_form(workspace: Workspace) -> None:
+    ws = workspace
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.deliver()
+    forms = {}
+    for user in (SPONSOR, SECOND_SPONSOR):
+        [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]
+        forms[user] = ws.opened_view(
+            lambda u=user, r=request: ws.click(u, r, ws.dm_with(u), ids.ACTION_REJECT)
+        )
+    assert ws.submit_view(SPONSOR, forms[SPONSOR], {ids.REASON_BLOCK: "No business case yet."}).status == 200
+
+    late = send_without_draining(ws, SECOND_SPONSOR, forms[SECOND_SPONSOR], {ids.REASON_BLOCK: "Too risky."})
+    body = late.json()
+    assert body["response_action"] == "errors"
+    assert list(body["errors"]) == [ids.REASON_BLOCK]
+    assert "already rejected" in body["errors"][ids.REASON_BLOCK]
+    assert inbox_counts(ws.services.database) == {"applied": 1}  # only the first decision
+
+
+def test_submit_waits_for_a_page_still_being_saved_rather_than_judging_without_it(
+    workspace: Workspace,
+) -> None:
+    """The worker is stopped: the last page is acknowledged but not recorded. Submitting now
+    would judge the gate without it and then freeze it, so the person is asked to wait."""
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "10"}).status == 200
+    submit = payloads.block_actions_on_message(
+        card(ws),
+        ids.ACTION_SUBMIT_REVIEW,
+        user_id=OWNER,
+        channel_id=ws.registry,
+        value=find_button(card(ws), ids.ACTION_SUBMIT_REVIEW)["value"],
+        trigger_id=ws.api.mint_trigger_id(OWNER),
+    )
+    assert ws.client.send(submit).status == 200
+    ws.wait(lambda: any("still being saved" in t for t in private_texts(ws, OWNER)))
+    with ws.services.read_uow() as uow:
+        assert uow.reviews.open_for(only_ref(ws)) is None
+    assert inbox_counts(ws.services.database) == {"pending": 1}  # the page is still there
+
+    assert ws.inbox.drain() == 1
+    assert recorded(ws, QUESTION).value == 10

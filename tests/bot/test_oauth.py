@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -67,21 +68,38 @@ def oauth_settings(tmp_path: Path, api: FakeSlackWebAPI, **extra: Any) -> Settin
     )
 
 
-def install(services: Any, api: FakeSlackWebAPI, team_id: str, token: str, at: float) -> None:
+def install(
+    services: Any,
+    api: FakeSlackWebAPI,
+    team_id: str,
+    token: str,
+    at: float,
+    refresh_token: str | None = None,
+    expires_at: int | None = None,
+) -> None:
     """What Bolt's OAuth callback stores once a workspace admin approves the install."""
     api.state.tokens.add(token)
+    if refresh_token:
+        api.state.refresh_tokens[refresh_token] = token
     installation_store(services.settings, services.database).save(
         Installation(
             app_id="A0SHEPHERD",
             team_id=team_id,
             user_id="U0ADMIN01",
             bot_token=token,
+            bot_refresh_token=refresh_token,
+            bot_token_expires_at=expires_at,
             bot_id="B0SHEPHERD",
             bot_user_id=api.state.bot_user_id,
             bot_scopes=["chat:write"],
             installed_at=at,
         )
     )
+
+
+def make_due(services: Any) -> None:
+    with services.database.engine.begin() as connection:
+        connection.execute(text("UPDATE outbox SET next_attempt_at = '2000-01-01 00:00:00'"))
 
 
 def register_one(services: Any) -> str:
@@ -113,18 +131,19 @@ def test_notifications_wait_for_an_install_then_go_out_with_its_token(tmp_path: 
         services = bootstrap(oauth_settings(tmp_path, api, registry_channel=registry.id))
         register_one(services)
 
-        # Nobody has installed Shepherd yet: nothing reaches Slack, nothing is lost.
-        assert deliver_once(services) == 0
+        # Nobody has installed Shepherd yet: nothing reaches Slack, and however long that lasts
+        # (more rounds than the outbox's attempts), nothing is dead-lettered.
+        for _ in range(12):
+            assert deliver_once(services) == 0
+            make_due(services)
         assert api.calls("chat.postMessage") == []
-        pending = outbox_counts(services.database)
-        assert pending.get("pending", 0) >= 1 and not pending.get("dead")
+        assert set(outbox_counts(services.database)) == {"pending"}
         with services.database.engine.connect() as connection:
-            errors = connection.execute(text("SELECT last_error FROM outbox")).scalars().all()
-        assert any("not installed" in (e or "") and "/slack/install" in (e or "") for e in errors)
+            rows = connection.execute(text("SELECT attempts, last_error FROM outbox")).all()
+        assert {attempts for attempts, _ in rows} == {0}
+        assert all("not installed" in error and "/slack/install" in error for _, error in rows)
 
         install(services, api, "T0ACME", "xoxb-acme", at=1_700_000_000.0)
-        with services.database.engine.begin() as connection:  # the retry is due now
-            connection.execute(text("UPDATE outbox SET next_attempt_at = '2000-01-01 00:00:00'"))
         assert deliver_once(services) >= 1
         [card] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry.id]
         assert card.token == "xoxb-acme"
@@ -143,4 +162,29 @@ def test_with_several_installs_notifications_go_as_the_configured_workspace(tmp_
         assert deliver_once(services) >= 1
         tokens = {c.token for c in api.calls("chat.postMessage", ok=True)}
         assert tokens == {"xoxb-acme"}
+        services.database.dispose()
+
+
+def test_an_expiring_token_is_rotated_where_bolt_will_find_it(tmp_path: Path) -> None:
+    """Slack revokes a refresh token once used, so the worker must store the new pair in the
+    installation (what Bolt's authorize reads), not only in the bot row."""
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        services = bootstrap(oauth_settings(tmp_path, api, registry_channel=registry.id))
+        soon = int(time.time()) + 600  # inside the rotator's two-hour window
+        install(services, api, "T0ACME", "xoxe.xoxb-old", 1_700_000_000.0, "xoxe-1-old", soon)
+        register_one(services)
+
+        assert deliver_once(services) >= 1
+        [refresh] = api.calls("oauth.v2.access", ok=True)
+        assert refresh.params["refresh_token"] == "xoxe-1-old"
+        new_token = refresh.response["access_token"]
+        assert {c.token for c in api.calls("chat.postMessage", ok=True)} == {new_token}
+        assert "xoxe.xoxb-old" not in api.state.tokens  # revoked, as Slack does
+
+        stored = installation_store(services.settings, services.database)
+        found = stored.find_installation(enterprise_id=None, team_id="T0ACME")
+        assert found is not None
+        assert (found.bot_token, found.bot_refresh_token) == (new_token, refresh.response["refresh_token"])
         services.database.dispose()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from storage import Database, OutboxMessage, OutboxWorker, PermanentFailure, outbox_counts
+from storage import Database, OutboxMessage, OutboxWorker, PermanentFailure, Postponed, outbox_counts
 from storage.tables import outbox
 from tests.storage.scenarios import START, FakeClock, run_processes, run_threads
 
@@ -236,3 +236,30 @@ def test_a_stopping_worker_hands_back_what_it_has_not_started(
     with database.session(read_only=True) as session:
         every = session.execute(select(outbox.c.id)).scalars().all()
     assert sorted(sent + [m.id for m in after.sent]) == sorted(every)  # each once
+
+
+def test_a_postponed_message_waits_without_using_up_its_attempts(
+    database: Database, clock: FakeClock
+) -> None:
+    put(database, 2)
+    calls: list[int] = []
+
+    def not_yet(message: OutboxMessage) -> None:
+        calls.append(message.id)
+        raise Postponed("nobody has installed the app yet", delay=timedelta(minutes=5))
+
+    worker = OutboxWorker(database, not_yet, clock, max_attempts=3)
+    for _ in range(10):  # far more rounds than max_attempts
+        assert worker.run_once() == 0
+        clock.advance(minutes=5)
+    assert outbox_counts(database) == {"pending": 2}
+    with database.session(read_only=True) as session:
+        rows = session.execute(select(outbox)).mappings().all()
+    assert {r["attempts"] for r in rows} == {0}
+    assert {r["last_error"] for r in rows} == {"Postponed: nobody has installed the app yet"}
+    assert len(calls) == 10  # one try a round; the rest of the batch waits with it
+
+    assert worker.run_once() == 0
+    clock.advance(minutes=4)
+    worker.run_once()  # not due yet: postponed by five minutes
+    assert len(calls) == 11

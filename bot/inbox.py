@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bot.blocks.text import clip
@@ -156,9 +156,35 @@ def apply_answers(services: Services, item: InboxItem, uows: UnitOfWorkFactory) 
             uow.commit()
 
 
+def tell_not_recorded(services: Services) -> Callable[[InboxItem, str], None]:
+    """What the worker does when it gives up on a request: the person was told "OK", so they
+    hear that it was not recorded after all (the error itself is in the log and the inbox)."""
+
+    def tell(item: InboxItem, error: str) -> None:
+        payload = item.payload
+        what = {ANSWERS: f"Your answers for {payload.get('ref')}", DECISION: "Your decision"}.get(
+            item.kind, "Your request"
+        )
+        text = (
+            f"{what} could not be recorded after several tries, so nothing was saved. "
+            "Please try again; if it keeps failing, tell your Shepherd administrators."
+        )
+        with services.uow() as uow:
+            queue_private_message(
+                uow, str(payload.get("user", "")), text, payload.get("channel"), services.now()
+            )
+            uow.commit()
+
+    return tell
+
+
 def processor(services: Services) -> InboxProcessor:
     return InboxProcessor(
-        services.database, handlers(services), clock=services, batch_handlers=batch_handlers(services)
+        services.database,
+        handlers(services),
+        clock=services,
+        batch_handlers=batch_handlers(services),
+        on_dead=tell_not_recorded(services),
     )
 
 

@@ -254,6 +254,10 @@ def add_link(
 def _record_link(
     uow: UnitOfWork, ref: str, gate_id: str, url: str, title: str, author_id: str, now: datetime
 ) -> EvidenceLink:
+    # The same page sent twice (a retry after a timeout) must not list the link twice.
+    for existing in uow.answers.links(ref):
+        if existing.gate_id == gate_id and existing.url == url:
+            return existing
     link = EvidenceLink(ref, gate_id, url, (title or url).strip()[:300], author_id, now)
     uow.answers.add_link(link)
     uow.audit.append(

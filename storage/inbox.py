@@ -201,6 +201,8 @@ class InboxProcessor:
         batch_size: items claimed per transaction.
         lease: how long a claim hides items from other processors.
         max_attempts: failures after which an item is marked dead.
+        on_dead: told of each item marked dead (and why), so the person who was told "OK" can
+            hear that it was not recorded after all; its own failures are only logged.
     """
 
     def __init__(
@@ -215,8 +217,10 @@ class InboxProcessor:
         max_attempts: int = 5,
         base_delay: timedelta = timedelta(seconds=1),
         rng: random.Random | None = None,
+        on_dead: Callable[[InboxItem, str], None] | None = None,
     ) -> None:
         self._database = database
+        self._on_dead = on_dead
         self._handlers = dict(handlers)
         self._batch_handlers = dict(batch_handlers or {})
         self._clock = clock
@@ -360,9 +364,15 @@ class InboxProcessor:
             values["last_error"] = error[:2000]
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        leasing.finish(self._database, inbox, item.id, token, values)
+        if not leasing.finish(self._database, inbox, item.id, token, values):
+            return  # another processor holds it now
         if status == DEAD:
             log.error("inbox item %s (%s) is dead: %s", item.id, item.kind, error)
+            if self._on_dead is not None:
+                try:
+                    self._on_dead(item, error or "")
+                except Exception:
+                    log.exception("could not tell anyone that inbox item %s is dead", item.id)
 
 
 class _MarkApplied:

@@ -237,3 +237,24 @@ def test_submit_waits_for_a_page_still_being_saved_rather_than_judging_without_i
 
     assert ws.inbox.drain() == 1
     assert recorded(ws, QUESTION).value == 10
+
+
+def test_a_page_the_worker_gives_up_on_is_reported_to_the_person(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged means the person was told "saved": if recording keeps failing until the
+    worker gives up, they hear that it was not."""
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "10"}).status == 200
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(usecases, "answer", broken)
+    for _ in range(8):
+        ws.inbox.drain()
+        ws.clock.advance(hours=1)
+    assert inbox_counts(ws.services.database) == {"dead": 1}
+    [told] = [t for t in private_texts(ws, OWNER) if "could not be recorded" in t]
+    assert told.startswith(f"Your answers for {only_ref(ws)} could not be recorded")

@@ -190,6 +190,27 @@ def test_evidence_links_are_checked_and_audited(
         usecases.add_link(uow, registered, "intake", "not a link", "", OWNER, NOW)
 
 
+def test_a_page_sent_twice_with_its_link_lists_the_link_once(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    """A retried submission (its first ack timed out but landed) must not list evidence twice."""
+    for _ in range(2):
+        usecases.answer(
+            two_gates,
+            uow,
+            registered,
+            "intake",
+            {"budget": 1},
+            OWNER,
+            NOW,
+            link=("https://wiki.x/plan", "Plan"),
+        )
+    with uow:
+        links = [(link.url, link.title) for link in uow.answers.links(registered)]
+    assert links == [("https://wiki.x/plan", "Plan")]
+    assert uow.audit_actions.count("evidence.linked") == 1
+
+
 # ---------------------------------------------------------------- submit
 
 

@@ -208,7 +208,14 @@ def test_an_item_that_keeps_failing_ends_dead_with_its_error(
 ) -> None:
     accept_all(database, writer, "effect", 1)
     handler = Handler(fail_with=ValueError("bad payload"))
-    processor = InboxProcessor(database, {"effect": handler}, clock, max_attempts=3)
+    told: list[tuple[int, str]] = []
+    processor = InboxProcessor(
+        database,
+        {"effect": handler},
+        clock,
+        max_attempts=3,
+        on_dead=lambda item, why: told.append((item.id, why)),
+    )
     for _ in range(10):
         processor.run_once()
         clock.advance(hours=1)
@@ -218,6 +225,7 @@ def test_an_item_that_keeps_failing_ends_dead_with_its_error(
     assert len(handler.calls) == 3
     assert effects(database) == []
     assert inbox_counts(database) == {"dead": 1}
+    assert told == [(row["id"], "ValueError: bad payload")]  # once, when it died
 
 
 def test_a_failed_batch_is_applied_one_item_at_a_time_in_order(

@@ -61,21 +61,12 @@ def answers_request(
     }
 
 
-def pending_answers(services: Services, ref: str, gate_id: str | None = None) -> dict[str, Any]:
-    """Answers for ``ref`` (and ``gate_id``) acknowledged but not recorded yet, later pages
-    overriding earlier ones: normally nothing, as the worker records a page within
-    milliseconds, but a busy or stopped worker must not make a page seem lost."""
-    merged: dict[str, Any] = {}
-    for payload in pending_payloads(services.database, ANSWERS):
-        if payload.get("ref") == ref and gate_id in (None, payload.get("gate")):
-            merged.update(payload.get("answers") or {})
-    return merged
-
-
 def wait_for_answers(services: Services, ref: str, timeout: float = 3.0, poll: float = 0.05) -> bool:
-    """True once no page for ``ref`` is waiting in the inbox (False after ``timeout``)."""
+    """True once no questionnaire page for ``ref`` is waiting in the inbox (False after
+    ``timeout``): normally at once, as the worker records a page within milliseconds, but a
+    busy or stopped worker must not let a gate be judged without a page the person saved."""
     deadline = time.monotonic() + timeout
-    while pending_answers(services, ref):
+    while pending_payloads(services.database, ANSWERS, ref):
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)

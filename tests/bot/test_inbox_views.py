@@ -60,6 +60,18 @@ def page_with(ws: Workspace, question: str) -> dict[str, Any]:
     return view
 
 
+def submit_for_review(ws: Workspace) -> None:
+    """Click Submit for review and wait for the review to open (it happens after the ack)."""
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: open_review(ws))
+    ws.deliver()
+
+
+def open_review(ws: Workspace) -> Any:
+    with ws.services.read_uow() as uow:
+        return uow.reviews.open_for(only_ref(ws))
+
+
 def send_without_draining(ws: Workspace, user: str, view: dict[str, Any], values: dict[str, Any]) -> Any:
     """A submission as Workspace.submit_view sends it, but without applying the inbox after."""
     return ws.client.send(payloads.view_submission(view, user_id=user, values=values))
@@ -166,8 +178,7 @@ def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(w
     accepted by its modal (it was valid when sent) and then explained privately by the worker."""
     ws = workspace
     ref = only_ref(ws)
-    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
-    ws.deliver()
+    submit_for_review(ws)
     forms = {}
     for user in (SPONSOR, SECOND_SPONSOR):
         [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]
@@ -195,8 +206,7 @@ def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(w
 
 def test_a_reason_sent_after_the_review_closed_is_refused_inside_the_form(workspace: Workspace) -> None:
     ws = workspace
-    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
-    ws.deliver()
+    submit_for_review(ws)
     forms = {}
     for user in (SPONSOR, SECOND_SPONSOR):
         [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]

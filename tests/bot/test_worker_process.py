@@ -157,8 +157,15 @@ def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_
                 time.sleep(0.1)
             assert initiative.stage == "poc"
             card = api.state.channel_messages(registry.id)[0]
-            while time.monotonic() < deadline and len(api.state.thread(registry.id, card["ts"])) < 2:
+
+            def replies() -> list[str]:
+                return [m.get("text", "") for m in api.state.thread(registry.id, card["ts"])[1:]]
+
+            def announced() -> bool:
+                return any(sponsor in text and "last approval" in text for text in replies())
+
+            # The thread already holds the review request: wait for the approval's own reply.
+            while time.monotonic() < deadline and not announced():
                 time.sleep(0.1)
-        replies = [m.get("text", "") for m in api.state.thread(registry.id, card["ts"])[1:]]
-        assert any(sponsor in text and "last approval" in text for text in replies), replies
+        assert announced(), replies()
         services.database.dispose()

@@ -10,7 +10,6 @@ explanation is neither lost nor sent twice.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,11 +26,9 @@ from storage.inbox import (
     InboxItem,
     InboxProcessor,
     UnitOfWorkFactory,
-    pending_payloads,
 )
 
 DECISION = "decision"
-ANSWERS = "answers"
 
 
 def decision_request(
@@ -41,47 +38,12 @@ def decision_request(
     return {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
 
 
-def answers_request(
-    ref: str,
-    gate_id: str,
-    answers: Mapping[str, Any],
-    user: str,
-    link: tuple[str, str] | None,
-    channel: str | None,
-) -> dict[str, Any]:
-    """The inbox payload for one questionnaire page (see ``apply_answers``): the answers as
-    submitted, coerced again when applied, so the payload stays plain JSON."""
-    return {
-        "ref": ref,
-        "gate": gate_id,
-        "answers": dict(answers),
-        "user": user,
-        "link": list(link) if link else None,
-        "channel": channel,
-    }
-
-
-def wait_for_answers(services: Services, ref: str, timeout: float = 3.0, poll: float = 0.05) -> bool:
-    """True once no questionnaire page for ``ref`` is waiting in the inbox (False after
-    ``timeout``): normally at once, as the worker records a page within milliseconds, but a
-    busy or stopped worker must not let a gate be judged without a page the person saved."""
-    deadline = time.monotonic() + timeout
-    while pending_payloads(services.database, ANSWERS, ref):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(poll)
-    return True
-
-
 def handlers(services: Services) -> Mapping[str, Handler]:
     def decision(item: InboxItem, uows: UnitOfWorkFactory) -> None:
         # Through the batch path too: a refusal's explanation then commits with the mark.
         apply_decisions(services, [item], uows)
 
-    def answers(item: InboxItem, uows: UnitOfWorkFactory) -> None:
-        apply_answers(services, item, uows)
-
-    return {DECISION: decision, ANSWERS: answers}
+    return {DECISION: decision}
 
 
 def batch_handlers(services: Services) -> Mapping[str, BatchHandler]:
@@ -120,42 +82,13 @@ def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOf
     usecases.decide_many(services.pipeline, uows(), requests, refused)
 
 
-def apply_answers(services: Services, item: InboxItem, uows: UnitOfWorkFactory) -> None:
-    """Record one questionnaire page (answers and evidence link together) as of its submission.
-
-    The modal already checked it, so a refusal here means something changed in between (the
-    gate went under review, the initiative was retired): the person is told privately, in the
-    transaction that marks the request applied, and nothing is recorded.
-    """
-    payload = item.payload
-    link = payload.get("link")
-    try:
-        usecases.answer(
-            services.pipeline,
-            uows(),
-            str(payload["ref"]),
-            str(payload["gate"]),
-            payload.get("answers") or {},
-            str(payload["user"]),
-            item.received_at,
-            link=(str(link[0]), str(link[1])) if link else None,
-        )
-    except GateError as error:
-        with uows() as uow:
-            text = f"Your answers for {payload['ref']} were not saved: {error}"
-            queue_private_message(uow, str(payload["user"]), text, payload.get("channel"), services.now())
-            uow.commit()
-
-
 def tell_not_recorded(services: Services) -> Callable[[InboxItem, str], None]:
     """What the worker does when it gives up on a request: the person was told "OK", so they
     hear that it was not recorded after all (the error itself is in the log and the inbox)."""
 
     def tell(item: InboxItem, error: str) -> None:
         payload = item.payload
-        what = {ANSWERS: f"Your answers for {payload.get('ref')}", DECISION: "Your decision"}.get(
-            item.kind, "Your request"
-        )
+        what = "Your decision" if item.kind == DECISION else "Your request"
         text = (
             f"{what} could not be recorded after several tries, so nothing was saved. "
             "Please try again; if it keeps failing, tell your Shepherd administrators."

@@ -190,30 +190,6 @@ def answer(
     return AnswerResult(initiative, tuple(changed), report)
 
 
-def preview_answers(
-    pipeline: CompiledPipeline,
-    uow: UnitOfWork,
-    ref: str,
-    gate_id: str,
-    answers: Mapping[str, Any],
-    link: tuple[str, str] | None = None,
-) -> tuple[Initiative, dict[str, AnswerValue | None]]:
-    """What ``answer`` would accept and the answers it would leave, read-only: for a caller that
-    must answer at once (a Slack modal) while the write itself happens later.
-
-    Raises:
-        the same errors as ``answer``.
-    """
-    typed = _typed_or_raise(pipeline, gate_id, answers)
-    if link:
-        check_link(link[0])
-    with uow:
-        initiative, current = _answerable(uow, ref, gate_id)
-    values = {qid: version.value for qid, version in current.items()}
-    values.update(typed)
-    return initiative, values
-
-
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:
     """The initiative and its current answers, if this gate's answers may change now."""
     initiative = uow.initiatives.get(ref)

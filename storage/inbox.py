@@ -96,23 +96,21 @@ class InboxWriter:
         self.commits = 0  # transactions written; with ``accepted`` it shows how well batching works
         self.accepted = 0
 
-    def accept(self, kind: str, payload: Mapping[str, Any], subject: str | None = None) -> None:
+    def accept(self, kind: str, payload: Mapping[str, Any]) -> None:
         """Store one request; returns once it is committed.
 
         Raises:
             DatabaseUnavailable: it could not be stored (the caller must not tell Slack "OK").
         """
-        self.wait(self.submit(kind, payload, subject))
+        self.wait(self.submit(kind, payload))
 
-    def submit(self, kind: str, payload: Mapping[str, Any], subject: str | None = None) -> Future[None]:
+    def submit(self, kind: str, payload: Mapping[str, Any]) -> Future[None]:
         """Queue one request for the next commit; the future completes when it is durable (or
         fails with ``DatabaseUnavailable``). For callers that wait elsewhere, such as an event
-        loop that must not block. ``subject`` (an initiative's ref) lets ``pending_payloads``
-        find it."""
+        loop that must not block."""
         now = self._clock.now()
         row = {
             "kind": kind,
-            "subject": subject,
             "payload": dict(payload),
             "status": PENDING,
             "attempts": 0,
@@ -405,19 +403,6 @@ def inbox_counts(database: Database) -> dict[str, int]:
     with database.session(read_only=True) as session:
         rows = session.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status))
         return {status: int(count) for status, count in rows}
-
-
-def pending_payloads(database: Database, kind: str, subject: str) -> list[Mapping[str, Any]]:
-    """Payloads of the accepted requests of ``kind`` about ``subject`` not applied yet, oldest
-    first: what a reader must overlay on the database to see what people were told is saved.
-    An index lookup, however long the inbox's backlog."""
-    with database.session(read_only=True) as session:
-        rows = session.execute(
-            select(inbox.c.payload)
-            .where(inbox.c.subject == subject, inbox.c.kind == kind, inbox.c.status == PENDING)
-            .order_by(inbox.c.id)
-        )
-        return [payload for (payload,) in rows]
 
 
 def _mark_applied(item_ids: list[int], token: str, at: datetime) -> Any:

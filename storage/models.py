@@ -225,9 +225,6 @@ class InboxRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
-    # What the request is about (an initiative's ref), so readers can find its pending requests
-    # without reading every payload.
-    subject: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
@@ -238,10 +235,7 @@ class InboxRow(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (
-        Index("ix_inbox_due", "status", "next_attempt_at"),
-        Index("ix_inbox_subject", "subject", "kind", "status"),
-    )
+    __table_args__ = (Index("ix_inbox_due", "status", "next_attempt_at"),)
 
 
 class ProcessedEventRow(Base):

@@ -76,15 +76,6 @@ class ActionListeners:
         except ValueError as error:
             tell_later(services, user, str(error), channel_of(body))
             return
-        if not inbox.wait_for_answers(services, ref):
-            # Submitting now would judge the gate without the page just saved, then freeze it.
-            tell_later(
-                services,
-                user,
-                f"Your latest answers for {ref} are still being saved; click Submit for review again in a moment.",
-                channel_of(body),
-            )
-            return
         try:
             usecases.submit(services.pipeline, services.uow(), ref, user, services.now())
         except NotReady as not_ready:

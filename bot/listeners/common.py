@@ -15,9 +15,7 @@ PENDING_WRITES = "shepherd_pending_writes"
 """Context key: where the HTTP server collects inbox writes it awaits before answering Slack."""
 
 
-def store_before_ack(
-    services: Services, context: Any, kind: str, payload: dict[str, Any], subject: str | None = None
-) -> None:
+def store_before_ack(services: Services, context: Any, kind: str, payload: dict[str, Any]) -> None:
     """Put a request in the inbox so that it is durable before Slack hears "OK".
 
     Under the HTTP server (``bot.server``) the wait happens there, after the listener returns and
@@ -26,7 +24,7 @@ def store_before_ack(
     Raises:
         DatabaseUnavailable: it could not be stored (Slack is then told the request failed).
     """
-    stored = services.inbox.submit(kind, payload, subject)
+    stored = services.inbox.submit(kind, payload)
     pending = context.get(PENDING_WRITES) if context is not None else None
     if pending is not None:
         pending.append(stored)

@@ -1,9 +1,10 @@
 """Modal submissions: intake, questionnaire pages, decision reasons, exception justifications.
 
 Everything here runs before the response goes back to Slack, so errors can be shown inside the
-modal with ``response_action: errors``. Questionnaire pages and decisions are checked here and
-stored in the inbox; the worker records them (``bot.inbox``). Slack messages that follow (cards,
-notifications) are queued in the outbox by the use cases.
+modal with ``response_action: errors``. Questionnaire pages are recorded here; decisions are
+checked here and stored in the inbox for the worker to record (``bot.inbox``), as Approve
+clicks are. Slack messages that follow (cards, notifications) are queued in the outbox by the
+use cases.
 """
 
 from __future__ import annotations
@@ -86,11 +87,8 @@ class ViewListeners:
             return
         ack()
 
-    def questionnaire(
-        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        """Check the page, store it in the inbox and show the next page; the worker records the
-        answers (``bot.inbox.apply_answers``), so the ack never waits for the database's writer."""
+    def questionnaire(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Check the page, record it as evidence (who, when) and show the next page."""
         services = self._services
         pipeline = services.pipeline
         user = body["user"]["id"]
@@ -116,12 +114,15 @@ class ViewListeners:
                     errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
                 )
                 return
-            # Earlier pages still in the inbox are not overlaid here: the worker records a page
-            # within milliseconds, and reading the inbox on every page cost views 30-40% of
-            # their throughput (measured). Submit for review does wait for them.
-            initiative, answers = usecases.preview_answers(
-                pipeline, services.read_uow(), ref, gate_id, raw, link
+            # Recorded here, with its evidence link, in one transaction. Measured against
+            # storing the page in the inbox for the worker: on SQLite 450 vs 214 pages/s at one
+            # connection (p99 7.5 vs 63 ms) and p99 154 vs 268 ms at 50; on PostgreSQL within
+            # 20%. And the answers are there at once for the next page, a reopened
+            # questionnaire and Submit for review.
+            result = usecases.answer(
+                pipeline, services.uow(), ref, gate_id, raw, user, services.now(), link=link
             )
+            initiative, answers = result.initiative, dict(result.readiness.answers)
         except InvalidAnswer as error:
             block = ids.LINK_URL_BLOCK if link and error.question_id == "link" else None
             ack(response_action="errors", errors=_errors_for(error, block or first_block, block))
@@ -129,13 +130,6 @@ class ViewListeners:
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, first_block))
             return
-        store_before_ack(
-            services,
-            context,
-            inbox.ANSWERS,
-            inbox.answers_request(ref, gate_id, raw, user, link, _channel(meta)),
-            subject=ref,
-        )
         next_view = blocks.questionnaire_modal(pipeline, initiative, gate_id, answers, page=page + 1)
         if parse.metadata(next_view).get("page", 0) == page + 1 and _has_inputs(next_view):
             ack(response_action="update", view=next_view)

@@ -128,7 +128,7 @@ def test_a_click_the_inbox_cannot_store_is_answered_with_an_error_and_records_no
     ws = workspace
     writer = ws.services.inbox
 
-    def cannot_store(kind: str, payload: Any, subject: str | None = None) -> Future[None]:
+    def cannot_store(kind: str, payload: Any) -> Future[None]:
         failed: Future[None] = Future()
         failed.set_exception(DatabaseUnavailable("the database is down"))
         return failed

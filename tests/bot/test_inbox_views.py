@@ -1,7 +1,7 @@
-"""Questionnaire pages and reasoned decisions through the real HTTP path: the modal answers at
-once (errors inside it, or the next page) from a read-only check; the page is stored in the inbox
-before Slack hears "OK"; the worker records it with who and when, or, if something changed in
-between, records nothing and tells the person privately."""
+"""Modal submissions through the real HTTP path. A questionnaire page is recorded in the ack
+(who, when, its evidence link), its errors shown inside the modal. A reasoned decision is checked
+inside the form, stored in the inbox before Slack hears "OK" and recorded by the worker; a late
+refusal, or a request the worker gives up on, is told to the person privately."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from gates.lifecycle import ReviewStatus
 from storage.inbox import inbox_counts
 from tests.bot.scenario import (
     Workspace,
-    find_button,
     has_button,
     only_ref,
     register_low_risk,
@@ -92,11 +91,11 @@ def private_texts(ws: Workspace, user: str) -> list[str]:
     return ephemerals + [m.get("text", "") for m in ws.messages_in(ws.dm_with(user))]
 
 
-def test_a_page_is_stored_before_the_ack_and_recorded_by_the_worker_as_of_the_submission(
-    workspace: Workspace,
-) -> None:
+def test_a_page_is_recorded_in_the_ack_with_who_when_and_its_link(workspace: Workspace) -> None:
     ws = workspace
     view = page_with(ws, QUESTION)
+    ws.deliver()
+    card_updates = len(ws.api.calls("chat.update", ok=True))
     submitted_at = ws.clock()
     response = send_without_draining(
         ws,
@@ -108,17 +107,8 @@ def test_a_page_is_stored_before_the_ack_and_recorded_by_the_worker_as_of_the_su
             ids.LINK_TITLE_BLOCK: "PoC plan",
         },
     )
-    assert response.status == 200, response.text
-    # The modal closed at once (the link fields are on the gate's last page); the answer is
-    # durable but not yet recorded.
-    assert response.text in ("", "{}"), response.text
-    assert inbox_counts(ws.services.database) == {"pending": 1}
-    assert recorded(ws, QUESTION) is None or recorded(ws, QUESTION).value != 10
-
-    ws.deliver()
-    card_updates = len(ws.api.calls("chat.update", ok=True))
-    ws.clock.advance(seconds=30)  # the worker is late: the evidence keeps the submission's time
-    assert ws.inbox.drain() == 1
+    # The modal closed (the link fields are on the gate's last page), the page already recorded.
+    assert response.status == 200 and response.text in ("", "{}"), response.text
     answer = recorded(ws, QUESTION)
     assert (answer.value, answer.author_id, answer.answered_at) == (10, OWNER, submitted_at)
     with ws.services.read_uow() as uow:
@@ -128,6 +118,7 @@ def test_a_page_is_stored_before_the_ack_and_recorded_by_the_worker_as_of_the_su
         ("https://wiki.example.com/forecast-plan", "PoC plan", OWNER)
     ]
     assert actions.count("answers.recorded") == 1 and actions.count("evidence.linked") == 1
+    assert inbox_counts(ws.services.database) == {}  # pages do not go through the inbox
     ws.deliver()
     refreshed = [
         c for c in ws.api.calls("chat.update", ok=True)[card_updates:] if c.params["ts"] == card(ws)["ts"]
@@ -144,23 +135,7 @@ def test_a_bad_link_is_shown_on_the_link_field_and_nothing_is_stored(workspace: 
     body = response.json()
     assert body["response_action"] == "errors"
     assert list(body["errors"]) == [ids.LINK_URL_BLOCK]
-    assert inbox_counts(ws.services.database) == {}
-
-
-def test_a_page_refused_by_the_time_it_is_applied_is_told_privately_and_records_nothing(
-    workspace: Workspace,
-) -> None:
-    """Accepted by the modal, then the gate went under review before the worker got to it."""
-    ws = workspace
-    view = page_with(ws, QUESTION)
-    assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "12"}).status == 200
-    before = recorded(ws, QUESTION)
-    usecases.submit(ws.services.pipeline, ws.services.uow(), only_ref(ws), OWNER, ws.clock())
-
-    assert ws.inbox.drain() == 1
-    assert recorded(ws, QUESTION) == before
-    assert any("were not saved" in t and "under review" in t for t in private_texts(ws, OWNER))
-    assert inbox_counts(ws.services.database) == {"applied": 1}
+    assert recorded(ws, QUESTION).value == 8  # the intake's answer: nothing of the page was saved
 
 
 def test_a_page_for_a_gate_under_review_is_refused_inside_the_modal(workspace: Workspace) -> None:
@@ -170,7 +145,7 @@ def test_a_page_for_a_gate_under_review_is_refused_inside_the_modal(workspace: W
     body = send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "12"}).json()
     assert body["response_action"] == "errors"
     assert "under review" in " ".join(body["errors"].values())
-    assert inbox_counts(ws.services.database) == {}
+    assert recorded(ws, QUESTION).value == 8  # the intake's answer: nothing of the page was saved
 
 
 def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(workspace: Workspace) -> None:
@@ -223,48 +198,23 @@ def test_a_reason_sent_after_the_review_closed_is_refused_inside_the_form(worksp
     assert inbox_counts(ws.services.database) == {"applied": 1}  # only the first decision
 
 
-def test_submit_waits_for_a_page_still_being_saved_rather_than_judging_without_it(
-    workspace: Workspace,
-) -> None:
-    """The worker is stopped: the last page is acknowledged but not recorded. Submitting now
-    would judge the gate without it and then freeze it, so the person is asked to wait."""
-    ws = workspace
-    view = page_with(ws, QUESTION)
-    assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "10"}).status == 200
-    submit = payloads.block_actions_on_message(
-        card(ws),
-        ids.ACTION_SUBMIT_REVIEW,
-        user_id=OWNER,
-        channel_id=ws.registry,
-        value=find_button(card(ws), ids.ACTION_SUBMIT_REVIEW)["value"],
-        trigger_id=ws.api.mint_trigger_id(OWNER),
-    )
-    assert ws.client.send(submit).status == 200
-    ws.wait(lambda: any("still being saved" in t for t in private_texts(ws, OWNER)))
-    with ws.services.read_uow() as uow:
-        assert uow.reviews.open_for(only_ref(ws)) is None
-    assert inbox_counts(ws.services.database) == {"pending": 1}  # the page is still there
-
-    assert ws.inbox.drain() == 1
-    assert recorded(ws, QUESTION).value == 10
-
-
-def test_a_page_the_worker_gives_up_on_is_reported_to_the_person(
+def test_a_decision_the_worker_gives_up_on_is_reported_to_the_person(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Acknowledged means the person was told "saved": if recording keeps failing until the
-    worker gives up, they hear that it was not."""
+    """Acknowledged means the person was told "OK": if recording keeps failing until the worker
+    gives up, they hear that it was not recorded."""
     ws = workspace
-    view = page_with(ws, QUESTION)
-    assert send_without_draining(ws, OWNER, view, {ids.question_block_id(QUESTION): "10"}).status == 200
+    submit_for_review(ws)
+    [request] = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_REJECT)]
+    form = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REJECT))
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(usecases, "answer", broken)
+    monkeypatch.setattr(usecases, "decide_many", broken)
+    assert send_without_draining(ws, SPONSOR, form, {ids.REASON_BLOCK: "No business case yet."}).status == 200
     for _ in range(8):
         ws.inbox.drain()
         ws.clock.advance(hours=1)
-    assert inbox_counts(ws.services.database) == {"dead": 1}
-    [told] = [t for t in private_texts(ws, OWNER) if "could not be recorded" in t]
-    assert told.startswith(f"Your answers for {only_ref(ws)} could not be recorded")
+    assert inbox_counts(ws.services.database).get("dead") == 1
+    assert any("Your decision could not be recorded" in t for t in private_texts(ws, SPONSOR))

@@ -175,13 +175,8 @@ def test_clicking_a_card_button_opens_the_questionnaire_and_saving_records_answe
     assert services is not None
     from gates import usecases
 
-    def recorded() -> dict[str, object] | None:
-        # The page is acknowledged once stored; the playground's worker records it right after.
-        with services.read_uow() as uow:
-            answers = usecases.current_answers(uow, "AI-0001")
-        return answers if "poc_duration_weeks" in answers else None
-
-    answers = wait_for(recorded)
+    with services.read_uow() as uow:
+        answers = usecases.current_answers(uow, "AI-0001")
     assert answers["poc_duration_weeks"] == 8
     assert answers["personal_data"] == "no"
     assert answers["data_sources"] == ["synthetic data"]

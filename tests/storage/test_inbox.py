@@ -22,7 +22,6 @@ from storage.inbox import (
     InboxWriter,
     UnitOfWorkFactory,
     inbox_counts,
-    pending_payloads,
 )
 from storage.models import InboxRow
 from storage.tables import inbox, outbox
@@ -436,15 +435,3 @@ def test_a_processor_whose_lease_expired_cannot_apply_the_item_a_second_time(
     assert not errors
     assert rows(database)[0]["status"] == "applied"
     assert effects(database) == [item_id]
-
-
-def test_pending_requests_about_a_subject_are_found_until_applied(
-    database: Database, writer: InboxWriter, clock: FakeClock
-) -> None:
-    writer.accept("answers", {"page": 1}, subject="AI-0001")
-    writer.accept("answers", {"page": 1}, subject="AI-0002")
-    writer.accept("decision", {"page": 0}, subject="AI-0001")
-    writer.accept("answers", {"page": 2}, subject="AI-0001")
-    assert pending_payloads(database, "answers", "AI-0001") == [{"page": 1}, {"page": 2}]
-    InboxProcessor(database, {"answers": Handler(), "decision": Handler()}, clock).drain()
-    assert pending_payloads(database, "answers", "AI-0001") == []

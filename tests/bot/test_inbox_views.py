@@ -71,6 +71,17 @@ def open_review(ws: Workspace) -> Any:
         return uow.reviews.open_for(only_ref(ws))
 
 
+def reject_forms(ws: Workspace) -> dict[str, dict[str, Any]]:
+    """Both sponsors click Reject on their review request: the reason form each one sees."""
+    forms = {}
+    for user in (SPONSOR, SECOND_SPONSOR):
+        [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]
+        forms[user] = ws.opened_view(
+            lambda u=user, r=request: ws.click(u, r, ws.dm_with(u), ids.ACTION_REJECT)
+        )
+    return forms
+
+
 def send_without_draining(ws: Workspace, user: str, view: dict[str, Any], values: dict[str, Any]) -> Any:
     """A submission as Workspace.submit_view sends it, but without applying the inbox after."""
     return ws.client.send(payloads.view_submission(view, user_id=user, values=values))
@@ -154,12 +165,7 @@ def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(w
     ws = workspace
     ref = only_ref(ws)
     submit_for_review(ws)
-    forms = {}
-    for user in (SPONSOR, SECOND_SPONSOR):
-        [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]
-        forms[user] = ws.opened_view(
-            lambda u=user, r=request: ws.click(u, r, ws.dm_with(u), ids.ACTION_REJECT)
-        )
+    forms = reject_forms(ws)
 
     first = send_without_draining(ws, SPONSOR, forms[SPONSOR], {ids.REASON_BLOCK: "No business case yet."})
     second = send_without_draining(
@@ -182,12 +188,7 @@ def test_a_reasoned_decision_goes_through_the_inbox_and_a_late_one_is_told_why(w
 def test_a_reason_sent_after_the_review_closed_is_refused_inside_the_form(workspace: Workspace) -> None:
     ws = workspace
     submit_for_review(ws)
-    forms = {}
-    for user in (SPONSOR, SECOND_SPONSOR):
-        [request] = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_REJECT)]
-        forms[user] = ws.opened_view(
-            lambda u=user, r=request: ws.click(u, r, ws.dm_with(u), ids.ACTION_REJECT)
-        )
+    forms = reject_forms(ws)
     assert ws.submit_view(SPONSOR, forms[SPONSOR], {ids.REASON_BLOCK: "No business case yet."}).status == 200
 
     late = send_without_draining(ws, SECOND_SPONSOR, forms[SECOND_SPONSOR], {ids.REASON_BLOCK: "Too risky."})

@@ -322,6 +322,26 @@ def test_decide_path_advances_the_stage_with_audit_and_outbox(
     assert len(keys) == len(set(keys))
 
 
+def test_check_decision_answers_as_decide_would_and_records_nothing(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    audit, messages = len(uow.audit_entries), len(uow.messages)
+    assert (
+        usecases.check_decision(two_gates, uow, in_pilot_review, RISK_1, REJECT, "Too risky", LATER)
+        == registered
+    )
+    with pytest.raises(SelfApproval):
+        usecases.check_decision(two_gates, uow, in_pilot_review, OWNER, REJECT, "mine", LATER)
+    with pytest.raises(NotAnApprover):
+        usecases.check_decision(two_gates, uow, in_pilot_review, DPO, REJECT, "not mine", LATER)
+    assert (len(uow.audit_entries), len(uow.messages)) == (audit, messages)  # a dry run
+    assert uow.stored_review(in_pilot_review).status is ReviewStatus.OPEN
+
+    usecases.decide(two_gates, uow, in_pilot_review, RISK_2, REJECT, "No", LATER)
+    with pytest.raises(ReviewClosed):
+        usecases.check_decision(two_gates, uow, in_pilot_review, RISK_1, REJECT, "Too risky", LATER)
+
+
 def test_a_repeated_click_records_nothing_new(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
 ) -> None:

@@ -20,13 +20,7 @@ from gates import usecases
 from gates.errors import GateError, UnknownReview
 from gates.lifecycle import DecisionKind
 from gates.ports import UnitOfWork
-from storage.inbox import (
-    BatchHandler,
-    Handler,
-    InboxItem,
-    InboxProcessor,
-    UnitOfWorkFactory,
-)
+from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
 
 DECISION = "decision"
 

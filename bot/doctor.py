@@ -165,6 +165,45 @@ def check_signing_secret(settings: Settings) -> list[Check]:
     ]
 
 
+def check_installation(settings: Settings) -> list[Check]:
+    """With OAuth: whether someone has installed Shepherd, since notifications wait until then."""
+    if not settings.oauth_enabled or settings.slack_bot_token is not None:
+        return []
+    from bot.installations import InstalledBotToken, installation_store
+    from storage.database import Database
+
+    database = Database(settings.resolved_database_url)
+    try:
+        try:
+            found = InstalledBotToken(
+                installation_store(settings, database), settings.slack_team_id
+            ).installation()
+        except Exception as error:  # no tables yet, database down: the database check says more
+            return [
+                Check("slack installation", Level.WARN, f"Cannot read installations: {_first_line(error)}.")
+            ]
+    finally:
+        database.dispose()
+    where = f"workspace {settings.slack_team_id}" if settings.slack_team_id else "any workspace"
+    if found is None:
+        return [
+            Check(
+                "slack installation",
+                Level.WARN,
+                f"Nobody has installed Shepherd in {where} yet: notifications wait in the outbox.",
+                "Open /slack/install on this Shepherd (HTTP mode) and approve the install in Slack.",
+            )
+        ]
+    return [
+        Check(
+            "slack installation",
+            Level.OK,
+            f"Notifications go to workspace {found.team_name or found.team_id} ({found.team_id}), "
+            f"installed by {found.user_id}.",
+        )
+    ]
+
+
 # ---------------------------------------------------------------- database
 
 
@@ -425,6 +464,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_slack_tokens,
     check_signing_secret,
     check_database,
+    check_installation,
     check_chroma,
     check_embeddings,
     check_llm,

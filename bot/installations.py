@@ -77,7 +77,7 @@ class InstalledBotToken:
             now = self._clock()
             if self._cached is not None and now - self._cached[1] < self._ttl:
                 return self._cached[0]
-            installation = self._find()
+            installation = self.installation()
             if installation is not None and installation.bot_refresh_token and self._rotator is not None:
                 installation = self._rotated(installation)
             if installation is None or not installation.bot_token:
@@ -95,13 +95,13 @@ class InstalledBotToken:
             refreshed = self._rotator.perform_token_rotation(installation=installation)
         except SlackTokenRotationError:
             # Another process (Bolt, another worker) refreshed it first: its token is stored.
-            return self._find()
+            return self.installation()
         if refreshed is None:
             return installation  # not expiring yet
         self._store.save(refreshed)
         return refreshed
 
-    def _find(self) -> Installation | None:
+    def installation(self) -> Installation | None:
         """The newest installation of the workspace (any Enterprise Grid org), or of any."""
         table = self._store.installations
         query = select(table).where(

@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.oauth.installation_store import Installation
 from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.cli_serve import configure_logging
-from bot.doctor import Level, check_database, check_embeddings, check_llm, check_slack_tokens, run_checks
+from bot.doctor import (
+    Level,
+    check_database,
+    check_embeddings,
+    check_installation,
+    check_llm,
+    check_slack_tokens,
+    run_checks,
+)
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.installations import installation_store
 from bot.settings import Settings
 from storage import Database, sqlite_url
 from tests.fakes.openai_stub import OpenAIStub
@@ -101,6 +111,25 @@ def test_an_app_token_of_the_wrong_kind_fails(tmp_path: Path) -> None:
     assert [(c.name, c.level) for c in checks if c.name == "slack app token"] == [
         ("slack app token", Level.FAIL)
     ]
+
+
+def test_with_oauth_the_doctor_says_whether_anyone_has_installed(tmp_path: Path) -> None:
+    oauth = {"slack_client_id": "111.222", "slack_client_secret": "client-secret"}
+    database = Database(sqlite_url(tmp_path))
+    database.upgrade()
+    [waiting] = check_installation(settings(tmp_path, **oauth))
+    assert waiting.level is Level.WARN and "wait in the outbox" in waiting.message
+    assert waiting.fix is not None and "/slack/install" in waiting.fix
+
+    installation_store(settings(tmp_path, **oauth), database).save(
+        Installation(
+            app_id="A0SHEP", team_id="T0ACME", team_name="Acme", user_id="U0ADMIN01", bot_token="xoxb-1"
+        )
+    )
+    database.dispose()
+    [installed] = check_installation(settings(tmp_path, **oauth))
+    assert installed.level is Level.OK and "Acme (T0ACME)" in installed.message
+    assert check_installation(settings(tmp_path)) == []  # no OAuth, nothing to say
 
 
 # ---------------------------------------------------------------- database

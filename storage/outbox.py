@@ -149,40 +149,35 @@ class OutboxWorker:
         were delivered."""
         claimed = self._claim(limit or self.batch_size)
         if self._pool is None or len(claimed) <= 1:
-            delivered = 0
-            for index, (message, token) in enumerate(claimed):
-                if self._stopping is not None and self._stopping.is_set():
-                    self._release(claimed[index:], self._clock.now())
-                    break
-                try:
-                    delivered += self._deliver(message, token)
-                except Postponed as wait:
-                    self._release(claimed[index:], self._clock.now() + wait.delay, _describe(wait))
-                    break
-            return delivered
+            return self._deliver_each(claimed, in_order=False)
         # Messages about the same thing (one initiative) go out in order, one after the other;
         # different things go out in parallel, so one slow Slack call does not hold up the rest.
         groups: dict[object, list[tuple[OutboxMessage, str]]] = {}
         for item in claimed:
             groups.setdefault(self._ordering_key(item[0]), []).append(item)
-        return sum(self._pool.map(self._deliver_in_order, groups.values()))
+        return sum(self._pool.map(lambda group: self._deliver_each(group, in_order=True), groups.values()))
 
-    def _deliver_in_order(self, group: list[tuple[OutboxMessage, str]]) -> int:
+    def _deliver_each(self, items: list[tuple[OutboxMessage, str]], *, in_order: bool) -> int:
+        """Send ``items`` one after the other; returns how many were delivered.
+
+        A stop request or a postponing sender hands back what is left. With ``in_order``, a
+        failed message also holds back the ones after it until its retry.
+        """
         delivered = 0
-        for index, (message, token) in enumerate(group):
+        for index, (message, token) in enumerate(items):
             if self._stopping is not None and self._stopping.is_set():
-                self._release(group[index:], self._clock.now())
+                self._release(items[index:], self._clock.now())
                 break
             try:
                 sent = self._deliver(message, token)
             except Postponed as wait:
-                self._release(group[index:], self._clock.now() + wait.delay, _describe(wait))
+                self._release(items[index:], self._clock.now() + wait.delay, _describe(wait))
                 break
             delivered += sent
-            if not sent:
+            if not sent and in_order:
                 # Keep the order: what follows a failed message waits for its retry.
                 retry_at = self._clock.now() + self.backoff(max(1, message.attempts))
-                for later, later_token in group[index + 1 :]:
+                for later, later_token in items[index + 1 :]:
                     self._finish(
                         later,
                         later_token,

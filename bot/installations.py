@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackTokenRotationError
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
@@ -21,7 +20,7 @@ from slack_sdk.oauth.token_rotation import TokenRotator
 from sqlalchemy import desc, select
 
 from bot.settings import Settings
-from bot.slack_client import DEFAULT_API_URL
+from bot.slack_client import make_client
 from storage.database import Database
 from storage.outbox import Postponed
 
@@ -121,6 +120,6 @@ def installed_bot_token(settings: Settings, database: Database) -> InstalledBotT
     rotator = TokenRotator(
         client_id=settings.slack_client_id or "",
         client_secret=settings.slack_client_secret.get_secret_value(),
-        client=WebClient(base_url=(settings.slack_api_url or DEFAULT_API_URL).rstrip("/") + "/"),
+        client=make_client(None, settings.slack_api_url),
     )
     return InstalledBotToken(installation_store(settings, database), settings.slack_team_id, rotator)

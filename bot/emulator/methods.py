@@ -345,8 +345,8 @@ def _oauth_v2_access(api: WebApiMethods, params: dict[str, Any]) -> dict[str, An
         if old is None:
             raise SlackApiFailure("invalid_refresh_token")
         state.tokens.discard(old)
-        serial = len(state.tokens) + len(state.refresh_tokens) + 1
-        token, refresh = f"xoxe.xoxb-rotated-{serial}", f"xoxe-1-refresh-{serial}"
+        state.rotations += 1
+        token, refresh = f"xoxe.xoxb-rotated-{state.rotations}", f"xoxe-1-refresh-{state.rotations}"
         state.tokens.add(token)
         state.refresh_tokens[refresh] = token
     return {

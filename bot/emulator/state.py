@@ -189,6 +189,7 @@ class SlackState:
         # Token rotation: refresh token -> the bot token it replaces. Slack revokes a refresh
         # token (and its old access token) once it has been used.
         self.refresh_tokens: dict[str, str] = {}
+        self.rotations = 0  # numbers the rotated tokens, so a revoked one is never issued again
         self.trigger_ttl = trigger_ttl
         self.clock = clock
         self.users: dict[str, User] = {}

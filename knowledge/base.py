@@ -673,8 +673,10 @@ class KnowledgeBase:
         # Collapsing per section drops rows, so each ranking goes deeper than k.
         depth = max(_FUSION_DEPTH, 8 * k)
         mask = snapshot.mask(tags, gate)
-        keywords = self._glossary.expand(query) if self._glossary is not None else query
-        lexical = [] if mode == "vector" else self._bm25_ranking(snapshot, keywords, depth, mask)
+        lexical: list[tuple[int, float]] = []
+        if mode != "vector":
+            keywords = self._glossary.expand(query) if self._glossary is not None else query
+            lexical = self._bm25_ranking(snapshot, keywords, depth, mask)
         vector: list[tuple[int, float]] = []
         if mode != "bm25":
             try:

@@ -65,8 +65,8 @@ def freeze_startup_heap() -> None:
     objects of the imported libraries for ~100 ms with every thread stopped. Measured at 50
     connections of Approve, without workers: p99 ack 122-141 ms -> 20-24 ms, 2,100 -> 3,000+
     requests/s. Long-running processes call it once, after startup (``shepherd serve``, the
-    worker); tests that build many apps in one process do not, since a frozen object is never
-    collected.
+    worker); tests that build many apps in one process do not, since a frozen object caught in
+    a reference cycle is never freed (reference counting still frees the rest).
     """
     gc.collect()
     gc.freeze()

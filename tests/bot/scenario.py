@@ -165,6 +165,24 @@ def register_low_risk(
     return initiative.ref
 
 
+@contextmanager
+def workspace_with_initiative(
+    data_dir: Path, people: dict[str, str], owner: str, sponsors: list[str]
+) -> Iterator[Workspace]:
+    """A running workspace with ``people`` (id -> name), ``sponsors`` holding the sponsor role,
+    and one low-risk initiative registered by ``owner`` with the first sponsor named."""
+    api = FakeSlackWebAPI()
+    for user, name in people.items():
+        api.state.add_user(user, name)
+    with api, running_workspace(api, data_dir) as ws:
+        services = ws.services
+        usecases.set_role_holders(
+            services.pipeline, services.uow(), "sponsor", sponsors, "U0ADMIN01", ws.clock()
+        )
+        register_low_risk(ws, owner, sponsors[0])
+        yield ws
+
+
 def only_ref(ws: Workspace) -> str:
     """The reference of the workspace's one initiative."""
     [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())

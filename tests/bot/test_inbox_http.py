@@ -14,7 +14,6 @@ from sqlalchemy import text
 
 from bot import ids
 from bot.emulator import payloads
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from storage import DatabaseUnavailable
@@ -26,8 +25,7 @@ from tests.bot.scenario import (
     find_button,
     has_button,
     only_ref,
-    register_low_risk,
-    running_workspace,
+    workspace_with_initiative,
 )
 
 OWNER = "U0OWNER01"
@@ -38,16 +36,9 @@ OUTSIDER = "U0OUTSIDE"
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite; one initiative whose intake review waits for the sponsor."""
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
-        api.state.add_user(user, name)
-    with api, running_workspace(api, tmp_path / "data") as ws:
-        services = ws.services
-        usecases.set_role_holders(
-            services.pipeline, services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock()
-        )
-        ref = register_low_risk(ws, OWNER, SPONSOR)
-        usecases.submit(services.pipeline, services.uow(), ref, OWNER, ws.clock())
+    people = {OWNER: "olivia", SPONSOR: "sam", OUTSIDER: "oscar"}
+    with workspace_with_initiative(tmp_path / "data", people, OWNER, [SPONSOR]) as ws:
+        usecases.submit(ws.services.pipeline, ws.services.uow(), only_ref(ws), OWNER, ws.clock())
         ws.deliver()
         yield ws
 

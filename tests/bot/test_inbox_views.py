@@ -13,7 +13,6 @@ import pytest
 
 from bot import ids
 from bot.emulator import payloads
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from storage.inbox import inbox_counts
@@ -21,8 +20,7 @@ from tests.bot.scenario import (
     Workspace,
     has_button,
     only_ref,
-    register_low_risk,
-    running_workspace,
+    workspace_with_initiative,
 )
 
 OWNER = "U0OWNER01"
@@ -34,15 +32,8 @@ QUESTION = "poc_duration_weeks"
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite; one registered initiative (not submitted) with two possible sponsors."""
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (SECOND_SPONSOR, "sasha")]:
-        api.state.add_user(user, name)
-    with api, running_workspace(api, tmp_path / "data") as ws:
-        services = ws.services
-        usecases.set_role_holders(
-            services.pipeline, services.uow(), "sponsor", [SPONSOR, SECOND_SPONSOR], "U0ADMIN01", ws.clock()
-        )
-        register_low_risk(ws, OWNER, SPONSOR)
+    people = {OWNER: "olivia", SPONSOR: "sam", SECOND_SPONSOR: "sasha"}
+    with workspace_with_initiative(tmp_path / "data", people, OWNER, [SPONSOR, SECOND_SPONSOR]) as ws:
         ws.deliver()
         yield ws
 

@@ -30,6 +30,7 @@ load generator, the fake Slack, both apps and the worker; compare Shepherd with 
 measured in the same run.
 
 ``--worker none`` serves Shepherd without its worker (the inbox is not applied): the ack path alone.
+``--processes N`` runs Shepherd as ``shepherd serve --processes N`` (N HTTP processes on one port).
 """
 
 from __future__ import annotations
@@ -657,6 +658,63 @@ def start_child(ctx: Any, target: Any, *args: Any) -> tuple[Any, Any, dict[str, 
     return process, parent, parent.recv()
 
 
+class ServeCommand:
+    """Shepherd as ``shepherd serve --processes N`` in a subprocess: several HTTP processes on one
+    port, the inbox and delivery workers beside them (looks like a ``multiprocessing.Process``)."""
+
+    def __init__(self, env: dict[str, str], processes: int) -> None:
+        from bot.settings import Settings
+
+        variables = {**os.environ, "PYTHONPATH": str(REPO), "SHEPHERD_LOG_LEVEL": "WARNING"}
+        for name, value in env.items():
+            if not name.startswith("_"):
+                alias = Settings.model_fields[name].validation_alias
+                variables[alias.choices[0] if alias is not None else name.upper()] = value  # type: ignore[union-attr]
+        variables.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.port = _bind_port()
+        command = [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)]
+        command += ["--processes", str(processes), "--worker", env.get("_worker_mode", "process")]
+        self._popen = subprocess.Popen(command, env=variables, cwd=env["data_dir"], stdout=subprocess.DEVNULL)
+        self.pid = self._popen.pid
+        self.processes = processes
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until every HTTP process has its app built (the port opens before they do)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.http_pids()) >= self.processes:
+                wait_healthy(self.port, deadline - time.monotonic())
+                time.sleep(3)  # each process builds its app after it starts
+                return
+            time.sleep(0.2)
+        raise RuntimeError("shepherd serve did not start its HTTP processes")
+
+    def http_pids(self) -> list[int]:
+        return [pid for pid in _family(self.pid) if "spawn_main" in _cmdline(pid)]
+
+    def terminate(self) -> None:
+        self._popen.terminate()
+
+    def join(self, timeout: float) -> None:
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+
+
+def _bind_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
 def wait_healthy(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -699,11 +757,17 @@ def run_database(
             f"({len(seeded.review_pairs)} possible decisions) in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        servers = {}
+        servers: dict[str, tuple[Any, int]] = {}
+        if args.processes > 1:
+            Path(env["data_dir"]).mkdir(parents=True, exist_ok=True)
+            command = ServeCommand(env, args.processes)
+            command.wait_ready()
+            servers["shepherd"] = (command, command.port)
         for name, target in (("shepherd", shepherd_main), ("bare", bare_main)):
-            process, _, info = start_child(ctx, target, env)
-            wait_healthy(info["port"])
-            servers[name] = (process, info["port"])
+            if name not in servers:
+                process, _, info = start_child(ctx, target, env)
+                wait_healthy(info["port"])
+                servers[name] = (process, info["port"])
         try:
             # Warm up both (imports, auth.test, connection pools) without touching decisions.
             for _, port in servers.values():
@@ -730,10 +794,13 @@ def run_database(
                         frozen = [pid for other in others for pid in _family(other.pid)]
                         for pid in frozen:
                             os.kill(pid, signal.SIGSTOP)
-                        server_pid = servers[name][0].pid
+                        server = servers[name][0]
+                        http = server.http_pids() if isinstance(server, ServeCommand) else [server.pid]
                         parts = {
-                            "app": [server_pid],
-                            "worker": [pid for pid in _family(server_pid) if pid != server_pid],
+                            "app": http,
+                            "worker": [
+                                pid for pid in _family(server.pid) if pid not in http and pid != server.pid
+                            ],
                             "fake slack": [emulator.pid],
                         }
                         marks: list[Any] = [lambda parts=parts: (time.perf_counter(), cpu_snapshot(parts))]
@@ -874,6 +941,12 @@ def main() -> None:
     parser.add_argument("--scenarios", default="command,approve,view")
     parser.add_argument("--max-decisions-per-s", type=float, default=1500, help="sizes the seeded approvals")
     parser.add_argument("--quick", action="store_true", help="2 s per point")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="HTTP processes for Shepherd (above 1: run as `shepherd serve --processes N`)",
+    )
     parser.add_argument(
         "--load",
         choices=["python", "wrk"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -120,11 +120,27 @@ def serve(
             "or none (replicas whose workers run as `shepherd worker`)."
         ),
     ] = "process",
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="HTTP processes answering Slack on the port (default SHEPHERD_HTTP_PROCESSES or 1). "
+            "One process acks on one core; on PostgreSQL, use about one per core.",
+        ),
+    ] = None,
 ) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on /slack/events."""
     if worker not in ("process", "thread", "none"):
         raise typer.BadParameter("use process, thread or none", param_hint="--worker")
     settings = Settings()
+    if processes is not None:
+        settings = settings.model_copy(update={"http_processes": processes})
+    if settings.http_processes > 1 and worker == "thread":
+        raise typer.BadParameter(
+            "with several HTTP processes the workers run beside them: use process or none",
+            param_hint="--worker",
+        )
     configure_logging(settings)
     services = prepare(settings)
     _serve(settings, services, port or settings.port, worker)
@@ -167,6 +183,9 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
 
     from bot.server import asgi_app, freeze_startup_heap
 
+    if settings.http_processes > 1:
+        _serve_processes(settings, services, port, worker)
+        return
     mode = "thread" if worker == "none" else worker
     asgi = asgi_app(app, services, run_worker=worker != "none", worker=mode)
     freeze_startup_heap()
@@ -177,6 +196,79 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
         port=port,
         log_level="warning",
     )
+
+
+def _serve_processes(settings: Settings, services: Services, port: int, worker: str) -> None:
+    """HTTP on several processes sharing the port, through uvicorn's supervisor (which replaces a
+    process that dies); the inbox and delivery workers run once, beside them.
+
+    Each process builds its own app from the same settings (``http_process_app``), so settings
+    given only on the command line do not reach them: put them in the environment or ``.env``.
+    Metrics are shared through prometheus_client's multiprocess mode, so ``/metrics`` counts
+    every process's requests (and the workers' deliveries) whichever process answers the scrape;
+    that mode has no ``process_*`` or ``python_gc_*`` metrics.
+    """
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    import uvicorn
+
+    from bot.worker import spawn_worker
+
+    services.database.dispose()  # the parent serves nothing; its connections would only idle
+    metrics_dir = None
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared:
+        # prometheus_client wants the directory emptied between runs, or old counts add up.
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        for stale in Path(shared).glob("*.db"):
+            stale.unlink()
+    else:
+        metrics_dir = tempfile.mkdtemp(prefix="shepherd-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    children = [spawn_worker(settings, role) for role in ("inbox", "delivery")] if worker == "process" else []
+    out.print(
+        f"Listening on http://{settings.host}:{port}/slack/events with {settings.http_processes} processes "
+        "(health: /healthz). Ctrl+C stops."
+    )
+    try:
+        uvicorn.run(
+            f"{__name__}:http_process_app",
+            factory=True,
+            workers=settings.http_processes,
+            host=settings.host,
+            port=port,
+            log_level="warning",
+            # Each process imports the whole stack before it answers uvicorn's health ping.
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def http_process_app() -> Any:
+    """One of ``shepherd serve --processes N``'s HTTP processes: the app, without the workers
+    (the parent runs those) and without migrating (the parent did)."""
+    from bot.app import build_app
+    from bot.bootstrap import open_database
+    from bot.server import asgi_app, freeze_startup_heap
+
+    settings = Settings()
+    configure_logging(settings)
+    services = bootstrap(settings, database=open_database(settings, migrate_sqlite=False))
+    asgi = asgi_app(build_app(settings, services), services, run_worker=False)
+    freeze_startup_heap()
+    return asgi
 
 
 def manifest(

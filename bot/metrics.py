@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -131,8 +132,17 @@ class InboxDepthCollector(StatusCountsCollector):
 
 
 def exposition(local: CollectorRegistry | None = None) -> bytes:
-    """The process-wide metrics plus ``local`` (one app's database-backed gauges)."""
-    text = generate_latest(REGISTRY)
+    """The process-wide metrics plus ``local`` (one app's database-backed gauges).
+
+    Under ``shepherd serve --processes N`` (``PROMETHEUS_MULTIPROC_DIR`` set), the counters and
+    histograms are those of every process, the workers' included.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shared = CollectorRegistry()
+        multiprocess.MultiProcessCollector(shared)
+        text = generate_latest(shared)
+    else:
+        text = generate_latest(REGISTRY)
     if local is not None:
         text += generate_latest(local)
     return text

@@ -25,6 +25,7 @@ from gates import usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
 from gates.schedule import operations_review_due, operations_review_overdue
+from storage.outbox import OutboxMessage
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.notify")
@@ -52,6 +53,20 @@ def review_target(review_id: int | None) -> str:
     return f"review:{review_id}"
 
 
+# Outbox kinds whose delivery only redraws the initiative's card from its current state.
+CARD_REDRAWS = frozenset({"answers.recorded", "initiative.held", "initiative.resumed", "operations.reviewed"})
+
+
+def supersedes(later: OutboxMessage, earlier: OutboxMessage) -> bool:
+    """Whether delivering outbox message ``later`` makes ``earlier`` pointless: both only redraw
+    the same initiative's card (``OutboxWorker(supersedes=...)``)."""
+    return (
+        earlier.kind in CARD_REDRAWS
+        and later.kind in CARD_REDRAWS
+        and later.payload.get("ref") == earlier.payload.get("ref")
+    )
+
+
 class SlackNotifier:
     """The outbox sender for Slack. ``__call__(message)`` raises to ask for a retry."""
 
@@ -61,17 +76,14 @@ class SlackNotifier:
         self._messages = messages
         self._handlers = {
             "initiative.registered": self._registered,
-            "answers.recorded": self._refresh_card_only,
             "review.requested": self._review_requested,
             "decision.recorded": self._decision_recorded,
             "stage.advanced": self._stage_advanced,
             "review.withdrawn": self._review_closed,
             "initiative.retired": self._retired,
-            "initiative.held": self._refresh_card_only,
-            "initiative.resumed": self._refresh_card_only,
+            **dict.fromkeys(CARD_REDRAWS, self._refresh_card_only),
             "ephemeral": self._ephemeral,
             "timebox.extended": self._time_box_extended,
-            "operations.reviewed": self._refresh_card_only,
             "schedule.stalled": self._stalled,
             "schedule.review_reminder": self._review_reminder,
             "schedule.review_escalation": self._review_escalation,

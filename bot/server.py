@@ -37,7 +37,7 @@ from bot import metrics
 from bot.bootstrap import Services
 from bot.inbox import start_processor
 from bot.listeners.common import PENDING_WRITES
-from bot.notify import SlackNotifier
+from bot.notify import SlackNotifier, supersedes
 from bot.scheduler import start_scheduler
 from bot.slack_client import make_client
 from storage.inbox import inbox_counts
@@ -53,6 +53,9 @@ DISPATCH_THREADS = 8
 ACK_BUDGET_SECONDS = 2.5
 # Slack calls take 100-300 ms; several senders keep notifications flowing under load.
 OUTBOX_SENDERS = 8
+# Messages claimed per delivery round: a larger batch lets more redraws of one card coalesce,
+# but the whole batch must be sent within the lease (2 minutes), Slack slow or not.
+DELIVERY_BATCH = 4 * OUTBOX_SENDERS
 WORKER_MODES = ("thread", "process")
 
 
@@ -79,18 +82,26 @@ def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> 
 
 def start_delivery(client: WebClient, services: Services, stop: threading.Event) -> threading.Thread:
     """A thread delivering the outbox through ``client`` until ``stop`` is set."""
-    worker = OutboxWorker(
-        services.database,
-        metrics.counted_sender(delivery_sender(services, client)),
-        clock=services,
-        concurrency=OUTBOX_SENDERS,
-        ordering_key=lambda message: message.payload.get("ref") or message.id,
-    )
+    worker = delivery_worker(services, metrics.counted_sender(delivery_sender(services, client)))
     thread = threading.Thread(
         target=worker.run_forever, args=(stop, 0.25), name="shepherd-outbox", daemon=True
     )
     thread.start()
     return thread
+
+
+def delivery_worker(services: Services, send: Callable[[OutboxMessage], None]) -> OutboxWorker:
+    """The outbox worker as Shepherd runs it: senders in parallel, each initiative's messages in
+    order, and redraws of one card coalesced."""
+    return OutboxWorker(
+        services.database,
+        send,
+        clock=services,
+        concurrency=OUTBOX_SENDERS,
+        ordering_key=lambda message: message.payload.get("ref") or message.id,
+        supersedes=supersedes,
+        batch_size=DELIVERY_BATCH,
+    )
 
 
 def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMessage], None]:

@@ -1,9 +1,9 @@
 """Claiming rows of a work table (the outbox, the inbox) under a lease.
 
 Both tables have ``id``, ``status``, ``attempts``, ``next_attempt_at``, ``locked_until`` and
-``claim_token``. A worker claims a batch in one short transaction: ``UPDATE ... SET claim_token =
-:mine, locked_until = now + lease, attempts = attempts + 1 WHERE id IN (SELECT ... FOR UPDATE
-SKIP LOCKED)``. On PostgreSQL ``SKIP LOCKED`` lets several workers claim disjoint batches without
+``claim_token``. A worker claims a batch in one short transaction: ``WITH due AS (SELECT id ...
+LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... SET claim_token = :mine, locked_until = now + lease,
+attempts = attempts + 1 WHERE id IN (SELECT id FROM due)``. On PostgreSQL ``SKIP LOCKED`` lets several workers claim disjoint batches without
 waiting on each other; on SQLite the write lock serialises claims. A claimed row is invisible to
 other workers until its lease runs out, and only the holder of the token can finish it.
 """
@@ -44,10 +44,20 @@ def claim_due(
 ) -> tuple[list[Mapping[str, Any]], str]:
     """Claim up to ``limit`` due rows, oldest first; returns their ``columns`` and the claim token."""
     token = uuid.uuid4().hex
-    oldest = select(table.c.id).where(*due(table, now)).order_by(table.c.id).limit(limit)
+    # A CTE: PostgreSQL never inlines one that locks rows, so it runs once. Written as
+    # ``IN (subquery)``, the planner could re-run the LIMITed subquery for the join and claim more
+    # than ``limit`` rows (seen: 3 rows claimed for a limit of 2).
+    oldest = (
+        select(table.c.id)
+        .where(*due(table, now))
+        .order_by(table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte(f"due_{table.name}")
+    )
     claim = (
         update(table)
-        .where(table.c.id.in_(oldest.with_for_update(skip_locked=True).scalar_subquery()), *due(table, now))
+        .where(table.c.id.in_(select(oldest.c.id)), *due(table, now))
         .values(claim_token=token, locked_until=now + lease, attempts=table.c.attempts + 1)
         .returning(*(table.c[name] for name in columns))
     )
@@ -59,10 +69,22 @@ def claim_due(
 
 def finish(database: Database, table: Table, row_id: int, token: str, values: Mapping[str, Any]) -> bool:
     """Write ``values`` to a claimed row (and release it) if this claim still holds it."""
+    return finish_many(database, table, [row_id], token, values) == 1
+
+
+def finish_many(
+    database: Database, table: Table, row_ids: Sequence[int], token: str, values: Mapping[str, Any]
+) -> int:
+    """Write ``values`` to the rows of ``row_ids`` that the claim ``token`` still holds, in one
+    transaction; returns how many it held (rows taken over by another claim are left alone)."""
+    if not row_ids:
+        return 0
     released = {"locked_until": None, "claim_token": None, **values}
     with database.session() as session, translated():
         result = session.execute(
-            update(table).where(table.c.id == row_id, table.c.claim_token == token).values(**released)
+            update(table)
+            .where(table.c.id.in_(list(row_ids)), table.c.claim_token == token)
+            .values(**released)
         )
         session.commit()
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]

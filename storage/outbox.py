@@ -111,6 +111,12 @@ class OutboxWorker:
             sender's own timeout.
         batch_size: messages claimed per transaction.
         rng: source of jitter (seed it in tests).
+        concurrency: senders working at once; messages with the same ``ordering_key`` go out
+            one after the other, in order.
+        supersedes: ``supersedes(later, earlier)`` is true when sending ``later`` makes sending
+            ``earlier`` pointless (both only redraw the same thing from the current state).
+            Such an ``earlier`` message, claimed in the same batch and with the same ordering
+            key, is marked delivered without being sent.
     """
 
     def __init__(
@@ -127,6 +133,7 @@ class OutboxWorker:
         rng: random.Random | None = None,
         concurrency: int = 1,
         ordering_key: Callable[[OutboxMessage], object] | None = None,
+        supersedes: Callable[[OutboxMessage, OutboxMessage], bool] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -141,50 +148,89 @@ class OutboxWorker:
         self._rng = rng or random.Random()
         self.concurrency = max(1, concurrency)
         self._ordering_key = ordering_key or (lambda message: message.id)
+        self._supersedes = supersedes
         self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
         self._stopping: threading.Event | None = None  # run_forever's stop event
+        self._postponed: Postponed | None = None  # set by the sender during this round
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due messages (default: one batch), send them; returns how many
-        were delivered."""
+        were delivered, superseded ones included (marked delivered, never sent)."""
+        self._postponed = None
         claimed = self._claim(limit or self.batch_size)
-        if self._pool is None or len(claimed) <= 1:
-            return self._deliver_each(claimed, in_order=False)
-        # Messages about the same thing (one initiative) go out in order, one after the other;
-        # different things go out in parallel, so one slow Slack call does not hold up the rest.
         groups: dict[object, list[tuple[OutboxMessage, str]]] = {}
         for item in claimed:
             groups.setdefault(self._ordering_key(item[0]), []).append(item)
-        return sum(self._pool.map(lambda group: self._deliver_each(group, in_order=True), groups.values()))
+        skipped = 0
+        if self._supersedes is not None:
+            superseded: list[tuple[OutboxMessage, str]] = []
+            for key, group in groups.items():
+                groups[key] = self._coalesce(group, superseded)
+            skipped = self._mark_superseded(superseded)
+        if self._pool is None or len(groups) <= 1:
+            return skipped + sum(self._deliver_each(group) for group in groups.values())
+        # Messages about the same thing (one initiative) go out in order, one after the other;
+        # different things go out in parallel, so one slow Slack call does not hold up the rest.
+        return skipped + sum(self._pool.map(self._deliver_each, groups.values()))
 
-    def _deliver_each(self, items: list[tuple[OutboxMessage, str]], *, in_order: bool) -> int:
-        """Send ``items`` one after the other; returns how many were delivered.
+    def _coalesce(
+        self, group: list[tuple[OutboxMessage, str]], superseded: list[tuple[OutboxMessage, str]]
+    ) -> list[tuple[OutboxMessage, str]]:
+        """``group`` without the messages a later one in it supersedes (added to ``superseded``).
 
-        A stop request or a postponing sender hands back what is left. With ``in_order``, a
-        failed message also holds back the ones after it until its retry.
+        Twenty questionnaire pages saved in a minute queue twenty redraws of the same card: one
+        ``chat.update`` with the latest state says the same, and spares Slack's rate limit.
+        """
+        assert self._supersedes is not None
+        kept: list[tuple[OutboxMessage, str]] = []
+        for index, (message, token) in enumerate(group):
+            later = next((m for m, _ in group[index + 1 :] if self._supersedes(m, message)), None)
+            if later is None:
+                kept.append((message, token))
+            else:
+                log.debug("outbox message %s superseded by %s", message.id, later.id)
+                superseded.append((message, token))
+        return kept
+
+    def _mark_superseded(self, items: list[tuple[OutboxMessage, str]]) -> int:
+        """Mark ``items`` delivered in one transaction (one round claims them with one token)."""
+        if not items:
+            return 0
+        return leasing.finish_many(
+            self._database,
+            outbox,
+            [message.id for message, _ in items],
+            items[0][1],
+            {"status": DELIVERED, "delivered_at": self._clock.now()},
+        )
+
+    def _deliver_each(self, items: list[tuple[OutboxMessage, str]]) -> int:
+        """Send ``items`` (one ordering key's) one after the other; returns how many were delivered.
+
+        A stop request or a postponing sender hands back what is left; a failed message holds
+        back the ones after it until its retry.
         """
         delivered = 0
         for index, (message, token) in enumerate(items):
             if self._stopping is not None and self._stopping.is_set():
                 self._release(items[index:], self._clock.now())
                 break
-            try:
-                sent = self._deliver(message, token)
-            except Postponed as wait:
+            # The sender cannot send anything yet (no installation): the whole round waits.
+            wait = self._postponed
+            if wait is None:
+                try:
+                    sent = self._deliver(message, token)
+                except Postponed as postponed:
+                    wait = self._postponed = postponed
+            if wait is not None:
                 self._release(items[index:], self._clock.now() + wait.delay, _describe(wait))
                 break
             delivered += sent
-            if not sent and in_order:
-                # Keep the order: what follows a failed message waits for its retry.
+            if not sent:
+                # Keep the order: what follows a failed message waits for its retry, without
+                # using up attempts of its own (it was never tried).
                 retry_at = self._clock.now() + self.backoff(max(1, message.attempts))
-                for later, later_token in items[index + 1 :]:
-                    self._finish(
-                        later,
-                        later_token,
-                        status=PENDING,
-                        error="waiting for an earlier message",
-                        next_attempt_at=retry_at,
-                    )
+                self._release(items[index + 1 :], retry_at, "waiting for an earlier message")
                 break
         return delivered
 

@@ -210,3 +210,30 @@ def test_a_decision_the_worker_gives_up_on_is_reported_to_the_person(
         ws.clock.advance(hours=1)
     assert inbox_counts(ws.services.database).get("dead") == 1
     assert any("Your decision could not be recorded" in t for t in private_texts(ws, SPONSOR))
+
+
+def test_pages_saved_between_two_delivery_rounds_redraw_the_card_once(workspace: Workspace) -> None:
+    """Shepherd's delivery worker coalesces redraws of one card: three saves, one chat.update,
+    drawn after the last of them."""
+    from bot.notify import SlackNotifier
+    from bot.server import delivery_worker
+    from bot.slack_client import make_client
+    from storage.outbox import outbox_counts
+    from storage.slack_messages import MessageRefs
+
+    ws = workspace
+    services = ws.services
+    for weeks in (4, 6, 8):
+        send_without_draining(
+            ws, OWNER, page_with(ws, QUESTION), {ids.question_block_id(QUESTION): str(weeks)}
+        )
+    assert recorded(ws, QUESTION).value == 8
+    updates_before = len(ws.api.calls("chat.update", ok=True))
+    client = make_client(ws.api.bot_token, ws.api.api_url)
+    notifier = SlackNotifier(services, client, MessageRefs(services.database))
+    assert delivery_worker(services, notifier).run_once() == 3
+    redraws = [
+        c for c in ws.api.calls("chat.update", ok=True)[updates_before:] if c.params["ts"] == card(ws)["ts"]
+    ]
+    assert len(redraws) == 1
+    assert "pending" not in outbox_counts(services.database)

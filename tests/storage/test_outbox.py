@@ -263,3 +263,65 @@ def test_a_postponed_message_waits_without_using_up_its_attempts(
     clock.advance(minutes=4)
     worker.run_once()  # not due yet: postponed by five minutes
     assert len(calls) == 11
+
+
+def redraws(later: OutboxMessage, earlier: OutboxMessage) -> bool:
+    return later.kind == earlier.kind == "card.redraw" and later.payload["ref"] == earlier.payload["ref"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_redraws_of_one_card_claimed_together_are_sent_once_with_the_latest(
+    database: Database, clock: FakeClock, concurrency: int
+) -> None:
+    with database.uow() as uow:
+        for page in range(5):
+            uow.outbox.put("card.redraw", {"ref": "AI-0001", "page": page}, START)
+        uow.outbox.put("review.requested", {"ref": "AI-0001"}, START)
+        uow.outbox.put("card.redraw", {"ref": "AI-0001", "page": 5}, START)
+        uow.outbox.put("card.redraw", {"ref": "AI-0002", "page": 0}, START)
+        uow.commit()
+    sender = Recorder()
+    worker = OutboxWorker(
+        database,
+        sender,
+        clock,
+        concurrency=concurrency,
+        ordering_key=lambda message: message.payload["ref"],
+        supersedes=redraws,
+    )
+    assert worker.run_once() == 8
+    sent = [(m.kind, m.payload["ref"], m.payload.get("page")) for m in sender.sent]
+    assert sorted(sent) == [
+        ("card.redraw", "AI-0001", 5),
+        ("card.redraw", "AI-0002", 0),
+        ("review.requested", "AI-0001", None),
+    ]
+    # The review notice still goes out before the last redraw of its initiative's card.
+    ours = [entry for entry in sent if entry[1] == "AI-0001"]
+    assert ours == [("review.requested", "AI-0001", None), ("card.redraw", "AI-0001", 5)]
+    assert outbox_counts(database) == {"delivered": 8}
+    assert worker.run_once() == 0
+
+
+def test_a_redraw_is_not_dropped_for_one_that_is_not_yet_claimed(
+    database: Database, clock: FakeClock
+) -> None:
+    with database.uow() as uow:
+        for page in range(3):
+            uow.outbox.put("card.redraw", {"ref": "AI-0001", "page": page}, START)
+        uow.commit()
+    sender = Recorder()
+    worker = OutboxWorker(
+        database, sender, clock, batch_size=2, ordering_key=lambda m: m.payload["ref"], supersedes=redraws
+    )
+    worker.run_once()
+    worker.run_once()
+    assert [m.payload["page"] for m in sender.sent] == [1, 2]
+
+
+def test_a_round_claims_no_more_than_its_batch(database: Database, clock: FakeClock) -> None:
+    put(database, 5)
+    sender = Recorder()
+    worker = OutboxWorker(database, sender, clock, batch_size=2)
+    assert [worker.run_once() for _ in range(4)] == [2, 2, 1, 0]
+    assert [m.payload["review"] for m in sender.sent] == [0, 1, 2, 3, 4]

@@ -219,17 +219,17 @@ class OutboxWorker:
             wait = self._postponed
             if wait is None:
                 try:
-                    sent = self._deliver(message, token)
+                    sent, retry_at = self._deliver(message, token)
                 except Postponed as postponed:
                     wait = self._postponed = postponed
             if wait is not None:
                 self._release(items[index:], self._clock.now() + wait.delay, _describe(wait))
                 break
             delivered += sent
-            if not sent:
-                # Keep the order: what follows a failed message waits for its retry, without
-                # using up attempts of its own (it was never tried).
-                retry_at = self._clock.now() + self.backoff(max(1, message.attempts))
+            if retry_at is not None:
+                # Keep the order: what follows a failed message waits for its retry (due at the
+                # same moment, claimed after it), without using up attempts of its own. After a
+                # dead-lettered message the rest go on: it will never be sent.
                 self._release(items[index + 1 :], retry_at, "waiting for an earlier message")
                 break
         return delivered
@@ -289,8 +289,9 @@ class OutboxWorker:
         ]
         return [(m, token) for m in messages]
 
-    def _deliver(self, message: OutboxMessage, token: str) -> int:
-        """1 if sent, 0 if it failed (retried later or dead-lettered).
+    def _deliver(self, message: OutboxMessage, token: str) -> tuple[int, datetime | None]:
+        """(1, None) if sent; (0, when) if it failed and will be retried at ``when``; (0, None)
+        if it was dead-lettered (or its lease ran out meanwhile).
 
         Raises:
             Postponed: from the sender, for the caller to hand this and what follows back.
@@ -301,15 +302,15 @@ class OutboxWorker:
             raise
         except PermanentFailure as error:
             self._finish(message, token, status=DEAD, error=f"permanent: {_describe(error)}")
-            return 0
+            return 0, None
         except Exception as error:
             if message.attempts >= self.max_attempts:
                 self._finish(message, token, status=DEAD, error=_describe(error))
-            else:
-                retry_at = self._clock.now() + self.backoff(message.attempts)
-                self._finish(message, token, status=PENDING, error=_describe(error), next_attempt_at=retry_at)
-            return 0
-        return 1 if self._finish(message, token, status=DELIVERED) else 0
+                return 0, None
+            retry_at = self._clock.now() + self.backoff(message.attempts)
+            self._finish(message, token, status=PENDING, error=_describe(error), next_attempt_at=retry_at)
+            return 0, retry_at
+        return (1 if self._finish(message, token, status=DELIVERED) else 0), None
 
     def _finish(
         self,

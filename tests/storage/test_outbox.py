@@ -325,3 +325,51 @@ def test_a_round_claims_no_more_than_its_batch(database: Database, clock: FakeCl
     worker = OutboxWorker(database, sender, clock, batch_size=2)
     assert [worker.run_once() for _ in range(4)] == [2, 2, 1, 0]
     assert [m.payload["review"] for m in sender.sent] == [0, 1, 2, 3, 4]
+
+
+def test_messages_after_a_failed_one_wait_for_its_retry_without_using_attempts(
+    database: Database, clock: FakeClock
+) -> None:
+    with database.uow() as uow:
+        for step in range(3):
+            uow.outbox.put("review.requested", {"ref": "AI-0001", "step": step}, START)
+        uow.commit()
+    failing = {0}
+    sent: list[int] = []
+
+    def sender(message: OutboxMessage) -> None:
+        if message.payload["step"] in failing:
+            raise ConnectionError("slack is down")
+        sent.append(message.payload["step"])
+
+    worker = OutboxWorker(database, sender, clock, max_attempts=2, ordering_key=lambda m: m.payload["ref"])
+    assert worker.run_once() == 0
+    assert sent == []
+    with database.session(read_only=True) as session:
+        rows = session.execute(select(outbox).order_by(outbox.c.id)).mappings().all()
+    assert [r["attempts"] for r in rows] == [1, 0, 0]
+    assert len({r["next_attempt_at"] for r in rows}) == 1  # all due when the failed one is retried
+    clock.advance(hours=1)
+    failing.clear()
+    assert worker.run_once() == 3
+    assert sent == [0, 1, 2]
+
+
+def test_a_dead_lettered_message_does_not_hold_back_the_ones_after_it(
+    database: Database, clock: FakeClock
+) -> None:
+    with database.uow() as uow:
+        for step in range(3):
+            uow.outbox.put("review.requested", {"ref": "AI-0001", "step": step}, START)
+        uow.commit()
+    sent: list[int] = []
+
+    def sender(message: OutboxMessage) -> None:
+        if message.payload["step"] == 0:
+            raise PermanentFailure("channel_not_found")
+        sent.append(message.payload["step"])
+
+    worker = OutboxWorker(database, sender, clock, ordering_key=lambda m: m.payload["ref"])
+    assert worker.run_once() == 2
+    assert sent == [1, 2]
+    assert outbox_counts(database) == {"dead": 1, "delivered": 2}

@@ -41,6 +41,14 @@ def put(database: Database, n: int = 1, *, key: str | None = None, at: datetime 
         uow.commit()
 
 
+def queue(database: Database, kind: str, payloads: list[dict[str, object]]) -> None:
+    """Queue one message of ``kind`` per payload, in order, in one transaction."""
+    with database.uow() as uow:
+        for payload in payloads:
+            uow.outbox.put(kind, payload, START)
+        uow.commit()
+
+
 def row(database: Database) -> dict[str, object]:
     with database.session(read_only=True) as session:
         return dict(session.execute(select(outbox)).mappings().one())
@@ -306,10 +314,7 @@ def test_redraws_of_one_card_claimed_together_are_sent_once_with_the_latest(
 def test_a_redraw_is_not_dropped_for_one_that_is_not_yet_claimed(
     database: Database, clock: FakeClock
 ) -> None:
-    with database.uow() as uow:
-        for page in range(3):
-            uow.outbox.put("card.redraw", {"ref": "AI-0001", "page": page}, START)
-        uow.commit()
+    queue(database, "card.redraw", [{"ref": "AI-0001", "page": page} for page in range(3)])
     sender = Recorder()
     worker = OutboxWorker(
         database, sender, clock, batch_size=2, ordering_key=lambda m: m.payload["ref"], supersedes=redraws
@@ -330,10 +335,7 @@ def test_a_round_claims_no_more_than_its_batch(database: Database, clock: FakeCl
 def test_messages_after_a_failed_one_wait_for_its_retry_without_using_attempts(
     database: Database, clock: FakeClock
 ) -> None:
-    with database.uow() as uow:
-        for step in range(3):
-            uow.outbox.put("review.requested", {"ref": "AI-0001", "step": step}, START)
-        uow.commit()
+    queue(database, "review.requested", [{"ref": "AI-0001", "step": step} for step in range(3)])
     failing = {0}
     sent: list[int] = []
 
@@ -358,10 +360,7 @@ def test_messages_after_a_failed_one_wait_for_its_retry_without_using_attempts(
 def test_a_dead_lettered_message_does_not_hold_back_the_ones_after_it(
     database: Database, clock: FakeClock
 ) -> None:
-    with database.uow() as uow:
-        for step in range(3):
-            uow.outbox.put("review.requested", {"ref": "AI-0001", "step": step}, START)
-        uow.commit()
+    queue(database, "review.requested", [{"ref": "AI-0001", "step": step} for step in range(3)])
     sent: list[int] = []
 
     def sender(message: OutboxMessage) -> None:

@@ -3,8 +3,9 @@
 Both tables have ``id``, ``status``, ``attempts``, ``next_attempt_at``, ``locked_until`` and
 ``claim_token``. A worker claims a batch in one short transaction: ``WITH due AS (SELECT id ...
 LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... SET claim_token = :mine, locked_until = now + lease,
-attempts = attempts + 1 WHERE id IN (SELECT id FROM due)``. On PostgreSQL ``SKIP LOCKED`` lets several workers claim disjoint batches without
-waiting on each other; on SQLite the write lock serialises claims. A claimed row is invisible to
+attempts = attempts + 1 WHERE id IN (SELECT id FROM due)``. On PostgreSQL ``SKIP LOCKED`` lets
+several workers claim disjoint batches without waiting on each other; on SQLite the write lock
+serialises claims. A claimed row is invisible to
 other workers until its lease runs out, and only the holder of the token can finish it.
 """
 

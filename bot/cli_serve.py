@@ -136,7 +136,7 @@ def serve(
     settings = Settings()
     if processes is not None:
         settings = settings.model_copy(update={"http_processes": processes})
-    if settings.http_processes > 1 and worker == "thread":
+    if settings.http_processes > 1 and worker == "thread" and settings.slack_app_token is None:
         raise typer.BadParameter(
             "with several HTTP processes the workers run beside them: use process or none",
             param_hint="--worker",
@@ -163,6 +163,11 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
     app = build_app(settings, services)
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        if settings.http_processes > 1:
+            out.print(
+                "[yellow]Socket Mode runs in one process[/yellow]: --processes applies to HTTP mode only."
+            )
 
         from bot.inbox import start_processor
         from bot.scheduler import start_scheduler

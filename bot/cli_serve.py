@@ -215,12 +215,11 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
     """
     import os
     import shutil
-    import subprocess
     import tempfile
 
     import uvicorn
 
-    from bot.worker import spawn_worker
+    from bot.worker import WorkerChildren
 
     services.database.dispose()  # the parent serves nothing; its connections would only idle
     metrics_dir = None
@@ -233,7 +232,9 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
     else:
         metrics_dir = tempfile.mkdtemp(prefix="shepherd-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    children = [spawn_worker(settings, role) for role in ("inbox", "delivery")] if worker == "process" else []
+    children = WorkerChildren(settings) if worker == "process" else None
+    if children is not None:
+        children.start()
     out.print(
         f"Listening on http://{settings.host}:{port}/slack/events with {settings.http_processes} processes "
         "(health: /healthz). Ctrl+C stops."
@@ -250,13 +251,8 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
             timeout_worker_healthcheck=60,
         )
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if children is not None:
+            children.stop()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

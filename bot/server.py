@@ -197,25 +197,25 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         return JSONResponse({"ok": True, "pipeline": services.pipeline.version})
 
     @asynccontextmanager
-    async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
-        children = []
+    async def lifespan(asgi: Starlette):  # type: ignore[no-untyped-def]
+        children = None
         if run_worker and worker == "thread":
             start_processor(services, stop)
             start_outbox_worker(app, services, stop)
             start_scheduler(services, stop)
         elif run_worker and worker == "process":
-            from bot.worker import spawn_worker
+            from bot.worker import WorkerChildren
 
             # Two processes: recording decisions must not queue behind notifications for the GIL
             # (measured: in one process, 8 busy senders slowed the inbox to ~40 decisions/s).
-            children = [spawn_worker(services.settings, "inbox"), spawn_worker(services.settings, "delivery")]
+            children = WorkerChildren(services.settings)
+            children.start()
+        asgi.state.workers = children
         yield
         stop.set()
         services.inbox.close()
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.wait(timeout=10)
+        if children is not None:
+            await anyio.to_thread.run_sync(children.stop)
 
     routes = [
         Route("/slack/events", events, methods=["POST"]),

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from pydantic import SecretStr
@@ -96,6 +97,93 @@ def spawn_worker(settings: Settings, role: str = "all") -> subprocess.Popen[byte
     process.stdin.write(json.dumps(message, default=str).encode("utf-8"))
     process.stdin.close()
     return process
+
+
+class WorkerChildren:
+    """Worker child processes (``spawn_worker``) kept running: one that exits while Shepherd
+    serves is logged and started again, after a pause that grows while it keeps dying at once.
+
+    Without this, a worker killed by the OOM killer or a crash left acknowledged clicks waiting
+    in the inbox, and notifications in the outbox, until someone restarted the whole server.
+    """
+
+    def __init__(self, settings: Settings, roles: tuple[str, ...] = ("inbox", "delivery")) -> None:
+        self._settings = settings
+        self._roles = roles
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._started: dict[str, float] = {}
+        self._pause: dict[str, float] = dict.fromkeys(roles, _FIRST_PAUSE)
+        self._due: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        for role in self._roles:
+            self._spawn(role)
+        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+        self._watcher.start()
+
+    def pids(self) -> dict[str, int]:
+        """The current child process of each role."""
+        with self._lock:
+            return {role: child.pid for role, child in self._children.items()}
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching, then stop the children (killed if they do not stop within ``timeout``)."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def _spawn(self, role: str) -> None:
+        child = spawn_worker(self._settings, role)
+        with self._lock:
+            self._children[role] = child
+        self._started[role] = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(_WATCH_INTERVAL):
+            now = time.monotonic()
+            for role in self._roles:
+                with self._lock:
+                    child = self._children[role]
+                due = self._due.get(role)
+                if due is None and child.poll() is not None:
+                    # Died soon after starting: it will probably die again, so wait longer.
+                    quick = now - self._started[role] < _QUICK_DEATH
+                    self._pause[role] = min(self._pause[role] * 2, _MAX_PAUSE) if quick else _FIRST_PAUSE
+                    self._due[role] = now + self._pause[role]
+                    logger.error(
+                        "the %s worker (pid %d) exited with code %s; starting it again in %.0f s",
+                        role,
+                        child.pid,
+                        child.returncode,
+                        self._pause[role],
+                    )
+                elif due is not None and now >= due:
+                    try:
+                        self._spawn(role)
+                    except OSError:
+                        logger.exception("could not start the %s worker; trying again", role)
+                        self._due[role] = now + _MAX_PAUSE
+                    else:
+                        del self._due[role]
+
+
+_WATCH_INTERVAL = 0.5
+_FIRST_PAUSE = 1.0
+_MAX_PAUSE = 60.0
+_QUICK_DEATH = 30.0  # seconds: a child that dies sooner than this is restarted more slowly
 
 
 def main() -> None:

@@ -169,3 +169,58 @@ def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_
                 time.sleep(0.1)
         assert announced(), replies()
         services.database.dispose()
+
+
+def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with api:
+        registry = api.state.add_channel("ai-initiatives")
+        settings = worker_settings(api, registry.id, tmp_path)
+        services = bootstrap(settings)
+        asgi = asgi_app(build_app(settings, services), services, worker="process")
+        with BackgroundASGIServer(asgi, lifespan="on") as server:
+            workers = asgi.state.workers
+            first = workers.pids()["delivery"]
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while workers.pids()["delivery"] == first and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert workers.pids()["delivery"] != first, "the delivery worker was not started again"
+            # The new delivery worker posts the card of an initiative registered after the crash.
+            slack = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
+            command = payloads.slash_command(
+                ids.COMMAND,
+                "new",
+                user_id=OWNER,
+                channel_id=registry.id,
+                trigger_id=api.mint_trigger_id(OWNER),
+            )
+            assert slack.send(command).status == 200
+            api.wait_for("views.open", timeout=10)
+            view = api.calls("views.open")[-1].response["view"]
+            submission = payloads.view_submission(view, user_id=OWNER, values=intake_values())
+            assert slack.send(submission).status == 200
+            deadline = time.monotonic() + 60  # the new child imports the whole stack first
+            while not api.state.channel_messages(registry.id) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pids = workers.pids()
+        messages = api.state.channel_messages(registry.id)
+        assert messages and "AI-0001" in str(messages[0]["blocks"])
+        # Stopping the server stops the restarted children too.
+        for pid in pids.values():
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                except FileNotFoundError:
+                    break
+                if state == "Z":
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"worker {pid} still runs after the server stopped")
+        services.database.dispose()

@@ -31,6 +31,22 @@ def worker_settings(api: FakeSlackWebAPI, registry: str, data_dir: Path) -> Sett
     )
 
 
+def register_through_slack(api: FakeSlackWebAPI, url: str, registry: str) -> None:
+    """Register an initiative with /shepherd new and the intake modal, then wait (up to a minute:
+    a worker child imports the whole stack first) for the delivery worker to post its card."""
+    slack = SlackClient(url + "/slack/events", SIGNING_SECRET)
+    command = payloads.slash_command(
+        ids.COMMAND, "new", user_id=OWNER, channel_id=registry, trigger_id=api.mint_trigger_id(OWNER)
+    )
+    assert slack.send(command).status == 200
+    api.wait_for("views.open", timeout=10)
+    view = api.calls("views.open")[-1].response["view"]
+    assert slack.send(payloads.view_submission(view, user_id=OWNER, values=intake_values())).status == 200
+    deadline = time.monotonic() + 60
+    while not api.state.channel_messages(registry) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_the_worker_process_posts_the_card_of_a_new_initiative(tmp_path: Path) -> None:
     api = FakeSlackWebAPI()
     api.state.add_user(OWNER, "olivia")
@@ -40,24 +56,7 @@ def test_the_worker_process_posts_the_card_of_a_new_initiative(tmp_path: Path) -
         services = bootstrap(settings)
         app = build_app(settings, services)
         with BackgroundASGIServer(asgi_app(app, services, worker="process"), lifespan="on") as server:
-            slack = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
-            command = payloads.slash_command(
-                ids.COMMAND,
-                "new",
-                user_id=OWNER,
-                channel_id=registry.id,
-                trigger_id=api.mint_trigger_id(OWNER),
-            )
-            assert slack.send(command).status == 200
-            api.wait_for("views.open", timeout=10)
-            view = api.calls("views.open")[-1].response["view"]
-            assert (
-                slack.send(payloads.view_submission(view, user_id=OWNER, values=intake_values())).status
-                == 200
-            )
-            deadline = time.monotonic() + 60  # the child process imports the whole stack first
-            while not api.state.channel_messages(registry.id) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            register_through_slack(api, server.url, registry.id)
         messages = api.state.channel_messages(registry.id)
         assert messages and "AI-0001" in str(messages[0]["blocks"])
         services.database.dispose()
@@ -191,22 +190,7 @@ def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -
                 time.sleep(0.1)
             assert workers.pids()["delivery"] != first, "the delivery worker was not started again"
             # The new delivery worker posts the card of an initiative registered after the crash.
-            slack = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
-            command = payloads.slash_command(
-                ids.COMMAND,
-                "new",
-                user_id=OWNER,
-                channel_id=registry.id,
-                trigger_id=api.mint_trigger_id(OWNER),
-            )
-            assert slack.send(command).status == 200
-            api.wait_for("views.open", timeout=10)
-            view = api.calls("views.open")[-1].response["view"]
-            submission = payloads.view_submission(view, user_id=OWNER, values=intake_values())
-            assert slack.send(submission).status == 200
-            deadline = time.monotonic() + 60  # the new child imports the whole stack first
-            while not api.state.channel_messages(registry.id) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            register_through_slack(api, server.url, registry.id)
             pids = workers.pids()
         messages = api.state.channel_messages(registry.id)
         assert messages and "AI-0001" in str(messages[0]["blocks"])

@@ -159,16 +159,18 @@ class WorkerChildren:
                     child = self._children[role]
                 due = self._due.get(role)
                 if due is None and child.poll() is not None:
-                    # Died soon after starting: it will probably die again, so wait longer.
+                    # Died soon after starting: it will probably die again, so each such
+                    # restart waits twice as long as the one before.
                     quick = now - self._started[role] < _QUICK_DEATH
-                    self._pause[role] = min(self._pause[role] * 2, _MAX_PAUSE) if quick else _FIRST_PAUSE
-                    self._due[role] = now + self._pause[role]
+                    pause = self._pause[role] if quick else _FIRST_PAUSE
+                    self._pause[role] = min(pause * 2, _MAX_PAUSE)
+                    self._due[role] = now + pause
                     logger.error(
                         "the %s worker (pid %d) exited with code %s; starting it again in %.0f s",
                         role,
                         child.pid,
                         child.returncode,
-                        self._pause[role],
+                        pause,
                     )
                 elif due is not None and now >= due:
                     try:

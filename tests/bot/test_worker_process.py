@@ -4,11 +4,13 @@ the interpreter."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot import ids
 from bot.app import build_app
-from bot.bootstrap import bootstrap
+from bot.bootstrap import Services, bootstrap
 from bot.emulator import payloads
 from bot.emulator.client import SlackClient
 from bot.emulator.serving import BackgroundASGIServer
@@ -31,6 +33,25 @@ def worker_settings(api: FakeSlackWebAPI, registry: str, data_dir: Path) -> Sett
     )
 
 
+@contextmanager
+def workspace(
+    tmp_path: Path, people: dict[str, str]
+) -> Iterator[tuple[FakeSlackWebAPI, str, Settings, Services]]:
+    """A running fake Slack with ``people`` in #ai-initiatives (the registry), and Shepherd's
+    settings and services for it; yields (api, registry channel id, settings, services)."""
+    api = FakeSlackWebAPI()
+    for user, name in people.items():
+        api.state.add_user(user, name)
+    with api:
+        registry = api.state.add_channel("ai-initiatives", members=list(people))
+        settings = worker_settings(api, registry.id, tmp_path)
+        services = bootstrap(settings)
+        try:
+            yield api, registry.id, settings, services
+        finally:
+            services.database.dispose()
+
+
 def register_through_slack(api: FakeSlackWebAPI, url: str, registry: str) -> None:
     """Register an initiative with /shepherd new and the intake modal, then wait (up to a minute:
     a worker child imports the whole stack first) for the delivery worker to post its card."""
@@ -48,18 +69,12 @@ def register_through_slack(api: FakeSlackWebAPI, url: str, registry: str) -> Non
 
 
 def test_the_worker_process_posts_the_card_of_a_new_initiative(tmp_path: Path) -> None:
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    with api:
-        registry = api.state.add_channel("ai-initiatives")
-        settings = worker_settings(api, registry.id, tmp_path)
-        services = bootstrap(settings)
+    with workspace(tmp_path, {OWNER: "olivia"}) as (api, registry, settings, services):
         app = build_app(settings, services)
         with BackgroundASGIServer(asgi_app(app, services, worker="process"), lifespan="on") as server:
-            register_through_slack(api, server.url, registry.id)
-        messages = api.state.channel_messages(registry.id)
+            register_through_slack(api, server.url, registry)
+        messages = api.state.channel_messages(registry)
         assert messages and "AI-0001" in str(messages[0]["blocks"])
-        services.database.dispose()
 
 
 def test_the_worker_stops_when_its_parent_dies(tmp_path: Path) -> None:
@@ -110,13 +125,7 @@ def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_
     from tests.bot.scenario import find_button
 
     sponsor = "U0SPONSOR"
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    api.state.add_user(sponsor, "sam")
-    with api:
-        registry = api.state.add_channel("ai-initiatives", members=[OWNER, sponsor])
-        settings = worker_settings(api, registry.id, tmp_path)
-        services = bootstrap(settings)
+    with workspace(tmp_path, {OWNER: "olivia", sponsor: "sam"}) as (api, registry, settings, services):
         now = services.now()
         usecases.set_role_holders(services.pipeline, services.uow(), "sponsor", [sponsor], "U0ADMIN01", now)
         repo = Path(__file__).resolve().parents[2]
@@ -155,10 +164,10 @@ def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_
                     break
                 time.sleep(0.1)
             assert initiative.stage == "poc"
-            card = api.state.channel_messages(registry.id)[0]
+            card = api.state.channel_messages(registry)[0]
 
             def replies() -> list[str]:
-                return [m.get("text", "") for m in api.state.thread(registry.id, card["ts"])[1:]]
+                return [m.get("text", "") for m in api.state.thread(registry, card["ts"])[1:]]
 
             def announced() -> bool:
                 return any(sponsor in text and "last approval" in text for text in replies())
@@ -167,19 +176,13 @@ def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_
             while time.monotonic() < deadline and not announced():
                 time.sleep(0.1)
         assert announced(), replies()
-        services.database.dispose()
 
 
 def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -> None:
     import os
     import signal
 
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    with api:
-        registry = api.state.add_channel("ai-initiatives")
-        settings = worker_settings(api, registry.id, tmp_path)
-        services = bootstrap(settings)
+    with workspace(tmp_path, {OWNER: "olivia"}) as (api, registry, settings, services):
         asgi = asgi_app(build_app(settings, services), services, worker="process")
         with BackgroundASGIServer(asgi, lifespan="on") as server:
             workers = asgi.state.workers
@@ -190,9 +193,9 @@ def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -
                 time.sleep(0.1)
             assert workers.pids()["delivery"] != first, "the delivery worker was not started again"
             # The new delivery worker posts the card of an initiative registered after the crash.
-            register_through_slack(api, server.url, registry.id)
+            register_through_slack(api, server.url, registry)
             pids = workers.pids()
-        messages = api.state.channel_messages(registry.id)
+        messages = api.state.channel_messages(registry)
         assert messages and "AI-0001" in str(messages[0]["blocks"])
         # Stopping the server stops the restarted children too.
         for pid in pids.values():
@@ -207,4 +210,3 @@ def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -
                 time.sleep(0.1)
             else:
                 raise AssertionError(f"worker {pid} still runs after the server stopped")
-        services.database.dispose()

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import metrics
+from bot import metrics, slack_request
 from bot.bootstrap import Services
 from bot.inbox import start_processor
 from bot.listeners.common import PENDING_WRITES
@@ -165,8 +165,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
     local_metrics.register(metrics.InboxDepthCollector(lambda: inbox_counts(services.database)))
 
     async def events(request: Request) -> Response:
-        body = await request.body()
-        bolt_request = to_bolt_request(request, body)
+        bolt_request = slack_request.bolt_request(request, await request.body())
         kind = metrics.payload_type(bolt_request.body)
         pending: list[Future[None]] = []
         bolt_request.context[PENDING_WRITES] = pending

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import bm25s
 import numpy as np
@@ -21,14 +22,22 @@ _STOPWORD_TEXT = """a about above after again against all am an and any are as a
     what when where which while who whom why will with would you your yours yourself
     yourselves shall may must also us we're i'm what's how's do don't need needs"""
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_VOWELS = frozenset("aeiouy")
 
 
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
-    """A light English stemmer: folds plurals and common verb endings, nothing clever."""
+    """A light English stemmer: folds plurals and common verb endings, nothing clever.
+
+    A final "e" is dropped and a doubled final consonant undone after a suffix, so that the
+    forms of one verb meet: "score", "scores", "scored", "scoring" all give "scor", "plan" and
+    "planned" give "plan".
+    """
     if len(word) <= 3 or not word.isalpha():
         return word
     for suffix, replacement in (
         ("ies", "y"),
+        ("ied", "y"),
         ("sses", "ss"),
         ("ingly", ""),
         ("edly", ""),
@@ -39,11 +48,27 @@ def stem(word: str) -> str:
     ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             if suffix == "s" and word.endswith(("ss", "us", "is")):
-                return word
+                return _trim(word)
             if suffix == "es" and not word.endswith(("ches", "shes", "xes", "zes", "sses")):
-                return word[:-1]
-            return word[: len(word) - len(suffix)] + replacement
-    return word
+                return _trim(word[:-1])
+            base = word[: len(word) - len(suffix)] + replacement
+            if suffix in ("ing", "ed", "ingly", "edly") and not _VOWELS & set(base):
+                return word
+            if (
+                suffix in ("ing", "ed")
+                and len(base) >= 4
+                and base[-1] == base[-2]
+                and base[-1] not in "lsz"
+                and base[-1] not in _VOWELS
+            ):
+                base = base[:-1]
+            return _trim(base)
+    return _trim(word)
+
+
+def _trim(word: str) -> str:
+    """Without a final silent "e" ("require" -> "requir"), as its suffixed forms lose it."""
+    return word[:-1] if len(word) >= 4 and word.endswith("e") and not word.endswith("ee") else word
 
 
 def tokenize(text: str) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from knowledge import KnowledgeBase, KnowledgeError
 from knowledge.chunking import numbered_parts
-from knowledge.lexical import LexicalIndex
+from knowledge.lexical import LexicalIndex, stem, tokenize
 
 KB = Callable[..., KnowledgeBase]
 
@@ -93,6 +93,33 @@ def test_without_priors_the_wordier_recitals_win(make_kb: KB, act: Path) -> None
     kb.ingest([act])
     hits = kb.search("do deployers have to disclose the chatbot?", k=5)
     assert "Article 50" not in hits[0].section
+
+
+def test_a_table_of_contents_ranks_below_the_article_it_lists(make_kb: KB, act: Path) -> None:
+    (act / "00_TABLE_OF_CONTENTS.md").write_text(
+        "# AI Act - Table of Contents\n\n## Chapter IV: chatbot disclosure\n\n"
+        "- Article 50: deployers disclose the chatbot, chatbot disclosure (02_articles.md)\n",
+        encoding="utf-8",
+    )
+    kb = make_kb()
+    kb.ingest([act])
+    sections = [hit.section for hit in kb.search("do deployers have to disclose the chatbot?", k=5)]
+    assert sections[0].startswith("Chapter IV > Article 50")
+    assert any(section.startswith("AI Act - Table of Contents") for section in sections[1:])
+
+
+def test_the_forms_of_one_word_share_a_stem() -> None:
+    for forms in (
+        ("score", "scores", "scored", "scoring"),
+        ("provide", "provided", "provides", "providing"),
+        ("plan", "plans", "planned", "planning"),
+        ("policy", "policies"),
+        ("apply", "applied", "applies"),
+        ("assess", "assessed", "assesses", "assessing"),
+    ):
+        assert len({stem(form) for form in forms}) == 1, forms
+    assert stem("need") == "need" and stem("agree") == "agree" and stem("gpt4") == "gpt4"
+    assert tokenize("GOVERN 1.6 requires an inventory") == ["govern", "1.6", "requir", "inventory"]
 
 
 def test_an_invalid_prior_pattern_is_a_clear_error(make_kb: KB) -> None:

@@ -6,7 +6,7 @@ wires an implementation in. Nothing here knows about SQL or Slack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Self
@@ -69,6 +69,10 @@ class InitiativeRepository(Protocol):
         """Raises UnknownInitiative."""
         ...
 
+    def get_many(self, refs: Iterable[str]) -> dict[str, Initiative]:
+        """Those of ``refs`` that exist, by ref, in one read."""
+        ...
+
     def save(self, initiative: Initiative) -> None:
         """Persist changes; raises ConcurrentUpdate when someone else changed it meanwhile."""
         ...
@@ -95,6 +99,10 @@ class ReviewRepository(Protocol):
 
     def get(self, review_id: int) -> Review:
         """Raises UnknownReview."""
+        ...
+
+    def get_many(self, review_ids: Iterable[int]) -> dict[int, Review]:
+        """Those of ``review_ids`` that exist, by id, with their decisions, in one read."""
         ...
 
     def open_for(self, ref: str) -> Review | None: ...

@@ -26,6 +26,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -203,6 +204,11 @@ class InboxProcessor:
         max_attempts: failures after which an item is marked dead.
         on_dead: told of each item marked dead (and why), so the person who was told "OK" can
             hear that it was not recorded after all; its own failures are only logged.
+        step_aside: seconds to pause after each write transaction (the claim, each applied
+            round). SQLite's write lock is not fair: a loop that begins its next transaction as
+            soon as it commits takes the lock again before a waiting writer polls, and the
+            writers waiting here are acks storing clicks. Measured at 50 connections of
+            Approve on SQLite: 3 ms took p99 ack from 94-110 to 65-74 ms, decisions/s unchanged.
     """
 
     def __init__(
@@ -218,8 +224,10 @@ class InboxProcessor:
         base_delay: timedelta = timedelta(seconds=1),
         rng: random.Random | None = None,
         on_dead: Callable[[InboxItem, str], None] | None = None,
+        step_aside: float = 0.0,
     ) -> None:
         self._database = database
+        self.step_aside = step_aside
         self._on_dead = on_dead
         self._handlers = dict(handlers)
         self._batch_handlers = dict(batch_handlers or {})
@@ -233,6 +241,8 @@ class InboxProcessor:
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due items and apply them in arrival order; returns how many were applied."""
         claimed, token = self._claim(limit or self.batch_size)
+        if claimed and self.step_aside:
+            time.sleep(self.step_aside)
         applied = 0
         for kind, run in itertools.groupby(claimed, key=lambda item: item.kind):
             items = list(run)
@@ -267,6 +277,8 @@ class InboxProcessor:
                 busy = False
             if not busy:
                 stop_event.wait(poll_interval)
+            elif self.step_aside:
+                time.sleep(self.step_aside)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ question, a unique (role, user) pair. A lost race surfaces as ``ConcurrentUpdate
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
@@ -92,6 +92,14 @@ class SqlInitiativeRepository:
         if row is None:
             raise UnknownInitiative(ref)
         return _initiative(row)
+
+    @guarded
+    def get_many(self, refs: Iterable[str]) -> dict[str, Initiative]:
+        wanted = sorted(set(refs))
+        if not wanted:
+            return {}
+        rows = self._session.connection().execute(select(initiatives).where(initiatives.c.ref.in_(wanted)))
+        return {row["ref"]: _initiative(row) for row in rows.mappings()}
 
     @guarded
     def save(self, initiative: Initiative) -> None:

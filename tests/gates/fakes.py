@@ -16,7 +16,7 @@ test can assert on exactly what was recorded and queued.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
@@ -85,6 +85,9 @@ class FakeInitiatives(_Part):
             return copy.deepcopy(self._state.initiatives[ref])
         except KeyError:
             raise UnknownInitiative(ref) from None
+
+    def get_many(self, refs: Iterable[str]) -> dict[str, Initiative]:
+        return {ref: self.get(ref) for ref in set(refs) if ref in self._state.initiatives}
 
     def save(self, initiative: Initiative) -> None:
         stored = self._state.initiatives.get(initiative.ref)
@@ -166,6 +169,9 @@ class FakeReviews(_Part):
             return copy.deepcopy(self._state.reviews[review_id])
         except KeyError:
             raise UnknownReview(review_id) from None
+
+    def get_many(self, review_ids: Iterable[int]) -> dict[int, Review]:
+        return {i: self.get(i) for i in set(review_ids) if i in self._state.reviews}
 
     def open_for(self, ref: str) -> Review | None:
         return next(

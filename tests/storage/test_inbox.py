@@ -163,6 +163,32 @@ def test_each_item_is_applied_exactly_once(database: Database, writer: InboxWrit
     assert inbox_counts(database) == {"applied": 3}
 
 
+def test_a_processor_steps_aside_after_each_write_and_not_when_idle(
+    database: Database, writer: InboxWriter, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its claim and after each round it pauses, so that another process waiting for
+    SQLite's write lock (an ack storing a click) gets it; with nothing to do it just polls."""
+    pauses: list[float] = []
+    monkeypatch.setattr("storage.inbox.time.sleep", pauses.append)
+    accept_all(database, writer, "effect", 2)
+    stop = threading.Event()
+
+    class FourRounds(InboxProcessor):
+        rounds = 0
+
+        def run_once(self, limit: int | None = None) -> int:
+            self.rounds += 1
+            if self.rounds == 4:
+                stop.set()
+            return super().run_once(limit)
+
+    processor = FourRounds(database, {"effect": Handler()}, clock, batch_size=1, step_aside=0.003)
+    processor.run_forever(stop, poll_interval=0)
+    # Two busy rounds: a pause after each claim and after each round; the idle rounds none.
+    assert pauses == [0.003] * 4
+    assert effects(database) == sorted(effects(database)) and len(effects(database)) == 2
+
+
 def test_the_handler_sees_what_was_accepted(
     database: Database, writer: InboxWriter, clock: FakeClock
 ) -> None:

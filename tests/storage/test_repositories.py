@@ -191,6 +191,39 @@ def test_a_review_round_trips_with_its_decisions(database: Database) -> None:
     )
 
 
+def test_reviews_and_initiatives_are_read_many_at_once_as_one_at_a_time(database: Database) -> None:
+    """The worker reads a whole round of clicks' reviews at once: the same objects ``get``
+    gives, each with its own decisions; unknown ids are simply absent, and a review loaded this
+    way can be saved like one loaded by ``get``."""
+    refs = [add_initiative(database, f"Initiative {i}").ref for i in range(3)]
+    with database.uow() as uow:
+        first, second = a_review(refs[0]), a_review(refs[1])
+        uow.reviews.add(first)
+        uow.reviews.add(second)
+        uow.commit()
+    assert first.id is not None and second.id is not None
+    with database.uow() as uow:
+        loaded = uow.reviews.get(first.id)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW)
+        loaded.decide("URISK2", {"risk"}, DecisionKind.APPROVE, None, NOW + timedelta(minutes=1))
+        uow.reviews.save(loaded)
+        uow.commit()
+    with database.uow() as uow:
+        many = uow.reviews.get_many([second.id, first.id, first.id, 999_999])
+        assert set(many) == {first.id, second.id}
+        assert many[first.id] == uow.reviews.get(first.id)
+        assert [d.approver_id for d in many[first.id].decisions] == ["URISK1", "URISK2"]
+        assert many[second.id].decisions == []
+        assert uow.reviews.get_many([]) == {}
+        initiatives = uow.initiatives.get_many([refs[2], refs[0], "AI-9999"])
+        assert initiatives == {refs[0]: uow.initiatives.get(refs[0]), refs[2]: uow.initiatives.get(refs[2])}
+        many[second.id].decide("USPONSOR1", {"sponsor"}, DecisionKind.APPROVE, None, NOW)
+        uow.reviews.save(many[second.id])
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        assert [d.approver_id for d in uow.reviews.get(second.id).decisions] == ["USPONSOR1"]
+
+
 def test_closing_a_review_is_stored_and_it_is_no_longer_open(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:

@@ -232,7 +232,7 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
     else:
         metrics_dir = tempfile.mkdtemp(prefix="shepherd-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    children = WorkerChildren(settings) if worker == "process" else None
+    children = WorkerChildren(settings, database=services.database) if worker == "process" else None
     if children is not None:
         children.start()
     out.print(

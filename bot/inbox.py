@@ -110,7 +110,7 @@ INBOX_BATCH = {"sqlite": 25, "postgresql": 2000}
 SQLITE_STEP_ASIDE = 0.003
 
 
-def processor(services: Services) -> InboxProcessor:
+def processor(services: Services, claimant: str = "") -> InboxProcessor:
     return InboxProcessor(
         services.database,
         handlers(services),
@@ -119,13 +119,14 @@ def processor(services: Services) -> InboxProcessor:
         batch_size=INBOX_BATCH["sqlite" if services.database.is_sqlite else "postgresql"],
         on_dead=tell_not_recorded(services),
         step_aside=SQLITE_STEP_ASIDE if services.database.is_sqlite else 0.0,
+        claimant=claimant,
     )
 
 
-def start_processor(services: Services, stop: threading.Event) -> threading.Thread:
+def start_processor(services: Services, stop: threading.Event, claimant: str = "") -> threading.Thread:
     """A thread applying accepted requests until ``stop`` is set."""
     thread = threading.Thread(
-        target=processor(services).run_forever, args=(stop,), name="shepherd-inbox", daemon=True
+        target=processor(services, claimant).run_forever, args=(stop,), name="shepherd-inbox", daemon=True
     )
     thread.start()
     return thread

@@ -80,9 +80,12 @@ def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> 
     return start_delivery(app.client, services, stop)
 
 
-def start_delivery(client: WebClient, services: Services, stop: threading.Event) -> threading.Thread:
+def start_delivery(
+    client: WebClient, services: Services, stop: threading.Event, claimant: str = ""
+) -> threading.Thread:
     """A thread delivering the outbox through ``client`` until ``stop`` is set."""
-    worker = delivery_worker(services, metrics.counted_sender(delivery_sender(services, client)))
+    send = metrics.counted_sender(delivery_sender(services, client))
+    worker = delivery_worker(services, send, claimant)
     thread = threading.Thread(
         target=worker.run_forever, args=(stop, 0.25), name="shepherd-outbox", daemon=True
     )
@@ -90,7 +93,9 @@ def start_delivery(client: WebClient, services: Services, stop: threading.Event)
     return thread
 
 
-def delivery_worker(services: Services, send: Callable[[OutboxMessage], None]) -> OutboxWorker:
+def delivery_worker(
+    services: Services, send: Callable[[OutboxMessage], None], claimant: str = ""
+) -> OutboxWorker:
     """The outbox worker as Shepherd runs it: senders in parallel, each initiative's messages in
     order, and redraws of one card coalesced."""
     return OutboxWorker(
@@ -101,6 +106,7 @@ def delivery_worker(services: Services, send: Callable[[OutboxMessage], None]) -
         ordering_key=lambda message: message.payload.get("ref") or message.id,
         supersedes=supersedes,
         batch_size=DELIVERY_BATCH,
+        claimant=claimant,
     )
 
 
@@ -207,7 +213,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
 
             # Two processes: recording decisions must not queue behind notifications for the GIL
             # (measured: in one process, 8 busy senders slowed the inbox to ~40 decisions/s).
-            children = WorkerChildren(services.settings)
+            children = WorkerChildren(services.settings, database=services.database)
             children.start()
         asgi.state.workers = children
         yield

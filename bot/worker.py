@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 from pydantic import SecretStr
@@ -27,6 +28,9 @@ from pydantic import SecretStr
 from bot.bootstrap import Services, bootstrap
 from bot.settings import Settings
 from bot.slack_client import make_client
+from storage import Database
+from storage.leasing import release_claims_of
+from storage.tables import inbox, outbox
 
 logger = logging.getLogger("shepherd.worker")
 
@@ -36,22 +40,30 @@ ROLES = ("all", "inbox", "delivery")
 NICENESS = {"inbox": 5, "delivery": 10, "all": 10}
 
 
-def start_background(services: Services, client: Any, stop: threading.Event, role: str = "all") -> None:
+def start_background(
+    services: Services, client: Any, stop: threading.Event, role: str = "all", claimant: str = ""
+) -> None:
     """Start this worker's part as threads of this process until ``stop``: the inbox processor
-    (``inbox``), outbox delivery and the scheduler (``delivery``), or all three (``all``)."""
+    (``inbox``), outbox delivery and the scheduler (``delivery``), or all three (``all``);
+    ``claimant`` names their claims (``storage.leasing``)."""
     from bot.inbox import start_processor
     from bot.scheduler import start_scheduler
     from bot.server import start_delivery
 
     if role in ("all", "inbox"):
-        start_processor(services, stop)
+        start_processor(services, stop, claimant)
     if role in ("all", "delivery"):
-        start_delivery(client, services, stop)
+        start_delivery(client, services, stop, claimant)
         start_scheduler(services, stop)
 
 
 def run_worker(
-    settings: Settings, stop: threading.Event | None = None, role: str = "all", *, freeze: bool = False
+    settings: Settings,
+    stop: threading.Event | None = None,
+    role: str = "all",
+    *,
+    freeze: bool = False,
+    claimant: str = "",
 ) -> None:
     """Run the background half (or the ``role`` part of it) in this process until SIGTERM /
     SIGINT (or ``stop``); ``freeze``: this process does nothing else (``bot.server.freeze_startup_heap``)."""
@@ -66,7 +78,7 @@ def run_worker(
         from bot.server import freeze_startup_heap
 
         freeze_startup_heap()
-    start_background(services, client, stop, role)
+    start_background(services, client, stop, role, claimant)
     logger.info("worker running: %s", _DESCRIPTION[role])
     stop.wait()
     services.database.dispose()
@@ -79,7 +91,7 @@ _DESCRIPTION = {
 }
 
 
-def spawn_worker(settings: Settings, role: str = "all") -> subprocess.Popen[bytes]:
+def spawn_worker(settings: Settings, role: str = "all", claimant: str = "") -> subprocess.Popen[bytes]:
     """Start a worker as a child process (``python -m bot.worker``) with these settings.
 
     A plain subprocess rather than multiprocessing, so it also works from a daemonic process;
@@ -93,7 +105,7 @@ def spawn_worker(settings: Settings, role: str = "all") -> subprocess.Popen[byte
     }
     process = subprocess.Popen([sys.executable, "-m", "bot.worker"], stdin=subprocess.PIPE)
     assert process.stdin is not None
-    message = {"parent": os.getpid(), "settings": values, "role": role}
+    message = {"parent": os.getpid(), "settings": values, "role": role, "claimant": claimant}
     process.stdin.write(json.dumps(message, default=str).encode("utf-8"))
     process.stdin.close()
     return process
@@ -105,11 +117,22 @@ class WorkerChildren:
 
     Without this, a worker killed by the OOM killer or a crash left acknowledged clicks waiting
     in the inbox, and notifications in the outbox, until someone restarted the whole server.
+
+    Each child claims work under its own name; with ``database``, what a dead child had claimed
+    and not finished is handed back at once (``storage.leasing.release_claims_of``) rather than
+    when its leases run out two minutes later.
     """
 
-    def __init__(self, settings: Settings, roles: tuple[str, ...] = ("inbox", "delivery")) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        roles: tuple[str, ...] = ("inbox", "delivery"),
+        database: Database | None = None,
+    ) -> None:
         self._settings = settings
         self._roles = roles
+        self._database = database
+        self._claimants: dict[str, str] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._started: dict[str, float] = {}
         self._pause: dict[str, float] = dict.fromkeys(roles, _FIRST_PAUSE)
@@ -145,11 +168,35 @@ class WorkerChildren:
                 child.kill()
                 child.wait()
 
+    def claimants(self) -> dict[str, str]:
+        """The name each role's current child claims work under."""
+        with self._lock:
+            return dict(self._claimants)
+
     def _spawn(self, role: str) -> None:
-        child = spawn_worker(self._settings, role)
+        claimant = f"{role}-{uuid.uuid4().hex[:12]}"
+        child = spawn_worker(self._settings, role, claimant)
         with self._lock:
             self._children[role] = child
+            self._claimants[role] = claimant
         self._started[role] = time.monotonic()
+
+    def _hand_back(self, role: str) -> None:
+        """Release what the dead child of ``role`` had claimed; on failure the leases still expire."""
+        if self._database is None:
+            return
+        with self._lock:
+            claimant = self._claimants[role]
+        tables = {"inbox": (inbox,), "delivery": (outbox,), "all": (inbox, outbox)}[role]
+        try:
+            released = sum(release_claims_of(self._database, table, claimant) for table in tables)
+        except Exception as error:  # the watcher must outlive any database trouble
+            logger.warning(
+                "could not hand back the work of the %s worker (its leases will expire): %s", role, error
+            )
+            return
+        if released:
+            logger.warning("handed back %d item(s) the %s worker had claimed", released, role)
 
     def _watch(self) -> None:
         while not self._stop.wait(_WATCH_INTERVAL):
@@ -172,6 +219,7 @@ class WorkerChildren:
                         child.returncode,
                         pause,
                     )
+                    self._hand_back(role)
                 elif due is not None and now >= due:
                     try:
                         self._spawn(role)
@@ -210,7 +258,7 @@ def main() -> None:
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     role = str(message.get("role", "all"))
     os.nice(NICENESS[role])
-    run_worker(settings, stop, role, freeze=True)
+    run_worker(settings, stop, role, freeze=True, claimant=str(message.get("claimant", "")))
 
 
 if __name__ == "__main__":

@@ -204,6 +204,8 @@ class InboxProcessor:
         max_attempts: failures after which an item is marked dead.
         on_dead: told of each item marked dead (and why), so the person who was told "OK" can
             hear that it was not recorded after all; its own failures are only logged.
+        claimant: names this processor's claims (``leasing.claim_due``), so that they can be
+            handed back as soon as its process is known to have died.
         step_aside: seconds to pause after each write transaction (the claim, each applied
             round). SQLite's write lock is not fair: a loop that begins its next transaction as
             soon as it commits takes the lock again before a waiting writer polls, and the
@@ -225,8 +227,10 @@ class InboxProcessor:
         rng: random.Random | None = None,
         on_dead: Callable[[InboxItem, str], None] | None = None,
         step_aside: float = 0.0,
+        claimant: str = "",
     ) -> None:
         self._database = database
+        self.claimant = claimant
         self.step_aside = step_aside
         self._on_dead = on_dead
         self._handlers = dict(handlers)
@@ -355,6 +359,7 @@ class InboxProcessor:
             limit,
             self.lease,
             ("id", "kind", "payload", "attempts", "received_at"),
+            self.claimant,
         )
         return [
             InboxItem(r["id"], r["kind"], r["payload"], r["attempts"], r["received_at"]) for r in rows

@@ -117,6 +117,8 @@ class OutboxWorker:
             ``earlier`` pointless (both only redraw the same thing from the current state).
             Such an ``earlier`` message, claimed in the same batch and with the same ordering
             key, is marked delivered without being sent.
+        claimant: names this worker's claims (``leasing.claim_due``), so that they can be handed
+            back as soon as its process is known to have died.
     """
 
     def __init__(
@@ -134,12 +136,14 @@ class OutboxWorker:
         concurrency: int = 1,
         ordering_key: Callable[[OutboxMessage], object] | None = None,
         supersedes: Callable[[OutboxMessage, OutboxMessage], bool] | None = None,
+        claimant: str = "",
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._database = database
         self._sender = sender
         self._clock = clock
+        self.claimant = claimant
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -282,6 +286,7 @@ class OutboxWorker:
             limit,
             self.lease,
             ("id", "kind", "payload", "dedupe_key", "attempts", "created_at"),
+            self.claimant,
         )
         messages = [
             OutboxMessage(r["id"], r["kind"], r["payload"], r["dedupe_key"], r["attempts"], r["created_at"])

@@ -47,7 +47,7 @@ def test_a_child_that_keeps_dying_is_restarted_with_a_doubling_pause(
 ) -> None:
     starts: list[float] = []
 
-    def spawn(settings: Settings, role: str) -> FakeChild:
+    def spawn(settings: Settings, role: str, claimant: str = "") -> FakeChild:
         starts.append(time.monotonic())
         return FakeChild(exited=True)
 
@@ -69,7 +69,7 @@ def test_stopping_stops_the_children_and_starts_no_more(
 ) -> None:
     spawned: list[FakeChild] = []
 
-    def spawn(settings: Settings, role: str) -> FakeChild:
+    def spawn(settings: Settings, role: str, claimant: str = "") -> FakeChild:
         spawned.append(FakeChild(exited=False))
         return spawned[-1]
 

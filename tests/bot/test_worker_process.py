@@ -210,3 +210,61 @@ def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -
                 time.sleep(0.1)
             else:
                 raise AssertionError(f"worker {pid} still runs after the server stopped")
+
+
+def test_what_a_killed_worker_had_claimed_is_handed_back_at_once(tmp_path: Path) -> None:
+    """The inbox worker is killed in the middle of a round: the clicks it had claimed are due
+    again as soon as its death is seen, not two minutes later when the lease would run out, and
+    the restarted worker applies them."""
+    import os
+    import signal
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from bot.worker import WorkerChildren
+    from storage.tables import inbox
+
+    with workspace(tmp_path, {OWNER: "olivia"}) as (_, _, settings, services):
+        children = WorkerChildren(settings, roles=("inbox",), database=services.database)
+        children.start()
+        try:
+            claimant, pid = children.claimants()["inbox"], children.pids()["inbox"]
+            now = datetime.now(UTC)
+            with services.database.session() as session:
+                # What the child held when it died: an item it claimed, leased for 2 minutes.
+                row_id = session.execute(
+                    insert(inbox)
+                    .values(
+                        kind="no-such-kind",
+                        payload={},
+                        status="pending",
+                        attempts=1,
+                        received_at=now,
+                        next_attempt_at=now,
+                        locked_until=now + timedelta(minutes=2),
+                        claim_token=f"{claimant}:mid-round",
+                    )
+                    .returning(inbox.c.id)
+                ).scalar_one()
+                session.commit()
+
+            def row() -> dict[str, object]:
+                with services.database.session(read_only=True) as session:
+                    return dict(session.execute(select(inbox).where(inbox.c.id == row_id)).mappings().one())
+
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while row()["claim_token"] is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert row()["claim_token"] is None and row()["locked_until"] is None, (
+                "the claim was not handed back"
+            )
+            # The restarted worker (a new name) takes it up: an unknown kind ends dead, with its reason.
+            deadline = time.monotonic() + 60
+            while row()["status"] == "pending" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert (row()["status"], row()["attempts"]) == ("dead", 2)
+            assert children.claimants()["inbox"] != claimant
+        finally:
+            children.stop()

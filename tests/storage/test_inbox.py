@@ -23,6 +23,7 @@ from storage.inbox import (
     UnitOfWorkFactory,
     inbox_counts,
 )
+from storage.leasing import release_claims_of
 from storage.models import InboxRow
 from storage.tables import inbox, outbox
 from tests.storage.scenarios import START, FakeClock, run_threads
@@ -425,6 +426,48 @@ def test_an_item_left_claimed_by_a_dead_processor_is_reclaimed_after_the_lease(
     assert effects(database) == [item_id]
     [row] = rows(database)
     assert (row["status"], row["attempts"]) == ("applied", 2)
+
+
+def test_the_claims_of_a_processor_known_dead_are_handed_back_at_once(
+    database: Database, writer: InboxWriter, clock: FakeClock
+) -> None:
+    """Its parent saw the worker process exit: what it held is due again without waiting for
+    the lease, with the attempt still counted; other processors' claims and finished items stay."""
+    first, second, third = accept_all(database, writer, "effect", 3)
+
+    def dies(item: InboxItem, uows: UnitOfWorkFactory) -> None:
+        raise Died()
+
+    lease = timedelta(minutes=2)
+    with pytest.raises(Died):
+        InboxProcessor(
+            database, {"effect": dies}, clock, lease=lease, batch_size=1, claimant="inbox-a1"
+        ).run_once()
+    InboxProcessor(database, {"effect": Handler()}, clock, batch_size=1, claimant="inbox-b2").run_once()
+    alive = InboxProcessor(database, {"effect": dies}, clock, lease=lease, batch_size=1, claimant="inbox-c3")
+    with pytest.raises(Died):
+        alive.run_once()
+    assert [
+        (r["id"], r["status"], r["claim_token"].split(":")[0] if r["claim_token"] else None)
+        for r in rows(database)
+    ] == [
+        (first, "pending", "inbox-a1"),
+        (second, "applied", None),
+        (third, "pending", "inbox-c3"),
+    ]
+
+    assert release_claims_of(database, inbox, "inbox-a1") == 1
+    assert release_claims_of(database, inbox, "inbox-a1") == 0
+    survivor = InboxProcessor(database, {"effect": Handler()}, clock, lease=lease)
+    assert survivor.run_once() == 1  # the released one, at once; the live claim stays hidden
+    assert effects(database) == [second, first]
+    assert [(r["status"], r["attempts"]) for r in rows(database)] == [
+        ("applied", 2),
+        ("applied", 1),
+        ("pending", 1),
+    ]
+    with pytest.raises(ValueError):
+        release_claims_of(database, inbox, "")
 
 
 def test_a_processor_whose_lease_expired_cannot_apply_the_item_a_second_time(

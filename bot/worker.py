@@ -167,6 +167,10 @@ class WorkerChildren:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        # A child stopped mid-round (or killed after the timeout) may leave claims behind.
+        if self._database is not None:
+            for role, claimant in self.claimants().items():
+                self._release(role, claimant)
 
     def claimants(self) -> dict[str, str]:
         """The name each role's current child claims work under."""
@@ -182,13 +186,21 @@ class WorkerChildren:
         self._started[role] = time.monotonic()
 
     def _hand_back(self, role: str) -> None:
-        """Release what the dead child of ``role`` had claimed; on failure the leases still expire."""
+        """Release, in the background, what the exited child of ``role`` had claimed; if that
+        fails its leases still expire. Never on the watcher's thread: an unreachable database
+        must not keep the other role's child from being noticed and restarted."""
         if self._database is None:
             return
         with self._lock:
             claimant = self._claimants[role]
-        tables = {"inbox": (inbox,), "delivery": (outbox,), "all": (inbox, outbox)}[role]
+        threading.Thread(
+            target=self._release, args=(role, claimant), name=f"hand-back-{role}", daemon=True
+        ).start()
+
+    def _release(self, role: str, claimant: str) -> None:
+        assert self._database is not None
         try:
+            tables = {"inbox": (inbox,), "delivery": (outbox,), "all": (inbox, outbox)}[role]
             released = sum(release_claims_of(self._database, table, claimant) for table in tables)
         except Exception as error:  # the watcher must outlive any database trouble
             logger.warning(
@@ -220,7 +232,7 @@ class WorkerChildren:
                         pause,
                     )
                     self._hand_back(role)
-                elif due is not None and now >= due:
+                elif due is not None and now >= due and not self._stop.is_set():
                     try:
                         self._spawn(role)
                     except OSError:

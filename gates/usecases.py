@@ -519,10 +519,14 @@ def decide_many(
             results: list[DecideOutcome | GateError] = []
             for request in requests:
                 try:
-                    review = reviews.get(request.review_id) or uow.reviews.get(request.review_id)
-                    initiative = initiatives.get(review.initiative_ref) or uow.initiatives.get(
-                        review.initiative_ref
-                    )
+                    review = reviews.get(request.review_id)
+                    if review is None:  # raises UnknownReview: it was not there to read
+                        review = reviews[request.review_id] = uow.reviews.get(request.review_id)
+                    initiative = initiatives.get(review.initiative_ref)
+                    if initiative is None:
+                        initiative = initiatives[review.initiative_ref] = uow.initiatives.get(
+                            review.initiative_ref
+                        )
                     outcome = _decide_one(
                         uow,
                         review,

@@ -23,6 +23,9 @@ _STOPWORD_TEXT = """a about above after again against all am an and any are as a
     yourselves shall may must also us we're i'm what's how's do don't need needs"""
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _VOWELS = frozenset("aeiouy")
+# Singular words ending in "s" that the plural rule would cut ("bias" -> "bia", apart from
+# "biases" and "biased" -> "bias").
+_SINGULAR_S = frozenset({"bias", "alias", "atlas", "canvas", "lens", "news", "series", "species"})
 
 
 @lru_cache(maxsize=1 << 16)
@@ -33,7 +36,7 @@ def stem(word: str) -> str:
     forms of one verb meet: "score", "scores", "scored", "scoring" all give "scor", "plan" and
     "planned" give "plan".
     """
-    if len(word) <= 3 or not word.isalpha():
+    if len(word) <= 3 or not word.isalpha() or word in _SINGULAR_S:
         return word
     for suffix, replacement in (
         ("ies", "y"),

@@ -67,6 +67,8 @@ class InboxItem:
     payload: Mapping[str, Any]
     attempts: int
     received_at: datetime
+    holder_died: bool = False
+    """Its previous attempt ended with the death of the worker holding it (``leasing.HOLDER_DIED``)."""
 
 
 UnitOfWorkFactory = Callable[[], "SqlUnitOfWork"]
@@ -246,7 +248,8 @@ class InboxProcessor:
         """Claim up to ``limit`` due items and apply them in arrival order; returns how many were applied."""
         claimed, token = self._claim(limit or self.batch_size)
         if claimed and self.step_aside:
-            time.sleep(self.step_aside)
+            _pause(self.step_aside)
+        claimed = self._without_doomed(self._one_suspect_alone(claimed, token), token)
         applied = 0
         for kind, run in itertools.groupby(claimed, key=lambda item: item.kind):
             items = list(run)
@@ -282,9 +285,32 @@ class InboxProcessor:
             if not busy:
                 stop_event.wait(poll_interval)
             elif self.step_aside:
-                time.sleep(self.step_aside)
+                _pause(self.step_aside)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _one_suspect_alone(self, claimed: list[InboxItem], token: str) -> list[InboxItem]:
+        """When a worker died holding some of these, apply the first such item by itself and
+        hand the rest back uncounted: if that item is what kills workers, it takes nothing else
+        down with it, and only its own attempts run out."""
+        suspect = next((item for item in claimed if item.holder_died), None)
+        if suspect is None:
+            return claimed
+        others = [item.id for item in claimed if item is not suspect]
+        leasing.finish_many(self._database, inbox, others, token, {"attempts": inbox.c.attempts - 1})
+        return [suspect]
+
+    def _without_doomed(self, claimed: list[InboxItem], token: str) -> list[InboxItem]:
+        """Items whose every attempt ended without a verdict (their worker died or stalled past
+        the lease each time) are dead, not retried forever."""
+        kept = []
+        for item in claimed:
+            if item.attempts > self.max_attempts:
+                reason = f"{item.attempts - 1} attempts ended without a result (the worker died or stalled)"
+                self._finish(item, token, status=DEAD, error=reason)
+            else:
+                kept.append(item)
+        return kept
 
     def _apply_batch(self, handler: BatchHandler, items: list[InboxItem], token: str) -> bool:
         marker = _MarkApplied([item.id for item in items], token, self._clock)
@@ -358,11 +384,19 @@ class InboxProcessor:
             self._clock.now(),
             limit,
             self.lease,
-            ("id", "kind", "payload", "attempts", "received_at"),
+            ("id", "kind", "payload", "attempts", "received_at", "last_error"),
             self.claimant,
         )
         return [
-            InboxItem(r["id"], r["kind"], r["payload"], r["attempts"], r["received_at"]) for r in rows
+            InboxItem(
+                r["id"],
+                r["kind"],
+                r["payload"],
+                r["attempts"],
+                r["received_at"],
+                holder_died=r["last_error"] == leasing.HOLDER_DIED,
+            )
+            for r in rows
         ], token
 
     def _finish(
@@ -390,6 +424,10 @@ class InboxProcessor:
                     self._on_dead(item, error or "")
                 except Exception:
                     log.exception("could not tell anyone that inbox item %s is dead", item.id)
+
+
+# Stepping aside (``InboxProcessor.step_aside``); tests replace it to observe the pauses.
+_pause = time.sleep
 
 
 class _MarkApplied:

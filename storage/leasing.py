@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from storage.database import Database
 
 PENDING = "pending"
+# The ``last_error`` of a row handed back by ``release_claims_of``: its attempt ended with no
+# verdict, perhaps because the row itself killed the worker.
+HOLDER_DIED = "the worker process holding it exited before finishing it"
 
 
 def due(table: Table, now: datetime) -> tuple[ColumnElement[bool], ...]:
@@ -81,7 +84,8 @@ def release_claims_of(database: Database, table: Table, claimant: str) -> int:
 
     Otherwise they stay hidden until their leases run out (2 minutes): seen when the inbox
     worker was killed mid-round, its 25 clicks were recorded two minutes late. The attempt stays
-    counted, so an item that kills its worker every time still ends dead after its attempts.
+    counted and the row is marked ``HOLDER_DIED``, so that a worker can try it on its own (it
+    may be what killed the last one) and give up on it after its attempts.
     Only for a claimant that has exited: a live one would lose rows it is working on.
     """
     if not claimant:
@@ -90,7 +94,7 @@ def release_claims_of(database: Database, table: Table, claimant: str) -> int:
         result = session.execute(
             update(table)
             .where(table.c.status == PENDING, table.c.claim_token.startswith(f"{claimant}:", autoescape=True))
-            .values(locked_until=None, claim_token=None)
+            .values(locked_until=None, claim_token=None, last_error=HOLDER_DIED)
         )
         session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from slack_bolt import BoltRequest
+from slack_bolt.adapter.starlette.handler import to_bolt_request
 from slack_bolt.request.internals import parse_body as bolt_parse_body
 from starlette.requests import Request
 
@@ -118,12 +118,12 @@ def test_any_string_decodes_as_urllib_decodes_it(raw: str) -> None:
 
 def test_the_bolt_request_is_the_one_bolts_adapter_would_build() -> None:
     raw = interactive_bodies()[2]
-    ours = bolt_request(starlette_request(raw, FORM, "x=1"), raw)
-    theirs = BoltRequest(body=raw.decode(), query="x=1", headers={"content-type": FORM})
-    assert ours.mode == "http"
-    assert ours.raw_body == raw.decode()  # what the signature is checked against
-    assert ours.body == theirs.body
-    assert ours.query == theirs.query
+    request = starlette_request(raw, FORM, "x=1")
+    ours, theirs = bolt_request(request, raw), to_bolt_request(request, raw)
+    assert ours.mode == theirs.mode == "http"
+    assert ours.raw_body == theirs.raw_body == raw.decode()  # what the signature is checked against
+    for attribute in ("body", "query", "headers", "content_type", "lazy_only", "lazy_function_name"):
+        assert getattr(ours, attribute) == getattr(theirs, attribute), attribute
     assert dict(ours.context) == dict(theirs.context)
     # Lazy listeners get a copy re-read from the raw body: it must be the same request.
     assert ours.to_copyable().body == ours.body
@@ -157,3 +157,21 @@ def test_a_command_with_typed_text_is_understood_through_http(workspace: Workspa
     assert result.text == "I don't know `müller`. Try `/shepherd help`."
     status = workspace.command(OWNER, "status  AI-9999")
     assert "AI-9999" in status.text
+
+
+@pytest.mark.parametrize(
+    ("body", "signed_status"),
+    [
+        (b"payload=%7B%22type", 404),  # malformed JSON
+        (b"payload=1", 404),  # JSON, but not an object
+        (b'{"type": "event_callback"', 404),
+        # Not UTF-8: it cannot be read back as the bytes that were signed, so it is not verified.
+        (b"\xff\xfe", 401),
+    ],
+)
+def test_a_body_that_is_not_slacks_is_refused_without_a_server_error(
+    workspace: Workspace, body: bytes, signed_status: int
+) -> None:
+    """Signed, it is a request no listener handles; forged, it is refused; never a 500."""
+    assert workspace.client.post(body, FORM).status == signed_status
+    assert workspace.client.post(body, FORM, signing="forged").status == 401

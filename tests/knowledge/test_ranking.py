@@ -116,6 +116,8 @@ def test_the_forms_of_one_word_share_a_stem() -> None:
         ("policy", "policies"),
         ("apply", "applied", "applies"),
         ("assess", "assessed", "assesses", "assessing"),
+        ("bias", "biases", "biased"),
+        ("area", "areas"),
     ):
         assert len({stem(form) for form in forms}) == 1, forms
     assert stem("need") == "need" and stem("agree") == "agree" and stem("gpt4") == "gpt4"

@@ -170,7 +170,7 @@ def test_a_processor_steps_aside_after_each_write_and_not_when_idle(
     """After its claim and after each round it pauses, so that another process waiting for
     SQLite's write lock (an ack storing a click) gets it; with nothing to do it just polls."""
     pauses: list[float] = []
-    monkeypatch.setattr("storage.inbox.time.sleep", pauses.append)
+    monkeypatch.setattr("storage.inbox._pause", pauses.append)
     accept_all(database, writer, "effect", 2)
     stop = threading.Event()
 
@@ -468,6 +468,60 @@ def test_the_claims_of_a_processor_known_dead_are_handed_back_at_once(
     ]
     with pytest.raises(ValueError):
         release_claims_of(database, inbox, "")
+
+
+def test_an_item_that_kills_its_worker_is_tried_alone_and_ends_dead_without_taking_others(
+    database: Database, writer: InboxWriter, clock: FakeClock
+) -> None:
+    """The second of three items kills the process applying it (here: an exception nothing
+    catches, leaving the claim held, as a crash would). Each time, the parent hands the dead
+    worker's claims back; the next worker tries that item alone, so the third is not held with
+    it, and after its attempts the item is dead with a reason. The others are applied once."""
+    first, poison, third = accept_all(database, writer, "effect", 3)
+    healthy = Handler()
+
+    def handler(item: InboxItem, uows: UnitOfWorkFactory) -> None:
+        if item.id == poison:
+            raise Died()
+        healthy(item, uows)
+
+    for life in range(1, 20):
+        worker = InboxProcessor(database, {"effect": handler}, clock, claimant=f"inbox-life{life}")
+        try:
+            worker.run_once()
+        except Died:
+            assert release_claims_of(database, inbox, f"inbox-life{life}") >= 1
+        if all(r["status"] != "pending" for r in rows(database)):
+            break
+    by_id = {r["id"]: r for r in rows(database)}
+    assert effects(database) == [first, third]
+    assert by_id[poison]["status"] == "dead"
+    assert "5 attempts ended without a result" in by_id[poison]["last_error"]
+    assert (by_id[third]["status"], by_id[third]["attempts"]) == ("applied", 2)
+    assert healthy.calls == [first, third]
+
+
+def test_an_item_whose_attempts_all_stall_past_the_lease_ends_dead(
+    database: Database, writer: InboxWriter, clock: FakeClock
+) -> None:
+    """No parent hands it back (``shepherd worker`` replicas): after its attempts it is dead
+    rather than claimed again every two minutes forever."""
+    [item_id] = accept_all(database, writer, "effect", 1)
+
+    def dies(item: InboxItem, uows: UnitOfWorkFactory) -> None:
+        raise Died()
+
+    lease = timedelta(minutes=2)
+    for _ in range(5):
+        with pytest.raises(Died):
+            InboxProcessor(database, {"effect": dies}, clock, lease=lease).run_once()
+        clock.advance(seconds=lease.total_seconds())
+    handler = Handler()
+    assert InboxProcessor(database, {"effect": handler}, clock, lease=lease).run_once() == 0
+    [row] = rows(database)
+    assert (row["status"], row["attempts"], handler.calls) == ("dead", 6, [])
+    assert row["last_error"].startswith("5 attempts ended without a result")
+    assert item_id == row["id"]
 
 
 def test_a_processor_whose_lease_expired_cannot_apply_the_item_a_second_time(

@@ -68,9 +68,10 @@ def bump_counter(session: Session, name: str) -> int:
 
 
 class SqlInitiativeRepository:
-    def __init__(self, session: Session, ref_prefix: str = "AI") -> None:
+    def __init__(self, session: Session, ref_prefix: str = "AI", ids: dict[str, int] | None = None) -> None:
         self._session = session
         self._ref_prefix = ref_prefix
+        self._ids = {} if ids is None else ids
 
     @guarded
     def add(self, initiative: Initiative) -> None:
@@ -91,6 +92,7 @@ class SqlInitiativeRepository:
         row = self._session.connection().execute(_GET_INITIATIVE, {"p_ref": ref}).mappings().first()
         if row is None:
             raise UnknownInitiative(ref)
+        self._ids[ref] = row["id"]
         return _initiative(row)
 
     @guarded
@@ -150,9 +152,9 @@ class SqlInitiativeRepository:
 
 
 class SqlAnswerRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, ids: dict[str, int] | None = None) -> None:
         self._session = session
-        self._ids: dict[str, int] = {}
+        self._ids = {} if ids is None else ids
 
     def _id_of(self, ref: str) -> int:
         """``initiative_id``, asked once per unit of work (a row's id never changes)."""

@@ -70,8 +70,12 @@ class SqlUnitOfWork:
             raise RuntimeError("this unit of work is already open; nested `with` blocks are not supported")
         session = self._sessions()
         self._session = session
-        self.initiatives = SqlInitiativeRepository(session, self._ref_prefix)
-        self.answers = SqlAnswerRepository(session)
+        # Row ids of the initiatives this unit of work has read: answers are stored by id, so
+        # reading them after the initiative needs no second lookup (one statement fewer for a
+        # status reply or a questionnaire page).
+        ids: dict[str, int] = {}
+        self.initiatives = SqlInitiativeRepository(session, self._ref_prefix, ids)
+        self.answers = SqlAnswerRepository(session, ids)
         self.reviews = SqlReviewRepository(session)
         self.roles = SqlRoleRepository(session)
         self.audit = SqlAuditLog(session, self._audit_head)

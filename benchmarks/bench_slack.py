@@ -225,7 +225,8 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
     app.command(ids.COMMAND)(just_ack)
     app.action(ids.ACTION_APPROVE)(just_ack)
     app.view(ids.VIEW_QUESTIONNAIRE)(just_ack)
-    limiter = anyio.CapacityLimiter(DISPATCH_THREADS)
+    # As many threads as Shepherd uses on the same database, so that only the handlers differ.
+    limiter = anyio.CapacityLimiter(DISPATCH_THREADS["postgresql" if env.get("database_url") else "sqlite"])
 
     async def events(request: Request) -> Response:
         body = await request.body()

@@ -46,9 +46,14 @@ from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.server")
 
-# Listeners in the ack path are short and CPU-bound (the inbox wait happens outside them):
-# more threads than this only add GIL hand-offs (measured: p99 ack worse at 32 than at 8).
-DISPATCH_THREADS = 8
+# Threads running listeners' ack halves. On SQLite they are short and CPU-bound (the inbox wait
+# happens outside them), and each extra thread adds GIL hand-offs around every SQLite call.
+# Measured at 50 connections of slash commands on SQLite: 8 threads 738-777 requests/s, p99 ack
+# 89-94 ms; 2 threads 853-858, 67-69 ms; 1 thread 929-1,048, 57-65 ms (Approve and questionnaire
+# pages no worse). Two rather than one, so that an ack waiting for the write lock (a page saved
+# behind a long write) does not hold up every other. On PostgreSQL a listener waits on the
+# network for each statement, and 8 threads keep the interpreter busy meanwhile (32: worse).
+DISPATCH_THREADS = {"sqlite": 2, "postgresql": 8}
 # Slack gives up on an answer after 3 s: past this, say the request failed while Slack still listens.
 ACK_BUDGET_SECONDS = 2.5
 # Slack calls take 100-300 ms; several senders keep notifications flowing under load.
@@ -163,7 +168,9 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
     """
     if worker not in WORKER_MODES:
         raise ValueError(f"worker must be one of {', '.join(WORKER_MODES)}, not {worker!r}")
-    limiter = anyio.CapacityLimiter(DISPATCH_THREADS)
+    limiter = anyio.CapacityLimiter(
+        DISPATCH_THREADS["sqlite" if services.database.is_sqlite else "postgresql"]
+    )
     stop = threading.Event()
 
     local_metrics = CollectorRegistry(auto_describe=True)

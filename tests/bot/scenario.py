@@ -236,3 +236,14 @@ def running_workspace(
         client = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
         yield Workspace(api, services, client, registry.id, clock, worker, inbox_processor(services))
     services.database.dispose()
+
+
+@contextmanager
+def workspace_of(people: dict[str, str], data_dir: Path) -> Iterator[Workspace]:
+    """Shepherd serving HTTP on a fresh SQLite database, with a fake Slack that knows ``people``
+    (user id -> name)."""
+    api = FakeSlackWebAPI()
+    for user, name in people.items():
+        api.state.add_user(user, name)
+    with api, running_workspace(api, data_dir) as ws:
+        yield ws

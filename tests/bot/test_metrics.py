@@ -11,9 +11,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot import metrics
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
-from tests.bot.scenario import Workspace, running_workspace
+from tests.bot.scenario import Workspace, workspace_of
 
 OWNER = "U0OWNER01"
 
@@ -21,9 +20,7 @@ OWNER = "U0OWNER01"
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite behind the real ASGI server, talking to the emulator."""
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    with api, running_workspace(api, tmp_path / "data") as ws:
+    with workspace_of({OWNER: "olivia"}, tmp_path / "data") as ws:
         yield ws
 
 

@@ -15,10 +15,10 @@ from slack_bolt.request.internals import parse_body as bolt_parse_body
 from starlette.requests import Request
 
 from bot import ids
-from bot.emulator import FakeSlackWebAPI, payloads
+from bot.emulator import payloads
 from bot.emulator.client import encode_command, encode_event, encode_interaction
 from bot.slack_request import bolt_request, parse_body, parse_form, unquote_form
-from tests.bot.scenario import Workspace, running_workspace
+from tests.bot.scenario import Workspace, workspace_of
 
 FORM = "application/x-www-form-urlencoded"
 OWNER = "U0OWNER01"
@@ -131,9 +131,7 @@ def test_the_bolt_request_is_the_one_bolts_adapter_would_build() -> None:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    with api, running_workspace(api, tmp_path / "data") as ws:
+    with workspace_of({OWNER: "olivia"}, tmp_path / "data") as ws:
         yield ws
 
 

@@ -519,14 +519,13 @@ def decide_many(
             results: list[DecideOutcome | GateError] = []
             for request in requests:
                 try:
-                    review = reviews.get(request.review_id)
-                    if review is None:  # raises UnknownReview: it was not there to read
-                        review = reviews[request.review_id] = uow.reviews.get(request.review_id)
-                    initiative = initiatives.get(review.initiative_ref)
-                    if initiative is None:
-                        initiative = initiatives[review.initiative_ref] = uow.initiatives.get(
-                            review.initiative_ref
-                        )
+                    if request.review_id not in reviews:  # raises UnknownReview: it was not read
+                        reviews[request.review_id] = uow.reviews.get(request.review_id)
+                    review = reviews[request.review_id]
+                    ref = review.initiative_ref
+                    if ref not in initiatives:
+                        initiatives[ref] = uow.initiatives.get(ref)
+                    initiative = initiatives[ref]
                     outcome = _decide_one(
                         uow,
                         review,

@@ -52,6 +52,20 @@ def workspace(
             services.database.dispose()
 
 
+def exits(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` is gone, or exited and waiting to be reaped, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # exited; waiting for its parent (or whoever adopted it) to reap it
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def register_through_slack(api: FakeSlackWebAPI, url: str, registry: str) -> None:
     """Register an initiative with /shepherd new and the intake modal, then wait (up to a minute:
     a worker child imports the whole stack first) for the delivery worker to post its card."""
@@ -103,17 +117,9 @@ def test_the_worker_stops_when_its_parent_dies(tmp_path: Path) -> None:
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     parent.stdout.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{child_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return
-        if state == "Z":  # exited; waiting for whoever adopted it to reap it
-            return
-        time.sleep(0.2)
-    os.kill(child_pid, signal.SIGKILL)
-    raise AssertionError("the worker outlived its parent")
+    if not exits(child_pid, timeout=30):
+        os.kill(child_pid, signal.SIGKILL)
+        raise AssertionError("the worker outlived its parent")
 
 
 def test_an_approve_click_is_recorded_and_announced_by_the_worker_processes(tmp_path: Path) -> None:
@@ -199,17 +205,7 @@ def test_a_worker_that_dies_is_started_again_and_does_its_work(tmp_path: Path) -
         assert messages and "AI-0001" in str(messages[0]["blocks"])
         # Stopping the server stops the restarted children too.
         for pid in pids.values():
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                try:
-                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                except FileNotFoundError:
-                    break
-                if state == "Z":
-                    break
-                time.sleep(0.1)
-            else:
-                raise AssertionError(f"worker {pid} still runs after the server stopped")
+            assert exits(pid, timeout=15), f"worker {pid} still runs after the server stopped"
 
 
 def test_what_a_killed_worker_had_claimed_is_handed_back_at_once(tmp_path: Path) -> None:

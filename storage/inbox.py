@@ -297,7 +297,7 @@ class InboxProcessor:
         if suspect is None:
             return claimed
         others = [item.id for item in claimed if item is not suspect]
-        leasing.finish_many(self._database, inbox, others, token, {"attempts": inbox.c.attempts - 1})
+        leasing.hand_back(self._database, inbox, others, token)
         return [suspect]
 
     def _without_doomed(self, claimed: list[InboxItem], token: str) -> list[InboxItem]:

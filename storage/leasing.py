@@ -100,6 +100,26 @@ def release_claims_of(database: Database, table: Table, claimant: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def hand_back(
+    database: Database,
+    table: Table,
+    row_ids: Sequence[int],
+    token: str,
+    *,
+    due: datetime | None = None,
+    reason: str | None = None,
+) -> int:
+    """Release rows this claim still holds without counting the attempt they never had (a
+    stopping worker, a round put off, messages held behind a failed one), optionally due later
+    and with a reason; returns how many it held."""
+    values: dict[str, Any] = {"attempts": table.c.attempts - 1}
+    if due is not None:
+        values["next_attempt_at"] = due
+    if reason is not None:
+        values["last_error"] = reason[:2000]
+    return finish_many(database, table, row_ids, token, values)
+
+
 def finish(database: Database, table: Table, row_id: int, token: str, values: Mapping[str, Any]) -> bool:
     """Write ``values`` to a claimed row (and release it) if this claim still holds it."""
     return finish_many(database, table, [row_id], token, values) == 1

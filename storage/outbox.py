@@ -260,15 +260,11 @@ class OutboxWorker:
     ) -> None:
         """Hand claimed messages back, due at ``due``, without counting the attempt they never
         really had."""
+        by_claim: dict[str, list[int]] = {}
         for message, token in items:
-            values: dict[str, Any] = {
-                "status": PENDING,
-                "attempts": message.attempts - 1,
-                "next_attempt_at": due,
-            }
-            if reason is not None:
-                values["last_error"] = reason[:2000]
-            leasing.finish(self._database, outbox, message.id, token, values)
+            by_claim.setdefault(token, []).append(message.id)
+        for token, ids in by_claim.items():
+            leasing.hand_back(self._database, outbox, ids, token, due=due, reason=reason)
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failure: exponential, capped, half of it jittered."""

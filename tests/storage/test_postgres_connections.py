@@ -1,0 +1,84 @@
+"""PostgreSQL connections: reads without a transaction, and pooled connections the server closed.
+
+Run against the real server (SHEPHERD_TEST_DATABASE_URL); the server closing a connection is
+``pg_terminate_backend``, what a restart or an idle-connection timeout does to it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from gates.ports import InitiativeFilter
+from storage import Database
+from storage import database as database_module
+from storage.errors import DatabaseUnavailable
+from tests.storage.conftest import PG_URL
+
+pytestmark = pytest.mark.postgres
+
+
+def _backend_pid(database: Database) -> int:
+    with database.session() as session:
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pid: int) -> None:
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as connection:
+            assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    finally:
+        admin.dispose()
+
+
+def _pooled_to_one_connection(postgres_database: Database) -> Database:
+    """The same schema through a pool of one connection, so the test knows which one is used."""
+    return Database(postgres_database.url, pool_size=1)
+
+
+def test_a_read_only_unit_of_work_reads_outside_any_transaction(postgres_database: Database) -> None:
+    # No BEGIN / ROLLBACK round trips for a status reply: at READ COMMITTED each statement has
+    # its own snapshot anyway. The same pooled connection then writes inside a transaction again.
+    database = _pooled_to_one_connection(postgres_database)
+    try:
+        with database.session(read_only=True) as session:
+            in_transaction = session.execute(text("SELECT now() <> statement_timestamp()")).scalar_one()
+        with database.session() as session:
+            in_write_transaction = session.execute(text("SELECT now() <> statement_timestamp()")).scalar_one()
+    finally:
+        database.dispose()
+    assert in_transaction is False
+    assert in_write_transaction is True
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_before_use(
+    postgres_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = _pooled_to_one_connection(postgres_database)
+    try:
+        first = _backend_pid(database)
+        _terminate(first)
+        monkeypatch.setattr(database_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+        with database.uow(read_only=True) as uow:
+            assert uow.initiatives.list(InitiativeFilter()) == []
+        assert _backend_pid(database) != first
+    finally:
+        database.dispose()
+
+
+def test_a_busy_connection_the_server_closed_fails_one_request_clearly_then_the_pool_recovers(
+    postgres_database: Database,
+) -> None:
+    # Recently used connections are not pinged (that round trip cost every request 15%): if the
+    # server closes one, the request that finds out is told the database is unavailable, and
+    # the pool replaces its connections for the next.
+    database = _pooled_to_one_connection(postgres_database)
+    try:
+        _terminate(_backend_pid(database))
+        with pytest.raises(DatabaseUnavailable), database.uow(read_only=True) as uow:
+            uow.initiatives.list(InitiativeFilter())
+        with database.uow(read_only=True) as uow:
+            assert uow.initiatives.list(InitiativeFilter()) == []
+    finally:
+        database.dispose()

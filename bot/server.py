@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -61,6 +62,10 @@ OUTBOX_SENDERS = 8
 # Messages claimed per delivery round: a larger batch lets more redraws of one card coalesce,
 # but the whole batch must be sent within the lease (2 minutes), Slack slow or not.
 DELIVERY_BATCH = 4 * OUTBOX_SENDERS
+# A card redraw waits this long before it is sent; the questionnaire pages saved meanwhile merge
+# into it (``merge_key``), so a card is redrawn at most every two seconds, whatever the pace of
+# saves, and chat.update stays well inside Slack's rate limit.
+REDRAW_SETTLE = timedelta(seconds=2)
 WORKER_MODES = ("thread", "process")
 
 
@@ -112,6 +117,7 @@ def delivery_worker(
         supersedes=supersedes,
         batch_size=DELIVERY_BATCH,
         claimant=claimant,
+        settle=REDRAW_SETTLE,
     )
 
 

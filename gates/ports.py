@@ -132,8 +132,20 @@ class AuditLog(Protocol):
 
 
 class Outbox(Protocol):
-    def put(self, kind: str, payload: Mapping[str, Any], at: datetime, dedupe_key: str | None = None) -> None:
-        """Queue a notification in the same transaction as the change that caused it."""
+    def put(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        at: datetime,
+        dedupe_key: str | None = None,
+        merge_key: str | None = None,
+    ) -> None:
+        """Queue a notification in the same transaction as the change that caused it.
+
+        ``dedupe_key``: a message with this key is only ever queued once. ``merge_key``: while a
+        message with this key waits to be sent (no sender has picked it up yet), it already says
+        what this one would, so this one is not queued (a card redrawn from the current state).
+        """
         ...
 
 

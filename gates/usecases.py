@@ -177,8 +177,15 @@ def answer(
                 {"gate": gate_id, "answers": _jsonable({q: typed[q] for q in changed})},
                 now,
             )
-            # The initiative's card shows readiness; it is refreshed after the answers land.
-            uow.outbox.put("answers.recorded", {"ref": ref, "gate": gate_id, "changed": changed}, now)
+            # The initiative's card shows readiness; it is redrawn from the current state after
+            # the answers land, so one redraw still waiting covers any number of saves (twenty
+            # pages in a minute are one chat.update, not twenty against Slack's rate limit).
+            uow.outbox.put(
+                "answers.recorded",
+                {"ref": ref, "gate": gate_id, "changed": changed},
+                now,
+                merge_key=f"card:{ref}",
+            )
         if link and url:
             _record_link(uow, ref, gate_id, url, link[1], author_id, now)
         # The state this transaction commits, known without reading it back in a second one.

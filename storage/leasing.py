@@ -46,11 +46,13 @@ def claim_due(
     lease: timedelta,
     columns: Sequence[str],
     claimant: str = "",
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[Mapping[str, Any]], str]:
     """Claim up to ``limit`` due rows, oldest first; returns their ``columns`` and the claim token.
 
     ``claimant`` names the process claiming (at most 30 characters); its claims can then be
-    handed back at once if it dies (``release_claims_of``).
+    handed back at once if it dies (``release_claims_of``). ``where`` narrows which due rows
+    may be claimed.
     """
     if len(claimant) > 30 or ":" in claimant:
         raise ValueError(f"a claimant is at most 30 characters without ':', not {claimant!r}")
@@ -60,7 +62,7 @@ def claim_due(
     # than ``limit`` rows (seen: 3 rows claimed for a limit of 2).
     oldest = (
         select(table.c.id)
-        .where(*due(table, now))
+        .where(*due(table, now), *where)
         .order_by(table.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -68,7 +70,7 @@ def claim_due(
     )
     claim = (
         update(table)
-        .where(table.c.id.in_(select(oldest.c.id)), *due(table, now))
+        .where(table.c.id.in_(select(oldest.c.id)), *due(table, now), *where)
         .values(claim_token=token, locked_until=now + lease, attempts=table.c.attempts + 1)
         .returning(*(table.c[name] for name in columns))
     )

@@ -214,8 +214,13 @@ class OutboxRow(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+    merge_key: Mapped[str | None] = mapped_column(String(200))
+    """Messages with the same merge key say the same thing: while one waits, another is not queued."""
 
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_merge", "merge_key", "status"),
+    )
 
 
 class InboxRow(Base):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
@@ -42,6 +42,8 @@ from storage.sqlerrors import guarded
 from storage.tables import outbox
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,19 @@ class SqlOutbox:
         self._session = session
 
     @guarded
-    def put(self, kind: str, payload: Mapping[str, Any], at: datetime, dedupe_key: str | None = None) -> None:
-        """Queue a message in the caller's transaction; a repeated ``dedupe_key`` is ignored."""
+    def put(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        at: datetime,
+        dedupe_key: str | None = None,
+        merge_key: str | None = None,
+    ) -> None:
+        """Queue a message in the caller's transaction; a repeated ``dedupe_key`` is ignored, and
+        so is a ``merge_key`` whose message no sender has claimed yet (``gates.ports.Outbox``)."""
+        connection = self._session.connection()
+        if merge_key is not None and self._waiting(connection, merge_key):
+            return
         values = {
             "kind": kind,
             # Round-trip through canonical JSON so datetimes and enums are stored as text.
@@ -92,9 +105,28 @@ class SqlOutbox:
             "attempts": 0,
             "created_at": at,
             "next_attempt_at": at,
+            "merge_key": merge_key,
         }
-        connection = self._session.connection()
         connection.execute(insert_ignoring_conflicts_for(connection.dialect.name, outbox), values)
+
+    @staticmethod
+    def _waiting(connection: Connection, merge_key: str) -> bool:
+        """Whether a message with ``merge_key`` waits, unclaimed, and stays so until this commits.
+
+        Never claimed, so whoever sends it reads the state after this transaction: on SQLite no
+        claim can happen inside a write transaction; on PostgreSQL the row is locked here until
+        commit, and a claim skips locked rows. A row being claimed right now is skipped (and a
+        new message queued), since that sender may read the state before this commits.
+        """
+        waiting = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.merge_key == merge_key, outbox.c.status == PENDING, outbox.c.claim_token.is_(None)
+            )
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        return connection.execute(waiting).first() is not None
 
 
 class OutboxWorker:
@@ -119,6 +151,8 @@ class OutboxWorker:
             key, is marked delivered without being sent.
         claimant: names this worker's claims (``leasing.claim_due``), so that they can be handed
             back as soon as its process is known to have died.
+        settle: how long a message with a merge key (``SqlOutbox.put``) waits before it is sent,
+            so that what follows soon after merges into it rather than being sent again.
     """
 
     def __init__(
@@ -137,6 +171,7 @@ class OutboxWorker:
         ordering_key: Callable[[OutboxMessage], object] | None = None,
         supersedes: Callable[[OutboxMessage, OutboxMessage], bool] | None = None,
         claimant: str = "",
+        settle: timedelta = timedelta(0),
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -153,6 +188,7 @@ class OutboxWorker:
         self.concurrency = max(1, concurrency)
         self._ordering_key = ordering_key or (lambda message: message.id)
         self._supersedes = supersedes
+        self.settle = settle
         self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
         self._stopping: threading.Event | None = None  # run_forever's stop event
         self._postponed: Postponed | None = None  # set by the sender during this round
@@ -275,14 +311,21 @@ class OutboxWorker:
     # -- internals --------------------------------------------------------------------------
 
     def _claim(self, limit: int) -> list[tuple[OutboxMessage, str]]:
+        now = self._clock.now()
+        settled = (
+            (or_(outbox.c.merge_key.is_(None), outbox.c.next_attempt_at <= now - self.settle),)
+            if self.settle
+            else ()
+        )
         rows, token = leasing.claim_due(
             self._database,
             outbox,
-            self._clock.now(),
+            now,
             limit,
             self.lease,
             ("id", "kind", "payload", "dedupe_key", "attempts", "created_at"),
             self.claimant,
+            where=settled,
         )
         messages = [
             OutboxMessage(r["id"], r["kind"], r["payload"], r["dedupe_key"], r["attempts"], r["created_at"])

@@ -48,6 +48,7 @@ class OutboxMessage:
     payload: Mapping[str, Any]
     at: datetime
     dedupe_key: str | None
+    merge_key: str | None = None
 
 
 @dataclass
@@ -237,8 +238,20 @@ class FakeAudit(_Part):
 
 
 class FakeOutbox(_Part):
-    def put(self, kind: str, payload: Mapping[str, Any], at: datetime, dedupe_key: str | None = None) -> None:
-        self._state.outbox.append(OutboxMessage(kind, copy.deepcopy(dict(payload)), at, dedupe_key))
+    def put(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        at: datetime,
+        dedupe_key: str | None = None,
+        merge_key: str | None = None,
+    ) -> None:
+        # The fake never sends, so every message is still waiting: one per merge key.
+        if merge_key is not None and any(m.merge_key == merge_key for m in self._state.outbox):
+            return
+        self._state.outbox.append(
+            OutboxMessage(kind, copy.deepcopy(dict(payload)), at, dedupe_key, merge_key)
+        )
 
 
 class FakeOperations(_Part):

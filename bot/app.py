@@ -19,6 +19,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from bot import metrics
 from bot.bootstrap import Services, bootstrap
 from bot.installations import installation_store
+from bot.listener_matching import match_by_body
 from bot.listeners.actions import ActionListeners
 from bot.listeners.commands import CommandListeners
 from bot.listeners.common import tell_later, user_of
@@ -103,6 +104,7 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     EventListeners(services, messages).register(app)
     OperationsListeners(services).register(app)
     app.error(_ErrorHandler(services).handle)
+    match_by_body(app)
     return app
 
 

@@ -212,28 +212,38 @@ def test_a_decision_the_worker_gives_up_on_is_reported_to_the_person(
     assert any("Your decision could not be recorded" in t for t in private_texts(ws, SPONSOR))
 
 
-def test_pages_saved_between_two_delivery_rounds_redraw_the_card_once(workspace: Workspace) -> None:
-    """Shepherd's delivery worker coalesces redraws of one card: three saves, one chat.update,
-    drawn after the last of them."""
+def test_pages_saved_in_quick_succession_redraw_the_card_once_after_they_settle(workspace: Workspace) -> None:
+    """Shepherd's delivery worker redraws a card at most every REDRAW_SETTLE: three saves, one
+    chat.update, drawn after the last of them; a save after that redraw gets one of its own."""
     from bot.notify import SlackNotifier
-    from bot.server import delivery_worker
+    from bot.server import REDRAW_SETTLE, delivery_worker
     from bot.slack_client import make_client
     from storage.outbox import outbox_counts
     from storage.slack_messages import MessageRefs
 
     ws = workspace
     services = ws.services
+    client = make_client(ws.api.bot_token, ws.api.api_url)
+    worker = delivery_worker(services, SlackNotifier(services, client, MessageRefs(services.database)))
+    worker.run_once()  # the card, the welcome DM: everything before the pages
+    updates_before = len(ws.api.calls("chat.update", ok=True))
+
+    def redraws() -> list[Any]:
+        calls = ws.api.calls("chat.update", ok=True)[updates_before:]
+        return [c for c in calls if c.params["ts"] == card(ws)["ts"]]
+
     for weeks in (4, 6, 8):
         send_without_draining(
             ws, OWNER, page_with(ws, QUESTION), {ids.question_block_id(QUESTION): str(weeks)}
         )
     assert recorded(ws, QUESTION).value == 8
-    updates_before = len(ws.api.calls("chat.update", ok=True))
-    client = make_client(ws.api.bot_token, ws.api.api_url)
-    notifier = SlackNotifier(services, client, MessageRefs(services.database))
-    assert delivery_worker(services, notifier).run_once() == 3
-    redraws = [
-        c for c in ws.api.calls("chat.update", ok=True)[updates_before:] if c.params["ts"] == card(ws)["ts"]
-    ]
-    assert len(redraws) == 1
+    assert outbox_counts(services.database).get("pending") == 1
+    assert worker.run_once() == 0 and redraws() == []
+    ws.clock.advance(seconds=REDRAW_SETTLE.total_seconds())
+    assert worker.run_once() == 1
+    assert len(redraws()) == 1
+    send_without_draining(ws, OWNER, page_with(ws, QUESTION), {ids.question_block_id(QUESTION): "9"})
+    ws.clock.advance(seconds=REDRAW_SETTLE.total_seconds())
+    assert worker.run_once() == 1
+    assert len(redraws()) == 2
     assert "pending" not in outbox_counts(services.database)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from storage import Database, OutboxMessage, OutboxWorker, PermanentFailure, Postponed, outbox_counts
+from storage import Database, OutboxMessage, OutboxWorker, PermanentFailure, Postponed, leasing, outbox_counts
 from storage.tables import outbox
 from tests.storage.scenarios import START, FakeClock, run_processes, run_threads
 
@@ -372,3 +372,71 @@ def test_a_dead_lettered_message_does_not_hold_back_the_ones_after_it(
     assert worker.run_once() == 2
     assert sent == [1, 2]
     assert outbox_counts(database) == {"dead": 1, "delivered": 2}
+
+
+# -- merge keys: a redraw still waiting covers the saves that follow ---------------------------------
+
+
+def redraw(database: Database, step: int, at: datetime = START) -> None:
+    with database.uow() as uow:
+        uow.outbox.put("answers.recorded", {"ref": "AI-0001", "step": step}, at, merge_key="card:AI-0001")
+        uow.commit()
+
+
+def test_a_waiting_message_absorbs_later_ones_with_its_merge_key(
+    database: Database, clock: FakeClock
+) -> None:
+    for step in range(3):
+        redraw(database, step)
+    with database.uow() as uow:  # another card's redraw is not absorbed
+        uow.outbox.put("answers.recorded", {"ref": "AI-0002"}, START, merge_key="card:AI-0002")
+        uow.commit()
+    sender = Recorder()
+    assert OutboxWorker(database, sender, clock).run_once() == 2
+    assert [m.payload.get("step") for m in sender.sent] == [0, None]
+
+
+def test_a_message_already_claimed_or_sent_absorbs_nothing(database: Database, clock: FakeClock) -> None:
+    # A sender that has claimed the redraw may read the state before the next save commits: that
+    # save must queue a redraw of its own, and so must one after the redraw was sent.
+    redraw(database, 0)
+    rows, _ = leasing.claim_due(database, outbox, START, 10, timedelta(minutes=2), ("id",))
+    assert len(rows) == 1
+    redraw(database, 1)
+    sender = Recorder()
+    worker = OutboxWorker(database, sender, clock)
+    assert worker.run_once() == 1
+    redraw(database, 2)
+    assert worker.run_once() == 1
+    assert [m.payload["step"] for m in sender.sent] == [1, 2]
+
+
+def test_a_message_with_a_merge_key_waits_to_settle_and_others_do_not(
+    database: Database, clock: FakeClock
+) -> None:
+    redraw(database, 0)
+    put(database)
+    sender = Recorder()
+    worker = OutboxWorker(database, sender, clock, settle=timedelta(seconds=2))
+    assert worker.run_once() == 1
+    assert [m.kind for m in sender.sent] == ["review.requested"]
+    clock.advance(seconds=1)
+    redraw(database, 1)  # absorbed: the first is still waiting
+    assert worker.run_once() == 0
+    clock.advance(seconds=1)
+    assert worker.run_once() == 1
+    assert [m.payload.get("step") for m in sender.sent] == [None, 0]
+
+
+def test_on_postgresql_a_redraw_absorbing_a_save_is_not_claimed_until_the_save_commits(
+    postgres_database: Database,
+) -> None:
+    # The save locks the waiting row; a claim skips locked rows, so the sender reads the state
+    # only once the save is committed.
+    database = postgres_database
+    redraw(database, 0)
+    with database.uow() as uow:
+        uow.outbox.put("answers.recorded", {"ref": "AI-0001", "step": 1}, START, merge_key="card:AI-0001")
+        assert leasing.claim_due(database, outbox, START, 10, timedelta(minutes=2), ("id",))[0] == []
+        uow.commit()
+    assert len(leasing.claim_due(database, outbox, START, 10, timedelta(minutes=2), ("id",))[0]) == 1

@@ -27,7 +27,8 @@ Usage::
 Goal (issue 5): p99 ack <= 50 ms at 50 connections with or without the Slack delay, and at least
 500 recorded decisions per second. On a 2-core machine everything shares the same two cores: the
 load generator, the fake Slack, both apps and the worker; compare Shepherd with the bare app
-measured in the same run.
+measured in the same run. The issue measured the bare app at p99 19 ms, so the goal is also
+checked as a ratio: Shepherd's p99 at most 50 / 19 = 2.6 times the bare app's in the same run.
 
 ``--worker none`` serves Shepherd without its worker (the inbox is not applied): the ack path alone.
 ``--processes N`` runs Shepherd as ``shepherd serve --processes N`` (N HTTP processes on one port).

@@ -62,3 +62,18 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_use(postgres_d
         assert _backend_pid(database) != first
     finally:
         database.dispose()
+
+
+def test_repeated_reads_stay_prepared_on_the_server(postgres_database: Database) -> None:
+    # psycopg prepares a statement on its fifth run and deallocates everything at a ROLLBACK; a
+    # read that ended in one (as read transactions did) made the server plan every query again.
+    database = _pooled_to_one_connection(postgres_database)
+    try:
+        for _ in range(8):
+            with database.uow(read_only=True) as uow:
+                uow.initiatives.list(InitiativeFilter())
+        with database.session(read_only=True) as session:
+            prepared = session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+    finally:
+        database.dispose()
+    assert prepared >= 1

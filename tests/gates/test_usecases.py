@@ -109,6 +109,18 @@ def test_answer_records_only_changed_versions(
     assert uow.audit_entries[-1].payload == {"gate": "intake", "answers": {"budget": 30000}}
 
 
+def test_saves_of_one_initiative_queue_card_redraws_that_merge(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    # Each save asks for the card to be redrawn from the current state, under one merge key:
+    # while a redraw waits, the next save adds none (the outbox decides; the fake never sends).
+    before = len(uow.messages)
+    for budget in ("30000", "35000"):
+        usecases.answer(two_gates, uow, registered, "intake", {"budget": budget}, OWNER, LATER)
+    redraws = [m for m in uow.messages[before:] if m.kind == "answers.recorded"]
+    assert [m.merge_key for m in redraws] == [f"card:{registered}"]
+
+
 def test_an_unchanged_answer_records_nothing(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:

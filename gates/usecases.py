@@ -85,7 +85,10 @@ def validate_answers(
 class AnswerResult:
     initiative: Initiative
     changed: tuple[str, ...]
-    readiness: Readiness
+    answers: Mapping[str, AnswerValue | None]
+    """Every current answer of the initiative, as this save committed them."""
+    readiness: Readiness | None
+    """The answered gate's readiness; None if not asked for (``answer(with_readiness=False)``)."""
 
 
 def register(
@@ -148,12 +151,15 @@ def answer(
     author_id: str,
     now: datetime,
     link: tuple[str, str] | None = None,
+    with_readiness: bool = True,
 ) -> AnswerResult:
     """Record answers for one gate as new versions; unchanged answers add nothing.
 
     Partial saves are fine: questions not mentioned keep their current answer. An empty value
     clears an answer (recorded as a version too, so the history shows who cleared it).
     ``link`` (url, title) is an evidence link attached in the same transaction.
+    ``with_readiness=False`` skips reading the role holders and judging the gate, for a caller
+    that only needs the answers (the next questionnaire page).
 
     Raises:
         UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition.
@@ -191,10 +197,12 @@ def answer(
         # The state this transaction commits, known without reading it back in a second one.
         values = {qid: version.value for qid, version in current.items()}
         values.update({qid: typed[qid] for qid in changed})
-        holders = role_holders(pipeline, uow)
+        holders = role_holders(pipeline, uow) if with_readiness else None
         uow.commit()
-    report = readiness(pipeline, gate_id, values, holders, initiative.owner_id)
-    return AnswerResult(initiative, tuple(changed), report)
+    report = (
+        readiness(pipeline, gate_id, values, holders, initiative.owner_id) if holders is not None else None
+    )
+    return AnswerResult(initiative, tuple(changed), values, report)
 
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:

@@ -118,11 +118,20 @@ class ViewListeners:
             # storing the page in the inbox for the worker: on SQLite 450 vs 214 pages/s at one
             # connection (p99 7.5 vs 63 ms) and p99 154 vs 268 ms at 50; on PostgreSQL within
             # 20%. And the answers are there at once for the next page, a reopened
-            # questionnaire and Submit for review.
+            # questionnaire and Submit for review. The next page needs the answers only: the
+            # card's readiness line is redrawn by the outbox.
             result = usecases.answer(
-                pipeline, services.uow(), ref, gate_id, raw, user, services.now(), link=link
+                pipeline,
+                services.uow(),
+                ref,
+                gate_id,
+                raw,
+                user,
+                services.now(),
+                link=link,
+                with_readiness=False,
             )
-            initiative, answers = result.initiative, dict(result.readiness.answers)
+            initiative, answers = result.initiative, dict(result.answers)
         except InvalidAnswer as error:
             block = ids.LINK_URL_BLOCK if link and error.question_id == "link" else None
             ack(response_action="errors", errors=_errors_for(error, block or first_block, block))

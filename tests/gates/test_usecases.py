@@ -595,6 +595,28 @@ def test_answer_readiness_is_computed_from_exactly_what_was_recorded(
     assert "budget" not in result.readiness.answers  # cleared in this very save
 
 
+def test_answer_without_readiness_returns_the_answers_as_recorded(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    # What the next questionnaire page is drawn from: every current answer, this save included.
+    result = usecases.answer(
+        two_gates,
+        uow,
+        registered,
+        "intake",
+        {"budget": "", "personal_data": "yes"},
+        OWNER,
+        LATER,
+        with_readiness=False,
+    )
+    assert result.readiness is None
+    assert result.changed == ("budget", "personal_data")
+    assert {q: v for q, v in result.answers.items() if v is not None} == dict(
+        usecases.check_readiness(two_gates, uow, registered).answers
+    )
+    assert result.answers["budget"] is None  # cleared in this very save
+
+
 def test_status_reads_the_initiative_its_open_review_and_readiness(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
 ) -> None:

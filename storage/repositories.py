@@ -101,7 +101,11 @@ class SqlInitiativeRepository:
         if not wanted:
             return {}
         rows = self._session.connection().execute(select(initiatives).where(initiatives.c.ref.in_(wanted)))
-        return {row["ref"]: _initiative(row) for row in rows.mappings()}
+        found = {}
+        for row in rows.mappings():
+            self._ids[row["ref"]] = row["id"]  # as ``get`` does
+            found[row["ref"]] = _initiative(row)
+        return found
 
     @guarded
     def save(self, initiative: Initiative) -> None:

@@ -207,10 +207,9 @@ def answer(
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:
     """The initiative and its current answers, if this gate's answers may change now."""
-    initiative = uow.initiatives.get(ref)
+    initiative, open_review = uow.reviews.initiative_with_open_review(ref)
     if initiative.status is Status.RETIRED:
         raise InvalidTransition(f"{ref} is retired; its answers can no longer change.")
-    open_review = uow.reviews.open_for(ref)
     if open_review is not None and open_review.gate_id == gate_id:
         raise InvalidTransition(
             f"The {gate_id} gate of {ref} is under review, so its answers are frozen. "
@@ -318,8 +317,7 @@ def status(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> StatusView:
         UnknownInitiative.
     """
     with uow:
-        initiative = uow.initiatives.get(ref)
-        review = uow.reviews.open_for(ref)
+        initiative, review = uow.reviews.initiative_with_open_review(ref)
         gate = next_gate(pipeline, initiative)
         report = None
         if gate is not None and initiative.status is not Status.RETIRED:
@@ -660,8 +658,7 @@ def _audit_refusal(
 def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:
     """Withdraw the open review; only its submitter or the initiative's owner may."""
     with uow:
-        initiative = uow.initiatives.get(ref)
-        review = uow.reviews.open_for(ref)
+        initiative, review = uow.reviews.initiative_with_open_review(ref)
         if review is None:
             raise InvalidTransition(f"{ref} has no open review to withdraw.")
         if user_id not in (review.submitted_by, initiative.owner_id):
@@ -689,8 +686,7 @@ def resume(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Initiative
 def retire(uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime) -> Initiative:
     """Retire an initiative; an open review is withdrawn first, so no approver acts on it."""
     with uow:
-        initiative = uow.initiatives.get(ref)
-        review = uow.reviews.open_for(ref)
+        initiative, review = uow.reviews.initiative_with_open_review(ref)
         initiative.retire(reason, now)
         if review is not None:
             review.withdraw(now)

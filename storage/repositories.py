@@ -7,7 +7,7 @@ question, a unique (role, user) pair. A lost race surfaces as ``ConcurrentUpdate
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -93,7 +93,7 @@ class SqlInitiativeRepository:
         if row is None:
             raise UnknownInitiative(ref)
         self._ids[ref] = row["id"]
-        return _initiative(row)
+        return initiative_from_row(row)
 
     @guarded
     def get_many(self, refs: Iterable[str]) -> dict[str, Initiative]:
@@ -104,7 +104,7 @@ class SqlInitiativeRepository:
         found = {}
         for row in rows.mappings():
             self._ids[row["ref"]] = row["id"]  # as ``get`` does
-            found[row["ref"]] = _initiative(row)
+            found[row["ref"]] = initiative_from_row(row)
         return found
 
     @guarded
@@ -152,7 +152,7 @@ class SqlInitiativeRepository:
                     )
                 )
         statement = statement.limit(query.limit).offset(query.offset)
-        return [_initiative(row) for row in self._session.execute(statement).mappings()]
+        return [initiative_from_row(row) for row in self._session.execute(statement).mappings()]
 
 
 class SqlAnswerRepository:
@@ -355,7 +355,7 @@ def _initiative_values(initiative: Initiative) -> dict[str, Any]:
     }
 
 
-def _initiative(row: RowMapping) -> Initiative:
+def initiative_from_row(row: Mapping[str, Any]) -> Initiative:
     return Initiative(
         ref=row["ref"],
         name=row["name"],

@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownReview
-from gates.lifecycle import Decision, DecisionKind, Requirement, Review, ReviewStatus
-from storage.repositories import initiative_id
+from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
+from gates.lifecycle import Decision, DecisionKind, Initiative, Requirement, Review, ReviewStatus
+from storage.repositories import initiative_from_row, initiative_id
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import decisions, initiatives, reviews
 
@@ -38,9 +38,10 @@ class _Loaded:
 
 
 class SqlReviewRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, ids: dict[str, int] | None = None) -> None:
         self._session = session
         self._loaded: dict[int, _Loaded] = {}
+        self._ids = {} if ids is None else ids  # shared with the unit of work's other repositories
 
     @guarded
     def add(self, review: Review) -> None:
@@ -93,6 +94,24 @@ class SqlReviewRepository:
     def open_for(self, ref: str) -> Review | None:
         found = self._load_joined(_OPEN_FOR, {"ref": ref})
         return found[0] if found else None
+
+    @guarded
+    def initiative_with_open_review(self, ref: str) -> tuple[Initiative, Review | None]:
+        """The initiative and its open review (None if there is none), in one statement: a status
+        reply or a questionnaire page needs both, and each statement costs a round trip.
+
+        Raises:
+            UnknownInitiative.
+        """
+        rows = self._session.connection().execute(_INITIATIVE_WITH_OPEN, {"ref": ref}).mappings().all()
+        if not rows:
+            raise UnknownInitiative(ref)
+        head = rows[0]
+        self._ids[ref] = head["i_id"]
+        initiative = initiative_from_row({name: head[f"i_{name}"] for name in _INITIATIVE_FIELDS})
+        if head["id"] is None:  # the outer join found no open review
+            return initiative, None
+        return initiative, self._assemble(rows)[0]
 
     @guarded
     def for_initiative(self, ref: str) -> Sequence[Review]:
@@ -216,7 +235,11 @@ class SqlReviewRepository:
 
     def _load_joined(self, statement: Select[Any], params: dict[str, Any]) -> list[Review]:
         """Reviews and their decisions from one statement built by ``_with_decisions``."""
-        rows = self._session.connection().execute(statement, params).mappings().all()
+        return self._assemble(self._session.connection().execute(statement, params).mappings().all())
+
+    def _assemble(self, rows: Sequence[RowMapping]) -> list[Review]:
+        """Reviews from rows of review columns, ``ref`` and ``d_*`` decision columns (NULL when
+        the review has none), ordered by review."""
         heads: dict[int, RowMapping] = {}
         by_review: dict[int, list[Decision]] = {}
         for row in rows:
@@ -275,6 +298,26 @@ def _with_decisions() -> Select[Any]:
 _GET = _with_decisions().where(reviews.c.id == bindparam("review_id"))
 _OPEN_FOR = _with_decisions().where(
     initiatives.c.ref == bindparam("ref"), reviews.c.status == ReviewStatus.OPEN.value
+)
+# The initiative's columns as ``i_*``, beside what ``_with_decisions`` selects; its open review
+# (the partial unique index allows one) and that review's decisions are outer-joined, so an
+# initiative without one is a single row whose review and ``d_*`` columns are NULL.
+_INITIATIVE_FIELDS = tuple(column.name for column in initiatives.c)
+_INITIATIVE_WITH_OPEN = (
+    select(
+        reviews,
+        initiatives.c.ref,
+        *(column.label(f"d_{column.name}") for column in decisions.c if column.name != "review_id"),
+        *(column.label(f"i_{column.name}") for column in initiatives.c),
+    )
+    .select_from(
+        initiatives.outerjoin(
+            reviews,
+            (reviews.c.initiative_id == initiatives.c.id) & (reviews.c.status == ReviewStatus.OPEN.value),
+        ).outerjoin(decisions, decisions.c.review_id == reviews.c.id)
+    )
+    .where(initiatives.c.ref == bindparam("ref"))
+    .order_by(decisions.c.decided_at, decisions.c.id)
 )
 _SAVE = (
     update(reviews)

@@ -76,7 +76,7 @@ class SqlUnitOfWork:
         ids: dict[str, int] = {}
         self.initiatives = SqlInitiativeRepository(session, self._ref_prefix, ids)
         self.answers = SqlAnswerRepository(session, ids)
-        self.reviews = SqlReviewRepository(session)
+        self.reviews = SqlReviewRepository(session, ids)
         self.roles = SqlRoleRepository(session)
         self.audit = SqlAuditLog(session, self._audit_head)
         self.outbox = SqlOutbox(session)

@@ -180,6 +180,13 @@ class FakeReviews(_Part):
             None,
         )
 
+    def initiative_with_open_review(self, ref: str) -> tuple[Initiative, Review | None]:
+        try:
+            initiative = copy.deepcopy(self._state.initiatives[ref])
+        except KeyError:
+            raise UnknownInitiative(ref) from None
+        return initiative, self.open_for(ref)
+
     def for_initiative(self, ref: str) -> Sequence[Review]:
         return [copy.deepcopy(r) for r in self._state.reviews.values() if r.initiative_ref == ref]
 

@@ -242,6 +242,48 @@ def test_closing_a_review_is_stored_and_it_is_no_longer_open(database: Database)
     assert (stored.status, stored.closed_at) == (ReviewStatus.REJECTED, NOW)
 
 
+def test_an_initiative_is_read_with_its_open_review_as_the_two_reads_give_them(database: Database) -> None:
+    """What a status reply and a questionnaire page read in one statement: the initiative and
+    its open review with every decision, or None when the only reviews are closed, and a review
+    loaded this way can be saved like one loaded by ``get``."""
+    bare, reviewed = add_initiative(database, "No review yet").ref, add_initiative(database).ref
+    with database.uow() as uow:
+        closed = a_review(reviewed, gate_id="poc-exit")
+        uow.reviews.add(closed)
+        uow.answers.append(AnswerVersion(reviewed, "pilot", "owner", "UOWNER", "UOWNER", NOW))
+        uow.commit()
+    assert closed.id is not None
+    with database.uow() as uow:
+        loaded = uow.reviews.get(closed.id)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.REJECT, "no monitoring plan", NOW)
+        uow.reviews.save(loaded)
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        assert uow.reviews.initiative_with_open_review(reviewed) == (uow.initiatives.get(reviewed), None)
+    with database.uow() as uow:
+        review = a_review(reviewed)
+        uow.reviews.add(review)
+        uow.commit()
+    assert review.id is not None
+    with database.uow() as uow:
+        initiative, open_review = uow.reviews.initiative_with_open_review(reviewed)
+        assert open_review is not None
+        open_review.decide("URISK2", {"risk"}, DecisionKind.APPROVE, None, NOW + timedelta(minutes=2))
+        open_review.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW + timedelta(minutes=1))
+        uow.reviews.save(open_review)
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        initiative, open_review = uow.reviews.initiative_with_open_review(reviewed)
+        assert (initiative, open_review) == (uow.initiatives.get(reviewed), uow.reviews.open_for(reviewed))
+        assert open_review is not None and open_review.id == review.id
+        assert [d.approver_id for d in open_review.decisions] == ["URISK1", "URISK2"]  # in decision order
+        # The answers read next in the same unit of work find the initiative by the row id just read.
+        assert [a.value for a in uow.answers.current(reviewed).values()] == ["UOWNER"]
+        assert uow.reviews.initiative_with_open_review(bare) == (uow.initiatives.get(bare), None)
+        with pytest.raises(UnknownInitiative, match="AI-9999"):
+            uow.reviews.initiative_with_open_review("AI-9999")
+
+
 def test_a_second_open_review_for_an_initiative_is_refused(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:

@@ -1,7 +1,8 @@
 """Storage at scale: 10,000 initiatives and 500,000 answer versions, on SQLite and PostgreSQL.
 
 Measures, through the real use cases and a fresh unit of work per call (as the bot does):
-list / filter / show p50 and p95, readiness of one initiative p95 (goal <= 20 ms), decisions per
+list / filter / show p50 and p95, readiness of one initiative p95 (goal <= 20 ms), the same for an
+initiative with a long history of one answer (2,000 versions), decisions per
 second with 8 concurrent clients, and outbox throughput with 1 and 4 workers.
 
     .venv/bin/python benchmarks/bench_storage.py                      # SQLite only
@@ -155,6 +156,38 @@ def seed(database: Database, pipeline: CompiledPipeline, count: int, answers: in
         connection.execute(insert(audit_log), entries)
         connection.execute(insert(counters), [{"name": AUDIT_SEQ_COUNTER, "value": count}])
     console.print(f"  seeded {count:,} initiatives, {written:,} answer versions, {count:,} audit entries")
+
+
+def add_history(database: Database, pipeline: CompiledPipeline, initiative_id: int, versions: int) -> str:
+    """``versions`` more versions of one answer of the initiative; returns its ref."""
+    gate = pipeline.model.gates[1]
+    question = gate.questions[0]
+    with database.engine.begin() as connection:
+        start = connection.execute(
+            text(
+                "select coalesce(max(version), 0) from answer_versions where initiative_id = :i and question_id = :q"
+            ),
+            {"i": initiative_id, "q": question.id},
+        ).scalar_one()
+        connection.execute(
+            insert(answer_versions),
+            [
+                {
+                    "initiative_id": initiative_id,
+                    "gate_id": gate.id,
+                    "question_id": question.id,
+                    "version": start + n,
+                    "value": sample_value(question, n),
+                    "author_id": "UOWNER1",
+                    "answered_at": NOW + timedelta(seconds=n),
+                }
+                for n in range(1, versions + 1)
+            ],
+        )
+    if not database.is_sqlite:
+        with database.engine.begin() as connection:
+            connection.execute(text("analyze answer_versions"))
+    return format_ref(initiative_id)
 
 
 def timed(samples: int, action: Callable[[int], Any]) -> tuple[float, float]:
@@ -328,6 +361,17 @@ def run(label: str, database: Database, args: argparse.Namespace) -> dict[str, s
         ),
     )
     results["readiness of one (goal p95 <= 20)"] = fmt(readiness_ms)
+    # An answer saved again and again (a questionnaire page resubmitted, a figure revised every
+    # week) leaves a long history; reading the current answers must not slow down with it.
+    long_history = add_history(database, pipeline, initiative_id=1, versions=args.history)
+    results[f"readiness, {args.history:,} versions of one answer"] = fmt(
+        timed(
+            args.samples,
+            lambda i: usecases.check_readiness(
+                pipeline, database.uow(read_only=True), long_history, pipeline.model.gates[1].id
+            ),
+        )
+    )
     review_ids = open_reviews_for_decisions(database, pipeline, args.decisions)
     results["decisions/s, 8 clients"] = f"{decisions_per_second(database, pipeline, review_ids, 8):.0f}"
     results["outbox msgs/s, 1 worker"] = f"{outbox_throughput(database, args.messages, 1):.0f}"
@@ -344,6 +388,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--decisions", type=int, default=400)
     parser.add_argument("--messages", type=int, default=2_000)
+    parser.add_argument(
+        "--history", type=int, default=2_000, help="versions of one answer in the long-history read"
+    )
     parser.add_argument("--postgres", default=os.environ.get("SHEPHERD_TEST_DATABASE_URL"))
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()

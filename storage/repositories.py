@@ -289,14 +289,27 @@ _HOLDERS = select(role_holders.c.role, role_holders.c.user_id).order_by(
 _ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindparam("p_user"))
 
 
-_newer = answer_versions.alias("newer")
-_CURRENT_ANSWERS = select(answer_versions).where(
-    answer_versions.c.initiative_id == bindparam("p_owner"),
-    answer_versions.c.version
-    == select(func.max(_newer.c.version))
-    .where(_newer.c.initiative_id == answer_versions.c.initiative_id)
-    .where(_newer.c.question_id == answer_versions.c.question_id)
-    .scalar_subquery(),
+# The newest version of each question, found in one pass over the initiative's entries of the
+# (initiative_id, question_id, version) index, then each of those rows fetched. A correlated
+# "version = (SELECT max(version) ...)" did an index probe per stored version instead: its cost
+# grew with the history (on PostgreSQL, 32 ms against 1 ms for 2,000 versions), and every status
+# reply, questionnaire page and card redraw reads the current answers.
+_latest = (
+    select(answer_versions.c.question_id, func.max(answer_versions.c.version).label("version"))
+    .where(answer_versions.c.initiative_id == bindparam("p_owner"))
+    .group_by(answer_versions.c.question_id)
+    .subquery("latest")
+)
+_CURRENT_ANSWERS = (
+    select(answer_versions)
+    .join(
+        _latest,
+        and_(
+            answer_versions.c.question_id == _latest.c.question_id,
+            answer_versions.c.version == _latest.c.version,
+        ),
+    )
+    .where(answer_versions.c.initiative_id == bindparam("p_owner"))
 )
 
 

@@ -149,17 +149,17 @@ class SqlOperationsRecords:
 
     @guarded
     def latest_reviews(self) -> dict[str, OperationsReview]:
-        # Reviews are append-only, so the highest id of an initiative is its latest review.
-        newer = operations_reviews.alias("newer")
+        # Reviews are append-only, so the highest id of an initiative is its latest review. One
+        # grouped pass finds those ids (as for current answers: not a correlated max per row).
         latest = (
-            select(func.max(newer.c.id))
-            .where(newer.c.initiative_id == operations_reviews.c.initiative_id)
-            .scalar_subquery()
+            select(func.max(operations_reviews.c.id).label("id"))
+            .group_by(operations_reviews.c.initiative_id)
+            .subquery("latest")
         )
         rows = self._session.execute(
             select(operations_reviews, initiatives.c.ref)
+            .join(latest, latest.c.id == operations_reviews.c.id)
             .join(initiatives, initiatives.c.id == operations_reviews.c.initiative_id)
-            .where(operations_reviews.c.id == latest)
         ).mappings()
         return {row["ref"]: _review(row["ref"], row) for row in rows}
 

@@ -120,8 +120,12 @@ def test_list_filters_by_stage_status_owner_stalled_and_pages(database: Database
 
 
 def test_answers_are_versioned_and_the_latest_is_current(database: Database) -> None:
-    ref = add_initiative(database).ref
+    ref, other = add_initiative(database).ref, add_initiative(database, "Other").ref
     with database.uow() as uow:
+        # Another initiative's answers to the same questions, with a longer history, stay its own.
+        for n in range(3):
+            uow.answers.append(AnswerVersion(other, "intake", "problem", f"other {n}", "U9", NOW))
+        uow.answers.append(AnswerVersion(other, "intake", "budget", 99, "U9", NOW))
         uow.answers.append(AnswerVersion(ref, "intake", "problem", "first", "U1", NOW))
         uow.answers.append(
             AnswerVersion(ref, "intake", "problem", "second", "U2", NOW + timedelta(minutes=1))
@@ -138,6 +142,11 @@ def test_answers_are_versioned_and_the_latest_is_current(database: Database) -> 
         "budget": (12.5, 1, "U1"),
         "channels": (None, 2, "U3"),
     }
+    with database.uow(read_only=True) as uow:
+        assert {qid: a.value for qid, a in uow.answers.current(other).items()} == {
+            "problem": "other 2",
+            "budget": 99,
+        }
     assert [(a.question_id, a.version) for a in history] == [
         ("problem", 1),
         ("budget", 1),

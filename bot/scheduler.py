@@ -83,13 +83,19 @@ class Scheduler:
             logger.warning("could not release the scheduler lease", exc_info=True)
 
 
-def start_scheduler(services: Services, stop: threading.Event) -> threading.Thread | None:
+def lease_holder(claimant: str) -> str:
+    """The name a worker child named ``claimant`` holds the scheduler lease under: its parent
+    knows it too, and gives the lease up as soon as it sees the child die."""
+    return f"{socket.gethostname()}:{claimant}"
+
+
+def start_scheduler(services: Services, stop: threading.Event, claimant: str = "") -> threading.Thread | None:
     """Run the scheduler in a background thread until ``stop`` is set (None when disabled)."""
     interval = services.settings.scheduler_interval_seconds
     if interval <= 0:
         logger.info("scheduler disabled (SHEPHERD_SCHEDULER_INTERVAL is 0)")
         return None
-    scheduler = Scheduler(services, interval=interval)
+    scheduler = Scheduler(services, interval=interval, holder=lease_holder(claimant) if claimant else None)
     thread = threading.Thread(
         target=scheduler.run_forever, args=(stop,), name="shepherd-scheduler", daemon=True
     )

@@ -21,15 +21,18 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from bot.bootstrap import Services, bootstrap
+from bot.scheduler import lease_holder
 from bot.settings import Settings
 from bot.slack_client import make_client
 from storage import Database
 from storage.leasing import release_claims_of
+from storage.scheduling import SchedulerLease
 from storage.tables import inbox, outbox
 
 logger = logging.getLogger("shepherd.worker")
@@ -54,7 +57,7 @@ def start_background(
         start_processor(services, stop, claimant)
     if role in ("all", "delivery"):
         start_delivery(client, services, stop, claimant)
-        start_scheduler(services, stop)
+        start_scheduler(services, stop, claimant)
 
 
 def run_worker(
@@ -202,6 +205,10 @@ class WorkerChildren:
         try:
             tables = {"inbox": (inbox,), "delivery": (outbox,), "all": (inbox, outbox)}[role]
             released = sum(release_claims_of(self._database, table, claimant) for table in tables)
+            if role != "inbox":
+                # The scheduler ran in that child: its successor takes the lease at its first
+                # tick instead of pausing reminders and escalations until the lease runs out.
+                SchedulerLease(self._database).release(lease_holder(claimant), datetime.now(UTC))
         except Exception as error:  # the watcher must outlive any database trouble
             logger.warning(
                 "could not hand back the work of the %s worker (its leases will expire): %s", role, error

@@ -264,3 +264,45 @@ def test_what_a_killed_worker_had_claimed_is_handed_back_at_once(tmp_path: Path)
             assert children.claimants()["inbox"] != claimant
         finally:
             children.stop()
+
+
+def test_a_killed_delivery_worker_gives_up_the_scheduler_lease_at_once(tmp_path: Path) -> None:
+    """The scheduler runs in the delivery worker. When that child is killed, its lease is given
+    up as soon as its death is seen: the restarted child runs the scheduler from its first tick,
+    where reminders and escalations would otherwise stop until the 30-second lease ran out."""
+    import os
+    import signal
+
+    from bot.scheduler import lease_holder
+    from bot.worker import WorkerChildren
+    from storage.scheduling import SchedulerLease
+
+    with workspace(tmp_path, {OWNER: "olivia"}) as (_, _, settings, services):
+        settings = settings.model_copy(update={"scheduler_interval_seconds": 0.2})
+        children = WorkerChildren(settings, roles=("delivery",), database=services.database)
+        lease = SchedulerLease(services.database)
+
+        def wait_for_holder(name: str, timeout: float) -> str | None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                held = lease.holder()
+                if held is not None and held[0] == name:
+                    return held[0]
+                time.sleep(0.05)
+            held = lease.holder()
+            return held[0] if held else None
+
+        children.start()
+        try:
+            claimant, pid = children.claimants()["delivery"], children.pids()["delivery"]
+            assert wait_for_holder(lease_holder(claimant), 30) == lease_holder(claimant)
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 15
+            while children.claimants()["delivery"] == claimant and time.monotonic() < deadline:
+                time.sleep(0.05)
+            successor = children.claimants()["delivery"]
+            assert successor != claimant, "the delivery worker was not started again"
+            # Well within the lease's 30 seconds: the successor took it at its first ticks.
+            assert wait_for_holder(lease_holder(successor), 15) == lease_holder(successor)
+        finally:
+            children.stop()

@@ -172,12 +172,14 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
         from bot.inbox import start_processor
         from bot.scheduler import start_scheduler
         from bot.server import freeze_startup_heap, start_outbox_worker
+        from bot.warm_authorization import warm_authorization
 
         stop = threading.Event()
         freeze_startup_heap()
         start_processor(services, stop)
         start_outbox_worker(app, services, stop)
         start_scheduler(services, stop)
+        warm_authorization(app)
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
         try:
             SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()

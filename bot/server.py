@@ -41,6 +41,7 @@ from bot.listeners.common import PENDING_WRITES
 from bot.notify import SlackNotifier, supersedes
 from bot.scheduler import start_scheduler
 from bot.slack_client import make_client
+from bot.warm_authorization import warm_authorization
 from storage.inbox import inbox_counts
 from storage.outbox import OutboxMessage, OutboxWorker, outbox_counts
 from storage.slack_messages import MessageRefs
@@ -57,6 +58,8 @@ logger = logging.getLogger("shepherd.server")
 DISPATCH_THREADS = {"sqlite": 2, "postgresql": 8}
 # Slack gives up on an answer after 3 s: past this, say the request failed while Slack still listens.
 ACK_BUDGET_SECONDS = 2.5
+# How long start-up waits for Slack's auth.test answer (bot.warm_authorization).
+AUTH_WARMUP_SECONDS = 5.0
 # Slack calls take 100-300 ms; several senders keep notifications flowing under load.
 OUTBOX_SENDERS = 8
 # Messages claimed per delivery round: a larger batch lets more redraws of one card coalesce,
@@ -229,6 +232,10 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
             children = WorkerChildren(services.settings, database=services.database)
             children.start()
         asgi.state.workers = children
+        # Before uvicorn accepts connections, so that no ack waits on Slack for it; bounded, so
+        # that Slack being down delays nothing (the first request then asks, as Bolt would).
+        with anyio.move_on_after(AUTH_WARMUP_SECONDS):
+            await anyio.to_thread.run_sync(warm_authorization, app, abandon_on_cancel=True)
         yield
         stop.set()
         services.inbox.close()

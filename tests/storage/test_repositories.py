@@ -233,6 +233,15 @@ def test_reviews_and_initiatives_are_read_many_at_once_as_one_at_a_time(database
         assert [d.approver_id for d in uow.reviews.get(second.id).decisions] == ["USPONSOR1"]
 
 
+def reject(database: Database, review_id: int) -> None:
+    """A risk approver rejects the review, which closes it."""
+    with database.uow() as uow:
+        loaded = uow.reviews.get(review_id)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.REJECT, "no monitoring plan", NOW)
+        uow.reviews.save(loaded)
+        uow.commit()
+
+
 def test_closing_a_review_is_stored_and_it_is_no_longer_open(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:
@@ -240,11 +249,7 @@ def test_closing_a_review_is_stored_and_it_is_no_longer_open(database: Database)
         uow.reviews.add(review)
         uow.commit()
     assert review.id is not None
-    with database.uow() as uow:
-        loaded = uow.reviews.get(review.id)
-        loaded.decide("URISK1", {"risk"}, DecisionKind.REJECT, "no monitoring plan", NOW)
-        uow.reviews.save(loaded)
-        uow.commit()
+    reject(database, review.id)
     with database.uow(read_only=True) as uow:
         stored = uow.reviews.get(review.id)
         assert uow.reviews.open_for(ref) is None
@@ -262,11 +267,7 @@ def test_an_initiative_is_read_with_its_open_review_as_the_two_reads_give_them(d
         uow.answers.append(AnswerVersion(reviewed, "pilot", "owner", "UOWNER", "UOWNER", NOW))
         uow.commit()
     assert closed.id is not None
-    with database.uow() as uow:
-        loaded = uow.reviews.get(closed.id)
-        loaded.decide("URISK1", {"risk"}, DecisionKind.REJECT, "no monitoring plan", NOW)
-        uow.reviews.save(loaded)
-        uow.commit()
+    reject(database, closed.id)
     with database.uow(read_only=True) as uow:
         assert uow.reviews.initiative_with_open_review(reviewed) == (uow.initiatives.get(reviewed), None)
     with database.uow() as uow:

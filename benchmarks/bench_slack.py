@@ -14,6 +14,9 @@ Scenarios, each at 1, 10 and 50 connections:
   process records the decisions in batches. Decisions per second count every decision recorded
   from the start of the load until the inbox is empty again;
 - ``view``: questionnaire submissions with a few answers (validated and recorded before the ack).
+  Each one records a new version of a number answer of one of ``QUESTIONNAIRE_INITIATIVES``
+  initiatives, so their histories grow to about 150 versions within a run: more than people
+  produce, which keeps reading the current answers honest (``storage.repositories``).
 
 The whole run happens twice: the emulator answering at once, and adding 300 ms to every Web API
 call. The ack must not notice, because Slack calls happen after it (lazy listeners, outbox).

@@ -3,8 +3,9 @@
 Every party runs in its own process, as in production: the fake Slack Web API (the emulator),
 Shepherd's real app (``build_app`` + ``asgi_app`` under uvicorn, with the outbox worker
 delivering in the background), a bare Bolt ``App(process_before_response=True)`` that only acks,
-served the same way (the same server, thread pool and request decoding), and the load generator (asyncio, keep-alive connections, bodies encoded and
-signed as Slack signs them before the clock starts).
+served the same way (the same server, thread pool and request decoding), and the load generator
+(wrk or asyncio, keep-alive connections, bodies encoded and signed as Slack signs them before
+the clock starts).
 
 Scenarios, each at 1, 10 and 50 connections:
 
@@ -654,7 +655,8 @@ def set_aside_outbox(env: dict[str, str]) -> int:
     The fake Slack answers at once, so Shepherd's worker would spend the next scenario delivering
     thousands of notifications the approve load queued (measured: 0.75 of the two cores during the
     questionnaire load that followed it), where real Slack's rate limits spread them over minutes.
-    Each scenario then measures its own load, and the drain still counts for the approve scenario.
+    Each scenario then measures its own load; what the worker delivered while the approve load
+    ran still counts against that load.
     """
     from sqlalchemy import create_engine, text
 

@@ -2,8 +2,8 @@
 
 Measures, through the real use cases and a fresh unit of work per call (as the bot does):
 list / filter / show p50 and p95, readiness of one initiative p95 (goal <= 20 ms), the same for an
-initiative with a long history of one answer (2,000 versions), decisions per
-second with 8 concurrent clients, and outbox throughput with 1 and 4 workers.
+initiative with a long history of one answer (2,000 versions), decisions per second with 8
+concurrent clients, and outbox throughput with 1 and 4 workers.
 
     .venv/bin/python benchmarks/bench_storage.py                      # SQLite only
     .venv/bin/python benchmarks/bench_storage.py --postgres postgresql+psycopg://postgres@127.0.0.1/test
@@ -362,7 +362,7 @@ def run(label: str, database: Database, args: argparse.Namespace) -> dict[str, s
     )
     results["readiness of one (goal p95 <= 20)"] = fmt(readiness_ms)
     # An answer saved again and again (a questionnaire page resubmitted, a figure revised every
-    # week) leaves a long history; reading the current answers must not slow down with it.
+    # week) leaves a long history; reading the current answers should barely notice it.
     long_history = add_history(database, pipeline, initiative_id=1, versions=args.history)
     results[f"readiness, {args.history:,} versions of one answer"] = fmt(
         timed(

@@ -232,8 +232,8 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
             children = WorkerChildren(services.settings, database=services.database)
             children.start()
         asgi.state.workers = children
-        # Before uvicorn accepts connections, so that no ack waits on Slack for it; bounded, so
-        # that Slack being down delays nothing (the first request then asks, as Bolt would).
+        # Before uvicorn accepts connections, so that no ack waits on Slack for it. Bounded: a
+        # Slack outage delays start-up by at most this much, and the first request then asks.
         with anyio.move_on_after(AUTH_WARMUP_SECONDS):
             await anyio.to_thread.run_sync(warm_authorization, app, abandon_on_cancel=True)
         yield

@@ -20,6 +20,7 @@ from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.server import asgi_app
 from bot.settings import Settings
+from bot.warm_authorization import warm_authorization
 from tests.bot.scenario import SIGNING_SECRET
 
 USER = "U0OWNER01"
@@ -84,3 +85,24 @@ def test_slack_hanging_at_start_up_holds_the_start_for_a_bounded_time(
         with served(api, tmp_path, startup_timeout=2.0) as client:
             api.faults.clear()
             assert help_command(client) == 200
+
+
+def test_an_oauth_install_has_no_single_bot_to_ask_about(tmp_path: Path) -> None:
+    """Several workspaces: each request is authorized from the installation store, so start-up
+    asks Slack nothing."""
+    api = FakeSlackWebAPI()
+    with api:
+        settings = Settings(
+            data_dir=tmp_path,
+            slack_client_id="111.222",
+            slack_client_secret="client-secret",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=api.api_url,
+            embeddings="none",
+        )
+        services = bootstrap(settings)
+        try:
+            assert warm_authorization(build_app(settings, services)) is False
+        finally:
+            services.database.dispose()
+        assert api.calls() == []

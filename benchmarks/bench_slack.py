@@ -638,11 +638,17 @@ def wait_for_inbox(env: dict[str, str], timeout: float = 300) -> float:
     return time.perf_counter() - started
 
 
+def database_url(env: dict[str, str]) -> str:
+    """The database Shepherd uses in this run: PostgreSQL if given, else its SQLite file."""
+    from storage.database import sqlite_url
+
+    return env.get("database_url") or sqlite_url(env["data_dir"])
+
+
 def count_rows(env: dict[str, str], sql: str) -> int:
     from sqlalchemy import create_engine, text
 
-    url = env.get("database_url") or f"sqlite:///{Path(env['data_dir']) / 'shepherd.db'}"
-    engine = create_engine(url)
+    engine = create_engine(database_url(env))
     with engine.connect() as connection:
         value = connection.execute(text(sql)).scalar_one()
     engine.dispose()
@@ -660,8 +666,7 @@ def set_aside_outbox(env: dict[str, str]) -> int:
     """
     from sqlalchemy import create_engine, text
 
-    url = env.get("database_url") or f"sqlite:///{Path(env['data_dir']) / 'shepherd.db'}"
-    engine = create_engine(url)
+    engine = create_engine(database_url(env))
     with engine.begin() as connection:
         marked = connection.execute(text("update outbox set status = 'delivered' where status = 'pending'"))
     engine.dispose()

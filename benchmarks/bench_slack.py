@@ -205,7 +205,6 @@ def cpu_snapshot(parts: dict[str, list[int]]) -> dict[str, float]:
 def bare_main(conn: Any, env: dict[str, str]) -> None:
     """Child process: a Bolt app that only acks the same payloads, behind the same endpoint."""
     logging.basicConfig(level=logging.WARNING)
-    import anyio
     from slack_bolt import Ack, App
     from slack_bolt.adapter.starlette.handler import to_starlette_response
     from slack_sdk import WebClient
@@ -215,6 +214,7 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
     from starlette.routing import Route
 
     from bot import ids
+    from bot.dispatch_limit import DispatchLimit
     from bot.server import DISPATCH_THREADS, freeze_startup_heap
     from bot.slack_request import bolt_request
 
@@ -232,13 +232,13 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
     app.action(ids.ACTION_APPROVE)(just_ack)
     app.view(ids.VIEW_QUESTIONNAIRE)(just_ack)
     # As many threads as Shepherd uses on the same database, so that only the handlers differ.
-    limiter = anyio.CapacityLimiter(DISPATCH_THREADS["postgresql" if env.get("database_url") else "sqlite"])
+    limit = DispatchLimit(DISPATCH_THREADS["postgresql" if env.get("database_url") else "sqlite"])
 
     async def events(request: Request) -> Response:
         # Shepherd's own request decoding (Bolt's takes ~4x as long on a questionnaire page, and
         # with it the bare app's p99 for pages was 59 ms against 35 ms): only the handlers differ.
         body = await request.body()
-        response = await anyio.to_thread.run_sync(app.dispatch, bolt_request(request, body), limiter=limiter)
+        response = await limit.run(app.dispatch, bolt_request(request, body))
         return to_starlette_response(response)
 
     asgi = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])

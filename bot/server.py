@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from bot import metrics, slack_request
 from bot.bootstrap import Services
+from bot.dispatch_limit import DispatchLimit
 from bot.inbox import start_processor
 from bot.listeners.common import PENDING_WRITES
 from bot.notify import SlackNotifier, supersedes
@@ -49,13 +50,10 @@ from storage.slack_messages import MessageRefs
 logger = logging.getLogger("shepherd.server")
 
 # Threads running listeners' ack halves. On SQLite they are short and CPU-bound (the inbox wait
-# happens outside them), and each extra thread adds GIL hand-offs around every SQLite call.
-# Measured at 50 connections of slash commands on SQLite: 8 threads 738-777 requests/s, p99 ack
-# 89-94 ms; 2 threads 853-858, 67-69 ms; 1 thread 929-1,048, 57-65 ms (Approve and questionnaire
-# pages no worse). Two rather than one, so that an ack waiting for the write lock (a page saved
-# behind a long write) does not hold up every other. On PostgreSQL a listener waits on the
-# network for each statement, and 8 threads keep the interpreter busy meanwhile (32: worse).
-DISPATCH_THREADS = {"sqlite": 2, "postgresql": 8}
+# happens outside them): one thread, plus one more while it waits for the write lock (see
+# ``bot.dispatch_limit`` for the measurements). On PostgreSQL a listener waits on the network for
+# each statement, and 8 threads keep the interpreter busy meanwhile (32: worse).
+DISPATCH_THREADS = {"sqlite": 1, "postgresql": 8}
 # Slack gives up on an answer after 3 s: past this, say the request failed while Slack still listens.
 ACK_BUDGET_SECONDS = 2.5
 # How long start-up waits for Slack's auth.test answer (bot.warm_authorization).
@@ -177,9 +175,9 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
     """
     if worker not in WORKER_MODES:
         raise ValueError(f"worker must be one of {', '.join(WORKER_MODES)}, not {worker!r}")
-    limiter = anyio.CapacityLimiter(
-        DISPATCH_THREADS["sqlite" if services.database.is_sqlite else "postgresql"]
-    )
+    dispatch = DispatchLimit(DISPATCH_THREADS["sqlite" if services.database.is_sqlite else "postgresql"])
+    services.database.while_waiting_for_lock = dispatch.waiting
+    limiter = dispatch.limiter
     stop = threading.Event()
 
     local_metrics = CollectorRegistry(auto_describe=True)
@@ -192,7 +190,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         pending: list[Future[None]] = []
         bolt_request.context[PENDING_WRITES] = pending
         with metrics.Timer() as timer:
-            response = await anyio.to_thread.run_sync(app.dispatch, bolt_request, limiter=limiter)
+            response = await dispatch.run(app.dispatch, bolt_request)
             if pending:
                 response = await _after_stored(pending, response, ACK_BUDGET_SECONDS)
         metrics.ACK_LATENCY.labels(payload=kind).observe(timer.seconds)

@@ -23,6 +23,8 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -110,12 +112,17 @@ class Database:
             self.engine: Engine = create_engine(self.url, **options)
         except (NoSuchModuleError, ImportError) as error:
             raise DatabaseUnavailable(f"No driver for {self.describe()}: {error}") from None
+        # Entered around every wait for SQLite's write lock while another writer holds it. A caller
+        # that limits how many threads run at once (``bot.dispatch_limit``) sets it, to let one
+        # more run meanwhile.
+        self.while_waiting_for_lock: Callable[[], AbstractContextManager[object]] = nullcontext
         if self.is_sqlite:
             _configure_sqlite(
                 self.engine,
                 busy_timeout_ms,
                 sqlite_synchronous,
                 queue_writers=options.get("poolclass") is None,
+                waiting=lambda: self.while_waiting_for_lock(),
             )
             read_options: dict[str, Any] = {_READ_ONLY: True}
         else:
@@ -260,33 +267,53 @@ def _first_line(error: object) -> str:
     return re.sub(r"\s+", " ", text[0]) if text else type(error).__name__
 
 
-def _begin_immediate(raw: Any, busy_timeout_ms: int) -> None:
+def _begin_immediate(
+    raw: Any, busy_timeout_ms: int, waiting: Callable[[], AbstractContextManager[object]]
+) -> None:
     """``BEGIN IMMEDIATE``, waiting for another process's write lock in short steps.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15 ... 100 ms between tries, so a writer that
     finds the lock held for 5 ms typically waits 8, and one that finds it held for 20 ms waits
     33. Another process (the worker) writes all the time, so here the wait is polled instead:
-    at most 2 ms after the lock is free, within the same overall ``busy_timeout_ms``.
+    at most 2 ms after the lock is free, within the same overall ``busy_timeout_ms``. The wait
+    itself runs inside ``waiting()``.
     """
     deadline = time.monotonic() + busy_timeout_ms / 1000
-    pause = 0.0001
     raw.execute("PRAGMA busy_timeout = 0")
     try:
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() >= deadline:
-                    # Wrapped as SQLAlchemy would, so it is translated like any other lost race.
-                    raise OperationalError("BEGIN IMMEDIATE", None, error) from error
-            time.sleep(pause)
-            pause = min(pause * 2, 0.002)
+        if _try_begin_immediate(raw, deadline):
+            return
+        with waiting():
+            pause = 0.0001
+            while True:
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+                if _try_begin_immediate(raw, deadline):
+                    return
     finally:
         raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous: str, *, queue_writers: bool) -> None:
+def _try_begin_immediate(raw: Any, deadline: float) -> bool:
+    """True once begun; False while another connection holds the write lock, until ``deadline``."""
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error) or time.monotonic() >= deadline:
+            # Wrapped as SQLAlchemy would, so it is translated like any other lost race.
+            raise OperationalError("BEGIN IMMEDIATE", None, error) from error
+        return False
+
+
+def _configure_sqlite(
+    engine: Engine,
+    busy_timeout_ms: int,
+    synchronous: str,
+    *,
+    queue_writers: bool,
+    waiting: Callable[[], AbstractContextManager[object]],
+) -> None:
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
 
@@ -317,9 +344,13 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous: str, *,
             connection.exec_driver_sql("BEGIN")
             return
         info = connection.info
-        if queue_writers and not info.get(_HOLDS_WRITERS) and writers.acquire(timeout=busy_timeout_ms / 1000):
-            info[_HOLDS_WRITERS] = True
-        _begin_immediate(connection.connection.driver_connection, busy_timeout_ms)
+        if queue_writers and not info.get(_HOLDS_WRITERS):
+            queued = writers.acquire(blocking=False)
+            if not queued:
+                with waiting():
+                    queued = writers.acquire(timeout=busy_timeout_ms / 1000)
+            info[_HOLDS_WRITERS] = queued
+        _begin_immediate(connection.connection.driver_connection, busy_timeout_ms, waiting)
 
     @event.listens_for(engine.pool, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:

@@ -16,7 +16,10 @@ So SQLite gets one thread. Alone, though, it would let a questionnaire page that
 write lock (held by the worker process applying a round of decisions, up to tens of
 milliseconds) hold up every ack behind it. The database enters ``waiting()`` around such a wait
 (``Database.while_waiting_for_lock``), and the limit grows by one until the wait is over, so
-the next request runs meanwhile.
+the next request runs meanwhile. Measured the same way: 1,161-1,164 commands/s, 1,911-1,996
+clicks/s, 610-614 pages/s. Pages alone lose a little against one plain thread (probably because
+a page that waits lets the next page start, which then waits too), but no ack queues behind a
+wait.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar, TypeVarTuple
 
 import anyio
@@ -60,12 +63,17 @@ class DispatchLimit:
         if loop is None or not getattr(self._dispatching, "active", False):
             yield
             return
-        # The limiter belongs to the event loop: changed there, without waiting for it.
-        loop.call_soon_threadsafe(self._change, 1)
+        self._post(loop, 1)
         try:
             yield
         finally:
-            loop.call_soon_threadsafe(self._change, -1)
+            self._post(loop, -1)
+
+    def _post(self, loop: asyncio.AbstractEventLoop, by: int) -> None:
+        # The limiter belongs to the event loop: changed there, without waiting for it. Once the
+        # loop has closed (the server stopped) there is no limit left to change.
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._change, by)
 
     def _change(self, by: int) -> None:
         self.limiter.total_tokens += by

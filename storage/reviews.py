@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, literal_column, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -127,11 +127,7 @@ class SqlReviewRepository:
         wanted = set(roles)
         if not wanted:
             return []
-        open_reviews = self._load(
-            _select_reviews()
-            .where(reviews.c.status == ReviewStatus.OPEN.value)
-            .order_by(reviews.c.submitted_at)
-        )
+        open_reviews = self._load(_select_reviews().where(_IS_OPEN).order_by(reviews.c.submitted_at))
         return [review for review in open_reviews if wanted & set(review.remaining())]
 
     @guarded
@@ -293,12 +289,16 @@ def _with_decisions() -> Select[Any]:
     )
 
 
+# "The review is open", with 'open' written into the SQL rather than bound. It is the condition of
+# the partial unique index uq_reviews_one_open; compared with a bound parameter, SQLite can only
+# prove the index applies once it sees the value, so it prepares the statement again at every
+# execution: the initiative and its open review took 42 us a read instead of 8.
+_IS_OPEN = reviews.c.status == literal_column(f"'{ReviewStatus.OPEN.value}'")
+
 # Built once: the hot paths (a click, a questionnaire save) skip statement construction and hit
 # SQLAlchemy's compiled cache straight away.
 _GET = _with_decisions().where(reviews.c.id == bindparam("review_id"))
-_OPEN_FOR = _with_decisions().where(
-    initiatives.c.ref == bindparam("ref"), reviews.c.status == ReviewStatus.OPEN.value
-)
+_OPEN_FOR = _with_decisions().where(initiatives.c.ref == bindparam("ref"), _IS_OPEN)
 # The initiative's columns as ``i_*``, beside what ``_with_decisions`` selects; its open review
 # (the partial unique index allows one) and that review's decisions are outer-joined, so an
 # initiative without one is a single row whose review and ``d_*`` columns are NULL.
@@ -313,7 +313,7 @@ _INITIATIVE_WITH_OPEN = (
     .select_from(
         initiatives.outerjoin(
             reviews,
-            (reviews.c.initiative_id == initiatives.c.id) & (reviews.c.status == ReviewStatus.OPEN.value),
+            (reviews.c.initiative_id == initiatives.c.id) & _IS_OPEN,
         ).outerjoin(decisions, decisions.c.review_id == reviews.c.id)
     )
     .where(initiatives.c.ref == bindparam("ref"))

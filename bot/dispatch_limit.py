@@ -6,11 +6,12 @@ a C call that releases the GIL. Two threads running listeners at once hand the G
 around each of them, and every hand-off is a context switch. Measured with
 benchmarks/bench_slack.py, SQLite, 50 connections, alternating runs:
 
-- two threads: 979-1,050 slash commands/s (p99 52-59 ms), 1,702-1,824 Approve clicks/s,
-  594-636 questionnaire pages/s;
+- two threads: 979-1,000 slash commands/s (p99 57-59 ms), 1,702-1,819 Approve clicks/s,
+  594-606 questionnaire pages/s;
 - one thread: 1,133-1,172 commands/s (p99 48-65 ms), 1,882-2,007 clicks/s, 650-654 pages/s;
-- two threads of which one runs at a time (a lock passed between them): 1,050-1,097 commands/s,
-  608-636 pages/s. Handing the lock to a sleeping thread costs more than it saves.
+- two or four threads of which one runs at a time (a lock passed between them): 1,050-1,097
+  commands/s, 1,788-1,824 clicks/s, 608-636 pages/s. Handing the lock to a sleeping thread
+  costs more than it saves.
 
 So SQLite gets one thread. Alone, though, it would let a questionnaire page that waits for the
 write lock (held by the worker process applying a round of decisions, up to tens of

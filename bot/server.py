@@ -52,10 +52,12 @@ logger = logging.getLogger("shepherd.server")
 # Threads running listeners' ack halves. On SQLite they are short and CPU-bound (the inbox wait
 # happens outside them): one thread, plus one more while it waits for the write lock (see
 # ``bot.dispatch_limit`` for the measurements). On PostgreSQL a listener waits on the network for
-# each statement, and 8 threads keep the interpreter busy meanwhile. Measured at 50 connections
-# (alternating runs): 4 threads within noise of 8; 2 threads the same 796-798 commands/s (p99
-# 71-73 against 84-85 ms) but 369-370 questionnaire pages/s against 405-407; 32 worse.
-DISPATCH_THREADS = {"sqlite": 1, "postgresql": 8}
+# each statement, and a second thread keeps the interpreter busy meanwhile. Measured with wrk at
+# 50 connections, alternating runs, once each thread took its next request itself: 2 threads
+# 409-642 commands/s (p99 135-169 ms), 1 thread 375-423 (p99 178-198), 3 409-440 (p99 212-264),
+# 4 480-504 (p99 225-289), 8 445-498 (p99 182-386: eight threads starve the event loop of the
+# GIL); questionnaire pages within 5% between 2 and 8 threads, p99 slightly lower with 2.
+DISPATCH_THREADS = {"sqlite": 1, "postgresql": 2}
 # Slack gives up on an answer after 3 s: past this, say the request failed while Slack still listens.
 ACK_BUDGET_SECONDS = 2.5
 # How long start-up waits for Slack's auth.test answer (bot.warm_authorization).
@@ -179,7 +181,6 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         raise ValueError(f"worker must be one of {', '.join(WORKER_MODES)}, not {worker!r}")
     dispatch = DispatchLimit(DISPATCH_THREADS["sqlite" if services.database.is_sqlite else "postgresql"])
     services.database.while_waiting_for_lock = dispatch.waiting
-    limiter = dispatch.limiter
     stop = threading.Event()
 
     local_metrics = CollectorRegistry(auto_describe=True)
@@ -201,7 +202,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
 
     async def scrape(_: Request) -> Response:
         # Counting the outbox is a database query: keep it off the event loop.
-        body = await anyio.to_thread.run_sync(metrics.exposition, local_metrics, limiter=limiter)
+        body = await dispatch.run(metrics.exposition, local_metrics)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def oauth(request: Request) -> Response:
@@ -212,7 +213,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         handle: Callable[[Any], Any] = (
             flow.handle_installation if request.url.path == flow.install_path else flow.handle_callback
         )
-        return to_starlette_response(await anyio.to_thread.run_sync(handle, bolt_request, limiter=limiter))
+        return to_starlette_response(await dispatch.run(handle, bolt_request))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"ok": True, "pipeline": services.pipeline.version})

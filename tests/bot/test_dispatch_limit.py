@@ -62,8 +62,7 @@ def test_a_listener_waiting_for_the_lock_lets_the_next_one_run_meanwhile() -> No
             group.start_soon(limit.run, waits_for_the_lock)
             await anyio.to_thread.run_sync(waiting.wait, 5)
             group.start_soon(limit.run, other)
-        await anyio.sleep(0)  # the limit is set back on the event loop
-        return limit.limiter.total_tokens
+        return limit.limit
 
     assert anyio.run(main) == 1
     assert trace == ["the next runs", "the wait ends", "the first goes on"]
@@ -77,15 +76,78 @@ def test_waiting_outside_a_listener_changes_nothing() -> None:
     def wait_elsewhere() -> float:
         with limit.waiting():
             time.sleep(0.05)
-            return limit.limiter.total_tokens
+            return limit.limit
 
     async def main() -> tuple[float, float]:
-        await limit.run(lambda: None)  # the limit now knows its event loop
+        await limit.run(lambda: None)  # a listener thread exists
         during = await anyio.to_thread.run_sync(wait_elsewhere)
-        await anyio.sleep(0.01)
-        return during, limit.limiter.total_tokens
+        return during, limit.limit
 
     assert anyio.run(main) == (1, 1)
+
+
+def test_many_requests_never_run_more_than_the_limit_and_all_finish() -> None:
+    limit = DispatchLimit(2)
+    lock = threading.Lock()
+    running, most = 0, 0
+
+    def listener(n: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.001)
+        with lock:
+            running -= 1
+        return n * n
+
+    async def main() -> list[int]:
+        results = [0] * 200
+
+        async def one(n: int) -> None:
+            results[n] = await limit.run(listener, n)
+
+        async with anyio.create_task_group() as group:
+            for n in range(200):
+                group.start_soon(one, n)
+        return results
+
+    assert anyio.run(main) == [n * n for n in range(200)]
+    assert most == 2
+
+
+def test_a_listener_that_raises_fails_its_caller_only() -> None:
+    limit = DispatchLimit(1)
+
+    def broken() -> None:
+        raise ValueError("no such initiative")
+
+    async def main() -> str:
+        with pytest.raises(ValueError, match="no such initiative"):
+            await limit.run(broken)
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await limit.run(next, iter(()))
+        return await limit.run(str.upper, "still serving")
+
+    assert anyio.run(main) == "STILL SERVING"
+
+
+def test_idle_threads_end_and_the_next_request_starts_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.dispatch_limit.IDLE_SECONDS", 0.05)
+    limit = DispatchLimit(1)
+
+    def listener_threads() -> int:
+        return sum(t.name == "shepherd-listener" for t in threading.enumerate())
+
+    async def main() -> tuple[int, str]:
+        before = listener_threads()
+        await limit.run(lambda: None)
+        deadline = time.monotonic() + 5
+        while listener_threads() > before and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+        return listener_threads() - before, await limit.run(str.upper, "again")
+
+    assert anyio.run(main) == (0, "AGAIN")
 
 
 # ---------------------------------------------------------------- through the HTTP server

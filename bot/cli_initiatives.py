@@ -28,7 +28,9 @@ from gates.errors import ShepherdError
 from gates.lifecycle import Initiative, Status
 from gates.readiness import CriterionStatus, Readiness
 
-initiatives_app = typer.Typer(help="List and inspect initiatives.", no_args_is_help=True)
+initiatives_app = typer.Typer(
+    help="List and inspect initiatives; hold, resume or retire one.", no_args_is_help=True
+)
 roles_app = typer.Typer(help="Who holds each approver role.", no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -155,6 +157,40 @@ def show_command(
         print(json.dumps(pack, indent=2, default=str))
         return
     _print_view(pipeline, view, summary)
+
+
+Ref = Annotated[str, typer.Argument(help="The initiative's ref, e.g. AI-0007.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why: shown on the initiative's card in Slack.")]
+
+
+# From a terminal, with the database's credentials: a steward's rights, recorded as actor "cli".
+# The card in Slack is redrawn by the outbox, the next time a worker runs.
+
+
+@initiatives_app.command("hold")
+def hold_command(ref: Ref, reason: Reason) -> None:
+    """Put an active initiative on hold."""
+    with _services() as services:
+        initiative = usecases.hold(services.uow(), _ref(ref), CLI_ACTOR, reason, services.now(), steward=True)
+    out.print(f"{initiative.ref} is on hold: {initiative.status_reason}", highlight=False)
+
+
+@initiatives_app.command("resume")
+def resume_command(ref: Ref) -> None:
+    """Make an initiative on hold active again."""
+    with _services() as services:
+        initiative = usecases.resume(services.uow(), _ref(ref), CLI_ACTOR, services.now(), steward=True)
+    out.print(f"{initiative.ref} is active again.", highlight=False)
+
+
+@initiatives_app.command("retire")
+def retire_command(ref: Ref, reason: Reason) -> None:
+    """Retire an initiative; an open review is withdrawn first."""
+    with _services() as services:
+        initiative = usecases.retire(
+            services.uow(), _ref(ref), CLI_ACTOR, reason, services.now(), steward=True
+        )
+    out.print(f"{initiative.ref} is retired: {initiative.status_reason}", highlight=False)
 
 
 def _ref(value: str) -> str:

@@ -84,9 +84,13 @@ class Settings(BaseSettings):
             self.slack_bot_token and self.slack_app_token
         )
 
-    def sees_portfolio(self, user_id: str) -> bool:
-        """Governance leads and role admins see the portfolio (Slack command and App Home)."""
+    def is_steward(self, user_id: str) -> bool:
+        """Governance leads and role admins: they see the portfolio (Slack command and App Home)
+        and may hold, resume or retire any initiative, not only their own."""
         return bool(user_id) and (user_id in self.governance_leads or user_id in self.role_admins)
+
+    def sees_portfolio(self, user_id: str) -> bool:
+        return self.is_steward(user_id)
 
     @property
     def llm_configured(self) -> bool:

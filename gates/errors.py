@@ -126,6 +126,10 @@ class InvalidTransition(GateError):
     """The initiative's current status does not allow the action."""
 
 
+class NotPermitted(GateError):
+    """The person may not do this to this initiative (they are neither its owner nor a steward)."""
+
+
 class ReviewAlreadyOpen(GateError):
     def __init__(self, ref: str, gate_id: str) -> None:
         super().__init__(f"{ref} already has an open review for the {gate_id} gate.")

@@ -24,6 +24,7 @@ from gates.errors import (
     InvalidAnswer,
     InvalidTransition,
     NotFound,
+    NotPermitted,
     NotReady,
     UnknownGate,
     UnknownQuestion,
@@ -675,18 +676,38 @@ def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:
     return review
 
 
-def hold(uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime) -> Initiative:
-    return _change_status(uow, ref, user_id, "initiative.held", lambda i: i.hold(reason, now), now, reason)
+def hold(
+    uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime, *, steward: bool = False
+) -> Initiative:
+    """Pause an active initiative, with a reason shown on its card.
+
+    Only its owner may, or a ``steward`` (someone the deployment trusts with every initiative:
+    a governance lead or role admin).
+
+    Raises:
+        NotPermitted; InvalidTransition: not active (under review, on hold, retired), or no reason.
+    """
+    why = reason.strip()
+    if not why:
+        raise InvalidTransition("A reason is required to put an initiative on hold.")
+    held = _StatusChange("initiative.held", "put it on hold", lambda i: i.hold(why, now), why)
+    return _change_status(uow, ref, user_id, held, now, steward)
 
 
-def resume(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Initiative:
-    return _change_status(uow, ref, user_id, "initiative.resumed", lambda i: i.resume(now), now, None)
+def resume(uow: UnitOfWork, ref: str, user_id: str, now: datetime, *, steward: bool = False) -> Initiative:
+    """Make an initiative on hold active again (its owner or a steward, as for ``hold``)."""
+    resumed = _StatusChange("initiative.resumed", "resume it", lambda i: i.resume(now), None)
+    return _change_status(uow, ref, user_id, resumed, now, steward)
 
 
-def retire(uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime) -> Initiative:
-    """Retire an initiative; an open review is withdrawn first, so no approver acts on it."""
+def retire(
+    uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime, *, steward: bool = False
+) -> Initiative:
+    """Retire an initiative (its owner or a steward, as for ``hold``); an open review is
+    withdrawn first, so no approver acts on it."""
     with uow:
         initiative, review = uow.reviews.initiative_with_open_review(ref)
+        _may_change(initiative, user_id, steward, "retire it")
         initiative.retire(reason, now)
         if review is not None:
             review.withdraw(now)
@@ -828,22 +849,34 @@ def _typed_or_raise(
     return typed
 
 
+@dataclass(frozen=True)
+class _StatusChange:
+    action: str  # on the audit log and the outbox
+    what: str  # "put it on hold": for the refusal
+    change: Callable[[Initiative], None]
+    reason: str | None
+
+
 def _change_status(
-    uow: UnitOfWork,
-    ref: str,
-    user_id: str,
-    action: str,
-    change: Callable[[Initiative], None],
-    now: datetime,
-    reason: str | None,
+    uow: UnitOfWork, ref: str, user_id: str, status: _StatusChange, now: datetime, steward: bool
 ) -> Initiative:
     with uow:
         initiative = uow.initiatives.get(ref)
-        change(initiative)
+        _may_change(initiative, user_id, steward, status.what)
+        status.change(initiative)
         uow.initiatives.save(initiative)
-        uow.audit.append(user_id, action, ref, {"reason": reason}, now)
+        uow.audit.append(user_id, status.action, ref, {"reason": status.reason}, now)
+        # The card shows the status and its reason; a redraw already waiting shows it as well.
+        uow.outbox.put(status.action, {"ref": ref}, now, merge_key=f"card:{ref}")
         uow.commit()
     return initiative
+
+
+def _may_change(initiative: Initiative, user_id: str, steward: bool, what: str) -> None:
+    if not steward and user_id != initiative.owner_id:
+        raise NotPermitted(
+            f"Only the owner of {initiative.ref}, a governance lead or a role admin can {what}."
+        )
 
 
 def _retrying(attempt: Callable[[], T], tries: int = 3) -> T:

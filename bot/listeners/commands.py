@@ -1,4 +1,4 @@
-"""`/shepherd ...`: new, ask, status, portfolio, help, roles."""
+"""`/shepherd ...`: new, ask, status, withdraw, hold, resume, retire, portfolio, help, roles."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ PORTFOLIO_REFUSED = (
 )
 
 
+# Status changes, answered in the ack; the card, the approvers' messages and the thread follow
+# through the outbox. Each: its usage, and whether it needs a reason.
+STATUS_CHANGES = {
+    "withdraw": ("withdraw AI-0001", False),
+    "hold": ("hold AI-0001 REASON", True),
+    "resume": ("resume AI-0001", False),
+    "retire": ("retire AI-0001 REASON", True),
+}
+
+
 def needs_lazy_half(command: dict[str, Any]) -> bool:
     return subcommand(command.get("text", ""))[0] in LAZY_SUBCOMMANDS
 
@@ -63,6 +73,8 @@ class CommandListeners:
             ack(**self._status(user, rest.strip()))
         elif name == "roles":
             ack(text=self._roles(user, rest))
+        elif name in STATUS_CHANGES:
+            ack(text=self._change_status(name, user, rest))
         elif name == "portfolio":
             # Computing the figures reads every initiative: it happens after the ack.
             ack(text=PORTFOLIO_WAIT if self._services.settings.sees_portfolio(user) else PORTFOLIO_REFUSED)
@@ -130,6 +142,38 @@ class CommandListeners:
             for i in mine
         ]
         return {"text": "Your initiatives:\n" + "\n".join(lines) + "\nDetails: `/shepherd status AI-0001`"}
+
+    def _change_status(self, name: str, user: str, rest: str) -> str:
+        services = self._services
+        usage, needs_reason = STATUS_CHANGES[name]
+        ref, _, reason = rest.strip().partition(" ")
+        reason = reason.strip()
+        if not ref or (needs_reason and not reason):
+            return f"Usage: `{ids.COMMAND} {usage}`" + (
+                " (the reason is shown on the card)" if needs_reason else ""
+            )
+        ref, now, steward = ref.upper(), services.now(), services.settings.is_steward(user)
+        try:
+            if name == "withdraw":
+                review = usecases.withdraw(services.uow(), ref, user, now)
+                gate = services.pipeline.model.gate(review.gate_id)
+                title = gate.title if gate else review.gate_id
+                return (
+                    f"You withdrew the review of the *{escape(title)}* gate of {ref}. Its answers can "
+                    "change again; submit it for review from the card when it is ready."
+                )
+            if name == "hold":
+                usecases.hold(services.uow(), ref, user, reason, now, steward=steward)
+                return (
+                    f"{ref} is on hold: {escape(reason)}\n`{ids.COMMAND} resume {ref}` makes it active again."
+                )
+            if name == "resume":
+                usecases.resume(services.uow(), ref, user, now, steward=steward)
+                return f"{ref} is active again."
+            usecases.retire(services.uow(), ref, user, reason, now, steward=steward)
+            return f"{ref} is retired: {escape(reason)}"
+        except GateError as error:
+            return str(error)
 
     def _portfolio_figures(self, respond: Respond) -> Any:
         services = self._services

@@ -276,3 +276,29 @@ def test_unknown_export_format_is_refused(seeded: Seeded) -> None:
     result = run("export", seeded.approved, "--format", "pdf")
     assert result.exit_code == 1
     assert "pdf" in result.stderr and "md, json" in result.stderr
+
+
+def test_hold_resume_and_retire_from_the_terminal(seeded: Seeded) -> None:
+    ref = seeded.fresh
+    held = run("initiatives", "hold", ref.lower(), "--reason", "Budget freeze")
+    assert held.exit_code == 0, held.output
+    assert "on hold: Budget freeze" in held.stdout
+    again = run("initiatives", "hold", ref, "--reason", "Twice")
+    assert again.exit_code == 1 and "on hold, so you cannot put it on hold" in again.stderr
+    assert run("initiatives", "resume", ref).exit_code == 0
+    blank = run("initiatives", "retire", ref, "--reason", " ")
+    assert blank.exit_code == 1 and "reason is required" in blank.stderr
+    assert run("initiatives", "retire", ref, "--reason", "Bought instead").exit_code == 0
+    shown = json.loads(run("initiatives", "list", "--json").stdout)
+    assert {i["ref"]: i["status"] for i in shown}[ref] == "retired"
+    services = bootstrap(Settings(embeddings="none"))
+    try:
+        with services.read_uow() as uow:
+            entries = [(e.actor_id, e.action) for e in uow.audit.timeline(ref)][-3:]
+    finally:
+        services.database.dispose()
+    assert entries == [
+        ("cli", "initiative.held"),
+        ("cli", "initiative.resumed"),
+        ("cli", "initiative.retired"),
+    ]

@@ -243,3 +243,53 @@ def _reviews(ws: Workspace, ref: str) -> list[Any]:
 
 
 _ = find_button
+
+
+def test_withdraw_hold_resume_and_retire_from_slack(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: _open_review(ws, ref))
+    ws.deliver()
+    assert has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+
+    def says(user: str, text: str) -> str:
+        response = ws.command(user, text)
+        assert response.status == 200
+        return str(response.text)
+
+    # Only the submitter or the owner takes a review back; then no approver button stays live.
+    assert "submitted the review or the owner" in says(OUTSIDER, f"withdraw {ref}")
+    assert _open_review(ws, ref)
+    assert "You withdrew the review" in says(OWNER, f"withdraw {ref.lower()}")
+    ws.deliver()
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.WITHDRAWN
+    assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+    assert has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+    assert "no open review" in says(OWNER, f"withdraw {ref}")
+
+    # On hold: a reason is required, only the owner or a steward may, and the card says why.
+    assert "Usage" in says(OWNER, f"hold {ref}")
+    assert "Only the owner" in says(OUTSIDER, f"hold {ref} Budget freeze")
+    assert "is on hold" in says(OWNER, f"hold {ref} Budget freeze until Q3")
+    ws.deliver()
+    assert "Budget freeze until Q3" in str(card(ws)["blocks"])
+    assert not has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+    assert "is active again" in says(OWNER, f"resume {ref}")
+    ws.deliver()
+    assert has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+
+    # A role admin retires someone else's initiative; the card keeps no buttons.
+    assert "Only the owner" in says(OUTSIDER, f"retire {ref} Not needed")
+    assert "is retired" in says("U0ADMIN01", f"retire {ref} A vendor product replaced it")
+    ws.deliver()
+    assert "A vendor product replaced it" in str(card(ws)["blocks"])
+    assert not has_button(card(ws), ids.ACTION_OPEN_QUESTIONNAIRE)
+    with ws.services.read_uow() as uow:
+        actions = [(e.action, e.actor_id) for e in uow.audit.timeline(ref)]
+    assert [a for a in actions if a[0] in {"review.withdrawn", "initiative.held", "initiative.resumed"}] == [
+        ("review.withdrawn", OWNER),
+        ("initiative.held", OWNER),
+        ("initiative.resumed", OWNER),
+    ]
+    assert ("initiative.retired", "U0ADMIN01") in actions

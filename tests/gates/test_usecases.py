@@ -13,6 +13,7 @@ from gates.errors import (
     InvalidAnswer,
     InvalidTransition,
     NotAnApprover,
+    NotPermitted,
     NotReady,
     ReviewClosed,
     SelfApproval,
@@ -509,6 +510,33 @@ def test_hold_and_resume_are_audited(
     usecases.resume(uow, registered, OWNER, LATER)
     assert uow.stored_initiative(registered).status is Status.ACTIVE
     assert uow.audit_actions[-2:] == ["initiative.held", "initiative.resumed"]
+
+
+def test_hold_resume_and_retire_are_for_the_owner_or_a_steward(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    for change in (
+        lambda **kw: usecases.hold(uow, registered, RISK_1, "pause", NOW, **kw),
+        lambda **kw: usecases.retire(uow, registered, RISK_1, "gone", NOW, **kw),
+    ):
+        with pytest.raises(NotPermitted, match=f"Only the owner of {registered}"):
+            change()
+    assert uow.stored_initiative(registered).status is Status.ACTIVE
+    assert "initiative.held" not in uow.audit_actions
+    usecases.hold(uow, registered, RISK_1, "pause", NOW, steward=True)
+    assert uow.message_kinds[-1] == "initiative.held"  # the card is redrawn
+    with pytest.raises(NotPermitted):
+        usecases.resume(uow, registered, RISK_1, LATER)
+    usecases.resume(uow, registered, RISK_1, LATER, steward=True)
+    assert uow.stored_initiative(registered).status is Status.ACTIVE
+    # The redraw still waiting shows the resumed card too: no second one.
+    assert uow.message_kinds.count("initiative.held") == 1 and "initiative.resumed" not in uow.message_kinds
+
+
+def test_hold_needs_a_reason(two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str) -> None:
+    with pytest.raises(InvalidTransition, match="reason is required"):
+        usecases.hold(uow, registered, OWNER, "  ", NOW)
+    assert uow.stored_initiative(registered).status is Status.ACTIVE
 
 
 def test_an_initiative_under_review_cannot_be_put_on_hold(

@@ -26,10 +26,11 @@ The threads are this module's own, each taking the next request from a queue as 
 finishes one. With anyio's ``to_thread`` and a ``CapacityLimiter``, every hand-over went through
 the event loop (the finished call reported back, the limiter released, the next call scheduled,
 a thread woken), so the one listener thread sat idle until the busy loop got round to it: 28%
-of the time under load, sampled with py-spy. Measured with wrk at 50 connections on SQLite,
-eight alternating pairs of runs each (a noisy machine: a CPU-bound loop there varies by 50%):
-slash commands 4,876 -> 5,254 requests/s summed over the runs (+8%), questionnaire pages
-2,241 -> 2,449 (+9%, mean p99 282 -> 244 ms).
+of the time under load, sampled with py-spy. ``benchmarks/bench_slack.py`` at 50 connections on
+SQLite, two runs of each alternating on one (slow, noisy) machine, before -> after: slash
+commands 380-435 -> 518-528 requests/s (p99 151-185 -> 135-143 ms), Approve clicks 553-625 ->
+665-702 (recorded decisions 425-435 -> 462-467 a second), questionnaire pages 171-188 ->
+167-206; the bare ack-only app, served through the same limit, 1,297 -> 2,054-2,210.
 """
 
 from __future__ import annotations

@@ -70,6 +70,12 @@ def card(ws: Workspace) -> dict[str, Any]:
     return ws.messages_in(ws.registry)[0]
 
 
+def submit(ws: Workspace, ref: str) -> None:
+    """The owner clicks Submit for review on the card; the review opens (after the ack)."""
+    assert ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW).status == 200
+    ws.wait(lambda: _open_review(ws, ref))
+
+
 def request_dm(ws: Workspace, user: str) -> dict[str, Any]:
     messages = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_VIEW_EVIDENCE)]
     assert messages, f"{user} got no review request"
@@ -143,8 +149,7 @@ def test_request_changes_then_approval_advances_the_stage_once(workspace: Worksp
     ref = register(ws)
 
     # Submit for review: the sponsor is asked in the thread and by DM, with buttons.
-    assert ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW).status == 200
-    ws.wait(lambda: ws.services.read_uow() and _open_review(ws, ref))
+    submit(ws, ref)
     ws.deliver()
     request = request_dm(ws, SPONSOR)
     assert has_button(request, ids.ACTION_APPROVE)
@@ -190,8 +195,7 @@ def test_request_changes_then_approval_advances_the_stage_once(workspace: Worksp
         questionnaire = response["view"]
     response = ws.submit_view(OWNER, questionnaire, {qid: "10"})
     assert response.status == 200
-    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
-    ws.wait(lambda: _open_review(ws, ref))
+    submit(ws, ref)
     ws.deliver()
 
     # The sponsor approves twice (a double click): one decision, one stage change.
@@ -215,8 +219,7 @@ def test_request_changes_then_approval_advances_the_stage_once(workspace: Worksp
 def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)
-    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
-    ws.wait(lambda: _open_review(ws, ref))
+    submit(ws, ref)
     ws.api.faults.server_error("chat.postMessage", times=None)
     assert ws.deliver() == 0
     ws.api.faults.clear()
@@ -248,8 +251,7 @@ _ = find_button
 def test_withdraw_hold_resume_and_retire_from_slack(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)
-    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
-    ws.wait(lambda: _open_review(ws, ref))
+    submit(ws, ref)
     ws.deliver()
     assert has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
 

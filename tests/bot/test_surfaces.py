@@ -14,7 +14,7 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from tests.bot.scenario import Workspace, has_button, running_workspace
-from tests.bot.test_lifecycle import OUTSIDER, OWNER, RISK, SPONSOR, card, register, request_dm
+from tests.bot.test_lifecycle import OUTSIDER, OWNER, RISK, SPONSOR, card, register, request_dm, submit
 
 ADMIN = "U0ADMIN01"
 
@@ -113,8 +113,7 @@ def test_feedback_on_an_answer_is_recorded(workspace: Workspace) -> None:
 
 def test_app_home_lists_my_initiatives_and_approvals_waiting_for_me(workspace: Workspace) -> None:
     ref = register(workspace)
-    workspace.click(OWNER, card(workspace), workspace.registry, ids.ACTION_SUBMIT_REVIEW)
-    workspace.wait(lambda: _open_review(workspace, ref))
+    submit(workspace, ref)
     event = payloads.app_home_opened_event(SPONSOR, channel_id=workspace.dm_with(SPONSOR))
     assert workspace.client.send_event(payloads.event_callback(event)).status == 200
     workspace.api.wait_for("views.publish", timeout=10)
@@ -139,8 +138,7 @@ def test_closing_a_modal_is_acknowledged_and_records_nothing(workspace: Workspac
 def test_a_rejection_ends_the_review_and_the_owner_hears_why(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)
-    ws.click(OWNER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW)
-    ws.wait(lambda: _open_review(ws, ref))
+    submit(ws, ref)
     ws.deliver()
     request = request_dm(ws, SPONSOR)
     view = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REJECT))
@@ -174,11 +172,6 @@ def test_rate_limited_slack_is_waited_out_not_dropped(workspace: Workspace) -> N
     ref = register(ws)
     assert ref in str(card(ws)["blocks"])
     assert sum(1 for c in ws.api.calls("chat.postMessage") if c.status == 429) == 1
-
-
-def _open_review(ws: Workspace, ref: str) -> object:
-    with ws.services.read_uow() as uow:
-        return uow.reviews.open_for(ref)
 
 
 def test_opening_the_messages_tab_greets_once(workspace: Workspace) -> None:

@@ -213,7 +213,9 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         handle: Callable[[Any], Any] = (
             flow.handle_installation if request.url.path == flow.install_path else flow.handle_callback
         )
-        return to_starlette_response(await dispatch.run(handle, bolt_request))
+        # Not on a listener thread: the callback waits on Slack (oauth.v2.access), and every ack
+        # would wait behind it.
+        return to_starlette_response(await anyio.to_thread.run_sync(handle, bolt_request))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"ok": True, "pipeline": services.pipeline.version})

@@ -146,8 +146,8 @@ class CommandListeners:
     def _change_status(self, name: str, user: str, rest: str) -> str:
         services = self._services
         usage, needs_reason = STATUS_CHANGES[name]
-        ref, _, reason = rest.strip().partition(" ")
-        reason = reason.strip()
+        words = rest.split(maxsplit=1)
+        ref, reason = (words[0] if words else ""), (words[1].strip() if len(words) > 1 else "")
         if not ref or (needs_reason and not reason):
             return f"Usage: `{ids.COMMAND} {usage}`" + (
                 " (the reason is shown on the card)" if needs_reason else ""

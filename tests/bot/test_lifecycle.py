@@ -273,7 +273,7 @@ def test_withdraw_hold_resume_and_retire_from_slack(workspace: Workspace) -> Non
     # On hold: a reason is required, only the owner or a steward may, and the card says why.
     assert "Usage" in says(OWNER, f"hold {ref}")
     assert "Only the owner" in says(OUTSIDER, f"hold {ref} Budget freeze")
-    assert "is on hold" in says(OWNER, f"hold {ref} Budget freeze until Q3")
+    assert "is on hold" in says(OWNER, f" hold  {ref}\tBudget freeze until Q3")
     ws.deliver()
     assert "Budget freeze until Q3" in str(card(ws)["blocks"])
     assert not has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)

@@ -55,11 +55,17 @@ class ActionListeners:
         try:
             ref = parse.action_value(body)
             with services.read_uow() as uow:
-                initiative = uow.initiatives.get(ref)
+                initiative, open_review = uow.reviews.initiative_with_open_review(ref)
                 answers = usecases.current_answers(uow, ref)
             gate = usecases.next_gate(services.pipeline, initiative)
             if gate is None:
                 raise GateError(f"{ref} is in its last stage; there is no questionnaire left.")
+            if open_review is not None and open_review.gate_id == gate.id:
+                # Said before anyone types: a page saved now would be refused.
+                raise GateError(
+                    f"The {gate.title} gate of {ref} is under review, so its answers are frozen. "
+                    f"`{ids.COMMAND} withdraw {ref}` takes the review back (its submitter or the owner)."
+                )
         except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return

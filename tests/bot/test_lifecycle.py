@@ -260,6 +260,20 @@ def test_withdraw_hold_resume_and_retire_from_slack(workspace: Workspace) -> Non
         assert response.status == 200
         return str(response.text)
 
+    # The questionnaire is frozen while under review: said before anyone types.
+    opened = len(ws.api.calls("views.open"))
+    assert ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE).status == 200
+    ws.wait(  # the click is handled after its ack
+        lambda: (
+            ws.deliver() >= 0
+            and any(
+                f"/shepherd withdraw {ref}" in c.params.get("text", "")
+                for c in ws.api.calls("chat.postEphemeral")
+            )
+        )
+    )
+    assert len(ws.api.calls("views.open")) == opened
+
     # Only the submitter or the owner takes a review back; then no approver button stays live.
     assert "submitted the review or the owner" in says(OUTSIDER, f"withdraw {ref}")
     assert _open_review(ws, ref)

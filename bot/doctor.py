@@ -12,9 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 logger = logging.getLogger("shepherd.doctor")
 
@@ -239,7 +243,8 @@ def check_database(settings: Settings) -> list[Check]:
             ]
         head = database.head()
         if current == head:
-            return [Check("database", Level.OK, f"{where} is reachable, schema at {head} (current).")]
+            reachable = Check("database", Level.OK, f"{where} is reachable, schema at {head} (current).")
+            return [reachable, *_upkeep(database)]
         if current is None and database.is_sqlite:
             return [
                 Check(
@@ -269,9 +274,29 @@ def check_database(settings: Settings) -> list[Check]:
                     else "Run the Shepherd version that migrated this database, or restore a backup.",
                 )
             ]
-        return [Check("database", Level.OK, f"{where} is reachable, schema at {current}.")]
+        return [
+            Check("database", Level.OK, f"{where} is reachable, schema at {current}."),
+            *_upkeep(database),
+        ]
     finally:
         database.dispose()
+
+
+def _upkeep(database: Database) -> list[Check]:
+    """PostgreSQL only: a WARN if autovacuum leaves the tables updated on every request alone."""
+    tables = database.tables_without_autovacuum()
+    if not tables:
+        return []
+    return [
+        Check(
+            "database",
+            Level.WARN,
+            f"Autovacuum does not run on {', '.join(tables)}: they change on every click and page, "
+            "and without it they keep their dead rows and stale statistics, so acks slow down.",
+            "Turn autovacuum on (postgresql.conf: autovacuum = on, the default), or ALTER TABLE ... "
+            "RESET (autovacuum_enabled); failing that, run VACUUM ANALYZE every few minutes.",
+        )
+    ]
 
 
 # ---------------------------------------------------------------- knowledge

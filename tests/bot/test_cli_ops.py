@@ -31,8 +31,10 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from bot.installations import installation_store
 from bot.settings import Settings
 from storage import Database, sqlite_url
+from tests.conftest import require
 from tests.fakes.openai_stub import OpenAIStub
 from tests.gates.portfolio_seed import seed_initiatives, seed_reviews
+from tests.storage.conftest import PG_URL, drop_postgres_schema, fresh_postgres_schema
 
 ENV_NAMES = (
     "SHEPHERD_DATABASE_URL",
@@ -152,6 +154,24 @@ def test_an_unreachable_postgres_is_a_failure_with_the_fix(tmp_path: Path) -> No
     assert check.message.startswith("Cannot reach the database")
     assert "secret" not in check.message
     assert check.fix is not None and "SHEPHERD_DATABASE_URL" in check.fix
+
+
+@pytest.mark.postgres
+def test_postgres_without_autovacuum_on_the_busy_tables_is_a_warning(tmp_path: Path) -> None:
+    require(bool(PG_URL), "PostgreSQL tests need SHEPHERD_TEST_DATABASE_URL (e.g. postgresql+psycopg://...)")
+    schema, url = fresh_postgres_schema()
+    database = Database(url)
+    try:
+        database.upgrade()
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE outbox SET (autovacuum_enabled = false)")
+        reachable, upkeep = check_database(settings(tmp_path, database_url=url))
+    finally:
+        database.dispose()
+        drop_postgres_schema(schema)
+    assert reachable.level is Level.OK and "(current)" in reachable.message
+    assert upkeep.level is Level.WARN and "outbox" in upkeep.message
+    assert upkeep.fix is not None and "VACUUM ANALYZE" in upkeep.fix
 
 
 # ---------------------------------------------------------------- embeddings and LLM

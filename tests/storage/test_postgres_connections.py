@@ -77,3 +77,16 @@ def test_repeated_reads_stay_prepared_on_the_server(postgres_database: Database)
     finally:
         database.dispose()
     assert prepared >= 1
+
+
+def test_tables_left_alone_by_autovacuum_are_named(postgres_database: Database) -> None:
+    with postgres_database.engine.connect() as connection:
+        server_wide = connection.exec_driver_sql("SHOW autovacuum").scalar() == "on"
+    before = postgres_database.tables_without_autovacuum()
+    assert before == ([] if server_wide else ["inbox", "outbox", "counters"])
+    with postgres_database.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE inbox SET (autovacuum_enabled = off)")
+    assert "inbox" in (postgres_database.tables_without_autovacuum() or [])
+    with postgres_database.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE inbox RESET (autovacuum_enabled)")
+    assert postgres_database.tables_without_autovacuum() == before

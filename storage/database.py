@@ -47,10 +47,10 @@ _READ_ONLY = "shepherd_read_only"
 _HOLDS_WRITERS = "shepherd_holds_writers_lock"
 # Pool sizes measured with benchmarks/bench_slack.py (50 connections of Approve clicks). SQLite
 # connections beyond the pool are closed on return and reopened (with their PRAGMAs) on the next
-# request, so its pool holds all the HTTP app's threads (listeners, lazy listeners, outbox senders): 40 gave
-# ~25% more decisions/s than 10. On PostgreSQL the audit chain lock serialises the writers anyway,
-# and 40 transactions in flight only made the lock holder wait longer for the GIL: 10 gave ~70%
-# more decisions/s than 40.
+# request, so its pool holds all the HTTP app's threads (listeners, lazy listeners, outbox
+# senders): 40 gave ~25% more decisions/s than 10. On PostgreSQL the audit chain lock serialises
+# the writers anyway, and 40 transactions in flight only made the lock holder wait longer for the
+# GIL: 10 gave ~70% more decisions/s than 40.
 _SQLITE_POOL = 40
 _POSTGRES_POOL = 10
 _OVERFLOW = 10

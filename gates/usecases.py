@@ -211,12 +211,18 @@ def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Ma
     initiative, open_review = uow.reviews.initiative_with_open_review(ref)
     if initiative.status is Status.RETIRED:
         raise InvalidTransition(f"{ref} is retired; its answers can no longer change.")
+    refuse_while_under_review(ref, gate_id, open_review)
+    return initiative, uow.answers.current(ref)
+
+
+def refuse_while_under_review(ref: str, gate_id: str, open_review: Review | None) -> None:
+    """Raises InvalidTransition if ``open_review`` (the initiative's, if any) is of this gate:
+    its answers are frozen until the review ends or is withdrawn."""
     if open_review is not None and open_review.gate_id == gate_id:
         raise InvalidTransition(
             f"The {gate_id} gate of {ref} is under review, so its answers are frozen. "
             "Withdraw the review to change them."
         )
-    return initiative, uow.answers.current(ref)
 
 
 def check_link(url: str) -> str:

@@ -14,7 +14,7 @@ from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import channel_of, store_before_ack, tell_later, user_of
 from gates import usecases
-from gates.errors import GateError, NotReady
+from gates.errors import GateError, InvalidTransition, NotReady
 from gates.lifecycle import DecisionKind
 
 logger = logging.getLogger("shepherd.actions")
@@ -60,12 +60,13 @@ class ActionListeners:
             gate = usecases.next_gate(services.pipeline, initiative)
             if gate is None:
                 raise GateError(f"{ref} is in its last stage; there is no questionnaire left.")
-            if open_review is not None and open_review.gate_id == gate.id:
-                # Said before anyone types: a page saved now would be refused.
+            # Said before anyone types: a page saved now would be refused.
+            try:
+                usecases.refuse_while_under_review(ref, gate.id, open_review)
+            except InvalidTransition as frozen:
                 raise GateError(
-                    f"The {gate.title} gate of {ref} is under review, so its answers are frozen. "
-                    f"`{ids.COMMAND} withdraw {ref}` takes the review back (its submitter or the owner)."
-                )
+                    f"{frozen} `{ids.COMMAND} withdraw {ref}` takes it back (its submitter or the owner)."
+                ) from None
         except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks, ids
+from bot.blocks.labels import gate_title
 from bot.blocks.portfolio import portfolio_message
 from bot.blocks.text import escape
 from bot.bootstrap import Services
@@ -156,8 +157,7 @@ class CommandListeners:
         try:
             if name == "withdraw":
                 review = usecases.withdraw(services.uow(), ref, user, now)
-                gate = services.pipeline.model.gate(review.gate_id)
-                title = gate.title if gate else review.gate_id
+                title = gate_title(services.pipeline, review.gate_id)
                 return (
                     f"You withdrew the review of the *{escape(title)}* gate of {ref}. Its answers can "
                     "change again; submit it for review from the card when it is ready."

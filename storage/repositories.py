@@ -12,7 +12,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -20,6 +19,7 @@ from sqlalchemy.sql.dml import Insert
 from gates.errors import ConcurrentUpdate, UnknownInitiative
 from gates.lifecycle import Initiative, Status, format_ref
 from gates.ports import AnswerVersion, EvidenceLink, InitiativeFilter
+from storage.prepared import PreparedRead
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import (
     INITIATIVE_REF_COUNTER,
@@ -197,7 +197,7 @@ class SqlAnswerRepository:
     def current(self, ref: str) -> dict[str, AnswerVersion]:
         """The latest version of every answered question, keyed by question id."""
         owner = self._id_of(ref)
-        rows = self._session.connection().execute(_CURRENT_ANSWERS, {"p_owner": owner}).mappings()
+        rows = _CURRENT_ANSWERS.all(self._session.connection(), {"p_owner": owner})
         return {row["question_id"]: _answer(ref, row) for row in rows}
 
     @guarded
@@ -248,9 +248,8 @@ class SqlRoleRepository:
     def holders(self) -> dict[str, list[str]]:
         """role -> user ids, in the order they were set."""
         found: dict[str, list[str]] = {}
-        rows = self._session.connection().execute(_HOLDERS)
-        for role, user_id in rows:
-            found.setdefault(role, []).append(user_id)
+        for row in _HOLDERS.all(self._session.connection()):
+            found.setdefault(row["role"], []).append(row["user_id"])
         return found
 
     @guarded
@@ -283,8 +282,9 @@ _SAVE_INITIATIVE = (
     .where(initiatives.c.ref == bindparam("p_ref"), initiatives.c.version == bindparam("p_version"))
     .values(version=initiatives.c.version + 1)
 )
-_HOLDERS = select(role_holders.c.role, role_holders.c.user_id).order_by(
-    role_holders.c.role, role_holders.c.id
+# Read on every status reply and Submit for review (``storage.prepared``).
+_HOLDERS = PreparedRead(
+    select(role_holders.c.role, role_holders.c.user_id).order_by(role_holders.c.role, role_holders.c.id)
 )
 _ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindparam("p_user"))
 
@@ -293,14 +293,14 @@ _ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindpara
 # (initiative_id, question_id, version) index, then each of those rows fetched. A correlated
 # "version = (SELECT max(version) ...)" did an index probe per stored version instead: its cost
 # grew with the history (on PostgreSQL, 32 ms against 1 ms for 2,000 versions), and every status
-# reply, questionnaire page and card redraw reads the current answers.
+# reply, questionnaire page and card redraw reads the current answers (``storage.prepared``).
 _latest = (
     select(answer_versions.c.question_id, func.max(answer_versions.c.version).label("version"))
     .where(answer_versions.c.initiative_id == bindparam("p_owner"))
     .group_by(answer_versions.c.question_id)
     .subquery("latest")
 )
-_CURRENT_ANSWERS = (
+_CURRENT_ANSWERS = PreparedRead(
     select(answer_versions)
     .join(
         _latest,
@@ -385,7 +385,7 @@ def initiative_from_row(row: Mapping[str, Any]) -> Initiative:
     )
 
 
-def _answer(ref: str, row: RowMapping) -> AnswerVersion:
+def _answer(ref: str, row: Mapping[Any, Any]) -> AnswerVersion:
     return AnswerVersion(
         initiative_ref=ref,
         gate_id=row["gate_id"],

@@ -11,18 +11,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, literal_column, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
 from gates.lifecycle import Decision, DecisionKind, Initiative, Requirement, Review, ReviewStatus
+from storage.prepared import PreparedRead
 from storage.repositories import initiative_from_row, initiative_id
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import decisions, initiatives, reviews
@@ -103,7 +103,7 @@ class SqlReviewRepository:
         Raises:
             UnknownInitiative.
         """
-        rows = self._session.connection().execute(_INITIATIVE_WITH_OPEN, {"ref": ref}).mappings().all()
+        rows = _INITIATIVE_WITH_OPEN.all(self._session.connection(), {"ref": ref})
         if not rows:
             raise UnknownInitiative(ref)
         head = rows[0]
@@ -233,10 +233,10 @@ class SqlReviewRepository:
         """Reviews and their decisions from one statement built by ``_with_decisions``."""
         return self._assemble(self._session.connection().execute(statement, params).mappings().all())
 
-    def _assemble(self, rows: Sequence[RowMapping]) -> list[Review]:
+    def _assemble(self, rows: Sequence[Mapping[Any, Any]]) -> list[Review]:
         """Reviews from rows of review columns, ``ref`` and ``d_*`` decision columns (NULL when
         the review has none), ordered by review."""
-        heads: dict[int, RowMapping] = {}
+        heads: dict[int, Mapping[Any, Any]] = {}
         by_review: dict[int, list[Decision]] = {}
         for row in rows:
             review_id = row["id"]
@@ -303,7 +303,8 @@ _OPEN_FOR = _with_decisions().where(initiatives.c.ref == bindparam("ref"), _IS_O
 # (the partial unique index allows one) and that review's decisions are outer-joined, so an
 # initiative without one is a single row whose review and ``d_*`` columns are NULL.
 _INITIATIVE_FIELDS = tuple(column.name for column in initiatives.c)
-_INITIATIVE_WITH_OPEN = (
+# Read on every status reply and questionnaire page (``storage.prepared``).
+_INITIATIVE_WITH_OPEN = PreparedRead(
     select(
         reviews,
         initiatives.c.ref,
@@ -355,7 +356,7 @@ def _review_values(review: Review) -> dict[str, Any]:
     }
 
 
-def _review(row: RowMapping, decided: list[Decision]) -> Review:
+def _review(row: Mapping[Any, Any], decided: list[Decision]) -> Review:
     return Review(
         initiative_ref=row["ref"],
         gate_id=row["gate_id"],

@@ -1,0 +1,108 @@
+"""Hot reads on the driver's cursor give exactly what SQLAlchemy's path gives, errors included."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, select
+from sqlalchemy.exc import DBAPIError
+
+from gates.errors import UnknownInitiative
+from gates.lifecycle import DecisionKind
+from gates.ports import AnswerVersion
+from storage import Database
+from storage.prepared import PreparedRead
+from storage.repositories import _CURRENT_ANSWERS, _HOLDERS, initiative_id
+from storage.reviews import _INITIATIVE_WITH_OPEN
+from tests.storage.test_repositories import NOW, a_review, add_initiative
+
+
+def through_sqlalchemy(
+    database: Database, read: PreparedRead, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    with database.uow(read_only=True) as uow:
+        return [dict(row) for row in uow.session.connection().execute(read.statement, params).mappings()]
+
+
+def prepared(database: Database, read: PreparedRead, params: dict[str, Any]) -> list[dict[str, Any]]:
+    with database.uow(read_only=True) as uow:
+        return read.all(uow.session.connection(), params)
+
+
+def test_each_prepared_read_matches_sqlalchemys_rows_value_for_value(database: Database) -> None:
+    ref = add_initiative(database, status_reason="waiting for the DPO").ref
+    bare = add_initiative(database, "No review yet").ref
+    with database.uow() as uow:
+        uow.roles.set_holders("risk", ["URISK1", "URISK2"])
+        uow.roles.set_holders("sponsor", ["USPONSOR"])
+        for n, value in enumerate(["first", "second", {"nested": [1, 2.5, None]}, ["a", "b"], 12.5, None]):
+            uow.answers.append(
+                AnswerVersion(ref, "intake", f"q{n % 3}", value, "U1", NOW + timedelta(minutes=n))
+            )
+        review = a_review(ref)
+        uow.reviews.add(review)
+        uow.commit()
+    assert review.id is not None
+    with database.uow() as uow:
+        loaded = uow.reviews.get(review.id)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW)
+        loaded.decide("URISK2", {"risk"}, DecisionKind.APPROVE, None, NOW + timedelta(seconds=1))
+        uow.reviews.save(loaded)
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        owner = initiative_id(uow.session, ref)
+
+    cases = [
+        (_INITIATIVE_WITH_OPEN, {"ref": ref}, 2),  # one row per decision
+        (_INITIATIVE_WITH_OPEN, {"ref": bare}, 1),  # the outer join: review columns NULL
+        (_INITIATIVE_WITH_OPEN, {"ref": "AI-9999"}, 0),
+        (_CURRENT_ANSWERS, {"p_owner": owner}, 3),
+        (_HOLDERS, {}, 3),
+    ]
+    for read, params, count in cases:
+        expected = through_sqlalchemy(database, read, params)
+        got = prepared(database, read, params)
+        assert len(got) == count
+        assert got == expected
+        # Same values and the same Python types: aware datetimes, decoded JSON, ints.
+        for mine, theirs in zip(got, expected, strict=True):
+            assert {k: type(v) for k, v in mine.items()} == {k: type(v) for k, v in theirs.items()}
+    rows = prepared(database, _INITIATIVE_WITH_OPEN, {"ref": ref})
+    assert rows[0]["i_created_at"] == NOW and rows[0]["i_created_at"].tzinfo is not None
+    assert [row["d_approver_id"] for row in rows] == ["URISK1", "URISK2"]
+    current = {
+        row["question_id"]: row["value"] for row in prepared(database, _CURRENT_ANSWERS, {"p_owner": owner})
+    }
+    assert current == {"q0": ["a", "b"], "q1": 12.5, "q2": None}
+
+
+def test_the_repositories_read_through_them(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        uow.answers.append(AnswerVersion(ref, "intake", "budget", 10, "U1", NOW))
+        uow.answers.append(AnswerVersion(ref, "intake", "budget", 20, "U2", NOW + timedelta(hours=1)))
+        uow.roles.set_holders("risk", ["URISK1"])
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        initiative, open_review = uow.reviews.initiative_with_open_review(ref)
+        current = uow.answers.current(ref)
+        holders = uow.roles.holders()
+        with pytest.raises(UnknownInitiative):
+            uow.reviews.initiative_with_open_review("AI-0404")
+    assert (initiative.ref, open_review) == (ref, None)
+    assert current["budget"].value == 20 and current["budget"].author_id == "U2"
+    assert current["budget"].answered_at == NOW + timedelta(hours=1)
+    assert holders == {"risk": ["URISK1"]}
+
+
+def test_a_driver_error_leaves_as_sqlalchemy_would_raise_it(database: Database) -> None:
+    missing = Table("no_such_table", MetaData(), Column("id", Integer))
+    read = PreparedRead(select(missing.c.id))
+    with database.uow(read_only=True) as uow, pytest.raises(DBAPIError) as raised:
+        read.all(uow.session.connection())
+    assert "no_such_table" in str(raised.value)
+    assert raised.value.connection_invalidated is False
+    # The connection is still good for the next unit of work.
+    assert prepared(database, _HOLDERS, {}) == []

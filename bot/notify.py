@@ -332,7 +332,8 @@ class SlackNotifier:
         else:
             message = blocks.review_outcome(pipeline, initiative, review)
         for kind, channel, ts in self._messages.all_for(review_target(review.id)):
-            if kind == "thread-request" or kind.startswith("request:"):
+            # The request in the thread, each approver's request DM and each reminder DM.
+            if kind == "thread-request" or kind.startswith(("request:", "reminder:")):
                 self._update((channel, ts), message)
 
     # -- Slack calls ------------------------------------------------------------------------------

@@ -16,13 +16,12 @@ from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
-from bot import metrics
 from bot.bootstrap import Services, bootstrap
 from bot.installations import installation_store
 from bot.listener_matching import match_by_body
 from bot.listeners.actions import ActionListeners
 from bot.listeners.commands import CommandListeners
-from bot.listeners.common import tell_later, user_of
+from bot.listeners.common import ErrorReporter
 from bot.listeners.events import EventListeners
 from bot.listeners.operations import OperationsListeners
 from bot.listeners.views import ViewListeners
@@ -103,7 +102,7 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     ViewListeners(services).register(app)
     EventListeners(services, messages).register(app)
     OperationsListeners(services).register(app)
-    app.error(_ErrorHandler(services).handle)
+    app.error(ErrorReporter(services).handle)
     match_by_body(app)
     return app
 
@@ -131,26 +130,3 @@ def _dedupe_key(body: dict[str, Any]) -> str | None:
     if body.get("type") == "event_callback" and body.get("event_id"):
         return f"event:{body['event_id']}"
     return None
-
-
-class _ErrorHandler:
-    """Anything unexpected: the traceback goes to the log, a polite line goes to the person."""
-
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    def handle(self, error: Exception, body: dict[str, Any]) -> None:
-        metrics.ERRORS.labels(where="slack_listener").inc()
-        logger.exception("unhandled error in a Slack listener", exc_info=error)
-        user = user_of(body) if isinstance(body, dict) else ""
-        if not user:
-            return
-        try:
-            tell_later(
-                self._services,
-                user,
-                "Sorry, something went wrong on Shepherd's side; nothing you did was lost. "
-                "Please try again in a minute.",
-            )
-        except Exception:  # the database may be the thing that failed; the log has it already
-            logger.exception("could not queue the apology")

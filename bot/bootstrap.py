@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.settings import Settings
+from bot.usergroups import GroupRoles
 from gates.loader import CompiledPipeline, load_pipeline
 from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
@@ -41,6 +42,8 @@ class Services:
     answerer: Answerer
     knowledge_factory: Callable[[], KnowledgeBase | None] = field(repr=False)
     clock: Callable[[], datetime] = utc_now
+    # Who is in each role's Slack user group, remembered for a few minutes (``bot.usergroups``).
+    group_roles: GroupRoles = field(default_factory=GroupRoles, repr=False)
     _knowledge: KnowledgeBase | None = field(default=None, repr=False)
     _knowledge_opened: bool = field(default=False, repr=False)
     _inbox: InboxWriter | None = field(default=None, repr=False)

@@ -176,7 +176,7 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
 
         stop = threading.Event()
         freeze_startup_heap()
-        start_processor(services, stop)
+        start_processor(services, app.client, stop)
         start_outbox_worker(app, services, stop)
         start_scheduler(services, stop)
         warm_authorization(app)

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from bot import blocks
 from bot.blocks.portfolio import home_governance_section
 from bot.bootstrap import Services
+from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, ShepherdError
 from gates.lifecycle import Status
@@ -31,8 +32,13 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
             except GateError:
                 report = None
         my_rows.append((initiative, report))
+    try:
+        through_groups = services.group_roles.roles_of(pipeline, user, client)
+    except MembershipUnavailable:  # the tab still shows what the stored roles give
+        logger.warning("App Home of %s: Slack user groups could not be read", user, exc_info=True)
+        through_groups = set()
     with services.read_uow() as uow:
-        roles = usecases.roles_of(pipeline, uow, user)
+        roles = usecases.roles_of(pipeline, uow, user) | through_groups
         pending = []
         for review in uow.reviews.pending_for(sorted(roles)):
             if review.can_decide(user, roles):

@@ -13,9 +13,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from slack_sdk import WebClient
+
 from bot.blocks.text import clip
 from bot.bootstrap import Services
+from bot.installations import current_client
 from bot.listeners.common import queue_private_message
+from bot.usergroups import GroupRoles
 from gates import usecases
 from gates.errors import GateError, UnknownReview
 from gates.lifecycle import DecisionKind
@@ -32,24 +36,35 @@ def decision_request(
     return {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
 
 
-def handlers(services: Services) -> Mapping[str, Handler]:
+def handlers(services: Services, slack: Callable[[], WebClient]) -> Mapping[str, Handler]:
     def decision(item: InboxItem, uows: UnitOfWorkFactory) -> None:
         # Through the batch path too: a refusal's explanation then commits with the mark.
-        apply_decisions(services, [item], uows)
+        apply_decisions(services, [item], uows, slack)
 
     return {DECISION: decision}
 
 
-def batch_handlers(services: Services) -> Mapping[str, BatchHandler]:
+def batch_handlers(services: Services, slack: Callable[[], WebClient]) -> Mapping[str, BatchHandler]:
     def decisions(items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
-        apply_decisions(services, items, uows)
+        apply_decisions(services, items, uows, slack)
 
     return {DECISION: decisions}
 
 
-def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
+def apply_decisions(
+    services: Services, items: Sequence[InboxItem], uows: UnitOfWorkFactory, slack: Callable[[], WebClient]
+) -> None:
     """Record clicks in one transaction, as of the moment of each click; each refusal is explained
-    to its clicker in that same transaction, so the explanation is neither lost nor sent twice."""
+    to its clicker in that same transaction, so the explanation is neither lost nor sent twice.
+
+    Roles held through Slack user groups are asked of ``slack()`` first (``bot.usergroups``); if
+    Slack cannot say, this raises and the inbox applies the clicks later, so none is refused for it.
+    """
+    pipeline = services.pipeline
+    group_roles: dict[str, frozenset[str]] = {}
+    if GroupRoles.groups(pipeline):
+        for user in {str(item.payload["user"]) for item in items}:
+            group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, slack()))
     requests = [
         usecases.DecisionRequest(
             int(item.payload["review"]),
@@ -57,6 +72,7 @@ def apply_decisions(services: Services, items: Sequence[InboxItem], uows: UnitOf
             DecisionKind(item.payload["kind"]),
             item.payload.get("reason"),
             item.received_at,
+            group_roles.get(str(item.payload["user"]), frozenset()),
         )
         for item in items
     ]
@@ -110,12 +126,15 @@ INBOX_BATCH = {"sqlite": 25, "postgresql": 2000}
 SQLITE_STEP_ASIDE = 0.003
 
 
-def processor(services: Services, claimant: str = "") -> InboxProcessor:
+def processor(services: Services, client: WebClient, claimant: str = "") -> InboxProcessor:
+    """The inbox processor; ``client`` asks Slack who is in the pipeline's user groups (with
+    OAuth, with the installation's current token)."""
+    slack = current_client(services.settings, services.database, client)
     return InboxProcessor(
         services.database,
-        handlers(services),
+        handlers(services, slack),
         clock=services,
-        batch_handlers=batch_handlers(services),
+        batch_handlers=batch_handlers(services, slack),
         batch_size=INBOX_BATCH["sqlite" if services.database.is_sqlite else "postgresql"],
         on_dead=tell_not_recorded(services),
         step_aside=SQLITE_STEP_ASIDE if services.database.is_sqlite else 0.0,
@@ -123,10 +142,15 @@ def processor(services: Services, claimant: str = "") -> InboxProcessor:
     )
 
 
-def start_processor(services: Services, stop: threading.Event, claimant: str = "") -> threading.Thread:
+def start_processor(
+    services: Services, client: WebClient, stop: threading.Event, claimant: str = ""
+) -> threading.Thread:
     """A thread applying accepted requests until ``stop`` is set."""
     thread = threading.Thread(
-        target=processor(services, claimant).run_forever, args=(stop,), name="shepherd-inbox", daemon=True
+        target=processor(services, client, claimant).run_forever,
+        args=(stop,),
+        name="shepherd-inbox",
+        daemon=True,
     )
     thread.start()
     return thread

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackTokenRotationError
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
@@ -123,3 +124,22 @@ def installed_bot_token(settings: Settings, database: Database) -> InstalledBotT
         client=make_client(None, settings.slack_api_url),
     )
     return InstalledBotToken(installation_store(settings, database), settings.slack_team_id, rotator)
+
+
+def current_client(settings: Settings, database: Database, client: WebClient) -> Callable[[], WebClient]:
+    """What gives a client able to call Slack now: ``client`` itself, or with OAuth a client of
+    the calling thread carrying the installation's current token (so Bolt's own client is never
+    changed, and no thread's token changes under another's call)."""
+    if not settings.oauth_enabled:
+        return lambda: client
+    tokens = installed_bot_token(settings, database)
+    local = threading.local()
+
+    def current() -> WebClient:
+        token = tokens.current()
+        if not hasattr(local, "client"):
+            local.client = make_client(None, settings.slack_api_url)
+        local.client.token = token
+        return local.client  # type: ignore[no-any-return]
+
+    return current

@@ -41,7 +41,6 @@ from bot.inbox import start_processor
 from bot.listeners.common import PENDING_WRITES
 from bot.notify import SlackNotifier, supersedes
 from bot.scheduler import start_scheduler
-from bot.slack_client import make_client
 from bot.warm_authorization import warm_authorization
 from storage.inbox import inbox_counts
 from storage.outbox import OutboxMessage, OutboxWorker, outbox_counts
@@ -134,20 +133,18 @@ def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMe
     changed and no thread's token changes under another's call. Until someone installs
     Shepherd, messages are postponed in the outbox (never dead-lettered for it).
     """
-    if not services.settings.oauth_enabled:
-        return SlackNotifier(services, client, MessageRefs(services.database))
-    from bot.installations import installed_bot_token
-
-    tokens = installed_bot_token(services.settings, services.database)
     refs = MessageRefs(services.database)
+    if not services.settings.oauth_enabled:
+        return SlackNotifier(services, client, refs)
+    from bot.installations import current_client
+
+    current = current_client(services.settings, services.database, client)
     local = threading.local()
 
     def send(message: OutboxMessage) -> None:
-        token = tokens.current()
-        if not hasattr(local, "notifier"):
-            local.client = make_client(None, services.settings.slack_api_url)
-            local.notifier = SlackNotifier(services, local.client, refs)
-        local.client.token = token
+        slack = current()  # this thread's client, with the current token
+        if getattr(local, "client", None) is not slack:
+            local.client, local.notifier = slack, SlackNotifier(services, slack, refs)
         local.notifier(message)
 
     return send
@@ -224,7 +221,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
     async def lifespan(asgi: Starlette):  # type: ignore[no-untyped-def]
         children = None
         if run_worker and worker == "thread":
-            start_processor(services, stop)
+            start_processor(services, app.client, stop)
             start_outbox_worker(app, services, stop)
             start_scheduler(services, stop)
         elif run_worker and worker == "process":

@@ -54,7 +54,7 @@ def start_background(
     from bot.server import start_delivery
 
     if role in ("all", "inbox"):
-        start_processor(services, stop, claimant)
+        start_processor(services, client, stop, claimant)
     if role in ("all", "delivery"):
         start_delivery(client, services, stop, claimant)
         start_scheduler(services, stop, claimant)

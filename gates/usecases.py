@@ -504,6 +504,7 @@ class DecisionRequest:
     kind: DecisionKind
     reason: str | None
     at: datetime
+    extra_roles: frozenset[str] = frozenset()  # as in ``decide``: held through Slack user groups
 
 
 def decide_many(
@@ -551,7 +552,7 @@ def decide_many(
                         review,
                         initiative,
                         request.user_id,
-                        roles[request.user_id],
+                        roles[request.user_id] | request.extra_roles,
                         request.kind,
                         request.reason,
                         request.at,

@@ -6,6 +6,7 @@ Modules: ``text`` (escaping, truncation, limits), ``inputs`` (a question as an i
 
 from bot.blocks.home import home_view
 from bot.blocks.messages import (
+    ask_failed,
     ask_placeholder,
     ask_reply,
     decision_notice,
@@ -29,6 +30,7 @@ from bot.blocks.modals import (
 )
 
 __all__ = [
+    "ask_failed",
     "ask_placeholder",
     "ask_reply",
     "decision_notice",

@@ -486,6 +486,14 @@ def ask_placeholder() -> Message:
     return _message("Looking into it…", [context(":mag: Looking into it…")])
 
 
+def ask_failed() -> Message:
+    """In place of the placeholder when the answer could not be made."""
+    text = (
+        "Sorry, I could not finish this answer (a problem on Shepherd's side). Please ask again in a minute."
+    )
+    return _message(text, [section(f":warning: {text}")])
+
+
 # --- commands -----------------------------------------------------------------------------------
 
 

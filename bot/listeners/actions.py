@@ -12,7 +12,8 @@ from slack_sdk import WebClient
 from bot import blocks, ids, inbox, parse
 from bot.bootstrap import Services
 from bot.home import publish_home
-from bot.listeners.common import channel_of, store_before_ack, tell_later, user_of
+from bot.listeners.common import channel_of, lazily, store_before_ack, tell_later, user_of
+from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, InvalidTransition, NotReady
 from gates.lifecycle import DecisionKind
@@ -33,15 +34,17 @@ class ActionListeners:
         self._services = services
 
     def register(self, app: App) -> None:
-        app.action(ids.ACTION_OPEN_QUESTIONNAIRE)(ack=self.ack, lazy=[self.open_questionnaire])
-        app.action(ids.ACTION_SUBMIT_REVIEW)(ack=self.ack, lazy=[self.submit])
+        app.action(ids.ACTION_OPEN_QUESTIONNAIRE)(
+            ack=self.ack, lazy=lazily(self._services, self.open_questionnaire)
+        )
+        app.action(ids.ACTION_SUBMIT_REVIEW)(ack=self.ack, lazy=lazily(self._services, self.submit))
         app.action(ids.ACTION_APPROVE)(self.approve)
-        app.action(ids.ACTION_REJECT)(ack=self.ack, lazy=[self.ask_reason])
-        app.action(ids.ACTION_REQUEST_CHANGES)(ack=self.ack, lazy=[self.ask_reason])
-        app.action(ids.ACTION_VIEW_EVIDENCE)(ack=self.ack, lazy=[self.view_evidence])
+        app.action(ids.ACTION_REJECT)(ack=self.ack, lazy=lazily(self._services, self.ask_reason))
+        app.action(ids.ACTION_REQUEST_CHANGES)(ack=self.ack, lazy=lazily(self._services, self.ask_reason))
+        app.action(ids.ACTION_VIEW_EVIDENCE)(ack=self.ack, lazy=lazily(self._services, self.view_evidence))
         app.action(ids.ACTION_FEEDBACK_HELPFUL)(self.feedback)
         app.action(ids.ACTION_FEEDBACK_UNHELPFUL)(self.feedback)
-        app.action(ids.ACTION_HOME_PAGE)(ack=self.ack, lazy=[self.home_page])
+        app.action(ids.ACTION_HOME_PAGE)(ack=self.ack, lazy=lazily(self._services, self.home_page))
         app.action(ids.ACTION_NOOP_LINK)(self.ack)
 
     def ack(self, ack: Ack) -> None:
@@ -150,16 +153,14 @@ class ActionListeners:
                 review = uow.reviews.get(review_id)
                 initiative = uow.initiatives.get(review.initiative_ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
+            roles |= services.group_roles.roles_of(services.pipeline, user, client)
             if not review.can_decide(user, roles):
                 # Let the domain explain why, and audit the attempt, exactly as for a click.
                 usecases.decide(
                     services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now()
                 )
                 return
-        except GateError as error:
-            tell_later(services, user, str(error), channel_of(body))
-            return
-        except ValueError as error:
+        except (GateError, MembershipUnavailable, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})

@@ -15,6 +15,7 @@ from bot.blocks.labels import gate_title
 from bot.blocks.portfolio import portfolio_message
 from bot.blocks.text import escape
 from bot.bootstrap import Services
+from bot.listeners.common import lazily
 from gates import usecases
 from gates.errors import GateError, ShepherdError
 from gates.portfolio import load_portfolio
@@ -59,9 +60,11 @@ class CommandListeners:
     def register(self, app: App) -> None:
         # Only subcommands that call Slack or the LLM pay for a lazy thread; the rest are
         # answered entirely in the ack (measured: the lazy hand-off costs ~0.8 ms a command).
-        app.command(ids.COMMAND, matchers=[needs_lazy_half])(ack=self.ack, lazy=[self.later])
+        app.command(ids.COMMAND, matchers=[needs_lazy_half])(
+            ack=self.ack, lazy=lazily(self._services, self.later)
+        )
         app.command(ids.COMMAND)(self.ack)
-        app.shortcut(ids.SHORTCUT_NEW)(ack=self.ack_shortcut, lazy=[self.open_intake])
+        app.shortcut(ids.SHORTCUT_NEW)(ack=self.ack_shortcut, lazy=lazily(self._services, self.open_intake))
 
     # The ack answers everything that needs no Slack call (help, status, roles) straight away;
     # anything that calls Slack (modals, the LLM) runs in the lazy half, after the response.

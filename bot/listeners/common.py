@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from bot import metrics
 from bot.bootstrap import Services
 from gates.ports import UnitOfWork
 
@@ -57,3 +60,62 @@ def queue_private_message(uow: UnitOfWork, user: str, text: str, channel: str | 
     """Put a private message to ``user`` in the outbox of the caller's transaction (shown in
     ``channel`` when Slack allows, otherwise by DM)."""
     uow.outbox.put("ephemeral", {"user": user, "channel": channel, "text": text}, at)
+
+
+class PersonTold(Exception):  # noqa: N818 - says what happened, like storage.errors.DatabaseUnavailable
+    """Raised (from the original error) by a listener that has already told the person it failed,
+    so that ``ErrorReporter`` logs and counts it without a second apology."""
+
+
+class ErrorReporter:
+    """Anything unexpected in a listener, in its ack half or after it: the traceback goes to the
+    log, a count to the metrics, a polite line to the person."""
+
+    APOLOGY = (
+        "Sorry, something went wrong on Shepherd's side; nothing you did was lost. "
+        "Please try again in a minute."
+    )
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def handle(self, error: Exception, body: dict[str, Any]) -> None:
+        metrics.ERRORS.labels(where="slack_listener").inc()
+        logger.exception("unhandled error in a Slack listener", exc_info=error)
+        if isinstance(error, PersonTold) or not isinstance(body, dict):
+            return
+        user = user_of(body) or str((body.get("event") or {}).get("user") or "")
+        if not user:
+            return
+        try:
+            tell_later(self._services, user, self.APOLOGY)
+        except Exception:  # the database may be the thing that failed; the log has it already
+            logger.exception("could not queue the apology")
+
+    def lazily(self, *functions: Callable[..., None]) -> list[Callable[..., None]]:
+        """``functions`` as Bolt lazy listeners whose errors come here: Bolt itself only logs a
+        lazy listener's error in one line, so the person heard nothing and the traceback was lost."""
+        return [self._reporting(function) for function in functions]
+
+    def _reporting(self, function: Callable[..., None]) -> Callable[..., None]:
+        # Bolt injects the arguments a listener names (``inspect.getfullargspec``): the wrapper
+        # names the function's own plus ``body``, and passes on only the function's own.
+        wanted = [name for name in inspect.signature(function).parameters]
+        names = list(dict.fromkeys([*wanted, "body"]))
+
+        def reporting(**kwargs: Any) -> None:
+            try:
+                function(**{name: kwargs[name] for name in wanted})
+            except Exception as error:
+                self.handle(error, kwargs["body"])
+
+        reporting.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+        )
+        reporting.__name__ = reporting.__qualname__ = getattr(function, "__name__", "lazy_listener")
+        return reporting
+
+
+def lazily(services: Services, *functions: Callable[..., None]) -> list[Callable[..., None]]:
+    """``ErrorReporter(services).lazily``: what every listener registers as its lazy half."""
+    return ErrorReporter(services).lazily(*functions)

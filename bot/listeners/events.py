@@ -14,6 +14,7 @@ from bot import ask, blocks
 from bot.blocks.greeting import greeting
 from bot.bootstrap import Services
 from bot.home import publish_home
+from bot.listeners.common import PersonTold, lazily
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.events")
@@ -28,10 +29,12 @@ class EventListeners:
         self._messages = messages
 
     def register(self, app: App) -> None:
-        app.event("app_mention")(ack=self.ack, lazy=[self.mention])
-        app.event({"type": "message", "channel_type": "im"})(ack=self.ack, lazy=[self.direct_message])
+        app.event("app_mention")(ack=self.ack, lazy=lazily(self._services, self.mention))
+        app.event({"type": "message", "channel_type": "im"})(
+            ack=self.ack, lazy=lazily(self._services, self.direct_message)
+        )
         app.event("message")(self.ignore)
-        app.event("app_home_opened")(ack=self.ack, lazy=[self.home_opened])
+        app.event("app_home_opened")(ack=self.ack, lazy=lazily(self._services, self.home_opened))
 
     def ack(self, ack: Ack) -> None:
         ack()
@@ -85,11 +88,19 @@ class EventListeners:
             except SlackApiError as error:  # a dropped interim update is harmless
                 logger.info("interim update failed: %s", error)
 
-        question = ask.clean_question(text)
-        initiative = ask.find_initiative(services, question, target)
-        key = f"ask:{uuid.uuid4().hex[:12]}"
-        message = ask.reply(services, question, initiative, key, on_progress=progress)
-        client.chat_update(**where, **message)
+        try:
+            question = ask.clean_question(text)
+            initiative = ask.find_initiative(services, question, target)
+            key = f"ask:{uuid.uuid4().hex[:12]}"
+            message = ask.reply(services, question, initiative, key, on_progress=progress)
+            client.chat_update(**where, **message)
+        except Exception as error:
+            # The placeholder must not promise an answer that will never come.
+            try:
+                client.chat_update(**where, **blocks.ask_failed())
+            except SlackApiError:
+                raise error from None
+            raise PersonTold("the answer could not be made; the placeholder says so") from error
         if channel.startswith("D"):
             self._set_status(client, channel, status_thread, "")
 

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot import ids, parse
 from bot.blocks import operations as operations_blocks
 from bot.bootstrap import Services
-from bot.listeners.common import channel_of, tell_later, user_of
+from bot.listeners.common import channel_of, lazily, tell_later, user_of
 from gates import operations, usecases
 from gates.errors import GateError, InvalidAnswer
 
@@ -28,9 +28,11 @@ class OperationsListeners:
         self._services = services
 
     def register(self, app: App) -> None:
-        app.action(ids.ACTION_EXTEND_TIME_BOX)(ack=self.ack, lazy=[self.open_extend])
-        app.action(ids.ACTION_STOP_INITIATIVE)(ack=self.ack, lazy=[self.open_stop])
-        app.action(ids.ACTION_OPEN_OPERATIONS_REVIEW)(ack=self.ack, lazy=[self.open_review])
+        app.action(ids.ACTION_EXTEND_TIME_BOX)(ack=self.ack, lazy=lazily(self._services, self.open_extend))
+        app.action(ids.ACTION_STOP_INITIATIVE)(ack=self.ack, lazy=lazily(self._services, self.open_stop))
+        app.action(ids.ACTION_OPEN_OPERATIONS_REVIEW)(
+            ack=self.ack, lazy=lazily(self._services, self.open_review)
+        )
         app.view(ids.VIEW_EXTEND)(self.extend)
         app.view(ids.VIEW_STOP)(self.stop)
         app.view(ids.VIEW_OPERATIONS_REVIEW)(self.review)

@@ -167,7 +167,7 @@ class Playground:
         self._seed_roles(services)
         app = build_app(settings, services)
         self._bot_server = BackgroundASGIServer(asgi_app(app, services, run_worker=False)).start()
-        start_processor(services, self._stop_worker)
+        start_processor(services, app.client, self._stop_worker)
         start_outbox_worker(app, services, self._stop_worker)
         self.client = SlackClient(self._bot_server.url + "/slack/events", self.signing_secret)
         return self

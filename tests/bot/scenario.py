@@ -234,7 +234,9 @@ def running_workspace(
     worker = OutboxWorker(services.database, notifier, clock=services)
     with BackgroundASGIServer(asgi_app(app, services, run_worker=False)) as server:
         client = SlackClient(server.url + "/slack/events", SIGNING_SECRET)
-        yield Workspace(api, services, client, registry.id, clock, worker, inbox_processor(services))
+        yield Workspace(
+            api, services, client, registry.id, clock, worker, inbox_processor(services, app.client)
+        )
     services.database.dispose()
 
 

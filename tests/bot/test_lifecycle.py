@@ -240,6 +240,51 @@ def _open_review(ws: Workspace, ref: str) -> Any:
         return uow.reviews.open_for(ref)
 
 
+def test_a_sponsor_through_a_slack_user_group_decides_and_an_outage_loses_no_click(tmp_path: Path) -> None:
+    """Members of a role's user group are asked to decide, so their clicks count; when Slack
+    cannot list the group, the click waits in the inbox instead of being refused."""
+    text = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
+    sponsor = text.index("  sponsor:\n")
+    text = text[:sponsor] + text[sponsor:].replace(
+        "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0SPONSORS\n", 1
+    )
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(text, encoding="utf-8")
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        request = request_dm(ws, SPONSOR)  # nobody holds the role in Shepherd: only the group
+
+        api.faults.server_error("usergroups.users.list", times=None)
+        assert ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE).status == 200
+        ws.deliver()
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+        assert not [
+            m for m in ws.messages_in(ws.dm_with(SPONSOR)) if "none of the roles" in m.get("text", "")
+        ]
+
+        api.faults.clear()
+        ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_APPROVE)
+        ws.deliver()
+        told = [m.get("text", "") for m in ws.messages_in(ws.dm_with(OUTSIDER))]
+        told += [call.params.get("text", "") for call in api.calls("chat.postEphemeral")]
+        assert any("none of the roles this review still needs" in t for t in told), told
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+
+        ws.clock.advance(minutes=10)  # the sponsor's click is due again
+        ws.inbox.drain()
+        ws.deliver()
+        review = _reviews(ws, ref)[-1]
+        assert review.status is ReviewStatus.APPROVED
+        assert [(d.approver_id, d.role) for d in review.decisions] == [(SPONSOR, "sponsor")]
+        assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+
+
 def _reviews(ws: Workspace, ref: str) -> list[Any]:
     with ws.services.read_uow() as uow:
         return list(uow.reviews.for_initiative(ref))

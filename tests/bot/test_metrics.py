@@ -144,8 +144,8 @@ def test_payload_types_are_a_bounded_set() -> None:
 
 
 def test_a_listener_error_is_counted(workspace: Workspace) -> None:
-    from bot.app import _ErrorHandler
+    from bot.listeners.common import ErrorReporter
 
     before = value("shepherd_errors_total", where="slack_listener")
-    _ErrorHandler(workspace.services).handle(RuntimeError("boom"), {})
+    ErrorReporter(workspace.services).handle(RuntimeError("boom"), {})
     assert value("shepherd_errors_total", where="slack_listener") == before + 1

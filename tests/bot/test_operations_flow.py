@@ -18,7 +18,7 @@ from gates import usecases
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import DEFAULT_PIPELINE, parse_pipeline
 from storage.tables import initiatives
-from tests.bot.scenario import Workspace, find_button, has_button, running_workspace
+from tests.bot.scenario import Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import OWNER, RISK, SPONSOR, intake_values
 
 OUTSIDER = "U0OUTSIDE"

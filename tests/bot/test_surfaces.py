@@ -82,6 +82,36 @@ def test_a_direct_message_gets_a_policy_answer_with_sources(workspace: Workspace
     assert "handover" in str(reply["blocks"]).lower()
 
 
+def test_a_failure_after_the_ack_reaches_the_person_not_just_a_log_line(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bolt only logs a lazy listener's error in one line; Shepherd's reporter tells the person."""
+    workspace.api.faults.fail("views.open", "internal_error")
+    assert workspace.command(OWNER, "new").status == 200
+    workspace.wait(lambda: workspace.deliver() or workspace.messages_in(workspace.dm_with(OWNER)))
+    told = [m.get("text", "") for m in workspace.messages_in(workspace.dm_with(OWNER))]
+    assert any("something went wrong on Shepherd's side" in text for text in told), told
+    assert any(r.exc_info and "internal_error" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_an_answer_that_fails_says_so_in_place_of_its_placeholder(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("the retriever fell over")
+
+    monkeypatch.setattr("bot.ask.reply", broken)
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event("what does the pilot gate need?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    workspace.deliver()
+    texts = [m.get("text", "") for m in workspace.messages_in(dm)]
+    assert any("could not finish this answer" in text for text in texts), texts
+    assert not any("Looking into it" in text for text in texts)
+    assert not any("something went wrong" in text for text in texts)  # one apology, in place
+
+
 def test_bot_messages_in_a_dm_are_not_answered(workspace: Workspace) -> None:
     dm = workspace.dm_with(OWNER)
     event = payloads.message_event("I am a bot", user_id=OWNER, channel_id=dm)

@@ -1,0 +1,72 @@
+"""Roles held through Slack user groups (``roles.<id>.slack_usergroup`` in the pipeline).
+
+``bot.notify`` asks the members of a role's user group to decide, with the decision buttons, so
+their clicks must count: a person's roles are the pipeline's ``slack_users``, the holders role
+admins stored, and the roles of the user groups they belong to. Membership lives in Slack
+(``usergroups.users.list``). It is asked only after the ack (the inbox worker recording a click,
+a lazy listener) and kept ``TTL_SECONDS`` per group, so a burst of clicks costs one call per
+group, and someone removed from a group loses the role within that time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from gates.errors import ShepherdError
+from gates.loader import CompiledPipeline
+
+TTL_SECONDS = 300.0
+
+
+class MembershipUnavailable(ShepherdError):  # noqa: N818 - named like storage.errors.DatabaseUnavailable
+    """Slack could not say who is in a user group (an outage, a missing scope)."""
+
+
+class GroupRoles:
+    """Who is in each role's user group, remembered per process for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def groups(pipeline: CompiledPipeline) -> dict[str, str]:
+        """role -> user group id, for the roles that name one."""
+        return {
+            role: spec.slack_usergroup for role, spec in pipeline.model.roles.items() if spec.slack_usergroup
+        }
+
+    def roles_of(self, pipeline: CompiledPipeline, user: str, client: WebClient) -> set[str]:
+        """The roles ``user`` holds through user groups (none if the pipeline names no group).
+
+        Raises:
+            MembershipUnavailable: Slack did not answer; the caller decides whether to retry.
+        """
+        return {
+            role for role, group in self.groups(pipeline).items() if user in self._members_of(group, client)
+        }
+
+    def _members_of(self, group: str, client: WebClient) -> frozenset[str]:
+        now = self._clock()
+        with self._lock:
+            known = self._members.get(group)
+        if known is not None and now - known[0] < self._ttl:
+            return known[1]
+        try:
+            members = frozenset(client.usergroups_users_list(usergroup=group)["users"])
+        except (SlackApiError, OSError) as error:
+            code = error.response.get("error") if isinstance(error, SlackApiError) else type(error).__name__
+            raise MembershipUnavailable(
+                f"Slack could not list the members of user group {group} ({code}), so your roles "
+                "could not be checked."
+            ) from error
+        with self._lock:
+            self._members[group] = (now, members)
+        return members

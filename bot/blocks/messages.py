@@ -206,6 +206,14 @@ def readiness_blocks(
     advisory = [clip(c.explain, 300) for c in readiness.advisory_unmet]
     if advisory:
         blocks.append(section("*Advisory (not blocking)*\n" + bullet_list(advisory, limit)))
+    # By name only: a criterion's ``explain`` says why it matters when it is not met.
+    met = [
+        escape(c.id.replace("_", " ").capitalize())
+        for c in readiness.criteria
+        if c.status is CriterionStatus.MET
+    ]
+    if met:
+        blocks.append(section("*Criteria met*\n" + bullet_list(met, limit)))
     approvals = []
     for need in readiness.approvals:
         who = [mention(h) for h in need.holders[:10]]

@@ -32,7 +32,7 @@ from bot.blocks import (
 from bot.blocks.text import clamp_blocks, escape, plain, split_text, truncate
 from gates.lifecycle import Decision, DecisionKind, ReviewStatus, Status
 from gates.ports import AnswerVersion, EvidenceLink
-from gates.readiness import readiness
+from gates.readiness import CriterionStatus, readiness
 from knowledge.types import Answer, Hit
 from tests.bot.blockkit_checks import (
     NOW,
@@ -347,7 +347,19 @@ def test_readiness_blocks_list_what_the_gate_still_needs_with_holders() -> None:
     assert "Link to the privacy impact assessment" in text  # required_if now holds
     assert "The problem has to be stated" in text and "waiting for 'What problem does it solve?'" in text
     assert "A budget helps the sponsor decide" in text  # advisory
+    assert "Criteria met" not in text
     assert "*Risk tier:* high" in text and f"1 × Business sponsor: <@{SPONSOR}>" in text
+
+
+def test_readiness_blocks_name_the_criteria_already_met() -> None:
+    pipeline = all_types()
+    state = readiness(pipeline, "intake", {"problem": "Invoices are matched by hand."}, owner_id=OWNER)
+    assert [c.id for c in state.criteria if c.status is CriterionStatus.MET] == ["problem_stated"]
+    blocks = readiness_blocks(pipeline, initiative(stage="idea"), state)
+    assert_valid_message({"text": "x", "blocks": blocks})
+    text = texts(blocks)
+    assert "*Criteria met*\n• Problem stated" in text
+    assert "The problem has to be stated" not in text  # its explanation is for when it is not met
 
 
 def test_readiness_blocks_truncate_long_lists_with_and_n_more() -> None:

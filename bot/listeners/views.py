@@ -10,6 +10,7 @@ use cases.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -19,7 +20,8 @@ from bot.bootstrap import Services
 from bot.listeners.common import store_before_ack
 from gates import usecases
 from gates.errors import GateError, InvalidAnswer
-from gates.lifecycle import DecisionKind
+from gates.lifecycle import DecisionKind, Initiative
+from gates.loader import CompiledPipeline
 
 logger = logging.getLogger("shepherd.views")
 
@@ -139,11 +141,7 @@ class ViewListeners:
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, first_block))
             return
-        next_view = blocks.questionnaire_modal(pipeline, initiative, gate_id, answers, page=page + 1)
-        if parse.metadata(next_view).get("page", 0) == page + 1 and _has_inputs(next_view):
-            ack(response_action="update", view=next_view)
-        else:
-            ack()
+        ack(**_after_save(pipeline, initiative, gate_id, answers, page, set(state)))
 
     def reason(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         """Checked at once (errors inside the form), then, like an Approve click, stored in the
@@ -210,3 +208,34 @@ class ViewListeners:
 
 def _has_inputs(view: dict[str, Any]) -> bool:
     return any(block.get("type") == "input" for block in view.get("blocks", []))
+
+
+def _after_save(
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    gate_id: str,
+    answers: Mapping[str, Any],
+    page: int,
+    submitted: set[str],
+) -> dict[str, Any]:
+    """The ack after a saved page: the same page again if the answers just given reveal
+    questions on it (``show_if``), else the next page with something to answer, else close."""
+    gate = pipeline.model.gate(gate_id)
+    pages = blocks.questionnaire_pages(gate) if gate is not None else []
+    if 0 <= page < len(pages) and any(q.show_if for q in pages[page]):
+        same = blocks.questionnaire_modal(pipeline, initiative, gate_id, answers, page=page)
+        revealed = {
+            block["block_id"]
+            for block in same["blocks"]
+            if block.get("type") == "input" and ids.question_id_of(block.get("block_id", ""))
+        } - submitted
+        if revealed:
+            return {"response_action": "update", "view": same}
+    following = page + 1
+    while True:
+        view = blocks.questionnaire_modal(pipeline, initiative, gate_id, answers, page=following)
+        if parse.metadata(view).get("page", 0) != following:
+            return {}  # past the last page: the modal closes
+        if _has_inputs(view):
+            return {"response_action": "update", "view": view}
+        following += 1  # nothing applies on that page with these answers

@@ -7,6 +7,7 @@ person would see) and the database.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,28 @@ def test_request_changes_then_approval_advances_the_stage_once(workspace: Worksp
     assert "poc" in str(card(ws)["blocks"]).lower()
     thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
     assert any(has_button(m, ids.ACTION_OPEN_QUESTIONNAIRE) for m in thread[1:]), "next gate not offered"
+
+
+def test_an_answer_that_reveals_questions_shows_them_before_the_modal_closes(workspace: Workspace) -> None:
+    ws = workspace
+    register(ws)
+    questionnaire = ws.opened_view(
+        lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE)
+    )
+    sensitive, told = (
+        ids.question_block_id("special_category_data"),
+        ids.question_block_id("privacy_contacted"),
+    )
+    assert sensitive not in str(questionnaire["blocks"])  # personal data: "no" at intake
+    response = ws.submit_view(OWNER, questionnaire, {ids.question_block_id("personal_data"): "yes"})
+    assert response.status == 200
+    body = response.json()
+    assert body["response_action"] == "update"
+    shown = [block.get("block_id") for block in body["view"]["blocks"]]
+    assert sensitive in shown and told in shown  # the same page again, now with the questions it reveals
+    assert json.loads(body["view"]["private_metadata"])["page"] == 0
+    closed = ws.submit_view(OWNER, body["view"], {sensitive: "no", told: "yes"})
+    assert closed.status == 200 and closed.text in ("", "{}")  # nothing more to ask: it closes
 
 
 def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Workspace) -> None:

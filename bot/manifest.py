@@ -12,6 +12,7 @@ import yaml
 
 from bot import ids
 from bot.app import BOT_SCOPES
+from bot.blocks.greeting import PROMPTS
 
 
 def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool = False) -> dict[str, Any]:
@@ -47,6 +48,15 @@ def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool =
                 "messages_tab_read_only_enabled": False,
             },
             "bot_user": {"display_name": "Shepherd", "always_online": True},
+            # Slack's agent messaging view: the DM opens as app_home_opened (tab "messages") and
+            # questions arrive as message.im, both already subscribed.
+            "agent_view": {
+                "agent_description": (
+                    "Answers what an AI initiative needs for its next gate, and what the AI "
+                    "policies say, with citations."
+                ),
+                "suggested_prompts": [{"title": title, "message": message} for title, message in PROMPTS],
+            },
             "shortcuts": [
                 {
                     "name": "Register an AI initiative",

@@ -6,11 +6,14 @@ from typing import Any
 
 from bot.blocks.text import context, section
 
-EXAMPLES = (
-    "what do we need for the pilot gate of AI-0007?",
-    "do we need a DPIA if the model only sees pseudonymised data?",
-    "who has to sign off the handover to operations?",
+# (title, question): the greeting lists the questions, Slack's agent view offers them as
+# suggested prompts (``bot.manifest``).
+PROMPTS = (
+    ("Next gate of an initiative", "what do we need for the pilot gate of AI-0007?"),
+    ("Personal data and DPIAs", "do we need a DPIA if the model only sees pseudonymised data?"),
+    ("Handover sign-off", "who has to sign off the handover to operations?"),
 )
+EXAMPLES = tuple(question for _, question in PROMPTS)
 
 
 def greeting() -> dict[str, Any]:

@@ -26,6 +26,10 @@ def test_manifest_declares_every_surface_the_bot_listens_on() -> None:
         "app_home_opened",
     }
     assert data["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    # The agent view's DM uses the same two events as the messages tab.
+    prompts = data["features"]["agent_view"]["suggested_prompts"]
+    assert len(prompts) == 3 and all(p["title"] and p["message"] for p in prompts)
+    assert "assistant:write" in data["oauth_config"]["scopes"]["bot"]
     assert {"chat:write", "commands", "im:history"} <= set(data["oauth_config"]["scopes"]["bot"])
 
 

@@ -10,9 +10,17 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import blocks, ids, inbox, parse
+from bot.blocks.text import clip
 from bot.bootstrap import Services
 from bot.home import publish_home
-from bot.listeners.common import channel_of, lazily, store_before_ack, tell_later, user_of
+from bot.listeners.common import (
+    channel_of,
+    lazily,
+    queue_private_message,
+    store_before_ack,
+    tell_later,
+    user_of,
+)
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, InvalidTransition, NotReady
@@ -194,17 +202,29 @@ class ActionListeners:
         action = (body.get("actions") or [{}])[0]
         helpful = action.get("action_id") == ids.ACTION_FEEDBACK_HELPFUL
         user = user_of(body)
+        key = str(action.get("value", ""))[:100]
+        message = body.get("message") or {}
+        # With the answer it judges, so that a review of the feedback needs nothing else.
+        record = {
+            "helpful": helpful,
+            "answer": clip(str(message.get("text", "")), 1000),
+            "channel": channel_of(body),
+            "ts": message.get("ts"),
+        }
         with services.uow() as uow:
-            uow.audit.append(
-                user, "ask.feedback", str(action.get("value", ""))[:100], {"helpful": helpful}, services.now()
+            if not uow.dedupe.first_time(f"feedback:{key}:{user}", services.now()):
+                return  # a second click (or Slack's retry) on the same answer: counted once
+            uow.audit.append(user, "ask.feedback", key, record, services.now())
+            queue_private_message(
+                uow,
+                user,
+                "Thanks: marked as helpful."
+                if helpful
+                else "Thanks: marked as not helpful, and recorded with the answer for the governance team.",
+                channel_of(body),
+                services.now(),
             )
             uow.commit()
-        thanks = (
-            "Thanks: marked as helpful."
-            if helpful
-            else "Thanks: marked as not helpful. A governance lead will see it."
-        )
-        tell_later(services, user, thanks, channel_of(body))
 
     def home_page(self, body: dict[str, Any], client: WebClient) -> None:
         try:

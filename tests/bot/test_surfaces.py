@@ -131,14 +131,24 @@ def test_feedback_on_an_answer_is_recorded(workspace: Workspace) -> None:
     reply = workspace.wait(
         lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)]
     )[-1]
-    assert workspace.click(OWNER, reply, dm, ids.ACTION_FEEDBACK_UNHELPFUL).status == 200
+    for _ in range(2):  # a double click counts once
+        assert workspace.click(OWNER, reply, dm, ids.ACTION_FEEDBACK_UNHELPFUL).status == 200
     from sqlalchemy import text
 
     with workspace.services.database.session() as session:
         rows = session.execute(
             text("select actor_id, payload from audit_log where action = 'ask.feedback'")
         ).all()
-    assert rows and rows[0][0] == OWNER and json.loads(rows[0][1]) == {"helpful": False}
+    assert len(rows) == 1 and rows[0][0] == OWNER
+    recorded = json.loads(rows[0][1])
+    assert recorded["helpful"] is False and recorded["ts"] == reply["ts"] and recorded["channel"] == dm
+    assert recorded["answer"][:40] == reply["text"][:40]  # the answer it judges
+    workspace.deliver()
+    thanks = [m for m in workspace.messages_in(dm) if "marked as not helpful" in m.get("text", "")]
+    thanks += [
+        c for c in workspace.api.calls("chat.postEphemeral") if "marked as not helpful" in str(c.params)
+    ]
+    assert len(thanks) == 1
 
 
 def test_app_home_lists_my_initiatives_and_approvals_waiting_for_me(workspace: Workspace) -> None:

@@ -10,6 +10,7 @@ when the test calls ``deliver()``, so tests control the order of events.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import yaml
 from bot import ids
 from bot.app import build_app
 from bot.bootstrap import Services, bootstrap
-from bot.emulator import payloads
+from bot.emulator import SlackApiFailure, payloads
 from bot.emulator.client import SlackClient
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
@@ -78,7 +79,12 @@ class Workspace:
             trigger_id=self.api.mint_trigger_id(user),
             response_url=self.api.response_url(channel or self.registry, user),
         )
-        return self._applied(self.client.send(payload))
+        response = self._applied(self.client.send(payload))
+        # What the ack carried is shown as Slack shows it, after Slack's own checks of its blocks.
+        if response.status == 200:
+            shown = self.api.apply_command_response(channel or self.registry, user, response.body)
+            assert shown is None or shown.get("ok"), f"Slack would refuse the command's answer: {shown}"
+        return response
 
     def click(self, user: str, message: dict[str, Any], channel: str, action_id: str) -> Any:
         value = find_button(message, action_id)["value"]
@@ -94,7 +100,17 @@ class Workspace:
         return self._applied(self.client.send(payload))
 
     def submit_view(self, user: str, view: dict[str, Any], values: dict[str, Any]) -> Any:
-        return self._applied(self.client.send(payloads.view_submission(view, user_id=user, values=values)))
+        response = self._applied(
+            self.client.send(payloads.view_submission(view, user_id=user, values=values))
+        )
+        # A modal the fake opened takes the answer as Slack would, checking any view it brings.
+        if response.status == 200 and view.get("id") in self.api.state.views:
+            answer = json.loads(response.body) if response.body.strip() else None
+            try:
+                self.api.apply_view_response(user, view["id"], answer)
+            except SlackApiFailure as failure:
+                raise AssertionError(f"Slack would refuse the answer to the submission: {failure}") from None
+        return response
 
     def mention(self, user: str, text: str, channel: str, thread_ts: str | None = None, **kw: Any) -> Any:
         event = payloads.app_mention_event(

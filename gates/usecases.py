@@ -343,19 +343,31 @@ def submit(
     submitter_id: str,
     now: datetime,
     exception_reason: str | None = None,
+    *,
+    steward: bool | None = None,
 ) -> Review:
     """Open a review of the initiative's next gate.
 
     Blocking criteria must be met, unless the gate allows exceptions and a justification is
     given (it is recorded on the review and the audit log). Missing required answers always block.
 
+    Args:
+        steward: whether the submitter is a steward (a governance lead or role admin). Given,
+            only the initiative's owner, its sponsor or a steward may submit: a review asks
+            several approvers for their time. None: the caller decided already (the CLI).
+
     Raises:
-        NotReady: with every reason; ReviewAlreadyOpen; InvalidTransition; UnknownInitiative.
+        NotReady: with every reason; ReviewAlreadyOpen; InvalidTransition; UnknownInitiative;
+        NotPermitted.
     """
 
     def attempt() -> Review:
         with uow:
             initiative = uow.initiatives.get(ref)
+            if steward is False and submitter_id not in (initiative.owner_id, initiative.sponsor_id):
+                raise NotPermitted(
+                    f"Only the owner of {ref}, its sponsor or a governance lead can submit it for review."
+                )
             gate = next_gate(pipeline, initiative)
             if gate is None:
                 raise InvalidTransition(

@@ -95,7 +95,14 @@ class ActionListeners:
             tell_later(services, user, str(error), channel_of(body))
             return
         try:
-            usecases.submit(services.pipeline, services.uow(), ref, user, services.now())
+            usecases.submit(
+                services.pipeline,
+                services.uow(),
+                ref,
+                user,
+                services.now(),
+                steward=services.settings.is_steward(user),
+            )
         except NotReady as not_ready:
             gate = services.pipeline.model.gate(not_ready.gate_id)
             if gate is not None and gate.allow_exceptions and self._only_criteria(ref):

@@ -196,6 +196,7 @@ class ViewListeners:
                 user,
                 services.now(),
                 justification,
+                steward=services.settings.is_steward(user),
             )
         except GateError as error:
             ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})

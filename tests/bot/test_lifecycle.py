@@ -239,6 +239,22 @@ def test_an_answer_that_reveals_questions_shows_them_before_the_modal_closes(wor
     assert closed.status == 200 and closed.text in ("", "{}")  # nothing more to ask: it closes
 
 
+def test_only_the_owner_the_sponsor_or_a_steward_can_submit_for_review(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    assert ws.click(OUTSIDER, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW).status == 200
+    ws.wait(
+        lambda: (
+            ws.deliver() >= 0
+            and any("can submit it for review" in str(c.params) for c in ws.api.calls("chat.postEphemeral"))
+        )
+    )
+    assert _open_review(ws, ref) is None
+    assert not [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
+    submit(ws, ref)  # the owner can
+    assert _reviews(ws, ref)[-1].submitted_by == OWNER
+
+
 def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)

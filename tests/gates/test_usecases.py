@@ -512,6 +512,28 @@ def test_hold_and_resume_are_audited(
     assert uow.audit_actions[-2:] == ["initiative.held", "initiative.resumed"]
 
 
+def test_submitting_from_slack_is_for_the_owner_the_sponsor_or_a_steward(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = usecases.register(
+        two_gates,
+        uow,
+        name="Claims triage",
+        owner_id=OWNER,
+        answers=INTAKE,
+        actor_id=OWNER,
+        now=NOW,
+        sponsor_id=SPONSOR,
+    ).ref
+    with pytest.raises(NotPermitted, match=f"Only the owner of {ref}, its sponsor or a governance lead"):
+        usecases.submit(two_gates, uow, ref, RISK_1, NOW, steward=False)
+    assert "review.submitted" not in uow.audit_actions
+    for who, steward in [(RISK_1, True), (SPONSOR, False), (OWNER, False)]:
+        review = usecases.submit(two_gates, uow, ref, who, NOW, steward=steward)
+        assert review.submitted_by == who
+        usecases.withdraw(uow, ref, who, NOW)
+
+
 def test_hold_resume_and_retire_are_for_the_owner_or_a_steward(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:

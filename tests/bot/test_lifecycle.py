@@ -255,6 +255,65 @@ def test_only_the_owner_the_sponsor_or_a_steward_can_submit_for_review(workspace
     assert _reviews(ws, ref)[-1].submitted_by == OWNER
 
 
+def test_a_questionnaire_page_where_nothing_applies_is_skipped_not_the_end(tmp_path: Path) -> None:
+    """Three pages: the second holds only questions shown when the first page's toggle says yes."""
+    questions = [{"id": "more", "label": "Is there more to tell?", "type": "yes_no"}]
+    questions += [{"id": f"plain_{n:02d}", "label": f"Plain question {n}", "type": "text"} for n in range(19)]
+    questions += [
+        {
+            "id": f"extra_{n:02d}",
+            "label": f"Extra question {n}",
+            "type": "text",
+            "show_if": 'answers.more == "yes"',
+        }
+        for n in range(20)
+    ]
+    questions.append({"id": "closing", "label": "Anything else?", "type": "long_text"})
+    pipeline = tmp_path / "pages.yaml"
+    pipeline.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "stages": ["idea", "poc"],
+                "roles": {"sponsor": {"label": "Sponsor"}},
+                "gates": [
+                    {
+                        "id": "intake",
+                        "from": "idea",
+                        "to": "poc",
+                        "questions": questions,
+                        "approvals": [{"role": "sponsor", "min": 1}],
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        services = ws.services
+        usecases.register(
+            services.pipeline,
+            services.uow(),
+            name="Paged",
+            owner_id=OWNER,
+            answers={},
+            actor_id=OWNER,
+            now=ws.clock(),
+        )
+        ws.deliver()
+        first = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        assert json.loads(first["private_metadata"])["page"] == 0
+        answer = ws.submit_view(OWNER, first, {ids.question_block_id("more"): "no"}).json()
+        assert answer["response_action"] == "update"
+        assert json.loads(answer["view"]["private_metadata"])["page"] == 2  # page 2 of 3 has nothing to ask
+        assert ids.question_block_id("closing") in str(answer["view"]["blocks"])
+        again = ws.submit_view(OWNER, first, {ids.question_block_id("more"): "yes"}).json()
+        assert json.loads(again["view"]["private_metadata"])["page"] == 1
+        assert ids.question_block_id("extra_00") in str(again["view"]["blocks"])
+
+
 def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)

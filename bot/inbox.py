@@ -63,8 +63,9 @@ def apply_decisions(
     pipeline = services.pipeline
     group_roles: dict[str, frozenset[str]] = {}
     if GroupRoles.groups(pipeline):
+        client = slack()
         for user in {str(item.payload["user"]) for item in items}:
-            group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, slack()))
+            group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, client))
     requests = [
         usecases.DecisionRequest(
             int(item.payload["review"]),

@@ -18,6 +18,14 @@ from gates.portfolio import load_portfolio
 
 logger = logging.getLogger("shepherd.home")
 
+# Who has opened App Home, remembered in ``storage.slack_messages`` (target ``home:<user>``, this
+# kind): their tab is published again when a review they may decide moves on (``bot.notify``).
+HOME_KIND = "home"
+
+
+def home_target(user: str) -> str:
+    return f"home:{user}"
+
 
 def publish_home(services: Services, client: WebClient, user: str, page: int = 0) -> None:
     pipeline = services.pipeline

@@ -20,6 +20,7 @@ from bot.blocks import operations as operations_blocks
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
 from bot.bootstrap import Services
+from bot.home import HOME_KIND, home_target, publish_home
 from bot.system_card_post import offer_system_card
 from gates import usecases
 from gates.errors import GateError
@@ -335,6 +336,28 @@ class SlackNotifier:
             # The request in the thread, each approver's request DM and each reminder DM.
             if kind == "thread-request" or kind.startswith(("request:", "reminder:")):
                 self._update((channel, ts), message)
+        self._refresh_homes(review)
+
+    def _refresh_homes(self, review: Review) -> None:
+        """App Home lists approvals waiting, with their buttons: publish it again for the holders
+        of the review's roles who have opened it, so that no stale button stays live there."""
+        pipeline = self._services.pipeline
+        with self._services.read_uow() as uow:
+            holders = usecases.role_holders(pipeline, uow)
+        people: set[str] = set()
+        for requirement in review.requirements:
+            people.update(holders.get(requirement.role, []))
+            spec = pipeline.model.roles.get(requirement.role)
+            if spec is not None and spec.slack_usergroup:
+                people.update(self._usergroup_members(spec.slack_usergroup))
+        viewers = self._messages.remembered((home_target(user) for user in people), HOME_KIND)
+        for user in sorted(people):
+            if home_target(user) not in viewers:
+                continue
+            try:
+                publish_home(self._services, self._client, user)
+            except SlackApiError as error:  # the next time they open the tab shows it anyway
+                logger.warning("App Home of %s not refreshed: %s", user, _error_code(error))
 
     # -- Slack calls ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ made when a notification is delivered again (the outbox is at-least-once).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,19 @@ class MessageRefs:
                 select(SlackMessageRow).where(SlackMessageRow.target == target).order_by(SlackMessageRow.id)
             ).all()
             return [(r.kind, r.channel, r.ts) for r in rows]
+
+    def remembered(self, targets: Iterable[str], kind: str) -> set[str]:
+        """Which of ``targets`` have a message of ``kind`` remembered (one query)."""
+        wanted = sorted(set(targets))
+        if not wanted:
+            return set()
+        with self._database.session(read_only=True) as session:
+            rows = session.scalars(
+                select(SlackMessageRow.target).where(
+                    SlackMessageRow.kind == kind, SlackMessageRow.target.in_(wanted)
+                )
+            ).all()
+            return set(rows)
 
     def target_at(self, channel: str, ts: str) -> str | None:
         """What the message at (channel, ts) is about: finds the initiative behind a thread."""

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import ask, blocks
 from bot.blocks.greeting import greeting
 from bot.bootstrap import Services
-from bot.home import publish_home
+from bot.home import HOME_KIND, home_target, publish_home
 from bot.listeners.common import PersonTold, lazily
 from storage.slack_messages import MessageRefs
 
@@ -58,6 +58,8 @@ class EventListeners:
         user = event["user"]
         if event.get("tab", "home") == "home":
             publish_home(self._services, client, user)
+            if self._messages.find(home_target(user), HOME_KIND) is None:
+                self._messages.remember(home_target(user), HOME_KIND, user, "", self._services.now())
             return
         # The messages (agent) tab: greet once per person, so the DM never starts empty.
         if self._services.database.claim(f"greeted:{user}", self._services.now()):

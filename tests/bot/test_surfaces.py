@@ -164,6 +164,12 @@ def test_app_home_lists_my_initiatives_and_approvals_waiting_for_me(workspace: W
     )
     workspace.api.wait_for("views.publish", count=2, timeout=10)
     assert ref in str(workspace.api.state.home_view(OWNER))
+    # Deciding from the DM leaves no live button on the sponsor's open Home tab either.
+    workspace.deliver()
+    workspace.click(SPONSOR, request_dm(workspace, SPONSOR), workspace.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    workspace.deliver()
+    assert not has_button(workspace.api.state.home_view(SPONSOR), ids.ACTION_APPROVE)
+    assert workspace.api.state.home_view(SPONSOR) != home
 
 
 def test_closing_a_modal_is_acknowledged_and_records_nothing(workspace: Workspace) -> None:

@@ -1,0 +1,24 @@
+"""``MessageRefs``: which Slack messages (and App Home viewers) Shepherd has recorded."""
+
+from __future__ import annotations
+
+from storage import Database
+from storage.slack_messages import MessageRefs
+from tests.storage.test_repositories import NOW
+
+
+def test_a_message_is_remembered_once_and_found_by_target_and_kind(database: Database) -> None:
+    refs = MessageRefs(database)
+    assert refs.remember("home:U1", "home", "U1", "", NOW)
+    assert not refs.remember("home:U1", "home", "U1", "", NOW)  # a second record of the same is refused
+    assert refs.remember("review:7", "request:U1", "D1", "1700000000.000100", NOW)
+    assert refs.find("review:7", "request:U1") == ("D1", "1700000000.000100")
+    assert refs.find("review:7", "request:U2") is None
+
+
+def test_remembered_says_which_targets_have_a_message_of_a_kind_in_one_query(database: Database) -> None:
+    refs = MessageRefs(database)
+    refs.remember("home:U1", "home", "U1", "", NOW)
+    refs.remember("home:U2", "card", "C1", "1.2", NOW)  # another kind
+    assert refs.remembered(["home:U1", "home:U2", "home:U3", "home:U1"], "home") == {"home:U1"}
+    assert refs.remembered([], "home") == set()

@@ -22,6 +22,7 @@ from gates import usecases
 from gates.errors import GateError, InvalidAnswer
 from gates.lifecycle import DecisionKind, Initiative
 from gates.loader import CompiledPipeline
+from gates.pipeline import QuestionType
 
 logger = logging.getLogger("shepherd.views")
 
@@ -71,18 +72,22 @@ class ViewListeners:
         if errors:
             ack(response_action="errors", errors=errors)
             return
-        # The intake's user question about the sponsor (if the pipeline has one) names the sponsor.
-        sponsor = next((v for q, v in typed.items() if "sponsor" in q and isinstance(v, str)), None)
+        # The intake's person questions about the sponsor and the owner (if the pipeline has them)
+        # name them; without an owner question, whoever registers owns the initiative. Someone
+        # registering on another's behalf is still on the audit log as the actor.
+        people = {q.id for q in pipeline.model.intake.questions if q.type is QuestionType.USER}
+        sponsor = next((v for q, v in typed.items() if q in people and "sponsor" in q and v), None)
+        owner = next((v for q, v in typed.items() if q in people and "owner" in q and v), None) or user
         try:
             usecases.register(
                 pipeline,
                 services.uow(),
                 name=name,
-                owner_id=user,
+                owner_id=str(owner),
                 answers=raw,
                 actor_id=user,
                 now=services.now(),
-                sponsor_id=sponsor,
+                sponsor_id=str(sponsor) if sponsor else None,
             )
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, ids.NAME_BLOCK))

@@ -92,6 +92,21 @@ def test_registering_posts_a_card_and_tells_the_owner_what_is_next(workspace: Wo
     assert any(ref in m.get("text", "") for m in welcome)
 
 
+def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspace: Workspace) -> None:
+    ws = workspace
+    view = ws.opened_view(lambda: ws.command(RISK, "new"))
+    response = ws.submit_view(RISK, view, intake_values())  # initiative owner: OWNER
+    assert response.status == 200 and response.text in ("", "{}")
+    initiative = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())[0]
+    assert (initiative.owner_id, initiative.sponsor_id) == (OWNER, SPONSOR)
+    ws.deliver()
+    assert any(initiative.ref in m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)))
+    assert not ws.messages_in(ws.dm_with(RISK))
+    with ws.services.read_uow() as uow:
+        entry = next(e for e in uow.audit.timeline(initiative.ref) if e.action.endswith("registered"))
+    assert entry.actor_id == RISK  # who registered it stays on the record
+
+
 def test_a_forged_or_stale_request_is_refused_and_changes_nothing(workspace: Workspace) -> None:
     from bot.emulator import payloads
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bot import ids
+from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
@@ -108,8 +109,6 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
 
 
 def test_a_forged_or_stale_request_is_refused_and_changes_nothing(workspace: Workspace) -> None:
-    from bot.emulator import payloads
-
     payload = payloads.slash_command(ids.COMMAND, "new", user_id=OWNER, channel_id=workspace.registry)
     assert workspace.client.send(payload, signing="forged").status == 401
     assert workspace.client.send(payload, signing="unsigned").status == 401
@@ -154,7 +153,17 @@ def test_retried_event_is_answered_once(workspace: Workspace) -> None:
     register(workspace)
     thread = card(workspace)["ts"]
     workspace.mention(OWNER, "what is missing?", workspace.registry, thread, event_id="Ev0RETRY1")
-    workspace.mention(OWNER, "what is missing?", workspace.registry, thread, event_id="Ev0RETRY1")
+    # Slack's redelivery: the same envelope, with X-Slack-Retry-Num and its reason.
+    event = payloads.app_mention_event(
+        f"<@{workspace.api.state.bot_user_id}> what is missing?",
+        user_id=OWNER,
+        channel_id=workspace.registry,
+        thread_ts=thread,
+    )
+    again = workspace.client.send_event(
+        payloads.event_callback(event, event_id="Ev0RETRY1"), retry_num=1, retry_reason="http_timeout"
+    )
+    assert again.status == 200
     workspace.api.wait_for("chat.update", count=1, timeout=10)
     placeholders = [c for c in workspace.api.calls("chat.postMessage") if c.params.get("thread_ts") == thread]
     assert len(placeholders) == 1

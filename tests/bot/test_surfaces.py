@@ -172,6 +172,36 @@ def test_app_home_lists_my_initiatives_and_approvals_waiting_for_me(workspace: W
     assert workspace.api.state.home_view(SPONSOR) != home
 
 
+def test_the_global_shortcut_opens_the_intake_form(workspace: Workspace) -> None:
+    payload = payloads.global_shortcut(
+        ids.SHORTCUT_NEW, user_id=OWNER, trigger_id=workspace.api.mint_trigger_id(OWNER)
+    )
+    view = workspace.opened_view(lambda: workspace.client.send(payload))
+    assert view["callback_id"] == ids.VIEW_INTAKE
+    assert ids.NAME_BLOCK in [block.get("block_id") for block in view["blocks"]]
+
+
+def test_the_ask_command_answers_privately_with_sources_and_feedback(workspace: Workspace) -> None:
+    assert workspace.command(OWNER, "ask who has to sign off the handover to operations?").status == 200
+    answers = workspace.wait(
+        lambda: [e for e in workspace.api.state.ephemerals if has_button(e, ids.ACTION_FEEDBACK_HELPFUL)]
+    )
+    assert answers[-1]["user"] == OWNER and "handover" in str(answers[-1]["blocks"]).lower()
+
+
+def test_view_evidence_opens_a_summary_of_the_answers(workspace: Workspace) -> None:
+    ref = register(workspace)
+    submit(workspace, ref)
+    workspace.deliver()
+    request = request_dm(workspace, SPONSOR)
+    view = workspace.opened_view(
+        lambda: workspace.click(SPONSOR, request, workspace.dm_with(SPONSOR), ids.ACTION_VIEW_EVIDENCE)
+    )
+    shown = str(view["blocks"])
+    assert ref in shown and "Intake gate" in shown
+    assert "Monthly stock-out rate for fast-moving parts" in shown  # an answer, as the reviewer reads it
+
+
 def test_closing_a_modal_is_acknowledged_and_records_nothing(workspace: Workspace) -> None:
     view = workspace.opened_view(lambda: workspace.command(OWNER, "new"))
     response = workspace.client.send(payloads.view_closed(view, user_id=OWNER))

@@ -356,6 +356,27 @@ def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Work
     ws.clock.advance(minutes=20)
     assert ws.deliver() == 0
 
+    # Slack goes down again while the sponsor's approval is recorded: every call fails with 500.
+    ws.api.faults.server_error(None, times=None)
+    ws.click(SPONSOR, dms[0], ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED  # recorded: it needs no Slack call
+    assert ws.deliver() == 0
+    posted_during = len([c for c in ws.api.calls("chat.postMessage") if c.ok])
+    ws.api.faults.clear()
+    ws.clock.advance(minutes=20)
+    assert ws.deliver() >= 1
+    ws.clock.advance(minutes=20)
+    assert ws.deliver() == 0  # nothing left over, nothing sent again
+    # No stale button, and each outcome said once: in the thread and to the owner.
+    thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+    assert not [m for m in thread + ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
+    for messages in (thread[1:], ws.messages_in(ws.dm_with(OWNER))):
+        texts = [m.get("text", "") for m in messages]
+        assert len(texts) == len(set(texts)), texts
+    assert any("gave the last approval" in m.get("text", "") for m in thread)
+    assert any("gave the last approval" in m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)))
+    assert len([c for c in ws.api.calls("chat.postMessage") if c.ok]) > posted_during
+
 
 def _open_review(ws: Workspace, ref: str) -> Any:
     with ws.services.read_uow() as uow:

@@ -9,7 +9,7 @@ already made, and updates (``chat.update``) converge on the same result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from slack_sdk import WebClient
@@ -311,17 +311,22 @@ class SlackNotifier:
 
     def approvers_for(self, review: Review, initiative: Initiative) -> list[str]:
         """Everyone who can still decide, excluding the submitter and the owner."""
+        excluded = (review.submitted_by, review.owner_id)
+        return [user for user in self._holding(review.remaining()) if user not in excluded]
+
+    def _holding(self, roles: Iterable[str]) -> list[str]:
+        """The holders of ``roles`` and the members of their Slack user groups, in role order."""
         pipeline = self._services.pipeline
         with self._services.read_uow() as uow:
             holders = usecases.role_holders(pipeline, uow)
         people: list[str] = []
-        for role in review.remaining():
+        for role in roles:
             members = list(holders.get(role, []))
             group = pipeline.model.roles[role].slack_usergroup if role in pipeline.model.roles else None
             if group:
                 members += self._usergroup_members(group)
             for user in members:
-                if user not in people and user not in (review.submitted_by, review.owner_id):
+                if user not in people:
                     people.append(user)
         return people
 
@@ -341,17 +346,9 @@ class SlackNotifier:
     def _refresh_homes(self, review: Review) -> None:
         """App Home lists approvals waiting, with their buttons: publish it again for the holders
         of the review's roles who have opened it, so that no stale button stays live there."""
-        pipeline = self._services.pipeline
-        with self._services.read_uow() as uow:
-            holders = usecases.role_holders(pipeline, uow)
-        people: set[str] = set()
-        for requirement in review.requirements:
-            people.update(holders.get(requirement.role, []))
-            spec = pipeline.model.roles.get(requirement.role)
-            if spec is not None and spec.slack_usergroup:
-                people.update(self._usergroup_members(spec.slack_usergroup))
+        people = self._holding(requirement.role for requirement in review.requirements)
         viewers = self._messages.remembered((home_target(user) for user in people), HOME_KIND)
-        for user in sorted(people):
+        for user in people:
             if home_target(user) not in viewers:
                 continue
             try:

@@ -1051,7 +1051,12 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--delays", default="0,0.3", help="Slack Web API delays to run with, seconds")
     parser.add_argument("--scenarios", default="command,approve,view")
-    parser.add_argument("--max-decisions-per-s", type=float, default=1500, help="sizes the seeded approvals")
+    parser.add_argument(
+        "--max-decisions-per-s",
+        type=float,
+        default=4000,
+        help="sizes the seeded approvals (a 2-core machine here acked 3,080 clicks/s)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 s per point")
     parser.add_argument(
         "--processes",

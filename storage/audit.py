@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gates.ports import TimelineEntry
+from storage.prepared import Prepared
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import AUDIT_SEQ_COUNTER, audit_log, counters
 
@@ -126,8 +127,7 @@ class SqlAuditLog:
         elif head is not None and head[0] == first_seq - 1:
             _chain(rows, head[1])
             # RETURNING, not rowcount: drivers need not report a row count for INSERT ... SELECT.
-            linked = connection.execute(_INSERT_IF_PREDECESSOR, {**rows[0], "p_prev_seq": first_seq - 1})
-            if linked.first() is not None:
+            if _INSERT_IF_PREDECESSOR.all(connection, {**rows[0], "p_prev_seq": first_seq - 1}):
                 unwritten = rows[1:]
             else:
                 _chain(rows, self._predecessor(first_seq))
@@ -138,7 +138,9 @@ class SqlAuditLog:
         self._head.wrote(rows[-1]["seq"], rows[-1]["hash"])
 
     def _predecessor(self, seq: int) -> str:
-        found = self._session.connection().execute(_HASH_OF, {"p_seq": seq - 1}).scalar()
+        found = next(
+            (row["hash"] for row in _HASH_OF.all(self._session.connection(), {"p_seq": seq - 1})), None
+        )
         # A missing predecessor means the log was tampered with; chain to a marker that verify()
         # will report rather than refusing to record what is happening now.
         return str(found) if found is not None else GENESIS
@@ -146,7 +148,7 @@ class SqlAuditLog:
     def _reserve(self, count: int) -> int:
         """Bump the chain counter by ``count`` (taking the chain lock); returns the last seq."""
         connection = self._session.connection()
-        last = connection.execute(_BUMP, {"p_count": count}).scalar()
+        last = next((row["value"] for row in _BUMP.all(connection, {"p_count": count})), None)
         if last is not None:
             return int(last)
         try:
@@ -183,16 +185,16 @@ def _chain(rows: list[dict[str, Any]], prev: str) -> None:
         )
 
 
-_BUMP = (
+_BUMP = Prepared(
     update(counters)
     .where(counters.c.name == AUDIT_SEQ_COUNTER)
     .values(value=counters.c.value + bindparam("p_count"))
     .returning(counters.c.value)
 )
 _CREATE_COUNTER = insert(counters)
-_HASH_OF = select(audit_log.c.hash).where(audit_log.c.seq == bindparam("p_seq"))
+_HASH_OF = Prepared(select(audit_log.c.hash).where(audit_log.c.seq == bindparam("p_seq")))
 _INSERT = insert(audit_log)
-_INSERT_IF_PREDECESSOR = (
+_INSERT_IF_PREDECESSOR = Prepared(
     insert(audit_log)
     .from_select(
         [column.name for column in audit_log.c],

@@ -38,6 +38,7 @@ from storage import leasing
 from storage.audit import canonical_json
 from storage.dialect import insert_ignoring_conflicts_for
 from storage.leasing import PENDING
+from storage.prepared import Prepared
 from storage.sqlerrors import guarded
 from storage.tables import outbox
 
@@ -118,11 +119,11 @@ class SqlOutbox:
         commit, and a claim skips locked rows. A row being claimed right now is skipped (and a
         new message queued), since that sender may read the state before this commits.
         """
-        return connection.execute(_WAITING, {"merge_key": merge_key}).first() is not None
+        return bool(_WAITING.all(connection, {"merge_key": merge_key}))
 
 
 # Built once: composing it took as long as running it, on every questionnaire page.
-_WAITING = (
+_WAITING = Prepared(
     select(outbox.c.id)
     .where(
         outbox.c.merge_key == bindparam("merge_key"),

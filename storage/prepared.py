@@ -1,9 +1,12 @@
-"""``PreparedRead``: a hot read-only SELECT run on the driver's cursor.
+"""``Prepared``: a hot statement run on the driver's cursor (a SELECT, or an INSERT or UPDATE with
+or without RETURNING).
 
 SQLAlchemy's execution path costs far more than the statements Shepherd runs on every request:
 in process, the read of an initiative and its open review took 93 µs through
 ``Connection.execute`` against 12 µs on the sqlite3 cursor, and storage took 62% of a
-``/shepherd status`` reply (sampled with py-spy). The statements stay SQLAlchemy Core, compiled
+``/shepherd status`` reply (sampled with py-spy). A questionnaire page also writes: the answer
+version, the outbox's merge check and the audit entry with its counter ran through
+``Connection.execute`` at 21% of a page's time in process (cProfile), before they came here. The statements stay SQLAlchemy Core, compiled
 once per dialect by SQLAlchemy; only their execution is the driver's. Values go through the
 columns' own SQLAlchemy types (``bind_processor`` and ``result_processor``), so a row reads back
 exactly as through ``Connection.execute``: SQLite's text datetimes and JSON, PostgreSQL's
@@ -20,9 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
 
 
 @dataclass(frozen=True)
@@ -30,23 +35,26 @@ class _Plan:
     sql: str
     names: tuple[str, ...]  # bound parameters, in the order a positional paramstyle takes them
     positional: bool
+    fixed: tuple[tuple[str, Any], ...]  # parameters whose value the statement carries (a LIMIT, a status)
     encoders: tuple[tuple[str, Callable[[Any], Any]], ...]  # (parameter, encoder) where its type has one
     keys: tuple[str, ...]  # result columns, as ``Result.mappings()`` names them
     decoders: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, decoder) where needed
 
 
-class PreparedRead:
-    def __init__(self, statement: Select[Any]) -> None:
+class Prepared:
+    def __init__(self, statement: Select[Any] | UpdateBase) -> None:
         self.statement = statement
         self._plans: dict[str, _Plan] = {}
 
     def all(self, connection: Connection, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Every row, as a dict keyed like ``Result.mappings()``."""
+        """Every row, as a dict keyed like ``Result.mappings()`` (none for a statement without
+        RETURNING)."""
         dialect = connection.dialect
         plan = self._plans.get(dialect.name)
         if plan is None:
             plan = self._plans[dialect.name] = _plan(self.statement, dialect)
-        given = dict(params or {})
+        given = dict(plan.fixed)
+        given.update(params or {})
         for name, encode in plan.encoders:
             if given.get(name) is not None:
                 given[name] = encode(given[name])
@@ -60,7 +68,7 @@ class PreparedRead:
             cursor = driver.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(plan.sql, arguments)
-                rows = cursor.fetchall()
+                rows = cursor.fetchall() if plan.keys else []
             finally:
                 cursor.close()
         except dialect.loaded_dbapi.Error as error:
@@ -86,15 +94,17 @@ class PreparedRead:
         return found
 
 
-def _plan(statement: Select[Any], dialect: Dialect) -> _Plan:
+def _plan(statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Plan:
     compiled = statement.compile(dialect=dialect)
+    fixed = tuple((name, bind.value) for name, bind in compiled.binds.items() if not bind.required)
     encoders = []
     for name, bind in compiled.binds.items():
         encode = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if encode is not None:
             encoders.append((name, encode))
     decoders = []
-    for index, column in enumerate(statement.selected_columns):
+    columns = statement.exported_columns  # a SELECT's columns, or what RETURNING gives back
+    for index, column in enumerate(columns):
         decode = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if decode is not None:
             decoders.append((index, decode))
@@ -103,7 +113,8 @@ def _plan(statement: Select[Any], dialect: Dialect) -> _Plan:
         sql=compiled.string,
         names=tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds),
         positional=positional,
+        fixed=fixed,
         encoders=tuple(encoders),
-        keys=tuple(statement.selected_columns.keys()),
+        keys=tuple(columns.keys()),
         decoders=tuple(decoders),
     )

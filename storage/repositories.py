@@ -14,12 +14,11 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
 from gates.errors import ConcurrentUpdate, UnknownInitiative
 from gates.lifecycle import Initiative, Status, format_ref
 from gates.ports import AnswerVersion, EvidenceLink, InitiativeFilter
-from storage.prepared import PreparedRead
+from storage.prepared import Prepared
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import (
     INITIATIVE_REF_COUNTER,
@@ -176,7 +175,7 @@ class SqlAnswerRepository:
         """
         owner = self._id_of(answer.initiative_ref)
         connection = self._session.connection()
-        statement = _append_answer(connection.dialect.name)
+        append = _append_answer(connection.dialect.name)
         params = {
             "p_initiative_id": owner,
             "p_gate_id": answer.gate_id,
@@ -189,7 +188,7 @@ class SqlAnswerRepository:
             # The INSERT numbers the version itself; if another writer took that number first it
             # inserts nothing (ON CONFLICT DO NOTHING keeps the transaction usable, no savepoint
             # needed) and the next try, with a fresh snapshot, takes the number after.
-            if connection.execute(statement, params).first() is not None:
+            if append.all(connection, params):
                 return
         raise ConcurrentUpdate(f"{answer.question_id} was answered by others at the same moment")
 
@@ -283,7 +282,7 @@ _SAVE_INITIATIVE = (
     .values(version=initiatives.c.version + 1)
 )
 # Read on every status reply and Submit for review (``storage.prepared``).
-_HOLDERS = PreparedRead(
+_HOLDERS = Prepared(
     select(role_holders.c.role, role_holders.c.user_id).order_by(role_holders.c.role, role_holders.c.id)
 )
 _ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindparam("p_user"))
@@ -300,7 +299,7 @@ _latest = (
     .group_by(answer_versions.c.question_id)
     .subquery("latest")
 )
-_CURRENT_ANSWERS = PreparedRead(
+_CURRENT_ANSWERS = Prepared(
     select(answer_versions)
     .join(
         _latest,
@@ -314,7 +313,7 @@ _CURRENT_ANSWERS = PreparedRead(
 
 
 @cache
-def _append_answer(dialect: str) -> Insert:
+def _append_answer(dialect: str) -> Prepared:
     """``INSERT ... SELECT`` of the next version of one answer, ``ON CONFLICT DO NOTHING
     RETURNING id``: one statement records an answer."""
     columns = answer_versions.c
@@ -334,7 +333,7 @@ def _append_answer(dialect: str) -> Insert:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return (
+        return Prepared(
             pg_insert(answer_versions)
             .from_select(names, next_version)
             .on_conflict_do_nothing()
@@ -343,7 +342,7 @@ def _append_answer(dialect: str) -> Insert:
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return (
+        return Prepared(
             sqlite_insert(answer_versions)
             .from_select(names, next_version)
             .on_conflict_do_nothing()

@@ -22,7 +22,7 @@ from sqlalchemy.sql import Select
 
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
 from gates.lifecycle import Decision, DecisionKind, Initiative, Requirement, Review, ReviewStatus
-from storage.prepared import PreparedRead
+from storage.prepared import Prepared
 from storage.repositories import initiative_from_row, initiative_id
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import decisions, initiatives, reviews
@@ -304,7 +304,7 @@ _OPEN_FOR = _with_decisions().where(initiatives.c.ref == bindparam("ref"), _IS_O
 # initiative without one is a single row whose review and ``d_*`` columns are NULL.
 _INITIATIVE_FIELDS = tuple(column.name for column in initiatives.c)
 # Read on every status reply and questionnaire page (``storage.prepared``).
-_INITIATIVE_WITH_OPEN = PreparedRead(
+_INITIATIVE_WITH_OPEN = Prepared(
     select(
         reviews,
         initiatives.c.ref,

@@ -6,27 +6,27 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, select
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from gates.errors import UnknownInitiative
 from gates.lifecycle import DecisionKind
 from gates.ports import AnswerVersion
 from storage import Database
-from storage.prepared import PreparedRead
+from storage.outbox import _WAITING
+from storage.prepared import Prepared
 from storage.repositories import _CURRENT_ANSWERS, _HOLDERS, initiative_id
 from storage.reviews import _INITIATIVE_WITH_OPEN
+from storage.tables import counters
 from tests.storage.test_repositories import NOW, a_review, add_initiative
 
 
-def through_sqlalchemy(
-    database: Database, read: PreparedRead, params: dict[str, Any]
-) -> list[dict[str, Any]]:
+def through_sqlalchemy(database: Database, read: Prepared, params: dict[str, Any]) -> list[dict[str, Any]]:
     with database.uow(read_only=True) as uow:
         return [dict(row) for row in uow.session.connection().execute(read.statement, params).mappings()]
 
 
-def prepared(database: Database, read: PreparedRead, params: dict[str, Any]) -> list[dict[str, Any]]:
+def prepared(database: Database, read: Prepared, params: dict[str, Any]) -> list[dict[str, Any]]:
     with database.uow(read_only=True) as uow:
         return read.all(uow.session.connection(), params)
 
@@ -43,6 +43,7 @@ def test_each_prepared_read_matches_sqlalchemys_rows_value_for_value(database: D
             )
         review = a_review(ref)
         uow.reviews.add(review)
+        uow.outbox.put("answers.recorded", {"ref": ref}, NOW, merge_key=f"card:{ref}")
         uow.commit()
     assert review.id is not None
     with database.uow() as uow:
@@ -60,6 +61,9 @@ def test_each_prepared_read_matches_sqlalchemys_rows_value_for_value(database: D
         (_INITIATIVE_WITH_OPEN, {"ref": "AI-9999"}, 0),
         (_CURRENT_ANSWERS, {"p_owner": owner}, 3),
         (_HOLDERS, {}, 3),
+        # Values the statement itself carries (the status, LIMIT 1) are bound as SQLAlchemy would.
+        (_WAITING, {"merge_key": f"card:{ref}"}, 1),
+        (_WAITING, {"merge_key": "card:AI-9999"}, 0),
     ]
     for read, params, count in cases:
         expected = through_sqlalchemy(database, read, params)
@@ -97,9 +101,30 @@ def test_the_repositories_read_through_them(database: Database) -> None:
     assert holders == {"risk": ["URISK1"]}
 
 
+def test_writes_run_in_the_callers_transaction_with_or_without_returning(database: Database) -> None:
+    add_initiative(database)  # numbered by the "initiative_ref" counter
+    counter = select(counters.c.value).where(counters.c.name == "initiative_ref")
+    with database.uow() as uow:
+        before = uow.session.connection().execute(counter).scalar_one()
+    bump = Prepared(
+        update(counters)
+        .where(counters.c.name == "initiative_ref")  # a value the statement carries
+        .values(value=counters.c.value + bindparam("p_count"))
+    )
+    with database.uow() as uow:
+        assert bump.all(uow.session.connection(), {"p_count": 5}) == []  # no RETURNING, no rows
+        # Not committed: the unit of work rolls it back.
+    with database.uow() as uow:
+        assert uow.session.connection().execute(counter).scalar_one() == before
+        assert bump.all(uow.session.connection(), {"p_count": 5}) == []
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        assert uow.session.connection().execute(counter).scalar_one() == before + 5
+
+
 def test_a_driver_error_leaves_as_sqlalchemy_would_raise_it(database: Database) -> None:
     missing = Table("no_such_table", MetaData(), Column("id", Integer))
-    read = PreparedRead(select(missing.c.id))
+    read = Prepared(select(missing.c.id))
     with database.uow(read_only=True) as uow, pytest.raises(DBAPIError) as raised:
         read.all(uow.session.connection())
     assert "no_such_table" in str(raised.value)

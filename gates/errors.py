@@ -27,6 +27,7 @@ CLI and for start-up, which print each problem on its own line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -104,11 +105,13 @@ class UnknownReview(NotFound):
 
 
 class InvalidAnswer(GateError):
-    """An answer that does not fit its question; nothing is recorded."""
+    """An answer that does not fit its question; nothing is recorded. ``problems`` holds every
+    answer of the batch that did not fit, by question id (this one first)."""
 
-    def __init__(self, question_id: str, message: str) -> None:
+    def __init__(self, question_id: str, message: str, problems: Mapping[str, str] | None = None) -> None:
         self.question_id = question_id
         self.reason = message
+        self.problems: dict[str, str] = {question_id: message, **(problems or {})}
         super().__init__(f"{question_id}: {message}")
 
 

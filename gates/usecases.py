@@ -864,7 +864,7 @@ def _typed_or_raise(
     typed, errors = validate_answers(pipeline, gate_id, raw)
     if errors:
         qid, message = next(iter(errors.items()))
-        raise InvalidAnswer(qid, message)
+        raise InvalidAnswer(qid, message, errors)
     return typed
 
 

@@ -263,6 +263,30 @@ def test_an_answer_that_reveals_questions_shows_them_before_the_modal_closes(wor
     assert closed.status == 200 and closed.text in ("", "{}")  # nothing more to ask: it closes
 
 
+def test_a_questionnaire_page_names_every_answer_that_does_not_fit_and_records_none(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    ref = register(ws)
+    with ws.services.read_uow() as uow:
+        before = uow.answers.current(ref)
+    questionnaire = ws.opened_view(
+        lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE)
+    )
+    kpi, improvement, weeks = (
+        ids.question_block_id("primary_kpi"),
+        ids.question_block_id("target_improvement_pct"),
+        ids.question_block_id("poc_duration_weeks"),
+    )
+    response = ws.submit_view(OWNER, questionnaire, {kpi: "x" * 151, improvement: "5000", weeks: "6"})
+    assert response.status == 200
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {kpi, improvement}  # both named at once; the week count fits
+    with ws.services.read_uow() as uow:
+        assert uow.answers.current(ref) == before  # not even the answer that fitted
+
+
 def test_only_the_owner_the_sponsor_or_a_steward_can_submit_for_review(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)

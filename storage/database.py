@@ -39,12 +39,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from storage.audit import ChainHead
+from storage.checkpoint import WalCheckpointer
 from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew
 from storage.uow import CommitHook, SqlUnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _READ_ONLY = "shepherd_read_only"
 _HOLDS_WRITERS = "shepherd_holds_writers_lock"
+_WROTE = "shepherd_wrote"
 # Pool sizes measured with benchmarks/bench_slack.py (50 connections of Approve clicks). SQLite
 # connections beyond the pool are closed on return and reopened (with their PRAGMAs) on the next
 # request, so its pool holds all the HTTP app's threads (listeners, lazy listeners, outbox
@@ -119,6 +121,12 @@ class Database:
         # that limits how many threads run at once (``bot.dispatch_limit``) sets it, to let one
         # more run meanwhile.
         self.while_waiting_for_lock: Callable[[], AbstractContextManager[object]] = nullcontext
+        # A database file (not one in memory) has its WAL checkpointed off the commits.
+        self._checkpointer = (
+            WalCheckpointer(str(Path(self.url.database or "").expanduser()))
+            if self.is_sqlite and options.get("poolclass") is None
+            else None
+        )
         if self.is_sqlite:
             _configure_sqlite(
                 self.engine,
@@ -126,6 +134,7 @@ class Database:
                 sqlite_synchronous,
                 queue_writers=options.get("poolclass") is None,
                 waiting=lambda: self.while_waiting_for_lock(),
+                checkpointer=self._checkpointer,
             )
             read_options: dict[str, Any] = {_READ_ONLY: True}
         else:
@@ -239,6 +248,8 @@ class Database:
         return [name for name in CHURNING_TABLES if name in off]
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
 
     # -- Slack retries ----------------------------------------------------------------------
@@ -337,6 +348,7 @@ def _configure_sqlite(
     *,
     queue_writers: bool,
     waiting: Callable[[], AbstractContextManager[object]],
+    checkpointer: WalCheckpointer | None,
 ) -> None:
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -351,6 +363,8 @@ def _configure_sqlite(
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            if checkpointer is not None:
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")  # storage.checkpoint does it
         finally:
             cursor.close()
 
@@ -368,6 +382,7 @@ def _configure_sqlite(
             connection.exec_driver_sql("BEGIN")
             return
         info = connection.info
+        info[_WROTE] = True
         if queue_writers and not info.get(_HOLDS_WRITERS):
             queued = writers.acquire(blocking=False)
             if not queued:
@@ -381,6 +396,8 @@ def _configure_sqlite(
         # The transaction has ended (committed, rolled back, or the connection was invalidated).
         if record is not None and record.info.pop(_HOLDS_WRITERS, False):
             writers.release()
+        if record is not None and record.info.pop(_WROTE, False) and checkpointer is not None:
+            checkpointer.wrote()
 
 
 def _autovacuum_disabled(reloptions: list[str]) -> bool:

@@ -27,10 +27,10 @@ from gates.pipeline import QuestionType
 logger = logging.getLogger("shepherd.views")
 
 
-def _errors_for(error: GateError, fallback_block: str, block: str | None = None) -> dict[str, str]:
-    """Modal errors for ``error``: on ``block`` if given, else on the question it names."""
+def _errors_for(error: GateError, fallback_block: str) -> dict[str, str]:
+    """Modal errors for ``error``: on the question it names, else on ``fallback_block``."""
     if isinstance(error, InvalidAnswer):
-        return {block or ids.question_block_id(error.question_id): error.reason[:150] or str(error)}
+        return {ids.question_block_id(error.question_id): error.reason[:150] or str(error)}
     return {fallback_block: str(error)[:150]}
 
 

@@ -51,11 +51,15 @@ class WalCheckpointer:
             self._wake.set()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        thread = self._thread
+        """End the thread (``Database.dispose``). A later write starts another, as SQLAlchemy
+        also reopens connections after a dispose."""
+        with self._start:
+            self._stopping.set()
+            self._wake.set()
+            thread = self._thread
         if thread is not None:
             thread.join(timeout=5)
+        self._stopping.clear()
 
     def _run(self) -> None:
         try:
@@ -79,7 +83,7 @@ class WalCheckpointer:
         finally:
             with self._start:
                 if self._thread is threading.current_thread():
-                    self._thread = None  # ended by an error: the next write starts another
+                    self._thread = None  # stopped, or ended by an error: the next write starts another
 
     def _checkpoint(self) -> None:
         try:

@@ -35,7 +35,7 @@ def test_commits_leave_the_log_to_the_checkpoint_thread_which_copies_it_back(tmp
     assert thread is not None and not thread.is_alive()  # dispose stops it
 
 
-def test_the_thread_ends_when_nothing_is_written_and_a_write_starts_it_again(tmp_path: Path) -> None:
+def test_the_thread_ends_when_idle_or_stopped_and_a_write_starts_it_again(tmp_path: Path) -> None:
     database_file = tmp_path / "shepherd.db"
     migrated = Database(sqlite_url(tmp_path))
     migrated.upgrade()
@@ -49,7 +49,12 @@ def test_the_thread_ends_when_nothing_is_written_and_a_write_starts_it_again(tmp
         assert not first.is_alive() and checkpointer._thread is None
         assert checkpointer.checkpoints == 1
         checkpointer.wrote()
-        assert checkpointer._thread is not None and checkpointer._thread is not first
+        second = checkpointer._thread
+        assert second is not None and second is not first
+        checkpointer.stop()  # as Database.dispose does; SQLAlchemy reopens connections after it
+        assert not second.is_alive()
+        checkpointer.wrote()
+        assert checkpointer._thread is not None and checkpointer._thread.is_alive()
     finally:
         checkpointer.stop()
 

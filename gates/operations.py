@@ -11,13 +11,13 @@ time comes from the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from gates.answers import AnswerValue, coerce, for_rules
 from gates.conditions import ConditionError, MissingAnswer, make_context
-from gates.errors import InvalidAnswer, InvalidTransition, UnknownQuestion
+from gates.errors import InvalidAnswer, InvalidTransition, NotPermitted, UnknownQuestion
 from gates.lifecycle import Initiative, Status
 from gates.loader import CompiledPipeline
 from gates.pipeline import Question
@@ -161,6 +161,17 @@ def validate_operations_answers(
     return typed, errors
 
 
+OPERATIONS_REVIEWERS_ONLY = "Only the owner, the sponsor or the operations role can record the periodic review."
+
+
+def may_record_operations_review(
+    pipeline: CompiledPipeline, initiative: Initiative, user_id: str, roles: Collection[str]
+) -> bool:
+    """Whether ``user_id``, holding ``roles``, may record the initiative's periodic review."""
+    role = pipeline.model.operations.role if pipeline.model.operations is not None else None
+    return user_id in (initiative.owner_id, initiative.sponsor_id) or (role is not None and role in roles)
+
+
 def record_operations_review(
     pipeline: CompiledPipeline,
     uow: OperationsUnitOfWork,
@@ -168,14 +179,17 @@ def record_operations_review(
     answers: Mapping[str, Any],
     reviewer_id: str,
     now: datetime,
+    extra_roles: Collection[str] = (),
 ) -> OperationsReview:
     """Record a periodic review; the next one falls due ``review_every_days`` from now.
 
-    The owner, the sponsor or a holder of the operations role may record it.
+    The owner, the sponsor or a holder of the operations role may record it; ``extra_roles`` are
+    roles the reviewer holds beyond the stored and configured ones (through a Slack user group).
 
     Raises:
         InvalidAnswer: the first problem with the answers (nothing recorded);
-        InvalidTransition: no operations reviews in this pipeline, not in that stage, not allowed.
+        InvalidTransition: no operations reviews in this pipeline, or not in that stage;
+        NotPermitted: the reviewer may not record it.
     """
     operations = pipeline.model.operations
     if operations is None:
@@ -191,13 +205,9 @@ def record_operations_review(
                 f"{ref} is not an active system in the {pipeline.model.operations_stage} stage, "
                 "so it has no periodic review."
             )
-        allowed = reviewer_id in (initiative.owner_id, initiative.sponsor_id) or (
-            operations.role is not None and operations.role in roles_of(pipeline, uow, reviewer_id)
-        )
-        if not allowed:
-            raise InvalidTransition(
-                "Only the owner, the sponsor or the operations role can record the periodic review."
-            )
+        roles = roles_of(pipeline, uow, reviewer_id) | set(extra_roles)
+        if not may_record_operations_review(pipeline, initiative, reviewer_id, roles):
+            raise NotPermitted(OPERATIONS_REVIEWERS_ONLY)
         review = OperationsReview(
             ref, reviewer_id, now, typed, now + timedelta(days=operations.review_every_days)
         )

@@ -17,8 +17,9 @@ from bot import ids, parse
 from bot.blocks import operations as operations_blocks
 from bot.bootstrap import Services
 from bot.listeners.common import channel_of, lazily, tell_later, user_of
+from bot.usergroups import MembershipUnavailable
 from gates import operations, usecases
-from gates.errors import GateError, InvalidAnswer
+from gates.errors import GateError, InvalidAnswer, NotPermitted
 
 logger = logging.getLogger("shepherd.operations")
 
@@ -69,13 +70,20 @@ class OperationsListeners:
         )
 
     def open_review(self, body: dict[str, Any], client: WebClient) -> None:
+        """Refused here, before anyone types, if the person may not record the review (as for
+        a Reject click); members of the operations role's Slack user group may."""
         services = self._services
         user = user_of(body)
         try:
             ref = parse.action_value(body)
             with services.read_uow() as uow:
                 initiative = uow.initiatives.get(ref)
-        except (GateError, ValueError) as error:
+                roles = usecases.roles_of(services.pipeline, uow, user)
+            if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
+                roles |= services.group_roles.roles_of(services.pipeline, user, client)
+                if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
+                    raise NotPermitted(operations.OPERATIONS_REVIEWERS_ONLY)
+        except (GateError, MembershipUnavailable, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         view = operations_blocks.operations_review_modal(services.pipeline, initiative, channel_of(body))
@@ -121,7 +129,7 @@ class OperationsListeners:
             return
         ack()
 
-    def review(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def review(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         services = self._services
         pipeline = services.pipeline
         ref = str(parse.metadata(view).get("ref", ""))
@@ -139,9 +147,28 @@ class OperationsListeners:
                     errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
                 )
                 return
-            operations.record_operations_review(
-                pipeline, services.uow(), ref, raw, body["user"]["id"], services.now()
+            try:
+                operations.record_operations_review(
+                    pipeline, services.uow(), ref, raw, body["user"]["id"], services.now()
+                )
+            except NotPermitted:
+                # Maybe through the role's Slack user group: asked only now, and usually known
+                # already (the button asked when it opened this form, and the answer is kept).
+                extra = services.group_roles.roles_of(pipeline, body["user"]["id"], client)
+                if not extra:
+                    raise
+                operations.record_operations_review(
+                    pipeline, services.uow(), ref, raw, body["user"]["id"], services.now(), extra
+                )
+        except MembershipUnavailable:
+            first = next(iter(state), ids.REASON_BLOCK)
+            ack(
+                response_action="errors",
+                errors={
+                    first: "Slack could not confirm your user groups just now; submit again in a minute."
+                },
             )
+            return
         except InvalidAnswer as error:
             ack(
                 response_action="errors",

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from bot import ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.scheduler import Scheduler
+from bot.usergroups import GroupRoles
 from gates import usecases
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import DEFAULT_PIPELINE, parse_pipeline
@@ -254,3 +255,64 @@ def test_an_unanswered_periodic_review_turns_overdue_and_is_escalated(workspace:
     assert len(owner_notices) == 1 and "overdue" in owner_notices[0]["text"]
     [flag] = ws.messages_in(ws.dm_with(OPS_LEAD))
     assert "overdue" in flag["text"]
+
+
+def test_the_operations_roles_user_group_records_the_periodic_review_and_outsiders_are_told_first(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+    operations = text.index("  operations:\n    label")
+    text = text[:operations] + text[operations:].replace(
+        "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0OPS\n", 1
+    )
+    ws.services.pipeline = parse_pipeline(text, "ops-group.yaml")
+    ws.api.state.add_user(OPS_LEAD, "otto")
+    ws.api.state.add_usergroup("S0OPS", "operations", [OPS_LEAD])  # held in Slack only
+    ref = register(ws)
+    move_to_operations(ws, ref)
+    ws.clock.advance(days=90)
+    assert tick(ws) == [f"opsreview:{ref}:2027-01-31"]
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+
+    # Someone outside the group is told before typing anything: no form opens.
+    opened = len(ws.api.calls("views.open"))
+    assert ws.click(OUTSIDER, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW).status == 200
+    ws.wait(
+        lambda: (
+            ws.deliver() >= 0
+            and any(
+                "the operations role can record" in str(c.params) for c in ws.api.calls("chat.postEphemeral")
+            )
+        )
+    )
+    assert len(ws.api.calls("views.open")) == opened
+
+    # A member of the group opens it; when the form comes back, Slack is down and the membership
+    # is no longer remembered: the answers stay in the form with an explanation, nothing recorded.
+    view = ws.opened_view(lambda: ws.click(OPS_LEAD, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW))
+    values = {
+        ids.question_block_id(q): v
+        for q, v in {
+            "ops_still_delivering_value": "yes as planned",
+            "ops_drift_detected": "no",
+            "ops_incidents": "0",
+            "ops_owner_still_right": "yes",
+            "ops_retraining_done": "not due yet",
+            "ops_recommendation": "continue",
+        }.items()
+    }
+    ws.services.group_roles = GroupRoles()
+    ws.api.faults.server_error("usergroups.users.list", times=None)
+    refused = ws.submit_view(OPS_LEAD, view, values).json()
+    assert refused["response_action"] == "errors"
+    assert "submit again in a minute" in str(refused["errors"])
+    with ws.services.read_uow() as uow:
+        assert list(uow.operations.reviews(ref)) == []
+
+    ws.api.faults.clear()
+    response = ws.submit_view(OPS_LEAD, view, values)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    with ws.services.read_uow() as uow:
+        [recorded] = uow.operations.reviews(ref)
+    assert recorded.reviewer_id == OPS_LEAD

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from gates import operations, usecases
-from gates.errors import InvalidAnswer, InvalidTransition, UnknownQuestion
+from gates.errors import InvalidAnswer, InvalidTransition, NotPermitted, UnknownQuestion
 from gates.lifecycle import Status
 from gates.loader import CompiledPipeline
 from tests.gates.fakes import FakeUnitOfWork
@@ -148,7 +148,7 @@ def test_a_periodic_review_is_refused_outside_operations_or_to_outsiders(
     answers = {"value": "yes", "incidents": "0"}
     with pytest.raises(InvalidTransition, match="not an active system"):
         operations.record_operations_review(pipeline, uow, "AI-0001", answers, OWNER, T0)
-    with pytest.raises(InvalidTransition, match="Only the owner"):
+    with pytest.raises(NotPermitted, match="Only the owner"):
         operations.record_operations_review(pipeline, uow, "AI-0002", answers, OUTSIDER, T0)
     with pytest.raises(InvalidAnswer, match="incident_notes"):
         operations.record_operations_review(

@@ -165,6 +165,15 @@ def test_a_pending_review_reminds_its_approvers_once_per_reminder(workspace: Wor
 
 BOSS = "U0BOSS001"
 OPS_LEAD = "U0OPSLEAD"
+# A complete periodic review of the default pipeline, as typed into its form.
+REVIEW_ANSWERS = {
+    "ops_still_delivering_value": "yes as planned",
+    "ops_drift_detected": "no",
+    "ops_incidents": "0",
+    "ops_owner_still_right": "yes",
+    "ops_retraining_done": "not due yet",
+    "ops_recommendation": "continue",
+}
 
 
 def with_contacts(ws: Workspace) -> None:
@@ -222,17 +231,9 @@ def test_a_periodic_review_is_due_answered_in_a_modal_and_then_not_overdue(works
         lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
     )
     assert view["callback_id"] == ids.VIEW_OPERATIONS_REVIEW
-    answers = {
-        "ops_still_delivering_value": "yes as planned",
-        "ops_drift_detected": "no",
-        "ops_incidents": "0",
-        "ops_owner_still_right": "yes",
-        "ops_retraining_done": "not due yet",
-        "ops_recommendation": "continue",
-    }
     incomplete = ws.submit_view(OWNER, view, {ids.question_block_id("ops_drift_detected"): "no"})
     assert "This question is required" in incomplete.text
-    values = {ids.question_block_id(q): v for q, v in answers.items()}
+    values = {ids.question_block_id(q): v for q, v in REVIEW_ANSWERS.items()}
     response = ws.submit_view(OWNER, view, values)
     assert response.status == 200 and response.text in ("", "{}"), response.text
     with ws.services.read_uow() as uow:
@@ -291,17 +292,7 @@ def test_the_operations_roles_user_group_records_the_periodic_review_and_outside
     # A member of the group opens it; when the form comes back, Slack is down and the membership
     # is no longer remembered: the answers stay in the form with an explanation, nothing recorded.
     view = ws.opened_view(lambda: ws.click(OPS_LEAD, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW))
-    values = {
-        ids.question_block_id(q): v
-        for q, v in {
-            "ops_still_delivering_value": "yes as planned",
-            "ops_drift_detected": "no",
-            "ops_incidents": "0",
-            "ops_owner_still_right": "yes",
-            "ops_retraining_done": "not due yet",
-            "ops_recommendation": "continue",
-        }.items()
-    }
+    values = {ids.question_block_id(q): v for q, v in REVIEW_ANSWERS.items()}
     ws.services.group_roles = GroupRoles()
     ws.api.faults.server_error("usergroups.users.list", times=None)
     refused = ws.submit_view(OPS_LEAD, view, values).json()

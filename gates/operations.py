@@ -161,7 +161,9 @@ def validate_operations_answers(
     return typed, errors
 
 
-OPERATIONS_REVIEWERS_ONLY = "Only the owner, the sponsor or the operations role can record the periodic review."
+OPERATIONS_REVIEWERS_ONLY = (
+    "Only the owner, the sponsor or the operations role can record the periodic review."
+)
 
 
 def may_record_operations_review(

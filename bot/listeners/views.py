@@ -28,9 +28,9 @@ logger = logging.getLogger("shepherd.views")
 
 
 def _errors_for(error: GateError, fallback_block: str) -> dict[str, str]:
-    """Modal errors for ``error``: on the question it names, else on ``fallback_block``."""
+    """Modal errors for ``error``: on each question it names, else on ``fallback_block``."""
     if isinstance(error, InvalidAnswer):
-        return {ids.question_block_id(error.question_id): error.reason[:150] or str(error)}
+        return {ids.question_block_id(q): m[:150] or str(error) for q, m in error.problems.items()}
     return {fallback_block: str(error)[:150]}
 
 
@@ -137,10 +137,7 @@ class ViewListeners:
             if link and error.question_id == "link":
                 ack(response_action="errors", errors={ids.LINK_URL_BLOCK: error.reason[:150]})
             else:
-                ack(
-                    response_action="errors",
-                    errors={ids.question_block_id(q): m[:150] for q, m in error.problems.items()},
-                )
+                ack(response_action="errors", errors=_errors_for(error, first_block))
             return
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, first_block))

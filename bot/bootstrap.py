@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.settings import Settings
 from bot.usergroups import GroupRoles
+from gates import usecases
 from gates.loader import CompiledPipeline, load_pipeline
 from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
 from storage.database import Database
+from storage.group_commit import GroupCommit
 from storage.inbox import InboxWriter
 from storage.uow import SqlUnitOfWork
 
@@ -47,6 +49,9 @@ class Services:
     _knowledge: KnowledgeBase | None = field(default=None, repr=False)
     _knowledge_opened: bool = field(default=False, repr=False)
     _inbox: InboxWriter | None = field(default=None, repr=False)
+    _pages: GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult] | None = field(
+        default=None, repr=False
+    )
     policy_ingests: list[IngestReport] = field(default_factory=list, repr=False)
     """What ingesting the policy folder did when the knowledge base opened (for `shepherd run`)."""
 
@@ -58,6 +63,34 @@ class Services:
                 if self._inbox is None:
                     self._inbox = InboxWriter(self.database, clock=self)
         return self._inbox
+
+    @property
+    def pages(self) -> GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult]:
+        """Where questionnaire pages are recorded: pages saved at the same moment share one
+        transaction (``usecases.answer_many``), and each caller waits for its own."""
+        if self._pages is None:
+            with _INBOX_LOCK:
+                if self._pages is None:
+                    self._pages = GroupCommit(self._record_pages, name="shepherd-page-writer")
+        return self._pages
+
+    def _record_pages(
+        self, pages: Sequence[usecases.PageOfAnswers]
+    ) -> Sequence[usecases.AnswerResult | BaseException]:
+        try:
+            return usecases.answer_many(self.uow(), pages)
+        except Exception:
+            if len(pages) == 1:
+                raise
+        # One page's failure (a lost race on an answer's version number, say) must not fail
+        # the pages saved beside it: each is tried again alone.
+        outcomes: list[usecases.AnswerResult | BaseException] = []
+        for page in pages:
+            try:
+                outcomes.extend(usecases.answer_many(self.uow(), [page]))
+            except Exception as error:
+                outcomes.append(error)
+        return outcomes
 
     def uow(self) -> SqlUnitOfWork:
         """A fresh unit of work: listeners run on a thread pool, so never share one."""

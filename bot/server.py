@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 from prometheus_client import CollectorRegistry
-from slack_bolt import App, BoltResponse
+from slack_bolt import Ack, App, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
 from starlette.applications import Starlette
@@ -38,7 +38,7 @@ from bot import metrics, slack_request
 from bot.bootstrap import Services
 from bot.dispatch_limit import DispatchLimit
 from bot.inbox import start_processor
-from bot.listeners.common import PENDING_WRITES
+from bot.listeners.common import DEFERRED_REPLY, PENDING_WRITES
 from bot.notify import SlackNotifier, supersedes
 from bot.scheduler import start_scheduler
 from bot.warm_authorization import warm_authorization
@@ -164,6 +164,22 @@ async def _after_stored(pending: list[Future[None]], response: BoltResponse, tim
     return response
 
 
+async def _deferred_reply(replied: Future[dict[str, Any]], timeout: float) -> BoltResponse:
+    """The ack a listener left for later (``ack_once_saved``), built by Bolt's own ``Ack`` once
+    its write has committed; Slack hears that the request failed if it did not commit in time
+    (the person was told why already if the write failed; the modal keeps what they typed)."""
+    try:
+        with anyio.fail_after(timeout):
+            arguments = await asyncio.wrap_future(replied)
+    except TimeoutError:
+        metrics.ERRORS.labels(where="deferred_ack").inc()
+        logger.error("a deferred ack was not ready within %.1f s; Slack is told it failed", timeout)
+        return BoltResponse(status=500, body="")
+    except Exception:
+        return BoltResponse(status=500, body="")
+    return Ack()(**arguments)
+
+
 def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: str = "thread") -> Starlette:
     """The ASGI application for HTTP mode.
 
@@ -189,10 +205,14 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         kind = metrics.payload_type(bolt_request.body)
         pending: list[Future[None]] = []
         bolt_request.context[PENDING_WRITES] = pending
+        deferred: list[Future[dict[str, Any]]] = []
+        bolt_request.context[DEFERRED_REPLY] = deferred
         with metrics.Timer() as timer:
             response = await dispatch.run(app.dispatch, bolt_request)
             if pending:
                 response = await _after_stored(pending, response, ACK_BUDGET_SECONDS)
+            if deferred and response.status == 200:
+                response = await _deferred_reply(deferred[0], ACK_BUDGET_SECONDS)
         metrics.ACK_LATENCY.labels(payload=kind).observe(timer.seconds)
         metrics.REQUESTS.labels(payload=kind, status=str(response.status)).inc()
         return to_starlette_response(response)
@@ -239,6 +259,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         yield
         stop.set()
         services.inbox.close()
+        services.pages.close()
         if children is not None:
             await anyio.to_thread.run_sync(children.stop)
 

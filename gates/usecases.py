@@ -143,6 +143,39 @@ def register(
     return initiative
 
 
+@dataclass(frozen=True)
+class PageOfAnswers:
+    """One save of a gate's answers, already checked (``check_page``): what ``answer_many``
+    records."""
+
+    ref: str
+    gate_id: str
+    typed: Mapping[str, AnswerValue | None]
+    author_id: str
+    at: datetime
+    link: tuple[str, str] | None = None
+    """(url, title), the url already checked."""
+
+
+def check_page(
+    pipeline: CompiledPipeline,
+    ref: str,
+    gate_id: str,
+    answers: Mapping[str, Any],
+    author_id: str,
+    now: datetime,
+    link: tuple[str, str] | None = None,
+) -> PageOfAnswers:
+    """``answers`` (and ``link``) as they would be recorded, checked without the database.
+
+    Raises:
+        UnknownGate, UnknownQuestion, InvalidAnswer (naming every answer that does not fit).
+    """
+    typed = _typed_or_raise(pipeline, gate_id, answers)
+    checked = (check_link(link[0]), link[1]) if link else None
+    return PageOfAnswers(ref, gate_id, typed, author_id, now, checked)
+
+
 def answer(
     pipeline: CompiledPipeline,
     uow: UnitOfWork,
@@ -165,45 +198,76 @@ def answer(
     Raises:
         UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition.
     """
-    typed = _typed_or_raise(pipeline, gate_id, answers)
-    url = check_link(link[0]) if link else None
+    page = check_page(pipeline, ref, gate_id, answers, author_id, now, link)
     with uow:
-        initiative, current = _answerable(uow, ref, gate_id)
-        changed = []
-        for qid, value in typed.items():
-            previous = current.get(qid)
-            if (previous.value if previous else None) == value:
-                continue
-            uow.answers.append(AnswerVersion(ref, gate_id, qid, value, author_id, now))
-            changed.append(qid)
-        if changed:
-            uow.audit.append(
-                author_id,
-                "answers.recorded",
-                ref,
-                {"gate": gate_id, "answers": _jsonable({q: typed[q] for q in changed})},
-                now,
-            )
-            # The initiative's card shows readiness; it is redrawn from the current state after
-            # the answers land, so one redraw still waiting covers any number of saves (twenty
-            # pages in a minute are one chat.update, not twenty against Slack's rate limit).
-            uow.outbox.put(
-                "answers.recorded",
-                {"ref": ref, "gate": gate_id, "changed": changed},
-                now,
-                merge_key=f"card:{ref}",
-            )
-        if link and url:
-            _record_link(uow, ref, gate_id, url, link[1], author_id, now)
-        # The state this transaction commits, known without reading it back in a second one.
-        values = {qid: version.value for qid, version in current.items()}
-        values.update({qid: typed[qid] for qid in changed})
+        initiative, values, changed = _record_page(uow, page)
         holders = role_holders(pipeline, uow) if with_readiness else None
         uow.commit()
     report = (
         readiness(pipeline, gate_id, values, holders, initiative.owner_id) if holders is not None else None
     )
     return AnswerResult(initiative, tuple(changed), values, report)
+
+
+def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerResult | GateError]:
+    """Record several checked pages in one transaction, each as ``answer`` would (without
+    readiness). A page refused by the state it finds (retired, under review, unknown) gets its
+    error in its place and writes nothing; the others are recorded.
+
+    Raises:
+        anything else the database raises: then nothing of the batch is recorded.
+    """
+    outcomes: list[AnswerResult | GateError] = []
+    with uow:
+        for page in pages:
+            try:
+                initiative, values, changed = _record_page(uow, page)
+            except (NotFound, InvalidTransition) as refused:  # raised before the page writes
+                outcomes.append(refused)
+                continue
+            outcomes.append(AnswerResult(initiative, tuple(changed), values, None))
+        uow.commit()
+    return outcomes
+
+
+def _record_page(
+    uow: UnitOfWork, page: PageOfAnswers
+) -> tuple[Initiative, dict[str, AnswerValue | None], list[str]]:
+    """Inside the caller's transaction: ``page``'s new answer versions, audit entry, card
+    redraw and evidence link. Returns the initiative, every current answer once this commits,
+    and the questions whose answer changed. Refusals are raised before anything is written."""
+    ref, gate_id, typed, author_id, now = page.ref, page.gate_id, page.typed, page.author_id, page.at
+    initiative, current = _answerable(uow, ref, gate_id)
+    changed = []
+    for qid, value in typed.items():
+        previous = current.get(qid)
+        if (previous.value if previous else None) == value:
+            continue
+        uow.answers.append(AnswerVersion(ref, gate_id, qid, value, author_id, now))
+        changed.append(qid)
+    if changed:
+        uow.audit.append(
+            author_id,
+            "answers.recorded",
+            ref,
+            {"gate": gate_id, "answers": _jsonable({q: typed[q] for q in changed})},
+            now,
+        )
+        # The initiative's card shows readiness; it is redrawn from the current state after
+        # the answers land, so one redraw still waiting covers any number of saves (twenty
+        # pages in a minute are one chat.update, not twenty against Slack's rate limit).
+        uow.outbox.put(
+            "answers.recorded",
+            {"ref": ref, "gate": gate_id, "changed": changed},
+            now,
+            merge_key=f"card:{ref}",
+        )
+    if page.link:
+        _record_link(uow, ref, gate_id, page.link[0], page.link[1], author_id, now)
+    # The state this transaction commits, known without reading it back in a second one.
+    values = {qid: version.value for qid, version in current.items()}
+    values.update({qid: typed[qid] for qid in changed})
+    return initiative, values, changed
 
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:

@@ -9,6 +9,7 @@ The bot uses::
     with database.uow() as uow: ...     # a gates.ports.UnitOfWork, plus uow.dedupe
     database.claim(event_id, now)       # first delivery of a Slack event / action?
     InboxWriter(database, clock).accept(kind, payload)     # durable before Slack hears "OK"
+    GroupCommit(write, name=...).submit(item)              # a Future; batches share a transaction
     InboxProcessor(database, handlers, clock).run_forever(stop_event)
     OutboxWorker(database, sender, clock).run_forever(stop_event)
     verify_audit(database)              # AuditReport: ok, or the first bad entry

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import random
 import threading
 import time
@@ -40,6 +39,7 @@ from sqlalchemy.orm import Session
 from gates.ports import Clock
 from storage import leasing
 from storage.errors import DatabaseUnavailable
+from storage.group_commit import GroupCommit
 from storage.leasing import PENDING
 from storage.sqlerrors import translated
 from storage.tables import inbox
@@ -77,7 +77,8 @@ BatchHandler = Callable[[Sequence[InboxItem], UnitOfWorkFactory], None]
 
 
 class InboxWriter:
-    """Makes requests durable with group commit; ``accept`` is safe to call from many threads.
+    """Makes requests durable with group commit (``storage.group_commit``); ``accept`` is safe to
+    call from many threads.
 
     Args:
         database: where the inbox lives.
@@ -91,13 +92,19 @@ class InboxWriter:
     ) -> None:
         self._database = database
         self._clock = clock
-        self.max_batch = max_batch
         self.timeout = timeout
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[None]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self.commits = 0  # transactions written; with ``accepted`` it shows how well batching works
-        self.accepted = 0
+        self._writer: GroupCommit[dict[str, Any], None] = GroupCommit(
+            self._write, name="shepherd-inbox-writer", max_batch=max_batch
+        )
+
+    @property
+    def commits(self) -> int:
+        """Transactions written; with ``accepted`` it shows how well batching works."""
+        return self._writer.commits
+
+    @property
+    def accepted(self) -> int:
+        return self._writer.written
 
     def accept(self, kind: str, payload: Mapping[str, Any]) -> None:
         """Store one request; returns once it is committed.
@@ -120,10 +127,7 @@ class InboxWriter:
             "received_at": now,
             "next_attempt_at": now,
         }
-        done: Future[None] = Future()
-        self._ensure_started()
-        self._queue.put((row, done))
-        return done
+        return self._writer.submit(row)
 
     def wait(self, stored: Future[None]) -> None:
         """Block until ``stored`` (from ``submit``) is committed.
@@ -140,54 +144,18 @@ class InboxWriter:
 
     def close(self) -> None:
         """Stop the writer thread once what is queued has been written."""
-        with self._start_lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(self.timeout)
+        self._writer.close(self.timeout)
 
-    def _ensure_started(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="shepherd-inbox-writer", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            # Everything that arrived while the last commit was in flight goes into this one.
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
-            self._write(batch)
-
-    def _write(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
+    def _write(self, rows: Sequence[dict[str, Any]]) -> list[None]:
         try:
             with self._database.session() as session, translated():
-                session.execute(insert(inbox), [row for row, _ in batch])
+                session.execute(insert(inbox), list(rows))
                 session.commit()
-        except Exception as error:  # every waiter must hear about it, whatever it was
-            log.warning("could not store %d inbox request(s): %s", len(batch), error)
-            for _, done in batch:
-                done.set_exception(
-                    error if isinstance(error, DatabaseUnavailable) else DatabaseUnavailable(str(error))
-                )
-            return
-        self.commits += 1
-        self.accepted += len(batch)
-        for _, done in batch:
-            done.set_result(None)
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            raise DatabaseUnavailable(str(error)) from error
+        return [None] * len(rows)
 
 
 class InboxProcessor:

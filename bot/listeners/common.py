@@ -5,17 +5,32 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from slack_bolt import Ack
 
 from bot import metrics
 from bot.bootstrap import Services
+from gates.errors import GateError
 from gates.ports import UnitOfWork
+from storage.errors import DatabaseUnavailable
 
 logger = logging.getLogger("shepherd.listeners")
 
 PENDING_WRITES = "shepherd_pending_writes"
 """Context key: where the HTTP server collects inbox writes it awaits before answering Slack."""
+
+DEFERRED_REPLY = "shepherd_deferred_reply"
+"""Context key: where the HTTP server finds the ack a listener answers with once a write it
+queued has committed (``ack_once_saved``)."""
+
+Saved = TypeVar("Saved")
+
+SAVE_WAIT_SECONDS = 10.0
+"""How long a listener outside the HTTP server waits for its write (the server has its own budget)."""
 
 
 def store_before_ack(services: Services, context: Any, kind: str, payload: dict[str, Any]) -> None:
@@ -33,6 +48,51 @@ def store_before_ack(services: Services, context: Any, kind: str, payload: dict[
         pending.append(stored)
     else:
         services.inbox.wait(stored)
+
+
+def ack_once_saved(
+    services: Services,
+    context: Any,
+    ack: Ack,
+    body: dict[str, Any],
+    saved: Future[Saved],
+    reply: Callable[[Saved], dict[str, Any]],
+    refused: Callable[[GateError], dict[str, Any]],
+) -> None:
+    """Acknowledge with ``reply(result)`` once ``saved`` has committed, or ``refused(error)``
+    (errors inside the modal) if the write refused it.
+
+    Under the HTTP server (``bot.server``) the listener returns at once and the server answers
+    Slack when the reply is ready: the listener's thread takes the next request meanwhile, so
+    writes made at the same moment can share one commit (``storage.group_commit``). Elsewhere
+    (Socket Mode) it waits here. Anything else the write raised is reported as a listener error
+    (logged, the person told) and Slack hears that the request failed, so the modal keeps what
+    was typed.
+    """
+    replied: Future[dict[str, Any]] = Future()
+
+    def finish(done: Future[Saved]) -> None:
+        try:
+            try:
+                replied.set_result(reply(done.result()))
+            except GateError as error:
+                replied.set_result(refused(error))
+        except Exception as error:
+            ErrorReporter(services).handle(error, body)
+            replied.set_exception(PersonTold(str(error)))
+
+    saved.add_done_callback(finish)
+    slot = context.get(DEFERRED_REPLY) if context is not None else None
+    if slot is not None:
+        slot.append(replied)
+        ack()  # Bolt's own ack; the server answers with ``replied`` instead
+        return
+    try:
+        ack(**replied.result(SAVE_WAIT_SECONDS))
+    except FutureTimeout:
+        raise DatabaseUnavailable(
+            "The answers could not be saved in time; the database is too slow or down."
+        ) from None
 
 
 def user_of(body: dict[str, Any]) -> str:

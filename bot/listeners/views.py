@@ -1,9 +1,10 @@
 """Modal submissions: intake, questionnaire pages, decision reasons, exception justifications.
 
 Everything here runs before the response goes back to Slack, so errors can be shown inside the
-modal with ``response_action: errors``. Questionnaire pages are recorded here; decisions are
-checked here and stored in the inbox for the worker to record (``bot.inbox``), as Approve
-clicks are. Slack messages that follow (cards, notifications) are queued in the outbox by the
+modal with ``response_action: errors``. Questionnaire pages are checked here and recorded before
+the response (pages saved at the same moment share one transaction, ``Services.pages``);
+decisions are checked here and stored in the inbox for the worker to record (``bot.inbox``), as
+Approve clicks are. Slack messages that follow (cards, notifications) are queued in the outbox by the
 use cases.
 """
 
@@ -17,7 +18,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bot import blocks, ids, inbox, parse
 from bot.bootstrap import Services
-from bot.listeners.common import store_before_ack
+from bot.listeners.common import ack_once_saved, store_before_ack
 from gates import usecases
 from gates.errors import GateError, InvalidAnswer
 from gates.lifecycle import DecisionKind, Initiative
@@ -94,7 +95,9 @@ class ViewListeners:
             return
         ack()
 
-    def questionnaire(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def questionnaire(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
         """Check the page, record it as evidence (who, when) and show the next page."""
         services = self._services
         pipeline = services.pipeline
@@ -114,25 +117,7 @@ class ViewListeners:
             ack(response_action="errors", errors={error.block_id or first_block: str(error)[:150]})
             return
         try:
-            # Checked (every answer that does not fit is named in the form, from one pass), then
-            # recorded here, with its evidence link, in one transaction. Measured against storing
-            # the page in the inbox for the worker: on SQLite 450 vs 214 pages/s at one
-            # connection (p99 7.5 vs 63 ms) and p99 154 vs 268 ms at 50; on PostgreSQL within
-            # 20%. And the answers are there at once for the next page, a reopened
-            # questionnaire and Submit for review. The next page needs the answers only: the
-            # card's readiness line is redrawn by the outbox.
-            result = usecases.answer(
-                pipeline,
-                services.uow(),
-                ref,
-                gate_id,
-                raw,
-                user,
-                services.now(),
-                link=link,
-                with_readiness=False,
-            )
-            initiative, answers = result.initiative, dict(result.answers)
+            checked = usecases.check_page(pipeline, ref, gate_id, raw, user, services.now(), link)
         except InvalidAnswer as error:
             if link and error.question_id == "link":
                 ack(response_action="errors", errors={ids.LINK_URL_BLOCK: error.reason[:150]})
@@ -142,7 +127,19 @@ class ViewListeners:
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, first_block))
             return
-        ack(**_after_save(pipeline, initiative, gate_id, answers, page, set(state)))
+        # Recorded (who, when, with its evidence link) before Slack hears back, so the next
+        # page, a reopened questionnaire and Submit for review see it at once; pages saved at
+        # the same moment share one transaction. The card's readiness line is redrawn by the
+        # outbox, so the next page needs the answers only.
+        ack_once_saved(
+            services,
+            context,
+            ack,
+            body,
+            services.pages.submit(checked),
+            lambda saved: _after_save(pipeline, saved.initiative, gate_id, saved.answers, page, set(state)),
+            lambda refused: {"response_action": "errors", "errors": _errors_for(refused, first_block)},
+        )
 
     def reason(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         """Checked at once (errors inside the form), then, like an Approve click, stored in the

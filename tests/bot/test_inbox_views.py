@@ -1,11 +1,16 @@
-"""Modal submissions through the real HTTP path. A questionnaire page is recorded in the ack
-(who, when, its evidence link), its errors shown inside the modal. A reasoned decision is checked
+"""Modal submissions through the real HTTP path. A questionnaire page is recorded before the ack
+(who, when, its evidence link), its errors shown inside the modal; pages saved at the same
+moment share one commit, and one that fails to save fails alone. A reasoned decision is checked
 inside the form, stored in the inbox before Slack hears "OK" and recorded by the worker; a late
 refusal, or a request the worker gives up on, is told to the person privately."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +252,77 @@ def test_pages_saved_in_quick_succession_redraw_the_card_once_after_they_settle(
     assert worker.run_once() == 1
     assert len(redraws()) == 2
     assert "pending" not in outbox_counts(services.database)
+
+
+@contextmanager
+def write_lock_held(ws: Workspace) -> Iterator[None]:
+    """Another process's write transaction on the SQLite file, for as long as the block runs."""
+    blocker = sqlite3.connect(str(ws.services.database.url.database), isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        yield
+        blocker.execute("COMMIT")
+    finally:
+        blocker.close()
+
+
+def send_together(ws: Workspace, view: dict[str, Any], values: list[int]) -> list[Any]:
+    """One submission of ``view`` per value, all sent while the page writer waits for the lock:
+    the first is being written, the rest queue behind it."""
+    with ThreadPoolExecutor(len(values)) as pool, write_lock_held(ws):
+        first = pool.submit(
+            send_without_draining, ws, OWNER, view, {ids.question_block_id(QUESTION): str(values[0])}
+        )
+        time.sleep(0.3)  # the first is being written, waiting for the lock
+        rest = [
+            pool.submit(send_without_draining, ws, OWNER, view, {ids.question_block_id(QUESTION): str(v)})
+            for v in values[1:]
+        ]
+        time.sleep(0.3)  # all of them queued behind the first
+    return [first.result(10)] + [f.result(10) for f in rest]
+
+
+def versions(ws: Workspace, question: str) -> list[Any]:
+    with ws.services.read_uow() as uow:
+        return [v.value for v in uow.answers.history(only_ref(ws)) if v.question_id == question]
+
+
+def test_pages_saved_at_the_same_moment_share_a_commit_and_each_gets_its_own_answer(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    commits, written = ws.services.pages.commits, ws.services.pages.written
+
+    responses = send_together(ws, view, [11, 12, 13, 14, 15])
+
+    assert [r.status for r in responses] == [200] * 5
+    # Each gets the answer a page saved alone gets: the question is on the last page, so the
+    # modal closes (an empty ack), not an error and not someone else's reply.
+    assert [r.body for r in responses] == [b""] * 5
+    assert sorted(versions(ws, QUESTION)[1:]) == [11, 12, 13, 14, 15]  # after the intake's 8
+    assert ws.services.pages.written - written == 5
+    assert ws.services.pages.commits - commits <= 2  # the first alone, the four behind it together
+
+
+def test_a_page_that_fails_to_save_fails_alone_and_its_person_is_told(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails a batch because of one page: the pages saved beside it are saved one by
+    one, and only the failed one's person sees Slack's error (the modal keeps what they typed)
+    and hears from Shepherd."""
+    ws = workspace
+    view = page_with(ws, QUESTION)
+    record = usecases.answer_many
+
+    def failing_on_13(uow: Any, pages: Any) -> Any:
+        if any(page.typed.get(QUESTION) == 13 for page in pages):
+            raise OSError("connection to the database lost")
+        return record(uow, pages)
+
+    monkeypatch.setattr(usecases, "answer_many", failing_on_13)
+    responses = send_together(ws, view, [12, 13, 14])
+
+    assert [r.status for r in responses] == [200, 500, 200]
+    assert sorted(versions(ws, QUESTION)[1:]) == [12, 14]
+    assert any("something went wrong on Shepherd's side" in t for t in private_texts(ws, OWNER))

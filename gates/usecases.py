@@ -27,6 +27,7 @@ from gates.errors import (
     NotPermitted,
     NotReady,
     UnknownGate,
+    UnknownInitiative,
     UnknownQuestion,
     UnknownRole,
 )
@@ -200,7 +201,8 @@ def answer(
     """
     page = check_page(pipeline, ref, gate_id, answers, author_id, now, link)
     with uow:
-        initiative, values, changed = _record_page(uow, page)
+        initiative, current = _answerable(uow, ref, gate_id)
+        values, changed = _record_page(uow, page, current)
         holders = role_holders(pipeline, uow) if with_readiness else None
         uow.commit()
     report = (
@@ -212,32 +214,46 @@ def answer(
 def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerResult | GateError]:
     """Record several checked pages in one transaction, each as ``answer`` would (without
     readiness). A page refused by the state it finds (retired, under review, unknown) gets its
-    error in its place and writes nothing; the others are recorded.
+    error in its place and writes nothing; the others are recorded. The initiatives, their open
+    reviews and their current answers are read once for the whole batch.
 
     Raises:
         anything else the database raises: then nothing of the batch is recorded.
     """
     outcomes: list[AnswerResult | GateError] = []
+    refs = list(dict.fromkeys(page.ref for page in pages))
     with uow:
+        found = uow.reviews.initiatives_with_open_reviews(refs)
+        currents = uow.answers.current_many([ref for ref in refs if ref in found])
         for page in pages:
+            if page.ref not in found:
+                outcomes.append(UnknownInitiative(page.ref))
+                continue
+            initiative, open_review = found[page.ref]
             try:
-                initiative, values, changed = _record_page(uow, page)
-            except (NotFound, InvalidTransition) as refused:  # raised before the page writes
+                _refuse_unless_answerable(initiative, page.gate_id, open_review)
+            except InvalidTransition as refused:
                 outcomes.append(refused)
                 continue
+            current = currents[page.ref]
+            values, changed = _record_page(uow, page, current)
+            # A later page of the same initiative in this batch builds on this one.
+            for qid in changed:
+                current[qid] = AnswerVersion(
+                    page.ref, page.gate_id, qid, values[qid], page.author_id, page.at
+                )
             outcomes.append(AnswerResult(initiative, tuple(changed), values, None))
         uow.commit()
     return outcomes
 
 
 def _record_page(
-    uow: UnitOfWork, page: PageOfAnswers
-) -> tuple[Initiative, dict[str, AnswerValue | None], list[str]]:
-    """Inside the caller's transaction: ``page``'s new answer versions, audit entry, card
-    redraw and evidence link. Returns the initiative, every current answer once this commits,
-    and the questions whose answer changed. Refusals are raised before anything is written."""
+    uow: UnitOfWork, page: PageOfAnswers, current: Mapping[str, AnswerVersion]
+) -> tuple[dict[str, AnswerValue | None], list[str]]:
+    """Inside the caller's transaction, given the initiative's ``current`` answers: ``page``'s
+    new answer versions, audit entry, card redraw and evidence link. Returns every current answer
+    once this commits, and the questions whose answer changed."""
     ref, gate_id, typed, author_id, now = page.ref, page.gate_id, page.typed, page.author_id, page.at
-    initiative, current = _answerable(uow, ref, gate_id)
     changed = []
     for qid, value in typed.items():
         previous = current.get(qid)
@@ -267,16 +283,20 @@ def _record_page(
     # The state this transaction commits, known without reading it back in a second one.
     values = {qid: version.value for qid, version in current.items()}
     values.update({qid: typed[qid] for qid in changed})
-    return initiative, values, changed
+    return values, changed
 
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:
     """The initiative and its current answers, if this gate's answers may change now."""
     initiative, open_review = uow.reviews.initiative_with_open_review(ref)
-    if initiative.status is Status.RETIRED:
-        raise InvalidTransition(f"{ref} is retired; its answers can no longer change.")
-    refuse_while_under_review(ref, gate_id, open_review)
+    _refuse_unless_answerable(initiative, gate_id, open_review)
     return initiative, uow.answers.current(ref)
+
+
+def _refuse_unless_answerable(initiative: Initiative, gate_id: str, open_review: Review | None) -> None:
+    if initiative.status is Status.RETIRED:
+        raise InvalidTransition(f"{initiative.ref} is retired; its answers can no longer change.")
+    refuse_while_under_review(initiative.ref, gate_id, open_review)
 
 
 def refuse_while_under_review(ref: str, gate_id: str, open_review: Review | None) -> None:

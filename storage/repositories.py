@@ -200,6 +200,38 @@ class SqlAnswerRepository:
         return {row["question_id"]: _answer(ref, row) for row in rows}
 
     @guarded
+    def current_many(self, refs: Sequence[str]) -> dict[str, dict[str, AnswerVersion]]:
+        """``current`` of several initiatives in one statement (a batch of questionnaire pages)."""
+        owners = {self._id_of(ref): ref for ref in refs}
+        found: dict[str, dict[str, AnswerVersion]] = {ref: {} for ref in refs}
+        if not owners:
+            return found
+        latest = (
+            select(
+                answer_versions.c.initiative_id,
+                answer_versions.c.question_id,
+                func.max(answer_versions.c.version).label("version"),
+            )
+            .where(answer_versions.c.initiative_id.in_(list(owners)))
+            .group_by(answer_versions.c.initiative_id, answer_versions.c.question_id)
+            .subquery("latest")
+        )
+        rows = self._session.connection().execute(
+            select(answer_versions).join(
+                latest,
+                and_(
+                    answer_versions.c.initiative_id == latest.c.initiative_id,
+                    answer_versions.c.question_id == latest.c.question_id,
+                    answer_versions.c.version == latest.c.version,
+                ),
+            )
+        )
+        for row in rows.mappings():
+            ref = owners[row["initiative_id"]]
+            found[ref][row["question_id"]] = _answer(ref, row)
+        return found
+
+    @guarded
     def history(self, ref: str) -> Sequence[AnswerVersion]:
         """Every version of every answer, oldest first."""
         owner = initiative_id(self._session, ref)

@@ -106,6 +106,26 @@ class SqlReviewRepository:
         rows = _INITIATIVE_WITH_OPEN.all(self._session.connection(), {"ref": ref})
         if not rows:
             raise UnknownInitiative(ref)
+        return self._with_open_review(ref, rows)
+
+    @guarded
+    def initiatives_with_open_reviews(
+        self, refs: Sequence[str]
+    ) -> dict[str, tuple[Initiative, Review | None]]:
+        """``initiative_with_open_review`` of each of ``refs`` that exists, in one statement (a
+        batch of questionnaire pages)."""
+        by_ref: dict[str, list[Mapping[Any, Any]]] = {}
+        if refs:
+            statement = _WITH_OPEN_REVIEW.where(initiatives.c.ref.in_(list(refs))).order_by(
+                initiatives.c.id, decisions.c.decided_at, decisions.c.id
+            )
+            for row in self._session.connection().execute(statement).mappings():
+                by_ref.setdefault(row["i_ref"], []).append(row)
+        return {ref: self._with_open_review(ref, rows) for ref, rows in by_ref.items()}
+
+    def _with_open_review(
+        self, ref: str, rows: Sequence[Mapping[Any, Any]]
+    ) -> tuple[Initiative, Review | None]:
         head = rows[0]
         self._ids[ref] = head["i_id"]
         initiative = initiative_from_row({name: head[f"i_{name}"] for name in _INITIATIVE_FIELDS})
@@ -304,21 +324,22 @@ _OPEN_FOR = _with_decisions().where(initiatives.c.ref == bindparam("ref"), _IS_O
 # initiative without one is a single row whose review and ``d_*`` columns are NULL.
 _INITIATIVE_FIELDS = tuple(column.name for column in initiatives.c)
 # Read on every status reply and questionnaire page (``storage.prepared``).
-_INITIATIVE_WITH_OPEN = Prepared(
-    select(
+_WITH_OPEN_REVIEW = select(
+    reviews,
+    initiatives.c.ref,
+    *(column.label(f"d_{column.name}") for column in decisions.c if column.name != "review_id"),
+    *(column.label(f"i_{column.name}") for column in initiatives.c),
+).select_from(
+    initiatives.outerjoin(
         reviews,
-        initiatives.c.ref,
-        *(column.label(f"d_{column.name}") for column in decisions.c if column.name != "review_id"),
-        *(column.label(f"i_{column.name}") for column in initiatives.c),
+        (reviews.c.initiative_id == initiatives.c.id) & _IS_OPEN,
+    ).outerjoin(decisions, decisions.c.review_id == reviews.c.id)
+)
+"""Initiatives, each with its open review's columns and decisions (NULL where none is open)."""
+_INITIATIVE_WITH_OPEN = Prepared(
+    _WITH_OPEN_REVIEW.where(initiatives.c.ref == bindparam("ref")).order_by(
+        decisions.c.decided_at, decisions.c.id
     )
-    .select_from(
-        initiatives.outerjoin(
-            reviews,
-            (reviews.c.initiative_id == initiatives.c.id) & _IS_OPEN,
-        ).outerjoin(decisions, decisions.c.review_id == reviews.c.id)
-    )
-    .where(initiatives.c.ref == bindparam("ref"))
-    .order_by(decisions.c.decided_at, decisions.c.id)
 )
 _SAVE = (
     update(reviews)

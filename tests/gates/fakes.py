@@ -142,6 +142,9 @@ class FakeAnswers(_Part):
                 latest[version.question_id] = version
         return latest
 
+    def current_many(self, refs: Sequence[str]) -> dict[str, dict[str, AnswerVersion]]:
+        return {ref: self.current(ref) for ref in refs}
+
     def history(self, ref: str) -> Sequence[AnswerVersion]:
         return [v for v in self._state.answers if v.initiative_ref == ref]
 
@@ -186,6 +189,11 @@ class FakeReviews(_Part):
         except KeyError:
             raise UnknownInitiative(ref) from None
         return initiative, self.open_for(ref)
+
+    def initiatives_with_open_reviews(
+        self, refs: Sequence[str]
+    ) -> dict[str, tuple[Initiative, Review | None]]:
+        return {ref: self.initiative_with_open_review(ref) for ref in refs if ref in self._state.initiatives}
 
     def for_initiative(self, ref: str) -> Sequence[Review]:
         return [copy.deepcopy(r) for r in self._state.reviews.values() if r.initiative_ref == ref]

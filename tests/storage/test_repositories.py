@@ -294,6 +294,43 @@ def test_an_initiative_is_read_with_its_open_review_as_the_two_reads_give_them(d
             uow.reviews.initiative_with_open_review("AI-9999")
 
 
+def test_a_batch_of_pages_reads_its_initiatives_reviews_and_answers_at_once_as_one_at_a_time(
+    database: Database,
+) -> None:
+    """What a batch of questionnaire pages reads in two statements: for each ref that exists,
+    the initiative, its open review with its decisions, and its current answers, exactly as the
+    single reads give them; an unknown ref is left out, not an error for the whole batch."""
+    bare, reviewed, answered = (
+        add_initiative(database, name).ref for name in ("Bare", "Reviewed", "Answered")
+    )
+    with database.uow() as uow:
+        review = a_review(reviewed)
+        uow.reviews.add(review)
+        for n in range(3):
+            uow.answers.append(AnswerVersion(answered, "intake", "problem", f"take {n}", "U1", NOW))
+        uow.answers.append(AnswerVersion(answered, "intake", "budget", 12, "U1", NOW))
+        uow.answers.append(AnswerVersion(reviewed, "intake", "problem", "reviewed", "U2", NOW))
+        uow.commit()
+    with database.uow() as uow:
+        loaded = uow.reviews.get(review.id or 0)
+        loaded.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW + timedelta(minutes=1))
+        uow.reviews.save(loaded)
+        uow.commit()
+    refs = [answered, "AI-9999", bare, reviewed]
+    with database.uow(read_only=True) as uow:
+        together = uow.reviews.initiatives_with_open_reviews(refs)
+        answers_together = uow.answers.current_many([ref for ref in refs if ref in together])
+    with database.uow(read_only=True) as uow:
+        alone = {ref: uow.reviews.initiative_with_open_review(ref) for ref in (answered, bare, reviewed)}
+        answers_alone = {ref: uow.answers.current(ref) for ref in (answered, bare, reviewed)}
+    assert together == alone
+    assert [d.approver_id for d in together[reviewed][1].decisions] == ["URISK1"]  # type: ignore[union-attr]
+    assert answers_together == answers_alone
+    assert answers_together[answered]["problem"].value == "take 2" and answers_together[bare] == {}
+    with database.uow(read_only=True) as uow:
+        assert uow.reviews.initiatives_with_open_reviews([]) == {}
+
+
 def test_a_second_open_review_for_an_initiative_is_refused(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:

@@ -22,6 +22,7 @@ from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
 from storage.database import Database
+from storage.errors import DatabaseUnavailable
 from storage.group_commit import GroupCommit
 from storage.inbox import InboxWriter
 from storage.uow import SqlUnitOfWork
@@ -79,6 +80,8 @@ class Services:
     ) -> Sequence[usecases.AnswerResult | BaseException]:
         try:
             return usecases.answer_many(self.uow(), pages)
+        except DatabaseUnavailable:
+            raise  # down or locked for everyone: trying each page again would only pile up waits
         except Exception:
             if len(pages) == 1:
                 raise

@@ -175,7 +175,7 @@ async def _deferred_reply(replied: Future[dict[str, Any]], timeout: float) -> Bo
         metrics.ERRORS.labels(where="deferred_ack").inc()
         logger.error("a deferred ack was not ready within %.1f s; Slack is told it failed", timeout)
         return BoltResponse(status=500, body="")
-    except Exception:
+    except Exception:  # the write failed and ``ack_once_saved`` has logged it and told the person
         return BoltResponse(status=500, body="")
     return Ack()(**arguments)
 

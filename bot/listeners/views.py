@@ -4,8 +4,8 @@ Everything here runs before the response goes back to Slack, so errors can be sh
 modal with ``response_action: errors``. Questionnaire pages are checked here and recorded before
 the response (pages saved at the same moment share one transaction, ``Services.pages``);
 decisions are checked here and stored in the inbox for the worker to record (``bot.inbox``), as
-Approve clicks are. Slack messages that follow (cards, notifications) are queued in the outbox by the
-use cases.
+Approve clicks are. Slack messages that follow (cards, notifications) are queued in the outbox
+by the use cases.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Scenarios, each at 1, 10 and 50 connections:
   click records a decision: the click is committed to the inbox before the ack, and the worker
   process records the decisions in batches. Decisions per second count every decision recorded
   from the start of the load until the inbox is empty again;
-- ``view``: questionnaire submissions with a few answers (validated and recorded before the ack).
+- ``view``: questionnaire submissions with a few answers (validated and recorded before the ack;
+  pages arriving together share one commit).
   Each one records a new version of a number answer of one of ``QUESTIONNAIRE_INITIATIVES``
   initiatives, so their histories grow to about 150 versions within a run: more than people
   produce, which keeps reading the current answers honest (``storage.repositories``).

@@ -90,7 +90,8 @@ class AnswerResult:
     answers: Mapping[str, AnswerValue | None]
     """Every current answer of the initiative, as this save committed them."""
     readiness: Readiness | None
-    """The answered gate's readiness; None if not asked for (``answer(with_readiness=False)``)."""
+    """The answered gate's readiness; None where not judged (``answer_many``: the next
+    questionnaire page needs the answers only)."""
 
 
 def register(
@@ -186,15 +187,12 @@ def answer(
     author_id: str,
     now: datetime,
     link: tuple[str, str] | None = None,
-    with_readiness: bool = True,
 ) -> AnswerResult:
     """Record answers for one gate as new versions; unchanged answers add nothing.
 
     Partial saves are fine: questions not mentioned keep their current answer. An empty value
     clears an answer (recorded as a version too, so the history shows who cleared it).
     ``link`` (url, title) is an evidence link attached in the same transaction.
-    ``with_readiness=False`` skips reading the role holders and judging the gate, for a caller
-    that only needs the answers (the next questionnaire page).
 
     Raises:
         UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition.
@@ -203,11 +201,9 @@ def answer(
     with uow:
         initiative, current = _answerable(uow, ref, gate_id)
         values, changed = _record_page(uow, page, current)
-        holders = role_holders(pipeline, uow) if with_readiness else None
+        holders = role_holders(pipeline, uow)
         uow.commit()
-    report = (
-        readiness(pipeline, gate_id, values, holders, initiative.owner_id) if holders is not None else None
-    )
+    report = readiness(pipeline, gate_id, values, holders, initiative.owner_id)
     return AnswerResult(initiative, tuple(changed), values, report)
 
 

@@ -645,21 +645,15 @@ def test_answer_readiness_is_computed_from_exactly_what_was_recorded(
     assert "budget" not in result.readiness.answers  # cleared in this very save
 
 
-def test_answer_without_readiness_returns_the_answers_as_recorded(
+def test_a_page_saved_in_a_batch_returns_the_answers_as_recorded(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:
     # What the next questionnaire page is drawn from: every current answer, this save included.
-    result = usecases.answer(
-        two_gates,
-        uow,
-        registered,
-        "intake",
-        {"budget": "", "personal_data": "yes"},
-        OWNER,
-        LATER,
-        with_readiness=False,
+    page = usecases.check_page(
+        two_gates, registered, "intake", {"budget": "", "personal_data": "yes"}, OWNER, LATER
     )
-    assert result.readiness is None
+    [result] = usecases.answer_many(uow, [page])
+    assert not isinstance(result, Exception) and result.readiness is None
     assert result.changed == ("budget", "personal_data")
     assert {q: v for q, v in result.answers.items() if v is not None} == dict(
         usecases.check_readiness(two_gates, uow, registered).answers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Column, ColumnElement, Table, any_, bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -45,3 +45,19 @@ def insert_ignoring_conflicts_for(dialect: str, table: Table) -> Insert:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def one_of(column: Column[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column IN (...)`` with the whole list bound as the one parameter ``name`` (a Python
+    list), so that the statement compiles once whatever the list's length and can be a
+    ``storage.prepared.Prepared``: a PostgreSQL array, or a JSON array that SQLite reads with
+    ``json_each``. An expanding ``IN`` is compiled on every execution instead (3 ms a batch of
+    questionnaire pages, measured on PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    if dialect == "sqlite":
+        listed = func.json_each(bindparam(name, type_=JSON)).table_valued("value")
+        return column.in_(select(listed.c.value))
+    raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {dialect}")

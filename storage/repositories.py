@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from gates.errors import ConcurrentUpdate, UnknownInitiative
 from gates.lifecycle import Initiative, Status, format_ref
 from gates.ports import AnswerVersion, EvidenceLink, InitiativeFilter
+from storage.dialect import one_of
 from storage.prepared import Prepared
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import (
@@ -206,27 +207,9 @@ class SqlAnswerRepository:
         found: dict[str, dict[str, AnswerVersion]] = {ref: {} for ref in refs}
         if not owners:
             return found
-        latest = (
-            select(
-                answer_versions.c.initiative_id,
-                answer_versions.c.question_id,
-                func.max(answer_versions.c.version).label("version"),
-            )
-            .where(answer_versions.c.initiative_id.in_(list(owners)))
-            .group_by(answer_versions.c.initiative_id, answer_versions.c.question_id)
-            .subquery("latest")
-        )
-        rows = self._session.connection().execute(
-            select(answer_versions).join(
-                latest,
-                and_(
-                    answer_versions.c.initiative_id == latest.c.initiative_id,
-                    answer_versions.c.question_id == latest.c.question_id,
-                    answer_versions.c.version == latest.c.version,
-                ),
-            )
-        )
-        for row in rows.mappings():
+        connection = self._session.connection()
+        rows = _current_answers_of_many(connection.dialect.name).all(connection, {"p_owners": list(owners)})
+        for row in rows:
             ref = owners[row["initiative_id"]]
             found[ref][row["question_id"]] = _answer(ref, row)
         return found
@@ -342,6 +325,31 @@ _CURRENT_ANSWERS = Prepared(
     )
     .where(answer_versions.c.initiative_id == bindparam("p_owner"))
 )
+
+
+@cache
+def _current_answers_of_many(dialect: str) -> Prepared:
+    """``_CURRENT_ANSWERS`` of several initiatives (``p_owners``, a list of row ids)."""
+    latest = (
+        select(
+            answer_versions.c.initiative_id,
+            answer_versions.c.question_id,
+            func.max(answer_versions.c.version).label("version"),
+        )
+        .where(one_of(answer_versions.c.initiative_id, "p_owners", dialect))
+        .group_by(answer_versions.c.initiative_id, answer_versions.c.question_id)
+        .subquery("latest")
+    )
+    return Prepared(
+        select(answer_versions).join(
+            latest,
+            and_(
+                answer_versions.c.initiative_id == latest.c.initiative_id,
+                answer_versions.c.question_id == latest.c.question_id,
+                answer_versions.c.version == latest.c.version,
+            ),
+        )
+    )
 
 
 @cache

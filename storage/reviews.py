@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, insert, literal_column, select, update
@@ -22,6 +23,7 @@ from sqlalchemy.sql import Select
 
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
 from gates.lifecycle import Decision, DecisionKind, Initiative, Requirement, Review, ReviewStatus
+from storage.dialect import one_of
 from storage.prepared import Prepared
 from storage.repositories import initiative_from_row, initiative_id
 from storage.sqlerrors import guarded, is_unique_violation
@@ -116,10 +118,8 @@ class SqlReviewRepository:
         batch of questionnaire pages)."""
         by_ref: dict[str, list[Mapping[Any, Any]]] = {}
         if refs:
-            statement = _WITH_OPEN_REVIEW.where(initiatives.c.ref.in_(list(refs))).order_by(
-                initiatives.c.id, decisions.c.decided_at, decisions.c.id
-            )
-            for row in self._session.connection().execute(statement).mappings():
+            connection = self._session.connection()
+            for row in _initiatives_with_open(connection.dialect.name).all(connection, {"refs": list(refs)}):
                 by_ref.setdefault(row["i_ref"], []).append(row)
         return {ref: self._with_open_review(ref, rows) for ref, rows in by_ref.items()}
 
@@ -341,6 +341,18 @@ _INITIATIVE_WITH_OPEN = Prepared(
         decisions.c.decided_at, decisions.c.id
     )
 )
+
+
+@cache
+def _initiatives_with_open(dialect: str) -> Prepared:
+    """``_INITIATIVE_WITH_OPEN`` of several refs (``refs``, a list)."""
+    return Prepared(
+        _WITH_OPEN_REVIEW.where(one_of(initiatives.c.ref, "refs", dialect)).order_by(
+            initiatives.c.id, decisions.c.decided_at, decisions.c.id
+        )
+    )
+
+
 _SAVE = (
     update(reviews)
     .where(

@@ -59,10 +59,12 @@ class GroupCommit(Generic[Item, Result]):
             thread.join(timeout)
 
     def _ensure_started(self) -> None:
-        if self._thread is not None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             return
         with self._start_lock:
-            if self._thread is None:
+            # Not yet started, closed, or ended by an interrupt: a request never waits on no one.
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
 

@@ -84,9 +84,18 @@ def freeze_startup_heap() -> None:
     requests/s. Long-running processes call it once, after startup (``shepherd serve``, the
     worker); tests that build many apps in one process do not, since a frozen object caught in
     a reference cycle is never freed (reference counting still frees the rest).
+
+    The young generation's threshold goes from 700 to 20,000 tracked objects: with 50 requests
+    in flight, each holding a parsed payload and a view, 700 was reached every few requests and
+    each young collection scanned the live requests' objects again, promoting them into older
+    generations that were then scanned too. Measured in the HTTP process over one 8 s run of
+    questionnaire pages at 50 connections: 1,178 collections taking 0.92 s of CPU (pauses of up
+    to 22 ms with every thread stopped) -> 1 collection taking 13 ms. Reference counting frees a
+    request's objects when it ends, so the count rarely gets near the new threshold.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def start_outbox_worker(app: App, services: Services, stop: threading.Event) -> threading.Thread:

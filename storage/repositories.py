@@ -329,7 +329,12 @@ _CURRENT_ANSWERS = Prepared(
 
 @cache
 def _current_answers_of_many(dialect: str) -> Prepared:
-    """``_CURRENT_ANSWERS`` of several initiatives (``p_owners``, a list of row ids)."""
+    """``_CURRENT_ANSWERS`` of several initiatives (``p_owners``, a list of row ids).
+
+    Not one builder for both: grouping the single initiative's query by ``initiative_id`` too
+    makes PostgreSQL estimate one group per stored version (95 against 4 for a 97-version
+    history) and hash-join the whole history twice, where the query above probes the index once
+    per question (checked with EXPLAIN)."""
     latest = (
         select(
             answer_versions.c.initiative_id,

@@ -28,7 +28,7 @@ from storage.inbox import InboxWriter
 from storage.uow import SqlUnitOfWork
 
 logger = logging.getLogger("shepherd")
-_INBOX_LOCK = threading.Lock()
+_WRITERS_LOCK = threading.Lock()  # creates the inbox and page writers once, on first use
 
 
 def utc_now() -> datetime:
@@ -60,7 +60,7 @@ class Services:
     def inbox(self) -> InboxWriter:
         """Where listeners store requests to be applied after the ack (``storage.inbox``)."""
         if self._inbox is None:
-            with _INBOX_LOCK:
+            with _WRITERS_LOCK:
                 if self._inbox is None:
                     self._inbox = InboxWriter(self.database, clock=self)
         return self._inbox
@@ -70,7 +70,7 @@ class Services:
         """Where questionnaire pages are recorded: pages saved at the same moment share one
         transaction (``usecases.answer_many``), and each caller waits for its own."""
         if self._pages is None:
-            with _INBOX_LOCK:
+            with _WRITERS_LOCK:
                 if self._pages is None:
                     self._pages = GroupCommit(self._record_pages, name="shepherd-page-writer")
         return self._pages

@@ -216,20 +216,27 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
     Raises:
         anything else the database raises: then nothing of the batch is recorded.
     """
-    outcomes: list[AnswerResult | GateError] = []
-    refs = list(dict.fromkeys(page.ref for page in pages))
+    outcomes: dict[int, AnswerResult | GateError] = {}
+    refs = sorted({page.ref for page in pages})
+    # Written initiative by initiative, in ref order (a stable sort: pages of one initiative
+    # keep theirs). Each new answer version holds its key in the unique index until commit, so
+    # two writers (``shepherd serve --processes 2``) that met the same initiatives in different
+    # orders would wait on each other until PostgreSQL's deadlock check aborted one, a second
+    # later. In one order, the later writer just waits for the earlier one's commit.
+    in_order = sorted(range(len(pages)), key=lambda n: pages[n].ref)
     with uow:
         found = uow.reviews.initiatives_with_open_reviews(refs)
         currents = uow.answers.current_many([ref for ref in refs if ref in found])
-        for page in pages:
+        for n in in_order:
+            page = pages[n]
             if page.ref not in found:
-                outcomes.append(UnknownInitiative(page.ref))
+                outcomes[n] = UnknownInitiative(page.ref)
                 continue
             initiative, open_review = found[page.ref]
             try:
                 _refuse_unless_answerable(initiative, page.gate_id, open_review)
             except InvalidTransition as refused:
-                outcomes.append(refused)
+                outcomes[n] = refused
                 continue
             current = currents[page.ref]
             values, changed = _record_page(uow, page, current)
@@ -238,9 +245,9 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
                 current[qid] = AnswerVersion(
                     page.ref, page.gate_id, qid, values[qid], page.author_id, page.at
                 )
-            outcomes.append(AnswerResult(initiative, tuple(changed), values, None))
+            outcomes[n] = AnswerResult(initiative, tuple(changed), values, None)
         uow.commit()
-    return outcomes
+    return [outcomes[n] for n in range(len(pages))]
 
 
 def _record_page(
@@ -250,13 +257,11 @@ def _record_page(
     new answer versions, audit entry, card redraw and evidence link. Returns every current answer
     once this commits, and the questions whose answer changed."""
     ref, gate_id, typed, author_id, now = page.ref, page.gate_id, page.typed, page.author_id, page.at
-    changed = []
-    for qid, value in typed.items():
-        previous = current.get(qid)
-        if (previous.value if previous else None) == value:
-            continue
-        uow.answers.append(AnswerVersion(ref, gate_id, qid, value, author_id, now))
-        changed.append(qid)
+    changed = [
+        qid for qid, value in typed.items() if (current[qid].value if qid in current else None) != value
+    ]
+    for qid in sorted(changed):  # in one order for every writer (see ``answer_many``)
+        uow.answers.append(AnswerVersion(ref, gate_id, qid, typed[qid], author_id, now))
     if changed:
         uow.audit.append(
             author_id,

@@ -3,23 +3,30 @@ through the real use cases, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import Counter
 
 import pytest
 from sqlalchemy import func, select
 
+from gates import usecases
 from gates.errors import ConcurrentUpdate
 from gates.lifecycle import DecisionKind, ReviewStatus, Status
+from gates.ports import AnswerVersion
 from storage import Database, verify_audit
+from storage.repositories import SqlAnswerRepository
 from storage.tables import audit_log, decisions, outbox, reviews
 from tests.gates.conftest import DPO, RISK_1, RISK_2, SPONSOR
 from tests.storage import scenarios
 from tests.storage.scenarios import (
     INTAKE_WITH_PERSONAL_DATA,
     LATER,
+    OWNER,
     append_audit_in_own_database,
     decide_in_own_database,
     in_pilot_review,
+    pipeline,
     register,
     register_in_own_database,
     run_processes,
@@ -172,3 +179,47 @@ def test_concurrent_answers_to_one_question_get_consecutive_versions(database: D
     with database.uow(read_only=True) as uow:
         versions = [a.version for a in uow.answers.history(ref) if a.question_id == "problem"]
     assert sorted(versions) == list(range(1, 8))  # the intake answer, then six more
+
+
+def test_two_page_writers_meeting_the_same_initiatives_in_opposite_orders_both_commit(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two HTTP processes each save a batch of pages of the same two initiatives, listed in
+    opposite orders. Each writer pauses after its first answer version until the other has written
+    one too (or half a second has passed): if each then held one initiative's new version and
+    wanted the other's, PostgreSQL would abort one batch as a deadlock after a second."""
+    first, second = register(database, name="Invoice matching"), register(database, name="Churn")
+    met = threading.Barrier(2)
+    paused = threading.local()
+    append = SqlAnswerRepository.append
+
+    def append_then_meet(self: SqlAnswerRepository, answer: AnswerVersion) -> None:
+        append(self, answer)
+        if not getattr(paused, "done", False):
+            paused.done = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                met.wait(timeout=0.5)
+
+    monkeypatch.setattr(SqlAnswerRepository, "append", append_then_meet)
+
+    def save(refs: list[str], budget: str) -> list[object]:
+        pages = [
+            usecases.check_page(pipeline(), ref, "intake", {"budget": budget}, OWNER, LATER, None)
+            for ref in refs
+        ]
+        return usecases.answer_many(database.uow(), pages)
+
+    results = run_threads(save, [([first, second], "100"), ([second, first], "200")])
+
+    assert all(isinstance(outcome, list) for outcome in results), results
+    assert all(
+        not isinstance(page, Exception) and page.changed == ("budget",)
+        for outcome in results
+        for page in outcome
+    ), results
+    with database.uow(read_only=True) as uow:
+        for ref in (first, second):
+            assert [v.value for v in uow.answers.history(ref) if v.question_id == "budget"] in (
+                [100, 200],
+                [200, 100],
+            )

@@ -83,6 +83,10 @@ class InitiativeRepository(Protocol):
 
 class AnswerRepository(Protocol):
     def append(self, answer: AnswerVersion) -> None: ...
+    def append_many(self, answers: Sequence[AnswerVersion]) -> None:
+        """``append`` of each, in order (a batch of questionnaire pages, in one round trip)."""
+        ...
+
     def current(self, ref: str) -> dict[str, AnswerVersion]:
         """Latest version of every answered question of the initiative, all gates."""
         ...

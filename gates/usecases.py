@@ -200,7 +200,8 @@ def answer(
     page = check_page(pipeline, ref, gate_id, answers, author_id, now, link)
     with uow:
         initiative, current = _answerable(uow, ref, gate_id)
-        values, changed = _record_page(uow, page, current)
+        values, changed, versions = _record_page(uow, page, current)
+        uow.answers.append_many(versions)
         holders = role_holders(pipeline, uow)
         uow.commit()
     report = readiness(pipeline, gate_id, values, holders, initiative.owner_id)
@@ -224,6 +225,7 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
     # orders would wait on each other until PostgreSQL's deadlock check aborted one, a second
     # later. In one order, the later writer just waits for the earlier one's commit.
     in_order = sorted(range(len(pages)), key=lambda n: pages[n].ref)
+    written: list[AnswerVersion] = []
     with uow:
         found = uow.reviews.initiatives_with_open_reviews(refs)
         currents = uow.answers.current_many([ref for ref in refs if ref in found])
@@ -239,29 +241,30 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
                 outcomes[n] = refused
                 continue
             current = currents[page.ref]
-            values, changed = _record_page(uow, page, current)
+            values, changed, versions = _record_page(uow, page, current)
+            written.extend(versions)
             # A later page of the same initiative in this batch builds on this one.
-            for qid in changed:
-                current[qid] = AnswerVersion(
-                    page.ref, page.gate_id, qid, values[qid], page.author_id, page.at
-                )
+            current.update((version.question_id, version) for version in versions)
             outcomes[n] = AnswerResult(initiative, tuple(changed), values, None)
+        # The whole batch's answers in one statement round (one round trip on PostgreSQL).
+        uow.answers.append_many(written)
         uow.commit()
     return [outcomes[n] for n in range(len(pages))]
 
 
 def _record_page(
     uow: UnitOfWork, page: PageOfAnswers, current: Mapping[str, AnswerVersion]
-) -> tuple[dict[str, AnswerValue | None], list[str]]:
+) -> tuple[dict[str, AnswerValue | None], list[str], list[AnswerVersion]]:
     """Inside the caller's transaction, given the initiative's ``current`` answers: ``page``'s
-    new answer versions, audit entry, card redraw and evidence link. Returns every current answer
-    once this commits, and the questions whose answer changed."""
+    audit entry, card redraw and evidence link. Returns every current answer once this commits,
+    the questions whose answer changed and their new versions, for the caller to append."""
     ref, gate_id, typed, author_id, now = page.ref, page.gate_id, page.typed, page.author_id, page.at
     changed = [
         qid for qid, value in typed.items() if (current[qid].value if qid in current else None) != value
     ]
-    for qid in sorted(changed):  # in one order for every writer (see ``answer_many``)
-        uow.answers.append(AnswerVersion(ref, gate_id, qid, typed[qid], author_id, now))
+    versions = [  # in one order for every writer (see ``answer_many``)
+        AnswerVersion(ref, gate_id, qid, typed[qid], author_id, now) for qid in sorted(changed)
+    ]
     if changed:
         uow.audit.append(
             author_id,
@@ -284,7 +287,7 @@ def _record_page(
     # The state this transaction commits, known without reading it back in a second one.
     values = {qid: version.value for qid, version in current.items()}
     values.update({qid: typed[qid] for qid in changed})
-    return values, changed
+    return values, changed, versions
 
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:

@@ -28,23 +28,22 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
 from storage import leasing
 from storage.audit import canonical_json
-from storage.dialect import insert_ignoring_conflicts_for
+from storage.dialect import insert_ignoring_conflicts_for, one_of
 from storage.leasing import PENDING
 from storage.prepared import Prepared
 from storage.sqlerrors import guarded
 from storage.tables import outbox
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -80,10 +79,15 @@ class Postponed(Exception):  # noqa: N818 - it names what happens to the message
 
 
 class SqlOutbox:
+    """The outbox of one unit of work: messages are queued here and written when it commits
+    (``flush``), all at once: the merge keys of a whole batch of questionnaire pages are checked
+    in one statement and their messages inserted in one, where each page cost two round trips
+    on PostgreSQL."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._pending: list[dict[str, Any]] = []
 
-    @guarded
     def put(
         self,
         kind: str,
@@ -94,45 +98,69 @@ class SqlOutbox:
     ) -> None:
         """Queue a message in the caller's transaction; a repeated ``dedupe_key`` is ignored, and
         so is a ``merge_key`` whose message no sender has claimed yet (``gates.ports.Outbox``)."""
-        connection = self._session.connection()
-        if merge_key is not None and self._waiting(connection, merge_key):
+        self._pending.append(
+            {
+                "kind": kind,
+                # Round-trip through canonical JSON so datetimes and enums are stored as text.
+                "payload": json.loads(canonical_json(dict(payload))),
+                "dedupe_key": dedupe_key,
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": at,
+                "next_attempt_at": at,
+                "merge_key": merge_key,
+            }
+        )
+
+    def discard(self) -> None:
+        """Forget messages not yet written (the transaction rolled back)."""
+        self._pending.clear()
+
+    @guarded
+    def flush(self) -> None:
+        """Write the queued messages, in the order they were put, in the current transaction."""
+        pending, self._pending = self._pending, []
+        if not pending:
             return
-        values = {
-            "kind": kind,
-            # Round-trip through canonical JSON so datetimes and enums are stored as text.
-            "payload": json.loads(canonical_json(dict(payload))),
-            "dedupe_key": dedupe_key,
-            "status": PENDING,
-            "attempts": 0,
-            "created_at": at,
-            "next_attempt_at": at,
-            "merge_key": merge_key,
-        }
-        connection.execute(insert_ignoring_conflicts_for(connection.dialect.name, outbox), values)
-
-    @staticmethod
-    def _waiting(connection: Connection, merge_key: str) -> bool:
-        """Whether a message with ``merge_key`` waits, unclaimed, and stays so until this commits.
-
-        Never claimed, so whoever sends it reads the state after this transaction: on SQLite no
-        claim can happen inside a write transaction; on PostgreSQL the row is locked here until
-        commit, and a claim skips locked rows. A row being claimed right now is skipped (and a
-        new message queued), since that sender may read the state before this commits.
-        """
-        return bool(_WAITING.all(connection, {"merge_key": merge_key}))
+        connection = self._session.connection()
+        dialect = connection.dialect.name
+        keys = sorted({values["merge_key"] for values in pending if values["merge_key"] is not None})
+        waiting = (
+            {row["merge_key"] for row in _waiting(dialect).all(connection, {"p_keys": keys})}
+            if keys
+            else set()
+        )
+        rows = []
+        for values in pending:
+            key = values["merge_key"]
+            if key is not None:
+                if key in waiting:
+                    continue
+                waiting.add(key)  # a second message with this key in this transaction merges too
+            rows.append(values)
+        if rows:
+            connection.execute(insert_ignoring_conflicts_for(dialect, outbox), rows)
 
 
-# Built once: composing it took as long as running it, on every questionnaire page.
-_WAITING = Prepared(
-    select(outbox.c.id)
-    .where(
-        outbox.c.merge_key == bindparam("merge_key"),
-        outbox.c.status == PENDING,
-        outbox.c.claim_token.is_(None),
+@cache
+def _waiting(dialect: str) -> Prepared:
+    """Which of the merge keys ``p_keys`` have a message waiting, unclaimed, that stays so until
+    this transaction commits.
+
+    Never claimed, so whoever sends it reads the state after this transaction: on SQLite no
+    claim can happen inside a write transaction; on PostgreSQL the rows are locked here until
+    commit, and a claim skips locked rows. A row being claimed right now is skipped (and a new
+    message queued), since that sender may read the state before this commits.
+    """
+    return Prepared(
+        select(outbox.c.merge_key)
+        .where(
+            one_of(outbox.c.merge_key, "p_keys", dialect),
+            outbox.c.status == PENDING,
+            outbox.c.claim_token.is_(None),
+        )
+        .with_for_update(skip_locked=True)
     )
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
 
 
 class OutboxWorker:

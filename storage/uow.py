@@ -94,6 +94,7 @@ class SqlUnitOfWork:
         session, self._session = self._session, None
         if session is not None:
             self.audit.discard()
+            self.outbox.discard()
             try:
                 session.rollback()
             except DBAPIError:
@@ -110,6 +111,7 @@ class SqlUnitOfWork:
         with translated():
             if self._hook is not None:
                 self._hook.before_commit(self.session)
+            self.outbox.flush()
             self.audit.flush()
             self.session.commit()
         if self._hook is not None:
@@ -117,4 +119,5 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         self.audit.discard()
+        self.outbox.discard()
         self.session.rollback()

@@ -135,6 +135,10 @@ class FakeAnswers(_Part):
             raise UnknownInitiative(answer.initiative_ref)
         self._state.answers.append(answer)
 
+    def append_many(self, answers: Sequence[AnswerVersion]) -> None:
+        for answer in answers:
+            self.append(answer)
+
     def current(self, ref: str) -> dict[str, AnswerVersion]:
         latest: dict[str, AnswerVersion] = {}
         for version in self._state.answers:

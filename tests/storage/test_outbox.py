@@ -437,6 +437,38 @@ def test_on_postgresql_a_redraw_absorbing_a_save_is_not_claimed_until_the_save_c
     redraw(database, 0)
     with database.uow() as uow:
         uow.outbox.put("answers.recorded", {"ref": "AI-0001", "step": 1}, START, merge_key="card:AI-0001")
+        uow.outbox.flush()  # what commit does first: the merge check locks the waiting row
         assert leasing.claim_due(database, outbox, START, 10, timedelta(minutes=2), ("id",))[0] == []
         uow.commit()
     assert len(leasing.claim_due(database, outbox, START, 10, timedelta(minutes=2), ("id",))[0]) == 1
+
+
+def test_messages_are_written_at_commit_each_merge_key_checked_once_for_the_transaction(
+    database: Database, clock: FakeClock
+) -> None:
+    """A batch of questionnaire pages puts one redraw per page: the merge keys are checked in
+    one statement when the transaction commits, and each card gets at most one new message."""
+    redraw(database, 0)  # AI-0001's redraw is waiting
+    with database.uow() as uow:
+        for step in (1, 2):
+            uow.outbox.put(
+                "answers.recorded", {"ref": "AI-0001", "step": step}, START, merge_key="card:AI-0001"
+            )
+            uow.outbox.put(
+                "answers.recorded", {"ref": "AI-0002", "step": step}, START, merge_key="card:AI-0002"
+            )
+        uow.outbox.put("review.requested", {"ref": "AI-0002"}, START)
+        uow.outbox.put("review.requested", {"ref": "AI-0002"}, START, dedupe_key="once")
+        uow.outbox.put("review.requested", {"ref": "AI-0002"}, START, dedupe_key="once")
+        assert outbox_counts(database) == {"pending": 1}  # nothing written before the commit
+        uow.commit()
+    with database.uow() as uow:  # rolled back: nothing of it is written
+        uow.outbox.put("answers.recorded", {"ref": "AI-0003"}, START, merge_key="card:AI-0003")
+    sender = Recorder()
+    assert OutboxWorker(database, sender, clock).run_once() == 4
+    assert [(m.kind, m.payload["ref"], m.payload.get("step")) for m in sender.sent] == [
+        ("answers.recorded", "AI-0001", 0),
+        ("answers.recorded", "AI-0002", 1),
+        ("review.requested", "AI-0002", None),
+        ("review.requested", "AI-0002", None),
+    ]

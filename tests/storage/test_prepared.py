@@ -13,9 +13,9 @@ from gates.errors import UnknownInitiative
 from gates.lifecycle import DecisionKind
 from gates.ports import AnswerVersion
 from storage import Database
-from storage.outbox import _WAITING
+from storage.outbox import _waiting
 from storage.prepared import Prepared
-from storage.repositories import _CURRENT_ANSWERS, _HOLDERS, initiative_id
+from storage.repositories import _CURRENT_ANSWERS, _HOLDERS, _append_answer, initiative_id
 from storage.reviews import _INITIATIVE_WITH_OPEN
 from storage.tables import counters
 from tests.storage.test_repositories import NOW, a_review, add_initiative
@@ -54,6 +54,7 @@ def test_each_prepared_read_matches_sqlalchemys_rows_value_for_value(database: D
         uow.commit()
     with database.uow(read_only=True) as uow:
         owner = initiative_id(uow.session, ref)
+    waiting = _waiting(database.engine.dialect.name)
 
     cases = [
         (_INITIATIVE_WITH_OPEN, {"ref": ref}, 2),  # one row per decision
@@ -62,8 +63,8 @@ def test_each_prepared_read_matches_sqlalchemys_rows_value_for_value(database: D
         (_CURRENT_ANSWERS, {"p_owner": owner}, 3),
         (_HOLDERS, {}, 3),
         # Values the statement itself carries (the status, LIMIT 1) are bound as SQLAlchemy would.
-        (_WAITING, {"merge_key": f"card:{ref}"}, 1),
-        (_WAITING, {"merge_key": "card:AI-9999"}, 0),
+        (waiting, {"p_keys": [f"card:{ref}", "card:AI-9999"]}, 1),
+        (waiting, {"p_keys": ["card:AI-9999"]}, 0),
     ]
     for read, params, count in cases:
         expected = through_sqlalchemy(database, read, params)
@@ -120,6 +121,33 @@ def test_writes_run_in_the_callers_transaction_with_or_without_returning(databas
         uow.commit()
     with database.uow(read_only=True) as uow:
         assert uow.session.connection().execute(counter).scalar_one() == before + 5
+
+
+def test_a_statement_run_for_several_parameter_sets_sees_the_earlier_ones_writes(database: Database) -> None:
+    """``all_many`` (one round trip on PostgreSQL): each set gets its own rows back, in order,
+    and each statement sees what the ones before it wrote in the transaction."""
+    ref = add_initiative(database).ref
+    with database.uow(read_only=True) as uow:
+        owner = initiative_id(uow.session, ref)
+    append = _append_answer(database.engine.dialect.name)
+    version = {"p_initiative_id": owner, "p_gate_id": "intake", "p_author_id": "U1", "p_answered_at": NOW}
+    with database.uow() as uow:
+        results = append.all_many(
+            uow.session.connection(),
+            [
+                {**version, "p_question_id": "budget", "p_value": 10},
+                {**version, "p_question_id": "team", "p_value": "four people"},
+                {**version, "p_question_id": "budget", "p_value": 20},  # numbered after the first
+            ],
+        )
+        uow.commit()
+    assert [len(rows) for rows in results] == [1, 1, 1]
+    assert len({rows[0]["id"] for rows in results}) == 3
+    with database.uow(read_only=True) as uow:
+        history = [(v.question_id, v.value) for v in uow.answers.history(ref)]
+        current = uow.answers.current(ref)
+    assert sorted(history) == [("budget", 10), ("budget", 20), ("team", "four people")]
+    assert (current["budget"].value, current["team"].value) == (20, "four people")
 
 
 def test_a_driver_error_leaves_as_sqlalchemy_would_raise_it(database: Database) -> None:

@@ -331,6 +331,32 @@ def test_a_batch_of_pages_reads_its_initiatives_reviews_and_answers_at_once_as_o
         assert uow.reviews.initiatives_with_open_reviews([]) == {}
 
 
+def test_answers_appended_together_are_numbered_in_the_order_given(database: Database) -> None:
+    """A batch of pages records its answers together (one round trip on PostgreSQL); a question
+    answered twice in it, by two pages of one initiative, ends with the later answer."""
+    first, second = (add_initiative(database, name).ref for name in ("First", "Second"))
+    with database.uow() as uow:
+        uow.answers.append(AnswerVersion(first, "intake", "budget", 5, "U0", NOW))
+        uow.commit()
+    with database.uow() as uow:
+        uow.answers.append_many(
+            [
+                AnswerVersion(first, "intake", "budget", 10, "U1", NOW + timedelta(minutes=1)),
+                AnswerVersion(second, "intake", "budget", 7, "U1", NOW + timedelta(minutes=1)),
+                AnswerVersion(first, "intake", "problem", "late triage", "U1", NOW + timedelta(minutes=1)),
+                AnswerVersion(first, "intake", "budget", 20, "U2", NOW + timedelta(minutes=2)),
+            ]
+        )
+        uow.answers.append_many([])
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        current = uow.answers.current_many([first, second])
+        budgets = [(v.value, v.author_id) for v in uow.answers.history(first) if v.question_id == "budget"]
+    assert budgets == [(5, "U0"), (10, "U1"), (20, "U2")]
+    assert {q: v.value for q, v in current[first].items()} == {"budget": 20, "problem": "late triage"}
+    assert current[second]["budget"].value == 7
+
+
 def test_a_second_open_review_for_an_initiative_is_refused(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select
@@ -190,17 +191,15 @@ def test_two_page_writers_meeting_the_same_initiatives_in_opposite_orders_both_c
     wanted the other's, PostgreSQL would abort one batch as a deadlock after a second."""
     first, second = register(database, name="Invoice matching"), register(database, name="Churn")
     met = threading.Barrier(2)
-    paused = threading.local()
-    append = SqlAnswerRepository.append
+    append_many = SqlAnswerRepository.append_many
 
-    def append_then_meet(self: SqlAnswerRepository, answer: AnswerVersion) -> None:
-        append(self, answer)
-        if not getattr(paused, "done", False):
-            paused.done = True
-            with contextlib.suppress(threading.BrokenBarrierError):
-                met.wait(timeout=0.5)
+    def first_then_meet(self: SqlAnswerRepository, answers: Sequence[AnswerVersion]) -> None:
+        append_many(self, answers[:1])
+        with contextlib.suppress(threading.BrokenBarrierError):
+            met.wait(timeout=0.5)
+        append_many(self, answers[1:])
 
-    monkeypatch.setattr(SqlAnswerRepository, "append", append_then_meet)
+    monkeypatch.setattr(SqlAnswerRepository, "append_many", first_then_meet)
 
     def save(refs: list[str], budget: str) -> list[object]:
         pages = [

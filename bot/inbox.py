@@ -122,8 +122,10 @@ def tell_not_recorded(services: Services) -> Callable[[InboxItem, str], None]:
 # at 50 connections of Approve (p99 ack, decisions/s): 50 clicks a round, no pause: 94-110 ms,
 # 1,180-1,210; with 3 ms pauses: 65-74 ms, 1,260-1,280; and with the round's reads batched
 # (``decide_many``): 16 clicks 60-66 ms, 710-730; 25 clicks 55-58 ms, 900-930; 50 clicks 61-68
-# ms, 1,360-1,390.
-INBOX_BATCH = {"sqlite": 25, "postgresql": 2000}
+# ms, 1,360-1,390. On a faster machine, four runs each, with pages batched as they are now: 20
+# clicks 41-52 ms, 791-896; 25 clicks 48-62 ms, 881-1,010; 12 clicks 46-48 ms but 511-521, too
+# close to the 500 decisions a second Shepherd must keep up with.
+INBOX_BATCH = {"sqlite": 20, "postgresql": 2000}
 SQLITE_STEP_ASIDE = 0.003
 
 

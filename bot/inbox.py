@@ -123,8 +123,9 @@ def tell_not_recorded(services: Services) -> Callable[[InboxItem, str], None]:
 # 1,180-1,210; with 3 ms pauses: 65-74 ms, 1,260-1,280; and with the round's reads batched
 # (``decide_many``): 16 clicks 60-66 ms, 710-730; 25 clicks 55-58 ms, 900-930; 50 clicks 61-68
 # ms, 1,360-1,390. On a faster machine, four runs each, with pages batched as they are now: 20
-# clicks 41-52 ms, 791-896; 25 clicks 48-62 ms, 881-1,010; 12 clicks 46-48 ms but 511-521, too
-# close to the 500 decisions a second Shepherd must keep up with.
+# clicks 41-52 ms, 791-896; 25 clicks 48-62 ms, 881-1,010; and three alternating pairs there
+# later, busier: 20 clicks 63-69 ms, 652-752; 25 clicks 70-71 ms, 751-828. 12 clicks gave 46-48
+# ms but 511-521, too close to the 500 decisions a second Shepherd must keep up with.
 INBOX_BATCH = {"sqlite": 20, "postgresql": 2000}
 SQLITE_STEP_ASIDE = 0.003
 

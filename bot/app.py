@@ -9,9 +9,11 @@ the outbox worker. The ack therefore never waits for Slack (measured in benchmar
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
@@ -96,7 +98,7 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
 
     app = App(**options)
     messages = MessageRefs(services.database)
-    app.middleware(_Dedupe(services).process)
+    app.middleware(_Dedupe(services))
     CommandListeners(services).register(app)
     ActionListeners(services).register(app)
     ViewListeners(services).register(app)
@@ -107,21 +109,30 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     return app
 
 
-class _Dedupe:
+class _Dedupe(Middleware):
     """Drop events Slack delivers again (its retries repeat the ``event_id``) before any listener
-    sees them. The claim is a unique row in the database, so it holds across replicas."""
+    sees them. The claim is a unique row in the database, so it holds across replicas.
+
+    A ``Middleware`` rather than a function: Bolt calls a function middleware through its
+    argument injection, which builds every argument a listener could ask for (7 µs with timeit,
+    more under load) on every request, to pass the body.
+    """
 
     def __init__(self, services: Services) -> None:
         self._services = services
-        self.name = "shepherd_dedupe"
 
-    def process(self, body: dict[str, Any], next: Any) -> BoltResponse | None:
-        key = _dedupe_key(body)
+    @property
+    def name(self) -> str:
+        return "shepherd_dedupe"
+
+    def process(
+        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse | None:
+        key = _dedupe_key(req.body)
         if key is not None and not self._services.database.claim(key, self._services.now()):
             logger.info("duplicate delivery dropped: %s", key)
             return BoltResponse(status=200, body="")
-        next()
-        return None
+        return next()
 
 
 def _dedupe_key(body: dict[str, Any]) -> str | None:

@@ -329,6 +329,17 @@ def _begin_immediate(
         raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
 
+def _begin_deferred(raw: Any) -> None:
+    """``BEGIN`` straight on the driver's connection, on every status reply and listing: a
+    statement through ``exec_driver_sql`` costs 11 µs of SQLAlchemy's machinery, 0.6 µs here
+    (timeit, ``SELECT 1``)."""
+    try:
+        raw.execute("BEGIN")
+    except sqlite3.Error as error:
+        # Wrapped as SQLAlchemy would, so it is translated like any other driver error.
+        raise OperationalError("BEGIN", None, error) from error
+
+
 def _try_begin_immediate(raw: Any, deadline: float) -> bool:
     """True once begun; False while another connection holds the write lock, until ``deadline``."""
     try:
@@ -379,7 +390,7 @@ def _configure_sqlite(
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(_READ_ONLY, False):
-            connection.exec_driver_sql("BEGIN")
+            _begin_deferred(connection.connection.driver_connection)
             return
         info = connection.info
         info[_WROTE] = True

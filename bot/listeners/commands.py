@@ -49,8 +49,10 @@ STATUS_CHANGES = {
 }
 
 
-def needs_lazy_half(command: dict[str, Any]) -> bool:
-    return subcommand(command.get("text", ""))[0] in LAZY_SUBCOMMANDS
+def needs_lazy_half(body: dict[str, Any]) -> bool:
+    """A slash command's body is the command itself; matched by its body alone
+    (``bot.listener_matching``)."""
+    return subcommand(body.get("text", ""))[0] in LAZY_SUBCOMMANDS
 
 
 class CommandListeners:

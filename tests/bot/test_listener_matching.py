@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.listener_matcher.custom_listener_matcher import CustomListenerMatcher
+from slack_bolt.middleware.custom_middleware import CustomMiddleware
 
 from bot import app as app_module
 from bot import ids
@@ -119,6 +121,18 @@ def test_every_listener_starts_with_a_body_matcher(apps: tuple[App, App]) -> Non
         isinstance(listener.matchers[0], BodyMatcher) for listener in ours._listeners
     )
     assert not any(isinstance(m, BodyMatcher) for listener in bolts._listeners for m in listener.matchers)
+
+
+def test_no_matcher_or_middleware_of_ours_goes_through_argument_injection(apps: tuple[App, App]) -> None:
+    # Bolt builds every listener argument for each of these on every request it tries them on.
+    ours, _ = apps
+    assert not [
+        listener
+        for listener in ours._listeners
+        for matcher in listener.matchers
+        if isinstance(matcher, CustomListenerMatcher)
+    ]
+    assert not [m for m in ours._middleware_list if isinstance(m, CustomMiddleware)]
 
 
 @pytest.mark.parametrize("body", BODIES, ids=lambda body: str(body.get("command") or body.get("type")))

@@ -12,11 +12,12 @@ last lock a transaction takes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from storage.audit import ChainHead, SqlAuditLog
 from storage.dedupe import SqlDedupe
@@ -48,7 +49,7 @@ class SqlUnitOfWork:
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        sessions: Callable[[], Session],
         ref_prefix: str = "AI",
         audit_head: ChainHead | None = None,
         hook: CommitHook | None = None,

@@ -158,14 +158,13 @@ class Database:
         ``read_only=True`` is for listings and views: on SQLite it does not take the write lock.
         ``hook`` joins every commit (the inbox uses it to mark a request applied with its effect).
         """
-        if read_only:
-            engine = self._read_engine
-            # Repositories use only what a session and a connection have in common (see
-            # ``storage.read_session``), so the plain connection stands in for the session.
-            factory: Callable[[], Session] = lambda: cast(Session, ReadSession(engine))  # noqa: E731
-        else:
-            factory = self._sessions
+        factory = self._read_session if read_only else self._sessions
         return SqlUnitOfWork(factory, ref_prefix=self.ref_prefix, audit_head=self._audit_head, hook=hook)
+
+    def _read_session(self) -> Session:
+        # Repositories use only what a session and a connection have in common (see
+        # ``storage.read_session``), so the plain connection stands in for the session.
+        return cast(Session, ReadSession(self._read_engine))
 
     def session(self, *, read_only: bool = False) -> Session:
         """A bare session, for storage's own workers and the CLI."""

@@ -99,7 +99,8 @@ class Readiness:
             if need.short_of_holders:
                 reasons.append(
                     f"the {need.label} role needs {need.min} approver(s) but "
-                    f"{len(need.holders)} eligible person(s) hold it"
+                    f"{len(need.holders)} eligible person(s) hold it "
+                    "(the owner and whoever submits cannot approve)"
                 )
         return reasons
 
@@ -110,6 +111,8 @@ def readiness(
     answers: Mapping[str, Any],
     role_holders: Mapping[str, Sequence[str]] | None = None,
     owner_id: str | None = None,
+    *,
+    submitter_id: str | None = None,
 ) -> Readiness:
     """Compute readiness for ``gate_id`` from the initiative's current answers.
 
@@ -120,6 +123,8 @@ def readiness(
             Raw values are coerced here; an answer that does not fit is reported, not raised.
         role_holders: role -> Slack user ids currently holding it (from storage and Slack).
         owner_id: the initiative's owner, who can never approve their own gate.
+        submitter_id: who is submitting it for review, if anyone: they cannot approve it
+            either, so a gate whose only holder of a role is its submitter is not ready.
 
     Raises:
         UnknownGate: the pipeline has no such gate.
@@ -153,7 +158,7 @@ def readiness(
         gate,
         context,
         role_holders or {},
-        owner_id,
+        {owner_id, submitter_id} - {None},
         tier_unknown=bool(gate.risk_tier) and tier is None,
     )
     gate_ids = {q.id for q in gate.questions}
@@ -238,7 +243,7 @@ def _approvals(
     gate: Gate,
     context: Any,
     role_holders: Mapping[str, Sequence[str]],
-    owner_id: str | None,
+    excluded: set[str | None],
     tier_unknown: bool = False,
 ) -> tuple[ApprovalNeed, ...]:
     needed: dict[str, tuple[int, str | None]] = {}
@@ -262,7 +267,9 @@ def _approvals(
     for role, (minimum, because) in needed.items():
         definition = pipeline.model.roles.get(role)
         configured = list(definition.slack_users) if definition else []
-        holders = tuple(dict.fromkeys(u for u in [*configured, *role_holders.get(role, ())] if u != owner_id))
+        holders = tuple(
+            dict.fromkeys(u for u in [*configured, *role_holders.get(role, ())] if u not in excluded)
+        )
         out.append(
             ApprovalNeed(
                 role=role,

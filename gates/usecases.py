@@ -462,7 +462,15 @@ def submit(
                     f"{ref} is in the {initiative.stage} stage, which has no further gate."
                 )
             values = current_answers(uow, ref)
-            report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
+            # The submitter cannot approve either: a review only they could decide would wait forever.
+            report = readiness(
+                pipeline,
+                gate.id,
+                values,
+                role_holders(pipeline, uow),
+                initiative.owner_id,
+                submitter_id=submitter_id,
+            )
             justification = (exception_reason or "").strip() or None
             if not report.ready:
                 only_criteria = not (report.missing or report.invalid or report.tier_waiting_for) and not any(

@@ -271,7 +271,10 @@ def test_a_role_with_too_few_eligible_holders_blocks(pipeline: CompiledPipeline)
     assert risk.holders == ("URISK2",)
     assert risk.short_of_holders
     assert not report.ready
-    assert "the Risk role needs 2 approver(s) but 1 eligible person(s) hold it" in report.blockers
+    assert (
+        "the Risk role needs 2 approver(s) but 1 eligible person(s) hold it "
+        "(the owner and whoever submits cannot approve)" in report.blockers
+    )
 
 
 def test_the_owner_of_the_only_sponsor_seat_blocks_the_gate(pipeline: CompiledPipeline) -> None:

@@ -528,10 +528,36 @@ def test_submitting_from_slack_is_for_the_owner_the_sponsor_or_a_steward(
     with pytest.raises(NotPermitted, match=f"Only the owner of {ref}, its sponsor or a governance lead"):
         usecases.submit(two_gates, uow, ref, RISK_1, NOW, steward=False)
     assert "review.submitted" not in uow.audit_actions
+    usecases.set_role_holders(two_gates, uow, "sponsor", [DPO], OWNER, NOW)  # a second sponsor
     for who, steward in [(RISK_1, True), (SPONSOR, False), (OWNER, False)]:
         review = usecases.submit(two_gates, uow, ref, who, NOW, steward=steward)
         assert review.submitted_by == who
         usecases.withdraw(uow, ref, who, NOW)
+
+
+def test_a_sponsor_cannot_submit_a_gate_only_they_could_approve(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = usecases.register(
+        two_gates,
+        uow,
+        name="Claims triage",
+        owner_id=OWNER,
+        answers=INTAKE,
+        actor_id=OWNER,
+        now=NOW,
+        sponsor_id=SPONSOR,
+    ).ref
+    # SPONSOR is the only sponsor and may not approve what they submitted: nobody could decide.
+    with pytest.raises(NotReady) as refused:
+        usecases.submit(two_gates, uow, ref, SPONSOR, NOW, steward=False)
+    assert refused.value.reasons == [
+        "the Sponsor role needs 1 approver(s) but 0 eligible person(s) hold it "
+        "(the owner and whoever submits cannot approve)"
+    ]
+    assert "review.submitted" not in uow.audit_actions
+    review = usecases.submit(two_gates, uow, ref, OWNER, NOW, steward=False)
+    assert review.requirements[0].role == "sponsor"
 
 
 def test_hold_resume_and_retire_are_for_the_owner_or_a_steward(

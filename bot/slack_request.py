@@ -9,8 +9,15 @@ escapes with the ``unicode_escape`` codec instead (C) gives the same dictionary 
 
 Anything the fast path cannot decode exactly as ``urllib`` would (a stray ``%``, bytes that are
 not UTF-8, raw non-ASCII) is decoded by ``urllib`` itself, so the result is always Bolt's own,
-with one exception: a body whose JSON is not an object (``payload=1``) or not JSON at all becomes
-``{}``, which no listener matches, where Bolt's HTTP path fails with a 500.
+with two exceptions:
+
+- a body whose JSON is not an object (``payload=1``) or not JSON at all becomes ``{}``, which no
+  listener matches, where Bolt's HTTP path fails with a 500;
+- Bolt takes any form containing the text "payload" for an interactive payload, so a slash
+  command typed with that word, or sent from a channel whose name has it, decodes to ``{}`` and
+  is answered 404 ("/shepherd failed"). Here only a ``payload`` field makes it one. The lazy
+  half's copy of the request keeps this decoding too (``to_copyable``), where Bolt would decode
+  the raw body again its own way.
 """
 
 from __future__ import annotations
@@ -38,29 +45,46 @@ def bolt_request(request: Request, body: bytes) -> BoltRequest:
         # Not Slack's (it sends valid JSON): left to Bolt, whose signature check refuses a
         # forged request with 401 and whose dispatch answers anything else with 404, not a 500.
         parsed = {}
-    # Handing Bolt the parsed dictionary is only allowed in its Socket Mode branch; the request
-    # is then switched back to HTTP with its raw body, which is all that branch leaves out.
-    bolt = BoltRequest(
-        body=parsed,
-        query=request.query_params,  # type: ignore[arg-type]
-        headers=headers,  # type: ignore[arg-type]
-        mode="socket_mode",
-    )
-    bolt.raw_body = text
-    bolt.mode = "http"
-    return bolt
+    return DecodedRequest.of(parsed, text, request.query_params, headers)  # type: ignore[arg-type]
+
+
+class DecodedRequest(BoltRequest):
+    """A Bolt request built from a body decoded here, whose copies (the lazy half's) are too."""
+
+    @classmethod
+    def of(
+        cls,
+        body: dict[str, Any],
+        raw_body: str,
+        query: Any,
+        headers: Any,
+        context: dict[str, Any] | None = None,
+    ) -> DecodedRequest:
+        # Handing Bolt the parsed dictionary is only allowed in its Socket Mode branch; the
+        # request is then switched back to HTTP with its raw body, which is all that branch
+        # leaves out (the signature is checked against it).
+        bolt = cls(body=body, query=query, headers=headers, context=context, mode="socket_mode")
+        bolt.raw_body = raw_body
+        bolt.mode = "http"
+        return bolt
+
+    def to_copyable(self) -> BoltRequest:
+        return DecodedRequest.of(
+            self.body, self.raw_body, self.query, self.headers, self.context.to_copyable()
+        )
 
 
 def parse_body(body: str, content_type: str | None) -> dict[str, Any]:
-    """What ``slack_bolt.request.internals.parse_body`` returns for ``body``, decided the same way."""
+    """What ``slack_bolt.request.internals.parse_body`` returns for ``body``, but for a form with
+    "payload" in its text and no ``payload`` field (see the module's docstring)."""
     if not body:
         return {}
     if (content_type and content_type.split(";")[0] == "application/json") or body.startswith("{"):
         return json.loads(body)
-    if "payload" in body:
-        payload = parse_form(body).get("payload")
-        return json.loads(payload) if payload is not None else {}
-    return parse_form(body)
+    fields = parse_form(body)
+    if "payload" in fields:  # an interactive payload (Bolt: "payload" anywhere in the body)
+        return json.loads(fields["payload"])
+    return fields
 
 
 def parse_form(body: str) -> dict[str, str]:

@@ -173,3 +173,27 @@ def test_a_body_that_is_not_slacks_is_refused_without_a_server_error(
     """Signed, it is a request no listener handles; forged, it is refused; never a 500."""
     assert workspace.client.post(body, FORM).status == signed_status
     assert workspace.client.post(body, FORM, signing="forged").status == 401
+
+
+def test_a_slash_command_that_mentions_payload_is_still_a_slash_command() -> None:
+    # Bolt's decoding takes any form containing "payload" for an interactive payload: {}.
+    fields = payloads.slash_command(
+        ids.COMMAND, "ask what payload do we log?", user_id=OWNER, channel_id="C0REG"
+    )
+    fields["channel_name"] = "payments-payload-team"
+    body = encode_command(fields).decode()
+    assert bolt_parse_body(body, FORM) == {}
+    decoded = parse_body(body, FORM)
+    assert decoded["text"] == "ask what payload do we log?"
+    assert decoded["channel_name"] == "payments-payload-team"
+
+
+def test_the_lazy_half_gets_the_request_decoded_the_same_way() -> None:
+    fields = payloads.slash_command(
+        ids.COMMAND, "ask what payload do we log?", user_id=OWNER, channel_id="C0REG"
+    )
+    raw = encode_command(fields)
+    request = bolt_request(starlette_request(raw, FORM, ""), raw)
+    copy = request.to_copyable()
+    assert copy.body == request.body and copy.body["text"] == "ask what payload do we log?"
+    assert (copy.mode, copy.raw_body) == ("http", raw.decode())

@@ -189,6 +189,15 @@ def test_the_ask_command_answers_privately_with_sources_and_feedback(workspace: 
     assert answers[-1]["user"] == OWNER and "handover" in str(answers[-1]["blocks"]).lower()
 
 
+def test_a_question_with_the_word_payload_is_answered_like_any_other(workspace: Workspace) -> None:
+    # Bolt would decode this form as an interactive payload (it contains "payload"): 404.
+    assert workspace.command(OWNER, "ask does the payload we log count as personal data?").status == 200
+    answers = workspace.wait(
+        lambda: [e for e in workspace.api.state.ephemerals if has_button(e, ids.ACTION_FEEDBACK_HELPFUL)]
+    )
+    assert answers[-1]["user"] == OWNER
+
+
 def test_view_evidence_opens_a_summary_of_the_answers(workspace: Workspace) -> None:
     ref = register(workspace)
     submit(workspace, ref)

@@ -43,22 +43,27 @@ class GroupRoles:
             role: spec.slack_usergroup for role, spec in pipeline.model.roles.items() if spec.slack_usergroup
         }
 
-    def roles_of(self, pipeline: CompiledPipeline, user: str, client: WebClient) -> set[str]:
+    def roles_of(self, pipeline: CompiledPipeline, user: str, client: WebClient | None) -> set[str]:
         """The roles ``user`` holds through user groups (none if the pipeline names no group).
 
+        ``client`` None: only what is remembered, for an ack, which must not wait on Slack.
+
         Raises:
-            MembershipUnavailable: Slack did not answer; the caller decides whether to retry.
+            MembershipUnavailable: Slack did not answer (or, without a client, a group's members
+                are not remembered); the caller decides whether to retry.
         """
         return {
             role for role, group in self.groups(pipeline).items() if user in self._members_of(group, client)
         }
 
-    def _members_of(self, group: str, client: WebClient) -> frozenset[str]:
+    def _members_of(self, group: str, client: WebClient | None) -> frozenset[str]:
         now = self._clock()
         with self._lock:
             known = self._members.get(group)
         if known is not None and now - known[0] < self._ttl:
             return known[1]
+        if client is None:
+            raise MembershipUnavailable(f"The members of user group {group} are not known yet.")
         try:
             members = frozenset(client.usergroups_users_list(usergroup=group)["users"])
         except (SlackApiError, OSError) as error:

@@ -11,7 +11,7 @@ The unit of work may be entered again after it exits (each ``with`` is a fresh t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -541,10 +541,12 @@ def check_decision(
     kind: DecisionKind,
     reason: str | None,
     now: datetime,
+    extra_roles: Collection[str] = (),
 ) -> str:
     """Whether ``decide`` would accept this decision now, recording nothing: the domain's own
     rules run on a copy of the review read in a transaction that is never committed. For a
     caller that must answer at once (a Slack modal) while the decision is recorded later.
+    ``extra_roles``: roles held outside storage (Slack user groups), as in ``DecisionRequest``.
 
     Returns:
         the reference of the review's initiative.
@@ -554,7 +556,7 @@ def check_decision(
     """
     with uow:
         review = uow.reviews.get(review_id)
-        roles = roles_of(pipeline, uow, user_id)
+        roles = roles_of(pipeline, uow, user_id) | set(extra_roles)
     review.decide(user_id, roles, kind, reason, now)
     return review.initiative_ref
 

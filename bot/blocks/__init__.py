@@ -27,6 +27,7 @@ from bot.blocks.modals import (
     questionnaire_modal,
     questionnaire_pages,
     reason_modal,
+    refused_modal,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "readiness_blocks",
     "readiness_line",
     "reason_modal",
+    "refused_modal",
     "review_outcome",
     "review_progress",
     "review_request",

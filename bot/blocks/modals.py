@@ -310,6 +310,12 @@ def reason_modal(
     return _modal(ids.VIEW_REASON, title, blocks, submit=submit, private_metadata=metadata)
 
 
+def refused_modal(ref: str, explanation: str) -> dict[str, Any]:
+    """What a reason form becomes when its person may not decide (it opens before that is known)."""
+    blocks = [section(f"*{escape(ref)}*: {escape(explanation)}")]
+    return _modal(ids.VIEW_REASON, "Cannot decide", blocks, close="Close")
+
+
 def exception_modal(
     ref: str,
     gate_title: str,

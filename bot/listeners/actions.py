@@ -157,7 +157,10 @@ class ActionListeners:
         ack()
 
     def ask_reason(self, body: dict[str, Any], client: WebClient) -> None:
-        """Reject and request changes need a reason: check the person may decide, then ask."""
+        """Reject and request changes need a reason. The form opens first, while the click's
+        trigger is fresh (it expires 3 s after the click, and asking Slack who is in a user group
+        can take longer); if the person may not decide, the form then says why instead, and the
+        attempt is audited as for a click."""
         services = self._services
         user = user_of(body)
         action_id = (body.get("actions") or [{}])[0].get("action_id", "")
@@ -168,21 +171,29 @@ class ActionListeners:
                 review = uow.reviews.get(review_id)
                 initiative = uow.initiatives.get(review.initiative_ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
-            roles |= services.group_roles.roles_of(services.pipeline, user, client)
-            if not review.can_decide(user, roles):
-                # Let the domain explain why, and audit the attempt, exactly as for a click.
-                usecases.decide(
-                    services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now()
-                )
-                return
-        except (GateError, MembershipUnavailable, ValueError) as error:
+        except (GateError, ValueError) as error:
             tell_later(services, user, str(error), channel_of(body))
             return
         metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})
-        client.views_open(
+        opened = client.views_open(
             trigger_id=body["trigger_id"],
             view=blocks.reason_modal(review_id, kind, initiative.name, initiative.ref, metadata),
         )
+        try:
+            roles |= services.group_roles.roles_of(services.pipeline, user, client)
+        except MembershipUnavailable:
+            return  # the form stays open: once sent, the worker asks Slack again and judges it
+        if review.can_decide(user, roles):
+            return
+        try:
+            # Let the domain explain why, and audit the attempt, exactly as for a click.
+            usecases.decide(
+                services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now()
+            )
+        except GateError as error:
+            client.views_update(
+                view_id=opened["view"]["id"], view=blocks.refused_modal(initiative.ref, str(error))
+            )
 
     def view_evidence(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services

@@ -19,6 +19,7 @@ from slack_bolt import Ack, App, BoltContext
 from bot import blocks, ids, inbox, parse
 from bot.bootstrap import Services
 from bot.listeners.common import ack_once_saved, store_before_ack
+from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, InvalidAnswer
 from gates.lifecycle import DecisionKind, Initiative
@@ -162,11 +163,25 @@ class ViewListeners:
             )
             return
         try:
+            # Roles held through Slack user groups, as remembered when the form was opened: an
+            # ack does not wait on Slack.
+            group_roles: set[str] | None = services.group_roles.roles_of(services.pipeline, user, None)
+        except MembershipUnavailable:
+            group_roles = None  # not known here: the worker asks Slack and judges, as for Approve
+        try:
             # Refused now (the review closed while the form was open): said inside the form,
             # where the reason is still in front of the person.
-            usecases.check_decision(
-                services.pipeline, services.read_uow(), review_id, user, kind, reason, services.now()
-            )
+            if group_roles is not None:
+                usecases.check_decision(
+                    services.pipeline,
+                    services.read_uow(),
+                    review_id,
+                    user,
+                    kind,
+                    reason,
+                    services.now(),
+                    extra_roles=group_roles,
+                )
         except GateError as error:
             ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
             return

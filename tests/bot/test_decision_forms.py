@@ -1,0 +1,90 @@
+"""The form Reject and Request changes open for a reason: it opens while the click's trigger is
+fresh, it counts roles held through Slack user groups, and it says why when the person may not
+decide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import ids
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates.lifecycle import ReviewStatus
+from tests.bot.scenario import Workspace, running_workspace
+from tests.bot.test_lifecycle import OUTSIDER, OWNER, REPO, SPONSOR, _reviews, register, request_dm, submit
+
+GROUP = "S0SPONSORS"
+
+
+@pytest.fixture
+def group_workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """The default pipeline with its sponsor role held only through a Slack user group."""
+    text = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
+    sponsor = text.index("  sponsor:\n")
+    text = text[:sponsor] + text[sponsor:].replace(
+        "    slack_users: []\n", f"    slack_users: []\n    slack_usergroup: {GROUP}\n", 1
+    )
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(text, encoding="utf-8")
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    api.state.add_usergroup(GROUP, "sponsors", [SPONSOR])
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        yield ws
+
+
+def submitted(ws: Workspace) -> tuple[str, dict[str, Any]]:
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    return ref, request_dm(ws, SPONSOR)
+
+
+def test_a_group_member_can_request_changes_with_a_reason(group_workspace: Workspace) -> None:
+    ws = group_workspace
+    ref, request = submitted(ws)
+    form = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REQUEST_CHANGES))
+    assert form["callback_id"] == ids.VIEW_REASON and form.get("submit")
+    response = ws.submit_view(SPONSOR, form, {ids.REASON_BLOCK: "The baseline period is too short."})
+    assert response.status == 200 and "errors" not in response.text
+    ws.inbox.drain()
+    ws.deliver()
+    review = _reviews(ws, ref)[-1]
+    assert review.status is ReviewStatus.CHANGES_REQUESTED
+    assert [(d.approver_id, d.role, d.reason) for d in review.decisions] == [
+        (SPONSOR, "sponsor", "The baseline period is too short.")
+    ]
+
+
+def test_the_form_opens_before_slack_is_asked_who_is_in_the_group(group_workspace: Workspace) -> None:
+    # Slack makes the bot wait 4 s for the group's members: the click's trigger lasts 3.
+    ws = group_workspace
+    ref, request = submitted(ws)
+    ws.api.faults.rate_limit("usergroups.users.list", retry_after=4, times=1)
+    form = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REJECT))
+    assert ws.api.calls("views.open")[-1].ok
+    assert form["callback_id"] == ids.VIEW_REASON and form.get("submit")
+    ws.wait(lambda: [c for c in ws.api.calls("usergroups.users.list") if c.ok], timeout=15)
+    response = ws.submit_view(SPONSOR, form, {ids.REASON_BLOCK: "Not worth the risk."})
+    assert response.status == 200 and "errors" not in response.text
+    ws.inbox.drain()
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.REJECTED
+
+
+def test_someone_who_may_not_decide_is_told_why_in_the_form_and_it_is_audited(
+    group_workspace: Workspace,
+) -> None:
+    ws = group_workspace
+    ref, request = submitted(ws)
+    ws.opened_view(lambda: ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_REJECT))
+    shown = ws.api.wait_for("views.update", timeout=10)[-1].params["view"]
+    assert "submit" not in shown  # nothing left to send
+    assert "hold none of the roles this review still needs" in str(shown["blocks"])
+    with ws.services.read_uow() as uow:
+        refused = [e for e in uow.audit.timeline(ref) if e.action == "decision.refused"]
+    assert [(e.actor_id, e.detail["decision"]) for e in refused] == [(OUTSIDER, "reject")]
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN

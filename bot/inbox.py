@@ -83,12 +83,18 @@ def apply_decisions(
 
     def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
         text = str(error)
+        # A click repeated before the first explanation went out is told once (every attempt is
+        # still audited). A reason form cannot be sent twice, and each reason is given back.
+        merge_key = (
+            f"refused:{request.review_id}:{request.user_id}:{request.kind.value}:{type(error).__name__}"
+        )
         if request.reason:
             # The form closed when it was accepted: give the reason back, so it is not lost.
             text = f"{text} Your reason, for the record: \u201c{clip(request.reason, 2500)}\u201d"
+            merge_key = None
             if not isinstance(error, UnknownReview):
                 text = f"{uow.reviews.get(request.review_id).initiative_ref}: {text}"
-        queue_private_message(uow, request.user_id, text, channels[id(request)], services.now())
+        queue_private_message(uow, request.user_id, text, channels[id(request)], services.now(), merge_key)
 
     usecases.decide_many(services.pipeline, uows(), requests, refused)
 

@@ -338,9 +338,17 @@ class SlackNotifier:
         else:
             message = blocks.review_outcome(pipeline, initiative, review)
         for kind, channel, ts in self._messages.all_for(review_target(review.id)):
-            # The request in the thread, each approver's request DM and each reminder DM.
-            if kind == "thread-request" or kind.startswith(("request:", "reminder:")):
+            # The request in the thread, each approver's request DM and each reminder DM. A DM
+            # is its approver's own: once they have decided, it keeps no decision buttons.
+            if kind == "thread-request":
                 self._update((channel, ts), message)
+            elif kind.startswith(("request:", "reminder:")):
+                viewer = kind.rsplit(":", 1)[1]
+                if review.is_open and review.decision_by(viewer) is not None:
+                    own = blocks.review_progress(pipeline, initiative, review, viewer_id=viewer)
+                    self._update((channel, ts), own)
+                else:
+                    self._update((channel, ts), message)
         self._refresh_homes(review)
 
     def _refresh_homes(self, review: Review) -> None:
@@ -387,10 +395,16 @@ class SlackNotifier:
         return str(response["channel"]["id"])
 
     def _usergroup_members(self, group: str) -> list[str]:
+        """The group's members. Only a group Slack does not know counts as empty: any other
+        failure (an outage, a rate limit, a missing scope) raises, so the message is retried
+        (and, failing for good, dead-lettered where ``shepherd doctor`` shows it) rather than
+        delivered without asking the group."""
         try:
             return list(self._client.usergroups_users_list(usergroup=group)["users"])
         except SlackApiError as error:
-            logger.warning("could not list user group %s: %s", group, _error_code(error))
+            if _error_code(error) != "no_such_subteam":
+                raise
+            logger.warning("user group %s does not exist in Slack: nobody in it is asked", group)
             return []
 
     def _permalink(self, where: tuple[str, str] | None) -> str | None:

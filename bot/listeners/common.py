@@ -116,10 +116,13 @@ def tell_later(services: Services, user: str, text: str, channel: str | None = N
         uow.commit()
 
 
-def queue_private_message(uow: UnitOfWork, user: str, text: str, channel: str | None, at: datetime) -> None:
+def queue_private_message(
+    uow: UnitOfWork, user: str, text: str, channel: str | None, at: datetime, merge_key: str | None = None
+) -> None:
     """Put a private message to ``user`` in the outbox of the caller's transaction (shown in
-    ``channel`` when Slack allows, otherwise by DM)."""
-    uow.outbox.put("ephemeral", {"user": user, "channel": channel, "text": text}, at)
+    ``channel`` when Slack allows, otherwise by DM). ``merge_key``: no second message while one
+    with that key waits to be sent (a double click is told once)."""
+    uow.outbox.put("ephemeral", {"user": user, "channel": channel, "text": text}, at, merge_key=merge_key)
 
 
 class PersonTold(Exception):  # noqa: N818 - says what happened, like storage.errors.DatabaseUnavailable

@@ -197,11 +197,11 @@ def test_a_refusal_whose_explanation_could_not_be_queued_is_still_told_later(
     put = SqlOutbox.put
     failures = [1]
 
-    def flaky_put(self: SqlOutbox, kind: str, payload: Any, at: Any, dedupe_key: str | None = None) -> None:
+    def flaky_put(self: SqlOutbox, kind: str, payload: Any, at: Any, *args: Any, **kwargs: Any) -> None:
         if kind == "ephemeral" and failures[0]:
             failures[0] -= 1
             raise DatabaseUnavailable("Lost the database connection")
-        put(self, kind, payload, at, dedupe_key)
+        put(self, kind, payload, at, *args, **kwargs)
 
     monkeypatch.setattr(SqlOutbox, "put", flaky_put)
     assert approve_without_draining(ws, OWNER).status == 200

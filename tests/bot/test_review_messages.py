@@ -1,0 +1,116 @@
+"""What the messages of an open review show and to whom: an approver's own DM after they
+decide, a repeated refused click, and a request that Slack could not address at first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import ids
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from gates.lifecycle import ReviewStatus
+from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.test_lifecycle import (
+    OUTSIDER,
+    OWNER,
+    REPO,
+    RISK,
+    SPONSOR,
+    _reviews,
+    register,
+    request_dm,
+    submit,
+)
+
+ADMIN = "U0ADMIN01"
+
+
+def pipeline_with(tmp_path: Path, old: str, new: str, after: str = "") -> Path:
+    """The default pipeline with the first ``old`` after ``after`` replaced by ``new``."""
+    text = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
+    start = text.index(after)
+    assert old in text[start:]
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text[:start] + text[start:].replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def people() -> FakeSlackWebAPI:
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    return api
+
+
+@pytest.fixture
+def two_roles(tmp_path: Path) -> Iterator[Workspace]:
+    """The intake gate needs a sponsor and a risk officer, so it stays open after one decides."""
+    pipeline = pipeline_with(
+        tmp_path, '      - role: risk\n        when: tier == "high"\n', "      - role: risk\n"
+    )
+    with people() as api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        for role, user in [("sponsor", SPONSOR), ("risk", RISK)]:
+            usecases.set_role_holders(
+                ws.services.pipeline, ws.services.uow(), role, [user], ADMIN, ws.clock()
+            )
+        yield ws
+
+
+def test_an_approvers_own_request_keeps_no_decision_buttons_once_they_decided(two_roles: Workspace) -> None:
+    ws = two_roles
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    ws.deliver()
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN  # the risk officer has not decided
+    mine, theirs = request_dm(ws, SPONSOR), request_dm(ws, RISK)
+    assert not has_button(mine, ids.ACTION_APPROVE) and not has_button(mine, ids.ACTION_REJECT)
+    assert has_button(mine, ids.ACTION_VIEW_EVIDENCE)
+    assert has_button(theirs, ids.ACTION_APPROVE) and has_button(theirs, ids.ACTION_REQUEST_CHANGES)
+
+
+def test_a_refused_double_click_is_explained_once_and_both_attempts_audited(two_roles: Workspace) -> None:
+    ws = two_roles
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    request = request_dm(ws, SPONSOR)
+    for _ in range(2):
+        assert ws.click(OUTSIDER, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE).status == 200
+    ws.inbox.drain()
+    ws.deliver()
+    ephemerals = ws.api.calls("chat.postEphemeral", ok=True)
+    told = [c.params["text"] for c in ephemerals if c.params.get("user") == OUTSIDER]
+    told += [m.get("text", "") for m in ws.messages_in(ws.dm_with(OUTSIDER))]  # where Slack refused one
+    assert len(told) == 1 and "hold none of the roles" in told[0]
+    with ws.services.read_uow() as uow:
+        refused = [e for e in uow.audit.timeline(ref) if e.action == "decision.refused"]
+    assert [e.actor_id for e in refused] == [OUTSIDER, OUTSIDER]
+
+
+def test_a_request_slack_could_not_address_to_a_user_group_is_sent_once_slack_can(tmp_path: Path) -> None:
+    pipeline = pipeline_with(
+        tmp_path,
+        "    slack_users: []\n",
+        "    slack_users: []\n    slack_usergroup: S0SPONSORS\n",
+        after="  sponsor:\n",
+    )
+    with people() as api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
+        ref = register(ws)
+        submit(ws, ref)
+        api.faults.server_error("usergroups.users.list", times=None)  # only this method fails
+        ws.deliver()
+        assert not [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
+        api.faults.clear()
+        ws.clock.advance(minutes=30)  # the retry is due
+        ws.deliver()
+        ws.clock.advance(minutes=30)
+        ws.deliver()
+        asked = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
+        assert len(asked) == 1 and ref in asked[0]["text"]

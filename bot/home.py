@@ -8,6 +8,7 @@ import logging
 from slack_sdk import WebClient
 
 from bot import blocks
+from bot.blocks.home import HOME_PAGE_SIZE, home_page
 from bot.blocks.portfolio import home_governance_section
 from bot.bootstrap import Services
 from bot.usergroups import MembershipUnavailable
@@ -15,6 +16,7 @@ from gates import usecases
 from gates.errors import GateError, ShepherdError
 from gates.lifecycle import Status
 from gates.portfolio import load_portfolio
+from gates.ports import InitiativeFilter
 
 logger = logging.getLogger("shepherd.home")
 
@@ -28,9 +30,34 @@ def home_target(user: str) -> str:
 
 
 def publish_home(services: Services, client: WebClient, user: str, page: int = 0) -> None:
+    """Publish ``user``'s Home tab at ``page`` (clamped to the pages there are).
+
+    Reads only what the page shows: how many initiatives the user owns and those of this page
+    (an owner of hundreds gets a true count and every page), the approvals waiting for them
+    (all of them: whether the user may decide one is known only once it is loaded) and the
+    latest decisions, newest first across all of their initiatives.
+    """
     pipeline = services.pipeline
     now = services.now()
-    mine = usecases.list_initiatives(pipeline, services.read_uow(), now, owner_id=user, limit=100)
+    try:
+        through_groups = services.group_roles.roles_of(pipeline, user, client)
+    except MembershipUnavailable:  # the tab still shows what the stored roles give
+        logger.warning("App Home of %s: Slack user groups could not be read", user, exc_info=True)
+        through_groups = set()
+    with services.read_uow() as uow:
+        roles = usecases.roles_of(pipeline, uow, user) | through_groups
+        waiting = [
+            review for review in uow.reviews.pending_for(sorted(roles)) if review.can_decide(user, roles)
+        ]
+        decided_ids = uow.reviews.recently_decided_ids(user, HOME_PAGE_SIZE)
+        decided = uow.reviews.get_many(decided_ids)
+        latest = [decided[review_id] for review_id in decided_ids if review_id in decided]
+        owned = uow.initiatives.count(InitiativeFilter(owner_id=user))
+        page = home_page(page, HOME_PAGE_SIZE, owned, len(waiting), len(latest))
+        mine = uow.initiatives.list(
+            InitiativeFilter(owner_id=user, limit=HOME_PAGE_SIZE, offset=page * HOME_PAGE_SIZE)
+        )
+        named = uow.initiatives.get_many(review.initiative_ref for review in (*waiting, *latest))
     my_rows = []
     for initiative in mine:
         report = None
@@ -40,23 +67,6 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
             except GateError:
                 report = None
         my_rows.append((initiative, report))
-    try:
-        through_groups = services.group_roles.roles_of(pipeline, user, client)
-    except MembershipUnavailable:  # the tab still shows what the stored roles give
-        logger.warning("App Home of %s: Slack user groups could not be read", user, exc_info=True)
-        through_groups = set()
-    with services.read_uow() as uow:
-        roles = usecases.roles_of(pipeline, uow, user) | through_groups
-        pending = []
-        for review in uow.reviews.pending_for(sorted(roles)):
-            if review.can_decide(user, roles):
-                pending.append((review, uow.initiatives.get(review.initiative_ref)))
-        recent = []
-        for initiative in mine[:20]:
-            for review in uow.reviews.for_initiative(initiative.ref):
-                if not review.is_open and review.decisions:
-                    recent.append((review, initiative))
-    recent.sort(key=lambda pair: pair[0].closed_at or pair[0].submitted_at, reverse=True)
     governance = None
     if services.settings.sees_portfolio(user):
         try:
@@ -68,11 +78,13 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
         view=blocks.home_view(
             user,
             my_rows,
-            pending,
-            recent[:10],
+            [(review, named[review.initiative_ref]) for review in waiting],
+            [(review, named[review.initiative_ref]) for review in latest],
             page=page,
+            page_size=HOME_PAGE_SIZE,
             governance=governance,
             pipeline=pipeline,
             stalled={i.ref for i in mine if usecases.is_stalled(pipeline, i, now)},
+            my_count=owned,
         ),
     )

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from gates.errors import ConcurrentUpdate, UnknownInitiative
 from gates.lifecycle import Initiative, Status, format_ref
@@ -132,28 +133,16 @@ class SqlInitiativeRepository:
 
     @guarded
     def list(self, query: InitiativeFilter) -> Sequence[Initiative]:
-        statement = select(initiatives).order_by(initiatives.c.id)
-        if query.stage is not None:
-            statement = statement.where(initiatives.c.stage == query.stage)
-        if query.status is not None:
-            statement = statement.where(initiatives.c.status == Status(query.status).value)
-        if query.owner_id is not None:
-            statement = statement.where(initiatives.c.owner_id == query.owner_id)
-        if query.stalled_before is not None:
-            stalled = [
-                and_(initiatives.c.stage == stage, initiatives.c.stage_entered_at < cutoff)
-                for stage, cutoff in query.stalled_before.items()
-            ]
-            statement = statement.where(or_(*stalled) if stalled else false())
-            if query.extended_past is not None:
-                statement = statement.where(
-                    or_(
-                        initiatives.c.extended_until.is_(None),
-                        initiatives.c.extended_until < query.extended_past,
-                    )
-                )
+        statement = select(initiatives).where(*_matching(query)).order_by(initiatives.c.id)
         statement = statement.limit(query.limit).offset(query.offset)
         return [initiative_from_row(row) for row in self._session.execute(statement).mappings()]
+
+    @guarded
+    def count(self, query: InitiativeFilter) -> int:
+        """How many initiatives ``list`` finds when its limit and offset are left aside: App Home
+        shows the true count and pages through all of them while reading one page."""
+        statement = select(func.count()).select_from(initiatives).where(*_matching(query))
+        return int(self._session.execute(statement).scalar_one())
 
 
 class SqlAnswerRepository:
@@ -416,6 +405,31 @@ def _append_answer(dialect: str) -> Prepared:
             .returning(columns.id)
         )
     raise NotImplementedError(f"Shepherd supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _matching(query: InitiativeFilter) -> list[ColumnElement[bool]]:
+    """The conditions of ``query`` (all must hold), its limit and offset aside."""
+    conditions: list[ColumnElement[bool]] = []
+    if query.stage is not None:
+        conditions.append(initiatives.c.stage == query.stage)
+    if query.status is not None:
+        conditions.append(initiatives.c.status == Status(query.status).value)
+    if query.owner_id is not None:
+        conditions.append(initiatives.c.owner_id == query.owner_id)
+    if query.stalled_before is not None:
+        stalled = [
+            and_(initiatives.c.stage == stage, initiatives.c.stage_entered_at < cutoff)
+            for stage, cutoff in query.stalled_before.items()
+        ]
+        conditions.append(or_(*stalled) if stalled else false())
+        if query.extended_past is not None:
+            conditions.append(
+                or_(
+                    initiatives.c.extended_until.is_(None),
+                    initiatives.c.extended_until < query.extended_past,
+                )
+            )
+    return conditions
 
 
 def _initiative_values(initiative: Initiative) -> dict[str, Any]:

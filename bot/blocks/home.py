@@ -43,6 +43,9 @@ MAX_GOVERNANCE_BLOCKS = 6
 MAX_HOME_PAGE_SIZE = 20
 """Four blocks an item at most (a pending approval takes two) plus the frame stay under 100."""
 
+HOME_PAGE_SIZE = 10
+"""Items each list shows on a page, unless the caller asks for another size."""
+
 
 def _gate_words(pipeline: CompiledPipeline | None, gate_id: str) -> str:
     return gate_title(pipeline, gate_id) if pipeline is not None else gate_id.replace("_", " ").capitalize()
@@ -102,26 +105,51 @@ def _window(items: Sequence[Any], page: int, size: int) -> Sequence[Any]:
     return items[page * size : (page + 1) * size]
 
 
+def home_page_size(page_size: int) -> int:
+    """The page size ``home_view`` uses when asked for ``page_size``."""
+    return max(1, min(page_size, MAX_HOME_PAGE_SIZE))
+
+
+def home_pages(page_size: int, *lengths: int) -> int:
+    """How many pages lists of ``lengths`` items fill, ``page_size`` to a page (one at least)."""
+    size = home_page_size(page_size)
+    return max(1, *(math.ceil(length / size) for length in lengths))
+
+
+def home_page(page: int, page_size: int, *lengths: int) -> int:
+    """``page`` clamped to the pages that lists of ``lengths`` items fill, as ``home_view``
+    clamps it: a caller that reads only the page shown reads the page that is shown."""
+    return max(0, min(page, home_pages(page_size, *lengths) - 1))
+
+
+def _nav(block_id: str, element: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "actions", "block_id": block_id, "elements": [element]}
+
+
 def home_view(
     user_id: str,
     my_initiatives: Sequence[tuple[Initiative, Readiness | None]],
     pending: Sequence[tuple[Review, Initiative]],
     recent: Sequence[tuple[Review, Initiative]],
     page: int = 0,
-    page_size: int = 10,
+    page_size: int = HOME_PAGE_SIZE,
     *,
     pipeline: CompiledPipeline | None = None,
     governance: Sequence[dict[str, Any]] | None = None,
     stalled: Collection[str] = (),
+    my_count: int | None = None,
 ) -> dict[str, Any]:
     """The Home tab for ``user_id``. ``page`` is clamped to the pages that exist; the Previous /
     Next buttons carry the page number to show in their value (``ids.ACTION_HOME_PAGE``).
     With ``pipeline``, gates and roles show their labels instead of their ids. ``governance``
-    (blocks, for governance leads) goes first, so clamping to 100 blocks never drops it."""
-    size = max(1, min(page_size, MAX_HOME_PAGE_SIZE))
+    (blocks, for governance leads) goes first, so clamping to 100 blocks never drops it.
+    With ``my_count`` (how many initiatives the user owns), ``my_initiatives`` is only those of
+    the page to show (``home_page`` says which): an owner of hundreds is not read whole."""
+    size = home_page_size(page_size)
     # A review listed twice would repeat its block_id, which Slack rejects.
     pending = list({review.id: (review, initiative) for review, initiative in pending}.values())
-    pages = max(1, *(math.ceil(len(items) / size) for items in (my_initiatives, pending, recent)))
+    owned = len(my_initiatives) if my_count is None else my_count
+    pages = home_pages(size, owned, len(pending), len(recent))
     page = max(0, min(page, pages - 1))
 
     body: list[dict[str, Any]] = [
@@ -133,14 +161,14 @@ def home_view(
     ]
     if governance:
         body += [*governance[:MAX_GOVERNANCE_BLOCKS], divider()]
-    body.append(section(f"*My initiatives* ({len(my_initiatives)})"))
-    mine = _window(my_initiatives, page, size)
+    body.append(section(f"*My initiatives* ({owned})"))
+    mine = _window(my_initiatives, page, size) if my_count is None else my_initiatives[:size]
     if mine:
         body += [
             _initiative_item(initiative, readiness, initiative.ref in stalled)
             for initiative, readiness in mine
         ]
-    elif not my_initiatives:
+    elif not owned:
         body.append(context(f"You own no initiatives yet. Register one with `{ids.COMMAND} new`."))
     else:
         body.append(context("Nothing more on this page."))
@@ -162,16 +190,15 @@ def home_view(
 
     footer: list[dict[str, Any]] = []
     if pages > 1:
-        nav = []
+        footer = [divider(), context(f"Page {page + 1} of {pages}")]
+        # One block each: Slack refuses a block whose elements repeat an action_id, and both
+        # buttons are ACTION_HOME_PAGE (one listener, the page to show in the value).
         if page > 0:
-            nav.append(button("Previous", ids.ACTION_HOME_PAGE, str(page - 1)))
+            footer.append(
+                _nav("home:pages:previous", button("Previous", ids.ACTION_HOME_PAGE, str(page - 1)))
+            )
         if page < pages - 1:
-            nav.append(button("Next", ids.ACTION_HOME_PAGE, str(page + 1)))
-        footer = [
-            divider(),
-            context(f"Page {page + 1} of {pages}"),
-            {"type": "actions", "block_id": "home:pages", "elements": nav},
-        ]
+            footer.append(_nav("home:pages:next", button("Next", ids.ACTION_HOME_PAGE, str(page + 1))))
     blocks = clamp_blocks(body, MAX_VIEW_BLOCKS - len(footer)) + footer
     return {
         "type": "home",

@@ -165,6 +165,9 @@ def _check_blocks(blocks: list[dict[str, Any]]) -> None:
     block_ids = Counter(b["block_id"] for b in blocks if "block_id" in b)
     assert all(n == 1 for n in block_ids.values()), f"duplicate block ids: {block_ids}"
     for block in blocks:
+        # Slack refuses a block whose elements repeat an action_id ("duplicate action_id").
+        action_ids = Counter(e["action_id"] for e in _elements(block) if "action_id" in e)
+        assert all(n == 1 for n in action_ids.values()), f"duplicate action ids in a block: {action_ids}"
         if block["type"] == "context":
             assert 1 <= len(block["elements"]) <= 10
             assert all(len(e.get("text", "")) <= 3000 for e in block["elements"])

@@ -574,6 +574,32 @@ def test_home_with_60_pending_reviews_is_paged_under_100_blocks() -> None:
     assert "Page 6 of 6" in texts(last["blocks"])
 
 
+def test_a_middle_home_page_offers_previous_and_next_without_repeating_an_action_id_in_a_block() -> None:
+    middle = home_view("U0ME", [], _pending(60), [], page=2)
+    assert_valid_view(middle)
+    for block in middle["blocks"]:
+        if block["type"] == "actions":
+            action_ids = [element["action_id"] for element in block["elements"]]
+            assert len(action_ids) == len(set(action_ids)), block  # Slack refuses the view otherwise
+    nav = {
+        b["text"]["text"]: b["value"]
+        for b in buttons(middle["blocks"])
+        if b["action_id"] == ids.ACTION_HOME_PAGE
+    }
+    assert nav == {"Previous": "1", "Next": "3"}
+    assert "Page 3 of 6" in texts(middle["blocks"])
+
+
+def test_home_given_my_count_shows_the_true_count_and_the_page_it_was_given() -> None:
+    last_page = [(initiative(ref=f"AI-{n:04d}"), None) for n in range(121, 131)]
+    view = home_view("U0ME", last_page, [], [], page=12, my_count=130)
+    assert_valid_view(view)
+    shown = texts(view["blocks"])
+    assert "*My initiatives* (130)" in shown and "Page 13 of 13" in shown
+    assert "AI-0121" in shown and "AI-0130" in shown
+    assert {b["text"]["text"] for b in buttons(view["blocks"])} == {"Previous"}
+
+
 def test_home_with_an_oversized_page_size_still_fits() -> None:
     view = home_view("U0ME", [], _pending(60), [], page=0, page_size=500)
     assert_valid_view(view)

@@ -1,0 +1,160 @@
+"""App Home paged through Slack: every page opens, counts are true, recent decisions are recent.
+
+The tab is opened and paged the way Slack does it (an ``app_home_opened`` event, then signed
+``block_actions`` from the published view); the fake Slack refuses any view Slack would refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import ids
+from bot.emulator import payloads
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from gates.lifecycle import DecisionKind
+from tests.bot.scenario import Workspace, register_low_risk, running_workspace
+
+OWNER = "U0OWNER01"
+SPONSOR = "U0SPONS01"
+ADMIN = "U0ADMIN01"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite with an owner, a sponsor and a role admin."""
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (ADMIN, "ada")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock()
+        )
+        yield ws
+
+
+def _register(ws: Workspace, count: int) -> list[str]:
+    return [register_low_risk(ws, OWNER, SPONSOR, name=f"Initiative {n}") for n in range(count)]
+
+
+def _published(ws: Workspace, before: int) -> dict[str, Any]:
+    """The view of the publish after the first ``before``, which Slack must have accepted."""
+    ws.api.log.wait_for("views.publish", count=before + 1, timeout=20, ok=None)  # refused ones too
+    call = ws.api.calls("views.publish")[before]
+    assert call.ok, f"Slack refused the Home tab: {call.response}"
+    return call.response["view"]
+
+
+def _open_home(ws: Workspace, user: str) -> dict[str, Any]:
+    before = len(ws.api.calls("views.publish"))
+    event = payloads.app_home_opened_event(user, channel_id=ws.dm_with(user))
+    assert ws.client.send_event(payloads.event_callback(event)).status == 200
+    return _published(ws, before)
+
+
+def _nav_buttons(view: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Button label -> (its block_id, the button), for the Previous / Next buttons."""
+    return {
+        element["text"]["text"]: (block["block_id"], element)
+        for block in view["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("action_id") == ids.ACTION_HOME_PAGE
+    }
+
+
+def _click_page(ws: Workspace, user: str, view: dict[str, Any], label: str) -> dict[str, Any]:
+    """Click Previous or Next on the Home tab; returns the tab published in answer."""
+    block_id, _ = _nav_buttons(view)[label]
+    payload = payloads.block_actions_in_view(view, ids.ACTION_HOME_PAGE, user_id=user, block_id=block_id)
+    before = len(ws.api.calls("views.publish"))
+    assert ws.client.send(payload).status == 200
+    return _published(ws, before)
+
+
+def _page_line(view: dict[str, Any]) -> str:
+    [line] = [
+        block["elements"][0]["text"]
+        for block in view["blocks"]
+        if block["type"] == "context" and block["elements"][0]["text"].startswith("Page ")
+    ]
+    return line
+
+
+def _section(view: dict[str, Any], title: str) -> list[str]:
+    """The texts of the blocks under the section headed ``title``, up to the next divider."""
+    start = next(n for n, block in enumerate(view["blocks"]) if block.get("text", {}).get("text") == title)
+    texts = []
+    for block in view["blocks"][start + 1 :]:
+        if block["type"] == "divider":
+            break
+        if block["type"] == "section":
+            texts.append(block["text"]["text"])
+        elif block["type"] == "context":
+            texts += [element["text"] for element in block["elements"]]
+    return texts
+
+
+def test_a_middle_page_of_app_home_opens_and_pages_both_ways(workspace: Workspace) -> None:
+    for ref in _register(workspace, 25):
+        usecases.submit(workspace.services.pipeline, workspace.services.uow(), ref, OWNER, workspace.clock())
+    first = _open_home(workspace, SPONSOR)
+    assert _page_line(first) == "Page 1 of 3" and set(_nav_buttons(first)) == {"Next"}
+
+    middle = _click_page(workspace, SPONSOR, first, "Next")
+    assert _page_line(middle) == "Page 2 of 3"
+    assert {label: button["value"] for label, (_, button) in _nav_buttons(middle).items()} == {
+        "Previous": "0",
+        "Next": "2",
+    }
+    assert "AI-0011" in str(middle) and "AI-0001" not in str(middle)
+
+    assert _page_line(_click_page(workspace, SPONSOR, middle, "Next")) == "Page 3 of 3"
+    assert _page_line(_click_page(workspace, SPONSOR, middle, "Previous")) == "Page 1 of 3"
+
+
+def test_app_home_of_an_owner_of_more_than_100_counts_them_all_and_reaches_every_one(
+    workspace: Workspace,
+) -> None:
+    refs = _register(workspace, 105)
+    view = _open_home(workspace, OWNER)
+    assert "*My initiatives* (105)" in str(view) and _page_line(view) == "Page 1 of 11"
+    shown = []
+    while True:
+        listed = _section(view, "*My initiatives* (105)")
+        shown += [ref for text in listed for ref in refs if f"· {ref}\n" in text]
+        if "Next" not in _nav_buttons(view):
+            break
+        view = _click_page(workspace, OWNER, view, "Next")
+    assert _page_line(view) == "Page 11 of 11"
+    assert shown == refs
+
+
+def test_recent_decisions_are_the_latest_across_all_of_my_initiatives(workspace: Workspace) -> None:
+    services = workspace.services
+    refs = _register(workspace, 25)
+    # The oldest initiative first, then the 12 newest: only the 10 latest decisions show.
+    decided = [refs[0], *refs[13:]]
+    for ref in decided:
+        review = usecases.submit(services.pipeline, services.uow(), ref, OWNER, workspace.clock())
+        workspace.clock.advance(minutes=5)
+        usecases.decide(
+            services.pipeline,
+            services.uow(),
+            review.id,
+            SPONSOR,
+            DecisionKind.APPROVE,
+            None,
+            workspace.clock(),
+        )
+    # Withdrawn before anyone decided: no decision to show.
+    usecases.submit(services.pipeline, services.uow(), refs[1], OWNER, workspace.clock())
+    usecases.withdraw(services.uow(), refs[1], OWNER, workspace.clock())
+
+    recent = _section(_open_home(workspace, OWNER), "*Recent decisions*")
+    listed = [ref for text in recent for ref in refs if f"· {ref} ·" in text]
+    assert listed == list(reversed(decided))[:10]

@@ -31,7 +31,10 @@ def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool =
         "command": ids.COMMAND,
         "description": "Register an AI initiative, check its next gate, ask about policy",
         "usage_hint": "new | ask QUESTION | status [REF] | roles | help",
-        "should_escape": False,
+        # Slack then sends a person picked with @ as <@U123|name>, which is how `roles set`
+        # knows who was meant; without it "@sam" arrives as plain text. The rest of the text
+        # comes escaped (&amp; &lt; &gt;): the listeners read it through `parse.command_text`.
+        "should_escape": True,
     }
     if not socket_mode:
         command["url"] = events_url

@@ -1,4 +1,4 @@
-"""Read what Slack sends back: modal state, private_metadata and action values.
+"""Read what Slack sends back: modal state, private_metadata, action values and slash-command text.
 
 ``view.state.values`` has the shape ``{block_id: {action_id: {"type": ..., <key>: ...}}}`` where
 the key depends on the element type (``value``, ``selected_option``, ``selected_date``...).
@@ -10,11 +10,13 @@ can be shown to a person (and, for modal fields, the block to attach it to).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from bot import ids
 from bot.blocks.inputs import option_from_value
+from bot.blocks.text import clip
 from gates.errors import UnknownGate
 from gates.loader import CompiledPipeline
 from gates.pipeline import Question
@@ -186,3 +188,71 @@ def page_number(value: Any) -> int:
 
 def truncated(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- slash command text ------------------------------------------------------------------------
+#
+# The manifest turns Slack's escaping on (``should_escape: true``), so a command's text arrives
+# the way message text does: a person picked with @ as ``<@U123|sam>``, a channel as
+# ``<#C123|general>``, a link as ``<https://...>``, and a typed ``&``, ``<`` or ``>`` as
+# ``&amp;``, ``&lt;`` or ``&gt;`` (a real ``<`` never reaches us unescaped, so every ``<...>``
+# is one of Slack's tokens).
+
+_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
+# A bare user id, as the CLI and the pipeline file take them: Slack's are 9 or 11 characters
+# with digits, which keeps a plain word such as WALTER from passing for one.
+_USER_ID = re.compile(r"[UW](?=[A-Z]*[0-9])[A-Z0-9]{8,}")
+_ARGUMENT = re.compile(r"<[^<>]*>|[^\s,<]+")
+_ECHO = 40
+
+
+def _readable(token: re.Match[str]) -> str:
+    target, label = token.group(1), token.group(2)
+    if target.startswith(("@", "#")):
+        return target[0] + (label or target[1:])
+    if target.startswith("!"):  # <!here>, <!subteam^S123|@team>
+        return label or "@" + target[1:].split("^", 1)[0]
+    return label or target  # a link
+
+
+def command_text(text: str) -> str:
+    """Free text of a slash command (a question, a reason) as the person typed it.
+
+    Mentions become ``@name`` and ``#channel``, links their text, and ``&amp;``, ``&lt;`` and
+    ``&gt;`` the characters typed; whatever shows it escapes it again (``blocks.text.escape``).
+    """
+    if "<" not in text and "&" not in text:
+        return text
+    return _TOKEN.sub(_readable, text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def initiative_ref(word: str) -> str | None:
+    """The initiative reference a person typed (``ai-0001,`` gives ``AI-0001``); None if it is none."""
+    ref = word.strip().rstrip(".,;:!?").upper()
+    return ref if len(ref) <= 20 and ids.REF_PATTERN.fullmatch(ref) else None
+
+
+def not_a_ref(word: str) -> str:
+    """What to tell someone whose ``word`` is not an initiative reference (escaped and clipped)."""
+    return f"“{clip(command_text(word), _ECHO)}” is not an initiative reference; they look like AI-0001."
+
+
+def user_ids(text: str) -> list[str]:
+    """The people named in a slash command's text, in order, without repeats: people picked with
+    @ (``<@U123|sam>``) or Slack user ids, separated by spaces or commas.
+
+    Raises:
+        PayloadError: something in the text is neither (named, escaped and clipped).
+    """
+    found: list[str] = []
+    for word in _ARGUMENT.findall(text):
+        mention = _MENTION.fullmatch(word)
+        user = mention.group(1) if mention else word if _USER_ID.fullmatch(word) else None
+        if user is None:
+            raise PayloadError(
+                f"“{clip(command_text(word), _ECHO)}” is not someone Shepherd can recognise: pick each "
+                "person from the list Slack offers as you type @, or give their Slack user id (like U012AB3CD)."
+            )
+        found.append(user)
+    return list(dict.fromkeys(found))

@@ -514,7 +514,8 @@ def help_message() -> Message:
         f"`{command} withdraw REF` take back a review you submitted, to change its answers",
         f"`{command} hold REF REASON` / `{command} resume REF` pause an initiative, or go on",
         f"`{command} retire REF REASON` retire an initiative whose value is gone",
-        f"`{command} roles` see or change who holds the approver roles (role admins)",
+        f"`{command} roles` see who holds the approver roles; `{command} roles set ROLE @person` "
+        f"and `{command} roles clear ROLE` change them (role admins)",
         f"`{command} portfolio` the portfolio: stages, conversion, time in stage, stalled (governance leads)",
         f"`{command} help` this message",
     ]

@@ -35,6 +35,9 @@ MAX_VIEW_TITLE = 24
 MAX_PRIVATE_METADATA = 3000
 MAX_VIEW_BYTES = 250_000
 MAX_FALLBACK_TEXT = 3000
+# Slack's guidance for a message's top-level ``text`` when it is the whole message (a reply with
+# no blocks): longer text is cut off or split by some clients.
+MAX_MESSAGE_TEXT = 4000
 MAX_CONFIRM_TITLE = 100
 MAX_CONFIRM_TEXT = 300
 

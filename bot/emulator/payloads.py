@@ -120,6 +120,29 @@ def slash_command(
     return fields
 
 
+_TYPED_MENTION = re.compile(r"(?<![\w@])@([\w][\w.\-]*)")
+
+
+def escaped_command_text(typed: str, people: Mapping[str, str] | None = None) -> str:
+    """A command's text as Slack sends it when the command escapes (``should_escape: true``).
+
+    ``&``, ``<`` and ``>`` arrive as ``&amp;``, ``&lt;`` and ``&gt;``; ``@name`` of a person in
+    ``people`` (name -> user id) as ``<@U123|name>``; ``@here``, ``@channel`` and ``@everyone``
+    as ``<!here>`` and so on. Any other ``@word`` stays as typed, as Slack leaves it.
+    """
+    known = {name.lower(): user for name, user in (people or {}).items()}
+
+    def mention(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.lower() in ("here", "channel", "everyone"):
+            return f"<!{name.lower()}>"
+        user = known.get(name.lower())
+        return f"<@{user}|{name}>" if user else match.group(0)
+
+    escaped = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _TYPED_MENTION.sub(mention, escaped)
+
+
 def global_shortcut(
     callback_id: str,
     *,

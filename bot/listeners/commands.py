@@ -10,19 +10,37 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import ask, blocks, ids
+from bot import ask, blocks, ids, parse
 from bot.blocks.labels import gate_title
 from bot.blocks.portfolio import portfolio_message
-from bot.blocks.text import escape
+from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip
 from bot.bootstrap import Services
 from bot.listeners.common import lazily
 from gates import usecases
-from gates.errors import GateError, ShepherdError
+from gates.errors import GateError, ShepherdError, UnknownRole
 from gates.portfolio import load_portfolio
+from storage.errors import StorageError
 
 logger = logging.getLogger("shepherd.commands")
 
 USAGE = "Try `/shepherd help`."
+STATUS_USAGE = (
+    f"Usage: `{ids.COMMAND} status` for your initiatives, or `{ids.COMMAND} status AI-0001` for one."
+)
+ROLES_USAGE = (
+    f"Usage: `{ids.COMMAND} roles` shows who holds each role; `{ids.COMMAND} roles set ROLE @person @person` "
+    f"names its holders; `{ids.COMMAND} roles clear ROLE` removes them."
+)
+DATABASE_DOWN = (
+    "Shepherd can't reach its database right now, so nothing was changed. Please try again in a minute."
+)
+UNAVAILABLE = "Shepherd can't do this right now, so nothing was changed. Please try again in a minute."
+
+# `/shepherd status` without a REF lists this many of the person's initiatives, newest first,
+# then "and N more" pointing to the Home tab. OWNED_READ bounds the read behind N: no owner comes
+# near it (past it, N counts only what was read).
+STATUS_LIST_SHOWN = 20
+OWNED_READ = 1000
 
 
 def subcommand(text: str) -> tuple[str, str]:
@@ -49,6 +67,19 @@ STATUS_CHANGES = {
 }
 
 
+def refusal(error: ShepherdError, name: str) -> str:
+    """What to tell the person when ``/shepherd NAME`` meets an error Shepherd raises on purpose.
+
+    A refusal of the domain explains itself; a database that is down or busy is said so plainly
+    (its message names the database, for the log), rather than failing the request, which Slack
+    shows as its own "/shepherd failed".
+    """
+    if isinstance(error, GateError):
+        return str(error)
+    logger.warning("/shepherd %s could not be answered: %s", name, error)
+    return DATABASE_DOWN if isinstance(error, StorageError) else UNAVAILABLE
+
+
 def needs_lazy_half(body: dict[str, Any]) -> bool:
     """A slash command's body is the command itself; matched by its body alone
     (``bot.listener_matching``)."""
@@ -72,29 +103,37 @@ class CommandListeners:
     # anything that calls Slack (modals, the LLM) runs in the lazy half, after the response.
     def ack(self, ack: Ack, command: dict[str, Any]) -> None:
         name, rest = subcommand(command.get("text", ""))
-        user = command.get("user_id", "")
+        ack(**self._answer(name, command.get("user_id", ""), rest))
+
+    def _answer(self, name: str, user: str, rest: str) -> dict[str, Any]:
+        """The reply the ack carries. ``rest`` is the text after the subcommand, as Slack sends
+        it (escaped: see ``parse.command_text``)."""
         if name == "help":
-            ack(**blocks.help_message())
-        elif name == "status":
-            ack(**self._status(user, rest.strip()))
-        elif name == "roles":
-            ack(text=self._roles(user, rest))
-        elif name in STATUS_CHANGES:
-            ack(text=self._change_status(name, user, rest))
-        elif name == "portfolio":
+            return blocks.help_message()
+        if name == "portfolio":
             # Computing the figures reads every initiative: it happens after the ack.
-            ack(text=PORTFOLIO_WAIT if self._services.settings.sees_portfolio(user) else PORTFOLIO_REFUSED)
-        elif name == "new":
-            ack()
-        elif name == "ask":
+            return {
+                "text": PORTFOLIO_WAIT if self._services.settings.sees_portfolio(user) else PORTFOLIO_REFUSED
+            }
+        if name == "new":
+            return {}
+        if name == "ask":
             if not rest.strip():
-                ack(
-                    text="Ask a question after `ask`, for example: `/shepherd ask what do we need for the pilot gate?`"
-                )
-            else:
-                ack(text="Looking into it: the answer will appear here in a moment.")
-        else:
-            ack(text=f"I don't know `{escape(name)}`. {USAGE}")
+                return {
+                    "text": "Ask a question after `ask`, for example: "
+                    "`/shepherd ask what do we need for the pilot gate?`"
+                }
+            return {"text": "Looking into it: the answer will appear here in a moment."}
+        try:
+            if name == "status":
+                return self._status(user, rest)
+            if name == "roles":
+                return {"text": self._roles(user, rest)}
+            if name in STATUS_CHANGES:
+                return {"text": self._change_status(name, user, rest)}
+        except ShepherdError as error:
+            return {"text": refusal(error, name)}
+        return {"text": f"I don't know `{clip(parse.command_text(name), 40)}`. {USAGE}"}
 
     def later(
         self, command: dict[str, Any], client: WebClient, respond: Respond, body: dict[str, Any]
@@ -108,9 +147,13 @@ class CommandListeners:
                 respond(response_type="ephemeral", **portfolio_message(figures))
                 self._upload_chart(figures, command, client, respond)
         elif name == "ask" and rest.strip():
-            initiative = ask.find_initiative(self._services, rest, None)
-            key = f"ask:{uuid.uuid4().hex[:12]}"
-            message = ask.reply(self._services, ask.clean_question(rest), initiative, key)
+            question = parse.command_text(rest)
+            try:
+                initiative = ask.find_initiative(self._services, question, None)
+                key = f"ask:{uuid.uuid4().hex[:12]}"
+                message = ask.reply(self._services, ask.clean_question(question), initiative, key)
+            except StorageError as error:
+                message = {"text": refusal(error, name)}
             # A slash command's first reply cannot be edited later, so the answer follows it.
             respond(response_type="ephemeral", **message)
 
@@ -126,66 +169,78 @@ class CommandListeners:
 
     # -- answered in the ack -----------------------------------------------------------------
 
-    def _status(self, user: str, ref: str) -> dict[str, Any]:
+    def _status(self, user: str, rest: str) -> dict[str, Any]:
+        words = rest.split()
+        if not words:
+            return {"text": self._my_initiatives(user)}
+        if len(words) > 1:
+            return {"text": STATUS_USAGE}
+        ref = parse.initiative_ref(words[0])
+        if ref is None:
+            return {"text": f"{parse.not_a_ref(words[0])} {STATUS_USAGE}"}
         services = self._services
-        pipeline = services.pipeline
-        try:
-            if ref:
-                # One read transaction for the whole reply: it is answered inside the ack.
-                view = usecases.status(pipeline, services.read_uow(), ref.upper())
-                return blocks.status_message(pipeline, view.initiative, view.readiness, view.open_review)
-            mine = usecases.list_initiatives(
-                pipeline, services.read_uow(), services.now(), owner_id=user, limit=20
-            )
-        except GateError as error:
-            return {"text": str(error)}
-        if not mine:
-            return {"text": "You own no initiatives yet. Register one with `/shepherd new`."}
+        # One read transaction for the whole reply: it is answered inside the ack.
+        view = usecases.status(services.pipeline, services.read_uow(), ref)
+        return blocks.status_message(services.pipeline, view.initiative, view.readiness, view.open_review)
+
+    def _my_initiatives(self, user: str) -> str:
+        services, pipeline = self._services, self._services.pipeline
         now = services.now()
+        mine = usecases.list_initiatives(pipeline, services.read_uow(), now, owner_id=user, limit=OWNED_READ)
+        if not mine:
+            return "You own no initiatives yet. Register one with `/shepherd new`."
+        # Listed oldest first; the newest are the ones a person is most likely working on.
         lines = [
-            f"• *{i.ref}* {escape(i.name)}: {i.stage}, {i.status.value.replace('_', ' ')}"
+            f"*{i.ref}* {clip(i.name, 80)}: {i.stage}, {i.status.value.replace('_', ' ')}"
             + (" :warning: stalled" if usecases.is_stalled(pipeline, i, now) else "")
-            for i in mine
+            for i in reversed(mine)
         ]
-        return {"text": "Your initiatives:\n" + "\n".join(lines) + "\nDetails: `/shepherd status AI-0001`"}
+        head = "Your initiatives, newest first:"
+        everything = "Your Home tab in Shepherd lists them all. "
+        details = f"Details: `{ids.COMMAND} status AI-0001`"
+        room = MAX_MESSAGE_TEXT - len(head) - len(everything) - len(details) - 2
+        listed = bullet_list(lines, room, max_items=STATUS_LIST_SHOWN)
+        cut = listed.rsplit("\n", 1)[-1].startswith("• and ")
+        return f"{head}\n{listed}\n{everything if cut else ''}{details}"
 
     def _change_status(self, name: str, user: str, rest: str) -> str:
         services = self._services
         usage, needs_reason = STATUS_CHANGES[name]
         words = rest.split(maxsplit=1)
-        ref, reason = (words[0] if words else ""), (words[1].strip() if len(words) > 1 else "")
-        if not ref or (needs_reason and not reason):
+        typed, reason = (words[0] if words else ""), (words[1].strip() if len(words) > 1 else "")
+        if not typed or (needs_reason and not reason):
             return f"Usage: `{ids.COMMAND} {usage}`" + (
                 " (the reason is shown on the card)" if needs_reason else ""
             )
-        ref, now, steward = ref.upper(), services.now(), services.settings.is_steward(user)
-        try:
-            if name == "withdraw":
-                review = usecases.withdraw(services.uow(), ref, user, now)
-                title = gate_title(services.pipeline, review.gate_id)
-                return (
-                    f"You withdrew the review of the *{escape(title)}* gate of {ref}. Its answers can "
-                    "change again; submit it for review from the card when it is ready."
-                )
-            if name == "hold":
-                usecases.hold(services.uow(), ref, user, reason, now, steward=steward)
-                return (
-                    f"{ref} is on hold: {escape(reason)}\n`{ids.COMMAND} resume {ref}` makes it active again."
-                )
-            if name == "resume":
-                usecases.resume(services.uow(), ref, user, now, steward=steward)
-                return f"{ref} is active again."
-            usecases.retire(services.uow(), ref, user, reason, now, steward=steward)
-            return f"{ref} is retired: {escape(reason)}"
-        except GateError as error:
-            return str(error)
+        ref = parse.initiative_ref(typed)
+        if ref is None:
+            return f"{parse.not_a_ref(typed)} Usage: `{ids.COMMAND} {usage}`"
+        reason = parse.command_text(reason)
+        now, steward = services.now(), services.settings.is_steward(user)
+        if name == "withdraw":
+            review = usecases.withdraw(services.uow(), ref, user, now)
+            title = gate_title(services.pipeline, review.gate_id)
+            return (
+                f"You withdrew the review of the *{clip(title, 150)}* gate of {ref}. Its answers can "
+                "change again; submit it for review from the card when it is ready."
+            )
+        if name == "hold":
+            usecases.hold(services.uow(), ref, user, reason, now, steward=steward)
+            return (
+                f"{ref} is on hold: {clip(reason, 1000)}\n`{ids.COMMAND} resume {ref}` makes it active again."
+            )
+        if name == "resume":
+            usecases.resume(services.uow(), ref, user, now, steward=steward)
+            return f"{ref} is active again."
+        usecases.retire(services.uow(), ref, user, reason, now, steward=steward)
+        return f"{ref} is retired: {clip(reason, 1000)}"
 
     def _portfolio_figures(self, respond: Respond) -> Any:
         services = self._services
         try:
             return load_portfolio(services.pipeline, services.read_uow(), services.now())
         except ShepherdError as error:
-            respond(response_type="ephemeral", text=str(error))
+            respond(response_type="ephemeral", text=refusal(error, "portfolio"))
             return None
 
     def _upload_chart(
@@ -217,26 +272,53 @@ class CommandListeners:
         services = self._services
         if user not in services.settings.role_admins:
             return "Only role admins can manage roles (SHEPHERD_ROLE_ADMINS)."
-        words = rest.split()
-        with services.read_uow() as uow:
-            holders = usecases.role_holders(services.pipeline, uow)
-        if not words or words[0] == "list":
+        words = rest.split(maxsplit=2)
+        action = words[0].lower() if words else "list"
+        if action == "list" and len(words) <= 1:
+            with services.read_uow() as uow:
+                holders = usecases.role_holders(services.pipeline, uow)
             lines = [
                 f"• *{role}*: {' '.join(f'<@{u}>' for u in users) or 'nobody yet'}"
                 for role, users in holders.items()
             ]
-            return "Role holders:\n" + "\n".join(lines) + "\nChange: `/shepherd roles set ROLE @user @user`"
-        if words[0] == "set" and len(words) >= 2:
-            from gates.answers import coerce
-            from gates.pipeline import Question, QuestionType
-
-            probe = Question(id="user", label="user", type=QuestionType.USER)
+            return "Role holders:\n" + "\n".join(lines) + "\n" + ROLES_USAGE
+        if action not in ("set", "clear") or len(words) < 2 or (action == "clear" and len(words) > 2):
+            return ROLES_USAGE
+        role = self._role(words[1])
+        if action == "set":
             try:
-                users = [str(coerce(probe, w)) for w in words[2:]]
-                chosen = usecases.set_role_holders(
-                    services.pipeline, services.uow(), words[1], users, user, services.now()
-                )
-            except GateError as error:
+                users = parse.user_ids(words[2] if len(words) > 2 else "")
+            except parse.PayloadError as error:
                 return str(error)
-            return f"*{words[1]}* is now held by {' '.join(f'<@{u}>' for u in chosen) or 'nobody'}."
-        return "Usage: `/shepherd roles` or `/shepherd roles set ROLE @user @user`"
+            if not users:
+                # An empty `set` used to clear the role without a word: clearing is asked for.
+                return (
+                    f"Say who should hold *{role}*, for example `{ids.COMMAND} roles set {role} @sam`; "
+                    f"to remove its holders, `{ids.COMMAND} roles clear {role}`."
+                )
+        else:
+            users = []
+        chosen = usecases.set_role_holders(
+            services.pipeline, services.uow(), role, users, user, services.now()
+        )
+        spec = services.pipeline.model.roles[role]
+        also = (
+            " The pipeline file names holders of its own, who keep the role."
+            if spec.slack_users or spec.slack_usergroup
+            else ""
+        )
+        if not chosen:
+            return f"*{role}* has no holders set with `{ids.COMMAND} roles` any more.{also}"
+        return f"*{role}* is now held by {' '.join(f'<@{u}>' for u in chosen)}.{also}"
+
+    def _role(self, typed: str) -> str:
+        """The pipeline's role a person typed, in any case.
+
+        Raises:
+            UnknownRole: the pipeline defines none by that name.
+        """
+        roles = self._services.pipeline.model.roles
+        for role in roles:
+            if role.lower() == typed.lower():
+                return role
+        raise UnknownRole(clip(parse.command_text(typed), 40), list(roles))

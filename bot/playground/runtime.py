@@ -322,9 +322,11 @@ class Playground:
         command, _, rest = text.partition(" ")
         if command != ids.COMMAND:
             raise ActError(f"{command} is not a command here. Try {ids.COMMAND} help.")
+        # As Slack sends it with escaping on (the manifest's should_escape): @names as mentions.
+        typed = payloads.escaped_command_text(rest.strip(), {u.name: u.id for u in self.state.users.values()})
         payload = payloads.slash_command(
             command,
-            rest.strip(),
+            typed,
             user_id=user,
             channel_id=channel.id,
             channel_name=channel.name if not channel.is_im else "directmessage",

@@ -105,6 +105,17 @@ def test_a_slash_commands_answer_is_shown_only_to_the_person_who_typed_it(runnin
     assert get_state(running)["ephemerals"] == []
 
 
+def test_a_role_admin_names_role_holders_with_at_mentions_as_in_slack(running: RunningPlayground) -> None:
+    # The command escapes (should_escape), so "@rafael" reaches Shepherd as a mention of him.
+    admin = next(p.id for p in PEOPLE if p.role_admin)
+    assert act(running, {"type": "switch_user", "user": admin})[0] == 200
+    registry = running.playground.registry.id
+    text = "/shepherd roles set risk @rafael @sam"
+    assert act(running, {"type": "send", "channel": registry, "text": text})[0] == 200
+    answer = get_state(running, user=admin)["ephemerals"][-1]["text"]
+    assert f"<@{RISK}>" in answer and f"<@{SPONSOR}>" in answer, answer
+
+
 def test_the_intake_modal_shows_errors_then_registers_and_posts_the_card(running: RunningPlayground) -> None:
     registry = running.playground.registry.id
     act(running, {"type": "send", "channel": registry, "text": "/shepherd new"})

@@ -37,6 +37,10 @@ class Context:
     readiness: Readiness | None
 
 
+# A reference as people type it in a question ("what does ai-0001 need?"); stored refs are upper case.
+_TYPED_REF = re.compile(REF_PATTERN.pattern, re.IGNORECASE)
+
+
 def clean_question(text: str) -> str:
     """The question without the bot mention and surrounding noise."""
     return _MENTION.sub("", text or "").strip()
@@ -44,7 +48,7 @@ def clean_question(text: str) -> str:
 
 def find_initiative(services: Services, text: str, thread_target: str | None) -> Initiative | None:
     """The initiative named by ref in the text, else the one whose thread this is."""
-    refs = REF_PATTERN.findall(text or "")
+    refs = [ref.upper() for ref in _TYPED_REF.findall(text or "")]
     candidates = refs + (
         [thread_target.split(":", 1)[1]] if thread_target and thread_target.startswith("initiative:") else []
     )

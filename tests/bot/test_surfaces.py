@@ -82,6 +82,17 @@ def test_a_direct_message_gets_a_policy_answer_with_sources(workspace: Workspace
     assert "handover" in str(reply["blocks"]).lower()
 
 
+def test_a_question_naming_an_initiative_in_lower_case_gets_its_checklist(workspace: Workspace) -> None:
+    ref = register(workspace)
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event(f"what does {ref.lower()} still need?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    reply = workspace.wait(
+        lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)]
+    )[-1]
+    assert ref in str(reply["blocks"]) and "Approvals needed" in str(reply["blocks"])
+
+
 def test_a_failure_after_the_ack_reaches_the_person_not_just_a_log_line(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

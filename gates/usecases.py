@@ -157,6 +157,15 @@ class PageOfAnswers:
     at: datetime
     link: tuple[str, str] | None = None
     """(url, title), the url already checked."""
+    sponsor_question: str | None = None
+    """The intake question naming the initiative's sponsor, when this page answers it: a new
+    answer there makes that person the sponsor (``sponsor_question``)."""
+
+
+def sponsor_question(pipeline: CompiledPipeline) -> str | None:
+    """The intake's person question that names the sponsor (its id says "sponsor"), if any."""
+    intake = pipeline.model.intake
+    return next((q.id for q in intake.questions if q.type is QuestionType.USER and "sponsor" in q.id), None)
 
 
 def check_page(
@@ -175,7 +184,8 @@ def check_page(
     """
     typed = _typed_or_raise(pipeline, gate_id, answers)
     checked = (check_link(link[0]), link[1]) if link else None
-    return PageOfAnswers(ref, gate_id, typed, author_id, now, checked)
+    sponsor = sponsor_question(pipeline) if gate_id == pipeline.model.intake.id else None
+    return PageOfAnswers(ref, gate_id, typed, author_id, now, checked, sponsor if sponsor in typed else None)
 
 
 def answer(
@@ -201,6 +211,7 @@ def answer(
     with uow:
         initiative, current = _answerable(uow, ref, gate_id)
         values, changed, versions = _record_page(uow, page, current)
+        _follow_sponsor(uow, initiative, page, changed)
         uow.answers.append_many(versions)
         holders = role_holders(pipeline, uow)
         uow.commit()
@@ -242,6 +253,7 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
                 continue
             current = currents[page.ref]
             values, changed, versions = _record_page(uow, page, current)
+            _follow_sponsor(uow, initiative, page, changed)
             written.extend(versions)
             # A later page of the same initiative in this batch builds on this one.
             current.update((version.question_id, version) for version in versions)
@@ -288,6 +300,20 @@ def _record_page(
     values = {qid: version.value for qid, version in current.items()}
     values.update({qid: typed[qid] for qid in changed})
     return values, changed, versions
+
+
+def _follow_sponsor(uow: UnitOfWork, initiative: Initiative, page: PageOfAnswers, changed: list[str]) -> None:
+    """A new answer to the intake's sponsor question names the sponsor (the card shows them,
+    and they may submit): registering is not the only moment it can be given or changed."""
+    question = page.sponsor_question
+    if question is None or question not in changed:
+        return
+    sponsor = page.typed.get(question)
+    initiative.sponsor_id = str(sponsor) if sponsor else None
+    uow.initiatives.save(initiative)
+    uow.audit.append(
+        page.author_id, "initiative.sponsor_changed", page.ref, {"sponsor": initiative.sponsor_id}, page.at
+    )
 
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:

@@ -24,7 +24,7 @@ from gates.errors import (
     UnknownRole,
 )
 from gates.lifecycle import DecisionKind, ReviewStatus, Status
-from gates.loader import CompiledPipeline
+from gates.loader import CompiledPipeline, load_pipeline
 from tests.gates.conftest import DPO, NOW, OWNER, RISK_1, RISK_2, SPONSOR, SUBMITTER
 from tests.gates.fakes import FakeUnitOfWork
 
@@ -726,3 +726,22 @@ def test_the_last_stage_has_no_next_gate(
         usecases.check_readiness(two_gates, uow, registered)
     with pytest.raises(InvalidTransition, match="no further gate"):
         submit(two_gates, uow, registered)
+
+
+def test_answering_the_intakes_sponsor_question_later_names_the_sponsor(uow: FakeUnitOfWork) -> None:
+    pipeline = load_pipeline()  # its intake asks for the business sponsor, optional at registration
+    ref = usecases.register(
+        pipeline, uow, name="Claims triage", owner_id=OWNER, answers={}, actor_id=OWNER, now=NOW
+    ).ref
+    assert uow.stored_initiative(ref).sponsor_id is None
+    usecases.answer(pipeline, uow, ref, "intake", {"business_sponsor": SPONSOR}, OWNER, LATER)
+    assert uow.stored_initiative(ref).sponsor_id == SPONSOR
+    assert uow.audit_actions[-1] == "initiative.sponsor_changed"
+    # Through the batch path too, and an answer cleared clears the sponsor.
+    page = usecases.check_page(pipeline, ref, "intake", {"business_sponsor": ""}, OWNER, LATER)
+    assert not isinstance(usecases.answer_many(uow, [page])[0], Exception)
+    assert uow.stored_initiative(ref).sponsor_id is None
+    # Other pages leave it alone.
+    usecases.answer(pipeline, uow, ref, "intake", {"business_sponsor": SPONSOR}, OWNER, LATER)
+    usecases.answer(pipeline, uow, ref, "intake", {"problem_statement": "Triage takes 9 days"}, OWNER, LATER)
+    assert uow.stored_initiative(ref).sponsor_id == SPONSOR

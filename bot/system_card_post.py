@@ -24,6 +24,15 @@ logger = logging.getLogger("shepherd.system_card")
 KIND = "system-card"
 
 
+# What Slack answers while it is unwell or busy (after the client's own retries): worth a retry later.
+_PASSING_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+
+def _passing(error: SlackApiError) -> bool:
+    status = getattr(error.response, "status_code", 200)
+    return status >= 500 or status == 429 or error.response.get("error") in _PASSING_ERRORS
+
+
 def card_target(review_id: int | None) -> str:
     return f"review:{review_id}:system-card"
 
@@ -39,7 +48,10 @@ def offer_system_card(
     """Upload the draft card as a Markdown file into ``thread`` (channel, thread ts).
 
     Returns True when it uploaded the card now; False for other gates, without a thread, when
-    already uploaded, or when Slack refused (logged; the review itself goes on regardless).
+    already uploaded, or when Slack refused it for good (logged; the review goes on regardless).
+
+    Raises:
+        SlackApiError: Slack failed in a way that passes (a 5xx, a rate limit): try again later.
     """
     pipeline = services.pipeline
     if thread is None or not is_production_gate(pipeline, review.gate_id):
@@ -66,6 +78,8 @@ def offer_system_card(
             ),
         )
     except SlackApiError as error:
+        if _passing(error):
+            raise  # the notification is retried (its messages are posted once), the card with it
         logger.warning(
             "could not upload the system card of %s: %s", initiative.ref, error.response.get("error")
         )

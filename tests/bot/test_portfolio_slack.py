@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
@@ -146,6 +147,23 @@ def test_the_system_card_is_uploaded_once_into_the_thread_of_a_production_review
     replies = workspace.api.state.thread(workspace.registry, card["ts"])[1:]
     assert [m["files"][0]["name"] for m in replies] == ["AI-0001-system-card.md"]
     assert "fields are not answered yet" in replies[0]["text"]
+
+
+def test_a_system_card_slack_could_not_take_for_now_is_offered_again(workspace: Workspace) -> None:
+    review_id = _production_review(workspace, {"rollback_plan": "Flip the feature flag off."})
+    client = workspace.api.web_client(retry_handlers=[])
+    card = client.chat_postMessage(channel=workspace.registry, text="card")
+    services, messages = workspace.services, MessageRefs(workspace.services.database)
+    with services.read_uow() as uow:
+        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
+    thread = (card["channel"], card["ts"])
+    workspace.api.faults.fail("files.getUploadURLExternal", "not_allowed")  # for good: logged
+    assert offer_system_card(services, client, messages, review, initiative, thread) is False
+    workspace.api.faults.server_error("files.getUploadURLExternal")
+    with pytest.raises(SlackApiError):  # the outbox retries the notification that offers it
+        offer_system_card(services, client, messages, review, initiative, thread)
+    assert offer_system_card(services, client, messages, review, initiative, thread) is True
+    assert len(workspace.api.state.files) == 1
 
 
 def test_no_system_card_for_other_gates_or_without_a_thread(workspace: Workspace) -> None:

@@ -20,7 +20,9 @@ from storage.slack_messages import MessageRefs
 logger = logging.getLogger("shepherd.events")
 
 # Message subtypes that are not a person asking something (edits, joins, bots, our own posts).
-_IGNORED_SUBTYPES = {"message_changed", "message_deleted", "bot_message", "channel_join", "channel_leave"}
+# A DM is answered when a person wrote it: no subtype, or one of these. Every other subtype is
+# something happening to messages (edited, deleted, replied to, a bot's own), not a question.
+_PERSON_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 
 
 class EventListeners:
@@ -49,7 +51,7 @@ class EventListeners:
         self._answer(client, event.get("text", ""), channel, thread_ts, target, event.get("user"))
 
     def direct_message(self, event: dict[str, Any], client: WebClient) -> None:
-        if event.get("subtype") in _IGNORED_SUBTYPES or event.get("bot_id"):
+        if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id"):
             return
         channel = event["channel"]
         self._answer(client, event.get("text", ""), channel, event.get("thread_ts"), None, event.get("user"))
@@ -103,8 +105,10 @@ class EventListeners:
             except SlackApiError:
                 raise error from None
             raise PersonTold("the answer could not be made; the placeholder says so") from error
-        if channel.startswith("D"):
-            self._set_status(client, channel, status_thread, "")
+        finally:
+            # Answered or not, Shepherd is no longer checking anything.
+            if channel.startswith("D"):
+                self._set_status(client, channel, status_thread, "")
 
     @staticmethod
     def _set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> None:

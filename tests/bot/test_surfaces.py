@@ -121,6 +121,22 @@ def test_an_answer_that_fails_says_so_in_place_of_its_placeholder(
     assert any("could not finish this answer" in text for text in texts), texts
     assert not any("Looking into it" in text for text in texts)
     assert not any("something went wrong" in text for text in texts)  # one apology, in place
+    # The status line does not go on saying Shepherd is checking.
+    workspace.api.wait_for("assistant.threads.setStatus", count=2, timeout=10)
+    statuses = [c.params.get("status") for c in workspace.api.calls("assistant.threads.setStatus")]
+    assert statuses[-1] == ""
+
+
+@pytest.mark.parametrize(
+    "subtype", ["message_replied", "message_changed", "channel_join", "ekm_access_denied"]
+)
+def test_dm_events_that_are_not_a_person_writing_are_not_answered(workspace: Workspace, subtype: str) -> None:
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event("", user_id=OWNER, channel_id=dm)
+    event["subtype"] = subtype
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    with pytest.raises(TimeoutError):
+        workspace.api.wait_for("chat.postMessage", timeout=1.0)
 
 
 def test_bot_messages_in_a_dm_are_not_answered(workspace: Workspace) -> None:

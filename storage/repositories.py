@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -224,6 +225,19 @@ class SqlAnswerRepository:
             ref = owners[row["initiative_id"]]
             found[ref][row["question_id"]] = _answer(ref, row)
         return found
+
+    @guarded
+    def as_of(self, ref: str, moment: datetime) -> dict[str, AnswerVersion]:
+        """The latest version of every question answered at or before ``moment``, keyed by
+        question id (``current`` then)."""
+        owner = self._id_of(ref)
+        rows = self._session.execute(
+            select(answer_versions)
+            .where(answer_versions.c.initiative_id == owner, answer_versions.c.answered_at <= moment)
+            .order_by(answer_versions.c.version)
+        ).mappings()
+        # Versions ascend per question, so each question's highest version is the one left.
+        return {row["question_id"]: _answer(ref, row) for row in rows}
 
     @guarded
     def history(self, ref: str) -> Sequence[AnswerVersion]:

@@ -363,7 +363,13 @@ def evidence_modal(
     links: Sequence[EvidenceLink],
 ) -> dict[str, Any]:
     """Read-only summary of a gate's evidence: each answer with who gave it and when, the links,
-    and (for a review) the evidence hash and pipeline version it was submitted under."""
+    and (for a review) the evidence hash and pipeline version it was submitted under.
+
+    Args:
+        answers: for a review, the answers as they stood when it was submitted, every gate's
+            (its evidence hash covers them all); otherwise the current ones.
+        links: likewise, every link of the initiative for a review.
+    """
     gate = pipeline.model.gate(gate_id)
     title = gate.title if gate is not None else gate_title(pipeline, gate_id)
     questions = gate.questions if gate is not None else []
@@ -373,6 +379,7 @@ def evidence_modal(
             f"{escape(title)} gate · stage {escape(stage_label(initiative.stage))}"
         )
     ]
+    other_gates: list[dict[str, Any]] = []
     if review is not None:
         facts = [
             f"Review #{review.id} · {REVIEW_WORDS[review.status]}",
@@ -383,8 +390,16 @@ def evidence_modal(
         if review.tier:
             facts.append(f"risk tier {escape(review.tier)}")
         blocks.append(context(*facts))
+        # Said outright: the team may have changed answers since, and this is not today's state.
+        blocks.append(
+            context(
+                f"Answers and links as submitted on {slack_date(review.submitted_at)}: the evidence "
+                "the hash covers. Changes made since are not shown."
+            )
+        )
         if review.exception_reason:
             blocks.append(section("*Exception requested:*\n" + _quote(review.exception_reason)))
+        other_gates = _other_gates_answers(pipeline, gate_id, answers)
 
     link_lines = [
         f"<{escape(link.url)}|{clip(link.title or link.url, 150)}> · {mention(link.author_id)} "
@@ -397,7 +412,10 @@ def evidence_modal(
         section("*Evidence links*\n" + bullet_list(link_lines, limit=2900, max_items=15)),
     ]
     if not link_lines:
-        link_blocks = [divider(), context("No evidence links yet.")]
+        link_blocks = [
+            divider(),
+            context("No evidence links yet." if review is None else "No evidence links at the time."),
+        ]
 
     answered: list[dict[str, Any]] = []
     for question in questions:
@@ -412,12 +430,13 @@ def evidence_modal(
         )
     unanswered = len(questions) - len(answered)
     blocks.append(divider())
-    room = MAX_VIEW_BLOCKS - len(blocks) - len(link_blocks) - 1
+    room = MAX_VIEW_BLOCKS - len(blocks) - len(other_gates) - len(link_blocks) - 1
     blocks += (
         clamp_blocks(answered, room) if answered else [section("_No answers recorded for this gate yet._")]
     )
     if unanswered and answered:
         blocks.append(context(f"{unanswered} question(s) of this gate have no answer."))
+    blocks += other_gates
     blocks += link_blocks
     return _modal(
         ids.VIEW_EVIDENCE,
@@ -426,6 +445,42 @@ def evidence_modal(
         close="Close",
         private_metadata=json.dumps({"ref": initiative.ref, "gate": gate_id}, separators=(",", ":")),
     )
+
+
+_OTHER_GATE_BLOCKS = 8
+_OTHER_ANSWER_CHARS = 200
+
+
+def _other_gates_answers(
+    pipeline: CompiledPipeline, gate_id: str, answers: Mapping[str, AnswerVersion]
+) -> list[dict[str, Any]]:
+    """The answers to other gates' questions, one line each under their gate's name: a review's
+    evidence hash covers every answer of the initiative, and approvers decide knowing them."""
+    sections: list[dict[str, Any]] = []
+    for other in pipeline.model.gates:
+        if other.id == gate_id:
+            continue
+        lines = [
+            "• "
+            + truncate(
+                f"{clip(question.label, 100)}: {_answer_text(question, version.value)}", _OTHER_ANSWER_CHARS
+            )
+            for question in other.questions
+            if (version := answers.get(question.id)) is not None and version.value is not None
+        ]
+        # A gate's lines over as many sections as they need, rather than "and N more".
+        text = f"*{escape(other.title)} gate*"
+        for line in lines:
+            if len(text) + 1 + len(line) > MAX_SECTION_TEXT:
+                sections.append(section(text))
+                text = f"*{escape(other.title)} gate (continued)*"
+            text += "\n" + line
+        if lines:
+            sections.append(section(text))
+    if not sections:
+        return []
+    heading = context("Also covered by the evidence hash: the answers to other gates, as submitted.")
+    return [divider(), heading, *clamp_blocks(sections, _OTHER_GATE_BLOCKS)]
 
 
 def _quote(text: str, limit: int = 2500) -> str:

@@ -196,14 +196,19 @@ class ActionListeners:
             )
 
     def view_evidence(self, body: dict[str, Any], client: WebClient) -> None:
+        """The evidence a review was decided on: the answers and links as they stood when it was
+        submitted, which its evidence hash covers, whatever the team changed since."""
         services = self._services
         try:
             review_id = parse.review_id(parse.action_value(body))
             with services.read_uow() as uow:
                 review = uow.reviews.get(review_id)
                 initiative = uow.initiatives.get(review.initiative_ref)
-                answers = uow.answers.current(initiative.ref)
-                links = list(uow.answers.links(initiative.ref))
+                # As submitted even while the review is open: only its own gate's answers are
+                # frozen then, and the hash covers every gate's answers and every link.
+                submitted = review.submitted_at
+                answers = uow.answers.as_of(initiative.ref, submitted)
+                links = [link for link in uow.answers.links(initiative.ref) if link.added_at <= submitted]
         except (GateError, ValueError) as error:
             tell_later(services, user_of(body), str(error), channel_of(body))
             return
@@ -215,6 +220,8 @@ class ActionListeners:
     # -- feedback and home ------------------------------------------------------------------
 
     def feedback(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Record a person's vote on an answer. They may change their mind: each vote is
+        recorded and the latest one stands; the same vote again is counted once."""
         ack()
         services = self._services
         action = (body.get("actions") or [{}])[0]
@@ -229,20 +236,30 @@ class ActionListeners:
             "channel": channel_of(body),
             "ts": message.get("ts"),
         }
-        with services.uow() as uow:
-            if not uow.dedupe.first_time(f"feedback:{key}:{user}", services.now()):
-                return  # a second click (or Slack's retry) on the same answer: counted once
-            uow.audit.append(user, "ask.feedback", key, record, services.now())
-            queue_private_message(
-                uow,
-                user,
-                "Thanks: marked as helpful."
-                if helpful
-                else "Thanks: marked as not helpful, and recorded with the answer for the governance team.",
-                channel_of(body),
-                services.now(),
-            )
-            uow.commit()
+        # A second try only when a concurrent click by the same person took this vote's turn.
+        for _ in range(2):
+            with services.uow() as uow:
+                votes = [
+                    entry.detail.get("helpful")
+                    for entry in uow.audit.timeline(key)
+                    if entry.action == "ask.feedback" and entry.actor_id == user
+                ]
+                if votes and votes[-1] is helpful:
+                    return  # the vote they already gave (a double click, Slack's retry): counted once
+                # One claim per turn: of two clicks racing for the same turn, the database lets one
+                # through, and the other looks again at what was recorded.
+                if not uow.dedupe.first_time(f"feedback:{key}:{user}:{len(votes)}", services.now()):
+                    continue
+                uow.audit.append(user, "ask.feedback", key, record, services.now())
+                queue_private_message(
+                    uow,
+                    user,
+                    _feedback_thanks(helpful, changed=bool(votes)),
+                    channel_of(body),
+                    services.now(),
+                )
+                uow.commit()
+                return
 
     def home_page(self, body: dict[str, Any], client: WebClient) -> None:
         try:
@@ -250,3 +267,8 @@ class ActionListeners:
         except ValueError:
             page = 0
         publish_home(self._services, client, user_of(body), page)
+
+
+def _feedback_thanks(helpful: bool, changed: bool) -> str:
+    said = "helpful" if helpful else "not helpful, and recorded with the answer for the governance team"
+    return f"Changed: now marked as {said}." if changed else f"Thanks: marked as {said}."

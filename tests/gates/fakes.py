@@ -149,6 +149,13 @@ class FakeAnswers(_Part):
     def current_many(self, refs: Sequence[str]) -> dict[str, dict[str, AnswerVersion]]:
         return {ref: self.current(ref) for ref in refs}
 
+    def as_of(self, ref: str, moment: datetime) -> dict[str, AnswerVersion]:
+        latest: dict[str, AnswerVersion] = {}
+        for version in self._state.answers:
+            if version.initiative_ref == ref and version.answered_at <= moment:
+                latest[version.question_id] = version
+        return latest
+
     def history(self, ref: str) -> Sequence[AnswerVersion]:
         return [v for v in self._state.answers if v.initiative_ref == ref]
 

@@ -157,6 +157,25 @@ def test_answers_are_versioned_and_the_latest_is_current(database: Database) -> 
     assert history[2].value == ["slack", "email"]
 
 
+def test_answers_as_of_a_moment_are_the_latest_given_by_then(database: Database) -> None:
+    ref, other = add_initiative(database).ref, add_initiative(database, "Other").ref
+    later = NOW + timedelta(hours=1)
+    with database.uow() as uow:
+        uow.answers.append(AnswerVersion(ref, "intake", "problem", "first", "U1", NOW - timedelta(minutes=5)))
+        uow.answers.append(AnswerVersion(ref, "intake", "problem", "second", "U2", NOW))  # at that moment
+        uow.answers.append(AnswerVersion(ref, "intake", "problem", "third", "U3", later))
+        uow.answers.append(AnswerVersion(ref, "intake", "budget", 10, "U1", later))  # not yet answered
+        uow.answers.append(AnswerVersion(other, "intake", "problem", "theirs", "U9", NOW))
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        then, now = uow.answers.as_of(ref, NOW), uow.answers.as_of(ref, later)
+        current = uow.answers.current(ref)
+    assert {qid: (a.value, a.version, a.author_id) for qid, a in then.items()} == {
+        "problem": ("second", 2, "U2")
+    }
+    assert now == current
+
+
 def test_evidence_links_keep_author_and_time_and_filter_by_gate(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:

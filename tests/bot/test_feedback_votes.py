@@ -1,0 +1,97 @@
+"""Feedback on an answer: a person may change their mind; the latest vote stands.
+
+Through the real protocols: the question goes to the running app as a signed event, the votes as
+signed clicks on the reply, and what the person is told is read from the emulator's transcript.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot import ids
+from bot.emulator import payloads
+from bot.emulator.webapi import FakeSlackWebAPI
+from tests.bot.scenario import Workspace, has_button, running_workspace
+
+OWNER = "U0OWNER01"
+COLLEAGUE = "U0COLLEAG"
+HELPFUL, UNHELPFUL = ids.ACTION_FEEDBACK_HELPFUL, ids.ACTION_FEEDBACK_UNHELPFUL
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd on SQLite with two people who ask it questions."""
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    api.state.add_user(COLLEAGUE, "colin")
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        yield ws
+
+
+def answered(ws: Workspace, question: str) -> tuple[dict[str, Any], str]:
+    """The owner asks in their DM; returns Shepherd's reply (with feedback buttons) and the DM."""
+    dm = ws.dm_with(OWNER)
+    ws.client.send_event(
+        payloads.event_callback(payloads.message_event(question, user_id=OWNER, channel_id=dm))
+    )
+    ws.api.wait_for("chat.update", timeout=10)
+    replies = ws.wait(lambda: [m for m in ws.messages_in(dm) if has_button(m, HELPFUL)])
+    return replies[-1], dm
+
+
+def votes(ws: Workspace) -> list[tuple[str, bool]]:
+    """Every recorded vote, in order: (who, helpful)."""
+    with ws.services.database.session() as session:
+        rows = session.execute(
+            text("select actor_id, payload from audit_log where action = 'ask.feedback' order by seq")
+        ).all()
+    return [(actor, json.loads(payload)["helpful"]) for actor, payload in rows]
+
+
+def told(ws: Workspace, user: str) -> list[str]:
+    """What Shepherd told ``user`` about their feedback, privately in the channel or by DM."""
+    ws.deliver()
+    said = [
+        str(call.params.get("text"))
+        for call in ws.api.calls("chat.postEphemeral")
+        if call.params.get("user") == user and call.ok  # refused: outside the channel, so by DM
+    ]
+    said += [m.get("text", "") for m in ws.messages_in(ws.dm_with(user)) if m.get("user") != user]
+    return [line for line in said if "marked as" in line]
+
+
+def test_a_changed_vote_is_recorded_and_the_person_told(workspace: Workspace) -> None:
+    ws = workspace
+    reply, dm = answered(ws, "what is a DPIA?")
+    for action in [HELPFUL, UNHELPFUL, HELPFUL]:
+        assert ws.click(OWNER, reply, dm, action).status == 200
+    assert votes(ws) == [(OWNER, True), (OWNER, False), (OWNER, True)]  # the last one stands
+    assert told(ws, OWNER) == [
+        "Thanks: marked as helpful.",
+        "Changed: now marked as not helpful, and recorded with the answer for the governance team.",
+        "Changed: now marked as helpful.",
+    ]
+
+
+def test_the_same_vote_again_counts_once_and_is_told_once(workspace: Workspace) -> None:
+    ws = workspace
+    reply, dm = answered(ws, "what is a DPIA?")
+    for action in [HELPFUL, HELPFUL, UNHELPFUL, UNHELPFUL]:  # two double clicks
+        assert ws.click(OWNER, reply, dm, action).status == 200
+    assert votes(ws) == [(OWNER, True), (OWNER, False)]
+    assert len(told(ws, OWNER)) == 2
+
+
+def test_each_persons_vote_on_the_same_answer_is_their_own(workspace: Workspace) -> None:
+    ws = workspace
+    reply, dm = answered(ws, "what is a DPIA?")
+    ws.click(OWNER, reply, dm, UNHELPFUL)
+    ws.click(COLLEAGUE, reply, dm, HELPFUL)  # a first vote, not a change of the owner's
+    assert votes(ws) == [(OWNER, False), (COLLEAGUE, True)]
+    assert told(ws, COLLEAGUE) == ["Thanks: marked as helpful."]

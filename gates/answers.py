@@ -24,6 +24,9 @@ _YES = {"yes", "y", "true", "1"}
 _NO = {"no", "n", "false", "0"}
 _SLACK_USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
 _SLACK_LINK = re.compile(r"^<(https?://[^|>]+)(?:\|[^>]*)?>$")
+_ECHO_MAX = 30
+"""How much of a refused answer its message repeats: enough to recognise it, while the reason,
+said first, stays within the 150 characters Slack shows under a field."""
 
 
 def coerce(question: Question, raw: Any) -> AnswerValue | None:
@@ -90,16 +93,16 @@ def _text(question: Question, raw: Any) -> str:
 
 def _number(question: Question, raw: Any) -> float | int:
     if isinstance(raw, bool):
-        raise _Refused(f"expected a number, got {raw!r}")
+        raise _Refused(f"expected a number, got {_echo(raw)}")
     if isinstance(raw, int | float):
         return raw
     text = str(raw).strip().replace(",", "").replace("_", "").replace(" ", "")
     try:
         number = float(text)
     except ValueError:
-        raise _Refused(f"expected a number, got '{raw}'") from None
+        raise _Refused(f"expected a number, got {_echo(raw)}") from None
     if number != number or number in (float("inf"), float("-inf")):
-        raise _Refused(f"expected a finite number, got '{raw}'")
+        raise _Refused(f"expected a finite number, got {_echo(raw)}")
     return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
@@ -137,7 +140,7 @@ def _yes_no(question: Question, raw: Any) -> str:
         return "yes"
     if text in _NO:
         return "no"
-    raise _Refused(f"expected yes or no, got '{raw}'")
+    raise _Refused(f"expected yes or no, got {_echo(raw)}")
 
 
 def _date(question: Question, raw: Any) -> str:
@@ -149,14 +152,14 @@ def _date(question: Question, raw: Any) -> str:
     try:
         return date.fromisoformat(text[:10] if "T" in text else text).isoformat()
     except ValueError:
-        raise _Refused(f"expected a date as YYYY-MM-DD, got '{raw}'") from None
+        raise _Refused(f"expected a date as YYYY-MM-DD, got {_echo(raw)}") from None
 
 
 def _user(question: Question, raw: Any) -> str:
     text = str(raw).strip()
     match = _SLACK_USER.match(text)
     if not match:
-        raise _Refused(f"expected a Slack user (like <@U012AB3CD>), got '{raw}'")
+        raise _Refused(f"expected a Slack user (like <@U012AB3CD>), got {_echo(raw)}")
     return match.group(1) or match.group(2)
 
 
@@ -167,7 +170,7 @@ def _url(question: Question, raw: Any) -> str:
         text = link.group(1)
     parsed = urlparse(text)
     if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in text:
-        raise _Refused(f"expected a link starting with https://, got '{raw}'")
+        raise _Refused(f"expected a link starting with https://, got {_echo(raw)}")
     return text
 
 
@@ -177,7 +180,7 @@ def _match_option(question: Question, raw: Any) -> str:
     for option in options:
         if option == text or option.lower() == text.lower():
             return option
-    raise _Refused(f"'{text}' is not one of: {', '.join(options)}")
+    raise _Refused(f"{_echo(text)} is not one of: {', '.join(options)}")
 
 
 _CONVERTERS = {
@@ -210,7 +213,23 @@ def _check_limits(question: Question, value: AnswerValue) -> None:
                 question.id, f"must be at most {rules.max_length} characters (got {len(value)})"
             )
         if rules.pattern is not None and not re.fullmatch(rules.pattern, value):
-            raise InvalidAnswer(question.id, f"'{value}' does not have the expected format ({rules.pattern})")
+            # The reason comes first and the answer is clipped: Slack cuts an error at 150
+            # characters, which a long answer would otherwise fill with nothing but itself.
+            if rules.message is not None:
+                raise InvalidAnswer(question.id, f"expected {rules.message}, got {_echo(value)}")
+            raise InvalidAnswer(
+                question.id, f"does not have the expected format ({rules.pattern}), got {_echo(value)}"
+            )
+
+
+def _echo(raw: Any) -> str:
+    """``raw`` quoted on one line, cut at a word to about ``_ECHO_MAX`` characters."""
+    text = " ".join(str(raw).split())
+    if len(text) > _ECHO_MAX:
+        cut = text[: _ECHO_MAX - 1]
+        space = cut.rfind(" ")
+        text = (cut[:space] if space >= _ECHO_MAX // 2 else cut).rstrip() + "…"
+    return f"'{text}'"
 
 
 def _number_text(value: float) -> str:

@@ -211,6 +211,12 @@ def _check_meaning(
                     re.compile(rules.pattern)
                 except re.error as error:
                     report((*at, "validation", "pattern"), f"not a valid regular expression: {error}")
+            if rules and rules.message is not None and rules.pattern is None:
+                # The other limits already explain themselves; a lone message would never be shown.
+                report(
+                    (*at, "validation", "message"),
+                    "message describes the pattern an answer must match; give a pattern or remove it",
+                )
             if rules and rules.min is not None and rules.max is not None and rules.min > rules.max:
                 report((*at, "validation"), "min is greater than max")
 

@@ -39,12 +39,23 @@ class QuestionType(StrEnum):
 CHOICE_TYPES = frozenset({QuestionType.CHOICE, QuestionType.MULTI_CHOICE})
 
 
+PATTERN_MESSAGE_MAX = 100
+"""A refusal reads "expected <message>, got '<the answer, clipped>'", and Slack shows at most
+150 characters of it under the field."""
+
+
 class Validation(_Strict):
     """Limits on an answer. ``min``/``max`` apply to numbers and percents."""
 
     min: float | None = None
     max: float | None = None
     pattern: str | None = None
+    message: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=PATTERN_MESSAGE_MAX)]
+        | None
+    ) = None
+    """What an answer matching ``pattern`` looks like, in words ("a Slack channel, like
+    #ops-alerts"): people are told "expected <message>" instead of seeing the regex."""
     max_length: int | None = Field(default=None, gt=0)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bot import blocks, ids, inbox, parse
+from bot.blocks.text import ELLIPSIS
 from bot.bootstrap import Services
 from bot.listeners.common import ack_once_saved, store_before_ack
 from bot.usergroups import MembershipUnavailable
@@ -29,11 +30,42 @@ from gates.pipeline import QuestionType
 logger = logging.getLogger("shepherd.views")
 
 
+_ERROR_MAX = 150
+"""The most Slack takes for one field's entry in ``response_action: errors``."""
+
+
+def _fit(message: str) -> str:
+    """``message`` within Slack's limit for a field's error: cut at a word, with an ellipsis to
+    show it was cut."""
+    if len(message) <= _ERROR_MAX:
+        return message
+    cut = message[: _ERROR_MAX - len(ELLIPSIS)]
+    space = cut.rfind(" ")
+    if space >= _ERROR_MAX // 2:  # a long unbroken run (a URL) is cut where it stands
+        cut = cut[:space]
+    return cut.rstrip(" ,;:(") + ELLIPSIS
+
+
 def _errors_for(error: GateError, fallback_block: str) -> dict[str, str]:
     """Modal errors for ``error``: on each question it names, else on ``fallback_block``."""
     if isinstance(error, InvalidAnswer):
-        return {ids.question_block_id(q): m[:150] or str(error) for q, m in error.problems.items()}
-    return {fallback_block: str(error)[:150]}
+        return {ids.question_block_id(q): _fit(m or str(error)) for q, m in error.problems.items()}
+    return {fallback_block: _fit(str(error))}
+
+
+def _link_errors(link: tuple[str, str] | None) -> dict[str, str]:
+    """The evidence link's error, on its own field, or nothing when the link is fine or absent.
+
+    Checked apart from the page's answers: the link is not a question, and a pipeline may well
+    have a question whose id is ``link``, whose errors belong under that question.
+    """
+    if link is None:
+        return {}
+    try:
+        usecases.check_link(link[0])
+    except InvalidAnswer as error:
+        return {ids.LINK_URL_BLOCK: _fit(error.reason)}
+    return {}
 
 
 def _channel(meta: dict[str, Any]) -> str | None:
@@ -69,8 +101,8 @@ class ViewListeners:
             typed, problems = usecases.validate_answers(pipeline, pipeline.model.intake.id, raw)
         except GateError as error:
             problems = {}
-            errors[ids.NAME_BLOCK] = str(error)[:150]
-        errors.update({ids.question_block_id(q): m[:150] for q, m in problems.items()})
+            errors[ids.NAME_BLOCK] = _fit(str(error))
+        errors.update({ids.question_block_id(q): _fit(m) for q, m in problems.items()})
         if errors:
             ack(response_action="errors", errors=errors)
             return
@@ -115,18 +147,19 @@ class ViewListeners:
             raw = parse.answers_from_state(pipeline, gate_id, state)
             link = parse.link_from_state(state)
         except parse.PayloadError as error:
-            ack(response_action="errors", errors={error.block_id or first_block: str(error)[:150]})
+            ack(response_action="errors", errors={error.block_id or first_block: _fit(str(error))})
             return
+        # A bad link is said together with whatever is wrong with the answers, each on its field.
+        link_errors = _link_errors(link)
         try:
-            checked = usecases.check_page(pipeline, ref, gate_id, raw, user, services.now(), link)
-        except InvalidAnswer as error:
-            if link and error.question_id == "link":
-                ack(response_action="errors", errors={ids.LINK_URL_BLOCK: error.reason[:150]})
-            else:
-                ack(response_action="errors", errors=_errors_for(error, first_block))
-            return
+            checked = usecases.check_page(
+                pipeline, ref, gate_id, raw, user, services.now(), None if link_errors else link
+            )
         except GateError as error:
-            ack(response_action="errors", errors=_errors_for(error, first_block))
+            ack(response_action="errors", errors={**_errors_for(error, first_block), **link_errors})
+            return
+        if link_errors:
+            ack(response_action="errors", errors=link_errors)
             return
         # Recorded (who, when, with its evidence link) before Slack hears back, so the next
         # page, a reopened questionnaire and Submit for review see it at once; pages saved at

@@ -111,6 +111,53 @@ def test_pattern_must_match_the_whole_answer() -> None:
         coerce(question("text", validation=rules), "ABC-12 and more")
 
 
+LONG_ANSWER = (
+    "Alerts go to the on-call rota in PagerDuty and the team mailbox for now; a dedicated Slack "
+    "channel will be created once the pilot team has been set up properly"
+)
+
+
+def refusal(q: Question, raw: Any) -> str:
+    with pytest.raises(InvalidAnswer) as caught:
+        coerce(q, raw)
+    return caught.value.reason
+
+
+def test_a_pattern_refusal_says_why_first_and_repeats_only_the_start_of_a_long_answer() -> None:
+    message = refusal(
+        question("text", validation=Validation(pattern=r"#?[a-z0-9][a-z0-9_-]{0,79}")), LONG_ANSWER
+    )
+    assert message.startswith(
+        "does not have the expected format (#?[a-z0-9][a-z0-9_-]{0,79}), got 'Alerts go"
+    )
+    assert message.endswith("…'")
+    assert len(message) < 110  # within the 150 characters Slack shows under a field
+
+
+def test_a_pattern_refusal_uses_the_pipelines_words_when_it_has_them() -> None:
+    rules = Validation(pattern=r"#?[a-z0-9][a-z0-9_-]{0,79}", message="a Slack channel, like #ops-alerts")
+    assert refusal(question("text", validation=rules), "#Ops Alerts") == (
+        "expected a Slack channel, like #ops-alerts, got '#Ops Alerts'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("number", {}),
+        ("yes_no", {}),
+        ("date", {}),
+        ("user", {}),
+        ("url", {}),
+        ("choice", {"options": LEVELS}),
+    ],
+)
+def test_a_refusal_repeats_a_long_answer_cut_at_a_word(kind: str, extra: dict[str, Any]) -> None:
+    message = refusal(question(kind, **extra), LONG_ANSWER + "\n" + LONG_ANSWER)
+    assert "'Alerts go to the on-call…'" in message
+    assert "PagerDuty" not in message
+
+
 def test_limits_within_range_are_accepted() -> None:
     rules = Validation(min=0, max=100)
     assert coerce(question("percent", validation=rules), "100%") == 100.0

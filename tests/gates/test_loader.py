@@ -303,6 +303,49 @@ def test_a_bad_regex_pattern_is_reported() -> None:
     )
 
 
+def test_a_pattern_may_carry_the_message_people_see_instead_of_the_regex() -> None:
+    text = VALID.replace(
+        "        type: url\n",
+        "        type: url\n"
+        "        validation: {pattern: 'https://wiki\\..*', message: ' a link to the wiki '}\n",
+    )
+    rules = parse_pipeline(text).questions["dpia"].validation
+    assert rules is not None and rules.message == "a link to the wiki"
+
+
+def test_a_message_without_a_pattern_is_reported() -> None:
+    text = VALID.replace(
+        "        type: url\n", "        type: url\n        validation: {message: 'a link to the wiki'}\n"
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[1].validation.message",
+        line_of(text, "message:"),
+        "describes the pattern",
+    )
+
+
+@pytest.mark.parametrize("message", ["''", "'   '", "'" + "a very long explanation " * 5 + "'", "[a, b]"])
+def test_a_pattern_message_that_is_empty_too_long_or_not_text_is_reported(message: str) -> None:
+    text = VALID.replace(
+        "        type: url\n",
+        f"        type: url\n        validation: {{pattern: 'https://wiki\\..*', message: {message}}}\n",
+    )
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].questions[1].validation.message", line_of(text, "message:"))
+
+
+def test_every_pattern_of_the_bundled_pipeline_explains_itself() -> None:
+    pipeline = load_pipeline()
+    questions = list(pipeline.questions.values())
+    if pipeline.model.operations is not None:
+        questions += pipeline.model.operations.questions
+    patterned = [q for q in questions if q.validation is not None and q.validation.pattern is not None]
+    assert patterned, "the bundled pipeline has no pattern left to check"
+    assert [q.id for q in patterned if q.validation is not None and not q.validation.message] == []
+
+
 def test_min_greater_than_max_is_reported() -> None:
     text = VALID.replace(
         "        type: url\n", "        type: number\n        validation: {min: 10, max: 1}\n"

@@ -216,7 +216,7 @@ class ViewListeners:
                     extra_roles=group_roles,
                 )
         except GateError as error:
-            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
+            ack(response_action="errors", errors={ids.REASON_BLOCK: _fit(str(error))})
             return
         store_before_ack(
             services,
@@ -245,7 +245,7 @@ class ViewListeners:
                 steward=services.settings.is_steward(user),
             )
         except GateError as error:
-            ack(response_action="errors", errors={ids.REASON_BLOCK: str(error)[:150]})
+            ack(response_action="errors", errors={ids.REASON_BLOCK: _fit(str(error))})
             return
         ack()
 

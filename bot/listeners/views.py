@@ -110,7 +110,8 @@ class ViewListeners:
         # name them; without an owner question, whoever registers owns the initiative. Someone
         # registering on another's behalf is still on the audit log as the actor.
         people = {q.id for q in pipeline.model.intake.questions if q.type is QuestionType.USER}
-        sponsor = next((v for q, v in typed.items() if q in people and "sponsor" in q and v), None)
+        sponsor_question = usecases.sponsor_question(pipeline)  # a later answer there changes it too
+        sponsor = typed.get(sponsor_question) if sponsor_question else None
         owner = next((v for q, v in typed.items() if q in people and "owner" in q and v), None) or user
         try:
             usecases.register(

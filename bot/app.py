@@ -44,6 +44,8 @@ BOT_SCOPES = [
     "usergroups:read",
     "files:write",
     "assistant:write",
+    "channels:read",  # conversations.info: `shepherd doctor` checks the registry channel
+    "groups:read",  # the same, for a private registry channel
 ]
 
 

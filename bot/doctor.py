@@ -8,6 +8,7 @@ timeouts so a dead endpoint costs seconds, not minutes.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,9 +62,7 @@ def check_slack_tokens(settings: Settings) -> list[Check]:
     from slack_sdk.errors import SlackApiError
 
     results: list[Check] = []
-    base_url = settings.slack_api_url or "https://slack.com/api/"
-    if not base_url.endswith("/"):
-        base_url += "/"
+    base_url = _slack_base_url(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     if token:
         if not token.startswith("xoxb-"):
@@ -141,6 +140,11 @@ def check_slack_tokens(settings: Settings) -> list[Check]:
     return results
 
 
+def _slack_base_url(settings: Settings) -> str:
+    base_url = settings.slack_api_url or "https://slack.com/api/"
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
 def _token_fix(code: str) -> str:
     if code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"):
         return (
@@ -206,6 +210,132 @@ def check_installation(settings: Settings) -> list[Check]:
             f"installed by {found.user_id}.",
         )
     ]
+
+
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+
+
+def check_registry_channel(settings: Settings) -> list[Check]:
+    """Whether Shepherd can post initiative cards in SHEPHERD_REGISTRY_CHANNEL. Slack refuses
+    every card there otherwise (not_in_channel, is_archived, channel_not_found): the owners are
+    told by DM, but their initiatives have no card nor thread until this is fixed."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    token = _bot_token(settings)
+    if token is None:
+        return []  # nothing to ask Slack with: the token and installation checks say why
+    channel = (settings.registry_channel or "").strip()
+    if not channel:
+        return [
+            Check(
+                "registry channel",
+                Level.WARN,
+                "SHEPHERD_REGISTRY_CHANNEL is not set: each initiative's card and its reviews' thread "
+                "go to its owner's DM, where nobody else sees them.",
+                "Create a channel for the registry, invite Shepherd (`/invite @Shepherd`), and put its ID "
+                "(C0123..., at the bottom of the channel's details) in SHEPHERD_REGISTRY_CHANNEL.",
+            )
+        ]
+    client = WebClient(token=token, base_url=_slack_base_url(settings), timeout=int(TIMEOUT_SECONDS))
+    try:
+        info = client.conversations_info(channel=channel)["channel"]
+    except SlackApiError as error:
+        code = str(error.response.get("error", "unknown_error"))
+        return [_registry_channel_refused(channel, code, error.response.get("needed"))]
+    except Exception as error:  # connection refused, DNS, timeout: the token check says more
+        return [
+            Check(
+                "registry channel",
+                Level.WARN,
+                f"Cannot reach Slack to check SHEPHERD_REGISTRY_CHANNEL: {_first_line(error)}.",
+                "Fix the slack bot token check first, then run the doctor again.",
+            )
+        ]
+    name = f"#{info.get('name') or channel} ({info.get('id') or channel})"
+    if info.get("is_archived"):
+        return [
+            Check(
+                "registry channel",
+                Level.FAIL,
+                f"The registry channel {name} is archived: Slack refuses every initiative card there.",
+                "Unarchive the channel, or set SHEPHERD_REGISTRY_CHANNEL to the ID of a channel in use "
+                "(and invite Shepherd there).",
+            )
+        ]
+    if not info.get("is_member"):
+        return [
+            Check(
+                "registry channel",
+                Level.FAIL,
+                f"Shepherd is not a member of the registry channel {name}: Slack refuses every "
+                "initiative card there (not_in_channel).",
+                f"Invite Shepherd: type `/invite @Shepherd` in {name}.",
+            )
+        ]
+    return [Check("registry channel", Level.OK, f"Cards go to {name}: Shepherd is a member.")]
+
+
+def _registry_channel_refused(channel: str, code: str, needed: object) -> Check:
+    """What Slack's refusal of conversations.info for the registry channel means, and the fix
+    (``needed``: the scope Slack names with ``missing_scope``)."""
+    if code == "channel_not_found":
+        if not _CHANNEL_ID.match(channel):
+            fix = (
+                "Put the channel's ID in SHEPHERD_REGISTRY_CHANNEL (C0123..., at the bottom of the "
+                "channel's details), not its name."
+            )
+        else:
+            fix = (
+                "Check the ID (the channel's details show it at the bottom). Slack hides a private "
+                "channel from apps outside it: if it is private, invite Shepherd (`/invite @Shepherd`)."
+            )
+        return Check(
+            "registry channel",
+            Level.FAIL,
+            f"Slack cannot find SHEPHERD_REGISTRY_CHANNEL={channel!r}: it refuses every initiative card "
+            "there (channel_not_found).",
+            fix,
+        )
+    if code == "missing_scope":
+        return Check(
+            "registry channel",
+            Level.WARN,
+            f"Cannot check SHEPHERD_REGISTRY_CHANNEL={channel!r}: the app lacks the "
+            f"{needed or 'channels:read'} scope "
+            "that conversations.info needs.",
+            "Add channels:read (groups:read for a private channel) to the bot scopes in "
+            "slack-manifest.yaml and reinstall the app; until then, make sure Shepherd is a member "
+            "of the channel (`/invite @Shepherd`).",
+        )
+    return Check(
+        "registry channel",
+        Level.WARN,
+        f"Cannot check SHEPHERD_REGISTRY_CHANNEL={channel!r}: Slack answered {code}.",
+        f"Fix the slack bot token check first if it fails; see "
+        f"https://api.slack.com/methods/conversations.info#errors for {code}.",
+    )
+
+
+def _bot_token(settings: Settings) -> str | None:
+    """The bot token Shepherd posts with: SLACK_BOT_TOKEN, or with OAuth the installation's."""
+    if settings.slack_bot_token is not None:
+        return settings.slack_bot_token.get_secret_value() or None
+    if not settings.oauth_enabled:
+        return None
+    from bot.installations import InstalledBotToken, installation_store
+    from storage.database import Database
+
+    database = Database(settings.resolved_database_url)
+    try:
+        found = InstalledBotToken(
+            installation_store(settings, database), settings.slack_team_id
+        ).installation()
+    except Exception:  # no tables yet, database down: the database and installation checks say so
+        return None
+    finally:
+        database.dispose()
+    return found.bot_token if found is not None else None
 
 
 # ---------------------------------------------------------------- database
@@ -490,6 +620,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_signing_secret,
     check_database,
     check_installation,
+    check_registry_channel,
     check_chroma,
     check_embeddings,
     check_llm,

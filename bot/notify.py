@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.blocks import operations as operations_blocks
+from bot.blocks.messages import card_not_posted
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
 from bot.bootstrap import Services
@@ -44,6 +45,19 @@ _PERMANENT = {
     "invalid_blocks",
     "msg_too_long",
 }
+
+
+# The DM telling an initiative's owner its card could not be posted (kind, under its target).
+# Remembered like any post, so it is sent once however many redraws fail after it.
+CARD_NOT_POSTED = "card-not-posted"
+
+
+class UnpostedCard(NamedTuple):
+    """A card Slack refused for good in the registry channel."""
+
+    channel: str
+    error: str  # Slack's error code: not_in_channel, is_archived, channel_not_found...
+    card: dict[str, Any]  # the message that was refused, buttons included
 
 
 def initiative_target(ref: str) -> str:
@@ -103,23 +117,30 @@ class SlackNotifier:
 
     def _registered(self, payload: Mapping[str, Any]) -> None:
         initiative = self._initiative(payload["ref"])
-        self.refresh_card(initiative)
-        card = self._messages.find(initiative_target(initiative.ref), "card")
+        target = initiative_target(initiative.ref)
+        # The owner hears about a card that could not be posted in this welcome, not in a DM
+        # of its own just before it.
+        unposted = self.refresh_card(initiative, tell_owner=False)
+        card = self._messages.find(target, "card")
         link = self._permalink(card)
         gate = usecases.next_gate(self._services.pipeline, initiative)
         next_step = (
             f"Next: answer the *{gate.title}* questionnaire, then submit it for review." if gate else ""
         )
         where = f" Its card is here: {link}" if link else ""
-        self._post_once(
-            initiative_target(initiative.ref),
-            "welcome",
-            self._dm_channel(initiative.owner_id),
-            text=(
-                f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}\n{next_step}\n"
-                "Ask me anytime: _what do we need for the next gate?_"
-            ),
+        welcome = (
+            f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}\n{next_step}\n"
+            "Ask me anytime: _what do we need for the next gate?_"
         )
+        if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
+            self._post_once(target, "welcome", self._dm_channel(initiative.owner_id), text=welcome)
+            return
+        message = card_not_posted(initiative, *unposted, intro=welcome)
+        self._post_once(target, "welcome", self._dm_channel(initiative.owner_id), **message)
+        # The welcome told it: later redraws that fail the same way must not tell it again.
+        told = self._messages.find(target, "welcome")
+        if told is not None:
+            self._messages.remember(target, CARD_NOT_POSTED, *told, self._services.now())
 
     def _refresh_card_only(self, payload: Mapping[str, Any]) -> None:
         self.refresh_card(self._initiative(payload["ref"]))
@@ -291,8 +312,18 @@ class SlackNotifier:
 
     # -- building blocks ------------------------------------------------------------------------
 
-    def refresh_card(self, initiative: Initiative) -> None:
-        """Post the initiative's card (first time) or update it in place."""
+    def refresh_card(self, initiative: Initiative, *, tell_owner: bool = True) -> UnpostedCard | None:
+        """Post the initiative's card (first time) or update it in place.
+
+        A card Slack refuses for good in the registry channel (Shepherd not in it, archived,
+        gone) leaves the initiative without its home in Slack: the owner is told once by DM, with
+        the card's buttons, unless ``tell_owner`` is false (the caller tells them). Every redraw
+        tries the post again, so the card appears once the channel is fixed.
+
+        Returns:
+            What was refused when the card could not be posted in the registry channel for good,
+            else None.
+        """
         pipeline = self._services.pipeline
         with self._services.read_uow() as uow:
             open_review = uow.reviews.open_for(initiative.ref)
@@ -305,9 +336,20 @@ class SlackNotifier:
         existing = self._messages.find(target, "card")
         if existing is not None:
             self._update(existing, card)
-            return
-        channel = self._services.settings.registry_channel or self._dm_channel(initiative.owner_id)
-        self._post_once(target, "card", channel, **card)
+            return None
+        registry = self._services.settings.registry_channel
+        channel = registry or self._dm_channel(initiative.owner_id)
+        error = self._post_once(target, "card", channel, **card)
+        if error is None or not registry:
+            return None  # without a registry channel the card was the DM: no other way to tell
+        if tell_owner and self._messages.find(target, CARD_NOT_POSTED) is None:
+            self._post_once(
+                target,
+                CARD_NOT_POSTED,
+                self._dm_channel(initiative.owner_id),
+                **card_not_posted(initiative, channel, error, card),
+            )
+        return UnpostedCard(channel, error, card)
 
     def approvers_for(self, review: Review, initiative: Initiative) -> list[str]:
         """Everyone who can still decide, excluding the submitter and the owner."""
@@ -366,19 +408,21 @@ class SlackNotifier:
 
     # -- Slack calls ------------------------------------------------------------------------------
 
-    def _post_once(self, target: str, kind: str, channel: str, **message: Any) -> None:
+    def _post_once(self, target: str, kind: str, channel: str, **message: Any) -> str | None:
+        """Post unless already posted; returns Slack's error when it refused for good (the caller
+        decides whether someone must hear of it), None when posted now or before."""
         if self._messages.find(target, kind) is not None:
-            return
+            return None
         try:
             response = self._client.chat_postMessage(channel=channel, **message)
         except SlackApiError as error:
-            if _error_code(error) in _PERMANENT:
-                logger.warning(
-                    "could not post %s for %s in %s: %s", kind, target, channel, _error_code(error)
-                )
-                return
+            code = _error_code(error)
+            if code in _PERMANENT:
+                logger.warning("could not post %s for %s in %s: %s", kind, target, channel, code)
+                return code
             raise
         self._messages.remember(target, kind, response["channel"], response["ts"], self._services.now())
+        return None
 
     def _update(self, where: tuple[str, str], message: Mapping[str, Any]) -> None:
         channel, ts = where

@@ -174,6 +174,73 @@ def _card_text(initiative: Initiative) -> str:
     return f"{initiative.ref} · {initiative.name} · {stage}, {STATUS_WORDS[initiative.status]}"
 
 
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+
+# Why a card could not be posted in the registry channel, and who can fix it, by Slack error.
+# ``{channel}`` in the fix is where it was tried. Any other error gets the generic pair below.
+_UNPOSTED_CARD_REASONS = {
+    "not_in_channel": (
+        "Shepherd is not a member of that channel",
+        "Ask someone in {channel} to invite Shepherd there (`/invite @Shepherd`).",
+    ),
+    "is_archived": (
+        "the channel is archived",
+        "Ask a Shepherd admin to unarchive it, or to point SHEPHERD_REGISTRY_CHANNEL at a channel in use.",
+    ),
+    "channel_not_found": (
+        "Slack cannot find it (it does not exist, or it is private and Shepherd is not in it)",
+        "Ask a Shepherd admin to fix SHEPHERD_REGISTRY_CHANNEL (`shepherd doctor` says what is wrong), "
+        "or to invite Shepherd if the channel is private.",
+    ),
+}
+
+
+def card_not_posted(
+    initiative: Initiative, channel: str, error: str, card: Message, intro: str = ""
+) -> Message:
+    """Tell the owner their initiative's card could not be posted in the registry channel: why,
+    who can fix it, and, until then, the card's own buttons, so the questionnaire and the
+    submission stay within reach (the card and its thread are where they would be otherwise).
+
+    Args:
+        channel: the registry channel the card was refused in (an id, or a name as configured).
+        error: Slack's error code, e.g. ``not_in_channel``.
+        card: the ``initiative_card`` message that could not be posted; its buttons are reused.
+        intro: mrkdwn to say first (the welcome, when this is told at registration).
+    """
+    # <#C123> shows the channel's name, but a channel Slack cannot find would show as garbage.
+    if _CHANNEL_ID.match(channel) and error != "channel_not_found":
+        where = f"<#{channel}>"
+    else:
+        where = f"`{clip(channel, 80)}`"
+    reason, fix = _UNPOSTED_CARD_REASONS.get(
+        error,
+        (
+            f"Slack refused it ({escape(error)})",
+            "Ask a Shepherd admin to run `shepherd doctor` and check the logs.",
+        ),
+    )
+    actions = [b for b in card.get("blocks", []) if b.get("type") == "actions"]
+    offered = {e.get("action_id") for b in actions for e in b.get("elements", [])}
+    if ids.ACTION_SUBMIT_REVIEW in offered:
+        meanwhile = "Until then, use the buttons below to answer its questionnaire and submit it for review"
+    elif offered:
+        meanwhile = "Until then, use the button below to answer its questionnaire"
+    else:
+        meanwhile = "Until then"
+    notice = (
+        f":warning: Shepherd could not post the card of {escape(initiative.ref)} in {where}: "
+        f"{reason}. The card is its home in Slack: its thread carries its reviews. "
+        f"{fix.format(channel=where)}\n"
+        f"{meanwhile}; `{ids.COMMAND} status {escape(initiative.ref)}` shows where it stands. "
+        "Shepherd posts the card at the next change once it can."
+    )
+    blocks = [*([section(intro)] if intro else []), section(notice), *actions]
+    # Not through ``_message``: both texts are mrkdwn already escaped here, and the fallback is
+    # what the notification shows, so it carries the warning too.
+    return {"text": truncate(f"{intro}\n{notice}" if intro else notice, MAX_FALLBACK_TEXT), "blocks": blocks}
+
+
 def readiness_blocks(
     pipeline: CompiledPipeline, initiative: Initiative, readiness: Readiness
 ) -> list[dict[str, Any]]:

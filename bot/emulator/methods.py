@@ -439,7 +439,11 @@ def _conversations_open(api: WebApiMethods, params: dict[str, Any]) -> dict[str,
 @method("conversations.info")
 def _conversations_info(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
     _require(params, "channel")
-    return {"ok": True, "channel": api.state.resolve_channel(params["channel"]).to_api()}
+    channel = api.state.resolve_channel(params["channel"])
+    info = channel.to_api()
+    if not channel.is_im:
+        info["is_member"] = channel.has_member(api.state.bot_user_id)  # asked with the bot's token
+    return {"ok": True, "channel": info}
 
 
 @method("conversations.members")

@@ -1,0 +1,138 @@
+"""An initiative whose card Slack refuses in the registry channel: its owner is told once, by DM,
+why and what to do, and gets the card's buttons meanwhile; the card appears once it can."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bot import ids
+from bot.emulator.state import Channel
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.notify import SlackNotifier
+from storage.slack_messages import MessageRefs
+from tests.bot.scenario import Workspace, has_button, register_low_risk, running_workspace
+
+OWNER = "U0OWNER01"
+SPONSOR = "U0SPONSOR"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """Shepherd with an owner and a sponsor."""
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    api.state.add_user(SPONSOR, "sam")
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        yield ws
+
+
+def registry_without_the_bot(ws: Workspace) -> Channel:
+    """A registry channel Shepherd was never invited to, configured as the registry."""
+    channel = ws.api.state.add_channel("ai-registry", bot_is_member=False)
+    ws.services.settings.registry_channel = channel.id
+    return channel
+
+
+def owner_dms(ws: Workspace) -> list[dict[str, Any]]:
+    return ws.messages_in(ws.dm_with(OWNER))
+
+
+def warnings_in(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if "could not post the card" in m.get("text", "")]
+
+
+def test_the_welcome_says_why_the_card_is_missing_and_carries_its_buttons(workspace: Workspace) -> None:
+    ws = workspace
+    registry = registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+
+    assert ws.messages_in(registry.id) == []
+    [welcome] = owner_dms(ws)
+    assert f"You registered *Spare-parts demand forecast* as {ref}" in welcome["text"]
+    assert f"could not post the card of {ref} in <#{registry.id}>" in welcome["text"]
+    assert "not a member" in welcome["text"] and "/invite @Shepherd" in welcome["text"]
+    assert has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
+    assert has_button(welcome, ids.ACTION_SUBMIT_REVIEW)
+
+    # The buttons work from the DM as they would on the card.
+    questionnaire = ws.opened_view(
+        lambda: ws.click(OWNER, welcome, ws.dm_with(OWNER), ids.ACTION_OPEN_QUESTIONNAIRE)
+    )
+    assert questionnaire["callback_id"] == ids.VIEW_QUESTIONNAIRE
+
+
+def test_later_changes_retry_the_card_but_tell_the_owner_only_once(workspace: Workspace) -> None:
+    ws = workspace
+    registry = registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    for change in (f"hold {ref} waiting for the data contract", f"resume {ref}"):
+        assert ws.command(OWNER, change).status == 200
+        ws.deliver()
+
+    refused = [c for c in ws.api.calls("chat.postMessage") if c.params.get("channel") == registry.id]
+    assert len(refused) == 3  # registration, hold, resume: each tried the card again
+    assert len(warnings_in(owner_dms(ws))) == 1
+
+    # Once Shepherd is invited, the next change posts the card.
+    assert registry.members is not None
+    registry.members.add(ws.api.state.bot_user_id)
+    assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
+    ws.deliver()
+    [card] = ws.messages_in(registry.id)
+    assert ref in str(card["blocks"])
+    assert len(warnings_in(owner_dms(ws))) == 1
+
+
+def test_an_archived_or_missing_registry_channel_is_named_with_its_fix(workspace: Workspace) -> None:
+    ws = workspace
+    ws.api.faults.fail("chat.postMessage", "is_archived")  # the emulator has no archived channels
+    register_low_risk(ws, OWNER, SPONSOR, name="Archived")
+    ws.deliver()
+    ws.services.settings.registry_channel = "C0NOSUCH1"
+    register_low_risk(ws, OWNER, SPONSOR, name="Missing")
+    ws.deliver()
+
+    archived, missing = warnings_in(owner_dms(ws))
+    assert f"in <#{ws.registry}>: the channel is archived" in archived["text"]
+    assert "unarchive" in archived["text"]
+    assert "in `C0NOSUCH1`: Slack cannot find it" in missing["text"]
+    assert "SHEPHERD_REGISTRY_CHANNEL" in missing["text"] and "shepherd doctor" in missing["text"]
+
+
+def test_a_redraw_delivered_before_the_registration_tells_the_owner_and_the_welcome_does_not_repeat_it(
+    workspace: Workspace,
+) -> None:
+    # At-least-once delivery in parallel workers can redraw a card before its registration is
+    # delivered (or for an initiative registered before owners were told): the redraw tells.
+    ws = workspace
+    registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    notifier = SlackNotifier(
+        ws.services, ws.api.web_client(retry_handlers=[]), MessageRefs(ws.services.database)
+    )
+    for _ in range(2):
+        notifier(SimpleNamespace(kind="answers.recorded", payload={"ref": ref}))
+    [told] = owner_dms(ws)
+    assert told["text"].startswith(":warning: Shepherd could not post the card of")
+    assert has_button(told, ids.ACTION_OPEN_QUESTIONNAIRE)
+
+    ws.deliver()  # the registration
+    told_again, welcome = owner_dms(ws)
+    assert told_again == told
+    assert welcome["text"].startswith("You registered") and "could not post" not in welcome["text"]
+
+
+def test_a_card_posted_at_once_gets_no_warning(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    assert len(ws.messages_in(ws.registry)) == 1
+    [welcome] = owner_dms(ws)
+    assert ref in welcome["text"] and not warnings_in([welcome])

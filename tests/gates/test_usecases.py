@@ -46,6 +46,21 @@ def submit(pipeline: CompiledPipeline, uow: FakeUnitOfWork, ref: str, **kwargs: 
     return review.id
 
 
+def register_sponsored(pipeline: CompiledPipeline, uow: FakeUnitOfWork) -> str:
+    """An initiative whose intake named SPONSOR its sponsor."""
+    initiative = usecases.register(
+        pipeline,
+        uow,
+        name="Claims triage",
+        owner_id=OWNER,
+        answers=INTAKE,
+        actor_id=OWNER,
+        now=NOW,
+        sponsor_id=SPONSOR,
+    )
+    return initiative.ref
+
+
 @pytest.fixture
 def registered(two_gates: CompiledPipeline, uow: FakeUnitOfWork) -> str:
     """An initiative registered with complete intake answers (no personal data)."""
@@ -515,16 +530,7 @@ def test_hold_and_resume_are_audited(
 def test_submitting_from_slack_is_for_the_owner_the_sponsor_or_a_steward(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork
 ) -> None:
-    ref = usecases.register(
-        two_gates,
-        uow,
-        name="Claims triage",
-        owner_id=OWNER,
-        answers=INTAKE,
-        actor_id=OWNER,
-        now=NOW,
-        sponsor_id=SPONSOR,
-    ).ref
+    ref = register_sponsored(two_gates, uow)
     with pytest.raises(NotPermitted, match=f"Only the owner of {ref}, its sponsor or a governance lead"):
         usecases.submit(two_gates, uow, ref, RISK_1, NOW, steward=False)
     assert "review.submitted" not in uow.audit_actions
@@ -538,16 +544,7 @@ def test_submitting_from_slack_is_for_the_owner_the_sponsor_or_a_steward(
 def test_a_sponsor_cannot_submit_a_gate_only_they_could_approve(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork
 ) -> None:
-    ref = usecases.register(
-        two_gates,
-        uow,
-        name="Claims triage",
-        owner_id=OWNER,
-        answers=INTAKE,
-        actor_id=OWNER,
-        now=NOW,
-        sponsor_id=SPONSOR,
-    ).ref
+    ref = register_sponsored(two_gates, uow)
     # SPONSOR is the only sponsor and may not approve what they submitted: nobody could decide.
     with pytest.raises(NotReady) as refused:
         usecases.submit(two_gates, uow, ref, SPONSOR, NOW, steward=False)

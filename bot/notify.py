@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.blocks import operations as operations_blocks
+from bot.blocks.greeting import greeting
 from bot.blocks.messages import card_not_posted
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
@@ -98,6 +99,7 @@ class SlackNotifier:
             "initiative.retired": self._retired,
             **dict.fromkeys(CARD_REDRAWS, self._refresh_card_only),
             "ephemeral": self._ephemeral,
+            "greeting": self._greeting,
             "timebox.extended": self._time_box_extended,
             "schedule.stalled": self._stalled,
             "schedule.review_reminder": self._review_reminder,
@@ -205,6 +207,11 @@ class SlackNotifier:
         for review in reviews:
             self._update_review_messages(review, initiative)
         self.refresh_card(initiative)
+
+    def _greeting(self, payload: Mapping[str, Any]) -> None:
+        user = payload["user"]
+        channel = payload.get("channel") or self._dm_channel(user)
+        self._post_once(f"user:{user}", "greeting", channel, **greeting())
 
     def _ephemeral(self, payload: Mapping[str, Any]) -> None:
         channel, user, text = payload.get("channel"), payload["user"], payload["text"]

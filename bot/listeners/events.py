@@ -11,7 +11,6 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks
-from bot.blocks.greeting import greeting
 from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
 from bot.listeners.common import PersonTold, lazily
@@ -63,9 +62,13 @@ class EventListeners:
             if self._messages.find(home_target(user), HOME_KIND) is None:
                 self._messages.remember(home_target(user), HOME_KIND, user, "", self._services.now())
             return
-        # The messages (agent) tab: greet once per person, so the DM never starts empty.
-        if self._services.database.claim(f"greeted:{user}", self._services.now()):
-            client.chat_postMessage(channel=event.get("channel") or user, **greeting())
+        # The messages (agent) tab: greet once per person, so the DM never starts empty. Claimed
+        # and queued in one transaction: Slack failing delays the greeting, it does not lose it.
+        services = self._services
+        with services.uow() as uow:
+            if uow.dedupe.first_time(f"greeted:{user}", services.now()):
+                uow.outbox.put("greeting", {"user": user, "channel": event.get("channel")}, services.now())
+                uow.commit()
 
     def _answer(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,10 +292,30 @@ def test_opening_the_messages_tab_greets_once(workspace: Workspace) -> None:
     for _ in range(2):
         event = payloads.app_home_opened_event(OWNER, channel_id=dm, tab="messages")
         assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.deliver()
     workspace.api.wait_for("chat.postMessage", timeout=10)
     with pytest.raises(TimeoutError):
         workspace.api.wait_for("chat.postMessage", count=2, timeout=1.0)
     assert "/shepherd new" in workspace.messages_in(dm)[0]["text"]
+
+
+def test_a_greeting_slack_could_not_take_is_sent_once_it_can(workspace: Workspace) -> None:
+    dm = workspace.dm_with(OWNER)
+    workspace.api.faults.server_error("chat.postMessage", times=None)
+    event = payloads.app_home_opened_event(OWNER, channel_id=dm, tab="messages")
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.deliver()
+    # The first try and the client's two retries all failed.
+    workspace.api.log.wait_for("chat.postMessage", count=3, timeout=10, ok=False)
+    time.sleep(0.5)  # no try still under way
+    assert workspace.messages_in(dm) == []
+    workspace.api.faults.clear()
+    workspace.clock.advance(minutes=30)  # the retry is due
+    workspace.deliver()
+    workspace.client.send_event(payloads.event_callback(event))  # opened again: no second greeting
+    workspace.deliver()
+    greetings = [m for m in workspace.messages_in(dm) if "/shepherd new" in m.get("text", "")]
+    assert len(greetings) == 1
 
 
 def test_a_dm_question_shows_an_assistant_status_while_it_works(workspace: Workspace) -> None:

@@ -304,8 +304,8 @@ def _registry_channel_refused(channel: str, code: str, needed: object) -> Check:
             f"Cannot check SHEPHERD_REGISTRY_CHANNEL={channel!r}: the app lacks the "
             f"{needed or 'channels:read'} scope "
             "that conversations.info needs.",
-            "Add channels:read (groups:read for a private channel) to the bot scopes in "
-            "slack-manifest.yaml and reinstall the app; until then, make sure Shepherd is a member "
+            "Apply slack-manifest.yaml to the app again (it asks for channels:read, and groups:read "
+            "for a private channel) and reinstall it; until then, make sure Shepherd is a member "
             "of the channel (`/invite @Shepherd`).",
         )
     return Check(

@@ -8,7 +8,6 @@ timeouts so a dead endpoint costs seconds, not minutes.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from bot import ids
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -212,9 +212,6 @@ def check_installation(settings: Settings) -> list[Check]:
     ]
 
 
-_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
-
-
 def check_registry_channel(settings: Settings) -> list[Check]:
     """Whether Shepherd can post initiative cards in SHEPHERD_REGISTRY_CHANNEL. Slack refuses
     every card there otherwise (not_in_channel, is_archived, channel_not_found): the owners are
@@ -280,7 +277,7 @@ def _registry_channel_refused(channel: str, code: str, needed: object) -> Check:
     """What Slack's refusal of conversations.info for the registry channel means, and the fix
     (``needed``: the scope Slack names with ``missing_scope``)."""
     if code == "channel_not_found":
-        if not _CHANNEL_ID.match(channel):
+        if not ids.CHANNEL_ID_PATTERN.match(channel):
             fix = (
                 "Put the channel's ID in SHEPHERD_REGISTRY_CHANNEL (C0123..., at the bottom of the "
                 "channel's details), not its name."

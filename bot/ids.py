@@ -50,6 +50,8 @@ LINK_TITLE_BLOCK = "meta:link_title"
 EXTEND_UNTIL_BLOCK = "meta:extend_until"
 
 REF_PATTERN = re.compile(r"\b([A-Z]{2,5}-\d{4,})\b")
+# A public (C...) or private (G...) channel id, as SHEPHERD_REGISTRY_CHANNEL should hold, not a name.
+CHANNEL_ID_PATTERN = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
 def question_block_id(question_id: str) -> str:

@@ -174,8 +174,6 @@ def _card_text(initiative: Initiative) -> str:
     return f"{initiative.ref} · {initiative.name} · {stage}, {STATUS_WORDS[initiative.status]}"
 
 
-_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
-
 # Why a card could not be posted in the registry channel, and who can fix it, by Slack error.
 # ``{channel}`` in the fix is where it was tried. Any other error gets the generic pair below.
 _UNPOSTED_CARD_REASONS = {
@@ -209,7 +207,7 @@ def card_not_posted(
         intro: mrkdwn to say first (the welcome, when this is told at registration).
     """
     # <#C123> shows the channel's name, but a channel Slack cannot find would show as garbage.
-    if _CHANNEL_ID.match(channel) and error != "channel_not_found":
+    if ids.CHANNEL_ID_PATTERN.match(channel) and error != "channel_not_found":
         where = f"<#{channel}>"
     else:
         where = f"`{clip(channel, 80)}`"

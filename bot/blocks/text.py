@@ -125,18 +125,26 @@ def slack_date(moment: datetime | None, style: str = "{date_short} {time}") -> s
 
 
 def bullet_list(
-    items: Sequence[str], limit: int = MAX_SECTION_TEXT, max_items: int = 10, item_limit: int = 300
+    items: Sequence[str],
+    limit: int = MAX_SECTION_TEXT,
+    max_items: int = 10,
+    item_limit: int = 300,
+    total: int | None = None,
 ) -> str:
-    """Lines ``• item``, ending with ``• and N more`` when the items do not all fit."""
+    """Lines ``• item``, ending with ``• and N more`` when the items do not all fit.
+
+    ``total``: how many items there are in all, when ``items`` holds only the first of them.
+    """
+    count = len(items) if total is None else max(total, len(items))
     shown: list[str] = []
     for item in items[:max_items]:
         line = "• " + truncate(item, item_limit)
-        hidden = len(items) - len(shown) - 1
+        hidden = count - len(shown) - 1
         reserve = len(f"\n• and {hidden} more") if hidden > 0 else 0
         if shown and len("\n".join([*shown, line])) + reserve > limit:
             break
         shown.append(line)
-    hidden = len(items) - len(shown)
+    hidden = count - len(shown)
     if hidden:
         shown.append(f"• and {hidden} more")
     return truncate("\n".join(shown), limit)

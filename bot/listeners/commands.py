@@ -19,6 +19,7 @@ from bot.listeners.common import lazily
 from gates import usecases
 from gates.errors import GateError, ShepherdError, UnknownRole
 from gates.portfolio import load_portfolio
+from gates.ports import InitiativeFilter
 from storage.errors import StorageError
 
 logger = logging.getLogger("shepherd.commands")
@@ -37,10 +38,8 @@ DATABASE_DOWN = (
 UNAVAILABLE = "Shepherd can't do this right now, so nothing was changed. Please try again in a minute."
 
 # `/shepherd status` without a REF lists this many of the person's initiatives, newest first,
-# then "and N more" pointing to the Home tab. OWNED_READ bounds the read behind N: no owner comes
-# near it (past it, N counts only what was read).
+# then "and N more" pointing to the Home tab.
 STATUS_LIST_SHOWN = 20
-OWNED_READ = 1000
 
 
 def subcommand(text: str) -> tuple[str, str]:
@@ -186,10 +185,16 @@ class CommandListeners:
     def _my_initiatives(self, user: str) -> str:
         services, pipeline = self._services, self._services.pipeline
         now = services.now()
-        mine = usecases.list_initiatives(pipeline, services.read_uow(), now, owner_id=user, limit=OWNED_READ)
+        # Counted, and only the newest read (initiatives are listed oldest first): the ones a
+        # person is most likely working on, whatever their number.
+        with services.read_uow() as uow:
+            owned = uow.initiatives.count(InitiativeFilter(owner_id=user))
+            newest = max(0, owned - STATUS_LIST_SHOWN)
+            mine = uow.initiatives.list(
+                InitiativeFilter(owner_id=user, limit=STATUS_LIST_SHOWN, offset=newest)
+            )
         if not mine:
             return "You own no initiatives yet. Register one with `/shepherd new`."
-        # Listed oldest first; the newest are the ones a person is most likely working on.
         lines = [
             f"*{i.ref}* {clip(i.name, 80)}: {i.stage}, {i.status.value.replace('_', ' ')}"
             + (" :warning: stalled" if usecases.is_stalled(pipeline, i, now) else "")
@@ -199,7 +204,7 @@ class CommandListeners:
         everything = "Your Home tab in Shepherd lists them all. "
         details = f"Details: `{ids.COMMAND} status AI-0001`"
         room = MAX_MESSAGE_TEXT - len(head) - len(everything) - len(details) - 2
-        listed = bullet_list(lines, room, max_items=STATUS_LIST_SHOWN)
+        listed = bullet_list(lines, room, max_items=STATUS_LIST_SHOWN, total=owned)
         cut = listed.rsplit("\n", 1)[-1].startswith("• and ")
         return f"{head}\n{listed}\n{everything if cut else ''}{details}"
 

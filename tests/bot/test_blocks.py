@@ -29,7 +29,7 @@ from bot.blocks import (
     review_request,
     status_message,
 )
-from bot.blocks.text import clamp_blocks, escape, plain, split_text, truncate
+from bot.blocks.text import bullet_list, clamp_blocks, escape, plain, split_text, truncate
 from gates.lifecycle import Decision, DecisionKind, ReviewStatus, Status
 from gates.ports import AnswerVersion, EvidenceLink
 from gates.readiness import CriterionStatus, readiness
@@ -674,3 +674,9 @@ def test_decision_notice_uses_role_labels_when_given_the_pipeline() -> None:
         pipeline=all_types(),
     )
     assert "Still needed: 2 × AI risk, 1 × Business sponsor" in notice
+
+
+def test_a_bullet_list_of_the_first_items_counts_the_rest_it_was_not_given() -> None:
+    assert bullet_list(["a", "b"], max_items=2, total=5) == "• a\n• b\n• and 3 more"
+    assert bullet_list(["a", "b", "c"], max_items=2) == "• a\n• b\n• and 1 more"
+    assert bullet_list(["a", "b"], max_items=2, total=2) == "• a\n• b"

@@ -952,6 +952,33 @@ class InitiativeView:
     readiness: Readiness | None
 
 
+@dataclass(frozen=True, slots=True)
+class SubmittedEvidence:
+    """What a review was decided on: what its evidence hash covers (``submit``)."""
+
+    review: Review
+    initiative: Initiative
+    answers: dict[str, AnswerVersion]
+    links: tuple[EvidenceLink, ...]
+
+
+def evidence_as_submitted(uow: UnitOfWork, review_id: int) -> SubmittedEvidence:
+    """A review's evidence as it stood when it was submitted, whatever changed since: every
+    gate's answers and every link of then, as ``submit`` hashed them. Even while the review is
+    open: only its own gate's answers are frozen then.
+
+    Raises:
+        UnknownReview, UnknownInitiative.
+    """
+    with uow:
+        review = uow.reviews.get(review_id)
+        initiative = uow.initiatives.get(review.initiative_ref)
+        submitted = review.submitted_at
+        answers = uow.answers.as_of(initiative.ref, submitted)
+        links = tuple(link for link in uow.answers.links(initiative.ref) if link.added_at <= submitted)
+    return SubmittedEvidence(review, initiative, answers, links)
+
+
 def show(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> InitiativeView:
     with uow:
         initiative = uow.initiatives.get(ref)

@@ -201,20 +201,21 @@ class ActionListeners:
         services = self._services
         try:
             review_id = parse.review_id(parse.action_value(body))
-            with services.read_uow() as uow:
-                review = uow.reviews.get(review_id)
-                initiative = uow.initiatives.get(review.initiative_ref)
-                # As submitted even while the review is open: only its own gate's answers are
-                # frozen then, and the hash covers every gate's answers and every link.
-                submitted = review.submitted_at
-                answers = uow.answers.as_of(initiative.ref, submitted)
-                links = [link for link in uow.answers.links(initiative.ref) if link.added_at <= submitted]
+            evidence = usecases.evidence_as_submitted(services.read_uow(), review_id)
         except (GateError, ValueError) as error:
             tell_later(services, user_of(body), str(error), channel_of(body))
             return
+        review = evidence.review
         client.views_open(
             trigger_id=body["trigger_id"],
-            view=blocks.evidence_modal(services.pipeline, initiative, review, review.gate_id, answers, links),
+            view=blocks.evidence_modal(
+                services.pipeline,
+                evidence.initiative,
+                review,
+                review.gate_id,
+                evidence.answers,
+                evidence.links,
+            ),
         )
 
     # -- feedback and home ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from gates.errors import (
     UnknownReview,
     UnknownRole,
 )
-from gates.lifecycle import DecisionKind, ReviewStatus, Status
+from gates.lifecycle import DecisionKind, ReviewStatus, Status, evidence_hash
 from gates.loader import CompiledPipeline, load_pipeline
 from tests.gates.conftest import DPO, NOW, OWNER, RISK_1, RISK_2, SPONSOR, SUBMITTER
 from tests.gates.fakes import FakeUnitOfWork
@@ -742,3 +742,22 @@ def test_answering_the_intakes_sponsor_question_later_names_the_sponsor(uow: Fak
     usecases.answer(pipeline, uow, ref, "intake", {"business_sponsor": SPONSOR}, OWNER, LATER)
     usecases.answer(pipeline, uow, ref, "intake", {"problem_statement": "Triage takes 9 days"}, OWNER, LATER)
     assert uow.stored_initiative(ref).sponsor_id == SPONSOR
+
+
+def test_a_reviews_evidence_is_shown_as_submitted_and_hashes_as_it_did(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    review_id = submit(two_gates, uow, registered)
+    usecases.decide(two_gates, uow, review_id, SPONSOR, CHANGES, "Say more", NOW)
+    usecases.answer(two_gates, uow, registered, "intake", {"budget": "30,000"}, OWNER, LATER)
+    usecases.answer(two_gates, uow, registered, "pilot", {"success": "partly"}, OWNER, LATER)
+    evidence = usecases.evidence_as_submitted(uow, review_id)
+    assert evidence.review.id == review_id and evidence.initiative.ref == registered
+    assert {qid: version.value for qid, version in evidence.answers.items()} == {
+        "problem": "Claims take 9 days to triage",
+        "personal_data": "no",
+        "budget": 25000,
+    }
+    values = {qid: version.value for qid, version in evidence.answers.items()}
+    links = [(link.url, link.title) for link in evidence.links]
+    assert evidence_hash(values, links) == evidence.review.evidence_hash

@@ -257,11 +257,11 @@ def running_workspace(
 
 
 @contextmanager
-def workspace_of(people: dict[str, str], data_dir: Path) -> Iterator[Workspace]:
+def workspace_of(people: dict[str, str], data_dir: Path, **overrides: Any) -> Iterator[Workspace]:
     """Shepherd serving HTTP on a fresh SQLite database, with a fake Slack that knows ``people``
-    (user id -> name)."""
+    (user id -> name); ``overrides`` as for ``running_workspace`` (a pipeline file, say)."""
     api = FakeSlackWebAPI()
     for user, name in people.items():
         api.state.add_user(user, name)
-    with api, running_workspace(api, data_dir) as ws:
+    with api, running_workspace(api, data_dir, **overrides) as ws:
         yield ws

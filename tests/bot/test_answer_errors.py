@@ -12,11 +12,10 @@ import pytest
 import yaml
 
 from bot import ids
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.answers import coerce
 from gates.errors import InvalidAnswer
-from tests.bot.scenario import Workspace, only_ref, running_workspace
+from tests.bot.scenario import Workspace, only_ref, workspace_of
 
 OWNER = "U0OWNER01"
 CHANNEL_PATTERN = "#?[a-z0-9][a-z0-9_-]{0,79}"
@@ -61,9 +60,7 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     }
     definition = {"version": 1, "stages": ["idea", "poc"], "roles": {"sponsor": {}}, "gates": [gate]}
     pipeline.write_text(yaml.safe_dump(definition), encoding="utf-8")
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+    with workspace_of({OWNER: "olivia"}, tmp_path / "data", pipeline=pipeline) as ws:
         usecases.register(
             ws.services.pipeline,
             ws.services.uow(),

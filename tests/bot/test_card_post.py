@@ -12,10 +12,9 @@ import pytest
 
 from bot import ids
 from bot.emulator.state import Channel
-from bot.emulator.webapi import FakeSlackWebAPI
 from bot.notify import SlackNotifier
 from storage.slack_messages import MessageRefs
-from tests.bot.scenario import Workspace, has_button, register_low_risk, running_workspace
+from tests.bot.scenario import Workspace, has_button, register_low_risk, workspace_of
 
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONSOR"
@@ -24,10 +23,7 @@ SPONSOR = "U0SPONSOR"
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd with an owner and a sponsor."""
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    api.state.add_user(SPONSOR, "sam")
-    with api, running_workspace(api, tmp_path / "data") as ws:
+    with workspace_of({OWNER: "olivia", SPONSOR: "sam"}, tmp_path / "data") as ws:
         yield ws
 
 

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from bot import ids
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates.lifecycle import ReviewStatus
-from tests.bot.scenario import Workspace, running_workspace
+from tests.bot.scenario import Workspace, workspace_of
 from tests.bot.test_lifecycle import OUTSIDER, OWNER, REPO, SPONSOR, _reviews, register, request_dm, submit
 
 GROUP = "S0SPONSORS"
@@ -29,11 +28,10 @@ def group_workspace(tmp_path: Path) -> Iterator[Workspace]:
     )
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(text, encoding="utf-8")
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
-        api.state.add_user(user, name)
-    api.state.add_usergroup(GROUP, "sponsors", [SPONSOR])
-    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+    with workspace_of(
+        {OWNER: "olivia", SPONSOR: "sam", OUTSIDER: "oscar"}, tmp_path / "data", pipeline=pipeline
+    ) as ws:
+        ws.api.state.add_usergroup(GROUP, "sponsors", [SPONSOR])
         yield ws
 
 

@@ -16,13 +16,12 @@ import pytest
 from bot import ids
 from bot.blocks.labels import answer_display
 from bot.blocks.text import escape, slack_date
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import Review, ReviewStatus, evidence_hash
 from gates.pipeline import QuestionType
 from gates.ports import AnswerVersion, EvidenceLink
 from gates.readiness import readiness
-from tests.bot.scenario import Workspace, running_workspace
+from tests.bot.scenario import Workspace, workspace_of
 from tests.bot.test_lifecycle import OWNER, SPONSOR, register, request_dm, submit
 
 LATER_LINK = ("https://wiki.example.com/after-the-review", "Written after the review")
@@ -31,10 +30,7 @@ LATER_LINK = ("https://wiki.example.com/after-the-review", "Written after the re
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite with an owner and a sponsor who decides the intake gate."""
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam")]:
-        api.state.add_user(user, name)
-    with api, running_workspace(api, tmp_path / "data") as ws:
+    with workspace_of({OWNER: "olivia", SPONSOR: "sam"}, tmp_path / "data") as ws:
         usecases.set_role_holders(
             ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock()
         )

@@ -16,8 +16,7 @@ from sqlalchemy import text
 
 from bot import ids
 from bot.emulator import payloads
-from bot.emulator.webapi import FakeSlackWebAPI
-from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.scenario import Workspace, has_button, workspace_of
 
 OWNER = "U0OWNER01"
 COLLEAGUE = "U0COLLEAG"
@@ -27,10 +26,7 @@ HELPFUL, UNHELPFUL = ids.ACTION_FEEDBACK_HELPFUL, ids.ACTION_FEEDBACK_UNHELPFUL
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite with two people who ask it questions."""
-    api = FakeSlackWebAPI()
-    api.state.add_user(OWNER, "olivia")
-    api.state.add_user(COLLEAGUE, "colin")
-    with api, running_workspace(api, tmp_path / "data") as ws:
+    with workspace_of({OWNER: "olivia", COLLEAGUE: "colin"}, tmp_path / "data") as ws:
         yield ws
 
 

@@ -14,10 +14,9 @@ import pytest
 
 from bot import ids
 from bot.emulator import payloads
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import DecisionKind
-from tests.bot.scenario import Workspace, register_low_risk, running_workspace
+from tests.bot.scenario import Workspace, register_low_risk, workspace_of
 
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONS01"
@@ -27,10 +26,7 @@ ADMIN = "U0ADMIN01"
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd on SQLite with an owner, a sponsor and a role admin."""
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (ADMIN, "ada")]:
-        api.state.add_user(user, name)
-    with api, running_workspace(api, tmp_path / "data") as ws:
+    with workspace_of({OWNER: "olivia", SPONSOR: "sam", ADMIN: "ada"}, tmp_path / "data") as ws:
         usecases.set_role_holders(
             ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock()
         )

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot import ids
-from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
-from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.scenario import Workspace, has_button, workspace_of
 from tests.bot.test_lifecycle import (
     OUTSIDER,
     OWNER,
@@ -38,11 +37,7 @@ def pipeline_with(tmp_path: Path, old: str, new: str, after: str = "") -> Path:
     return path
 
 
-def people() -> FakeSlackWebAPI:
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar")]:
-        api.state.add_user(user, name)
-    return api
+PEOPLE = {OWNER: "olivia", SPONSOR: "sam", RISK: "rafael", OUTSIDER: "oscar"}
 
 
 @pytest.fixture
@@ -51,7 +46,7 @@ def two_roles(tmp_path: Path) -> Iterator[Workspace]:
     pipeline = pipeline_with(
         tmp_path, '      - role: risk\n        when: tier == "high"\n', "      - role: risk\n"
     )
-    with people() as api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+    with workspace_of(PEOPLE, tmp_path / "data", pipeline=pipeline) as ws:
         for role, user in [("sponsor", SPONSOR), ("risk", RISK)]:
             usecases.set_role_holders(
                 ws.services.pipeline, ws.services.uow(), role, [user], ADMIN, ws.clock()
@@ -100,7 +95,8 @@ def test_a_request_slack_could_not_address_to_a_user_group_is_sent_once_slack_ca
         "    slack_users: []\n    slack_usergroup: S0SPONSORS\n",
         after="  sponsor:\n",
     )
-    with people() as api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+    with workspace_of(PEOPLE, tmp_path / "data", pipeline=pipeline) as ws:
+        api = ws.api
         api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
         ref = register(ws)
         submit(ws, ref)

@@ -35,9 +35,15 @@ Usage::
 
 Goal (issue 5): p99 ack <= 50 ms at 50 connections with or without the Slack delay, and at least
 500 recorded decisions per second. On a 2-core machine everything shares the same two cores: the
-load generator, the fake Slack, both apps and the worker; compare Shepherd with the bare app
-measured in the same run. The issue measured the bare app at p99 19 ms, so the goal is also
-checked as a ratio: Shepherd's p99 at most 50 / 19 = 2.6 times the bare app's in the same run.
+load generator, the fake Slack, the apps and the worker. Two ack-only apps run in the same run:
+
+- ``reference``: the issue's named baseline as it describes it (a sync ``App`` with
+  ``process_before_response=True`` behind Bolt's own Starlette adapter and uvicorn), which it
+  measured at p99 19 ms; the goal is also checked as a ratio to it: Shepherd's p99 at most
+  50 / 19 = 2.6 times the reference's in the same run, which carries the goal to a faster or
+  slower machine;
+- ``bare``: the same ack-only app served exactly as Shepherd is (its thread pool and request
+  decoding), so that only the handlers differ: a stricter comparison, reported beside it.
 
 ``--worker none`` serves Shepherd without its worker (the inbox is not applied): the ack path alone.
 ``--processes N`` runs Shepherd as ``shepherd serve --processes N`` (N HTTP processes on one port).
@@ -207,21 +213,35 @@ def cpu_snapshot(parts: dict[str, list[int]]) -> dict[str, float]:
     return snapshot
 
 
-def bare_main(conn: Any, env: dict[str, str]) -> None:
-    """Child process: a Bolt app that only acks the same payloads, behind the same endpoint."""
+def reference_main(conn: Any, env: dict[str, str]) -> None:
+    """Child process: the issue's named baseline, exactly as it describes it: a sync Bolt
+    ``App(process_before_response=True)`` that only acks, behind Bolt's own Starlette adapter
+    (``SlackRequestHandler``, which dispatches on the event loop) and uvicorn."""
     logging.basicConfig(level=logging.WARNING)
-    from slack_bolt import Ack, App
-    from slack_bolt.adapter.starlette.handler import to_starlette_response
-    from slack_sdk import WebClient
+    from slack_bolt.adapter.starlette import SlackRequestHandler
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
+    from bot.server import freeze_startup_heap
+
+    handler = SlackRequestHandler(_acking_app(env))
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    asgi = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+    freeze_startup_heap()
+    _serve(conn, asgi)
+
+
+def _acking_app(env: dict[str, str]) -> Any:
+    """A Bolt app whose listeners for Shepherd's command, Approve and questionnaire only ack."""
+    from slack_bolt import Ack, App
+    from slack_sdk import WebClient
+
     from bot import ids
-    from bot.dispatch_limit import DispatchLimit
-    from bot.server import DISPATCH_THREADS, freeze_startup_heap
-    from bot.slack_request import bolt_request
 
     app = App(
         signing_secret=SIGNING_SECRET,
@@ -236,6 +256,24 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
     app.command(ids.COMMAND)(just_ack)
     app.action(ids.ACTION_APPROVE)(just_ack)
     app.view(ids.VIEW_QUESTIONNAIRE)(just_ack)
+    return app
+
+
+def bare_main(conn: Any, env: dict[str, str]) -> None:
+    """Child process: a Bolt app that only acks the same payloads, served as Shepherd is (the
+    same server, thread pool and request decoding), so that only the handlers differ."""
+    logging.basicConfig(level=logging.WARNING)
+    from slack_bolt.adapter.starlette.handler import to_starlette_response
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from bot.dispatch_limit import DispatchLimit
+    from bot.server import DISPATCH_THREADS, freeze_startup_heap
+    from bot.slack_request import bolt_request
+
+    app = _acking_app(env)
     # As many threads as Shepherd uses on the same database, so that only the handlers differ.
     limit = DispatchLimit(DISPATCH_THREADS["postgresql" if env.get("database_url") else "sqlite"])
 
@@ -835,13 +873,13 @@ def run_database(
             command = ServeCommand(env, args.processes)
             command.wait_ready()
             servers["shepherd"] = (command, command.port)
-        for name, target in (("shepherd", shepherd_main), ("bare", bare_main)):
+        for name, target in (("shepherd", shepherd_main), ("reference", reference_main), ("bare", bare_main)):
             if name not in servers:
                 process, _, info = start_child(ctx, target, env)
                 wait_healthy(info["port"])
                 servers[name] = (process, info["port"])
         try:
-            # Warm up both (imports, auth.test, connection pools) without touching decisions.
+            # Warm up every app (imports, auth.test, connection pools) without touching decisions.
             for _, port in servers.values():
                 run_load(ctx, port, command_bodies(slack["registry"], 300), 10, 1.0)
             budget = int(args.seconds * 6000)  # more than any app here can take in the time
@@ -869,7 +907,7 @@ def run_database(
                             bodies = approve_bodies(pairs, slack["registry"])
                         else:
                             bodies = view_bodies(seeded.view_templates, budget)
-                        # Freeze the other app (and Shepherd's outbox worker) so only one app uses the CPUs.
+                        # Freeze the other apps (and Shepherd's outbox worker) so only one app uses the CPUs.
                         others = [p for n, (p, _) in servers.items() if n != name]
                         frozen = [pid for other in others for pid in _family(other.pid)]
                         for pid in frozen:
@@ -934,8 +972,8 @@ def run_database(
 
 # The issue's reference, measured on its machine: a bare ack-only sync App with
 # process_before_response=True behind Starlette and uvicorn, 50 connections: p99 19 ms. Its goal
-# (p99 <= 50 ms) is then 2.6 times the bare app's p99; on a slower or busier machine, the bare
-# app measured in the same run stands in for it.
+# (p99 <= 50 ms) is then 2.6 times the reference's p99; on a faster or slower machine, the
+# reference measured in the same run (``reference_main``) stands in for it.
 BARE_REFERENCE_P99_MS = 19.0
 GOAL_RATIO = 50.0 / BARE_REFERENCE_P99_MS
 
@@ -963,34 +1001,43 @@ def format_row(row: Row) -> str:
 
 def summary(rows: list[Row]) -> None:
     print()
-    print("=" * 118)
-    header = (
-        f"{'database':10} {'slack':>6} {'scenario':8} {'conn':>4} | {'shepherd rps':>12} {'p50':>6} {'p95':>6} {'p99':>7} "
-        f"{'dec/s':>6} | {'bare rps':>8} {'p50':>6} {'p95':>6} {'p99':>6} | {'p99 ratio':>9}"
+    width = 128
+    print("=" * width)
+    print(
+        f"{'database':10} {'slack':>6} {'scenario':8} {'conn':>4} | {'shepherd rps':>12} {'p50':>6} {'p95':>6} "
+        f"{'p99':>6} {'dec/s':>6} | {'reference rps':>13} {'p99':>6} | {'bare rps':>8} {'p99':>6} | "
+        f"{'p99 ratio':>9} {'(bare)':>7}"
     )
-    print(header)
-    print("-" * 118)
+    print("-" * width)
     keyed = {(r.database, r.delay, r.scenario, r.connections, r.app): r for r in rows}
     for (database, delay, scenario, connections, app), row in keyed.items():
         if app != "shepherd":
             continue
-        bare = keyed.get((database, delay, scenario, connections, "bare"))
         s = row.result
         dec = f"{row.decisions_per_s:6.0f}" if row.decisions_per_s is not None else "     -"
         line = (
             f"{database:10} {delay * 1000:4.0f}ms {scenario:8} {connections:>4} | {s.rps:12.0f} {s.pct(50):6.1f} "
-            f"{s.pct(95):6.1f} {s.pct(99):7.1f} {dec}"
+            f"{s.pct(95):6.1f} {s.pct(99):6.1f} {dec}"
         )
-        if bare:
-            b = bare.result
-            line += f" | {b.rps:8.0f} {b.pct(50):6.1f} {b.pct(95):6.1f} {b.pct(99):6.1f} | {_ratio(row, bare):8.2f}x"
+        reference = keyed.get((database, delay, scenario, connections, "reference"))
+        bare = keyed.get((database, delay, scenario, connections, "bare"))
+        line += (
+            f" | {reference.result.rps:13.0f} {reference.result.pct(99):6.1f}"
+            if reference
+            else f" | {'':13} {'':6}"
+        )
+        line += f" | {bare.result.rps:8.0f} {bare.result.pct(99):6.1f}" if bare else f" | {'':8} {'':6}"
+        line += f" | {_ratio(row, reference):8.2f}x" if reference else f" | {'':9}"
+        line += f" {_ratio(row, bare):6.2f}x" if bare else ""
         if s.errors:
             line += f"  (shepherd non-200: {s.errors})"
         print(line)
-    print("-" * 118)
+    print("-" * width)
     print(
-        "latencies in ms, measured by the load generator from request written to response read (keep-alive);\n"
-        "p99 ratio: Shepherd's p99 over the bare app's in the same run."
+        "latencies in ms, measured by the load generator from request written to response read (keep-alive).\n"
+        "reference: the issue's named baseline (ack-only sync App, process_before_response=True, Bolt's Starlette\n"
+        "adapter); bare: the same ack-only app served exactly as Shepherd is, so only the handlers differ.\n"
+        "p99 ratio: Shepherd's p99 over the reference's in the same run (bare's in brackets)."
     )
     top = max(r.connections for r in rows)
     print()
@@ -1009,16 +1056,6 @@ def summary(rows: list[Row]) -> None:
                 continue
             worst = max(at_top, key=lambda r: r.result.pct(99))
             p99_ok = worst.result.pct(99) <= 50
-            bares = {
-                (r.scenario, r.connections): r
-                for r in rows
-                if r.database == database and r.delay == delay and r.app == "bare"
-            }
-            ratios = [
-                (_ratio(r, bares[r.scenario, r.connections]), r.scenario)
-                for r in at_top
-                if (r.scenario, r.connections) in bares
-            ]
             decision_rows = [
                 r
                 for r in rows
@@ -1029,13 +1066,24 @@ def summary(rows: list[Row]) -> None:
                 f"  {database:10} slack +{delay * 1000:.0f} ms: worst p99 ack {worst.result.pct(99):6.1f} ms ({worst.scenario}) "
                 f"{'PASS' if p99_ok else 'FAIL'} (<= 50 ms);  best decisions/s {best:6.0f} {'PASS' if best >= 500 else 'FAIL'} (>= 500)"
             )
-            if ratios:
-                ratio, scenario = max(ratios)
-                print(
-                    f"  {'':10} {'':13}  worst p99 ratio to the bare app {ratio:5.2f}x ({scenario}) "
-                    f"{'PASS' if ratio <= GOAL_RATIO else 'FAIL'} (<= {GOAL_RATIO:.2f}x: the goal's 50 ms over the "
-                    f"issue's bare p99 of {BARE_REFERENCE_P99_MS:.0f} ms)"
-                )
+            for baseline in ("reference", "bare"):
+                against = {
+                    (r.scenario, r.connections): r
+                    for r in rows
+                    if r.database == database and r.delay == delay and r.app == baseline
+                }
+                ratios = [
+                    (_ratio(r, against[r.scenario, r.connections]), r.scenario)
+                    for r in at_top
+                    if (r.scenario, r.connections) in against
+                ]
+                if ratios:
+                    ratio, scenario = max(ratios)
+                    print(
+                        f"  {'':10} {'':13}  worst p99 ratio to the {baseline + ' app':13} {ratio:5.2f}x ({scenario}) "
+                        f"{'PASS' if ratio <= GOAL_RATIO else 'FAIL'} (<= {GOAL_RATIO:.2f}x: the goal's 50 ms over the "
+                        f"issue's reference p99 of {BARE_REFERENCE_P99_MS:.0f} ms)"
+                    )
 
 
 def main() -> None:

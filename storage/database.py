@@ -20,6 +20,7 @@ server parsed and planned every query again.
 from __future__ import annotations
 
 import re
+import select
 import sqlite3
 import threading
 import time
@@ -34,7 +35,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InvalidatePoolError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -113,11 +120,15 @@ class Database:
                     ) from None
                 options.update(pool_size=pool_size or _SQLITE_POOL, max_overflow=_OVERFLOW)
         else:
-            options.update(pool_size=pool_size or _POSTGRES_POOL, max_overflow=_OVERFLOW, pool_pre_ping=True)
+            # No ``pool_pre_ping``: ``_ping_when_in_doubt`` pings only a connection the server
+            # has written to or closed since it was last used.
+            options.update(pool_size=pool_size or _POSTGRES_POOL, max_overflow=_OVERFLOW)
         try:
             self.engine: Engine = create_engine(self.url, **options)
         except (NoSuchModuleError, ImportError) as error:
             raise DatabaseUnavailable(f"No driver for {self.describe()}: {error}") from None
+        if not self.is_sqlite:
+            event.listen(self.engine, "checkout", _ping_when_in_doubt(self.engine))
         # Entered around every wait for SQLite's write lock while another writer holds it. A caller
         # that limits how many threads run at once (``bot.dispatch_limit``) sets it, to let one
         # more run meanwhile.
@@ -300,6 +311,38 @@ class Database:
 
     def _unavailable(self, error: DBAPIError) -> DatabaseUnavailable:
         return DatabaseUnavailable(f"Cannot use the database {self.describe()}: {_first_line(error.orig)}")
+
+
+def _ping_when_in_doubt(engine: Engine) -> Callable[[Any, Any, Any], None]:
+    """A pool ``checkout`` listener: a pooled PostgreSQL connection is pinged before use only if
+    its socket has something to read.
+
+    Between two transactions the server has nothing to say to a connection unless it is ending
+    it: a restart, ``pg_terminate_backend`` or an idle timeout first sends the error and then
+    closes the socket, both of which make it readable. SQLAlchemy's ``pool_pre_ping`` instead
+    pings every time, a round trip and its CPU in every unit of work; measured in process on a
+    ``/shepherd status`` reply (four statements): 550 -> 491 µs of CPU. A failed ping raises
+    ``DisconnectionError``, on which the pool discards its connections and opens a new one, as
+    the pre-ping does.
+    """
+    dialect = engine.dialect
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN)
+            if not poller.poll(0):
+                return
+        except (OSError, ValueError, dialect.loaded_dbapi.Error):
+            pass  # no socket to look at: ask the server
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise InvalidatePoolError(_first_line(error)) from error
+            raise
+
+    return checkout
 
 
 def _first_line(error: object) -> str:

@@ -6,6 +6,8 @@ Run against the real server (SHEPHERD_TEST_DATABASE_URL); the server closing a c
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -22,10 +24,22 @@ def _backend_pid(database: Database) -> int:
 
 
 def _terminate(pid: int) -> None:
+    """End the backend ``pid`` and wait until it is gone: the server only signals it, and a
+    restart between two requests is never that close to the next one."""
     admin = create_engine(PG_URL)
     try:
         with admin.begin() as connection:
             assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with admin.connect() as connection:
+                alive = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar_one()
+            if not alive:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"backend {pid} still running 5 s after pg_terminate_backend")
     finally:
         admin.dispose()
 
@@ -51,8 +65,9 @@ def test_a_read_only_unit_of_work_reads_outside_any_transaction(postgres_databas
 
 
 def test_a_pooled_connection_the_server_closed_is_replaced_before_use(postgres_database: Database) -> None:
-    # A read in autocommit still goes through the pool's ping: a restart of the server between
-    # two requests costs neither of them.
+    # A read in autocommit still goes through the pool's check (``_ping_when_in_doubt``: the
+    # closed socket is readable, so the connection is pinged and replaced): a restart of the
+    # server between two requests costs neither of them.
     database = _pooled_to_one_connection(postgres_database)
     try:
         first = _backend_pid(database)

@@ -1,4 +1,5 @@
-"""PostgreSQL connections: reads without a transaction, and a pooled connection the server closed.
+"""PostgreSQL connections: reads without a transaction, a pooled connection the server closed, and
+no ping for one it did not.
 
 Run against the real server (SHEPHERD_TEST_DATABASE_URL); the server closing a connection is
 ``pg_terminate_backend``, what a restart or an idle-connection timeout does to it.
@@ -77,6 +78,29 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_use(postgres_d
         assert _backend_pid(database) != first
     finally:
         database.dispose()
+
+
+def test_only_a_connection_the_server_closed_costs_a_ping(
+    postgres_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ping is a round trip before every unit of work; a connection nobody has written to since
+    # its last use is known to be alive without one.
+    database = _pooled_to_one_connection(postgres_database)
+    dialect = database.engine.dialect
+    ping, pings = dialect.do_ping, []
+    monkeypatch.setattr(dialect, "do_ping", lambda connection: pings.append(connection) or ping(connection))
+    try:
+        for _ in range(3):
+            with database.uow(read_only=True) as uow:
+                uow.initiatives.list(InitiativeFilter())
+        healthy = len(pings)
+        _terminate(_backend_pid(database))
+        with database.uow(read_only=True) as uow:
+            assert uow.initiatives.list(InitiativeFilter()) == []
+    finally:
+        database.dispose()
+    assert healthy == 0
+    assert len(pings) == 1
 
 
 def test_repeated_reads_stay_prepared_on_the_server(postgres_database: Database) -> None:

@@ -2,8 +2,9 @@
 
 Measures, through the real use cases and a fresh unit of work per call (as the bot does):
 list / filter / show p50 and p95, readiness of one initiative p95 (goal <= 20 ms), the same for an
-initiative with a long history of one answer (2,000 versions), decisions per second with 8
-concurrent clients, and outbox throughput with 1 and 4 workers.
+initiative with a long history of one answer (2,000 versions), a batch of 25 questionnaire pages
+as the page writer records it, decisions per second with 8 concurrent clients, and outbox
+throughput with 1 and 4 workers.
 
     .venv/bin/python benchmarks/bench_storage.py                      # SQLite only
     .venv/bin/python benchmarks/bench_storage.py --postgres postgresql+psycopg://postgres@127.0.0.1/test
@@ -315,6 +316,10 @@ def run(label: str, database: Database, args: argparse.Namespace) -> dict[str, s
     database.upgrade()
     started = time.perf_counter()
     seed(database, pipeline, args.initiatives, args.answers)
+    if not database.is_sqlite:
+        # Planner statistics for the bulk-loaded tables, as autovacuum would gather soon after.
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
     console.print(f"  seeding took {time.perf_counter() - started:.1f} s")
     rng = random.Random(2)
     refs = [format_ref(rng.randint(1, args.initiatives)) for _ in range(args.samples)]
@@ -372,6 +377,26 @@ def run(label: str, database: Database, args: argparse.Namespace) -> dict[str, s
             ),
         )
     )
+    # What the page writer does for a batch of questionnaire pages saved at the same moment: read
+    # the current answers of every initiative in the batch, record the changed ones.
+    intake = pipeline.model.intake
+    free_text = next(q for q in intake.questions if q.type is QuestionType.LONG_TEXT)
+
+    def page_batch(i: int) -> None:
+        pages = [
+            usecases.check_page(
+                pipeline,
+                refs[(i * 25 + k) % len(refs)],
+                intake.id,
+                {free_text.id: f"Revised statement {i}.{k}: forecast spare-parts demand per depot, weekly."},
+                APPROVER,
+                NOW,
+            )
+            for k in range(25)
+        ]
+        usecases.answer_many(database.uow(), pages)
+
+    results["a batch of 25 questionnaire pages"] = fmt(timed(args.samples, page_batch))
     review_ids = open_reviews_for_decisions(database, pipeline, args.decisions)
     results["decisions/s, 8 clients"] = f"{decisions_per_second(database, pipeline, review_ids, 8):.0f}"
     results["outbox msgs/s, 1 worker"] = f"{outbox_throughput(database, args.messages, 1):.0f}"

@@ -359,19 +359,27 @@ def _current_answers_of_many(dialect: str) -> Prepared:
     Not one builder for both: grouping the single initiative's query by ``initiative_id`` too
     makes PostgreSQL estimate one group per stored version (95 against 4 for a 97-version
     history) and hash-join the whole history twice, where the query above probes the index once
-    per question (checked with EXPLAIN)."""
+    per question (checked with EXPLAIN).
+
+    The outer rows are filtered to the same initiatives as well, though the join implies it:
+    without that, PostgreSQL joined the latest versions against a sequential scan of the whole
+    table, every history of every initiative, once per batch of pages (EXPLAIN ANALYZE at
+    377,000 stored versions: 47.8 ms; with the filter, 1.9 ms, reading only these initiatives'
+    rows through the index)."""
+    owners = one_of(answer_versions.c.initiative_id, "p_owners", dialect)
     latest = (
         select(
             answer_versions.c.initiative_id,
             answer_versions.c.question_id,
             func.max(answer_versions.c.version).label("version"),
         )
-        .where(one_of(answer_versions.c.initiative_id, "p_owners", dialect))
+        .where(owners)
         .group_by(answer_versions.c.initiative_id, answer_versions.c.question_id)
         .subquery("latest")
     )
     return Prepared(
-        select(answer_versions).join(
+        select(answer_versions)
+        .join(
             latest,
             and_(
                 answer_versions.c.initiative_id == latest.c.initiative_id,
@@ -379,6 +387,7 @@ def _current_answers_of_many(dialect: str) -> Prepared:
                 answer_versions.c.version == latest.c.version,
             ),
         )
+        .where(owners)
     )
 
 

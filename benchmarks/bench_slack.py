@@ -147,6 +147,19 @@ def _serve(conn: Any, asgi: Any) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _serve_events(conn: Any, events: Any) -> None:
+    """Serve ``events`` on ``POST /slack/events`` (an ack-only app), its start-up heap frozen as
+    Shepherd's is, so that the serving matches and only the handlers differ."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from bot.server import freeze_startup_heap
+
+    asgi = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+    freeze_startup_heap()
+    _serve(conn, asgi)
+
+
 def shepherd_main(conn: Any, env: dict[str, str]) -> None:
     """Child process: Shepherd's real HTTP app with the outbox worker running."""
     logging.basicConfig(level=logging.WARNING)
@@ -220,21 +233,15 @@ def reference_main(conn: Any, env: dict[str, str]) -> None:
     is frozen as Shepherd's is, which only makes it faster (a stricter baseline)."""
     logging.basicConfig(level=logging.WARNING)
     from slack_bolt.adapter.starlette import SlackRequestHandler
-    from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import Route
-
-    from bot.server import freeze_startup_heap
 
     handler = SlackRequestHandler(_acking_app(env))
 
     async def events(request: Request) -> Response:
         return await handler.handle(request)
 
-    asgi = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
-    freeze_startup_heap()
-    _serve(conn, asgi)
+    _serve_events(conn, events)
 
 
 def _acking_app(env: dict[str, str]) -> Any:
@@ -265,13 +272,11 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
     same server, thread pool and request decoding), so that only the handlers differ."""
     logging.basicConfig(level=logging.WARNING)
     from slack_bolt.adapter.starlette.handler import to_starlette_response
-    from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import Route
 
     from bot.dispatch_limit import DispatchLimit
-    from bot.server import DISPATCH_THREADS, freeze_startup_heap
+    from bot.server import DISPATCH_THREADS
     from bot.slack_request import bolt_request
 
     app = _acking_app(env)
@@ -285,9 +290,7 @@ def bare_main(conn: Any, env: dict[str, str]) -> None:
         response = await limit.run(app.dispatch, bolt_request(request, body))
         return to_starlette_response(response)
 
-    asgi = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
-    freeze_startup_heap()  # as Shepherd does: the same serving, so only the handlers differ
-    _serve(conn, asgi)
+    _serve_events(conn, events)
 
 
 # ------------------------------------------------------------------------------------ load

@@ -105,6 +105,16 @@ class AnswerRepository(Protocol):
     def links(self, ref: str, gate_id: str | None = None) -> Sequence[EvidenceLink]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class InitiativeState:
+    """An initiative with what a reply about its readiness needs, read together."""
+
+    initiative: Initiative
+    open_review: Review | None
+    answers: dict[str, AnswerVersion]  # the current ones, by question id
+    stored_holders: dict[str, list[str]]  # ``RoleRepository.holders()``
+
+
 class ReviewRepository(Protocol):
     def add(self, review: Review) -> None:
         """Sets ``review.id``; raises ReviewAlreadyOpen if one is open for the same gate."""
@@ -127,6 +137,11 @@ class ReviewRepository(Protocol):
         self, refs: Sequence[str]
     ) -> dict[str, tuple[Initiative, Review | None]]:
         """``initiative_with_open_review`` of each of ``refs`` that exists, in one read."""
+        ...
+
+    def initiative_state(self, ref: str) -> InitiativeState:
+        """``initiative_with_open_review`` with ``answers.current(ref)`` and ``roles.holders()``,
+        in one round trip; raises UnknownInitiative."""
         ...
 
     def for_initiative(self, ref: str) -> Sequence[Review]: ...

@@ -386,10 +386,17 @@ def current_answers(uow: UnitOfWork, ref: str) -> dict[str, AnswerValue | None]:
 
 def role_holders(pipeline: CompiledPipeline, uow: UnitOfWork) -> dict[str, list[str]]:
     """Who holds each role: the pipeline file's ``slack_users`` plus ``shepherd roles set``."""
+    return with_configured_holders(pipeline, uow.roles.holders())
+
+
+def with_configured_holders(
+    pipeline: CompiledPipeline, stored: Mapping[str, list[str]]
+) -> dict[str, list[str]]:
+    """``stored`` (``RoleRepository.holders()``) after the pipeline file's ``slack_users``."""
     holders: dict[str, list[str]] = {
         role: list(spec.slack_users) for role, spec in pipeline.model.roles.items()
     }
-    for role, users in uow.roles.holders().items():
+    for role, users in stored.items():
         holders.setdefault(role, [])
         holders[role].extend(u for u in users if u not in holders[role])
     return holders
@@ -414,12 +421,13 @@ def check_readiness(
         UnknownInitiative; InvalidTransition when the initiative has no next gate.
     """
     with uow:
-        initiative = uow.initiatives.get(ref)
-        gate = _gate(pipeline, gate_id) if gate_id else next_gate(pipeline, initiative)
-        if gate is None:
-            raise InvalidTransition(f"{ref} is in the {initiative.stage} stage, which has no further gate.")
-        values = current_answers(uow, ref)
-        holders = role_holders(pipeline, uow)
+        state = uow.reviews.initiative_state(ref)
+    initiative = state.initiative
+    gate = _gate(pipeline, gate_id) if gate_id else next_gate(pipeline, initiative)
+    if gate is None:
+        raise InvalidTransition(f"{ref} is in the {initiative.stage} stage, which has no further gate.")
+    values = {qid: version.value for qid, version in state.answers.items()}
+    holders = with_configured_holders(pipeline, state.stored_holders)
     return readiness(pipeline, gate.id, values, holders, initiative.owner_id)
 
 
@@ -438,13 +446,15 @@ def status(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> StatusView:
         UnknownInitiative.
     """
     with uow:
-        initiative, review = uow.reviews.initiative_with_open_review(ref)
-        gate = next_gate(pipeline, initiative)
-        report = None
-        if gate is not None and initiative.status is not Status.RETIRED:
-            values = current_answers(uow, ref)
-            report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
-    return StatusView(initiative, review, report)
+        state = uow.reviews.initiative_state(ref)
+    initiative = state.initiative
+    gate = next_gate(pipeline, initiative)
+    report = None
+    if gate is not None and initiative.status is not Status.RETIRED:
+        values = {qid: version.value for qid, version in state.answers.items()}
+        holders = with_configured_holders(pipeline, state.stored_holders)
+        report = readiness(pipeline, gate.id, values, holders, initiative.owner_id)
+    return StatusView(initiative, state.open_review, report)
 
 
 # ---------------------------------------------------------------- reviews

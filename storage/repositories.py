@@ -209,8 +209,7 @@ class SqlAnswerRepository:
     def current(self, ref: str) -> dict[str, AnswerVersion]:
         """The latest version of every answered question, keyed by question id."""
         owner = self._id_of(ref)
-        rows = _CURRENT_ANSWERS.all(self._session.connection(), {"p_owner": owner})
-        return {row["question_id"]: _answer(ref, row) for row in rows}
+        return answers_by_question(ref, _CURRENT_ANSWERS.all(self._session.connection(), {"p_owner": owner}))
 
     @guarded
     def current_many(self, refs: Sequence[str]) -> dict[str, dict[str, AnswerVersion]]:
@@ -286,10 +285,7 @@ class SqlRoleRepository:
     @guarded
     def holders(self) -> dict[str, list[str]]:
         """role -> user ids, in the order they were set."""
-        found: dict[str, list[str]] = {}
-        for row in _HOLDERS.all(self._session.connection()):
-            found.setdefault(row["role"], []).append(row["user_id"])
-        return found
+        return holders_by_role(HOLDERS.all(self._session.connection()))
 
     @guarded
     def roles_of(self, user_id: str) -> set[str]:
@@ -322,7 +318,7 @@ _SAVE_INITIATIVE = (
     .values(version=initiatives.c.version + 1)
 )
 # Read on every status reply and Submit for review (``storage.prepared``).
-_HOLDERS = Prepared(
+HOLDERS = Prepared(
     select(role_holders.c.role, role_holders.c.user_id).order_by(role_holders.c.role, role_holders.c.id)
 )
 _ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindparam("p_user"))
@@ -333,22 +329,30 @@ _ROLES_OF = select(role_holders.c.role).where(role_holders.c.user_id == bindpara
 # "version = (SELECT max(version) ...)" did an index probe per stored version instead: its cost
 # grew with the history (on PostgreSQL, 32 ms against 1 ms for 2,000 versions), and every status
 # reply, questionnaire page and card redraw reads the current answers (``storage.prepared``).
-_latest = (
-    select(answer_versions.c.question_id, func.max(answer_versions.c.version).label("version"))
-    .where(answer_versions.c.initiative_id == bindparam("p_owner"))
-    .group_by(answer_versions.c.question_id)
-    .subquery("latest")
-)
-_CURRENT_ANSWERS = Prepared(
-    select(answer_versions)
-    .join(
-        _latest,
-        and_(
-            answer_versions.c.question_id == _latest.c.question_id,
-            answer_versions.c.version == _latest.c.version,
-        ),
+def _current_answers(owner: ColumnElement[Any]) -> Prepared:
+    latest = (
+        select(answer_versions.c.question_id, func.max(answer_versions.c.version).label("version"))
+        .where(answer_versions.c.initiative_id == owner)
+        .group_by(answer_versions.c.question_id)
+        .subquery("latest")
     )
-    .where(answer_versions.c.initiative_id == bindparam("p_owner"))
+    return Prepared(
+        select(answer_versions)
+        .join(
+            latest,
+            and_(
+                answer_versions.c.question_id == latest.c.question_id,
+                answer_versions.c.version == latest.c.version,
+            ),
+        )
+        .where(answer_versions.c.initiative_id == owner)
+    )
+
+
+_CURRENT_ANSWERS = _current_answers(bindparam("p_owner"))
+# The same by ref (``p_ref``), for a read sent together with the initiative's, before its id is known.
+CURRENT_ANSWERS_OF_REF = _current_answers(
+    select(initiatives.c.id).where(initiatives.c.ref == bindparam("p_ref")).scalar_subquery()
 )
 
 
@@ -486,6 +490,18 @@ def initiative_from_row(row: Mapping[str, Any]) -> Initiative:
         version=row["version"],
         extended_until=row["extended_until"],
     )
+
+
+def answers_by_question(ref: str, rows: Iterable[Mapping[Any, Any]]) -> dict[str, AnswerVersion]:
+    return {row["question_id"]: _answer(ref, row) for row in rows}
+
+
+def holders_by_role(rows: Iterable[Mapping[Any, Any]]) -> dict[str, list[str]]:
+    """role -> user ids, in the order they were set (``HOLDERS``' rows)."""
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["role"], []).append(row["user_id"])
+    return found
 
 
 def _answer(ref: str, row: Mapping[Any, Any]) -> AnswerVersion:

@@ -23,9 +23,17 @@ from sqlalchemy.sql import Select
 
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
 from gates.lifecycle import Decision, DecisionKind, Initiative, Requirement, Review, ReviewStatus
+from gates.ports import InitiativeState
 from storage.dialect import one_of
-from storage.prepared import Prepared
-from storage.repositories import initiative_from_row, initiative_id
+from storage.prepared import Prepared, together
+from storage.repositories import (
+    CURRENT_ANSWERS_OF_REF,
+    HOLDERS,
+    answers_by_question,
+    holders_by_role,
+    initiative_from_row,
+    initiative_id,
+)
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import decisions, initiatives, reviews
 
@@ -122,6 +130,27 @@ class SqlReviewRepository:
             for row in _initiatives_with_open(connection.dialect.name).all(connection, {"refs": list(refs)}):
                 by_ref.setdefault(row["i_ref"], []).append(row)
         return {ref: self._with_open_review(ref, rows) for ref, rows in by_ref.items()}
+
+    @guarded
+    def initiative_state(self, ref: str) -> InitiativeState:
+        """``initiative_with_open_review``, the current answers and the stored role holders: the
+        three reads a status reply makes, sent together (``storage.prepared.together``). On
+        PostgreSQL one round trip instead of three: in process, a status reply's reads went from
+        686-824 to 492-516 µs of CPU and from 1.1-1.5 to 0.6-0.7 ms.
+
+        Raises:
+            UnknownInitiative.
+        """
+        found, answers, holders = together(
+            self._session.connection(),
+            [(_INITIATIVE_WITH_OPEN, {"ref": ref}), (CURRENT_ANSWERS_OF_REF, {"p_ref": ref}), (HOLDERS, {})],
+        )
+        if not found:
+            raise UnknownInitiative(ref)
+        initiative, review = self._with_open_review(ref, found)
+        return InitiativeState(
+            initiative, review, answers_by_question(ref, answers), holders_by_role(holders)
+        )
 
     def _with_open_review(
         self, ref: str, rows: Sequence[Mapping[Any, Any]]

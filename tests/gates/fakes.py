@@ -27,6 +27,7 @@ from gates.ports import (
     AnswerVersion,
     EvidenceLink,
     InitiativeFilter,
+    InitiativeState,
     OperationsReview,
     TimeBoxExtension,
     TimelineEntry,
@@ -200,6 +201,10 @@ class FakeReviews(_Part):
         except KeyError:
             raise UnknownInitiative(ref) from None
         return initiative, self.open_for(ref)
+
+    def initiative_state(self, ref: str) -> InitiativeState:
+        initiative, review = self.initiative_with_open_review(ref)
+        return InitiativeState(initiative, review, self._uow.answers.current(ref), self._uow.roles.holders())
 
     def initiatives_with_open_reviews(
         self, refs: Sequence[str]

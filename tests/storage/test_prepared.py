@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +13,17 @@ from sqlalchemy.exc import DBAPIError
 
 from gates.errors import UnknownInitiative
 from gates.lifecycle import DecisionKind
-from gates.ports import AnswerVersion
+from gates.ports import AnswerVersion, InitiativeState
 from storage import Database
 from storage.outbox import _waiting
-from storage.prepared import Prepared
-from storage.repositories import _CURRENT_ANSWERS, _HOLDERS, _append_answer, initiative_id
+from storage.prepared import Prepared, together
+from storage.repositories import (
+    _CURRENT_ANSWERS,
+    CURRENT_ANSWERS_OF_REF,
+    HOLDERS,
+    _append_answer,
+    initiative_id,
+)
 from storage.reviews import _INITIATIVE_WITH_OPEN
 from storage.tables import counters
 from tests.storage.test_repositories import NOW, a_review, add_initiative
@@ -61,7 +69,9 @@ def test_each_prepared_read_matches_sqlalchemys_rows_value_for_value(database: D
         (_INITIATIVE_WITH_OPEN, {"ref": bare}, 1),  # the outer join: review columns NULL
         (_INITIATIVE_WITH_OPEN, {"ref": "AI-9999"}, 0),
         (_CURRENT_ANSWERS, {"p_owner": owner}, 3),
-        (_HOLDERS, {}, 3),
+        (CURRENT_ANSWERS_OF_REF, {"p_ref": ref}, 3),
+        (CURRENT_ANSWERS_OF_REF, {"p_ref": "AI-9999"}, 0),
+        (HOLDERS, {}, 3),
         # Values the statement itself carries (the status, LIMIT 1) are bound as SQLAlchemy would.
         (waiting, {"p_keys": [f"card:{ref}", "card:AI-9999"]}, 1),
         (waiting, {"p_keys": ["card:AI-9999"]}, 0),
@@ -94,8 +104,12 @@ def test_the_repositories_read_through_them(database: Database) -> None:
         initiative, open_review = uow.reviews.initiative_with_open_review(ref)
         current = uow.answers.current(ref)
         holders = uow.roles.holders()
+        state = uow.reviews.initiative_state(ref)
         with pytest.raises(UnknownInitiative):
             uow.reviews.initiative_with_open_review("AI-0404")
+        with pytest.raises(UnknownInitiative):
+            uow.reviews.initiative_state("AI-0404")
+    assert state == InitiativeState(initiative, None, current, holders)
     assert (initiative.ref, open_review) == (ref, None)
     assert current["budget"].value == 20 and current["budget"].author_id == "U2"
     assert current["budget"].answered_at == NOW + timedelta(hours=1)
@@ -158,4 +172,63 @@ def test_a_driver_error_leaves_as_sqlalchemy_would_raise_it(database: Database) 
     assert "no_such_table" in str(raised.value)
     assert raised.value.connection_invalidated is False
     # The connection is still good for the next unit of work.
-    assert prepared(database, _HOLDERS, {}) == []
+    assert prepared(database, HOLDERS, {}) == []
+
+
+def reads_of(ref: str) -> list[tuple[Prepared, dict[str, Any]]]:
+    return [(_INITIATIVE_WITH_OPEN, {"ref": ref}), (CURRENT_ANSWERS_OF_REF, {"p_ref": ref}), (HOLDERS, {})]
+
+
+def test_reads_sent_together_give_what_each_gives_alone(database: Database) -> None:
+    ref = add_initiative(database).ref
+    with database.uow() as uow:
+        uow.answers.append(AnswerVersion(ref, "intake", "budget", 10, "U1", NOW))
+        uow.answers.append(AnswerVersion(ref, "intake", "budget", 20, "U2", NOW + timedelta(hours=1)))
+        uow.roles.set_holders("risk", ["URISK1", "URISK2"])
+        uow.reviews.add(a_review(ref))
+        uow.commit()
+    for uow in (database.uow(read_only=True), database.uow()):  # autocommit reads, and in a transaction
+        with uow:
+            connection = uow.session.connection()
+            alone = [read.all(connection, params) for read, params in reads_of(ref)]
+            assert together(connection, reads_of(ref)) == alone
+            assert [len(rows) for rows in alone] == [1, 1, 2]
+            assert together(connection, reads_of("AI-9999"))[:2] == [[], []]
+            assert together(connection, []) == []
+
+
+def test_a_driver_error_in_reads_sent_together_leaves_as_sqlalchemy_would_raise_it(
+    database: Database,
+) -> None:
+    missing = Prepared(select(Table("no_such_table", MetaData(), Column("id", Integer)).c.id))
+    with database.uow(read_only=True) as uow, pytest.raises(DBAPIError) as raised:
+        together(uow.session.connection(), [(HOLDERS, {}), (missing, {}), (HOLDERS, {})])
+    assert "no_such_table" in str(raised.value)
+    assert raised.value.connection_invalidated is False
+    assert prepared(database, HOLDERS, {}) == []  # and the pool's connection still works
+
+
+def test_on_postgresql_reads_sent_together_take_one_round_trip(
+    postgres_database: Database, tmp_path: Path
+) -> None:
+    """Counted in libpq's own protocol trace: each round trip ends with one Sync message."""
+    ref = add_initiative(postgres_database).ref
+    trace = tmp_path / "libpq.trace"
+
+    def syncs_while(read: Callable[[Any], object]) -> int:
+        with postgres_database.uow(read_only=True) as uow:
+            connection = uow.session.connection()
+            pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+            with trace.open("w") as out:
+                pgconn.trace(out.fileno())
+                try:
+                    read(connection)
+                finally:
+                    pgconn.untrace()
+        sent = [line.split("\t") for line in trace.read_text().splitlines()]
+        return sum(fields[1:2] == ["F"] and fields[3:4] == ["Sync"] for fields in sent)
+
+    for _ in range(6):  # past psycopg's prepare threshold: the statements are prepared by now
+        syncs_while(lambda connection: [r.all(connection, p) for r, p in reads_of(ref)])
+    assert syncs_while(lambda connection: [r.all(connection, p) for r, p in reads_of(ref)]) == 3
+    assert syncs_while(lambda connection: together(connection, reads_of(ref))) == 1

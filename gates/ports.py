@@ -114,6 +114,11 @@ class InitiativeState:
     answers: dict[str, AnswerVersion]  # the current ones, by question id
     stored_holders: dict[str, list[str]]  # ``RoleRepository.holders()``
 
+    @property
+    def values(self) -> dict[str, AnswerValue | None]:
+        """The current answers' values, by question id."""
+        return {qid: version.value for qid, version in self.answers.items()}
+
 
 class ReviewRepository(Protocol):
     def add(self, review: Review) -> None:

@@ -426,9 +426,8 @@ def check_readiness(
     gate = _gate(pipeline, gate_id) if gate_id else next_gate(pipeline, initiative)
     if gate is None:
         raise InvalidTransition(f"{ref} is in the {initiative.stage} stage, which has no further gate.")
-    values = {qid: version.value for qid, version in state.answers.items()}
     holders = with_configured_holders(pipeline, state.stored_holders)
-    return readiness(pipeline, gate.id, values, holders, initiative.owner_id)
+    return readiness(pipeline, gate.id, state.values, holders, initiative.owner_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +439,7 @@ class StatusView:
 
 
 def status(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> StatusView:
-    """An initiative, its open review and its readiness, read in one transaction.
+    """An initiative, its open review and its readiness (its reads sent together).
 
     Raises:
         UnknownInitiative.
@@ -451,9 +450,8 @@ def status(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> StatusView:
     gate = next_gate(pipeline, initiative)
     report = None
     if gate is not None and initiative.status is not Status.RETIRED:
-        values = {qid: version.value for qid, version in state.answers.items()}
         holders = with_configured_holders(pipeline, state.stored_holders)
-        report = readiness(pipeline, gate.id, values, holders, initiative.owner_id)
+        report = readiness(pipeline, gate.id, state.values, holders, initiative.owner_id)
     return StatusView(initiative, state.open_review, report)
 
 

@@ -66,8 +66,9 @@ class ActionListeners:
         try:
             ref = parse.action_value(body)
             with services.read_uow() as uow:
-                initiative, open_review = uow.reviews.initiative_with_open_review(ref)
-                answers = usecases.current_answers(uow, ref)
+                state = uow.reviews.initiative_state(ref)  # one round trip on PostgreSQL
+            initiative, open_review = state.initiative, state.open_review
+            answers = state.values
             gate = usecases.next_gate(services.pipeline, initiative)
             if gate is None:
                 raise GateError(f"{ref} is in its last stage; there is no questionnaire left.")

@@ -232,3 +232,11 @@ def test_on_postgresql_reads_sent_together_take_one_round_trip(
         syncs_while(lambda connection: [r.all(connection, p) for r, p in reads_of(ref)])
     assert syncs_while(lambda connection: [r.all(connection, p) for r, p in reads_of(ref)]) == 3
     assert syncs_while(lambda connection: together(connection, reads_of(ref))) == 1
+    # And the server keeps them prepared, as when they are sent one by one.
+    with postgres_database.uow(read_only=True) as uow:
+        connection = uow.session.connection()
+        for _ in range(6):
+            together(connection, reads_of(ref))
+        prepared = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+    ours = ("SELECT reviews.", "SELECT answer_versions.", "SELECT role_holders.")
+    assert len([statement for statement in prepared if statement.startswith(ours)]) == 3

@@ -485,7 +485,8 @@ def submit(
 
     def attempt() -> Review:
         with uow:
-            initiative = uow.initiatives.get(ref)
+            state = uow.reviews.initiative_state(ref)  # one round trip for the reads on PostgreSQL
+            initiative = state.initiative
             if steward is False and submitter_id not in (initiative.owner_id, initiative.sponsor_id):
                 raise NotPermitted(
                     f"Only the owner of {ref}, its sponsor or a governance lead can submit it for review."
@@ -495,13 +496,12 @@ def submit(
                 raise InvalidTransition(
                     f"{ref} is in the {initiative.stage} stage, which has no further gate."
                 )
-            values = current_answers(uow, ref)
             # The submitter cannot approve either: a review only they could decide would wait forever.
             report = readiness(
                 pipeline,
                 gate.id,
-                values,
-                role_holders(pipeline, uow),
+                state.values,
+                with_configured_holders(pipeline, state.stored_holders),
                 initiative.owner_id,
                 submitter_id=submitter_id,
             )

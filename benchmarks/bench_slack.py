@@ -46,6 +46,9 @@ load generator, the fake Slack, the apps and the worker. Two ack-only apps run i
   decoding), so that only the handlers differ: a stricter comparison, reported beside it.
 
 ``--worker none`` serves Shepherd without its worker (the inbox is not applied): the ack path alone.
+``--rounds N`` runs each point N times, the three apps taking turns in each round, and the summary
+gives each figure's median over the rounds, and each ratio's median over the rounds' own ratios:
+on a noisy machine one run's p99 moves by tens of percent, the reference's as much as Shepherd's.
 ``--processes N`` runs Shepherd as ``shepherd serve --processes N`` (N HTTP processes on one port).
 """
 
@@ -61,6 +64,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -757,6 +761,7 @@ class Row:
     connections: int
     app: str
     result: LoadResult
+    round: int = 0
     decisions_per_s: float | None = None
     drain_seconds: float | None = None
     cpu: dict[str, float] = field(default_factory=dict)
@@ -862,7 +867,7 @@ def run_database(
             env["database_url"] = database_url
             reset_postgres(database_url)
         # Enough distinct (review, approver) pairs that no click repeats in the whole run.
-        expected_clicks = int(args.seconds * args.max_decisions_per_s * len(args.connections))
+        expected_clicks = int(args.seconds * args.max_decisions_per_s * len(args.connections) * args.rounds)
         reviews = max(20, expected_clicks // APPROVERS_PER_REVIEW + 1)
         started = time.perf_counter()
         seeded = seed(env, reviews)
@@ -896,65 +901,71 @@ def run_database(
                 )
             for scenario in args.scenarios:
                 for connections in args.connections:
-                    if database_url:
-                        vacuum_postgres(database_url)
-                    for name, (_, port) in servers.items():
-                        decisions_before = None
-                        if scenario == "command":
-                            bodies = command_bodies(slack["registry"], budget)
-                        elif scenario == "approve":
-                            if name == "shepherd":
-                                pairs = seeded.review_pairs[cursor : cursor + budget]
-                                decisions_before = count_rows(env, "select count(*) from decisions")
+                    for round_ in range(args.rounds):
+                        if database_url:
+                            vacuum_postgres(database_url)
+                        for name, (_, port) in servers.items():
+                            decisions_before = None
+                            if scenario == "command":
+                                bodies = command_bodies(slack["registry"], budget)
+                            elif scenario == "approve":
+                                if name == "shepherd":
+                                    pairs = seeded.review_pairs[cursor : cursor + budget]
+                                    decisions_before = count_rows(env, "select count(*) from decisions")
+                                else:
+                                    pairs = seeded.review_pairs[: min(budget, len(seeded.review_pairs))]
+                                bodies = approve_bodies(pairs, slack["registry"])
                             else:
-                                pairs = seeded.review_pairs[: min(budget, len(seeded.review_pairs))]
-                            bodies = approve_bodies(pairs, slack["registry"])
-                        else:
-                            bodies = view_bodies(seeded.view_templates, budget)
-                        # Freeze the other apps (and Shepherd's outbox worker) so only one app uses the CPUs.
-                        others = [p for n, (p, _) in servers.items() if n != name]
-                        frozen = [pid for other in others for pid in _family(other.pid)]
-                        for pid in frozen:
-                            os.kill(pid, signal.SIGSTOP)
-                        server = servers[name][0]
-                        http = server.http_pids() if isinstance(server, ServeCommand) else [server.pid]
-                        parts = {
-                            "app": http,
-                            "worker": [
-                                pid for pid in _family(server.pid) if pid not in http and pid != server.pid
-                            ],
-                            "fake slack": [emulator.pid],
-                        }
-                        marks: list[Any] = [lambda parts=parts: (time.perf_counter(), cpu_snapshot(parts))]
-                        try:
-                            if args.load == "wrk":
-                                result = run_load_wrk(port, bodies, connections, args.seconds, marks)
-                            else:
-                                result = run_load(ctx, port, bodies, connections, args.seconds)
-                        finally:
+                                bodies = view_bodies(seeded.view_templates, budget)
+                            # Freeze the other apps (and Shepherd's outbox worker) so only one app uses the CPUs.
+                            others = [p for n, (p, _) in servers.items() if n != name]
+                            frozen = [pid for other in others for pid in _family(other.pid)]
                             for pid in frozen:
-                                os.kill(pid, signal.SIGCONT)
-                        row = Row(label, delay, scenario, connections, name, result)
-                        if len(marks) == 2:  # CPU used while wrk ran (the asyncio client does not mark)
-                            (t0, before), (t1, after) = marks
-                            row.cpu = {k: (after[k] - before[k]) / (t1 - t0) for k in after}
-                        if decisions_before is not None:
-                            cursor += result.sent
-                            # Acknowledged clicks wait in the inbox until the worker records them:
-                            # the rate counts until the last one is recorded, not just the load window.
-                            drain = wait_for_inbox(env) if args.worker != "none" else 0.0
-                            decided = count_rows(env, "select count(*) from decisions") - decisions_before
-                            row.decisions_per_s = decided / (result.seconds + drain)
-                            row.drain_seconds = drain
-                            if cursor >= len(seeded.review_pairs):
-                                print(
-                                    "  warning: ran out of seeded approvals; raise --max-decisions-per-s",
-                                    flush=True,
-                                )
-                        rows.append(row)
-                        print("  " + format_row(row), flush=True)
-                        if name == "shepherd" and args.worker != "none":
-                            set_aside += set_aside_outbox(env)
+                                os.kill(pid, signal.SIGSTOP)
+                            server = servers[name][0]
+                            http = server.http_pids() if isinstance(server, ServeCommand) else [server.pid]
+                            parts = {
+                                "app": http,
+                                "worker": [
+                                    pid
+                                    for pid in _family(server.pid)
+                                    if pid not in http and pid != server.pid
+                                ],
+                                "fake slack": [emulator.pid],
+                            }
+                            marks: list[Any] = [
+                                lambda parts=parts: (time.perf_counter(), cpu_snapshot(parts))
+                            ]
+                            try:
+                                if args.load == "wrk":
+                                    result = run_load_wrk(port, bodies, connections, args.seconds, marks)
+                                else:
+                                    result = run_load(ctx, port, bodies, connections, args.seconds)
+                            finally:
+                                for pid in frozen:
+                                    os.kill(pid, signal.SIGCONT)
+                            row = Row(label, delay, scenario, connections, name, result, round_)
+                            if len(marks) == 2:  # CPU used while wrk ran (the asyncio client does not mark)
+                                (t0, before), (t1, after) = marks
+                                row.cpu = {k: (after[k] - before[k]) / (t1 - t0) for k in after}
+                            if decisions_before is not None:
+                                cursor += result.sent
+                                # Acknowledged clicks wait in the inbox until the worker records them:
+                                # the rate counts until the last one is recorded, not just the load window.
+                                drain = wait_for_inbox(env) if args.worker != "none" else 0.0
+                                decided = count_rows(env, "select count(*) from decisions") - decisions_before
+                                row.decisions_per_s = decided / (result.seconds + drain)
+                                row.drain_seconds = drain
+                                if cursor >= len(seeded.review_pairs):
+                                    print(
+                                        "  warning: ran out of seeded approvals; raise --max-decisions-per-s",
+                                        flush=True,
+                                    )
+                            rows.append(row)
+                            turn = f"round {round_ + 1}: " if args.rounds > 1 else ""
+                            print(f"  {turn}{format_row(row)}", flush=True)
+                            if name == "shepherd" and args.worker != "none":
+                                set_aside += set_aside_outbox(env)
             backlog = count_rows(env, "select count(*) from outbox where status = 'pending'")
             delivered = count_rows(env, "select count(*) from outbox where status <> 'pending'")
             print(
@@ -982,8 +993,48 @@ REFERENCE_P99_MS = 19.0
 GOAL_RATIO = 50.0 / REFERENCE_P99_MS
 
 
-def _ratio(row: Row, bare: Row) -> float:
-    return row.result.pct(99) / max(bare.result.pct(99), 1e-9)
+@dataclass
+class Point:
+    """One app at one point (database, delay, scenario, connections) over its rounds; each figure
+    is the median of the rounds' figures."""
+
+    rows: list[Row]
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(row.result.rps for row in self.rows)
+
+    def pct(self, p: float) -> float:
+        return statistics.median(row.result.pct(p) for row in self.rows)
+
+    @property
+    def decisions_per_s(self) -> float | None:
+        rates = [row.decisions_per_s for row in self.rows if row.decisions_per_s is not None]
+        return statistics.median(rates) if rates else None
+
+    @property
+    def errors(self) -> int:
+        return sum(row.result.errors for row in self.rows)
+
+
+def points(rows: list[Row]) -> dict[tuple[str, float, str, int, str], Point]:
+    """Rows grouped by (database, delay, scenario, connections, app), in the order they ran."""
+    grouped: dict[tuple[str, float, str, int, str], Point] = {}
+    for row in rows:
+        key = (row.database, row.delay, row.scenario, row.connections, row.app)
+        grouped.setdefault(key, Point([])).rows.append(row)
+    return grouped
+
+
+def _ratio(point: Point, baseline: Point) -> float:
+    """The median over the rounds of Shepherd's p99 over the baseline's p99 in the same round: both
+    apps ran minutes apart at most, on the same machine in the same state."""
+    paired = {row.round: row for row in baseline.rows}
+    return statistics.median(
+        row.result.pct(99) / max(paired[row.round].result.pct(99), 1e-9)
+        for row in point.rows
+        if row.round in paired
+    )
 
 
 def format_row(row: Row) -> str:
@@ -1013,30 +1064,28 @@ def summary(rows: list[Row]) -> None:
         f"{'p99 ratio':>9} {'(bare)':>7}"
     )
     print("-" * width)
-    keyed = {(r.database, r.delay, r.scenario, r.connections, r.app): r for r in rows}
-    for (database, delay, scenario, connections, app), row in keyed.items():
+    keyed = points(rows)
+    for (database, delay, scenario, connections, app), s in keyed.items():
         if app != "shepherd":
             continue
-        s = row.result
-        dec = f"{row.decisions_per_s:6.0f}" if row.decisions_per_s is not None else "     -"
+        dec = f"{s.decisions_per_s:6.0f}" if s.decisions_per_s is not None else "     -"
         line = (
             f"{database:10} {delay * 1000:4.0f}ms {scenario:8} {connections:>4} | {s.rps:12.0f} {s.pct(50):6.1f} "
             f"{s.pct(95):6.1f} {s.pct(99):6.1f} {dec}"
         )
         reference = keyed.get((database, delay, scenario, connections, "reference"))
         bare = keyed.get((database, delay, scenario, connections, "bare"))
-        line += (
-            f" | {reference.result.rps:13.0f} {reference.result.pct(99):6.1f}"
-            if reference
-            else f" | {'':13} {'':6}"
-        )
-        line += f" | {bare.result.rps:8.0f} {bare.result.pct(99):6.1f}" if bare else f" | {'':8} {'':6}"
-        line += f" | {_ratio(row, reference):8.2f}x" if reference else f" | {'':9}"
-        line += f" {_ratio(row, bare):6.2f}x" if bare else ""
+        line += f" | {reference.rps:13.0f} {reference.pct(99):6.1f}" if reference else f" | {'':13} {'':6}"
+        line += f" | {bare.rps:8.0f} {bare.pct(99):6.1f}" if bare else f" | {'':8} {'':6}"
+        line += f" | {_ratio(s, reference):8.2f}x" if reference else f" | {'':9}"
+        line += f" {_ratio(s, bare):6.2f}x" if bare else ""
         if s.errors:
             line += f"  (shepherd non-200: {s.errors})"
         print(line)
     print("-" * width)
+    rounds = max(row.round for row in rows) + 1
+    if rounds > 1:
+        print(f"each figure: the median of {rounds} rounds; each ratio: the median of the rounds' ratios.")
     print(
         "latencies in ms, measured by the load generator from request written to response read (keep-alive).\n"
         "reference: the issue's named baseline (ack-only sync App, process_before_response=True, Bolt's Starlette\n"
@@ -1048,38 +1097,30 @@ def summary(rows: list[Row]) -> None:
     print(f"Goal check (Shepherd, {top} connections):")
     for database in dict.fromkeys(r.database for r in rows):
         for delay in dict.fromkeys(r.delay for r in rows):
-            at_top = [
-                r
-                for r in rows
-                if r.database == database
-                and r.delay == delay
-                and r.app == "shepherd"
-                and r.connections == top
-            ]
+            here = {
+                (scenario, connections, app): point
+                for (db, at, scenario, connections, app), point in keyed.items()
+                if db == database and at == delay
+            }
+            at_top = {
+                scenario: point
+                for (scenario, connections, app), point in here.items()
+                if app == "shepherd" and connections == top
+            }
             if not at_top:
                 continue
-            worst = max(at_top, key=lambda r: r.result.pct(99))
-            p99_ok = worst.result.pct(99) <= 50
-            decision_rows = [
-                r
-                for r in rows
-                if r.database == database and r.delay == delay and r.decisions_per_s is not None
-            ]
-            best = max((r.decisions_per_s or 0 for r in decision_rows), default=0.0)
+            scenario, worst = max(at_top.items(), key=lambda item: item[1].pct(99))
+            p99_ok = worst.pct(99) <= 50
+            best = max((point.decisions_per_s or 0.0 for point in here.values()), default=0.0)
             print(
-                f"  {database:10} slack +{delay * 1000:.0f} ms: worst p99 ack {worst.result.pct(99):6.1f} ms ({worst.scenario}) "
+                f"  {database:10} slack +{delay * 1000:.0f} ms: worst p99 ack {worst.pct(99):6.1f} ms ({scenario}) "
                 f"{'PASS' if p99_ok else 'FAIL'} (<= 50 ms);  best decisions/s {best:6.0f} {'PASS' if best >= 500 else 'FAIL'} (>= 500)"
             )
             for baseline in ("reference", "bare"):
-                against = {
-                    (r.scenario, r.connections): r
-                    for r in rows
-                    if r.database == database and r.delay == delay and r.app == baseline
-                }
                 ratios = [
-                    (_ratio(r, against[r.scenario, r.connections]), r.scenario)
-                    for r in at_top
-                    if (r.scenario, r.connections) in against
+                    (_ratio(point, here[scenario, top, baseline]), scenario)
+                    for scenario, point in at_top.items()
+                    if (scenario, top, baseline) in here
                 ]
                 if ratios:
                     ratio, scenario = max(ratios)
@@ -1112,6 +1153,12 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="2 s per point")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs of each point, the apps taking turns; the summary gives the medians over them",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -1132,6 +1179,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds = min(args.seconds, 2.0)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - {"command", "approve", "view"}

@@ -989,16 +989,16 @@ def evidence_as_submitted(uow: UnitOfWork, review_id: int) -> SubmittedEvidence:
 
 def show(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> InitiativeView:
     with uow:
-        initiative = uow.initiatives.get(ref)
-        current = uow.answers.current(ref)
+        state = uow.reviews.initiative_state(ref)
+        initiative = state.initiative
         gate = next_gate(pipeline, initiative)
         report = None
         if gate is not None and initiative.status is not Status.RETIRED:
-            values = {qid: v.value for qid, v in current.items()}
-            report = readiness(pipeline, gate.id, values, role_holders(pipeline, uow), initiative.owner_id)
+            holders = with_configured_holders(pipeline, state.stored_holders)
+            report = readiness(pipeline, gate.id, state.values, holders, initiative.owner_id)
         return InitiativeView(
             initiative=initiative,
-            answers=current,
+            answers=state.answers,
             history=tuple(uow.answers.history(ref)),
             links=tuple(uow.answers.links(ref)),
             reviews=tuple(uow.reviews.for_initiative(ref)),

@@ -176,7 +176,7 @@ def review_id(value: Any) -> int:
     """
     text = str(value).strip() if value is not None else ""
     if not text.isdigit() or int(text) <= 0 or len(text) > 18:
-        raise PayloadError(f"'{truncated(text)}' is not a review number; try again from the latest message.")
+        raise PayloadError(f"'{clip(text, 40)}' is not a review number; try again from the latest message.")
     return int(text)
 
 
@@ -184,10 +184,6 @@ def page_number(value: Any) -> int:
     """A page number from a Home or questionnaire button; garbage means the first page."""
     text = str(value).strip() if value is not None else ""
     return int(text) if text.isdigit() and len(text) < 6 else 0
-
-
-def truncated(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- slash command text ------------------------------------------------------------------------

@@ -243,6 +243,15 @@ def test_garbage_review_id_is_a_clear_error(value: Any) -> None:
         review_id(value)
 
 
+def test_a_forged_review_id_is_echoed_escaped_and_short() -> None:
+    # The explanation is mrkdwn: a value carrying a broadcast must not ping the channel.
+    with pytest.raises(PayloadError) as raised:
+        review_id("<!channel> " + "x" * 100)
+    message = str(raised.value)
+    assert "<!channel>" not in message and "&lt;!channel&gt;" in message
+    assert message.startswith("'&lt;!channel&gt; xxx") and "x" * 40 not in message
+
+
 @pytest.mark.parametrize("body", [{}, {"actions": []}, {"actions": [{"action_id": "x"}]}, {"actions": "x"}])
 def test_action_without_a_value_is_a_clear_error(body: dict[str, Any]) -> None:
     with pytest.raises(PayloadError):

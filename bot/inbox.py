@@ -15,7 +15,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.blocks.text import clip
+from bot.blocks.text import clip, escape
 from bot.bootstrap import Services
 from bot.installations import current_client
 from bot.listeners.common import queue_private_message
@@ -82,7 +82,7 @@ def apply_decisions(
     }
 
     def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
-        text = str(error)
+        text = escape(str(error))  # the domain's words are plain text
         # A click repeated before the first explanation went out is told once (every attempt is
         # still audited). A reason form cannot be sent twice, and each reason is given back.
         merge_key = (

@@ -127,7 +127,9 @@ class SlackNotifier:
         link = self._permalink(card)
         gate = usecases.next_gate(self._services.pipeline, initiative)
         next_step = (
-            f"Next: answer the *{gate.title}* questionnaire, then submit it for review." if gate else ""
+            f"Next: answer the *{escape(gate.title)}* questionnaire, then submit it for review."
+            if gate
+            else ""
         )
         where = f" Its card is here: {link}" if link else ""
         welcome = (
@@ -190,7 +192,7 @@ class SlackNotifier:
             return
         text = (
             f"{initiative.ref} is now in the *{initiative.stage}* stage. "
-            f"Next: the *{gate.title}* questionnaire."
+            f"Next: the *{escape(gate.title)}* questionnaire."
         )
         offer = next_gate_offer(initiative, gate.title, text)
         self._post_once(review_target(review.id), "next-gate", card[0], thread_ts=card[1], **offer)

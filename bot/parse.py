@@ -168,6 +168,21 @@ def action_value(body: Mapping[str, Any]) -> str:
     return value
 
 
+def action_ref(body: Mapping[str, Any]) -> str:
+    """The initiative reference a button carries.
+
+    Raises:
+        PayloadError: the button carries no value, or one that is not a reference (a forged or
+            garbled payload; echoed escaped and clipped).
+    """
+    value = action_value(body)
+    if len(value) > 20 or not ids.REF_PATTERN.fullmatch(value):
+        raise PayloadError(
+            f"'{clip(value, 40)}' is not an initiative reference; try again from the latest message."
+        )
+    return value
+
+
 def review_id(value: Any) -> int:
     """A review id from a button value.
 

@@ -169,8 +169,14 @@ def _url(question: Question, raw: Any) -> str:
     if link:
         text = link.group(1)
     parsed = urlparse(text)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in text:
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise _Refused(f"expected a link starting with https://, got {_echo(raw)}")
+    # Chat link syntax is <address|label>: a | in the address would let the rest of it pose as
+    # the label of a link going elsewhere. None of these belongs in a URL unencoded (RFC 3986).
+    if any(c.isspace() or c in "|<>" for c in text):
+        raise _Refused(
+            f"a link cannot contain spaces, |, < or > (encoded, they are %20, %7C, %3C, %3E), got {_echo(raw)}"
+        )
     return text
 
 

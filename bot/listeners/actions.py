@@ -15,6 +15,7 @@ from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import (
     channel_of,
+    explanation,
     lazily,
     queue_private_message,
     store_before_ack,
@@ -64,7 +65,7 @@ class ActionListeners:
         services = self._services
         user = user_of(body)
         try:
-            ref = parse.action_value(body)
+            ref = parse.action_ref(body)
             with services.read_uow() as uow:
                 state = uow.reviews.initiative_state(ref)  # one round trip on PostgreSQL
             initiative, open_review = state.initiative, state.open_review
@@ -80,7 +81,7 @@ class ActionListeners:
                     f"{frozen} `{ids.COMMAND} withdraw {ref}` takes it back (its submitter or the owner)."
                 ) from None
         except (GateError, ValueError) as error:
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         client.views_open(
             trigger_id=body["trigger_id"],
@@ -91,9 +92,9 @@ class ActionListeners:
         services = self._services
         user = user_of(body)
         try:
-            ref = parse.action_value(body)
+            ref = parse.action_ref(body)
         except ValueError as error:
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         try:
             usecases.submit(
@@ -113,11 +114,11 @@ class ActionListeners:
                     view=blocks.exception_modal(ref, gate.title, not_ready.reasons, metadata),
                 )
                 return
-            tell_later(services, user, f"{not_ready}", channel_of(body))
+            tell_later(services, user, explanation(not_ready), channel_of(body))
         except GateError as error:
             if self._just_submitted(ref, user):
                 return  # a double click: the first click opened the review, say nothing twice
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
 
     def _just_submitted(self, ref: str, user: str) -> bool:
         with self._services.read_uow() as uow:
@@ -146,7 +147,7 @@ class ActionListeners:
             review_id = parse.review_id(parse.action_value(body))
         except ValueError as error:
             ack()
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         # If the inbox cannot store it, Slack is answered with an error: the click shows as failed.
         store_before_ack(
@@ -173,7 +174,7 @@ class ActionListeners:
                 initiative = uow.initiatives.get(review.initiative_ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
         except (GateError, ValueError) as error:
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})
         opened = client.views_open(
@@ -204,7 +205,7 @@ class ActionListeners:
             review_id = parse.review_id(parse.action_value(body))
             evidence = usecases.evidence_as_submitted(services.read_uow(), review_id)
         except (GateError, ValueError) as error:
-            tell_later(services, user_of(body), str(error), channel_of(body))
+            tell_later(services, user_of(body), explanation(error), channel_of(body))
             return
         review = evidence.review
         client.views_open(

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import ask, blocks, ids, parse
 from bot.blocks.labels import gate_title
 from bot.blocks.portfolio import portfolio_message
-from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip
+from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, truncate
 from bot.bootstrap import Services
 from bot.listeners.common import lazily
 from gates import usecases
@@ -69,12 +69,12 @@ STATUS_CHANGES = {
 def refusal(error: ShepherdError, name: str) -> str:
     """What to tell the person when ``/shepherd NAME`` meets an error Shepherd raises on purpose.
 
-    A refusal of the domain explains itself; a database that is down or busy is said so plainly
-    (its message names the database, for the log), rather than failing the request, which Slack
-    shows as its own "/shepherd failed".
+    A refusal of the domain explains itself (escaped: it may quote what was typed); a database
+    that is down or busy is said so plainly (its message names the database, for the log),
+    rather than failing the request, which Slack shows as its own "/shepherd failed".
     """
     if isinstance(error, GateError):
-        return str(error)
+        return escape(str(error))
     logger.warning("/shepherd %s could not be answered: %s", name, error)
     return DATABASE_DOWN if isinstance(error, StorageError) else UNAVAILABLE
 
@@ -326,4 +326,4 @@ class CommandListeners:
         for role in roles:
             if role.lower() == typed.lower():
                 return role
-        raise UnknownRole(clip(parse.command_text(typed), 40), list(roles))
+        raise UnknownRole(truncate(parse.command_text(typed), 40), list(roles))  # escaped by refusal()

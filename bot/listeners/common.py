@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 from slack_bolt import Ack
 
 from bot import metrics
+from bot.blocks.text import escape
 from bot.bootstrap import Services
+from bot.parse import PayloadError
 from gates.errors import GateError
 from gates.ports import UnitOfWork
 from storage.errors import DatabaseUnavailable
@@ -107,6 +109,14 @@ def channel_of(body: dict[str, Any]) -> str | None:
     if isinstance(channel, dict):
         return channel.get("id")
     return body.get("channel_id") or (body.get("container") or {}).get("channel_id")
+
+
+def explanation(error: Exception) -> str:
+    """``error``'s message as mrkdwn, for the person whose request it refused. The domain's
+    messages are plain text and may quote what someone typed (an answer that no longer fits its
+    question), so they are escaped; a ``PayloadError``'s is mrkdwn already (``bot.parse``
+    escapes what it echoes)."""
+    return str(error) if isinstance(error, PayloadError) else escape(str(error))
 
 
 def tell_later(services: Services, user: str, text: str, channel: str | None = None) -> None:

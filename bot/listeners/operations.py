@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot import ids, parse
 from bot.blocks import operations as operations_blocks
 from bot.bootstrap import Services
-from bot.listeners.common import channel_of, lazily, tell_later, user_of
+from bot.listeners.common import channel_of, explanation, lazily, tell_later, user_of
 from bot.usergroups import MembershipUnavailable
 from gates import operations, usecases
 from gates.errors import GateError, InvalidAnswer, NotPermitted
@@ -47,10 +47,10 @@ class OperationsListeners:
         services = self._services
         user = user_of(body)
         try:
-            ref = parse.action_value(body)
+            ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "extend its time box")
         except (GateError, ValueError) as error:
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         ends = usecases.time_box_ends(services.pipeline, initiative)
         view = operations_blocks.extend_modal(initiative, ends, services.now(), channel_of(body))
@@ -60,10 +60,10 @@ class OperationsListeners:
         services = self._services
         user = user_of(body)
         try:
-            ref = parse.action_value(body)
+            ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "stop it")
         except (GateError, ValueError) as error:
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         client.views_open(
             trigger_id=body["trigger_id"], view=operations_blocks.stop_modal(initiative, channel_of(body))
@@ -75,7 +75,7 @@ class OperationsListeners:
         services = self._services
         user = user_of(body)
         try:
-            ref = parse.action_value(body)
+            ref = parse.action_ref(body)
             with services.read_uow() as uow:
                 initiative = uow.initiatives.get(ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
@@ -84,7 +84,7 @@ class OperationsListeners:
                 if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
                     raise NotPermitted(operations.OPERATIONS_REVIEWERS_ONLY)
         except (GateError, MembershipUnavailable, ValueError) as error:
-            tell_later(services, user, str(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body))
             return
         view = operations_blocks.operations_review_modal(services.pipeline, initiative, channel_of(body))
         client.views_open(trigger_id=body["trigger_id"], view=view)

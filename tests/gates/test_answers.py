@@ -81,7 +81,10 @@ def test_an_empty_answer_is_no_answer(raw: Any) -> None:
         ("user", {}, "alice", "Slack user"),
         ("url", {}, "ftp://files.example.com/x", "https://"),
         ("url", {}, "example.com", "https://"),
-        ("url", {}, "https://example.com/a b", "https://"),
+        ("url", {}, "https://example.com/a b", "cannot contain spaces"),
+        # In chat, <https://evil.example|https://intranet/dpia.pdf> shows the intranet address.
+        ("url", {}, "https://evil.example|https://intranet/dpia.pdf", "cannot contain spaces, |"),
+        ("url", {}, "https://example.com/<b>", "%3C"),
         ("choice", {"options": LEVELS}, "Extreme", "not one of: Low, Medium, High"),
         ("multi_choice", {"options": LEVELS}, "Low, Extreme", "'Extreme' is not one of"),
         ("multi_choice", {"options": LEVELS}, " , ", "choose at least one"),

@@ -10,7 +10,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import blocks, ids, inbox, parse
-from bot.blocks.text import clip
+from bot.blocks.text import truncate
 from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import (
@@ -235,7 +235,7 @@ class ActionListeners:
         # With the answer it judges, so that a review of the feedback needs nothing else.
         record = {
             "helpful": helpful,
-            "answer": clip(str(message.get("text", "")), 1000),
+            "answer": truncate(str(message.get("text", "")), 1000),  # as posted (mrkdwn)
             "channel": channel_of(body),
             "ts": message.get("ts"),
         }

@@ -10,7 +10,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import ask, blocks
+from bot import ask, blocks, parse
 from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
 from bot.listeners.common import PersonTold, lazily
@@ -96,7 +96,9 @@ class EventListeners:
                 logger.info("interim update failed: %s", error)
 
         try:
-            question = ask.clean_question(text)
+            # Slack escapes message text as it does a slash command's (``R&amp;D``): the policy
+            # search and the LLM get what the person typed.
+            question = parse.command_text(ask.clean_question(text))
             initiative = ask.find_initiative(services, question, target)
             key = f"ask:{uuid.uuid4().hex[:12]}"
             message = ask.reply(services, question, initiative, key, on_progress=progress)

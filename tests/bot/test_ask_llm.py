@@ -74,3 +74,16 @@ def test_llm_outage_still_answers_with_the_checklist_and_passages(
         ]
     )[-1]
     assert "approv" in str(reply["blocks"]).lower()
+
+
+def test_a_question_reaches_the_llm_as_typed_not_as_slack_escaped_it(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    register(workspace)
+    thread = card(workspace)["ts"]
+    # Slack escapes message text: "R&D" arrives as "R&amp;D", "<" as "&lt;".
+    workspace.mention(OWNER, "may R&amp;D use data from &lt;10 customers?", workspace.registry, thread)
+    workspace.wait(lambda: llm.chat_requests)
+    prompt = str(llm.chat_requests[-1]["messages"])
+    assert "may R&D use data from <10 customers?" in prompt
+    assert "&amp;" not in prompt and "&lt;" not in prompt

@@ -91,3 +91,17 @@ def test_each_persons_vote_on_the_same_answer_is_their_own(workspace: Workspace)
     ws.click(COLLEAGUE, reply, dm, HELPFUL)  # a first vote, not a change of the owner's
     assert votes(ws) == [(OWNER, False), (COLLEAGUE, True)]
     assert told(ws, COLLEAGUE) == ["Thanks: marked as helpful."]
+
+
+def test_a_vote_is_recorded_with_the_answer_as_it_was_posted(workspace: Workspace) -> None:
+    ws = workspace
+    reply, dm = answered(ws, "what is a DPIA?")
+    # Slack hands the message back as it was posted: mrkdwn, its entities already escaped.
+    reply = {**reply, "text": "Ask the DPO &amp; <https://example.com/dpia|the DPIA guide>."}
+    assert ws.click(OWNER, reply, dm, HELPFUL).status == 200
+    assert votes(ws) == [(OWNER, True)]
+    with ws.services.database.session() as session:
+        [payload] = session.execute(
+            text("select payload from audit_log where action = 'ask.feedback'")
+        ).scalars()
+    assert json.loads(payload)["answer"] == "Ask the DPO &amp; <https://example.com/dpia|the DPIA guide>."

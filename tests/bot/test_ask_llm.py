@@ -39,12 +39,18 @@ def workspace(tmp_path: Path, llm: OpenAIStub) -> Iterator[Workspace]:
         yield ws
 
 
+def ask_in_the_thread(ws: Workspace, question: str) -> str:
+    """Register an initiative and mention Shepherd with ``question`` in its card's thread."""
+    register(ws)
+    thread = card(ws)["ts"]
+    ws.mention(OWNER, question, ws.registry, thread)
+    return str(thread)
+
+
 def test_thread_question_gets_checklist_and_a_grounded_cited_answer(
     workspace: Workspace, llm: OpenAIStub
 ) -> None:
-    register(workspace)
-    thread = card(workspace)["ts"]
-    workspace.mention(OWNER, "what do we need for the intake gate?", workspace.registry, thread)
+    thread = ask_in_the_thread(workspace, "what do we need for the intake gate?")
     reply = workspace.wait(
         lambda: [
             m
@@ -63,9 +69,7 @@ def test_llm_outage_still_answers_with_the_checklist_and_passages(
     workspace: Workspace, llm: OpenAIStub
 ) -> None:
     llm.mode = "error"
-    register(workspace)
-    thread = card(workspace)["ts"]
-    workspace.mention(OWNER, "what do we need for the intake gate?", workspace.registry, thread)
+    thread = ask_in_the_thread(workspace, "what do we need for the intake gate?")
     reply = workspace.wait(
         lambda: [
             m
@@ -79,10 +83,8 @@ def test_llm_outage_still_answers_with_the_checklist_and_passages(
 def test_a_question_reaches_the_llm_as_typed_not_as_slack_escaped_it(
     workspace: Workspace, llm: OpenAIStub
 ) -> None:
-    register(workspace)
-    thread = card(workspace)["ts"]
     # Slack escapes message text: "R&D" arrives as "R&amp;D", "<" as "&lt;".
-    workspace.mention(OWNER, "may R&amp;D use data from &lt;10 customers?", workspace.registry, thread)
+    ask_in_the_thread(workspace, "may R&amp;D use data from &lt;10 customers?")
     workspace.wait(lambda: llm.chat_requests)
     prompt = str(llm.chat_requests[-1]["messages"])
     assert "may R&D use data from <10 customers?" in prompt

@@ -22,6 +22,7 @@ from bot.blocks.labels import (
 )
 from bot.blocks.messages import button, decision_buttons, readiness_line
 from bot.blocks.text import (
+    MAX_SECTION_TEXT,
     MAX_VIEW_BLOCKS,
     clamp_blocks,
     clip,
@@ -32,6 +33,7 @@ from bot.blocks.text import (
     mention,
     section,
     slack_date,
+    truncate,
 )
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import CompiledPipeline
@@ -82,9 +84,9 @@ def _pending_item(
         f"Submitted by {mention(review.submitted_by)} {slack_date(review.submitted_at)} · "
         f"still needed: {needed}"
     )
-    blocks = [section(text)]
-    if review.exception_reason:
-        blocks[0]["text"]["text"] += "\n:warning: Submitted as an exception"
+    warning = "\n:warning: Submitted as an exception" if review.exception_reason else ""
+    # The warning is kept whole however long the rest is (pipeline labels have no cap).
+    blocks = [section(truncate(text, MAX_SECTION_TEXT - len(warning)) + warning)]
     actions = {
         "type": "actions",
         "block_id": f"home:review:{review.id}",

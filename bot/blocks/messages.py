@@ -38,6 +38,7 @@ from bot.blocks.text import (
     escape,
     header,
     mention,
+    mention_list,
     plain,
     section,
     slack_date,
@@ -56,7 +57,7 @@ Message = dict[str, Any]
 def _message(text: str, blocks: list[dict[str, Any]], mentions: Sequence[str] = ()) -> Message:
     """``text`` is outside text (names, LLM output): escaped here, because Slack parses the
     fallback as mrkdwn too and a name like ``<!channel>`` would ping everyone."""
-    tail = " ".join(mention(user) for user in dict.fromkeys(mentions))
+    tail = mention_list(mentions, MAX_FALLBACK_TEXT // 2)
     fallback = clip(text, MAX_FALLBACK_TEXT - len(tail) - 1)
     return {
         "text": f"{fallback} {tail}" if tail else fallback,
@@ -413,8 +414,7 @@ def review_progress(
         return review_outcome(pipeline, initiative, review)
     blocks = _review_head(pipeline, initiative, review, ":inbox_tray: *Review requested*")
     if approvers:
-        names = " ".join(mention(a) for a in dict.fromkeys(approvers))
-        blocks.insert(1, section(f"Approvers: {truncate(names, 2900)}"))
+        blocks.insert(1, section(f"Approvers: {mention_list(approvers, 2900)}"))
     if readiness is not None and (readiness.advisory_unmet or readiness.blocking_unmet):
         notes = []
         if readiness.blocking_unmet:

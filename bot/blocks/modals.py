@@ -402,15 +402,14 @@ def evidence_modal(
         other_gates = _other_gates_answers(pipeline, gate_id, answers)
 
     link_lines = [
-        f"<{escape(link.url)}|{clip(link.title or link.url, 150)}> · {mention(link.author_id)} "
+        f"<{url}|{clip(link.title or link.url, 150)}> · {mention(link.author_id)} "
         f"{slack_date(link.added_at, '{date_short}')}"
         for link in links
-        if len(link.url) < 1000
+        if len(url := escape(link.url)) <= _LINK_URL_CHARS
     ]
-    link_blocks = [
-        divider(),
-        section("*Evidence links*\n" + bullet_list(link_lines, limit=2900, max_items=15)),
-    ]
+    # Each line whole: a link cut short is no link at all.
+    listed = bullet_list(link_lines, limit=2900, max_items=15, item_limit=_LINK_URL_CHARS + 300)
+    link_blocks = [divider(), section("*Evidence links*\n" + listed)]
     if not link_lines:
         link_blocks = [
             divider(),
@@ -449,6 +448,7 @@ def evidence_modal(
 
 _OTHER_GATE_BLOCKS = 8
 _OTHER_ANSWER_CHARS = 200
+_LINK_URL_CHARS = 1000  # longer evidence links are left out of the modal (the evidence pack has them)
 
 
 def _other_gates_answers(
@@ -461,10 +461,7 @@ def _other_gates_answers(
         if other.id == gate_id:
             continue
         lines = [
-            "• "
-            + truncate(
-                f"{clip(question.label, 100)}: {_answer_text(question, version.value)}", _OTHER_ANSWER_CHARS
-            )
+            _other_answer_line(question, version.value)
             for question in other.questions
             if (version := answers.get(question.id)) is not None and version.value is not None
         ]
@@ -481,6 +478,13 @@ def _other_gates_answers(
         return []
     heading = context("Also covered by the evidence hash: the answers to other gates, as submitted.")
     return [divider(), heading, *clamp_blocks(sections, _OTHER_GATE_BLOCKS)]
+
+
+def _other_answer_line(question: Question, value: AnswerValue) -> str:
+    line = f"• {clip(question.label, 100)}: {_answer_text(question, value)}"
+    if question.type is QuestionType.URL:  # whole: a link cut short is no link at all
+        return line
+    return truncate(line, _OTHER_ANSWER_CHARS)
 
 
 def _quote(text: str, limit: int = 2500) -> str:

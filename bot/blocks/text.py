@@ -124,6 +124,24 @@ def slack_date(moment: datetime | None, style: str = "{date_short} {time}") -> s
     return f"<!date^{int(aware.timestamp())}^{style}|{fallback}>"
 
 
+def mention_list(users: Sequence[str], limit: int) -> str:
+    """``users`` mentioned (each once), as many as fit in ``limit`` characters, then ``and N
+    more``: a role with hundreds of holders must not take a message past Slack's limits (a
+    review's approvers each get it by DM as well)."""
+    unique = list(dict.fromkeys(users))
+    room = limit - len(f" and {len(unique)} more")
+    shown: list[str] = []
+    used = -1  # no space before the first
+    for user in unique:
+        token = mention(user)
+        used += 1 + len(token)
+        if used > room:
+            break
+        shown.append(token)
+    hidden = len(unique) - len(shown)
+    return " ".join(shown) + (f" and {hidden} more" if hidden else "")
+
+
 def bullet_list(
     items: Sequence[str],
     limit: int = MAX_SECTION_TEXT,

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import ask, blocks, ids, parse
 from bot.blocks.labels import gate_title
 from bot.blocks.portfolio import portfolio_message
-from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, truncate
+from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, mention_list, truncate
 from bot.bootstrap import Services
 from bot.listeners.common import lazily
 from gates import usecases
@@ -283,10 +283,11 @@ class CommandListeners:
             with services.read_uow() as uow:
                 holders = usecases.role_holders(services.pipeline, uow)
             lines = [
-                f"• *{role}*: {' '.join(f'<@{u}>' for u in users) or 'nobody yet'}"
+                f"• *{escape(role)}*: {mention_list(users, 1000) or 'nobody yet'}"
                 for role, users in holders.items()
             ]
-            return "Role holders:\n" + "\n".join(lines) + "\n" + ROLES_USAGE
+            listed = truncate("Role holders:\n" + "\n".join(lines), MAX_MESSAGE_TEXT - len(ROLES_USAGE) - 1)
+            return listed + "\n" + ROLES_USAGE
         if action not in ("set", "clear") or len(words) < 2 or (action == "clear" and len(words) > 2):
             return ROLES_USAGE
         role = self._role(words[1])

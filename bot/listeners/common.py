@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from slack_bolt import Ack
 
 from bot import metrics
-from bot.blocks.text import escape
+from bot.blocks.text import MAX_MESSAGE_TEXT, escape, truncate
 from bot.bootstrap import Services
 from bot.parse import PayloadError
 from gates.errors import GateError
@@ -132,7 +132,10 @@ def queue_private_message(
     """Put a private message to ``user`` in the outbox of the caller's transaction (shown in
     ``channel`` when Slack allows, otherwise by DM). ``merge_key``: no second message while one
     with that key waits to be sent (a double click is told once)."""
-    uow.outbox.put("ephemeral", {"user": user, "channel": channel, "text": text}, at, merge_key=merge_key)
+    # Cut here, once: an explanation listing every missing answer of a long gate can run past
+    # what Slack shows, and a message Slack refuses would be retried until set aside.
+    message = {"user": user, "channel": channel, "text": truncate(text, MAX_MESSAGE_TEXT)}
+    uow.outbox.put("ephemeral", message, at, merge_key=merge_key)
 
 
 class PersonTold(Exception):  # noqa: N818 - says what happened, like storage.errors.DatabaseUnavailable

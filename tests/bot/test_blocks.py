@@ -31,6 +31,7 @@ from bot.blocks import (
 )
 from bot.blocks.text import bullet_list, clamp_blocks, escape, plain, split_text, truncate
 from gates.lifecycle import Decision, DecisionKind, ReviewStatus, Status
+from gates.loader import CompiledPipeline, parse_pipeline
 from gates.ports import AnswerVersion, EvidenceLink
 from gates.readiness import CriterionStatus, readiness
 from knowledge.types import Answer, Hit
@@ -680,3 +681,58 @@ def test_a_bullet_list_of_the_first_items_counts_the_rest_it_was_not_given() -> 
     assert bullet_list(["a", "b"], max_items=2, total=5) == "• a\n• b\n• and 3 more"
     assert bullet_list(["a", "b", "c"], max_items=2) == "• a\n• b\n• and 1 more"
     assert bullet_list(["a", "b"], max_items=2, total=2) == "• a\n• b"
+
+
+# --- text past Slack's limits: cut or counted, never refused ---------------------------------------
+
+
+def _long_titled(label_length: int) -> CompiledPipeline:
+    """A pipeline whose pilot gate has a title of ``label_length`` characters (no cap exists)."""
+    data = {
+        "version": 1,
+        "stages": ["poc", "pilot"],
+        "roles": {"sponsor": {"label": "Business sponsor"}},
+        "gates": [
+            {
+                "id": "pilot",
+                "from": "poc",
+                "to": "pilot",
+                "label": "Pilot & rollout " * (label_length // 16),
+                "questions": [{"id": "q", "label": "Q"}],
+                "approvals": [{"role": "sponsor", "min": 1}],
+            }
+        ],
+    }
+    return parse_pipeline(json.dumps(data), "long-title.yaml")
+
+
+def test_a_home_review_submitted_as_an_exception_keeps_its_warning_under_a_long_gate_title() -> None:
+    pending = [(review(exception_reason="The vendor audit is late."), initiative(name=LONG_NAME))]
+    view = home_view("U0ME", [], pending, [], page=0, pipeline=_long_titled(2900))
+    assert_valid_view(view)
+    assert "Submitted as an exception" in texts(view["blocks"])
+
+
+def test_a_review_request_to_hundreds_of_approvers_mentions_those_that_fit_and_counts_the_rest() -> None:
+    approvers = [f"U0A{n:06d}" for n in range(600)]
+    message = review_request(all_types(), initiative(), review(), None, approvers)
+    assert_valid_message(message)
+    assert len(message["text"]) <= 3000 and "<@U0A000000>" in message["text"]
+    shown = message["text"].count("<@U0A")
+    assert 50 < shown < 600 and f"and {600 - shown} more" in message["text"]
+    approvers_block = texts(message["blocks"][1:2])
+    listed = approvers_block.count("<@U0A")
+    assert 100 < listed < 600 and f"and {600 - listed} more" in approvers_block
+
+
+def test_evidence_links_and_link_answers_are_never_cut_inside_the_link() -> None:
+    url = "https://intranet.example.com/governance/" + "evidence/" * 45 + "dpia.pdf"  # 450 characters
+    pipeline = all_types()
+    links = [EvidenceLink("AI-0007", "intake", url, "The DPIA", "U0LINK", NOW)]
+    answers = {"dpia": AnswerVersion("AI-0007", "intake", "dpia", url, "U0A", NOW)}
+    # The links under the intake gate, the link answer among "other gates" of a pilot review.
+    for gate_id in ("intake", "pilot"):
+        view = evidence_modal(pipeline, initiative(), review(gate_id=gate_id), gate_id, answers, links)
+        assert_valid_view(view)
+        assert f"<{url}|The DPIA>" in texts(view["blocks"])
+    assert f"<{url}>" in texts(view["blocks"])

@@ -268,3 +268,15 @@ def test_what_is_not_a_person_is_named_without_an_internal_prefix(
 def test_an_unknown_role_is_echoed_escaped(workspace: Workspace) -> None:
     reply = says(workspace, ADMIN, typed("roles set @channel @sam"))
     assert "no role called '@channel'" in reply and "Known roles: sponsor" in reply
+
+
+def test_the_role_list_of_a_large_organisation_fits_one_message_with_its_usage(workspace: Workspace) -> None:
+    ws = workspace
+    roles = list(ws.services.pipeline.model.roles)
+    for n, role in enumerate(roles):
+        people = [f"U{n:02d}{i:07d}" for i in range(120)]
+        usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), role, people, ADMIN, ws.clock())
+    reply = says(ws, ADMIN, "roles")
+    assert len(reply) <= MAX_MESSAGE_TEXT
+    assert reply.startswith("Role holders:") and "more" in reply
+    assert reply.endswith("names its holders; `/shepherd roles clear ROLE` removes them.")

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot import ids
+from bot.blocks.text import MAX_MESSAGE_TEXT
 from bot.emulator import payloads
+from bot.listeners.common import tell_later
 from gates.ports import AnswerVersion
 from tests.bot.scenario import Workspace, find_button, only_ref, workspace_with_initiative
 
@@ -85,3 +87,17 @@ def test_a_stored_answer_that_no_longer_fits_is_quoted_as_text_when_submitting(w
     text = told(ws, OWNER)
     assert "poc_duration_weeks" in text and "expected a number" in text
     assert_inert(text)
+
+
+def test_a_private_explanation_too_long_for_slack_is_cut_not_refused(workspace: Workspace) -> None:
+    """An explanation built from a long gate's labels (every missing answer named) is cut to
+    what Slack shows, rather than refused by Slack and retried until set aside."""
+    ws = workspace
+    reasons = "; ".join(
+        f"*Question {n}* about the model's monitoring and alerting has no answer" for n in range(200)
+    )
+    tell_later(ws.services, OWNER, reasons, ws.registry)
+
+    text = told(ws, OWNER)
+    assert len(text) <= MAX_MESSAGE_TEXT and text.endswith("…")
+    assert text.startswith("*Question 0* about the model's monitoring and alerting")

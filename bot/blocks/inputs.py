@@ -8,7 +8,6 @@ their label and readiness reports them until answered.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +19,7 @@ from bot.blocks.text import (
     MAX_OPTION_TEXT,
     MAX_OPTION_VALUE,
     MAX_PLACEHOLDER,
+    json_bytes,
     plain,
     truncate,
 )
@@ -227,7 +227,7 @@ def worst_case_size(question: Question) -> int:
     """Bytes the question's block can take in a view whatever the answer, so that pages can be
     cut from the pipeline alone and stay the same while answers change."""
     block = question_input(question, None, required_now=True)
-    size = len(json.dumps(block, ensure_ascii=False).encode("utf-8"))
+    size = json_bytes(block)
     kind = question.type
     if kind in (QuestionType.TEXT, QuestionType.LONG_TEXT, QuestionType.URL):
         limit = (
@@ -236,11 +236,9 @@ def worst_case_size(question: Question) -> int:
         # 3 bytes a character covers any text in the Basic Multilingual Plane as UTF-8.
         size += 3 * min(limit or MAX_INPUT_VALUE, MAX_INPUT_VALUE) + 20
     elif kind is QuestionType.MULTI_CHOICE:
-        size += len(json.dumps(block["element"]["options"], ensure_ascii=False).encode("utf-8")) + 20
+        size += json_bytes(block["element"]["options"]) + 20
     elif kind is QuestionType.CHOICE:
-        size += max(
-            (len(json.dumps(o, ensure_ascii=False).encode()) for o in block["element"]["options"]), default=0
-        )
+        size += max((json_bytes(o) for o in block["element"]["options"]), default=0)
         size += 20
     else:
         size += 80

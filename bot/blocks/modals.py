@@ -26,6 +26,8 @@ from bot.blocks.text import (
     context,
     divider,
     escape,
+    fit_blocks,
+    json_bytes,
     mention,
     plain,
     section,
@@ -430,8 +432,12 @@ def evidence_modal(
     unanswered = len(questions) - len(answered)
     blocks.append(divider())
     room = MAX_VIEW_BLOCKS - len(blocks) - len(other_gates) - len(link_blocks) - 1
+    # Whatever bytes the rest leaves, with room for the note on unanswered questions.
+    byte_room = MAX_VIEW_BYTES - json_bytes([*blocks, *other_gates, *link_blocks]) - 5_000
     blocks += (
-        clamp_blocks(answered, room) if answered else [section("_No answers recorded for this gate yet._")]
+        fit_blocks(answered, room, byte_room)
+        if answered
+        else [section("_No answers recorded for this gate yet._")]
     )
     if unanswered and answered:
         blocks.append(context(f"{unanswered} question(s) of this gate have no answer."))

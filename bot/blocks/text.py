@@ -8,6 +8,7 @@ through ``escape`` and one of the length helpers before it reaches a block.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -207,3 +208,24 @@ def clamp_blocks(blocks: Sequence[dict[str, Any]], limit: int) -> list[dict[str,
         return list(blocks)
     kept = list(blocks[: limit - 1])
     return [*kept, more_block(len(blocks) - len(kept))]
+
+
+def fit_blocks(blocks: Sequence[dict[str, Any]], limit: int, budget: int) -> list[dict[str, Any]]:
+    """``clamp_blocks`` by size too: at most ``limit`` blocks and ``budget`` bytes of JSON (a
+    view's 250 kB fills up long before its 100 blocks when answers are long and not ASCII)."""
+    sizes = [json_bytes(block) for block in blocks]
+    if len(blocks) <= limit and sum(sizes) <= budget:
+        return list(blocks)
+    kept: list[dict[str, Any]] = []
+    used = json_bytes(more_block(len(blocks)))
+    for block, size in zip(blocks, sizes, strict=True):
+        if len(kept) == limit - 1 or used + size > budget:
+            break
+        kept.append(block)
+        used += size
+    return [*kept, more_block(len(blocks) - len(kept))]
+
+
+def json_bytes(value: Any) -> int:
+    """The size of ``value`` as Slack receives it: UTF-8 JSON."""
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))

@@ -736,3 +736,16 @@ def test_evidence_links_and_link_answers_are_never_cut_inside_the_link() -> None
         assert_valid_view(view)
         assert f"<{url}|The DPIA>" in texts(view["blocks"])
     assert f"<{url}>" in texts(view["blocks"])
+
+
+def test_evidence_modal_of_long_answers_in_japanese_stays_under_250_kb_and_says_what_is_left_out() -> None:
+    # Three bytes a character: 35 answers of 3,000 characters pass 250 kB long before 100 blocks.
+    pipeline = huge_gate(150)
+    answers = {
+        q.id: AnswerVersion("AI-0007", "intake", q.id, "評価の根拠" * 600, "U0A", NOW)
+        for q in pipeline.model.intake.questions[:35]
+    }
+    view = evidence_modal(pipeline, initiative(), review(gate_id="intake"), "intake", answers, [])
+    assert_valid_view(view)
+    assert len(view["blocks"]) < 60
+    assert "…and " in texts(view["blocks"]) and " more" in texts(view["blocks"])

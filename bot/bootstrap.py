@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.blocks.operations import check_operations_form
 from bot.settings import Settings
 from bot.usergroups import GroupRoles
 from gates import usecases
@@ -185,6 +186,7 @@ def bootstrap(settings: Settings | None = None, *, database: Database | None = N
     """
     settings = settings or Settings()
     pipeline = load_pipeline(settings.pipeline)
+    check_operations_form(pipeline)
     reports: list[IngestReport] = []
     return Services(
         settings=settings,

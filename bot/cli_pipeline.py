@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from bot.blocks.operations import check_operations_form
 from gates.errors import PipelineError
 from gates.loader import CompiledPipeline, load_pipeline
 from gates.pipeline import Gate, Question
@@ -34,7 +35,9 @@ def _settings_pipeline() -> Path | None:
 def load_or_exit(file: Path | None) -> CompiledPipeline:
     """Load the pipeline, or print every problem and exit 1."""
     try:
-        return load_pipeline(file if file is not None else _settings_pipeline())
+        pipeline = load_pipeline(file if file is not None else _settings_pipeline())
+        check_operations_form(pipeline)  # as `shepherd serve` does
+        return pipeline
     except PipelineError as error:
         err.print(f"[red]The pipeline has {len(error.problems)} problem(s):[/red]")
         for problem in error.problems:

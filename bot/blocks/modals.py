@@ -48,7 +48,7 @@ MAX_PAGE_SIZE = 90
 NAME_MAX_LENGTH = 200
 REASON_MAX_LENGTH = 3000
 # Room left in a view for everything around the questions (title, intro, link inputs).
-_QUESTION_BYTES = MAX_VIEW_BYTES - 20_000
+QUESTION_BYTES = MAX_VIEW_BYTES - 20_000
 
 
 # Pipelines are immutable and live as long as the process, so a gate's pages are worked out once
@@ -76,7 +76,7 @@ def _cut_pages(gate: Gate, page_size: int) -> list[list[Question]]:
     used = 0
     for question in gate.questions:
         cost = worst_case_size(question)
-        if pages[-1] and (len(pages[-1]) >= size or used + cost > _QUESTION_BYTES):
+        if pages[-1] and (len(pages[-1]) >= size or used + cost > QUESTION_BYTES):
             pages.append([])
             used = 0
         pages[-1].append(question)

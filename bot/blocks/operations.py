@@ -11,11 +11,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import ids
-from bot.blocks.inputs import question_input, text_input
+from bot.blocks.inputs import question_input, text_input, worst_case_size
 from bot.blocks.labels import gate_title, role_label, stage_label
 from bot.blocks.messages import Message, _message, button, decision_buttons
-from bot.blocks.modals import REASON_MAX_LENGTH, _modal, _title
-from bot.blocks.text import MAX_HINT, MAX_LABEL, clip, context, escape, mention, plain, section, slack_date
+from bot.blocks.modals import QUESTION_BYTES, REASON_MAX_LENGTH, _modal, _title
+from bot.blocks.text import (
+    MAX_HINT,
+    MAX_LABEL,
+    MAX_VIEW_BLOCKS,
+    clip,
+    context,
+    escape,
+    mention,
+    plain,
+    section,
+    slack_date,
+)
+from gates.errors import PipelineError, Problem
 from gates.lifecycle import Initiative, Review
 from gates.loader import CompiledPipeline
 
@@ -190,6 +202,46 @@ def stop_modal(initiative: Initiative, channel: str | None = None) -> dict[str, 
         submit="Stop it",
         private_metadata=_metadata(initiative.ref, channel),
     )
+
+
+# The operations review is one form, without pages: its answers are checked together on submit.
+MAX_OPERATIONS_QUESTIONS = MAX_VIEW_BLOCKS - 1  # and the line that introduces them
+
+
+def check_operations_form(pipeline: CompiledPipeline) -> None:
+    """Refuse, when it is loaded, a pipeline whose operations review would not fit one Slack
+    form: Slack would refuse the form, and no periodic review could ever be recorded.
+
+    Raises:
+        PipelineError: too many questions, or questions that can take more room than a form has.
+    """
+    operations = pipeline.model.operations
+    questions = operations.questions if operations is not None else []
+    where, source = "operations.questions", str(pipeline.source)
+    if len(questions) > MAX_OPERATIONS_QUESTIONS:
+        raise PipelineError(
+            [
+                Problem(
+                    source,
+                    where,
+                    f"{len(questions)} questions, but the operations review is one Slack form, which "
+                    f"holds at most {MAX_OPERATIONS_QUESTIONS}",
+                )
+            ]
+        )
+    size = sum(worst_case_size(question) for question in questions)
+    if size > QUESTION_BYTES:
+        raise PipelineError(
+            [
+                Problem(
+                    source,
+                    where,
+                    f"the questions can take {size // 1000} kB, but the operations review is one Slack "
+                    f"form, which holds {QUESTION_BYTES // 1000} kB of them: use fewer or shorter options, "
+                    "or fewer questions",
+                )
+            ]
+        )
 
 
 def operations_review_modal(

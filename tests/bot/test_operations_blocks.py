@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
 
 from bot import ids
 from bot.blocks import operations as blocks
+from bot.blocks.operations import MAX_OPERATIONS_QUESTIONS
+from bot.bootstrap import bootstrap
+from bot.cli import app
+from bot.settings import Settings
+from gates.errors import PipelineError
 from gates.loader import load_pipeline
 from tests.bot.blockkit_checks import (
     NOW,
@@ -18,8 +29,10 @@ from tests.bot.blockkit_checks import (
     review,
     texts,
 )
+from tests.gates.ops_pipeline import OPS_PIPELINE
 
 LONG_NAME = "Forecast <!channel> & " + "x" * 400
+LONG_OPTIONS = [f"option {n:03d} " + "x" * 140 for n in range(100)]
 
 
 def test_the_stalled_notice_offers_submit_extend_and_stop() -> None:
@@ -94,3 +107,46 @@ def test_app_home_marks_initiatives_past_their_time_box() -> None:
     texts = [b["text"]["text"] for b in view["blocks"] if b.get("type") == "section"]
     assert any("Late" in t and "past its time box" in t for t in texts)
     assert not any("Fine" in t and "past its time box" in t for t in texts)
+
+
+def _with_operations_questions(tmp_path: Path, questions: list[dict[str, Any]]) -> Path:
+    data = yaml.safe_load(OPS_PIPELINE)
+    data["operations"]["questions"] = questions
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("questions", "said"),
+    [
+        ([{"id": f"q{n}", "label": f"Check {n}", "type": "yes_no"} for n in range(105)], "105 questions"),
+        (
+            [
+                {"id": f"q{n}", "label": f"Check {n}", "type": "multi_choice", "options": LONG_OPTIONS}
+                for n in range(12)
+            ],
+            "kB",
+        ),
+    ],
+)
+def test_an_operations_review_too_big_for_one_slack_form_is_refused_when_the_pipeline_loads(
+    tmp_path: Path, questions: list[dict[str, Any]], said: str
+) -> None:
+    path = _with_operations_questions(tmp_path, questions)
+    result = CliRunner().invoke(app, ["pipeline", "validate", str(path)])
+    printed = " ".join(result.output.split())  # as wrapped to the terminal's width
+    assert result.exit_code == 1
+    assert "operations.questions" in printed and said in printed and "one Slack form" in printed
+    assert "Traceback" not in printed
+    with pytest.raises(PipelineError, match="one Slack form"):
+        bootstrap(Settings(data_dir=tmp_path / "data", pipeline=path, embeddings="none"))
+
+
+def test_the_largest_operations_review_a_pipeline_may_have_fits_one_slack_form(tmp_path: Path) -> None:
+    questions = [
+        {"id": f"q{n}", "label": f"Check {n}", "type": "yes_no"} for n in range(MAX_OPERATIONS_QUESTIONS)
+    ]
+    pipeline = load_pipeline(_with_operations_questions(tmp_path, questions))
+    blocks.check_operations_form(pipeline)
+    assert_valid_view(blocks.operations_review_modal(pipeline, initiative()))

@@ -128,7 +128,11 @@ def ingest(
         bool, typer.Option("--prune", help="Remove documents gone from the given folders.")
     ] = False,
 ) -> None:
-    """Index policy documents (Markdown, text, PDF, Word, HTML); unchanged files are skipped."""
+    """Index policy documents (Markdown, text, PDF, Word, HTML); unchanged files are skipped.
+
+    Exits 1 when a file could not be read (the others are indexed all the same), so that a
+    script sees it.
+    """
     for path in paths:
         if not path.exists():
             raise _fail(f"no such file or folder: {path}")
@@ -156,6 +160,8 @@ def ingest(
     )
     for source, reason in report.failed:
         console.print(f"  [yellow]failed[/yellow] {escape(source)}: {escape(reason)}")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -458,8 +458,9 @@ class KnowledgeBase:
 
         A file's source is its path relative to the folder given (or its name, for a file
         given directly). A changed file replaces its chunks; a file that cannot be read is
-        reported in ``failed`` and its old chunks are removed. With ``prune``, chunks of files
-        that are gone from a given folder are removed.
+        reported in ``failed``, and a version of it indexed earlier stays searchable (a corrupt
+        copy must not take the policy away; the next ingest tries the file again). With
+        ``prune``, chunks of files that are gone from a given folder are removed.
 
         Raises:
             KnowledgeError: a path does not exist, or the embedding model failed mid-run
@@ -490,10 +491,8 @@ class KnowledgeBase:
                     document = load_bytes(data, target.path.suffix)
                     chunks = chunk_document(document, target.source, self._chunk_chars)
                 except LoadError as error:
-                    failed.append((target.source, str(error)))
-                    if state is not None:
-                        self._delete(state.ids)
-                        changed = True
+                    kept = "; the version indexed earlier stays searchable" if state is not None else ""
+                    failed.append((target.source, f"{error}{kept}"))
                     continue
                 pending.append(_Pending(target, digest, chunks, document.tags, document.gates))
                 indexed += 1

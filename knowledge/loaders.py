@@ -9,6 +9,7 @@ A file that cannot be read raises :class:`LoadError` with a reason a person can 
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -399,6 +400,11 @@ def _outline_starts(reader: Any) -> list[tuple[int, tuple[str, ...]]]:
     except Exception:  # malformed outlines are common; fall back to pages
         return []
     return sorted(starts, key=lambda start: start[0])
+
+
+# pypdf logs what it repairs ("EOF marker not found", "invalid pdf header") without naming the
+# file: a file it cannot read is reported by name (LoadError), one it repaired is indexed.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 def _load_pdf(data: bytes) -> LoadedDocument:

@@ -20,7 +20,7 @@ def _run(data_dir: Path, *args: str) -> tuple[int, str]:
 def test_ingest_prints_a_summary_with_failures(tmp_path: Path, policies: Path) -> None:
     (policies / "broken.pdf").write_bytes(b"%PDF-1.4 junk")
     code, output = _run(tmp_path / "d", "ingest", str(policies))
-    assert code == 0
+    assert code == 1  # a script sees that a file failed; the others are indexed
     assert "4 files: 3 indexed" in output
     assert "broken.pdf" in output and "PDF" in output
     code, output = _run(tmp_path / "d", "ingest", str(policies), "--prune")

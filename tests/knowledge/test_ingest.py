@@ -86,6 +86,27 @@ def test_bad_files_are_reported_by_name_and_ingestion_goes_on(make_kb: KB, tmp_p
     assert "binary" in failed["image.txt"]
 
 
+def test_a_policy_that_becomes_unreadable_keeps_its_last_readable_version(
+    make_kb: KB, tmp_path: Path
+) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "retention.md").write_text("# Retention\n\nKeep training data for two years.\n")
+    kb = make_kb()
+    kb.ingest([folder])
+    (folder / "retention.md").write_bytes(b"\x89PNG\x00\x00\x01\x02" * 20)  # overwritten by mistake
+
+    report = kb.ingest([folder])
+    assert [source for source, _ in report.failed] == ["retention.md"]
+    assert "stays searchable" in dict(report.failed)["retention.md"]
+    assert kb.search("training data two years", k=5, mode="bm25")
+    assert kb.status().documents == 1
+    # Once readable again, it is indexed as it now reads.
+    (folder / "retention.md").write_text("# Retention\n\nKeep training data for three years.\n")
+    assert kb.ingest([folder]).indexed == 1
+    assert "three years" in kb.search("training data", k=1, mode="bm25")[0].text
+
+
 def test_a_missing_path_is_an_error_before_any_work(make_kb: KB, tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="no such file or folder"):
         make_kb().ingest([tmp_path / "nope"])

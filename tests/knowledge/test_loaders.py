@@ -135,3 +135,13 @@ def test_pdf_bookmarks_name_the_sections() -> None:
 def test_bad_files_raise_a_load_error_with_a_reason(data: bytes, suffix: str, reason: str) -> None:
     with pytest.raises(LoadError, match=reason):
         load_bytes(data, suffix)
+
+
+@pytest.mark.parametrize("data", [b"%PDF-1.4 junk", bytes(range(256)) * 12])
+def test_a_corrupt_pdf_is_one_named_error_with_nothing_logged_beside_it(
+    data: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(LoadError, match="corrupt or unreadable PDF"):
+        load_bytes(data, ".pdf")
+    # pypdf's own complaints ("EOF marker not found") would print without the file's name.
+    assert [record.getMessage() for record in caplog.records] == []

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from bot import (
@@ -17,6 +18,7 @@ from bot import (
     cli_serve,
     cli_storage,
 )
+from bot.settings import Settings, settings_problems
 from gates.errors import ShepherdError
 
 app = typer.Typer(
@@ -55,6 +57,11 @@ def main() -> None:
         err.print("Stopped.")
         sys.exit(130)
     except Exception as error:  # the last line of defence: details for us, one line for the user
+        if isinstance(error, ValidationError) and error.title == Settings.__name__:
+            err.print("[red]Shepherd's settings have problems:[/red]")
+            for line in settings_problems(error):
+                err.print(f"  {line}", markup=False, highlight=False)
+            sys.exit(1)
         logging.getLogger("shepherd").debug("unexpected error", exc_info=True)
         err.print(
             f"[red]Shepherd hit an unexpected error:[/red] {type(error).__name__}: {error}\n"

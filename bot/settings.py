@@ -6,10 +6,17 @@ log line or a traceback by accident.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Slack user ids: a JSON list, as pydantic-settings reads lists, or simply separated by commas
+# or spaces, as people write them (SHEPHERD_ROLE_ADMINS=U012,U034).
+UserIds = Annotated[list[str], NoDecode]
 
 
 def _env(*names: str) -> AliasChoices:
@@ -51,8 +58,8 @@ class Settings(BaseSettings):
     slack_team_id: str | None = Field(default=None, validation_alias=_env("SLACK_TEAM_ID"))
     """OAuth installs: the workspace notifications are sent as (default: the latest installation)."""
     registry_channel: str | None = Field(default=None, validation_alias=_env("SHEPHERD_REGISTRY_CHANNEL"))
-    role_admins: list[str] = Field(default_factory=list, validation_alias=_env("SHEPHERD_ROLE_ADMINS"))
-    governance_leads: list[str] = Field(
+    role_admins: UserIds = Field(default_factory=list, validation_alias=_env("SHEPHERD_ROLE_ADMINS"))
+    governance_leads: UserIds = Field(
         default_factory=list, validation_alias=_env("SHEPHERD_GOVERNANCE_LEADS")
     )
 
@@ -66,6 +73,21 @@ class Settings(BaseSettings):
         default=60.0, ge=0, validation_alias=_env("SHEPHERD_SCHEDULER_INTERVAL")
     )
     """Seconds between scheduler ticks (time boxes, reminders, periodic reviews); 0 disables it."""
+
+    @field_validator("role_admins", "governance_leads", mode="before")
+    @classmethod
+    def _user_ids(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    'expected a JSON list like ["U012AB3CD"], or ids separated by commas'
+                ) from None
+        return [part for part in re.split(r"[,\s]+", text) if part]
 
     @property
     def resolved_database_url(self) -> str:
@@ -95,3 +117,19 @@ class Settings(BaseSettings):
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_model and (self.openai_api_key or self.openai_base_url))
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """What is wrong with the settings, a line each, named as they are set (the environment
+    variable, or the ``.env`` line), rather than pydantic's report."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        info = Settings.model_fields.get(field)
+        alias = info.validation_alias if info is not None else None
+        name = alias.choices[0] if isinstance(alias, AliasChoices) else field
+        given = problem.get("input")
+        secret = any(word in field for word in ("secret", "token", "key"))
+        shown = f" (it is {given!r})" if isinstance(given, str | int | float) and not secret else ""
+        lines.append(f"{name}: {problem['msg']}{shown}")
+    return lines

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot import parse
 from bot.bootstrap import Services, bootstrap
 from bot.cli_pipeline import readiness_json
 from bot.evidence_pack import evidence_json, evidence_markdown
@@ -288,6 +289,13 @@ def roles_set(
     ],
 ) -> None:
     """Replace the holders of ROLE (recorded on the audit log as actor "cli")."""
+    # A name stored as a holder would make approvals wait on nobody.
+    wrong = [user for user in user_ids if not parse.is_user_id(user)]
+    if wrong:
+        raise _fail(
+            f"{', '.join(wrong)}: not a Slack user id (they look like U012AB3CD: in Slack, a person's "
+            "profile > ⋮ > Copy member ID); nothing was changed"
+        )
     with _services() as services:
         users = usecases.set_role_holders(
             services.pipeline, services.uow(), role, user_ids, CLI_ACTOR, services.now()

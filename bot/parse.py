@@ -238,6 +238,11 @@ def command_text(text: str) -> str:
     return _TOKEN.sub(_readable, text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def is_user_id(word: str) -> bool:
+    """Whether ``word`` is a bare Slack user id (``U012AB3CD``), as the CLI takes them."""
+    return _USER_ID.fullmatch(word) is not None
+
+
 def initiative_ref(word: str) -> str | None:
     """The initiative reference a person typed (``ai-0001,`` gives ``AI-0001``); None if it is none."""
     ref = word.strip().rstrip(".,;:!?").upper()

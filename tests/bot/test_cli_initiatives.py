@@ -302,3 +302,12 @@ def test_hold_resume_and_retire_from_the_terminal(seeded: Seeded) -> None:
         ("cli", "initiative.resumed"),
         ("cli", "initiative.retired"),
     ]
+
+
+def test_roles_set_refuses_what_is_not_a_slack_user_id_and_changes_nothing(seeded: Seeded) -> None:
+    result = run("roles", "set", "sponsor", "U0RISK001", "not an id", "@sam")
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert "not an id, @sam: not a Slack user id" in said and "nothing was changed" in said
+    roles = json.loads(run("roles", "list", "--json").stdout)
+    assert roles["sponsor"]["holders"] == [SPONSOR]

@@ -6,6 +6,7 @@ import logging
 import threading
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -15,6 +16,7 @@ from bot.manifest import manifest_yaml
 from bot.settings import Settings
 
 out = Console()
+err = Console(stderr=True)
 logger = logging.getLogger("shepherd")
 
 
@@ -284,9 +286,21 @@ def manifest(
     ] = None,
 ) -> None:
     """Print the Slack app manifest that creates Shepherd's app in one step."""
+    parsed = urlsplit(url)
+    if not socket_mode and (parsed.scheme != "https" or not parsed.hostname):
+        # Slack sends events, commands and clicks only to an https address.
+        err.print(
+            f"[red]error:[/red] --url must be an https:// address Slack can reach, not {url!r}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     text = manifest_yaml(url, socket_mode)
     if output is None:
         print(text, end="")
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
-        out.print(f"Wrote {output}")
+    except OSError as error:
+        err.print(f"[red]error:[/red] cannot write {output}: {error.strerror or error}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"Wrote {output}")

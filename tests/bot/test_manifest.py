@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
+from typer.testing import CliRunner
 
 from bot import ids
+from bot.cli import app as cli_app
 from bot.manifest import manifest_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,3 +40,18 @@ def test_socket_mode_manifest_has_no_request_urls() -> None:
     data = yaml.safe_load(manifest_yaml(socket_mode=True))
     assert data["settings"]["socket_mode_enabled"] is True
     assert "request_url" not in data["settings"]["interactivity"]
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://shepherd.example.com", "http://", "https://"])
+def test_a_url_slack_cannot_post_to_is_refused(url: str) -> None:
+    result = CliRunner().invoke(cli_app, ["manifest", "--url", url])
+    assert result.exit_code == 1
+    assert "must be an https:// address" in " ".join(result.output.split())
+    assert "request_url" not in result.output
+
+
+def test_a_manifest_that_cannot_be_written_says_where(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "manifest.yaml"
+    result = CliRunner().invoke(cli_app, ["manifest", "-o", str(target)])
+    assert result.exit_code == 1
+    assert f"cannotwrite{target}" in "".join(result.output.split())  # however the terminal folds it

@@ -29,6 +29,7 @@ from gates.conditions import (
     ConditionSyntaxError,
     compile_condition,
 )
+from gates.dry_run import condition_problems
 from gates.errors import PipelineError, Problem
 from gates.pipeline import CHOICE_TYPES, Pipeline, Question
 
@@ -272,6 +273,9 @@ def _check_meaning(
             report(loc, f"unknown name '{variable}' in `{source}` (use answers.<question id> or tier)")
         for ref in sorted(condition.answer_refs - question_ids):
             report(loc, f"the rule reads answers.{ref}, but no question has the id '{ref}'")
+        if not unknown_vars and condition.answer_refs <= question_ids:
+            for problem in condition_problems(model, condition):
+                report(loc, f"`{source}` {problem}")
 
     reachable = _reachable(model)
     for index, stage in enumerate(model.stages):

@@ -233,6 +233,41 @@ def test_a_rule_naming_an_unknown_variable_is_reported() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("rule", "fragment"),
+    [
+        ("size(answers.dpia) > 10 && sise(answers.dpia) > 10", "sise"),  # a misspelt function
+        (
+            'answers.weeks <= "twelve"',
+            "cannot be evaluated with answers of the questions' types",
+        ),  # a number against text
+        ("answers.dpia", "gives str where true or false is needed"),  # not a condition at all
+        ('answers.personal_data == "Yes"', 'answers.personal_data is never "Yes" (it is one of "yes", "no")'),
+    ],
+)
+def test_a_rule_that_parses_but_can_never_work_is_reported(rule: str, fragment: str) -> None:
+    text = VALID.replace("rule: has(answers.personal_data)", f"rule: '{rule}'").replace(
+        "    criteria:\n", "      - {id: weeks, label: Weeks, type: number}\n    criteria:\n"
+    )
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].criteria[0].rule", line_of(text, "rule:"), fragment)
+
+
+def test_a_tier_that_is_not_one_of_the_risk_tiers_is_reported_where_it_is_compared() -> None:
+    text = VALID.replace(
+        "    approvals:\n      - {role: risk, min: 1}",
+        "    approvals:\n      - {role: risk, min: 1, when: 'tier == \"hgih\"'}",
+    )
+    problem = only(problems(text))
+    assert 'tier is never "hgih"' in problem.message and problem.path == "gates[0].approvals[0].when"
+
+
+def test_a_rule_that_fails_only_for_some_answers_loads() -> None:
+    # CEL adds no int to a double: fails for a whole number, works for 2.5; readiness says so then.
+    text = VALID.replace("rule: has(answers.personal_data)", "rule: 'size(answers.dpia) + 0.5 > 2.0 || true'")
+    parse_pipeline(textwrap.dedent(text), "fine.yaml")
+
+
 def test_tier_is_refused_in_a_show_if() -> None:
     text = VALID.replace('required_if: answers.personal_data == "yes"', 'show_if: tier == "high"')
     problem = only(problems(text))

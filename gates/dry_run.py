@@ -30,16 +30,17 @@ _SAMPLES: dict[QuestionType, Any] = {
     QuestionType.USER: "U012AB3CD",
     QuestionType.URL: "https://example.com/",
 }
+_KINDS = {str: "text", int: "a number", float: "a number", list: "a list", dict: "a map"}
 _COMPARED = re.compile(r"""\b(?:answers\s*\.\s*([A-Za-z_]\w*)|(tier))\s*(?:==|!=)\s*(["'])(.*?)\3""")
 
 
 def condition_problems(model: Pipeline, condition: Condition) -> Iterator[str]:
     """What is wrong with ``condition`` that its syntax and names do not show."""
     questions = {q.id: q for q in _questions(model)}
+    sample_tier = model.risk_tiers[0] if model.risk_tiers else None
     failures = []
     for number in _NUMBERS:
-        tier = model.risk_tiers[0] if model.risk_tiers else None
-        context = make_context(_sample_answers(questions.values(), number), tier)
+        context = make_context(_sample_answers(questions.values(), number), sample_tier)
         try:
             value = condition.evaluate(context)
         except MissingAnswer:  # an answer no question gives: reported by the loader already
@@ -48,7 +49,7 @@ def condition_problems(model: Pipeline, condition: Condition) -> Iterator[str]:
             failures.append(f"cannot be evaluated with answers of the questions' types: {error}")
             continue
         if not isinstance(value, bool):
-            failures.append(f"gives {type(value).__name__} where true or false is needed")
+            failures.append(f"gives {_KINDS.get(type(value), 'a value')} where true or false is needed")
             continue
         break  # it works for one kind of answer: nothing to report
     else:

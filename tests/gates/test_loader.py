@@ -241,7 +241,7 @@ def test_a_rule_naming_an_unknown_variable_is_reported() -> None:
             'answers.weeks <= "twelve"',
             "cannot be evaluated with answers of the questions' types",
         ),  # a number against text
-        ("answers.dpia", "gives str where true or false is needed"),  # not a condition at all
+        ("answers.dpia", "gives text where true or false is needed"),  # not a condition at all
         ('answers.personal_data == "Yes"', 'answers.personal_data is never "Yes" (it is one of "yes", "no")'),
     ],
 )

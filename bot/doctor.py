@@ -54,6 +54,52 @@ def run_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+# ---------------------------------------------------------------- pipeline and policies
+
+
+def check_pipeline(settings: Settings) -> list[Check]:
+    """The pipeline loads as `shepherd serve` loads it, and the policy folder exists: without
+    them nothing else matters."""
+    from bot.blocks.operations import check_operations_form
+    from gates.errors import PipelineError
+    from gates.loader import load_pipeline
+
+    checks: list[Check] = []
+    try:
+        pipeline = load_pipeline(settings.pipeline)
+        check_operations_form(pipeline)
+    except PipelineError as error:
+        shown = "; ".join(str(problem) for problem in error.problems[:3])
+        more = f" (and {len(error.problems) - 3} more)" if len(error.problems) > 3 else ""
+        checks.append(
+            Check(
+                "pipeline",
+                Level.FAIL,
+                f"The pipeline cannot be used: {shown}{more}.",
+                "Run `shepherd pipeline validate` for every problem with its line, and fix the file.",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "pipeline",
+                Level.OK,
+                f"{pipeline.source}: {len(pipeline.model.gates)} gates, version {pipeline.version}.",
+            )
+        )
+    folder = settings.policies_dir
+    if folder is not None and not folder.is_dir():
+        checks.append(
+            Check(
+                "policies",
+                Level.FAIL,
+                f"SHEPHERD_POLICIES={folder} is not a folder: the policy pack cannot be ingested.",
+                "Point SHEPHERD_POLICIES at the folder of policy documents, or unset it for the bundled pack.",
+            )
+        )
+    return checks
+
+
 # ---------------------------------------------------------------- Slack
 
 
@@ -613,6 +659,7 @@ def _first_line(error: object) -> str:
 
 
 CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
+    check_pipeline,
     check_slack_tokens,
     check_signing_secret,
     check_database,

@@ -24,6 +24,7 @@ from bot.doctor import (
     check_embeddings,
     check_installation,
     check_llm,
+    check_pipeline,
     check_slack_tokens,
     run_checks,
 )
@@ -244,6 +245,7 @@ def test_doctor_exits_1_and_prints_the_fix_on_a_bad_token(
 def test_every_check_reports_even_with_nothing_configured(tmp_path: Path) -> None:
     checks = run_checks(settings(tmp_path))
     assert [c.name for c in checks] == [
+        "pipeline",
         "slack bot token",
         "slack signing secret",
         "database",
@@ -253,6 +255,18 @@ def test_every_check_reports_even_with_nothing_configured(tmp_path: Path) -> Non
     ]
     assert all(c.level is not Level.FAIL for c in checks)
     assert all(c.fix for c in checks if c.level is not Level.OK)
+
+
+def test_a_pipeline_that_cannot_load_and_a_missing_policy_folder_fail_with_their_fix(tmp_path: Path) -> None:
+    broken = tmp_path / "pipeline.yaml"
+    broken.write_text("version: 1\nstages: [a, b]\ngates:\n  - {id: g, from: a, to: c}\n")
+    checks = check_pipeline(settings(tmp_path, pipeline=broken, policies_dir=tmp_path / "no-such-folder"))
+    assert [(c.name, c.level) for c in checks] == [("pipeline", Level.FAIL), ("policies", Level.FAIL)]
+    assert "gates[0].to" in checks[0].message and "'c' is not one of the stages" in checks[0].message
+    assert "shepherd pipeline validate" in (checks[0].fix or "")
+    assert "no-such-folder is not a folder" in checks[1].message
+    [missing] = check_pipeline(settings(tmp_path, pipeline=tmp_path / "nope.yaml"))
+    assert missing.level is Level.FAIL and "file not found" in missing.message
 
 
 # ---------------------------------------------------------------- portfolio

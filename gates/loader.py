@@ -119,7 +119,16 @@ def parse_pipeline(text: str, name: str = "<pipeline>") -> CompiledPipeline:
     if node is None:
         raise PipelineError([Problem(name, "", "the file is empty")])
     lines: dict[PathKey, int] = {}
-    data = _to_python(node, (), lines)
+    repeated: list[tuple[PathKey, int]] = []
+    data = _to_python(node, (), lines, repeated)
+    if repeated:
+        # YAML keeps the last of two equal keys without a word: one of them is a mistake.
+        raise PipelineError(
+            [
+                Problem(name, _dotted(path), f"'{path[-1]}' is given twice here", line)
+                for path, line in repeated
+            ]
+        )
     if not isinstance(data, dict):
         raise PipelineError(
             [Problem(name, "", "the top level must be a mapping (version, stages, gates, ...)", 1)]
@@ -139,18 +148,23 @@ def parse_pipeline(text: str, name: str = "<pipeline>") -> CompiledPipeline:
     return CompiledPipeline(model, conditions, f"{model.version}-{digest}", name)
 
 
-def _to_python(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> Any:
-    """Construct plain data from a YAML node, remembering the line of every path."""
+def _to_python(
+    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], repeated: list[tuple[PathKey, int]]
+) -> Any:
+    """Construct plain data from a YAML node, remembering the line of every path and each key
+    given twice in one mapping (with the line of its second use)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in result:
+                repeated.append(((*path, key), key_node.start_mark.line + 1))
             lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _to_python(value_node, (*path, key), lines)
+            result[key] = _to_python(value_node, (*path, key), lines, repeated)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+        return [_to_python(item, (*path, i), lines, repeated) for i, item in enumerate(node.value)]
     return _Yaml12Loader("").construct_object(node, deep=True)
 
 

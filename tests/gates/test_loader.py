@@ -268,6 +268,15 @@ def test_a_rule_that_fails_only_for_some_answers_loads() -> None:
     parse_pipeline(textwrap.dedent(text), "fine.yaml")
 
 
+def test_a_key_given_twice_in_one_place_is_reported_at_its_second_line() -> None:
+    # YAML would keep the last value without a word; one of the two is a mistake.
+    text = VALID.replace("    to: poc\n", "    to: poc\n    time_box_days: 30\n    time_box_days: 60\n", 1)
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].time_box_days", line_of(text, "time_box_days", 2), "'time_box_days' is given twice"
+    )
+
+
 def test_tier_is_refused_in_a_show_if() -> None:
     text = VALID.replace('required_if: answers.personal_data == "yes"', 'show_if: tier == "high"')
     problem = only(problems(text))

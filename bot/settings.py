@@ -129,7 +129,7 @@ def settings_problems(error: ValidationError) -> list[str]:
         alias = info.validation_alias if info is not None else None
         name = alias.choices[0] if isinstance(alias, AliasChoices) else field
         given = problem.get("input")
-        secret = any(word in field for word in ("secret", "token", "key"))
+        secret = any(word in f"{field} {name}".lower() for word in ("secret", "token", "key"))
         shown = f" (it is {given!r})" if isinstance(given, str | int | float) and not secret else ""
         lines.append(f"{name}: {problem['msg']}{shown}")
     return lines

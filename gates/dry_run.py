@@ -34,32 +34,39 @@ _KINDS = {str: "text", int: "a number", float: "a number", list: "a list", dict:
 _COMPARED = re.compile(r"""\b(?:answers\s*\.\s*([A-Za-z_]\w*)|(tier))\s*(?:==|!=)\s*(["'])(.*?)\3""")
 
 
-def condition_problems(model: Pipeline, condition: Condition) -> Iterator[str]:
-    """What is wrong with ``condition`` that its syntax and names do not show."""
-    questions = {q.id: q for q in _questions(model)}
-    sample_tier = model.risk_tiers[0] if model.risk_tiers else None
-    failures = []
-    for number in _NUMBERS:
-        context = make_context(_sample_answers(questions.values(), number), sample_tier)
-        try:
-            value = condition.evaluate(context)
-        except MissingAnswer:  # an answer no question gives: reported by the loader already
-            return
-        except ConditionError as error:
-            failures.append(f"cannot be evaluated with answers of the questions' types: {error}")
-            continue
-        if not isinstance(value, bool):
-            failures.append(f"gives {_KINDS.get(type(value), 'a value')} where true or false is needed")
-            continue
-        break  # it works for one kind of answer: nothing to report
-    else:
-        yield failures[0]
-    for question_id, tier, _, literal in _COMPARED.findall(condition.source):
-        allowed = model.risk_tiers if tier else _values(questions.get(question_id))
-        if allowed is not None and literal not in allowed:
-            what = "tier" if tier else f"answers.{question_id}"
-            shown = ", ".join(f'"{value}"' for value in allowed)
-            yield f'{what} is never "{literal}" (it is one of {shown}), so this comparison never holds as meant'
+class DryRun:
+    """Sample answers for every question of a pipeline, made once (converting answers for CEL
+    is the slow part), against which each of its conditions is tried."""
+
+    def __init__(self, model: Pipeline) -> None:
+        self._model = model
+        self._questions = {q.id: q for q in _questions(model)}
+        tier = model.risk_tiers[0] if model.risk_tiers else None
+        self._contexts = [make_context(_sample_answers(self._questions.values(), n), tier) for n in _NUMBERS]
+
+    def problems(self, condition: Condition) -> Iterator[str]:
+        """What is wrong with ``condition`` that its syntax and names do not show."""
+        failures = []
+        for context in self._contexts:
+            try:
+                value = condition.evaluate(context)
+            except MissingAnswer:  # an answer no question gives: reported by the loader already
+                return
+            except ConditionError as error:
+                failures.append(f"cannot be evaluated with answers of the questions' types: {error}")
+                continue
+            if not isinstance(value, bool):
+                failures.append(f"gives {_KINDS.get(type(value), 'a value')} where true or false is needed")
+                continue
+            break  # it works for one kind of answer: nothing to report
+        else:
+            yield failures[0]
+        for question_id, tier, _, literal in _COMPARED.findall(condition.source):
+            allowed = self._model.risk_tiers if tier else _values(self._questions.get(question_id))
+            if allowed is not None and literal not in allowed:
+                what = "tier" if tier else f"answers.{question_id}"
+                shown = ", ".join(f'"{value}"' for value in allowed)
+                yield f'{what} is never "{literal}" (it is one of {shown}), so this comparison never holds as meant'
 
 
 def _questions(model: Pipeline) -> Iterable[Question]:

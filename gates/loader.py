@@ -29,7 +29,7 @@ from gates.conditions import (
     ConditionSyntaxError,
     compile_condition,
 )
-from gates.dry_run import condition_problems
+from gates.dry_run import DryRun
 from gates.errors import PipelineError, Problem
 from gates.pipeline import CHOICE_TYPES, Pipeline, Question
 
@@ -273,6 +273,7 @@ def _check_meaning(
                     f"'{rule.tier}' is not one of the risk tiers {model.risk_tiers}",
                 )
 
+    dry_run = DryRun(model)
     for loc, source, allow_tier in _expressions(model):
         try:
             condition = compile_condition(source)
@@ -288,7 +289,7 @@ def _check_meaning(
         for ref in sorted(condition.answer_refs - question_ids):
             report(loc, f"the rule reads answers.{ref}, but no question has the id '{ref}'")
         if not unknown_vars and condition.answer_refs <= question_ids:
-            for problem in condition_problems(model, condition):
+            for problem in dry_run.problems(condition):
                 report(loc, f"`{source}` {problem}")
 
     reachable = _reachable(model)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.blocks.operations import check_operations_form
+from bot.blocks.operations import load_checked_pipeline
 from bot.settings import Settings
 from bot.usergroups import GroupRoles
 from gates import usecases
-from gates.loader import CompiledPipeline, load_pipeline
+from gates.loader import CompiledPipeline
 from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
@@ -185,8 +185,7 @@ def bootstrap(settings: Settings | None = None, *, database: Database | None = N
         StorageError: the database cannot be used.
     """
     settings = settings or Settings()
-    pipeline = load_pipeline(settings.pipeline)
-    check_operations_form(pipeline)
+    pipeline = load_checked_pipeline(settings.pipeline)
     reports: list[IngestReport] = []
     return Services(
         settings=settings,

@@ -11,9 +11,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bot.blocks.operations import check_operations_form
+from bot.blocks.operations import load_checked_pipeline
 from gates.errors import PipelineError
-from gates.loader import CompiledPipeline, load_pipeline
+from gates.loader import CompiledPipeline
 from gates.pipeline import Gate, Question
 from gates.readiness import CriterionStatus, Readiness, readiness
 
@@ -35,9 +35,7 @@ def _settings_pipeline() -> Path | None:
 def load_or_exit(file: Path | None) -> CompiledPipeline:
     """Load the pipeline, or print every problem and exit 1."""
     try:
-        pipeline = load_pipeline(file if file is not None else _settings_pipeline())
-        check_operations_form(pipeline)  # as `shepherd serve` does
-        return pipeline
+        return load_checked_pipeline(file if file is not None else _settings_pipeline())
     except PipelineError as error:
         err.print(f"[red]The pipeline has {len(error.problems)} problem(s):[/red]")
         for problem in error.problems:

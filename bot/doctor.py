@@ -60,14 +60,12 @@ def run_checks(settings: Settings) -> list[Check]:
 def check_pipeline(settings: Settings) -> list[Check]:
     """The pipeline loads as `shepherd serve` loads it, and the policy folder exists: without
     them nothing else matters."""
-    from bot.blocks.operations import check_operations_form
+    from bot.blocks.operations import load_checked_pipeline
     from gates.errors import PipelineError
-    from gates.loader import load_pipeline
 
     checks: list[Check] = []
     try:
-        pipeline = load_pipeline(settings.pipeline)
-        check_operations_form(pipeline)
+        pipeline = load_checked_pipeline(settings.pipeline)
     except PipelineError as error:
         shown = "; ".join(str(problem) for problem in error.problems[:3])
         more = f" (and {len(error.problems) - 3} more)" if len(error.problems) > 3 else ""

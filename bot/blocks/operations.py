@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bot import ids
@@ -29,7 +30,7 @@ from bot.blocks.text import (
 )
 from gates.errors import PipelineError, Problem
 from gates.lifecycle import Initiative, Review
-from gates.loader import CompiledPipeline
+from gates.loader import CompiledPipeline, load_pipeline
 
 
 def _day(moment: datetime) -> str:
@@ -208,40 +209,32 @@ def stop_modal(initiative: Initiative, channel: str | None = None) -> dict[str, 
 MAX_OPERATIONS_QUESTIONS = MAX_VIEW_BLOCKS - 1  # and the line that introduces them
 
 
-def check_operations_form(pipeline: CompiledPipeline) -> None:
-    """Refuse, when it is loaded, a pipeline whose operations review would not fit one Slack
-    form: Slack would refuse the form, and no periodic review could ever be recorded.
+def load_checked_pipeline(path: str | Path | None = None) -> CompiledPipeline:
+    """The pipeline at ``path`` (None: the bundled one) as the bot uses it: loaded, and refused
+    if its operations review would not fit one Slack form (Slack would refuse the form, and no
+    periodic review could ever be recorded). `shepherd serve`, `pipeline validate` and
+    `doctor` all load it this way.
 
     Raises:
-        PipelineError: too many questions, or questions that can take more room than a form has.
+        PipelineError: every problem of the file; or too many operations questions, or ones that
+            can take more room than a form has.
     """
+    pipeline = load_pipeline(path)
     operations = pipeline.model.operations
     questions = operations.questions if operations is not None else []
-    where, source = "operations.questions", str(pipeline.source)
     if len(questions) > MAX_OPERATIONS_QUESTIONS:
-        raise PipelineError(
-            [
-                Problem(
-                    source,
-                    where,
-                    f"{len(questions)} questions, but the operations review is one Slack form, which "
-                    f"holds at most {MAX_OPERATIONS_QUESTIONS}",
-                )
-            ]
+        problem = (
+            f"{len(questions)} questions, but the operations review is one Slack form, which holds "
+            f"at most {MAX_OPERATIONS_QUESTIONS}"
         )
-    size = sum(worst_case_size(question) for question in questions)
-    if size > QUESTION_BYTES:
-        raise PipelineError(
-            [
-                Problem(
-                    source,
-                    where,
-                    f"the questions can take {size // 1000} kB, but the operations review is one Slack "
-                    f"form, which holds {QUESTION_BYTES // 1000} kB of them: use fewer or shorter options, "
-                    "or fewer questions",
-                )
-            ]
+    elif (size := sum(worst_case_size(question) for question in questions)) > QUESTION_BYTES:
+        problem = (
+            f"the questions can take {size // 1000} kB, but the operations review is one Slack form, which "
+            f"holds {QUESTION_BYTES // 1000} kB of them: use fewer or shorter options, or fewer questions"
         )
+    else:
+        return pipeline
+    raise PipelineError([Problem(str(pipeline.source), "operations.questions", problem)])
 
 
 def operations_review_modal(

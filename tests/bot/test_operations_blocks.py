@@ -147,6 +147,5 @@ def test_the_largest_operations_review_a_pipeline_may_have_fits_one_slack_form(t
     questions = [
         {"id": f"q{n}", "label": f"Check {n}", "type": "yes_no"} for n in range(MAX_OPERATIONS_QUESTIONS)
     ]
-    pipeline = load_pipeline(_with_operations_questions(tmp_path, questions))
-    blocks.check_operations_form(pipeline)
+    pipeline = blocks.load_checked_pipeline(_with_operations_questions(tmp_path, questions))
     assert_valid_view(blocks.operations_review_modal(pipeline, initiative()))

@@ -27,6 +27,7 @@ from bot.listeners.common import ErrorReporter
 from bot.listeners.events import EventListeners
 from bot.listeners.operations import OperationsListeners
 from bot.listeners.views import ViewListeners
+from bot.request_signature import verify_piecewise
 from bot.settings import Settings
 from bot.slack_client import make_client
 from storage.slack_messages import MessageRefs
@@ -99,6 +100,8 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
         )
 
     app = App(**options)
+    if options["signing_secret"]:
+        verify_piecewise(app, options["signing_secret"])
     messages = MessageRefs(services.database)
     app.middleware(_Dedupe(services))
     CommandListeners(services).register(app)

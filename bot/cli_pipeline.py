@@ -150,6 +150,12 @@ def _read_answers(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         err.print(f"[red]Answers file not found: {path}[/red]")
         raise typer.Exit(1) from None
+    except UnicodeDecodeError:
+        err.print(f"[red]{path} is not UTF-8 text; the answers file is YAML.[/red]")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        err.print(f"[red]Cannot read the answers file {path}: {error.strerror or error}[/red]")
+        raise typer.Exit(1) from None
     except yaml.YAMLError as error:
         err.print(f"[red]{path} is not valid YAML:[/red] {error}")
         raise typer.Exit(1) from None

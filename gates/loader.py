@@ -108,19 +108,7 @@ def load_pipeline(path: str | Path | None = None) -> CompiledPipeline:
 
 def parse_pipeline(text: str, name: str = "<pipeline>") -> CompiledPipeline:
     """Validate pipeline YAML given as text; ``name`` is used in problem locations."""
-    try:
-        node = yaml.compose(text, Loader=_Yaml12Loader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        where = f" (column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise PipelineError([Problem(name, "", f"YAML syntax error{where}: {problem}", line)]) from None
-    if node is None:
-        raise PipelineError([Problem(name, "", "the file is empty")])
-    lines: dict[PathKey, int] = {}
-    repeated: list[tuple[PathKey, int]] = []
-    data = _to_python(node, (), lines, repeated)
+    data, lines, repeated = _read_yaml(text, name)
     if repeated:
         # YAML keeps the last of two equal keys without a word: one of them is a mistake.
         raise PipelineError(
@@ -148,24 +136,77 @@ def parse_pipeline(text: str, name: str = "<pipeline>") -> CompiledPipeline:
     return CompiledPipeline(model, conditions, f"{model.version}-{digest}", name)
 
 
-def _to_python(
-    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], repeated: list[tuple[PathKey, int]]
-) -> Any:
-    """Construct plain data from a YAML node, remembering the line of every path and each key
-    given twice in one mapping (with the line of its second use)."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in result:
-                repeated.append(((*path, key), key_node.start_mark.line + 1))
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _to_python(value_node, (*path, key), lines, repeated)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines, repeated) for i, item in enumerate(node.value)]
-    return _Yaml12Loader("").construct_object(node, deep=True)
+def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tuple[PathKey, int]]]:
+    """The file's plain data, the line of every path in it, and each key given twice in one
+    mapping (with the line of its second use).
+
+    Raises:
+        PipelineError: not YAML, empty, nested too deeply, or expanding past ``MAX_VALUES``.
+    """
+    try:
+        node = yaml.compose(text, Loader=_Yaml12Loader)
+        if node is None:
+            raise PipelineError([Problem(name, "", "the file is empty")])
+        reader = _NodeReader()
+        return reader.read(node, ()), reader.lines, reader.repeated
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        where = f" (column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise PipelineError([Problem(name, "", f"YAML syntax error{where}: {problem}", line)]) from None
+    except RecursionError:
+        # PyYAML composes, and this module reads, nested values recursively.
+        raise PipelineError(
+            [Problem(name, "", "values are nested too deeply to read (thousands of levels of [ or {)")]
+        ) from None
+    except _TooManyValues:
+        raise PipelineError(
+            [
+                Problem(
+                    name,
+                    "",
+                    f"the file expands to more than {MAX_VALUES:,} values; aliases (*name) that "
+                    "repeat large anchors (&name), each inside the next, are the usual cause",
+                )
+            ]
+        ) from None
+
+
+# The bundled pipeline reads as ~2,300 values. Aliases let a few lines of YAML expand to billions
+# ("billion laughs"), which would hold `pipeline validate` and start-up for hours.
+MAX_VALUES = 200_000
+
+
+class _TooManyValues(Exception):
+    pass
+
+
+class _NodeReader:
+    """Plain data from YAML nodes, remembering the line of every path and each key given twice."""
+
+    def __init__(self) -> None:
+        self.lines: dict[PathKey, int] = {}
+        self.repeated: list[tuple[PathKey, int]] = []
+        self._values = 0
+
+    def read(self, node: yaml.Node, path: PathKey) -> Any:
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _TooManyValues
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in result:
+                    self.repeated.append(((*path, key), key_node.start_mark.line + 1))
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                result[key] = self.read(value_node, (*path, key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.read(item, (*path, i)) for i, item in enumerate(node.value)]
+        return _Yaml12Loader("").construct_object(node, deep=True)
 
 
 def _structure_problems(error: ValidationError, name: str, lines: dict[PathKey, int]) -> list[Problem]:

@@ -67,6 +67,8 @@ class Glossary:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as error:
             raise GlossaryError(f"cannot read the glossary {path}: {error.strerror or error}") from error
+        except UnicodeDecodeError as error:
+            raise GlossaryError(f"cannot read the glossary {path}: it is not UTF-8 text") from error
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

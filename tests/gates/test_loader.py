@@ -117,6 +117,26 @@ def test_an_empty_file_is_reported(text: str) -> None:
     assert only(problems(text)).message == "the file is empty"
 
 
+def test_aliases_that_expand_to_billions_of_values_are_refused_at_once() -> None:
+    """Nine lines of anchors, each repeating the one before ten times, mean 10^9 values: read
+    as written, `pipeline validate` and start-up would run for hours."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 9)]
+    problem = only(problems("\n".join(lines) + "\n"))
+    assert problem.message.startswith("the file expands to more than 200,000 values")
+    assert "aliases (*name)" in problem.message
+
+
+def test_an_anchor_used_a_few_times_is_read() -> None:
+    text = VALID.replace("stages: [idea, poc, pilot]", "stages: &stages [idea, poc, pilot]\nx-copy: *stages")
+    assert only(problems(text)).path == "x-copy"  # read through the alias, then refused as unknown
+
+
+def test_values_nested_thousands_deep_are_reported_not_crashed_on() -> None:
+    problem = only(problems("version: 1\nstages: " + "[" * 5000 + "]" * 5000 + "\n"))
+    assert problem.message.startswith("values are nested too deeply to read")
+
+
 def test_a_top_level_list_is_reported() -> None:
     assert "top level must be a mapping" in only(problems("- idea\n- poc\n")).message
 

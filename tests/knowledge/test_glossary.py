@@ -74,6 +74,14 @@ def test_a_malformed_glossary_is_a_clear_error(tmp_path: Path, text: str, messag
     assert str(path) in str(raised.value)
 
 
+def test_a_glossary_that_is_not_text_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "glossary.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe binary")
+    with pytest.raises(GlossaryError, match="it is not UTF-8 text") as raised:
+        Glossary.load(path)
+    assert str(path) in str(raised.value)
+
+
 def test_a_missing_glossary_file_is_a_knowledge_error(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="cannot read the glossary"):
         KnowledgeBase(tmp_path / "data", embeddings="none", glossary=str(tmp_path / "absent.yaml"))

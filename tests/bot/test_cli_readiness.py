@@ -1,0 +1,46 @@
+"""`shepherd readiness --answers FILE`: an answers file it cannot read is named, never a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+
+
+def readiness(answers: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["readiness", "--gate", "intake", "--answers", str(answers)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_sample_answers_are_checked() -> None:
+    code, output = readiness(Path(__file__).parents[2] / "examples" / "answers" / "intake-low-risk.yaml")
+    assert code in (0, 2)
+    assert output.startswith("Intake gate:")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe"),
+            "is not UTF-8 text; the answers file is YAML.",
+        ),
+        (lambda p: p.mkdir(), "Cannot read the answers file"),
+        (lambda p: None, "Answers file not found"),
+        (lambda p: p.write_text("- a list\n"), "must be a mapping of question id to answer."),
+    ],
+)
+def test_an_answers_file_that_cannot_be_read_is_named(
+    tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
+    path = tmp_path / "answers.yaml"
+    make(path)
+    code, output = readiness(path)
+    assert code == 1
+    assert message in output
+    assert "answers.yaml" in output

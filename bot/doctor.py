@@ -560,6 +560,33 @@ def check_embeddings(settings: Settings) -> list[Check]:
     return [Check("embedding model", Level.OK, f"{embedder.label} loads and embeds.")]
 
 
+def check_glossary(settings: Settings) -> list[Check]:
+    """The glossary loads: with a broken one, the knowledge base does not open, and the bot
+    answers without any policy guidance (it only logs a warning at start)."""
+    from knowledge.glossary import DEFAULT_GLOSSARY, GlossaryError, load_glossary
+
+    try:
+        glossary = load_glossary(settings.glossary)
+    except GlossaryError as error:
+        return [
+            Check(
+                "glossary",
+                Level.FAIL,
+                f"The glossary cannot be used ({error}): the bot answers without policy guidance.",
+                "Fix the file, unset SHEPHERD_GLOSSARY for the bundled one, or set it to none.",
+            )
+        ]
+    if glossary is None:
+        return [
+            Check(
+                "glossary", Level.OK, "No glossary (SHEPHERD_GLOSSARY=none): questions are searched as typed."
+            )
+        ]
+    return [
+        Check("glossary", Level.OK, f"{settings.glossary or DEFAULT_GLOSSARY.name + ' (bundled)'} loads.")
+    ]
+
+
 # ---------------------------------------------------------------- LLM
 
 
@@ -665,5 +692,6 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_registry_channel,
     check_chroma,
     check_embeddings,
+    check_glossary,
     check_llm,
 )

@@ -259,6 +259,10 @@ def _check_meaning(
                 report((*at, "options"), f"options only apply to choice questions, not {question.type.value}")
             if question.options and len(set(question.options)) != len(question.options):
                 report((*at, "options"), "options must be distinct")
+            for n, option in enumerate(question.options or []):
+                if not option.strip():
+                    # Slack refuses a menu option without text: the whole form would not open.
+                    report((*at, "options", n), "an option must have some text")
             if question.options and len(question.options) > 100:
                 report((*at, "options"), "at most 100 options (a Slack select menu shows no more)")
             rules = question.validation

@@ -22,6 +22,7 @@ from bot.doctor import (
     Level,
     check_database,
     check_embeddings,
+    check_glossary,
     check_installation,
     check_llm,
     check_pipeline,
@@ -251,6 +252,7 @@ def test_every_check_reports_even_with_nothing_configured(tmp_path: Path) -> Non
         "database",
         "chroma",
         "embedding model",
+        "glossary",
         "llm",
     ]
     assert all(c.level is not Level.FAIL for c in checks)
@@ -267,6 +269,17 @@ def test_a_pipeline_that_cannot_load_and_a_missing_policy_folder_fail_with_their
     assert "no-such-folder is not a folder" in checks[1].message
     [missing] = check_pipeline(settings(tmp_path, pipeline=tmp_path / "nope.yaml"))
     assert missing.level is Level.FAIL and "file not found" in missing.message
+
+
+def test_a_glossary_that_cannot_load_fails_with_its_fix(tmp_path: Path) -> None:
+    broken = tmp_path / "glossary.yaml"
+    broken.write_text("- say: [pii]\n")
+    [check] = check_glossary(settings(tmp_path, glossary=str(broken)))
+    assert check.level is Level.FAIL
+    assert "entry 1: expected exactly `say` and `means`" in check.message
+    assert "without policy guidance" in check.message and "SHEPHERD_GLOSSARY" in (check.fix or "")
+    assert [c.level for c in check_glossary(settings(tmp_path))] == [Level.OK]
+    assert "searched as typed" in check_glossary(settings(tmp_path, glossary="none"))[0].message
 
 
 # ---------------------------------------------------------------- portfolio

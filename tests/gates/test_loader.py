@@ -326,6 +326,18 @@ def test_a_choice_question_without_options_is_reported() -> None:
     )
 
 
+@pytest.mark.parametrize("blank", ['""', "' '"])
+def test_an_option_without_text_is_reported(blank: str) -> None:
+    """Slack refuses a menu option with no text, so the form would never open."""
+    text = VALID.replace(
+        "        type: yes_no\n", f"        type: choice\n        options: [yes, {blank}, no]\n"
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem, "gates[0].questions[0].options[1]", line_of(text, "options: [yes"), "must have some text"
+    )
+
+
 def test_options_on_a_question_that_is_not_a_choice_are_reported() -> None:
     text = VALID.replace("        type: url\n", "        type: url\n        options: [a, b]\n")
     problem = only(problems(text))

@@ -22,7 +22,7 @@ from gates.loader import CompiledPipeline
 from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
-from storage.database import Database
+from storage.database import Database, missing_sqlite_file
 from storage.errors import DatabaseUnavailable
 from storage.group_commit import GroupCommit
 from storage.inbox import InboxWriter
@@ -115,18 +115,36 @@ class Services:
         return self._knowledge
 
 
-def open_database(settings: Settings, *, migrate_sqlite: bool = True) -> Database:
+def open_database(settings: Settings, *, migrate_sqlite: bool = True, existing: bool = False) -> Database:
     """Open the database; the embedded SQLite is migrated here, PostgreSQL by ``shepherd db upgrade``.
+
+    Args:
+        existing: refuse a SQLite file named by ``SHEPHERD_DATABASE_URL`` that does not exist,
+            rather than create it (the commands that only read or change initiatives).
 
     Raises:
         StorageError: one readable line when it cannot be reached or its schema is newer.
     """
+    if existing:
+        _refuse_missing_sqlite_file(settings.database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if database.is_sqlite and migrate_sqlite:
         database.upgrade()
     database.check()
     return database
+
+
+def _refuse_missing_sqlite_file(url: str | None) -> None:
+    """A SQLite URL set on purpose that names no file is most likely mistyped: created afresh,
+    it would answer "no initiatives" as if that were true. (The embedded default in the data
+    directory is created on first use.)"""
+    missing = missing_sqlite_file(url) if url else None
+    if missing is not None:
+        raise DatabaseUnavailable(
+            f"There is no database at {missing} (SHEPHERD_DATABASE_URL). Check the path; "
+            "`shepherd db upgrade` creates a new one there."
+        )
 
 
 def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None) -> KnowledgeBase | None:
@@ -177,8 +195,13 @@ def build_answerer(settings: Settings) -> Answerer:
     return Answerer(llm)
 
 
-def bootstrap(settings: Settings | None = None, *, database: Database | None = None) -> Services:
+def bootstrap(
+    settings: Settings | None = None, *, database: Database | None = None, existing_database: bool = False
+) -> Services:
     """Build the services for one process.
+
+    Args:
+        existing_database: see ``open_database(existing=...)``.
 
     Raises:
         PipelineError: the pipeline file has problems (each listed).
@@ -190,7 +213,7 @@ def bootstrap(settings: Settings | None = None, *, database: Database | None = N
     return Services(
         settings=settings,
         pipeline=pipeline,
-        database=database or open_database(settings),
+        database=database or open_database(settings, existing=existing_database),
         answerer=build_answerer(settings),
         knowledge_factory=lambda: open_knowledge(settings, reports),
         policy_ingests=reports,

@@ -46,7 +46,7 @@ def _services() -> Iterator[Services]:
     """Services for one command; any expected error becomes one red line and exit code 1."""
     services: Services | None = None
     try:
-        services = bootstrap(Settings())
+        services = bootstrap(Settings(), existing_database=True)
         yield services
     except ShepherdError as error:
         raise _fail(str(error)) from None

@@ -35,7 +35,7 @@ def portfolio(
     """The portfolio: initiatives per stage, conversion, median days in stage, stalled, decisions."""
     services = None
     try:
-        services = bootstrap(Settings())
+        services = bootstrap(Settings(), existing_database=True)
         figures = load_portfolio(services.pipeline, services.read_uow(), services.now())
     except ShepherdError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
@@ -98,7 +98,7 @@ def _print_portfolio(figures: Portfolio) -> None:
 
 
 def doctor() -> None:
-    """Check Slack tokens, signing secret, database, Chroma, embedding model and LLM endpoint."""
+    """Check the pipeline, Slack tokens, signing secret, database, Chroma, embedding model, glossary and LLM endpoint."""
     checks = run_checks(Settings())
     width = max(len(c.name) for c in checks)
     for check in checks:

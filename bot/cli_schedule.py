@@ -38,7 +38,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 def _services() -> Iterator[Services]:
     services: Services | None = None
     try:
-        services = bootstrap(Settings())
+        services = bootstrap(Settings(), existing_database=True)
         yield services
     except ShepherdError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)

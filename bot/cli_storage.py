@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 
 from storage import Database, StorageError, verify_audit
+from storage.database import missing_sqlite_file
+from storage.errors import DatabaseUnavailable
 
 db_app = typer.Typer(help="Migrate and check the database.", no_args_is_help=True)
 audit_app = typer.Typer(help="Prove the audit log unbroken.", no_args_is_help=True)
@@ -31,11 +33,22 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _database(url: str | None) -> Database:
+def _database(url: str | None, *, existing: bool = False) -> Database:
+    """The database at ``url`` (default: the configured one).
+
+    Args:
+        existing: refuse a SQLite file that does not exist instead of creating an empty one
+            (checking a mistyped path would otherwise leave a new file behind).
+    """
     if url is None:
         from bot.settings import Settings
 
         url = Settings().resolved_database_url
+    missing = missing_sqlite_file(url) if existing else None
+    if missing is not None:
+        raise DatabaseUnavailable(
+            f"There is no database at {missing}. Check the path; `shepherd db upgrade` creates a new one there."
+        )
     return Database(url)
 
 
@@ -68,7 +81,7 @@ def upgrade(database_url: DatabaseUrl = None) -> None:
 def check(database_url: DatabaseUrl = None) -> None:
     """Exit 0 when the database is reachable and at the schema this Shepherd needs."""
     try:
-        database = _database(database_url)
+        database = _database(database_url, existing=True)
         database.check()
     except StorageError as error:
         raise _fail(error) from None
@@ -80,7 +93,7 @@ def check(database_url: DatabaseUrl = None) -> None:
 def verify(database_url: DatabaseUrl = None) -> None:
     """Exit 0 when the audit hash chain is intact; otherwise name the first bad entry and exit 1."""
     try:
-        database = _database(database_url)
+        database = _database(database_url, existing=True)
         database.check()
         report = verify_audit(database)
     except StorageError as error:

@@ -69,6 +69,19 @@ _OVERFLOW = 10
 CHURNING_TABLES = ("inbox", "outbox", "counters")
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The file ``url`` names if it is a SQLite database file that does not exist; else None
+    (another database, one in memory, an existing file, or a URL that does not parse)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # ``Database`` reports it
+    path = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:") or Path(path).expanduser().exists():
+        return None
+    return path
+
+
 def sqlite_url(data_dir: str | Path) -> str:
     """The default database: ``<data_dir>/shepherd.db``."""
     return f"sqlite:///{(Path(data_dir) / 'shepherd.db').resolve()}"

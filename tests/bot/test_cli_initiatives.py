@@ -311,3 +311,24 @@ def test_roles_set_refuses_what_is_not_a_slack_user_id_and_changes_nothing(seede
     assert "not an id, @sam: not a Slack user id" in said and "nothing was changed" in said
     roles = json.loads(run("roles", "list", "--json").stdout)
     assert roles["sponsor"]["holders"] == [SPONSOR]
+
+
+@pytest.mark.parametrize(
+    "command", [("initiatives", "list"), ("roles", "list"), ("portfolio",), ("schedule", "due")]
+)
+def test_a_mistyped_sqlite_path_is_refused_and_not_created(
+    seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """A database URL set on purpose that names no file is a typo, not an empty workspace: the
+    command says so and leaves no new file behind."""
+    typo = tmp_path / "shepherd.bd"
+    monkeypatch.setenv("SHEPHERD_DATABASE_URL", f"sqlite:///{typo}")
+    result = run(*command)
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert f"There is no database at {typo} (SHEPHERD_DATABASE_URL)" in said
+    assert "`shepherd db upgrade` creates a new one there" in said
+    assert not typo.exists()
+    # The same URL naming the real file works.
+    monkeypatch.setenv("SHEPHERD_DATABASE_URL", f"sqlite:///{tmp_path / 'shepherd.db'}")
+    assert run("initiatives", "list").exit_code == 0

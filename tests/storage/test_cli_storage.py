@@ -50,6 +50,14 @@ def test_an_unusable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
     unmigrated = runner.invoke(cli(), ["audit", "verify", "--database-url", sqlite_url(tmp_path)])
     assert unmigrated.exit_code == 2 and "shepherd db upgrade" in unmigrated.output
     assert "Traceback" not in unmigrated.output
+    # A SQLite file that is not there is said so, and checking it leaves no empty file behind.
+    typo = tmp_path / "typo.db"
+    for command in (["audit", "verify"], ["db", "check"]):
+        missing = runner.invoke(cli(), [*command, "--database-url", f"sqlite:///{typo}"])
+        assert missing.exit_code == 2 and f"There is no database at {typo}" in " ".join(
+            missing.output.split()
+        )
+        assert not typo.exists()
     down = runner.invoke(
         cli(), ["db", "upgrade", "--database-url", "postgresql+psycopg://x@127.0.0.1:1/x?connect_timeout=2"]
     )

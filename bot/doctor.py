@@ -383,10 +383,23 @@ def _bot_token(settings: Settings) -> str | None:
 
 
 def check_database(settings: Settings) -> list[Check]:
-    from storage.database import Database
+    from storage.database import Database, missing_sqlite_file
     from storage.errors import StorageError
 
     url = settings.resolved_database_url
+    missing = missing_sqlite_file(url) if settings.database_url else None
+    if missing is not None:
+        # Opening it would create an empty file, and a mistyped path would then look like a
+        # fresh install.
+        return [
+            Check(
+                "database",
+                Level.WARN,
+                f"There is no database at {missing} (SHEPHERD_DATABASE_URL) yet.",
+                "If Shepherd has run before, the path is mistyped; otherwise `shepherd serve` or "
+                "`shepherd db upgrade` creates it there.",
+            )
+        ]
     try:
         database = Database(url)
     except Exception as error:

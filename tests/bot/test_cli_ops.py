@@ -271,6 +271,14 @@ def test_a_pipeline_that_cannot_load_and_a_missing_policy_folder_fail_with_their
     assert missing.level is Level.FAIL and "file not found" in missing.message
 
 
+def test_a_sqlite_file_that_is_not_there_is_a_warning_and_is_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "shepherd.bd"
+    [check] = check_database(settings(tmp_path, database_url=f"sqlite:///{typo}"))
+    assert check.level is Level.WARN
+    assert f"There is no database at {typo}" in check.message and "mistyped" in (check.fix or "")
+    assert not typo.exists()
+
+
 def test_a_glossary_that_cannot_load_fails_with_its_fix(tmp_path: Path) -> None:
     broken = tmp_path / "glossary.yaml"
     broken.write_text("- say: [pii]\n")

@@ -159,6 +159,9 @@ def _read_answers(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         err.print(f"[red]{path} is not valid YAML:[/red] {error}")
         raise typer.Exit(1) from None
+    except RecursionError:
+        err.print(f"[red]{path} nests its values too deeply to read.[/red]")
+        raise typer.Exit(1) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

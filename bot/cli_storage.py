@@ -37,14 +37,18 @@ def _database(url: str | None, *, existing: bool = False) -> Database:
     """The database at ``url`` (default: the configured one).
 
     Args:
-        existing: refuse a SQLite file that does not exist instead of creating an empty one
-            (checking a mistyped path would otherwise leave a new file behind).
+        existing: refuse a SQLite file given with ``--database-url`` or SHEPHERD_DATABASE_URL
+            that does not exist, instead of creating an empty one (checking a mistyped path
+            would otherwise leave a new file behind).
     """
+    chosen = url is not None
     if url is None:
         from bot.settings import Settings
 
-        url = Settings().resolved_database_url
-    missing = missing_sqlite_file(url) if existing else None
+        settings = Settings()
+        url, chosen = settings.resolved_database_url, settings.database_url is not None
+    # Only a path someone gave: the embedded default is created on first use.
+    missing = missing_sqlite_file(url) if existing and chosen else None
     if missing is not None:
         raise DatabaseUnavailable(
             f"There is no database at {missing}. Check the path; `shepherd db upgrade` creates a new one there."

@@ -155,10 +155,14 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
         where = f" (column {mark.column + 1})" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
         raise PipelineError([Problem(name, "", f"YAML syntax error{where}: {problem}", line)]) from None
-    except RecursionError:
-        # PyYAML composes, and this module reads, nested values recursively.
+    except (RecursionError, _TooDeep):
+        # PyYAML composes nested values recursively, and gives up some hundreds of levels down.
         raise PipelineError(
-            [Problem(name, "", "values are nested too deeply to read (thousands of levels of [ or {)")]
+            [
+                Problem(
+                    name, "", f"values are nested more than {MAX_DEPTH} levels deep (brackets or indentation)"
+                )
+            ]
         ) from None
     except _TooManyValues:
         raise PipelineError(
@@ -173,12 +177,18 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
         ) from None
 
 
-# The bundled pipeline reads as ~2,300 values. Aliases let a few lines of YAML expand to billions
-# ("billion laughs"), which would hold `pipeline validate` and start-up for hours.
+# The bundled pipeline reads as ~2,300 values, 7 levels deep. Aliases let a few lines of YAML
+# expand to billions ("billion laughs"), which would hold `pipeline validate` and start-up for
+# hours; each value also records its path, so the work is values times depth, and both are bounded.
 MAX_VALUES = 200_000
+MAX_DEPTH = 64
 
 
 class _TooManyValues(Exception):
+    pass
+
+
+class _TooDeep(Exception):
     pass
 
 
@@ -194,6 +204,8 @@ class _NodeReader:
         self._values += 1
         if self._values > MAX_VALUES:
             raise _TooManyValues
+        if len(path) > MAX_DEPTH:
+            raise _TooDeep
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}

@@ -69,6 +69,8 @@ class Glossary:
             raise GlossaryError(f"cannot read the glossary {path}: {error.strerror or error}") from error
         except UnicodeDecodeError as error:
             raise GlossaryError(f"cannot read the glossary {path}: it is not UTF-8 text") from error
+        except RecursionError:
+            raise GlossaryError(f"the glossary {path} nests its values too deeply to read") from None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -77,9 +77,21 @@ def missing_sqlite_file(url: str) -> str | None:
     except ArgumentError:
         return None  # ``Database`` reports it
     path = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:") or Path(path).expanduser().exists():
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:"):
         return None
+    if _is_sqlite_uri(parsed):
+        return None  # read-only, shared memory ...: SQLite itself says if it is missing
+    try:
+        if Path(path).expanduser().exists():
+            return None
+    except OSError:
+        return None  # unreadable folder, name too long: ``Database`` reports it in one line
     return path
+
+
+def _is_sqlite_uri(url: URL) -> bool:
+    """``sqlite:///file:PATH?mode=ro&uri=true``: the driver opens ``file:...`` as a URI."""
+    return (url.database or "").startswith("file:") or str(url.query.get("uri", "")).lower() in ("true", "1")
 
 
 def sqlite_url(data_dir: str | Path) -> str:
@@ -124,13 +136,14 @@ class Database:
             if database in ("", ":memory:"):
                 # One shared connection, or every session would see its own empty database.
                 options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-            else:
+            elif not _is_sqlite_uri(self.url):  # a URI names its file its own way; SQLite opens it
                 try:
                     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
                     raise DatabaseUnavailable(
                         f"Cannot create the folder for {self.describe()}: {error.strerror or error}"
                     ) from None
+            if options.get("poolclass") is None:
                 options.update(pool_size=pool_size or _SQLITE_POOL, max_overflow=_OVERFLOW)
         else:
             # No ``pool_pre_ping``: ``_ping_when_in_doubt`` pings only a connection the server
@@ -146,10 +159,11 @@ class Database:
         # that limits how many threads run at once (``bot.dispatch_limit``) sets it, to let one
         # more run meanwhile.
         self.while_waiting_for_lock: Callable[[], AbstractContextManager[object]] = nullcontext
-        # A database file (not one in memory) has its WAL checkpointed off the commits.
+        # A database file (not one in memory) has its WAL checkpointed off the commits; one named
+        # by a URI is left to SQLite's own checkpoints, as the checkpointer opens a plain path.
         self._checkpointer = (
             WalCheckpointer(str(Path(self.url.database or "").expanduser()))
-            if self.is_sqlite and options.get("poolclass") is None
+            if self.is_sqlite and options.get("poolclass") is None and not _is_sqlite_uri(self.url)
             else None
         )
         if self.is_sqlite:

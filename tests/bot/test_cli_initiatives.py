@@ -331,4 +331,6 @@ def test_a_mistyped_sqlite_path_is_refused_and_not_created(
     assert not typo.exists()
     # The same URL naming the real file works.
     monkeypatch.setenv("SHEPHERD_DATABASE_URL", f"sqlite:///{tmp_path / 'shepherd.db'}")
-    assert run("initiatives", "list").exit_code == 0
+    listed = run("initiatives", "list", "--json")
+    assert listed.exit_code == 0
+    assert {row["ref"] for row in json.loads(listed.stdout)} >= {seeded.approved, seeded.stale, seeded.fresh}

@@ -33,6 +33,10 @@ def test_sample_answers_are_checked() -> None:
         (lambda p: p.mkdir(), "Cannot read the answers file"),
         (lambda p: None, "Answers file not found"),
         (lambda p: p.write_text("- a list\n"), "must be a mapping of question id to answer."),
+        (
+            lambda p: p.write_text("q: " + "[" * 3000 + "]" * 3000 + "\n"),
+            "nests its values too deeply to read.",
+        ),
     ],
 )
 def test_an_answers_file_that_cannot_be_read_is_named(

@@ -38,7 +38,10 @@ def test_bodies_around_the_piece_size_sign_alike(size: int) -> None:
     reference, ours = SignatureVerifier(SECRET), PiecewiseSignatureVerifier(SECRET)
     signature = reference.generate_signature(timestamp="1700000000", body=body)
     assert ours.generate_signature(timestamp="1700000000", body=body) == signature
-    assert ours.is_valid(body, str(int(ours.clock.now())), "v0=" + "0" * 64) is False
+    now = str(int(ours.clock.now()))
+    signed = reference.generate_signature(timestamp=now, body=body)
+    assert ours.is_valid(body, now, signed) is True
+    assert ours.is_valid(body + b"!", now, signed) is False
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gates.errors import PipelineError, Problem
-from gates.loader import DEFAULT_PIPELINE, load_pipeline, parse_pipeline
+from gates.loader import DEFAULT_PIPELINE, MAX_DEPTH, load_pipeline, parse_pipeline
 from gates.pipeline import QuestionType
 
 VALID = """\
@@ -132,9 +132,16 @@ def test_an_anchor_used_a_few_times_is_read() -> None:
     assert only(problems(text)).path == "x-copy"  # read through the alias, then refused as unknown
 
 
-def test_values_nested_thousands_deep_are_reported_not_crashed_on() -> None:
-    problem = only(problems("version: 1\nstages: " + "[" * 5000 + "]" * 5000 + "\n"))
-    assert problem.message.startswith("values are nested too deeply to read")
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 300, 5000])
+def test_values_nested_too_deep_are_reported_not_crashed_on(depth: int) -> None:
+    """Past the limit, or past what PyYAML itself can compose (some hundreds of levels)."""
+    problem = only(problems("version: 1\nstages: " + "[" * depth + "]" * depth + "\n"))
+    assert problem.message.startswith(f"values are nested more than {MAX_DEPTH} levels deep")
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    depth = MAX_DEPTH  # the innermost list sits MAX_DEPTH keys and indexes down
+    assert only(problems(VALID + "x-deep: " + "[" * depth + "]" * depth + "\n")).path == "x-deep"
 
 
 def test_a_top_level_list_is_reported() -> None:

@@ -82,6 +82,12 @@ def test_a_glossary_that_is_not_text_names_the_file(tmp_path: Path) -> None:
     assert str(path) in str(raised.value)
 
 
+def test_a_glossary_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
+    path = glossary(tmp_path, "- say: " + "[" * 3000 + "]" * 3000 + "\n  means: x\n")
+    with pytest.raises(GlossaryError, match="nests its values too deeply"):
+        Glossary.load(path)
+
+
 def test_a_missing_glossary_file_is_a_knowledge_error(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="cannot read the glossary"):
         KnowledgeBase(tmp_path / "data", embeddings="none", glossary=str(tmp_path / "absent.yaml"))

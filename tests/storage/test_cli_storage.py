@@ -58,7 +58,20 @@ def test_an_unusable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
             missing.output.split()
         )
         assert not typo.exists()
+    # A name the system refuses is one line too, as before.
+    too_long = runner.invoke(
+        cli(), ["db", "check", "--database-url", f"sqlite:///{tmp_path / ('a' * 300)}.db"]
+    )
+    assert too_long.exit_code == 2 and "Cannot use the database" in too_long.output
     down = runner.invoke(
         cli(), ["db", "upgrade", "--database-url", "postgresql+psycopg://x@127.0.0.1:1/x?connect_timeout=2"]
     )
     assert down.exit_code == 2 and "Cannot use the database" in down.output
+
+
+def test_an_existing_database_opened_read_only_through_a_sqlite_uri_is_checked(tmp_path: Path) -> None:
+    assert runner.invoke(cli(), ["db", "upgrade", "--database-url", sqlite_url(tmp_path)]).exit_code == 0
+    read_only = f"sqlite:///file:{tmp_path / 'shepherd.db'}?mode=ro&uri=true"
+    checked = runner.invoke(cli(), ["audit", "verify", "--database-url", read_only])
+    assert checked.exit_code == 0, checked.output
+    assert not Path("file:").exists()  # the URI was not taken for a relative folder to create

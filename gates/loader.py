@@ -177,7 +177,7 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
         ) from None
 
 
-# The bundled pipeline reads as ~2,300 values, 7 levels deep. Aliases let a few lines of YAML
+# The bundled pipeline reads as ~2,300 values, 6 levels deep. Aliases let a few lines of YAML
 # expand to billions ("billion laughs"), which would hold `pipeline validate` and start-up for
 # hours; each value also records its path, so the work is values times depth, and both are bounded.
 MAX_VALUES = 200_000

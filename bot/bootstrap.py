@@ -22,7 +22,7 @@ from gates.loader import CompiledPipeline
 from knowledge import IngestReport, KnowledgeBase
 from knowledge.answers import Answerer, build_llm
 from knowledge.policy_pack import POLICY_DIR
-from storage.database import Database, missing_sqlite_file
+from storage.database import Database, require_sqlite_file
 from storage.errors import DatabaseUnavailable
 from storage.group_commit import GroupCommit
 from storage.inbox import InboxWriter
@@ -125,26 +125,15 @@ def open_database(settings: Settings, *, migrate_sqlite: bool = True, existing: 
     Raises:
         StorageError: one readable line when it cannot be reached or its schema is newer.
     """
-    if existing:
-        _refuse_missing_sqlite_file(settings.database_url)
+    if existing and settings.database_url:
+        # The embedded default in the data directory is created on first use.
+        require_sqlite_file(settings.database_url, "SHEPHERD_DATABASE_URL")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if database.is_sqlite and migrate_sqlite:
         database.upgrade()
     database.check()
     return database
-
-
-def _refuse_missing_sqlite_file(url: str | None) -> None:
-    """A SQLite URL set on purpose that names no file is most likely mistyped: created afresh,
-    it would answer "no initiatives" as if that were true. (The embedded default in the data
-    directory is created on first use.)"""
-    missing = missing_sqlite_file(url) if url else None
-    if missing is not None:
-        raise DatabaseUnavailable(
-            f"There is no database at {missing} (SHEPHERD_DATABASE_URL). Check the path; "
-            "`shepherd db upgrade` creates a new one there."
-        )
 
 
 def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None) -> KnowledgeBase | None:

@@ -15,8 +15,7 @@ import typer
 from rich.console import Console
 
 from storage import Database, StorageError, verify_audit
-from storage.database import missing_sqlite_file
-from storage.errors import DatabaseUnavailable
+from storage.database import require_sqlite_file
 
 db_app = typer.Typer(help="Migrate and check the database.", no_args_is_help=True)
 audit_app = typer.Typer(help="Prove the audit log unbroken.", no_args_is_help=True)
@@ -47,12 +46,8 @@ def _database(url: str | None, *, existing: bool = False) -> Database:
 
         settings = Settings()
         url, chosen = settings.resolved_database_url, settings.database_url is not None
-    # Only a path someone gave: the embedded default is created on first use.
-    missing = missing_sqlite_file(url) if existing and chosen else None
-    if missing is not None:
-        raise DatabaseUnavailable(
-            f"There is no database at {missing}. Check the path; `shepherd db upgrade` creates a new one there."
-        )
+    if existing and chosen:  # only a path someone gave: the embedded default is created on first use
+        require_sqlite_file(url)
     return Database(url)
 
 

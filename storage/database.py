@@ -89,6 +89,21 @@ def missing_sqlite_file(url: str) -> str | None:
     return path
 
 
+def require_sqlite_file(url: str, named_by: str = "") -> None:
+    """Refuse a SQLite database file that does not exist, rather than let opening it create an
+    empty one: a path someone gave that names no file is most likely mistyped.
+
+    Raises:
+        DatabaseUnavailable: ``url`` names a missing SQLite file (``missing_sqlite_file``).
+    """
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        where = f" ({named_by})" if named_by else ""
+        raise DatabaseUnavailable(
+            f"There is no database at {missing}{where}. Check the path; `shepherd db upgrade` creates a new one there."
+        )
+
+
 def _is_sqlite_uri(url: URL) -> bool:
     """``sqlite:///file:PATH?mode=ro&uri=true``: the driver opens ``file:...`` as a URI."""
     return (url.database or "").startswith("file:") or str(url.query.get("uri", "")).lower() in ("true", "1")

@@ -17,11 +17,13 @@ from gates.errors import GateError, ShepherdError
 from gates.lifecycle import Status
 from gates.portfolio import load_portfolio
 from gates.ports import InitiativeFilter
+from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.home")
 
-# Who has opened App Home, remembered in ``storage.slack_messages`` (target ``home:<user>``, this
-# kind): their tab is published again when a review they may decide moves on (``bot.notify``).
+# Who has opened App Home, and the page their tab shows, remembered in ``storage.slack_messages``
+# (target ``home:<user>``, this kind): their tab is published again when a review they may decide
+# moves on (``bot.notify``).
 HOME_KIND = "home"
 
 
@@ -29,8 +31,10 @@ def home_target(user: str) -> str:
     return f"home:{user}"
 
 
-def publish_home(services: Services, client: WebClient, user: str, page: int = 0) -> None:
-    """Publish ``user``'s Home tab at ``page`` (clamped to the pages there are).
+def publish_home(services: Services, client: WebClient, user: str, page: int | None = None) -> None:
+    """Publish ``user``'s Home tab at ``page`` (clamped to the pages there are), by default the
+    page it showed last, and remember the page shown: opening the tab again, or its refresh
+    after a decision (``bot.notify``), keeps an approver working through page 3 on page 3.
 
     Reads only what the page shows: how many initiatives the user owns and those of this page
     (an owner of hundreds gets a true count and every page), the approvals waiting for them
@@ -39,6 +43,9 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
     """
     pipeline = services.pipeline
     now = services.now()
+    refs = MessageRefs(services.database)
+    if page is None:
+        page = refs.pages([home_target(user)], HOME_KIND).get(home_target(user), 0)
     try:
         through_groups = services.group_roles.roles_of(pipeline, user, client)
     except MembershipUnavailable:  # the tab still shows what the stored roles give
@@ -88,3 +95,4 @@ def publish_home(services: Services, client: WebClient, user: str, page: int = 0
             my_count=owned,
         ),
     )
+    refs.show_page(home_target(user), HOME_KIND, user, page, now)

@@ -406,12 +406,12 @@ class SlackNotifier:
         """App Home lists approvals waiting, with their buttons: publish it again for the holders
         of the review's roles who have opened it, so that no stale button stays live there."""
         people = self._holding(requirement.role for requirement in review.requirements)
-        viewers = self._messages.remembered((home_target(user) for user in people), HOME_KIND)
+        pages = self._messages.pages((home_target(user) for user in people), HOME_KIND)
         for user in people:
-            if home_target(user) not in viewers:
+            if home_target(user) not in pages:
                 continue
             try:
-                publish_home(self._services, self._client, user)
+                publish_home(self._services, self._client, user, pages[home_target(user)])
             except SlackApiError as error:  # the next time they open the tab shows it anyway
                 logger.warning("App Home of %s not refreshed: %s", user, _error_code(error))
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Index, String, UniqueConstraint, select
+from sqlalchemy import Index, Integer, String, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +35,9 @@ class SlackMessageRow(Base):
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    page: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The page a paged view (App Home) last showed, so that publishing it again keeps the
+    person where they were; 0 for a message."""
 
 
 class MessageRefs:
@@ -73,18 +76,39 @@ class MessageRefs:
             ).all()
             return [(r.kind, r.channel, r.ts) for r in rows]
 
-    def remembered(self, targets: Iterable[str], kind: str) -> set[str]:
-        """Which of ``targets`` have a message of ``kind`` remembered (one query)."""
+    def pages(self, targets: Iterable[str], kind: str) -> dict[str, int]:
+        """The page remembered for each of ``targets`` that has a view of ``kind`` (one query)."""
         wanted = sorted(set(targets))
         if not wanted:
-            return set()
+            return {}
         with self._database.session(read_only=True) as session:
-            rows = session.scalars(
-                select(SlackMessageRow.target).where(
+            rows = session.execute(
+                select(SlackMessageRow.target, SlackMessageRow.page).where(
                     SlackMessageRow.kind == kind, SlackMessageRow.target.in_(wanted)
                 )
             ).all()
-            return set(rows)
+            return {target: page for target, page in rows}
+
+    def show_page(self, target: str, kind: str, channel: str, page: int, at: datetime) -> None:
+        """Remember that ``target``'s view of ``kind`` now shows ``page``, remembering the view
+        itself first if it is new."""
+        table = SlackMessageRow.__table__
+        changed = update(table).where(table.c.target == target, table.c.kind == kind).values(page=page)
+        with self._database.session() as session:
+            if session.connection().execute(changed).rowcount:
+                session.commit()
+                return
+            session.add(
+                SlackMessageRow(target=target, kind=kind, channel=channel, ts="", created_at=at, page=page)
+            )
+            try:
+                session.commit()
+                return
+            except IntegrityError:  # remembered by someone else meanwhile: set the page on theirs
+                session.rollback()
+        with self._database.session() as session:
+            session.connection().execute(changed)
+            session.commit()
 
     def target_at(self, channel: str, ts: str) -> str | None:
         """What the message at (channel, ts) is about: finds the initiative behind a thread."""

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks, parse
 from bot.bootstrap import Services
-from bot.home import HOME_KIND, home_target, publish_home
+from bot.home import publish_home
 from bot.listeners.common import PersonTold, lazily
 from storage.slack_messages import MessageRefs
 
@@ -58,9 +58,7 @@ class EventListeners:
     def home_opened(self, event: dict[str, Any], client: WebClient) -> None:
         user = event["user"]
         if event.get("tab", "home") == "home":
-            publish_home(self._services, client, user)
-            if self._messages.find(home_target(user), HOME_KIND) is None:
-                self._messages.remember(home_target(user), HOME_KIND, user, "", self._services.now())
+            publish_home(self._services, client, user)  # remembers them, and their page
             return
         # The messages (agent) tab: greet once per person, so the DM never starts empty. Claimed
         # and queued in one transaction: Slack failing delays the greeting, it does not lose it.

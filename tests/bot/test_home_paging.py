@@ -6,6 +6,7 @@ The tab is opened and paged the way Slack does it (an ``app_home_opened`` event,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,37 @@ def test_recent_decisions_are_the_latest_across_all_of_my_initiatives(workspace:
     recent = _section(_open_home(workspace, OWNER), "*Recent decisions*")
     listed = [ref for text in recent for ref in refs if f"· {ref} ·" in text]
     assert listed == list(reversed(decided))[:10]
+
+
+def test_app_home_stays_on_its_page_when_a_decision_refreshes_it_and_when_it_is_opened_again(
+    workspace: Workspace,
+) -> None:
+    """An approver working through page 2 of the approvals waiting approves one there: the tab,
+    published again so that no stale button stays live, still shows page 2, as it does when they
+    come back to it."""
+    for ref in _register(workspace, 25):
+        usecases.submit(workspace.services.pipeline, workspace.services.uow(), ref, OWNER, workspace.clock())
+    second = _click_page(workspace, SPONSOR, _open_home(workspace, SPONSOR), "Next")
+    assert _page_line(second) == "Page 2 of 3"
+    [(block_id, approve), *_] = [
+        (block["block_id"], element)
+        for block in second["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("action_id") == ids.ACTION_APPROVE
+    ]
+    decided = int(approve["value"])
+    before = len(workspace.api.calls("views.publish"))
+    click = payloads.block_actions_in_view(second, ids.ACTION_APPROVE, user_id=SPONSOR, block_id=block_id)
+    assert workspace.client.send(click).status == 200
+    workspace.inbox.drain()
+    workspace.deliver()  # the decision's notifications, among them the refresh of this tab
+
+    refreshed = _published(workspace, len(workspace.api.calls("views.publish")) - 1)
+    assert len(workspace.api.calls("views.publish")) > before
+    assert _page_line(refreshed) == "Page 2 of 3"
+    assert f'"value": "{decided}"' not in json.dumps(refreshed)  # its button is gone
+    assert _page_line(_open_home(workspace, SPONSOR)) == "Page 2 of 3"
+    # Paging back is remembered too.
+    assert _page_line(_click_page(workspace, SPONSOR, refreshed, "Previous")) == "Page 1 of 3"
+    assert _page_line(_open_home(workspace, SPONSOR)) == "Page 1 of 3"

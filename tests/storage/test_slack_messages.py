@@ -16,9 +16,19 @@ def test_a_message_is_remembered_once_and_found_by_target_and_kind(database: Dat
     assert refs.find("review:7", "request:U2") is None
 
 
-def test_remembered_says_which_targets_have_a_message_of_a_kind_in_one_query(database: Database) -> None:
+def test_pages_says_which_targets_have_a_view_of_a_kind_and_its_page_in_one_query(database: Database) -> None:
     refs = MessageRefs(database)
     refs.remember("home:U1", "home", "U1", "", NOW)
     refs.remember("home:U2", "card", "C1", "1.2", NOW)  # another kind
-    assert refs.remembered(["home:U1", "home:U2", "home:U3", "home:U1"], "home") == {"home:U1"}
-    assert refs.remembered([], "home") == set()
+    assert refs.pages(["home:U1", "home:U2", "home:U3", "home:U1"], "home") == {"home:U1": 0}
+    assert refs.pages([], "home") == {}
+
+
+def test_the_page_a_view_shows_is_remembered_with_the_view_and_moves_with_it(database: Database) -> None:
+    refs = MessageRefs(database)
+    refs.show_page("home:U1", "home", "U1", 2, NOW)  # the first time remembers the view too
+    assert refs.find("home:U1", "home") == ("U1", "")
+    assert refs.pages(["home:U1"], "home") == {"home:U1": 2}
+    refs.show_page("home:U1", "home", "U1", 0, NOW)
+    refs.show_page("home:U2", "home", "U2", 4, NOW)
+    assert refs.pages(["home:U1", "home:U2"], "home") == {"home:U1": 0, "home:U2": 4}

@@ -148,12 +148,16 @@ class Database:
         options: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             database = self.url.database or ""
+            if database.startswith("~") and not _is_sqlite_uri(self.url):
+                # SQLite would open "~/x.db" as a folder named "~" under the working directory.
+                database = str(Path(database).expanduser())
+                self.url = self.url.set(database=database)
             if database in ("", ":memory:"):
                 # One shared connection, or every session would see its own empty database.
                 options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             elif not _is_sqlite_uri(self.url):  # a URI names its file its own way; SQLite opens it
                 try:
-                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
                     raise DatabaseUnavailable(
                         f"Cannot create the folder for {self.describe()}: {error.strerror or error}"
@@ -177,7 +181,7 @@ class Database:
         # A database file (not one in memory) has its WAL checkpointed off the commits; one named
         # by a URI is left to SQLite's own checkpoints, as the checkpointer opens a plain path.
         self._checkpointer = (
-            WalCheckpointer(str(Path(self.url.database or "").expanduser()))
+            WalCheckpointer(self.url.database or "")
             if self.is_sqlite and options.get("poolclass") is None and not _is_sqlite_uri(self.url)
             else None
         )

@@ -113,6 +113,21 @@ def test_a_bad_url_is_explained(url: str) -> None:
         Database(url)
 
 
+def test_a_sqlite_file_under_the_home_folder_is_opened_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///~/...`` as a shell would read it, not as a folder named "~" under the
+    working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    database = Database("sqlite:///~/shepherd/shepherd.db")
+    database.upgrade()
+    database.dispose()
+    assert (tmp_path / "home" / "shepherd" / "shepherd.db").is_file()
+    assert not (tmp_path / "~").exists()
+    assert "~" not in database.describe()
+
+
 def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
     database = Database(sqlite_url(tmp_path))
     with database.engine.connect() as connection:

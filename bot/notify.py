@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.blocks import operations as operations_blocks
 from bot.blocks.greeting import greeting
-from bot.blocks.messages import card_not_posted
+from bot.blocks.messages import card_not_posted, card_posted_after_all
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
 from bot.bootstrap import Services
@@ -125,17 +125,7 @@ class SlackNotifier:
         unposted = self.refresh_card(initiative, tell_owner=False)
         card = self._messages.find(target, "card")
         link = self._permalink(card)
-        gate = usecases.next_gate(self._services.pipeline, initiative)
-        next_step = (
-            f"Next: answer the *{escape(gate.title)}* questionnaire, then submit it for review."
-            if gate
-            else ""
-        )
-        where = f" Its card is here: {link}" if link else ""
-        welcome = (
-            f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}\n{next_step}\n"
-            "Ask me anytime: _what do we need for the next gate?_"
-        )
+        welcome = self._welcome(initiative, link)
         if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
             self._post_once(target, "welcome", self._dm_channel(initiative.owner_id), text=welcome)
             return
@@ -145,6 +135,20 @@ class SlackNotifier:
         told = self._messages.find(target, "welcome")
         if told is not None:
             self._messages.remember(target, CARD_NOT_POSTED, *told, self._services.now())
+
+    def _welcome(self, initiative: Initiative, link: str | None) -> str:
+        """The owner's welcome DM (mrkdwn): what they registered, where its card is, what next."""
+        gate = usecases.next_gate(self._services.pipeline, initiative)
+        next_step = (
+            f"Next: answer the *{escape(gate.title)}* questionnaire, then submit it for review."
+            if gate
+            else ""
+        )
+        where = f" Its card is here: {link}" if link else ""
+        return (
+            f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}\n{next_step}\n"
+            "Ask me anytime: _what do we need for the next gate?_"
+        )
 
     def _refresh_card_only(self, payload: Mapping[str, Any]) -> None:
         self.refresh_card(self._initiative(payload["ref"]))
@@ -349,9 +353,23 @@ class SlackNotifier:
         registry = self._services.settings.registry_channel
         channel = registry or self._dm_channel(initiative.owner_id)
         error = self._post_once(target, "card", channel, **card)
-        if error is None or not registry:
+        if not registry:
             return None  # without a registry channel the card was the DM: no other way to tell
-        if tell_owner and self._messages.find(target, CARD_NOT_POSTED) is None:
+        told = self._messages.find(target, CARD_NOT_POSTED)
+        # The owner's DM saying the card is missing carries the card's buttons: it is redrawn
+        # with the card, so that none of them goes stale (no Submit once the review is open).
+        # In the welcome, that DM keeps its welcome, which the card's link then completes.
+        welcome = told is not None and told == self._messages.find(target, "welcome")
+        if error is None:
+            if told is not None:
+                link = self._permalink(self._messages.find(target, "card"))
+                intro = self._welcome(initiative, link) if welcome else ""
+                self._update(told, card_posted_after_all(initiative, None if welcome else link, intro))
+            return None
+        if told is not None:
+            intro = self._welcome(initiative, None) if welcome else ""
+            self._update(told, card_not_posted(initiative, channel, error, card, intro=intro))
+        elif tell_owner:
             self._post_once(
                 target,
                 CARD_NOT_POSTED,

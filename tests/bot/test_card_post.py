@@ -83,7 +83,54 @@ def test_later_changes_retry_the_card_but_tell_the_owner_only_once(workspace: Wo
     ws.deliver()
     [card] = ws.messages_in(registry.id)
     assert ref in str(card["blocks"])
-    assert len(warnings_in(owner_dms(ws))) == 1
+    # The one warning, in the welcome, now says where the card is, and no longer offers its buttons.
+    [welcome] = owner_dms(ws)
+    assert warnings_in([welcome]) == []
+    assert welcome["text"].startswith(
+        f"You registered *Spare-parts demand forecast* as {ref}. Its card is here: "
+    )
+    assert f"The card of {ref} is posted now" in welcome["text"]
+    assert not has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
+
+
+def test_the_warning_keeps_the_cards_buttons_current_until_the_card_is_posted(workspace: Workspace) -> None:
+    """A redraw that still cannot post the card redraws the warning with it: an initiative put on
+    hold offers no Submit for review in the DM either, and gets it back once resumed."""
+    ws = workspace
+    registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
+    ws.deliver()
+    [welcome] = owner_dms(ws)
+    assert welcome["text"].startswith(f"You registered *Spare-parts demand forecast* as {ref}.")
+    assert "could not post the card" in welcome["text"]
+    assert has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
+    assert not has_button(welcome, ids.ACTION_SUBMIT_REVIEW)
+    assert ws.command(OWNER, f"resume {ref}").status == 200
+    ws.deliver()
+    [welcome] = owner_dms(ws)
+    assert has_button(welcome, ids.ACTION_SUBMIT_REVIEW)
+
+
+def test_a_warning_of_its_own_says_where_the_card_is_once_it_is_posted(workspace: Workspace) -> None:
+    ws = workspace
+    registry = registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    notifier = SlackNotifier(
+        ws.services, ws.api.web_client(retry_handlers=[]), MessageRefs(ws.services.database)
+    )
+    notifier(SimpleNamespace(kind="answers.recorded", payload={"ref": ref}))  # before the registration
+    [told] = owner_dms(ws)
+    assert told["text"].startswith(":warning:")
+    assert registry.members is not None
+    registry.members.add(ws.api.state.bot_user_id)
+    notifier(SimpleNamespace(kind="answers.recorded", payload={"ref": ref}))
+    [card] = ws.messages_in(registry.id)
+    [told, *_] = owner_dms(ws)
+    assert told["text"].startswith(f":white_check_mark: The card of {ref} is posted now: ")
+    assert f"/archives/{registry.id}/p{card['ts'].replace('.', '')}" in told["text"]  # the card's permalink
+    assert [block["type"] for block in told["blocks"]] == ["section"]  # no buttons left
 
 
 def test_an_archived_or_missing_registry_channel_is_named_with_its_fix(workspace: Workspace) -> None:
@@ -121,7 +168,7 @@ def test_a_redraw_delivered_before_the_registration_tells_the_owner_and_the_welc
 
     ws.deliver()  # the registration
     told_again, welcome = owner_dms(ws)
-    assert told_again == told
+    assert (told_again["ts"], told_again["text"]) == (told["ts"], told["text"])  # redrawn, not repeated
     assert welcome["text"].startswith("You registered") and "could not post" not in welcome["text"]
 
 

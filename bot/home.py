@@ -4,8 +4,10 @@ governance leads."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from slack_sdk import WebClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import blocks
 from bot.blocks.home import HOME_PAGE_SIZE, home_page
@@ -44,8 +46,9 @@ def publish_home(services: Services, client: WebClient, user: str, page: int | N
     pipeline = services.pipeline
     now = services.now()
     refs = MessageRefs(services.database)
+    shown = refs.pages([home_target(user)], HOME_KIND).get(home_target(user))
     if page is None:
-        page = refs.pages([home_target(user)], HOME_KIND).get(home_target(user), 0)
+        page = shown or 0
     try:
         through_groups = services.group_roles.roles_of(pipeline, user, client)
     except MembershipUnavailable:  # the tab still shows what the stored roles give
@@ -80,6 +83,10 @@ def publish_home(services: Services, client: WebClient, user: str, page: int | N
             governance = home_governance_section(load_portfolio(pipeline, services.read_uow(), now))
         except ShepherdError:  # a database hiccup must not take the whole tab down
             logger.exception("could not compute the portfolio for App Home")
+    # Before publishing: the person may page on from the tab the moment it shows. A write only
+    # when the page moved, so a refresh after each decision writes nothing.
+    if page != shown:
+        _remember_page(refs, user, page, now)
     client.views_publish(
         user_id=user,
         view=blocks.home_view(
@@ -95,4 +102,12 @@ def publish_home(services: Services, client: WebClient, user: str, page: int | N
             my_count=owned,
         ),
     )
-    refs.show_page(home_target(user), HOME_KIND, user, page, now)
+
+
+def _remember_page(refs: MessageRefs, user: str, page: int, now: datetime) -> None:
+    """Best effort: the database failing here costs the person their page at the next refresh,
+    not the tab itself, nor the refresh of the other people's tabs."""
+    try:
+        refs.remember_page(home_target(user), HOME_KIND, user, page, now)
+    except (SQLAlchemyError, ShepherdError):
+        logger.warning("App Home of %s: the page shown could not be remembered", user, exc_info=True)

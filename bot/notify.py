@@ -51,6 +51,8 @@ _PERMANENT = {
 # The DM telling an initiative's owner its card could not be posted (kind, under its target).
 # Remembered like any post, so it is sent once however many redraws fail after it.
 CARD_NOT_POSTED = "card-not-posted"
+# That DM once it says where the card is, after all (``SlackNotifier._say_card_posted``).
+CARD_POSTED_AFTER_ALL = "card-posted-after-all"
 
 
 class UnpostedCard(NamedTuple):
@@ -346,28 +348,32 @@ class SlackNotifier:
         stalled = usecases.is_stalled(pipeline, initiative, self._services.now())
         card = blocks.initiative_card(pipeline, initiative, report, open_review, stalled=stalled)
         target = initiative_target(initiative.ref)
-        existing = self._messages.find(target, "card")
+        known = {kind: (channel, ts) for kind, channel, ts in self._messages.all_for(target)}
+        existing = known.get("card")
         if existing is not None:
             self._update(existing, card)
+            if CARD_NOT_POSTED in known and CARD_POSTED_AFTER_ALL not in known:
+                # The redraw that posted the card could not say so (Slack failed, or the worker
+                # stopped in between): this one does.
+                self._say_card_posted(initiative, target, known)
             return None
         registry = self._services.settings.registry_channel
         channel = registry or self._dm_channel(initiative.owner_id)
         error = self._post_once(target, "card", channel, **card)
         if not registry:
             return None  # without a registry channel the card was the DM: no other way to tell
-        told = self._messages.find(target, CARD_NOT_POSTED)
-        # The owner's DM saying the card is missing carries the card's buttons: it is redrawn
-        # with the card, so that none of them goes stale (no Submit once the review is open).
-        # In the welcome, that DM keeps its welcome, which the card's link then completes.
-        welcome = told is not None and told == self._messages.find(target, "welcome")
+        told = known.get(CARD_NOT_POSTED)
         if error is None:
             if told is not None:
-                link = self._permalink(self._messages.find(target, "card"))
-                intro = self._welcome(initiative, link) if welcome else ""
-                self._update(told, card_posted_after_all(initiative, None if welcome else link, intro))
+                self._say_card_posted(
+                    initiative, target, {**known, "card": self._messages.find(target, "card")}
+                )
             return None
+        # The owner's DM saying the card is missing carries the card's buttons: it is redrawn
+        # with the card, so that none of them goes stale (no Submit once the review is open).
+        # In the welcome, that DM keeps its welcome.
         if told is not None:
-            intro = self._welcome(initiative, None) if welcome else ""
+            intro = self._welcome(initiative, None) if told == known.get("welcome") else ""
             self._update(told, card_not_posted(initiative, channel, error, card, intro=intro))
         elif tell_owner:
             self._post_once(
@@ -377,6 +383,21 @@ class SlackNotifier:
                 **card_not_posted(initiative, channel, error, card),
             )
         return UnpostedCard(channel, error, card)
+
+    def _say_card_posted(
+        self, initiative: Initiative, target: str, known: Mapping[str, tuple[str, str] | None]
+    ) -> None:
+        """Turn the owner's "could not post the card" DM (``known[CARD_NOT_POSTED]``) into where
+        the card is now, without the buttons the card carries from now on; once done, remembered
+        as done."""
+        told, card = known.get(CARD_NOT_POSTED), known.get("card")
+        if told is None:
+            return
+        link = self._permalink(card)
+        intro = self._welcome(initiative, link) if told == known.get("welcome") else ""
+        channel = card[0] if card is not None else None
+        self._update(told, card_posted_after_all(initiative, channel, None if intro else link, intro))
+        self._messages.remember(target, CARD_POSTED_AFTER_ALL, *told, self._services.now())
 
     def approvers_for(self, review: Review, initiative: Initiative) -> list[str]:
         """Everyone who can still decide, excluding the submitter and the owner."""
@@ -424,12 +445,12 @@ class SlackNotifier:
         """App Home lists approvals waiting, with their buttons: publish it again for the holders
         of the review's roles who have opened it, so that no stale button stays live there."""
         people = self._holding(requirement.role for requirement in review.requirements)
-        pages = self._messages.pages((home_target(user) for user in people), HOME_KIND)
+        viewers = self._messages.pages((home_target(user) for user in people), HOME_KIND)
         for user in people:
-            if home_target(user) not in pages:
+            if home_target(user) not in viewers:
                 continue
             try:
-                publish_home(self._services, self._client, user, pages[home_target(user)])
+                publish_home(self._services, self._client, user)  # on the page they last saw
             except SlackApiError as error:  # the next time they open the tab shows it anyway
                 logger.warning("App Home of %s not refreshed: %s", user, _error_code(error))
 

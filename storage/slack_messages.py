@@ -3,7 +3,8 @@
 An initiative's card, the review requests sent to each approver, the notes in a thread: each is
 remembered as (target, kind) -> (channel, ts). The notifier uses this to ``chat.update`` every
 message that carries buttons for a review once it is decided, and to skip a post it already
-made when a notification is delivered again (the outbox is at-least-once).
+made when a notification is delivered again (the outbox is at-least-once). A person's App Home
+tab is remembered the same way (``home:<user>``), with the page it shows (``page``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import Index, Integer, String, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.dialect import insert_ignoring_conflicts
 from storage.models import Base, UTCDateTime
 
 if TYPE_CHECKING:
@@ -89,25 +91,20 @@ class MessageRefs:
             ).all()
             return {target: page for target, page in rows}
 
-    def show_page(self, target: str, kind: str, channel: str, page: int, at: datetime) -> None:
-        """Remember that ``target``'s view of ``kind`` now shows ``page``, remembering the view
-        itself first if it is new."""
+    def remember_page(self, target: str, kind: str, channel: str, page: int, at: datetime) -> None:
+        """Remember that ``target``'s view of ``kind`` shows ``page``, remembering the view itself
+        if it is new. Safe when two deliveries remember the same view at once: the database
+        keeps one row, without an error in its log."""
         table = SlackMessageRow.__table__
-        changed = update(table).where(table.c.target == target, table.c.kind == kind).values(page=page)
+        row = {"target": target, "kind": kind, "channel": channel, "ts": "", "created_at": at, "page": page}
         with self._database.session() as session:
-            if session.connection().execute(changed).rowcount:
-                session.commit()
-                return
-            session.add(
-                SlackMessageRow(target=target, kind=kind, channel=channel, ts="", created_at=at, page=page)
-            )
-            try:
-                session.commit()
-                return
-            except IntegrityError:  # remembered by someone else meanwhile: set the page on theirs
-                session.rollback()
-        with self._database.session() as session:
-            session.connection().execute(changed)
+            connection = session.connection()
+            # RETURNING says whether it was written (psycopg gives no row count for this INSERT).
+            inserted = insert_ignoring_conflicts(session, table, row).returning(table.c.id)
+            if connection.execute(inserted).first() is None:
+                connection.execute(
+                    update(table).where(table.c.target == target, table.c.kind == kind).values(page=page)
+                )
             session.commit()
 
     def target_at(self, channel: str, ts: str) -> str | None:

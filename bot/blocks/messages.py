@@ -240,18 +240,23 @@ def card_not_posted(
     return {"text": truncate(f"{intro}\n{notice}" if intro else notice, MAX_FALLBACK_TEXT), "blocks": blocks}
 
 
-def card_posted_after_all(initiative: Initiative, link: str | None, intro: str = "") -> Message:
+def card_posted_after_all(
+    initiative: Initiative, channel: str | None, link: str | None, intro: str = ""
+) -> Message:
     """What the owner's "could not post the card" DM becomes once the card is posted: where it
     is now, and no buttons (the card has them, and keeps them current).
 
     Args:
+        channel: the channel id the card is in, if known.
         link: the card's permalink, if Slack gave one.
         intro: mrkdwn to say first (the welcome, when the DM was the welcome).
     """
-    where = f": {link}" if link else " in its channel"
-    notice = f":white_check_mark: The card of {escape(initiative.ref)} is posted now{where}"
-    text = f"{intro}\n{notice}" if intro else notice
-    return {"text": truncate(text, MAX_FALLBACK_TEXT), "blocks": [section(text)]}
+    where = f" in <#{channel}>" if channel and ids.CHANNEL_ID_PATTERN.match(channel) else ""
+    notice = f":white_check_mark: The card of {escape(initiative.ref)} is posted now{where}" + (
+        f": {link}" if link else "."
+    )
+    blocks = [*([section(intro)] if intro else []), section(notice)]
+    return {"text": truncate(f"{intro}\n{notice}" if intro else notice, MAX_FALLBACK_TEXT), "blocks": blocks}
 
 
 def readiness_blocks(

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot import ids
 from bot.emulator.state import Channel
@@ -89,7 +90,7 @@ def test_later_changes_retry_the_card_but_tell_the_owner_only_once(workspace: Wo
     assert welcome["text"].startswith(
         f"You registered *Spare-parts demand forecast* as {ref}. Its card is here: "
     )
-    assert f"The card of {ref} is posted now" in welcome["text"]
+    assert f"The card of {ref} is posted now in <#{registry.id}>." in welcome["text"]
     assert not has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
 
 
@@ -128,7 +129,9 @@ def test_a_warning_of_its_own_says_where_the_card_is_once_it_is_posted(workspace
     notifier(SimpleNamespace(kind="answers.recorded", payload={"ref": ref}))
     [card] = ws.messages_in(registry.id)
     [told, *_] = owner_dms(ws)
-    assert told["text"].startswith(f":white_check_mark: The card of {ref} is posted now: ")
+    assert told["text"].startswith(
+        f":white_check_mark: The card of {ref} is posted now in <#{registry.id}>: "
+    )
     assert f"/archives/{registry.id}/p{card['ts'].replace('.', '')}" in told["text"]  # the card's permalink
     assert [block["type"] for block in told["blocks"]] == ["section"]  # no buttons left
 
@@ -179,3 +182,31 @@ def test_a_card_posted_at_once_gets_no_warning(workspace: Workspace) -> None:
     assert len(ws.messages_in(ws.registry)) == 1
     [welcome] = owner_dms(ws)
     assert ref in welcome["text"] and not warnings_in([welcome])
+
+
+def test_a_warning_that_slack_would_not_update_when_the_card_was_posted_is_updated_at_the_next_redraw(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    registry = registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    notifier = SlackNotifier(
+        ws.services, ws.api.web_client(retry_handlers=[]), MessageRefs(ws.services.database)
+    )
+    redraw = SimpleNamespace(kind="answers.recorded", payload={"ref": ref})
+    notifier(redraw)  # the warning
+    assert registry.members is not None
+    registry.members.add(ws.api.state.bot_user_id)
+    ws.api.faults.fail("chat.update", "internal_error")  # once: the warning's update
+    with pytest.raises(SlackApiError):
+        notifier(redraw)  # the outbox tries such a message again later
+    assert len(ws.messages_in(registry.id)) == 1  # the card is posted, remembered, never posted twice
+    assert owner_dms(ws)[0]["text"].startswith(":warning:")
+
+    notifier(redraw)
+    [told] = owner_dms(ws)
+    assert told["text"].startswith(f":white_check_mark: The card of {ref} is posted now")
+    updates = len(ws.api.calls("chat.update"))
+    notifier(redraw)  # said once: later redraws update the card alone
+    assert len(ws.api.calls("chat.update")) == updates + 1
+    assert len(ws.messages_in(registry.id)) == 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from storage import Database
 from storage.slack_messages import MessageRefs
 from tests.storage.test_repositories import NOW
@@ -26,9 +29,26 @@ def test_pages_says_which_targets_have_a_view_of_a_kind_and_its_page_in_one_quer
 
 def test_the_page_a_view_shows_is_remembered_with_the_view_and_moves_with_it(database: Database) -> None:
     refs = MessageRefs(database)
-    refs.show_page("home:U1", "home", "U1", 2, NOW)  # the first time remembers the view too
+    refs.remember_page("home:U1", "home", "U1", 2, NOW)  # the first time remembers the view too
     assert refs.find("home:U1", "home") == ("U1", "")
     assert refs.pages(["home:U1"], "home") == {"home:U1": 2}
-    refs.show_page("home:U1", "home", "U1", 0, NOW)
-    refs.show_page("home:U2", "home", "U2", 4, NOW)
+    refs.remember_page("home:U1", "home", "U1", 0, NOW)
+    refs.remember_page("home:U2", "home", "U2", 4, NOW)
     assert refs.pages(["home:U1", "home:U2"], "home") == {"home:U1": 0, "home:U2": 4}
+
+
+def test_views_remembered_at_the_same_moment_by_many_deliveries_are_one_row(database: Database) -> None:
+    """Parallel senders may publish the same person's tab at once: each remembers its page, none
+    fails, and one row is left for the view (``uq_slack_messages_target_kind``)."""
+    refs = MessageRefs(database)
+    start = threading.Barrier(8)
+
+    def remember(page: int) -> None:
+        start.wait()
+        for _ in range(10):
+            refs.remember_page("home:U9", "home", "U9", page, NOW)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(remember, range(8)))  # re-raises any failure
+    assert refs.pages(["home:U9"], "home") in ({"home:U9": page} for page in range(8))
+    assert [kind for kind, _, _ in refs.all_for("home:U9")] == ["home"]

@@ -348,7 +348,7 @@ class SlackNotifier:
         stalled = usecases.is_stalled(pipeline, initiative, self._services.now())
         card = blocks.initiative_card(pipeline, initiative, report, open_review, stalled=stalled)
         target = initiative_target(initiative.ref)
-        known = {kind: (channel, ts) for kind, channel, ts in self._messages.all_for(target)}
+        known = self._messages.find_kinds(target, ("card", "welcome", CARD_NOT_POSTED, CARD_POSTED_AFTER_ALL))
         existing = known.get("card")
         if existing is not None:
             self._update(existing, card)

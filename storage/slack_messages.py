@@ -70,6 +70,16 @@ class MessageRefs:
             )
             return (row.channel, row.ts) if row else None
 
+    def find_kinds(self, target: str, kinds: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """``find`` of each of ``kinds`` remembered for ``target``, by kind (one query)."""
+        with self._database.session(read_only=True) as session:
+            rows = session.execute(
+                select(SlackMessageRow.kind, SlackMessageRow.channel, SlackMessageRow.ts).where(
+                    SlackMessageRow.target == target, SlackMessageRow.kind.in_(sorted(set(kinds)))
+                )
+            ).all()
+            return {kind: (channel, ts) for kind, channel, ts in rows}
+
     def all_for(self, target: str) -> list[tuple[str, str, str]]:
         """(kind, channel, ts) of every message remembered for ``target``, oldest first."""
         with self._database.session(read_only=True) as session:

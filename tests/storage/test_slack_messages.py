@@ -17,6 +17,9 @@ def test_a_message_is_remembered_once_and_found_by_target_and_kind(database: Dat
     assert refs.remember("review:7", "request:U1", "D1", "1700000000.000100", NOW)
     assert refs.find("review:7", "request:U1") == ("D1", "1700000000.000100")
     assert refs.find("review:7", "request:U2") is None
+    assert refs.find_kinds("review:7", ["request:U1", "request:U2", "card"]) == {
+        "request:U1": ("D1", "1700000000.000100")
+    }
 
 
 def test_pages_says_which_targets_have_a_view_of_a_kind_and_its_page_in_one_query(database: Database) -> None:

@@ -143,14 +143,16 @@ class SlackNotifier:
         gate = usecases.next_gate(self._services.pipeline, initiative)
         next_step = (
             f"Next: answer the *{escape(gate.title)}* questionnaire, then submit it for review."
-            if gate
+            if gate and initiative.status is not Status.RETIRED
             else ""
         )
         where = f" Its card is here: {link}" if link else ""
-        return (
-            f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}\n{next_step}\n"
-            "Ask me anytime: _what do we need for the next gate?_"
-        )
+        lines = [
+            f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}",
+            next_step,  # none past the last gate, nor once retired (the DM is redrawn with the card)
+            "Ask me anytime: _what do we need for the next gate?_",
+        ]
+        return "\n".join(line for line in lines if line)
 
     def _refresh_card_only(self, payload: Mapping[str, Any]) -> None:
         self.refresh_card(self._initiative(payload["ref"]))

@@ -210,3 +210,19 @@ def test_a_warning_that_slack_would_not_update_when_the_card_was_posted_is_updat
     notifier(redraw)  # said once: later redraws update the card alone
     assert len(ws.api.calls("chat.update")) == updates + 1
     assert len(ws.messages_in(registry.id)) == 1
+
+
+def test_the_welcome_of_a_retired_initiative_no_longer_points_to_a_next_gate(workspace: Workspace) -> None:
+    ws = workspace
+    registry_without_the_bot(ws)
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    [welcome] = owner_dms(ws)
+    assert "\nNext: answer the *" in welcome["text"]
+    assert ws.command(OWNER, f"retire {ref} the supplier changed the data contract").status == 200
+    ws.deliver()
+    [welcome] = owner_dms(ws)
+    assert welcome["text"].startswith(
+        f"You registered *Spare-parts demand forecast* as {ref}.\nAsk me anytime"
+    )
+    assert "could not post the card" in welcome["text"]

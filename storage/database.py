@@ -150,7 +150,10 @@ class Database:
             database = self.url.database or ""
             if database.startswith("~") and not _is_sqlite_uri(self.url):
                 # SQLite would open "~/x.db" as a folder named "~" under the working directory.
-                database = str(Path(database).expanduser())
+                try:
+                    database = str(Path(database).expanduser())
+                except RuntimeError as error:  # no home folder known for that user
+                    raise DatabaseUnavailable(f"Cannot use the database {self.describe()}: {error}") from None
                 self.url = self.url.set(database=database)
             if database in ("", ":memory:"):
                 # One shared connection, or every session would see its own empty database.

@@ -128,6 +128,12 @@ def test_a_sqlite_file_under_the_home_folder_is_opened_there(
     assert "~" not in database.describe()
 
 
+def test_a_sqlite_file_under_a_home_folder_that_cannot_be_found_is_one_line() -> None:
+    with pytest.raises(DatabaseUnavailable, match="Cannot use the database") as caught:
+        Database("sqlite:///~no-such-user-here/shepherd.db")
+    assert "\n" not in str(caught.value)
+
+
 def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
     database = Database(sqlite_url(tmp_path))
     with database.engine.connect() as connection:

@@ -354,10 +354,11 @@ class SlackNotifier:
         existing = known.get("card")
         if existing is not None:
             self._update(existing, card)
-            if CARD_NOT_POSTED in known and CARD_POSTED_AFTER_ALL not in known:
+            told = known.get(CARD_NOT_POSTED)
+            if told is not None and CARD_POSTED_AFTER_ALL not in known:
                 # The redraw that posted the card could not say so (Slack failed, or the worker
                 # stopped in between): this one does.
-                self._say_card_posted(initiative, target, known)
+                self._say_card_posted(initiative, target, told, existing, told == known.get("welcome"))
             return None
         registry = self._services.settings.registry_channel
         channel = registry or self._dm_channel(initiative.owner_id)
@@ -367,9 +368,8 @@ class SlackNotifier:
         told = known.get(CARD_NOT_POSTED)
         if error is None:
             if told is not None:
-                self._say_card_posted(
-                    initiative, target, {**known, "card": self._messages.find(target, "card")}
-                )
+                posted = self._messages.find(target, "card")
+                self._say_card_posted(initiative, target, told, posted, told == known.get("welcome"))
             return None
         # The owner's DM saying the card is missing carries the card's buttons: it is redrawn
         # with the card, so that none of them goes stale (no Submit once the review is open).
@@ -387,16 +387,18 @@ class SlackNotifier:
         return UnpostedCard(channel, error, card)
 
     def _say_card_posted(
-        self, initiative: Initiative, target: str, known: Mapping[str, tuple[str, str] | None]
+        self,
+        initiative: Initiative,
+        target: str,
+        told: tuple[str, str],
+        card: tuple[str, str] | None,
+        in_welcome: bool,
     ) -> None:
-        """Turn the owner's "could not post the card" DM (``known[CARD_NOT_POSTED]``) into where
-        the card is now, without the buttons the card carries from now on; once done, remembered
-        as done."""
-        told, card = known.get(CARD_NOT_POSTED), known.get("card")
-        if told is None:
-            return
+        """Turn the owner's "could not post the card" DM (``told``; the welcome if
+        ``in_welcome``) into where the card (``card``) is now, without the buttons the card
+        carries from now on; once done, remembered as done."""
         link = self._permalink(card)
-        intro = self._welcome(initiative, link) if told == known.get("welcome") else ""
+        intro = self._welcome(initiative, link) if in_welcome else ""
         channel = card[0] if card is not None else None
         self._update(told, card_posted_after_all(initiative, channel, None if intro else link, intro))
         self._messages.remember(target, CARD_POSTED_AFTER_ALL, *told, self._services.now())

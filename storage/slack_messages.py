@@ -64,11 +64,7 @@ class MessageRefs:
         return True
 
     def find(self, target: str, kind: str) -> tuple[str, str] | None:
-        with self._database.session(read_only=True) as session:
-            row = session.scalar(
-                select(SlackMessageRow).where(SlackMessageRow.target == target, SlackMessageRow.kind == kind)
-            )
-            return (row.channel, row.ts) if row else None
+        return self.find_kinds(target, (kind,)).get(kind)
 
     def find_kinds(self, target: str, kinds: Iterable[str]) -> dict[str, tuple[str, str]]:
         """``find`` of each of ``kinds`` remembered for ``target``, by kind (one query)."""

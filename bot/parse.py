@@ -153,6 +153,22 @@ def metadata(view: Mapping[str, Any] | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def shown_answers(pipeline: CompiledPipeline, gate_id: str, meta: Mapping[str, Any]) -> dict[str, str]:
+    """What a questionnaire form showed in each field when it was opened, from its metadata
+    (``blocks.modals.shown_fingerprints``): question id -> ``gates.answers.fingerprint``. {} for
+    a form that does not say. Should the pipeline have changed since, a place may name another
+    question, whose answer then counts as changed (its fingerprint will not match): recorded as
+    it was before forms remembered what they showed."""
+    shown, gate = meta.get("shown"), pipeline.model.gate(gate_id)
+    if not isinstance(shown, dict) or gate is None:
+        return {}
+    found: dict[str, str] = {}
+    for place, digest in shown.items():
+        if isinstance(digest, str) and str(place).isdigit() and int(place) < len(gate.questions):
+            found[gate.questions[int(place)].id] = digest
+    return found
+
+
 def action_value(body: Mapping[str, Any]) -> str:
     """The ``value`` of the first action in a ``block_actions`` payload.
 

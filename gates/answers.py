@@ -8,6 +8,9 @@ message naming the question, never stored half-understood.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -51,6 +54,22 @@ def coerce(question: Question, raw: Any) -> AnswerValue | None:
         raise InvalidAnswer(question.id, str(refusal)) from None
     _check_limits(question, value)
     return value
+
+
+def fingerprint(value: AnswerValue | None) -> str:
+    """A short digest of an answer, for a form to remember what it showed (8 characters).
+
+    Equal answers give equal digests however they were typed: a whole float is its integer (5.0
+    and 5 are one answer) and a list's order does not count (the options picked, not the order
+    Slack lists them in). A collision would only make a changed answer look untouched once in
+    2^48, which is why 6 bytes are enough to stay inside Slack's 3,000 characters of metadata.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, list):
+        value = sorted(value)
+    canonical = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(hashlib.blake2b(canonical.encode(), digest_size=6).digest()).decode()
 
 
 def for_rules(questions: Mapping[str, Question], answers: Mapping[str, AnswerValue]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from gates.answers import AnswerValue, coerce
+from gates.answers import AnswerValue, coerce, fingerprint
 from gates.errors import (
     ConcurrentUpdate,
     DecisionRefused,
@@ -160,6 +160,9 @@ class PageOfAnswers:
     sponsor_question: str | None = None
     """The intake question naming the initiative's sponsor, when this page answers it: a new
     answer there makes that person the sponsor (``sponsor_question``)."""
+    steward: bool | None = None
+    """Whether the author is a steward (a governance lead or role admin). Given, only the owner,
+    the sponsor or a steward may change the sponsor answer; None: the caller decided already."""
 
 
 def sponsor_question(pipeline: CompiledPipeline) -> str | None:
@@ -176,16 +179,30 @@ def check_page(
     author_id: str,
     now: datetime,
     link: tuple[str, str] | None = None,
+    shown: Mapping[str, str] | None = None,
+    steward: bool | None = None,
 ) -> PageOfAnswers:
     """``answers`` (and ``link``) as they would be recorded, checked without the database.
+
+    Args:
+        shown: the ``fingerprint`` of each answer as the form showed it when it was opened. A
+            form sends back every field, changed or not: an answer still as it was shown is
+            left out, so it cannot put back the old answer over one somebody else saved while
+            this form was open. Two people changing the same answer at once: the later save
+            wins, and the history keeps both.
+        steward: see ``PageOfAnswers.steward``.
 
     Raises:
         UnknownGate, UnknownQuestion, InvalidAnswer (naming every answer that does not fit).
     """
     typed = _typed_or_raise(pipeline, gate_id, answers)
+    if shown:
+        typed = {qid: value for qid, value in typed.items() if shown.get(qid) != fingerprint(value)}
     checked = (check_link(link[0]), link[1]) if link else None
     sponsor = sponsor_question(pipeline) if gate_id == pipeline.model.intake.id else None
-    return PageOfAnswers(ref, gate_id, typed, author_id, now, checked, sponsor if sponsor in typed else None)
+    return PageOfAnswers(
+        ref, gate_id, typed, author_id, now, checked, sponsor if sponsor in typed else None, steward
+    )
 
 
 def answer(
@@ -221,9 +238,10 @@ def answer(
 
 def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerResult | GateError]:
     """Record several checked pages in one transaction, each as ``answer`` would (without
-    readiness). A page refused by the state it finds (retired, under review, unknown) gets its
-    error in its place and writes nothing; the others are recorded. The initiatives, their open
-    reviews and their current answers are read once for the whole batch.
+    readiness). A page refused by the state it finds (retired, under review, unknown, a sponsor
+    its author may not change) gets its error in its place and writes nothing; the others are
+    recorded. The initiatives, their open reviews and their current answers are read once for
+    the whole batch.
 
     Raises:
         anything else the database raises: then nothing of the batch is recorded.
@@ -246,12 +264,13 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
                 outcomes[n] = UnknownInitiative(page.ref)
                 continue
             initiative, open_review = found[page.ref]
+            current = currents[page.ref]
             try:
                 _refuse_unless_answerable(initiative, page.gate_id, open_review)
-            except InvalidTransition as refused:
+                _refuse_sponsor_change(initiative, page, current)
+            except (InvalidTransition, InvalidAnswer) as refused:
                 outcomes[n] = refused
                 continue
-            current = currents[page.ref]
             values, changed, versions = _record_page(uow, page, current)
             _follow_sponsor(uow, initiative, page, changed)
             written.extend(versions)
@@ -314,6 +333,29 @@ def _follow_sponsor(uow: UnitOfWork, initiative: Initiative, page: PageOfAnswers
     uow.audit.append(
         page.author_id, "initiative.sponsor_changed", page.ref, {"sponsor": initiative.sponsor_id}, page.at
     )
+
+
+def _refuse_sponsor_change(
+    initiative: Initiative, page: PageOfAnswers, current: Mapping[str, AnswerVersion]
+) -> None:
+    """Naming the sponsor lets that person submit the initiative for review, so only its owner,
+    its sponsor or a steward may change who it is (``PageOfAnswers.steward``); anyone working on
+    the questionnaire may still save the rest of the page unchanged.
+
+    Raises:
+        InvalidAnswer: on the sponsor question, so the form says it under that field.
+    """
+    question = page.sponsor_question
+    if question is None or page.steward is not False:
+        return
+    if page.author_id in (initiative.owner_id, initiative.sponsor_id):
+        return
+    before = current[question].value if question in current else None
+    if page.typed.get(question) != before:
+        raise InvalidAnswer(
+            question,
+            f"Only the owner of {initiative.ref}, its sponsor or a governance lead can change its sponsor.",
+        )
 
 
 def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:

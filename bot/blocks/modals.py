@@ -34,7 +34,7 @@ from bot.blocks.text import (
     slack_date,
     truncate,
 )
-from gates.answers import AnswerValue, coerce, for_rules
+from gates.answers import AnswerValue, coerce, fingerprint, for_rules
 from gates.conditions import ConditionError, MissingAnswer, make_context
 from gates.errors import InvalidAnswer, UnknownGate
 from gates.lifecycle import DecisionKind, Initiative, Review
@@ -267,7 +267,16 @@ def questionnaire_modal(
             ),
             text_input(ids.LINK_TITLE_BLOCK, "Link title", optional=True, max_length=200),
         ]
-    metadata = {"ref": initiative.ref, "gate": gate.id, "page": page, **(private_metadata_extra or {})}
+    metadata = {
+        "ref": initiative.ref,
+        "gate": gate.id,
+        "page": page,
+        # What each field showed, so that saving the form records only what this person changed
+        # (``usecases.check_page``). Keyed by the question's place in the gate, not its id (up
+        # to 64 characters): 90 questions on a page then fit in 1,500 of the 3,000 characters.
+        "shown": shown_fingerprints(gate, shown, typed),
+        **(private_metadata_extra or {}),
+    }
     suffix = f" {page + 1}/{len(pages)}" if len(pages) > 1 else ""
     return _modal(
         ids.VIEW_QUESTIONNAIRE,
@@ -276,6 +285,15 @@ def questionnaire_modal(
         submit="Save" if last else "Save & next",
         private_metadata=json.dumps(metadata, separators=(",", ":")),
     )
+
+
+def shown_fingerprints(
+    gate: Gate, questions: Sequence[Question], typed: Mapping[str, AnswerValue]
+) -> dict[str, str]:
+    """``fingerprint`` of the answer each of ``questions`` shows, keyed by its place in ``gate``
+    (``parse.shown_answers`` reads them back)."""
+    place = {question.id: n for n, question in enumerate(gate.questions)}
+    return {str(place[q.id]): fingerprint(typed.get(q.id)) for q in questions}
 
 
 _REASON_TITLES = {

@@ -154,7 +154,15 @@ class ViewListeners:
         link_errors = _link_errors(link)
         try:
             checked = usecases.check_page(
-                pipeline, ref, gate_id, raw, user, services.now(), None if link_errors else link
+                pipeline,
+                ref,
+                gate_id,
+                raw,
+                user,
+                services.now(),
+                None if link_errors else link,
+                parse.shown_answers(pipeline, gate_id, meta),
+                steward=services.settings.is_steward(user),
             )
         except GateError as error:
             ack(response_action="errors", errors={**_errors_for(error, first_block), **link_errors})

@@ -96,17 +96,20 @@ def all_types() -> CompiledPipeline:
 
 
 @functools.cache
-def huge_gate(count: int = 150, label_length: int = 1900, options: int = 100) -> CompiledPipeline:
+def huge_gate(
+    count: int = 150, label_length: int = 1900, options: int = 100, long_ids: bool = False, help: bool = True
+) -> CompiledPipeline:
     """A pipeline whose intake gate has ``count`` questions of every type, with long labels, long
-    help, and choice options longer than Slack's option text and value limits. Cached: compiling
-    about a megabyte of YAML takes a second, and the pipeline is immutable."""
+    help, and choice options longer than Slack's option text and value limits; ``long_ids``: ids
+    of the most characters a pipeline allows (64); ``help``: False for none. Cached: compiling about a megabyte of YAML
+    takes a second, and the pipeline is immutable."""
     questions = []
     for index in range(count):
         kind = TYPES[index % len(TYPES)]
         question: dict[str, Any] = {
-            "id": f"q{index:03d}",
+            "id": f"q{index:03d}" + ("_" + "x" * 59 if long_ids else ""),
             "label": (f"Question {index} " + "about the initiative's governance " * 80)[:label_length],
-            "help": "Explain with evidence. " * 150,
+            "help": "Explain with evidence. " * 150 if help else None,
             "type": kind,
             "required": index % 3 == 0,
         }

@@ -18,8 +18,9 @@ from bot.parse import (
     page_number,
     reason_from_state,
     review_id,
+    shown_answers,
 )
-from gates.answers import coerce
+from gates.answers import coerce, fingerprint
 from gates.errors import UnknownGate
 from gates.lifecycle import DecisionKind
 from tests.bot.blockkit_checks import all_types, find_block, huge_gate, initiative
@@ -229,7 +230,43 @@ def test_metadata_of_garbage_is_empty(view: Any) -> None:
 
 def test_metadata_reads_the_questionnaire_page() -> None:
     view = questionnaire_modal(all_types(), initiative(), "pilot", {})
-    assert metadata(view) == {"ref": "AI-0007", "gate": "pilot", "page": 0}
+    meta = metadata(view)
+    assert {key: meta[key] for key in ("ref", "gate", "page")} == {
+        "ref": "AI-0007",
+        "gate": "pilot",
+        "page": 0,
+    }
+
+
+def test_a_questionnaire_page_remembers_what_each_field_showed() -> None:
+    pipeline = all_types()
+    shown = {"success": "partly"}
+    questions = [q.id for q in pipeline.model.gate("pilot").questions]
+    view = questionnaire_modal(pipeline, initiative(), "pilot", shown)
+    remembered = shown_answers(pipeline, "pilot", metadata(view))
+    assert set(remembered) == set(questions)
+    for qid in questions:
+        assert remembered[qid] == fingerprint(shown.get(qid))
+
+
+def test_a_page_of_as_many_questions_as_fit_with_the_longest_ids_remembers_them_within_slacks_limit() -> None:
+    # Keyed by question id, 40 questions with ids of 64 characters would already take 3,100.
+    pipeline = huge_gate(90, label_length=40, options=3, long_ids=True, help=False)
+    view = questionnaire_modal(pipeline, initiative(), "intake", {}, page_size=90)
+    fields = [b for b in view["blocks"] if ids.question_id_of(str(b.get("block_id", "")))]
+    assert len(fields) >= 60
+    assert len(shown_answers(pipeline, "intake", metadata(view))) == len(fields)
+    assert len(view["private_metadata"]) <= 3000
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [None, "x", [1, 2], {"0": 5}, {"x": "AAAA"}, {"-1": "AAAA"}, {"999": "AAAA"}, {"1.0": "AAAA"}],
+)
+def test_what_a_form_showed_ignores_anything_it_cannot_place(shown: Any) -> None:
+    pipeline = all_types()
+    assert shown_answers(pipeline, "pilot", {"shown": shown}) == {}
+    assert shown_answers(pipeline, "no-such-gate", {"shown": {"0": "AAAA"}}) == {}
 
 
 def test_review_id_is_parsed_from_a_button_value() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gates.answers import coerce, display, for_rules
+from gates.answers import coerce, display, fingerprint, for_rules
 from gates.errors import InvalidAnswer
 from gates.pipeline import Question, QuestionType, Validation
 
@@ -187,3 +187,20 @@ def test_rules_see_dates_as_timestamps_and_other_answers_as_stored() -> None:
 )
 def test_answers_display_for_people(kind: str, extra: dict[str, Any], value: Any, shown: str) -> None:
     assert display(question(kind, **extra), value) == shown
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [(5, 5.0), (25.0, 25), (["b", "a"], ["a", "b"]), (None, None), ("déjà vu", "déjà vu")],
+)
+def test_equal_answers_have_one_fingerprint_however_they_were_typed(one: Any, other: Any) -> None:
+    assert fingerprint(one) == fingerprint(other)
+    assert len(fingerprint(one)) == 8
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [(5, 5.5), ("5", 5), (None, ""), (["a"], ["a", "b"]), ("yes", "Yes"), (None, 0)],
+)
+def test_different_answers_have_different_fingerprints(one: Any, other: Any) -> None:
+    assert fingerprint(one) != fingerprint(other)

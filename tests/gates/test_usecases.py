@@ -744,6 +744,39 @@ def test_answering_the_intakes_sponsor_question_later_names_the_sponsor(uow: Fak
     assert uow.stored_initiative(ref).sponsor_id == SPONSOR
 
 
+def test_only_the_owner_the_sponsor_or_a_steward_may_change_the_sponsor(uow: FakeUnitOfWork) -> None:
+    """Naming the sponsor gives them the right to submit: a teammate may answer the rest of the
+    intake, but may not name themselves (or anyone else) sponsor."""
+    pipeline = load_pipeline()
+    ref = usecases.register(
+        pipeline, uow, name="Claims triage", owner_id=OWNER, answers={}, actor_id=OWNER, now=NOW
+    ).ref
+    usecases.answer(pipeline, uow, ref, "intake", {"business_sponsor": SPONSOR}, OWNER, LATER)
+    teammate = "U0TEAMMATE"
+
+    def save(author: str, answers: dict[str, str], steward: bool = False) -> object:
+        page = usecases.check_page(pipeline, ref, "intake", answers, author, LATER, steward=steward)
+        return usecases.answer_many(uow, [page])[0]
+
+    refused = save(teammate, {"business_sponsor": teammate, "problem_statement": "Triage takes 9 days"})
+    assert isinstance(refused, InvalidAnswer) and refused.question_id == "business_sponsor"
+    assert "Only the owner of" in refused.reason
+    assert uow.stored_initiative(ref).sponsor_id == SPONSOR
+    with uow:
+        assert "problem_statement" not in usecases.current_answers(uow, ref)  # nothing of the page kept
+    # The sponsor answer sent back as it is, with the rest of the page, is fine.
+    assert not isinstance(
+        save(teammate, {"business_sponsor": SPONSOR, "problem_statement": "Triage takes 9 days"}), Exception
+    )
+    with uow:
+        assert usecases.current_answers(uow, ref)["problem_statement"] == "Triage takes 9 days"
+    # A steward may; so may the sponsor (handing over), and the owner.
+    assert not isinstance(save("U0LEAD001", {"business_sponsor": teammate}, steward=True), Exception)
+    assert not isinstance(save(teammate, {"business_sponsor": SPONSOR}), Exception)
+    assert not isinstance(save(OWNER, {"business_sponsor": ""}), Exception)
+    assert uow.stored_initiative(ref).sponsor_id is None
+
+
 def test_a_reviews_evidence_is_shown_as_submitted_and_hashes_as_it_did(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:

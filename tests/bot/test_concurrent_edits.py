@@ -1,0 +1,105 @@
+"""Two people with the same questionnaire page open: each save records only what that person
+changed. Slack sends back every field of the form, the ones left as they were shown too, so
+without this the later save would silently put back the answers it showed over the ones saved
+meanwhile, and the history would credit them to the wrong person."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import ids
+from bot.emulator.webapi import FakeSlackWebAPI
+from gates import usecases
+from tests.bot.scenario import Workspace, running_workspace
+from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register
+
+TEAMMATE = "U0TEAMMAT"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (TEAMMATE, "tina")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data") as ws:
+        yield ws
+
+
+def open_questionnaire(ws: Workspace, user: str) -> dict[str, Any]:
+    return ws.opened_view(lambda: ws.click(user, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+
+
+def save(ws: Workspace, user: str, view: dict[str, Any], answers: dict[str, Any]) -> None:
+    values = {ids.question_block_id(qid): value for qid, value in answers.items()}
+    response = ws.submit_view(user, view, values)
+    assert response.status == 200, response.text
+    assert '"errors"' not in response.text, response.text
+
+
+def current(ws: Workspace, ref: str) -> dict[str, Any]:
+    with ws.services.read_uow() as uow:
+        return usecases.current_answers(uow, ref)
+
+
+def authors(ws: Workspace, ref: str, question_id: str) -> list[str]:
+    with ws.services.read_uow() as uow:
+        return [v.author_id for v in uow.answers.history(ref) if v.question_id == question_id]
+
+
+def test_a_save_does_not_put_back_answers_someone_else_changed_meanwhile(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    mine, theirs = open_questionnaire(ws, OWNER), open_questionnaire(ws, TEAMMATE)
+    save(
+        ws,
+        TEAMMATE,
+        theirs,
+        {
+            "problem_statement": "Stock-outs of spare parts delay field repairs.",
+            "target_improvement_pct": "30",  # a percent: shown as 25, stored as 25.0
+            "data_sources": ["internal operational data", "synthetic data"],
+        },
+    )
+    save(ws, OWNER, mine, {"target_outcome": "Same-week repairs in 95% of cases."})
+
+    answers = current(ws, ref)
+    assert answers["problem_statement"] == "Stock-outs of spare parts delay field repairs."
+    assert answers["target_improvement_pct"] == 30
+    assert sorted(answers["data_sources"]) == ["internal operational data", "synthetic data"]
+    assert answers["target_outcome"] == "Same-week repairs in 95% of cases."
+    # The history credits each change to the person who made it, and nobody else.
+    assert authors(ws, ref, "problem_statement") == [OWNER, TEAMMATE]
+    assert authors(ws, ref, "target_outcome") == [OWNER, OWNER]
+
+
+def test_when_both_change_the_same_answer_the_later_save_wins_and_the_history_keeps_both(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    ref = register(ws)
+    mine, theirs = open_questionnaire(ws, OWNER), open_questionnaire(ws, TEAMMATE)
+    save(ws, TEAMMATE, theirs, {"primary_kpi": "Stock-out rate"})
+    save(ws, OWNER, mine, {"primary_kpi": "Stock-out days per month"})
+
+    assert current(ws, ref)["primary_kpi"] == "Stock-out days per month"
+    assert authors(ws, ref, "primary_kpi") == [OWNER, TEAMMATE, OWNER]
+
+
+def test_the_next_form_shown_after_a_save_knows_what_it_shows(workspace: Workspace) -> None:
+    """The form a save leaves open (the same page again, or the next one) remembers the answers
+    as they are after that save, so saving it again changes nothing it did not change."""
+    ws = workspace
+    ref = register(ws)
+    mine = open_questionnaire(ws, OWNER)
+    save(ws, OWNER, mine, {"primary_kpi": "Stock-out rate"})
+    again = open_questionnaire(ws, OWNER)
+    theirs = open_questionnaire(ws, TEAMMATE)
+    save(ws, TEAMMATE, theirs, {"primary_kpi": "Stock-out days"})
+    save(ws, OWNER, again, {})
+
+    assert current(ws, ref)["primary_kpi"] == "Stock-out days"
+    assert authors(ws, ref, "primary_kpi") == [OWNER, OWNER, TEAMMATE]

@@ -182,11 +182,17 @@ def record_operations_review(
     reviewer_id: str,
     now: datetime,
     extra_roles: Collection[str] = (),
-) -> OperationsReview:
+    form: str | None = None,
+) -> OperationsReview | None:
     """Record a periodic review; the next one falls due ``review_every_days`` from now.
 
     The owner, the sponsor or a holder of the operations role may record it; ``extra_roles`` are
     roles the reviewer holds beyond the stored and configured ones (through a Slack user group).
+    ``form``: the id of the form it was typed in (Slack's view id). Slack sends a form again when
+    its first answer came late, and the person presses Submit again: that records nothing more.
+
+    Returns:
+        The review, or None when ``form`` was recorded before.
 
     Raises:
         InvalidAnswer: the first problem with the answers (nothing recorded);
@@ -210,6 +216,8 @@ def record_operations_review(
         roles = roles_of(pipeline, uow, reviewer_id) | set(extra_roles)
         if not may_record_operations_review(pipeline, initiative, reviewer_id, roles):
             raise NotPermitted(OPERATIONS_REVIEWERS_ONLY)
+        if form is not None and not uow.dedupe.first_time(f"opsform:{form}", now):
+            return None
         review = OperationsReview(
             ref, reviewer_id, now, typed, now + timedelta(days=operations.review_every_days)
         )

@@ -260,8 +260,20 @@ class FiredEvents(Protocol):
         ...
 
 
+class Deliveries(Protocol):
+    def first_time(self, key: str, at: datetime) -> bool:
+        """Claim ``key`` (a form Slack sent, by its id); False if it was claimed before.
+
+        Called in the transaction of the change the delivery makes, so a refused or rolled-back
+        change leaves the key free for the next attempt.
+        """
+        ...
+
+
 class OperationsUnitOfWork(UnitOfWork, Protocol):
-    """A unit of work that also keeps time box extensions, periodic reviews and fired events."""
+    """A unit of work that also keeps time box extensions, periodic reviews, fired events and
+    the forms already recorded."""
 
     operations: OperationsRecords
     fired: FiredEvents
+    dedupe: Deliveries

@@ -1,7 +1,9 @@
 """Extend a time box, stop an initiative, record a periodic operations review.
 
 Buttons come from the scheduler's DMs (bot/notify.py); they open modals in the lazy half (a
-Slack call). Modal submissions run before the response, so problems show inside the modal.
+Slack call). Modal submissions run before the response, so problems show inside the modal; they
+never wait on Slack: an answer later than Slack's 3 seconds shows the person an error, though
+what they submitted may have been recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bot.listeners.common import channel_of, explanation, lazily, tell_later, us
 from bot.usergroups import MembershipUnavailable
 from gates import operations, usecases
 from gates.errors import GateError, InvalidAnswer, NotPermitted
+from gates.ports import OperationsReview
 
 logger = logging.getLogger("shepherd.operations")
 
@@ -36,7 +39,9 @@ class OperationsListeners:
         )
         app.view(ids.VIEW_EXTEND)(self.extend)
         app.view(ids.VIEW_STOP)(self.stop)
-        app.view(ids.VIEW_OPERATIONS_REVIEW)(self.review)
+        app.view(ids.VIEW_OPERATIONS_REVIEW)(
+            ack=self.review, lazy=lazily(self._services, self.remember_user_groups)
+        )
 
     def ack(self, ack: Ack) -> None:
         ack()
@@ -129,7 +134,9 @@ class OperationsListeners:
             return
         ack()
 
-    def review(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    def review(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Recorded before the ack, with the roles of the person's Slack user groups as remembered
+        (an ack must not wait on Slack); the same form sent again records nothing more."""
         services = self._services
         pipeline = services.pipeline
         ref = str(parse.metadata(view).get("ref", ""))
@@ -147,26 +154,13 @@ class OperationsListeners:
                     errors={ids.question_block_id(q): m[:150] for q, m in problems.items()},
                 )
                 return
-            try:
-                operations.record_operations_review(
-                    pipeline, services.uow(), ref, raw, body["user"]["id"], services.now()
-                )
-            except NotPermitted:
-                # Maybe through the role's Slack user group: asked only now, and usually known
-                # already (the button asked when it opened this form, and the answer is kept).
-                extra = services.group_roles.roles_of(pipeline, body["user"]["id"], client)
-                if not extra:
-                    raise
-                operations.record_operations_review(
-                    pipeline, services.uow(), ref, raw, body["user"]["id"], services.now(), extra
-                )
+            recorded = self._record_review(ref, raw, body["user"]["id"], view.get("id") or None)
         except MembershipUnavailable:
+            # remember_user_groups asks Slack right after this answer.
             first = next(iter(state), ids.REASON_BLOCK)
             ack(
                 response_action="errors",
-                errors={
-                    first: "Slack could not confirm your user groups just now; submit again in a minute."
-                },
+                errors={first: "Shepherd is checking your Slack user groups; submit again in a moment."},
             )
             return
         except InvalidAnswer as error:
@@ -180,11 +174,48 @@ class OperationsListeners:
             ack(response_action="errors", errors={first: str(error)[:150]})
             return
         ack()
-        tell_later(
-            services, body["user"]["id"], f"Recorded the periodic operations review of {ref}. Thank you."
-        )
+        if recorded is not None:  # None: Slack sent a form recorded before, thanked for then
+            tell_later(
+                services, body["user"]["id"], f"Recorded the periodic operations review of {ref}. Thank you."
+            )
+
+    def remember_user_groups(self, body: dict[str, Any], client: WebClient) -> None:
+        """After a review form's answer: ask Slack who is in the pipeline's user groups if that is
+        no longer remembered, so that the person told to submit again is then recognised."""
+        services = self._services
+        try:
+            services.group_roles.roles_of(services.pipeline, user_of(body), client)
+        except MembershipUnavailable as error:
+            logger.warning("user groups not refreshed after a review form: %s", error)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _record_review(
+        self, ref: str, raw: dict[str, Any], user: str, form: str | None
+    ) -> OperationsReview | None:
+        """``operations.record_operations_review``, counting the roles of the person's Slack user
+        groups as remembered.
+
+        Raises:
+            MembershipUnavailable: only a user group could allow it, and who is in the groups is
+                no longer remembered.
+        """
+        services = self._services
+        pipeline = services.pipeline
+        try:
+            return operations.record_operations_review(
+                pipeline, services.uow(), ref, raw, user, services.now(), form=form
+            )
+        except NotPermitted:
+            # The button asked Slack when it opened this form, but a form kept open longer than
+            # that is remembered finds it forgotten, and asking Slack now could outlast the 3
+            # seconds Slack waits for this answer.
+            extra = services.group_roles.roles_of(pipeline, user, None)
+            if not extra:
+                raise
+            return operations.record_operations_review(
+                pipeline, services.uow(), ref, raw, user, services.now(), extra, form
+            )
 
     def _own_initiative(self, ref: str, user: str, action: str) -> Any:
         with self._services.read_uow() as uow:

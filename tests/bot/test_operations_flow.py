@@ -4,6 +4,7 @@ the scheduler ticks, the outbox delivers, people click and submit modals."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ from sqlalchemy import update
 from bot import ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.scheduler import Scheduler
-from bot.usergroups import GroupRoles
+from bot.usergroups import TTL_SECONDS, GroupRoles
 from gates import usecases
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import DEFAULT_PIPELINE, parse_pipeline
+from gates.ports import OperationsReview
 from storage.tables import initiatives
 from tests.bot.scenario import Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import OWNER, RISK, SPONSOR, intake_values
@@ -258,10 +260,9 @@ def test_an_unanswered_periodic_review_turns_overdue_and_is_escalated(workspace:
     assert "overdue" in flag["text"]
 
 
-def test_the_operations_roles_user_group_records_the_periodic_review_and_outsiders_are_told_first(
-    workspace: Workspace,
-) -> None:
-    ws = workspace
+def with_operations_group(ws: Workspace) -> None:
+    """Give the operations role a Slack user group, S0OPS, whose one member, the ops lead, holds
+    the role in Slack only."""
     text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
     operations = text.index("  operations:\n    label")
     text = text[:operations] + text[operations:].replace(
@@ -269,12 +270,40 @@ def test_the_operations_roles_user_group_records_the_periodic_review_and_outside
     )
     ws.services.pipeline = parse_pipeline(text, "ops-group.yaml")
     ws.api.state.add_user(OPS_LEAD, "otto")
-    ws.api.state.add_usergroup("S0OPS", "operations", [OPS_LEAD])  # held in Slack only
+    ws.api.state.add_usergroup("S0OPS", "operations", [OPS_LEAD])
+
+
+def review_due(ws: Workspace) -> tuple[str, dict[str, Any]]:
+    """A registered initiative in operations whose periodic review is due; returns its reference
+    and the owner's DM with the button that opens the review form."""
     ref = register(ws)
     move_to_operations(ws, ref)
     ws.clock.advance(days=90)
     assert tick(ws) == [f"opsreview:{ref}:2027-01-31"]
     [notice] = dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    return ref, notice
+
+
+def reviews_of(ws: Workspace, ref: str) -> list[OperationsReview]:
+    with ws.services.read_uow() as uow:
+        return list(uow.operations.reviews(ref))
+
+
+def thanks(ws: Workspace, user: str) -> list[dict[str, Any]]:
+    """The "Recorded ..." messages ``user`` received, once everything queued is delivered."""
+    ws.deliver()
+    return [m for m in ws.messages_in(ws.dm_with(user)) if "Recorded the periodic" in m.get("text", "")]
+
+
+REVIEW_VALUES = {ids.question_block_id(q): v for q, v in REVIEW_ANSWERS.items()}
+
+
+def test_the_operations_roles_user_group_records_the_periodic_review_and_outsiders_are_told_first(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    with_operations_group(ws)
+    ref, notice = review_due(ws)
 
     # Someone outside the group is told before typing anything: no form opens.
     opened = len(ws.api.calls("views.open"))
@@ -289,21 +318,83 @@ def test_the_operations_roles_user_group_records_the_periodic_review_and_outside
     )
     assert len(ws.api.calls("views.open")) == opened
 
-    # A member of the group opens it; when the form comes back, Slack is down and the membership
-    # is no longer remembered: the answers stay in the form with an explanation, nothing recorded.
+    # A member of the group opens it (Slack is asked who is in the group) and records it.
     view = ws.opened_view(lambda: ws.click(OPS_LEAD, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW))
-    values = {ids.question_block_id(q): v for q, v in REVIEW_ANSWERS.items()}
-    ws.services.group_roles = GroupRoles()
-    ws.api.faults.server_error("usergroups.users.list", times=None)
-    refused = ws.submit_view(OPS_LEAD, view, values).json()
-    assert refused["response_action"] == "errors"
-    assert "submit again in a minute" in str(refused["errors"])
-    with ws.services.read_uow() as uow:
-        assert list(uow.operations.reviews(ref)) == []
-
-    ws.api.faults.clear()
-    response = ws.submit_view(OPS_LEAD, view, values)
+    response = ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
     assert response.status == 200 and response.text in ("", "{}"), response.text
-    with ws.services.read_uow() as uow:
-        [recorded] = uow.operations.reviews(ref)
+    [recorded] = reviews_of(ws, ref)
     assert recorded.reviewer_id == OPS_LEAD
+    assert len(thanks(ws, OPS_LEAD)) == 1
+
+
+@dataclass
+class Seconds:
+    """A monotonic clock for the user group memory, moved by hand (how long a form stays open)."""
+
+    at: float = 0.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def test_a_review_form_kept_open_past_the_group_memory_is_answered_without_asking_slack(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    with_operations_group(ws)
+    seconds = Seconds()
+    ws.services.group_roles = GroupRoles(clock=seconds)
+    ref, notice = review_due(ws)
+    view = ws.opened_view(lambda: ws.click(OPS_LEAD, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW))
+    answered = len(ws.api.calls("usergroups.users.list"))
+    listed = len(ws.api.calls("usergroups.users.list", ok=True))
+
+    # The ops lead spends longer on the form than the membership is remembered, and Slack is
+    # slow (each usergroups.users.list answer takes 2 s) and rate limiting (429, Retry-After).
+    seconds.at += TTL_SECONDS + 60
+    ws.api.faults.delay(2.0, "usergroups.users.list")
+    ws.api.faults.rate_limit("usergroups.users.list", retry_after=1, times=1)
+    response = ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
+
+    # Answered before Slack was: the fake logs a call once it answers, and none was logged.
+    assert len(ws.api.calls("usergroups.users.list")) == answered
+    refused = response.json()
+    assert refused["response_action"] == "errors"
+    assert set(refused["errors"]) <= {block["block_id"] for block in view["blocks"]}
+    assert "submit again in a moment" in str(refused["errors"])
+    assert reviews_of(ws, ref) == []
+
+    # Shepherd asked Slack after answering (waiting out the 429); submitting again records it
+    # from what Slack said, without asking again.
+    ws.api.wait_for("usergroups.users.list", count=listed + 1, timeout=15)
+    asked = len(ws.api.calls("usergroups.users.list"))
+    response = ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    assert len(ws.api.calls("usergroups.users.list")) == asked
+    [recorded] = reviews_of(ws, ref)
+    assert recorded.reviewer_id == OPS_LEAD
+    assert len(thanks(ws, OPS_LEAD)) == 1
+
+
+def test_a_review_form_sent_twice_records_one_review_and_thanks_once(workspace: Workspace) -> None:
+    ws = workspace
+    with_operations_group(ws)
+    ref, notice = review_due(ws)
+    view = ws.opened_view(lambda: ws.click(OPS_LEAD, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW))
+    # Slack sends the same form again when its first answer came late and the person, seeing
+    # the form fail, pressed Submit again.
+    first = ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
+    again = ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
+    for response in (first, again):
+        assert response.status == 200 and response.text in ("", "{}"), response.text
+    assert len(reviews_of(ws, ref)) == 1
+    assert len(thanks(ws, OPS_LEAD)) == 1
+    with ws.services.read_uow() as uow:
+        audited = [entry.action for entry in uow.audit.timeline(ref)]
+    assert audited.count("operations.reviewed") == 1
+
+    # A new form, opened from the button again, is a new review.
+    view = ws.opened_view(lambda: ws.click(OPS_LEAD, notice, ws.registry, ids.ACTION_OPEN_OPERATIONS_REVIEW))
+    ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
+    assert len(reviews_of(ws, ref)) == 2
+    assert len(thanks(ws, OPS_LEAD)) == 2

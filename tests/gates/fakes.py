@@ -65,6 +65,7 @@ class _State:
     extensions: list[TimeBoxExtension] = field(default_factory=list)
     operations_reviews: list[OperationsReview] = field(default_factory=list)
     fired: dict[str, str] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)
 
 
 class _Part:
@@ -314,6 +315,14 @@ class FakeFired(_Part):
         return True
 
 
+class FakeDeliveries(_Part):
+    def first_time(self, key: str, at: datetime) -> bool:
+        if key in self._state.claimed:
+            return False
+        self._state.claimed.add(key)
+        return True
+
+
 class FakeUnitOfWork:
     """Dict-backed unit of work; re-enterable, one transaction per ``with``.
 
@@ -330,6 +339,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(self)
         self.operations = FakeOperations(self)
         self.fired = FakeFired(self)
+        self.dedupe = FakeDeliveries(self)
         self.committed = _State()
         self.commits = 0
         self.transactions = 0

@@ -140,6 +140,34 @@ def test_a_periodic_review_is_recorded_with_its_next_due_date(
     assert latest["AI-0001"].next_due == now + timedelta(days=90)
 
 
+def test_the_same_form_sent_again_records_the_periodic_review_once(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    seed(uow, "AI-0001", "operations", T0)
+    answers = {"value": "yes", "incidents": "0"}
+    first = operations.record_operations_review(pipeline, uow, "AI-0001", answers, OPS, T0, form="V1")
+    again = operations.record_operations_review(pipeline, uow, "AI-0001", answers, OPS, T0, form="V1")
+    assert first is not None and again is None
+    assert uow.audit_actions == ["operations.reviewed"]
+    # Another form is another review.
+    later = T0 + timedelta(days=1)
+    assert operations.record_operations_review(pipeline, uow, "AI-0001", answers, OPS, later, form="V2")
+    with uow:
+        assert len(uow.operations.reviews("AI-0001")) == 2
+
+
+def test_a_form_refused_once_can_still_be_recorded(pipeline: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    seed(uow, "AI-0001", "operations", T0)
+    answers = {"value": "yes", "incidents": "0"}
+    with pytest.raises(NotPermitted):
+        operations.record_operations_review(pipeline, uow, "AI-0001", answers, OUTSIDER, T0, form="V1")
+    # The same form, now sent by someone who may record it (a role the refusal did not know).
+    review = operations.record_operations_review(
+        pipeline, uow, "AI-0001", answers, OUTSIDER, T0, ["operations"], "V1"
+    )
+    assert review is not None
+
+
 def test_a_periodic_review_is_refused_outside_operations_or_to_outsiders(
     pipeline: CompiledPipeline, uow: FakeUnitOfWork
 ) -> None:

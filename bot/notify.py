@@ -3,7 +3,9 @@
 The outbox worker calls ``SlackNotifier`` once per message and retries with backoff when it
 raises, so a Slack outage delays notifications but loses none. Delivery is at-least-once;
 every step here is safe to repeat: new posts are remembered by (target, kind) and skipped when
-already made, and updates (``chat.update``) converge on the same result.
+already made, and updates (``chat.update``) converge on the same result. What Slack refuses for
+good (``_PERMANENT``: a channel Shepherd is not in, a person it cannot DM) is logged and skipped,
+so it holds up neither the other recipients nor the rest of the delivery.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ _PERMANENT = {
     "not_in_channel",
     "is_archived",
     "user_not_found",
+    "user_disabled",  # a deactivated account: conversations.open refuses its DM
+    "user_not_visible",
     "user_not_in_channel",  # an ephemeral to someone outside the channel: sent by DM instead
     "cannot_dm_bot",
     "message_not_found",
@@ -129,10 +133,10 @@ class SlackNotifier:
         link = self._permalink(card)
         welcome = self._welcome(initiative, link)
         if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
-            self._post_once(target, "welcome", self._dm_channel(initiative.owner_id), text=welcome)
+            self._dm_once(target, "welcome", initiative.owner_id, text=welcome)
             return
         message = card_not_posted(initiative, *unposted, intro=welcome)
-        self._post_once(target, "welcome", self._dm_channel(initiative.owner_id), **message)
+        self._dm_once(target, "welcome", initiative.owner_id, **message)
         # The welcome told it: later redraws that fail the same way must not tell it again.
         told = self._messages.find(target, "welcome")
         if told is not None:
@@ -170,8 +174,8 @@ class SlackNotifier:
         if card is not None:
             self._post_once(target, "thread-request", card[0], thread_ts=card[1], **message)
             offer_system_card(self._services, self._client, self._messages, review, initiative, card)
-        for user in approvers:
-            self._post_once(target, f"request:{user}", self._dm_channel(user), **message)
+        for user in approvers:  # one Slack cannot DM (gone, deactivated) is skipped, not waited for
+            self._dm_once(target, f"request:{user}", user, **message)
         self.refresh_card(initiative)
 
     def _decision_recorded(self, payload: Mapping[str, Any]) -> None:
@@ -188,7 +192,7 @@ class SlackNotifier:
         if card is not None:
             self._post_once(target, f"note:{decision.approver_id}", card[0], thread_ts=card[1], text=note)
         if not review.is_open:
-            self._post_once(target, "outcome-dm", self._dm_channel(review.submitted_by), text=note)
+            self._dm_once(target, "outcome-dm", review.submitted_by, text=note)
         self.refresh_card(initiative)
 
     def _stage_advanced(self, payload: Mapping[str, Any]) -> None:
@@ -220,8 +224,10 @@ class SlackNotifier:
 
     def _greeting(self, payload: Mapping[str, Any]) -> None:
         user = payload["user"]
-        channel = payload.get("channel") or self._dm_channel(user)
-        self._post_once(f"user:{user}", "greeting", channel, **greeting())
+        if payload.get("channel"):
+            self._post_once(f"user:{user}", "greeting", payload["channel"], **greeting())
+        else:
+            self._dm_once(f"user:{user}", "greeting", user, **greeting())
 
     def _ephemeral(self, payload: Mapping[str, Any]) -> None:
         channel, user, text = payload.get("channel"), payload["user"], payload["text"]
@@ -249,9 +255,7 @@ class SlackNotifier:
         assert ended is not None
         message = operations_blocks.stalled_notice(self._services.pipeline, initiative, ended)
         kind = f"stalled:{initiative.stage}:{ended.date().isoformat()}"
-        self._post_once(
-            initiative_target(initiative.ref), kind, self._dm_channel(initiative.owner_id), **message
-        )
+        self._dm_once(initiative_target(initiative.ref), kind, initiative.owner_id, **message)
 
     def _time_box_extended(self, payload: Mapping[str, Any]) -> None:
         initiative = self._initiative(payload["ref"])
@@ -259,10 +263,10 @@ class SlackNotifier:
         if initiative.extended_until is None:
             return
         day = initiative.extended_until.date().isoformat()
-        self._post_once(
+        self._dm_once(
             initiative_target(initiative.ref),
             f"extended:{initiative.stage}:{day}",
-            self._dm_channel(str(payload.get("actor") or initiative.owner_id)),
+            str(payload.get("actor") or initiative.owner_id),
             **operations_blocks.extended_notice(initiative, initiative.extended_until),
         )
 
@@ -276,7 +280,7 @@ class SlackNotifier:
         for user in self.approvers_for(review, initiative):
             if review.decision_by(user) is None:
                 kind = f"reminder:{payload['number']}:{user}"
-                self._post_once(review_target(review.id), kind, self._dm_channel(user), **message)
+                self._dm_once(review_target(review.id), kind, user, **message)
 
     def _review_escalation(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])
@@ -293,9 +297,7 @@ class SlackNotifier:
             message = operations_blocks.escalation_notice(
                 pipeline, initiative, review, role, int(payload.get("days_waiting", 0)), approvers
             )
-            self._post_once(
-                review_target(review.id), f"escalation:{role}", self._dm_channel(contact), **message
-            )
+            self._dm_once(review_target(review.id), f"escalation:{role}", contact, **message)
 
     def _operations_review(self, payload: Mapping[str, Any]) -> None:
         initiative = self._initiative(payload["ref"])
@@ -310,19 +312,19 @@ class SlackNotifier:
         overdue = operations_review_overdue(pipeline, initiative, latest, self._services.now())
         target, day = initiative_target(initiative.ref), due.date().isoformat()
         word = "overdue" if overdue else "due"
-        self._post_once(
+        self._dm_once(
             target,
             f"opsreview-{word}:{day}",
-            self._dm_channel(initiative.owner_id),
+            initiative.owner_id,
             **operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=True),
         )
         operations = pipeline.model.operations
         role = pipeline.model.roles.get(operations.role) if operations and operations.role else None
         if overdue and role is not None and role.escalation_contact:
-            self._post_once(
+            self._dm_once(
                 target,
                 f"opsreview-escalation:{day}",
-                self._dm_channel(role.escalation_contact),
+                role.escalation_contact,
                 **operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=False),
             )
         self.refresh_card(initiative)
@@ -361,10 +363,10 @@ class SlackNotifier:
                 self._say_card_posted(initiative, target, told, existing, told == known.get("welcome"))
             return None
         registry = self._services.settings.registry_channel
-        channel = registry or self._dm_channel(initiative.owner_id)
-        error = self._post_once(target, "card", channel, **card)
-        if not registry:
-            return None  # without a registry channel the card was the DM: no other way to tell
+        if not registry:  # the card is the owner's DM: no other way to tell them it failed
+            self._dm_once(target, "card", initiative.owner_id, **card)
+            return None
+        error = self._post_once(target, "card", registry, **card)
         told = known.get(CARD_NOT_POSTED)
         if error is None:
             if told is not None:
@@ -376,15 +378,15 @@ class SlackNotifier:
         # In the welcome, that DM keeps its welcome.
         if told is not None:
             intro = self._welcome(initiative, None) if told == known.get("welcome") else ""
-            self._update(told, card_not_posted(initiative, channel, error, card, intro=intro))
+            self._update(told, card_not_posted(initiative, registry, error, card, intro=intro))
         elif tell_owner:
-            self._post_once(
+            self._dm_once(
                 target,
                 CARD_NOT_POSTED,
-                self._dm_channel(initiative.owner_id),
-                **card_not_posted(initiative, channel, error, card),
+                initiative.owner_id,
+                **card_not_posted(initiative, registry, error, card),
             )
-        return UnpostedCard(channel, error, card)
+        return UnpostedCard(registry, error, card)
 
     def _say_card_posted(
         self,
@@ -465,6 +467,29 @@ class SlackNotifier:
         decides whether someone must hear of it), None when posted now or before."""
         if self._messages.find(target, kind) is not None:
             return None
+        return self._post(target, kind, channel, message)
+
+    def _dm_once(self, target: str, kind: str, user: str, **message: Any) -> str | None:
+        """``_post_once`` in ``user``'s DM. A person Slack will never let us DM (left the
+        workspace, deactivated, a bot) is skipped with a warning and their error returned, so that
+        they hold up neither the others asked in the same delivery nor the rest of it (the card's
+        redraw). The DM is opened only when not posted yet, so a retry after an outage opens none
+        of those already sent; a skipped person is not remembered (no refused post is), so a
+        retry of the same delivery tries them again."""
+        if self._messages.find(target, kind) is not None:
+            return None
+        try:
+            channel = self._dm_channel(user)
+        except SlackApiError as error:
+            code = _error_code(error)
+            if code not in _PERMANENT:
+                raise  # a rate limit, an outage: the outbox tries the whole delivery again
+            logger.warning("could not open a DM with %s to post %s for %s: %s", user, kind, target, code)
+            return code
+        return self._post(target, kind, channel, message)
+
+    def _post(self, target: str, kind: str, channel: str, message: Mapping[str, Any]) -> str | None:
+        """Post and remember it; Slack's error when it refused for good, as for ``_post_once``."""
         try:
             response = self._client.chat_postMessage(channel=channel, **message)
         except SlackApiError as error:

@@ -1,16 +1,22 @@
 """What the messages of an open review show and to whom: an approver's own DM after they
-decide, a repeated refused click, and a request that Slack could not address at first."""
+decide, a repeated refused click, a request that Slack could not address at first, and a role
+holder Slack cannot send a DM to."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot import ids
+from bot.emulator.webapi import RecordedCall
 from gates import usecases
 from gates.lifecycle import ReviewStatus
+from storage.outbox import outbox_counts
+from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, workspace_of
 from tests.bot.test_lifecycle import (
     OUTSIDER,
@@ -19,6 +25,7 @@ from tests.bot.test_lifecycle import (
     RISK,
     SPONSOR,
     _reviews,
+    card,
     register,
     request_dm,
     submit,
@@ -110,3 +117,70 @@ def test_a_request_slack_could_not_address_to_a_user_group_is_sent_once_slack_ca
         ws.deliver()
         asked = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if has_button(m, ids.ACTION_APPROVE)]
         assert len(asked) == 1 and ref in asked[0]["text"]
+
+
+SPONSOR2 = "U0SPONSOR2"
+GONE = "U0LEFTCO1"  # holds the sponsor role in Shepherd, but has left the Slack workspace
+
+
+@pytest.fixture
+def gone_sponsor(tmp_path: Path) -> Iterator[Workspace]:
+    """Three sponsors, the second of whom Slack no longer knows (``user_not_found``)."""
+    people = PEOPLE | {SPONSOR2: "sue"}
+    with workspace_of(people, tmp_path / "data") as ws:
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR, GONE, SPONSOR2], ADMIN, ws.clock()
+        )
+        yield ws
+
+
+def requests_to(ws: Workspace, user: str) -> list[dict[str, Any]]:
+    """The review requests ``user`` was sent by DM (each still checked as Slack would)."""
+    asked = [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, ids.ACTION_APPROVE)]
+    for message in asked:
+        assert_valid_message(message)
+    return asked
+
+
+def test_a_role_holder_slack_cannot_dm_is_skipped_and_the_others_are_still_asked(
+    gone_sponsor: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = gone_sponsor
+    ref = register(ws)
+    submit(ws, ref)
+    with caplog.at_level(logging.WARNING, logger="shepherd.notify"):
+        assert ws.deliver() >= 1
+    assert [len(requests_to(ws, user)) for user in (SPONSOR, SPONSOR2)] == [1, 1]
+    assert any(GONE in r.getMessage() and "user_not_found" in r.getMessage() for r in caplog.records)
+    # The rest of the delivery ran too: the card no longer offers Submit while the review is open.
+    assert_valid_message(card(ws))
+    assert not has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+    assert outbox_counts(ws.services.database).get("dead", 0) == 0
+    assert all(c.ok for c in ws.api.calls("chat.postMessage") + ws.api.calls("chat.update"))
+
+
+def test_a_slack_outage_after_a_skipped_role_holder_is_retried_and_asks_nobody_twice(
+    gone_sponsor: Workspace,
+) -> None:
+    ws = gone_sponsor
+    ref = register(ws)
+    submit(ws, ref)
+    armed: list[bool] = []
+
+    def outage_after_the_gone_sponsor(call: RecordedCall) -> None:
+        # Slack fails (5xx) right after refusing the gone sponsor, as the next sponsor is asked.
+        if call.method == "conversations.open" and call.params.get("users") == GONE and not armed:
+            armed.append(True)
+            ws.api.faults.server_error("conversations.open", times=None)
+
+    ws.api.on_call(outage_after_the_gone_sponsor)
+    assert ws.deliver() == 0  # not delivered: the outbox will try again
+    assert [len(requests_to(ws, user)) for user in (SPONSOR, SPONSOR2)] == [1, 0]
+    ws.api.faults.clear()
+    ws.clock.advance(minutes=20)
+    assert ws.deliver() >= 1
+    assert [len(requests_to(ws, user)) for user in (SPONSOR, SPONSOR2)] == [1, 1]
+    assert not has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+    ws.clock.advance(minutes=20)
+    assert ws.deliver() == 0
+    assert outbox_counts(ws.services.database).get("dead", 0) == 0

@@ -412,45 +412,50 @@ class SlackNotifier:
 
     def _holding(self, roles: Iterable[str]) -> list[str]:
         """The holders of ``roles`` and the members of their Slack user groups, in role order."""
+        return _everyone(self._holders(roles))
+
+    def _holders(self, roles: Iterable[str]) -> dict[str, list[str]]:
+        """Per role of ``roles``: its holders, then the members of its Slack user group."""
         pipeline = self._services.pipeline
         with self._services.read_uow() as uow:
             holders = usecases.role_holders(pipeline, uow)
-        people: list[str] = []
+        people: dict[str, list[str]] = {}
         for role in roles:
             members = list(holders.get(role, []))
             group = pipeline.model.roles[role].slack_usergroup if role in pipeline.model.roles else None
             if group:
                 members += self._usergroup_members(group)
-            for user in members:
-                if user not in people:
-                    people.append(user)
+            people[role] = list(dict.fromkeys(members))
         return people
 
     def _update_review_messages(self, review: Review, initiative: Initiative) -> None:
         """Every message carrying buttons for this review shows its current state."""
         pipeline = self._services.pipeline
+        holders = self._holders(requirement.role for requirement in review.requirements)
         if review.is_open:
             message = blocks.review_progress(pipeline, initiative, review)
         else:
             message = blocks.review_outcome(pipeline, initiative, review)
         for kind, channel, ts in self._messages.all_for(review_target(review.id)):
             # The request in the thread, each approver's request DM and each reminder DM. A DM
-            # is its approver's own: once they have decided, it keeps no decision buttons.
+            # is its approver's own: once they can no longer decide (they did, or the approvals
+            # their roles give are all in), it keeps no decision buttons.
             if kind == "thread-request":
                 self._update((channel, ts), message)
             elif kind.startswith(("request:", "reminder:")):
                 viewer = kind.rsplit(":", 1)[1]
-                if review.is_open and review.decision_by(viewer) is not None:
-                    own = blocks.review_progress(pipeline, initiative, review, viewer_id=viewer)
-                    self._update((channel, ts), own)
-                else:
-                    self._update((channel, ts), message)
-        self._refresh_homes(review)
+                # Their roles among this review's: all that Review.can_decide weighs, as App Home.
+                roles = [role for role, members in holders.items() if viewer in members]
+                own = blocks.review_progress(
+                    pipeline, initiative, review, viewer_id=viewer, viewer_roles=roles
+                )
+                self._update((channel, ts), own)  # a closed review's outcome, the same for all
+        self._refresh_homes(_everyone(holders))
 
-    def _refresh_homes(self, review: Review) -> None:
-        """App Home lists approvals waiting, with their buttons: publish it again for the holders
-        of the review's roles who have opened it, so that no stale button stays live there."""
-        people = self._holding(requirement.role for requirement in review.requirements)
+    def _refresh_homes(self, people: list[str]) -> None:
+        """App Home lists approvals waiting, with their buttons: publish it again for ``people``
+        (the holders of the review's roles) who have opened it, so that no stale button stays
+        live there."""
         viewers = self._messages.pages((home_target(user) for user in people), HOME_KIND)
         for user in people:
             if home_target(user) not in viewers:
@@ -554,6 +559,11 @@ class SlackNotifier:
             )
         except GateError:
             return None
+
+
+def _everyone(holders: Mapping[str, list[str]]) -> list[str]:
+    """Everyone in ``holders`` (``SlackNotifier._holders``), once each, in role order."""
+    return list(dict.fromkeys(user for members in holders.values() for user in members))
 
 
 def _error_code(error: SlackApiError) -> str:

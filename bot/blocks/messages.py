@@ -8,7 +8,7 @@ and screen readers show) except ``readiness_blocks`` (blocks to embed) and ``dec
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot import ids
@@ -420,13 +420,16 @@ def review_progress(
     readiness: Readiness | None = None,
     approvers: Sequence[str] = (),
     viewer_id: str | None = None,
+    viewer_roles: Iterable[str] = (),
 ) -> Message:
     """An open review, with the decisions so far and the approvals still needed.
 
     The thread message is shared by every approver, so its decision buttons stay live while the
     review is open: an approver who already decided gets an explanation if they click again (the
     domain treats a repeat as a duplicate). ``viewer_id`` is for a message only one person sees
-    (their DM): once that person has decided, their copy keeps only View evidence.
+    (their DM), who holds ``viewer_roles``: once that person can no longer decide
+    (``Review.can_decide``: they decided, or their roles' approvals are all in), their copy keeps
+    only View evidence, with a line saying why.
     Closed reviews render as ``review_outcome``.
     """
     if not review.is_open:
@@ -445,10 +448,16 @@ def review_progress(
     if decisions:
         blocks += decisions
         blocks.append(context(f"Still needed: {escape(remaining_text(pipeline, review.remaining()))}"))
-    decided = viewer_id is not None and review.decision_by(viewer_id) is not None
-    if decided:
+    decide = viewer_id is None or review.can_decide(viewer_id, viewer_roles)
+    if viewer_id is not None and review.decision_by(viewer_id) is not None:
         blocks.append(context("You have decided on this review; the others' decisions will follow here."))
-    blocks.append(_review_actions(review, initiative, decide=not decided))
+    elif not decide:
+        blocks.append(
+            context(
+                "None of your roles is still needed on this review; the others' decisions will follow here."
+            )
+        )
+    blocks.append(_review_actions(review, initiative, decide=decide))
     text = (
         f"Review requested: {initiative.ref} {initiative.name} for the "
         f"{gate_title(pipeline, review.gate_id)} gate"

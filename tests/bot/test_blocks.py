@@ -443,6 +443,17 @@ def test_review_progress_for_a_viewer_who_decided_keeps_only_view_evidence() -> 
     assert [b["action_id"] for b in buttons(message["blocks"])] == [ids.ACTION_VIEW_EVIDENCE]
 
 
+def test_review_progress_offers_a_viewer_the_decision_only_while_their_roles_are_still_needed() -> None:
+    item = review()
+    item.decide(SPONSOR, ["sponsor"], DecisionKind.APPROVE, None, NOW)  # the one sponsor needed
+    theirs = review_progress(all_types(), initiative(), item, viewer_id="USPONSOR2", viewer_roles=["sponsor"])
+    assert_valid_message(theirs)
+    assert [b["action_id"] for b in buttons(theirs["blocks"])] == [ids.ACTION_VIEW_EVIDENCE]
+    assert "None of your roles is still needed" in texts(theirs["blocks"])
+    risk = review_progress(all_types(), initiative(), item, viewer_id=RISK_2, viewer_roles=["risk"])
+    assert ids.ACTION_APPROVE in {b["action_id"] for b in buttons(risk["blocks"])}
+
+
 def test_review_outcome_has_no_decision_buttons_but_keeps_view_evidence() -> None:
     item = review()
     item.decide(RISK_1, ["risk"], DecisionKind.REJECT, "Not safe: " + "r" * 5000, NOW + timedelta(hours=1))

@@ -45,6 +45,7 @@ def pipeline_with(tmp_path: Path, old: str, new: str, after: str = "") -> Path:
 
 
 PEOPLE = {OWNER: "olivia", SPONSOR: "sam", RISK: "rafael", OUTSIDER: "oscar"}
+SPONSOR2 = "U0SPONSOR2"
 
 
 @pytest.fixture
@@ -74,6 +75,30 @@ def test_an_approvers_own_request_keeps_no_decision_buttons_once_they_decided(tw
     assert not has_button(mine, ids.ACTION_APPROVE) and not has_button(mine, ids.ACTION_REJECT)
     assert has_button(mine, ids.ACTION_VIEW_EVIDENCE)
     assert has_button(theirs, ids.ACTION_APPROVE) and has_button(theirs, ids.ACTION_REQUEST_CHANGES)
+
+
+def test_a_holder_of_a_role_whose_approvals_are_in_keeps_no_decision_buttons(tmp_path: Path) -> None:
+    pipeline = pipeline_with(
+        tmp_path, '      - role: risk\n        when: tier == "high"\n', "      - role: risk\n"
+    )
+    with workspace_of(PEOPLE | {SPONSOR2: "sue"}, tmp_path / "data", pipeline=pipeline) as ws:
+        for role, users in [("sponsor", [SPONSOR, SPONSOR2]), ("risk", [RISK])]:
+            usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), role, users, ADMIN, ws.clock())
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+        ws.inbox.drain()
+        ws.deliver()
+        assert _reviews(ws, ref)[-1].remaining() == {"risk": 1}  # one sponsor was enough
+        other, risk = request_dm(ws, SPONSOR2), request_dm(ws, RISK)
+        for message in (other, risk):
+            assert_valid_message(message)
+        assert not has_button(other, ids.ACTION_APPROVE) and not has_button(other, ids.ACTION_REJECT)
+        assert has_button(other, ids.ACTION_VIEW_EVIDENCE)
+        assert "None of your roles is still needed" in str(other["blocks"])
+        assert has_button(risk, ids.ACTION_APPROVE) and has_button(risk, ids.ACTION_REJECT)
+        assert all(c.ok for c in ws.api.calls("chat.update"))
 
 
 def test_a_refused_double_click_is_explained_once_and_both_attempts_audited(two_roles: Workspace) -> None:
@@ -119,7 +144,6 @@ def test_a_request_slack_could_not_address_to_a_user_group_is_sent_once_slack_ca
         assert len(asked) == 1 and ref in asked[0]["text"]
 
 
-SPONSOR2 = "U0SPONSOR2"
 GONE = "U0LEFTCO1"  # holds the sponsor role in Shepherd, but has left the Slack workspace
 
 

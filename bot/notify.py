@@ -220,7 +220,21 @@ class SlackNotifier:
             reviews = list(uow.reviews.for_initiative(initiative.ref))
         for review in reviews:
             self._update_review_messages(review, initiative)
+            self._withdraw_offer(review, initiative)
         self.refresh_card(initiative)
+
+    def _withdraw_offer(self, review: Review, initiative: Initiative) -> None:
+        """Redraw the next gate's offer that ``review``'s approval posted (``_stage_advanced``), if
+        any, without its button: a retired initiative's answers can no longer be saved."""
+        offer = self._messages.find(review_target(review.id), "next-gate")
+        gate = self._services.pipeline.model.gate_from(review.to_stage)
+        if offer is None or gate is None:
+            return
+        text = (
+            f"{initiative.ref} reached the *{review.to_stage}* stage, then was retired: "
+            f"the *{escape(gate.title)}* questionnaire can no longer be answered."
+        )
+        self._update(offer, next_gate_offer(initiative, gate.title, text, offered=False))
 
     def _greeting(self, payload: Mapping[str, Any]) -> None:
         user = payload["user"]

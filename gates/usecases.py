@@ -366,9 +366,14 @@ def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Ma
 
 
 def _refuse_unless_answerable(initiative: Initiative, gate_id: str, open_review: Review | None) -> None:
+    refuse_if_retired(initiative)
+    refuse_while_under_review(initiative.ref, gate_id, open_review)
+
+
+def refuse_if_retired(initiative: Initiative) -> None:
+    """Raises InvalidTransition if ``initiative`` is retired: its answers can no longer change."""
     if initiative.status is Status.RETIRED:
         raise InvalidTransition(f"{initiative.ref} is retired; its answers can no longer change.")
-    refuse_while_under_review(initiative.ref, gate_id, open_review)
 
 
 def refuse_while_under_review(ref: str, gate_id: str, open_review: Review | None) -> None:

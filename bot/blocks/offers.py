@@ -9,8 +9,13 @@ from bot.blocks.text import plain, section
 from gates.lifecycle import Initiative
 
 
-def next_gate_offer(initiative: Initiative, gate_title: str, text: str) -> dict[str, Any]:
-    """``text`` (mrkdwn) with a button that opens the next questionnaire."""
+def next_gate_offer(
+    initiative: Initiative, gate_title: str, text: str, *, offered: bool = True
+) -> dict[str, Any]:
+    """``text`` (mrkdwn) with a button that opens the next questionnaire; none once not
+    ``offered`` (the initiative was retired since: a form opened then could not be saved)."""
+    if not offered:
+        return {"text": text, "blocks": [section(text)]}
     button = {
         "type": "button",
         "action_id": ids.ACTION_OPEN_QUESTIONNAIRE,

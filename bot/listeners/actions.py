@@ -70,10 +70,11 @@ class ActionListeners:
                 state = uow.reviews.initiative_state(ref)  # one round trip on PostgreSQL
             initiative, open_review = state.initiative, state.open_review
             answers = state.values
+            # Said before anyone types: a page saved now would be refused (retired, or frozen).
+            usecases.refuse_if_retired(initiative)  # from an offer or a card drawn before
             gate = usecases.next_gate(services.pipeline, initiative)
             if gate is None:
                 raise GateError(f"{ref} is in its last stage; there is no questionnaire left.")
-            # Said before anyone types: a page saved now would be refused.
             try:
                 usecases.refuse_while_under_review(ref, gate.id, open_review)
             except InvalidTransition as frozen:

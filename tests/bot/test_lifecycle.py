@@ -20,6 +20,7 @@ from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
+from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, find_button, has_button, running_workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -521,3 +522,40 @@ def test_withdraw_hold_resume_and_retire_from_slack(workspace: Workspace) -> Non
         ("initiative.resumed", OWNER),
     ]
     assert ("initiative.retired", "U0ADMIN01") in actions
+
+
+def test_retiring_takes_the_next_gate_offer_away_and_its_questionnaire_opens_no_more(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.deliver()
+    replies = ws.api.state.thread(ws.registry, card(ws)["ts"])[1:]  # the card itself comes first
+    [offer] = [m for m in replies if has_button(m, ids.ACTION_OPEN_QUESTIONNAIRE)]
+
+    assert "is retired" in ws.command(OWNER, f"retire {ref} Budget cut").text
+    ws.deliver()
+    # The offer in the card's thread is redrawn without its button, saying why.
+    [redrawn] = [m for m in ws.api.state.thread(ws.registry, card(ws)["ts"]) if m["ts"] == offer["ts"]]
+    assert_valid_message(redrawn)
+    assert not has_button(redrawn, ids.ACTION_OPEN_QUESTIONNAIRE) and "retired" in redrawn["text"]
+    assert all(c.ok for c in ws.api.calls("chat.update"))
+
+    # A click on the button as it was (a client that had not refreshed) opens no form that
+    # could not be saved: it says why, before anyone types.
+    opened = len(ws.api.calls("views.open"))
+    told = len(ws.api.calls("chat.postEphemeral"))
+    assert ws.click(OWNER, offer, ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE).status == 200
+    ws.wait(
+        lambda: (
+            ws.deliver() >= 0
+            and any(
+                f"{ref} is retired" in c.params.get("text", "")
+                for c in ws.api.calls("chat.postEphemeral")[told:]
+            )
+        )
+    )
+    assert len(ws.api.calls("views.open")) == opened

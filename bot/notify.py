@@ -31,7 +31,7 @@ from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
 from gates.schedule import operations_review_due, operations_review_overdue
 from storage.outbox import OutboxMessage
-from storage.slack_messages import MessageRefs
+from storage.slack_messages import MessageRefs, Reservation
 
 logger = logging.getLogger("shepherd.notify")
 
@@ -508,16 +508,35 @@ class SlackNotifier:
         return self._post(target, kind, channel, message)
 
     def _post(self, target: str, kind: str, channel: str, message: Mapping[str, Any]) -> str | None:
-        """Post and remember it; Slack's error when it refused for good, as for ``_post_once``."""
+        """Post and remember it; Slack's error when it refused for good, as for ``_post_once``.
+
+        Reserved first (``MessageRefs.reserve``), so that two deliveries about the same thing at
+        once (two workers, or one whose lease ran out) post it once.
+
+        Raises:
+            PostInProgress: another delivery is posting it right now; this one is retried.
+        """
+        at = self._services.now()
+        reservation = self._messages.reserve(target, kind, at)
+        if reservation is Reservation.POSTED:
+            return None
+        if reservation is Reservation.BUSY:
+            raise PostInProgress(f"{kind} for {target} is being posted by another delivery")
         try:
             response = self._client.chat_postMessage(channel=channel, **message)
-        except SlackApiError as error:
-            code = _error_code(error)
+        except BaseException as error:
+            self._messages.release(target, kind, at)  # not posted: the next delivery may post it
+            code = _error_code(error) if isinstance(error, SlackApiError) else None
             if code in _PERMANENT:
                 logger.warning("could not post %s for %s in %s: %s", kind, target, channel, code)
                 return code
             raise
-        self._messages.remember(target, kind, response["channel"], response["ts"], self._services.now())
+        if not self._messages.fill(target, kind, response["channel"], response["ts"], at):
+            logger.warning(
+                "%s for %s took so long to post that another delivery took it over: it may be in Slack twice",
+                kind,
+                target,
+            )
         return None
 
     def _update(self, where: tuple[str, str], message: Mapping[str, Any]) -> None:
@@ -573,6 +592,11 @@ class SlackNotifier:
             )
         except GateError:
             return None
+
+
+class PostInProgress(Exception):  # noqa: N818 - it names the situation, as Postponed does
+    """Another delivery is posting the same message right now: try again in a moment, when it
+    is remembered (and this delivery then finds it posted)."""
 
 
 def _everyone(holders: Mapping[str, list[str]]) -> list[str]:

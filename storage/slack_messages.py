@@ -5,15 +5,21 @@ remembered as (target, kind) -> (channel, ts). The notifier uses this to ``chat.
 message that carries buttons for a review once it is decided, and to skip a post it already
 made when a notification is delivered again (the outbox is at-least-once). A person's App Home
 tab is remembered the same way (``home:<user>``), with the page it shows (``page``).
+
+A post is reserved before it is made (``reserve``, then ``fill`` or ``release``): two delivery
+workers redrawing the same initiative's card at once, or one whose lease ran out while another
+took its messages over, would otherwise both find no card and both post one, leaving an orphan
+card whose buttons nobody updates. A reservation is a row without a channel; readers skip it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Index, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import Index, Integer, String, UniqueConstraint, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +48,21 @@ class SlackMessageRow(Base):
     person where they were; 0 for a message."""
 
 
+RESERVED = ""
+"""The channel of a row that reserves (target, kind) for a post being made."""
+# Longer than one chat.postMessage can take with slack_sdk's retries (a 30 s timeout, Retry-After
+# waits): a reservation this old was left by a worker that died mid-post, and is taken over.
+STALE_RESERVATION = timedelta(minutes=5)
+
+
+class Reservation(Enum):
+    """What ``MessageRefs.reserve`` found."""
+
+    MINE = "mine"  # post it, then ``fill`` (or ``release`` if it was not posted)
+    POSTED = "posted"  # it was posted already: nothing to do
+    BUSY = "busy"  # another worker is posting it now: try again in a moment
+
+
 class MessageRefs:
     """Remember and find Slack messages by what they are about.
 
@@ -63,6 +84,70 @@ class MessageRefs:
                 return False
         return True
 
+    def reserve(self, target: str, kind: str, at: datetime) -> Reservation:
+        """Reserve (target, kind) for a post about to be made, as of ``at`` (the database decides
+        between two workers reserving at once). A reservation older than ``STALE_RESERVATION``
+        is taken over: its worker died mid-post, which may have posted it (at least once)."""
+        for _ in range(3):  # a reservation released between our two statements: try again
+            found = self._reserve_once(target, kind, at)
+            if found is not None:
+                return found
+        return Reservation.BUSY
+
+    def _reserve_once(self, target: str, kind: str, at: datetime) -> Reservation | None:
+        """``reserve``, or None if the row it found was gone by the time it read it."""
+        table = SlackMessageRow.__table__
+        row = {"target": target, "kind": kind, "channel": RESERVED, "ts": "", "created_at": at}
+        with self._database.session() as session:
+            connection = session.connection()
+            inserted = insert_ignoring_conflicts(session, table, row).returning(table.c.id)
+            if connection.execute(inserted).first() is not None:
+                session.commit()
+                return Reservation.MINE
+            taken = connection.execute(
+                update(table)
+                .where(
+                    table.c.target == target,
+                    table.c.kind == kind,
+                    table.c.channel == RESERVED,
+                    table.c.created_at < at - STALE_RESERVATION,
+                )
+                .values(created_at=at)
+                .returning(table.c.id)
+            ).first()
+            if taken is not None:
+                session.commit()
+                return Reservation.MINE
+            channel = connection.execute(
+                select(table.c.channel).where(table.c.target == target, table.c.kind == kind)
+            ).scalar()
+            session.commit()
+        if channel is None:
+            return None
+        return Reservation.BUSY if channel == RESERVED else Reservation.POSTED
+
+    def fill(self, target: str, kind: str, channel: str, ts: str, reserved_at: datetime) -> bool:
+        """Remember where the reserved post went. False if the reservation was taken over
+        meanwhile (this post took longer than ``STALE_RESERVATION``): the other one is kept."""
+        table = SlackMessageRow.__table__
+        with self._database.session() as session:
+            done = session.connection().execute(
+                update(table)
+                .where(*_reserved_by(table, target, kind, reserved_at))
+                .values(channel=channel, ts=ts)
+                .returning(table.c.id)
+            )
+            filled = done.first() is not None
+            session.commit()
+        return filled
+
+    def release(self, target: str, kind: str, reserved_at: datetime) -> None:
+        """Give up the reservation: nothing was posted, so the next delivery may post it."""
+        table = SlackMessageRow.__table__
+        with self._database.session() as session:
+            session.connection().execute(delete(table).where(*_reserved_by(table, target, kind, reserved_at)))
+            session.commit()
+
     def find(self, target: str, kind: str) -> tuple[str, str] | None:
         return self.find_kinds(target, (kind,)).get(kind)
 
@@ -71,7 +156,9 @@ class MessageRefs:
         with self._database.session(read_only=True) as session:
             rows = session.execute(
                 select(SlackMessageRow.kind, SlackMessageRow.channel, SlackMessageRow.ts).where(
-                    SlackMessageRow.target == target, SlackMessageRow.kind.in_(sorted(set(kinds)))
+                    SlackMessageRow.target == target,
+                    SlackMessageRow.kind.in_(sorted(set(kinds))),
+                    SlackMessageRow.channel != RESERVED,
                 )
             ).all()
             return {kind: (channel, ts) for kind, channel, ts in rows}
@@ -80,7 +167,9 @@ class MessageRefs:
         """(kind, channel, ts) of every message remembered for ``target``, oldest first."""
         with self._database.session(read_only=True) as session:
             rows = session.scalars(
-                select(SlackMessageRow).where(SlackMessageRow.target == target).order_by(SlackMessageRow.id)
+                select(SlackMessageRow)
+                .where(SlackMessageRow.target == target, SlackMessageRow.channel != RESERVED)
+                .order_by(SlackMessageRow.id)
             ).all()
             return [(r.kind, r.channel, r.ts) for r in rows]
 
@@ -120,3 +209,13 @@ class MessageRefs:
                 select(SlackMessageRow).where(SlackMessageRow.channel == channel, SlackMessageRow.ts == ts)
             )
             return row.target if row else None
+
+
+def _reserved_by(table: Any, target: str, kind: str, reserved_at: datetime) -> tuple[Any, ...]:
+    """The conditions that find the reservation made at ``reserved_at`` (none once taken over)."""
+    return (
+        table.c.target == target,
+        table.c.kind == kind,
+        table.c.channel == RESERVED,
+        table.c.created_at == reserved_at,
+    )

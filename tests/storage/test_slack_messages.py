@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from storage import Database
-from storage.slack_messages import MessageRefs
+from storage.slack_messages import STALE_RESERVATION, MessageRefs, Reservation
 from tests.storage.test_repositories import NOW
 
 
@@ -55,3 +56,50 @@ def test_views_remembered_at_the_same_moment_by_many_deliveries_are_one_row(data
         list(pool.map(remember, range(8)))  # re-raises any failure
     assert refs.pages(["home:U9"], "home") in ({"home:U9": page} for page in range(8))
     assert [kind for kind, _, _ in refs.all_for("home:U9")] == ["home"]
+
+
+def test_a_post_is_reserved_before_it_is_made_so_that_two_deliveries_make_it_once(database: Database) -> None:
+    refs = MessageRefs(database)
+    assert refs.reserve("initiative:AI-0001", "card", NOW) is Reservation.MINE
+    # Another delivery about the same card meanwhile: it waits, and sees no card to thread under.
+    assert refs.reserve("initiative:AI-0001", "card", NOW) is Reservation.BUSY
+    assert refs.find("initiative:AI-0001", "card") is None
+    assert refs.all_for("initiative:AI-0001") == []
+    assert refs.fill("initiative:AI-0001", "card", "C1", "1.2", NOW)
+    assert refs.reserve("initiative:AI-0001", "card", NOW) is Reservation.POSTED
+    assert refs.find("initiative:AI-0001", "card") == ("C1", "1.2")
+    assert refs.target_at("C1", "1.2") == "initiative:AI-0001"
+
+
+def test_a_reservation_given_up_can_be_taken_again(database: Database) -> None:
+    refs = MessageRefs(database)
+    assert refs.reserve("review:7", "request:U1", NOW) is Reservation.MINE
+    refs.release("review:7", "request:U1", NOW)  # Slack refused: nothing was posted
+    assert refs.reserve("review:7", "request:U1", NOW) is Reservation.MINE
+
+
+def test_a_reservation_left_by_a_worker_that_died_is_taken_over_once_stale(database: Database) -> None:
+    refs = MessageRefs(database)
+    assert refs.reserve("review:7", "request:U1", NOW) is Reservation.MINE
+    assert refs.reserve("review:7", "request:U1", NOW + STALE_RESERVATION) is Reservation.BUSY
+    later = NOW + STALE_RESERVATION + timedelta(seconds=1)
+    assert refs.reserve("review:7", "request:U1", later) is Reservation.MINE
+    # The first one, had it been alive after all, no longer holds it: the later post is kept.
+    assert not refs.fill("review:7", "request:U1", "D1", "1.1", NOW)
+    refs.release("review:7", "request:U1", NOW)
+    assert refs.fill("review:7", "request:U1", "D1", "2.2", later)
+    assert refs.find("review:7", "request:U1") == ("D1", "2.2")
+
+
+def test_many_deliveries_reserving_the_same_post_at_once_give_it_to_one(database: Database) -> None:
+    refs = MessageRefs(database)
+    start = threading.Barrier(8)
+
+    def reserve(_: int) -> Reservation:
+        start.wait()
+        return refs.reserve("initiative:AI-0002", "card", NOW)
+
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(reserve, range(8)))
+    assert found.count(Reservation.MINE) == 1
+    assert found.count(Reservation.BUSY) == 7

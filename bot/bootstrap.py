@@ -30,6 +30,7 @@ from storage.uow import SqlUnitOfWork
 
 logger = logging.getLogger("shepherd")
 _WRITERS_LOCK = threading.Lock()  # creates the inbox and page writers once, on first use
+_KNOWLEDGE_LOCK = threading.Lock()  # opens the policy store once, on first use
 
 
 def utc_now() -> datetime:
@@ -108,10 +109,18 @@ class Services:
 
     @property
     def knowledge(self) -> KnowledgeBase | None:
-        """Opened on first use: the checklist must work even when the policy store cannot open."""
+        """Opened on first use: the checklist must work even when the policy store cannot open.
+
+        Questions asked while the first one opens it (and ingests the policies, seconds) wait for
+        it: marked open before it was, they were told no policy passage matched them.
+        """
         if not self._knowledge_opened:
-            self._knowledge_opened = True
-            self._knowledge = self.knowledge_factory()
+            with _KNOWLEDGE_LOCK:
+                if not self._knowledge_opened:
+                    try:
+                        self._knowledge = self.knowledge_factory()
+                    finally:  # opened once, whatever came of it (a store that fails stays closed)
+                        self._knowledge_opened = True
         return self._knowledge
 
 

@@ -272,6 +272,9 @@ def http_process_app() -> Any:
     configure_logging(settings)
     services = bootstrap(settings, database=open_database(settings, migrate_sqlite=False))
     asgi = asgi_app(build_app(settings, services), services, run_worker=False)
+    # Before serving, as `shepherd serve` does in ``prepare``: the first question does not wait
+    # for the store to open, and the frozen heap includes it.
+    _ = services.knowledge
     freeze_startup_heap()
     return asgi
 

@@ -1,0 +1,52 @@
+"""The policy store opens on the first question. Questions asked while it opens (ingesting the
+policies takes seconds) wait for it: they used to be told that no policy passage matched them,
+while the same question a moment later was answered from the policies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import ask
+from tests.bot.scenario import Workspace, workspace_of
+
+QUESTION = "what is a DPIA?"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    with workspace_of({"U0OWNER01": "olivia"}, tmp_path / "data") as ws:
+        yield ws
+
+
+def test_questions_asked_while_the_policy_store_opens_wait_for_it(workspace: Workspace) -> None:
+    services = workspace.services
+    opening = services.knowledge_factory
+    opened: list[int] = []
+
+    def slow_to_open():  # type: ignore[no-untyped-def]
+        time.sleep(0.5)  # as ingesting the policy folder takes
+        opened.append(1)
+        return opening()
+
+    services.knowledge_factory = slow_to_open
+    start = threading.Barrier(4)
+    found: dict[int, int] = {}
+
+    def search(i: int) -> None:
+        start.wait()
+        found[i] = len(ask.retrieve(services, QUESTION))
+
+    threads = [threading.Thread(target=search, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(opened) == 1  # opened once
+    assert min(found.values()) > 0
+    assert len(set(found.values())) == 1

@@ -31,7 +31,7 @@ from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
 from gates.schedule import operations_review_due, operations_review_overdue
 from storage.outbox import OutboxMessage
-from storage.slack_messages import MessageRefs, Reservation
+from storage.slack_messages import MessageRefs, PostInProgress, Reservation
 
 logger = logging.getLogger("shepherd.notify")
 
@@ -592,11 +592,6 @@ class SlackNotifier:
             )
         except GateError:
             return None
-
-
-class PostInProgress(Exception):  # noqa: N818 - it names the situation, as Postponed does
-    """Another delivery is posting the same message right now: try again in a moment, when it
-    is remembered (and this delivery then finds it posted)."""
 
 
 def _everyone(holders: Mapping[str, list[str]]) -> list[str]:

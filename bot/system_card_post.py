@@ -17,7 +17,7 @@ from bot.evidence_pack import system_card_markdown
 from gates import usecases
 from gates.lifecycle import Initiative, Review
 from gates.system_card import NOT_ANSWERED, is_production_gate
-from storage.slack_messages import MessageRefs
+from storage.slack_messages import MessageRefs, PostInProgress, Reservation
 
 logger = logging.getLogger("shepherd.system_card")
 
@@ -64,6 +64,14 @@ def offer_system_card(
     gaps = card.count(f"** {NOT_ANSWERED}")
     channel, thread_ts = thread
     gaps_note = f" {gaps} fields are not answered yet." if gaps else ""
+    # Reserved first, as every post is (``SlackNotifier._post``): two deliveries of the same
+    # review request at once (two workers) upload it once.
+    at = services.now()
+    reservation = messages.reserve(target, KIND, at)
+    if reservation is Reservation.POSTED:
+        return False
+    if reservation is Reservation.BUSY:
+        raise PostInProgress(f"the system card of {initiative.ref} is being uploaded by another delivery")
     try:
         response = client.files_upload_v2(
             channel=channel,
@@ -77,8 +85,9 @@ def offer_system_card(
                 "the evidence pack."
             ),
         )
-    except SlackApiError as error:
-        if _passing(error):
+    except BaseException as error:
+        messages.release(target, KIND, at)  # not uploaded: the next delivery may
+        if not isinstance(error, SlackApiError) or _passing(error):
             raise  # the notification is retried (its messages are posted once), the card with it
         logger.warning(
             "could not upload the system card of %s: %s", initiative.ref, error.response.get("error")
@@ -86,5 +95,5 @@ def offer_system_card(
         return False
     file_id = str((response.get("files") or [{}])[0].get("id", "")) or "uploaded"
     # MessageRefs keeps (channel, ts); a file has no ts of its own, so its id stands in.
-    messages.remember(target, KIND, channel, file_id, services.now())
+    messages.fill(target, KIND, channel, file_id, at)
     return True

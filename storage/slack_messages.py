@@ -63,6 +63,11 @@ class Reservation(Enum):
     BUSY = "busy"  # another worker is posting it now: try again in a moment
 
 
+class PostInProgress(Exception):  # noqa: N818 - it names the situation, as Postponed does
+    """Another delivery is posting the same message right now (``Reservation.BUSY``): try again
+    in a moment, when it is remembered and this delivery finds it posted."""
+
+
 class MessageRefs:
     """Remember and find Slack messages by what they are about.
 

@@ -150,13 +150,14 @@ def serve(
 
 def worker() -> None:
     """Deliver notifications to Slack and run the scheduler (no HTTP); run several if you like."""
-    from bot.worker import run_worker
+    from bot.worker import exit_now, run_worker
 
     settings = Settings()
     configure_logging(settings)
     prepare(settings)
     out.print("Worker running: inbox, outbox delivery and scheduler. Ctrl+C stops.")
-    run_worker(settings, freeze=True)
+    if not run_worker(settings, freeze=True):
+        exit_now()
 
 
 def _serve(settings: Settings, services: Services, port: int, worker: str = "process") -> None:
@@ -171,22 +172,20 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
                 "[yellow]Socket Mode runs in one process[/yellow]: --processes applies to HTTP mode only."
             )
 
-        from bot.inbox import start_processor
-        from bot.scheduler import start_scheduler
-        from bot.server import freeze_startup_heap, start_outbox_worker
+        from bot.server import freeze_startup_heap
         from bot.warm_authorization import warm_authorization
+        from bot.worker import finish_background, start_background
 
         stop = threading.Event()
         freeze_startup_heap()
-        start_processor(services, app.client, stop)
-        start_outbox_worker(app, services, stop)
-        start_scheduler(services, stop)
+        threads = start_background(services, app.client, stop)
         warm_authorization(app)
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
         try:
             SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
         finally:
             stop.set()
+            finish_background(threads)
         return
     import uvicorn
 

@@ -37,10 +37,8 @@ from starlette.routing import Route
 from bot import metrics, slack_request
 from bot.bootstrap import Services
 from bot.dispatch_limit import DispatchLimit
-from bot.inbox import start_processor
 from bot.listeners.common import DEFERRED_REPLY, PENDING_WRITES
 from bot.notify import SlackNotifier, supersedes
-from bot.scheduler import start_scheduler
 from bot.warm_authorization import warm_authorization
 from storage.inbox import inbox_counts
 from storage.outbox import OutboxMessage, OutboxWorker, outbox_counts
@@ -248,14 +246,13 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
 
     @asynccontextmanager
     async def lifespan(asgi: Starlette):  # type: ignore[no-untyped-def]
-        children = None
-        if run_worker and worker == "thread":
-            start_processor(services, app.client, stop)
-            start_outbox_worker(app, services, stop)
-            start_scheduler(services, stop)
-        elif run_worker and worker == "process":
-            from bot.worker import WorkerChildren
+        from bot.worker import WorkerChildren, finish_background, start_background
 
+        children = None
+        threads: list[threading.Thread] = []
+        if run_worker and worker == "thread":
+            threads = start_background(services, app.client, stop)
+        elif run_worker and worker == "process":
             # Two processes: recording decisions must not queue behind notifications for the GIL
             # (measured: in one process, 8 busy senders slowed the inbox to ~40 decisions/s).
             children = WorkerChildren(services.settings, database=services.database)
@@ -269,6 +266,8 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         stop.set()
         services.inbox.close()
         services.pages.close()
+        # A post in flight is finished and remembered, or it would be posted again after a restart.
+        await anyio.to_thread.run_sync(finish_background, threads)
         if children is not None:
             await anyio.to_thread.run_sync(children.stop)
 

@@ -45,19 +45,67 @@ NICENESS = {"inbox": 5, "delivery": 10, "all": 10}
 
 def start_background(
     services: Services, client: Any, stop: threading.Event, role: str = "all", claimant: str = ""
-) -> None:
+) -> list[threading.Thread]:
     """Start this worker's part as threads of this process until ``stop``: the inbox processor
     (``inbox``), outbox delivery and the scheduler (``delivery``), or all three (``all``);
-    ``claimant`` names their claims (``storage.leasing``)."""
+    ``claimant`` names their claims (``storage.leasing``). Returns the threads, for
+    ``finish_background`` once ``stop`` is set."""
     from bot.inbox import start_processor
     from bot.scheduler import start_scheduler
     from bot.server import start_delivery
 
+    threads: list[threading.Thread | None] = []
     if role in ("all", "inbox"):
-        start_processor(services, client, stop, claimant)
+        threads.append(start_processor(services, client, stop, claimant))
     if role in ("all", "delivery"):
-        start_delivery(client, services, stop, claimant)
-        start_scheduler(services, stop, claimant)
+        threads.append(start_delivery(client, services, stop, claimant))
+        threads.append(start_scheduler(services, stop, claimant))
+    return [thread for thread in threads if thread is not None]
+
+
+# How long a stopping worker waits for its threads (``stop`` set) to finish what they started:
+# the Slack call in flight and remembering what it posted, the inbox round's transaction, the
+# scheduler's tick. Exiting in the middle of a post left it sent but not remembered, so the card
+# was posted a second time. 20 s covers one Slack call at the client's 15 s timeout
+# (``bot.slack_client``) and stays below ``WorkerChildren.stop``'s 25 s and the 30 s a supervisor
+# gives before SIGKILL (systemd's TimeoutStopSec, Kubernetes' terminationGracePeriodSeconds).
+# The client's retries (a 429's Retry-After, a second 15 s attempt) can take longer than any
+# grace a supervisor allows: such a send is cut short and logged (``_CUT_SHORT``).
+STOP_GRACE_SECONDS = 20.0
+# How long ``WorkerChildren.stop`` waits for a child before killing it: the grace, and the few
+# seconds a child takes to exit, below the 30 s a supervisor gives ``shepherd serve``.
+STOP_TIMEOUT_SECONDS = 25.0
+
+# What is at stake when a thread is still busy once the grace is over, by thread name.
+_CUT_SHORT = {
+    "shepherd-outbox": (
+        "outbox delivery was still sending to Slack after %.0f s; stopping anyway: a message being "
+        "sent may have reached Slack without being remembered, and is sent again when its claim is "
+        "handed back, so it may be posted twice"
+    ),
+    "shepherd-inbox": (
+        "the inbox round was still being applied after %.0f s; stopping anyway: its transaction is "
+        "rolled back and its requests are applied again once its claim is handed back"
+    ),
+    "shepherd-scheduler": (
+        "the scheduler tick was still running after %.0f s; stopping anyway: what it had not "
+        "committed is rolled back and done again at a later tick"
+    ),
+}
+
+
+def finish_background(threads: list[threading.Thread], timeout: float = STOP_GRACE_SECONDS) -> bool:
+    """Wait, ``timeout`` seconds in all, for ``threads`` (``start_background``'s, their ``stop``
+    set) to finish what they started; returns whether they all did. Outbox delivery hands back
+    the messages it has not started at once (``OutboxWorker.run_forever``), so only the sends in
+    flight are waited for; each thread still busy at the end is logged with what may follow."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [thread for thread in threads if thread.is_alive()]
+    for thread in busy:
+        logger.error(_CUT_SHORT.get(thread.name, f"{thread.name} was still running after %.0f s"), timeout)
+    return not busy
 
 
 def run_worker(
@@ -67,9 +115,10 @@ def run_worker(
     *,
     freeze: bool = False,
     claimant: str = "",
-) -> None:
+) -> bool:
     """Run the background half (or the ``role`` part of it) in this process until SIGTERM /
-    SIGINT (or ``stop``); ``freeze``: this process does nothing else (``bot.server.freeze_startup_heap``)."""
+    SIGINT (or ``stop``), then let what is in flight finish (``finish_background``); returns
+    whether it all did. ``freeze``: this process does nothing else (``bot.server.freeze_startup_heap``)."""
     stop = stop or threading.Event()
     services = bootstrap(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
@@ -81,10 +130,21 @@ def run_worker(
         from bot.server import freeze_startup_heap
 
         freeze_startup_heap()
-    start_background(services, client, stop, role, claimant)
+    threads = start_background(services, client, stop, role, claimant)
     logger.info("worker running: %s", _DESCRIPTION[role])
     stop.wait()
+    logger.info("worker stopping: finishing what is in flight (at most %.0f s)", STOP_GRACE_SECONDS)
+    finished = finish_background(threads)
     services.database.dispose()
+    return finished
+
+
+def exit_now() -> None:
+    """Leave the process at once, logs flushed, after ``run_worker`` could not finish in time: the
+    interpreter's own exit would wait for the outbox's sending threads (a pool it joins at exit)
+    still stuck in a Slack call."""
+    logging.shutdown()
+    os._exit(1)
 
 
 _DESCRIPTION = {
@@ -155,19 +215,28 @@ class WorkerChildren:
         with self._lock:
             return {role: child.pid for role, child in self._children.items()}
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop watching, then stop the children (killed if they do not stop within ``timeout``)."""
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Stop watching, then stop the children (killed if they do not stop within ``timeout``;
+        each finishes what is in flight first, ``STOP_GRACE_SECONDS`` at most)."""
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout)
         with self._lock:
-            children = list(self._children.values())
-        for child in children:
+            children = dict(self._children)
+        for child in children.values():
             child.terminate()
-        for child in children:
+        deadline = time.monotonic() + timeout
+        for role, child in children.items():
             try:
-                child.wait(timeout=timeout)
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                logger.error(
+                    "the %s worker (pid %d) did not stop within %.0f s and is killed: a message it "
+                    "was sending may have reached Slack without being remembered, and may be posted twice",
+                    role,
+                    child.pid,
+                    timeout,
+                )
                 child.kill()
                 child.wait()
         # A child stopped mid-round (or killed after the timeout) may leave claims behind.
@@ -277,7 +346,8 @@ def main() -> None:
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     role = str(message.get("role", "all"))
     os.nice(NICENESS[role])
-    run_worker(settings, stop, role, freeze=True, claimant=str(message.get("claimant", "")))
+    if not run_worker(settings, stop, role, freeze=True, claimant=str(message.get("claimant", ""))):
+        exit_now()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from storage.audit import AuditReport
 from storage.database import Database, sqlite_url
-from storage.errors import DatabaseUnavailable, SchemaOutdated, SchemaTooNew, StorageError
+from storage.errors import (
+    AuditLogAheadOfCounter,
+    DatabaseUnavailable,
+    SchemaOutdated,
+    SchemaTooNew,
+    StorageError,
+)
 from storage.outbox import OutboxMessage, OutboxWorker, PermanentFailure, Postponed, outbox_counts
 from storage.uow import SqlUnitOfWork
 
@@ -33,6 +39,7 @@ def verify_audit(database: Database) -> AuditReport:
 
 
 __all__ = [
+    "AuditLogAheadOfCounter",
     "AuditReport",
     "Database",
     "DatabaseUnavailable",

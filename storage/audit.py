@@ -8,7 +8,9 @@ the end shows too.
 Appends are serialised by the database: the counter row is bumped first (``UPDATE ... RETURNING``
 takes its row lock on PostgreSQL until commit; on SQLite the write transaction already holds the
 database's single write lock), and ``seq`` is the primary key, so two appenders can never both
-write entry ``n`` and fork the chain.
+write entry ``n`` and fork the chain. An entry added without the counter (forged at the end, with
+its hash computed) therefore takes a number the counter hands out next: ``verify`` reports it,
+and the append that collides with it fails with ``AuditLogAheadOfCounter``.
 
 All entries of one transaction are written together: one counter bump for all of them, then the
 inserts. The first entry needs its predecessor's hash. Each ``Database`` remembers the last entry
@@ -38,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gates.ports import TimelineEntry
+from storage.errors import AuditLogAheadOfCounter
 from storage.prepared import Prepared
 from storage.sqlerrors import guarded, is_unique_violation
 from storage.tables import AUDIT_SEQ_COUNTER, audit_log, counters
@@ -122,19 +125,32 @@ class SqlAuditLog:
         ]
         head = self._head.last
         unwritten = rows
-        if first_seq == 1:
-            _chain(rows, GENESIS)
-        elif head is not None and head[0] == first_seq - 1:
-            _chain(rows, head[1])
-            # RETURNING, not rowcount: drivers need not report a row count for INSERT ... SELECT.
-            if _INSERT_IF_PREDECESSOR.all(connection, {**rows[0], "p_prev_seq": first_seq - 1}):
-                unwritten = rows[1:]
+        try:
+            if first_seq == 1:
+                _chain(rows, GENESIS)
+            elif head is not None and head[0] == first_seq - 1:
+                _chain(rows, head[1])
+                # RETURNING, not rowcount: drivers need not report a row count for INSERT ... SELECT.
+                if _INSERT_IF_PREDECESSOR.all(connection, {**rows[0], "p_prev_seq": first_seq - 1}):
+                    unwritten = rows[1:]
+                else:
+                    _chain(rows, self._predecessor(first_seq))
             else:
                 _chain(rows, self._predecessor(first_seq))
-        else:
-            _chain(rows, self._predecessor(first_seq))
-        if unwritten:
-            connection.execute(_INSERT, unwritten)
+            if unwritten:
+                connection.execute(_INSERT, unwritten)
+        except IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            # The counter's lock is held: only an entry written without it can take these numbers.
+            taken = (
+                f"entry {first_seq}" if len(rows) == 1 else f"one of entries {first_seq}-{rows[-1]['seq']}"
+            )
+            raise AuditLogAheadOfCounter(
+                f"The audit log has entries beyond its counter: it counts {first_seq - 1} written, "
+                f"yet {taken} already exists, so nothing audited can be recorded. "
+                "Run `shepherd audit verify`."
+            ) from error
         self._head.wrote(rows[-1]["seq"], rows[-1]["hash"])
 
     def _predecessor(self, seq: int) -> str:
@@ -250,6 +266,18 @@ def verify(session: Session, batch: int = 5_000) -> AuditReport:
     if written is not None and written > last_seq:
         gone = f"entries {last_seq + 1}-{written} were" if written > last_seq + 1 else f"entry {written} was"
         return AuditReport(False, last_seq, last_seq + 1, f"{gone} written but are gone (deleted).")
+    counted = written or 0  # no counter: no entry was ever written through Shepherd
+    if last_seq > counted:
+        # Chained correctly, but never counted: added by hand (forged) or restored from
+        # elsewhere. The next append would take the same number, and fail.
+        beyond = f"entries {counted + 1}-{last_seq} are" if last_seq > counted + 1 else f"entry {last_seq} is"
+        return AuditReport(
+            False,
+            counted,
+            counted + 1,
+            f"{beyond} beyond the counter, which says {counted} were written: added without Shepherd "
+            "(forged, or restored from elsewhere); audited writes fail until this is resolved.",
+        )
     return AuditReport(True, last_seq)
 
 

@@ -4,7 +4,9 @@
     └── StorageError                 the database cannot be used as it is; str() is one readable line
         ├── DatabaseUnavailable      cannot connect (server down, bad URL, unwritable file)
         ├── SchemaTooNew             the database was migrated by a newer Shepherd than this one
-        └── SchemaOutdated           the database needs ``shepherd db upgrade`` first
+        ├── SchemaOutdated           the database needs ``shepherd db upgrade`` first
+        └── AuditLogAheadOfCounter   the audit log holds entries its counter never handed out, so
+                                     nothing audited can be recorded until someone looks
 
 Repositories raise the domain's errors (``UnknownInitiative``, ``ConcurrentUpdate`` ...), never
 SQLAlchemy's: a lost race, a lock timeout or a deadlock all become ``ConcurrentUpdate``.
@@ -29,3 +31,8 @@ class SchemaTooNew(StorageError):  # noqa: N818
 
 class SchemaOutdated(StorageError):  # noqa: N818
     pass
+
+
+class AuditLogAheadOfCounter(StorageError):  # noqa: N818
+    """An audit entry was to be written under a number that is already taken: the log has
+    entries beyond its counter (written without it: forged, or restored from elsewhere)."""

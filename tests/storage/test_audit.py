@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import insert, select
 
-from storage import Database, verify_audit
+from storage import AuditLogAheadOfCounter, Database, verify_audit
+from storage.audit import canonical_json, entry_hash
+from storage.tables import audit_log
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -28,6 +31,35 @@ def tamper(database: Database, *statements: str) -> None:
     with database.engine.begin() as connection:
         for statement in statements:
             connection.exec_driver_sql(statement)
+
+
+def forge(database: Database, count: int = 1) -> list[int]:
+    """Add ``count`` entries at the end of the chain, hashes computed, but not through Shepherd:
+    its counter is left alone. Returns their seqs."""
+    forged = []
+    with database.engine.begin() as connection:
+        seq, prev = connection.execute(
+            select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        ).one()
+        for _ in range(count):
+            seq += 1
+            payload = canonical_json({"review": 1, "decision": "approve"})
+            hash_ = entry_hash(seq, "U0CEO", "decision.recorded", "AI-0001", payload, NOW, prev)
+            connection.execute(
+                insert(audit_log).values(
+                    seq=seq,
+                    actor_id="U0CEO",
+                    action="decision.recorded",
+                    target="AI-0001",
+                    payload=payload,
+                    at=NOW,
+                    prev_hash=prev,
+                    hash=hash_,
+                )
+            )
+            forged.append(seq)
+            prev = hash_
+    return forged
 
 
 def test_an_untouched_chain_verifies(five_entries: Database) -> None:
@@ -84,6 +116,49 @@ def test_two_swapped_entries_are_named(five_entries: Database) -> None:
     report = verify_audit(five_entries)
     assert (report.ok, report.bad_seq) == (False, 2)
     assert "reordered" in str(report)
+
+
+def test_an_entry_forged_at_the_end_is_named_as_beyond_the_counter(five_entries: Database) -> None:
+    forge(five_entries)
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq, report.checked) == (False, 6, 5)
+    assert "entry 6 is beyond the counter, which says 5 were written" in str(report)
+
+
+def test_entries_forged_at_the_end_are_named_together(five_entries: Database) -> None:
+    forge(five_entries, 3)
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq) == (False, 6)
+    assert "entries 6-8 are beyond the counter" in str(report)
+
+
+def test_an_append_after_a_forged_entry_fails_naming_the_cause(five_entries: Database) -> None:
+    forge(five_entries)
+    with pytest.raises(AuditLogAheadOfCounter) as raised, five_entries.uow() as uow:
+        uow.audit.append("U9", "roles.set", "role:risk", {}, NOW)
+        uow.commit()
+    message = str(raised.value)
+    assert "beyond its counter" in message and "entry 6 already exists" in message
+    assert "shepherd audit verify" in message and "\n" not in message
+    # Nothing was recorded, and the forged entry is still reported.
+    assert "entry 6 is beyond the counter" in str(verify_audit(five_entries))
+
+
+def test_an_append_after_a_forged_entry_fails_the_same_from_another_process(five_entries: Database) -> None:
+    """Another process has no guess at the chain's end: it reads the predecessor and inserts
+    plainly, several entries of one transaction at once."""
+    forge(five_entries)
+    other = Database(five_entries.url.render_as_string(hide_password=False))
+    try:
+        with (
+            pytest.raises(AuditLogAheadOfCounter, match="one of entries 6-7 already exists"),
+            other.uow() as uow,
+        ):
+            uow.audit.append("U9", "roles.set", "role:risk", {}, NOW)
+            uow.audit.append("U9", "roles.set", "role:privacy", {}, NOW)
+            uow.commit()
+    finally:
+        other.dispose()
 
 
 def test_appends_after_tampering_still_record_and_verify_still_reports(five_entries: Database) -> None:

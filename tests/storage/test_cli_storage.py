@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
+from bot.cli import app
 from bot.cli_storage import audit_app, db_app
 from storage import Database, sqlite_url
+from tests.storage.test_audit import forge
 
 runner = CliRunner()
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -75,3 +78,27 @@ def test_an_existing_database_opened_read_only_through_a_sqlite_uri_is_checked(t
     checked = runner.invoke(cli(), ["audit", "verify", "--database-url", read_only])
     assert checked.exit_code == 0, checked.output
     assert not Path("file:").exists()  # the URI was not taken for a relative folder to create
+
+
+def test_an_entry_forged_beyond_the_counter_is_named_and_an_audited_command_then_fails_in_one_line(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        with database.uow() as uow:
+            uow.audit.append("U1", "answers.recorded", "AI-0001", {"n": n}, NOW)
+            uow.commit()
+    forge(database)
+    url = database.url.render_as_string(hide_password=False)
+    broken = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
+    assert broken.exit_code == 1
+    assert "entry 4 is beyond the counter, which says 3 were written" in " ".join(broken.output.split())
+    # Any audited change now fails: `shepherd roles set` says why, in one line.
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SHEPHERD_DATABASE_URL", url)
+    monkeypatch.delenv("SHEPHERD_PIPELINE", raising=False)
+    refused = runner.invoke(app, ["roles", "set", "privacy", "U0PRIV001"])
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert said.startswith("error: The audit log has entries beyond its counter")
+    assert "entry 4 already exists" in said and "Run `shepherd audit verify`" in said
+    assert "Traceback" not in refused.output and "IntegrityError" not in refused.output

@@ -10,6 +10,7 @@ Examples::
     api.faults.server_error(times=3)                              # the next 3 calls of any method: 500
     api.faults.fail("views.open", "expired_trigger_id")           # ok: false once
     api.faults.delay(0.3)                                         # +300 ms on every call, for benchmarks
+    api.faults.stall("chat.update", 2.0)                          # the next chat.update only: +2 s
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class _Rule:
         return (self.method is None or self.method == method) and self.remaining != 0
 
 
+@dataclass
+class _Stall:
+    method: str | None
+    seconds: float
+    remaining: int
+
+
 class FaultInjector:
     """Thread-safe set of failure rules and delays consulted before every call."""
 
@@ -44,6 +52,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
         self._delays: dict[str | None, float] = {}
+        self._stalls: list[_Stall] = []
 
     def fail(
         self, method: str | None = None, error: str = "internal_error", *, times: int | None = 1
@@ -67,16 +76,32 @@ class FaultInjector:
             else:
                 self._delays.pop(method, None)
 
+    def stall(self, method: str | None, seconds: float, *, times: int = 1) -> None:
+        """Add ``seconds`` to the next ``times`` calls of ``method`` (of any method if ``None``):
+        Slack slow for a moment, long enough for the caller's read timeout."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        with self._lock:
+            self._stalls.append(_Stall(method, seconds, times))
+
     def clear(self) -> None:
-        """Remove every rule and delay."""
+        """Remove every rule, delay and stall."""
         with self._lock:
             self._rules.clear()
             self._delays.clear()
+            self._stalls.clear()
 
     def delay_for(self, method: str) -> float:
-        """Seconds to wait before answering ``method``."""
+        """Seconds to wait before answering ``method`` (a stall that matches is used up)."""
         with self._lock:
-            return self._delays.get(None, 0.0) + self._delays.get(method, 0.0)
+            pause = self._delays.get(None, 0.0) + self._delays.get(method, 0.0)
+            for stall in self._stalls:
+                if stall.method in (None, method):
+                    pause += stall.seconds
+                    stall.remaining -= 1
+                    break
+            self._stalls = [stall for stall in self._stalls if stall.remaining > 0]
+            return pause
 
     def take(self, method: str) -> Fault | None:
         """The fault for this call, if a rule fires (its count goes down by one)."""

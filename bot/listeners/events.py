@@ -87,11 +87,20 @@ class EventListeners:
         if channel.startswith("D"):
             self._set_status(client, channel, status_thread, "is checking the pipeline and the policies…")
 
+        interim = {"skipped": False}
+
         def progress(message: dict[str, Any]) -> None:
+            # An interim update only shows the answer growing; only the final update decides. So
+            # one that fails for any reason (Slack's error, a read timeout, a dropped connection)
+            # is skipped, and so are the rest: Slack slow once is likely slow again, and the
+            # answer should not wait for it, nor be lost to it.
+            if interim["skipped"]:
+                return
             try:
                 client.chat_update(**where, **message)
-            except SlackApiError as error:  # a dropped interim update is harmless
-                logger.info("interim update failed: %s", error)
+            except Exception as error:
+                interim["skipped"] = True
+                logger.warning("interim update failed, the final answer follows without more: %r", error)
 
         try:
             # Slack escapes message text as it does a slash command's (``R&amp;D``): the policy

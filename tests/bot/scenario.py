@@ -32,6 +32,7 @@ from bot.inbox import processor as inbox_processor
 from bot.notify import SlackNotifier
 from bot.server import asgi_app
 from bot.settings import Settings
+from bot.slack_client import make_client
 from gates import usecases
 from storage.inbox import InboxProcessor
 from storage.outbox import OutboxWorker
@@ -225,9 +226,18 @@ def has_button(message: dict[str, Any], action_id: str) -> bool:
 
 @contextmanager
 def running_workspace(
-    api: FakeSlackWebAPI, data_dir: Path, database_url: str | None = None, **overrides: Any
+    api: FakeSlackWebAPI,
+    data_dir: Path,
+    database_url: str | None = None,
+    *,
+    slack_timeout: int | None = None,
+    **overrides: Any,
 ) -> Iterator[Workspace]:
-    """Shepherd on a fresh database, serving HTTP on a real port, talking to ``api``."""
+    """Shepherd on a fresh database, serving HTTP on a real port, talking to ``api``.
+
+    ``slack_timeout``: seconds the app's WebClient waits for a Slack answer (15 by default), so
+    that a test can make Slack slower than that without waiting 15 s.
+    """
     registry = api.state.add_channel("ai-initiatives")
     clock = Clock()
     settings = Settings(
@@ -245,7 +255,8 @@ def running_workspace(
     services.clock = clock
     if not services.database.is_sqlite:
         services.database.upgrade()
-    app = build_app(settings, services)
+    client = make_client(api.bot_token, api.api_url, timeout=slack_timeout) if slack_timeout else None
+    app = build_app(settings, services, client)
     notifier = SlackNotifier(services, app.client, MessageRefs(services.database))
     worker = OutboxWorker(services.database, notifier, clock=services)
     with BackgroundASGIServer(asgi_app(app, services, run_worker=False)) as server:

@@ -65,6 +65,7 @@ class OpenAIStub:
         mode: ``ok`` answers, ``error`` returns HTTP 500, ``hang`` waits ``hang_seconds``
             (or until the stub stops) before answering nothing.
         stream_chunk_size: characters per SSE delta when the client asks for a stream.
+        chunk_seconds: pause before each delta of a stream (a model writing slowly).
         tool_call: when set, the reply also carries this tool call, as a model that tries to
             act would send it.
         embedding_dimensions: length of the vectors ``/v1/embeddings`` returns.
@@ -74,6 +75,7 @@ class OpenAIStub:
     mode: Mode = "ok"
     hang_seconds: float = 10.0
     stream_chunk_size: int = 7
+    chunk_seconds: float = 0.0
     tool_call: dict[str, Any] | None = None
     embedding_dimensions: int = 64
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -216,6 +218,8 @@ def _handler_for(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
             deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
             deltas += [{"content": piece} for piece in pieces]
             for delta in deltas:
+                if stub.chunk_seconds:
+                    stub._stopping.wait(stub.chunk_seconds)
                 self._event(_chunk(model, created, delta, None))
             self._event(_chunk(model, created, {}, "stop"))
             self.wfile.write(b"data: [DONE]\n\n")

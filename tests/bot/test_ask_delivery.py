@@ -1,0 +1,80 @@
+"""How an answer reaches the person while Slack or the LLM is slow: the streaming updates, and
+questions answered alongside everything else.
+
+Through the real protocols: questions and clicks go to the running app as signed requests, its
+WebClient talks to the fake Slack, and its LLM is the local OpenAI-compatible stub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import ids
+from bot.emulator import payloads
+from bot.emulator.webapi import FakeSlackWebAPI
+from tests.bot.blockkit_checks import assert_valid_message
+from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.fakes.openai_stub import OpenAIStub
+
+OWNER = "U0OWNER01"
+# Long enough for one streaming update (every 1.5 s) and the final one, a stream of ~4 s.
+SLOW_REPLY = "Do a DPIA before the pilot starts, and ask the DPO to sign it off [1]. " * 2
+
+
+@pytest.fixture
+def slow_llm() -> Iterator[OpenAIStub]:
+    """An LLM that writes its cited answer over about four seconds."""
+    with OpenAIStub(reply=SLOW_REPLY, stream_chunk_size=5, chunk_seconds=0.15) as stub:
+        yield stub
+
+
+@pytest.fixture
+def impatient(tmp_path: Path, slow_llm: OpenAIStub) -> Iterator[Workspace]:
+    """Shepherd with the slow LLM, waiting at most 1 s for each Slack answer."""
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with (
+        api,
+        running_workspace(
+            api,
+            tmp_path / "data",
+            slack_timeout=1,
+            openai_base_url=slow_llm.base_url,
+            openai_api_key="local",
+            llm_model="stub",
+        ) as ws,
+    ):
+        yield ws
+
+
+def ask_by_dm(ws: Workspace, question: str, user: str = OWNER) -> str:
+    """``user`` asks Shepherd ``question`` in their DM; returns the DM."""
+    dm = ws.dm_with(user)
+    event = payloads.message_event(question, user_id=user, channel_id=dm)
+    assert ws.client.send_event(payloads.event_callback(event)).status == 200
+    return dm
+
+
+def answers_in(ws: Workspace, channel: str) -> list[dict[str, Any]]:
+    return [m for m in ws.messages_in(channel) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)]
+
+
+def test_a_streaming_update_that_times_out_does_not_lose_the_answer(impatient: Workspace) -> None:
+    ws = impatient
+    # The first chat.update is the first streaming update: Slack takes 1.5 s over it, past the
+    # client's 1 s read timeout (a TimeoutError, which slack_sdk does not retry). It still lands,
+    # late, before the stream ends: the final update, after it, decides what the person sees.
+    ws.api.faults.stall("chat.update", 1.5)
+    dm = ask_by_dm(ws, "what is a DPIA?")
+    ws.wait(lambda: [m for m in ws.messages_in(dm) if "sign it off" in m.get("text", "")], timeout=15)
+    [reply] = ws.messages_in(dm)
+    assert reply["text"].startswith("Do a DPIA") and not reply["text"].endswith("…")
+    assert has_button(reply, ids.ACTION_FEEDBACK_HELPFUL)
+    assert_valid_message(reply)
+    assert "could not finish this answer" not in str(reply)
+    ws.deliver()
+    assert not any("something went wrong" in m.get("text", "") for m in ws.messages_in(dm))

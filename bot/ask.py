@@ -71,13 +71,33 @@ def context_for(services: Services, initiative: Initiative | None) -> Context:
     return Context(initiative, report)
 
 
+def gates_named(services: Services, question: str) -> list[tuple[str, str]]:
+    """The gates of the pipeline that ``question`` names, as (id, title), in pipeline order.
+
+    A gate is named by its title or its id, in any case, as whole words ("the Handover gate",
+    "handover to operations", "go live" or "go_live" for ``go_live``).
+    """
+    named = []
+    for gate in services.pipeline.model.gates:
+        names = {gate.title, gate.id, gate.id.replace("_", " ")}
+        if any(_names_word(question, name) for name in names if name.strip()):
+            named.append((gate.id, gate.title))
+    return named
+
+
+def _names_word(text: str, name: str) -> bool:
+    words = r"[\s_-]+".join(re.escape(word) for word in name.split())
+    return re.search(rf"(?<![\w-]){words}(?![\w-])", text, re.IGNORECASE) is not None
+
+
 def retrieve(services: Services, question: str, gate: tuple[str, str] | None = None, k: int = 5) -> list[Hit]:
     """The best policy passages for ``question``.
 
     Args:
-        gate: (id, title) of the gate the question is about, when it concerns an initiative:
-            documents tagged for that gate come first ("the next gate" means this one), then the
-            rest of the policies fill up to ``k`` (policy folders need not be tagged at all).
+        gate: (id, title) of the gate the question is about, when it concerns an initiative
+            (the gate it names, else the initiative's next gate): documents tagged for that gate
+            come first, then the rest of the policies fill up to ``k`` (policy folders need not
+            be tagged at all).
     """
     knowledge = services.knowledge
     if knowledge is None or not question:
@@ -118,6 +138,12 @@ def reply(
         f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else ""
     )
     gate = (ctx.readiness.gate_id, ctx.readiness.gate_title) if ctx.readiness else None
+    if gate is not None:
+        named = gates_named(services, policy_question)
+        if named:
+            # A question about another gate ("who signs off the handover?" while the next gate
+            # is the pilot) is about that one; naming several, it is about none in particular.
+            gate = named[0] if len(named) == 1 else None
     hits = retrieve(services, policy_question, gate)
     if not policy_question:
         return blocks.ask_reply(Answer(text=_HELP_TEXT, covered=False), checklist, feedback_key)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import ids
+from bot import ask, ids
 from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.lifecycle import ReviewStatus
+from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import OUTSIDER, OWNER, RISK, SPONSOR, card, register, request_dm, submit
 
@@ -354,3 +355,44 @@ def test_a_question_about_the_next_gate_cites_policies_for_that_gate(workspace: 
     # Unfiltered, this question also cites release-and-monitoring and model documentation,
     # which say nothing about the intake gate.
     assert all(any(doc in source for doc in intake_docs) for source in sources), sources
+
+
+def test_a_question_about_another_gate_in_a_thread_cites_that_gates_policy(workspace: Workspace) -> None:
+    ref = register(workspace)
+    thread = card(workspace)["ts"]
+    next_gate = usecases.check_readiness(workspace.services.pipeline, workspace.services.read_uow(), ref)
+    assert next_gate.gate_id != "handover"
+    workspace.mention(OWNER, "who has to sign off the Handover to operations?", workspace.registry, thread)
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
+        ]
+    )[-1]
+    assert_valid_message(reply)
+    sources = [
+        e["text"]
+        for b in reply["blocks"]
+        if b["type"] == "context"
+        for e in b["elements"]
+        if e["text"].startswith("*[")
+    ]
+    assert any(
+        "08-handover-and-operations.md &gt; Handover and Operations &gt; The operations owner &gt; Sign-off"
+        in s
+        for s in sources
+    ), sources
+    # The checklist is still the one for the initiative's next gate.
+    assert f"needs for the {next_gate.gate_title} gate" in reply["blocks"][0]["text"]["text"]
+
+
+def test_a_gate_is_named_by_its_title_or_id_in_any_case_as_whole_words(workspace: Workspace) -> None:
+    def named(question: str) -> list[str]:
+        return [gate for gate, _ in ask.gates_named(workspace.services, question)]
+
+    assert named("who signs off the HANDOVER?") == ["handover"]
+    assert named("what does handover to operations need?") == ["handover"]
+    assert named("from pilot to production: what changes?") == ["pilot", "production"]
+    assert named("what is a DPIA?") == []
+    assert named("how many pilots ran last year?") == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -18,6 +19,7 @@ from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
+from bot.answering import AnswerPool
 from bot.bootstrap import Services, bootstrap
 from bot.installations import installation_store
 from bot.listener_matching import match_by_body
@@ -48,6 +50,11 @@ BOT_SCOPES = [
     "channels:read",  # conversations.info: `shepherd doctor` checks the registry channel
     "groups:read",  # the same, for a private registry channel
 ]
+
+# Threads for Bolt's lazy listeners (Bolt's default is 5): opening a modal, publishing App Home,
+# asking Slack who is in a user group, posting a question's placeholder. Each is a Slack call or
+# two; a thread costs nothing until it is needed.
+LISTENER_THREADS = 20
 
 
 class ConfigurationError(ValueError):
@@ -99,15 +106,22 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
             "Set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth)."
         )
 
+    # Bolt runs every lazy listener (after the ack) on this pool. Answering questions has a pool
+    # of its own (``bot.answering``), so these threads only make quick Slack calls; enough of
+    # them that a click opening a modal never waits behind another past its trigger's 3 s.
+    options["listener_executor"] = ThreadPoolExecutor(
+        max_workers=LISTENER_THREADS, thread_name_prefix="shepherd-listener"
+    )
+    answers = AnswerPool(settings.ask_workers)
     app = App(**options)
     if options["signing_secret"]:
         verify_piecewise(app, options["signing_secret"])
     messages = MessageRefs(services.database)
     app.middleware(_Dedupe(services))
-    CommandListeners(services).register(app)
+    CommandListeners(services, answers).register(app)
     ActionListeners(services).register(app)
     ViewListeners(services).register(app)
-    EventListeners(services, messages).register(app)
+    EventListeners(services, messages, answers).register(app)
     OperationsListeners(services).register(app)
     app.error(ErrorReporter(services).handle)
     match_by_body(app)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     llm_model: str | None = Field(default=None, validation_alias=_env("SHEPHERD_LLM_MODEL"))
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    ask_workers: int = Field(default=4, ge=1, le=64, validation_alias=_env("SHEPHERD_ASK_WORKERS"))
+    """Questions answered at once (policy search, the LLM, the streaming updates). Twice as many
+    more may wait; past that, the person is told Shepherd is busy and to ask again in a minute."""
 
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(

@@ -6,6 +6,7 @@ Modules: ``text`` (escaping, truncation, limits), ``inputs`` (a question as an i
 
 from bot.blocks.home import home_view
 from bot.blocks.messages import (
+    ask_busy,
     ask_failed,
     ask_placeholder,
     ask_reply,
@@ -31,6 +32,7 @@ from bot.blocks.modals import (
 )
 
 __all__ = [
+    "ask_busy",
     "ask_failed",
     "ask_placeholder",
     "ask_reply",

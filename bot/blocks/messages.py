@@ -587,6 +587,13 @@ def ask_placeholder() -> Message:
     return _message("Looking into it…", [context(":mag: Looking into it…")])
 
 
+def ask_busy() -> Message:
+    """In place of the placeholder (or as the reply to ``/shepherd ask``) when Shepherd is
+    answering as many questions as it can and this one cannot even wait its turn."""
+    text = "Sorry, I am answering too many questions at the moment. Please ask again in a minute."
+    return _message(text, [section(f":hourglass: {text}")])
+
+
 def ask_failed() -> Message:
     """In place of the placeholder when the answer could not be made."""
     text = (

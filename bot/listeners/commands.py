@@ -11,11 +11,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks, ids, parse
+from bot.answering import AnswerPool
 from bot.blocks.labels import gate_title
 from bot.blocks.portfolio import portfolio_message
 from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, mention_list, truncate
 from bot.bootstrap import Services
-from bot.listeners.common import lazily
+from bot.listeners.common import ErrorReporter, lazily
 from gates import usecases
 from gates.errors import GateError, ShepherdError, UnknownRole
 from gates.portfolio import load_portfolio
@@ -86,8 +87,9 @@ def needs_lazy_half(body: dict[str, Any]) -> bool:
 
 
 class CommandListeners:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, answers: AnswerPool) -> None:
         self._services = services
+        self._answers = answers
 
     def register(self, app: App) -> None:
         # Only subcommands that call Slack or the LLM pay for a lazy thread; the rest are
@@ -146,15 +148,28 @@ class CommandListeners:
                 respond(response_type="ephemeral", **portfolio_message(figures))
                 self._upload_chart(figures, command, client, respond)
         elif name == "ask" and rest.strip():
-            question = parse.command_text(rest)
-            try:
-                initiative = ask.find_initiative(self._services, question, None)
-                key = f"ask:{uuid.uuid4().hex[:12]}"
-                message = ask.reply(self._services, ask.clean_question(question), initiative, key)
-            except StorageError as error:
-                message = {"text": refusal(error, name)}
-            # A slash command's first reply cannot be edited later, so the answer follows it.
-            respond(response_type="ephemeral", **message)
+            # Answered on an answering thread (``bot.answering``), not on Bolt's.
+            reporter = ErrorReporter(self._services)
+
+            def answer() -> None:
+                try:
+                    self._ask(parse.command_text(rest), respond)
+                except Exception as error:
+                    reporter.handle(error, body)
+
+            if not self._answers.submit(answer):
+                logger.warning("too many questions at once: /shepherd ask is turned away")
+                respond(response_type="ephemeral", **blocks.ask_busy())
+
+    def _ask(self, question: str, respond: Respond) -> None:
+        try:
+            initiative = ask.find_initiative(self._services, question, None)
+            key = f"ask:{uuid.uuid4().hex[:12]}"
+            message = ask.reply(self._services, ask.clean_question(question), initiative, key)
+        except StorageError as error:
+            message = {"text": refusal(error, "ask")}
+        # A slash command's first reply cannot be edited later, so the answer follows it.
+        respond(response_type="ephemeral", **message)
 
     def ack_shortcut(self, ack: Ack) -> None:
         ack()

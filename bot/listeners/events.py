@@ -11,9 +11,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks, parse
+from bot.answering import AnswerPool
 from bot.bootstrap import Services
 from bot.home import publish_home
-from bot.listeners.common import PersonTold, lazily
+from bot.listeners.common import ErrorReporter, PersonTold, lazily
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.events")
@@ -25,9 +26,10 @@ _PERSON_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 
 
 class EventListeners:
-    def __init__(self, services: Services, messages: MessageRefs) -> None:
+    def __init__(self, services: Services, messages: MessageRefs, answers: AnswerPool) -> None:
         self._services = services
         self._messages = messages
+        self._answers = answers
 
     def register(self, app: App) -> None:
         app.event("app_mention")(ack=self.ack, lazy=lazily(self._services, self.mention))
@@ -77,8 +79,12 @@ class EventListeners:
         target: str | None,
         user: str | None,
     ) -> None:
-        """Something visible at once, then the checklist and the guidance in its place."""
-        services = self._services
+        """Something visible at once, then the checklist and the guidance in its place.
+
+        Runs on Bolt's lazy-listener thread only as far as the placeholder: the answer itself is
+        made on an answering thread (``bot.answering``), and if none is free nor can be waited
+        for, the placeholder says Shepherd is busy.
+        """
         placeholder = client.chat_postMessage(
             channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder()
         )
@@ -86,7 +92,38 @@ class EventListeners:
         status_thread = thread_ts or placeholder["ts"]
         if channel.startswith("D"):
             self._set_status(client, channel, status_thread, "is checking the pipeline and the policies…")
+        reporter = ErrorReporter(self._services)
 
+        def answer() -> None:
+            try:
+                self._reply(client, where, text, target)
+            except Exception as error:  # logged; the person told, unless the placeholder says so
+                reporter.handle(error, {"event": {"user": user}})
+            finally:
+                # Answered or not, Shepherd is no longer checking anything.
+                if channel.startswith("D"):
+                    self._set_status(client, channel, status_thread, "")
+
+        if self._answers.submit(answer):
+            return
+        logger.warning(
+            "answering %d questions, with %d waiting: one more is turned away",
+            self._answers.workers,
+            self._answers.waiting,
+        )
+        try:
+            client.chat_update(**where, **blocks.ask_busy())
+        finally:
+            if channel.startswith("D"):
+                self._set_status(client, channel, status_thread, "")
+
+    def _reply(self, client: WebClient, where: dict[str, str], text: str, target: str | None) -> None:
+        """Make the answer and put it in place of the placeholder at ``where``.
+
+        Raises:
+            PersonTold: it could not be made; the placeholder says so.
+        """
+        services = self._services
         interim = {"skipped": False}
 
         def progress(message: dict[str, Any]) -> None:
@@ -117,10 +154,6 @@ class EventListeners:
             except SlackApiError:
                 raise error from None
             raise PersonTold("the answer could not be made; the placeholder says so") from error
-        finally:
-            # Answered or not, Shepherd is no longer checking anything.
-            if channel.startswith("D"):
-                self._set_status(client, channel, status_thread, "")
 
     @staticmethod
     def _set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> None:

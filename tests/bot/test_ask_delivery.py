@@ -7,6 +7,7 @@ WebClient talks to the fake Slack, and its LLM is the local OpenAI-compatible st
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
 from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.test_lifecycle import card, register
 from tests.fakes.openai_stub import OpenAIStub
 
 OWNER = "U0OWNER01"
@@ -65,6 +67,7 @@ def answers_in(ws: Workspace, channel: str) -> list[dict[str, Any]]:
 
 def test_a_streaming_update_that_times_out_does_not_lose_the_answer(impatient: Workspace) -> None:
     ws = impatient
+    assert ws.services.knowledge is not None
     # The first chat.update is the first streaming update: Slack takes 1.5 s over it, past the
     # client's 1 s read timeout (a TimeoutError, which slack_sdk does not retry). It still lands,
     # late, before the stream ends: the final update, after it, decides what the person sees.
@@ -78,3 +81,67 @@ def test_a_streaming_update_that_times_out_does_not_lose_the_answer(impatient: W
     assert "could not finish this answer" not in str(reply)
     ws.deliver()
     assert not any("something went wrong" in m.get("text", "") for m in ws.messages_in(dm))
+
+
+@pytest.fixture
+def hanging_llm() -> Iterator[OpenAIStub]:
+    """An LLM that takes six seconds over every question until told otherwise."""
+    with OpenAIStub(reply="Do a DPIA [1].", mode="hang", hang_seconds=6) as stub:
+        yield stub
+
+
+def workspace_with(tmp_path: Path, llm: OpenAIStub, **overrides: Any) -> Any:
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    settings = {"openai_base_url": llm.base_url, "openai_api_key": "local", "llm_model": "stub"}
+    return api, running_workspace(api, tmp_path / "data", **settings, **overrides)
+
+
+def test_a_form_opens_at_once_while_five_slow_answers_are_being_made(
+    tmp_path: Path, hanging_llm: OpenAIStub
+) -> None:
+    api, running = workspace_with(tmp_path, hanging_llm)
+    with api, running as ws:
+        ref = register(ws)
+        assert ws.services.knowledge is not None  # opened before the questions race to open it
+        dm = ws.dm_with(OWNER)
+        asked = time.monotonic()
+        for n in range(5):  # five people, say, asking while the LLM is slow
+            ask_by_dm(ws, f"what is a DPIA? ({n})")
+        # Every question shows its placeholder at once, answered or waiting for a thread.
+        ws.wait(lambda: len([m for m in ws.messages_in(dm) if "Looking into it" in m["text"]]) == 5)
+        assert time.monotonic() - asked < 3
+        ws.wait(lambda: len(hanging_llm.chat_requests) >= 4)
+        # The owner clicks Answer questions on the card: the questionnaire opens, its trigger fresh.
+        view = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        assert view["callback_id"] == ids.VIEW_QUESTIONNAIRE and ref in str(view)
+        assert len(answers_in(ws, dm)) == 0  # the answers are still being made
+        hanging_llm.mode = "ok"
+        replies = ws.wait(lambda: len(answers_in(ws, dm)) == 5 and answers_in(ws, dm), timeout=20)
+        for reply in replies:
+            assert_valid_message(reply)
+        assert not any("Looking into it" in m["text"] for m in ws.messages_in(dm))
+
+
+def test_a_question_past_what_can_wait_is_told_shepherd_is_busy(
+    tmp_path: Path, hanging_llm: OpenAIStub
+) -> None:
+    hanging_llm.hang_seconds = 3
+    # One answering thread, and two questions may wait for it: the fourth is turned away.
+    api, running = workspace_with(tmp_path, hanging_llm, ask_workers=1)
+    with api, running as ws:
+        assert ws.services.knowledge is not None  # opened before the questions race to open it
+        dm = ws.dm_with(OWNER)
+        for n in range(4):
+            ask_by_dm(ws, f"what is a DPIA? ({n})")
+        [busy] = ws.wait(lambda: [m for m in ws.messages_in(dm) if "too many questions" in m["text"]])
+        assert_valid_message(busy)
+        assert not has_button(busy, ids.ACTION_FEEDBACK_HELPFUL)
+        hanging_llm.mode = "ok"
+        replies = ws.wait(lambda: len(answers_in(ws, dm)) == 3 and answers_in(ws, dm), timeout=20)
+        assert len(ws.messages_in(dm)) == 4
+        for reply in replies:
+            assert_valid_message(reply)
+        # Turned away or answered, the assistant status line no longer says Shepherd is checking.
+        statuses = [c.params.get("status") for c in ws.api.calls("assistant.threads.setStatus")]
+        assert statuses.count("") == 4

@@ -22,6 +22,7 @@ from gates.errors import GateError
 from gates.lifecycle import Initiative, Status
 from gates.readiness import Readiness
 from knowledge.types import Answer, Hit
+from storage.asked_answers import AskedAnswers
 
 logger = logging.getLogger("shepherd.ask")
 
@@ -146,7 +147,7 @@ def reply(
             gate = named[0] if len(named) == 1 else None
     hits = retrieve(services, policy_question, gate)
     if not policy_question:
-        return blocks.ask_reply(Answer(text=_HELP_TEXT, covered=False), checklist, feedback_key)
+        return _kept(services, feedback_key, question, Answer(text=_HELP_TEXT, covered=False), checklist)
     stream = services.answerer.stream(policy_question, hits)
     text = ""
     last = time.monotonic()
@@ -165,7 +166,26 @@ def reply(
         if services.settings.llm_configured:  # without an LLM the "stream" is quoted passages
             metrics.LLM_LATENCY.labels(outcome=outcome).observe(time.perf_counter() - started)
     answer = stream.answer or Answer(text=text, hits=tuple(hits))
-    return blocks.ask_reply(answer, checklist, feedback_key)
+    return _kept(services, feedback_key, policy_question, answer, checklist)
+
+
+def _kept(
+    services: Services,
+    feedback_key: str,
+    question: str,
+    answer: Answer,
+    checklist: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """The reply to post, once the answer is kept under its feedback key: a vote on it is then
+    recorded with it, even when Slack sends the click without the message (an ephemeral
+    answer). Not kept (the database failing), the answer is posted all the same."""
+    message = blocks.ask_reply(answer, checklist, feedback_key)
+    sources = [hit.citation for hit in answer.hits]
+    try:
+        AskedAnswers(services.database).keep(feedback_key, question, message["text"], sources, services.now())
+    except Exception:  # a database failing must not cost the person the answer; logged with its traceback
+        logger.exception("answer %s not kept; a vote on it will be recorded without it", feedback_key)
+    return message
 
 
 _HELP_TEXT = (

@@ -26,6 +26,7 @@ from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, InvalidTransition, NotReady
 from gates.lifecycle import DecisionKind
+from storage.asked_answers import AskedAnswers
 
 logger = logging.getLogger("shepherd.actions")
 
@@ -232,14 +233,21 @@ class ActionListeners:
         helpful = action.get("action_id") == ids.ACTION_FEEDBACK_HELPFUL
         user = user_of(body)
         key = str(action.get("value", ""))[:100]
+        # With the answer it judges, so that a review of the feedback needs nothing else: as kept
+        # when it was posted (a click on an ephemeral answer, /shepherd ask's, comes without the
+        # message), and as Slack shows it when the click brings it along.
         message = body.get("message") or {}
-        # With the answer it judges, so that a review of the feedback needs nothing else.
+        kept = AskedAnswers(services.database).get(key)
+        shown = str(message.get("text", "")) or (kept.answer if kept else "")
         record = {
             "helpful": helpful,
-            "answer": truncate(str(message.get("text", "")), 1000),  # as posted (mrkdwn)
+            "question": kept.question if kept else None,
+            "answer": truncate(shown, 1000),  # as posted (mrkdwn)
+            "sources": list(kept.sources) if kept else [],
             "channel": channel_of(body),
             "ts": message.get("ts"),
         }
+        with_answer = bool(shown)
         # A second try only when a concurrent click by the same person took this vote's turn.
         for _ in range(2):
             with services.uow() as uow:
@@ -258,7 +266,7 @@ class ActionListeners:
                 queue_private_message(
                     uow,
                     user,
-                    _feedback_thanks(helpful, changed=bool(votes)),
+                    _feedback_thanks(helpful, changed=bool(votes), with_answer=with_answer),
                     channel_of(body),
                     services.now(),
                 )
@@ -273,6 +281,14 @@ class ActionListeners:
         publish_home(self._services, client, user_of(body), page)
 
 
-def _feedback_thanks(helpful: bool, changed: bool) -> str:
+def _feedback_thanks(helpful: bool, changed: bool, with_answer: bool = True) -> str:
+    if not with_answer:
+        # Answers are kept since Shepherd started keeping them; this one is older than that.
+        said = "helpful" if helpful else "not helpful"
+        thanks = f"Changed: now marked as {said}." if changed else f"Thanks: marked as {said}."
+        return (
+            f"{thanks} Shepherd no longer has the answer you judged (it is older than the answers "
+            "it keeps), so your vote is recorded without it."
+        )
     said = "helpful" if helpful else "not helpful, and recorded with the answer for the governance team"
     return f"Changed: now marked as {said}." if changed else f"Thanks: marked as {said}."

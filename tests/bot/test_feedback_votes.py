@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from bot import ids
 from bot.emulator import payloads
+from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, workspace_of
 
 OWNER = "U0OWNER01"
@@ -105,3 +106,69 @@ def test_a_vote_is_recorded_with_the_answer_as_it_was_posted(workspace: Workspac
             text("select payload from audit_log where action = 'ask.feedback'")
         ).scalars()
     assert json.loads(payload)["answer"] == "Ask the DPO &amp; <https://example.com/dpia|the DPIA guide>."
+
+
+def privately_answered(ws: Workspace, question: str) -> dict[str, Any]:
+    """The owner asks with ``/shepherd ask`` in the registry channel; returns the private answer."""
+    assert ws.command(OWNER, f"ask {question}").status == 200
+    answers = ws.wait(
+        lambda: [e for e in ws.api.state.ephemeral_for(OWNER, ws.registry) if has_button(e, HELPFUL)]
+    )
+    return answers[-1]
+
+
+def vote_on_private(ws: Workspace, answer: dict[str, Any], action_id: str) -> None:
+    """A click on an ephemeral message, as Slack sends it: without the message."""
+    payload = payloads.block_actions_on_message(
+        answer,
+        action_id,
+        user_id=OWNER,
+        channel_id=ws.registry,
+        is_ephemeral=True,
+        trigger_id=ws.api.mint_trigger_id(OWNER),
+        response_url=ws.api.response_url(ws.registry, OWNER, answer["ts"]),
+    )
+    assert "message" not in payload
+    assert ws.client.send(payload).status == 200
+
+
+def recorded(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.services.database.session() as session:
+        payloads_ = session.execute(
+            text("select payload from audit_log where action = 'ask.feedback' order by seq")
+        ).scalars()
+        return [json.loads(payload) for payload in payloads_]
+
+
+def test_a_vote_on_a_private_answer_is_recorded_with_its_question_answer_and_sources(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    assert ws.services.knowledge is not None
+    answer = privately_answered(ws, "who has to sign off the handover to operations?")
+    assert_valid_message(answer)
+    vote_on_private(ws, answer, UNHELPFUL)
+    [record] = recorded(ws)
+    assert record["helpful"] is False
+    assert record["question"] == "who has to sign off the handover to operations?"
+    assert record["answer"][:-1] == answer["text"][:999]  # cut to 1,000 characters, with "…"
+    assert any("08-handover-and-operations.md" in source for source in record["sources"])
+    assert told(ws, OWNER) == [
+        "Thanks: marked as not helpful, and recorded with the answer for the governance team."
+    ]
+
+
+def test_a_vote_on_an_answer_older_than_those_kept_says_it_is_recorded_without_it(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    answer = privately_answered(ws, "what is a DPIA?")
+    with ws.services.database.session() as session:  # as if posted before answers were kept
+        session.execute(text("delete from asked_answers"))
+        session.commit()
+    vote_on_private(ws, answer, UNHELPFUL)
+    [record] = recorded(ws)
+    assert record["helpful"] is False and record["answer"] == "" and record["question"] is None
+    [said] = told(ws, OWNER)
+    assert "recorded with the answer" not in said
+    assert said.startswith("Thanks: marked as not helpful.") and "recorded without it" in said

@@ -15,10 +15,12 @@ from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import inspect, text
 
 from storage import Database, DatabaseUnavailable, SchemaOutdated, SchemaTooNew, sqlite_url
+from storage.asked_answers import AskedAnswerRow
 from storage.models import Base
 from storage.slack_messages import SlackMessageRow
 
 assert SlackMessageRow.__table__ is not None  # registers the bot's table on Base.metadata
+assert AskedAnswerRow.__table__ is not None  # and the answers kept for votes
 
 OUR_TABLES = {
     "initiatives",
@@ -40,6 +42,7 @@ OUR_TABLES = {
     "operations_reviews",
     "fired_events",
     "scheduler_leases",
+    "asked_answers",
 }
 
 

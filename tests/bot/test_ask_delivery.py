@@ -126,7 +126,8 @@ def test_a_form_opens_at_once_while_five_slow_answers_are_being_made(
 def test_a_question_past_what_can_wait_is_told_shepherd_is_busy(
     tmp_path: Path, hanging_llm: OpenAIStub
 ) -> None:
-    hanging_llm.hang_seconds = 3
+    # Long enough that the first is still being answered when the fourth arrives, on a busy machine.
+    hanging_llm.hang_seconds = 8
     # One answering thread, and two questions may wait for it: the fourth is turned away.
     api, running = workspace_with(tmp_path, hanging_llm, ask_workers=1)
     with api, running as ws:

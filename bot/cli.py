@@ -40,6 +40,7 @@ app.command("export")(cli_initiatives.export)
 app.add_typer(cli_knowledge.app, name="knowledge")
 app.add_typer(cli_storage.db_app, name="db")
 app.add_typer(cli_storage.audit_app, name="audit")
+app.add_typer(cli_storage.outbox_app, name="outbox")
 app.command("portfolio")(cli_ops.portfolio)
 app.command("doctor")(cli_ops.doctor)
 

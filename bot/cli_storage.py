@@ -1,10 +1,12 @@
-"""`shepherd db ...` and `shepherd audit verify`: operate the database.
+"""`shepherd db ...`, `shepherd audit verify` and `shepherd outbox ...`: operate the database.
 
-Mount with ``app.add_typer(cli_storage.db_app, name="db")`` and
-``app.add_typer(cli_storage.audit_app, name="audit")``.
+Mount with ``app.add_typer(cli_storage.db_app, name="db")``,
+``app.add_typer(cli_storage.audit_app, name="audit")`` and
+``app.add_typer(cli_storage.outbox_app, name="outbox")``.
 
-Exit codes: 0 done / intact; 1 the audit chain is broken (the first bad entry is named);
-2 the database cannot be used (unreachable, schema too new or not migrated), in one line.
+Exit codes: 0 done / intact; 1 the audit chain is broken (the first bad entry is named), or
+`outbox retry` was given an id that is not a dead message (nothing is requeued then); 2 the
+database cannot be used (unreachable, schema too new or not migrated), in one line.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from rich.console import Console
 
 from storage import Database, StorageError, verify_audit
 from storage.database import require_sqlite_file
+from storage.outbox import DEAD, DeadMessage, dead_messages, outbox_statuses, requeue_dead
 
 db_app = typer.Typer(help="Migrate and check the database.", no_args_is_help=True)
 audit_app = typer.Typer(help="Prove the audit log unbroken.", no_args_is_help=True)
+outbox_app = typer.Typer(help="See and send again notifications given up on.", no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -103,3 +107,82 @@ def verify(database_url: DatabaseUrl = None) -> None:
         return
     err.print(f"[red]BROKEN[/red] {report}", highlight=False)
     raise typer.Exit(1)
+
+
+@outbox_app.command("list-dead")
+def list_dead(database_url: DatabaseUrl = None) -> None:
+    """List the notifications given up on (dead), oldest first, with their last error."""
+    try:
+        database = _database(database_url, existing=True)
+        database.check()
+        dead = dead_messages(database)
+    except StorageError as error:
+        raise _fail(error) from None
+    database.dispose()
+    if not dead:
+        out.print("No dead outbox messages.", highlight=False)
+        return
+    for message in dead:
+        out.print(_describe_dead(message), markup=False, highlight=False)
+    out.print(
+        f"{len(dead)} dead; `shepherd outbox retry --id N` or `--all` sends them again.",
+        markup=False,
+        highlight=False,
+    )
+
+
+@outbox_app.command("retry")
+def retry(
+    ids: Annotated[
+        list[int] | None,
+        typer.Option("--id", help="A dead message to send again (see list-dead); repeat for more."),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Send every dead message again.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Send dead notifications again, with fresh attempts, as of the current state."""
+    if bool(ids) == every:
+        err.print("[red]error:[/red] give --id N (one or more) or --all.", highlight=False)
+        raise typer.Exit(1)
+    try:
+        database = _database(database_url, existing=True)
+        database.check()
+        if ids:
+            statuses = outbox_statuses(database, ids)
+            wrong = [
+                f"outbox message {message_id} is {statuses[message_id]}, not dead"
+                if message_id in statuses
+                else f"there is no outbox message {message_id}"
+                for message_id in dict.fromkeys(ids)
+                if statuses.get(message_id) != DEAD
+            ]
+            if wrong:
+                for line in wrong:
+                    err.print(f"[red]error:[/red] {line}; nothing was requeued.", highlight=False)
+                database.dispose()
+                raise typer.Exit(1)
+        dead = {message.id: message for message in dead_messages(database)}
+        requeued = requeue_dead(database, ids or None)
+    except StorageError as error:
+        raise _fail(error) from None
+    database.dispose()
+    if not requeued:
+        out.print("No dead outbox messages to send again.", highlight=False)
+    for message_id in requeued:
+        about = dead.get(message_id)
+        what = f" ({about.kind}{f' of {about.ref}' if about.ref else ''})" if about else ""
+        out.print(
+            f"Requeued outbox message {message_id}{what}: the worker sends it again.",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _describe_dead(message: DeadMessage) -> str:
+    """One line: id, kind, initiative, when, attempts, and the last error (on one line, clipped)."""
+    error = " ".join((message.last_error or "no error recorded").split())
+    if len(error) > 300:
+        error = error[:299] + "\u2026"
+    ref = f" {message.ref}" if message.ref else ""
+    created = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{message.id}  {message.kind}{ref}  created {created}, {message.attempts} attempts: {error}"

@@ -1,7 +1,9 @@
 """Deliver outbox messages to Slack: cards, review requests, decisions, stage changes.
 
 The outbox worker calls ``SlackNotifier`` once per message and retries with backoff when it
-raises, so a Slack outage delays notifications but loses none. Delivery is at-least-once;
+raises, so a Slack outage delays notifications but loses none: a failure that says Slack is
+unavailable (5xx, 429, unreachable) is raised as ``storage.Unavailable``, which the outbox waits
+out for up to a day without using up the message's attempts. Delivery is at-least-once;
 every step here is safe to repeat: new posts are remembered by (target, kind) and skipped when
 already made, and updates (``chat.update``) converge on the same result. What Slack refuses for
 good (``_PERMANENT``: a channel Shepherd is not in, a person it cannot DM) is logged and skipped,
@@ -25,6 +27,7 @@ from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
 from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
+from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
 from gates import usecases
 from gates.errors import GateError
@@ -115,11 +118,22 @@ class SlackNotifier:
         }
 
     def __call__(self, message: Any) -> None:
+        """Deliver ``message``.
+
+        Raises:
+            Unavailable: Slack is down, rate limiting or unreachable (``slack_client.unavailable``).
+        """
         handler = self._handlers.get(message.kind)
         if handler is None:
             logger.warning("no Slack delivery for outbox message kind %r; skipped", message.kind)
             return
-        handler(dict(message.payload))
+        try:
+            handler(dict(message.payload))
+        except Exception as error:
+            outage = unavailable(error)
+            if outage is None:
+                raise
+            raise outage from error
 
     # -- handlers -----------------------------------------------------------------------------
 

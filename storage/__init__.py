@@ -26,6 +26,7 @@ from storage.errors import (
     SchemaTooNew,
     StorageError,
 )
+from storage.leasing import Unavailable
 from storage.outbox import OutboxMessage, OutboxWorker, PermanentFailure, Postponed, outbox_counts
 from storage.uow import SqlUnitOfWork
 
@@ -51,6 +52,7 @@ __all__ = [
     "SchemaTooNew",
     "SqlUnitOfWork",
     "StorageError",
+    "Unavailable",
     "outbox_counts",
     "sqlite_url",
     "verify_audit",

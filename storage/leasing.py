@@ -11,6 +11,7 @@ other workers until its lease runs out, and only the holder of the token can fin
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -27,6 +28,46 @@ PENDING = "pending"
 # The ``last_error`` of a row handed back by ``release_claims_of``: its attempt ended with no
 # verdict, perhaps because the row itself killed the worker.
 HOLDER_DIED = "the worker process holding it exited before finishing it"
+
+# How long a row may keep finding the service it needs (Slack) unavailable, counted from the
+# first time it did, before it is given up on. An outage or a rate limit is no fault of the
+# message, and Slack's incidents last minutes to hours, so counting each failed try as an attempt
+# dead-lettered every notification due during an outage of a few minutes (eight tries
+# within 2-4 minutes). A day outlasts any such
+# incident, one noticed only the next morning included, yet still ends, in ``dead`` where
+# ``shepherd doctor`` and the metrics show it, a row Slack keeps answering 5xx or 429 to for a
+# reason of its own.
+OUTAGE_LIMIT = timedelta(days=1)
+
+
+class Unavailable(Exception):  # noqa: N818 - named like storage.errors.DatabaseUnavailable
+    """Raised by a sender or handler when the service it needs (Slack) is down, rate limiting or
+    unreachable, through no fault of the row: the try is not counted as an attempt. The row waits
+    (``outage_wait``, and at least ``retry_after`` when the service said how long), and is given
+    up on only once it has found the service unavailable for ``OUTAGE_LIMIT``."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def outage_wait(
+    since: datetime,
+    now: datetime,
+    base: timedelta,
+    cap: timedelta,
+    rng: random.Random,
+    retry_after: timedelta | None = None,
+) -> timedelta:
+    """The wait before trying again a row that has found the service unavailable since ``since``.
+
+    As long again as it has waited so far (so the waits roughly double, and no counter is
+    needed), kept between ``base`` and ``cap``, half of it jittered so that rows do not all come
+    back at once; never shorter than ``retry_after``, what the service asked for.
+    """
+    full = min(cap, max(base, now - since))
+    wait: timedelta = full / 2 + full / 2 * rng.random()
+    return max(wait, retry_after) if retry_after is not None else wait
 
 
 def due(table: Table, now: datetime) -> tuple[ColumnElement[bool], ...]:

@@ -216,6 +216,8 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     merge_key: Mapped[str | None] = mapped_column(String(200))
     """Messages with the same merge key say the same thing: while one waits, another is not queued."""
+    unavailable_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When its sender first found Slack unavailable (``storage.leasing.Unavailable``)."""
 
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),

@@ -16,6 +16,12 @@ through a pluggable ``sender``:
 - **Failures.** A sender signals failure by raising. The message is retried after
   ``base_delay * 2 ** (attempts - 1)`` (capped at ``max_delay``) with jitter, and moves to
   ``dead`` with ``last_error`` after ``max_attempts``. ``PermanentFailure`` dead-letters at once.
+- **Outages.** ``Unavailable`` (Slack down, rate limiting, unreachable) is not the message's
+  fault: the try is not counted, the message waits about as long again as it has found Slack
+  unavailable (``leasing.outage_wait``: doubling, capped at ``max_delay``, at least Slack's
+  ``Retry-After``), and so does the rest of the round, since each would only fail the same way.
+  It is dead-lettered only after ``outage_limit`` (a day) of that. ``requeue_dead`` sends dead
+  messages again (``shepherd outbox retry``).
 """
 
 from __future__ import annotations
@@ -31,14 +37,14 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
 from storage import leasing
 from storage.audit import canonical_json
 from storage.dialect import insert_ignoring_conflicts_for, one_of
-from storage.leasing import PENDING
+from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_wait
 from storage.prepared import Prepared
 from storage.sqlerrors import guarded
 from storage.tables import outbox
@@ -62,6 +68,8 @@ class OutboxMessage:
     dedupe_key: str | None
     attempts: int
     created_at: datetime
+    unavailable_since: datetime | None = None
+    """When a try first found Slack unavailable (``Unavailable``), if one has."""
 
 
 class PermanentFailure(Exception):  # noqa: N818 - the name the brief and the bot use
@@ -168,11 +176,15 @@ class OutboxWorker:
 
     Args:
         database: where the outbox lives.
-        sender: delivers one message; raises to signal failure, ``PermanentFailure`` to give up.
+        sender: delivers one message; raises to signal failure, ``PermanentFailure`` to give up,
+            ``Unavailable`` to wait out an outage, ``Postponed`` to wait without trying.
         clock: the time source (tests pass a controllable one).
         max_attempts: failures after which a message is dead-lettered.
         base_delay: wait before the first retry; doubles with each failure.
-        max_delay: the longest wait between attempts.
+        max_delay: the longest wait between attempts (and between tries while Slack is
+            unavailable).
+        outage_limit: how long a message may keep finding Slack unavailable (``Unavailable``),
+            from the first time, before it is dead-lettered (``leasing.OUTAGE_LIMIT``).
         lease: how long a claim hides a message from other workers; keep it well above the
             sender's own timeout.
         batch_size: messages claimed per transaction.
@@ -206,6 +218,7 @@ class OutboxWorker:
         supersedes: Callable[[OutboxMessage, OutboxMessage], bool] | None = None,
         claimant: str = "",
         settle: timedelta = timedelta(0),
+        outage_limit: timedelta = OUTAGE_LIMIT,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -216,6 +229,7 @@ class OutboxWorker:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.outage_limit = outage_limit
         self.lease = lease
         self.batch_size = batch_size
         self._rng = rng or random.Random()
@@ -357,12 +371,20 @@ class OutboxWorker:
             now,
             limit,
             self.lease,
-            ("id", "kind", "payload", "dedupe_key", "attempts", "created_at"),
+            ("id", "kind", "payload", "dedupe_key", "attempts", "created_at", "unavailable_since"),
             self.claimant,
             where=settled,
         )
         messages = [
-            OutboxMessage(r["id"], r["kind"], r["payload"], r["dedupe_key"], r["attempts"], r["created_at"])
+            OutboxMessage(
+                r["id"],
+                r["kind"],
+                r["payload"],
+                r["dedupe_key"],
+                r["attempts"],
+                r["created_at"],
+                r["unavailable_since"],
+            )
             for r in rows
         ]
         return [(m, token) for m in messages]
@@ -381,6 +403,8 @@ class OutboxWorker:
         except PermanentFailure as error:
             self._finish(message, token, status=DEAD, error=f"permanent: {_describe(error)}")
             return 0, None
+        except Unavailable as error:
+            return 0, self._wait_out(message, token, error)
         except Exception as error:
             if message.attempts >= self.max_attempts:
                 self._finish(message, token, status=DEAD, error=_describe(error))
@@ -389,6 +413,37 @@ class OutboxWorker:
             self._finish(message, token, status=PENDING, error=_describe(error), next_attempt_at=retry_at)
             return 0, retry_at
         return (1 if self._finish(message, token, status=DELIVERED) else 0), None
+
+    def _wait_out(self, message: OutboxMessage, token: str, error: Unavailable) -> datetime | None:
+        """Put ``message`` off while Slack is unavailable, without counting the try, and the rest
+        of the round with it (they would only fail the same way, each costing the client's own
+        retries); returns when it is due again, or None once ``outage_limit`` is reached and it
+        is dead-lettered."""
+        now = self._clock.now()
+        since = message.unavailable_since or now
+        if now - since >= self.outage_limit:
+            error_text = f"Slack unavailable since {since.isoformat(timespec='seconds')}: {_describe(error)}"
+            self._finish(message, token, status=DEAD, error=error_text)
+            return None
+        wait = outage_wait(since, now, self.base_delay, self.max_delay, self._rng, error.retry_after)
+        # Said once per message and outage; its later waits are routine.
+        (log.info if message.unavailable_since else log.warning)(
+            "outbox message %s waits %s while Slack is unavailable: %s", message.id, wait, error
+        )
+        self._postponed = Postponed(f"held back while Slack is unavailable: {error}", wait)
+        leasing.finish(
+            self._database,
+            outbox,
+            message.id,
+            token,
+            {
+                "attempts": outbox.c.attempts - 1,
+                "unavailable_since": since,
+                "last_error": _describe(error)[:2000],
+                "next_attempt_at": now + wait,
+            },
+        )
+        return now + wait
 
     def _finish(
         self,
@@ -419,6 +474,76 @@ def outbox_counts(database: Database) -> dict[str, int]:
     with database.session(read_only=True) as session:
         rows = session.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
         return {status: int(count) for status, count in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class DeadMessage:
+    """A message given up on, as ``shepherd outbox list-dead`` shows it."""
+
+    id: int
+    kind: str
+    ref: str | None
+    """The initiative it is about, when its payload names one."""
+    created_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+def dead_messages(database: Database) -> list[DeadMessage]:
+    """Every dead message, oldest first."""
+    columns = (outbox.c.id, outbox.c.kind, outbox.c.payload, outbox.c.created_at, outbox.c.attempts)
+    with database.session(read_only=True) as session:
+        rows = session.execute(
+            select(*columns, outbox.c.last_error).where(outbox.c.status == DEAD).order_by(outbox.c.id)
+        ).all()
+    return [
+        DeadMessage(
+            row.id,
+            row.kind,
+            str(row.payload["ref"]) if isinstance(row.payload, dict) and row.payload.get("ref") else None,
+            row.created_at,
+            row.attempts,
+            row.last_error,
+        )
+        for row in rows
+    ]
+
+
+def outbox_statuses(database: Database, ids: Sequence[int]) -> dict[int, str]:
+    """The status of each message of ``ids`` that exists."""
+    with database.session(read_only=True) as session:
+        rows = session.execute(select(outbox.c.id, outbox.c.status).where(outbox.c.id.in_(list(ids))))
+        return {int(row_id): str(status) for row_id, status in rows}
+
+
+@guarded
+def requeue_dead(database: Database, ids: Sequence[int] | None = None) -> list[int]:
+    """Make dead messages (those of ``ids``, or all) pending again, with their attempts and
+    their outage forgotten, so that a worker sends them as if they were new; returns the ids
+    requeued (those of ``ids`` that were dead), in order.
+
+    They are due at once: ``next_attempt_at`` stays when they were last due, already past (on
+    whatever clock the worker runs). A message goes out as of the current state (the notifier reads it again), after
+    any later message of its initiative that was delivered meanwhile.
+    """
+    requeue = (
+        update(outbox)
+        .where(outbox.c.status == DEAD, *(() if ids is None else (outbox.c.id.in_(list(ids)),)))
+        .values(
+            status=PENDING,
+            attempts=0,
+            unavailable_since=None,
+            locked_until=None,
+            claim_token=None,
+        )
+        .returning(outbox.c.id)
+    )
+    with database.session() as session:
+        requeued = sorted(int(row_id) for row_id in session.execute(requeue).scalars())
+        session.commit()
+    for row_id in requeued:
+        log.info("outbox message %s requeued by an operator", row_id)
+    return requeued
 
 
 def _describe(error: BaseException) -> str:

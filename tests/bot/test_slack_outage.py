@@ -1,0 +1,160 @@
+"""A Slack outage (500s, 429s, no connection) delays notifications but loses none: the outbox
+waits it out without using up attempts (``storage.Unavailable``), up to a day; anything else still
+fails as before, and `shepherd outbox retry` sends a dead message again.
+
+Through the real app, the real outbox worker, a SQLite file and the local fake Slack answering
+errors, on the test's clock."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from bot.cli import app as shepherd
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.slack_client import unavailable
+from storage import Unavailable
+from storage.tables import outbox
+from tests.bot.scenario import Workspace, register_low_risk
+from tests.bot.test_lifecycle import (
+    OWNER,
+    SPONSOR,
+    workspace,  # noqa: F401 - the fixture
+)
+
+
+def outbox_rows(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.services.database.session(read_only=True) as session:
+        return [dict(r) for r in session.execute(select(outbox).order_by(outbox.c.id)).mappings()]
+
+
+def test_a_30_minute_outage_loses_no_notification_and_the_card_is_posted_once_slack_is_back(
+    workspace: Workspace,  # noqa: F811
+) -> None:
+    ws = workspace
+    ws.api.faults.server_error(None, times=None)  # Slack answers 500 to everything
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    for _ in range(10):  # 30 minutes, the worker polling
+        assert ws.deliver() == 0
+        ws.clock.advance(minutes=3)
+    [row] = outbox_rows(ws)
+    assert (row["kind"], row["status"], row["attempts"]) == ("initiative.registered", "pending", 0)
+    assert "HTTP 500" in row["last_error"]
+    assert ws.messages_in(ws.registry) == []
+
+    ws.api.faults.clear()  # Slack is back: within the longest wait (15 minutes) it is all sent
+    ws.clock.advance(minutes=15)
+    assert ws.deliver() == 1
+    [posted] = ws.messages_in(ws.registry)
+    assert ref in posted["text"]
+    assert any(ref in m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)))  # the welcome
+    assert [r["status"] for r in outbox_rows(ws)] == ["delivered"]
+
+
+def test_a_message_failing_for_another_reason_is_dead_after_its_attempts_as_before(
+    workspace: Workspace,  # noqa: F811
+) -> None:
+    ws = workspace
+    with ws.services.uow() as uow:  # about an initiative that does not exist: a bug, not Slack
+        uow.outbox.put("initiative.registered", {"ref": "AI-9999"}, ws.clock())
+        uow.commit()
+    for _ in range(12):
+        ws.deliver()
+        ws.clock.advance(minutes=20)
+    [row] = outbox_rows(ws)
+    assert (row["status"], row["attempts"]) == ("dead", 8)
+    assert "There is no initiative AI-9999" in row["last_error"]
+
+
+def test_a_message_slack_refused_until_dead_is_sent_again_by_shepherd_outbox_retry(
+    workspace: Workspace,  # noqa: F811
+) -> None:
+    ws = workspace
+    ws.api.faults.fail("chat.postMessage", "invalid_auth", times=None)  # not an outage: a bad token
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    for _ in range(12):
+        ws.deliver()
+        ws.clock.advance(minutes=20)
+    [row] = outbox_rows(ws)
+    assert (row["status"], row["attempts"]) == ("dead", 8)
+    ws.api.faults.clear()  # the token is fixed
+    url = ["--database-url", ws.services.database.url.render_as_string(hide_password=False)]
+    runner = CliRunner()
+
+    listed = runner.invoke(shepherd, ["outbox", "list-dead", *url])
+    assert listed.exit_code == 0, listed.output
+    assert f"{row['id']}  initiative.registered {ref}" in listed.output
+    assert "8 attempts: SlackApiError" in listed.output and "invalid_auth" in listed.output
+
+    unknown = runner.invoke(shepherd, ["outbox", "retry", "--id", str(row["id"]), "--id", "999", *url])
+    assert unknown.exit_code == 1
+    assert unknown.output.strip() == "error: there is no outbox message 999; nothing was requeued."
+    assert "Traceback" not in unknown.output
+    assert outbox_rows(ws)[0]["status"] == "dead"
+    neither = runner.invoke(shepherd, ["outbox", "retry", *url])
+    assert (neither.exit_code, neither.output.strip()) == (1, "error: give --id N (one or more) or --all.")
+
+    retried = runner.invoke(shepherd, ["outbox", "retry", "--id", str(row["id"]), *url])
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.strip() == (
+        f"Requeued outbox message {row['id']} (initiative.registered of {ref}): the worker sends it again."
+    )
+    assert ws.deliver() == 1
+    [posted] = ws.messages_in(ws.registry)
+    assert ref in posted["text"]
+    again = runner.invoke(shepherd, ["outbox", "retry", "--id", str(row["id"]), *url])
+    assert again.exit_code == 1 and "is delivered, not dead" in again.output
+    assert runner.invoke(shepherd, ["outbox", "list-dead", *url]).output.strip() == "No dead outbox messages."
+
+
+# -- telling an outage from a refusal --------------------------------------------------------------
+
+
+def failure(client: WebClient) -> BaseException:
+    try:
+        client.chat_postMessage(channel="C0NOWHERE", text="hello")
+    except Exception as error:
+        return error
+    raise AssertionError("the call did not fail")
+
+
+def test_5xx_429_and_no_connection_are_slack_unavailable_and_refusals_are_not(
+    slack_api: FakeSlackWebAPI, web_client: WebClient
+) -> None:
+    slack_api.faults.server_error("chat.postMessage", status=503)
+    outage = unavailable(failure(web_client))
+    assert isinstance(outage, Unavailable) and outage.retry_after is None
+    assert str(outage) == "Slack answered HTTP 503 (internal_error) to chat.postMessage"
+
+    slack_api.faults.rate_limit("chat.postMessage", retry_after=120)
+    limited = unavailable(failure(web_client))
+    assert limited is not None and limited.retry_after is not None
+    assert limited.retry_after.total_seconds() == 120  # Slack's Retry-After is honoured
+
+    slack_api.faults.fail("chat.postMessage", "service_unavailable")
+    assert unavailable(failure(web_client)) is not None
+
+    refused = failure(web_client)  # no such channel: Slack answered, and no
+    assert isinstance(refused, SlackApiError) and unavailable(refused) is None
+    assert unavailable(RuntimeError("a bug")) is None
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = WebClient(token="xoxb-1", base_url=f"http://127.0.0.1:{port}/api/", retry_handlers=[])
+    down = unavailable(failure(unreachable))
+    assert down is not None and str(down).startswith("Slack could not be reached (URLError")
+
+
+@pytest.mark.parametrize("code", ["missing_scope", "invalid_auth", "channel_not_found"])
+def test_a_slack_refusal_is_not_an_outage(
+    slack_api: FakeSlackWebAPI, web_client: WebClient, code: str
+) -> None:
+    slack_api.faults.fail("chat.postMessage", code)
+    assert unavailable(failure(web_client)) is None

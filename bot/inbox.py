@@ -19,7 +19,8 @@ from bot.blocks.text import clip, escape
 from bot.bootstrap import Services
 from bot.installations import current_client
 from bot.listeners.common import queue_private_message
-from bot.usergroups import GroupRoles
+from bot.slack_client import unavailable
+from bot.usergroups import GroupRoles, MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, UnknownReview
 from gates.lifecycle import DecisionKind
@@ -58,14 +59,26 @@ def apply_decisions(
     to its clicker in that same transaction, so the explanation is neither lost nor sent twice.
 
     Roles held through Slack user groups are asked of ``slack()`` first (``bot.usergroups``); if
-    Slack cannot say, this raises and the inbox applies the clicks later, so none is refused for it.
+    Slack is unavailable, this raises ``Unavailable`` and the inbox applies the clicks once it
+    answers, so none is refused for it (nor given up on within the inbox's day of outage).
+
+    Raises:
+        Unavailable: Slack could not list a user group because it is down, rate limiting or
+            unreachable.
+        MembershipUnavailable: Slack refused to list it (a missing scope, a revoked token).
     """
     pipeline = services.pipeline
     group_roles: dict[str, frozenset[str]] = {}
     if GroupRoles.groups(pipeline):
         client = slack()
-        for user in {str(item.payload["user"]) for item in items}:
-            group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, client))
+        try:
+            for user in {str(item.payload["user"]) for item in items}:
+                group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, client))
+        except MembershipUnavailable as error:
+            outage = unavailable(error.__cause__, str(error)) if error.__cause__ is not None else None
+            if outage is None:
+                raise
+            raise outage from error
     requests = [
         usecases.DecisionRequest(
             int(item.payload["review"]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from http.client import HTTPException
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -66,7 +67,7 @@ class GroupRoles:
             raise MembershipUnavailable(f"The members of user group {group} are not known yet.")
         try:
             members = frozenset(client.usergroups_users_list(usergroup=group)["users"])
-        except (SlackApiError, OSError) as error:
+        except (SlackApiError, OSError, HTTPException) as error:
             code = error.response.get("error") if isinstance(error, SlackApiError) else type(error).__name__
             raise MembershipUnavailable(
                 f"Slack could not list the members of user group {group} ({code}), so your roles "

@@ -17,6 +17,11 @@ the request durable and answers; a worker, in its own process, applies it.
   raises is treated as transient (database busy or down): the row is retried with backoff and
   marked ``dead`` with ``last_error`` after ``max_attempts``, which ``shepherd doctor`` and the
   metrics show. Nothing is dropped silently.
+- **Outages.** A handler that cannot go on because Slack is unavailable (it must ask Slack who is
+  in a user group) raises ``Unavailable``: the try is not counted, and the item (a whole batch,
+  when its handler raised it) waits about as long again as it has found Slack unavailable
+  (``leasing.outage_wait``, capped at ``max_delay``), so an outage of hours gives up on no click.
+  Only after ``outage_limit`` (a day) of that is it marked dead.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from gates.ports import Clock
 from storage import leasing
 from storage.errors import DatabaseUnavailable
 from storage.group_commit import GroupCommit
-from storage.leasing import PENDING
+from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_wait
 from storage.sqlerrors import translated
 from storage.tables import inbox
 
@@ -69,6 +74,8 @@ class InboxItem:
     received_at: datetime
     holder_died: bool = False
     """Its previous attempt ended with the death of the worker holding it (``leasing.HOLDER_DIED``)."""
+    unavailable_since: datetime | None = None
+    """When a try first found Slack unavailable (``Unavailable``), if one has."""
 
 
 UnitOfWorkFactory = Callable[[], "SqlUnitOfWork"]
@@ -172,6 +179,11 @@ class InboxProcessor:
         batch_size: items claimed per transaction.
         lease: how long a claim hides items from other processors.
         max_attempts: failures after which an item is marked dead.
+        base_delay: the wait after the first failure; doubles with each.
+        max_delay: the longest wait while Slack is unavailable (``Unavailable``): how late,
+            at most, a click waiting on Slack is recorded once Slack answers again.
+        outage_limit: how long an item may keep finding Slack unavailable, from the first time,
+            before it is marked dead (``leasing.OUTAGE_LIMIT``).
         on_dead: told of each item marked dead (and why), so the person who was told "OK" can
             hear that it was not recorded after all; its own failures are only logged.
         claimant: names this processor's claims (``leasing.claim_due``), so that they can be
@@ -194,6 +206,8 @@ class InboxProcessor:
         lease: timedelta = timedelta(minutes=2),
         max_attempts: int = 5,
         base_delay: timedelta = timedelta(seconds=1),
+        max_delay: timedelta = timedelta(minutes=5),
+        outage_limit: timedelta = OUTAGE_LIMIT,
         rng: random.Random | None = None,
         on_dead: Callable[[InboxItem, str], None] | None = None,
         step_aside: float = 0.0,
@@ -210,6 +224,8 @@ class InboxProcessor:
         self.lease = lease
         self.max_attempts = max_attempts
         self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.outage_limit = outage_limit
         self._rng = rng or random.Random()
 
     def run_once(self, limit: int | None = None) -> int:
@@ -222,14 +238,15 @@ class InboxProcessor:
         for kind, run in itertools.groupby(claimed, key=lambda item: item.kind):
             items = list(run)
             batch_handler = self._batch_handlers.get(kind)
-            if (
-                batch_handler is not None
-                and len(items) > 1
-                and self._apply_batch(batch_handler, items, token)
-            ):
-                applied += len(items)
-            else:
+            batch = (
+                self._apply_batch(batch_handler, items, token)
+                if batch_handler is not None and len(items) > 1
+                else None
+            )
+            if batch is None:
                 applied += sum(self._apply(item, token) for item in items)
+            else:
+                applied += batch
         return applied
 
     def drain(self, rounds: int = 100) -> int:
@@ -280,10 +297,18 @@ class InboxProcessor:
                 kept.append(item)
         return kept
 
-    def _apply_batch(self, handler: BatchHandler, items: list[InboxItem], token: str) -> bool:
+    def _apply_batch(self, handler: BatchHandler, items: list[InboxItem], token: str) -> int | None:
+        """How many of ``items`` ``handler`` applied together, or None if they are to be applied
+        one at a time."""
         marker = _MarkApplied([item.id for item in items], token, self._clock)
         try:
             handler(items, lambda: self._database.uow(hook=marker))
+        except Unavailable as error:
+            if marker.applied:
+                return len(items)
+            # One at a time, each would only wait on Slack the same way.
+            self._wait_out(items, token, error)
+            return 0
         except Exception as error:
             if marker.applied:
                 # It committed (marking the items) before failing: applying them again one at a
@@ -294,19 +319,19 @@ class InboxProcessor:
                     items[0].kind,
                     error,
                 )
-                return True
+                return len(items)
             log.info(
                 "a batch of %d %s item(s) failed (%s); applying them one at a time",
                 len(items),
                 items[0].kind,
                 error,
             )
-            return False
+            return None
         if not marker.applied:
             with self._database.session() as session, translated():
                 session.execute(_mark_applied([item.id for item in items], token, self._clock.now()))
                 session.commit()
-        return True
+        return len(items)
 
     def _apply(self, item: InboxItem, token: str) -> int:
         handler = self._handlers.get(item.kind)
@@ -317,6 +342,11 @@ class InboxProcessor:
 
         try:
             handler(item, lambda: self._database.uow(hook=marker))
+        except Unavailable as error:
+            if marker.applied:
+                return 1
+            self._wait_out([item], token, error)
+            return 0
         except Exception as error:
             if marker.applied:
                 log.warning("inbox item %s (%s) failed after it was recorded: %s", item.id, item.kind, error)
@@ -337,6 +367,44 @@ class InboxProcessor:
             self._finish(item, token, status=APPLIED)
         return 1
 
+    def _wait_out(self, items: Sequence[InboxItem], token: str, error: Unavailable) -> None:
+        """Put ``items`` off while Slack is unavailable, without counting the try, all due again
+        at the same moment so that they are still applied together; mark dead those that have
+        waited so for ``outage_limit``."""
+        now = self._clock.now()
+        waiting = []
+        for item in items:
+            since = item.unavailable_since or now
+            if now - since >= self.outage_limit:
+                text = f"Slack unavailable since {since.isoformat(timespec='seconds')}: {_describe(error)}"
+                self._finish(item, token, status=DEAD, error=text)
+            else:
+                waiting.append((item, since))
+        if not waiting:
+            return
+        earliest = min(since for _, since in waiting)
+        wait = outage_wait(earliest, now, self.base_delay, self.max_delay, self._rng, error.retry_after)
+        (log.info if earliest < now else log.warning)(
+            "%d inbox item(s) (%s) wait %s while Slack is unavailable: %s",
+            len(waiting),
+            items[0].kind,
+            wait,
+            error,
+        )
+        for since in {since for _, since in waiting}:
+            leasing.finish_many(
+                self._database,
+                inbox,
+                [item.id for item, started in waiting if started == since],
+                token,
+                {
+                    "attempts": inbox.c.attempts - 1,
+                    "unavailable_since": since,
+                    "last_error": _describe(error)[:2000],
+                    "next_attempt_at": now + wait,
+                },
+            )
+
     def _due(self) -> bool:
         now = self._clock.now()
         with self._database.session(read_only=True) as session:
@@ -352,7 +420,7 @@ class InboxProcessor:
             self._clock.now(),
             limit,
             self.lease,
-            ("id", "kind", "payload", "attempts", "received_at", "last_error"),
+            ("id", "kind", "payload", "attempts", "received_at", "last_error", "unavailable_since"),
             self.claimant,
         )
         return [
@@ -363,6 +431,7 @@ class InboxProcessor:
                 r["attempts"],
                 r["received_at"],
                 holder_died=r["last_error"] == leasing.HOLDER_DIED,
+                unavailable_since=r["unavailable_since"],
             )
             for r in rows
         ], token

@@ -241,6 +241,8 @@ class InboxRow(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64))
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+    unavailable_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When its handler first found Slack unavailable (``storage.leasing.Unavailable``)."""
 
     __table_args__ = (Index("ix_inbox_due", "status", "next_attempt_at"),)
 

@@ -1,13 +1,14 @@
-"""A Slack outage (500s, 429s, no connection) delays notifications but loses none: the outbox
-waits it out without using up attempts (``storage.Unavailable``), up to a day; anything else still
-fails as before, and `shepherd outbox retry` sends a dead message again.
+"""A Slack outage (500s, 429s, no connection) delays notifications and clicks but loses none: the
+outbox and the inbox wait it out without using up attempts (``storage.Unavailable``), up to a
+day; anything else still fails as before, and `shepherd outbox retry` sends a dead message again.
 
-Through the real app, the real outbox worker, a SQLite file and the local fake Slack answering
-errors, on the test's clock."""
+Through the real app, the real outbox worker and inbox processor, a SQLite file and the local fake
+Slack answering errors, on the test's clock."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,15 +17,22 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from bot import ids
 from bot.cli import app as shepherd
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.slack_client import unavailable
+from gates.lifecycle import ReviewStatus
 from storage import Unavailable
-from storage.tables import outbox
-from tests.bot.scenario import Workspace, register_low_risk
+from storage.tables import inbox, outbox
+from tests.bot.scenario import REPO, Workspace, register_low_risk, running_workspace
 from tests.bot.test_lifecycle import (
+    OUTSIDER,
     OWNER,
     SPONSOR,
+    _reviews,
+    register,
+    request_dm,
+    submit,
     workspace,  # noqa: F401 - the fixture
 )
 
@@ -55,6 +63,49 @@ def test_a_30_minute_outage_loses_no_notification_and_the_card_is_posted_once_sl
     assert ref in posted["text"]
     assert any(ref in m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)))  # the welcome
     assert [r["status"] for r in outbox_rows(ws)] == ["delivered"]
+
+
+def test_a_user_group_outage_keeps_the_click_pending_and_records_it_once_slack_answers(
+    tmp_path: Path,
+) -> None:
+    text = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
+    sponsor = text.index("  sponsor:\n")
+    text = text[:sponsor] + text[sponsor:].replace(
+        "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0SPONSORS\n", 1
+    )
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(text, encoding="utf-8")
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        request = request_dm(ws, SPONSOR)
+
+        api.faults.server_error("usergroups.users.list", times=None)  # for 30 minutes
+        assert ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE).status == 200
+        for _ in range(10):
+            ws.clock.advance(minutes=3)
+            ws.inbox.drain()
+            ws.deliver()
+        with ws.services.database.session(read_only=True) as session:
+            [(status, attempts)] = session.execute(select(inbox.c.status, inbox.c.attempts)).all()
+        assert (status, attempts) == ("pending", 0)
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+
+        api.faults.clear()  # Slack answers again: within the inbox's longest wait (5 minutes)
+        ws.clock.advance(minutes=5)
+        ws.inbox.drain()
+        ws.deliver()
+        review = _reviews(ws, ref)[-1]
+        assert review.status is ReviewStatus.APPROVED
+        assert [(d.approver_id, d.role) for d in review.decisions] == [(SPONSOR, "sponsor")]
+        told = [m.get("text", "") for m in ws.messages_in(ws.dm_with(SPONSOR))]
+        told += [c.params.get("text", "") for c in api.calls("chat.postEphemeral")]
+        assert not [t for t in told if "could not be recorded" in t or "none of the roles" in t], told
 
 
 def test_a_message_failing_for_another_reason_is_dead_after_its_attempts_as_before(

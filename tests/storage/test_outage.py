@@ -1,12 +1,13 @@
-"""Slack unavailable (``storage.Unavailable``): the outbox waits it out with backoff, without using
-up attempts, for at most ``OUTAGE_LIMIT`` from the first such failure; an ordinary failure keeps
-its attempts. Dead messages can be sent again (``requeue_dead``).
+"""Slack unavailable (``storage.Unavailable``): the outbox and the inbox wait it out with backoff,
+without using up attempts, for at most ``OUTAGE_LIMIT`` from the first such failure; an ordinary
+failure keeps its attempts. Dead messages can be sent again (``requeue_dead``).
 
 Every test runs on SQLite and on PostgreSQL (the ``database`` fixture)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from storage import Database, OutboxMessage, OutboxWorker, Unavailable, outbox_counts
+from storage.inbox import InboxItem, InboxProcessor, InboxWriter, UnitOfWorkFactory, inbox_counts
 from storage.leasing import OUTAGE_LIMIT
 from storage.outbox import dead_messages, outbox_statuses, requeue_dead
-from storage.tables import outbox
+from storage.tables import inbox, outbox
 from tests.storage.scenarios import START, FakeClock
 
 
@@ -26,7 +28,7 @@ def clock() -> FakeClock:
 
 
 class Slack:
-    """A sender that raises ``fail_with`` while set and records what went out."""
+    """A sender (or inbox handler) that raises ``fail_with`` while set and records what went out."""
 
     def __init__(self, fail_with: Exception | None = None) -> None:
         self.fail_with = fail_with
@@ -52,7 +54,7 @@ def outbox_rows(database: Database) -> list[dict[str, Any]]:
         return [dict(r) for r in session.execute(select(outbox).order_by(outbox.c.id)).mappings()]
 
 
-def poll(worker: OutboxWorker, clock: FakeClock, minutes: float, every: float) -> None:
+def poll(worker: OutboxWorker | InboxProcessor, clock: FakeClock, minutes: float, every: float) -> None:
     """Run ``worker`` every ``every`` seconds of the fake clock for ``minutes``."""
     for _ in range(int(minutes * 60 / every)):
         worker.run_once()
@@ -176,3 +178,89 @@ def test_dead_messages_are_listed_and_requeued_with_fresh_attempts(
     assert worker.run_once() == 2 and slack.sent == [0, 1, 2]
     assert requeue_dead(database) == []
     assert outbox_counts(database) == {"delivered": 3}
+
+
+# -- the inbox -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def writer(database: Database, clock: FakeClock) -> Iterator[InboxWriter]:
+    writer = InboxWriter(database, clock, timeout=10)
+    yield writer
+    writer.close()
+
+
+def inbox_rows(database: Database) -> list[dict[str, Any]]:
+    with database.session(read_only=True) as session:
+        return [dict(r) for r in session.execute(select(inbox).order_by(inbox.c.id)).mappings()]
+
+
+class Clicks:
+    """A decision handler, batch and single, that waits on Slack while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.batches: list[list[int]] = []
+        self.singles: list[int] = []
+
+    def batch(self, items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
+        self.batches.append([item.id for item in items])
+        self._apply(items, uows)
+
+    def single(self, item: InboxItem, uows: UnitOfWorkFactory) -> None:
+        self.singles.append(item.id)
+        self._apply([item], uows)
+
+    def _apply(self, items: Sequence[InboxItem], uows: UnitOfWorkFactory) -> None:
+        if self.down:
+            raise Unavailable("Slack could not list the members of user group S0SPONSORS")
+        with uows() as uow:
+            for item in items:
+                uow.outbox.put("effect", {"item": item.id}, START)
+            uow.commit()
+
+
+def test_clicks_waiting_on_slack_stay_pending_through_an_outage_and_are_applied_after(
+    database: Database, writer: InboxWriter, clock: FakeClock
+) -> None:
+    for n in range(3):
+        writer.accept("decision", {"n": n})
+    clicks = Clicks()
+    told: list[int] = []
+    processor = InboxProcessor(
+        database,
+        {"decision": clicks.single},
+        clock,
+        batch_handlers={"decision": clicks.batch},
+        on_dead=lambda item, why: told.append(item.id),
+    )
+    poll(processor, clock, minutes=30, every=2)
+    rows = inbox_rows(database)
+    assert [(r["status"], r["attempts"], r["unavailable_since"]) for r in rows] == [("pending", 0, START)] * 3
+    assert clicks.singles == []  # the batch waited whole: one at a time would only wait the same way
+    assert 8 <= len(clicks.batches) <= 25, len(clicks.batches)
+    assert max(r["next_attempt_at"] for r in rows) - clock.now() <= timedelta(minutes=5)
+    clicks.down = False
+    clock.advance(minutes=5)
+    assert processor.drain() == 3
+    assert inbox_counts(database) == {"applied": 3}
+    assert told == []
+
+
+def test_a_click_waiting_on_slack_for_longer_than_the_limit_is_dead_and_its_clicker_told(
+    database: Database, writer: InboxWriter, clock: FakeClock
+) -> None:
+    writer.accept("decision", {"n": 0})
+    clicks = Clicks()
+    told: list[str] = []
+    processor = InboxProcessor(
+        database, {"decision": clicks.single}, clock, on_dead=lambda item, why: told.append(why)
+    )
+    poll(processor, clock, minutes=(OUTAGE_LIMIT - timedelta(minutes=10)).total_seconds() / 60, every=60)
+    assert [(r["status"], r["attempts"]) for r in inbox_rows(database)] == [("pending", 0)]
+    assert told == []
+    poll(processor, clock, minutes=20, every=60)
+    [row] = inbox_rows(database)
+    assert row["status"] == "dead"
+    assert told == [row["last_error"]]
+    assert told[0].startswith("Slack unavailable since 2025-03-01T09:00:00+00:00: Unavailable: ")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.dialect import insert_ignoring_conflicts
+from storage.leasing import Unavailable
 from storage.models import Base, UTCDateTime
 
 if TYPE_CHECKING:
@@ -63,9 +64,14 @@ class Reservation(Enum):
     BUSY = "busy"  # another worker is posting it now: try again in a moment
 
 
-class PostInProgress(Exception):  # noqa: N818 - it names the situation, as Postponed does
+class PostInProgress(Unavailable):
     """Another delivery is posting the same message right now (``Reservation.BUSY``): try again
-    in a moment, when it is remembered and this delivery finds it posted."""
+    in a moment, when it is remembered and this delivery finds it posted. Waited out as an
+    outage is (not counted as an attempt), so that a reservation left by a worker that died
+    mid-post is still there to be taken over once stale, however many tries that takes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=timedelta(seconds=2))
 
 
 class MessageRefs:

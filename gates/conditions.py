@@ -27,6 +27,19 @@ _BOUND_VARIABLES = re.compile(
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 _ANSWERS_WORD = re.compile(r"\banswers\b")
 KNOWN_VARIABLES = frozenset({"answers", "tier"})
+# The functions the library evaluates, as a rule may call them (Shepherd registers none of its
+# own). The library names operators among an expression's functions too (`_==_`, `@in`, `!_`).
+# `max`, `min` and the extensions of `cel.stdlib` are not registered; the library also knows
+# `value`, `orValue` and the other functions of optional values, which no rule can make.
+CEL_FUNCTIONS = frozenset(
+    {
+        "size", "contains", "startsWith", "endsWith", "matches",
+        "int", "uint", "double", "string", "bytes", "dyn", "type", "timestamp", "duration",
+        "getFullYear", "getMonth", "getDayOfYear", "getDayOfMonth", "getDate", "getDayOfWeek",
+        "getHours", "getMinutes", "getSeconds", "getMilliseconds",
+    }
+)  # fmt: skip
+_FUNCTION_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 class ConditionSyntaxError(ValueError):
@@ -59,6 +72,7 @@ class Condition:
         source: the expression as written.
         answer_refs: question ids the expression reads through ``answers.<id>``.
         variables: top-level variables it uses (``answers``, ``tier``, or a typo).
+        functions: functions it calls, by name (``size``, or a typo), operators left out.
         reads_all_answers: the expression uses ``answers`` other than as ``answers.<id>`` or
             ``answers["<id>"]`` (``size(answers)``, a macro over it), so ``answer_refs`` is not
             the whole of what it reads.
@@ -69,6 +83,7 @@ class Condition:
     answer_refs: frozenset[str]
     variables: frozenset[str]
     reads_all_answers: bool = False
+    functions: frozenset[str] = frozenset()
 
     def evaluate(self, context: Any) -> Any:
         """Evaluate against a context made by :func:`make_context`.
@@ -112,8 +127,14 @@ def compile_condition(source: str) -> Condition:
     # Any mention of `answers` beyond a plain field read (even inside a string literal) counts as
     # reading them all: being wrong that way only costs speed, the other way would cost answers.
     reads_all = len(_ANSWERS_WORD.findall(text)) != len(matches)
+    functions = frozenset(name for name in program.functions() if _FUNCTION_NAME.fullmatch(name))
     return Condition(
-        source=text, program=program, answer_refs=refs, variables=variables, reads_all_answers=reads_all
+        source=text,
+        program=program,
+        answer_refs=refs,
+        variables=variables,
+        reads_all_answers=reads_all,
+        functions=functions,
     )
 
 

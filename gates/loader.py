@@ -5,13 +5,15 @@ Three passes, each adding to one list of ``Problem``s:
 1. YAML syntax (with the line and column PyYAML reports);
 2. structure, through the pydantic models (wrong types, unknown keys, missing fields);
 3. meaning: duplicate ids, gates between unknown stages, unreachable stages, choice questions
-   without options, CEL that does not parse, rules that read unknown questions or roles.
+   without options, CEL that does not parse, rules that read unknown questions or roles or
+   call unknown functions, and rules that fail on or never match the answers (``gates.dry_run``).
 
 Only when the list is empty does the caller get a ``CompiledPipeline``.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Callable, Iterable
@@ -24,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from gates.conditions import (
+    CEL_FUNCTIONS,
     KNOWN_VARIABLES,
     Condition,
     ConditionSyntaxError,
@@ -345,7 +348,11 @@ def _check_meaning(
             report(loc, f"unknown name '{variable}' in `{source}` (use answers.<question id> or tier)")
         for ref in sorted(condition.answer_refs - question_ids):
             report(loc, f"the rule reads answers.{ref}, but no question has the id '{ref}'")
-        if not unknown_vars and condition.answer_refs <= question_ids:
+        # By name, not by trying: a call behind `&&` or `||` is only made for some answers.
+        unknown_functions = condition.functions - CEL_FUNCTIONS
+        for function in sorted(unknown_functions):
+            report(loc, f"unknown function '{function}' in `{source}`{_did_you_mean(function)}")
+        if not unknown_vars and not unknown_functions and condition.answer_refs <= question_ids:
             for problem in dry_run.problems(condition):
                 report(loc, f"`{source}` {problem}")
 
@@ -353,6 +360,11 @@ def _check_meaning(
     for index, stage in enumerate(model.stages):
         if stage not in reachable:
             report(("stages", index), f"stage '{stage}' cannot be reached: no gate leads to it")
+
+
+def _did_you_mean(function: str) -> str:
+    close = difflib.get_close_matches(function, sorted(CEL_FUNCTIONS), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _expressions(model: Pipeline) -> Iterable[tuple[PathKey, str, bool]]:

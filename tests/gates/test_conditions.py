@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gates.conditions import (
+    CEL_FUNCTIONS,
     ConditionError,
     ConditionSyntaxError,
     MissingAnswer,
@@ -102,3 +104,58 @@ def test_comprehension_variables_are_not_taken_for_unknown_names() -> None:
 )
 def test_a_condition_knows_whether_it_reads_more_than_named_answers(source: str, reads_all: bool) -> None:
     assert compile_condition(source).reads_all_answers is reads_all
+
+
+# One call of each function a rule may use, as the library evaluates it with no function
+# registered: a name the loader accepts must work, or a misspelt one would pass for known.
+CALLS = {
+    "size": 'size("ab") == 2',
+    "contains": '"abc".contains("b")',
+    "startsWith": '"abc".startsWith("a")',
+    "endsWith": '"abc".endsWith("c")',
+    "matches": '"abc".matches("^a.c$")',
+    "int": 'int("5") == 5',
+    "uint": "uint(5) == 5u",
+    "double": "double(5) == 5.0",
+    "string": 'string(5) == "5"',
+    "bytes": 'bytes("a") == b"a"',
+    "dyn": "dyn(5) == 5",
+    "type": "type(5) == int",
+    "timestamp": 'timestamp("2025-01-01T00:00:00Z") == answers.day',
+    "duration": 'answers.day - duration("24h") < answers.day',
+    "getFullYear": "answers.day.getFullYear() == 2025",
+    "getMonth": "answers.day.getMonth() == 0",
+    "getDayOfYear": "answers.day.getDayOfYear() == 0",
+    "getDayOfMonth": "answers.day.getDayOfMonth() == 0",
+    "getDate": "answers.day.getDate() == 1",
+    "getDayOfWeek": "answers.day.getDayOfWeek() == 3",
+    "getHours": "answers.day.getHours() == 0",
+    "getMinutes": "answers.day.getMinutes() == 0",
+    "getSeconds": "answers.day.getSeconds() == 0",
+    "getMilliseconds": "answers.day.getMilliseconds() == 0",
+}
+
+
+def test_every_function_a_rule_may_call_is_tried_below() -> None:
+    assert set(CALLS) == CEL_FUNCTIONS
+
+
+@pytest.mark.parametrize(("name", "source"), sorted(CALLS.items()))
+def test_every_function_a_rule_may_call_works(name: str, source: str) -> None:
+    condition = compile_condition(source)
+    assert name in condition.functions
+    assert condition.holds(make_context({"day": datetime(2025, 1, 1, tzinfo=UTC)})) is True
+
+
+@pytest.mark.parametrize(
+    ("source", "functions"),
+    [
+        ('sizee(answers) > 0 && tier == "high"', {"sizee"}),
+        ('answers.dpia.startsWith("https") || !has(answers.x) || -answers.n < 3', {"startsWith"}),
+        ('answers.regions.exists(r, r in ["eu"]) ? true : answers.x[0] == "a"', set()),
+    ],
+)
+def test_compilation_lists_the_functions_called_but_not_the_operators(
+    source: str, functions: set[str]
+) -> None:
+    assert compile_condition(source).functions == functions

@@ -474,3 +474,156 @@ def test_rules_using_macros_load() -> None:
     pipeline = parse_pipeline(text)
     rule = pipeline.model.gates[0].criteria[0].rule
     assert pipeline.condition(rule).variables == {"answers"}
+
+
+BUNDLED = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("written", "edited", "path", "fragments"),
+    [
+        # Behind `&&`: the low and medium tiers never reach the call, so trying it misses it.
+        (
+            'when: tier == "high"',
+            'when: tier == "high" && sizee(answers) > 0',
+            "gates[0].approvals[1].when",
+            ("unknown function 'sizee'", "(did you mean size?)"),
+        ),
+        # Only reached when personal data is "no".
+        (
+            'rule: answers.personal_data == "no" ||',
+            'rule: answers.personal_data == "no" && sise(answers) > 0 ||',
+            "gates[0].criteria[5].rule",
+            ("unknown function 'sise'",),
+        ),
+        # A choice of yes/partly/no is never a number: the gate could never pass.
+        (
+            'rule: answers.pilot_exit_criteria_met in ["yes", "partly"]',
+            "rule: answers.pilot_exit_criteria_met == 3",
+            "gates[2].criteria[2].rule",
+            ('answers.pilot_exit_criteria_met is never 3 (it is one of "yes", "partly", "no")',),
+        ),
+    ],
+)
+def test_a_mistake_the_sample_answers_never_reach_is_reported_in_the_bundled_pipeline(
+    written: str, edited: str, path: str, fragments: tuple[str, ...]
+) -> None:
+    assert written in BUNDLED
+    text = BUNDLED.replace(written, edited, 1)
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(text, "broken.yaml")
+    problem = only(caught.value.problems)
+    assert_names_the_place(problem, path, line_of(text, edited), *fragments)
+
+
+WITH_TYPES = VALID.replace(
+    "    criteria:\n",
+    "      - {id: weeks, label: Weeks, type: number}\n"
+    "      - {id: share, label: Share, type: percent}\n"
+    "      - {id: launch, label: Launch, type: date}\n"
+    "      - {id: kind, label: Kind, type: choice, options: [model, rules, 'it''s \"mixed\"']}\n"
+    "      - {id: regions, label: Regions, type: multi_choice, options: [eu, us]}\n"
+    "    criteria:\n",
+)
+
+
+def rule_problems(rule: str) -> list[Problem]:
+    """The problems of WITH_TYPES with ``rule`` as its first criterion's rule."""
+    return problems(WITH_TYPES.replace("rule: has(answers.personal_data)", f"rule: '{rule}'"))
+
+
+def test_the_pipeline_for_rule_tests_loads() -> None:
+    parse_pipeline(WITH_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("rule", "fragment"),
+    [
+        ('answers.weeks == "3"', 'answers.weeks is never "3" (it is a number)'),
+        ("answers.share != true", "answers.share is never true (it is a number)"),
+        ("answers.dpia == 3", "answers.dpia is never 3 (it is text)"),
+        ("answers.personal_data == true", 'answers.personal_data is never true (it is one of "yes", "no")'),
+        ('3 == answers.kind || answers.kind == "rules"', 'answers.kind is never 3 (it is one of "model",'),
+        ('answers["kind"] == "Model"', 'answers.kind is never "Model"'),
+        ('answers.kind in ["model", "rule"]', 'answers.kind is never "rule"'),
+        ('"EU" in answers.regions', 'answers.regions never contains "EU" (its options are "eu", "us")'),
+        ('answers.regions == "eu"', 'answers.regions is never "eu" (it is the list of options chosen)'),
+        ('answers.launch == "2025-01-01"', 'answers.launch is never "2025-01-01" (it is a date)'),
+        ('(has(answers.kind) ? answers.kind : "model") == "model" || tier == "High"', 'tier is never "High"'),
+    ],
+)
+def test_a_comparison_no_answer_can_satisfy_is_reported_whatever_its_type(rule: str, fragment: str) -> None:
+    problem = only(rule_problems(rule))
+    assert_names_the_place(problem, "gates[0].criteria[0].rule", line_of(WITH_TYPES, "rule:"), fragment)
+    assert problem.message.endswith("never holds as meant")
+
+
+@pytest.mark.parametrize(
+    ("rule", "fragment"),
+    [
+        (
+            'tier == "high" && answers.weeks <= "twelve"',
+            'cannot be evaluated when tier is "high": ',
+        ),
+        (
+            'answers.personal_data == "no" && answers.weeks <= "twelve"',
+            'cannot be evaluated when answers.personal_data is "no": ',
+        ),
+        (
+            'answers.kind == "rules" ? answers.dpia : true',
+            'gives text where true or false is needed when answers.kind is "rules"',
+        ),
+        ('"us" in answers.regions && size(answers.dpia) + 0.5 > 1.0', 'when answers.regions is ["us"]'),
+    ],
+)
+def test_a_rule_that_fails_behind_a_branch_the_first_option_skips_is_reported(
+    rule: str, fragment: str
+) -> None:
+    problem = only(rule_problems(rule))
+    assert_names_the_place(problem, "gates[0].criteria[0].rule", line_of(WITH_TYPES, "rule:"), fragment)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        'tier == "high" && size(answers) > 0',
+        'answers.personal_data == "no" && answers.weeks > 3',
+        'answers.personal_data == "no" || answers.dpia.startsWith("https://") && answers.dpia.contains("/")',
+        "answers.weeks == 3.5 || answers.weeks != 0 || -1 < answers.weeks || answers.weeks == -2",
+        "answers.share == 50 || answers.share >= 12.5",
+        'answers.kind in ["model", "rules"] && answers.kind != "model"',
+        'answers.kind == \'model\' || answers.kind == r"rules" || answers.kind == "it\'s \\"mixed\\""',
+        '"eu" in answers.regions || answers.regions.exists(r, r == "us")',
+        'string(answers.weeks) == "3" || int(answers.share) == 3 || size(answers.dpia) == 0',
+        'answers.launch > timestamp("2025-01-01T00:00:00Z") && answers.launch.getFullYear() == 2025',
+        'answers.dpia == "3" && answers.dpia != "" && answers["personal_data"] != "no"',
+        'answers.exists(k, k == "weeks") && tier in ["low", "medium"]',
+        # Reads every answer (size of the map) and every tier: still quick, and no false alarm.
+        'size(answers) > 3 && tier != "low" && answers.kind != "rules"',
+    ],
+)
+def test_rules_that_can_hold_still_load(rule: str) -> None:
+    text = WITH_TYPES.replace(
+        "rule: has(answers.personal_data)", f"rule: '{rule.replace(chr(39), chr(39) * 2)}'"
+    )
+    parse_pipeline(text, "fine.yaml")
+
+
+def test_a_misspelt_function_is_reported_once_wherever_it_is_called() -> None:
+    found = rule_problems(
+        'answers.dpia.sizee() > 3 || answers.weeks > 2 || tier == "high" && sizee(answers) > 1'
+    )
+    problem = only(found)
+    assert "unknown function 'sizee'" in problem.message and "did you mean size?" in problem.message
+
+
+def test_a_rule_reading_too_many_options_to_combine_is_still_tried_on_each_option() -> None:
+    # 4 options to the power of 5 questions, times 3 tiers: more combinations than are tried.
+    choices = "".join(
+        f"      - {{id: c{n}, label: C{n}, type: choice, options: [a, b, c, d]}}\n" for n in range(5)
+    )
+    text = WITH_TYPES.replace("    criteria:\n", choices + "    criteria:\n")
+    reads = " && ".join(f'answers.c{n} != "a"' for n in range(5))
+    rule = f'{reads} && tier != "low" && answers.c4 == "d" && answers.weeks <= "twelve"'
+    problem = only(problems(text.replace("rule: has(answers.personal_data)", f"rule: '{rule}'")))
+    assert "cannot be evaluated with some of the answers the questions can take: " in problem.message

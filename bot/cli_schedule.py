@@ -2,7 +2,8 @@
 
 Mounted in ``bot/cli.py`` as ``schedule_app`` ("schedule"). ``due`` lists the events due at a
 moment and whether each already fired; ``run`` fires what is due (under the same lease and
-exactly-once records as ``shepherd serve``), leaving delivery to the outbox worker.
+exactly-once records as ``shepherd serve``), leaving delivery to the outbox worker; it refuses a
+moment later than now, which would fire notices before they are due and never when they are.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 At = Annotated[str | None, typer.Option("--at", help="The moment to evaluate, ISO 8601 (default: now, UTC).")]
+RunAt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="Fire what was due at this earlier moment and never fired, ISO 8601 (default: now, UTC). "
+        "A later moment is refused (it would send notices early and never when they are due): "
+        "`shepherd schedule due --at` shows what will be due then.",
+    ),
+]
 CLI_HOLDER = "cli"
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -90,16 +100,25 @@ def due(at: At = None, as_json: AsJson = False) -> None:
 
 
 @schedule_app.command("run")
-def run(at: At = None) -> None:
+def run(at: RunAt = None) -> None:
     """Fire every due event not fired yet (once; `shepherd serve` does this every minute)."""
-    now = _moment(at)
+    moment = _moment(at)
+    if moment > datetime.now(UTC):
+        err.print(
+            f"[red]error:[/red] --at {moment.isoformat()} is in the future; run only fires what is "
+            f"already due. To see what will be due then: shepherd schedule due --at {moment.isoformat()}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     with _services() as services:
-        services.clock = lambda: now
         lease = SchedulerLease(services.database)
-        fired = Scheduler(services, holder=CLI_HOLDER).tick()
+        # The lease is taken and handed back in real time whatever --at says: it tells the
+        # running schedulers who works now, and one handed back "in" the past or future would
+        # let two run at once or lock them out until then.
+        fired = Scheduler(services, holder=CLI_HOLDER).tick(at=None if at is None else moment)
         holder = lease.holder()
         # Hand the lease straight back: a running `shepherd serve` should not wait for it.
-        lease.release(CLI_HOLDER, now)
+        lease.release(CLI_HOLDER, services.now())
     if holder is not None and holder[0] != CLI_HOLDER:
         out.print(
             f"Another scheduler ({holder[0]}) holds the lease until {holder[1].isoformat()}; nothing done."

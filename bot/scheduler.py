@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot import metrics
 from bot.bootstrap import Services
@@ -56,12 +56,17 @@ class Scheduler:
         self.lease_ttl = lease_ttl or timedelta(seconds=max(30.0, 3 * interval))
         self._lease = SchedulerLease(services.database)
 
-    def tick(self) -> list[DueEvent]:
-        """Queue every event due now that never fired; returns those this replica queued."""
+    def tick(self, at: datetime | None = None) -> list[DueEvent]:
+        """Queue every event due now that never fired; returns those this replica queued.
+
+        Args:
+            at: evaluate what is due at this earlier moment instead (``shepherd schedule run
+                --at``). The lease is taken as of now all the same: it is about who runs now.
+        """
         now = self._services.now()
         if not self._lease.acquire(self.holder, now, self.lease_ttl):
             return []
-        fired = fire_due_events(self._services.pipeline, self._services.uow(), now)
+        fired = fire_due_events(self._services.pipeline, self._services.uow(), now if at is None else at)
         for event in fired:
             logger.info("scheduled event fired: %s", event.key)
             if event.kind in _NUDGES:

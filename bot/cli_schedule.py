@@ -22,6 +22,7 @@ from bot.bootstrap import Services, bootstrap
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from gates.errors import ShepherdError
+from gates.operations import fired_under_legacy_key
 from gates.ports import InitiativeFilter
 from gates.schedule import due_events
 from storage.scheduling import SchedulerLease, fired_keys
@@ -75,12 +76,14 @@ def due(at: At = None, as_json: AsJson = False) -> None:
     now = _moment(at)
     with _services() as services:
         pipeline = services.pipeline
+        fired = set(fired_keys(services.database))
         with services.read_uow() as uow:
             found = list(uow.initiatives.list(InitiativeFilter(limit=100_000)))
             reviews = list(uow.reviews.pending_for(sorted(pipeline.model.roles)))
             latest = uow.operations.latest_reviews()
-        fired = set(fired_keys(services.database))
-    events = due_events(pipeline, found, reviews, latest, now)
+            events = due_events(pipeline, found, reviews, latest, now)
+            # Fired under the key an older Shepherd gave it: the next tick records this key too.
+            fired |= {e.key for e in events if e.key not in fired and fired_under_legacy_key(uow.fired, e)}
     rows = [{"key": e.key, "kind": e.kind.value, "ref": e.ref, "fired": e.key in fired} for e in events]
     if as_json:
         print(json.dumps(rows, indent=2))

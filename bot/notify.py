@@ -32,9 +32,9 @@ from bot.system_card_post import offer_system_card
 from gates import usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
-from gates.schedule import operations_review_due, operations_review_overdue
+from gates.schedule import moment_key, operations_review_due, operations_review_overdue
 from storage.outbox import OutboxMessage
-from storage.slack_messages import MessageRefs, PostInProgress, Reservation
+from storage.slack_messages import KIND_LENGTH, MessageRefs, PostInProgress, Reservation
 
 logger = logging.getLogger("shepherd.notify")
 
@@ -281,9 +281,17 @@ class SlackNotifier:
             return
         ended = usecases.time_box_ends(self._services.pipeline, initiative)
         assert ended is not None
+        target = initiative_target(initiative.ref)
+        # Before notices were kept by the exact end, they were kept by its day: one posted under
+        # that kind after this end was about this end (an earlier end of the same day, extended
+        # to its evening, was told before this one was set).
+        told = self._messages.posted_at(target, f"stalled:{initiative.stage}:{ended.date().isoformat()}")
+        if told is not None and told > ended:
+            return
         message = operations_blocks.stalled_notice(self._services.pipeline, initiative, ended)
-        kind = f"stalled:{initiative.stage}:{ended.date().isoformat()}"
-        self._dm_once(initiative_target(initiative.ref), kind, initiative.owner_id, **message)
+        # The stage goes last, so that a long stage name cannot push the end out of the column.
+        kind = f"stalled:{moment_key(ended)}:{initiative.stage}"[:KIND_LENGTH]
+        self._dm_once(target, kind, initiative.owner_id, **message)
 
     def _time_box_extended(self, payload: Mapping[str, Any]) -> None:
         initiative = self._initiative(payload["ref"])

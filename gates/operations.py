@@ -21,7 +21,13 @@ from gates.errors import InvalidAnswer, InvalidTransition, NotPermitted, Unknown
 from gates.lifecycle import Initiative, Status
 from gates.loader import CompiledPipeline
 from gates.pipeline import Question
-from gates.ports import InitiativeFilter, OperationsReview, OperationsUnitOfWork, TimeBoxExtension
+from gates.ports import (
+    FiredEvents,
+    InitiativeFilter,
+    OperationsReview,
+    OperationsUnitOfWork,
+    TimeBoxExtension,
+)
 from gates.schedule import DueEvent, due_events
 from gates.usecases import retire, roles_of, time_box_ends
 
@@ -267,6 +273,9 @@ def fire_due_events(
         with uow:
             if not uow.fired.first_time(event.key, event.kind.value, now):
                 continue
+            if fired_under_legacy_key(uow.fired, event):
+                uow.commit()  # told already, under the key it had then: remember it by this one
+                continue
             uow.outbox.put(event.kind.value, dict(event.payload), now, dedupe_key=event.key)
             uow.audit.append(
                 SCHEDULER_ACTOR, event.kind.value, event.ref, {"key": event.key, **event.payload}, now
@@ -274,6 +283,15 @@ def fire_due_events(
             uow.commit()
         fired.append(event)
     return fired
+
+
+def fired_under_legacy_key(fired: FiredEvents, event: DueEvent) -> bool:
+    """True when ``event`` fired under the key an older Shepherd gave it (``DueEvent.legacy``):
+    recorded after the moment that made it this occurrence, the old key was about this one."""
+    if event.legacy is None:
+        return False
+    at = fired.fired_at(event.legacy.key)
+    return at is not None and at > event.legacy.covers_if_fired_after
 
 
 # ---------------------------------------------------------------- helpers

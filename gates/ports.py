@@ -259,6 +259,10 @@ class FiredEvents(Protocol):
         """
         ...
 
+    def fired_at(self, key: str) -> datetime | None:
+        """When the scheduled event ``key`` was recorded as fired; None if it never was."""
+        ...
+
 
 class Deliveries(Protocol):
     def first_time(self, key: str, at: datetime) -> bool:

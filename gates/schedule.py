@@ -2,17 +2,18 @@
 periodic operations reviews. Pure: the state and ``now`` come in, events go out.
 
 Every event carries a ``key`` that names the occurrence, not the moment it was noticed
-(``stalled:AI-0003:poc:2026-12-01`` is "AI-0003's PoC time box ending on 1 December"). However
-many schedulers notice it, however often, storage records each key once and only the first
-records the notification, so each occurrence reaches people exactly once. A new occurrence gets
-a new key: an extended time box ends on another day, a reminder has its number.
+(``stalled:AI-0003:poc:20261201T090000Z`` is "AI-0003's PoC time box ending on 1 December at
+09:00 UTC"). However many schedulers notice it, however often, storage records each key once and
+only the first records the notification, so each occurrence reaches people exactly once. A new
+occurrence gets a new key: an extended time box ends at another moment (even on the same day),
+a reminder has its number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -33,11 +34,34 @@ class EventKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class LegacyKey:
+    """The key an occurrence had in an older Shepherd (a stalled notice was keyed by the day its
+    time box ended); it fired for this occurrence if it fired after ``covers_if_fired_after``."""
+
+    key: str
+    covers_if_fired_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DueEvent:
     kind: EventKind
     key: str
     ref: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    legacy: LegacyKey | None = None
+
+
+def moment_key(moment: datetime) -> str:
+    """An exact moment as a short key part, in UTC: ``20261202T090000Z`` (``.123456`` before the
+    ``Z`` when it has microseconds). Two moments get the same text only if they are equal."""
+    utc = moment.astimezone(UTC)
+    fraction = f".{utc.microsecond:06d}" if utc.microsecond else ""
+    return utc.strftime("%Y%m%dT%H%M%S") + fraction + "Z"
+
+
+def legacy_stalled_key(ref: str, stage: str, ends: datetime) -> str:
+    """The key a stalled notice had before keys named the exact end: only the day."""
+    return f"stalled:{ref}:{stage}:{ends.date().isoformat()}"
 
 
 def due_events(
@@ -93,12 +117,16 @@ def _stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) 
         return []
     ends = time_box_ends(pipeline, initiative)
     assert ends is not None
+    # Keyed by the exact end: a box extended to the end of the day it ran out ends again that
+    # night, and that is a new occurrence. A notice recorded under the day's key after this end
+    # (before keys named the moment) was about this end, and counts.
     return [
         DueEvent(
             EventKind.STALLED,
-            f"stalled:{initiative.ref}:{initiative.stage}:{ends.date().isoformat()}",
+            f"stalled:{initiative.ref}:{initiative.stage}:{moment_key(ends)}",
             initiative.ref,
             {"ref": initiative.ref, "stage": initiative.stage, "time_box_ended": ends.isoformat()},
+            LegacyKey(legacy_stalled_key(initiative.ref, initiative.stage, ends), ends),
         )
     ]
 

@@ -179,6 +179,10 @@ class SqlFiredEvents:
         )
         return self._session.execute(statement.returning(fired_events.c.key)).first() is not None
 
+    @guarded
+    def fired_at(self, key: str) -> datetime | None:
+        return self._session.scalar(select(fired_events.c.fired_at).where(fired_events.c.key == key[:200]))
+
 
 class SchedulerLease:
     """Who runs a periodic job right now; one holder at a time across replicas."""

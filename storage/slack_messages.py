@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from storage.database import Database
 
 
+KIND_LENGTH = 64
+"""The longest ``kind`` a message can be remembered under."""
+
+
 class SlackMessageRow(Base):
     __tablename__ = "slack_messages"
     __table_args__ = (
@@ -40,7 +44,7 @@ class SlackMessageRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     target: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(KIND_LENGTH))
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -173,6 +177,18 @@ class MessageRefs:
                 )
             ).all()
             return {kind: (channel, ts) for kind, channel, ts in rows}
+
+    def posted_at(self, target: str, kind: str) -> datetime | None:
+        """When the message of ``kind`` about ``target`` was posted (reserved, just before); None
+        when none was."""
+        with self._database.session(read_only=True) as session:
+            return session.scalar(
+                select(SlackMessageRow.created_at).where(
+                    SlackMessageRow.target == target,
+                    SlackMessageRow.kind == kind,
+                    SlackMessageRow.channel != RESERVED,
+                )
+            )
 
     def all_for(self, target: str) -> list[tuple[str, str, str]]:
         """(kind, channel, ts) of every message remembered for ``target``, oldest first."""

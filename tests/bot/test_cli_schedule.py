@@ -52,7 +52,12 @@ def due(at: str) -> list[dict[str, object]]:
 def test_due_lists_then_run_fires_once(ref: str) -> None:
     assert due("2026-01-20") == []
     assert due("2026-03-01T00:00:00+00:00") == [
-        {"key": f"stalled:{ref}:idea:2026-01-31", "kind": "schedule.stalled", "ref": ref, "fired": False}
+        {
+            "key": f"stalled:{ref}:idea:20260131T090000Z",
+            "kind": "schedule.stalled",
+            "ref": ref,
+            "fired": False,
+        }
     ]
     first = runner.invoke(schedule_app, ["run", "--at", "2026-03-01"])
     assert first.exit_code == 0 and "Fired 1 event(s)" in first.output and f"stalled:{ref}" in first.output
@@ -117,3 +122,19 @@ def test_run_refuses_a_future_moment_and_changes_nothing(ref: str) -> None:
     assert due(datetime.now(UTC).isoformat())[0]["fired"] is False
     now = runner.invoke(schedule_app, ["run"])
     assert now.exit_code == 0 and f"stalled:{ref}:idea:" in now.output, now.output
+
+
+def test_due_counts_a_notice_fired_under_the_day_key_of_an_older_shepherd(ref: str) -> None:
+    services = bootstrap(Settings())
+    try:
+        with services.uow() as uow:
+            ran_out = datetime(2026, 1, 31, 9, 5, tzinfo=UTC)
+            uow.fired.first_time(f"stalled:{ref}:idea:2026-01-31", "schedule.stalled", ran_out)
+            uow.commit()
+    finally:
+        services.database.dispose()
+    assert due("2026-03-01") == [
+        {"key": f"stalled:{ref}:idea:20260131T090000Z", "kind": "schedule.stalled", "ref": ref, "fired": True}
+    ]
+    result = runner.invoke(schedule_app, ["run", "--at", "2026-03-01"])
+    assert result.exit_code == 0 and "Fired 0 event(s)" in result.output, result.output

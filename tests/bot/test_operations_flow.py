@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,12 @@ from bot import ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.scheduler import Scheduler
 from bot.usergroups import TTL_SECONDS, GroupRoles
-from gates import usecases
+from gates import operations, usecases
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import DEFAULT_PIPELINE, parse_pipeline
 from gates.ports import OperationsReview
+from storage.scheduling import fired_events
+from storage.slack_messages import SlackMessageRow
 from storage.tables import initiatives
 from tests.bot.scenario import Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import OWNER, RISK, SPONSOR, intake_values
@@ -75,7 +77,7 @@ def test_a_stalled_owner_extends_the_time_box_from_the_dm(workspace: Workspace) 
     ref = register(ws)
     assert tick(ws) == []
     ws.clock.advance(days=31)
-    assert tick(ws) == [f"stalled:{ref}:idea:2026-12-02"]
+    assert tick(ws) == [f"stalled:{ref}:idea:20261202T090000Z"]
     [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
     assert has_button(notice, ids.ACTION_SUBMIT_REVIEW) and has_button(notice, ids.ACTION_STOP_INITIATIVE)
     card = ws.messages_in(ws.registry)[0]
@@ -109,7 +111,59 @@ def test_a_stalled_owner_extends_the_time_box_from_the_dm(workspace: Workspace) 
         assert "timebox.extended" in [entry.action for entry in uow.audit.timeline(ref)]
     # Past the new end it stalls again, as a new occurrence.
     ws.clock.at = initiative.extended_until + timedelta(hours=1)
-    assert tick(ws) == [f"stalled:{ref}:idea:2027-01-15"]
+    assert tick(ws) == [f"stalled:{ref}:idea:20270115T235959Z"]
+
+
+def test_a_box_extended_to_the_evening_it_ran_out_is_told_again_that_night(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=30, minutes=5)
+    assert tick(ws) == [f"stalled:{ref}:idea:20261202T090000Z"]
+    # The owner asks for the rest of the day: later than 09:00, so accepted.
+    operations.extend_time_box(
+        ws.services.pipeline, ws.services.uow(), ref, ws.clock().date(), "demo at 5pm", OWNER, ws.clock()
+    )
+    ws.deliver()
+    ws.clock.at = datetime(2026, 12, 3, 0, 5, tzinfo=UTC)
+    assert tick(ws) == [f"stalled:{ref}:idea:20261202T235959Z"]
+    assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 2
+    assert tick(ws) == []
+
+
+def test_a_notice_told_before_keys_named_the_exact_end_is_not_told_again(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=30, minutes=5)
+    tick(ws)
+    # Make the notice look like an older Shepherd's, kept by the day its box ended.
+    with ws.services.database.session() as session:
+        key = fired_events.c.key
+        session.execute(
+            update(fired_events)
+            .where(key == f"stalled:{ref}:idea:20261202T090000Z")
+            .values(key=f"stalled:{ref}:idea:2026-12-02")
+        )
+        session.execute(
+            update(SlackMessageRow.__table__)
+            .where(SlackMessageRow.kind == "stalled:20261202T090000Z:idea")
+            .values(kind="stalled:idea:2026-12-02")
+        )
+        session.commit()
+    ws.clock.advance(minutes=5)
+    assert tick(ws) == []
+    # Its outbox message delivered once more (delivery is at least once) posts nothing either.
+    with ws.services.uow() as uow:
+        uow.outbox.put("schedule.stalled", {"ref": ref, "stage": "idea"}, ws.clock())
+        uow.commit()
+    ws.deliver()
+    assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 1
+    # The evening end the owner then asks for is a new occurrence, told once.
+    operations.extend_time_box(
+        ws.services.pipeline, ws.services.uow(), ref, ws.clock().date(), "demo at 5pm", OWNER, ws.clock()
+    )
+    ws.clock.at = datetime(2026, 12, 3, 0, 5, tzinfo=UTC)
+    assert tick(ws) == [f"stalled:{ref}:idea:20261202T235959Z"]
+    assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 2
 
 
 def test_an_extension_that_is_not_later_is_refused_inside_the_modal(workspace: Workspace) -> None:

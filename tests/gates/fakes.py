@@ -65,6 +65,7 @@ class _State:
     extensions: list[TimeBoxExtension] = field(default_factory=list)
     operations_reviews: list[OperationsReview] = field(default_factory=list)
     fired: dict[str, str] = field(default_factory=dict)
+    fired_at: dict[str, datetime] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)
 
 
@@ -312,7 +313,11 @@ class FakeFired(_Part):
         if key in self._state.fired:
             return False
         self._state.fired[key] = kind
+        self._state.fired_at[key] = at
         return True
+
+    def fired_at(self, key: str) -> datetime | None:
+        return self._state.fired_at.get(key)
 
 
 class FakeDeliveries(_Part):

@@ -194,7 +194,7 @@ def test_each_due_event_fires_once_however_often_the_scheduler_runs(
     first = operations.fire_due_events(pipeline, uow, now)
     assert [event.key for event in first] == [
         "opsreview:AI-0002:2026-04-01",
-        "stalled:AI-0001:idea:2026-01-31",
+        "stalled:AI-0001:idea:20260131T090000Z",
     ]
     assert operations.fire_due_events(pipeline, uow, now + timedelta(hours=1)) == []
     assert [m.dedupe_key for m in uow.messages] == [event.key for event in first]

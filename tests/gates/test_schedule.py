@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from gates.lifecycle import DecisionKind, Initiative, Requirement, Review, Status
 from gates.loader import CompiledPipeline
 from gates.ports import OperationsReview
-from gates.schedule import EventKind, due_events, operations_review_due, operations_review_overdue
+from gates.schedule import (
+    EventKind,
+    due_events,
+    moment_key,
+    operations_review_due,
+    operations_review_overdue,
+)
 from tests.gates.ops_pipeline import BOSS, OPS_LEAD, OWNER, SPONSOR, ops_pipeline
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -66,17 +72,32 @@ def test_an_initiative_within_its_time_box_is_not_stalled(pipeline: CompiledPipe
 
 def test_an_initiative_past_its_time_box_is_stalled_once_per_time_box(pipeline: CompiledPipeline) -> None:
     later = [keys(pipeline, T0 + timedelta(days=d), initiatives=[initiative()]) for d in (31, 45)]
-    assert later[0] == later[1] == ["stalled:AI-0001:idea:2026-01-31"]
+    assert later[0] == later[1] == ["stalled:AI-0001:idea:20260131T090000Z"]
     event = due_events(pipeline, [initiative()], [], {}, T0 + timedelta(days=31))[0]
     assert event.kind is EventKind.STALLED
     assert event.payload["stage"] == "idea"
+
+
+def test_an_end_moved_to_the_evening_of_the_same_day_is_a_new_occurrence(pipeline: CompiledPipeline) -> None:
+    # Ran out at 09:00, noticed at 09:05, then extended "until" that day: it ends again at 23:59:59.
+    first = keys(pipeline, T0 + timedelta(days=30, minutes=5), initiatives=[initiative()])
+    evening = initiative(extended_until=datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC))
+    second = keys(pipeline, datetime(2026, 2, 1, 0, 5, tzinfo=UTC), initiatives=[evening])
+    assert first == ["stalled:AI-0001:idea:20260131T090000Z"]
+    assert second == ["stalled:AI-0001:idea:20260131T235959Z"]
+
+
+def test_a_moment_key_is_exact_and_in_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    assert moment_key(datetime(2026, 1, 31, 10, 0, tzinfo=paris)) == "20260131T090000Z"
+    assert moment_key(datetime(2026, 1, 31, 10, 0, 0, 250, tzinfo=paris)) == "20260131T090000.000250Z"
 
 
 def test_an_extension_is_honoured_and_its_end_is_a_new_occurrence(pipeline: CompiledPipeline) -> None:
     extended = initiative(extended_until=T0 + timedelta(days=50))
     assert keys(pipeline, T0 + timedelta(days=40), initiatives=[extended]) == []
     assert keys(pipeline, T0 + timedelta(days=51), initiatives=[extended]) == [
-        "stalled:AI-0001:idea:2026-02-20"
+        "stalled:AI-0001:idea:20260220T090000Z"
     ]
 
 

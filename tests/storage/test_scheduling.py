@@ -4,7 +4,7 @@ scheduler lease persist as the domain expects, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -168,3 +168,26 @@ def test_firing_again_in_one_process_adds_nothing(database: Database, rounds: in
         assert session.execute(
             select(func.count()).select_from(outbox).where(outbox.c.kind.like("schedule.%"))
         ).scalar() == len(expected)
+
+
+def test_a_box_extended_to_the_evening_it_ran_out_is_noticed_again_that_night(database: Database) -> None:
+    ref = register(database, "Forecast")
+    ends = START + timedelta(days=30)  # 31 January, 09:00
+    # What an older Shepherd left behind: that end noticed at 09:05 under the day's key.
+    with database.uow() as uow:
+        assert uow.fired.first_time(
+            f"stalled:{ref}:idea:2026-01-31", "schedule.stalled", ends + timedelta(minutes=5)
+        )
+        uow.commit()
+    # After the upgrade, that end is not told again...
+    assert operations.fire_due_events(PIPELINE, database.uow(), ends + timedelta(minutes=10)) == []
+    assert f"stalled:{ref}:idea:20260131T090000Z" in fired_keys(database)
+    # ...but the end of the same day the owner then asks for is, once.
+    operations.extend_time_box(
+        PIPELINE, database.uow(), ref, ends.date(), "demo at 5pm", OWNER, ends + timedelta(minutes=10)
+    )
+    night = datetime(2026, 2, 1, 0, 5, tzinfo=UTC)
+    evening = f"stalled:{ref}:idea:20260131T235959Z"
+    assert [e.key for e in operations.fire_due_events(PIPELINE, database.uow(), night)] == [evening]
+    assert operations.fire_due_events(PIPELINE, database.uow(), night + timedelta(hours=1)) == []
+    assert outbox_keys(database) == Counter([evening])

@@ -265,7 +265,7 @@ def status() -> None:
 @_friendly
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in plain words.")],
-    k: Annotated[int, typer.Option("-k", help="How many passages to retrieve.")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages to retrieve.")] = 5,
 ) -> None:
     """Answer from the policies: grounded and cited with an LLM configured, else the best passages."""
     from bot.bootstrap import build_answerer

@@ -88,3 +88,14 @@ def test_bad_input_gives_one_line_errors_not_tracebacks(tmp_path: Path) -> None:
     assert code == 1 and "bad.jsonl:1" in output and "Traceback" not in output
     code, output = _run(tmp_path / "d", "search", "x", "--mode", "magic")
     assert code == 1 and "unknown mode" in output
+
+
+def test_ask_refuses_fewer_than_one_passage_as_search_and_eval_do(tmp_path: Path, policies: Path) -> None:
+    _run(tmp_path / "d", "ingest", str(policies))
+    for k in ("0", "-3"):
+        for command in (["search", "vault secrets"], ["ask", "where are secrets kept?"]):
+            result = runner.invoke(
+                app, ["--data-dir", str(tmp_path / "d"), "--embeddings", "none", *command, "-k", k]
+            )
+            assert result.exit_code == 2, (command, k, result.output)
+            assert "greater than or equal to 1" in result.output and "do not cover" not in result.output

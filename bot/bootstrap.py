@@ -145,6 +145,30 @@ def open_database(settings: Settings, *, migrate_sqlite: bool = True, existing: 
     return database
 
 
+def knowledge_base(
+    settings: Settings, *, data_dir: Path | None = None, embeddings: str | None = None
+) -> KnowledgeBase:
+    """The policy store the bot searches, as ``settings`` describe it; the one place it is built.
+
+    Args:
+        data_dir: where the embedded store lives, instead of ``knowledge`` in the data folder.
+        embeddings: instead of ``settings.embeddings``; the model folder, Chroma server and
+            OpenAI-compatible endpoint still come from ``settings``.
+
+    Raises:
+        KnowledgeError: the store or the glossary cannot be opened.
+    """
+    return KnowledgeBase(
+        data_dir if data_dir is not None else settings.data_dir / "knowledge",
+        embeddings=embeddings if embeddings is not None else settings.embeddings,
+        chroma_url=settings.chroma_url,
+        openai_base_url=settings.openai_base_url,
+        openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        onnx_model_dir=settings.embedding_model_dir,
+        glossary=settings.glossary,
+    )
+
+
 def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None) -> KnowledgeBase | None:
     """The policy knowledge base, or None (logged once) when its store cannot be opened.
 
@@ -154,15 +178,7 @@ def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None
     from knowledge.base import KnowledgeError
 
     try:
-        knowledge = KnowledgeBase(
-            settings.data_dir / "knowledge",
-            embeddings=settings.embeddings,
-            chroma_url=settings.chroma_url,
-            openai_base_url=settings.openai_base_url,
-            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-            onnx_model_dir=settings.embedding_model_dir,
-            glossary=settings.glossary,
-        )
+        knowledge = knowledge_base(settings)
     except KnowledgeError as error:
         logger.warning("Policy guidance is unavailable: %s", error)
         return None

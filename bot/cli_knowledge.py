@@ -1,8 +1,8 @@
 """``shepherd knowledge``: ingest policy documents, search them, measure retrieval quality.
 
-Commands take their :class:`~knowledge.KnowledgeBase` from :func:`get_kb`. For now it is built
-from this sub-app's own ``--data-dir`` and ``--embeddings`` options; the lead wires it to
-``bot.settings`` when mounting the sub-app.
+Commands take their :class:`~knowledge.KnowledgeBase` from :func:`get_kb`, built from the
+settings the bot uses (``bot.bootstrap.knowledge_base``); ``--data-dir`` and ``--embeddings``
+override only the store folder and the embeddings setting.
 """
 
 from __future__ import annotations
@@ -73,27 +73,12 @@ def get_kb() -> KnowledgeBase:
     """The knowledge base the commands use (built once per process)."""
     global _kb
     if _kb is None:
+        from bot.bootstrap import knowledge_base
         from bot.settings import Settings
 
-        settings = Settings()
-        if _options.data_dir is None and _options.embeddings is None:
-            # The same store `shepherd run` fills, so the CLI and the bot search the same thing.
-            _kb = KnowledgeBase(
-                settings.data_dir / "knowledge",
-                embeddings=settings.embeddings,
-                chroma_url=settings.chroma_url,
-                openai_base_url=settings.openai_base_url,
-                openai_api_key=settings.openai_api_key.get_secret_value()
-                if settings.openai_api_key
-                else None,
-                onnx_model_dir=settings.embedding_model_dir,
-                glossary=settings.glossary,
-            )
-        else:
-            data_dir = _options.data_dir if _options.data_dir is not None else settings.data_dir / "knowledge"
-            _kb = KnowledgeBase(
-                data_dir, embeddings=_options.embeddings or settings.embeddings, glossary=settings.glossary
-            )
+        # The same store and model `shepherd serve` uses, so the CLI and the bot search the same
+        # thing; --data-dir and --embeddings change only what they name.
+        _kb = knowledge_base(Settings(), data_dir=_options.data_dir, embeddings=_options.embeddings)
     return _kb
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bot.cli_knowledge import app
+from tests.conftest import MODEL_DIR, require
+from tests.fakes.openai_stub import OpenAIStub
 
 runner = CliRunner()
 
@@ -99,3 +104,67 @@ def test_ask_refuses_fewer_than_one_passage_as_search_and_eval_do(tmp_path: Path
             )
             assert result.exit_code == 2, (command, k, result.output)
             assert "greater than or equal to 1" in result.output and "do not cover" not in result.output
+
+
+def _status(*options: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*options, "status"])
+    assert result.exit_code == 0, result.output
+    return result.exit_code, " ".join(result.output.split())
+
+
+def _search_ids(*options: str) -> list[str]:
+    result = runner.invoke(app, [*options, "search", "secrets in the vault", "--json"])
+    assert result.exit_code == 0, result.output
+    return [hit["chunk_id"] for hit in json.loads(result.output)]
+
+
+@pytest.fixture
+def stub() -> Iterator[OpenAIStub]:
+    """A running OpenAI-compatible stub serving /v1/embeddings."""
+    with OpenAIStub() as running:
+        yield running
+
+
+def test_data_dir_and_embeddings_flags_keep_every_other_setting(
+    tmp_path: Path, policies: Path, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flags used to drop the endpoint, model folder and Chroma server: another collection."""
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "openai:stub-embed")
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    result = runner.invoke(app, ["ingest", str(policies)])
+    assert result.exit_code == 0, result.output
+    _, expected = _status()
+    assert re.search(r"\b[1-9]\d* chunks from 3 documents", expected)
+    assert "embeddings openai stub-embed" in expected
+    ids = _search_ids()
+    store = str(tmp_path / "data" / "knowledge")
+    for options in (["--data-dir", store], ["--embeddings", "openai:stub-embed"]):
+        assert _status(*options)[1] == expected, options
+        assert _search_ids(*options) == ids, options
+    # A file ingested with the flags lands where the bot (no flags) searches.
+    (policies / "more.md").write_text("# Vendors\n\nVendors sign the AI addendum.\n")
+    result = runner.invoke(app, ["--data-dir", store, "ingest", str(policies)])
+    assert "4 files: 1 indexed" in result.output
+    assert "from 4 documents" in _status()[1]
+
+
+def test_embeddings_auto_finds_the_configured_model_folder(
+    tmp_path: Path, policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require(MODEL_DIR.exists(), f"local embedding model not found at {MODEL_DIR}")
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SHEPHERD_EMBEDDING_MODEL_DIR", str(MODEL_DIR))
+    result = runner.invoke(app, ["ingest", str(policies)])
+    assert result.exit_code == 0, result.output
+    _, expected = _status()
+    assert "from 3 documents" in expected and "hybrid, embeddings onnx" in expected
+    store = str(tmp_path / "data" / "knowledge")
+    for options in (
+        ["--embeddings", "auto"],
+        ["--data-dir", store],
+        ["--data-dir", store, "--embeddings", "auto"],
+    ):
+        assert _status(*options)[1] == expected, options
+        assert _search_ids(*options) == _search_ids(), options

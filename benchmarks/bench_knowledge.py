@@ -119,7 +119,7 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-knowledge-") as tmp:
         started = time.perf_counter()
-        kb = KnowledgeBase(Path(tmp), embeddings=f"onnx:{args.model}")
+        kb = KnowledgeBase(Path(tmp), embeddings=f"onnx:{args.model}", documents_root=args.corpus)
         rows.append(("open + load model", f"{time.perf_counter() - started:.2f} s", ""))
         load_before = os.getloadavg()[0]
         cpu = time.process_time()

@@ -150,6 +150,9 @@ def knowledge_base(
 ) -> KnowledgeBase:
     """The policy store the bot searches, as ``settings`` describe it; the one place it is built.
 
+    Documents are named by their path under the policy folder (``SHEPHERD_POLICIES``, else the
+    bundled pack), any other file by its absolute path.
+
     Args:
         data_dir: where the embedded store lives, instead of ``knowledge`` in the data folder.
         embeddings: instead of ``settings.embeddings``; the model folder, Chroma server and
@@ -166,6 +169,7 @@ def knowledge_base(
         openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         onnx_model_dir=settings.embedding_model_dir,
         glossary=settings.glossary,
+        documents_root=policy_folder(settings),
     )
 
 

@@ -141,10 +141,19 @@ def ingest(
         f"{report.files} files: {report.indexed} indexed ({report.chunks} chunks), "
         f"{report.skipped} unchanged, {len(report.failed)} failed"
         + (f", {report.removed} removed" if prune else "")
+        + (f", {report.renamed} renamed" if report.renamed else "")
         + f" in {report.seconds:.1f} s"
     )
+    if report.renamed:
+        console.print(
+            f"  {report.renamed} documents stored before under a name relative to the folder given "
+            "now go by their path under the policy folder, or their full path outside it "
+            "(once, after an upgrade; their earlier copies were removed)",
+            soft_wrap=True,
+        )
     for source, reason in report.failed:
-        console.print(f"  [yellow]failed[/yellow] {escape(source)}: {escape(reason)}")
+        # One line each however long the path, for a script reading the output.
+        console.print(f"  [yellow]failed[/yellow] {escape(source)}: {escape(reason)}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
 

@@ -68,7 +68,7 @@ _VECTOR_WEIGHT = 1.0
 # The heading trail as a BM25 field of its own, added at this weight to the body score
 # (dev MRR 0.767 -> 0.785).
 _TITLE_WEIGHT = 0.3
-# Document-type priors: (pattern over "source\nsection", factor on the fused score). Recitals
+# Document-type priors: (pattern over "file name\nsection", factor on the fused score). Recitals
 # explain a regulation, its articles oblige; a team asking "do we have to" wants the article.
 # Recitals are about a fifth of the shared corpus and share every word of the articles they
 # explain: halving their fused score lifted dev MRR from 0.677 to 0.761 at the same hit@5.
@@ -105,6 +105,9 @@ class IngestReport:
         seconds: wall time of the run.
         indexed: files (re)indexed in this run.
         removed: files whose chunks were removed because they are gone (``prune``).
+        renamed: files that were stored under another name too (a name relative to the folder
+            given, as ingestion named documents before): those copies were removed, and their
+            vectors reused for the file's own name.
     """
 
     files: int
@@ -114,6 +117,7 @@ class IngestReport:
     seconds: float
     indexed: int = 0
     removed: int = 0
+    renamed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,7 @@ class KnowledgeStatus:
 
 @dataclass
 class _FileState:
-    root: str
+    path: str  # the file the chunks came from, absolute
     hashes: set[str] = field(default_factory=set)
     expected: int = -1
     ids: list[str] = field(default_factory=list)
@@ -189,8 +193,12 @@ class _Snapshot:
                 parts.pop()
             unit = (source, TRAIL_SEPARATOR.join(parts))
             groups[row] = group_of.setdefault(unit, len(group_of))
+            # The file's own name, not the folders above it: a document outside the documents
+            # root is named by its absolute path, and a folder called "recitals" (or a test
+            # named after them) must not halve everything in it.
+            name = source.rsplit("/", 1)[-1]
             for pattern, factor in priors:
-                if pattern.search(f"{source}\n{section}"):
+                if pattern.search(f"{name}\n{section}"):
                     factors[row] *= factor
         return cls(
             revision,
@@ -257,7 +265,6 @@ def _file_hash(data: bytes) -> str:
 @dataclass(frozen=True)
 class _Target:
     path: Path
-    root: Path
     source: str
 
 
@@ -268,6 +275,7 @@ class _Pending:
     chunks: list[Chunk]
     tags: tuple[str, ...]
     gates: tuple[str, ...]
+    aliases: list[_FileState] = field(default_factory=list)
 
 
 class KnowledgeBase:
@@ -290,6 +298,7 @@ class KnowledgeBase:
         embedder: Embedder | None = None,
         priors: Sequence[tuple[str, float]] = DEFAULT_PRIORS,
         glossary: str | None = None,
+        documents_root: Path | None = None,
     ) -> None:
         """Open (or create) the knowledge base.
 
@@ -303,17 +312,21 @@ class KnowledgeBase:
             chunk_chars: target chunk size in characters.
             embedder: a ready embedder, overriding ``embeddings`` (tests, custom models).
             priors: (regular expression, factor) pairs: a hybrid result whose
-                ``source + "\\n" + section`` matches a pattern has its score multiplied by the
+                ``file name + "\\n" + section`` matches a pattern has its score multiplied by the
                 factor (case-insensitive). By default recitals and tables of contents count
                 half.
             glossary: the words keyword search adds to a question (``knowledge.glossary``):
                 None for the bundled glossary, ``none`` for no glossary, or a YAML file.
+            documents_root: the folder documents are named from: a file under it is named by
+                its path relative to it (``teamA/policy.md``), any other file by its absolute
+                path. None names every file by its absolute path.
 
         Raises:
             KnowledgeError: the embeddings setting is not understood, the glossary cannot be
                 used, or the store cannot be opened.
         """
         self._data_dir = Path(data_dir)
+        self._documents_root = Path(documents_root).expanduser().resolve() if documents_root else None
         try:
             self._glossary = load_glossary(glossary)
         except GlossaryError as error:
@@ -417,7 +430,14 @@ class KnowledgeBase:
         manifest: dict[str, _FileState] = {}
         for chunk, metadata in zip(records["ids"], records["metadatas"], strict=True):
             source = str(metadata.get("source", ""))
-            state = manifest.setdefault(source, _FileState(str(metadata.get("root", ""))))
+            state = manifest.get(source)
+            if state is None:
+                path = metadata.get("path")
+                if path is None and metadata.get("root"):
+                    # Stored before documents had a path: named relative to the folder given,
+                    # which was kept as "root".
+                    path = str(Path(str(metadata["root"])) / source)
+                state = manifest[source] = _FileState(str(path or ""))
             state.hashes.add(str(metadata.get("file_hash", "")))
             state.expected = int(metadata.get("file_chunks", -1))
             state.ids.append(chunk)
@@ -425,28 +445,45 @@ class KnowledgeBase:
 
     # --- ingestion -------------------------------------------------------------------------
 
+    def _source(self, path: Path) -> str:
+        """A document's name: its path under the documents root, else its absolute path.
+
+        The same file has one name however it is reached (as a file, through its folder or a
+        parent folder), and two files never share one.
+        """
+        root = self._documents_root
+        if root is not None and path.is_relative_to(root) and path != root:
+            return path.relative_to(root).as_posix()
+        return path.as_posix()
+
     def _targets(self, paths: Iterable[Path | str]) -> tuple[list[_Target], list[Path]]:
-        targets: list[_Target] = []
+        targets: dict[Path, _Target] = {}
+        named: dict[str, Path] = {}
         folders: list[Path] = []
-        seen: set[str] = set()
         for raw in paths:
             path = Path(raw).expanduser()
             if not path.exists():
                 raise KnowledgeError(f"no such file or folder: {raw}")
-            path = path.resolve()
             if path.is_dir():
+                path = path.resolve()
                 folders.append(path)
-                found = [
-                    _Target(file, path, file.relative_to(path).as_posix())
-                    for file in iter_supported_files(path)
-                ]
+                files = list(iter_supported_files(path))
             else:
-                found = [_Target(path, path.parent, path.name)]
-            for target in found:
-                if target.source not in seen:
-                    seen.add(target.source)
-                    targets.append(target)
-        return targets, folders
+                # Only the folder is resolved, as for files found in a folder: a file that is a
+                # link (a Kubernetes ConfigMap mount) keeps the name it has there.
+                files = [path.parent.resolve() / path.name]
+            for file in files:
+                if file in targets:
+                    continue  # the same file named twice: one document
+                source = self._source(file)
+                other = named.get(source)
+                if other is not None:
+                    raise KnowledgeError(
+                        f"{other} and {file} would both be stored as {source!r}; nothing was ingested"
+                    )
+                named[source] = file
+                targets[file] = _Target(file, source)
+        return list(targets.values()), folders
 
     def ingest(
         self,
@@ -456,11 +493,15 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Index files and folders; unchanged files are skipped by content hash.
 
-        A file's source is its path relative to the folder given (or its name, for a file
-        given directly). A changed file replaces its chunks; a file that cannot be read is
-        reported in ``failed``, and a version of it indexed earlier stays searchable (a corrupt
-        copy must not take the policy away; the next ingest tries the file again). With
-        ``prune``, chunks of files that are gone from a given folder are removed.
+        A file's source (its name in citations) is its path relative to the documents root when
+        it is under it, else its absolute path: the same whether the file is given directly or
+        found in a folder or a parent folder. Chunks stored for the same file under another
+        name (as ingestion named documents before: relative to the folder given) are replaced
+        by the file's own, their vectors reused. A changed file replaces its chunks; a file
+        that cannot be read is reported in ``failed``, and a version of it indexed earlier stays
+        searchable (a corrupt copy must not take the policy away; the next ingest tries the file
+        again). With ``prune``, chunks of files that are gone from a given folder (or any folder
+        under it) are removed.
 
         Raises:
             KnowledgeError: a path does not exist, or the embedding model failed mid-run
@@ -469,32 +510,54 @@ class KnowledgeBase:
         started = time.perf_counter()
         targets, folders = self._targets(paths)
         failed: list[tuple[str, str]] = []
-        skipped = indexed = written = removed = 0
+        skipped = indexed = written = removed = renamed = 0
         with self._write_lock:
             manifest = self._manifest()
+            present = {target.source for target in targets}
+            # Names the same files were stored under before; a name one of these targets goes
+            # by is that target's, whatever file it was stored for.
+            aliases: dict[str, list[str]] = {}
+            for source, stored in manifest.items():
+                if source not in present and stored.path:
+                    aliases.setdefault(stored.path, []).append(source)
+            gone: set[str] = set()
             pending: list[_Pending] = []
             changed = False
             for number, target in enumerate(targets):
                 if progress is not None:
                     progress(number, len(targets), target.source)
                 state = manifest.get(target.source)
+                earlier = [manifest[source] for source in aliases.get(str(target.path), [])]
                 try:
                     data = target.path.read_bytes()
                 except OSError as error:
                     failed.append((target.source, f"cannot read file: {error.strerror or error}"))
                     continue
                 digest = _file_hash(data)
-                if state is not None and state.is_current(digest):
+                if state is not None and state.is_current(digest) and state.path == str(target.path):
                     skipped += 1
+                    if earlier:
+                        self._delete([chunk for alias in earlier for chunk in alias.ids])
+                        gone.update(aliases[str(target.path)])
+                        renamed += 1
+                        changed = True
                     continue
                 try:
                     document = load_bytes(data, target.path.suffix)
                     chunks = chunk_document(document, target.source, self._chunk_chars)
                 except LoadError as error:
-                    kept = "; the version indexed earlier stays searchable" if state is not None else ""
-                    failed.append((target.source, f"{error}{kept}"))
+                    kept = state is not None or earlier
+                    failed.append(
+                        (
+                            target.source,
+                            f"{error}; the version indexed earlier stays searchable" if kept else str(error),
+                        )
+                    )
                     continue
-                pending.append(_Pending(target, digest, chunks, document.tags, document.gates))
+                pending.append(_Pending(target, digest, chunks, document.tags, document.gates, earlier))
+                if earlier:
+                    gone.update(aliases[str(target.path)])
+                    renamed += 1
                 indexed += 1
                 written += len(chunks)
                 if sum(len(item.chunks) for item in pending) >= _WRITE_BATCH:
@@ -503,10 +566,11 @@ class KnowledgeBase:
             if pending:
                 changed |= self._write(pending, manifest)
             if prune:
-                present = {target.source for target in targets}
-                roots = {str(folder) for folder in folders}
+                files = {str(target.path) for target in targets}
                 for source, state in manifest.items():
-                    if state.root in roots and source not in present:
+                    if source in present or source in gone or not state.path or state.path in files:
+                        continue
+                    if any(Path(state.path).is_relative_to(folder) for folder in folders):
                         self._delete(state.ids)
                         removed += 1
                         changed = True
@@ -522,6 +586,7 @@ class KnowledgeBase:
             seconds=time.perf_counter() - started,
             indexed=indexed,
             removed=removed,
+            renamed=renamed,
         )
 
     def _delete(self, ids: Sequence[str]) -> None:
@@ -534,16 +599,18 @@ class KnowledgeBase:
         to_embed: list[tuple[Chunk, dict[str, Any]]] = []
         to_relabel: list[tuple[Chunk, dict[str, Any]]] = []
         stale: list[str] = []
+        renamed_ids: list[str] = []
         for item in pending:
             state = manifest.get(item.target.source)
             existing = set(state.ids) if state is not None else set()
             new_ids = {chunk.chunk_id for chunk in item.chunks}
             stale += [chunk for chunk in existing if chunk not in new_ids]
+            renamed_ids += [chunk for alias in item.aliases for chunk in alias.ids]
             for chunk in item.chunks:
                 metadata: dict[str, Any] = {
                     "source": chunk.source,
                     "section": chunk.section,
-                    "root": str(item.target.root),
+                    "path": str(item.target.path),
                     "file_hash": item.digest,
                     "file_chunks": len(item.chunks),
                     "position": chunk.position,
@@ -558,10 +625,7 @@ class KnowledgeBase:
                 # Same id means same source, trail and text: the stored vector is still right.
                 (to_relabel if chunk.chunk_id in existing else to_embed).append((chunk, metadata))
         if to_embed:
-            try:
-                vectors = self._store_embedder.embed_documents([chunk.indexed_text for chunk, _ in to_embed])
-            except EmbeddingUnavailableError as error:
-                raise KnowledgeError(f"embedding failed during ingestion: {error}") from error
+            vectors = self._vectors([chunk.indexed_text for chunk, _ in to_embed], renamed_ids)
             step = 1000
             for start in range(0, len(to_embed), step):
                 part = to_embed[start : start + step]
@@ -576,8 +640,36 @@ class KnowledgeBase:
                 ids=[chunk.chunk_id for chunk, _ in to_relabel],
                 metadatas=[metadata for _, metadata in to_relabel],
             )
-        self._delete(stale)
-        return bool(to_embed or to_relabel or stale)
+        self._delete(stale + renamed_ids)
+        return bool(to_embed or to_relabel or stale or renamed_ids)
+
+    def _vectors(self, texts: list[str], reusable: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embeddings of ``texts``, taken from the chunks ``reusable`` where one embedded the
+        same text (a document stored under an earlier name), computed for the others."""
+        known: dict[str, npt.NDArray[np.float32]] = {}
+        if reusable:
+            stored = self._collection.get(
+                ids=list(reusable), include=cast(Any, ["embeddings", "documents", "metadatas"])
+            )
+            embeddings = stored.get("embeddings")
+            for text, metadata, vector in zip(
+                stored.get("documents") or [],
+                stored.get("metadatas") or [],
+                [] if embeddings is None else embeddings,
+                strict=True,
+            ):
+                key = indexed_text(
+                    str(metadata.get("section", "")), str(text), str(metadata.get("context", ""))
+                )
+                known[key] = np.asarray(vector, dtype=np.float32)
+        missing = [text for text in texts if text not in known]
+        if missing:
+            try:
+                computed = self._store_embedder.embed_documents(missing)
+            except EmbeddingUnavailableError as error:
+                raise KnowledgeError(f"embedding failed during ingestion: {error}") from error
+            known.update(zip(missing, np.asarray(computed, dtype=np.float32), strict=True))
+        return np.stack([known[text] for text in texts])
 
     # --- search --------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ class Hit:
 
     Attributes:
         chunk_id: stable id of the chunk (same file + same heading trail + same text -> same id).
-        source: path of the document, relative to the folder it was ingested from.
+        source: the document's name: its path under the documents root (the policy folder),
+            or its absolute path when it is elsewhere.
         section: the heading trail, for example ``Chapter III > Article 27``.
         text: the passage itself.
         score: fused retrieval score; higher is better, only comparable within one result list.

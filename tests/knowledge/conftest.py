@@ -58,10 +58,15 @@ def fake_embedder() -> Embedder:
 
 @pytest.fixture
 def make_kb(tmp_path: Path) -> Callable[..., KnowledgeBase]:
-    """Build knowledge bases over one data folder (call again to simulate a restart)."""
+    """Build knowledge bases over one data folder (call again to simulate a restart).
+
+    Documents are named from the ``policies`` fixture's folder, as the bot names its policy
+    folder's files (``sub/ethics.md``); pass ``documents_root`` for another folder.
+    """
 
     def build(**kwargs: Any) -> KnowledgeBase:
         kwargs.setdefault("embedder", fake_embedder())
+        kwargs.setdefault("documents_root", tmp_path / "policies")
         # The ranking tests are about one mechanism at a time; the glossary has its own tests.
         kwargs.setdefault("glossary", "none")
         return KnowledgeBase(tmp_path / "data", **kwargs)

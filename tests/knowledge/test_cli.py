@@ -32,7 +32,10 @@ def test_ingest_prints_a_summary_with_failures(tmp_path: Path, policies: Path) -
     assert "3 unchanged" in output and "0 removed" in output
 
 
-def test_search_json_lists_sources_sections_scores_texts_ids(tmp_path: Path, policies: Path) -> None:
+def test_search_json_lists_sources_sections_scores_texts_ids(
+    tmp_path: Path, policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHEPHERD_POLICIES", str(policies))  # named from the policy folder
     _run(tmp_path / "d", "ingest", str(policies))
     code, output = _run(tmp_path / "d", "search", "vault secrets", "-k", "2", "--json")
     assert code == 0

@@ -100,14 +100,16 @@ def test_keyword_search_finds_the_policy_that_uses_other_words(tmp_path: Path) -
     (folder / "rollout.md").write_text(ROLLOUT, encoding="utf-8")
     question = "can people tell the regulator they are unhappy?"
 
-    plain = KnowledgeBase(tmp_path / "plain", embeddings="none", glossary="none")
+    plain = KnowledgeBase(tmp_path / "plain", embeddings="none", glossary="none", documents_root=folder)
     plain.ingest([folder])
     assert [hit.source for hit in plain.search(question, k=1)] == ["rollout.md"]  # "tell people"
 
     words = glossary(
         tmp_path, "- say: [regulator]\n  means: market surveillance authority lodge a complaint\n"
     )
-    bridged = KnowledgeBase(tmp_path / "bridged", embeddings="none", glossary=str(words))
+    bridged = KnowledgeBase(
+        tmp_path / "bridged", embeddings="none", glossary=str(words), documents_root=folder
+    )
     bridged.ingest([folder])
     [best] = bridged.search(question, k=1)
     assert (best.source, best.section) == ("complaints.md", "Complaints > Right to lodge a complaint")

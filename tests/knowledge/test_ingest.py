@@ -16,7 +16,7 @@ from .conftest import HashedWordsEmbedding, minimal_pdf, word_document
 KB = Callable[..., KnowledgeBase]
 
 
-def test_sources_are_relative_to_the_folder_ingested(make_kb: KB, policies: Path) -> None:
+def test_sources_are_relative_to_the_documents_root(make_kb: KB, policies: Path) -> None:
     kb = make_kb()
     report = kb.ingest([policies])
     assert (report.files, report.indexed, report.skipped, report.failed) == (3, 3, 0, [])
@@ -77,7 +77,7 @@ def test_bad_files_are_reported_by_name_and_ingestion_goes_on(make_kb: KB, tmp_p
     (folder / "image.txt").write_bytes(b"\x89PNG\x00\x00\x01\x02" * 20)
     (folder / "good.md").write_text("# Good\n\nA readable policy about retention.\n")
     (folder / "export.json").write_text('{"ignored": true}')
-    report = make_kb().ingest([folder])
+    report = make_kb(documents_root=folder).ingest([folder])
     assert report.files == 4
     assert report.indexed == 1
     failed = dict(report.failed)
@@ -120,7 +120,7 @@ def test_every_supported_format_is_ingested(make_kb: KB, tmp_path: Path) -> None
     (folder / "c.html").write_text("<h1>Html policy</h1><p>charlie marker text</p>")
     (folder / "d.pdf").write_bytes(minimal_pdf(["delta marker text"]))
     word_document(folder / "e.docx")
-    kb = make_kb()
+    kb = make_kb(documents_root=folder)
     report = kb.ingest([folder])
     assert (report.indexed, report.failed) == (5, [])
     for word, source in [

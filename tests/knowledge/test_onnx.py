@@ -52,8 +52,8 @@ def test_knowledge_base_with_onnx_reopens_after_restart(
     model: OnnxSentenceEmbedding, tmp_path: Path, policies: Path
 ) -> None:
     spec = f"onnx:{MODEL_DIR}"
-    KnowledgeBase(tmp_path / "data", embeddings=spec).ingest([policies])
-    reopened = KnowledgeBase(tmp_path / "data", embeddings=spec)
+    KnowledgeBase(tmp_path / "data", embeddings=spec, documents_root=policies).ingest([policies])
+    reopened = KnowledgeBase(tmp_path / "data", embeddings=spec, documents_root=policies)
     assert not reopened.status().lexical_only
     hits = reopened.search("must we run a pentest before launch?", k=1, mode="vector")
     assert hits[0].source == "security.md"

@@ -61,7 +61,9 @@ def test_missing_model_falls_back_to_bm25_with_one_warning(
     tmp_path: Path, policies: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="shepherd.knowledge"):
-        kb = KnowledgeBase(tmp_path / "data", embeddings=f"onnx:{tmp_path / 'no-model'}")
+        kb = KnowledgeBase(
+            tmp_path / "data", embeddings=f"onnx:{tmp_path / 'no-model'}", documents_root=policies
+        )
         kb.ingest([policies])
         hits = kb.search("penetration test before production", k=2)
         kb.search("ethics board", k=2)
@@ -83,7 +85,8 @@ def test_embeddings_none_is_lexical_without_warning(
         kb = KnowledgeBase(tmp_path / "data", embeddings="none")
         kb.ingest([policies])
     assert not caplog.records
-    assert kb.search("vault", k=1)[0].source == "security.md"
+    # With no documents root, a document is named by its absolute path.
+    assert kb.search("vault", k=1)[0].source == (policies.resolve() / "security.md").as_posix()
 
 
 def test_unknown_embeddings_setting_is_a_clear_error(tmp_path: Path) -> None:

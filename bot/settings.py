@@ -7,6 +7,7 @@ log line or a traceback by accident.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Slack user ids: a JSON list, as pydantic-settings reads lists, or simply separated by commas
 # or spaces, as people write them (SHEPHERD_ROLE_ADMINS=U012,U034).
 UserIds = Annotated[list[str], NoDecode]
+
+# SQLite's PRAGMA synchronous modes, as SHEPHERD_SQLITE_SYNCHRONOUS may name them (any case).
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -76,6 +80,24 @@ class Settings(BaseSettings):
         default=60.0, ge=0, validation_alias=_env("SHEPHERD_SCHEDULER_INTERVAL")
     )
     """Seconds between scheduler ticks (time boxes, reminders, periodic reviews); 0 disables it."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        # Checked here, not where logging is set up: a worker child given a name logging does
+        # not know died at start and was restarted forever.
+        level = logging.getLevelNamesMapping().get(value.strip().upper())
+        if level is None:
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return logging.getLevelName(level)  # WARN and FATAL as their usual names
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _sqlite_synchronous(cls, value: str) -> str:
+        mode = value.strip().upper()
+        if mode not in SQLITE_SYNCHRONOUS:
+            raise ValueError("use OFF, NORMAL, FULL or EXTRA")
+        return mode
 
     @field_validator("role_admins", "governance_leads", mode="before")
     @classmethod

@@ -37,3 +37,88 @@ def test_a_mistake_in_the_settings_is_named_by_its_variable(
     assert "SHEPHERD_PORT: Input should be a valid integer" in said and "'abc'" in said
     assert "SHEPHERD_GOVERNANCE_LEADS: Value error, expected a JSON list" in said
     assert "Traceback" not in said and "pydantic.dev" not in said and "do-not-print-me" not in said
+
+
+def shepherd(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """Run the `shepherd` console script with ``args``: its exit code and what it said on stderr,
+    joined as one line however the terminal wrapped it."""
+    monkeypatch.setattr("sys.argv", ["shepherd", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), " ".join(capsys.readouterr().err.split())
+
+
+@pytest.fixture
+def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data directory and a pipeline file that does not exist: a command that got past
+    its settings would stop there at once, rather than serve or work until stopped."""
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SHEPHERD_PIPELINE", str(tmp_path / "no-pipeline.yaml"))
+    monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "none")
+    for name in ("SHEPHERD_DATABASE_URL", "SHEPHERD_LOG_LEVEL", "SHEPHERD_PORT", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        (
+            "SHEPHERD_LOG_LEVEL",
+            "LOUD",
+            "Value error, use DEBUG, INFO, WARNING, ERROR or CRITICAL (it is 'LOUD')",
+        ),
+        (
+            "SHEPHERD_SQLITE_SYNCHRONOUS",
+            "sometimes",
+            "Value error, use OFF, NORMAL, FULL or EXTRA (it is 'sometimes')",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [("doctor",), ("initiatives", "list"), ("db", "upgrade"), ("serve",), ("run",), ("worker",)]
+)
+def test_a_setting_shepherd_cannot_use_is_refused_by_every_command(
+    settings_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    problem: str,
+    command: tuple[str, ...],
+) -> None:
+    """Not when a worker child starts (and dies, again and again), the port is bound or the
+    database opens: before anything runs, in one line naming the variable."""
+    monkeypatch.setenv(variable, value)
+    code, said = shepherd(monkeypatch, capsys, *command)
+    assert code == 1
+    assert said == f"Shepherd's settings have problems: {variable}: {problem}"
+    assert not (settings_env / "shepherd.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("written", "read"), [("debug", "DEBUG"), (" Info ", "INFO"), ("warn", "WARNING"), ("ERROR", "ERROR")]
+)
+def test_a_log_level_is_read_in_any_case(written: str, read: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHEPHERD_LOG_LEVEL", written)
+    assert Settings().log_level == read
+
+
+@pytest.mark.parametrize(("written", "read"), [("full", "FULL"), ("Normal", "NORMAL"), ("off", "OFF")])
+def test_a_sqlite_synchronous_mode_is_read_in_any_case(
+    written: str,
+    read: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SHEPHERD_SQLITE_SYNCHRONOUS", written)
+    assert Settings().sqlite_synchronous == read
+    # The commands that open the database use it.
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SHEPHERD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SHEPHERD_PIPELINE", raising=False)
+    assert shepherd(monkeypatch, capsys, "initiatives", "list") == (0, "")

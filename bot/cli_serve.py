@@ -114,7 +114,10 @@ def run() -> None:
 
 
 def serve(
-    port: Annotated[int | None, typer.Option(help="HTTP port (default SHEPHERD_PORT or 3000).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="HTTP port, 1-65535 (default SHEPHERD_PORT or 3000)."),
+    ] = None,
     worker: Annotated[
         str,
         typer.Option(

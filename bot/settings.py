@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("SHEPHERD_HOST"))
-    port: int = Field(default=3000, validation_alias=_env("SHEPHERD_PORT", "PORT"))
+    port: int = Field(default=3000, ge=1, le=65535, validation_alias=_env("SHEPHERD_PORT", "PORT"))
     # HTTP mode: processes answering Slack on the same port (one Python process acks on one core).
     http_processes: int = Field(default=1, ge=1, le=64, validation_alias=_env("SHEPHERD_HTTP_PROCESSES"))
     log_json: bool = Field(default=False, validation_alias=_env("SHEPHERD_LOG_JSON"))

@@ -58,7 +58,13 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SHEPHERD_PIPELINE", str(tmp_path / "no-pipeline.yaml"))
     monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "none")
-    for name in ("SHEPHERD_DATABASE_URL", "SHEPHERD_LOG_LEVEL", "SHEPHERD_PORT", "PORT"):
+    for name in (
+        "SHEPHERD_DATABASE_URL",
+        "SHEPHERD_LOG_LEVEL",
+        "SHEPHERD_SQLITE_SYNCHRONOUS",
+        "SHEPHERD_PORT",
+        "PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -71,6 +77,8 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "LOUD",
             "Value error, use DEBUG, INFO, WARNING, ERROR or CRITICAL (it is 'LOUD')",
         ),
+        ("SHEPHERD_PORT", "99999", "Input should be less than or equal to 65535 (it is '99999')"),
+        ("SHEPHERD_PORT", "0", "Input should be greater than or equal to 1 (it is '0')"),
         (
             "SHEPHERD_SQLITE_SYNCHRONOUS",
             "sometimes",
@@ -122,3 +130,14 @@ def test_a_sqlite_synchronous_mode_is_read_in_any_case(
     monkeypatch.delenv("SHEPHERD_DATABASE_URL", raising=False)
     monkeypatch.delenv("SHEPHERD_PIPELINE", raising=False)
     assert shepherd(monkeypatch, capsys, "initiatives", "list") == (0, "")
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_serve_refuses_a_port_option_out_of_range(
+    settings_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    code, said = shepherd(monkeypatch, capsys, "serve", "--port", port)
+    assert code == 2
+    bound = "less than or equal to 65535" if port == "99999" else "greater than or equal to 1"
+    assert f"Invalid value for '--port': Input should be {bound}" in said
+    assert "Traceback" not in said and "Listening" not in capsys.readouterr().out

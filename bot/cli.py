@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import typer
 from pydantic import ValidationError
@@ -63,13 +64,26 @@ def main() -> None:
             for line in settings_problems(error):
                 err.print(f"  {line}", markup=False, highlight=False)
             sys.exit(1)
-        logging.getLogger("shepherd").debug("unexpected error", exc_info=True)
+        logger = logging.getLogger("shepherd")
+        details = logger.isEnabledFor(logging.DEBUG) or _debug_asked()
+        if logger.isEnabledFor(logging.DEBUG):  # serve, run and worker have set logging up
+            logger.debug("unexpected error", exc_info=True)
+        elif details:  # the other commands leave logging alone: the traceback goes to stderr here
+            traceback.print_exception(error, file=sys.stderr)
+        hint = "" if details else "\nRun again with SHEPHERD_LOG_LEVEL=DEBUG for the details."
         err.print(
-            f"[red]Shepherd hit an unexpected error:[/red] {type(error).__name__}: {error}\n"
-            "Run again with SHEPHERD_LOG_LEVEL=DEBUG for the details.",
+            f"[red]Shepherd hit an unexpected error:[/red] {type(error).__name__}: {error}{hint}",
             highlight=False,
         )
         sys.exit(1)
+
+
+def _debug_asked() -> bool:
+    """Whether SHEPHERD_LOG_LEVEL asks for the details (the settings may be what went wrong)."""
+    try:
+        return Settings().log_level == "DEBUG"
+    except Exception:
+        return False
 
 
 if __name__ == "__main__":

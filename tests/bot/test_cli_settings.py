@@ -3,6 +3,8 @@ environment variable it is in, never a traceback or pydantic's report."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,56 @@ def test_serve_refuses_a_port_option_out_of_range(
     bound = "less than or equal to 65535" if port == "99999" else "greater than or equal to 1"
     assert f"Invalid value for '--port': Input should be {bound}" in said
     assert "Traceback" not in said and "Listening" not in capsys.readouterr().out
+
+
+@pytest.fixture
+def unexpected_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A data directory that is a file, which no command expects: the error message it gives.
+    Logging as it was is put back afterwards (serve, run and worker set it up)."""
+    data_dir = tmp_path / "a-file"
+    data_dir.write_text("", encoding="utf-8")
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "none")
+    for name in ("SHEPHERD_DATABASE_URL", "SHEPHERD_PIPELINE", "SHEPHERD_LOG_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    yield f"FileExistsError: [Errno 17] File exists: '{data_dir}'"
+    root.handlers[:] = saved[1]
+    root.setLevel(saved[0])
+
+
+COMMANDS_THAT_OPEN_THE_DATABASE = [("initiatives", "list"), ("portfolio",), ("worker",)]
+
+
+@pytest.mark.parametrize("command", COMMANDS_THAT_OPEN_THE_DATABASE)
+def test_an_unexpected_error_is_one_line_that_says_how_to_see_the_details(
+    unexpected_error: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: tuple[str, ...],
+) -> None:
+    monkeypatch.setenv("SHEPHERD_LOG_LEVEL", "INFO")
+    code, said = shepherd(monkeypatch, capsys, *command)
+    assert code == 1
+    assert said == (
+        f"Shepherd hit an unexpected error: {unexpected_error} "
+        "Run again with SHEPHERD_LOG_LEVEL=DEBUG for the details."
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS_THAT_OPEN_THE_DATABASE)
+def test_with_the_debug_log_level_an_unexpected_error_shows_its_traceback(
+    unexpected_error: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: tuple[str, ...],
+) -> None:
+    """As the one-line message promised: whether or not the command set logging up."""
+    monkeypatch.setenv("SHEPHERD_LOG_LEVEL", "debug")
+    code, said = shepherd(monkeypatch, capsys, *command)
+    assert code == 1
+    details, _, summary = said.partition("Shepherd hit an unexpected error: ")
+    assert "Traceback (most recent call last):" in details
+    assert "in open_database" in details and details.endswith(f"{unexpected_error} ")
+    assert summary == unexpected_error  # nothing more to run again for

@@ -42,10 +42,14 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def prepare(settings: Settings) -> Services:
-    """Open everything the main job needs, saying what happens at each step."""
+def prepare(settings: Settings, *, existing_database: bool = False) -> Services:
+    """Open everything the main job needs, saying what happens at each step.
+
+    Args:
+        existing_database: see ``open_database(existing=...)``.
+    """
     out.print(f"[bold]Shepherd[/bold]: data directory [cyan]{settings.data_dir.resolve()}[/cyan]")
-    services = bootstrap(settings)
+    services = bootstrap(settings, existing_database=existing_database)
     model = services.pipeline.model
     out.print(
         f"  pipeline   {services.pipeline.source}: version {services.pipeline.version}, "
@@ -157,7 +161,8 @@ def worker() -> None:
 
     settings = Settings()
     configure_logging(settings)
-    prepare(settings)
+    # A worker on a mistyped SQLite path would deliver nothing, from a new empty database.
+    prepare(settings, existing_database=True)
     out.print("Worker running: inbox, outbox delivery and scheduler. Ctrl+C stops.")
     if not run_worker(settings, freeze=True):
         exit_now()

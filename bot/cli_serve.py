@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bot.bootstrap import Services, bootstrap, policy_folder
-from bot.manifest import manifest_yaml
+from bot.manifest import EVENTS_PATH, OAUTH_REDIRECT_PATH, base_url_of, manifest_yaml
 from bot.settings import Settings
 
 out = Console()
@@ -288,7 +289,11 @@ def http_process_app() -> Any:
 
 def manifest(
     url: Annotated[
-        str, typer.Option(help="Public base URL of this Shepherd (HTTP mode).")
+        str,
+        typer.Option(
+            help=f"Public base URL of this Shepherd, e.g. https://shepherd.example.com: Slack is given "
+            f"{EVENTS_PATH} and {OAUTH_REDIRECT_PATH} under it (with --socket-mode, the redirect only)."
+        ),
     ] = "https://shepherd.example.com",
     socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Manifest for Socket Mode.")] = False,
     output: Annotated[
@@ -304,7 +309,22 @@ def manifest(
             highlight=False,
         )
         raise typer.Exit(1)
-    text = manifest_yaml(url, socket_mode)
+    if parsed.query or parsed.fragment:
+        err.print(
+            f"[red]error:[/red] --url is the base URL Shepherd's addresses go under: give it without "
+            f"?... or #..., not {escape(repr(url))}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    base = base_url_of(url)
+    if base != url.rstrip("/"):
+        # Slack's settings show the full address; pasted here it would be doubled.
+        err.print(
+            f"[yellow]note:[/yellow] --url is the base URL: using {escape(base)}, under which Slack is given "
+            f"{EVENTS_PATH} and {OAUTH_REDIRECT_PATH}.",
+            highlight=False,
+        )
+    text = manifest_yaml(base, socket_mode)
     if output is None:
         print(text, end="")
         return

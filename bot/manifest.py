@@ -7,6 +7,7 @@ equal), so a workspace admin can create the app in one step and it always matche
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -14,9 +15,29 @@ from bot import ids
 from bot.app import BOT_SCOPES
 from bot.blocks.greeting import PROMPTS
 
+# Where HTTP mode answers Slack (``bot/server.py``), below the public base URL.
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+OAUTH_REDIRECT_PATH = "/slack/oauth_redirect"
+
+
+def base_url_of(url: str) -> str:
+    """The public base URL that ``url`` names: itself, or, when it is one of Shepherd's own
+    addresses (``https://host/slack/events``, as Slack's settings show it), the URL it is under.
+
+    A path that is not one of those is kept: a proxy may serve Shepherd under one.
+    """
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    for endpoint in (EVENTS_PATH, INSTALL_PATH, OAUTH_REDIRECT_PATH):
+        if path.endswith(endpoint):
+            path = path.removesuffix(endpoint)
+            break
+    return urlunsplit(parts._replace(path=path))
+
 
 def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool = False) -> dict[str, Any]:
-    events_url = f"{base_url.rstrip('/')}/slack/events"
+    events_url = f"{base_url.rstrip('/')}{EVENTS_PATH}"
     settings: dict[str, Any] = {
         "event_subscriptions": {"bot_events": ["app_mention", "message.im", "app_home_opened"]},
         "interactivity": {"is_enabled": True},
@@ -71,7 +92,7 @@ def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool =
             "slash_commands": [command],
         },
         "oauth_config": {
-            "redirect_urls": [f"{base_url.rstrip('/')}/slack/oauth_redirect"],
+            "redirect_urls": [f"{base_url.rstrip('/')}{OAUTH_REDIRECT_PATH}"],
             "scopes": {"bot": list(BOT_SCOPES)},
         },
         "settings": settings,

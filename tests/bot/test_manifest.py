@@ -55,3 +55,47 @@ def test_a_manifest_that_cannot_be_written_says_where(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, ["manifest", "-o", str(target)])
     assert result.exit_code == 1
     assert f"cannotwrite{target}" in "".join(result.output.split())  # however the terminal folds it
+
+
+@pytest.mark.parametrize(
+    "given", ["/slack/events", "/slack/events/", "/slack/oauth_redirect", "/slack/install"]
+)
+def test_a_url_of_shepherds_own_address_is_taken_back_to_its_base_with_a_note(given: str) -> None:
+    """Slack's settings show https://host/slack/events: pasted as --url, it is not doubled."""
+    result = CliRunner().invoke(cli_app, ["manifest", "--url", f"https://shepherd.example.com{given}"])
+    assert result.exit_code == 0
+    data = yaml.safe_load(result.stdout)  # the note leaves the manifest on stdout whole
+    assert (
+        data["settings"]["event_subscriptions"]["request_url"] == "https://shepherd.example.com/slack/events"
+    )
+    assert data["settings"]["interactivity"]["request_url"] == "https://shepherd.example.com/slack/events"
+    assert data["features"]["slash_commands"][0]["url"] == "https://shepherd.example.com/slack/events"
+    assert data["oauth_config"]["redirect_urls"] == ["https://shepherd.example.com/slack/oauth_redirect"]
+    assert " ".join(result.stderr.split()) == (
+        "note: --url is the base URL: using https://shepherd.example.com, under which Slack is given "
+        "/slack/events and /slack/oauth_redirect."
+    )
+
+
+def test_a_base_url_with_a_path_keeps_it() -> None:
+    """A proxy may serve Shepherd under a path of its own."""
+    result = CliRunner().invoke(cli_app, ["manifest", "--url", "https://example.com/shepherd/"])
+    assert result.exit_code == 0 and result.stderr == ""
+    data = yaml.safe_load(result.stdout)
+    assert (
+        data["settings"]["event_subscriptions"]["request_url"] == "https://example.com/shepherd/slack/events"
+    )
+    assert data["oauth_config"]["redirect_urls"] == ["https://example.com/shepherd/slack/oauth_redirect"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://shepherd.example.com/?team=T1", "https://shepherd.example.com/#top"]
+)
+def test_a_url_with_a_query_or_fragment_is_refused(url: str) -> None:
+    result = CliRunner().invoke(cli_app, ["manifest", "--url", url])
+    assert result.exit_code == 1
+    assert " ".join(result.stderr.split()) == (
+        "error: --url is the base URL Shepherd's addresses go under: give it without ?... or #..., "
+        f"not {url!r}"
+    )
+    assert result.stdout == ""

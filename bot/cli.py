@@ -9,6 +9,7 @@ import traceback
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from bot import (
     cli_initiatives,
@@ -53,7 +54,7 @@ def main() -> None:
     try:
         app()
     except ShepherdError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("Stopped.")
@@ -72,7 +73,7 @@ def main() -> None:
             traceback.print_exception(error, file=sys.stderr)
         hint = "" if details else "\nRun again with SHEPHERD_LOG_LEVEL=DEBUG for the details."
         err.print(
-            f"[red]Shepherd hit an unexpected error:[/red] {type(error).__name__}: {error}{hint}",
+            f"[red]Shepherd hit an unexpected error:[/red] {escape(f'{type(error).__name__}: {error}')}{hint}",
             highlight=False,
         )
         sys.exit(1)

@@ -16,7 +16,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bot import parse
 from bot.bootstrap import Services, bootstrap
@@ -56,7 +58,8 @@ def _services() -> Iterator[Services]:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # Messages name refs, gates and values people typed: never read them as Rich markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(1)
 
 
@@ -102,12 +105,13 @@ def list_command(
         return
     table = Table("ref", "name", "stage", "status", "owner", "days in stage", "")
     for row in rows:
+        # Names are typed in Slack: Text cells are shown as typed, never read as markup.
         table.add_row(
-            row["ref"],
-            row["name"],
-            row["stage"],
+            Text(row["ref"]),
+            Text(row["name"]),
+            Text(row["stage"]),
             row["status"].replace("_", " "),
-            row["owner"],
+            Text(row["owner"]),
             str(row["days_in_stage"]),
             "[red]STALLED[/red]" if row["stalled"] else "",
         )
@@ -173,7 +177,7 @@ def hold_command(ref: Ref, reason: Reason) -> None:
     """Put an active initiative on hold."""
     with _services() as services:
         initiative = usecases.hold(services.uow(), _ref(ref), CLI_ACTOR, reason, services.now(), steward=True)
-    out.print(f"{initiative.ref} is on hold: {initiative.status_reason}", highlight=False)
+    out.print(f"{initiative.ref} is on hold: {initiative.status_reason}", markup=False, highlight=False)
 
 
 @initiatives_app.command("resume")
@@ -181,7 +185,7 @@ def resume_command(ref: Ref) -> None:
     """Make an initiative on hold active again."""
     with _services() as services:
         initiative = usecases.resume(services.uow(), _ref(ref), CLI_ACTOR, services.now(), steward=True)
-    out.print(f"{initiative.ref} is active again.", highlight=False)
+    out.print(f"{initiative.ref} is active again.", markup=False, highlight=False)
 
 
 @initiatives_app.command("retire")
@@ -191,7 +195,7 @@ def retire_command(ref: Ref, reason: Reason) -> None:
         initiative = usecases.retire(
             services.uow(), _ref(ref), CLI_ACTOR, reason, services.now(), steward=True
         )
-    out.print(f"{initiative.ref} is retired: {initiative.status_reason}", highlight=False)
+    out.print(f"{initiative.ref} is retired: {initiative.status_reason}", markup=False, highlight=False)
 
 
 def _ref(value: str) -> str:
@@ -206,14 +210,17 @@ def _ref(value: str) -> str:
 def _print_view(pipeline: Any, view: usecases.InitiativeView, summary: dict[str, Any]) -> None:
     initiative = view.initiative
     stalled = " [red]STALLED[/red]" if summary["stalled"] else ""
-    out.rule(f"[bold]{initiative.ref}[/bold] {initiative.name}")
+    # Names, reasons and answers are typed in Slack: escaped or Text, never read as Rich markup.
+    out.rule(f"[bold]{escape(initiative.ref)}[/bold] {escape(initiative.name)}")
     out.print(
-        f"Stage [bold]{initiative.stage}[/bold] for {summary['days_in_stage']} day(s){stalled}; "
+        f"Stage [bold]{escape(initiative.stage)}[/bold] for {summary['days_in_stage']} day(s){stalled}; "
         f"status {initiative.status.value.replace('_', ' ')}"
-        + (f" ({initiative.status_reason})" if initiative.status_reason else ""),
+        + (f" ({escape(initiative.status_reason)})" if initiative.status_reason else ""),
         highlight=False,
     )
-    out.print(f"Owner {initiative.owner_id}; sponsor {initiative.sponsor_id or '-'}", highlight=False)
+    out.print(
+        f"Owner {initiative.owner_id}; sponsor {initiative.sponsor_id or '-'}", markup=False, highlight=False
+    )
     if view.readiness is not None:
         _print_readiness(view.readiness)
 
@@ -224,7 +231,13 @@ def _print_view(pipeline: Any, view: usecases.InitiativeView, summary: dict[str,
         for qid, version in sorted(view.answers.items(), key=lambda item: order.get(item[0], len(order))):
             question = questions.get(qid, (None, None))[1]
             value = display(question, version.value) if question else str(version.value)
-            table.add_row(version.gate_id, qid, value, version.author_id, _when(version.answered_at))
+            table.add_row(
+                Text(version.gate_id),
+                Text(qid),
+                Text(value),
+                Text(version.author_id),
+                _when(version.answered_at),
+            )
         out.print(table)
     if view.links:
         # Lines, not a table: a URL folded across table rows cannot be clicked or copied.
@@ -237,41 +250,50 @@ def _print_view(pipeline: Any, view: usecases.InitiativeView, summary: dict[str,
             )
     for review in view.reviews:
         out.print(
-            f"\n[bold]Review {review.id}[/bold] {review.gate_id} ({review.from_stage} -> {review.to_stage}): "
-            f"{review.status.value.replace('_', ' ')}; submitted by {review.submitted_by} "
-            f"{_when(review.submitted_at)}; pipeline v{review.pipeline_version}; evidence {review.evidence_hash[:12]}",
+            f"\n[bold]Review {review.id}[/bold] "
+            + escape(
+                f"{review.gate_id} ({review.from_stage} -> {review.to_stage}): "
+                f"{review.status.value.replace('_', ' ')}; submitted by {review.submitted_by} "
+                f"{_when(review.submitted_at)}; pipeline v{review.pipeline_version}; "
+                f"evidence {review.evidence_hash[:12]}"
+            ),
             highlight=False,
         )
         if review.exception_reason:
-            out.print(f"  exception justified: {review.exception_reason}", highlight=False)
+            out.print(f"  exception justified: {review.exception_reason}", markup=False, highlight=False)
         for d in review.decisions:
             reason = f": {d.reason}" if d.reason else ""
             out.print(
                 f"  {d.kind.value.replace('_', ' ')} by {d.approver_id} as {d.role} {_when(d.decided_at)}{reason}",
+                markup=False,
                 highlight=False,
             )
     if view.timeline:
         timeline = Table("when", "actor", "action", title="Timeline", expand=True)
         for entry in view.timeline:
-            timeline.add_row(_when(entry.at), entry.actor_id, entry.action)
+            timeline.add_row(_when(entry.at), Text(entry.actor_id), Text(entry.action))
         out.print(timeline)
 
 
 def _print_readiness(report: Readiness) -> None:
     verdict = "[green]READY[/green]" if report.ready else "[red]NOT READY[/red]"
+    # Titles, explanations and labels come from the pipeline file, blockers may quote answers.
     out.print(
-        f"Next gate: {report.gate_title} - {verdict} ({report.answered}/{len(report.visible_questions)} answered; "
-        f"risk tier {report.tier or 'not determined'})",
+        f"Next gate: {escape(report.gate_title)} - {verdict} "
+        + escape(
+            f"({report.answered}/{len(report.visible_questions)} answered; "
+            f"risk tier {report.tier or 'not determined'})"
+        ),
         highlight=False,
     )
     for reason in report.blockers:
-        out.print(f"  [red]-[/red] {reason}", highlight=False)
+        out.print(f"  [red]-[/red] {escape(reason)}", highlight=False)
     for criterion in report.advisory_unmet:
         if criterion.status is CriterionStatus.UNMET:
-            out.print(f"  [yellow]advisory[/yellow] {criterion.explain}", highlight=False)
+            out.print(f"  [yellow]advisory[/yellow] {escape(criterion.explain)}", highlight=False)
     for need in report.approvals:
         who = ", ".join(need.holders) or "nobody yet"
-        out.print(f"  approval: {need.min} x {need.label} ({who})", highlight=False)
+        out.print(f"  approval: {need.min} x {need.label} ({who})", markup=False, highlight=False)
 
 
 def _when(at: datetime | None) -> str:
@@ -302,10 +324,12 @@ def roles_set(
         )
         with services.read_uow() as uow:  # role_holders reads inside the caller's transaction
             holders = usecases.role_holders(services.pipeline, uow).get(role, [])
-    out.print(f"[green]{role}[/green]: {', '.join(users) or 'nobody'}", highlight=False)
+    out.print(f"[green]{escape(role)}[/green]: {escape(', '.join(users) or 'nobody')}", highlight=False)
     configured = [u for u in holders if u not in users]
     if configured:
-        out.print(f"  also held through the pipeline file: {', '.join(configured)}", highlight=False)
+        out.print(
+            f"  also held through the pipeline file: {', '.join(configured)}", markup=False, highlight=False
+        )
 
 
 @roles_app.command("list")
@@ -329,7 +353,10 @@ def roles_list(as_json: AsJson = False) -> None:
     table = Table("role", "label", "holders", "Slack user group")
     for role, row in rows.items():
         table.add_row(
-            role, row["label"], ", ".join(row["holders"]) or "[yellow]nobody[/yellow]", row["usergroup"] or ""
+            Text(role),
+            Text(row["label"]),
+            Text(", ".join(row["holders"])) if row["holders"] else "[yellow]nobody[/yellow]",
+            Text(row["usergroup"] or ""),
         )
     out.print(table)
 
@@ -369,4 +396,4 @@ def export(
         output.write_text(text, encoding="utf-8")
     except OSError as error:
         raise _fail(f"Cannot write {output}: {error.strerror or error}") from None
-    err.print(f"Wrote the evidence pack of {view.initiative.ref} to {output}", highlight=False)
+    err.print(f"Wrote the evidence pack of {view.initiative.ref} to {output}", markup=False, highlight=False)

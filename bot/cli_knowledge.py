@@ -134,7 +134,7 @@ def ingest(
         task = bar.add_task("ingesting", total=None)
 
         def on_progress(done: int, total: int, source: str) -> None:
-            bar.update(task, completed=done, total=total, description=source[-40:] or "done")
+            bar.update(task, completed=done, total=total, description=escape(source[-40:]) or "done")
 
         report = kb.ingest(paths, prune=prune, progress=on_progress)
     console.print(
@@ -230,7 +230,7 @@ def eval_command(
         for number, result in enumerate(found):
             label = f"{path.name} ({len(items)})" if number == 0 else ""
             if result.error:
-                table.add_row(label, result.mode, "-", "-", escape(result.error))
+                table.add_row(escape(label), result.mode, "-", "-", escape(result.error))
             else:
                 table.add_row(
                     escape(label),

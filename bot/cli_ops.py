@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bot.bootstrap import bootstrap
 from bot.doctor import Level, run_checks
@@ -38,7 +40,7 @@ def portfolio(
         services = bootstrap(Settings(), existing_database=True)
         figures = load_portfolio(services.pipeline, services.read_uow(), services.now())
     except ShepherdError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         if services is not None:
@@ -49,14 +51,15 @@ def portfolio(
         try:
             png.write_bytes(render_png(figures))
         except OSError as error:
-            err.print(f"[red]error:[/red] cannot write {png}: {error.strerror or error}", highlight=False)
+            problem = escape(f"cannot write {png}: {error.strerror or error}")
+            err.print(f"[red]error:[/red] {problem}", highlight=False)
             raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(figures.to_json(), indent=2, ensure_ascii=False))
     else:
         _print_portfolio(figures)
     if png is not None:
-        err.print(f"Chart saved to {png}", highlight=False)
+        err.print(f"Chart saved to {png}", markup=False, highlight=False)
 
 
 def _print_portfolio(figures: Portfolio) -> None:
@@ -68,7 +71,7 @@ def _print_portfolio(figures: Portfolio) -> None:
     table = Table("Stage", "Active", "In review", "On hold", "Retired", "Reached", "Went on", "Median days")
     for s in figures.stages:
         table.add_row(
-            s.stage,
+            Text(s.stage),
             str(s.active),
             str(s.in_review),
             str(s.on_hold),
@@ -91,10 +94,17 @@ def _print_portfolio(figures: Portfolio) -> None:
     if figures.stalled:
         stalled = Table("Ref", "Name", "Stage", "Days in stage", "Owner", title="Stalled")
         for item in figures.stalled:
-            stalled.add_row(item.ref, item.name, item.stage, f"{item.days_in_stage:g}", item.owner_id)
+            # Names are typed in Slack: Text cells are shown as typed, never read as markup.
+            stalled.add_row(
+                Text(item.ref),
+                Text(item.name),
+                Text(item.stage),
+                f"{item.days_in_stage:g}",
+                Text(item.owner_id),
+            )
         out.print(stalled)
     for note in figures.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 def doctor() -> None:
@@ -103,12 +113,11 @@ def doctor() -> None:
     width = max(len(c.name) for c in checks)
     for check in checks:
         colour = _COLOURS[check.level]
-        out.print(
-            f"[{colour}]{check.level.value:<4}[/{colour}] {check.name:<{width}}  {check.message}",
-            highlight=False,
-        )
+        # Messages quote paths, URLs and errors from settings and files: never read them as markup.
+        line = escape(f"{check.name:<{width}}  {check.message}")
+        out.print(f"[{colour}]{check.level.value:<4}[/{colour}] {line}", highlight=False)
         if check.fix:
-            out.print(f"     {'':<{width}}  fix: {check.fix}", highlight=False)
+            out.print(f"     {'':<{width}}  fix: {check.fix}", markup=False, highlight=False)
     failed = sum(1 for c in checks if c.level is Level.FAIL)
     warned = sum(1 for c in checks if c.level is Level.WARN)
     out.print(f"{failed} failed, {warned} warnings, {len(checks) - failed - warned} OK.")

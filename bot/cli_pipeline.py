@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bot.blocks.operations import load_checked_pipeline
 from gates.errors import PipelineError
@@ -50,8 +52,11 @@ def validate(file: PipelineFile = None) -> None:
     model = pipeline.model
     questions = sum(len(g.questions) for g in model.gates)
     out.print(
-        f"[green]OK[/green] {pipeline.source}: version {pipeline.version}, {len(model.stages)} stages, "
-        f"{len(model.gates)} gates, {questions} questions, {len(model.roles)} roles."
+        "[green]OK[/green] "
+        + escape(
+            f"{pipeline.source}: version {pipeline.version}, {len(model.stages)} stages, "
+            f"{len(model.gates)} gates, {questions} questions, {len(model.roles)} roles."
+        )
     )
 
 
@@ -67,37 +72,47 @@ def show(
     if gate is not None:
         chosen = model.gate(gate)
         if chosen is None:
-            err.print(f"[red]No gate '{gate}'.[/red] Gates: {', '.join(g.id for g in model.gates)}")
-            raise typer.Exit(1)
+            _no_gate(gate, pipeline)
         gates = [chosen]
     else:
-        out.print(f"[bold]{model.name}[/bold] (version {pipeline.version})")
-        out.print("Stages: " + " -> ".join(model.stages))
+        out.print(f"[bold]{escape(model.name)}[/bold] " + escape(f"(version {pipeline.version})"))
+        out.print("Stages: " + " -> ".join(model.stages), markup=False)
     for g in gates:
         _show_gate(pipeline, g)
 
 
+def _no_gate(gate: str, pipeline: CompiledPipeline) -> NoReturn:
+    gates = ", ".join(g.id for g in pipeline.model.gates)
+    err.print(f"[red]No gate '{escape(gate)}'.[/red] " + escape(f"Gates: {gates}"))
+    raise typer.Exit(1)
+
+
 def _show_gate(pipeline: CompiledPipeline, gate: Gate) -> None:
+    # Everything below comes from the pipeline file (labels, rules, options in brackets): shown
+    # as written, never read as Rich markup.
     box = f", time box {gate.time_box_days} days" if gate.time_box_days else ""
-    out.rule(f"[bold]{gate.title}[/bold] gate ({gate.id}): {gate.from_} -> {gate.to}{box}")
+    out.rule(
+        f"[bold]{escape(gate.title)}[/bold] " + escape(f"gate ({gate.id}): {gate.from_} -> {gate.to}{box}")
+    )
     if gate.description:
-        out.print(gate.description.strip())
+        out.print(gate.description.strip(), markup=False)
     table = Table("id", "type", "when", "question", show_lines=False, expand=True)
     for q in gate.questions:
-        table.add_row(q.id, _type_text(q), _when_text(q), q.label)
+        table.add_row(Text(q.id), Text(_type_text(q)), Text(_when_text(q)), Text(q.label))
     out.print(table)
     if gate.criteria:
         crit = Table("criterion", "kind", "rule", "why", expand=True)
         for c in gate.criteria:
-            crit.add_row(c.id, "blocking" if c.blocking else "advisory", c.rule, c.explain)
+            crit.add_row(Text(c.id), "blocking" if c.blocking else "advisory", Text(c.rule), Text(c.explain))
         out.print(crit)
     if gate.risk_tier:
         out.print(
-            "Risk tier (first match wins): " + "; ".join(f"{r.tier} when {r.when}" for r in gate.risk_tier)
+            "Risk tier (first match wins): " + "; ".join(f"{r.tier} when {r.when}" for r in gate.risk_tier),
+            markup=False,
         )
     if gate.approvals:
         parts = [f"{a.min} x {a.role}" + (f" when {a.when}" if a.when else "") for a in gate.approvals]
-        out.print("Approvals: " + "; ".join(parts))
+        out.print("Approvals: " + "; ".join(parts), markup=False)
     if gate.allow_exceptions:
         out.print("Exceptions: a blocking criterion may be waived with a recorded justification.")
 
@@ -131,11 +146,12 @@ def readiness_command(
     pipeline = load_or_exit(pipeline_file)
     raw = _read_answers(answers)
     if pipeline.model.gate(gate) is None:
-        err.print(f"[red]No gate '{gate}'.[/red] Gates: {', '.join(g.id for g in pipeline.model.gates)}")
-        raise typer.Exit(1)
+        _no_gate(gate, pipeline)
     unknown = sorted(set(raw) - set(pipeline.model.all_questions()))
     if unknown:
-        err.print(f"[yellow]Ignoring answers to unknown questions: {', '.join(unknown)}[/yellow]")
+        err.print(
+            f"[yellow]{escape('Ignoring answers to unknown questions: ' + ', '.join(unknown))}[/yellow]"
+        )
     report = readiness(pipeline, gate, raw, {}, owner)
     if as_json:
         print(json.dumps(readiness_json(report), indent=2))
@@ -148,24 +164,24 @@ def _read_answers(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        err.print(f"[red]Answers file not found: {path}[/red]")
+        err.print(f"[red]{escape(f'Answers file not found: {path}')}[/red]")
         raise typer.Exit(1) from None
     except UnicodeDecodeError:
-        err.print(f"[red]{path} is not UTF-8 text; the answers file is YAML.[/red]")
+        err.print(f"[red]{escape(str(path))} is not UTF-8 text; the answers file is YAML.[/red]")
         raise typer.Exit(1) from None
     except OSError as error:
-        err.print(f"[red]Cannot read the answers file {path}: {error.strerror or error}[/red]")
+        err.print(f"[red]{escape(f'Cannot read the answers file {path}: {error.strerror or error}')}[/red]")
         raise typer.Exit(1) from None
     except yaml.YAMLError as error:
-        err.print(f"[red]{path} is not valid YAML:[/red] {error}")
+        err.print(f"[red]{escape(str(path))} is not valid YAML:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
     except RecursionError:
-        err.print(f"[red]{path} nests its values too deeply to read.[/red]")
+        err.print(f"[red]{escape(str(path))} nests its values too deeply to read.[/red]")
         raise typer.Exit(1) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        err.print(f"[red]{path} must be a mapping of question id to answer.[/red]")
+        err.print(f"[red]{escape(str(path))} must be a mapping of question id to answer.[/red]")
         raise typer.Exit(1)
     return {str(k): v for k, v in data.items()}
 
@@ -200,20 +216,24 @@ def readiness_json(report: Readiness) -> dict[str, Any]:
 
 def _print_readiness(pipeline: CompiledPipeline, report: Readiness) -> None:
     verdict = "[green]READY[/green]" if report.ready else "[red]NOT READY[/red]"
+    # Labels and explanations come from the pipeline file, invalid answers from the answers file.
     out.print(
-        f"{report.gate_title} gate: {verdict}  ({report.answered}/{len(report.visible_questions)} answered)"
+        f"{escape(report.gate_title)} gate: {verdict}  ({report.answered}/{len(report.visible_questions)} answered)"
     )
-    out.print(f"Risk tier: {report.tier or 'not determined'}")
+    out.print(f"Risk tier: {report.tier or 'not determined'}", markup=False)
     for q in report.missing:
-        out.print(f"  [red]missing[/red]  {q.id}: {q.label}")
+        out.print(f"  [red]missing[/red]  {escape(f'{q.id}: {q.label}')}")
     for e in report.invalid:
-        out.print(f"  [red]invalid[/red]  {e}")
+        out.print(f"  [red]invalid[/red]  {escape(str(e))}")
     marks = {CriterionStatus.MET: "[green]met[/green]", CriterionStatus.UNMET: "[red]unmet[/red]"}
     for c in report.criteria:
         mark = marks.get(c.status, "[yellow]cannot be evaluated[/yellow]")
         kind = "blocking" if c.blocking else "advisory"
         wait = f" (waiting for {', '.join(c.waiting_for)})" if c.waiting_for else ""
-        out.print(f"  {mark} {kind} {c.id}: {c.explain}{wait}")
+        out.print(f"  {mark} " + escape(f"{kind} {c.id}: {c.explain}{wait}"))
     for a in report.approvals:
         who = ", ".join(a.holders) or "nobody yet"
-        out.print(f"  approval: {a.min} x {a.label} ({who})" + (f" - {a.because}" if a.because else ""))
+        out.print(
+            f"  approval: {a.min} x {a.label} ({who})" + (f" - {a.because}" if a.because else ""),
+            markup=False,
+        )

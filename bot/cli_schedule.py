@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.bootstrap import Services, bootstrap
@@ -52,7 +53,7 @@ def _services() -> Iterator[Services]:
         services = bootstrap(Settings(), existing_database=True)
         yield services
     except ShepherdError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         if services is not None:
@@ -65,7 +66,9 @@ def _moment(at: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(at)
     except ValueError:
-        err.print(f"[red]error:[/red] --at {at!r} is not an ISO 8601 date or time (e.g. 2026-12-01T09:00)")
+        err.print(
+            f"[red]error:[/red] --at {escape(repr(at))} is not an ISO 8601 date or time (e.g. 2026-12-01T09:00)"
+        )
         raise typer.Exit(1) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -124,9 +127,10 @@ def run(at: RunAt = None) -> None:
         lease.release(CLI_HOLDER, services.now())
     if holder is not None and holder[0] != CLI_HOLDER:
         out.print(
-            f"Another scheduler ({holder[0]}) holds the lease until {holder[1].isoformat()}; nothing done."
+            f"Another scheduler ({holder[0]}) holds the lease until {holder[1].isoformat()}; nothing done.",
+            markup=False,
         )
         return
     out.print(f"Fired {len(fired)} event(s)." + (" The outbox worker delivers them." if fired else ""))
     for event in fired:
-        out.print(f"  {event.key}")
+        out.print(f"  {event.key}", markup=False)

@@ -49,14 +49,18 @@ def prepare(settings: Settings, *, existing_database: bool = False) -> Services:
     Args:
         existing_database: see ``open_database(existing=...)``.
     """
-    out.print(f"[bold]Shepherd[/bold]: data directory [cyan]{settings.data_dir.resolve()}[/cyan]")
+    # Paths, URLs and reasons below come from settings and files: escaped, never read as markup.
+    out.print(
+        f"[bold]Shepherd[/bold]: data directory [cyan]{escape(str(settings.data_dir.resolve()))}[/cyan]"
+    )
     services = bootstrap(settings, existing_database=existing_database)
     model = services.pipeline.model
     out.print(
         f"  pipeline   {services.pipeline.source}: version {services.pipeline.version}, "
-        f"gates {', '.join(g.id for g in model.gates)}"
+        f"gates {', '.join(g.id for g in model.gates)}",
+        markup=False,
     )
-    out.print(f"  database   {services.database.describe()} (migrated, ready)")
+    out.print(f"  database   {services.database.describe()} (migrated, ready)", markup=False)
     knowledge = services.knowledge
     if knowledge is None:
         out.print(
@@ -73,17 +77,20 @@ def prepare(settings: Settings, *, existing_database: bool = False) -> Services:
         )
         status = knowledge.status()
         out.print(
-            f"  policies   {folder}: {done}"
-            f"{status.chunks} chunks searchable, "
-            + (
-                "lexical search only: " + (status.reason or "")
-                if status.lexical_only
-                else f"embeddings {status.embeddings}"
+            f"  policies   {escape(str(folder))}: {done}"
+            + escape(
+                f"{status.chunks} chunks searchable, "
+                + (
+                    "lexical search only: " + (status.reason or "")
+                    if status.lexical_only
+                    else f"embeddings {status.embeddings}"
+                )
             )
         )
     llm = services.settings.llm_model if services.settings.llm_configured else None
     out.print(
-        f"  answers    {'LLM ' + llm if llm else 'no LLM configured: replies quote the best policy passages'}"
+        f"  answers    {'LLM ' + llm if llm else 'no LLM configured: replies quote the best policy passages'}",
+        markup=False,
     )
     return services
 
@@ -206,7 +213,10 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
     mode = "thread" if worker == "none" else worker
     asgi = asgi_app(app, services, run_worker=worker != "none", worker=mode)
     freeze_startup_heap()
-    out.print(f"Listening on http://{settings.host}:{port}/slack/events (health: /healthz). Ctrl+C stops.")
+    out.print(
+        f"Listening on http://{settings.host}:{port}/slack/events (health: /healthz). Ctrl+C stops.",
+        markup=False,
+    )
     uvicorn.run(
         asgi,
         host=settings.host,
@@ -249,7 +259,8 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
         children.start()
     out.print(
         f"Listening on http://{settings.host}:{port}/slack/events with {settings.http_processes} processes "
-        "(health: /healthz). Ctrl+C stops."
+        "(health: /healthz). Ctrl+C stops.",
+        markup=False,
     )
     try:
         uvicorn.run(
@@ -305,7 +316,7 @@ def manifest(
     if not socket_mode and (parsed.scheme != "https" or not parsed.hostname):
         # Slack sends events, commands and clicks only to an https address.
         err.print(
-            f"[red]error:[/red] --url must be an https:// address Slack can reach, not {url!r}",
+            f"[red]error:[/red] --url must be an https:// address Slack can reach, not {escape(repr(url))}",
             highlight=False,
         )
         raise typer.Exit(1)
@@ -331,6 +342,7 @@ def manifest(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as error:
-        err.print(f"[red]error:[/red] cannot write {output}: {error.strerror or error}", highlight=False)
+        problem = escape(f"cannot write {output}: {error.strerror or error}")
+        err.print(f"[red]error:[/red] {problem}", highlight=False)
         raise typer.Exit(1) from None
-    out.print(f"Wrote {output}")
+    out.print(f"Wrote {output}", markup=False)

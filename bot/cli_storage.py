@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from storage import Database, StorageError, verify_audit
 from storage.database import require_sqlite_file
@@ -56,7 +57,8 @@ def _database(url: str | None, *, existing: bool = False) -> Database:
 
 
 def _fail(error: StorageError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+    # Errors quote database URLs, paths and driver messages: never read them as markup.
+    err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
     return typer.Exit(2)
 
 
@@ -71,10 +73,13 @@ def upgrade(database_url: DatabaseUrl = None) -> None:
     except StorageError as error:
         raise _fail(error) from None
     if before == after:
-        out.print(f"Database {database.describe()} is already at revision {after}.", highlight=False)
-    else:
         out.print(
-            f"[green]Upgraded[/green] {database.describe()} from {before or 'empty'} to {after}.",
+            f"Database {database.describe()} is already at revision {after}.", markup=False, highlight=False
+        )
+    else:
+        upgraded = escape(f"{database.describe()} from {before or 'empty'} to {after}.")
+        out.print(
+            f"[green]Upgraded[/green] {upgraded}",
             highlight=False,
         )
     database.dispose()
@@ -88,7 +93,9 @@ def check(database_url: DatabaseUrl = None) -> None:
         database.check()
     except StorageError as error:
         raise _fail(error) from None
-    out.print(f"[green]OK[/green] {database.describe()} is at revision {database.head()}.", highlight=False)
+    out.print(
+        f"[green]OK[/green] {escape(database.describe())} is at revision {database.head()}.", highlight=False
+    )
     database.dispose()
 
 
@@ -103,9 +110,9 @@ def verify(database_url: DatabaseUrl = None) -> None:
         raise _fail(error) from None
     database.dispose()
     if report.ok:
-        out.print(f"[green]OK[/green] {report}", highlight=False)
+        out.print(f"[green]OK[/green] {escape(str(report))}", highlight=False)
         return
-    err.print(f"[red]BROKEN[/red] {report}", highlight=False)
+    err.print(f"[red]BROKEN[/red] {escape(str(report))}", highlight=False)
     raise typer.Exit(1)
 
 

@@ -866,12 +866,16 @@ def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:
         initiative.back_to_team(now)
         uow.reviews.save(review)
         uow.initiatives.save(initiative)
-        uow.audit.append(user_id, "review.withdrawn", ref, {"review": review.id, "gate": review.gate_id}, now)
+        _audit_withdrawn(uow, user_id, ref, review, now)
         uow.outbox.put(
             "review.withdrawn", {"review": review.id, "ref": ref}, now, dedupe_key=f"withdrawn:{review.id}"
         )
         uow.commit()
     return review
+
+
+def _audit_withdrawn(uow: UnitOfWork, user_id: str, ref: str, review: Review, now: datetime) -> None:
+    uow.audit.append(user_id, "review.withdrawn", ref, {"review": review.id, "gate": review.gate_id}, now)
 
 
 def hold(
@@ -910,6 +914,8 @@ def retire(
         if review is not None:
             review.withdraw(now)
             uow.reviews.save(review)
+            # The hash-chained log says the review closed, as when it is withdrawn by itself.
+            _audit_withdrawn(uow, user_id, ref, review, now)
         uow.initiatives.save(initiative)
         uow.audit.append(user_id, "initiative.retired", ref, {"reason": reason.strip()}, now)
         uow.outbox.put(

@@ -603,6 +603,32 @@ def test_retire_withdraws_the_open_review(
         usecases.decide(two_gates, uow, in_pilot_review, RISK_1, APPROVE, None, LATER)
 
 
+def test_retiring_under_review_logs_the_review_withdrawn_before_the_retirement(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    usecases.retire(uow, registered, OWNER, "Vendor product bought instead", LATER)
+    withdrawn, retired = uow.audit_entries[-2:]
+    assert (withdrawn.actor_id, withdrawn.action, withdrawn.target, withdrawn.at) == (
+        OWNER,
+        "review.withdrawn",
+        registered,
+        LATER,
+    )
+    assert withdrawn.payload == {"review": in_pilot_review, "gate": "pilot"}  # as `withdraw` logs it
+    assert (retired.action, retired.payload) == (
+        "initiative.retired",
+        {"reason": "Vendor product bought instead"},
+    )
+
+
+def test_retiring_without_an_open_review_logs_no_withdrawal(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
+) -> None:
+    usecases.retire(uow, registered, OWNER, "Vendor product bought instead", LATER)
+    assert uow.audit_actions[-1] == "initiative.retired"
+    assert "review.withdrawn" not in uow.audit_actions
+
+
 def test_retire_needs_a_reason_and_records_nothing_without_one(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:

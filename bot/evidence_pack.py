@@ -3,6 +3,10 @@
 Pure functions over an ``InitiativeView``: no I/O, no clock, so the same view always gives the
 same pack. ``evidence_json`` is the record; ``evidence_markdown`` renders that same record, so
 the two can never disagree.
+
+Everything people typed (names, answers, reasons, titles) reaches the Markdown through ``_inline``
+or ``_cell``, escaped so that it renders as the literal text: an answer cannot add HTML or a link
+to the pack. The JSON carries the values as stored.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from gates.answers import AnswerValue, display
 from gates.errors import UnknownGate
 from gates.loader import CompiledPipeline
+from gates.markdown import markdown_text
 from gates.pipeline import Question
 from gates.ports import AnswerVersion
 from gates.system_card import draft_system_card, is_production_gate
@@ -162,7 +167,7 @@ def evidence_markdown(pipeline: CompiledPipeline, view: InitiativeView, gate_id:
         reviews = [r for r in pack["reviews"] if r["gate"] == gate]
         if not (answers or links or reviews or gate_id):
             continue
-        lines += ["", f"## {_gate_title(pipeline, gate)} gate ({gate})", ""]
+        lines += ["", f"## {_inline(_gate_title(pipeline, gate))} gate ({_inline(gate)})", ""]
         lines += _answers_markdown(answers)
         lines += _links_markdown(links)
         lines += _reviews_markdown(reviews)
@@ -265,7 +270,7 @@ def _answers_markdown(answers: list[dict[str, Any]]) -> list[str]:
             lines.append(f"- `{entry['question']}`:")
             for number, version in enumerate(entry["history"], start=1):
                 lines.append(
-                    f"  {number}. {_inline(version['display'])} - {version['author']}, {version['answered_at']}"
+                    f"  {number}. {_inline(version['display'])} - {_inline(version['author'])}, {version['answered_at']}"
                 )
     return [*lines, ""]
 
@@ -296,10 +301,10 @@ def _reviews_markdown(reviews: list[dict[str, Any]]) -> list[str]:
         lines += [
             f"#### Review {review['id']}: {review['from_stage']} -> {review['to_stage']}, {outcome}",
             "",
-            f"- Submitted by {review['submitted_by']} at {review['submitted_at']}{closed}",
+            f"- Submitted by {_inline(review['submitted_by'])} at {review['submitted_at']}{closed}",
             f"- Decided on pipeline version **{review['pipeline_version']}**, "
             f"evidence hash `{review['evidence_hash']}`",
-            f"- Risk tier: {review['tier'] or 'not determined'}; approvals required: {needs}",
+            f"- Risk tier: {_inline(review['tier'] or 'not determined')}; approvals required: {_inline(needs)}",
         ]
         if review["exception_reason"]:
             lines.append(
@@ -334,15 +339,21 @@ def _iso(at: datetime | None) -> str | None:
     return aware.isoformat(timespec="seconds")
 
 
-def _inline(value: object) -> str:
+def _one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 
+def _inline(value: object) -> str:
+    """``value`` on one line, as Markdown that renders as the literal text (HTML, links and
+    emphasis in it are shown, not applied)."""
+    return markdown_text(_one_line(value))
+
+
 def _cell(value: object) -> str:
-    """Table cells are one line, and a pipe in a value must not split the row."""
+    """Table cells are one line (a pipe in a value is escaped and does not split the row)."""
     if value is None or value == "":
         return "-"
-    return _inline(value).replace("|", "\\|")
+    return _inline(value)
 
 
 def _short(value: object, limit: int = 160) -> str:
@@ -352,5 +363,5 @@ def _short(value: object, limit: int = 160) -> str:
         text = ", ".join(str(v) for v in value)
     else:
         text = str(value)
-    text = _inline(text)
+    text = _one_line(text)  # plain: the cell it goes into escapes it
     return text if len(text) <= limit else text[: limit - 1] + "…"

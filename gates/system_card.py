@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from gates.answers import AnswerValue, display
 from gates.loader import CompiledPipeline
+from gates.markdown import markdown_text
 from gates.pipeline import Question, QuestionType
 
 NOT_ANSWERED = "Not answered yet"
@@ -206,7 +207,7 @@ def draft_system_card(
     sub = top + "#"
     used = card_questions(pipeline)
     answered = sum(1 for qid in used if _present(answers.get(qid)))
-    lines = [f"{top} System card (draft): {_inline(name)} ({ref})", ""]
+    lines = [f"{top} System card (draft): {markdown_text(_inline(name))} ({ref})", ""]
     facts = [f"Stage: {stage}" if stage else None, f"Risk tier: {tier}" if tier else None]
     when = f" on {_iso(generated_at)}" if generated_at else ""
     lines += [
@@ -235,7 +236,8 @@ def _field_lines(label: str, question: Question, value: AnswerValue | None) -> l
     if not _present(value):
         return [f"- **{label}:** {NOT_ANSWERED}"]
     text = f"@{value}" if question.type is QuestionType.USER else display(question, value)
-    parts = [part.rstrip() for part in text.strip().splitlines() if part.strip()]
+    # Answers are shown as typed: HTML, links or headings in them are escaped, not rendered.
+    parts = [markdown_text(part.strip()) for part in text.strip().splitlines() if part.strip()]
     if len(parts) <= 1:
         return [f"- **{label}:** {parts[0] if parts else text}"]
     return [f"- **{label}:**", *(f"  {part}" for part in parts)]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from markdown_it import MarkdownIt
 
 from bot.bootstrap import Services, bootstrap
 from bot.evidence_pack import evidence_json, evidence_markdown
@@ -86,3 +89,74 @@ def test_retiring_under_review_shows_the_review_withdrawn_on_the_timeline(servic
     at = "2026-09-03T09:00:00+00:00"
     assert f"| {at} | {OWNER} | review.withdrawn | gate: intake; review: {review_id} |" in text
     assert f"| {at} | {OWNER} | initiative.retired | reason: budget cut |" in text
+
+
+EVIL_KPI = (
+    'Stock-out rate <img src=x onerror="alert(document.cookie)"> '
+    "[DPIA signed by the DPO](https://evil.example/phish)"
+)
+EVIL_REASON = "**Approved by the board** <script>alert(1)</script> see [here](https://evil.example/x)"
+
+
+class Rendered(HTMLParser):
+    """The tags and the text of rendered HTML."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.texts: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def rendered(markdown: str) -> Rendered:
+    """The pack as a reader sees it: CommonMark with GitHub's tables and strikethrough."""
+    return Rendered(MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown))
+
+
+def test_html_and_links_typed_in_answers_and_reasons_render_as_the_literal_text(services: Services) -> None:
+    ref = registered(services, {**INTAKE, "primary_kpi": EVIL_KPI})
+    review_id = submitted(services, ref)
+    usecases.decide(
+        services.pipeline, services.uow(), review_id, SPONSOR, DecisionKind.APPROVE, EVIL_REASON,
+        T0 + timedelta(days=1),
+    )  # fmt: skip
+    changed = "# Heading? - no: `code` _and_ ~~struck~~ | pipe & <b>bold</b>"
+    usecases.answer(
+        services.pipeline,
+        services.uow(),
+        ref,
+        "intake",
+        {"primary_kpi": changed},
+        OWNER,
+        T0 + timedelta(days=2),
+    )
+    usecases.hold(
+        services.uow(),
+        ref,
+        OWNER,
+        "waiting <em>on</em> [legal](https://evil.example/l)",
+        T0 + timedelta(days=3),
+    )
+
+    data, text = pack(services, ref)
+    kpi = next(entry for entry in data["answers"] if entry["question"] == "primary_kpi")
+    assert [v["value"] for v in kpi["history"]] == [EVIL_KPI, changed]  # the JSON keeps what was typed
+    assert "<img" not in text and "<script" not in text and "<b>" not in text and "<em>" not in text
+    assert not re.search(r"(?<!\\)\]\(", text)  # no link: every ] is escaped
+    page = rendered(text)
+    assert page.tags.isdisjoint({"img", "script", "a", "b", "del", "s"}), page.tags  # em: our own italics
+    shown = "".join(page.texts)
+    # The answer history, the system card, the decision table and the status: each the literal text.
+    assert shown.count(EVIL_KPI) == 1  # answer history (the current answer is the changed one)
+    assert shown.count(changed) == 4  # answers table, answer history, system card, audit timeline
+    assert EVIL_REASON in shown
+    assert "on hold (waiting <em>on</em> [legal](https://evil.example/l))" in shown
+    assert (
+        "initiative.held\nreason: waiting <em>on</em> [legal](https://evil.example/l)\n" in shown
+    )  # timeline

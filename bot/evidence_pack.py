@@ -17,6 +17,7 @@ from typing import Any
 
 from gates.answers import AnswerValue, display
 from gates.errors import UnknownGate
+from gates.lifecycle import Review
 from gates.loader import CompiledPipeline
 from gates.markdown import markdown_text
 from gates.pipeline import Question
@@ -99,6 +100,7 @@ def evidence_json(
                     }
                     for d in review.decisions
                 ],
+                "answers_as_submitted": _as_submitted(pipeline, view, review),
             }
             for review in view.reviews
             if wanted(review.gate_id)
@@ -170,7 +172,7 @@ def evidence_markdown(pipeline: CompiledPipeline, view: InitiativeView, gate_id:
         lines += ["", f"## {_inline(_gate_title(pipeline, gate))} gate ({_inline(gate)})", ""]
         lines += _answers_markdown(answers)
         lines += _links_markdown(links)
-        lines += _reviews_markdown(reviews)
+        lines += _reviews_markdown(pipeline, reviews)
 
     if pack["system_card"]:
         lines += ["", pack["system_card"].rstrip()]
@@ -246,6 +248,52 @@ def _answers(
     return entries
 
 
+def _as_submitted(
+    pipeline: CompiledPipeline, view: InitiativeView, review: Review
+) -> list[dict[str, Any]] | None:
+    """The answers a closed review was decided on (every gate's, as its evidence hash covers
+    them), each with what became of it since; None for an open review, whose gate is frozen.
+
+    ``since`` is "unchanged", "changed" (``current`` has today's answer) or, for the review's own
+    gate only, "answered after submission" (a question it was decided without).
+    """
+    submitted = view.as_submitted.get(review.id) if review.id is not None else None
+    if submitted is None:
+        return None
+    questions = pipeline.model.all_questions()
+    order = {qid: index for index, qid in enumerate(questions)}
+    later = {
+        qid for qid, now in view.answers.items() if now.gate_id == review.gate_id and qid not in submitted
+    }
+    entries = []
+    for qid in sorted(set(submitted) | later, key=lambda q: (order.get(q, len(order)), q)):
+        question = questions.get(qid, (None, None))[1]
+        then, now = submitted.get(qid), view.answers.get(qid)
+        current = None if now is None else now.value
+        recorded = then or now  # one of them is there: qid came from one or the other
+        assert recorded is not None
+        if then is None:
+            since = "answered after submission"
+        else:
+            since = "unchanged" if current == then.value else "changed"
+        entries.append(
+            {
+                "gate": recorded.gate_id,
+                "question": qid,
+                "label": question.label if question else qid,
+                "value": None if then is None else then.value,
+                "display": None if then is None else _display(question, then.value),
+                "author": None if then is None else then.author_id,
+                "answered_at": None if then is None else _iso(then.answered_at),
+                "since": since,
+                "current": None
+                if since == "unchanged"
+                else {"value": current, "display": _display(question, current)},
+            }
+        )
+    return entries
+
+
 def _display(question: Question | None, value: AnswerValue | None) -> str:
     if question is None:  # the question left the pipeline; show what was stored
         return "-" if value is None else ", ".join(value) if isinstance(value, list) else str(value)
@@ -290,7 +338,7 @@ def _links_markdown(links: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _reviews_markdown(reviews: list[dict[str, Any]]) -> list[str]:
+def _reviews_markdown(pipeline: CompiledPipeline, reviews: list[dict[str, Any]]) -> list[str]:
     lines = ["### Reviews", ""]
     if not reviews:
         return [*lines, "No reviews.", ""]
@@ -321,7 +369,58 @@ def _reviews_markdown(reviews: list[dict[str, Any]]) -> list[str]:
         else:
             lines.append("No decisions yet.")
         lines.append("")
+        if review["answers_as_submitted"] is not None:
+            lines += _as_submitted_markdown(pipeline, review)
     return lines
+
+
+def _as_submitted_markdown(pipeline: CompiledPipeline, review: dict[str, Any]) -> list[str]:
+    """What a closed review was decided on, beside the gate's current answers: the answers of
+    its gate as submitted, and those of other gates (also under its hash) that changed since."""
+    entries = review["answers_as_submitted"]
+    own = [e for e in entries if e["gate"] == review["gate"]]
+    others = [e for e in entries if e["gate"] != review["gate"]]
+    lines = [
+        f"##### Answers as submitted for review {review['id']}",
+        "",
+        f"The answers review {review['id']} was decided on, as they stood when it was submitted "
+        f"({review['submitted_at']}): its evidence hash `{review['evidence_hash']}` covers them. "
+        "Answers changed since are marked; the current answers are in the table above.",
+        "",
+    ]
+    if own:
+        lines += [
+            "| Question | As submitted | Answered by | When | Since then |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for e in own:
+            lines.append(
+                f"| {_cell(e['label'])} (`{e['question']}`) | {_cell(e['display'])} | {_cell(e['author'])} "
+                f"| {e['answered_at'] or '-'} | {_since(e)} |"
+            )
+    else:
+        lines.append("No answers to this gate were recorded when it was submitted.")
+    if others:
+        changed = [e for e in others if e["since"] != "unchanged"]
+        lines += [
+            "",
+            f"Its hash also covers {len(others)} answer(s) to other gates, as submitted: "
+            + (f"{len(changed)} changed since:" if changed else "none changed since."),
+        ]
+        if changed:
+            lines.append("")
+        for e in changed:
+            lines.append(
+                f"- {_inline(_gate_title(pipeline, e['gate']))} gate, {_inline(e['label'])} (`{e['question']}`): "
+                f"as submitted {_inline(e['display'])}; {_since(e)}"
+            )
+    return [*lines, ""]
+
+
+def _since(entry: dict[str, Any]) -> str:
+    if entry["since"] == "unchanged":
+        return "unchanged"
+    return f"**{entry['since']}**, now: {_cell(entry['current']['display'])}"
 
 
 # ---------------------------------------------------------------- formatting

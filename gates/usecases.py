@@ -12,7 +12,7 @@ The unit of work may be entered again after it exits (each ``with`` is a fresh t
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -1011,6 +1011,9 @@ class InitiativeView:
     reviews: tuple[Review, ...]
     timeline: tuple[TimelineEntry, ...]
     readiness: Readiness | None
+    # For each closed review (by id), the answers it was decided on: as ``evidence_as_submitted``
+    # reads them, every gate's as they stood when it was submitted.
+    as_submitted: Mapping[int, Mapping[str, AnswerVersion]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1034,10 +1037,16 @@ def evidence_as_submitted(uow: UnitOfWork, review_id: int) -> SubmittedEvidence:
     with uow:
         review = uow.reviews.get(review_id)
         initiative = uow.initiatives.get(review.initiative_ref)
-        submitted = review.submitted_at
-        answers = uow.answers.as_of(initiative.ref, submitted)
-        links = tuple(link for link in uow.answers.links(initiative.ref) if link.added_at <= submitted)
+        answers = _answers_as_submitted(uow, review)
+        links = tuple(
+            link for link in uow.answers.links(initiative.ref) if link.added_at <= review.submitted_at
+        )
     return SubmittedEvidence(review, initiative, answers, links)
+
+
+def _answers_as_submitted(uow: UnitOfWork, review: Review) -> dict[str, AnswerVersion]:
+    """Every gate's answers as they stood when ``review`` was submitted (what its hash covers)."""
+    return uow.answers.as_of(review.initiative_ref, review.submitted_at)
 
 
 def show(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> InitiativeView:
@@ -1049,14 +1058,22 @@ def show(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> InitiativeVie
         if gate is not None and initiative.status is not Status.RETIRED:
             holders = with_configured_holders(pipeline, state.stored_holders)
             report = readiness(pipeline, gate.id, state.values, holders, initiative.owner_id)
+        reviews = tuple(uow.reviews.for_initiative(ref))
         return InitiativeView(
             initiative=initiative,
             answers=state.answers,
             history=tuple(uow.answers.history(ref)),
             links=tuple(uow.answers.links(ref)),
-            reviews=tuple(uow.reviews.for_initiative(ref)),
+            reviews=reviews,
             timeline=tuple(uow.audit.timeline(ref)),
             readiness=report,
+            # An open review's gate is frozen: only a closed one can have been decided on answers
+            # that have changed since.
+            as_submitted={
+                review.id: _answers_as_submitted(uow, review)
+                for review in reviews
+                if review.id is not None and not review.is_open
+            },
         )
 
 

@@ -153,10 +153,107 @@ def test_html_and_links_typed_in_answers_and_reasons_render_as_the_literal_text(
     assert page.tags.isdisjoint({"img", "script", "a", "b", "del", "s"}), page.tags  # em: our own italics
     shown = "".join(page.texts)
     # The answer history, the system card, the decision table and the status: each the literal text.
-    assert shown.count(EVIL_KPI) == 1  # answer history (the current answer is the changed one)
-    assert shown.count(changed) == 4  # answers table, answer history, system card, audit timeline
+    assert shown.count(EVIL_KPI) == 2  # answer history, answers as submitted for review 1
+    assert shown.count(changed) == 5  # answers table, history, as submitted (now:), system card, timeline
     assert EVIL_REASON in shown
     assert "on hold (waiting <em>on</em> [legal](https://evil.example/l))" in shown
     assert (
         "initiative.held\nreason: waiting <em>on</em> [legal](https://evil.example/l)\n" in shown
     )  # timeline
+
+
+def entry(review: dict[str, Any], question: str) -> dict[str, Any]:
+    return next(e for e in review["answers_as_submitted"] if e["question"] == question)
+
+
+def test_an_approved_review_shows_the_answers_it_was_decided_on_and_marks_what_changed_since(
+    services: Services,
+) -> None:
+    ref = registered(services)
+    # A pilot answer given early: the intake review's evidence hash covers it too.
+    usecases.answer(
+        services.pipeline, services.uow(), ref, "pilot", {"poc_findings": "Early look: promising"}, OWNER,
+        T0 + timedelta(minutes=30),
+    )  # fmt: skip
+    review_id = approved(services, ref)
+    # After the intake gate passed, the team edits answers (allowed: only an open review's gate
+    # is frozen), answers a question the review was decided without, and rewrites the pilot answer.
+    later = T0 + timedelta(days=10)
+    usecases.answer(
+        services.pipeline, services.uow(), ref, "intake",
+        {"personal_data": "yes", "special_category_data": "no", "primary_kpi": "Fill rate"}, OWNER, later,
+    )  # fmt: skip
+    usecases.answer(
+        services.pipeline, services.uow(), ref, "pilot", {"poc_findings": "Hypothesis H1 held"}, OWNER, later
+    )
+
+    data, text = pack(services, ref)
+    review = data["reviews"][0]
+    assert review["id"] == review_id and review["status"] == "approved"
+    assert entry(review, "personal_data") | {"display": None} == {
+        "gate": "intake",
+        "question": "personal_data",
+        "label": "Will the system process personal data?",
+        "value": "no",
+        "display": None,
+        "author": OWNER,
+        "answered_at": "2026-09-01T09:00:00+00:00",
+        "since": "changed",
+        "current": {"value": "yes", "display": "yes"},
+    }
+    assert entry(review, "problem_statement")["since"] == "unchanged"
+    assert entry(review, "problem_statement")["current"] is None
+    assert entry(review, "special_category_data")["since"] == "answered after submission"
+    assert entry(review, "special_category_data")["value"] is None
+    pilot = entry(review, "poc_findings")
+    assert (pilot["gate"], pilot["value"], pilot["since"]) == ("pilot", "Early look: promising", "changed")
+    # The answers as submitted are exactly what the evidence hash covers.
+    decided_on = {e["question"]: e["value"] for e in review["answers_as_submitted"] if e["value"] is not None}
+    assert decided_on == {
+        qid: version.value
+        for qid, version in usecases.evidence_as_submitted(services.read_uow(), review_id).answers.items()
+    }
+    # The gate's current answers are unchanged in place: the table still says what they are today.
+    assert next(a for a in data["answers"] if a["question"] == "personal_data")["value"] == "yes"
+
+    intake = text[text.index("## Intake gate (intake)") : text.index("## Pilot gate (pilot)")]
+    assert "| Will the system process personal data? (`personal_data`) | yes |" in intake  # current
+    section = intake[intake.index("##### Answers as submitted for review 1") :]
+    assert f"its evidence hash `{review['evidence_hash']}` covers them" in section
+    assert "| Question | As submitted | Answered by | When | Since then |" in section
+    assert (
+        f"| Will the system process personal data? (`personal_data`) | no | {OWNER} "
+        "| 2026-09-01T09:00:00+00:00 | **changed**, now: yes |"
+    ) in section
+    assert (
+        f"| Primary business KPI (`primary_kpi`) | {INTAKE['primary_kpi']} | {OWNER} "
+        "| 2026-09-01T09:00:00+00:00 | **changed**, now: Fill rate |"
+    ) in section
+    assert (
+        f"| Is the current value of the primary KPI measured? (`kpi_baseline_known`) | yes | {OWNER} "
+        in section
+    )
+    assert "| 2026-09-01T09:00:00+00:00 | unchanged |" in section
+    assert "(`special_category_data`) | - | - | - | **answered after submission**, now: no |" in section
+    assert "Its hash also covers 1 answer(s) to other gates, as submitted: 1 changed since:" in section
+    assert (
+        "- Pilot gate, What did the PoC show? (`poc_findings`): as submitted Early look: promising; "
+        "**changed**, now: Hypothesis H1 held"
+    ) in section
+
+
+def test_an_open_review_has_no_answers_as_submitted_beside_the_current_ones(services: Services) -> None:
+    ref = registered(services)
+    submitted(services, ref)
+    data, text = pack(services, ref)
+    assert data["reviews"][0]["status"] == "open"
+    assert data["reviews"][0]["answers_as_submitted"] is None  # its gate is frozen while it is open
+    assert "Answers as submitted" not in text
+
+
+def test_a_review_decided_on_todays_answers_says_none_changed(services: Services) -> None:
+    ref = registered(services)
+    approved(services, ref)
+    data, text = pack(services, ref, "intake")
+    assert {e["since"] for e in data["reviews"][0]["answers_as_submitted"]} == {"unchanged"}
+    assert "##### Answers as submitted for review 1" in text and "**changed**" not in text

@@ -682,6 +682,23 @@ def test_show_gathers_answers_history_reviews_timeline_and_readiness(
     assert view.readiness is not None and view.readiness.gate_id == "pilot"
 
 
+def test_show_keeps_the_answers_each_closed_review_was_submitted_with(
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+) -> None:
+    intake_review = next(
+        r.id for r in usecases.show(two_gates, uow, registered).reviews if r.gate_id == "intake"
+    )
+    assert intake_review is not None
+    usecases.answer(two_gates, uow, registered, "intake", {"problem": "Claims take 12 days"}, OWNER, LATER)
+    view = usecases.show(two_gates, uow, registered)
+    assert view.answers["problem"].value == "Claims take 12 days"
+    # The open pilot review's gate is frozen: only the closed intake review has answers of then.
+    assert set(view.as_submitted) == {intake_review}
+    then = view.as_submitted[intake_review]
+    assert then["problem"].value == INTAKE["problem"]
+    assert then == usecases.evidence_as_submitted(uow, intake_review).answers
+
+
 def test_answer_readiness_is_computed_from_exactly_what_was_recorded(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:

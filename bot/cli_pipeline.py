@@ -173,7 +173,13 @@ def _read_answers(path: Path) -> dict[str, Any]:
         err.print(f"[red]{escape(f'Cannot read the answers file {path}: {error.strerror or error}')}[/red]")
         raise typer.Exit(1) from None
     except yaml.YAMLError as error:
-        err.print(f"[red]{escape(str(path))} is not valid YAML:[/red] {escape(str(error))}")
+        # One line, as ``pipeline validate`` says it: where, then what (PyYAML's own text spans
+        # several lines and names the file "<unicode string>").
+        mark = getattr(error, "problem_mark", None)
+        line = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        err.print(f"[red]{escape(line)}: YAML syntax error{column}:[/red] {escape(problem)}", highlight=False)
         raise typer.Exit(1) from None
     except RecursionError:
         err.print(f"[red]{escape(str(path))} nests its values too deeply to read.[/red]")

@@ -48,3 +48,13 @@ def test_an_answers_file_that_cannot_be_read_is_named(
     assert code == 1
     assert message in output
     assert "answers.yaml" in output
+
+
+def test_an_answers_file_with_a_yaml_mistake_says_where_in_one_line(tmp_path: Path) -> None:
+    """As ``pipeline validate`` says it: the file and line, then what is wrong, with nothing of
+    the mistyped text read as markup (a ``[`` opens a list in YAML and a style in Rich)."""
+    path = tmp_path / "answers.yaml"
+    path.write_text("problem_statement: x\ndata_sources: [customer records\nfoo: 1\n", encoding="utf-8")
+    code, output = readiness(path)
+    assert code == 1
+    assert output == f"{path}:3: YAML syntax error (column 4): expected ',' or ']', but got ':'"

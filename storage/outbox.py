@@ -240,11 +240,16 @@ class OutboxWorker:
         self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
         self._stopping: threading.Event | None = None  # run_forever's stop event
         self._postponed: Postponed | None = None  # set by the sender during this round
+        self._send_until = clock.now()  # when this round stops starting sends (``run_once``)
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due messages (default: one batch), send them; returns how many
         were delivered, superseded ones included (marked delivered, never sent)."""
         self._postponed = None
+        # Past half the lease, a message not started yet is handed back instead of sent: a send
+        # can take a minute with Slack slow (timeouts, Retry-After), and one still going when the
+        # claim runs out may be sent again by the worker that takes it over.
+        self._send_until = self._clock.now() + self.lease / 2
         claimed = self._claim(limit or self.batch_size)
         groups: dict[object, list[tuple[OutboxMessage, str]]] = {}
         for item in claimed:
@@ -295,13 +300,17 @@ class OutboxWorker:
     def _deliver_each(self, items: list[tuple[OutboxMessage, str]]) -> int:
         """Send ``items`` (one ordering key's) one after the other; returns how many were delivered.
 
-        A stop request or a postponing sender hands back what is left; a failed message holds
-        back the ones after it until its retry.
+        A stop request, a postponing sender or a claim half run out hands back what is left; a
+        failed message holds back the ones after it until its retry.
         """
         delivered = 0
         for index, (message, token) in enumerate(items):
             if self._stopping is not None and self._stopping.is_set():
                 self._release(items[index:], self._clock.now())
+                break
+            if self._clock.now() >= self._send_until:
+                log.info("outbox round past half its lease: %d messages handed back", len(items) - index)
+                self._release(items[index:], self._clock.now(), "handed back: the claim was running out")
                 break
             # The sender cannot send anything yet (no installation): the whole round waits.
             wait = self._postponed

@@ -472,3 +472,29 @@ def test_messages_are_written_at_commit_each_merge_key_checked_once_for_the_tran
         ("review.requested", "AI-0002", None),
         ("review.requested", "AI-0002", None),
     ]
+
+
+def test_a_round_that_outlasts_half_its_lease_hands_back_what_it_has_not_started(
+    database: Database, clock: FakeClock
+) -> None:
+    """Slack so slow that the claim would run out mid-batch: the worker stops starting sends at
+    half the lease and hands the rest back, due at once and their attempt not counted, rather
+    than sending them while another worker, finding the claim expired, sends them too."""
+    put(database, 3)
+    sent: list[int] = []
+
+    def slow_send(message: OutboxMessage) -> None:
+        sent.append(message.id)
+        clock.advance(seconds=61)  # a send that took a minute, with the client's retries
+
+    worker = OutboxWorker(
+        database, slow_send, clock, ordering_key=lambda message: 0, lease=timedelta(minutes=2)
+    )
+    assert worker.run_once(limit=3) == 1  # the second starts at 61 s: past half the lease
+    assert outbox_counts(database) == {"delivered": 1, "pending": 2}
+    with database.session(read_only=True) as session:
+        waiting = session.execute(select(outbox).where(outbox.c.status == "pending")).mappings().all()
+    assert {(r["attempts"], r["claim_token"]) for r in waiting} == {(0, None)}
+    assert worker.run_once(limit=3) == 1
+    assert worker.run_once(limit=3) == 1
+    assert sorted(sent) == sorted(set(sent)) and len(sent) == 3

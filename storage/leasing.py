@@ -44,7 +44,13 @@ class Unavailable(Exception):  # noqa: N818 - named like storage.errors.Database
     """Raised by a sender or handler when the service it needs (Slack) is down, rate limiting or
     unreachable, through no fault of the row: the try is not counted as an attempt. The row waits
     (``outage_wait``, and at least ``retry_after`` when the service said how long), and is given
-    up on only once it has found the service unavailable for ``OUTAGE_LIMIT``."""
+    up on only once it has found the service unavailable for ``OUTAGE_LIMIT``.
+
+    ``holds_round``: the rows claimed with it wait too (they need the same service and would only
+    fail the same way); False when only this row must wait (``slack_messages.PostInProgress``).
+    """
+
+    holds_round = True
 
     def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
         super().__init__(message)

@@ -426,8 +426,8 @@ class OutboxWorker:
     def _wait_out(self, message: OutboxMessage, token: str, error: Unavailable) -> datetime | None:
         """Put ``message`` off while Slack is unavailable, without counting the try, and the rest
         of the round with it (they would only fail the same way, each costing the client's own
-        retries); returns when it is due again, or None once ``outage_limit`` is reached and it
-        is dead-lettered."""
+        retries) unless the error says only this message must wait (``holds_round``); returns
+        when it is due again, or None once ``outage_limit`` is reached and it is dead-lettered."""
         now = self._clock.now()
         since = message.unavailable_since or now
         if now - since >= self.outage_limit:
@@ -437,9 +437,10 @@ class OutboxWorker:
         wait = outage_wait(since, now, self.base_delay, self.max_delay, self._rng, error.retry_after)
         # Said once per message and outage; its later waits are routine.
         (log.info if message.unavailable_since else log.warning)(
-            "outbox message %s waits %s while Slack is unavailable: %s", message.id, wait, error
+            "outbox message %s waits %s: %s", message.id, wait, error
         )
-        self._postponed = Postponed(f"held back while Slack is unavailable: {error}", wait)
+        if error.holds_round:
+            self._postponed = Postponed(f"held back while Slack is unavailable: {error}", wait)
         leasing.finish(
             self._database,
             outbox,

@@ -72,7 +72,10 @@ class PostInProgress(Unavailable):
     """Another delivery is posting the same message right now (``Reservation.BUSY``): try again
     in a moment, when it is remembered and this delivery finds it posted. Waited out as an
     outage is (not counted as an attempt), so that a reservation left by a worker that died
-    mid-post is still there to be taken over once stale, however many tries that takes."""
+    mid-post is still there to be taken over once stale, however many tries that takes. Slack
+    itself is fine, so the messages claimed with it go on (``holds_round``)."""
+
+    holds_round = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retry_after=timedelta(seconds=2))

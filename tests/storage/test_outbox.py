@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from storage import Database, OutboxMessage, OutboxWorker, PermanentFailure, Postponed, leasing, outbox_counts
+from storage.slack_messages import PostInProgress
 from storage.tables import outbox
 from tests.storage.scenarios import START, FakeClock, run_processes, run_threads
 
@@ -498,3 +499,22 @@ def test_a_round_that_outlasts_half_its_lease_hands_back_what_it_has_not_started
     assert worker.run_once(limit=3) == 1
     assert worker.run_once(limit=3) == 1
     assert sorted(sent) == sorted(set(sent)) and len(sent) == 3
+
+
+def test_a_message_another_worker_is_posting_waits_alone(database: Database, clock: FakeClock) -> None:
+    """One initiative's card is being posted by another worker: that message waits (uncounted),
+    and the other initiatives' messages claimed with it go out now, unlike during an outage."""
+    queue(database, "initiative.created", [{"ref": "AI-0001"}, {"ref": "AI-0002"}])
+    sent: list[str] = []
+
+    def send(message: OutboxMessage) -> None:
+        if message.payload["ref"] == "AI-0001":
+            raise PostInProgress("card for initiative:AI-0001 is being posted by another delivery")
+        sent.append(str(message.payload["ref"]))
+
+    worker = OutboxWorker(database, send, clock, ordering_key=lambda message: message.payload["ref"])
+    assert worker.run_once() == 1
+    assert sent == ["AI-0002"]
+    with database.session(read_only=True) as session:
+        waiting = session.execute(select(outbox).where(outbox.c.status == "pending")).mappings().one()
+    assert waiting["attempts"] == 0 and waiting["next_attempt_at"] >= START + timedelta(seconds=2)

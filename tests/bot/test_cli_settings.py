@@ -89,7 +89,16 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 @pytest.mark.parametrize(
-    "command", [("doctor",), ("initiatives", "list"), ("db", "upgrade"), ("serve",), ("run",), ("worker",)]
+    "command",
+    [
+        ("doctor",),
+        ("initiatives", "list"),
+        ("db", "upgrade"),
+        ("serve",),
+        ("run",),
+        ("worker",),
+        ("knowledge", "status"),
+    ],
 )
 def test_a_setting_shepherd_cannot_use_is_refused_by_every_command(
     settings_env: Path,

@@ -428,7 +428,7 @@ def check_database(settings: Settings) -> list[Check]:
         head = database.head()
         if current == head:
             reachable = Check("database", Level.OK, f"{where} is reachable, schema at {head} (current).")
-            return [reachable, *_upkeep(database)]
+            return [reachable, *_given_up(database), *_upkeep(database)]
         if current is None and database.is_sqlite:
             return [
                 Check(
@@ -464,6 +464,38 @@ def check_database(settings: Settings) -> list[Check]:
         ]
     finally:
         database.dispose()
+
+
+def _given_up(database: Database) -> list[Check]:
+    """A WARN for notifications and requests the workers gave up on (``dead``): Slack refused
+    them for good, or was unavailable for a day. Nothing else would show them."""
+    from storage.inbox import inbox_counts
+    from storage.outbox import outbox_counts
+
+    checks = []
+    notifications = outbox_counts(database).get("dead", 0)
+    if notifications:
+        checks.append(
+            Check(
+                "outbox",
+                Level.WARN,
+                f"{notifications} notification{'s were' if notifications > 1 else ' was'} given up on.",
+                "`shepherd outbox list-dead` shows why; `shepherd outbox retry --all` sends them again "
+                "once the cause is fixed.",
+            )
+        )
+    requests = inbox_counts(database).get("dead", 0)
+    if requests:
+        checks.append(
+            Check(
+                "inbox",
+                Level.WARN,
+                f"{requests} request{'s' if requests > 1 else ''} (Approve clicks, decision forms) could "
+                "not be recorded; each person was told to try again.",
+                "The worker's log says why (search it for 'dead').",
+            )
+        )
+    return checks
 
 
 def _upkeep(database: Database) -> list[Check]:

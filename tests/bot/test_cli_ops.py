@@ -9,6 +9,7 @@ import logging
 import socket
 import struct
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,27 @@ def test_a_fresh_sqlite_database_is_fine_and_a_migrated_one_is_current(tmp_path:
     database.dispose()
     [current] = check_database(settings(tmp_path))
     assert current.level is Level.OK and "(current)" in current.message
+
+
+def test_notifications_and_requests_given_up_on_are_warnings_with_the_way_to_resend(tmp_path: Path) -> None:
+    database = Database(sqlite_url(tmp_path))
+    database.upgrade()
+    with database.uow() as uow:
+        for n in range(2):
+            uow.outbox.put("review.requested", {"review": n}, datetime.now(UTC))
+        uow.commit()
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE outbox SET status = 'dead'")
+        connection.exec_driver_sql(
+            "INSERT INTO inbox (kind, payload, received_at, status, attempts, next_attempt_at) "
+            "VALUES ('decision', '{}', '2026-01-01', 'dead', 5, '2026-01-01')"
+        )
+    database.dispose()
+    current, outbox_dead, inbox_dead = check_database(settings(tmp_path))
+    assert current.level is Level.OK
+    assert (outbox_dead.level, outbox_dead.message) == (Level.WARN, "2 notifications were given up on.")
+    assert outbox_dead.fix is not None and "shepherd outbox retry --all" in outbox_dead.fix
+    assert inbox_dead.level is Level.WARN and inbox_dead.message.startswith("1 request (Approve clicks")
 
 
 def test_an_unreachable_postgres_is_a_failure_with_the_fix(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
 from gates.schedule import moment_key, operations_review_due, operations_review_overdue
 from storage.outbox import OutboxMessage
-from storage.slack_messages import KIND_LENGTH, MessageRefs, PostInProgress, Reservation
+from storage.slack_messages import MessageRefs, PostInProgress, Reservation
 
 logger = logging.getLogger("shepherd.notify")
 
@@ -289,8 +289,9 @@ class SlackNotifier:
         if told is not None and told > ended:
             return
         message = operations_blocks.stalled_notice(self._services.pipeline, initiative, ended)
-        # The stage goes last, so that a long stage name cannot push the end out of the column.
-        kind = f"stalled:{moment_key(ended)}:{initiative.stage}"[:KIND_LENGTH]
+        # The stage goes last, so that a long stage name cannot push the end out of the 64
+        # characters a kind keeps (``slack_messages.fitted``).
+        kind = f"stalled:{moment_key(ended)}:{initiative.stage}"
         self._dm_once(target, kind, initiative.owner_id, **message)
 
     def _time_box_extended(self, payload: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ card whose buttons nobody updates. A reservation is a row without a channel; rea
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import Enum
@@ -43,7 +44,7 @@ class SlackMessageRow(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    target: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(KIND_LENGTH), index=True)
     kind: Mapped[str] = mapped_column(String(KIND_LENGTH))
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
@@ -58,6 +59,16 @@ RESERVED = ""
 # Longer than one chat.postMessage can take with slack_sdk's retries (a 30 s timeout, Retry-After
 # waits): a reservation this old was left by a worker that died mid-post, and is taken over.
 STALE_RESERVATION = timedelta(minutes=5)
+
+
+def fitted(key: str) -> str:
+    """``key`` as stored: within ``KIND_LENGTH``, a longer one cut and ended with a digest of the
+    whole, so that two long keys never meet. A kind can name a stage (``extended:STAGE:DAY``),
+    and a stage's id may take 64 characters: PostgreSQL would refuse the row, SQLite keep it."""
+    if len(key) <= KIND_LENGTH:
+        return key
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    return f"{key[: KIND_LENGTH - len(digest) - 1]}~{digest}"
 
 
 class Reservation(Enum):
@@ -93,6 +104,7 @@ class MessageRefs:
 
     def remember(self, target: str, kind: str, channel: str, ts: str, at: datetime) -> bool:
         """Record a message; False if one was already recorded for (target, kind)."""
+        target, kind = fitted(target), fitted(kind)
         with self._database.session() as session:
             session.add(SlackMessageRow(target=target, kind=kind, channel=channel, ts=ts, created_at=at))
             try:
@@ -106,6 +118,7 @@ class MessageRefs:
         """Reserve (target, kind) for a post about to be made, as of ``at`` (the database decides
         between two workers reserving at once). A reservation older than ``STALE_RESERVATION``
         is taken over: its worker died mid-post, which may have posted it (at least once)."""
+        target, kind = fitted(target), fitted(kind)
         for _ in range(3):  # a reservation released between our two statements: try again
             found = self._reserve_once(target, kind, at)
             if found is not None:
@@ -147,7 +160,7 @@ class MessageRefs:
     def fill(self, target: str, kind: str, channel: str, ts: str, reserved_at: datetime) -> bool:
         """Remember where the reserved post went. False if the reservation was taken over
         meanwhile (this post took longer than ``STALE_RESERVATION``): the other one is kept."""
-        table = SlackMessageRow.__table__
+        table, target, kind = SlackMessageRow.__table__, fitted(target), fitted(kind)
         with self._database.session() as session:
             done = session.connection().execute(
                 update(table)
@@ -161,7 +174,7 @@ class MessageRefs:
 
     def release(self, target: str, kind: str, reserved_at: datetime) -> None:
         """Give up the reservation: nothing was posted, so the next delivery may post it."""
-        table = SlackMessageRow.__table__
+        table, target, kind = SlackMessageRow.__table__, fitted(target), fitted(kind)
         with self._database.session() as session:
             session.connection().execute(delete(table).where(*_reserved_by(table, target, kind, reserved_at)))
             session.commit()
@@ -171,15 +184,16 @@ class MessageRefs:
 
     def find_kinds(self, target: str, kinds: Iterable[str]) -> dict[str, tuple[str, str]]:
         """``find`` of each of ``kinds`` remembered for ``target``, by kind (one query)."""
+        asked = {fitted(kind): kind for kind in kinds}
         with self._database.session(read_only=True) as session:
             rows = session.execute(
                 select(SlackMessageRow.kind, SlackMessageRow.channel, SlackMessageRow.ts).where(
-                    SlackMessageRow.target == target,
-                    SlackMessageRow.kind.in_(sorted(set(kinds))),
+                    SlackMessageRow.target == fitted(target),
+                    SlackMessageRow.kind.in_(sorted(asked)),
                     SlackMessageRow.channel != RESERVED,
                 )
             ).all()
-            return {kind: (channel, ts) for kind, channel, ts in rows}
+            return {asked[kind]: (channel, ts) for kind, channel, ts in rows}
 
     def posted_at(self, target: str, kind: str) -> datetime | None:
         """When the message of ``kind`` about ``target`` was posted (reserved, just before); None
@@ -187,8 +201,8 @@ class MessageRefs:
         with self._database.session(read_only=True) as session:
             return session.scalar(
                 select(SlackMessageRow.created_at).where(
-                    SlackMessageRow.target == target,
-                    SlackMessageRow.kind == kind,
+                    SlackMessageRow.target == fitted(target),
+                    SlackMessageRow.kind == fitted(kind),
                     SlackMessageRow.channel != RESERVED,
                 )
             )
@@ -220,7 +234,7 @@ class MessageRefs:
         """Remember that ``target``'s view of ``kind`` shows ``page``, remembering the view itself
         if it is new. Safe when two deliveries remember the same view at once: the database
         keeps one row, without an error in its log."""
-        table = SlackMessageRow.__table__
+        table, target, kind = SlackMessageRow.__table__, fitted(target), fitted(kind)
         row = {"target": target, "kind": kind, "channel": channel, "ts": "", "created_at": at, "page": page}
         with self._database.session() as session:
             connection = session.connection()

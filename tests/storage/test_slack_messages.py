@@ -103,3 +103,20 @@ def test_many_deliveries_reserving_the_same_post_at_once_give_it_to_one(database
         found = list(pool.map(reserve, range(8)))
     assert found.count(Reservation.MINE) == 1
     assert found.count(Reservation.BUSY) == 7
+
+
+def test_a_kind_longer_than_its_column_is_kept_whole_enough_to_stay_apart(database: Database) -> None:
+    """A kind can name a stage, whose id may take 64 characters on its own: PostgreSQL refused
+    the row. It is kept within the column, and two long kinds sharing their start stay apart."""
+    stage = "handover_to_operations_and_business_as_usual_after_the_pilot_ends"[:64]
+    first, second = f"extended:{stage}:2026-12-01", f"extended:{stage}:2026-12-02"
+    refs = MessageRefs(database)
+    assert refs.remember("initiative:AI-0001", first, "D1", "1.1", NOW)
+    assert refs.reserve("initiative:AI-0001", second, NOW) is Reservation.MINE
+    assert refs.fill("initiative:AI-0001", second, "D1", "2.2", NOW)
+    assert refs.find_kinds("initiative:AI-0001", [first, second]) == {
+        first: ("D1", "1.1"),
+        second: ("D1", "2.2"),
+    }
+    assert refs.posted_at("initiative:AI-0001", second) == NOW
+    assert all(len(kind) <= 64 for kind, _, _ in refs.all_for("initiative:AI-0001"))

@@ -11,6 +11,8 @@ database cannot be used (unreachable, schema too new or not migrated), in one li
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -35,6 +37,21 @@ DatabaseUrl = Annotated[
         show_default=False,
     ),
 ]
+
+
+@contextmanager
+def _current_database(url: str | None) -> Iterator[Database]:
+    """The database at ``url`` (or the settings'), which must exist and be at this Shepherd's
+    schema, closed afterwards; a storage failure is said in one line."""
+    try:
+        database = _database(url, existing=True)
+        try:
+            database.check()
+            yield database
+        finally:
+            database.dispose()
+    except StorageError as error:
+        raise _fail(error) from None
 
 
 def _database(url: str | None, *, existing: bool = False) -> Database:
@@ -102,13 +119,8 @@ def check(database_url: DatabaseUrl = None) -> None:
 @audit_app.command("verify")
 def verify(database_url: DatabaseUrl = None) -> None:
     """Exit 0 when the audit hash chain is intact; otherwise name the first bad entry and exit 1."""
-    try:
-        database = _database(database_url, existing=True)
-        database.check()
+    with _current_database(database_url) as database:
         report = verify_audit(database)
-    except StorageError as error:
-        raise _fail(error) from None
-    database.dispose()
     if report.ok:
         out.print(f"[green]OK[/green] {escape(str(report))}", highlight=False)
         return
@@ -119,13 +131,8 @@ def verify(database_url: DatabaseUrl = None) -> None:
 @outbox_app.command("list-dead")
 def list_dead(database_url: DatabaseUrl = None) -> None:
     """List the notifications given up on (dead), oldest first, with their last error."""
-    try:
-        database = _database(database_url, existing=True)
-        database.check()
+    with _current_database(database_url) as database:
         dead = dead_messages(database)
-    except StorageError as error:
-        raise _fail(error) from None
-    database.dispose()
     if not dead:
         out.print("No dead outbox messages.", highlight=False)
         return
@@ -151,9 +158,7 @@ def retry(
     if bool(ids) == every:
         err.print("[red]error:[/red] give --id N (one or more) or --all.", highlight=False)
         raise typer.Exit(1)
-    try:
-        database = _database(database_url, existing=True)
-        database.check()
+    with _current_database(database_url) as database:
         if ids:
             statuses = outbox_statuses(database, ids)
             wrong = [
@@ -166,13 +171,9 @@ def retry(
             if wrong:
                 for line in wrong:
                     err.print(f"[red]error:[/red] {line}; nothing was requeued.", highlight=False)
-                database.dispose()
                 raise typer.Exit(1)
         dead = {message.id: message for message in dead_messages(database)}
         requeued = requeue_dead(database, ids or None)
-    except StorageError as error:
-        raise _fail(error) from None
-    database.dispose()
     if not requeued:
         out.print("No dead outbox messages to send again.", highlight=False)
     for message_id in requeued:

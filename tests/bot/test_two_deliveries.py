@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import yaml
 
 from bot.bootstrap import Services, bootstrap
@@ -20,31 +18,18 @@ from bot.server import delivery_sender, delivery_worker
 from bot.settings import Settings
 from bot.slack_client import make_client
 from gates import usecases
-from storage import Database, sqlite_url
+from storage import Database
 from storage.outbox import outbox_counts
 from tests.bot.scenario import SIGNING_SECRET
-from tests.conftest import require
-from tests.storage.conftest import BACKENDS, PG_URL, drop_postgres_schema, fresh_postgres_schema
+from tests.storage.conftest import database_url  # noqa: F401 - the fixture: SQLite, then PostgreSQL
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = "U0OWNER01"
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    require(bool(PG_URL), "PostgreSQL tests need SHEPHERD_TEST_DATABASE_URL (e.g. postgresql+psycopg://...)")
-    schema, url = fresh_postgres_schema()
-    try:
-        yield url
-    finally:
-        drop_postgres_schema(schema)
-
-
 def test_two_workers_delivering_news_of_one_initiative_at_once_post_its_card_once(
-    tmp_path: Path, database_url: str
+    tmp_path: Path,
+    database_url: str,  # noqa: F811 - the imported fixture
 ) -> None:
     api = FakeSlackWebAPI()
     api.state.add_user(OWNER, "olivia")

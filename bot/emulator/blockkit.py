@@ -183,17 +183,34 @@ def element_value(element: Mapping[str, Any], value: Any) -> dict[str, Any]:
     elif key == "selected_option":
         entry[key] = _pick_option(element, value)
     elif key == "selected_options":
-        values = [value] if isinstance(value, (str, Mapping)) else list(value)
-        entry[key] = [_pick_option(element, v) for v in values]
+        entry[key] = [_pick_option(element, v) for v in _listed(element, value)]
     elif key == "selected_date":
         entry[key] = value.isoformat() if isinstance(value, dt.date) else str(value)
     elif key == "selected_date_time":
-        entry[key] = int(value.timestamp()) if isinstance(value, dt.datetime) else int(value)
+        if isinstance(value, dt.datetime):
+            entry[key] = int(value.timestamp())
+        elif isinstance(value, int | float | str) and not isinstance(value, bool):
+            entry[key] = int(value)  # a ValueError for text that is not a number
+        else:
+            raise ValueError(f"{element.get('action_id')!r} takes a moment, got {value!r}")
     elif key in _LIST_KEYS:
-        entry[key] = [value] if isinstance(value, str) else [str(v) for v in value]
+        entry[key] = [str(v) for v in _listed(element, value)]
     else:
         entry[key] = str(value)
     return entry
+
+
+def _listed(element: Mapping[str, Any], value: Any) -> list[Any]:
+    """``value`` for a field that takes several: one value alone, or a list of them.
+
+    Raises:
+        ValueError: anything else (a number, true), said as Slack's form would not take it.
+    """
+    if isinstance(value, str | Mapping):
+        return [value]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ValueError(f"{element.get('action_id')!r} takes a list, got {value!r}")
 
 
 def initial_value(element: Mapping[str, Any]) -> dict[str, Any]:

@@ -297,10 +297,9 @@ class Playground:
         if text.startswith("/"):
             return self._command(user, channel, text)
         typed = slack_text(text, self.state)
+        # The thread first: a reply to a message that is not there is refused before it is kept.
+        parent_user = self.state.message(channel.id, thread_ts).get("user") if thread_ts else None
         stored = self.state.post_user_message(channel.id, user, typed, thread_ts=thread_ts)
-        parent_user = None
-        if thread_ts:
-            parent_user = self.state.message(channel.id, thread_ts).get("user")
         event: dict[str, Any] | None = None
         common: dict[str, Any] = {
             "user_id": user,

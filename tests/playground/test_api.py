@@ -272,3 +272,24 @@ def test_the_page_and_its_assets_are_served_from_the_package(running: RunningPla
         with urllib.request.urlopen(f"{running.url}/static/{asset}", timeout=5) as response:
             assert response.status == 200
             assert "innerHTML" not in response.read().decode()
+
+
+def test_a_form_value_of_the_wrong_shape_is_a_clear_400_not_a_crash(running: RunningPlayground) -> None:
+    registry = running.playground.registry.id
+    act(running, {"type": "send", "channel": registry, "text": "/shepherd new"})
+    modal = open_modal(running)
+    for value in (5, True):
+        status, answer = act(
+            running, {"type": "submit_view", "view_id": modal["id"], "values": {"q:data_sources": value}}
+        )
+        assert status == 400, answer
+        assert "takes a list" in answer["error"]
+
+
+def test_a_reply_to_a_message_that_is_not_there_is_refused_and_not_kept(running: RunningPlayground) -> None:
+    registry = running.playground.registry.id
+    status, answer = act(
+        running, {"type": "send", "channel": registry, "text": "orphan reply", "thread_ts": "1.000001"}
+    )
+    assert status == 400 and "message_not_found" in answer["error"]
+    assert "orphan reply" not in [m["text"] for m in get_state(running)["messages"][registry]]

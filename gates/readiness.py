@@ -68,6 +68,13 @@ class Readiness:
     visible_questions: tuple[Question, ...]
     answered: int
     answers: Mapping[str, AnswerValue] = field(repr=False)
+    tier_error: str | None = None
+    """Why a risk-tier rule could not be judged with these answers (the tier is then unknown)."""
+
+    @property
+    def tier_unknown(self) -> bool:
+        """The tier waits for an answer, or a rule for it fails: no exception can waive that."""
+        return bool(self.tier_waiting_for or self.tier_error)
 
     @property
     def blocking_unmet(self) -> tuple[CriterionResult, ...]:
@@ -95,6 +102,8 @@ class Readiness:
             reasons.append(
                 f"the risk tier cannot be set until {', '.join(self.tier_waiting_for)} is answered"
             )
+        if self.tier_error:
+            reasons.append(self.tier_error)
         for need in self.approvals:
             if need.short_of_holders:
                 reasons.append(
@@ -147,10 +156,13 @@ def readiness(
         and q.id not in invalid_ids
         and (
             q.required
-            or (q.required_if is not None and _applies(pipeline, q.required_if, context, default=False))
+            or (
+                q.required_if is not None
+                and _applies(pipeline, q.required_if, context, default=False, on_error=True)
+            )
         )
     )
-    tier, tier_waiting = _risk_tier(pipeline, gate, context)
+    tier, tier_waiting, tier_error = _risk_tier(pipeline, gate, context)
     context = set_tier(context, tier)
     criteria = tuple(_judge(pipeline, criterion, context) for criterion in gate.criteria)
     approvals = _approvals(
@@ -171,6 +183,7 @@ def readiness(
         criteria=criteria,
         tier=tier,
         tier_waiting_for=tier_waiting,
+        tier_error=tier_error,
         approvals=approvals,
         visible_questions=visible,
         answered=sum(1 for q in visible if q.id in typed),
@@ -197,28 +210,38 @@ def _coerce_all(
     return typed, invalid
 
 
-def _applies(pipeline: CompiledPipeline, source: str | None, context: Any, default: bool) -> bool:
-    """A show_if / required_if: when it cannot be evaluated yet, fall back to ``default``."""
+def _applies(
+    pipeline: CompiledPipeline, source: str | None, context: Any, default: bool, on_error: bool | None = None
+) -> bool:
+    """A show_if / required_if: when it cannot be evaluated yet (an answer it reads is missing),
+    fall back to ``default``; when it fails with the answers given (a division by zero, mixed
+    number types), to ``on_error`` (default: ``default``). A required_if that fails counts as
+    required: a question must not stop being required because its rule broke."""
     if source is None:
         return default
     try:
         return pipeline.condition(source).holds(context)
-    except (MissingAnswer, ConditionError):
+    except MissingAnswer:
         return default
+    except ConditionError:
+        return default if on_error is None else on_error
 
 
-def _risk_tier(pipeline: CompiledPipeline, gate: Gate, context: Any) -> tuple[str | None, tuple[str, ...]]:
-    """First matching rule wins. A rule that cannot be judged stops the search: skipping it
-    could place a high-risk initiative in a lower tier, so the tier waits for the answer."""
+def _risk_tier(
+    pipeline: CompiledPipeline, gate: Gate, context: Any
+) -> tuple[str | None, tuple[str, ...], str | None]:
+    """(tier, the answers it waits for, why a rule failed). First matching rule wins. A rule that
+    cannot be judged stops the search, whether it waits for an answer or fails with the answers
+    given: skipping it could place a high-risk initiative in a lower tier, with fewer approvers."""
     for rule in gate.risk_tier:
         try:
             if pipeline.condition(rule.when).holds(context):
-                return rule.tier, ()
+                return rule.tier, (), None
         except MissingAnswer as missing:
-            return None, (missing.question_id,)
-        except ConditionError:
-            continue
-    return None, ()
+            return None, (missing.question_id,), None
+        except ConditionError as error:
+            return None, (), f"the risk tier cannot be set: the rule for '{rule.tier}' fails ({error})"
+    return None, (), None
 
 
 def _judge(pipeline: CompiledPipeline, criterion: Any, context: Any) -> CriterionResult:

@@ -554,7 +554,7 @@ def submit(
             )
             justification = (exception_reason or "").strip() or None
             if not report.ready:
-                only_criteria = not (report.missing or report.invalid or report.tier_waiting_for) and not any(
+                only_criteria = not (report.missing or report.invalid or report.tier_unknown) and not any(
                     need.short_of_holders for need in report.approvals
                 )
                 if not (gate.allow_exceptions and justification and only_criteria):

@@ -315,6 +315,8 @@ def readiness_blocks(
     tier = f"*Risk tier:* {escape(readiness.tier)}" if readiness.tier else "*Risk tier:* not set yet"
     if readiness.tier_waiting_for:
         tier += f" (waiting for {clip(_question_labels(pipeline, readiness.tier_waiting_for), 300)})"
+    elif readiness.tier_error:
+        tier += f" ({clip(escape(readiness.tier_error), 300)})"
     approval_text = bullet_list(approvals, limit - len(tier)) if approvals else "• none required"
     blocks.append(section(f"{tier}\n*Approvals needed*\n{approval_text}"))
     return blocks

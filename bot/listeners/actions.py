@@ -133,9 +133,7 @@ class ActionListeners:
 
     def _only_criteria(self, ref: str) -> bool:
         report = usecases.check_readiness(self._services.pipeline, self._services.read_uow(), ref)
-        return not (report.missing or report.invalid or report.tier_waiting_for) and bool(
-            report.blocking_unmet
-        )
+        return not (report.missing or report.invalid or report.tier_unknown) and bool(report.blocking_unmet)
 
     # -- decisions --------------------------------------------------------------------------
 

@@ -200,7 +200,8 @@ def test_risk_tier_first_match_wins_and_waits_for_an_earlier_rules_answer(
         assert any("risk tier cannot be set" in reason for reason in report.blockers)
 
 
-def test_a_risk_rule_that_fails_to_evaluate_is_skipped() -> None:
+def test_a_risk_rule_that_fails_to_evaluate_stops_the_search_instead_of_being_skipped() -> None:
+    """Skipping it placed a high-risk initiative in the lower tier, with fewer approvers."""
     pipeline = build(
         """
         version: 1
@@ -217,7 +218,9 @@ def test_a_risk_rule_that_fails_to_evaluate_is_skipped() -> None:
               - {tier: low, when: 'true'}
         """
     )
-    assert readiness(pipeline, "g", {"n": 3}).tier == "low"
+    report = readiness(pipeline, "g", {"n": 3})
+    assert report.tier is None and report.tier_error is not None and not report.ready
+    assert readiness(pipeline, "g", {"n": 3.0}).tier == "high"
 
 
 def approvals(report: Readiness) -> dict[str, tuple[int, tuple[str, ...]]]:
@@ -358,3 +361,57 @@ def test_rules_that_read_the_answers_as_a_whole_see_every_answer() -> None:
 
 def test_rules_see_only_the_answers_they_name(pipeline: CompiledPipeline) -> None:
     assert pipeline.rule_inputs == {"personal_data", "customer_facing", "accuracy", "go_live", "dpia"}
+
+
+# A rule can fail with the answers given rather than wait for one: CEL refuses to multiply an
+# integer by a double ("500000" is stored as an int, "500000.0" as a float), and answers can make
+# a division by zero. Such a failure must never make a gate easier to pass.
+FAILING_RULES = """
+version: 1
+stages: [idea, poc]
+roles:
+  risk: {slack_users: [UR1, UR2, UR3]}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - {id: cost, label: Cost, type: number, required: true}
+      - {id: annual_value, label: Annual value, type: number}
+      - {id: business_case, label: Business case, type: url, required_if: 'answers.cost * 1.2 > 100000'}
+    criteria:
+      - {id: roi, rule: 'answers.annual_value / answers.cost >= 2', explain: The value must be twice the cost.}
+    risk_tier:
+      - {tier: high, when: 'answers.cost * 1.2 > 100000'}
+      - {tier: low, when: 'true'}
+    approvals:
+      - {role: risk, min: 1}
+      - {role: risk, min: 3, when: 'tier == "high"'}
+"""
+
+
+def test_a_tier_rule_that_fails_leaves_the_tier_unknown_instead_of_falling_to_a_lower_one() -> None:
+    pipeline = build(FAILING_RULES)
+    report = readiness(pipeline, "intake", {"cost": "500000", "annual_value": "2000000"}, {}, "U0OWNER")
+    assert report.tier is None and report.tier_unknown
+    assert not report.ready
+    assert any(
+        "the risk tier cannot be set: the rule for 'high' fails" in reason for reason in report.blockers
+    )
+    # Typed as a float, the same rule works: the high tier and its three approvers.
+    fine = readiness(pipeline, "intake", {"cost": "500000.0", "annual_value": "2000000.0"}, {}, "U0OWNER")
+    assert fine.tier == "high" and not fine.tier_unknown
+
+
+def test_a_required_if_that_fails_keeps_its_question_required() -> None:
+    pipeline = build(FAILING_RULES)
+    report = readiness(pipeline, "intake", {"cost": "500000", "annual_value": "2000000"}, {}, "U0OWNER")
+    assert "business_case" in [q.id for q in report.missing]
+
+
+def test_a_division_by_a_zero_answer_is_an_unmet_criterion_not_a_crash() -> None:
+    pipeline = build(FAILING_RULES)
+    report = readiness(pipeline, "intake", {"cost": "0", "annual_value": "10"}, {}, "U0OWNER")
+    [roi] = report.criteria
+    assert roi.status is not CriterionStatus.MET
+    assert not report.ready

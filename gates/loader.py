@@ -78,6 +78,23 @@ class CompiledPipeline:
             return None
         return frozenset(ref for condition in self.conditions.values() for ref in condition.answer_refs)
 
+    @cached_property
+    def gate_inputs(self) -> dict[str, frozenset[str] | None]:
+        """Per gate, the question ids its rules read (show_if, required_if, criteria, risk tiers,
+        approvals' when), or None when one of them reads the answers as a whole. While a gate is
+        under review, these answers decide what it requires, so they are frozen with its own."""
+        found: dict[str, frozenset[str] | None] = {}
+        for gate in self.model.gates:
+            sources = [q.show_if for q in gate.questions] + [q.required_if for q in gate.questions]
+            sources += [c.rule for c in gate.criteria] + [r.when for r in gate.risk_tier]
+            sources += [a.when for a in gate.approvals]
+            conditions = [self.condition(source) for source in sources if source]
+            if any(condition.reads_all_answers for condition in conditions):
+                found[gate.id] = None
+            else:
+                found[gate.id] = frozenset(ref for c in conditions for ref in c.answer_refs)
+        return found
+
 
 class _Yaml12Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans: only true/false, so ``options: [yes, no]`` stay text."""

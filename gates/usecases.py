@@ -163,6 +163,9 @@ class PageOfAnswers:
     steward: bool | None = None
     """Whether the author is a steward (a governance lead or role admin). Given, only the owner,
     the sponsor or a steward may change the sponsor answer; None: the caller decided already."""
+    read_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per other gate, this page's questions that gate's rules read (``gate_inputs``): frozen
+    while that gate is under review."""
 
 
 def sponsor_question(pipeline: CompiledPipeline) -> str | None:
@@ -200,8 +203,21 @@ def check_page(
         typed = {qid: value for qid, value in typed.items() if shown.get(qid) != fingerprint(value)}
     checked = (check_link(link[0]), link[1]) if link else None
     sponsor = sponsor_question(pipeline) if gate_id == pipeline.model.intake.id else None
+    read_by = {
+        other: tuple(sorted(qid for qid in typed if inputs is None or qid in inputs))
+        for other, inputs in pipeline.gate_inputs.items()
+        if other != gate_id
+    }
     return PageOfAnswers(
-        ref, gate_id, typed, author_id, now, checked, sponsor if sponsor in typed else None, steward
+        ref,
+        gate_id,
+        typed,
+        author_id,
+        now,
+        checked,
+        sponsor if sponsor in typed else None,
+        steward,
+        {other: questions for other, questions in read_by.items() if questions},
     )
 
 
@@ -226,7 +242,10 @@ def answer(
     """
     page = check_page(pipeline, ref, gate_id, answers, author_id, now, link)
     with uow:
-        initiative, current = _answerable(uow, ref, gate_id)
+        initiative, open_review = uow.reviews.initiative_with_open_review(ref)
+        _refuse_unless_answerable(initiative, gate_id, open_review)
+        _refuse_inputs_under_review(page, open_review)
+        current = uow.answers.current(ref)
         values, changed, versions = _record_page(uow, page, current)
         _follow_sponsor(uow, initiative, page, changed)
         uow.answers.append_many(versions)
@@ -267,6 +286,7 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
             current = currents[page.ref]
             try:
                 _refuse_unless_answerable(initiative, page.gate_id, open_review)
+                _refuse_inputs_under_review(page, open_review)
                 _refuse_sponsor_change(initiative, page, current)
             except (InvalidTransition, InvalidAnswer) as refused:
                 outcomes[n] = refused
@@ -358,11 +378,24 @@ def _refuse_sponsor_change(
         )
 
 
-def _answerable(uow: UnitOfWork, ref: str, gate_id: str) -> tuple[Initiative, Mapping[str, AnswerVersion]]:
-    """The initiative and its current answers, if this gate's answers may change now."""
-    initiative, open_review = uow.reviews.initiative_with_open_review(ref)
-    _refuse_unless_answerable(initiative, gate_id, open_review)
-    return initiative, uow.answers.current(ref)
+def _refuse_inputs_under_review(page: PageOfAnswers, open_review: Review | None) -> None:
+    """Answers of another gate that the gate under review reads (its tier, its required
+    questions, its approvers) are frozen with its own: changed mid-review, they changed what the
+    review required after the approvers had been asked (a sponsor's approval alone let personal
+    data into a pilot whose DPIA and DPO approval it then needed).
+
+    Raises:
+        InvalidAnswer: on each such question, so the form says it under the fields.
+    """
+    if open_review is None or open_review.gate_id == page.gate_id:
+        return
+    frozen = page.read_by.get(open_review.gate_id, ())
+    if frozen:
+        message = (
+            f"The {open_review.gate_id} review of {page.ref} depends on this answer: it is frozen "
+            "until that review ends or is withdrawn."
+        )
+        raise InvalidAnswer(frozen[0], message, dict.fromkeys(frozen, message))
 
 
 def _refuse_unless_answerable(initiative: Initiative, gate_id: str, open_review: Review | None) -> None:

@@ -25,7 +25,7 @@ from gates.errors import (
 )
 from gates.lifecycle import DecisionKind, ReviewStatus, Status, evidence_hash
 from gates.loader import CompiledPipeline, load_pipeline
-from tests.gates.conftest import DPO, NOW, OWNER, RISK_1, RISK_2, SPONSOR, SUBMITTER
+from tests.gates.conftest import DPO, NOW, OWNER, RISK_1, RISK_2, SPONSOR, SUBMITTER, build
 from tests.gates.fakes import FakeUnitOfWork
 
 APPROVE, REJECT, CHANGES = DecisionKind.APPROVE, DecisionKind.REJECT, DecisionKind.REQUEST_CHANGES
@@ -837,3 +837,50 @@ def test_a_reviews_evidence_is_shown_as_submitted_and_hashes_as_it_did(
     values = {qid: version.value for qid, version in evidence.answers.items()}
     links = [(link.url, link.title) for link in evidence.links]
     assert evidence_hash(values, links) == evidence.review.evidence_hash
+
+
+CROSS_GATE = """
+version: 1
+stages: [idea, poc, pilot]
+roles:
+  sponsor: {slack_users: [USPONSOR]}
+  dpo: {slack_users: [UDPO]}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - {id: personal_data, label: Personal data, type: yes_no, required: true}
+      - {id: notes, label: Notes, type: text}
+    approvals:
+      - {role: sponsor}
+  - id: pilot
+    from: poc
+    to: pilot
+    questions:
+      - {id: dpia, label: DPIA, type: url, required_if: 'answers.personal_data == "yes"'}
+    approvals:
+      - {role: sponsor}
+      - {role: dpo, when: 'answers.personal_data == "yes"'}
+"""
+
+
+def test_an_earlier_answer_the_gate_under_review_reads_is_frozen_with_it(uow: FakeUnitOfWork) -> None:
+    """Changed mid-review, it would change what the review requires after its approvers were
+    asked: here a sponsor's approval alone let personal data into the pilot."""
+    pipeline = build(CROSS_GATE)
+    ref = usecases.register(
+        pipeline, uow, name="x", owner_id=OWNER, answers={"personal_data": "no"}, actor_id=OWNER, now=NOW
+    ).ref
+    first = usecases.submit(pipeline, uow, ref, OWNER, NOW)
+    usecases.decide(pipeline, uow, first.id, "USPONSOR", APPROVE, None, NOW)
+    usecases.submit(pipeline, uow, ref, OWNER, NOW)
+    with pytest.raises(InvalidAnswer, match=r"The pilot review of .* depends on this answer"):
+        usecases.answer(pipeline, uow, ref, "intake", {"personal_data": "yes"}, OWNER, LATER)
+    page = usecases.check_page(pipeline, ref, "intake", {"personal_data": "yes", "notes": "x"}, OWNER, LATER)
+    [refused] = usecases.answer_many(uow, [page])
+    assert isinstance(refused, InvalidAnswer) and set(refused.problems) == {"personal_data"}
+    # An answer the pilot does not read may change; once the review is withdrawn, any may.
+    usecases.answer(pipeline, uow, ref, "intake", {"notes": "context"}, OWNER, LATER)
+    usecases.withdraw(uow, ref, OWNER, LATER)
+    usecases.answer(pipeline, uow, ref, "intake", {"personal_data": "yes"}, OWNER, LATER)

@@ -27,6 +27,7 @@ from gates.errors import (
     ReviewClosed,
     SelfApproval,
 )
+from gates.matching import assign_roles
 
 
 class Status(StrEnum):
@@ -140,6 +141,16 @@ class Decision:
     role: str | None
     reason: str | None
     decided_at: datetime
+    roles: tuple[str, ...] = ()
+    """The review's roles the approver held when deciding (``role`` is the one they were counted
+    for at that moment); later decisions may count them for another of these, so that one
+    person holding two roles never leaves the other role unreachable."""
+
+    @property
+    def eligible(self) -> tuple[str, ...]:
+        """Roles this decision can count for (a decision recorded before ``roles`` was kept
+        counts for its recorded role only)."""
+        return self.roles or ((self.role,) if self.role else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +192,30 @@ class Review:
         return self.status is ReviewStatus.OPEN
 
     def remaining(self) -> dict[str, int]:
-        """Approvals still needed, per role (roles already satisfied are left out)."""
-        counts = {r.role: r.min for r in self.requirements}
-        for decision in self.decisions:
-            if decision.kind is DecisionKind.APPROVE and decision.role in counts:
-                counts[decision.role] -= 1
+        """Approvals still needed, per role (roles already satisfied are left out): the
+        approvals so far are counted for roles so that as many as possible count."""
+        counts = self._needs()
+        for role in assign_roles(self._approvers(), counts).values():
+            counts[role] -= 1
         return {role: n for role, n in counts.items() if n > 0}
+
+    def _needs(self) -> dict[str, int]:
+        needs: dict[str, int] = {}
+        for requirement in self.requirements:
+            needs[requirement.role] = max(needs.get(requirement.role, 0), requirement.min)
+        return needs
+
+    def _approvers(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(d.approver_id, d.eligible) for d in self.decisions if d.kind is DecisionKind.APPROVE]
+
+    def _role_for(self, user_id: str, user_roles: Iterable[str]) -> str | None:
+        """The role ``user_id`` would count for now, or None when their approval would add
+        nothing (every slot of their roles is filled by people who cannot move elsewhere)."""
+        held = set(user_roles)
+        mine = tuple(role for role in self._needs() if role in held)
+        if not mine:
+            return None
+        return assign_roles([*self._approvers(), (user_id, mine)], self._needs()).get(user_id)
 
     def decision_by(self, user_id: str) -> Decision | None:
         return next((d for d in self.decisions if d.approver_id == user_id), None)
@@ -195,7 +224,7 @@ class Review:
         """True when a click by ``user_id`` would be accepted (for showing buttons)."""
         if not self.is_open or self.decision_by(user_id) or user_id in (self.submitted_by, self.owner_id):
             return False
-        return bool(set(user_roles) & set(self.remaining()))
+        return self._role_for(user_id, user_roles) is not None
 
     def decide(
         self,
@@ -231,15 +260,16 @@ class Review:
         text = (reason or "").strip() or None
         if kind is not DecisionKind.APPROVE and text is None:
             raise ReasonRequired()
-        needed = self.remaining()
         roles = set(user_roles)
-        # A person counts once, for the first role they hold that still needs approvals, so one
-        # person holding two roles cannot satisfy both (four eyes stay four eyes).
-        role = next((r.role for r in self.requirements if r.role in needed and r.role in roles), None)
+        # A person counts once, so one person holding two roles cannot satisfy both (four eyes
+        # stay four eyes); which role each approver counts for is recomputed at every decision
+        # (a maximum matching), so a two-role approver never blocks the other role's holders.
+        role = self._role_for(user_id, roles)
         if role is None:
-            wanted = ", ".join(sorted(needed)) or "none"
+            wanted = ", ".join(sorted(self.remaining())) or "none"
             raise NotAnApprover(f"You hold none of the roles this review still needs ({wanted}).")
-        decision = Decision(user_id, kind, role, text, now)
+        held = tuple(r for r in self._needs() if r in roles)
+        decision = Decision(user_id, kind, role, text, now, held)
         self.decisions.append(decision)
         if kind is DecisionKind.REJECT:
             self._close(ReviewStatus.REJECTED, now)

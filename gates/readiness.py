@@ -9,7 +9,7 @@ approvals the gate will need and who can give them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +17,7 @@ from gates.answers import AnswerValue, coerce, for_rules
 from gates.conditions import Condition, ConditionError, MissingAnswer, make_context, set_tier
 from gates.errors import InvalidAnswer, UnknownGate
 from gates.loader import CompiledPipeline
+from gates.matching import unmet
 from gates.pipeline import Gate, Question
 
 
@@ -47,10 +48,13 @@ class ApprovalNeed:
     holders: tuple[str, ...]
     usergroup: str | None = None
     because: str | None = None
+    shared_short: bool = False
+    """Enough people hold this role, but not enough distinct people for it and the gate's other
+    roles at once (each person's approval counts for one role only)."""
 
     @property
     def short_of_holders(self) -> bool:
-        return len(self.holders) < self.min and self.usergroup is None
+        return (len(self.holders) < self.min or self.shared_short) and self.usergroup is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +109,26 @@ class Readiness:
         if self.tier_error:
             reasons.append(self.tier_error)
         for need in self.approvals:
+            if need.short_of_holders and len(need.holders) >= need.min:
+                continue  # shared holders: one sentence for all the roles below
             if need.short_of_holders:
                 reasons.append(
                     f"the {need.label} role needs {need.min} approver(s) but "
                     f"{len(need.holders)} eligible person(s) hold it "
                     "(the owner and whoever submits cannot approve)"
                 )
+        shared = [n for n in self.approvals if n.short_of_holders and len(n.holders) >= n.min]
+        if shared:
+            involved = [n for n in self.approvals if n.usergroup is None]
+            wanted = ", ".join(f"{n.min} {n.label}" for n in involved)
+            people = len({holder for n in involved for holder in n.holders})
+            reasons.append(
+                f"the {', '.join(n.label for n in shared)} role(s) cannot all be covered: the gate "
+                f"needs {wanted} approval(s) from different people, and the {people} eligible "
+                "person(s) holding these roles cannot give them all "
+                "(each person's approval counts for one role; the owner and whoever submits "
+                "cannot approve)"
+            )
         return reasons
 
 
@@ -286,7 +304,7 @@ def _approvals(
         current = needed.get(rule.role)
         if current is None or rule.min > current[0]:
             needed[rule.role] = (rule.min, because)
-    out = []
+    out: list[ApprovalNeed] = []
     for role, (minimum, because) in needed.items():
         definition = pipeline.model.roles.get(role)
         configured = list(definition.slack_users) if definition else []
@@ -303,4 +321,15 @@ def _approvals(
                 because=because,
             )
         )
-    return tuple(out)
+    # One person's approval counts for one role: check the distinct people can fill every slot at
+    # once (roles backed by a Slack user group are left out: their members are not known here).
+    counted = [need for need in out if need.usergroup is None]
+    people: dict[str, list[str]] = {}
+    for need in counted:
+        for holder in need.holders:
+            people.setdefault(holder, []).append(need.role)
+    short = unmet(list(people.items()), {need.role: need.min for need in counted})
+    return tuple(
+        replace(need, shared_short=True) if need.role in short and len(need.holders) >= need.min else need
+        for need in out
+    )

@@ -169,6 +169,8 @@ class DecisionRow(Base):
     role: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    roles: Mapped[str | None] = mapped_column(Text)
+    """The review's roles the approver held, space-separated (``Decision.roles``)."""
 
     __table_args__ = (UniqueConstraint("review_id", "approver_id", name="uq_decisions_review_approver"),)
 

@@ -213,7 +213,12 @@ class SqlReviewRepository:
             if d["review_id"] in by_review:
                 by_review[d["review_id"]].append(
                     Decision(
-                        d["approver_id"], DecisionKind(d["kind"]), d["role"], d["reason"], d["decided_at"]
+                        d["approver_id"],
+                        DecisionKind(d["kind"]),
+                        d["role"],
+                        d["reason"],
+                        d["decided_at"],
+                        _held(d["roles"]),
                     )
                 )
         return [_review(row, by_review[row["id"]]) for row in rows]
@@ -263,6 +268,7 @@ class SqlReviewRepository:
                 "role": d.role,
                 "reason": d.reason,
                 "decided_at": d.decided_at,
+                "roles": " ".join(d.roles) or None,
             }
             for d in new
         ]
@@ -289,7 +295,14 @@ class SqlReviewRepository:
         ).mappings()
         for d in decided:
             by_review[d["review_id"]].append(
-                Decision(d["approver_id"], DecisionKind(d["kind"]), d["role"], d["reason"], d["decided_at"])
+                Decision(
+                    d["approver_id"],
+                    DecisionKind(d["kind"]),
+                    d["role"],
+                    d["reason"],
+                    d["decided_at"],
+                    _held(d["roles"]),
+                )
             )
         found = []
         for row in rows:
@@ -320,6 +333,7 @@ class SqlReviewRepository:
                         row["d_role"],
                         row["d_reason"],
                         row["d_decided_at"],
+                        _held(row["d_roles"]),
                     )
                 )
         found = []
@@ -336,6 +350,10 @@ class SqlReviewRepository:
             status=ReviewStatus(review.status).value,
             approvers=frozenset(d.approver_id for d in review.decisions),
         )
+
+
+def _held(roles: str | None) -> tuple[str, ...]:
+    return tuple(roles.split()) if roles else ()
 
 
 def _select_reviews() -> Select[Any]:

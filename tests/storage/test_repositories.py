@@ -210,7 +210,7 @@ def test_a_review_round_trips_with_its_decisions(database: Database) -> None:
         assert uow.reviews.for_initiative(ref) == [stored]
         assert uow.reviews.pending_for(["risk"]) == [stored]
         assert uow.reviews.pending_for(["dpo"]) == []
-    assert stored.decisions == [Decision("URISK1", DecisionKind.APPROVE, "risk", None, NOW)]
+    assert stored.decisions == [Decision("URISK1", DecisionKind.APPROVE, "risk", None, NOW, ("risk",))]
     assert stored.requirements == review.requirements
     assert (stored.tier, stored.exception_reason, stored.status) == (
         "high",

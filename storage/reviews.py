@@ -211,16 +211,7 @@ class SqlReviewRepository:
             select(decisions).order_by(decisions.c.decided_at, decisions.c.id)
         ).mappings():
             if d["review_id"] in by_review:
-                by_review[d["review_id"]].append(
-                    Decision(
-                        d["approver_id"],
-                        DecisionKind(d["kind"]),
-                        d["role"],
-                        d["reason"],
-                        d["decided_at"],
-                        _held(d["roles"]),
-                    )
-                )
+                by_review[d["review_id"]].append(_decision(d))
         return [_review(row, by_review[row["id"]]) for row in rows]
 
     @guarded
@@ -294,16 +285,7 @@ class SqlReviewRepository:
             .order_by(decisions.c.decided_at, decisions.c.id)
         ).mappings()
         for d in decided:
-            by_review[d["review_id"]].append(
-                Decision(
-                    d["approver_id"],
-                    DecisionKind(d["kind"]),
-                    d["role"],
-                    d["reason"],
-                    d["decided_at"],
-                    _held(d["roles"]),
-                )
-            )
+            by_review[d["review_id"]].append(_decision(d))
         found = []
         for row in rows:
             review = _review(row, by_review[row["id"]])
@@ -326,16 +308,7 @@ class SqlReviewRepository:
                 heads[review_id] = row
                 by_review[review_id] = []
             if row["d_id"] is not None:
-                by_review[review_id].append(
-                    Decision(
-                        row["d_approver_id"],
-                        DecisionKind(row["d_kind"]),
-                        row["d_role"],
-                        row["d_reason"],
-                        row["d_decided_at"],
-                        _held(row["d_roles"]),
-                    )
-                )
+                by_review[review_id].append(_decision(row, prefix="d_"))
         found = []
         for review_id, head in heads.items():
             review = _review(head, by_review[review_id])
@@ -352,8 +325,17 @@ class SqlReviewRepository:
         )
 
 
-def _held(roles: str | None) -> tuple[str, ...]:
-    return tuple(roles.split()) if roles else ()
+def _decision(row: Mapping[Any, Any], prefix: str = "") -> Decision:
+    """A decision from its row (``prefix``: its columns' prefix in a joined row)."""
+    roles = row[f"{prefix}roles"]
+    return Decision(
+        row[f"{prefix}approver_id"],
+        DecisionKind(row[f"{prefix}kind"]),
+        row[f"{prefix}role"],
+        row[f"{prefix}reason"],
+        row[f"{prefix}decided_at"],
+        tuple(roles.split()) if roles else (),
+    )
 
 
 def _select_reviews() -> Select[Any]:

@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.bootstrap import Services
 from bot.evidence_pack import system_card_markdown
+from bot.slack_client import unavailable
 from gates import usecases
 from gates.lifecycle import Initiative, Review
 from gates.system_card import NOT_ANSWERED, is_production_gate
@@ -22,15 +23,6 @@ from storage.slack_messages import MessageRefs, PostInProgress, Reservation
 logger = logging.getLogger("shepherd.system_card")
 
 KIND = "system-card"
-
-
-# What Slack answers while it is unwell or busy (after the client's own retries): worth a retry later.
-_PASSING_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-
-
-def _passing(error: SlackApiError) -> bool:
-    status = getattr(error.response, "status_code", 200)
-    return status >= 500 or status == 429 or error.response.get("error") in _PASSING_ERRORS
 
 
 def card_target(review_id: int | None) -> str:
@@ -87,7 +79,7 @@ def offer_system_card(
         )
     except BaseException as error:
         messages.release(target, KIND, at)  # not uploaded: the next delivery may
-        if not isinstance(error, SlackApiError) or _passing(error):
+        if not isinstance(error, SlackApiError) or unavailable(error) is not None:
             raise  # the notification is retried (its messages are posted once), the card with it
         logger.warning(
             "could not upload the system card of %s: %s", initiative.ref, error.response.get("error")

@@ -408,9 +408,9 @@ def _open_review(ws: Workspace, ref: str) -> Any:
         return uow.reviews.open_for(ref)
 
 
-def test_a_sponsor_through_a_slack_user_group_decides_and_an_outage_loses_no_click(tmp_path: Path) -> None:
-    """Members of a role's user group are asked to decide, so their clicks count; when Slack
-    cannot list the group, the click waits in the inbox instead of being refused."""
+def sponsors_by_user_group(tmp_path: Path) -> tuple[FakeSlackWebAPI, Path]:
+    """The fake Slack with a sponsors user group (only SPONSOR in it), and the bundled pipeline
+    changed so that its sponsor role is held through that group alone."""
     text = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
     sponsor = text.index("  sponsor:\n")
     text = text[:sponsor] + text[sponsor:].replace(
@@ -422,6 +422,13 @@ def test_a_sponsor_through_a_slack_user_group_decides_and_an_outage_loses_no_cli
     for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
         api.state.add_user(user, name)
     api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
+    return api, pipeline
+
+
+def test_a_sponsor_through_a_slack_user_group_decides_and_an_outage_loses_no_click(tmp_path: Path) -> None:
+    """Members of a role's user group are asked to decide, so their clicks count; when Slack
+    cannot list the group, the click waits in the inbox instead of being refused."""
+    api, pipeline = sponsors_by_user_group(tmp_path)
     with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
         ref = register(ws)
         submit(ws, ref)

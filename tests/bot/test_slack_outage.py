@@ -24,14 +24,14 @@ from bot.slack_client import unavailable
 from gates.lifecycle import ReviewStatus
 from storage import Unavailable
 from storage.tables import inbox, outbox
-from tests.bot.scenario import REPO, Workspace, register_low_risk, running_workspace
+from tests.bot.scenario import Workspace, register_low_risk, running_workspace
 from tests.bot.test_lifecycle import (
-    OUTSIDER,
     OWNER,
     SPONSOR,
     _reviews,
     register,
     request_dm,
+    sponsors_by_user_group,
     submit,
     workspace,  # noqa: F401 - the fixture
 )
@@ -68,17 +68,7 @@ def test_a_30_minute_outage_loses_no_notification_and_the_card_is_posted_once_sl
 def test_a_user_group_outage_keeps_the_click_pending_and_records_it_once_slack_answers(
     tmp_path: Path,
 ) -> None:
-    text = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
-    sponsor = text.index("  sponsor:\n")
-    text = text[:sponsor] + text[sponsor:].replace(
-        "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0SPONSORS\n", 1
-    )
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(text, encoding="utf-8")
-    api = FakeSlackWebAPI()
-    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (OUTSIDER, "oscar")]:
-        api.state.add_user(user, name)
-    api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
+    api, pipeline = sponsors_by_user_group(tmp_path)
     with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
         ref = register(ws)
         submit(ws, ref)

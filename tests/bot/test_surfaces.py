@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -329,24 +330,34 @@ def test_a_dm_question_shows_an_assistant_status_while_it_works(workspace: Works
     assert statuses and statuses[0] and statuses[-1] == ""
 
 
-def test_a_question_about_the_next_gate_cites_policies_for_that_gate(workspace: Workspace) -> None:
-    register(workspace)
-    thread = card(workspace)["ts"]
-    workspace.mention(OWNER, "what do we need for the next gate?", workspace.registry, thread)
-    reply = workspace.wait(
+def thread_answer(workspace: Workspace, thread: str) -> dict[str, Any]:
+    """The bot's latest answer (the message with feedback buttons) in the registry ``thread``."""
+    return workspace.wait(
         lambda: [
             m
             for m in workspace.api.state.thread(workspace.registry, thread)[1:]
             if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
         ]
     )[-1]
-    sources = [
+
+
+def cited_sources(reply: dict[str, Any]) -> list[str]:
+    """The sources an answer lists under it ("*[1]* document > section")."""
+    return [
         e["text"]
         for b in reply["blocks"]
         if b["type"] == "context"
         for e in b["elements"]
         if e["text"].startswith("*[")
     ]
+
+
+def test_a_question_about_the_next_gate_cites_policies_for_that_gate(workspace: Workspace) -> None:
+    register(workspace)
+    thread = card(workspace)["ts"]
+    workspace.mention(OWNER, "what do we need for the next gate?", workspace.registry, thread)
+    reply = thread_answer(workspace, thread)
+    sources = cited_sources(reply)
     assert len(sources) >= 3, "no sources listed"
     from knowledge.policy_pack import POLICY_DIR
 
@@ -363,21 +374,9 @@ def test_a_question_about_another_gate_in_a_thread_cites_that_gates_policy(works
     next_gate = usecases.check_readiness(workspace.services.pipeline, workspace.services.read_uow(), ref)
     assert next_gate.gate_id != "handover"
     workspace.mention(OWNER, "who has to sign off the Handover to operations?", workspace.registry, thread)
-    reply = workspace.wait(
-        lambda: [
-            m
-            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
-            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
-        ]
-    )[-1]
+    reply = thread_answer(workspace, thread)
     assert_valid_message(reply)
-    sources = [
-        e["text"]
-        for b in reply["blocks"]
-        if b["type"] == "context"
-        for e in b["elements"]
-        if e["text"].startswith("*[")
-    ]
+    sources = cited_sources(reply)
     assert any(
         "08-handover-and-operations.md &gt; Handover and Operations &gt; The operations owner &gt; Sign-off"
         in s

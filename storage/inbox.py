@@ -45,7 +45,8 @@ from gates.ports import Clock
 from storage import leasing
 from storage.errors import DatabaseUnavailable
 from storage.group_commit import GroupCommit
-from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_wait
+from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_over, outage_wait
+from storage.leasing import describe as _describe
 from storage.sqlerrors import translated
 from storage.tables import inbox
 
@@ -375,9 +376,9 @@ class InboxProcessor:
         waiting = []
         for item in items:
             since = item.unavailable_since or now
-            if now - since >= self.outage_limit:
-                text = f"Slack unavailable since {since.isoformat(timespec='seconds')}: {_describe(error)}"
-                self._finish(item, token, status=DEAD, error=text)
+            over = outage_over(since, now, self.outage_limit, error)
+            if over is not None:
+                self._finish(item, token, status=DEAD, error=over)
             else:
                 waiting.append((item, since))
         if not waiting:
@@ -503,8 +504,3 @@ def _mark_applied(item_ids: list[int], token: str, at: datetime) -> Any:
         .where(inbox.c.id.in_(item_ids), inbox.c.claim_token == token, inbox.c.status == PENDING)
         .values(status=APPLIED, done_at=at, locked_until=None, claim_token=None)
     )
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -57,6 +57,20 @@ class Unavailable(Exception):  # noqa: N818 - named like storage.errors.Database
         self.retry_after = retry_after
 
 
+def outage_over(since: datetime, now: datetime, limit: timedelta, error: BaseException) -> str | None:
+    """Why a row that has found the service unavailable since ``since`` is given up on now (the
+    ``last_error`` of its ``dead`` row), or None while it may keep waiting, ``limit`` in all."""
+    if now - since < limit:
+        return None
+    return f"Slack unavailable since {since.isoformat(timespec='seconds')}: {describe(error)}"
+
+
+def describe(error: BaseException) -> str:
+    """``error`` as a row's ``last_error`` says it: its type, then its message if it has one."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def outage_wait(
     since: datetime,
     now: datetime,

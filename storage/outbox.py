@@ -44,7 +44,8 @@ from gates.ports import Clock
 from storage import leasing
 from storage.audit import canonical_json
 from storage.dialect import insert_ignoring_conflicts_for, one_of
-from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_wait
+from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_over, outage_wait
+from storage.leasing import describe as _describe
 from storage.prepared import Prepared
 from storage.sqlerrors import guarded
 from storage.tables import outbox
@@ -430,9 +431,9 @@ class OutboxWorker:
         when it is due again, or None once ``outage_limit`` is reached and it is dead-lettered."""
         now = self._clock.now()
         since = message.unavailable_since or now
-        if now - since >= self.outage_limit:
-            error_text = f"Slack unavailable since {since.isoformat(timespec='seconds')}: {_describe(error)}"
-            self._finish(message, token, status=DEAD, error=error_text)
+        over = outage_over(since, now, self.outage_limit, error)
+        if over is not None:
+            self._finish(message, token, status=DEAD, error=over)
             return None
         wait = outage_wait(since, now, self.base_delay, self.max_delay, self._rng, error.retry_after)
         # Said once per message and outage; its later waits are routine.
@@ -554,8 +555,3 @@ def requeue_dead(database: Database, ids: Sequence[int] | None = None) -> list[i
     for row_id in requeued:
         log.info("outbox message %s requeued by an operator", row_id)
     return requeued
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -19,23 +19,37 @@ def assign_roles(people: Sequence[tuple[str, Iterable[str]]], needs: Mapping[str
     later one (they may only move to another role they hold), so the result for a prefix of
     ``people`` extends the result for a shorter prefix.
     """
-    slots = [(role, n) for role, count in needs.items() for n in range(max(count, 0))]
-    owner: dict[int, str] = {}  # slot index -> person
+    free = {role: max(count, 0) for role, count in needs.items()}
+    members: dict[str, list[str]] = {role: [] for role in needs}  # role -> the people counted for it
+    assigned: dict[str, str] = {}
     holds = {person: [r for r in dict.fromkeys(roles) if r in needs] for person, roles in people}
 
-    def augment(person: str, seen: set[int]) -> bool:
-        for index, (role, _) in enumerate(slots):
-            if role not in holds[person] or index in seen:
-                continue
-            seen.add(index)
-            if index not in owner or augment(owner[index], seen):
-                owner[index] = person
+    def augment(person: str, seen: set[str]) -> bool:
+        # A free slot of a role they hold first: nobody moves. Without this, every new person of
+        # a 20-approver role walked the chain of all those before them (210 calls a status reply).
+        for role in holds[person]:
+            if free[role]:
+                free[role] -= 1
+                members[role].append(person)
+                assigned[person] = role
                 return True
+        # Else a full role whose member can move to another role they hold, and so on (an
+        # augmenting path); each role is entered once per search.
+        for role in holds[person]:
+            if role in seen:
+                continue
+            seen.add(role)
+            for index, member in enumerate(members[role]):
+                if augment(member, seen):  # ``member`` now counts for another role
+                    members[role][index] = person
+                    assigned[person] = role
+                    return True
         return False
 
     for person, _ in people:
-        augment(person, set())
-    return {person: slots[index][0] for index, person in owner.items()}
+        if person not in assigned:
+            augment(person, set())
+    return assigned
 
 
 def unmet(people: Sequence[tuple[str, Iterable[str]]], needs: Mapping[str, int]) -> dict[str, int]:

@@ -4,7 +4,12 @@ counts distinct people, not holders per role."""
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gates import usecases as uc
 from gates.errors import NotAnApprover, NotReady
@@ -85,6 +90,39 @@ def test_matching_never_drops_an_earlier_person() -> None:
 
 def test_matching_counts_a_person_once() -> None:
     assert unmet([("A", ["risk", "dpo"])], {"risk": 1, "dpo": 1}) == {"dpo": 1}
+
+
+def _largest(people: list[tuple[str, list[str]]], needs: dict[str, int]) -> int:
+    """The size of a maximum assignment, by trying every role (or none) for every person."""
+    best = 0
+    for choice in itertools.product(*[[None, *roles] for _, roles in people]):
+        used = Counter(role for role in choice if role is not None)
+        if all(used[role] <= needs.get(role, 0) for role in used):
+            best = max(best, sum(used.values()))
+    return best
+
+
+ROLES = ("risk", "dpo", "sponsor")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    holds=st.lists(st.lists(st.sampled_from(ROLES), max_size=3), max_size=6),
+    counts=st.tuples(*[st.integers(0, 3)] * len(ROLES)),
+)
+def test_matching_is_maximum_and_keeps_everyone_it_took(
+    holds: list[list[str]], counts: tuple[int, ...]
+) -> None:
+    needs = dict(zip(ROLES, counts, strict=True))
+    people = [(f"U{i}", roles) for i, roles in enumerate(holds)]
+    assigned = assign_roles(people, needs)
+    assert len(assigned) == _largest(people, needs)
+    for person, role in assigned.items():
+        assert role in dict(people)[person]
+    assert all(Counter(assigned.values())[role] <= needs[role] for role in ROLES)
+    # An earlier person is never dropped for a later one: each prefix's assignees stay assigned.
+    for end in range(len(people)):
+        assert set(assign_roles(people[:end], needs)) <= set(assigned)
 
 
 # -- reviewer case 1: a two-role approver first ---------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from http.client import HTTPException
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -48,8 +48,8 @@ _SLACK_SIDE = frozenset(
 def unavailable(error: BaseException, what: str | None = None) -> Unavailable | None:
     """``error`` as ``storage.Unavailable`` when it says Slack is unavailable rather than that the
     request is wrong: HTTP 5xx, 429 (with its ``Retry-After``), Slack's own server-side error
-    codes, and timeouts and connection failures, as they surface once ``make_client``'s retry
-    handlers have given up. None for anything else (a refusal, a bug), which counts as a failure.
+    codes, the same statuses from the file upload step of ``files_upload_v2``, and timeouts and
+    connection failures, as they surface once ``make_client``'s retry handlers have given up. None for anything else (a refusal, a bug), which counts as a failure.
 
     Args:
         what: the message to give it (default: says what Slack answered).
@@ -63,6 +63,13 @@ def unavailable(error: BaseException, what: str | None = None) -> Unavailable | 
         method = str(getattr(response, "api_url", "")).rstrip("/").rsplit("/", 1)[-1]
         said = f"Slack answered HTTP {status} ({code or 'no error code'}) to {method or 'a call'}"
         return Unavailable(what or said, _retry_after(getattr(response, "headers", None)))
+    if isinstance(error, HTTPError):
+        # Raised by files_upload_v2's upload step (Slack's file servers, between two Web API
+        # calls): a refusal such as 413 is not an outage, however it reached us.
+        if error.code < 500 and error.code != 429:
+            return None
+        said = f"Slack's file servers answered HTTP {error.code} to a file upload"
+        return Unavailable(what or said, _retry_after(dict(error.headers or {})))
     if isinstance(error, URLError | TimeoutError | ConnectionError | HTTPException):
         return Unavailable(what or f"Slack could not be reached ({type(error).__name__}: {error})")
     return None

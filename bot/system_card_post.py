@@ -8,6 +8,7 @@ does not post it twice.
 from __future__ import annotations
 
 import logging
+from urllib.error import HTTPError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -79,11 +80,11 @@ def offer_system_card(
         )
     except BaseException as error:
         messages.release(target, KIND, at)  # not uploaded: the next delivery may
-        if not isinstance(error, SlackApiError) or unavailable(error) is not None:
+        # Refused by the Web API, or by the file servers its upload step sends the bytes to.
+        if not isinstance(error, SlackApiError | HTTPError) or unavailable(error) is not None:
             raise  # the notification is retried (its messages are posted once), the card with it
-        logger.warning(
-            "could not upload the system card of %s: %s", initiative.ref, error.response.get("error")
-        )
+        said = error.response.get("error") if isinstance(error, SlackApiError) else f"HTTP {error.code}"
+        logger.warning("could not upload the system card of %s: %s", initiative.ref, said)
         return False
     file_id = str((response.get("files") or [{}])[0].get("id", "")) or "uploaded"
     # MessageRefs keeps (channel, ts); a file has no ts of its own, so its id stands in.

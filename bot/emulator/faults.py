@@ -11,6 +11,7 @@ Examples::
     api.faults.fail("views.open", "expired_trigger_id")           # ok: false once
     api.faults.delay(0.3)                                         # +300 ms on every call, for benchmarks
     api.faults.stall("chat.update", 2.0)                          # the next chat.update only: +2 s
+    api.faults.server_error("upload")                             # the file bytes of files_upload_v2: 500
 """
 
 from __future__ import annotations

@@ -393,7 +393,14 @@ class FakeSlackWebAPI:
         return self._finish(method, params, headers, received, token, 200, response)
 
     def handle_upload(self, file_id: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-        """Accept the bytes of a file announced by ``files.getUploadURLExternal``."""
+        """Accept the bytes of a file announced by ``files.getUploadURLExternal``. Faults and delays
+        for this step are set on the method name ``upload`` (it is not a Web API method: Slack's
+        file servers answer it with a bare HTTP status)."""
+        time.sleep(self.faults.delay_for("upload"))
+        fault = self.faults.take("upload")
+        if fault is not None:
+            self._record(RecordedCall("upload", {"file_id": file_id}, {}, time.time(), fault.status, {}))
+            return fault.status, {"Content-Type": "text/plain"}, b"upload failed"
         with self.state.lock:
             upload = self.state.files.get(file_id)
             if upload is None:

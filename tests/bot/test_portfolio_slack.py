@@ -6,13 +6,16 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
+from email.message import Message
 from pathlib import Path
+from urllib.error import HTTPError
 
 import pytest
 from slack_sdk.errors import SlackApiError
 
 from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
 from gates.answers import AnswerValue
 from gates.lifecycle import ReviewStatus
@@ -164,6 +167,46 @@ def test_a_system_card_slack_could_not_take_for_now_is_offered_again(workspace: 
         offer_system_card(services, client, messages, review, initiative, thread)
     assert offer_system_card(services, client, messages, review, initiative, thread) is True
     assert len(workspace.api.state.files) == 1
+
+
+def test_a_system_card_upload_refused_by_slacks_file_servers_waits_out_the_outage(
+    workspace: Workspace,
+) -> None:
+    """files_upload_v2 sends the bytes to Slack's file servers between two Web API calls: a 5xx
+    there is an outage to wait out (the review request is not used up by it), and the card is
+    then shared once."""
+    review_id = _production_review(workspace, {"rollback_plan": "Flip the feature flag off."})
+    client = workspace.api.web_client(retry_handlers=[])
+    card = client.chat_postMessage(channel=workspace.registry, text="card")
+    services, messages = workspace.services, MessageRefs(workspace.services.database)
+    with services.read_uow() as uow:
+        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
+    thread = (card["channel"], card["ts"])
+    workspace.api.faults.server_error("upload", status=503)
+    with pytest.raises(HTTPError) as raised:
+        offer_system_card(services, client, messages, review, initiative, thread)
+    outage = unavailable(raised.value)
+    assert outage is not None and "503" in str(outage)
+    assert offer_system_card(services, client, messages, review, initiative, thread) is True
+    replies = workspace.api.state.thread(workspace.registry, card["ts"])[1:]
+    assert [m["files"][0]["name"] for m in replies] == ["AI-0001-system-card.md"]
+
+
+def test_a_system_card_upload_refused_for_good_is_logged_and_the_review_goes_on(workspace: Workspace) -> None:
+    review_id = _production_review(workspace, {})
+    client = workspace.api.web_client(retry_handlers=[])
+    card = client.chat_postMessage(channel=workspace.registry, text="card")
+    services, messages = workspace.services, MessageRefs(workspace.services.database)
+    with services.read_uow() as uow:
+        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
+    workspace.api.faults.server_error("upload", status=413)  # too large: trying again cannot help
+    thread = (card["channel"], card["ts"])
+    assert offer_system_card(services, client, messages, review, initiative, thread) is False
+    assert workspace.api.state.thread(workspace.registry, card["ts"])[1:] == []
+    assert (
+        unavailable(HTTPError("https://files.slack.com/upload/v1/F1", 413, "Too Large", Message(), None))
+        is None
+    )
 
 
 def test_no_system_card_for_other_gates_or_without_a_thread(workspace: Workspace) -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from storage import Database, StorageError, verify_audit
+from storage import Database, StorageError, retention, verify_audit
 from storage.database import require_sqlite_file
 from storage.outbox import DEAD, DeadMessage, dead_messages, outbox_statuses, requeue_dead
 
@@ -114,6 +115,30 @@ def check(database_url: DatabaseUrl = None) -> None:
         f"[green]OK[/green] {escape(database.describe())} is at revision {database.head()}.", highlight=False
     )
     database.dispose()
+
+
+@db_app.command("prune")
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete bookkeeping rows older than SHEPHERD_RETENTION_DAYS that nothing needs any more
+    (delivered notifications, applied requests, Slack retry claims, ...); evidence is never
+    touched. The scheduler does this once a day by itself."""
+    from bot.settings import Settings
+
+    days = Settings().retention_days
+    with _current_database(database_url) as database:
+        counts = retention.prune(database, datetime.now(UTC), timedelta(days=days), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for table, count in counts.items():
+        out.print(f"{table:<20} {count:>9} {verb}", markup=False, highlight=False)
+    done = "Nothing was deleted (dry run)." if dry_run else f"{sum(counts.values())} rows deleted."
+    out.print(
+        f"Rows older than {days} days that nothing needs any more. {done}", markup=False, highlight=False
+    )
 
 
 @audit_app.command("verify")

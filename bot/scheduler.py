@@ -6,6 +6,10 @@ the database lease (``storage.scheduling.SchedulerLease``), so one replica at a 
 work; each due event is then recorded in ``fired_events`` in the same transaction as its outbox
 message, which is what makes every event fire exactly once even if two ticks ever overlap. The
 outbox worker delivers the messages to Slack (``bot.notify``).
+
+Once a day, still under that lease, it also prunes the bookkeeping tables
+(``storage.retention``). A second lease row, ``retention``, is taken for a day and never renewed,
+so across replicas and restarts the pass runs once a day, by one of them.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from bot import metrics
 from bot.bootstrap import Services
 from gates.operations import fire_due_events
 from gates.schedule import DueEvent, EventKind
+from storage import retention
 from storage.scheduling import SchedulerLease
 
 logger = logging.getLogger("shepherd.scheduler")
 
 DEFAULT_INTERVAL_SECONDS = 60.0
 _NUDGES = frozenset({EventKind.REMINDER, EventKind.ESCALATION})
+PRUNE_EVERY = timedelta(days=1)
 
 
 class Scheduler:
@@ -55,6 +61,7 @@ class Scheduler:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ttl = lease_ttl or timedelta(seconds=max(30.0, 3 * interval))
         self._lease = SchedulerLease(services.database)
+        self._retention_lease = SchedulerLease(services.database, name="retention")
 
     def tick(self, at: datetime | None = None) -> list[DueEvent]:
         """Queue every event due now that never fired; returns those this replica queued.
@@ -73,6 +80,24 @@ class Scheduler:
                 metrics.REMINDERS_SENT.inc()
         return fired
 
+    def prune_if_due(self) -> dict[str, int] | None:
+        """Prune the bookkeeping tables (``storage.retention``) if no replica has in the last
+        day; returns the rows deleted per table, or None when it was not this replica's turn.
+
+        A pass that fails is not retried before the next day: it deletes nothing that the next
+        one cannot, and a failure that lasts would otherwise repeat at every tick.
+        """
+        now = self._services.now()
+        if not self._lease.acquire(self.holder, now, self.lease_ttl):
+            return None
+        if not self._retention_lease.acquire(self.holder, now, PRUNE_EVERY, renew=False):
+            return None
+        days = self._services.settings.retention_days
+        pruned = retention.prune(self._services.database, now, timedelta(days=days))
+        summary = ", ".join(f"{table} {count}" for table, count in pruned.items())
+        logger.info("pruned rows older than %d days: %s", days, summary)
+        return pruned
+
     def run_forever(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; a failed tick is logged and retried at the next one."""
         while not stop.is_set():
@@ -80,6 +105,11 @@ class Scheduler:
                 self.tick()
             except Exception:
                 logger.exception("scheduler tick failed; trying again at the next tick")
+                metrics.ERRORS.labels(where="scheduler").inc()
+            try:
+                self.prune_if_due()
+            except Exception:
+                logger.exception("pruning old rows failed; they are left for a later pass")
                 metrics.ERRORS.labels(where="scheduler").inc()
             stop.wait(self.interval)
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import CompiledPipeline
@@ -62,6 +62,34 @@ def moment_key(moment: datetime) -> str:
 def legacy_stalled_key(ref: str, stage: str, ends: datetime) -> str:
     """The key a stalled notice had before keys named the exact end: only the day."""
     return f"stalled:{ref}:{stage}:{ends.date().isoformat()}"
+
+
+class EventSubject(NamedTuple):
+    """What a scheduled event is about: a review (reminders, escalations) or an initiative."""
+
+    review_id: int | None = None
+    ref: str | None = None
+
+
+_REVIEW_EVENTS = ("remind", "escalate")
+_INITIATIVE_EVENTS = ("stalled", "opsreview", "opsoverdue")
+
+
+def subject_of(key: str) -> EventSubject | None:
+    """The review or initiative the event ``key`` is about (legacy keys included); None for a
+    key this Shepherd does not make.
+
+    ``due_events`` only makes keys about open reviews and about initiatives that are not
+    retired, and neither ever comes back: once a key's subject is closed or retired, the key is
+    never due again, so its fired record can go (``storage.retention``).
+    """
+    kind, _, rest = key.partition(":")
+    subject = rest.split(":", 1)[0]
+    if kind in _REVIEW_EVENTS and subject.isdigit():
+        return EventSubject(review_id=int(subject))
+    if kind in _INITIATIVE_EVENTS and subject:
+        return EventSubject(ref=subject)
+    return None
 
 
 def due_events(

@@ -13,6 +13,7 @@ The bot uses::
     InboxProcessor(database, handlers, clock).run_forever(stop_event)
     OutboxWorker(database, sender, clock).run_forever(stop_event)
     verify_audit(database)              # AuditReport: ok, or the first bad entry
+    retention.prune(database, now, retention)  # rows deleted per table (daily, by the scheduler)
 """
 
 from __future__ import annotations

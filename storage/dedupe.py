@@ -3,6 +3,9 @@
 Slack retries events it thinks were not acknowledged, and people double-click. The bot claims
 each event id or action key here before acting on it; the unique key makes the database the
 judge, so two processes receiving the same retry at the same moment act once between them.
+
+Some keys are claimed for good (``greeted:<user>``, the once-per-person greeting), so keys are
+forgotten only by kind, by ``storage.retention``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -35,12 +37,6 @@ class SqlDedupe:
         connection = self._session.connection()
         statement = _claim(connection.dialect.name)
         return connection.execute(statement, {"key": key[:200], "seen_at": at}).first() is not None
-
-    @guarded
-    def forget_before(self, cutoff: datetime) -> int:
-        """Drop keys seen before ``cutoff`` (Slack stops retrying after minutes); returns how many."""
-        result = self._session.execute(delete(processed_events).where(processed_events.c.seen_at < cutoff))
-        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @cache

@@ -191,19 +191,23 @@ class SchedulerLease:
         self._database = database
         self.name = name
 
-    def acquire(self, holder: str, now: datetime, ttl: timedelta) -> bool:
+    def acquire(self, holder: str, now: datetime, ttl: timedelta, *, renew: bool = True) -> bool:
         """Take or renew the lease until ``now + ttl``; False while another holder's is valid.
+
+        ``renew=False`` takes it only once it has run out, even from its own holder: a job
+        that must run once per ``ttl`` across replicas (``bot.scheduler``'s daily pruning).
 
         On PostgreSQL the UPDATE locks the row, so a concurrent taker waits, then re-reads the
         renewed row and finds it held; on SQLite the write transaction serialises them.
         """
         until = now + ttl
+        expired = scheduler_leases.c.expires_at <= now
         with self._database.session() as session, translated():
             taken = session.execute(
                 update(scheduler_leases)
                 .where(
                     scheduler_leases.c.name == self.name,
-                    or_(scheduler_leases.c.holder == holder, scheduler_leases.c.expires_at <= now),
+                    or_(scheduler_leases.c.holder == holder, expired) if renew else expired,
                 )
                 .values(holder=holder, expires_at=until)
                 .returning(scheduler_leases.c.name)

@@ -281,7 +281,8 @@ class ActionListeners:
 
 def _feedback_thanks(helpful: bool, changed: bool, with_answer: bool = True) -> str:
     if not with_answer:
-        # Answers are kept since Shepherd started keeping them; this one is older than that.
+        # Answers are kept for SHEPHERD_RETENTION_DAYS (``storage.retention``), and only since
+        # Shepherd started keeping them; this one is older.
         said = "helpful" if helpful else "not helpful"
         thanks = f"Changed: now marked as {said}." if changed else f"Thanks: marked as {said}."
         return (

@@ -205,3 +205,14 @@ def test_with_the_debug_log_level_an_unexpected_error_shows_its_traceback(
     assert "Traceback (most recent call last):" in details
     assert "in open_database" in details and details.endswith(f"{unexpected_error} ")
     assert summary == unexpected_error  # nothing more to run again for
+
+
+def test_a_retention_period_under_a_week_is_refused_by_db_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert Settings().retention_days == 90
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SHEPHERD_RETENTION_DAYS", "6")
+    code, said = shepherd(monkeypatch, capsys, "db", "prune", "--dry-run")
+    assert code == 1
+    assert "SHEPHERD_RETENTION_DAYS: Input should be greater than or equal to 7" in said

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import text
 
 from bot import ids
 from bot.emulator import payloads
+from storage.retention import prune
 from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, workspace_of
 
@@ -172,3 +174,19 @@ def test_a_vote_on_an_answer_older_than_those_kept_says_it_is_recorded_without_i
     [said] = told(ws, OWNER)
     assert "recorded with the answer" not in said
     assert said.startswith("Thanks: marked as not helpful.") and "recorded without it" in said
+
+
+def test_a_vote_on_an_answer_past_the_retention_period_is_recorded_without_it_and_says_so(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    answer = privately_answered(ws, "what is a DPIA?")
+    ws.clock.advance(days=ws.services.settings.retention_days + 1)
+    retention = timedelta(days=ws.services.settings.retention_days)
+    assert prune(ws.services.database, ws.clock(), retention)["asked_answers"] == 1
+    vote_on_private(ws, answer, HELPFUL)
+    [record] = recorded(ws)
+    assert record["helpful"] is True and record["question"] is None
+    [said] = told(ws, OWNER)
+    assert said.startswith("Thanks: marked as helpful.")
+    assert "no longer has the answer you judged" in said and "recorded without it" in said

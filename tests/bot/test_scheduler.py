@@ -1,7 +1,9 @@
-"""The scheduler thread of `shepherd serve`: ticks under the lease, counts nudges, stops cleanly."""
+"""The scheduler thread of `shepherd serve`: ticks under the lease, counts nudges, prunes once a
+day, stops cleanly."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,3 +91,42 @@ def test_an_interval_of_zero_disables_the_scheduler(tmp_path: Path) -> None:
     assert start_scheduler(services, threading.Event()) is None
     with pytest.raises(ValueError, match="positive"):
         Scheduler(services, interval=0)
+
+
+def test_old_bookkeeping_is_pruned_once_a_day_by_one_replica(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = START - timedelta(days=91)  # past the default 90 days
+    assert services.database.claim("event:Ev1", old)
+    a, b = Scheduler(services, holder="a"), Scheduler(services, holder="b")
+    with caplog.at_level(logging.INFO, logger="shepherd.scheduler"):
+        pruned = a.prune_if_due()
+    assert pruned is not None and pruned["processed_events"] == 1
+    assert "pruned rows older than 90 days: processed_events 1" in caplog.text
+    assert services.database.claim("event:Ev1", START)  # forgotten, so claimable again
+
+    assert services.database.claim("event:Ev2", old)
+    assert a.prune_if_due() is None  # the same day: not again
+    services.clock.advance(hours=23)  # type: ignore[attr-defined]
+    assert b.prune_if_due() is None  # nor by another replica
+    services.clock.advance(hours=1)  # type: ignore[attr-defined]
+    SchedulerLease(services.database).acquire("a", services.now(), timedelta(minutes=5))
+    assert b.prune_if_due() is None  # only the replica holding the scheduler's lease prunes
+    again = a.prune_if_due()
+    assert again is not None and again["processed_events"] == 1
+
+
+def test_the_thread_prunes_as_it_ticks(services: Services) -> None:
+    assert services.database.claim("event:Ev1", START - timedelta(days=91))
+    stop = threading.Event()
+    thread = start_scheduler(services, stop)
+    assert thread is not None
+    try:
+        for _ in range(250):
+            if SchedulerLease(services.database, name="retention").holder() is not None:
+                break
+            stop.wait(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert services.database.claim("event:Ev1", START)  # pruned, so claimable again

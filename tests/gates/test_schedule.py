@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,10 +12,13 @@ from gates.loader import CompiledPipeline
 from gates.ports import OperationsReview
 from gates.schedule import (
     EventKind,
+    EventSubject,
     due_events,
+    legacy_stalled_key,
     moment_key,
     operations_review_due,
     operations_review_overdue,
+    subject_of,
 )
 from tests.gates.ops_pipeline import BOSS, OPS_LEAD, OWNER, SPONSOR, ops_pipeline
 
@@ -175,3 +179,17 @@ def test_the_next_operations_review_counts_from_the_last_one(pipeline: CompiledP
 def test_retired_systems_get_no_operations_review(pipeline: CompiledPipeline) -> None:
     retired = initiative(stage="operations", status=Status.RETIRED)
     assert keys(pipeline, T0 + timedelta(days=400), initiatives=[retired]) == []
+
+
+def test_every_key_names_the_review_or_initiative_it_is_about(pipeline: CompiledPipeline) -> None:
+    # The retention pass forgets a fired key once this subject is closed or retired.
+    stalled = initiative()
+    system = replace(initiative(stage="operations"), ref="AI-0002")
+    due = due_events(pipeline, [stalled, system], [review()], {}, T0 + timedelta(days=120))
+    assert {event.kind for event in due} == set(EventKind)
+    for event in due:
+        expected = EventSubject(review_id=5) if "review" in event.payload else EventSubject(ref=event.ref)
+        assert subject_of(event.key) == expected, event.key
+    legacy = legacy_stalled_key("AI-0001", "idea", T0)
+    assert subject_of(legacy) == EventSubject(ref="AI-0001")
+    assert subject_of("greeted:U1") is None and subject_of("remind:x:1") is None

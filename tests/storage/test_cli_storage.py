@@ -1,4 +1,4 @@
-"""`shepherd db upgrade` and `shepherd audit verify` as an operator runs them."""
+"""`shepherd db upgrade`, `db prune` and `shepherd audit verify` as an operator runs them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.cli_storage import audit_app, db_app
 from storage import Database, sqlite_url
+from storage.retention import TABLES
 from tests.storage.test_audit import forge
+from tests.storage.test_retention import EVIDENCE, row_counts, seed
 
 runner = CliRunner()
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -102,3 +104,34 @@ def test_an_entry_forged_beyond_the_counter_is_named_and_an_audited_command_then
     assert said.startswith("error: The audit log has entries beyond its counter")
     assert "entry 4 already exists" in said and "Run `shepherd audit verify`" in said
     assert "Traceback" not in refused.output and "IntegrityError" not in refused.output
+
+
+def test_db_prune_dry_run_reports_counts_per_table_and_changes_nothing(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHEPHERD_RETENTION_DAYS", "30")
+    seed(database, datetime.now(UTC))  # rows 100 and 10 days old
+    everything = row_counts(database, (*TABLES, *EVIDENCE))
+    url = database.url.render_as_string(hide_password=False)
+
+    dry = runner.invoke(cli(), ["db", "prune", "--dry-run", "--database-url", url])
+    assert dry.exit_code == 0, dry.output
+    assert row_counts(database, (*TABLES, *EVIDENCE)) == everything
+    lines = [line.split() for line in dry.output.splitlines()]
+    reported = {words[0]: int(words[1]) for words in lines if words[2:] == ["would", "delete"]}
+    assert reported == {
+        "processed_events": 3,
+        "outbox": 1,
+        "inbox": 1,
+        "asked_answers": 1,
+        "slack_oauth_states": 1,
+        "fired_events": 3,
+    }
+    assert "older than 30 days" in dry.output and "Nothing was deleted" in dry.output
+
+    done = runner.invoke(cli(), ["db", "prune", "--database-url", url])
+    assert done.exit_code == 0, done.output
+    assert "processed_events             3 deleted" in done.output and "10 rows deleted." in done.output
+    assert row_counts(database, EVIDENCE) == {k: v for k, v in everything.items() if k in EVIDENCE}
+    again = runner.invoke(cli(), ["db", "prune", "--dry-run", "--database-url", url])
+    assert "processed_events             0 would delete" in again.output

@@ -86,6 +86,8 @@ DEFAULT_PRIORS: tuple[tuple[str, float], ...] = (
 # 0.869 -> 0.881).
 _TEMPLATE_HEADING_SOURCES = 3
 _WRITE_BATCH = 256
+# Chunk metadata keys written only when the document has them.
+_OPTIONAL_METADATA = ("context", "tags", "gates")
 _REVISION_CHECK_SECONDS = 0.5
 
 
@@ -636,9 +638,11 @@ class KnowledgeBase:
                     metadatas=[metadata for _, metadata in part],
                 )
         if to_relabel:
+            # Chroma merges an update into the stored metadata, and deletes a key only when it
+            # is given as None: tags or gates removed from the front matter must go too.
             self._collection.update(
                 ids=[chunk.chunk_id for chunk, _ in to_relabel],
-                metadatas=[metadata for _, metadata in to_relabel],
+                metadatas=[{**dict.fromkeys(_OPTIONAL_METADATA), **metadata} for _, metadata in to_relabel],
             )
         self._delete(stale + renamed_ids)
         return bool(to_embed or to_relabel or stale or renamed_ids)

@@ -56,6 +56,23 @@ def test_changed_file_reembeds_only_new_chunks(make_kb: KB, policies: Path) -> N
     assert HashedWordsEmbedding.calls - before == 1
 
 
+def test_tags_and_gates_removed_from_front_matter_stop_filtering(make_kb: KB, policies: Path) -> None:
+    kb = make_kb()
+    kb.ingest([policies])
+    assert kb.search("personal data minimised", gate="pilot", mode="bm25")
+    # The text is unchanged, so its chunks keep their vectors and only their labels change.
+    path = policies / "privacy.md"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("tags: [privacy, risk]\ngates: [pilot, production]\n", "")
+    )
+    assert kb.ingest([policies]).indexed == 1
+    for mode in ("bm25", "vector"):
+        assert kb.search("personal data minimised", gate="pilot", mode=mode) == []  # type: ignore[arg-type]
+        assert kb.search("personal data minimised", tags=["privacy"], mode=mode) == []  # type: ignore[arg-type]
+    hit = kb.search("personal data minimised", k=1, mode="bm25")[0]
+    assert (hit.source, hit.tags, hit.gates) == ("privacy.md", (), ())
+
+
 def test_prune_removes_chunks_of_deleted_files(make_kb: KB, policies: Path) -> None:
     kb = make_kb()
     kb.ingest([policies])

@@ -301,6 +301,60 @@ def _load_text(data: bytes) -> LoadedDocument:
 
 _HTML_HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _HTML_BLOCKS = frozenset({"p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption", "caption"})
+# Tags that continue the line they are in; any other tag (div, section, br...) ends a paragraph
+# of loose text.
+_HTML_INLINE = frozenset(
+    {"a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i", "kbd", "mark"}
+    | {"q", "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var", "wbr"}
+)
+# Not prose: the page title is read apart, form controls are labels of buttons and menus.
+_HTML_SKIPPED = frozenset({"head", "title", "button", "select", "textarea"})
+
+
+def _html_lines(root: Any) -> list[str]:
+    """Headings and blocks as Markdown lines, in document order, and the text between them.
+
+    Pages built of ``<div>``, ``<section>`` and ``<span>`` carry their text outside any ``<p>``:
+    each run of it between two block boundaries is a paragraph, under the heading above it.
+    The walk keeps its own stack: deeply nested pages must not reach Python's recursion limit.
+    """
+    from bs4.element import NavigableString, Tag
+
+    wanted = set(_HTML_HEADINGS) | _HTML_BLOCKS
+    lines: list[str] = []
+    loose: list[str] = []
+
+    def flush() -> None:
+        text = " ".join("".join(loose).split())
+        loose.clear()
+        if text:
+            lines.extend([text, ""])
+
+    end_of_block = object()
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if node is end_of_block:
+            flush()
+        elif isinstance(node, Tag):
+            if node is not root and node.name in wanted:
+                flush()
+                text = " ".join(node.get_text(" ", strip=True).split())
+                level = _HTML_HEADINGS.get(node.name)
+                if text and level:
+                    lines += [f"{'#' * level} {text}", ""]
+                elif text:
+                    lines += [f"- {text}" if node.name == "li" else text, ""]
+            elif node.name not in _HTML_SKIPPED:
+                if node.name not in _HTML_INLINE:
+                    flush()
+                    stack.append(end_of_block)
+                stack.extend(reversed(node.contents))
+        # Comments, doctypes and CDATA are subclasses of NavigableString; only text counts.
+        elif type(node) is NavigableString:
+            loose.append(str(node))
+    flush()
+    return lines
 
 
 def _load_html(data: bytes) -> LoadedDocument:
@@ -311,21 +365,7 @@ def _load_html(data: bytes) -> LoadedDocument:
     soup = BeautifulSoup(decode_text(data), "html.parser")
     for tag in soup(["script", "style", "noscript", "template", "nav", "svg"]):
         tag.decompose()
-    lines: list[str] = []
-    wanted = set(_HTML_HEADINGS) | _HTML_BLOCKS
-    for element in soup.find_all(wanted):
-        if any(parent.name in wanted for parent in element.parents):
-            continue
-        text = " ".join(element.get_text(" ", strip=True).split())
-        if not text:
-            continue
-        level = _HTML_HEADINGS.get(element.name)
-        if level:
-            lines += [f"{'#' * level} {text}", ""]
-        else:
-            lines += [f"- {text}" if element.name == "li" else text, ""]
-    if not lines and soup.body is not None:
-        lines = soup.body.get_text("\n", strip=True).split("\n")
+    lines = _html_lines(soup.body if soup.body is not None else soup)
     sections = markdown_sections("\n".join(lines))
     title_tag = soup.find("title")
     title = title_tag.get_text(strip=True) if title_tag is not None else ""

@@ -95,6 +95,22 @@ def test_html_headings_make_the_trail_and_scripts_are_dropped() -> None:
     assert not any("secret'" in text for text in by_trail.values())
 
 
+def test_html_text_outside_paragraphs_is_kept_under_its_heading() -> None:
+    html = (
+        b"<html><body><h1>Acceptable use</h1><p>Scope: everyone who works with AI tools.</p>"
+        b"<div>All staff must register every AI tool before use.</div>"
+        b"<section><h2>Exceptions</h2><span>Exceptions are approved by the risk officer.</span>"
+        b"<div>Each exception expires after <b>one</b> year.</div></section></body></html>"
+    )
+    document = load_bytes(html, ".html")
+    by_trail = {section.trail: section.text for section in document.sections}
+    assert "register every AI tool" in by_trail[("Acceptable use",)]
+    assert "Scope: everyone" in by_trail[("Acceptable use",)]
+    exceptions = by_trail[("Acceptable use", "Exceptions")]
+    assert "approved by the risk officer." in exceptions
+    assert "expires after one year." in exceptions
+
+
 def test_word_headings_make_the_trail(tmp_path: Path) -> None:
     path = tmp_path / "doc.docx"
     word_document(path)

@@ -187,14 +187,20 @@ def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None
         logger.warning("Policy guidance is unavailable: %s", error)
         return None
     # Every process brings the store up to date with the policy folder; unchanged files are
-    # skipped by content hash, so after the first start this costs a directory scan.
+    # skipped by content hash, so after the first start this costs a directory scan. The bot
+    # owns that folder: a policy deleted or renamed there must stop being cited, so it is
+    # pruned. Prune only removes documents stored from under this folder; those the CLI
+    # ingested from other folders stay.
+    folder = policy_folder(settings)
     try:
-        report = knowledge.ingest([policy_folder(settings)])
+        report = knowledge.ingest([folder], prune=True)
     except KnowledgeError as error:
         logger.warning("Could not ingest the policy folder: %s", error)
     else:
         for path, reason in report.failed:
             logger.warning("Policy file skipped: %s (%s)", path, reason)
+        if report.removed:
+            logger.info("Removed %d policy documents no longer in %s", report.removed, folder)
         if reports is not None:
             reports.append(report)
     return knowledge

@@ -71,7 +71,9 @@ def prepare(settings: Settings, *, existing_database: bool = False) -> Services:
         folder = policy_folder(settings)
         report = services.policy_ingests[-1] if services.policy_ingests else None
         done = (
-            f"{report.files} files, {report.chunks} new chunks, {report.skipped} unchanged; "
+            f"{report.files} files, {report.chunks} new chunks, {report.skipped} unchanged"
+            + (f", {report.removed} removed (gone from the folder)" if report.removed else "")
+            + "; "
             if report is not None
             else "[yellow]not ingested[/yellow] (see the warning above); "
         )

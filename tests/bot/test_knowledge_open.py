@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot import ask
+from bot.bootstrap import knowledge_base, open_knowledge
+from bot.settings import Settings
+from knowledge import IngestReport
 from tests.bot.scenario import Workspace, workspace_of
 
 QUESTION = "what is a DPIA?"
@@ -50,3 +53,31 @@ def test_questions_asked_while_the_policy_store_opens_wait_for_it(workspace: Wor
     assert len(opened) == 1  # opened once
     assert min(found.values()) > 0
     assert len(set(found.values())) == 1
+
+
+def test_a_policy_deleted_or_renamed_in_the_folder_is_not_cited_after_a_restart(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "keep.md").write_text("## Registration\n\nEvery AI initiative must be registered.\n")
+    (policies / "old.md").write_text("## Crypto mining\n\nTeams may mine crypto on the GPU cluster.\n")
+    handbook = tmp_path / "handbook"  # ingested by `shepherd knowledge ingest`, not the bot's
+    handbook.mkdir()
+    (handbook / "travel.md").write_text("## Travel\n\nBook trains for trips under four hours.\n")
+    settings = Settings(data_dir=tmp_path / "data", embeddings="none", policies_dir=policies)
+    knowledge_base(settings).ingest([handbook])
+    kb = open_knowledge(settings)
+    assert kb is not None
+    assert [hit.source for hit in kb.search("crypto mining GPU")] == ["old.md"]
+
+    # The governance team withdraws one policy, renames another, and restarts the bot.
+    (policies / "old.md").unlink()
+    (policies / "keep.md").rename(policies / "registration.md")
+    reports: list[IngestReport] = []
+    kb = open_knowledge(settings, reports)
+    assert kb is not None
+    assert kb.search("crypto mining GPU") == []
+    assert [hit.source for hit in kb.search("AI initiative registered")] == ["registration.md"]
+    assert [hit.source for hit in kb.search("trains trips")] == [
+        (handbook / "travel.md").resolve().as_posix()
+    ]
+    assert reports[0].removed == 2

@@ -196,6 +196,10 @@ def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None
         report = knowledge.ingest([folder], prune=True)
     except KnowledgeError as error:
         logger.warning("Could not ingest the policy folder: %s", error)
+    except Exception:
+        # A file that cannot be read is one failed file (knowledge.loaders); anything else
+        # going wrong here must still not take away the policies indexed before.
+        logger.exception("Could not ingest the policy folder %s; serving what was indexed before", folder)
     else:
         for path, reason in report.failed:
             logger.warning("Policy file skipped: %s (%s)", path, reason)

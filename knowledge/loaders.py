@@ -74,6 +74,10 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
+# What a file that fails to parse is called, in the reason given for it.
+_UNREADABLE = {".pdf": "corrupt or unreadable PDF", ".docx": "not a readable Word (.docx) file"}
+
+
 def load_bytes(data: bytes, suffix: str) -> LoadedDocument:
     """Parse the content of one file, chosen by its extension (``".md"``, ``".pdf"``...).
 
@@ -87,7 +91,17 @@ def load_bytes(data: bytes, suffix: str) -> LoadedDocument:
     loader = _LOADERS.get(suffix)
     if loader is None:
         raise LoadError(f"unsupported file type {suffix or '(none)'}")
-    document = loader(data)
+    try:
+        document = loader(data)
+    except LoadError:
+        raise
+    except Exception as error:
+        # pypdf and python-docx raise almost anything on a damaged file (AssertionError from
+        # a page's content, AttributeError from a misspelt namespace, PdfStreamError...), at
+        # any step of reading it. One damaged file must be one failed file, never the end of
+        # an ingest or of the bot's start.
+        what = _UNREADABLE.get(suffix, f"unreadable {suffix} file")
+        raise LoadError(f"{what} ({type(error).__name__})") from error
     if not any(section.text.strip() for section in document.sections):
         raise LoadError("no text found in the document")
     return document
@@ -374,6 +388,18 @@ def _load_html(data: bytes) -> LoadedDocument:
     return LoadedDocument(sections=sections, title=title)
 
 
+def _optional_title(read: Callable[[], object]) -> str:
+    """The document's title from its properties, or "" when they are damaged.
+
+    The title is a label and nothing searches it; a PDF whose /Info dictionary or a Word file
+    whose docProps/core.xml is broken still has readable text, and is indexed without it.
+    """
+    try:
+        return str(read() or "").strip()
+    except Exception:
+        return ""
+
+
 # --- Word ----------------------------------------------------------------------------------
 
 _WORD_HEADING = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
@@ -383,10 +409,7 @@ def _load_docx(data: bytes) -> LoadedDocument:
     import docx
     from docx.table import Table
 
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as error:  # python-docx raises zipfile, KeyError, lxml errors alike
-        raise LoadError(f"not a readable Word (.docx) file ({type(error).__name__})") from error
+    document = docx.Document(io.BytesIO(data))  # any error: see load_bytes
     lines: list[str] = []
     for item in document.iter_inner_content():
         if isinstance(item, Table):
@@ -408,7 +431,7 @@ def _load_docx(data: bytes) -> LoadedDocument:
             lines.append(f"- {text}")
         else:
             lines += [text, ""]
-    title = (document.core_properties.title or "").strip()
+    title = _optional_title(lambda: document.core_properties.title)
     return LoadedDocument(sections=markdown_sections("\n".join(lines)), title=title)
 
 
@@ -449,17 +472,11 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 def _load_pdf(data: bytes) -> LoadedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise LoadError("encrypted PDF")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except LoadError:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as error:
-        raise LoadError(f"corrupt or unreadable PDF ({type(error).__name__})") from error
+    reader = PdfReader(io.BytesIO(data))  # any error: see load_bytes
+    if reader.is_encrypted:
+        raise LoadError("encrypted PDF")
+    pages = [page.extract_text() or "" for page in reader.pages]
     if not any(page.strip() for page in pages):
         raise LoadError("PDF has no extractable text (scanned images?)")
     starts = _outline_starts(reader)
@@ -473,8 +490,7 @@ def _load_pdf(data: bytes) -> LoadedDocument:
             if page <= index:
                 trail = heading
         sections.append(Section((*trail, f"page {index + 1}"), text))
-    metadata = reader.metadata
-    title = str(metadata.title or "").strip() if metadata is not None else ""
+    title = _optional_title(lambda: reader.metadata.title if reader.metadata is not None else "")
     return LoadedDocument(sections=_merge_pages(sections), title=title)
 
 

@@ -4,6 +4,7 @@ while the same question a moment later was answered from the policies."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from bot.bootstrap import knowledge_base, open_knowledge
 from bot.settings import Settings
 from knowledge import IngestReport
 from tests.bot.scenario import Workspace, workspace_of
+from tests.knowledge.conftest import damaged_pdf
 
 QUESTION = "what is a DPIA?"
 
@@ -81,3 +83,19 @@ def test_a_policy_deleted_or_renamed_in_the_folder_is_not_cited_after_a_restart(
         (handbook / "travel.md").resolve().as_posix()
     ]
     assert reports[0].removed == 2
+
+
+def test_a_damaged_policy_file_is_skipped_and_the_bot_serves_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "annex.pdf").write_bytes(damaged_pdf("Annex on model hosting"))
+    (policies / "registration.md").write_text("## Registration\n\nEvery AI initiative must be registered.\n")
+    settings = Settings(data_dir=tmp_path / "data", embeddings="none", policies_dir=policies)
+    with caplog.at_level(logging.WARNING, logger="shepherd"):
+        kb = open_knowledge(settings)
+    assert kb is not None
+    assert [hit.source for hit in kb.search("AI initiative registered")] == ["registration.md"]
+    skipped = [record.getMessage() for record in caplog.records if "skipped" in record.getMessage()]
+    assert skipped == ["Policy file skipped: annex.pdf (corrupt or unreadable PDF (AssertionError))"]

@@ -130,6 +130,32 @@ def minimal_pdf(pages: Sequence[str]) -> bytes:
     return out.getvalue()
 
 
+def damaged_pdf(text: str) -> bytes:
+    """A PDF that opens but whose page cannot be read: it draws at ``7 0 R``, an object
+    reference where a number belongs (pypdf raises AssertionError, as on a real damaged file)."""
+    return minimal_pdf([text]).replace(b"72 720 Td", b"7 0 R  Td")  # same length: /Length holds
+
+
+def pdf_with_damaged_info(text: str) -> bytes:
+    """A PDF with a readable page whose document information (/Info) is not a dictionary."""
+    return minimal_pdf([text]).replace(b"/Root 1 0 R >>", b"/Root 1 0 R /Info 3 >>")
+
+
+def damage_word_part(path: Path, part: str) -> None:
+    """Break one XML part of a .docx (``word/document.xml``, ``docProps/core.xml``) as damaged
+    files are broken: its main namespace misspelt, so python-docx reads the wrong elements."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as original:
+        parts = {name: original.read(name) for name in original.namelist()}
+    parts[part] = re.sub(
+        rb"schemas.openxmlformats.org/(wordprocessingml|package)", rb"example.org/\1", parts[part]
+    )
+    with zipfile.ZipFile(path, "w") as damaged:
+        for name, data in parts.items():
+            damaged.writestr(name, data)
+
+
 def pdf_with_outline(pages: Sequence[str], bookmarks: Sequence[tuple[str, int]]) -> bytes:
     """A PDF whose bookmarks (title, page index) name its sections."""
     from pypdf import PdfReader, PdfWriter

@@ -11,7 +11,14 @@ from knowledge import KnowledgeBase, KnowledgeError
 from knowledge.chunking import chunk_document, split_text
 from knowledge.loaders import load_bytes
 
-from .conftest import HashedWordsEmbedding, minimal_pdf, word_document
+from .conftest import (
+    HashedWordsEmbedding,
+    damage_word_part,
+    damaged_pdf,
+    minimal_pdf,
+    pdf_with_damaged_info,
+    word_document,
+)
 
 KB = Callable[..., KnowledgeBase]
 
@@ -101,6 +108,38 @@ def test_bad_files_are_reported_by_name_and_ingestion_goes_on(make_kb: KB, tmp_p
     assert set(failed) == {"broken.pdf", "empty.md", "image.txt"}
     assert "empty" in failed["empty.md"]
     assert "binary" in failed["image.txt"]
+
+
+def test_a_damaged_pdf_or_word_file_is_one_failed_file_and_the_others_are_indexed(
+    make_kb: KB, tmp_path: Path
+) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "a-annex.pdf").write_bytes(damaged_pdf("Annex on model hosting"))
+    word_document(folder / "b-manual.docx")
+    damage_word_part(folder / "b-manual.docx", "word/document.xml")
+    (folder / "c-registration.md").write_text("# Registration\n\nEvery AI initiative is registered.\n")
+    report = make_kb().ingest([folder])
+    failed = dict(report.failed)
+    assert set(failed) == {"a-annex.pdf", "b-manual.docx"}
+    assert "corrupt or unreadable PDF" in failed["a-annex.pdf"]
+    assert "not a readable Word" in failed["b-manual.docx"]
+    assert report.indexed == 1
+    assert make_kb().search("AI initiative registered", k=1, mode="bm25")[0].source == "c-registration.md"
+
+
+def test_damaged_document_properties_cost_only_the_title(make_kb: KB, tmp_path: Path) -> None:
+    """A title is a label nothing searches: a broken /Info or docProps/core.xml keeps the text."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "annex.pdf").write_bytes(pdf_with_damaged_info("Annex on model hosting"))
+    word_document(folder / "manual.docx")
+    damage_word_part(folder / "manual.docx", "docProps/core.xml")
+    report = make_kb().ingest([folder])
+    assert (report.indexed, report.failed) == (2, [])
+    kb = make_kb()
+    assert kb.search("model hosting annex", k=1, mode="bm25")[0].source == "annex.pdf"
+    assert kb.search("model card owner", k=1, mode="bm25")[0].source == "manual.docx"
 
 
 def test_a_policy_that_becomes_unreadable_keeps_its_last_readable_version(

@@ -8,6 +8,7 @@ A file that cannot be read raises :class:`LoadError` with a reason a person can 
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import re
@@ -30,6 +31,8 @@ _SUBTITLE_MAX_CHARS = 160
 _LEAD_MAX_CHARS = 400
 _ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+# "Title" underlined with === (level 1) or --- (level 2): a setext heading, not a rule.
+_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _LINK_ITEM = re.compile(r"^\s*[-*+]\s*\[([^\]]*)\]\([^)]*\)\s*$")
@@ -119,27 +122,56 @@ def load_file(path: Path) -> LoadedDocument:
 # --- text decoding -------------------------------------------------------------------------
 
 
+# Byte order marks, longest first: the UTF-32 LE mark begins with the UTF-16 LE one. Windows
+# editors save "Unicode" text as UTF-16 with a mark; its NUL bytes are not binary data.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
 def decode_text(data: bytes) -> str:
     """Decode bytes that claim to be text, refusing binary data.
+
+    A byte order mark names the encoding. Without one, UTF-8 is read when most of the file's
+    non-ASCII characters are valid UTF-8 (a stray byte becomes U+FFFD instead of garbling every
+    accent in the file); otherwise cp1252, which Windows editors still save.
 
     Raises:
         LoadError: the bytes contain NUL characters or are mostly control characters.
     """
-    sample = data[:8192]
-    if b"\x00" in sample:
-        raise LoadError("binary data, not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Windows editors still save cp1252; latin-1 accepts anything as a last resort.
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            text = data[len(bom) :].decode(encoding, errors="replace")
+            break
+    else:
+        if b"\x00" in data[:8192]:
+            raise LoadError("binary data, not text")
+        text = _decode_unmarked(data)
     controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\n\r\t\f")
     if controls > max(8, len(text[:8192]) // 20):
         raise LoadError("binary data, not text")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _decode_unmarked(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd")
+    valid = len(text) - len(text.encode("ascii", errors="ignore")) - invalid  # non-ASCII, decoded
+    if valid > invalid:
+        return text
+    # cp1252 leaves five bytes undefined; latin-1 accepts anything as a last resort.
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 # --- Markdown --------------------------------------------------------------------------------
@@ -236,8 +268,21 @@ def _is_subtitle(block: str) -> bool:
     )
 
 
+def _is_paragraph_line(line: str) -> bool:
+    """A line of plain paragraph text, which a setext underline turns into a heading (a list
+    item, quote, table row, rule or code fence followed by --- stays what it is)."""
+    stripped = line.strip()
+    return bool(stripped) and not (
+        _LIST_OR_NUMBER.match(line)
+        or _RULE.match(line)
+        or _FENCE.match(line)
+        or stripped.startswith(("|", ">", "#"))
+    )
+
+
 def markdown_sections(text: str) -> list[Section]:
-    """Split Markdown on ATX headings, keeping each section's heading trail.
+    """Split Markdown on headings (``## Title``, or Title underlined), keeping each section's
+    heading trail.
 
     Two habits of real documents are folded into the trail: headings of the same level that
     follow each other with nothing between them name one thing (``# Chapter III - High-Risk``,
@@ -264,11 +309,20 @@ def markdown_sections(text: str) -> list[Section]:
     for line in text.split("\n"):
         if _FENCE.match(line):
             in_fence = not in_fence
+        body = stack[-1].body if stack else preamble
         match = None if in_fence else _ATX_HEADING.match(line)
-        if match is None:
-            (stack[-1].body if stack else preamble).append(line)
+        underline = None if in_fence or match else _SETEXT_UNDERLINE.match(line)
+        if match is not None:
+            level, title = len(match.group(1)), _clean_heading(match.group(2))
+        elif underline is not None and body and _is_paragraph_line(body[-1]):
+            # The paragraph right above the underline is the heading's text.
+            paragraph: list[str] = []
+            while body and _is_paragraph_line(body[-1]):
+                paragraph.insert(0, body.pop())
+            level, title = (1 if underline.group(1)[0] == "=" else 2), _clean_heading(" ".join(paragraph))
+        else:
+            body.append(line)
             continue
-        level, title = len(match.group(1)), _clean_heading(match.group(2))
         if not title:
             continue
         top = stack[-1] if stack else None
@@ -374,9 +428,7 @@ def _html_lines(root: Any) -> list[str]:
 def _load_html(data: bytes) -> LoadedDocument:
     from bs4 import BeautifulSoup
 
-    if b"\x00" in data[:8192]:
-        raise LoadError("binary data, not HTML")
-    soup = BeautifulSoup(decode_text(data), "html.parser")
+    soup = BeautifulSoup(decode_text(data), "html.parser")  # decode_text refuses binary data
     for tag in soup(["script", "style", "noscript", "template", "nav", "svg"]):
         tag.decompose()
     lines = _html_lines(soup.body if soup.body is not None else soup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,42 @@ def test_text_file_is_one_untitled_section() -> None:
     assert len(document.sections) == 1
     assert document.sections[0].trail == ()
     assert "caf\u00e9" in document.sections[0].text
+
+
+def test_setext_headings_make_the_trail_and_a_rule_stays_a_rule() -> None:
+    text = (
+        b"Data retention\n==============\n\nKeep logs for 90 days.\n\n"
+        b"Access control\n--------------\n\nOnly admins may read logs.\n\n---\n\nReviewed yearly.\n"
+    )
+    by_trail = {section.trail: section.text for section in load_bytes(text, ".md").sections}
+    assert by_trail[("Data retention",)] == "Keep logs for 90 days."
+    assert by_trail[("Data retention", "Access control")] == "Only admins may read logs.\n\nReviewed yearly."
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_text_with_a_byte_order_mark_is_read_in_its_encoding(encoding: str) -> None:
+    """Windows editors save "Unicode" text as UTF-16 with a byte order mark."""
+    data = "## Rétention\n\nKeep inference logs for 90 days.\n".encode(encoding)
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    document = load_bytes(data, ".md")
+    assert [(section.trail, section.text) for section in document.sections] == [
+        (("Rétention",), "Keep inference logs for 90 days.")
+    ]
+
+
+def test_one_stray_byte_does_not_garble_a_utf8_file() -> None:
+    data = "## Données\n\nLes équipes doivent s’enregistrer.\n\nPied de page".encode() + b" \xa0\n"
+    document = load_bytes(data, ".md")
+    assert document.sections[0].trail == ("Données",)
+    assert document.sections[0].text.startswith("Les équipes doivent s’enregistrer.")
+
+
+def test_a_cp1252_file_is_still_read_as_cp1252() -> None:
+    document = load_bytes("## Données\n\nLes équipes – café.\n".encode("cp1252"), ".md")
+    assert [(section.trail, section.text) for section in document.sections] == [
+        (("Données",), "Les équipes – café.")
+    ]
 
 
 def test_html_headings_make_the_trail_and_scripts_are_dropped() -> None:

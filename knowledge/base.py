@@ -11,7 +11,8 @@ Where state lives, and why:
   and would not be shared when several processes use one Chroma server.
 - The BM25 index is rebuilt in memory from the stored chunks whenever the collection's
   revision stamp (collection metadata, changed by every ingest that writes) differs from the
-  one it was built from; nothing else needs to be kept.
+  one it was built from; nothing else needs to be kept. An embedded store is then opened
+  again too, as embedded Chroma never reads another process's vectors into its own index.
 """
 
 from __future__ import annotations
@@ -360,6 +361,7 @@ class KnowledgeBase:
                 )
         self._embedder = embedder
         self._store_embedder = embedder if embedder is not None else lexical_embedder()
+        self._embedded = not chroma_url
         self._client, self._store = self._open_client(chroma_url)
         try:
             self._collection = self._client.get_or_create_collection(
@@ -374,6 +376,8 @@ class KnowledgeBase:
         self._snapshot_lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
         self._revision_checked_at = 0.0
+        # The revision the embedded store's vector index was read at (see _reopen_embedded).
+        self._vectors_revision = str((self._collection.metadata or {}).get(_REVISION_KEY, ""))
         self._query_failure_logged = False
 
     # --- store ---------------------------------------------------------------------------
@@ -412,8 +416,45 @@ class KnowledgeBase:
         return str(metadata.get(_REVISION_KEY, ""))
 
     def _bump_revision(self) -> None:
-        self._collection.modify(metadata={_REVISION_KEY: uuid.uuid4().hex})
+        revision = uuid.uuid4().hex
+        # This process's index holds what it wrote: unless another process wrote since the
+        # index was read (the stored revision moved), it need not be read again for this one.
+        current = self._revision() == self._vectors_revision
+        self._collection.modify(metadata={_REVISION_KEY: revision})
+        if current:
+            self._vectors_revision = revision
         self._revision_checked_at = 0.0
+
+    def _reopen_embedded(self, revision: str) -> None:
+        """Read the embedded store again, for the vectors another process (the CLI) wrote.
+
+        Each embedded Chroma system keeps its vector index in memory and never reads another
+        process's additions to it: a new client over the same folder would share the cached
+        system, so a new system is started (Chroma caches it for the clients opened after).
+        Searches still running keep the old one until they finish; it is freed with them.
+        Called with the snapshot lock held; skipped while this process ingests, as swapping
+        the collection mid-ingest would split its writes between two systems.
+        """
+        from chromadb.api import ServerAPI
+        from chromadb.api.client import Client
+        from chromadb.config import System
+
+        if not self._write_lock.acquire(blocking=False):
+            return
+        try:
+            system = System(self._client.get_settings())
+            system.instance(ServerAPI)  # type: ignore[type-abstract]  # as chromadb's own clients do
+            system.start()
+            client: Any = Client.from_system(system, self._client.tenant, self._client.database)
+            self._collection = client.get_collection(
+                self._store_embedder.collection, embedding_function=self._store_embedder.function
+            )
+            self._client = client
+            self._vectors_revision = revision
+        except Exception as error:  # the old system still answers; try again next time
+            logger.warning("Could not reread the knowledge store: %s", error)
+        finally:
+            self._write_lock.release()
 
     def _fetch(self, include: list[str]) -> dict[str, Any]:
         """All records of the collection, page by page (a single huge get is slow)."""
@@ -681,7 +722,8 @@ class KnowledgeBase:
         """The lexical snapshot, rebuilt when the collection's revision changed.
 
         Another process (the CLI while the bot runs) may ingest too, so the stored revision
-        is checked, at most every half second.
+        is checked, at most every half second (one read of the collection's metadata, about
+        half a millisecond); an embedded store is then read again for its vectors.
         """
         snapshot = self._snapshot
         now = time.monotonic()
@@ -690,6 +732,8 @@ class KnowledgeBase:
         with self._snapshot_lock:
             revision = self._revision()
             self._revision_checked_at = time.monotonic()
+            if self._embedded and revision != self._vectors_revision:
+                self._reopen_embedded(revision)
             snapshot = self._snapshot
             if snapshot is None or snapshot.revision != revision:
                 records = self._fetch(["metadatas", "documents"])

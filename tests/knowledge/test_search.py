@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 from knowledge import KnowledgeBase, KnowledgeError
 
 KB = Callable[..., KnowledgeBase]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -101,6 +105,35 @@ def test_search_sees_chunks_ingested_by_another_instance(make_kb: KB, policies: 
     # The reader checks the stored revision at most twice a second.
     reader._revision_checked_at = 0.0
     assert reader.search("vault", k=1)[0].source == "security.md"
+
+
+def test_vector_search_sees_documents_another_process_ingested(
+    make_kb: KB, policies: Path, tmp_path: Path
+) -> None:
+    """`shepherd knowledge ingest` while the bot runs on the embedded store: the bot's vector
+    search must find the new document too, not only its keyword search."""
+    bot = make_kb()
+    bot.ingest([policies])
+    (policies / "vendors.md").write_text(
+        "# Vendors\n\nThird party vendors fill in a security questionnaire.\n"
+    )
+    cli = (
+        "import sys; from pathlib import Path; from knowledge import KnowledgeBase;"
+        "from tests.knowledge.conftest import fake_embedder;"
+        "KnowledgeBase(Path(sys.argv[1]), embedder=fake_embedder(), glossary='none',"
+        " documents_root=Path(sys.argv[2])).ingest([sys.argv[2]])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", cli, str(tmp_path / "data"), str(policies)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+        timeout=120,
+    )
+    bot._revision_checked_at = 0.0  # checked at most twice a second
+    question = "third party vendors security questionnaire"
+    assert bot.search(question, k=1, mode="vector")[0].source == "vendors.md"
+    assert bot.search(question, k=1, mode="hybrid")[0].source == "vendors.md"
 
 
 def test_concurrent_searches_during_ingestion_are_consistent(kb: KnowledgeBase, policies: Path) -> None:

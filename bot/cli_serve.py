@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -106,12 +107,19 @@ def run() -> None:
         _serve(settings, services, settings.port)
         return
     out.print()
-    out.print("[yellow]No Slack credentials yet[/yellow], so the bot is not connected. Next steps:")
+    given = (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+    if any(given) or settings.slack_client_id or settings.slack_client_secret:
+        # Some are set: say which is missing rather than that there are none.
+        out.print(
+            f"[yellow]Slack is not connected[/yellow]: it also needs {escape(str(settings.slack_missing))}. Next steps:"
+        )
+    else:
+        out.print("[yellow]No Slack credentials yet[/yellow], so the bot is not connected. Next steps:")
     out.print(
         "  1. Create the Slack app from [cyan]slack-manifest.yaml[/cyan] (api.slack.com/apps > Create > From a manifest)."
     )
     out.print(
-        "  2. Put SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode) in [cyan].env[/cyan]."
+        "  2. Put SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (for Socket Mode, SLACK_APP_TOKEN instead of the secret) in [cyan].env[/cyan]."
     )
     out.print(
         '  3. Run [bold]make run[/bold] again. Meanwhile try: [bold].venv/bin/shepherd knowledge ask "what do we need for the pilot gate?"[/bold]'
@@ -149,7 +157,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on /slack/events."""
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set (with OAuth, the install page on
+    the port too), otherwise HTTP on /slack/events."""
     if worker not in ("process", "thread", "none"):
         raise typer.BadParameter("use process, thread or none", param_hint="--worker")
     settings = Settings()
@@ -183,27 +192,11 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
 
     app = build_app(settings, services)
     if settings.slack_app_token is not None:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
         if settings.http_processes > 1:
             out.print(
                 "[yellow]Socket Mode runs in one process[/yellow]: --processes applies to HTTP mode only."
             )
-
-        from bot.server import freeze_startup_heap
-        from bot.warm_authorization import warm_authorization
-        from bot.worker import finish_background, start_background
-
-        stop = threading.Event()
-        freeze_startup_heap()
-        threads = start_background(services, app.client, stop)
-        warm_authorization(app)
-        out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
-        try:
-            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
-        finally:
-            stop.set()
-            finish_background(threads)
+        _serve_socket_mode(settings, services, app, port)
         return
     import uvicorn
 
@@ -225,6 +218,55 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
         port=port,
         log_level="warning",
     )
+
+
+def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: int) -> None:
+    """Socket Mode until SIGTERM or Ctrl+C; with OAuth, also the install pages on ``port``
+    (``socket_mode_asgi_app``), since a browser must reach them whatever the mode."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.emulator.serving import BackgroundASGIServer
+    from bot.server import freeze_startup_heap, socket_mode_asgi_app, stop_serving
+    from bot.warm_authorization import warm_authorization
+    from bot.worker import start_background
+
+    assert settings.slack_app_token is not None
+    stop = threading.Event()
+    freeze_startup_heap()
+    threads = start_background(services, app.client, stop)
+    warm_authorization(app)
+    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    # uvicorn on a thread, not this one: on the main thread it would take SIGTERM, and after its
+    # own shutdown raise it again, ending the process before the steps in ``finally`` below.
+    pages = BackgroundASGIServer(socket_mode_asgi_app(app, services), host=settings.host, port=port)
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, _: Any) -> None:
+        # Stop as Ctrl+C does, so the steps in ``finally`` run: Python's default for SIGTERM ends
+        # the process at once, and a post in flight would be sent again after a restart.
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    try:
+        if settings.oauth_enabled:
+            pages.start()
+            out.print(
+                f"Install page on http://{settings.host}:{port}/slack/install (health: /healthz).",
+                markup=False,
+            )
+        out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
+        handler.start()
+    finally:
+        handler.close()
+        pages.stop()
+        stop_serving(services, stop, threads)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if terminated:
+            # Exit as stopped by SIGTERM, as HTTP mode does (uvicorn raises it again once stopped).
+            signal.raise_signal(signal.SIGTERM)
 
 
 def _serve_processes(settings: Settings, services: Services, port: int, worker: str) -> None:

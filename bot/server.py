@@ -3,8 +3,9 @@ outbox worker and the scheduler (``bot.scheduler``).
 
 HTTP mode answers Slack on ``POST /slack/events``, ``GET /healthz`` and ``GET /metrics``
 (Prometheus, see ``bot.metrics``); with OAuth it also serves ``/slack/install`` and
-``/slack/oauth_redirect``. Bolt's dispatch is synchronous, so it runs on
-a bounded thread pool and never blocks the event loop.
+``/slack/oauth_redirect``, which Socket Mode with OAuth serves too (``socket_mode_asgi_app``).
+Bolt's dispatch is synchronous, so it runs on a bounded thread pool and never blocks the event
+loop.
 
 Requests a listener stores in the inbox (``storage.inbox``; Approve clicks) are awaited here,
 after dispatch returns and off the thread pool: the response goes back to Slack only once the
@@ -229,24 +230,9 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         body = await dispatch.run(metrics.exposition, local_metrics)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
-    async def oauth(request: Request) -> Response:
-        flow = app.oauth_flow
-        if flow is None:
-            return Response("OAuth is not configured.", status_code=404)
-        bolt_request = to_bolt_request(request, await request.body())
-        handle: Callable[[Any], Any] = (
-            flow.handle_installation if request.url.path == flow.install_path else flow.handle_callback
-        )
-        # Not on a listener thread: the callback waits on Slack (oauth.v2.access), and every ack
-        # would wait behind it.
-        return to_starlette_response(await anyio.to_thread.run_sync(handle, bolt_request))
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"ok": True, "pipeline": services.pipeline.version})
-
     @asynccontextmanager
     async def lifespan(asgi: Starlette):  # type: ignore[no-untyped-def]
-        from bot.worker import WorkerChildren, finish_background, start_background
+        from bot.worker import WorkerChildren, start_background
 
         children = None
         threads: list[threading.Thread] = []
@@ -263,19 +249,62 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         with anyio.move_on_after(AUTH_WARMUP_SECONDS):
             await anyio.to_thread.run_sync(warm_authorization, app, abandon_on_cancel=True)
         yield
-        stop.set()
-        services.inbox.close()
-        services.pages.close()
-        # A post in flight is finished and remembered, or it would be posted again after a restart.
-        await anyio.to_thread.run_sync(finish_background, threads)
+        await anyio.to_thread.run_sync(stop_serving, services, stop, threads)
         if children is not None:
             await anyio.to_thread.run_sync(children.stop)
 
     routes = [
         Route("/slack/events", events, methods=["POST"]),
-        Route("/slack/install", oauth, methods=["GET"]),
-        Route("/slack/oauth_redirect", oauth, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        *oauth_routes(app),
+        health_route(services),
         Route("/metrics", scrape, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def socket_mode_asgi_app(app: App, services: Services) -> Starlette:
+    """What Socket Mode serves over HTTP when installs go through OAuth: Slack's install page and
+    redirect, which a browser must reach (events and clicks arrive over the socket), and
+    ``/healthz``. ``shepherd serve`` starts and stops the workers around it (``stop_serving``)."""
+    return Starlette(routes=[*oauth_routes(app), health_route(services)])
+
+
+def oauth_routes(app: App) -> list[Route]:
+    """``/slack/install`` and ``/slack/oauth_redirect``: Bolt's OAuth flow (404 without OAuth)."""
+
+    async def oauth(request: Request) -> Response:
+        flow = app.oauth_flow
+        if flow is None:
+            return Response("OAuth is not configured.", status_code=404)
+        bolt_request = to_bolt_request(request, await request.body())
+        handle: Callable[[Any], Any] = (
+            flow.handle_installation if request.url.path == flow.install_path else flow.handle_callback
+        )
+        # Not on a listener thread: the callback waits on Slack (oauth.v2.access), and every ack
+        # would wait behind it.
+        return to_starlette_response(await anyio.to_thread.run_sync(handle, bolt_request))
+
+    return [
+        Route("/slack/install", oauth, methods=["GET"]),
+        Route("/slack/oauth_redirect", oauth, methods=["GET"]),
+    ]
+
+
+def health_route(services: Services) -> Route:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"ok": True, "pipeline": services.pipeline.version})
+
+    return Route("/healthz", healthz, methods=["GET"])
+
+
+def stop_serving(services: Services, stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """What both modes do once no new request can arrive: stop the background threads
+    (``start_background``'s, run with ``stop``), write what the listeners queued and wait for
+    the threads to finish."""
+    from bot.worker import finish_background
+
+    stop.set()
+    services.inbox.close()
+    services.pages.close()
+    # A post in flight is finished and remembered, or it would be posted again after a restart.
+    finish_background(threads)

@@ -130,10 +130,24 @@ class Settings(BaseSettings):
         return bool(self.slack_client_id and self.slack_client_secret)
 
     @property
+    def slack_missing(self) -> str | None:
+        """What serving Slack still needs, naming the variables to set; None when nothing is."""
+        if not (self.slack_bot_token or self.oauth_enabled):
+            if self.slack_client_id:
+                return "SLACK_CLIENT_SECRET (OAuth installs need it with SLACK_CLIENT_ID)"
+            if self.slack_client_secret:
+                return "SLACK_CLIENT_ID (OAuth installs need it with SLACK_CLIENT_SECRET)"
+            return (
+                "SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth installs)"
+            )
+        # Socket Mode's requests come over the connection SLACK_APP_TOKEN opens: nothing to sign.
+        if not (self.slack_app_token or self.slack_signing_secret):
+            return "SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)"
+        return None
+
+    @property
     def slack_configured(self) -> bool:
-        return bool((self.slack_bot_token or self.oauth_enabled) and self.slack_signing_secret) or bool(
-            self.slack_bot_token and self.slack_app_token
-        )
+        return self.slack_missing is None
 
     def is_steward(self, user_id: str) -> bool:
         """Governance leads and role admins: they see the portfolio (Slack command and App Home)

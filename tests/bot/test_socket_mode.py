@@ -1,0 +1,191 @@
+"""`shepherd serve` in Socket Mode: the install page beside the socket when installs go through
+OAuth, and a stop (SIGTERM, Ctrl+C) that finishes what is in flight, as HTTP mode does.
+
+The Socket Mode connection is faked at Bolt's ``SocketModeHandler``: its ``start`` is where the
+process would wait for Slack, so the fake acts there (a browser opening the install page, a
+supervisor's SIGTERM) and returns."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import slack_bolt.adapter.socket_mode
+
+from bot import cli_serve
+from bot.emulator.webapi import FakeSlackWebAPI
+from bot.settings import Settings
+
+SLACK_ENV = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
+)
+# The threads `serve` starts beside the connection: each must be gone once it has stopped.
+BACKGROUND = ("shepherd-inbox", "shepherd-outbox", "shepherd-scheduler", "shepherd-inbox-writer")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def no_slack_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the credentials a test gives: none from the environment or a `.env`."""
+    for name in SLACK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(Path(__file__).parent)  # no .env here
+
+
+@pytest.fixture
+def gc_restored() -> Iterator[None]:
+    """`serve` freezes the start-up heap for a long-running process; give pytest's back."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+class FakeSocketMode:
+    """Stands in for Bolt's ``SocketModeHandler``: ``start`` runs ``while_connected`` in place of
+    waiting for Slack; ``closed`` tells whether the connection was closed."""
+
+    def __init__(self) -> None:
+        self.while_connected: list[Callable[[], None]] = []
+        self.closed = False
+
+    def handler(self, app: Any, app_token: str) -> FakeSocketMode:
+        assert app_token.startswith("xapp-")
+        return self
+
+    def start(self) -> None:
+        for act in self.while_connected:
+            act()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def socket_mode(monkeypatch: pytest.MonkeyPatch) -> FakeSocketMode:
+    fake = FakeSocketMode()
+    monkeypatch.setattr(slack_bolt.adapter.socket_mode, "SocketModeHandler", fake.handler)
+    return fake
+
+
+def oauth_socket_settings(tmp_path: Path, api: FakeSlackWebAPI, port: int) -> Settings:
+    """Socket Mode with OAuth installs, and no signing secret: Socket Mode needs none."""
+    return Settings(
+        data_dir=tmp_path,
+        slack_client_id="111.222",
+        slack_client_secret="client-secret",
+        slack_app_token="xapp-1-A0SHEPHERD-1-secret",
+        slack_api_url=api.api_url,
+        embeddings="none",
+        port=port,
+    )
+
+
+def serve(settings: Settings) -> None:
+    services = cli_serve.prepare(settings)
+    try:
+        cli_serve._serve(settings, services, settings.port, "thread")
+    finally:
+        services.database.dispose()
+
+
+@pytest.mark.usefixtures("gc_restored")
+def test_socket_mode_with_oauth_serves_the_install_page(tmp_path: Path, socket_mode: FakeSocketMode) -> None:
+    port = free_port()
+    pages: list[httpx.Response] = []
+
+    def open_install_page() -> None:
+        base = f"http://127.0.0.1:{port}"
+        pages.append(httpx.get(base + "/slack/install", follow_redirects=False))
+        pages.append(httpx.get(base + "/healthz"))
+
+    socket_mode.while_connected.append(open_install_page)
+    with FakeSlackWebAPI() as api:
+        settings = oauth_socket_settings(tmp_path, api, port)
+        assert settings.slack_configured
+        serve(settings)
+
+    install, health = pages
+    assert install.status_code in (200, 302)
+    assert "https://slack.com/oauth/v2/authorize" in (install.headers.get("location") or install.text)
+    assert "client_id=111.222" in (install.headers.get("location") or install.text)
+    assert health.status_code == 200
+    assert socket_mode.closed
+    with pytest.raises(httpx.ConnectError):  # stopped with the connection
+        httpx.get(f"http://127.0.0.1:{port}/healthz")
+
+
+@pytest.mark.usefixtures("gc_restored")
+def test_sigterm_in_socket_mode_finishes_the_background_work_before_exiting(
+    tmp_path: Path, socket_mode: FakeSocketMode
+) -> None:
+    received: list[int] = []
+    earlier = set(threading.enumerate())  # other tests' services may have left theirs running
+
+    def sigterm_with_a_request_queued() -> None:
+        # The inbox's writer thread has started (a listener stored a request; its kind does not
+        # matter here) when the supervisor stops Shepherd.
+        prepared.inbox.submit("noop", {})
+        signal.raise_signal(signal.SIGTERM)
+
+    socket_mode.while_connected.append(sigterm_with_a_request_queued)
+    # Python's default for SIGTERM would end pytest itself: stand in for the process's end.
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: received.append(signum))
+    try:
+        with FakeSlackWebAPI() as api:
+            settings = oauth_socket_settings(tmp_path, api, free_port())
+            prepared = cli_serve.prepare(settings)
+            with pytest.raises(KeyboardInterrupt):
+                cli_serve._serve(settings, prepared, settings.port, "thread")
+            prepared.database.dispose()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert received == [signal.SIGTERM]  # raised again once stopped: the process ends as told
+    assert socket_mode.closed
+    started = set(threading.enumerate()) - earlier
+    alive = [thread.name for thread in started if thread.name in BACKGROUND]
+    assert alive == []  # finished, and the inbox's writer closed, as HTTP mode's lifespan does
+
+
+def test_socket_mode_needs_no_signing_secret_but_http_mode_does() -> None:
+    oauth = {"slack_client_id": "111.222", "slack_client_secret": "client-secret"}
+    app_token = {"slack_app_token": "xapp-1-A0SHEPHERD-1-secret"}
+    bot_token = {"slack_bot_token": "xoxb-1"}
+
+    assert Settings(**bot_token, **app_token).slack_configured
+    assert Settings(**oauth, **app_token).slack_configured
+    assert Settings(**oauth, slack_signing_secret="s").slack_configured
+    http = Settings(**oauth)
+    assert not http.slack_configured
+    assert http.slack_missing == "SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)"
+
+
+def test_what_slack_still_needs_is_named() -> None:
+    app_token = {"slack_app_token": "xapp-1-A0SHEPHERD-1-secret"}
+    assert Settings(**app_token).slack_missing == (
+        "SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth installs)"
+    )
+    assert Settings(slack_client_id="111.222", **app_token).slack_missing == (
+        "SLACK_CLIENT_SECRET (OAuth installs need it with SLACK_CLIENT_ID)"
+    )
+    assert Settings(slack_client_secret="client-secret", **app_token).slack_missing == (
+        "SLACK_CLIENT_ID (OAuth installs need it with SLACK_CLIENT_SECRET)"
+    )

@@ -21,7 +21,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 from bot.answering import AnswerPool
 from bot.bootstrap import Services, bootstrap
-from bot.installations import installation_store
+from bot.installations import Revocations, installation_store
 from bot.listener_matching import match_by_body
 from bot.listeners.actions import ActionListeners
 from bot.listeners.commands import CommandListeners
@@ -123,6 +123,11 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     ViewListeners(services).register(app)
     EventListeners(services, messages, answers).register(app)
     OperationsListeners(services).register(app)
+    if settings.oauth_enabled:
+        # An uninstalled workspace's token must not be used any more, by Bolt nor the outbox.
+        revocations = Revocations(options["oauth_settings"].installation_store)
+        app.event("app_uninstalled")(revocations.app_uninstalled)
+        app.event("tokens_revoked")(revocations.tokens_revoked)
     app.error(ErrorReporter(services).handle)
     match_by_body(app)
     return app

@@ -3,27 +3,37 @@
 Listeners get their workspace's token from Bolt (its authorize step reads the installation
 store for each request). The outbox worker has no request to go by: it sends as the one
 workspace Shepherd's registry lives in, ``SLACK_TEAM_ID`` when set, otherwise the most recent
-installation. The token is re-read every ``ttl`` seconds, so a reinstall takes effect without a
-restart, and refreshed with slack_sdk's ``TokenRotator`` when the app uses token rotation.
+installation. The token is re-read every ``ttl`` seconds,
+so a reinstall takes effect without a restart, and refreshed with slack_sdk's ``TokenRotator``
+when the app uses token rotation. A token Slack refuses (revoked, uninstalled) is forgotten at
+once and its messages wait, as before any install; ``Revocations`` removes revoked tokens from
+the store when Slack says so.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackTokenRotationError
+from slack_sdk.errors import SlackApiError, SlackTokenRotationError
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.token_rotation import TokenRotator
-from sqlalchemy import desc, select
+from sqlalchemy import ColumnElement, and_, desc, select, update
 
 from bot.settings import Settings
 from bot.slack_client import make_client
 from storage.database import Database
 from storage.outbox import Postponed
+
+# What Slack answers a token it no longer accepts: the app was uninstalled, the token revoked,
+# its installer deactivated. A reinstall is the only fix, so messages wait for one.
+REFUSED_TOKEN = frozenset({"invalid_auth", "token_revoked", "account_inactive", "not_authed"})
 
 
 class NotInstalled(Postponed):
@@ -89,6 +99,12 @@ class InstalledBotToken:
             self._cached = (installation.bot_token, now)
             return installation.bot_token
 
+    def forget(self, token: str) -> None:
+        """Stop using ``token`` now rather than after ``ttl``: Slack refused it (revoked)."""
+        with self._lock:
+            if self._cached is not None and self._cached[0] == token:
+                self._cached = None
+
     def _rotated(self, installation: Installation) -> Installation | None:
         assert self._rotator is not None
         try:
@@ -102,7 +118,8 @@ class InstalledBotToken:
         return refreshed
 
     def installation(self) -> Installation | None:
-        """The newest installation of the workspace (any Enterprise Grid org), or of any."""
+        """The newest installation with a bot token of the workspace (any Enterprise Grid org),
+        or of any."""
         table = self._store.installations
         query = select(table).where(
             table.c.client_id == self._store.client_id, table.c.bot_token.is_not(None)
@@ -115,31 +132,114 @@ class InstalledBotToken:
         return None if row is None else self._store.build_installation_entity(row)
 
 
-def installed_bot_token(settings: Settings, database: Database) -> InstalledBotToken:
-    """The token source for this deployment's OAuth settings."""
-    assert settings.slack_client_secret is not None, "installed_bot_token needs SLACK_CLIENT_SECRET"
-    rotator = TokenRotator(
-        client_id=settings.slack_client_id or "",
-        client_secret=settings.slack_client_secret.get_secret_value(),
-        client=make_client(None, settings.slack_api_url),
-    )
-    return InstalledBotToken(installation_store(settings, database), settings.slack_team_id, rotator)
+def _same(column: Any, value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
+
+
+class InstalledClients:
+    """Clients carrying the installation's current token: one client per calling thread, its
+    token set before each use, so Bolt's own client is never changed and no thread's token
+    changes under another's call."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        assert settings.slack_client_secret is not None, "InstalledClients needs SLACK_CLIENT_SECRET"
+        rotator = TokenRotator(
+            client_id=settings.slack_client_id or "",
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            client=make_client(None, settings.slack_api_url),
+        )
+        self.tokens = InstalledBotToken(
+            installation_store(settings, database), settings.slack_team_id, rotator
+        )
+        self._api_url = settings.slack_api_url
+        self._local = threading.local()
+
+    def client(self) -> WebClient:
+        """This thread's client, with the current token.
+
+        Raises:
+            NotInstalled: Shepherd is not installed (any more).
+        """
+        token = self.tokens.current()
+        if not hasattr(self._local, "client"):
+            self._local.client = make_client(None, self._api_url)
+        self._local.client.token = token
+        return self._local.client  # type: ignore[no-any-return]
+
+    @contextmanager
+    def sending(self) -> Iterator[WebClient]:
+        """``client()`` for an outbox delivery. If Slack refuses its token (uninstalled, revoked),
+        the token is forgotten at once and the message waits for a reinstall, as it would before
+        any install, instead of using up attempts and being dead-lettered.
+
+        Raises:
+            NotInstalled: not installed, or Slack refused the token.
+        """
+        slack = self.client()
+        token = slack.token
+        try:
+            yield slack
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code not in REFUSED_TOKEN:
+                raise
+            self.tokens.forget(token or "")
+            raise NotInstalled(
+                f"Slack refused Shepherd's token ({code}): it was uninstalled or its token revoked. "
+                "Reinstall it at /slack/install; notifications wait in the outbox until then."
+            ) from error
 
 
 def current_client(settings: Settings, database: Database, client: WebClient) -> Callable[[], WebClient]:
-    """What gives a client able to call Slack now: ``client`` itself, or with OAuth a client of
-    the calling thread carrying the installation's current token (so Bolt's own client is never
-    changed, and no thread's token changes under another's call)."""
+    """What gives a client able to call Slack now as the registry workspace: ``client`` itself,
+    or with OAuth a client of the calling thread carrying the installation's current token."""
     if not settings.oauth_enabled:
         return lambda: client
-    tokens = installed_bot_token(settings, database)
-    local = threading.local()
+    return InstalledClients(settings, database).client
 
-    def current() -> WebClient:
-        token = tokens.current()
-        if not hasattr(local, "client"):
-            local.client = make_client(None, settings.slack_api_url)
-        local.client.token = token
-        return local.client  # type: ignore[no-any-return]
 
-    return current
+class Revocations:
+    """Slack's ``app_uninstalled`` and ``tokens_revoked`` events, applied to the installation store.
+
+    Bolt's own listeners for them (``App.enable_token_revocation_listeners``) only delete the
+    bots rows on ``tokens_revoked``, while Bolt's authorize and ``InstalledBotToken`` read the
+    bot token from the installations rows: here the revoked tokens go from both.
+    """
+
+    def __init__(self, store: SQLAlchemyInstallationStore) -> None:
+        self._store = store
+
+    def app_uninstalled(self, context: BoltContext) -> None:
+        self._store.delete_all(**_workspace_keys(context))
+
+    def tokens_revoked(self, event: dict[str, Any], context: BoltContext) -> None:
+        revoked = event.get("tokens") or {}
+        keys = _workspace_keys(context)
+        table = self._store.installations
+        c = table.c
+        workspace = and_(
+            c.client_id == self._store.client_id,
+            _same(c.enterprise_id, keys["enterprise_id"]),
+            _same(c.team_id, keys["team_id"]),
+        )
+        with self._store.engine.begin() as connection:
+            users = [str(user) for user in revoked.get("oauth") or []]
+            if users:
+                # Only the user tokens: the bot token stored with them may still be good.
+                no_user_token = {
+                    "user_token": None,
+                    "user_refresh_token": None,
+                    "user_token_expires_at": None,
+                }
+                connection.execute(update(table).where(workspace, c.user_id.in_(users)).values(no_user_token))
+            if revoked.get("bot"):
+                no_bot_token = {"bot_token": None, "bot_refresh_token": None, "bot_token_expires_at": None}
+                connection.execute(update(table).where(workspace).values(no_bot_token))
+        if revoked.get("bot"):
+            self._store.delete_bot(**keys)
+
+
+def _workspace_keys(context: BoltContext) -> dict[str, str | None]:
+    # An org-wide install is stored without a team, as Bolt's authorize looks it up.
+    team = None if context.is_enterprise_install else context.team_id
+    return {"enterprise_id": context.enterprise_id, "team_id": team}

@@ -39,7 +39,16 @@ def base_url_of(url: str) -> str:
 def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool = False) -> dict[str, Any]:
     events_url = f"{base_url.rstrip('/')}{EVENTS_PATH}"
     settings: dict[str, Any] = {
-        "event_subscriptions": {"bot_events": ["app_mention", "message.im", "app_home_opened"]},
+        "event_subscriptions": {
+            # The last two: an uninstall or a revoked token removes the token Shepherd stored.
+            "bot_events": [
+                "app_mention",
+                "message.im",
+                "app_home_opened",
+                "app_uninstalled",
+                "tokens_revoked",
+            ]
+        },
         "interactivity": {"is_enabled": True},
         "org_deploy_enabled": False,
         "socket_mode_enabled": socket_mode,

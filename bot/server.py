@@ -138,22 +138,22 @@ def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMe
 
     With OAuth, ``client`` has no token of its own: each send takes the installation's current
     one (``bot.installations``), on a client per sending thread, so Bolt's client is never
-    changed and no thread's token changes under another's call. Until someone installs
-    Shepherd, messages are postponed in the outbox (never dead-lettered for it).
+    changed and no thread's token changes under another's call. Until Shepherd is installed
+    (again), messages are postponed in the outbox (never dead-lettered for it).
     """
     refs = MessageRefs(services.database)
     if not services.settings.oauth_enabled:
         return SlackNotifier(services, client, refs)
-    from bot.installations import current_client
+    from bot.installations import InstalledClients
 
-    current = current_client(services.settings, services.database, client)
+    clients = InstalledClients(services.settings, services.database)
     local = threading.local()
 
     def send(message: OutboxMessage) -> None:
-        slack = current()  # this thread's client, with the current token
-        if getattr(local, "client", None) is not slack:
-            local.client, local.notifier = slack, SlackNotifier(services, slack, refs)
-        local.notifier(message)
+        with clients.sending() as slack:  # this thread's client
+            if getattr(local, "client", None) is not slack:
+                local.client, local.notifier = slack, SlackNotifier(services, slack, refs)
+            local.notifier(message)
 
     return send
 

@@ -336,9 +336,10 @@ def _api_test(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("oauth.v2.access")
 def _oauth_v2_access(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
-    """The refresh-token grant of token rotation (the install-code grant is not emulated)."""
+    """The install-code grant (a code from ``SlackState.approve_install``) and the refresh-token
+    grant of token rotation."""
     if params.get("grant_type") != "refresh_token":
-        raise SlackApiFailure("unsupported_grant_type")
+        return _install_grant(api, params)
     state = api.state
     with state.lock:
         old = state.refresh_tokens.pop(str(params.get("refresh_token", "")), None)
@@ -359,6 +360,27 @@ def _oauth_v2_access(api: WebApiMethods, params: dict[str, Any]) -> dict[str, An
         "bot_user_id": state.bot_user_id,
         "app_id": state.app_id,
         "team": {"id": state.team_id, "name": state.team_name},
+    }
+
+
+def _install_grant(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
+    state = api.state
+    granted = state.install_codes.pop(str(params.get("code", "")), None)
+    if granted is None:
+        raise SlackApiFailure("invalid_code")
+    team_id, token = granted
+    state.tokens.add(token)
+    return {
+        "ok": True,
+        "access_token": token,
+        "token_type": "bot",
+        "scope": "chat:write,commands",
+        "bot_user_id": state.bot_user_id,
+        "app_id": state.app_id,
+        "team": {"id": team_id, "name": team_id},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "authed_user": {"id": "U0ADMIN01"},
     }
 
 

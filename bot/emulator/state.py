@@ -190,6 +190,9 @@ class SlackState:
         # token (and its old access token) once it has been used.
         self.refresh_tokens: dict[str, str] = {}
         self.rotations = 0  # numbers the rotated tokens, so a revoked one is never issued again
+        # OAuth installs: the code Slack hands the app's redirect -> the workspace and token it
+        # grants (``approve_install``). A code is good once, as at Slack.
+        self.install_codes: dict[str, tuple[str, str]] = {}
         self.trigger_ttl = trigger_ttl
         self.clock = clock
         self.users: dict[str, User] = {}
@@ -230,6 +233,14 @@ class SlackState:
     def now(self) -> int:
         """Whole seconds, as Slack's ``created`` fields."""
         return int(self.clock())
+
+    def approve_install(self, team_id: str, token: str) -> str:
+        """A workspace admin approving the app's install in ``team_id``: the code Slack sends to
+        the app's redirect URL, which ``oauth.v2.access`` exchanges for ``token``."""
+        with self.lock:
+            code = f"code-{next(self._ids)}"
+            self.install_codes[code] = (team_id, token)
+        return code
 
     # people and conversations -----------------------------------------------------------
 

@@ -27,6 +27,8 @@ def test_manifest_declares_every_surface_the_bot_listens_on() -> None:
         "app_mention",
         "message.im",
         "app_home_opened",
+        "app_uninstalled",  # so that an uninstalled workspace's token is not used again
+        "tokens_revoked",
     }
     assert data["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     # The agent view's DM uses the same two events as the messages tab.

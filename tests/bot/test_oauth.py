@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -14,9 +17,11 @@ from sqlalchemy import text
 
 from bot.app import build_app
 from bot.bootstrap import bootstrap
+from bot.emulator.client import SlackClient
+from bot.emulator.payloads import WorkspaceInfo, event_callback
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
-from bot.installations import installation_store
+from bot.installations import InstalledBotToken, installation_store
 from bot.server import asgi_app, delivery_sender
 from bot.settings import Settings
 from bot.slack_client import make_client
@@ -102,12 +107,12 @@ def make_due(services: Any) -> None:
         connection.execute(text("UPDATE outbox SET next_attempt_at = '2000-01-01 00:00:00'"))
 
 
-def register_one(services: Any) -> str:
+def register_one(services: Any, name: str = "Invoice triage") -> str:
     answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
     return usecases.register(
         services.pipeline,
         services.uow(),
-        name="Invoice triage",
+        name=name,
         owner_id=OWNER,
         answers=answers | {"initiative_owner": OWNER},
         actor_id=OWNER,
@@ -187,4 +192,108 @@ def test_an_expiring_token_is_rotated_where_bolt_will_find_it(tmp_path: Path) ->
         found = stored.find_installation(enterprise_id=None, team_id="T0ACME")
         assert found is not None
         assert (found.bot_token, found.bot_refresh_token) == (new_token, refresh.response["refresh_token"])
+        services.database.dispose()
+
+
+# -- installs through Shepherd's own routes, and uninstalls -------------------------------------
+
+
+@contextmanager
+def serving(services: Any) -> Iterator[str]:
+    """Shepherd's HTTP app (install routes and /slack/events) for ``services``; yields its URL."""
+    app = build_app(services.settings, services)
+    with BackgroundASGIServer(asgi_app(app, services, run_worker=False)) as server:
+        yield server.url
+
+
+def install_through_routes(url: str, api: FakeSlackWebAPI, team_id: str, token: str) -> None:
+    """What a workspace admin's browser does: open /slack/install, approve at Slack, come back
+    to the redirect with the code Slack gave."""
+    code = api.state.approve_install(team_id, token)
+    with httpx.Client(base_url=url) as browser:
+        page = browser.get("/slack/install")
+        found = re.search(r"state=([\w-]+)", page.text.replace("&amp;", "&"))
+        assert found is not None, page.text
+        # Bolt's state cookie is Secure (https only): hand it back as a browser on https would.
+        cookie = page.headers["set-cookie"].split(";")[0]
+        done = browser.get(
+            "/slack/oauth_redirect", params={"code": code, "state": found[1]}, headers={"cookie": cookie}
+        )
+    assert done.status_code == 200, done.text
+
+
+def send_event(url: str, team_id: str, event: dict[str, Any]) -> None:
+    """Slack sending ``event`` from workspace ``team_id`` (signed, as Slack does)."""
+    envelope = event_callback(event, workspace=WorkspaceInfo(team_id=team_id))
+    assert SlackClient(url + "/slack/events", "signing-secret").send_event(envelope).status == 200
+
+
+def pending_rows(services: Any) -> list[tuple[int, str]]:
+    with services.database.engine.connect() as connection:
+        query = text("SELECT attempts, last_error FROM outbox WHERE status = 'pending'")
+        return [(attempts, error) for attempts, error in connection.execute(query)]
+
+
+def test_an_uninstall_removes_the_workspace_s_token_and_notifications_wait_for_a_reinstall(
+    tmp_path: Path,
+) -> None:
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        services = bootstrap(oauth_settings(tmp_path, api, registry_channel=registry.id))
+        store = installation_store(services.settings, services.database)
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            register_one(services)
+            assert deliver_once(services) >= 1
+
+            # The admin removes Shepherd: Slack revokes its token and says so with two events.
+            api.state.tokens.discard("xoxb-acme")
+            send_event(
+                url, "T0ACME", {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["U0SHEPBOT"]}}
+            )
+            assert InstalledBotToken(store).installation() is None  # gone from both tables
+            assert store.find_bot(enterprise_id=None, team_id="T0ACME") is None
+            send_event(url, "T0ACME", {"type": "app_uninstalled"})
+            assert store.find_installation(enterprise_id=None, team_id="T0ACME") is None
+
+            register_one(services, "Contract review")
+            for _ in range(10):  # more rounds than the outbox's attempts: nothing is given up on
+                assert deliver_once(services) == 0
+                make_due(services)
+            assert [c for c in api.calls("chat.postMessage") if c.token == "xoxb-acme" and not c.ok] == []
+            waiting = pending_rows(services)
+            assert waiting and all(attempts == 0 and "/slack/install" in error for attempts, error in waiting)
+
+            install_through_routes(url, api, "T0ACME", "xoxb-acme-again")
+            assert deliver_once(services) >= 1
+        assert pending_rows(services) == []
+        services.database.dispose()
+
+
+def test_a_token_slack_refuses_is_dropped_at_once_and_its_notifications_wait(tmp_path: Path) -> None:
+    """Slack may refuse a token before (or without) its events reaching Shepherd: the worker
+    neither counts that against the message nor keeps the cached token for its 30 seconds."""
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        services = bootstrap(oauth_settings(tmp_path, api, registry_channel=registry.id))
+        send = delivery_sender(services, make_client(None, api.api_url))
+        worker = OutboxWorker(services.database, send, services)
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            register_one(services)
+            assert worker.run_once(limit=50) >= 1  # the token is cached now
+
+            api.state.tokens.discard("xoxb-acme")  # revoked at Slack, no event (yet)
+            register_one(services, "Contract review")
+            assert worker.run_once(limit=50) == 0
+            [(attempts, error)] = {row for row in pending_rows(services)}
+            assert attempts == 0 and "invalid_auth" in error and "/slack/install" in error
+
+            install_through_routes(url, api, "T0ACME", "xoxb-acme-again")
+            make_due(services)
+            assert worker.run_once(limit=50) >= 1  # well within the 30 s the token was cached for
+        assert pending_rows(services) == []
+        assert {c.token for c in api.calls("chat.postMessage", ok=True)} == {"xoxb-acme", "xoxb-acme-again"}
         services.database.dispose()

@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from bot.blocks.text import clip, escape
 from bot.bootstrap import Services
 from bot.installations import current_client
-from bot.listeners.common import queue_private_message
+from bot.listeners.common import queue_private_message, workspace_of
 from bot.slack_client import unavailable
 from bot.usergroups import GroupRoles, MembershipUnavailable
 from gates import usecases
@@ -31,10 +31,17 @@ DECISION = "decision"
 
 
 def decision_request(
-    review_id: int, user: str, kind: DecisionKind, channel: str | None, reason: str | None = None
+    review_id: int,
+    user: str,
+    kind: DecisionKind,
+    channel: str | None,
+    reason: str | None = None,
+    workspace: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The inbox payload for one decision (see ``apply_decisions``)."""
-    return {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
+    """The inbox payload for one decision (see ``apply_decisions``); ``workspace``: where the
+    click came from (``workspace_of``), where a refusal is told."""
+    request = {"review": review_id, "user": user, "kind": kind.value, "channel": channel, "reason": reason}
+    return request | (workspace or {})
 
 
 def handlers(services: Services, slack: Callable[[], WebClient]) -> Mapping[str, Handler]:
@@ -93,6 +100,9 @@ def apply_decisions(
     channels = {
         id(request): item.payload.get("channel") for request, item in zip(requests, items, strict=True)
     }
+    workspaces = {
+        id(request): workspace_of(item.payload) for request, item in zip(requests, items, strict=True)
+    }
 
     def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
         text = escape(str(error))  # the domain's words are plain text
@@ -107,7 +117,15 @@ def apply_decisions(
             merge_key = None
             if not isinstance(error, UnknownReview):
                 text = f"{uow.reviews.get(request.review_id).initiative_ref}: {text}"
-        queue_private_message(uow, request.user_id, text, channels[id(request)], services.now(), merge_key)
+        queue_private_message(
+            uow,
+            request.user_id,
+            text,
+            channels[id(request)],
+            services.now(),
+            merge_key,
+            workspaces[id(request)],
+        )
 
     usecases.decide_many(services.pipeline, uows(), requests, refused)
 
@@ -125,7 +143,12 @@ def tell_not_recorded(services: Services) -> Callable[[InboxItem, str], None]:
         )
         with services.uow() as uow:
             queue_private_message(
-                uow, str(payload.get("user", "")), text, payload.get("channel"), services.now()
+                uow,
+                str(payload.get("user", "")),
+                text,
+                payload.get("channel"),
+                services.now(),
+                workspace=workspace_of(payload),
             )
             uow.commit()
 

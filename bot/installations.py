@@ -1,9 +1,10 @@
 """The bot token notifications go out with when Shepherd is installed through OAuth.
 
 Listeners get their workspace's token from Bolt (its authorize step reads the installation
-store for each request). The outbox worker has no request to go by: it sends as the one
-workspace Shepherd's registry lives in, ``SLACK_TEAM_ID`` when set, otherwise the most recent
-installation. The token is re-read every ``ttl`` seconds,
+store for each request). The outbox worker sends a reply to a person's request as that
+request's workspace (the ``team_id`` / ``enterprise_id`` its payload records, ``workspace_of``),
+and everything else as the one workspace Shepherd's registry lives in: ``SLACK_TEAM_ID`` when
+set, otherwise the most recent installation. The token is re-read every ``ttl`` seconds,
 so a reinstall takes effect without a restart, and refreshed with slack_sdk's ``TokenRotator``
 when the app uses token rotation. A token Slack refuses (revoked, uninstalled) is forgotten at
 once and its messages wait, as before any install; ``Revocations`` removes revoked tokens from
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import BoltContext
@@ -41,6 +43,25 @@ class NotInstalled(Postponed):
     until there is one."""
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """Where a request came from, keyed as the installation store keys it (``team_id`` is None
+    for an org-wide Enterprise Grid install)."""
+
+    team_id: str | None
+    enterprise_id: str | None = None
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Workspace | None:
+        """The workspace an outbox payload answers, or None for the registry workspace's messages."""
+        if not (payload.get("team_id") or payload.get("enterprise_id")):
+            return None
+        return cls(payload.get("team_id"), payload.get("enterprise_id"))
+
+    def __str__(self) -> str:
+        return f"workspace {self.team_id or self.enterprise_id}"
+
+
 def installation_store(settings: Settings, database: Database) -> SQLAlchemyInstallationStore:
     """slack_sdk's installation store, in Shepherd's own database."""
     assert settings.slack_client_id, "installation_store needs SLACK_CLIENT_ID"
@@ -56,9 +77,11 @@ class InstalledBotToken:
 
     Args:
         store: where OAuth installations are kept.
-        team_id: the workspace to send as; None for the most recent installation.
+        team_id: the workspace to send as; with ``enterprise_id`` None too, the most recent
+            installation.
         rotator: refreshes an expiring token (apps with token rotation turned on).
         ttl: seconds a token is reused before the store is read again.
+        enterprise_id: the Enterprise Grid org (alone: an org-wide install).
     """
 
     def __init__(
@@ -68,9 +91,11 @@ class InstalledBotToken:
         rotator: TokenRotator | None = None,
         ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        enterprise_id: str | None = None,
     ) -> None:
         self._store = store
         self._team_id = team_id
+        self._enterprise_id = enterprise_id
         self._rotator = rotator
         self._ttl = ttl
         self._clock = clock
@@ -91,10 +116,10 @@ class InstalledBotToken:
             if installation is not None and installation.bot_refresh_token and self._rotator is not None:
                 installation = self._rotated(installation)
             if installation is None or not installation.bot_token:
-                where = f"workspace {self._team_id}" if self._team_id else "any workspace"
+                where = self._team_id or self._enterprise_id
                 raise NotInstalled(
-                    f"Shepherd is not installed in {where} yet: open /slack/install to install it. "
-                    "Notifications wait in the outbox until then."
+                    f"Shepherd is not installed in {f'workspace {where}' if where else 'any workspace'} "
+                    "yet: open /slack/install to install it. Notifications wait in the outbox until then."
                 )
             self._cached = (installation.bot_token, now)
             return installation.bot_token
@@ -118,14 +143,18 @@ class InstalledBotToken:
         return refreshed
 
     def installation(self) -> Installation | None:
-        """The newest installation with a bot token of the workspace (any Enterprise Grid org),
-        or of any."""
+        """The newest installation with a bot token of the workspace (any Enterprise Grid org
+        unless ``enterprise_id`` is given), or of any."""
         table = self._store.installations
         query = select(table).where(
             table.c.client_id == self._store.client_id, table.c.bot_token.is_not(None)
         )
         if self._team_id:
             query = query.where(table.c.team_id == self._team_id)
+            if self._enterprise_id:
+                query = query.where(table.c.enterprise_id == self._enterprise_id)
+        elif self._enterprise_id:
+            query = query.where(table.c.enterprise_id == self._enterprise_id, table.c.team_id.is_(None))
         query = query.order_by(desc(table.c.installed_at)).limit(1)
         with self._store.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
@@ -137,45 +166,64 @@ def _same(column: Any, value: str | None) -> ColumnElement[bool]:
 
 
 class InstalledClients:
-    """Clients carrying the installation's current token: one client per calling thread, its
-    token set before each use, so Bolt's own client is never changed and no thread's token
-    changes under another's call."""
+    """Clients carrying installations' current tokens: one client per calling thread, its token
+    set before each use, so Bolt's own client is never changed and no thread's token changes
+    under another's call."""
 
     def __init__(self, settings: Settings, database: Database) -> None:
         assert settings.slack_client_secret is not None, "InstalledClients needs SLACK_CLIENT_SECRET"
-        rotator = TokenRotator(
+        self._store = installation_store(settings, database)
+        self._rotator = TokenRotator(
             client_id=settings.slack_client_id or "",
             client_secret=settings.slack_client_secret.get_secret_value(),
             client=make_client(None, settings.slack_api_url),
         )
-        self.tokens = InstalledBotToken(
-            installation_store(settings, database), settings.slack_team_id, rotator
-        )
+        self._registry_team = settings.slack_team_id
         self._api_url = settings.slack_api_url
+        self._tokens: dict[Workspace | None, InstalledBotToken] = {}
+        self._lock = threading.Lock()
         self._local = threading.local()
 
-    def client(self) -> WebClient:
-        """This thread's client, with the current token.
+    def tokens(self, workspace: Workspace | None = None) -> InstalledBotToken:
+        """``workspace``'s token source; None for the registry workspace's."""
+        with self._lock:
+            if workspace not in self._tokens:
+                team, org = (
+                    (workspace.team_id, workspace.enterprise_id) if workspace else (self._registry_team, None)
+                )
+                self._tokens[workspace] = InstalledBotToken(
+                    self._store, team, self._rotator, enterprise_id=org
+                )
+            return self._tokens[workspace]
+
+    def client(self, workspace: Workspace | None = None) -> WebClient:
+        """This thread's client, with ``workspace``'s current token.
 
         Raises:
-            NotInstalled: Shepherd is not installed (any more).
+            NotInstalled: Shepherd is not installed there (any more).
         """
-        token = self.tokens.current()
+        token = self.tokens(workspace).current()
         if not hasattr(self._local, "client"):
             self._local.client = make_client(None, self._api_url)
         self._local.client.token = token
         return self._local.client  # type: ignore[no-any-return]
 
     @contextmanager
-    def sending(self) -> Iterator[WebClient]:
-        """``client()`` for an outbox delivery. If Slack refuses its token (uninstalled, revoked),
-        the token is forgotten at once and the message waits for a reinstall, as it would before
-        any install, instead of using up attempts and being dead-lettered.
+    def sending(self, workspace: Workspace | None = None) -> Iterator[WebClient]:
+        """``client(workspace)`` for an outbox delivery. If Slack refuses its token (uninstalled,
+        revoked), the token is forgotten at once and the message waits for a reinstall, as it
+        would before any install, instead of using up attempts and being dead-lettered.
 
         Raises:
-            NotInstalled: not installed, or Slack refused the token.
+            NotInstalled: not installed there, or Slack refused the token. Only the registry
+                workspace's holds back the rest of the round: a reply waiting for another
+                workspace to reinstall must not delay the registry's cards.
         """
-        slack = self.client()
+        holds_round = workspace is None
+        try:
+            slack = self.client(workspace)
+        except NotInstalled as missing:
+            raise NotInstalled(str(missing), holds_round=holds_round) from None
         token = slack.token
         try:
             yield slack
@@ -183,10 +231,12 @@ class InstalledClients:
             code = str(error.response.get("error", ""))
             if code not in REFUSED_TOKEN:
                 raise
-            self.tokens.forget(token or "")
+            self.tokens(workspace).forget(token or "")
+            where = workspace or "the registry workspace"
             raise NotInstalled(
-                f"Slack refused Shepherd's token ({code}): it was uninstalled or its token revoked. "
-                "Reinstall it at /slack/install; notifications wait in the outbox until then."
+                f"Slack refused the token of {where} ({code}): Shepherd was uninstalled or its token "
+                "revoked. Reinstall it at /slack/install; notifications wait in the outbox until then.",
+                holds_round=holds_round,
             ) from error
 
 

@@ -136,21 +136,22 @@ def delivery_worker(
 def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMessage], None]:
     """What sends one outbox message to Slack.
 
-    With OAuth, ``client`` has no token of its own: each send takes the installation's current
-    one (``bot.installations``), on a client per sending thread, so Bolt's client is never
-    changed and no thread's token changes under another's call. Until Shepherd is installed
-    (again), messages are postponed in the outbox (never dead-lettered for it).
+    With OAuth, ``client`` has no token of its own: each send takes the current token of the
+    workspace the message answers (its payload's ``team_id``), or of the registry workspace,
+    on a client per sending thread, so Bolt's client is never changed and no thread's token
+    changes under another's call. Until Shepherd is installed there (again), messages are
+    postponed in the outbox (never dead-lettered for it).
     """
     refs = MessageRefs(services.database)
     if not services.settings.oauth_enabled:
         return SlackNotifier(services, client, refs)
-    from bot.installations import InstalledClients
+    from bot.installations import InstalledClients, Workspace
 
     clients = InstalledClients(services.settings, services.database)
     local = threading.local()
 
     def send(message: OutboxMessage) -> None:
-        with clients.sending() as slack:  # this thread's client
+        with clients.sending(Workspace.of(message.payload)) as slack:  # this thread's client
             if getattr(local, "client", None) is not slack:
                 local.client, local.notifier = slack, SlackNotifier(services, slack, refs)
             local.notifier(message)

@@ -80,11 +80,18 @@ class PermanentFailure(Exception):  # noqa: N818 - the name the brief and the bo
 class Postponed(Exception):  # noqa: N818 - it names what happens to the message
     """Raised by a sender when nothing can be sent yet, through no fault of the message (the
     app is not installed yet): the message waits ``delay`` and the attempt is not counted, so
-    waiting never dead-letters it."""
+    waiting never dead-letters it.
 
-    def __init__(self, message: str, delay: timedelta = timedelta(minutes=1)) -> None:
+    ``holds_round``: the rest of the round waits too (it would only wait the same way); False
+    when only this message (and those after it in its order) must wait.
+    """
+
+    def __init__(
+        self, message: str, delay: timedelta = timedelta(minutes=1), holds_round: bool = True
+    ) -> None:
         super().__init__(message)
         self.delay = delay
+        self.holds_round = holds_round
 
 
 class SqlOutbox:
@@ -313,13 +320,16 @@ class OutboxWorker:
                 log.info("outbox round past half its lease: %d messages handed back", len(items) - index)
                 self._release(items[index:], self._clock.now(), "handed back: the claim was running out")
                 break
-            # The sender cannot send anything yet (no installation): the whole round waits.
+            # The sender cannot send anything yet (no installation): the whole round waits,
+            # unless only that message had to (``Postponed.holds_round``).
             wait = self._postponed
             if wait is None:
                 try:
                     sent, retry_at = self._deliver(message, token)
                 except Postponed as postponed:
-                    wait = self._postponed = postponed
+                    wait = postponed
+                    if postponed.holds_round:
+                        self._postponed = postponed
             if wait is not None:
                 self._release(items[index:], self._clock.now() + wait.delay, _describe(wait))
                 break

@@ -21,6 +21,7 @@ from bot.listeners.common import (
     store_before_ack,
     tell_later,
     user_of,
+    workspace_of,
 )
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
@@ -83,7 +84,7 @@ class ActionListeners:
                     f"{frozen} `{ids.COMMAND} withdraw {ref}` takes it back (its submitter or the owner)."
                 ) from None
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         client.views_open(
             trigger_id=body["trigger_id"],
@@ -96,7 +97,7 @@ class ActionListeners:
         try:
             ref = parse.action_ref(body)
         except ValueError as error:
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         try:
             usecases.submit(
@@ -116,11 +117,11 @@ class ActionListeners:
                     view=blocks.exception_modal(ref, gate.title, not_ready.reasons, metadata),
                 )
                 return
-            tell_later(services, user, explanation(not_ready), channel_of(body))
+            tell_later(services, user, explanation(not_ready), channel_of(body), workspace_of(body))
         except GateError as error:
             if self._just_submitted(ref, user):
                 return  # a double click: the first click opened the review, say nothing twice
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
 
     def _just_submitted(self, ref: str, user: str) -> bool:
         with self._services.read_uow() as uow:
@@ -147,14 +148,16 @@ class ActionListeners:
             review_id = parse.review_id(parse.action_value(body))
         except ValueError as error:
             ack()
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         # If the inbox cannot store it, Slack is answered with an error: the click shows as failed.
         store_before_ack(
             services,
             context,
             inbox.DECISION,
-            inbox.decision_request(review_id, user, DecisionKind.APPROVE, channel_of(body)),
+            inbox.decision_request(
+                review_id, user, DecisionKind.APPROVE, channel_of(body), workspace=workspace_of(body)
+            ),
         )
         ack()
 
@@ -174,7 +177,7 @@ class ActionListeners:
                 initiative = uow.initiatives.get(review.initiative_ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})
         opened = client.views_open(
@@ -205,7 +208,7 @@ class ActionListeners:
             review_id = parse.review_id(parse.action_value(body))
             evidence = usecases.evidence_as_submitted(services.read_uow(), review_id)
         except (GateError, ValueError) as error:
-            tell_later(services, user_of(body), explanation(error), channel_of(body))
+            tell_later(services, user_of(body), explanation(error), channel_of(body), workspace_of(body))
             return
         review = evidence.review
         client.views_open(
@@ -267,6 +270,7 @@ class ActionListeners:
                     _feedback_thanks(helpful, changed=bool(votes), with_answer=with_answer),
                     channel_of(body),
                     services.now(),
+                    workspace=workspace_of(body),
                 )
                 uow.commit()
                 return

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from slack_bolt import Ack
+from slack_bolt.request.internals import extract_enterprise_id, extract_is_enterprise_install, extract_team_id
 
 from bot import metrics
 from bot.blocks.text import MAX_MESSAGE_TEXT, escape, truncate
@@ -111,6 +112,14 @@ def channel_of(body: dict[str, Any]) -> str | None:
     return body.get("channel_id") or (body.get("container") or {}).get("channel_id")
 
 
+def workspace_of(body: dict[str, Any]) -> dict[str, str | None]:
+    """The workspace a request came from, for an outbox payload answering it: the reply is sent
+    with that workspace's token (``bot.installations.Workspace.of``). Read as Bolt's authorize
+    reads it, so both find the same installation (an org-wide install has no team)."""
+    team = None if extract_is_enterprise_install(body) else extract_team_id(body)
+    return {"team_id": team, "enterprise_id": extract_enterprise_id(body)}
+
+
 def explanation(error: Exception) -> str:
     """``error``'s message as mrkdwn, for the person whose request it refused. The domain's
     messages are plain text and may quote what someone typed (an answer that no longer fits its
@@ -119,22 +128,41 @@ def explanation(error: Exception) -> str:
     return str(error) if isinstance(error, PayloadError) else escape(str(error))
 
 
-def tell_later(services: Services, user: str, text: str, channel: str | None = None) -> None:
-    """Queue a private message to ``user`` through the outbox (delivered after the ack, retried)."""
+def tell_later(
+    services: Services,
+    user: str,
+    text: str,
+    channel: str | None = None,
+    workspace: dict[str, str | None] | None = None,
+) -> None:
+    """Queue a private message to ``user`` through the outbox (delivered after the ack, retried),
+    sent as ``workspace`` (``workspace_of`` the request it answers)."""
     with services.uow() as uow:
-        queue_private_message(uow, user, text, channel, services.now())
+        queue_private_message(uow, user, text, channel, services.now(), workspace=workspace)
         uow.commit()
 
 
 def queue_private_message(
-    uow: UnitOfWork, user: str, text: str, channel: str | None, at: datetime, merge_key: str | None = None
+    uow: UnitOfWork,
+    user: str,
+    text: str,
+    channel: str | None,
+    at: datetime,
+    merge_key: str | None = None,
+    workspace: dict[str, str | None] | None = None,
 ) -> None:
     """Put a private message to ``user`` in the outbox of the caller's transaction (shown in
-    ``channel`` when Slack allows, otherwise by DM). ``merge_key``: no second message while one
-    with that key waits to be sent (a double click is told once)."""
+    ``channel`` when Slack allows, otherwise by DM), to be sent as ``workspace`` (``workspace_of``
+    the request it answers; None: the registry workspace). ``merge_key``: no second message
+    while one with that key waits to be sent (a double click is told once)."""
     # Cut here, once: an explanation listing every missing answer of a long gate can run past
     # what Slack shows, and a message Slack refuses would be retried until set aside.
-    message = {"user": user, "channel": channel, "text": truncate(text, MAX_MESSAGE_TEXT)}
+    message = {
+        "user": user,
+        "channel": channel,
+        "text": truncate(text, MAX_MESSAGE_TEXT),
+        **(workspace or {}),
+    }
     uow.outbox.put("ephemeral", message, at, merge_key=merge_key)
 
 
@@ -164,7 +192,7 @@ class ErrorReporter:
         if not user:
             return
         try:
-            tell_later(self._services, user, self.APOLOGY)
+            tell_later(self._services, user, self.APOLOGY, workspace=workspace_of(body))
         except Exception:  # the database may be the thing that failed; the log has it already
             logger.exception("could not queue the apology")
 

@@ -14,7 +14,7 @@ from bot import ask, blocks, parse
 from bot.answering import AnswerPool
 from bot.bootstrap import Services
 from bot.home import publish_home
-from bot.listeners.common import ErrorReporter, PersonTold, lazily
+from bot.listeners.common import ErrorReporter, PersonTold, lazily, workspace_of
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.events")
@@ -45,19 +45,19 @@ class EventListeners:
     def ignore(self, ack: Ack) -> None:
         ack()
 
-    def mention(self, event: dict[str, Any], client: WebClient) -> None:
+    def mention(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         channel = event["channel"]
         thread_ts = event.get("thread_ts") or event["ts"]
         target = self._messages.target_at(channel, event["thread_ts"]) if event.get("thread_ts") else None
-        self._answer(client, event.get("text", ""), channel, thread_ts, target, event.get("user"))
+        self._answer(client, body, event.get("text", ""), channel, thread_ts, target)
 
-    def direct_message(self, event: dict[str, Any], client: WebClient) -> None:
+    def direct_message(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id"):
             return
         channel = event["channel"]
-        self._answer(client, event.get("text", ""), channel, event.get("thread_ts"), None, event.get("user"))
+        self._answer(client, body, event.get("text", ""), channel, event.get("thread_ts"), None)
 
-    def home_opened(self, event: dict[str, Any], client: WebClient) -> None:
+    def home_opened(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         user = event["user"]
         if event.get("tab", "home") == "home":
             publish_home(self._services, client, user)  # remembers them, and their page
@@ -67,17 +67,18 @@ class EventListeners:
         services = self._services
         with services.uow() as uow:
             if uow.dedupe.first_time(f"greeted:{user}", services.now()):
-                uow.outbox.put("greeting", {"user": user, "channel": event.get("channel")}, services.now())
+                greeting = {"user": user, "channel": event.get("channel"), **workspace_of(body)}
+                uow.outbox.put("greeting", greeting, services.now())
                 uow.commit()
 
     def _answer(
         self,
         client: WebClient,
+        body: dict[str, Any],
         text: str,
         channel: str,
         thread_ts: str | None,
         target: str | None,
-        user: str | None,
     ) -> None:
         """Something visible at once, then the checklist and the guidance in its place.
 
@@ -98,7 +99,7 @@ class EventListeners:
             try:
                 self._reply(client, where, text, target)
             except Exception as error:  # logged; the person told, unless the placeholder says so
-                reporter.handle(error, {"event": {"user": user}})
+                reporter.handle(error, body)  # the asker, told in their workspace
             finally:
                 # Answered or not, Shepherd is no longer checking anything.
                 if channel.startswith("D"):

@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from bot import ids, parse
 from bot.blocks import operations as operations_blocks
 from bot.bootstrap import Services
-from bot.listeners.common import channel_of, explanation, lazily, tell_later, user_of
+from bot.listeners.common import channel_of, explanation, lazily, tell_later, user_of, workspace_of
 from bot.usergroups import MembershipUnavailable
 from gates import operations, usecases
 from gates.errors import GateError, InvalidAnswer, NotPermitted
@@ -55,7 +55,7 @@ class OperationsListeners:
             ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "extend its time box")
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         ends = usecases.time_box_ends(services.pipeline, initiative)
         view = operations_blocks.extend_modal(initiative, ends, services.now(), channel_of(body))
@@ -68,7 +68,7 @@ class OperationsListeners:
             ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "stop it")
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         client.views_open(
             trigger_id=body["trigger_id"], view=operations_blocks.stop_modal(initiative, channel_of(body))
@@ -89,7 +89,7 @@ class OperationsListeners:
                 if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
                     raise NotPermitted(operations.OPERATIONS_REVIEWERS_ONLY)
         except (GateError, MembershipUnavailable, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body))
+            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
             return
         view = operations_blocks.operations_review_modal(services.pipeline, initiative, channel_of(body))
         client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -176,7 +176,10 @@ class OperationsListeners:
         ack()
         if recorded is not None:  # None: Slack sent a form recorded before, thanked for then
             tell_later(
-                services, body["user"]["id"], f"Recorded the periodic operations review of {ref}. Thank you."
+                services,
+                body["user"]["id"],
+                f"Recorded the periodic operations review of {ref}. Thank you.",
+                workspace=workspace_of(body),
             )
 
     def remember_user_groups(self, body: dict[str, Any], client: WebClient) -> None:

@@ -19,7 +19,7 @@ from slack_bolt import Ack, App, BoltContext
 from bot import blocks, ids, inbox, parse
 from bot.blocks.text import ELLIPSIS
 from bot.bootstrap import Services
-from bot.listeners.common import ack_once_saved, store_before_ack
+from bot.listeners.common import ack_once_saved, store_before_ack, workspace_of
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateError, InvalidAnswer
@@ -231,7 +231,7 @@ class ViewListeners:
             services,
             context,
             inbox.DECISION,
-            inbox.decision_request(review_id, user, kind, _channel(meta), reason),
+            inbox.decision_request(review_id, user, kind, _channel(meta), reason, workspace_of(body)),
         )
         ack()
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from bot.app import build_app
 from bot.bootstrap import bootstrap
 from bot.emulator.client import SlackClient
-from bot.emulator.payloads import WorkspaceInfo, event_callback
+from bot.emulator.payloads import WorkspaceInfo, app_home_opened_event, event_callback
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.installations import InstalledBotToken, installation_store
@@ -30,6 +30,7 @@ from storage.outbox import OutboxWorker, outbox_counts
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = "U0OWNER01"
+BOB = "U0BOB0001"  # someone in a second workspace
 
 
 def test_install_page_redirects_to_slack_with_a_stored_state(tmp_path: Path) -> None:
@@ -296,4 +297,71 @@ def test_a_token_slack_refuses_is_dropped_at_once_and_its_notifications_wait(tmp
             assert worker.run_once(limit=50) >= 1  # well within the 30 s the token was cached for
         assert pending_rows(services) == []
         assert {c.token for c in api.calls("chat.postMessage", ok=True)} == {"xoxb-acme", "xoxb-acme-again"}
+        services.database.dispose()
+
+
+# -- several workspaces -------------------------------------------------------------------------
+
+
+def queued(services: Any, kind: str) -> None:
+    """Wait for a lazy listener to queue an outbox message of ``kind``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with services.database.engine.connect() as connection:
+            query = text("SELECT count(*) FROM outbox WHERE kind = :kind")
+            if connection.execute(query, {"kind": kind}).scalar():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} queued")
+
+
+def opens_the_messages_tab(url: str, api: FakeSlackWebAPI, user: str, team_id: str) -> str:
+    """``user`` opening Shepherd's messages tab in workspace ``team_id``; returns the DM's id."""
+    dm = api.state.open_dm(user)[0].id
+    workspace = WorkspaceInfo(team_id=team_id)
+    send_event(url, team_id, app_home_opened_event(user, channel_id=dm, tab="messages", workspace=workspace))
+    return dm
+
+
+def test_a_reply_to_a_second_workspace_goes_out_with_its_own_token(tmp_path: Path) -> None:
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        api.state.add_user(BOB, "bob")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        settings = oauth_settings(tmp_path, api, registry_channel=registry.id, slack_team_id="T0ACME")
+        services = bootstrap(settings)
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            install_through_routes(url, api, "T0OTHER", "xoxb-other")
+            dm = opens_the_messages_tab(url, api, BOB, "T0OTHER")
+            queued(services, "greeting")
+            register_one(services)  # the registry's card, which has no workspace of its own
+            assert deliver_once(services) >= 2
+        [greeting] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == dm]
+        assert greeting.token == "xoxb-other"
+        [card] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry.id]
+        assert card.token == "xoxb-acme"
+        services.database.dispose()
+
+
+def test_a_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -> None:
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        api.state.add_user(BOB, "bob")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        settings = oauth_settings(tmp_path, api, registry_channel=registry.id, slack_team_id="T0ACME")
+        services = bootstrap(settings)
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            install_through_routes(url, api, "T0OTHER", "xoxb-other")
+            opens_the_messages_tab(url, api, BOB, "T0OTHER")
+            queued(services, "greeting")
+            api.state.tokens.discard("xoxb-other")  # then revoked, before the greeting goes out
+            register_one(services)  # queued after the greeting, delivered in the same round
+            assert deliver_once(services) >= 1
+        posted = api.calls("chat.postMessage", ok=True)
+        assert registry.id in {c.params.get("channel") for c in posted}
+        assert {c.token for c in posted} == {"xoxb-acme"}
+        [(attempts, error)] = pending_rows(services)
+        assert attempts == 0 and "workspace T0OTHER" in error and "invalid_auth" in error
         services.database.dispose()

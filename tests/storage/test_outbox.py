@@ -247,6 +247,22 @@ def test_a_stopping_worker_hands_back_what_it_has_not_started(
     assert sorted(sent + [m.id for m in after.sent]) == sorted(every)  # each once
 
 
+def test_a_message_postponed_alone_does_not_hold_back_the_rest_of_the_round(
+    database: Database, clock: FakeClock
+) -> None:
+    queue(database, "ephemeral", [{"to": "elsewhere"}, {"to": "registry"}])
+    sent: list[str] = []
+
+    def send(message: OutboxMessage) -> None:
+        if message.payload["to"] == "elsewhere":
+            raise Postponed("that workspace uninstalled Shepherd", holds_round=False)
+        sent.append(message.payload["to"])
+
+    assert OutboxWorker(database, send, clock).run_once() == 1
+    assert sent == ["registry"]
+    assert outbox_counts(database) == {"pending": 1, "delivered": 1}
+
+
 def test_a_postponed_message_waits_without_using_up_its_attempts(
     database: Database, clock: FakeClock
 ) -> None:

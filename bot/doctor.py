@@ -19,6 +19,8 @@ from bot import ids
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+
     from storage.database import Database
 
 logger = logging.getLogger("shepherd.doctor")
@@ -227,9 +229,9 @@ def check_installation(settings: Settings) -> list[Check]:
     database = Database(settings.resolved_database_url)
     try:
         try:
-            found = InstalledBotToken(
-                installation_store(settings, database), settings.slack_team_id
-            ).installation()
+            store = installation_store(settings, database)
+            found = InstalledBotToken(store, settings.slack_team_id).installation()
+            workspaces = _installed_workspaces(store)
         except Exception as error:  # no tables yet, database down: the database check says more
             return [
                 Check("slack installation", Level.WARN, f"Cannot read installations: {_first_line(error)}.")
@@ -246,14 +248,34 @@ def check_installation(settings: Settings) -> list[Check]:
                 "Open /slack/install on this Shepherd (HTTP mode) and approve the install in Slack.",
             )
         ]
-    return [
-        Check(
-            "slack installation",
-            Level.OK,
-            f"Notifications go to workspace {found.team_name or found.team_id} ({found.team_id}), "
-            f"installed by {found.user_id}.",
-        )
-    ]
+    goes_to = (
+        f"Notifications go to workspace {found.team_name or found.team_id} ({found.team_id}), "
+        f"installed by {found.user_id}"
+    )
+    if len(workspaces) > 1 and not settings.slack_team_id:
+        return [
+            Check(
+                "slack installation",
+                Level.WARN,
+                f"Shepherd is installed in {len(workspaces)} workspaces ({', '.join(workspaces)}) and "
+                f"SLACK_TEAM_ID is not set. {goes_to}, the first to install; were it uninstalled, "
+                "the next one would take the registry's cards and approvers' DMs.",
+                "Put the ID of the workspace the registry channel is in (T0123...) in SLACK_TEAM_ID.",
+            )
+        ]
+    return [Check("slack installation", Level.OK, f"{goes_to}.")]
+
+
+def _installed_workspaces(store: SQLAlchemyInstallationStore) -> list[str]:
+    """The workspaces (or Enterprise Grid orgs, for org-wide installs) Shepherd is installed in."""
+    from sqlalchemy import select
+
+    table = store.installations
+    query = (
+        select(table.c.team_id, table.c.enterprise_id).where(table.c.client_id == store.client_id).distinct()
+    )
+    with store.engine.connect() as connection:
+        return sorted(str(team or org) for team, org in connection.execute(query))
 
 
 def check_registry_channel(settings: Settings) -> list[Check]:

@@ -4,7 +4,7 @@ Listeners get their workspace's token from Bolt (its authorize step reads the in
 store for each request). The outbox worker sends a reply to a person's request as that
 request's workspace (the ``team_id`` / ``enterprise_id`` its payload records, ``workspace_of``),
 and everything else as the one workspace Shepherd's registry lives in: ``SLACK_TEAM_ID`` when
-set, otherwise the most recent installation. The token is re-read every ``ttl`` seconds,
+set, otherwise the workspace that installed first. The token is re-read every ``ttl`` seconds,
 so a reinstall takes effect without a restart, and refreshed with slack_sdk's ``TokenRotator``
 when the app uses token rotation. A token Slack refuses (revoked, uninstalled) is forgotten at
 once and its messages wait, as before any install; ``Revocations`` removes revoked tokens from
@@ -77,8 +77,8 @@ class InstalledBotToken:
 
     Args:
         store: where OAuth installations are kept.
-        team_id: the workspace to send as; with ``enterprise_id`` None too, the most recent
-            installation.
+        team_id: the workspace to send as; with ``enterprise_id`` None too, the registry
+            workspace: the one that installed first.
         rotator: refreshes an expiring token (apps with token rotation turned on).
         ttl: seconds a token is reused before the store is read again.
         enterprise_id: the Enterprise Grid org (alone: an org-wide install).
@@ -144,20 +144,30 @@ class InstalledBotToken:
 
     def installation(self) -> Installation | None:
         """The newest installation with a bot token of the workspace (any Enterprise Grid org
-        unless ``enterprise_id`` is given), or of any."""
+        unless ``enterprise_id`` is given), or of the workspace that installed first."""
         table = self._store.installations
-        query = select(table).where(
-            table.c.client_id == self._store.client_id, table.c.bot_token.is_not(None)
-        )
-        if self._team_id:
-            query = query.where(table.c.team_id == self._team_id)
-            if self._enterprise_id:
-                query = query.where(table.c.enterprise_id == self._enterprise_id)
-        elif self._enterprise_id:
-            query = query.where(table.c.enterprise_id == self._enterprise_id, table.c.team_id.is_(None))
-        query = query.order_by(desc(table.c.installed_at)).limit(1)
+        ours = table.c.client_id == self._store.client_id
         with self._store.engine.connect() as connection:
-            row = connection.execute(query).mappings().first()
+            if self._team_id:
+                where = table.c.team_id == self._team_id
+                if self._enterprise_id:
+                    where = and_(where, table.c.enterprise_id == self._enterprise_id)
+            elif self._enterprise_id:
+                where = and_(table.c.enterprise_id == self._enterprise_id, table.c.team_id.is_(None))
+            else:
+                # The registry's workspace is the first to install (while it stays installed): a
+                # second workspace installing must not take over the registry's cards and DMs.
+                first = connection.execute(
+                    select(table.c.enterprise_id, table.c.team_id)
+                    .where(ours)
+                    .order_by(table.c.installed_at)
+                    .limit(1)
+                ).first()
+                if first is None:
+                    return None
+                where = and_(_same(table.c.enterprise_id, first[0]), _same(table.c.team_id, first[1]))
+            query = select(table).where(ours, where, table.c.bot_token.is_not(None))
+            row = connection.execute(query.order_by(desc(table.c.installed_at)).limit(1)).mappings().first()
         return None if row is None else self._store.build_installation_entity(row)
 
 

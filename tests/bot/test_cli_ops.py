@@ -137,6 +137,26 @@ def test_with_oauth_the_doctor_says_whether_anyone_has_installed(tmp_path: Path)
     assert check_installation(settings(tmp_path)) == []  # no OAuth, nothing to say
 
 
+def test_with_several_workspaces_and_no_slack_team_id_the_doctor_warns(tmp_path: Path) -> None:
+    oauth = {"slack_client_id": "111.222", "slack_client_secret": "client-secret"}
+    database = Database(sqlite_url(tmp_path))
+    database.upgrade()
+    store = installation_store(settings(tmp_path, **oauth), database)
+    for team, at in (("T0ACME", 1_700_000_000.0), ("T0OTHER", 1_800_000_000.0)):
+        store.save(
+            Installation(
+                app_id="A0SHEP", team_id=team, user_id="U0ADMIN01", bot_token=f"xoxb-{team}", installed_at=at
+            )
+        )
+    database.dispose()
+    [warning] = check_installation(settings(tmp_path, **oauth))
+    assert warning.level is Level.WARN and "2 workspaces (T0ACME, T0OTHER)" in warning.message
+    assert "go to workspace T0ACME" in warning.message  # the first to install, not the latest
+    assert warning.fix is not None and "SLACK_TEAM_ID" in warning.fix
+    [chosen] = check_installation(settings(tmp_path, **oauth, slack_team_id="T0OTHER"))
+    assert chosen.level is Level.OK and "(T0OTHER)" in chosen.message
+
+
 # ---------------------------------------------------------------- database
 
 

@@ -365,3 +365,32 @@ def test_a_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -
         [(attempts, error)] = pending_rows(services)
         assert attempts == 0 and "workspace T0OTHER" in error and "invalid_auth" in error
         services.database.dispose()
+
+
+def test_without_slack_team_id_the_workspace_that_installed_first_keeps_the_registry(
+    tmp_path: Path,
+) -> None:
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        services = bootstrap(oauth_settings(tmp_path, api, registry_channel=registry.id))
+
+        def cards_since(count: int) -> list[str]:
+            posted = [
+                c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry.id
+            ]
+            return [c.token for c in posted[count:]]
+
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            register_one(services)
+            assert deliver_once(services) >= 1
+            install_through_routes(url, api, "T0OTHER", "xoxb-other")  # later, elsewhere
+            register_one(services, "Contract review")
+            assert deliver_once(services) >= 1  # a new worker: nothing cached
+            assert cards_since(0) == ["xoxb-acme", "xoxb-acme"]
+            install_through_routes(url, api, "T0ACME", "xoxb-acme-again")  # a reinstall: its newest token
+            register_one(services, "Vendor screening")
+            assert deliver_once(services) >= 1
+            assert cards_since(2) == ["xoxb-acme-again"]
+        services.database.dispose()

@@ -225,15 +225,12 @@ class InstalledClients:
         would before any install, instead of using up attempts and being dead-lettered.
 
         Raises:
-            NotInstalled: not installed there, or Slack refused the token. Only the registry
-                workspace's holds back the rest of the round: a reply waiting for another
-                workspace to reinstall must not delay the registry's cards.
+            NotInstalled: not installed there, or Slack refused the token. It holds back the
+                round's other messages for the same workspace only (the outbox worker's
+                ``waits_with`` is ``Workspace.of``): a workspace waiting for a reinstall must not
+                delay another's.
         """
-        holds_round = workspace is None
-        try:
-            slack = self.client(workspace)
-        except NotInstalled as missing:
-            raise NotInstalled(str(missing), holds_round=holds_round) from None
+        slack = self.client(workspace)
         token = slack.token
         try:
             yield slack
@@ -245,8 +242,7 @@ class InstalledClients:
             where = workspace or "the registry workspace"
             raise NotInstalled(
                 f"Slack refused the token of {where} ({code}): Shepherd was uninstalled or its token "
-                "revoked. Reinstall it at /slack/install; notifications wait in the outbox until then.",
-                holds_round=holds_round,
+                "revoked. Reinstall it at /slack/install; notifications wait in the outbox until then."
             ) from error
 
 

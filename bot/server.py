@@ -38,6 +38,7 @@ from starlette.routing import Route
 from bot import metrics, slack_request
 from bot.bootstrap import Services
 from bot.dispatch_limit import DispatchLimit
+from bot.installations import Workspace
 from bot.listeners.common import DEFERRED_REPLY, PENDING_WRITES
 from bot.notify import SlackNotifier, supersedes
 from bot.warm_authorization import warm_authorization
@@ -116,20 +117,27 @@ def start_delivery(
 
 
 def delivery_worker(
-    services: Services, send: Callable[[OutboxMessage], None], claimant: str = ""
+    services: Services,
+    send: Callable[[OutboxMessage], None],
+    claimant: str = "",
+    concurrency: int = OUTBOX_SENDERS,
 ) -> OutboxWorker:
-    """The outbox worker as Shepherd runs it: senders in parallel, each initiative's messages in
-    order, and redraws of one card coalesced."""
+    """The outbox worker as Shepherd runs it: ``concurrency`` senders in parallel (1: the claim's
+    order, which tests use), each initiative's messages in order, and redraws of one card
+    coalesced."""
     return OutboxWorker(
         services.database,
         send,
         clock=services,
-        concurrency=OUTBOX_SENDERS,
+        concurrency=concurrency,
         ordering_key=lambda message: message.payload.get("ref") or message.id,
         supersedes=supersedes,
         batch_size=DELIVERY_BATCH,
         claimant=claimant,
         settle=REDRAW_SETTLE,
+        # Messages sent with one workspace's token wait together for its (re)install, and only
+        # they: another workspace's still go out.
+        waits_with=lambda message: Workspace.of(message.payload),
     )
 
 
@@ -145,7 +153,7 @@ def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMe
     refs = MessageRefs(services.database)
     if not services.settings.oauth_enabled:
         return SlackNotifier(services, client, refs)
-    from bot.installations import InstalledClients, Workspace
+    from bot.installations import InstalledClients
 
     clients = InstalledClients(services.settings, services.database)
     local = threading.local()

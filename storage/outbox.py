@@ -30,7 +30,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 DELIVERED = "delivered"
 DEAD = "dead"
+# The ``waits_with`` value of a hold on the whole round (Slack unavailable to every message).
+_EVERYONE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +84,9 @@ class Postponed(Exception):  # noqa: N818 - it names what happens to the message
     app is not installed yet): the message waits ``delay`` and the attempt is not counted, so
     waiting never dead-letters it.
 
-    ``holds_round``: the rest of the round waits too (it would only wait the same way); False
-    when only this message (and those after it in its order) must wait.
+    ``holds_round``: the rest of the round that would wait the same way waits too (the messages
+    ``OutboxWorker``'s ``waits_with`` puts with this one); False when only this message (and
+    those after it in its order) must wait.
     """
 
     def __init__(
@@ -207,6 +210,10 @@ class OutboxWorker:
             back as soon as its process is known to have died.
         settle: how long a message with a merge key (``SqlOutbox.put``) waits before it is sent,
             so that what follows soon after merges into it rather than being sent again.
+        waits_with: messages with the same value wait together when the sender postpones one of
+            them (``Postponed.holds_round``), such as those sent with one workspace's token;
+            others in the round are still tried. By default the whole round waits. A Slack
+            outage (``Unavailable``) holds back the whole round whatever this says.
     """
 
     def __init__(
@@ -227,6 +234,7 @@ class OutboxWorker:
         claimant: str = "",
         settle: timedelta = timedelta(0),
         outage_limit: timedelta = OUTAGE_LIMIT,
+        waits_with: Callable[[OutboxMessage], Hashable] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -247,13 +255,16 @@ class OutboxWorker:
         self.settle = settle
         self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
         self._stopping: threading.Event | None = None  # run_forever's stop event
-        self._postponed: Postponed | None = None  # set by the sender during this round
+        self._waits_with = waits_with or (lambda message: None)
+        # Set by the sender during this round: what is held back, by ``waits_with`` value
+        # (``_EVERYONE``: all of it).
+        self._postponed: dict[Hashable, Postponed] = {}
         self._send_until = clock.now()  # when this round stops starting sends (``run_once``)
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due messages (default: one batch), send them; returns how many
         were delivered, superseded ones included (marked delivered, never sent)."""
-        self._postponed = None
+        self._postponed = {}
         # Past half the lease, a message not started yet is handed back instead of sent: a send
         # can take a minute with Slack slow (timeouts, Retry-After), and one still going when the
         # claim runs out may be sent again by the worker that takes it over.
@@ -320,16 +331,17 @@ class OutboxWorker:
                 log.info("outbox round past half its lease: %d messages handed back", len(items) - index)
                 self._release(items[index:], self._clock.now(), "handed back: the claim was running out")
                 break
-            # The sender cannot send anything yet (no installation): the whole round waits,
-            # unless only that message had to (``Postponed.holds_round``).
-            wait = self._postponed
+            # The sender cannot send anything yet (no installation): what would wait the same
+            # way waits too, unless only that message had to (``Postponed.holds_round``).
+            scope = self._waits_with(message)
+            wait = self._postponed.get(_EVERYONE) or self._postponed.get(scope)
             if wait is None:
                 try:
                     sent, retry_at = self._deliver(message, token)
                 except Postponed as postponed:
                     wait = postponed
                     if postponed.holds_round:
-                        self._postponed = postponed
+                        self._postponed[scope] = postponed
             if wait is not None:
                 self._release(items[index:], self._clock.now() + wait.delay, _describe(wait))
                 break
@@ -451,7 +463,7 @@ class OutboxWorker:
             "outbox message %s waits %s: %s", message.id, wait, error
         )
         if error.holds_round:
-            self._postponed = Postponed(f"held back while Slack is unavailable: {error}", wait)
+            self._postponed[_EVERYONE] = Postponed(f"held back while Slack is unavailable: {error}", wait)
         leasing.finish(
             self._database,
             outbox,

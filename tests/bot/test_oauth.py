@@ -22,7 +22,7 @@ from bot.emulator.payloads import WorkspaceInfo, app_home_opened_event, event_ca
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.installations import InstalledBotToken, installation_store
-from bot.server import asgi_app, delivery_sender
+from bot.server import asgi_app, delivery_sender, delivery_worker
 from bot.settings import Settings
 from bot.slack_client import make_client
 from gates import usecases
@@ -122,11 +122,10 @@ def register_one(services: Any, name: str = "Invoice triage") -> str:
 
 
 def deliver_once(services: Any) -> int:
-    worker = OutboxWorker(
-        services.database,
-        delivery_sender(services, make_client(None, services.settings.slack_api_url)),
-        services,
-    )
+    """One delivery round of the outbox worker as Shepherd runs it, its messages sent one at a
+    time in the order they were queued."""
+    send = delivery_sender(services, make_client(None, services.settings.slack_api_url))
+    worker = delivery_worker(services, send, concurrency=1)
     return worker.run_once(limit=50)
 
 
@@ -364,6 +363,28 @@ def test_a_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -
         assert {c.token for c in posted} == {"xoxb-acme"}
         [(attempts, error)] = pending_rows(services)
         assert attempts == 0 and "workspace T0OTHER" in error and "invalid_auth" in error
+        services.database.dispose()
+
+
+def test_the_registry_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -> None:
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        api.state.add_user(BOB, "bob")
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        settings = oauth_settings(tmp_path, api, registry_channel=registry.id, slack_team_id="T0ACME")
+        services = bootstrap(settings)
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            install_through_routes(url, api, "T0OTHER", "xoxb-other")
+            api.state.tokens.discard("xoxb-acme")  # the registry workspace's token is revoked
+            register_one(services)  # its card is queued first
+            dm = opens_the_messages_tab(url, api, BOB, "T0OTHER")
+            queued(services, "greeting")
+            deliver_once(services)
+        greetings = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == dm]
+        assert [c.token for c in greetings] == ["xoxb-other"]
+        [(attempts, error)] = pending_rows(services)  # the card waits for T0ACME's reinstall
+        assert attempts == 0 and "invalid_auth" in error
         services.database.dispose()
 
 

@@ -91,8 +91,11 @@ def _names_word(text: str, name: str) -> bool:
     return re.search(rf"(?<![\w-]){words}(?![\w-])", text, re.IGNORECASE) is not None
 
 
-def retrieve(services: Services, question: str, gate: tuple[str, str] | None = None, k: int = 5) -> list[Hit]:
-    """The best policy passages for ``question``.
+def retrieve(
+    services: Services, question: str, gate: tuple[str, str] | None = None, k: int = 5
+) -> list[Hit] | None:
+    """The best policy passages for ``question``; None when the policy store cannot be searched
+    (it did not open, or the search failed: logged).
 
     Args:
         gate: (id, title) of the gate the question is about, when it concerns an initiative
@@ -100,9 +103,11 @@ def retrieve(services: Services, question: str, gate: tuple[str, str] | None = N
             come first, then the rest of the policies fill up to ``k`` (policy folders need not
             be tagged at all).
     """
-    knowledge = services.knowledge
-    if knowledge is None or not question:
+    if not question:
         return []
+    knowledge = services.knowledge
+    if knowledge is None:
+        return None
     try:
         if gate is None:
             return knowledge.search(question, k=k)
@@ -114,7 +119,7 @@ def retrieve(services: Services, question: str, gate: tuple[str, str] | None = N
         return hits
     except Exception:  # retrieval must never break the checklist; logged with its traceback
         logger.exception("policy search failed")
-        return []
+        return None
 
 
 def reply(
@@ -148,6 +153,9 @@ def reply(
     hits = retrieve(services, policy_question, gate)
     if not policy_question:
         return _kept(services, feedback_key, question, Answer(text=_HELP_TEXT, covered=False), checklist)
+    if hits is None:  # not "no passage matched": the policies could not be searched at all
+        unavailable = Answer(text=_LIBRARY_UNAVAILABLE, grounded=False, covered=False)
+        return _kept(services, feedback_key, policy_question, unavailable, checklist)
     stream = services.answerer.stream(policy_question, hits)
     text = ""
     last = time.monotonic()
@@ -188,6 +196,10 @@ def _kept(
     return message
 
 
+_LIBRARY_UNAVAILABLE = (
+    "I cannot search the policy library right now, so this answer has no policy guidance; "
+    "please ask again in a few minutes."
+)
 _HELP_TEXT = (
     "Ask me about an initiative (mention its ref, like AI-0007, or ask in its thread) or about our AI "
     "policies, for example: what do we need for the pilot gate?"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ from storage.uow import SqlUnitOfWork
 logger = logging.getLogger("shepherd")
 _WRITERS_LOCK = threading.Lock()  # creates the inbox and page writers once, on first use
 _KNOWLEDGE_LOCK = threading.Lock()  # opens the policy store once, on first use
+# How long a policy store that could not open stays closed before the next question tries again.
+KNOWLEDGE_RETRY_SECONDS = 60.0
 
 
 def utc_now() -> datetime:
@@ -51,6 +54,7 @@ class Services:
     group_roles: GroupRoles = field(default_factory=GroupRoles, repr=False)
     _knowledge: KnowledgeBase | None = field(default=None, repr=False)
     _knowledge_opened: bool = field(default=False, repr=False)
+    _knowledge_retry_at: float = field(default=0.0, repr=False)  # time.monotonic()
     _inbox: InboxWriter | None = field(default=None, repr=False)
     _pages: GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult] | None = field(
         default=None, repr=False
@@ -112,15 +116,22 @@ class Services:
         """Opened on first use: the checklist must work even when the policy store cannot open.
 
         Questions asked while the first one opens it (and ingests the policies, seconds) wait for
-        it: marked open before it was, they were told no policy passage matched them.
+        it: marked open before it was, they were told no policy passage matched them. A store
+        that could not open (a Chroma server down) is tried again at most every
+        ``KNOWLEDGE_RETRY_SECONDS``, so guidance comes back without a restart.
         """
-        if not self._knowledge_opened:
+        if not self._knowledge_opened or (
+            self._knowledge is None and time.monotonic() >= self._knowledge_retry_at
+        ):
             with _KNOWLEDGE_LOCK:
-                if not self._knowledge_opened:
+                if not self._knowledge_opened or (
+                    self._knowledge is None and time.monotonic() >= self._knowledge_retry_at
+                ):
                     try:
                         self._knowledge = self.knowledge_factory()
-                    finally:  # opened once, whatever came of it (a store that fails stays closed)
+                    finally:
                         self._knowledge_opened = True
+                        self._knowledge_retry_at = time.monotonic() + KNOWLEDGE_RETRY_SECONDS
         return self._knowledge
 
 

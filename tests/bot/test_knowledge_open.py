@@ -9,14 +9,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot import ask
+from bot import ask, bootstrap, ids
 from bot.bootstrap import knowledge_base, open_knowledge
 from bot.settings import Settings
 from knowledge import IngestReport
-from tests.bot.scenario import Workspace, workspace_of
+from tests.bot.scenario import Workspace, has_button, workspace_of
 from tests.knowledge.conftest import damaged_pdf
 
 QUESTION = "what is a DPIA?"
@@ -99,3 +100,27 @@ def test_a_damaged_policy_file_is_skipped_and_the_bot_serves_the_others(
     assert [hit.source for hit in kb.search("AI initiative registered")] == ["registration.md"]
     skipped = [record.getMessage() for record in caplog.records if "skipped" in record.getMessage()]
     assert skipped == ["Policy file skipped: annex.pdf (corrupt or unreadable PDF (AssertionError))"]
+
+
+def test_a_policy_store_that_could_not_open_says_so_and_is_tried_again(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Chroma server down at the first question: the answer says the library cannot be
+    searched (not that no policy covers the question), and guidance comes back without a restart."""
+    services = workspace.services
+    opening = services.knowledge_factory
+    services.knowledge_factory = lambda: None  # as open_knowledge answers when the store fails
+    monkeypatch.setattr(bootstrap, "KNOWLEDGE_RETRY_SECONDS", 0.0)
+
+    def answers() -> list[dict[str, Any]]:
+        return [e for e in workspace.api.state.ephemerals if has_button(e, ids.ACTION_FEEDBACK_HELPFUL)]
+
+    assert workspace.command("U0OWNER01", f"ask {QUESTION}").status == 200
+    first = str(workspace.wait(answers)[-1]["blocks"])
+    assert "cannot search the policy library" in first and "no passage matched" not in first
+
+    services.knowledge_factory = opening  # the store is back
+    assert workspace.command("U0OWNER01", f"ask {QUESTION}").status == 200
+    second = workspace.wait(lambda: answers()[1:])[-1]
+    assert "cannot search the policy library" not in str(second["blocks"])
+    assert "*[1]*" in str(second["blocks"])  # cited from the policies

@@ -195,19 +195,32 @@ def _clean(body: str, passages: int) -> str:
             return ""
         return match.group(1) + "".join(f"[{n}]" for n in valid)
 
-    body = _CITATION.sub(citation, body)
+    # Slack tokens before citations: _safe_end decides a "<" on the text as written, and a
+    # dropped citation inside a token would change what decides it.
     body = _ANGLE_TOKEN.sub(lambda m: "‹" + m.group(1) + "›", body)
+    body = _CITATION.sub(citation, body)
     return _SENTINEL_ANYWHERE.sub("", body)
 
 
 def _safe_end(body: str) -> int:
-    """Where the still-growing text stops being final: before an open bracket or ``<``."""
+    """Where the still-growing text stops being final: before a ``[`` or ``<`` not yet decided.
+
+    Only the last of each can be undecided (the next one decides an earlier one). Cutting before
+    one can leave an earlier one undecided in the text kept (a ``<`` whose ``>`` comes after a
+    held ``[``), so cut again until everything kept is decided by the kept text alone.
+    """
     end = len(body)
-    for opener, closer in (("[", "]"), ("<", ">")):
-        position = body.rfind(opener)
-        if position >= 0 and closer not in body[position:] and end - position < _TOKEN_WINDOW:
-            end = min(end, position)
-    return end
+    while True:
+        cut = end
+        for opener, closers in (("[", "]"), ("<", ">\n")):
+            position = body.rfind(opener, 0, end)
+            if position < 0 or end - position >= _TOKEN_WINDOW:
+                continue
+            if not any(closer in body[position:end] for closer in closers):
+                cut = min(cut, position)
+        if cut == end:
+            return end
+        end = cut
 
 
 def _last_space(text: str, at_most: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,26 @@ def test_a_question_reaches_the_llm_as_typed_not_as_slack_escaped_it(
     prompt = str(llm.chat_requests[-1]["messages"])
     assert "may R&D use data from <10 customers?" in prompt
     assert "&amp;" not in prompt and "&lt;" not in prompt
+
+
+def answer_as_read(message: dict[str, Any]) -> str:
+    """The answer's sections as a person reads them: Slack shows "&lt;" as "<"."""
+    sections = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"]
+    return "\n".join(sections).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def test_an_answer_streamed_in_small_pieces_is_shown_whole(workspace: Workspace, llm: OpenAIStub) -> None:
+    llm.reply = "Use <2 ms [see 1 and >5 ms for pilots [1]. Production needs sign-off by the sponsor [1]."
+    llm.stream_chunk_size = 3
+    thread = ask_in_the_thread(workspace, "what latency do we need?")
+
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL) and not m["text"].endswith("…")
+        ]
+    )[-1]
+
+    shown = answer_as_read(reply)
+    assert "Use " in shown and "Production needs sign-off by the sponsor [1]." in shown, shown

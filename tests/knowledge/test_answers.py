@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from knowledge.answers import (
@@ -19,6 +19,7 @@ from knowledge.answers import (
     NOT_COVERED_NOTICE,
     Answerer,
     _Finisher,
+    _render,
     build_llm,
     cited_numbers,
     format_sources,
@@ -287,6 +288,23 @@ def test_slack_broadcasts_and_links_in_a_reply_are_inert(stub: OpenAIStub, hits:
     assert "‹!channel›" in answer.text
 
 
+def test_a_streamed_reply_with_a_bracket_between_angle_brackets_is_shown_whole(
+    stub: OpenAIStub, hits: list[Hit], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The "[" held back while it could still be a citation once cut the "<2 ms" from its ">".
+    stub.reply = "Use <2 ms [see 1 and >5 ms for pilots [1]. Production needs sign-off by the sponsor [1]."
+    stub.stream_chunk_size = 3
+    answerer = answerer_for(stub)
+
+    with caplog.at_level(logging.ERROR, logger="knowledge.answers"):
+        stream = answerer.stream("q", hits)
+        streamed = "".join(stream)
+
+    assert streamed.startswith("Use ") and streamed.endswith("Production needs sign-off by the sponsor [1].")
+    assert stream.answer is not None and stream.answer.text == streamed == answerer.answer("q", hits).text
+    assert not caplog.records
+
+
 def test_reasoning_block_of_a_thinking_model_is_dropped(stub: OpenAIStub, hits: list[Hit]) -> None:
     stub.reply = "<think>The user wants [9] things. Approve?</think>\nRegister first [1]."
     stub.stream_chunk_size = 3
@@ -416,3 +434,28 @@ def test_streamed_text_never_differs_from_the_whole(
     assert out == whole.emitted
     assert len(out) <= max_chars
     assert streamed.covered == whole.covered or streamed.complete
+
+
+# Pieces of replies around what the cleaner holds back: thresholds, citations, open brackets,
+# Slack tokens (and their parts), line ends, runs longer than the window.
+_PIECES_NEAR_BRACKETS = st.sampled_from(
+    [*"<>[] x1@h:\n", "<2 ms", ">90%", "[see 1", "<@U1>", "[1]", "x" * 30]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(_PIECES_NEAR_BRACKETS, max_size=30), max_chars=st.sampled_from([400, 2800]))
+@example(pieces=["Use ", "<2 ms", " ", "[see 1", " and ", ">90%", " for pilots ", "[1]"], max_chars=2800)
+def test_every_streamed_prefix_is_a_prefix_of_the_final_text(pieces: list[str], max_chars: int) -> None:
+    # Fed a character at a time, the stream shows its text for every prefix of the reply.
+    reply = "".join(pieces)
+    final = _render(reply, 3, max_chars, final=True).text
+    finisher = _Finisher(3, max_chars)
+
+    shown = ""
+    for character in reply:
+        shown += finisher.feed(character)
+        assert final.startswith(shown), (shown, final)
+    shown += finisher.finish()
+
+    assert shown == final

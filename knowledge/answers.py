@@ -166,7 +166,15 @@ _CITATION = re.compile(
     r"([ \t]*)\[ ?(\d{1,3}(?: ?[-–] ?\d{1,3})?(?: ?, ?\d{1,3}(?: ?[-–] ?\d{1,3})?){0,4}) ?\]"
 )
 _NUMBER_OR_RANGE = re.compile(r"(\d{1,3})(?: ?[-–] ?(\d{1,3}))?")
-_ANGLE_TOKEN = re.compile(r"<([^<>\s][^<>\n]{0,60})>")
+# Slack reads "<" followed by @ (a person), # (a channel), ! (<!channel>, <!here>, a user group,
+# a date) or a URL scheme (<https://…|label>, <mailto:…>) as a mention, a ping or a link. Such a
+# token written by the model or a passage gets look-alike brackets (‹!channel›), so it stays
+# inert wherever the answer is posted, escaped for mrkdwn or not. Every other "<" and ">" is
+# plain text and stays as written: "<200 ms", ">90 %", "<b>".
+# A "<" and at most 62 characters after it, up to a "<", ">" or line end, decide what it becomes
+# (a link too long to close within them loses only its "<"), so a stream can hold it back.
+_ANGLE_SPAN = re.compile(r"<([^<>\n]{0,62})(>?)")
+_SLACK_TOKEN_START = re.compile(r"[@#!]|[A-Za-z][A-Za-z0-9+.-]*:\S")
 _SENTINEL_ANYWHERE = re.compile(r"[*_`\"']*\bNOT_COVERED\b[*_`\"'.:!]*", re.IGNORECASE)
 _SENTINEL_AT_START = re.compile(r"\s*[*_`\"']*NOT_COVERED\b[*_`\"'.:!]*", re.IGNORECASE)
 _LEADING_MARKUP = re.compile(r"\s*[*_`\"']*")
@@ -197,9 +205,21 @@ def _clean(body: str, passages: int) -> str:
 
     # Slack tokens before citations: _safe_end decides a "<" on the text as written, and a
     # dropped citation inside a token would change what decides it.
-    body = _ANGLE_TOKEN.sub(lambda m: "‹" + m.group(1) + "›", body)
+    body = _inert_slack_tokens(body)
     body = _CITATION.sub(citation, body)
     return _SENTINEL_ANYWHERE.sub("", body)
+
+
+def _inert_slack_tokens(text: str) -> str:
+    """``text`` with Slack mentions, pings and links in look-alike brackets; nothing else changes."""
+
+    def inert(match: re.Match[str]) -> str:
+        inside, closer = match.groups()
+        if not _SLACK_TOKEN_START.match(inside):
+            return match.group(0)
+        return "‹" + inside + ("›" if closer else "")
+
+    return _ANGLE_SPAN.sub(inert, text)
 
 
 def _safe_end(body: str) -> int:
@@ -331,7 +351,7 @@ _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+", re.MULTILINE)
 def _excerpt(text: str, limit: int) -> str:
     text = _MARKDOWN_HEADING.sub("", text)
     text = _WHITESPACE.sub(" ", _CONTROL.sub("", text)).strip()
-    text = _ANGLE_TOKEN.sub(lambda m: "‹" + m.group(1) + "›", text)
+    text = _inert_slack_tokens(text)
     if len(text) <= limit:
         return text
     cut = _last_space(text, limit - len(ELLIPSIS))

@@ -99,7 +99,10 @@ def answer_as_read(message: dict[str, Any]) -> str:
 
 
 def test_an_answer_streamed_in_small_pieces_is_shown_whole(workspace: Workspace, llm: OpenAIStub) -> None:
-    llm.reply = "Use <2 ms [see 1 and >5 ms for pilots [1]. Production needs sign-off by the sponsor [1]."
+    llm.reply = (
+        "Use <2 ms [see 1 and >5 ms for pilots [1]. Keep latency <200 ms and accuracy >90% [1]. "
+        "Tell <!channel>. Production needs sign-off by the sponsor [1]."
+    )
     llm.stream_chunk_size = 3
     thread = ask_in_the_thread(workspace, "what latency do we need?")
 
@@ -112,4 +115,5 @@ def test_an_answer_streamed_in_small_pieces_is_shown_whole(workspace: Workspace,
     )[-1]
 
     shown = answer_as_read(reply)
-    assert "Use " in shown and "Production needs sign-off by the sponsor [1]." in shown, shown
+    assert llm.reply.replace("<!channel>", "‹!channel›") in shown, shown
+    assert "<!channel>" not in str(reply), "a reply must never ping the channel"

@@ -288,7 +288,47 @@ def test_slack_broadcasts_and_links_in_a_reply_are_inert(stub: OpenAIStub, hits:
     assert "‹!channel›" in answer.text
 
 
-def test_a_streamed_reply_with_a_bracket_between_angle_brackets_is_shown_whole(
+THRESHOLDS = "Keep p95 latency <200 ms and accuracy >90% [1]."
+
+
+def test_thresholds_in_a_reply_are_shown_as_written(stub: OpenAIStub, hits: list[Hit]) -> None:
+    stub.reply = THRESHOLDS
+    stub.stream_chunk_size = 3
+    answerer = answerer_for(stub)
+
+    assert answerer.answer("q", hits).text == THRESHOLDS
+    assert "".join(answerer.stream("q", hits)) == THRESHOLDS
+
+
+def test_slack_tokens_next_to_thresholds_are_inert_and_the_thresholds_kept(
+    stub: OpenAIStub, hits: list[Hit]
+) -> None:
+    long_link = "<https://evil.example/" + "x" * 80 + "|the form>"
+    stub.reply = f"<!here> <#C0GOV|gov>: latency <200 ms, accuracy >90% [1]. Form: {long_link}."
+    stub.stream_chunk_size = 2
+    answerer = answerer_for(stub)
+
+    answer = answerer.answer("q", hits)
+
+    assert answer.text == (
+        f"‹!here› ‹#C0GOV|gov›: latency <200 ms, accuracy >90% [1]. Form: ‹{long_link[1:]}."
+    )
+    assert "".join(answerer.stream("q", hits)) == answer.text
+
+
+def test_quoted_passages_keep_thresholds_and_make_slack_tokens_inert() -> None:
+    passage = make_hit(
+        1, "Latency <200 ms and accuracy >90 %. Ask <!channel> or <mailto:dpo@example.com|the DPO>."
+    )
+
+    answer = Answerer(None).answer("q", [passage])
+
+    assert "Latency <200 ms and accuracy >90 %." in answer.text
+    assert "‹!channel›" in answer.text and "‹mailto:dpo@example.com|the DPO›" in answer.text
+    assert "<!channel>" not in answer.text and "<mailto:" not in answer.text
+
+
+def test_a_streamed_reply_with_a_bracket_between_thresholds_is_shown_whole(
     stub: OpenAIStub, hits: list[Hit], caplog: pytest.LogCaptureFixture
 ) -> None:
     # The "[" held back while it could still be a citation once cut the "<2 ms" from its ">".
@@ -300,7 +340,7 @@ def test_a_streamed_reply_with_a_bracket_between_angle_brackets_is_shown_whole(
         stream = answerer.stream("q", hits)
         streamed = "".join(stream)
 
-    assert streamed.startswith("Use ") and streamed.endswith("Production needs sign-off by the sponsor [1].")
+    assert streamed == stub.reply
     assert stream.answer is not None and stream.answer.text == streamed == answerer.answer("q", hits).text
     assert not caplog.records
 

@@ -322,70 +322,62 @@ def opens_the_messages_tab(url: str, api: FakeSlackWebAPI, user: str, team_id: s
     return dm
 
 
-def test_a_reply_to_a_second_workspace_goes_out_with_its_own_token(tmp_path: Path) -> None:
+@contextmanager
+def two_workspaces(tmp_path: Path) -> Iterator[tuple[FakeSlackWebAPI, Any, str, str]]:
+    """Shepherd installed through the routes in T0ACME (the registry's, ``SLACK_TEAM_ID``) and in
+    T0OTHER, where Bob works: the fake Slack, the services, the app's URL and the registry channel."""
     with FakeSlackWebAPI() as api:
         api.state.add_user(OWNER, "olivia")
         api.state.add_user(BOB, "bob")
         registry = api.state.add_channel("ai-initiatives", members=[OWNER])
         settings = oauth_settings(tmp_path, api, registry_channel=registry.id, slack_team_id="T0ACME")
         services = bootstrap(settings)
-        with serving(services) as url:
-            install_through_routes(url, api, "T0ACME", "xoxb-acme")
-            install_through_routes(url, api, "T0OTHER", "xoxb-other")
-            dm = opens_the_messages_tab(url, api, BOB, "T0OTHER")
-            queued(services, "greeting")
-            register_one(services)  # the registry's card, which has no workspace of its own
-            assert deliver_once(services) >= 2
+        try:
+            with serving(services) as url:
+                install_through_routes(url, api, "T0ACME", "xoxb-acme")
+                install_through_routes(url, api, "T0OTHER", "xoxb-other")
+                yield api, services, url, registry.id
+        finally:
+            services.database.dispose()
+
+
+def test_a_reply_to_a_second_workspace_goes_out_with_its_own_token(tmp_path: Path) -> None:
+    with two_workspaces(tmp_path) as (api, services, url, registry):
+        dm = opens_the_messages_tab(url, api, BOB, "T0OTHER")
+        queued(services, "greeting")
+        register_one(services)  # the registry's card, which has no workspace of its own
+        assert deliver_once(services) >= 2
         [greeting] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == dm]
         assert greeting.token == "xoxb-other"
-        [card] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry.id]
+        [card] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry]
         assert card.token == "xoxb-acme"
-        services.database.dispose()
 
 
 def test_a_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -> None:
-    with FakeSlackWebAPI() as api:
-        api.state.add_user(OWNER, "olivia")
-        api.state.add_user(BOB, "bob")
-        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
-        settings = oauth_settings(tmp_path, api, registry_channel=registry.id, slack_team_id="T0ACME")
-        services = bootstrap(settings)
-        with serving(services) as url:
-            install_through_routes(url, api, "T0ACME", "xoxb-acme")
-            install_through_routes(url, api, "T0OTHER", "xoxb-other")
-            opens_the_messages_tab(url, api, BOB, "T0OTHER")
-            queued(services, "greeting")
-            api.state.tokens.discard("xoxb-other")  # then revoked, before the greeting goes out
-            register_one(services)  # queued after the greeting, delivered in the same round
-            assert deliver_once(services) >= 1
+    with two_workspaces(tmp_path) as (api, services, url, registry):
+        opens_the_messages_tab(url, api, BOB, "T0OTHER")
+        queued(services, "greeting")
+        api.state.tokens.discard("xoxb-other")  # then revoked, before the greeting goes out
+        register_one(services)  # queued after the greeting, delivered in the same round
+        assert deliver_once(services) >= 1
         posted = api.calls("chat.postMessage", ok=True)
-        assert registry.id in {c.params.get("channel") for c in posted}
+        assert registry in {c.params.get("channel") for c in posted}
         assert {c.token for c in posted} == {"xoxb-acme"}
         [(attempts, error)] = pending_rows(services)
         assert attempts == 0 and "workspace T0OTHER" in error and "invalid_auth" in error
-        services.database.dispose()
 
 
 def test_the_registry_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -> None:
-    with FakeSlackWebAPI() as api:
-        api.state.add_user(OWNER, "olivia")
-        api.state.add_user(BOB, "bob")
-        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
-        settings = oauth_settings(tmp_path, api, registry_channel=registry.id, slack_team_id="T0ACME")
-        services = bootstrap(settings)
-        with serving(services) as url:
-            install_through_routes(url, api, "T0ACME", "xoxb-acme")
-            install_through_routes(url, api, "T0OTHER", "xoxb-other")
-            api.state.tokens.discard("xoxb-acme")  # the registry workspace's token is revoked
-            register_one(services)  # its card is queued first
-            dm = opens_the_messages_tab(url, api, BOB, "T0OTHER")
-            queued(services, "greeting")
-            deliver_once(services)
+    with two_workspaces(tmp_path) as (api, services, url, _):
+        api.state.tokens.discard("xoxb-acme")  # the registry workspace's token is revoked
+        register_one(services)  # its card is queued first
+        dm = opens_the_messages_tab(url, api, BOB, "T0OTHER")
+        queued(services, "greeting")
+        deliver_once(services)
         greetings = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == dm]
         assert [c.token for c in greetings] == ["xoxb-other"]
         [(attempts, error)] = pending_rows(services)  # the card waits for T0ACME's reinstall
         assert attempts == 0 and "invalid_auth" in error
-        services.database.dispose()
 
 
 def test_without_slack_team_id_the_workspace_that_installed_first_keeps_the_registry(

@@ -4,7 +4,7 @@ through the running app and the Slack emulator."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from email.message import Message
 from pathlib import Path
@@ -122,23 +122,27 @@ def _production_review(workspace: Workspace, answers: dict[str, AnswerValue]) ->
     return review.id
 
 
+def _offering(workspace: Workspace, answers: dict[str, AnswerValue]) -> tuple[Callable[[], bool], str]:
+    """A production review of AI-0001 with ``answers``, and a card in the registry: what offers
+    its system card into the card's thread (as the review request's delivery does), and the
+    card's ts."""
+    review_id = _production_review(workspace, answers)
+    client = workspace.api.web_client(retry_handlers=[])
+    card = client.chat_postMessage(channel=workspace.registry, text="card")
+    services, messages = workspace.services, MessageRefs(workspace.services.database)
+    with services.read_uow() as uow:
+        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
+    thread = (card["channel"], card["ts"])
+    return (lambda: offer_system_card(services, client, messages, review, initiative, thread)), card["ts"]
+
+
 def test_the_system_card_is_uploaded_once_into_the_thread_of_a_production_review(
     workspace: Workspace,
 ) -> None:
-    review_id = _production_review(workspace, {"rollback_plan": "Flip the feature flag off."})
-    card = workspace.api.web_client(retry_handlers=[]).chat_postMessage(
-        channel=workspace.registry, text="card"
-    )
-    thread = (card["channel"], card["ts"])
-    services = workspace.services
-    messages = MessageRefs(services.database)
-    client = workspace.api.web_client(retry_handlers=[])
-    with services.read_uow() as uow:
-        review = uow.reviews.get(review_id)
-        initiative = uow.initiatives.get("AI-0001")
+    offer, card = _offering(workspace, {"rollback_plan": "Flip the feature flag off."})
 
-    assert offer_system_card(services, client, messages, review, initiative, thread) is True
-    assert offer_system_card(services, client, messages, review, initiative, thread) is False  # a retry
+    assert offer() is True
+    assert offer() is False  # a retry
 
     uploads = list(workspace.api.state.files.values())
     assert len(uploads) == 1
@@ -147,25 +151,19 @@ def test_the_system_card_is_uploaded_once_into_the_thread_of_a_production_review
     assert text.startswith("# System card (draft): Initiative AI-0001 (AI-0001)")
     assert "- **Switch-off and rollback:** Flip the feature flag off." in text
     assert "Not answered yet" in text
-    replies = workspace.api.state.thread(workspace.registry, card["ts"])[1:]
+    replies = workspace.api.state.thread(workspace.registry, card)[1:]
     assert [m["files"][0]["name"] for m in replies] == ["AI-0001-system-card.md"]
     assert "fields are not answered yet" in replies[0]["text"]
 
 
 def test_a_system_card_slack_could_not_take_for_now_is_offered_again(workspace: Workspace) -> None:
-    review_id = _production_review(workspace, {"rollback_plan": "Flip the feature flag off."})
-    client = workspace.api.web_client(retry_handlers=[])
-    card = client.chat_postMessage(channel=workspace.registry, text="card")
-    services, messages = workspace.services, MessageRefs(workspace.services.database)
-    with services.read_uow() as uow:
-        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
-    thread = (card["channel"], card["ts"])
+    offer, _ = _offering(workspace, {"rollback_plan": "Flip the feature flag off."})
     workspace.api.faults.fail("files.getUploadURLExternal", "not_allowed")  # for good: logged
-    assert offer_system_card(services, client, messages, review, initiative, thread) is False
+    assert offer() is False
     workspace.api.faults.server_error("files.getUploadURLExternal")
     with pytest.raises(SlackApiError):  # the outbox retries the notification that offers it
-        offer_system_card(services, client, messages, review, initiative, thread)
-    assert offer_system_card(services, client, messages, review, initiative, thread) is True
+        offer()
+    assert offer() is True
     assert len(workspace.api.state.files) == 1
 
 
@@ -175,38 +173,24 @@ def test_a_system_card_upload_refused_by_slacks_file_servers_waits_out_the_outag
     """files_upload_v2 sends the bytes to Slack's file servers between two Web API calls: a 5xx
     there is an outage to wait out (the review request is not used up by it), and the card is
     then shared once."""
-    review_id = _production_review(workspace, {"rollback_plan": "Flip the feature flag off."})
-    client = workspace.api.web_client(retry_handlers=[])
-    card = client.chat_postMessage(channel=workspace.registry, text="card")
-    services, messages = workspace.services, MessageRefs(workspace.services.database)
-    with services.read_uow() as uow:
-        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
-    thread = (card["channel"], card["ts"])
+    offer, card = _offering(workspace, {"rollback_plan": "Flip the feature flag off."})
     workspace.api.faults.server_error("upload", status=503)
     with pytest.raises(HTTPError) as raised:
-        offer_system_card(services, client, messages, review, initiative, thread)
+        offer()
     outage = unavailable(raised.value)
     assert outage is not None and "503" in str(outage)
-    assert offer_system_card(services, client, messages, review, initiative, thread) is True
-    replies = workspace.api.state.thread(workspace.registry, card["ts"])[1:]
+    assert offer() is True
+    replies = workspace.api.state.thread(workspace.registry, card)[1:]
     assert [m["files"][0]["name"] for m in replies] == ["AI-0001-system-card.md"]
 
 
 def test_a_system_card_upload_refused_for_good_is_logged_and_the_review_goes_on(workspace: Workspace) -> None:
-    review_id = _production_review(workspace, {})
-    client = workspace.api.web_client(retry_handlers=[])
-    card = client.chat_postMessage(channel=workspace.registry, text="card")
-    services, messages = workspace.services, MessageRefs(workspace.services.database)
-    with services.read_uow() as uow:
-        review, initiative = uow.reviews.get(review_id), uow.initiatives.get("AI-0001")
+    offer, card = _offering(workspace, {})
     workspace.api.faults.server_error("upload", status=413)  # too large: trying again cannot help
-    thread = (card["channel"], card["ts"])
-    assert offer_system_card(services, client, messages, review, initiative, thread) is False
-    assert workspace.api.state.thread(workspace.registry, card["ts"])[1:] == []
-    assert (
-        unavailable(HTTPError("https://files.slack.com/upload/v1/F1", 413, "Too Large", Message(), None))
-        is None
-    )
+    assert offer() is False
+    assert workspace.api.state.thread(workspace.registry, card)[1:] == []
+    refusal = HTTPError("https://files.slack.com/upload/v1/F1", 413, "Too Large", Message(), None)
+    assert unavailable(refusal) is None
 
 
 def test_no_system_card_for_other_gates_or_without_a_thread(workspace: Workspace) -> None:

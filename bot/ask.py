@@ -105,10 +105,10 @@ def retrieve(
     """
     if not question:
         return []
-    knowledge = services.knowledge
-    if knowledge is None:
-        return None
     try:
+        knowledge = services.knowledge
+        if knowledge is None:
+            return None
         if gate is None:
             return knowledge.search(question, k=k)
         query = f"{question} ({gate[1]} gate)"
@@ -117,7 +117,7 @@ def retrieve(
             seen = {hit.chunk_id for hit in hits}
             hits += [hit for hit in knowledge.search(query, k=k) if hit.chunk_id not in seen][: k - len(hits)]
         return hits
-    except Exception:  # retrieval must never break the checklist; logged with its traceback
+    except Exception:  # opening or searching the store must never break the checklist; logged
         logger.exception("policy search failed")
         return None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +102,24 @@ def test_a_damaged_policy_file_is_skipped_and_the_bot_serves_the_others(
     assert skipped == ["Policy file skipped: annex.pdf (corrupt or unreadable PDF (AssertionError))"]
 
 
+def _unreachable() -> None:
+    raise RuntimeError("Chroma server unreachable")
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [lambda: None, _unreachable],  # as open_knowledge answers for the errors it knows; any other
+    ids=["store-closed", "store-raised"],
+)
 def test_a_policy_store_that_could_not_open_says_so_and_is_tried_again(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, failing: Callable[[], None]
 ) -> None:
     """A Chroma server down at the first question: the answer says the library cannot be
     searched (not that no policy covers the question), and guidance comes back without a restart."""
     services = workspace.services
     opening = services.knowledge_factory
-    services.knowledge_factory = lambda: None  # as open_knowledge answers when the store fails
+
+    services.knowledge_factory = failing
     monkeypatch.setattr(bootstrap, "KNOWLEDGE_RETRY_SECONDS", 0.0)
 
     def answers() -> list[dict[str, Any]]:

@@ -15,11 +15,10 @@ from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import (
     channel_of,
-    explanation,
+    explain_later,
     lazily,
     queue_private_message,
     store_before_ack,
-    tell_later,
     user_of,
     workspace_of,
 )
@@ -65,7 +64,6 @@ class ActionListeners:
 
     def open_questionnaire(self, body: dict[str, Any], client: WebClient) -> None:
         services = self._services
-        user = user_of(body)
         try:
             ref = parse.action_ref(body)
             with services.read_uow() as uow:
@@ -84,7 +82,7 @@ class ActionListeners:
                     f"{frozen} `{ids.COMMAND} withdraw {ref}` takes it back (its submitter or the owner)."
                 ) from None
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         client.views_open(
             trigger_id=body["trigger_id"],
@@ -97,7 +95,7 @@ class ActionListeners:
         try:
             ref = parse.action_ref(body)
         except ValueError as error:
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         try:
             usecases.submit(
@@ -117,11 +115,11 @@ class ActionListeners:
                     view=blocks.exception_modal(ref, gate.title, not_ready.reasons, metadata),
                 )
                 return
-            tell_later(services, user, explanation(not_ready), channel_of(body), workspace_of(body))
+            explain_later(services, body, not_ready)
         except GateError as error:
             if self._just_submitted(ref, user):
                 return  # a double click: the first click opened the review, say nothing twice
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
 
     def _just_submitted(self, ref: str, user: str) -> bool:
         with self._services.read_uow() as uow:
@@ -148,7 +146,7 @@ class ActionListeners:
             review_id = parse.review_id(parse.action_value(body))
         except ValueError as error:
             ack()
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         # If the inbox cannot store it, Slack is answered with an error: the click shows as failed.
         store_before_ack(
@@ -177,7 +175,7 @@ class ActionListeners:
                 initiative = uow.initiatives.get(review.initiative_ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         metadata = json.dumps({"review": review_id, "kind": kind.value, "channel": channel_of(body)})
         opened = client.views_open(
@@ -208,7 +206,7 @@ class ActionListeners:
             review_id = parse.review_id(parse.action_value(body))
             evidence = usecases.evidence_as_submitted(services.read_uow(), review_id)
         except (GateError, ValueError) as error:
-            tell_later(services, user_of(body), explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         review = evidence.review
         client.views_open(

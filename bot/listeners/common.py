@@ -142,6 +142,12 @@ def tell_later(
         uow.commit()
 
 
+def explain_later(services: Services, body: dict[str, Any], error: Exception) -> None:
+    """``tell_later`` the person whose request ``body`` is why it was refused (``explanation``),
+    where they made it and in their workspace."""
+    tell_later(services, user_of(body), explanation(error), channel_of(body), workspace_of(body))
+
+
 def queue_private_message(
     uow: UnitOfWork,
     user: str,

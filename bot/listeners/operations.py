@@ -18,7 +18,14 @@ from slack_sdk import WebClient
 from bot import ids, parse
 from bot.blocks import operations as operations_blocks
 from bot.bootstrap import Services
-from bot.listeners.common import channel_of, explanation, lazily, tell_later, user_of, workspace_of
+from bot.listeners.common import (
+    channel_of,
+    explain_later,
+    lazily,
+    tell_later,
+    user_of,
+    workspace_of,
+)
 from bot.usergroups import MembershipUnavailable
 from gates import operations, usecases
 from gates.errors import GateError, InvalidAnswer, NotPermitted
@@ -55,7 +62,7 @@ class OperationsListeners:
             ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "extend its time box")
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         ends = usecases.time_box_ends(services.pipeline, initiative)
         view = operations_blocks.extend_modal(initiative, ends, services.now(), channel_of(body))
@@ -68,7 +75,7 @@ class OperationsListeners:
             ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "stop it")
         except (GateError, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         client.views_open(
             trigger_id=body["trigger_id"], view=operations_blocks.stop_modal(initiative, channel_of(body))
@@ -89,7 +96,7 @@ class OperationsListeners:
                 if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
                     raise NotPermitted(operations.OPERATIONS_REVIEWERS_ONLY)
         except (GateError, MembershipUnavailable, ValueError) as error:
-            tell_later(services, user, explanation(error), channel_of(body), workspace_of(body))
+            explain_later(services, body, error)
             return
         view = operations_blocks.operations_review_modal(services.pipeline, initiative, channel_of(body))
         client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -53,8 +53,9 @@ class Services:
     # Who is in each role's Slack user group, remembered for a few minutes (``bot.usergroups``).
     group_roles: GroupRoles = field(default_factory=GroupRoles, repr=False)
     _knowledge: KnowledgeBase | None = field(default=None, repr=False)
-    _knowledge_opened: bool = field(default=False, repr=False)
-    _knowledge_retry_at: float = field(default=0.0, repr=False)  # time.monotonic()
+    # When the next question may (try to) open the policy store (time.monotonic()): at once, then
+    # never once it is open, or a while after it could not open.
+    _knowledge_retry_at: float = field(default=float("-inf"), repr=False)
     _inbox: InboxWriter | None = field(default=None, repr=False)
     _pages: GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult] | None = field(
         default=None, repr=False
@@ -120,17 +121,12 @@ class Services:
         that could not open (a Chroma server down) is tried again at most every
         ``KNOWLEDGE_RETRY_SECONDS``, so guidance comes back without a restart.
         """
-        if not self._knowledge_opened or (
-            self._knowledge is None and time.monotonic() >= self._knowledge_retry_at
-        ):
+        if self._knowledge is None and time.monotonic() >= self._knowledge_retry_at:
             with _KNOWLEDGE_LOCK:
-                if not self._knowledge_opened or (
-                    self._knowledge is None and time.monotonic() >= self._knowledge_retry_at
-                ):
+                if self._knowledge is None and time.monotonic() >= self._knowledge_retry_at:
                     try:
                         self._knowledge = self.knowledge_factory()
                     finally:
-                        self._knowledge_opened = True
                         self._knowledge_retry_at = time.monotonic() + KNOWLEDGE_RETRY_SECONDS
         return self._knowledge
 

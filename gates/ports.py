@@ -155,6 +155,10 @@ class ReviewRepository(Protocol):
         status change that lost a race raises ConcurrentUpdate."""
         ...
 
+    def save_many(self, reviews: Sequence[Review]) -> None:
+        """``save`` of each, at once; ConcurrentUpdate if any of them lost a race."""
+        ...
+
     def pending_for(self, roles: Sequence[str]) -> Sequence[Review]: ...
     def all_reviews(self) -> Sequence[Review]:
         """Every review of every initiative with its decisions, oldest first (the portfolio)."""

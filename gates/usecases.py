@@ -795,8 +795,8 @@ def decide_many(
                 if not outcome.result.duplicate:
                     touched[request.review_id] = review
                 results.append(outcome)
+            uow.reviews.save_many(list(touched.values()))
             for review in touched.values():
-                uow.reviews.save(review)
                 if not review.is_open:
                     uow.initiatives.save(initiatives[review.initiative_ref])
             uow.commit()

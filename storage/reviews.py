@@ -76,7 +76,7 @@ class SqlReviewRepository:
                 review.initiative_ref, already.gate_id if already else review.gate_id
             ) from None
         review.id = int(inserted.inserted_primary_key[0])  # type: ignore[attr-defined]
-        self._insert_decisions(review.id, review.decisions)
+        self._insert_decisions([_decision_row(review.id, d) for d in review.decisions])
         self._remember(review, version=0)
 
     @guarded
@@ -214,7 +214,6 @@ class SqlReviewRepository:
                 by_review[d["review_id"]].append(_decision(d))
         return [_review(row, by_review[row["id"]]) for row in rows]
 
-    @guarded
     def save(self, review: Review) -> None:
         """Persist decisions added since the review was loaded and its status.
 
@@ -222,47 +221,59 @@ class SqlReviewRepository:
             ConcurrentUpdate: the review changed since it was loaded (another decision, a
                 withdrawal): nothing was written; reload and decide again.
         """
-        if review.id is None:
-            raise ValueError("save() needs a review that was added or loaded in this unit of work")
-        loaded = self._loaded.get(review.id)
-        if loaded is None:
-            raise ValueError(f"Review {review.id} was not loaded in this unit of work; load it before saving")
-        new = [d for d in review.decisions if d.approver_id not in loaded.approvers]
-        status = ReviewStatus(review.status).value
-        if not new and status == loaded.status:
-            return  # a repeated click: nothing to record
-        result = self._session.connection().execute(
-            _SAVE,
-            {
-                "p_id": review.id,
-                "p_version": loaded.version,
-                "p_status": loaded.status,
-                "p_new_status": status,
-                "p_closed_at": review.closed_at,
-                "p_exception_reason": review.exception_reason,
-                "p_tier": review.tier,
-            },
-        )
-        if result.rowcount != 1:
+        self.save_many([review])
+
+    @guarded
+    def save_many(self, changed: Sequence[Review]) -> None:
+        """``save`` of each review, in two statements whatever their number: a worker's round of
+        clicks touches a review per click, and a statement each cost it a quarter of its time.
+
+        Raises:
+            ConcurrentUpdate: one of them changed since it was loaded; the caller's transaction
+                must end, as nothing of it can be kept.
+        """
+        updates: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        saved: list[Review] = []
+        for review in changed:
+            if review.id is None:
+                raise ValueError("save() needs a review that was added or loaded in this unit of work")
+            loaded = self._loaded.get(review.id)
+            if loaded is None:
+                raise ValueError(
+                    f"Review {review.id} was not loaded in this unit of work; load it before saving"
+                )
+            new = [d for d in review.decisions if d.approver_id not in loaded.approvers]
+            status = ReviewStatus(review.status).value
+            if not new and status == loaded.status:
+                continue  # a repeated click: nothing to record
+            updates.append(
+                {
+                    "p_id": review.id,
+                    "p_version": loaded.version,
+                    "p_status": loaded.status,
+                    "p_new_status": status,
+                    "p_closed_at": review.closed_at,
+                    "p_exception_reason": review.exception_reason,
+                    "p_tier": review.tier,
+                }
+            )
+            rows.extend(_decision_row(review.id, d) for d in new)
+            saved.append(review)
+        if not updates:
+            return
+        # Both drivers report the rows an executemany changed in all (sqlite3; psycopg since 3.1).
+        result = self._session.connection().execute(_SAVE, updates)
+        if result.rowcount != len(updates):
             raise ConcurrentUpdate("Someone else decided on this review at the same moment")
-        self._insert_decisions(review.id, new)
-        self._remember(review, version=loaded.version + 1)
+        self._insert_decisions(rows)
+        for review in saved:
+            assert review.id is not None
+            self._remember(review, version=self._loaded[review.id].version + 1)
 
     # -- internals --------------------------------------------------------------------------
 
-    def _insert_decisions(self, review_id: int, new: Iterable[Decision]) -> None:
-        rows = [
-            {
-                "review_id": review_id,
-                "approver_id": d.approver_id,
-                "kind": DecisionKind(d.kind).value,
-                "role": d.role,
-                "reason": d.reason,
-                "decided_at": d.decided_at,
-                "roles": " ".join(d.roles) or None,
-            }
-            for d in new
-        ]
+    def _insert_decisions(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         # No savepoint: a violation here always ends the unit of work (the caller reloads and
@@ -323,6 +334,18 @@ class SqlReviewRepository:
             status=ReviewStatus(review.status).value,
             approvers=frozenset(d.approver_id for d in review.decisions),
         )
+
+
+def _decision_row(review_id: int, d: Decision) -> dict[str, Any]:
+    return {
+        "review_id": review_id,
+        "approver_id": d.approver_id,
+        "kind": DecisionKind(d.kind).value,
+        "role": d.role,
+        "reason": d.reason,
+        "decided_at": d.decided_at,
+        "roles": " ".join(d.roles) or None,
+    }
 
 
 def _decision(row: Mapping[Any, Any], prefix: str = "") -> Decision:

@@ -233,6 +233,10 @@ class FakeReviews(_Part):
             raise ConcurrentUpdate("The review was closed meanwhile")
         self._state.reviews[review.id] = copy.deepcopy(review)
 
+    def save_many(self, reviews: Sequence[Review]) -> None:
+        for review in reviews:
+            self.save(review)
+
     def pending_for(self, roles: Sequence[str]) -> Sequence[Review]:
         wanted = set(roles)
         return [

@@ -416,6 +416,51 @@ def test_saving_a_review_decided_by_someone_else_meanwhile_is_a_concurrent_updat
         assert [d.approver_id for d in uow.reviews.get(review.id).decisions] == ["URISK1"]
 
 
+def test_saving_several_reviews_at_once_records_each_and_refuses_all_if_one_changed_meanwhile(
+    database: Database,
+) -> None:
+    ids = []
+    for name in ("Invoice matching", "Churn model", "Claims triage"):
+        with database.uow() as uow:
+            review = a_review(add_initiative(database, name).ref)
+            uow.reviews.add(review)
+            uow.commit()
+        assert review.id is not None
+        ids.append(review.id)
+    with database.uow() as uow:
+        loaded = uow.reviews.get_many(ids)
+        for i, review_id in enumerate(ids):
+            loaded[review_id].decide(f"URISK{i}", {"risk"}, DecisionKind.APPROVE, None, NOW)
+        uow.reviews.save_many(list(loaded.values()))
+        uow.commit()
+    with database.uow(read_only=True) as uow:
+        assert [[d.approver_id for d in uow.reviews.get(i).decisions] for i in ids] == [
+            ["URISK0"],
+            ["URISK1"],
+            ["URISK2"],
+        ]
+
+    stale_uow = database.uow()
+    with stale_uow:
+        stale = stale_uow.reviews.get_many(ids)
+        stale_uow.commit()
+        with database.uow() as other:  # the middle review moves on after the round read it
+            fresh = other.reviews.get(ids[1])
+            fresh.decide("UOTHER", {"risk"}, DecisionKind.APPROVE, None, NOW)
+            other.reviews.save(fresh)
+            other.commit()
+        for review in stale.values():
+            review.decide("ULATE", {"risk"}, DecisionKind.APPROVE, None, NOW)
+        with pytest.raises(ConcurrentUpdate):
+            stale_uow.reviews.save_many(list(stale.values()))
+    with database.uow(read_only=True) as uow:
+        assert [[d.approver_id for d in uow.reviews.get(i).decisions] for i in ids] == [
+            ["URISK0"],
+            ["URISK1", "UOTHER"],
+            ["URISK2"],
+        ]
+
+
 def test_saving_a_review_not_loaded_in_this_unit_of_work_is_a_programming_error(database: Database) -> None:
     ref = add_initiative(database).ref
     with database.uow() as uow:

@@ -675,6 +675,34 @@ def check_decision(
     return review.initiative_ref
 
 
+def audit_if_refused(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    review_id: int,
+    user_id: str,
+    kind: DecisionKind,
+    now: datetime,
+    extra_roles: Collection[str] = (),
+) -> None:
+    """Judge a Reject or Request changes whose reason form is open, recording no decision: a
+    refusal is audited, as for a click, and raised. If the person may decide after all (a role
+    granted a moment ago), nothing happens and their reason, once sent, is judged as usual.
+
+    Raises:
+        UnknownReview; DecisionRefused and its subclasses, as ``decide`` would.
+    """
+    with uow:
+        review = uow.reviews.get(review_id)
+        roles = roles_of(pipeline, uow, user_id) | set(extra_roles)
+        try:
+            # On a copy never saved: the reason is still being written.
+            review.decide(user_id, roles, kind, "(reason to follow)", now)
+        except DecisionRefused as refusal:
+            _audit_refusal(uow, review, user_id, kind, refusal, now)
+            uow.commit()
+            raise
+
+
 def decide(
     pipeline: CompiledPipeline,
     uow: UnitOfWork,

@@ -183,15 +183,16 @@ class ActionListeners:
             view=blocks.reason_modal(review_id, kind, initiative.name, initiative.ref, metadata),
         )
         try:
-            roles |= services.group_roles.roles_of(services.pipeline, user, client)
+            groups = services.group_roles.roles_of(services.pipeline, user, client)
         except MembershipUnavailable:
             return  # the form stays open: once sent, the worker asks Slack again and judges it
-        if review.can_decide(user, roles):
+        if review.can_decide(user, roles | groups):
             return
         try:
-            # Let the domain explain why, and audit the attempt, exactly as for a click.
-            usecases.decide(
-                services.pipeline, services.uow(), review_id, user, kind, "(refused)", services.now()
+            # Let the domain explain why, and audit the attempt, exactly as for a click; judged
+            # again on fresh roles, and never recording a decision the person has not sent.
+            usecases.audit_if_refused(
+                services.pipeline, services.uow(), review_id, user, kind, services.now(), groups
             )
         except GateError as error:
             client.views_update(

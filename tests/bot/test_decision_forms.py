@@ -4,6 +4,7 @@ decide."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot import ids
+from gates import usecases
 from gates.lifecycle import ReviewStatus
 from tests.bot.scenario import Workspace, workspace_of
 from tests.bot.test_lifecycle import OUTSIDER, OWNER, REPO, SPONSOR, _reviews, register, request_dm, submit
@@ -86,3 +88,35 @@ def test_someone_who_may_not_decide_is_told_why_in_the_form_and_it_is_audited(
         refused = [e for e in uow.audit.timeline(ref) if e.action == "decision.refused"]
     assert [(e.actor_id, e.detail["decision"]) for e in refused] == [(OUTSIDER, "reject")]
     assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+
+
+def test_a_role_granted_while_the_form_opens_records_nothing_until_the_reason_is_sent(
+    group_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An admin makes the outsider a sponsor between the click's first read and its check.
+    ws = group_workspace
+    ref, request = submitted(ws)
+    asked = ws.services.group_roles.roles_of
+
+    def granted_meanwhile(pipeline: Any, user: str, client: Any) -> Any:
+        usecases.set_role_holders(
+            pipeline, ws.services.uow(), "sponsor", [OUTSIDER], "U0ADMIN", ws.services.now()
+        )
+        return asked(pipeline, user, client)
+
+    monkeypatch.setattr(ws.services.group_roles, "roles_of", granted_meanwhile)
+    form = ws.opened_view(lambda: ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_REJECT))
+    ws.wait(lambda: [c for c in ws.api.calls("usergroups.users.list") if c.ok], timeout=15)
+    # Nothing follows for the listener to do; a second is the time it would take to record a
+    # decision the person never sent, or to tell them they may not decide.
+    time.sleep(1.0)
+    assert _reviews(ws, ref)[-1].decisions == []
+    assert not ws.api.calls("views.update")
+    response = ws.submit_view(OUTSIDER, form, {ids.REASON_BLOCK: "The pilot has no rollback plan."})
+    assert response.status == 200 and "errors" not in response.text
+    ws.inbox.drain()
+    review = _reviews(ws, ref)[-1]
+    assert review.status is ReviewStatus.REJECTED
+    assert [(d.approver_id, d.reason) for d in review.decisions] == [
+        (OUTSIDER, "The pilot has no rollback plan.")
+    ]

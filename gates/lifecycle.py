@@ -271,13 +271,14 @@ class Review:
         held = tuple(r for r in self._needs() if r in roles)
         decision = Decision(user_id, kind, role, text, now, held)
         self.decisions.append(decision)
+        remaining = self.remaining()  # once: a matching per call, and the worker decides thousands
         if kind is DecisionKind.REJECT:
             self._close(ReviewStatus.REJECTED, now)
         elif kind is DecisionKind.REQUEST_CHANGES:
             self._close(ReviewStatus.CHANGES_REQUESTED, now)
-        elif not self.remaining():
+        elif not remaining:
             self._close(ReviewStatus.APPROVED, now)
-        return DecisionResult(decision, self.status, duplicate=False, remaining=self.remaining())
+        return DecisionResult(decision, self.status, duplicate=False, remaining=remaining)
 
     def withdraw(self, now: datetime) -> None:
         if not self.is_open:

@@ -166,6 +166,9 @@ class InboxWriter:
         return [None] * len(rows)
 
 
+_CLAIMED = ("id", "kind", "payload", "attempts", "received_at", "last_error", "unavailable_since")
+
+
 class InboxProcessor:
     """Applies accepted requests through ``handlers`` (by kind); run one or several.
 
@@ -228,6 +231,7 @@ class InboxProcessor:
         self.max_delay = max_delay
         self.outage_limit = outage_limit
         self._rng = rng or random.Random()
+        self._claims: dict[int, leasing.Claim] = {}  # by batch size
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim up to ``limit`` due items and apply them in arrival order; returns how many were applied."""
@@ -415,15 +419,10 @@ class InboxProcessor:
             )
 
     def _claim(self, limit: int) -> tuple[list[InboxItem], str]:
-        rows, token = leasing.claim_due(
-            self._database,
-            inbox,
-            self._clock.now(),
-            limit,
-            self.lease,
-            ("id", "kind", "payload", "attempts", "received_at", "last_error", "unavailable_since"),
-            self.claimant,
-        )
+        claim = self._claims.get(limit)
+        if claim is None:
+            claim = self._claims[limit] = leasing.Claim(inbox, _CLAIMED, limit)
+        rows, token = claim(self._database, self._clock.now(), self.lease, self.claimant)
         return [
             InboxItem(
                 r["id"],

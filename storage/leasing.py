@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Table, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, or_, select, update
 
+from storage.prepared import Prepared
 from storage.sqlerrors import translated
 
 if TYPE_CHECKING:
@@ -90,13 +91,72 @@ def outage_wait(
     return max(wait, retry_after) if retry_after is not None else wait
 
 
-def due(table: Table, now: datetime) -> tuple[ColumnElement[bool], ...]:
+def due(table: Table, now: datetime | BindParameter[datetime]) -> tuple[ColumnElement[bool], ...]:
     """Rows waiting for work: pending, due, and not claimed by anyone whose lease still runs."""
     return (
         table.c.status == PENDING,
         table.c.next_attempt_at <= now,
         or_(table.c.locked_until.is_(None), table.c.locked_until <= now),
     )
+
+
+class Claim:
+    """Claims up to ``limit`` due rows of ``table``, oldest first, returning their ``columns``.
+
+    The statement is built once and run on the driver (``storage.prepared``): built and executed
+    through SQLAlchemy on every round, the claim took a sixth of the worker's time per recorded
+    decision on SQLite, where a round is 20 clicks. ``where`` narrows which due rows may be
+    claimed; the values it binds by name are given to each call.
+    """
+
+    def __init__(
+        self, table: Table, columns: Sequence[str], limit: int, where: Sequence[ColumnElement[bool]] = ()
+    ) -> None:
+        now = bindparam("claim_now", type_=table.c.next_attempt_at.type)
+        # A CTE: PostgreSQL never inlines one that locks rows, so it runs once. Written as
+        # ``IN (subquery)``, the planner could re-run the LIMITed subquery for the join and claim
+        # more than ``limit`` rows (seen: 3 rows claimed for a limit of 2).
+        oldest = (
+            select(table.c.id)
+            .where(*due(table, now), *where)
+            .order_by(table.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte(f"due_{table.name}")
+        )
+        self._statement = Prepared(
+            update(table)
+            .where(table.c.id.in_(select(oldest.c.id)), *due(table, now), *where)
+            .values(
+                claim_token=bindparam("claim_token"),
+                locked_until=bindparam("claim_until", type_=table.c.locked_until.type),
+                attempts=table.c.attempts + 1,
+            )
+            .returning(*(table.c[name] for name in columns))
+        )
+
+    def __call__(
+        self,
+        database: Database,
+        now: datetime,
+        lease: timedelta,
+        claimant: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Claim; returns the rows and the claim token.
+
+        ``claimant`` names the process claiming (at most 30 characters); its claims can then be
+        handed back at once if it dies (``release_claims_of``). ``params``: the values of the
+        parameters ``where`` binds.
+        """
+        if len(claimant) > 30 or ":" in claimant:
+            raise ValueError(f"a claimant is at most 30 characters without ':', not {claimant!r}")
+        token = f"{claimant}:{uuid.uuid4().hex}" if claimant else uuid.uuid4().hex
+        values = {"claim_now": now, "claim_token": token, "claim_until": now + lease, **(params or {})}
+        with database.session() as session, translated():
+            rows = self._statement.all(session.connection(), values)
+            session.commit()
+        return sorted(rows, key=lambda row: row["id"]), token
 
 
 def claim_due(
@@ -108,37 +168,9 @@ def claim_due(
     columns: Sequence[str],
     claimant: str = "",
     where: Sequence[ColumnElement[bool]] = (),
-) -> tuple[list[Mapping[str, Any]], str]:
-    """Claim up to ``limit`` due rows, oldest first; returns their ``columns`` and the claim token.
-
-    ``claimant`` names the process claiming (at most 30 characters); its claims can then be
-    handed back at once if it dies (``release_claims_of``). ``where`` narrows which due rows
-    may be claimed.
-    """
-    if len(claimant) > 30 or ":" in claimant:
-        raise ValueError(f"a claimant is at most 30 characters without ':', not {claimant!r}")
-    token = f"{claimant}:{uuid.uuid4().hex}" if claimant else uuid.uuid4().hex
-    # A CTE: PostgreSQL never inlines one that locks rows, so it runs once. Written as
-    # ``IN (subquery)``, the planner could re-run the LIMITed subquery for the join and claim more
-    # than ``limit`` rows (seen: 3 rows claimed for a limit of 2).
-    oldest = (
-        select(table.c.id)
-        .where(*due(table, now), *where)
-        .order_by(table.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte(f"due_{table.name}")
-    )
-    claim = (
-        update(table)
-        .where(table.c.id.in_(select(oldest.c.id)), *due(table, now), *where)
-        .values(claim_token=token, locked_until=now + lease, attempts=table.c.attempts + 1)
-        .returning(*(table.c[name] for name in columns))
-    )
-    with database.session() as session, translated():
-        rows: list[Any] = list(session.execute(claim).mappings())
-        session.commit()
-    return sorted(rows, key=lambda row: row["id"]), token
+) -> tuple[list[dict[str, Any]], str]:
+    """``Claim`` once; for a caller that claims rarely, since the statement is built each time."""
+    return Claim(table, columns, limit, where)(database, now, lease, claimant)
 
 
 def release_claims_of(database: Database, table: Table, claimant: str) -> int:

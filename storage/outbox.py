@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
@@ -182,6 +182,14 @@ def _waiting(dialect: str) -> Prepared:
     )
 
 
+_CLAIMED = ("id", "kind", "payload", "dedupe_key", "attempts", "created_at", "unavailable_since")
+# With ``settle``: a message that may still be merged into waits until it has settled.
+_SETTLED = or_(
+    outbox.c.merge_key.is_(None),
+    outbox.c.next_attempt_at <= bindparam("settled_before", type_=outbox.c.next_attempt_at.type),
+)
+
+
 class OutboxWorker:
     """Delivers due outbox messages through ``sender``; run one or several (threads, processes).
 
@@ -253,6 +261,7 @@ class OutboxWorker:
         self._ordering_key = ordering_key or (lambda message: message.id)
         self._supersedes = supersedes
         self.settle = settle
+        self._claims: dict[tuple[int, bool], leasing.Claim] = {}  # by batch size and settling
         self._pool = ThreadPoolExecutor(self.concurrency, "outbox-send") if self.concurrency > 1 else None
         self._stopping: threading.Event | None = None  # run_forever's stop event
         self._waits_with = waits_with or (lambda message: None)
@@ -392,20 +401,14 @@ class OutboxWorker:
 
     def _claim(self, limit: int) -> list[tuple[OutboxMessage, str]]:
         now = self._clock.now()
-        settled = (
-            (or_(outbox.c.merge_key.is_(None), outbox.c.next_attempt_at <= now - self.settle),)
-            if self.settle
-            else ()
-        )
-        rows, token = leasing.claim_due(
-            self._database,
-            outbox,
-            now,
-            limit,
-            self.lease,
-            ("id", "kind", "payload", "dedupe_key", "attempts", "created_at", "unavailable_since"),
-            self.claimant,
-            where=settled,
+        settled = bool(self.settle)
+        claim = self._claims.get((limit, settled))
+        if claim is None:
+            claim = self._claims[(limit, settled)] = leasing.Claim(
+                outbox, _CLAIMED, limit, (_SETTLED,) if settled else ()
+            )
+        rows, token = claim(
+            self._database, now, self.lease, self.claimant, {"settled_before": now - self.settle}
         )
         messages = [
             OutboxMessage(

@@ -274,7 +274,10 @@ def questionnaire_modal(
         # What each field showed, so that saving the form records only what this person changed
         # (``usecases.check_page``). Keyed by the question's place in the gate, not its id (up
         # to 64 characters): 90 questions on a page then fit in 1,500 of the 3,000 characters.
-        "shown": shown_fingerprints(gate, shown, typed),
+        # A saved answer that no longer fits shows as an empty field, but the field stands for
+        # that saved answer: saved empty, it is cleared, as its hint says, rather than taken as
+        # untouched and left in place to block the gate.
+        "shown": shown_fingerprints(gate, shown, {**typed, **{qid: answers[qid] for qid in problems}}),
         **(private_metadata_extra or {}),
     }
     suffix = f" {page + 1}/{len(pages)}" if len(pages) > 1 else ""
@@ -288,10 +291,11 @@ def questionnaire_modal(
 
 
 def shown_fingerprints(
-    gate: Gate, questions: Sequence[Question], typed: Mapping[str, AnswerValue]
+    gate: Gate, questions: Sequence[Question], typed: Mapping[str, AnswerValue | None]
 ) -> dict[str, str]:
-    """``fingerprint`` of the answer each of ``questions`` shows, keyed by its place in ``gate``
-    (``parse.shown_answers`` reads them back)."""
+    """``fingerprint`` of the answer each of ``questions`` stands for (``typed``: the saved
+    answer, even one that no longer fits and shows as an empty field), keyed by its place in
+    ``gate`` (``parse.shown_answers`` reads them back)."""
     place = {question.id: n for n, question in enumerate(gate.questions)}
     return {str(place[q.id]): fingerprint(typed.get(q.id)) for q in questions}
 

@@ -1,6 +1,8 @@
 """What a person is told inside a modal about an answer that does not fit: the reason first,
 within the 150 characters Slack shows under a field, on the field it is about. The evidence
-link of a questionnaire page has its own field, whatever the pipeline calls its questions."""
+link of a questionnaire page has its own field, whatever the pipeline calls its questions. A
+saved answer that the pipeline no longer accepts shows as an empty field that says so, and
+saving it empty clears it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from bot import ids
 from gates import usecases
 from gates.answers import coerce
 from gates.errors import InvalidAnswer
+from gates.ports import AnswerVersion
 from tests.bot.scenario import Workspace, only_ref, workspace_of
 
 OWNER = "U0OWNER01"
@@ -43,6 +46,14 @@ QUESTIONS: list[dict[str, Any]] = [
     {"id": "budget", "label": "Budget (k EUR)", "type": "number"},
     # A question may be called "link": the questionnaire's evidence link is not a question.
     {"id": "link", "label": "Link to the repository", "type": "url"},
+    {"id": "hosting", "label": "Hosting region", "type": "choice", "options": ["eu", "us"]},
+    {
+        "id": "data_class",
+        "label": "Data classification",
+        "type": "choice",
+        "options": ["public", "internal"],
+        "required": True,
+    },
 ]
 
 
@@ -157,6 +168,60 @@ def test_a_page_with_a_question_called_link_and_an_evidence_link_is_recorded(wor
     )
     assert errors == {}
     assert recorded(workspace) == ({"link": "https://git.example.com/p"}, ["https://docs.example.com/design"])
+
+
+def saved_before_the_pipeline_changed(ws: Workspace, answers: dict[str, Any]) -> None:
+    """Store ``answers`` as they were given before the pipeline stopped accepting them (an
+    option removed since, say): written straight to storage, since no form takes them now."""
+    ref = only_ref(ws)
+    with ws.services.uow() as uow:
+        for qid, value in answers.items():
+            uow.answers.append(AnswerVersion(ref, "intake", qid, value, OWNER, ws.clock()))
+        uow.commit()
+
+
+def test_an_optional_answer_that_no_longer_fits_is_cleared_by_saving_its_field_empty(
+    workspace: Workspace,
+) -> None:
+    """The field shows empty and its hint says saving leaves the question unanswered; so it
+    does, instead of keeping the old answer, which would block the gate until someone made up
+    an answer to an optional question."""
+    ws = workspace
+    saved_before_the_pipeline_changed(ws, {"hosting": "apac", "data_class": "public"})
+    card = ws.messages_in(ws.registry)[0]
+    view = ws.opened_view(lambda: ws.click(OWNER, card, ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+    block = next(b for b in view["blocks"] if b.get("block_id") == ids.question_block_id("hosting"))
+    assert "initial_option" not in block["element"]
+    assert "no longer fits ('apac' is not one of" in block["hint"]["text"]
+    assert "saving leaves this unanswered" in block["hint"]["text"]
+
+    response = ws.submit_view(OWNER, view, {})
+    assert response.status == 200 and '"errors"' not in response.text, response.text
+
+    assert recorded(ws)[0] == {"hosting": None, "data_class": "public"}
+    with ws.services.read_uow() as uow:
+        history = [
+            (v.value, v.author_id) for v in uow.answers.history(only_ref(ws)) if v.question_id == "hosting"
+        ]
+    assert history == [("apac", OWNER), (None, OWNER)]  # who cleared it is on the record
+    report = usecases.check_readiness(ws.services.pipeline, ws.services.read_uow(), only_ref(ws))
+    assert report.invalid == () and report.missing == ()
+
+
+def test_a_required_answer_that_no_longer_fits_saved_empty_is_then_simply_unanswered(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    saved_before_the_pipeline_changed(ws, {"data_class": "secret"})
+    before = usecases.check_readiness(ws.services.pipeline, ws.services.read_uow(), only_ref(ws))
+    assert [error.question_id for error in before.invalid] == ["data_class"]
+
+    assert page_errors(ws, {}) == {}
+
+    assert recorded(ws)[0] == {"data_class": None}
+    after = usecases.check_readiness(ws.services.pipeline, ws.services.read_uow(), only_ref(ws))
+    assert after.invalid == ()
+    assert [question.id for question in after.missing] == ["data_class"]
 
 
 def _refusal(ws: Workspace, question_id: str, raw: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 from bot import ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
+from gates.ports import AnswerVersion
 from tests.bot.scenario import Workspace, running_workspace
 from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register
 
@@ -103,3 +104,26 @@ def test_the_next_form_shown_after_a_save_knows_what_it_shows(workspace: Workspa
 
     assert current(ws, ref)["primary_kpi"] == "Stock-out days"
     assert authors(ws, ref, "primary_kpi") == [OWNER, OWNER, TEAMMATE]
+
+
+def test_an_answer_that_no_longer_fits_is_cleared_once_and_nothing_else_is_put_back(
+    workspace: Workspace,
+) -> None:
+    """Both forms show the area field empty (its saved answer is no longer an option), and
+    saving it empty clears that answer, as its hint says; the first save clears it, the later
+    one finds it cleared and adds nothing, and neither undoes the other's changes."""
+    ws = workspace
+    ref = register(ws)
+    with ws.services.uow() as uow:  # an option the pipeline has dropped since
+        uow.answers.append(AnswerVersion(ref, "intake", "business_area", "retail", OWNER, ws.clock()))
+        uow.commit()
+    mine, theirs = open_questionnaire(ws, OWNER), open_questionnaire(ws, TEAMMATE)
+    save(ws, TEAMMATE, theirs, {"primary_kpi": "Stock-out days"})
+    save(ws, OWNER, mine, {"target_outcome": "Same-week repairs in 95% of cases."})
+
+    answers = current(ws, ref)
+    assert answers["business_area"] is None
+    assert answers["primary_kpi"] == "Stock-out days"
+    assert answers["target_outcome"] == "Same-week repairs in 95% of cases."
+    assert authors(ws, ref, "business_area") == [OWNER, OWNER, TEAMMATE]
+    assert authors(ws, ref, "primary_kpi") == [OWNER, TEAMMATE]

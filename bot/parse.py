@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot import ids
-from bot.blocks.inputs import option_from_value
+from bot.blocks.inputs import NO_ANSWER_VALUE, option_from_value
 from bot.blocks.text import clip
 from gates.errors import UnknownGate
 from gates.loader import CompiledPipeline
@@ -56,7 +56,9 @@ def element_raw(entry: Mapping[str, Any], question: Question | None = None) -> A
     kind = entry.get("type")
     if kind in ("static_select", "radio_buttons", "external_select"):
         value = _option_value(entry.get("selected_option"))
-        return option_from_value(question, value) if value is not None and question is not None else value
+        if value is None or value == NO_ANSWER_VALUE:  # nothing picked, or the answer taken back
+            return None
+        return option_from_value(question, value) if question is not None else value
     if kind in ("multi_static_select", "checkboxes", "multi_external_select"):
         options = entry.get("selected_options") or []
         values = [v for v in (_option_value(o) for o in options) if v is not None]
@@ -81,8 +83,9 @@ def answers_from_state(
 ) -> dict[str, Any]:
     """Raw answers per question id, for the gate's questions present in the state.
 
-    A question whose input is present but empty maps to None, so the use case records that the
-    answer was cleared. Questions not in the state (other pages, hidden by ``show_if``) are left
+    A question whose input is present but empty, or set to "No answer"
+    (``blocks.inputs.NO_ANSWER_VALUE``), maps to None, so the use case records that the answer
+    was cleared. Questions not in the state (other pages, hidden by ``show_if``) are left
     out, so a page save never clears what it did not show.
 
     Raises:

@@ -4,6 +4,12 @@ Every question becomes an input block with ``block_id = ids.question_block_id(q.
 ``action_id = ids.ANSWER_ACTION``; ``bot.parse.answers_from_state`` reads them back. Inputs are
 always optional in Slack (a person may save half a questionnaire); required questions say so in
 their label and readiness reports them until answered.
+
+Slack's radio buttons and single select menus cannot be emptied once something is picked, so an
+optional yes/no or choice question also offers "No answer" (``NO_ANSWER_VALUE``, read back as no
+answer): without it, an answer picked by mistake could never be taken back. Offered whether or
+not the question is answered yet, so that a pick made by mistake in a form still open can be
+undone too, and so that a question's block, and with it the pages, do not depend on the answers.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from bot.blocks.text import (
     MAX_OPTION_TEXT,
     MAX_OPTION_VALUE,
     MAX_PLACEHOLDER,
+    MAX_SELECT_OPTIONS,
     json_bytes,
     plain,
     truncate,
@@ -30,6 +37,10 @@ REQUIRED_NOTE = "Needed before the gate can be submitted for review."
 PERCENT_MARK = " (%)"
 # Option values longer than Slack allows are sent as their position instead.
 _INDEX_PREFIX = "#opt:"
+# The value of the option that takes an answer back. Under the prefix no option's own value may
+# use, and never a position, so it cannot be taken for an option.
+NO_ANSWER_VALUE = f"{_INDEX_PREFIX}none"
+NO_ANSWER_TEXT = "No answer"
 
 
 def option_value(question: Question, index: int) -> str:
@@ -53,6 +64,32 @@ def option_from_value(question: Question, value: str) -> str:
 def _option(question: Question, index: int) -> dict[str, Any]:
     text = (question.options or [])[index]
     return {"text": plain(text, MAX_OPTION_TEXT), "value": option_value(question, index)}
+
+
+def _no_answer() -> dict[str, Any]:
+    return {"text": plain(NO_ANSWER_TEXT, MAX_OPTION_TEXT), "value": NO_ANSWER_VALUE}
+
+
+def _menu(question: Question, options: list[dict[str, Any]]) -> dict[str, Any]:
+    """A single select's ``options``, led by "No answer" when the question is optional (first,
+    where a menu's way back to no selection usually is)."""
+    if question.required:
+        return {"options": options}
+    if len(options) < MAX_SELECT_OPTIONS:
+        return {"options": [_no_answer(), *options]}
+    # A menu holds 100 options, and the pipeline may give that many; groups hold 100 each.
+    return {
+        "option_groups": [
+            {"label": plain("Take the answer back", MAX_OPTION_TEXT), "options": [_no_answer()]},
+            {"label": plain("Answers", MAX_OPTION_TEXT), "options": options},
+        ]
+    }
+
+
+def menu_options(element: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every option of a select or radio element, in groups or not."""
+    groups = element.get("option_groups") or [element]
+    return [option for group in groups for option in group.get("options", [])]
 
 
 def question_label(question: Question) -> str:
@@ -116,7 +153,7 @@ def element_for(question: Question, value: AnswerValue | None = None) -> dict[st
             element["initial_value"] = _number_text(value)
     elif kind is QuestionType.CHOICE:
         options = [_option(question, i) for i in range(len(question.options or []))]
-        element = {"type": "static_select", "options": options}
+        element = {"type": "static_select", **_menu(question, options)}
         chosen = _find(question, [value] if isinstance(value, str) else [])
         if chosen:
             element["initial_option"] = chosen[0]
@@ -133,7 +170,9 @@ def element_for(question: Question, value: AnswerValue | None = None) -> dict[st
             {"text": plain("Yes", MAX_OPTION_TEXT), "value": "yes"},
             {"text": plain("No", MAX_OPTION_TEXT), "value": "no"},
         ]
-        element = {"type": "radio_buttons", "options": options}
+        # After Yes and No, which keep the places people know them in.
+        taken_back = [] if question.required else [_no_answer()]
+        element = {"type": "radio_buttons", "options": options + taken_back}
         if value in ("yes", "no"):
             element["initial_option"] = options[0] if value == "yes" else options[1]
     elif kind is QuestionType.DATE:
@@ -238,7 +277,7 @@ def worst_case_size(question: Question) -> int:
     elif kind is QuestionType.MULTI_CHOICE:
         size += json_bytes(block["element"]["options"]) + 20
     elif kind is QuestionType.CHOICE:
-        size += max((json_bytes(o) for o in block["element"]["options"]), default=0)
+        size += max((json_bytes(o) for o in menu_options(block["element"])), default=0)
         size += 20
     else:
         size += 80

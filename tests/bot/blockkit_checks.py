@@ -183,7 +183,9 @@ def _check_blocks(blocks: list[dict[str, Any]]) -> None:
                 assert len(element["options"]) <= 10
             if "initial_value" in element:
                 assert len(element["initial_value"]) <= 3000
-            for option in element.get("options", []):
+            assert len(element.get("options", [])) <= 100 and len(element.get("option_groups", [])) <= 100
+            groups = element.get("option_groups", [])
+            for option in [*element.get("options", []), *(o for group in groups for o in group["options"])]:
                 assert len(option["text"]["text"]) <= 75 and len(option["value"]) <= 150
 
 

@@ -29,6 +29,7 @@ from bot.blocks import (
     review_request,
     status_message,
 )
+from bot.blocks.inputs import NO_ANSWER_VALUE
 from bot.blocks.text import bullet_list, clamp_blocks, escape, plain, split_text, truncate
 from gates.lifecycle import Decision, DecisionKind, ReviewStatus, Status
 from gates.loader import CompiledPipeline, parse_pipeline
@@ -168,6 +169,59 @@ def test_initial_options_are_exactly_options_of_the_menu() -> None:
     view = questionnaire_modal(all_types(), initiative(), "intake", {"data_class": "INTERNAL"})
     element = _element(view, "data_class")
     assert element["initial_option"] in element["options"]
+
+
+def _one_gate(questions: list[dict]) -> CompiledPipeline:
+    data = {
+        "version": 1,
+        "stages": ["idea", "poc"],
+        "roles": {"sponsor": {"slack_users": [SPONSOR]}},
+        "gates": [{"id": "intake", "from": "idea", "to": "poc", "questions": questions}],
+    }
+    return parse_pipeline(json.dumps(data), "one-gate.yaml")
+
+
+def test_an_optional_yes_no_or_choice_offers_no_answer_to_take_an_answer_back() -> None:
+    """Radio buttons cannot be deselected and a select cannot be emptied, so without an option
+    meaning "no answer", an optional answer once given could never be taken back."""
+    pipeline = _one_gate(
+        [
+            {"id": "vendor", "label": "Uses a vendor?", "type": "yes_no"},
+            # An option spelt like the no-answer value is sent by its position, as any "#opt:" one.
+            {"id": "region", "label": "Region", "type": "choice", "options": ["eu", NO_ANSWER_VALUE]},
+            {"id": "consent", "label": "Consent?", "type": "yes_no", "required": True},
+            {"id": "tier", "label": "Tier", "type": "choice", "options": ["low", "high"], "required": True},
+        ]
+    )
+    answers = {"vendor": "yes", "region": "eu", "consent": "no", "tier": "low"}
+    view = questionnaire_modal(pipeline, initiative(), "intake", answers)
+    assert_valid_view(view)
+    no_answer = {"text": plain("No answer", 75), "value": NO_ANSWER_VALUE}
+    assert _element(view, "vendor")["options"][2] == no_answer  # after Yes and No
+    assert _element(view, "vendor")["initial_option"]["value"] == "yes"
+    assert [o["value"] for o in _element(view, "region")["options"]] == [NO_ANSWER_VALUE, "eu", "#opt:1"]
+    assert _element(view, "region")["initial_option"]["value"] == "eu"
+    # A required question has to be answered: it offers no way back to unanswered.
+    assert [o["value"] for o in _element(view, "consent")["options"]] == ["yes", "no"]
+    assert [o["value"] for o in _element(view, "tier")["options"]] == ["low", "high"]
+    # Offered before an answer too: a pick made by mistake in the open form can be undone.
+    unanswered = questionnaire_modal(pipeline, initiative(), "intake", {})
+    assert "initial_option" not in _element(unanswered, "vendor")
+    assert no_answer in _element(unanswered, "vendor")["options"]
+
+
+def test_an_optional_choice_of_100_options_offers_no_answer_in_a_group_of_its_own() -> None:
+    """A select holds 100 options, as many as a choice may have; groups hold 100 each."""
+    options = [f"option {n}" for n in range(100)]
+    pipeline = _one_gate([{"id": "pick", "label": "Pick one", "type": "choice", "options": options}])
+    view = questionnaire_modal(pipeline, initiative(), "intake", {"pick": "option 99"})
+    assert_valid_view(view)
+    element = _element(view, "pick")
+    assert "options" not in element
+    back, answers = element["option_groups"]
+    assert [o["value"] for o in back["options"]] == [NO_ANSWER_VALUE]
+    assert [o["value"] for o in answers["options"]] == options
+    assert element["initial_option"] == answers["options"][99]
 
 
 def test_required_questions_are_marked_but_every_input_stays_optional() -> None:

@@ -363,6 +363,68 @@ def test_a_questionnaire_page_where_nothing_applies_is_skipped_not_the_end(tmp_p
         assert ids.question_block_id("extra_00") in str(again["view"]["blocks"])
 
 
+def test_an_optional_yes_no_or_choice_answer_is_taken_back_with_no_answer(tmp_path: Path) -> None:
+    """Slack cannot empty radio buttons or a select once something is picked: the person picks
+    "No answer", and the answers are cleared, with who cleared them on the record."""
+    questions = [
+        {"id": "summary", "label": "Summary", "required": True},
+        {"id": "vendor", "label": "Uses an external vendor?", "type": "yes_no"},
+        {"id": "region", "label": "Hosting region", "type": "choice", "options": ["eu", "us"]},
+    ]
+    pipeline = tmp_path / "optional.yaml"
+    gate = {
+        "id": "intake",
+        "from": "idea",
+        "to": "poc",
+        "questions": questions,
+        "approvals": [{"role": "sponsor"}],
+    }
+    pipeline.write_text(
+        yaml.safe_dump({"version": 1, "stages": ["idea", "poc"], "roles": {"sponsor": {}}, "gates": [gate]}),
+        encoding="utf-8",
+    )
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        services = ws.services
+        initiative = usecases.register(
+            services.pipeline,
+            services.uow(),
+            name="Forecast",
+            owner_id=OWNER,
+            answers={"summary": "A forecast", "vendor": "yes", "region": "eu"},
+            actor_id=OWNER,
+            now=ws.clock(),
+        )
+        ws.deliver()
+        vendor, region = ids.question_block_id("vendor"), ids.question_block_id("region")
+        view = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        picks = {block_id: _option_labelled(view, block_id, "No answer") for block_id in (vendor, region)}
+        response = ws.submit_view(OWNER, view, picks)
+        assert response.status == 200 and response.text in ("", "{}"), response.text
+
+        with services.read_uow() as uow:
+            history = [(v.question_id, v.value) for v in uow.answers.history(initiative.ref)]
+            assert usecases.current_answers(uow, initiative.ref) == {
+                "summary": "A forecast",
+                "vendor": None,
+                "region": None,
+            }
+        assert history[-2:] == [("region", None), ("vendor", None)]
+        again = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        for block_id in (vendor, region):
+            element = next(b for b in again["blocks"] if b.get("block_id") == block_id)["element"]
+            assert "initial_option" not in element
+
+
+def _option_labelled(view: dict[str, Any], block_id: str, label: str) -> str:
+    """The value of the option a person sees as ``label`` in the block's radio buttons or menu."""
+    element = next(b for b in view["blocks"] if b.get("block_id") == block_id)["element"]
+    found = [o["value"] for o in element.get("options", []) if o["text"]["text"] == label]
+    assert found, f"{block_id} offers no {label!r}: {[o['text']['text'] for o in element.get('options', [])]}"
+    return str(found[0])
+
+
 def test_slack_outage_loses_no_notification_and_sends_none_twice(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)

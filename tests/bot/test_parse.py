@@ -8,6 +8,7 @@ import pytest
 
 from bot import ids
 from bot.blocks import intake_modal, questionnaire_modal, reason_modal
+from bot.blocks.inputs import NO_ANSWER_VALUE, menu_options, option_value
 from bot.parse import (
     PayloadError,
     action_value,
@@ -28,7 +29,7 @@ from tests.bot.blockkit_checks import all_types, find_block, huge_gate, initiati
 
 def _option(element: dict[str, Any], value: str) -> dict[str, Any]:
     """The option object Slack echoes back: the very option from the element, text and value."""
-    return next(o for o in element["options"] if o["value"] == value)
+    return next(o for o in menu_options(element) if o["value"] == value)
 
 
 def slack_state(view: dict[str, Any], picks: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +141,15 @@ def test_cleared_inputs_come_back_as_none_so_the_clearing_is_recorded() -> None:
     assert all(value is None for value in raw.values())
 
 
+def test_no_answer_picked_comes_back_as_none_so_the_answer_is_cleared() -> None:
+    pipeline = all_types()
+    view = questionnaire_modal(pipeline, initiative(), "intake", {"data_class": "internal"})
+    state = slack_state(view, {"q:data_class": NO_ANSWER_VALUE, "q:budget": "10"})
+    raw = answers_from_state(pipeline, "intake", state)
+    assert raw["data_class"] is None
+    assert raw["budget"] == "10"
+
+
 def test_only_questions_present_in_the_state_are_returned() -> None:
     pipeline = all_types()
     view = questionnaire_modal(pipeline, initiative(), "intake", {"personal_data": "no"})
@@ -165,7 +175,7 @@ def test_options_too_long_for_slack_round_trip_by_position() -> None:
     question = pipeline.model.intake.question("q004")  # choice, even options are 160+ characters
     assert question is not None and question.options is not None
     element = find_block(view["blocks"], "q:q004")["element"]
-    long_option = element["options"][0]
+    long_option = _option(element, option_value(question, 0))
     assert len(question.options[0]) > 150 and len(long_option["value"]) <= 150
     state = slack_state(view, {"q:q004": long_option["value"]})
     raw = answers_from_state(pipeline, "intake", state)

@@ -36,17 +36,20 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gates.ports import Clock
 from storage import leasing
+from storage.dialect import one_of
 from storage.errors import DatabaseUnavailable
 from storage.group_commit import GroupCommit
 from storage.leasing import OUTAGE_LIMIT, PENDING, Unavailable, outage_over, outage_wait
 from storage.leasing import describe as _describe
+from storage.prepared import Prepared
 from storage.sqlerrors import translated
 from storage.tables import inbox
 
@@ -334,7 +337,7 @@ class InboxProcessor:
             return None
         if not marker.applied:
             with self._database.session() as session, translated():
-                session.execute(_mark_applied([item.id for item in items], token, self._clock.now()))
+                _mark_applied(session, [item.id for item in items], token, self._clock.now())
                 session.commit()
         return len(items)
 
@@ -478,8 +481,8 @@ class _MarkApplied:
     def before_commit(self, session: Session) -> None:
         if self.applied:
             return  # a later transaction of the same handler (a follow-up message, say)
-        result = session.execute(_mark_applied(self._item_ids, self._token, self._clock.now()))
-        if result.rowcount != len(self._item_ids):  # type: ignore[attr-defined]
+        marked = _mark_applied(session, self._item_ids, self._token, self._clock.now())
+        if marked != len(self._item_ids):
             # Our claim ran out and another processor took the item: committing now would apply
             # it twice. Failing the commit rolls this transaction back.
             raise LeaseLost(f"the claim on inbox item(s) {self._item_ids} expired before they were applied")
@@ -497,9 +500,31 @@ def inbox_counts(database: Database) -> dict[str, int]:
         return {status: int(count) for status, count in rows}
 
 
-def _mark_applied(item_ids: list[int], token: str, at: datetime) -> Any:
-    return (
+def _mark_applied(session: Session, item_ids: list[int], token: str, at: datetime) -> int:
+    """Mark the items still claimed with ``token`` applied; returns how many were."""
+    connection = session.connection()
+    rows = _mark_applied_statement(connection.dialect.name).all(
+        connection, {"item_ids": item_ids, "token": token, "at": at}
+    )
+    return len(rows)
+
+
+@cache
+def _mark_applied_statement(dialect: str) -> Prepared:
+    # Built once and run on the driver: built and run through SQLAlchemy on every round, the
+    # mark was a fifteenth of the worker's time per recorded decision on SQLite.
+    return Prepared(
         update(inbox)
-        .where(inbox.c.id.in_(item_ids), inbox.c.claim_token == token, inbox.c.status == PENDING)
-        .values(status=APPLIED, done_at=at, locked_until=None, claim_token=None)
+        .where(
+            one_of(inbox.c.id, "item_ids", dialect),
+            inbox.c.claim_token == bindparam("token"),
+            inbox.c.status == PENDING,
+        )
+        .values(
+            status=APPLIED,
+            done_at=bindparam("at", type_=inbox.c.done_at.type),
+            locked_until=None,
+            claim_token=None,
+        )
+        .returning(inbox.c.id)
     )

@@ -240,12 +240,15 @@ class SqlAnswerRepository:
 
     @guarded
     def history(self, ref: str) -> Sequence[AnswerVersion]:
-        """Every version of every answer, oldest first."""
+        """Every version of every answer, question by question, each question's oldest first."""
         owner = initiative_id(self._session, ref)
+        # By version, as ``current`` and ``as_of`` go, not by ``answered_at``: two saves that
+        # commit in the opposite order to their timestamps (two processes, clock skew) would
+        # otherwise end a question's history on a version that is not its current one.
         rows = self._session.execute(
             select(answer_versions)
             .where(answer_versions.c.initiative_id == owner)
-            .order_by(answer_versions.c.answered_at, answer_versions.c.id)
+            .order_by(answer_versions.c.question_id, answer_versions.c.version)
         ).mappings()
         return [_answer(ref, row) for row in rows]
 

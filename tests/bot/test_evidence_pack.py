@@ -257,3 +257,30 @@ def test_a_review_decided_on_todays_answers_says_none_changed(services: Services
     data, text = pack(services, ref, "intake")
     assert {e["since"] for e in data["reviews"][0]["answers_as_submitted"]} == {"unchanged"}
     assert "##### Answers as submitted for review 1" in text and "**changed**" not in text
+
+
+def test_the_current_answer_is_the_one_shepherd_holds_as_current_when_saves_commit_out_of_time_order(
+    services: Services,
+) -> None:
+    """Two saves of one question committed in the opposite order to their timestamps (two
+    processes saving at the same moment, or replicas whose clocks differ a little): the later
+    commit is the current answer for readiness, Slack and `initiatives show`, so for the pack too."""
+    ref = registered(services)
+    click, later_click = T0 + timedelta(hours=1), T0 + timedelta(hours=1, seconds=1)
+    usecases.answer(
+        services.pipeline, services.uow(), ref, "intake", {"primary_kpi": "KPI B"}, SPONSOR, later_click
+    )
+    # OWNER's save, stamped a moment earlier, commits second: it is the newest version.
+    usecases.answer(services.pipeline, services.uow(), ref, "intake", {"primary_kpi": "KPI A"}, OWNER, click)
+    current = usecases.show(services.pipeline, services.read_uow(), ref).answers["primary_kpi"]
+    assert (current.value, current.author_id) == ("KPI A", OWNER)
+
+    data, text = pack(services, ref)
+    kpi = next(entry for entry in data["answers"] if entry["question"] == "primary_kpi")
+    assert kpi["value"] == "KPI A"
+    assert [(v["value"], v["author"]) for v in kpi["history"]] == [
+        (INTAKE["primary_kpi"], OWNER),
+        ("KPI B", SPONSOR),
+        ("KPI A", OWNER),
+    ]
+    assert f"| Primary business KPI (`primary_kpi`) | KPI A | {OWNER} | 2026-09-01T10:00:00+00:00 |" in text

@@ -148,13 +148,30 @@ def test_answers_are_versioned_and_the_latest_is_current(database: Database) -> 
             "budget": 99,
         }
     assert [(a.question_id, a.version) for a in history] == [
-        ("problem", 1),
         ("budget", 1),
         ("channels", 1),
-        ("problem", 2),
         ("channels", 2),
+        ("problem", 1),
+        ("problem", 2),
     ]
-    assert history[2].value == ["slack", "email"]
+    assert history[1].value == ["slack", "email"]
+
+
+def test_a_questions_history_ends_on_its_current_version_whatever_the_clocks_said(database: Database) -> None:
+    """Two saves committed in the opposite order to their timestamps (two processes saving at
+    the same moment, or clocks a little apart): the later commit is the current answer, and the
+    history, which the evidence pack reads, ends on it too."""
+    ref = add_initiative(database).ref
+    for value, author, moment in [("KPI B", "U2", NOW + timedelta(seconds=1)), ("KPI A", "U1", NOW)]:
+        with database.uow() as uow:
+            uow.answers.append(AnswerVersion(ref, "intake", "primary_kpi", value, author, moment))
+            uow.commit()
+    with database.uow(read_only=True) as uow:
+        current = uow.answers.current(ref)["primary_kpi"]
+        history = uow.answers.history(ref)
+    assert (current.value, current.version) == ("KPI A", 2)
+    assert [(a.value, a.version) for a in history] == [("KPI B", 1), ("KPI A", 2)]
+    assert history[-1] == current
 
 
 def test_answers_as_of_a_moment_are_the_latest_given_by_then(database: Database) -> None:

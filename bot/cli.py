@@ -8,7 +8,6 @@ import traceback
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 
 from bot import (
@@ -20,6 +19,7 @@ from bot import (
     cli_serve,
     cli_storage,
 )
+from bot.cli_console import console
 from bot.settings import Settings, settings_problems
 from gates.errors import ShepherdError
 
@@ -46,7 +46,7 @@ app.add_typer(cli_storage.outbox_app, name="outbox")
 app.command("portfolio")(cli_ops.portfolio)
 app.command("doctor")(cli_ops.doctor)
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 def main() -> None:

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from bot import parse
 from bot.bootstrap import Services, bootstrap
+from bot.cli_console import console
 from bot.cli_pipeline import readiness_json
 from bot.evidence_pack import evidence_json, evidence_markdown
 from bot.settings import Settings
@@ -35,8 +35,8 @@ initiatives_app = typer.Typer(
     help="List and inspect initiatives; hold, resume or retire one.", no_args_is_help=True
 )
 roles_app = typer.Typer(help="Who holds each approver role.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = console()
+err = console(stderr=True)
 
 CLI_ACTOR = "cli"
 

@@ -17,11 +17,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bot import cli_console
 from knowledge import SEARCH_MODES, KnowledgeBase, KnowledgeError
 from knowledge.evaluation import evaluate, load_questions
 
@@ -30,8 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+console = cli_console.console()
+errors = cli_console.console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

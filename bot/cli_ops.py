@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from bot.bootstrap import bootstrap
+from bot.cli_console import console
 from bot.doctor import Level, run_checks
 from bot.settings import Settings
 from gates.errors import ShepherdError
 from gates.portfolio import Portfolio, load_portfolio
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = console()
+err = console(stderr=True)
 
 _COLOURS = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 

@@ -8,20 +8,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from bot.blocks.operations import load_checked_pipeline
+from bot.cli_console import console
 from gates.errors import PipelineError
 from gates.loader import CompiledPipeline
 from gates.pipeline import Gate, Question
 from gates.readiness import CriterionStatus, Readiness, readiness
 
 app = typer.Typer(help="Check and read the pipeline definition.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 PipelineFile = Annotated[
     Path | None, typer.Argument(help="Pipeline YAML file (default: SHEPHERD_PIPELINE or the bundled one).")

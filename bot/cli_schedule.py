@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from bot.bootstrap import Services, bootstrap
+from bot.cli_console import console
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from gates.errors import ShepherdError
@@ -29,8 +29,8 @@ from gates.schedule import due_events
 from storage.scheduling import SchedulerLease, fired_keys
 
 schedule_app = typer.Typer(help="Time boxes, review reminders and periodic reviews.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = console()
+err = console(stderr=True)
 
 At = Annotated[str | None, typer.Option("--at", help="The moment to evaluate, ISO 8601 (default: now, UTC).")]
 RunAt = Annotated[

@@ -10,15 +10,15 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from bot.bootstrap import Services, bootstrap, policy_folder
+from bot.cli_console import console
 from bot.manifest import EVENTS_PATH, OAUTH_REDIRECT_PATH, base_url_of, manifest_yaml
 from bot.settings import Settings
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 logger = logging.getLogger("shepherd")
 
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from bot.cli_console import console
 from storage import Database, StorageError, retention, verify_audit
 from storage.database import require_sqlite_file
 from storage.outbox import DEAD, DeadMessage, dead_messages, outbox_statuses, requeue_dead
@@ -27,8 +27,8 @@ from storage.outbox import DEAD, DeadMessage, dead_messages, outbox_statuses, re
 db_app = typer.Typer(help="Migrate and check the database.", no_args_is_help=True)
 audit_app = typer.Typer(help="Prove the audit log unbroken.", no_args_is_help=True)
 outbox_app = typer.Typer(help="See and send again notifications given up on.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = console()
+err = console(stderr=True)
 
 DatabaseUrl = Annotated[
     str | None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from gates.loader import DEFAULT_PIPELINE
 
+REPO = Path(__file__).resolve().parents[2]
 BUNDLED = DEFAULT_PIPELINE.read_text(encoding="utf-8")
 
 
@@ -19,15 +23,11 @@ def validate(path: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def unwrapped(text: str) -> str:
-    """``text`` without its white space: the console wraps long paths to its width, mid-word."""
-    return "".join(text.split())
-
-
 def test_the_bundled_pipeline_validates() -> None:
     code, output = validate(DEFAULT_PIPELINE)
     assert code == 0, output
-    assert unwrapped(output).startswith("OK")
+    assert output.startswith(f"OK {DEFAULT_PIPELINE}: version ")
+    assert len(output.splitlines()) == 1  # the long path does not break the line
 
 
 @pytest.mark.parametrize(
@@ -61,5 +61,32 @@ def test_a_rule_that_cannot_work_in_some_branch_fails_validation(
     line = next(n for n, content in enumerate(text.splitlines(), 1) if edited in content)
     code, output = validate(path)
     assert code == 1
-    assert unwrapped(output).startswith(unwrapped("The pipeline has 1 problem(s):"))
-    assert unwrapped(f"{path}:{line}: {said}") in unwrapped(output)
+    assert output.splitlines()[0] == "The pipeline has 1 problem(s):"
+    assert output.splitlines()[1].startswith(f"  {path}:{line}: {said}"), output
+
+
+def test_each_problem_is_one_line_when_piped_as_in_ci(tmp_path: Path) -> None:
+    """Run as a process with stderr piped, as in CI or `| grep`: each problem is one
+    `file:line: message` line, the format editors and CI problem matchers read, however long
+    the path (the console once broke it at 80 columns, mid-path)."""
+    folder = tmp_path / "governance" / "pipelines" / "shared-with-the-risk-office"
+    folder.mkdir(parents=True)
+    path = folder / "pipeline.yaml"
+    text = BUNDLED.replace("rule: ", "rule: sizee(answers) > 0 && ", 1)
+    path.write_text(text, encoding="utf-8")
+    line = next(n for n, content in enumerate(text.splitlines(), 1) if "sizee" in content)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("SHEPHERD_", "COLUMNS"))}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "pipeline", "validate", str(path)],
+        cwd=tmp_path,  # no .env of the repository
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == "The pipeline has 1 problem(s):"
+    problem = result.stderr.splitlines()[1]
+    assert len(problem) > 80  # past the width the console broke lines at
+    assert problem.startswith(f"  {path}:{line}: gates[0].criteria[0].rule: unknown function 'sizee'")

@@ -80,10 +80,12 @@ class Settings(BaseSettings):
         default=60.0, ge=0, validation_alias=_env("SHEPHERD_SCHEDULER_INTERVAL")
     )
     """Seconds between scheduler ticks (time boxes, reminders, periodic reviews); 0 disables it."""
-    retention_days: int = Field(default=90, ge=7, validation_alias=_env("SHEPHERD_RETENTION_DAYS"))
+    retention_days: int = Field(default=90, ge=7, le=36500, validation_alias=_env("SHEPHERD_RETENTION_DAYS"))
     """Days bookkeeping rows are kept (delivered notifications, applied requests, Slack retry
     claims, answers kept for votes): ``storage.retention``. At least a week, well past Slack's
-    retries and the day a notification may wait out an outage."""
+    retries and the day a notification may wait out an outage. At most 100 years, "keep for
+    ever" in practice: a period reaching back before year 1 (999999 days, say) cannot be
+    computed, and every prune would fail on it; refused here, it is named like any bad setting."""
 
     @field_validator("log_level")
     @classmethod

@@ -86,6 +86,8 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "sometimes",
             "Value error, use OFF, NORMAL, FULL or EXTRA (it is 'sometimes')",
         ),
+        # "Keep for ever": a period reaching back before year 1, which the daily prune cannot compute.
+        ("SHEPHERD_RETENTION_DAYS", "999999", "Input should be less than or equal to 36500 (it is '999999')"),
     ],
 )
 @pytest.mark.parametrize(
@@ -207,12 +209,46 @@ def test_with_the_debug_log_level_an_unexpected_error_shows_its_traceback(
     assert summary == unexpected_error  # nothing more to run again for
 
 
-def test_a_retention_period_under_a_week_is_refused_by_db_prune(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("days", "problem"),
+    [
+        ("6", "Input should be greater than or equal to 7 (it is '6')"),
+        ("999999", "Input should be less than or equal to 36500 (it is '999999')"),
+    ],
+)
+@pytest.mark.parametrize("prune", [("db", "prune", "--dry-run"), ("db", "prune")])
+def test_a_retention_period_out_of_range_is_refused_by_db_prune(
+    settings_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    days: str,
+    problem: str,
+    prune: tuple[str, ...],
 ) -> None:
+    """Under a week, or so long (999999 days, meant as "keep for ever") that the oldest moment
+    kept would fall before year 1: a settings problem named by its variable, not an unexpected
+    error from date arithmetic."""
     assert Settings().retention_days == 90
-    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SHEPHERD_RETENTION_DAYS", "6")
-    code, said = shepherd(monkeypatch, capsys, "db", "prune", "--dry-run")
+    monkeypatch.delenv("SHEPHERD_PIPELINE")
+    assert shepherd(monkeypatch, capsys, "db", "upgrade")[0] == 0
+    monkeypatch.setenv("SHEPHERD_RETENTION_DAYS", days)
+    code, said = shepherd(monkeypatch, capsys, *prune)
     assert code == 1
-    assert "SHEPHERD_RETENTION_DAYS: Input should be greater than or equal to 7" in said
+    assert said == f"Shepherd's settings have problems: SHEPHERD_RETENTION_DAYS: {problem}"
+
+
+def test_a_hundred_years_of_retention_is_kept_and_prunes_nothing(
+    settings_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The longest period allowed can be computed: prune runs (and finds nothing that old)."""
+    monkeypatch.delenv("SHEPHERD_PIPELINE")
+    assert shepherd(monkeypatch, capsys, "db", "upgrade")[0] == 0
+    monkeypatch.setenv("SHEPHERD_RETENTION_DAYS", "36500")
+    monkeypatch.setattr("sys.argv", ["shepherd", "db", "prune", "--dry-run"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    said = capsys.readouterr()
+    assert exited.value.code == 0, said.err
+    assert said.out.splitlines()[-1] == (
+        "Rows older than 36500 days that nothing needs any more. Nothing was deleted (dry run)."
+    )

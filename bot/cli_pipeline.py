@@ -77,6 +77,12 @@ def show(
     else:
         out.print(f"[bold]{escape(model.name)}[/bold] " + escape(f"(version {pipeline.version})"))
         out.print("Stages: " + " -> ".join(model.stages), markup=False)
+        owner, sponsor = model.owner_question_id, model.sponsor_question_id
+        out.print(
+            f"Owner: {f'the answer to {owner}' if owner else 'whoever registers'}; "
+            f"sponsor: {f'the answer to {sponsor}' if sponsor else 'not asked'}",
+            markup=False,
+        )
     for g in gates:
         _show_gate(pipeline, g)
 

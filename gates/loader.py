@@ -34,7 +34,7 @@ from gates.conditions import (
 )
 from gates.dry_run import DryRun
 from gates.errors import PipelineError, Problem
-from gates.pipeline import CHOICE_TYPES, Pipeline, Question
+from gates.pipeline import CHOICE_TYPES, Pipeline, Question, QuestionType
 
 DEFAULT_PIPELINE = Path(__file__).parent / "defaults" / "pipeline.yaml"
 
@@ -342,6 +342,7 @@ def _check_meaning(
             )
     if model.operations is not None:
         _check_operations(model, report, check_questions)
+    _check_intake_people(model, report)
     for gi, gate in enumerate(model.gates):
         for ri, rule in enumerate(gate.risk_tier):
             if rule.tier not in model.risk_tiers:
@@ -437,6 +438,36 @@ def _check_operations(
                 f"the handover into '{stage}' must always require the '{operations.role}' role's approval "
                 f"(an approval rule `role: {operations.role}` without `when`)",
             )
+
+
+def _check_intake_people(model: Pipeline, report: Callable[[PathKey, str], None]) -> None:
+    """``owner_question`` and ``sponsor_question`` must each name a person question of the
+    intake: its answer at registration becomes the owner or the sponsor."""
+    intake = model.intake
+    people = [q.id for q in intake.questions if q.type is QuestionType.USER]
+    for key in ("owner_question", "sponsor_question"):
+        question_id = getattr(model, key)
+        if question_id is None:
+            continue
+        question = intake.question(question_id)
+        if question is None:
+            report(
+                (key,),
+                f"'{question_id}' is not a question of the intake gate '{intake.id}' "
+                f"(its person questions: {', '.join(people) or 'none'})",
+            )
+        elif question.type is not QuestionType.USER:
+            report(
+                (key,),
+                f"'{question_id}' is a {question.type.value} question; {key} must name a person "
+                "question (type: user) of the intake",
+            )
+    if model.owner_question is not None and model.owner_question == model.sponsor_question:
+        report(
+            ("sponsor_question",),
+            f"owner_question and sponsor_question both name '{model.owner_question}'; the sponsor "
+            "is asked for separately from the owner",
+        )
 
 
 def _approval_roles(model: Pipeline) -> Iterable[tuple[PathKey, str]]:

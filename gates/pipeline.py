@@ -38,6 +38,12 @@ class QuestionType(StrEnum):
 
 CHOICE_TYPES = frozenset({QuestionType.CHOICE, QuestionType.MULTI_CHOICE})
 
+OWNER_QUESTION_IDS = ("initiative_owner", "owner")
+"""The intake person questions that name the owner when ``owner_question`` is not set, in this
+order. Exact ids, not a part of one: a question about the data owner is not about the owner."""
+SPONSOR_QUESTION_IDS = ("business_sponsor", "sponsor")
+"""Likewise for ``sponsor_question``."""
+
 
 PATTERN_MESSAGE_MAX = 100
 """A refusal reads "expected <message>, got '<the answer, clipped>'", and Slack shows at most
@@ -160,6 +166,30 @@ class Pipeline(_Strict):
     roles: dict[Identifier, Role] = Field(default_factory=dict)
     gates: list[Gate] = Field(min_length=1)
     operations: Operations | None = None
+    owner_question: Identifier | None = None
+    """The intake's person question whose answer at registration is the initiative's owner
+    (welcomed, and holding the owner's rights); see ``owner_question_id``."""
+    sponsor_question: Identifier | None = None
+    """The intake's person question whose answer is the initiative's sponsor (who may submit),
+    at registration and whenever it is answered again; see ``sponsor_question_id``."""
+
+    @property
+    def owner_question_id(self) -> str | None:
+        """The intake question that names the owner: ``owner_question``, else a person question
+        with one of the ``OWNER_QUESTION_IDS``; None: whoever registers is the owner."""
+        return self._intake_person(self.owner_question, OWNER_QUESTION_IDS)
+
+    @property
+    def sponsor_question_id(self) -> str | None:
+        """The intake question that names the sponsor: ``sponsor_question``, else a person
+        question with one of the ``SPONSOR_QUESTION_IDS``; None: no sponsor is named."""
+        return self._intake_person(self.sponsor_question, SPONSOR_QUESTION_IDS)
+
+    def _intake_person(self, named: str | None, conventional: tuple[str, ...]) -> str | None:
+        if named is not None:
+            return named  # the loader checked it is a person question of the intake
+        people = {q.id for q in self.intake.questions if q.type is QuestionType.USER}
+        return next((qid for qid in conventional if qid in people), None)
 
     @property
     def operations_stage(self) -> str | None:

@@ -169,9 +169,14 @@ class PageOfAnswers:
 
 
 def sponsor_question(pipeline: CompiledPipeline) -> str | None:
-    """The intake's person question that names the sponsor (its id says "sponsor"), if any."""
-    intake = pipeline.model.intake
-    return next((q.id for q in intake.questions if q.type is QuestionType.USER and "sponsor" in q.id), None)
+    """The intake's person question that names the sponsor, if any (``Pipeline.sponsor_question_id``)."""
+    return pipeline.model.sponsor_question_id
+
+
+def owner_question(pipeline: CompiledPipeline) -> str | None:
+    """The intake's person question that names the owner at registration, if any
+    (``Pipeline.owner_question_id``); without one, whoever registers owns the initiative."""
+    return pipeline.model.owner_question_id
 
 
 def check_page(

@@ -25,7 +25,6 @@ from gates import usecases
 from gates.errors import GateError, InvalidAnswer
 from gates.lifecycle import DecisionKind, Initiative
 from gates.loader import CompiledPipeline
-from gates.pipeline import QuestionType
 
 logger = logging.getLogger("shepherd.views")
 
@@ -106,13 +105,13 @@ class ViewListeners:
         if errors:
             ack(response_action="errors", errors=errors)
             return
-        # The intake's person questions about the sponsor and the owner (if the pipeline has them)
-        # name them; without an owner question, whoever registers owns the initiative. Someone
+        # The intake's owner and sponsor questions (if the pipeline has them) name them; without
+        # an owner question or its answer, whoever registers owns the initiative. Someone
         # registering on another's behalf is still on the audit log as the actor.
-        people = {q.id for q in pipeline.model.intake.questions if q.type is QuestionType.USER}
         sponsor_question = usecases.sponsor_question(pipeline)  # a later answer there changes it too
         sponsor = typed.get(sponsor_question) if sponsor_question else None
-        owner = next((v for q, v in typed.items() if q in people and "owner" in q and v), None) or user
+        owner_question = usecases.owner_question(pipeline)
+        owner = (typed.get(owner_question) if owner_question else None) or user
         try:
             usecases.register(
                 pipeline,

@@ -30,6 +30,13 @@ def test_the_bundled_pipeline_validates() -> None:
     assert len(output.splitlines()) == 1  # the long path does not break the line
 
 
+def test_show_says_which_intake_questions_name_the_owner_and_the_sponsor() -> None:
+    result = CliRunner().invoke(app, ["pipeline", "show"])
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())  # the console wraps lines to its width
+    assert "Owner: the answer to initiative_owner; sponsor: the answer to business_sponsor" in shown
+
+
 @pytest.mark.parametrize(
     ("written", "edited", "said"),
     [

@@ -109,6 +109,53 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
     assert entry.actor_id == RISK  # who registered it stays on the record
 
 
+def people_pipeline(tmp_path: Path, **named: str) -> Path:
+    """A one-gate pipeline whose intake asks for a lead, the data owner and a funder (all people)."""
+    path = tmp_path / "people.yaml"
+    questions = [
+        {"id": "summary", "label": "Summary"},
+        {"id": "lead", "label": "Who leads it?", "type": "user"},
+        {"id": "data_owner", "label": "Who owns the data?", "type": "user"},
+        {"id": "funder", "label": "Who funds it?", "type": "user"},
+    ]
+    gate = {
+        "id": "intake",
+        "from": "idea",
+        "to": "poc",
+        "questions": questions,
+        "approvals": [{"role": "sponsor"}],
+    }
+    definition = {"version": 1, "stages": ["idea", "poc"], "roles": {"sponsor": {}}, "gates": [gate], **named}
+    path.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("named", "owner", "sponsor"),
+    [
+        ({}, OWNER, None),  # "data_owner" is about the data: whoever registers owns the initiative
+        ({"owner_question": "lead", "sponsor_question": "funder"}, RISK, SPONSOR),
+    ],
+)
+def test_only_the_pipelines_owner_and_sponsor_questions_name_them(
+    tmp_path: Path, named: dict[str, str], owner: str, sponsor: str | None
+) -> None:
+    api = FakeSlackWebAPI()
+    for user, name in [(OWNER, "olivia"), (SPONSOR, "sam"), (RISK, "rafael"), (OUTSIDER, "oscar")]:
+        api.state.add_user(user, name)
+    with api, running_workspace(api, tmp_path / "data", pipeline=people_pipeline(tmp_path, **named)) as ws:
+        view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+        answers = {"lead": RISK, "data_owner": OUTSIDER, "funder": SPONSOR}
+        values = {ids.NAME_BLOCK: "Forecast"} | {ids.question_block_id(q): v for q, v in answers.items()}
+        response = ws.submit_view(OWNER, view, values)
+        assert response.status == 200 and response.text in ("", "{}"), response.text
+        [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+        assert (initiative.owner_id, initiative.sponsor_id) == (owner, sponsor)
+        ws.deliver()
+        assert any(initiative.ref in m.get("text", "") for m in ws.messages_in(ws.dm_with(owner)))
+        assert not ws.messages_in(ws.dm_with(OUTSIDER))  # the data owner is not welcomed as its owner
+
+
 def test_a_forged_or_stale_request_is_refused_and_changes_nothing(workspace: Workspace) -> None:
     payload = payloads.slash_command(ids.COMMAND, "new", user_id=OWNER, channel_id=workspace.registry)
     assert workspace.client.send(payload, signing="forged").status == 401

@@ -373,6 +373,60 @@ def test_an_unknown_risk_tier_is_reported() -> None:
     assert_names_the_place(problem, "gates[0].risk_tier[0].tier", line_of(text, "tier: severe"), "'severe'")
 
 
+PEOPLE = VALID.replace(
+    """      - id: personal_data
+""",
+    """      - {id: lead, label: Lead, type: user}
+      - {id: data_owner, label: Data owner, type: user}
+      - {id: funder, label: Funder, type: user}
+      - id: personal_data
+""",
+).replace(
+    "stages: [idea, poc, pilot]", "owner_question: lead\nsponsor_question: funder\nstages: [idea, poc, pilot]"
+)
+
+
+def test_the_owner_and_sponsor_questions_are_the_ones_named() -> None:
+    model = parse_pipeline(PEOPLE).model
+    assert (model.owner_question_id, model.sponsor_question_id) == ("lead", "funder")
+    assert load_pipeline().model.owner_question_id == "initiative_owner"
+    assert load_pipeline().model.sponsor_question_id == "business_sponsor"
+
+
+def test_without_them_only_the_conventional_ids_name_the_owner_and_sponsor() -> None:
+    """A person question whose id merely contains "owner" (the data owner) names nobody."""
+    unnamed = PEOPLE.replace("owner_question: lead\nsponsor_question: funder\n", "")
+    model = parse_pipeline(unnamed).model
+    assert (model.owner_question_id, model.sponsor_question_id) == (None, None)
+    conventional = unnamed.replace("id: lead,", "id: owner,").replace("id: funder,", "id: business_sponsor,")
+    model = parse_pipeline(conventional).model
+    assert (model.owner_question_id, model.sponsor_question_id) == ("owner", "business_sponsor")
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "fragments"),
+    [
+        (
+            ("owner_question: lead", "owner_question: leader"),
+            "owner_question",
+            ("'leader' is not a question of the intake gate 'intake'", "lead, data_owner, funder"),
+        ),
+        (
+            ("sponsor_question: funder", "sponsor_question: dpia"),
+            "sponsor_question",
+            ("'dpia' is a url question", "(type: user)"),
+        ),
+        (("sponsor_question: funder", "sponsor_question: lead"), "sponsor_question", ("both name 'lead'",)),
+    ],
+)
+def test_an_owner_or_sponsor_question_that_is_not_a_person_question_of_the_intake_is_reported(
+    edit: tuple[str, str], path: str, fragments: tuple[str, ...]
+) -> None:
+    text = PEOPLE.replace(*edit)
+    problem = only(problems(text))
+    assert_names_the_place(problem, path, line_of(text, f"{path}:"), *fragments)
+
+
 def test_a_bad_regex_pattern_is_reported() -> None:
     text = VALID.replace(
         "        type: url\n", "        type: url\n        validation: {pattern: 'https://(wiki'}\n"

@@ -2,18 +2,20 @@
 
 Each repository works inside the session of its unit of work and never commits. Races are
 settled by the database: a row version on initiatives, a unique version number per answered
-question, a unique (role, user) pair. A lost race surfaces as ``ConcurrentUpdate``.
+question, a unique (role, user) pair, and on PostgreSQL a lock per role that makes replacements
+of its holders take turns. A lost race surfaces as ``ConcurrentUpdate``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy import BigInteger, and_, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -297,7 +299,17 @@ class SqlRoleRepository:
 
     @guarded
     def set_holders(self, role: str, user_ids: Sequence[str]) -> None:
-        """Replace the holders of ``role`` (an empty list removes them all)."""
+        """Replace the holders of ``role`` (an empty list removes them all).
+
+        Replacements of one role take turns: on PostgreSQL at READ COMMITTED, a second DELETE
+        does not see the first replacement's uncommitted INSERT, so both sets of holders would
+        stay. The second waits for the first to commit and then replaces its holders. (SQLite
+        already lets one writer in at a time.)
+        """
+        connection = self._session.connection()
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends; keyed on the role, so other roles never wait.
+            connection.execute(_LOCK_ROLE, {"p_key": _role_lock_key(role)})
         self._session.execute(delete(role_holders).where(role_holders.c.role == role))
         unique = list(dict.fromkeys(user_id.strip() for user_id in user_ids if user_id.strip()))
         if not unique:
@@ -309,6 +321,16 @@ class SqlRoleRepository:
             if not is_unique_violation(error):
                 raise
             raise ConcurrentUpdate(f"The holders of {role} were changed at the same moment") from None
+
+
+_LOCK_ROLE = select(func.pg_advisory_xact_lock(bindparam("p_key", type_=BigInteger)))
+
+
+def _role_lock_key(role: str) -> int:
+    """The advisory lock key of ``role``'s holders: a stable signed 64-bit number (PostgreSQL's
+    ``hashtext`` is undocumented and may change between versions)."""
+    digest = hashlib.sha256(f"shepherd.role_holders:{role}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 # Built once: the statements of every click and questionnaire save skip construction and go

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from gates import usecases
 from gates.errors import ConcurrentUpdate
@@ -18,6 +19,7 @@ from gates.ports import AnswerVersion
 from storage import Database, verify_audit
 from storage.repositories import SqlAnswerRepository
 from storage.tables import audit_log, decisions, outbox, reviews
+from storage.uow import SqlUnitOfWork
 from tests.gates.conftest import DPO, RISK_1, RISK_2, SPONSOR
 from tests.storage import scenarios
 from tests.storage.scenarios import (
@@ -144,6 +146,63 @@ def test_a_deterministic_lost_race_on_the_last_approval_is_a_concurrent_update(
             second.reviews.save(b)
     with database.uow(read_only=True) as uow:
         assert {d.approver_id for d in uow.reviews.get(review_id).decisions} == {RISK_1, RISK_2}
+
+
+class PauseBeforeCommit:
+    """A commit hook that holds the transaction, all its writes done, until told to go on."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def before_commit(self, session: object) -> None:
+        self.reached.set()
+        assert self.go.wait(30)
+
+    def after_commit(self) -> None:
+        pass
+
+
+def wait_until_waiting_for_a_lock(database: Database, thread: threading.Thread) -> None:
+    """Return once some transaction in this database waits for a lock, or ``thread`` has ended."""
+    deadline = time.monotonic() + 30
+    waiting = (
+        select(func.count())
+        .select_from(text("pg_stat_activity"))
+        .where(text("datname = current_database() AND wait_event_type = 'Lock'"))
+    )
+    while time.monotonic() < deadline and thread.is_alive() and not count(database, waiting):
+        time.sleep(0.01)
+
+
+@pytest.mark.postgres
+def test_two_role_replacements_at_once_leave_the_later_ones_holders(postgres_database: Database) -> None:
+    """Two admins set the risk role at the same moment. The second replacement waits for the
+    first to commit and replaces its holders: the role is held by exactly the people the audit
+    log's last "roles.set" names, never by both sets."""
+    # PostgreSQL only: SQLite lets one writer in at a time, so two replacements never interleave.
+    database = postgres_database
+    pause = PauseBeforeCommit()
+
+    def set_risk(users: list[str], admin: str, uow: SqlUnitOfWork) -> None:
+        usecases.set_role_holders(pipeline(), uow, "risk", users, admin, LATER)
+
+    first = threading.Thread(target=set_risk, args=(["UALICE"], "UADMIN1", database.uow(hook=pause)))
+    first.start()
+    assert pause.reached.wait(30)  # Alice's replacement is written, not yet committed
+    second = threading.Thread(target=set_risk, args=(["UBOB"], "UADMIN2", database.uow()))
+    second.start()
+    try:
+        wait_until_waiting_for_a_lock(database, second)  # Bob's waits for Alice's to commit
+    finally:
+        pause.go.set()
+        first.join(30)
+        second.join(30)
+    assert not first.is_alive() and not second.is_alive()
+    with database.uow(read_only=True) as uow:
+        holders = uow.roles.holders().get("risk", [])
+        last_set = [entry.detail["users"] for entry in uow.audit.timeline("role:risk")][-1]
+    assert (holders, last_set) == (["UBOB"], ["UBOB"])
 
 
 @pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])

@@ -5,7 +5,8 @@ raises, so a Slack outage delays notifications but loses none: a failure that sa
 unavailable (5xx, 429, unreachable) is raised as ``storage.Unavailable``, which the outbox waits
 out for up to a day without using up the message's attempts. Delivery is at-least-once;
 every step here is safe to repeat: new posts are remembered by (target, kind) and skipped when
-already made, and updates (``chat.update``) converge on the same result. What Slack refuses for
+already made, private messages likewise by their outbox message (``_ephemeral``), and updates
+(``chat.update``) converge on the same result. What Slack refuses for
 good (``_PERMANENT``: a channel Shepherd is not in, a person it cannot DM) is logged and skipped,
 so it holds up neither the other recipients nor the rest of the delivery.
 """
@@ -34,7 +35,7 @@ from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
 from gates.schedule import moment_key, operations_review_due, operations_review_overdue
 from storage.outbox import OutboxMessage
-from storage.slack_messages import MessageRefs, PostInProgress, Reservation
+from storage.slack_messages import MessageRefs, PostInProgress, Reservation, outbox_target
 
 logger = logging.getLogger("shepherd.notify")
 
@@ -54,6 +55,9 @@ _PERMANENT = {
     "msg_too_long",
 }
 
+
+# The outbox kind of a private message to one person (``bot.listeners.common.queue_private_message``).
+EPHEMERAL = "ephemeral"
 
 # The DM telling an initiative's owner its card could not be posted (kind, under its target).
 # Remembered like any post, so it is sent once however many redraws fail after it.
@@ -107,7 +111,6 @@ class SlackNotifier:
             "review.withdrawn": self._review_closed,
             "initiative.retired": self._retired,
             **dict.fromkeys(CARD_REDRAWS, self._refresh_card_only),
-            "ephemeral": self._ephemeral,
             "greeting": self._greeting,
             "timebox.extended": self._time_box_extended,
             "schedule.stalled": self._stalled,
@@ -124,11 +127,14 @@ class SlackNotifier:
             Unavailable: Slack is down, rate limiting or unreachable (``slack_client.unavailable``).
         """
         handler = self._handlers.get(message.kind)
-        if handler is None:
+        if handler is None and message.kind != EPHEMERAL:
             logger.warning("no Slack delivery for outbox message kind %r; skipped", message.kind)
             return
         try:
-            handler(dict(message.payload))
+            if handler is not None:
+                handler(dict(message.payload))
+            else:  # a private message is about nothing but itself: kept by its outbox message
+                self._ephemeral(message)
         except Exception as error:
             outage = unavailable(error)
             if outage is None:
@@ -257,16 +263,55 @@ class SlackNotifier:
         else:
             self._dm_once(f"user:{user}", "greeting", user, **greeting())
 
-    def _ephemeral(self, payload: Mapping[str, Any]) -> None:
+    def _ephemeral(self, message: OutboxMessage) -> None:
+        """Tell one person something privately (``queue_private_message``), at most once.
+
+        Reserved under its outbox message before it is sent, as ``_post`` reserves a post: a
+        worker that stalls past its lease after sending it leaves it filled in (or reserved, if
+        it is still sending), so the delivery that takes the message over does not send it again.
+
+        A reservation left stale (its worker died between reserving and remembering) is not
+        taken over, unlike ``_post``'s: nothing tells whether that worker sent it, and a private
+        message is a passing explanation (why a click was refused) that a person can get again
+        by trying again, whereas the same refusal shown twice reads as two refusals. So it is
+        never sent twice, and in that rare case perhaps not at all (logged).
+
+        Raises:
+            PostInProgress: another delivery is sending it right now; this one is retried.
+        """
+        target, at = outbox_target(message.id), self._services.now()
+        reservation = self._messages.reserve(target, EPHEMERAL, at, take_over=False)
+        if reservation is Reservation.POSTED:
+            return
+        if reservation is Reservation.BUSY:
+            raise PostInProgress(f"private message {message.id} is being sent by another delivery")
+        if reservation is Reservation.ABANDONED:
+            logger.warning(
+                "private message %s was being sent by a delivery that stopped before saying it was "
+                "sent; not sent again, so it may not have reached %s",
+                message.id,
+                message.payload.get("user"),
+            )
+            return
+        try:
+            channel, ts = self._send_privately(message.payload)
+        except BaseException:
+            self._messages.release(target, EPHEMERAL, at)  # not sent: the next delivery may send it
+            raise
+        self._messages.fill(target, EPHEMERAL, channel, ts, at)  # never taken over: always ours
+
+    def _send_privately(self, payload: Mapping[str, Any]) -> tuple[str, str]:
+        """Show ``text`` to ``user`` in ``channel`` when Slack allows, else by DM; where it went."""
         channel, user, text = payload.get("channel"), payload["user"], payload["text"]
         try:
             if channel:
-                self._client.chat_postEphemeral(channel=channel, user=user, text=text)
-                return
+                response = self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+                return str(channel), str(response.get("message_ts") or "")
         except SlackApiError as error:
             if _error_code(error) not in _PERMANENT:
                 raise
-        self._client.chat_postMessage(channel=self._dm_channel(user), text=text)
+        response = self._client.chat_postMessage(channel=self._dm_channel(user), text=text)
+        return str(response["channel"]), str(response["ts"])
 
     # -- scheduled events (bot/scheduler.py) ----------------------------------------------------
     # Each re-reads the current state first: between the tick and the delivery the initiative may

@@ -8,6 +8,11 @@ for years keeps tables the size of their last few months.
   is numbered by the votes already in the audit log, which only grows, so it is never claimed
   again) and periodic-review forms (``opsform:``, a Slack view id, never sent again once its
   modal is closed).
+- ``slack_messages`` that only kept a private message from being sent twice (target
+  ``outbox:<id>``, ``storage.slack_messages.outbox_target``): its outbox row is delivered by
+  then and never sent again. Each is made before its outbox row is marked delivered, so it goes
+  in the same pass as that row or an earlier one, never after: SQLite may give a new outbox
+  message the id of one deleted, which must not find the old one's row and stay unsent.
 - ``outbox`` rows ``delivered``. Their ``dedupe_key`` names a one-time domain event (a review's
   request, an approver's decision on it, a retirement, a fired schedule key guarded by
   ``fired_events`` first), which the domain itself refuses to repeat.
@@ -26,7 +31,7 @@ Kept, whatever their age:
 - ``fired_events`` of open reviews and of initiatives not retired: a stalled time box or an
   overdue periodic review stays due for as long as nobody acts, and its key fires again once
   forgotten;
-- ``slack_messages``: one row per message posted about an initiative, a review or a person's
+- other ``slack_messages``: one row per message posted about an initiative, a review or a person's
   App Home, read long after (a next-gate offer is withdrawn at the next submission or at
   retirement; a mention in an initiative's thread finds the initiative by it; a redelivery
   skips a post already made), so it grows with initiatives and reviews, not with traffic;
@@ -38,8 +43,9 @@ write lock or a PostgreSQL transaction for long, and it pauses between batches t
 other writers in. The age filters use existing indexes: ``seen_at``, ``posted_at`` and, for the
 outbox and the inbox, ``(status, next_attempt_at)``, since a row is only sent or applied once
 due (``next_attempt_at`` before ``delivered_at`` / ``done_at``). ``fired_events`` (a few rows per
-review and initiative) and expired OAuth states (abandoned installs) are small enough to walk
-without one, so no migration is needed.
+review and initiative), ``slack_messages`` (a row per message about an initiative or a review,
+and private messages' for the retention period only) and expired OAuth states (abandoned
+installs) are small enough to walk without one, so no migration is needed.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from storage.inbox import APPLIED
 from storage.models import Base
 from storage.outbox import DELIVERED
 from storage.scheduling import fired_events
+from storage.slack_messages import OUTBOX_TARGET_PREFIX, SlackMessageRow
 from storage.sqlerrors import translated
 from storage.tables import inbox, initiatives, outbox, processed_events, reviews
 
@@ -79,6 +86,7 @@ BATCH_SIZE = 500
 PAUSE = 0.01
 
 asked_answers = cast(Table, AskedAnswerRow.__table__)
+slack_messages = cast(Table, SlackMessageRow.__table__)
 oauth_states = Base.metadata.tables["slack_oauth_states"]
 
 
@@ -92,6 +100,15 @@ class _Rule:
 
 
 _RULES = (
+    # Before the outbox's rule: see the module's docstring.
+    _Rule(
+        slack_messages,
+        "id",
+        lambda cutoff: and_(
+            slack_messages.c.target.startswith(OUTBOX_TARGET_PREFIX, autoescape=True),
+            slack_messages.c.created_at < cutoff,
+        ),
+    ),
     _Rule(
         processed_events,
         "key",

@@ -10,6 +10,10 @@ A post is reserved before it is made (``reserve``, then ``fill`` or ``release``)
 workers redrawing the same initiative's card at once, or one whose lease ran out while another
 took its messages over, would otherwise both find no card and both post one, leaving an orphan
 card whose buttons nobody updates. A reservation is a row without a channel; readers skip it.
+
+A private message (an ephemeral, or its DM fallback) is about nothing but itself: it is reserved
+under the outbox message that carries it (``outbox_target``), and kept only as long as that
+message is (``storage.retention``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,14 @@ RESERVED = ""
 STALE_RESERVATION = timedelta(minutes=5)
 
 
+OUTBOX_TARGET_PREFIX = "outbox:"
+
+
+def outbox_target(message_id: int) -> str:
+    """The target a message sent for outbox message ``message_id`` alone is remembered under."""
+    return f"{OUTBOX_TARGET_PREFIX}{message_id}"
+
+
 def fitted(key: str) -> str:
     """``key`` as stored: within ``KIND_LENGTH``, a longer one cut and ended with a digest of the
     whole, so that two long keys never meet. A kind can name a stage (``extended:STAGE:DAY``),
@@ -77,6 +89,7 @@ class Reservation(Enum):
     MINE = "mine"  # post it, then ``fill`` (or ``release`` if it was not posted)
     POSTED = "posted"  # it was posted already: nothing to do
     BUSY = "busy"  # another worker is posting it now: try again in a moment
+    ABANDONED = "abandoned"  # reserved long ago and never filled: it may or may not be posted
 
 
 class PostInProgress(Unavailable):
@@ -114,48 +127,57 @@ class MessageRefs:
                 return False
         return True
 
-    def reserve(self, target: str, kind: str, at: datetime) -> Reservation:
+    def reserve(self, target: str, kind: str, at: datetime, *, take_over: bool = True) -> Reservation:
         """Reserve (target, kind) for a post about to be made, as of ``at`` (the database decides
         between two workers reserving at once). A reservation older than ``STALE_RESERVATION``
-        is taken over: its worker died mid-post, which may have posted it (at least once)."""
+        was left by a worker that died mid-post, which may have posted it: with ``take_over``
+        it becomes this one's (posted at least once, perhaps twice), without it it is left as it
+        is and ``ABANDONED`` is returned (posted at most once, perhaps never)."""
         target, kind = fitted(target), fitted(kind)
         for _ in range(3):  # a reservation released between our two statements: try again
-            found = self._reserve_once(target, kind, at)
+            found = self._reserve_once(target, kind, at, take_over)
             if found is not None:
                 return found
         return Reservation.BUSY
 
-    def _reserve_once(self, target: str, kind: str, at: datetime) -> Reservation | None:
+    def _reserve_once(self, target: str, kind: str, at: datetime, take_over: bool) -> Reservation | None:
         """``reserve``, or None if the row it found was gone by the time it read it."""
         table = SlackMessageRow.__table__
         row = {"target": target, "kind": kind, "channel": RESERVED, "ts": "", "created_at": at}
+        stale = at - STALE_RESERVATION
         with self._database.session() as session:
             connection = session.connection()
             inserted = insert_ignoring_conflicts(session, table, row).returning(table.c.id)
             if connection.execute(inserted).first() is not None:
                 session.commit()
                 return Reservation.MINE
-            taken = connection.execute(
-                update(table)
-                .where(
-                    table.c.target == target,
-                    table.c.kind == kind,
-                    table.c.channel == RESERVED,
-                    table.c.created_at < at - STALE_RESERVATION,
+            if take_over:
+                taken = connection.execute(
+                    update(table)
+                    .where(
+                        table.c.target == target,
+                        table.c.kind == kind,
+                        table.c.channel == RESERVED,
+                        table.c.created_at < stale,
+                    )
+                    .values(created_at=at)
+                    .returning(table.c.id)
+                ).first()
+                if taken is not None:
+                    session.commit()
+                    return Reservation.MINE
+            found = connection.execute(
+                select(table.c.channel, table.c.created_at).where(
+                    table.c.target == target, table.c.kind == kind
                 )
-                .values(created_at=at)
-                .returning(table.c.id)
             ).first()
-            if taken is not None:
-                session.commit()
-                return Reservation.MINE
-            channel = connection.execute(
-                select(table.c.channel).where(table.c.target == target, table.c.kind == kind)
-            ).scalar()
             session.commit()
-        if channel is None:
+        if found is None:
             return None
-        return Reservation.BUSY if channel == RESERVED else Reservation.POSTED
+        channel, reserved_at = found
+        if channel != RESERVED:
+            return Reservation.POSTED
+        return Reservation.ABANDONED if not take_over and reserved_at < stale else Reservation.BUSY
 
     def fill(self, target: str, kind: str, channel: str, ts: str, reserved_at: datetime) -> bool:
         """Remember where the reserved post went. False if the reservation was taken over

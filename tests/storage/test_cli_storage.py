@@ -125,13 +125,14 @@ def test_db_prune_dry_run_reports_counts_per_table_and_changes_nothing(
         "inbox": 1,
         "asked_answers": 1,
         "slack_oauth_states": 1,
+        "slack_messages": 1,
         "fired_events": 3,
     }
     assert "older than 30 days" in dry.output and "Nothing was deleted" in dry.output
 
     done = runner.invoke(cli(), ["db", "prune", "--database-url", url])
     assert done.exit_code == 0, done.output
-    assert "processed_events             3 deleted" in done.output and "10 rows deleted." in done.output
+    assert "processed_events             3 deleted" in done.output and "11 rows deleted." in done.output
     assert row_counts(database, EVIDENCE) == {k: v for k, v in everything.items() if k in EVIDENCE}
     again = runner.invoke(cli(), ["db", "prune", "--dry-run", "--database-url", url])
     assert "processed_events             0 would delete" in again.output

@@ -12,8 +12,9 @@ from gates.lifecycle import Status
 from gates.ports import AnswerVersion
 from storage import Database
 from storage.asked_answers import AskedAnswers
-from storage.retention import TABLES, asked_answers, oauth_states, prune
+from storage.retention import TABLES, asked_answers, oauth_states, prune, slack_messages
 from storage.scheduling import fired_events
+from storage.slack_messages import MessageRefs, outbox_target
 from storage.tables import inbox, outbox, processed_events
 from tests.storage.test_repositories import a_review, add_initiative, reject
 
@@ -29,7 +30,6 @@ EVIDENCE = (
     "audit_log",
     "counters",
     "role_holders",
-    "slack_messages",
 )
 
 
@@ -75,6 +75,10 @@ def seed(database: Database, now: datetime = NOW) -> dict[str, Any]:
     for status, at in (("applied", old), ("applied", young), ("pending", old), ("dead", old)):
         add_row(database, inbox, **work_row(inbox, status, at, "done_at"))
     AskedAnswers(database).keep("ask-old", "q?", "a.", [], old)
+    refs = MessageRefs(database)
+    refs.remember(outbox_target(1), "ephemeral", "C1", "1.1", old)  # a private message: goes
+    refs.remember(outbox_target(2), "ephemeral", "C1", "2.2", young)
+    refs.remember(f"initiative:{live.ref}", "card", "C1", "0.1", old)  # read for ever: stays
     AskedAnswers(database).keep("ask-young", "q?", "a.", [], young)
 
     closed, still_open = closed_review.id, open_review.id
@@ -127,6 +131,7 @@ def test_old_rows_no_longer_needed_go_and_everything_else_stays(database: Databa
         "inbox": 1,
         "asked_answers": 1,
         "slack_oauth_states": 1,
+        "slack_messages": 1,
         "fired_events": 3,
     }
     assert list(pruned) == list(TABLES)
@@ -136,6 +141,7 @@ def test_old_rows_no_longer_needed_go_and_everything_else_stays(database: Databa
     assert statuses(database, inbox) == [("applied", True), ("dead", False), ("pending", False)]
     assert keys(database, asked_answers, "key") == ["ask-young"]
     assert keys(database, oauth_states, "state") == ["valid"]
+    assert keys(database, slack_messages, "target") == [f"initiative:{seeded['live']}", outbox_target(2)]
     assert keys(database, fired_events, "key") == sorted(
         [
             f"remind:{seeded['closed']}:2",
@@ -156,7 +162,7 @@ def test_a_dry_run_counts_what_would_go_and_deletes_nothing(database: Database) 
     counted = prune(database, NOW, RETENTION, dry_run=True)
     assert row_counts(database, (*TABLES, *EVIDENCE)) == everything
     assert counted == prune(database, NOW, RETENTION)
-    assert sum(counted.values()) == 10
+    assert sum(counted.values()) == 11
 
 
 def test_small_batches_delete_the_same_rows_one_short_transaction_at_a_time(database: Database) -> None:

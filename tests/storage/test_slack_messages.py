@@ -91,6 +91,20 @@ def test_a_reservation_left_by_a_worker_that_died_is_taken_over_once_stale(datab
     assert refs.find("review:7", "request:U1") == ("D1", "2.2")
 
 
+def test_a_stale_reservation_not_to_be_taken_over_is_left_abandoned(database: Database) -> None:
+    """A post that must never be made twice (a private message): a reservation whose worker
+    stopped is reported, not taken over, since that worker may have posted it."""
+    refs = MessageRefs(database)
+    assert refs.reserve("outbox:7", "ephemeral", NOW, take_over=False) is Reservation.MINE
+    assert refs.reserve("outbox:7", "ephemeral", NOW + STALE_RESERVATION, take_over=False) is Reservation.BUSY
+    later = NOW + STALE_RESERVATION + timedelta(seconds=1)
+    assert refs.reserve("outbox:7", "ephemeral", later, take_over=False) is Reservation.ABANDONED
+    assert refs.reserve("outbox:7", "ephemeral", later, take_over=False) is Reservation.ABANDONED
+    # Still the first worker's: had it been alive after all, what it sent is remembered.
+    assert refs.fill("outbox:7", "ephemeral", "C1", "1.1", NOW)
+    assert refs.reserve("outbox:7", "ephemeral", later, take_over=False) is Reservation.POSTED
+
+
 def test_many_deliveries_reserving_the_same_post_at_once_give_it_to_one(database: Database) -> None:
     refs = MessageRefs(database)
     start = threading.Barrier(8)

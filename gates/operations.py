@@ -29,7 +29,7 @@ from gates.ports import (
     TimeBoxExtension,
 )
 from gates.schedule import DueEvent, due_events
-from gates.usecases import retire, roles_of, time_box_ends
+from gates.usecases import retire, retrying, roles_of, time_box_ends
 
 SCHEDULER_ACTOR = "shepherd"
 """The actor recorded on the audit log for what the scheduler does."""
@@ -69,47 +69,52 @@ def extend_time_box(
     if not text:
         raise InvalidTransition("Say why the time box should be extended.")
     new_end = end_of_day(until)
-    with uow:
-        initiative = uow.initiatives.get(ref)
-        _require_owner_or_sponsor(initiative, actor_id, "extend its time box")
-        if initiative.status in (Status.RETIRED, Status.ON_HOLD):
-            raise InvalidTransition(
-                f"{ref} is {initiative.status.value.replace('_', ' ')}; it has no time box running."
+
+    def attempt() -> Initiative:
+        with uow:
+            initiative = uow.initiatives.get(ref)
+            _require_owner_or_sponsor(initiative, actor_id, "extend its time box")
+            if initiative.status in (Status.RETIRED, Status.ON_HOLD):
+                raise InvalidTransition(
+                    f"{ref} is {initiative.status.value.replace('_', ' ')}; it has no time box running."
+                )
+            current = time_box_ends(pipeline, initiative)
+            if current is None:
+                raise InvalidTransition(f"The {initiative.stage} stage has no time box to extend.")
+            if new_end <= now:
+                raise InvalidTransition("Pick a date in the future.")
+            if new_end <= current:
+                raise InvalidTransition(
+                    f"The time box already runs until {current.date().isoformat()}; pick a later date."
+                )
+            if new_end - now > MAX_EXTENSION:
+                raise InvalidTransition(
+                    "Extensions reach at most a year ahead; a longer delay calls for a new plan with the sponsor."
+                )
+            initiative.extended_until = new_end
+            initiative.updated_at = now
+            uow.initiatives.save(initiative)
+            uow.operations.add_extension(
+                TimeBoxExtension(ref, initiative.stage, current, new_end, text, actor_id, now)
             )
-        current = time_box_ends(pipeline, initiative)
-        if current is None:
-            raise InvalidTransition(f"The {initiative.stage} stage has no time box to extend.")
-        if new_end <= now:
-            raise InvalidTransition("Pick a date in the future.")
-        if new_end <= current:
-            raise InvalidTransition(
-                f"The time box already runs until {current.date().isoformat()}; pick a later date."
+            uow.audit.append(
+                actor_id,
+                "timebox.extended",
+                ref,
+                {"stage": initiative.stage, "previous_end": current, "until": new_end, "reason": text},
+                now,
             )
-        if new_end - now > MAX_EXTENSION:
-            raise InvalidTransition(
-                "Extensions reach at most a year ahead; a longer delay calls for a new plan with the sponsor."
+            uow.outbox.put(
+                "timebox.extended",
+                {"ref": ref, "stage": initiative.stage, "until": new_end, "actor": actor_id},
+                now,
+                dedupe_key=f"extended:{ref}:{initiative.stage}:{new_end.date().isoformat()}",
             )
-        initiative.extended_until = new_end
-        initiative.updated_at = now
-        uow.initiatives.save(initiative)
-        uow.operations.add_extension(
-            TimeBoxExtension(ref, initiative.stage, current, new_end, text, actor_id, now)
-        )
-        uow.audit.append(
-            actor_id,
-            "timebox.extended",
-            ref,
-            {"stage": initiative.stage, "previous_end": current, "until": new_end, "reason": text},
-            now,
-        )
-        uow.outbox.put(
-            "timebox.extended",
-            {"ref": ref, "stage": initiative.stage, "until": new_end, "actor": actor_id},
-            now,
-            dedupe_key=f"extended:{ref}:{initiative.stage}:{new_end.date().isoformat()}",
-        )
-        uow.commit()
-    return initiative
+            uow.commit()
+            return initiative
+
+    # A questionnaire page saved meanwhile moves the initiative's version on (``touch``).
+    return retrying(attempt)
 
 
 def stop(uow: OperationsUnitOfWork, ref: str, actor_id: str, reason: str, now: datetime) -> Initiative:

@@ -77,6 +77,16 @@ class InitiativeRepository(Protocol):
         """Persist changes; raises ConcurrentUpdate when someone else changed it meanwhile."""
         ...
 
+    def touch(self, refs: Sequence[str]) -> None:
+        """Move on the row version of each of ``refs`` that exists, holding it until commit.
+
+        Called before reading an initiative to change what belongs to it (its answers, its
+        links): a ``save`` of that initiative from an earlier read (a submission, a retirement)
+        then raises ConcurrentUpdate, and a touch that comes after such a save waits for its
+        commit, so the reads that follow see it.
+        """
+        ...
+
     def next_ref(self) -> str: ...
     def list(self, query: InitiativeFilter) -> Sequence[Initiative]: ...
 

@@ -6,7 +6,8 @@ the caller; nothing here reads the clock. Every refusal is a ``GateError`` whose
 shown to the person as it is.
 
 The unit of work may be entered again after it exits (each ``with`` is a fresh transaction):
-``decide`` and ``submit`` rely on that to retry once when they lose a race to another writer.
+``decide``, ``submit``, ``retire`` and the other status changes rely on that to try again when
+they lose a race to another writer (``retrying``).
 """
 
 from __future__ import annotations
@@ -247,8 +248,11 @@ def answer(
     """
     page = check_page(pipeline, ref, gate_id, answers, author_id, now, link)
     with uow:
+        # Before the checks read the initiative: a submission or a retirement committing
+        # meanwhile is then either seen by them, or conflicts with this save (``touch``).
+        uow.initiatives.touch([ref])
         initiative, open_review = uow.reviews.initiative_with_open_review(ref)
-        _refuse_unless_answerable(initiative, gate_id, open_review)
+        _refuse_unless_answerable(initiative, page, open_review)
         _refuse_inputs_under_review(page, open_review)
         current = uow.answers.current(ref)
         values, changed, versions = _record_page(uow, page, current)
@@ -280,6 +284,7 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
     in_order = sorted(range(len(pages)), key=lambda n: pages[n].ref)
     written: list[AnswerVersion] = []
     with uow:
+        uow.initiatives.touch(refs)  # before the checks read them, as in ``answer``
         found = uow.reviews.initiatives_with_open_reviews(refs)
         currents = uow.answers.current_many([ref for ref in refs if ref in found])
         for n in in_order:
@@ -290,7 +295,7 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
             initiative, open_review = found[page.ref]
             current = currents[page.ref]
             try:
-                _refuse_unless_answerable(initiative, page.gate_id, open_review)
+                _refuse_unless_answerable(initiative, page, open_review)
                 _refuse_inputs_under_review(page, open_review)
                 _refuse_sponsor_change(initiative, page, current)
             except (InvalidTransition, InvalidAnswer) as refused:
@@ -403,9 +408,11 @@ def _refuse_inputs_under_review(page: PageOfAnswers, open_review: Review | None)
         raise InvalidAnswer(frozen[0], message, dict.fromkeys(frozen, message))
 
 
-def _refuse_unless_answerable(initiative: Initiative, gate_id: str, open_review: Review | None) -> None:
+def _refuse_unless_answerable(
+    initiative: Initiative, page: PageOfAnswers, open_review: Review | None
+) -> None:
     refuse_if_retired(initiative)
-    refuse_while_under_review(initiative.ref, gate_id, open_review)
+    refuse_while_under_review(initiative.ref, page.gate_id, open_review)
 
 
 def refuse_if_retired(initiative: Initiative) -> None:
@@ -436,12 +443,27 @@ def check_link(url: str) -> str:
 
 
 def add_link(
-    uow: UnitOfWork, ref: str, gate_id: str, url: str, title: str, author_id: str, now: datetime
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    ref: str,
+    gate_id: str,
+    url: str,
+    title: str,
+    author_id: str,
+    now: datetime,
 ) -> EvidenceLink:
-    """Attach an evidence link (a document, a dashboard, a ticket) to a gate."""
+    """Attach an evidence link (a document, a dashboard, a ticket) to a gate, as a
+    questionnaire page's link is: refused where that page would be.
+
+    Raises:
+        UnknownInitiative, UnknownGate, InvalidAnswer (not an http(s) URL), InvalidTransition.
+    """
+    page = check_page(pipeline, ref, gate_id, {}, author_id, now)
     checked = check_link(url)
     with uow:
-        uow.initiatives.get(ref)
+        uow.initiatives.touch([ref])  # as in ``answer``: a link is evidence too
+        initiative, open_review = uow.reviews.initiative_with_open_review(ref)
+        _refuse_unless_answerable(initiative, page, open_review)
         link = _record_link(uow, ref, gate_id, checked, title, author_id, now)
         uow.commit()
     return link
@@ -641,7 +663,7 @@ def submit(
             uow.commit()
             return review
 
-    return _retrying(attempt)
+    return retrying(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,7 +771,7 @@ def decide(
                 uow.commit()
             return outcome
 
-    return _retrying(attempt)
+    return retrying(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -829,13 +851,15 @@ def decide_many(
                     touched[request.review_id] = review
                 results.append(outcome)
             uow.reviews.save_many(list(touched.values()))
-            for review in touched.values():
+            # In ref order, as questionnaire pages lock them (``touch``): never each waiting
+            # for a row the other holds.
+            for review in sorted(touched.values(), key=lambda closed: closed.initiative_ref):
                 if not review.is_open:
                     uow.initiatives.save(initiatives[review.initiative_ref])
             uow.commit()
             return results
 
-    return _retrying(attempt)
+    return retrying(attempt)
 
 
 def _decide_one(
@@ -922,22 +946,32 @@ def _audit_refusal(
 
 def withdraw(uow: UnitOfWork, ref: str, user_id: str, now: datetime) -> Review:
     """Withdraw the open review; only its submitter or the initiative's owner may."""
-    with uow:
-        initiative, review = uow.reviews.initiative_with_open_review(ref)
-        if review is None:
-            raise InvalidTransition(f"{ref} has no open review to withdraw.")
-        if user_id not in (review.submitted_by, initiative.owner_id):
-            raise InvalidTransition("Only the person who submitted the review or the owner can withdraw it.")
-        review.withdraw(now)
-        initiative.back_to_team(now)
-        uow.reviews.save(review)
-        uow.initiatives.save(initiative)
-        _audit_withdrawn(uow, user_id, ref, review, now)
-        uow.outbox.put(
-            "review.withdrawn", {"review": review.id, "ref": ref}, now, dedupe_key=f"withdrawn:{review.id}"
-        )
-        uow.commit()
-    return review
+
+    def attempt() -> Review:
+        with uow:
+            initiative, review = uow.reviews.initiative_with_open_review(ref)
+            if review is None:
+                raise InvalidTransition(f"{ref} has no open review to withdraw.")
+            if user_id not in (review.submitted_by, initiative.owner_id):
+                raise InvalidTransition(
+                    "Only the person who submitted the review or the owner can withdraw it."
+                )
+            review.withdraw(now)
+            initiative.back_to_team(now)
+            uow.reviews.save(review)
+            uow.initiatives.save(initiative)
+            _audit_withdrawn(uow, user_id, ref, review, now)
+            uow.outbox.put(
+                "review.withdrawn",
+                {"review": review.id, "ref": ref},
+                now,
+                dedupe_key=f"withdrawn:{review.id}",
+            )
+            uow.commit()
+            return review
+
+    # A questionnaire page saved meanwhile moves the initiative's version on (``touch``).
+    return retrying(attempt)
 
 
 def _audit_withdrawn(uow: UnitOfWork, user_id: str, ref: str, review: Review, now: datetime) -> None:
@@ -973,22 +1007,30 @@ def retire(
 ) -> Initiative:
     """Retire an initiative (its owner or a steward, as for ``hold``); an open review is
     withdrawn first, so no approver acts on it."""
-    with uow:
-        initiative, review = uow.reviews.initiative_with_open_review(ref)
-        _may_change(initiative, user_id, steward, "retire it")
-        initiative.retire(reason, now)
-        if review is not None:
-            review.withdraw(now)
-            uow.reviews.save(review)
-            # The hash-chained log says the review closed, as when it is withdrawn by itself.
-            _audit_withdrawn(uow, user_id, ref, review, now)
-        uow.initiatives.save(initiative)
-        uow.audit.append(user_id, "initiative.retired", ref, {"reason": reason.strip()}, now)
-        uow.outbox.put(
-            "initiative.retired", {"ref": ref, "reason": reason.strip()}, now, dedupe_key=f"retired:{ref}"
-        )
-        uow.commit()
-    return initiative
+
+    def attempt() -> Initiative:
+        with uow:
+            initiative, review = uow.reviews.initiative_with_open_review(ref)
+            _may_change(initiative, user_id, steward, "retire it")
+            initiative.retire(reason, now)
+            if review is not None:
+                review.withdraw(now)
+                uow.reviews.save(review)
+                # The hash-chained log says the review closed, as when it is withdrawn by itself.
+                _audit_withdrawn(uow, user_id, ref, review, now)
+            uow.initiatives.save(initiative)
+            uow.audit.append(user_id, "initiative.retired", ref, {"reason": reason.strip()}, now)
+            uow.outbox.put(
+                "initiative.retired",
+                {"ref": ref, "reason": reason.strip()},
+                now,
+                dedupe_key=f"retired:{ref}",
+            )
+            uow.commit()
+            return initiative
+
+    # A page saved meanwhile conflicts (``touch``): tried again, the retirement comes after it.
+    return retrying(attempt)
 
 
 def set_role_holders(
@@ -1174,16 +1216,19 @@ class _StatusChange:
 def _change_status(
     uow: UnitOfWork, ref: str, user_id: str, status: _StatusChange, now: datetime, steward: bool
 ) -> Initiative:
-    with uow:
-        initiative = uow.initiatives.get(ref)
-        _may_change(initiative, user_id, steward, status.what)
-        status.change(initiative)
-        uow.initiatives.save(initiative)
-        uow.audit.append(user_id, status.action, ref, {"reason": status.reason}, now)
-        # The card shows the status and its reason; a redraw already waiting shows it as well.
-        uow.outbox.put(status.action, {"ref": ref}, now, merge_key=f"card:{ref}")
-        uow.commit()
-    return initiative
+    def attempt() -> Initiative:
+        with uow:
+            initiative = uow.initiatives.get(ref)
+            _may_change(initiative, user_id, steward, status.what)
+            status.change(initiative)
+            uow.initiatives.save(initiative)
+            uow.audit.append(user_id, status.action, ref, {"reason": status.reason}, now)
+            # The card shows the status and its reason; a redraw already waiting shows it as well.
+            uow.outbox.put(status.action, {"ref": ref}, now, merge_key=f"card:{ref}")
+            uow.commit()
+            return initiative
+
+    return retrying(attempt)  # a page saved meanwhile moved the version on (``touch``)
 
 
 def _may_change(initiative: Initiative, user_id: str, steward: bool, what: str) -> None:
@@ -1193,8 +1238,10 @@ def _may_change(initiative: Initiative, user_id: str, steward: bool, what: str) 
         )
 
 
-def _retrying(attempt: Callable[[], T], tries: int = 3) -> T:
-    """Run ``attempt`` again when it lost a race; each try reloads everything it reads."""
+def retrying(attempt: Callable[[], T], tries: int = 3) -> T:
+    """Run ``attempt`` again when it lost a race (``ConcurrentUpdate``); each try reloads
+    everything it reads. A save of an initiative loses one to any questionnaire page saved
+    after it was read (``InitiativeRepository.touch``)."""
     for remaining in range(tries - 1, -1, -1):
         try:
             return attempt()

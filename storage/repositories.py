@@ -130,6 +130,30 @@ class SqlInitiativeRepository:
         initiative.version += 1
 
     @guarded
+    def touch(self, refs: Sequence[str]) -> None:
+        """Move on the row version of each of ``refs`` that exists, holding its row lock until
+        commit (``gates.ports.InitiativeRepository.touch``).
+
+        A questionnaire page checks that its gate is not under review and the initiative not
+        retired, then writes answers but not the initiative's row, which is all a submission or
+        a retirement checks (its version). On PostgreSQL at READ COMMITTED the two then never
+        met: a review opened on "no personal data", sponsor only, while a page saving "yes" was
+        on its way into the gate it froze. Touched first, the row makes the later of the two
+        wait for the earlier: a page reads the review or the retirement once committed, and a
+        submission or retirement that read before the page fails its save and is tried again.
+        """
+        # One statement per initiative, in ref order: writers touching the same initiatives
+        # lock them in one order, so one waits for the other instead of deadlocking. Pipelined
+        # on PostgreSQL (one round trip); each still runs, and waits, in turn.
+        wanted = sorted(set(refs))
+        if not wanted:
+            return
+        touched = _TOUCH_INITIATIVE.all_many(self._session.connection(), [{"p_ref": ref} for ref in wanted])
+        for ref, rows in zip(wanted, touched, strict=True):
+            if rows:
+                self._ids[ref] = rows[0]["id"]
+
+    @guarded
     def next_ref(self) -> str:
         """A ref never handed out before (the counter rolls back with the transaction)."""
         return format_ref(bump_counter(self._session, INITIATIVE_REF_COUNTER), self._ref_prefix)
@@ -341,6 +365,12 @@ _SAVE_INITIATIVE = (
     update(initiatives)
     .where(initiatives.c.ref == bindparam("p_ref"), initiatives.c.version == bindparam("p_version"))
     .values(version=initiatives.c.version + 1)
+)
+_TOUCH_INITIATIVE = Prepared(
+    update(initiatives)
+    .where(initiatives.c.ref == bindparam("p_ref"))
+    .values(version=initiatives.c.version + 1)
+    .returning(initiatives.c.id)
 )
 # Read on every status reply and Submit for review (``storage.prepared``).
 HOLDERS = Prepared(

@@ -73,6 +73,7 @@ def seeded(data_dir: Path) -> Iterator[Seeded]:
             start + timedelta(hours=1),
         )
         usecases.add_link(
+            pipeline,
             services.uow(),
             approved.ref,
             "intake",

@@ -103,6 +103,12 @@ class FakeInitiatives(_Part):
         initiative.version += 1
         self._state.initiatives[initiative.ref] = copy.deepcopy(initiative)
 
+    def touch(self, refs: Sequence[str]) -> None:
+        for ref in refs:
+            stored = self._state.initiatives.get(ref)
+            if stored is not None:
+                stored.version += 1
+
     def next_ref(self) -> str:
         return format_ref(len(self._state.initiatives) + 1)
 

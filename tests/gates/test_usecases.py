@@ -211,11 +211,13 @@ def test_a_retired_initiative_takes_no_answers(
 def test_evidence_links_are_checked_and_audited(
     two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:
-    link = usecases.add_link(uow, registered, "intake", "<https://wiki.x/dpia|DPIA>", "", OWNER, NOW)
+    link = usecases.add_link(
+        two_gates, uow, registered, "intake", "<https://wiki.x/dpia|DPIA>", "", OWNER, NOW
+    )
     assert (link.url, link.title) == ("https://wiki.x/dpia", "https://wiki.x/dpia")
     assert uow.audit_actions[-1] == "evidence.linked"
     with pytest.raises(InvalidAnswer):
-        usecases.add_link(uow, registered, "intake", "not a link", "", OWNER, NOW)
+        usecases.add_link(two_gates, uow, registered, "intake", "not a link", "", OWNER, NOW)
 
 
 def test_a_page_sent_twice_with_its_link_lists_the_link_once(

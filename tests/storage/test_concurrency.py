@@ -7,14 +7,16 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from gates import usecases
-from gates.errors import ConcurrentUpdate
-from gates.lifecycle import DecisionKind, ReviewStatus, Status
+from gates.errors import ConcurrentUpdate, InvalidTransition
+from gates.lifecycle import DecisionKind, Review, ReviewStatus, Status, evidence_hash
 from gates.ports import AnswerVersion
 from storage import Database, verify_audit
 from storage.repositories import SqlAnswerRepository
@@ -281,3 +283,155 @@ def test_two_page_writers_meeting_the_same_initiatives_in_opposite_orders_both_c
                 [100, 200],
                 [200, 100],
             )
+
+
+# -- a questionnaire page against a submission or a retirement, one held at its commit ------------
+#
+# PostgreSQL only: SQLite takes its write lock at BEGIN, so two writers never interleave. Each
+# test holds one transaction at its commit, everything read and written, and lets the other run
+# until it returns or waits for a row the held one has locked: the interleaving that READ
+# COMMITTED allows, made certain instead of left to chance.
+
+
+class HeldAtCommit:
+    """A commit hook that holds the transaction at commit until ``release`` is set; ``pid`` is
+    its PostgreSQL backend, for ``blocked_by``."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        self.pid = 0
+
+    def before_commit(self, session: Session) -> None:
+        self.pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        self.reached.set()
+        assert self.release.wait(30), "never released"
+
+    def after_commit(self) -> None:
+        pass
+
+
+def blocked_by(database: Database, pid: int) -> bool:
+    """Whether some transaction waits for a lock the backend ``pid`` holds."""
+    with database.session(read_only=True) as session:
+        waiting = session.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+            {"pid": pid},
+        ).scalar_one()
+    return bool(waiting)
+
+
+def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def while_held_at_commit(
+    database: Database, held: Callable[[SqlUnitOfWork], object], other: Callable[[], object]
+) -> tuple[object, object]:
+    """``held`` runs until its commit; then ``other`` runs until it returns or waits for a lock
+    ``held`` took; then ``held`` commits. Returns what each returned or raised."""
+    hook = HeldAtCommit()
+    first, first_outcome = in_thread(lambda: held(database.uow(hook=hook)))
+    try:
+        assert hook.reached.wait(30), first_outcome
+        second, second_outcome = in_thread(other)
+        deadline = time.monotonic() + 30
+        while second.is_alive() and not blocked_by(database, hook.pid):
+            assert time.monotonic() < deadline, "the other transaction neither finished nor waited"
+            time.sleep(0.01)
+    finally:
+        hook.release.set()
+        first.join(30)
+    second.join(30)
+    return first_outcome[0], second_outcome[0]
+
+
+PERSONAL_DATA = {"personal_data": "yes", "dpia": "https://wiki.example.com/dpia"}
+
+
+def save_page(writer: str, uow: SqlUnitOfWork, ref: str) -> object:
+    """A teammate's intake page, saved as ``answer`` or as the page writer does (``answer_many``)."""
+    if writer == "answer":
+        return usecases.answer(pipeline(), uow, ref, "intake", PERSONAL_DATA, "UTEAMMATE", LATER)
+    page = usecases.check_page(pipeline(), ref, "intake", PERSONAL_DATA, "UTEAMMATE", LATER)
+    [outcome] = usecases.answer_many(uow, [page])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("held", ["page", "submission"])
+@pytest.mark.parametrize("writer", ["answer", "answer_many"])
+def test_a_page_saved_as_its_gate_is_submitted_is_in_the_review_or_refused(
+    postgres_database: Database, writer: str, held: str
+) -> None:
+    """A teammate saves "personal data: yes" as the owner submits the intake. Committed in
+    either order, the review covers exactly the evidence it was submitted on: the page is in it
+    (and the DPO must approve), or the page is refused because the gate is under review. Before,
+    the review opened on "no personal data", sponsor only, and the "yes" landed in it after."""
+    database = postgres_database
+    ref = register(database)  # no personal data: the intake needs the sponsor only
+    submitting = lambda uow: usecases.submit(pipeline(), uow, ref, OWNER, LATER + timedelta(seconds=1))  # noqa: E731
+    if held == "page":
+        page, review = while_held_at_commit(
+            database, lambda uow: save_page(writer, uow, ref), lambda: submitting(database.uow())
+        )
+    else:
+        review, page = while_held_at_commit(
+            database, submitting, lambda: save_page(writer, database.uow(), ref)
+        )
+    assert isinstance(review, Review), review
+
+    evidence = usecases.evidence_as_submitted(database.uow(read_only=True), review.id)
+    values = {qid: version.value for qid, version in evidence.answers.items()}
+    links = [(link.url, link.title) for link in evidence.links]
+    assert evidence_hash(values, links) == review.evidence_hash, "the review's evidence changed under it"
+    with database.uow(read_only=True) as uow:
+        now = {qid: version.value for qid, version in uow.answers.current(ref).items()}
+    assert now == values
+    if held == "page":  # committed first: the submission, tried again, saw it
+        assert not isinstance(page, Exception), page
+        assert sorted(need.role for need in review.requirements) == ["dpo", "sponsor"]
+    else:  # committed second: it waited for the submission, then found the gate frozen
+        assert isinstance(page, InvalidTransition) and "frozen" in str(page), page
+        assert now["personal_data"] == "no"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("held", ["page", "retirement"])
+def test_no_answer_changes_after_the_initiative_is_retired(postgres_database: Database, held: str) -> None:
+    """A page saved as the owner retires the initiative: recorded before the retirement, or
+    refused. Before, a page that had read the initiative as active committed after the
+    retirement, changing a retired initiative's answers."""
+    database = postgres_database
+    ref = register(database)
+    saving = lambda uow: usecases.answer(  # noqa: E731
+        pipeline(), uow, ref, "intake", {"problem": "Invoices are matched by two people"}, "UTEAMMATE", LATER
+    )
+    retiring = lambda uow: usecases.retire(uow, ref, OWNER, "No longer needed", LATER)  # noqa: E731
+    if held == "page":
+        page, retired = while_held_at_commit(database, saving, lambda: retiring(database.uow()))
+    else:
+        retired, page = while_held_at_commit(database, retiring, lambda: saving(database.uow()))
+
+    assert not isinstance(retired, Exception), retired
+    with database.uow(read_only=True) as uow:
+        assert uow.initiatives.get(ref).status is Status.RETIRED
+        actions = [entry.action for entry in uow.audit.timeline(ref)]
+    after = actions[actions.index("initiative.retired") :]
+    assert "answers.recorded" not in after, actions
+    if held == "page":
+        assert not isinstance(page, Exception) and "answers.recorded" in actions, page
+    else:
+        assert isinstance(page, InvalidTransition) and "retired" in str(page), page

@@ -12,6 +12,7 @@
         ├── InvalidAnswer              an answer does not fit its question (type, option, range)
         ├── NotReady                   blocking criteria unmet or required answers missing
         ├── InvalidTransition          the initiative's status does not allow the action
+        │   └── GateDecided            answers to a gate the initiative has already moved past
         ├── ReviewAlreadyOpen          a review for this gate is already open
         └── DecisionRefused
             ├── NotAnApprover          the user holds no role the review still needs
@@ -127,6 +128,22 @@ class NotReady(GateError):
 
 class InvalidTransition(GateError):
     """The initiative's current status does not allow the action."""
+
+
+class GateDecided(InvalidTransition):
+    """Answers (or an evidence link) for a gate the initiative has already moved past: that
+    gate was decided on its answers, which later gates' rules may read (the pilot's DPIA is
+    required because the intake said personal data), so they can no longer change. A form
+    opened before the decision and saved after it is the usual way here."""
+
+    def __init__(self, ref: str, gate_id: str, stage: str) -> None:
+        self.ref = ref
+        self.gate_id = gate_id
+        self.stage = stage
+        super().__init__(
+            f"The {gate_id} gate of {ref} has been decided ({ref} is now in the {stage} stage), "
+            "so its answers can no longer change."
+        )
 
 
 class NotPermitted(GateError):

@@ -21,6 +21,7 @@ from gates.answers import AnswerValue, coerce, fingerprint
 from gates.errors import (
     ConcurrentUpdate,
     DecisionRefused,
+    GateDecided,
     GateError,
     InvalidAnswer,
     InvalidTransition,
@@ -167,6 +168,9 @@ class PageOfAnswers:
     read_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Per other gate, this page's questions that gate's rules read (``gate_inputs``): frozen
     while that gate is under review."""
+    decided_in: frozenset[str] = frozenset()
+    """The stages after the one this gate leads out of: an initiative there has passed the gate,
+    which was decided on these answers (``decided_stages``)."""
 
 
 def sponsor_question(pipeline: CompiledPipeline) -> str | None:
@@ -178,6 +182,18 @@ def owner_question(pipeline: CompiledPipeline) -> str | None:
     """The intake's person question that names the owner at registration, if any
     (``Pipeline.owner_question_id``); without one, whoever registers owns the initiative."""
     return pipeline.model.owner_question_id
+
+
+def decided_stages(pipeline: CompiledPipeline, gate_id: str) -> frozenset[str]:
+    """The stages in which ``gate_id`` has been decided: those after the stage it leads out of.
+
+    Its answers are then the evidence it was decided on, and later gates' rules read them (a
+    pilot requires a DPIA because the intake said personal data), so they no longer change. The
+    gates ahead of the initiative stay open: a team may prepare the next questionnaire early.
+    """
+    stages = pipeline.model.stages
+    gate = _gate(pipeline, gate_id)
+    return frozenset(stages[stages.index(gate.from_) + 1 :]) if gate.from_ in stages else frozenset()
 
 
 def check_page(
@@ -224,6 +240,7 @@ def check_page(
         sponsor if sponsor in typed else None,
         steward,
         {other: questions for other, questions in read_by.items() if questions},
+        decided_stages(pipeline, gate_id),
     )
 
 
@@ -244,7 +261,8 @@ def answer(
     ``link`` (url, title) is an evidence link attached in the same transaction.
 
     Raises:
-        UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition.
+        UnknownInitiative, UnknownGate, UnknownQuestion, InvalidAnswer, InvalidTransition
+        (GateDecided: the initiative has moved past this gate).
     """
     page = check_page(pipeline, ref, gate_id, answers, author_id, now, link)
     with uow:
@@ -266,10 +284,10 @@ def answer(
 
 def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerResult | GateError]:
     """Record several checked pages in one transaction, each as ``answer`` would (without
-    readiness). A page refused by the state it finds (retired, under review, unknown, a sponsor
-    its author may not change) gets its error in its place and writes nothing; the others are
-    recorded. The initiatives, their open reviews and their current answers are read once for
-    the whole batch.
+    readiness). A page refused by the state it finds (retired, under review, a gate already
+    decided, unknown, a sponsor its author may not change) gets its error in its place and writes
+    nothing; the others are recorded. The initiatives, their open reviews and their current
+    answers are read once for the whole batch.
 
     Raises:
         anything else the database raises: then nothing of the batch is recorded.
@@ -412,6 +430,10 @@ def _refuse_unless_answerable(
     initiative: Initiative, page: PageOfAnswers, open_review: Review | None
 ) -> None:
     refuse_if_retired(initiative)
+    # A form opened before its gate was decided and saved after (Slack keeps a modal open for
+    # as long as the person likes) would otherwise change the evidence of a decided gate.
+    if initiative.stage in page.decided_in:
+        raise GateDecided(initiative.ref, page.gate_id, initiative.stage)
     refuse_while_under_review(initiative.ref, page.gate_id, open_review)
 
 

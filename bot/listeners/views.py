@@ -22,7 +22,7 @@ from bot.bootstrap import Services
 from bot.listeners.common import ack_once_saved, store_before_ack, workspace_of
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
-from gates.errors import GateError, InvalidAnswer
+from gates.errors import GateDecided, GateError, InvalidAnswer
 from gates.lifecycle import DecisionKind, Initiative
 from gates.loader import CompiledPipeline
 
@@ -49,6 +49,14 @@ def _errors_for(error: GateError, fallback_block: str) -> dict[str, str]:
     """Modal errors for ``error``: on each question it names, else on ``fallback_block``."""
     if isinstance(error, InvalidAnswer):
         return {ids.question_block_id(q): _fit(m or str(error)) for q, m in error.problems.items()}
+    if isinstance(error, GateDecided):
+        # Nothing on this form can be saved any more: say where the questionnaire that can be is.
+        return {
+            fallback_block: _fit(
+                f"The {error.gate_id} gate was decided while this form was open, so nothing was saved. "
+                "Open the questionnaire again from the initiative's card."
+            )
+        }
     return {fallback_block: _fit(str(error))}
 
 

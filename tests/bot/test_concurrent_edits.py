@@ -1,7 +1,8 @@
 """Two people with the same questionnaire page open: each save records only what that person
 changed. Slack sends back every field of the form, the ones left as they were shown too, so
 without this the later save would silently put back the answers it showed over the ones saved
-meanwhile, and the history would credit them to the wrong person."""
+meanwhile, and the history would credit them to the wrong person. And a form left open while
+its gate was decided saves nothing."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.ports import AnswerVersion
 from tests.bot.scenario import Workspace, running_workspace
-from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register
+from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register, request_dm, submit
 
 TEAMMATE = "U0TEAMMAT"
 
@@ -127,3 +128,39 @@ def test_an_answer_that_no_longer_fits_is_cleared_once_and_nothing_else_is_put_b
     assert answers["target_outcome"] == "Same-week repairs in 95% of cases."
     assert authors(ws, ref, "business_area") == [OWNER, OWNER, TEAMMATE]
     assert authors(ws, ref, "primary_kpi") == [OWNER, TEAMMATE]
+
+
+def test_a_form_left_open_while_its_gate_was_decided_saves_nothing(workspace: Workspace) -> None:
+    """The intake page asking about personal data, opened before the intake was approved and
+    saved after: the approved answer would change, and with it what the pilot requires (the
+    privacy officer's approval), with no error. Refused inside the form instead."""
+    ws = workspace
+    usecases.set_role_holders(
+        ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN01", ws.clock()
+    )
+    ref = register(ws)
+    stale = open_questionnaire(ws, OWNER)
+    personal_data = ids.question_block_id("personal_data")
+    while personal_data not in str(stale["blocks"]):
+        stale = ws.submit_view(OWNER, stale, {}).json()["view"]
+    submit(ws, ref)
+    ws.deliver()
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.deliver()
+    with ws.services.read_uow() as uow:
+        assert uow.initiatives.get(ref).stage == "poc"
+        recorded = len(uow.answers.history(ref))
+
+    response = ws.submit_view(OWNER, stale, {personal_data: "yes"})
+
+    assert response.status == 200, response.text
+    body = response.json()
+    assert body["response_action"] == "errors", body
+    [message] = body["errors"].values()
+    assert message.startswith("The intake gate was decided while this form was open, so nothing was saved.")
+    assert "questionnaire again from the initiative's card" in message
+    with ws.services.read_uow() as uow:
+        assert len(uow.answers.history(ref)) == recorded
+    assert current(ws, ref)["personal_data"] == "no"
+    pilot = usecases.check_readiness(ws.services.pipeline, ws.services.read_uow(), ref)
+    assert pilot.gate_id == "pilot" and "privacy" not in [need.role for need in pilot.approvals]

@@ -123,7 +123,7 @@ def test_html_and_links_typed_in_answers_and_reasons_render_as_the_literal_text(
     ref = registered(services, {**INTAKE, "primary_kpi": EVIL_KPI})
     review_id = submitted(services, ref)
     usecases.decide(
-        services.pipeline, services.uow(), review_id, SPONSOR, DecisionKind.APPROVE, EVIL_REASON,
+        services.pipeline, services.uow(), review_id, SPONSOR, DecisionKind.REQUEST_CHANGES, EVIL_REASON,
         T0 + timedelta(days=1),
     )  # fmt: skip
     changed = "# Heading? - no: `code` _and_ ~~struck~~ | pipe & <b>bold</b>"
@@ -166,7 +166,7 @@ def entry(review: dict[str, Any], question: str) -> dict[str, Any]:
     return next(e for e in review["answers_as_submitted"] if e["question"] == question)
 
 
-def test_an_approved_review_shows_the_answers_it_was_decided_on_and_marks_what_changed_since(
+def test_a_review_sent_back_shows_the_answers_it_was_decided_on_and_marks_what_changed_since(
     services: Services,
 ) -> None:
     ref = registered(services)
@@ -175,9 +175,13 @@ def test_an_approved_review_shows_the_answers_it_was_decided_on_and_marks_what_c
         services.pipeline, services.uow(), ref, "pilot", {"poc_findings": "Early look: promising"}, OWNER,
         T0 + timedelta(minutes=30),
     )  # fmt: skip
-    review_id = approved(services, ref)
-    # After the intake gate passed, the team edits answers (allowed: only an open review's gate
-    # is frozen), answers a question the review was decided without, and rewrites the pilot answer.
+    review_id = submitted(services, ref)
+    usecases.decide(
+        services.pipeline, services.uow(), review_id, SPONSOR, DecisionKind.REQUEST_CHANGES,
+        "Say which KPI and whether personal data is involved", T0 + timedelta(days=1),
+    )  # fmt: skip
+    # The team does what was asked (an approved gate's answers no longer change): edits answers,
+    # answers a question the review was decided without, and rewrites the pilot answer.
     later = T0 + timedelta(days=10)
     usecases.answer(
         services.pipeline, services.uow(), ref, "intake",
@@ -189,7 +193,7 @@ def test_an_approved_review_shows_the_answers_it_was_decided_on_and_marks_what_c
 
     data, text = pack(services, ref)
     review = data["reviews"][0]
-    assert review["id"] == review_id and review["status"] == "approved"
+    assert review["id"] == review_id and review["status"] == "changes_requested"
     assert entry(review, "personal_data") | {"display": None} == {
         "gate": "intake",
         "question": "personal_data",

@@ -10,6 +10,7 @@ from gates import usecases
 from gates.errors import (
     AlreadyDecided,
     ConcurrentUpdate,
+    GateDecided,
     InvalidAnswer,
     InvalidTransition,
     NotAnApprover,
@@ -685,20 +686,19 @@ def test_show_gathers_answers_history_reviews_timeline_and_readiness(
 
 
 def test_show_keeps_the_answers_each_closed_review_was_submitted_with(
-    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str, in_pilot_review: int
+    two_gates: CompiledPipeline, uow: FakeUnitOfWork, registered: str
 ) -> None:
-    intake_review = next(
-        r.id for r in usecases.show(two_gates, uow, registered).reviews if r.gate_id == "intake"
-    )
-    assert intake_review is not None
+    sent_back = submit(two_gates, uow, registered)
+    usecases.decide(two_gates, uow, sent_back, SPONSOR, CHANGES, "Say how long triage takes now", NOW)
     usecases.answer(two_gates, uow, registered, "intake", {"problem": "Claims take 12 days"}, OWNER, LATER)
+    submit(two_gates, uow, registered)
     view = usecases.show(two_gates, uow, registered)
     assert view.answers["problem"].value == "Claims take 12 days"
-    # The open pilot review's gate is frozen: only the closed intake review has answers of then.
-    assert set(view.as_submitted) == {intake_review}
-    then = view.as_submitted[intake_review]
+    # The open review's gate is frozen: only the review sent back has answers of then.
+    assert set(view.as_submitted) == {sent_back}
+    then = view.as_submitted[sent_back]
     assert then["problem"].value == INTAKE["problem"]
-    assert then == usecases.evidence_as_submitted(uow, intake_review).answers
+    assert then == usecases.evidence_as_submitted(uow, sent_back).answers
 
 
 def test_answer_readiness_is_computed_from_exactly_what_was_recorded(
@@ -867,22 +867,81 @@ gates:
 """
 
 
-def test_an_earlier_answer_the_gate_under_review_reads_is_frozen_with_it(uow: FakeUnitOfWork) -> None:
-    """Changed mid-review, it would change what the review requires after its approvers were
-    asked: here a sponsor's approval alone let personal data into the pilot."""
+def test_the_answers_of_a_gate_already_decided_no_longer_change(uow: FakeUnitOfWork) -> None:
+    """A form opened before the intake was approved and saved after it would change the evidence
+    the intake was decided on, and what the pilot requires: here "no personal data" after the
+    fact, and the pilot no longer needs its DPIA nor the DPO."""
     pipeline = build(CROSS_GATE)
     ref = usecases.register(
-        pipeline, uow, name="x", owner_id=OWNER, answers={"personal_data": "no"}, actor_id=OWNER, now=NOW
+        pipeline, uow, name="x", owner_id=OWNER, answers={"personal_data": "yes"}, actor_id=OWNER, now=NOW
     ).ref
     first = usecases.submit(pipeline, uow, ref, OWNER, NOW)
     usecases.decide(pipeline, uow, first.id, "USPONSOR", APPROVE, None, NOW)
-    usecases.submit(pipeline, uow, ref, OWNER, NOW)
-    with pytest.raises(InvalidAnswer, match=r"The pilot review of .* depends on this answer"):
-        usecases.answer(pipeline, uow, ref, "intake", {"personal_data": "yes"}, OWNER, LATER)
-    page = usecases.check_page(pipeline, ref, "intake", {"personal_data": "yes", "notes": "x"}, OWNER, LATER)
+    recorded = len(uow.stored_answers(ref))
+
+    with pytest.raises(GateDecided, match=r"The intake gate of AI-0001 has been decided .*poc stage"):
+        usecases.answer(pipeline, uow, ref, "intake", {"personal_data": "no"}, OWNER, LATER)
+    page = usecases.check_page(pipeline, ref, "intake", {"personal_data": "no", "notes": "x"}, OWNER, LATER)
     [refused] = usecases.answer_many(uow, [page])
-    assert isinstance(refused, InvalidAnswer) and set(refused.problems) == {"personal_data"}
-    # An answer the pilot does not read may change; once the review is withdrawn, any may.
-    usecases.answer(pipeline, uow, ref, "intake", {"notes": "context"}, OWNER, LATER)
+    assert isinstance(refused, GateDecided)
+    with pytest.raises(GateDecided):
+        usecases.add_link(pipeline, uow, ref, "intake", "https://wiki.example.com/x", "", OWNER, LATER)
+    assert len(uow.stored_answers(ref)) == recorded and uow.committed.links == []
+    assert [q.id for q in usecases.check_readiness(pipeline, uow, ref).missing] == ["dpia"]
+
+    # The gate the initiative works towards takes answers, and a pilot review withdrawn does
+    # not reopen the intake.
+    usecases.answer(pipeline, uow, ref, "pilot", {"dpia": "https://wiki.example.com/dpia"}, OWNER, LATER)
+    usecases.submit(pipeline, uow, ref, OWNER, LATER)
     usecases.withdraw(uow, ref, OWNER, LATER)
-    usecases.answer(pipeline, uow, ref, "intake", {"personal_data": "yes"}, OWNER, LATER)
+    with pytest.raises(GateDecided):
+        usecases.answer(pipeline, uow, ref, "intake", {"notes": "context"}, OWNER, LATER)
+
+
+FORWARD_READ = """
+version: 1
+stages: [idea, poc, pilot]
+roles:
+  sponsor: {slack_users: [USPONSOR]}
+  dpo: {slack_users: [UDPO]}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - {id: problem, label: Problem, type: text, required: true}
+    approvals:
+      - {role: sponsor}
+      - {role: dpo, when: 'answers.hosting == "external"'}
+  - id: pilot
+    from: poc
+    to: pilot
+    questions:
+      - {id: hosting, label: Hosting, type: choice, options: [internal, external]}
+      - {id: notes, label: Notes, type: text}
+    approvals:
+      - {role: sponsor}
+"""
+
+
+def test_an_answer_of_a_later_gate_the_gate_under_review_reads_is_frozen_with_it(
+    uow: FakeUnitOfWork,
+) -> None:
+    """A later gate's questionnaire may be prepared early, but an answer there that the gate
+    under review reads would change what the review requires after its approvers were asked:
+    here external hosting after a sponsor alone was asked, without the DPO."""
+    pipeline = build(FORWARD_READ)
+    ref = usecases.register(
+        pipeline, uow, name="x", owner_id=OWNER, answers={"problem": "Slow"}, actor_id=OWNER, now=NOW
+    ).ref
+    usecases.answer(pipeline, uow, ref, "pilot", {"hosting": "internal"}, OWNER, NOW)
+    usecases.submit(pipeline, uow, ref, OWNER, NOW)
+    with pytest.raises(InvalidAnswer, match=r"The intake review of .* depends on this answer"):
+        usecases.answer(pipeline, uow, ref, "pilot", {"hosting": "external"}, OWNER, LATER)
+    page = usecases.check_page(pipeline, ref, "pilot", {"hosting": "external", "notes": "x"}, OWNER, LATER)
+    [refused] = usecases.answer_many(uow, [page])
+    assert isinstance(refused, InvalidAnswer) and set(refused.problems) == {"hosting"}
+    # An answer the intake does not read may change; once the review is withdrawn, any may.
+    usecases.answer(pipeline, uow, ref, "pilot", {"notes": "context"}, OWNER, LATER)
+    usecases.withdraw(uow, ref, OWNER, LATER)
+    usecases.answer(pipeline, uow, ref, "pilot", {"hosting": "external"}, OWNER, LATER)

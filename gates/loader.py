@@ -79,21 +79,69 @@ class CompiledPipeline:
         return frozenset(ref for condition in self.conditions.values() for ref in condition.answer_refs)
 
     @cached_property
+    def show_if_inputs(self) -> frozenset[str] | None:
+        """The question ids show_ifs read, or None when one reads the answers as a whole."""
+        conditions = [self.condition(q.show_if) for q in self.questions.values() if q.show_if]
+        if any(condition.reads_all_answers for condition in conditions):
+            return None
+        return frozenset(ref for condition in conditions for ref in condition.answer_refs)
+
+    @cached_property
     def gate_inputs(self) -> dict[str, frozenset[str] | None]:
         """Per gate, the question ids its rules read (show_if, required_if, criteria, risk tiers,
         approvals' when), or None when one of them reads the answers as a whole. While a gate is
-        under review, these answers decide what it requires, so they are frozen with its own."""
+        under review, these answers decide what it requires, so they are frozen with its own.
+
+        A hidden question's answer does not count, so the show_if of every question read is an
+        input too (and, in turn, the show_if of the questions that one reads)."""
         found: dict[str, frozenset[str] | None] = {}
         for gate in self.model.gates:
             sources = [q.show_if for q in gate.questions] + [q.required_if for q in gate.questions]
             sources += [c.rule for c in gate.criteria] + [r.when for r in gate.risk_tier]
             sources += [a.when for a in gate.approvals]
             conditions = [self.condition(source) for source in sources if source]
+            inputs = {ref for c in conditions for ref in c.answer_refs}
+            frontier = list(inputs)
+            while frontier:
+                question = self.questions.get(frontier.pop())
+                if question is None or question.show_if is None:
+                    continue
+                condition = self.condition(question.show_if)
+                conditions.append(condition)
+                frontier += condition.answer_refs - inputs
+                inputs |= condition.answer_refs
             if any(condition.reads_all_answers for condition in conditions):
                 found[gate.id] = None
             else:
-                found[gate.id] = frozenset(ref for c in conditions for ref in c.answer_refs)
+                found[gate.id] = frozenset(inputs)
         return found
+
+    @cached_property
+    def visibility_rounds(self) -> tuple[tuple[Question, ...], ...]:
+        """The questions with a show_if, in the order readiness settles whether they are shown.
+
+        A question's show_if reads only answers to questions always shown or settled in an
+        earlier round, so each round sees exactly the answers that count (a hidden question's
+        answer does not). A show_if that reads the answers as a whole, or that reads its own
+        question through a circle of show_ifs, has no such place: those come last, together.
+        """
+        pending = {qid: q for qid, q in self.questions.items() if q.show_if is not None}
+        reads = {
+            qid: self.condition(q.show_if).answer_refs & pending.keys()
+            for qid, q in pending.items()
+            if q.show_if is not None and not self.condition(q.show_if).reads_all_answers
+        }
+        rounds: list[tuple[Question, ...]] = []
+        settled: set[str] = set()
+        while True:
+            ready = [qid for qid in pending if qid in reads and reads[qid] <= settled]
+            if not ready:
+                break
+            rounds.append(tuple(pending.pop(qid) for qid in ready))
+            settled.update(ready)
+        if pending:
+            rounds.append(tuple(pending.values()))
+        return tuple(rounds)
 
 
 class _Yaml12Loader(yaml.SafeLoader):

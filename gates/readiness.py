@@ -72,6 +72,9 @@ class Readiness:
     visible_questions: tuple[Question, ...]
     answered: int
     answers: Mapping[str, AnswerValue] = field(repr=False)
+    """Every answer that fits its question, those to hidden questions included."""
+    counted: Mapping[str, AnswerValue] = field(repr=False)
+    """The answers the rules saw: ``answers`` without those to questions hidden by a show_if."""
     tier_error: str | None = None
     """Why a risk-tier rule could not be judged with these answers (the tier is then unknown)."""
 
@@ -159,14 +162,11 @@ def readiness(
     gate = pipeline.model.gate(gate_id)
     if gate is None:
         raise UnknownGate(gate_id)
-    questions = pipeline.questions
-    typed, invalid = _coerce_all(questions, answers)
-    inputs = pipeline.rule_inputs
-    read = typed if inputs is None else {qid: typed[qid] for qid in inputs if qid in typed}
-    context = make_context(for_rules(questions, read))
+    typed, invalid = _coerce_all(pipeline.questions, answers)
+    context, hidden, counted = _rules_context(pipeline, typed)
 
     invalid_ids = {error.question_id for error in invalid}
-    visible = tuple(q for q in gate.questions if _applies(pipeline, q.show_if, context, default=True))
+    visible = tuple(q for q in gate.questions if q.id not in hidden)
     missing = tuple(
         q
         for q in visible
@@ -191,8 +191,10 @@ def readiness(
         {owner_id, submitter_id} - {None},
         tier_unknown=bool(gate.risk_tier) and tier is None,
     )
-    gate_ids = {q.id for q in gate.questions}
-    gate_invalid = tuple(error for error in invalid if error.question_id in gate_ids)
+    # An answer to a hidden question that no longer fits cannot be corrected in the form (the
+    # question is not in it), and does not count anyway.
+    visible_ids = {q.id for q in visible}
+    gate_invalid = tuple(error for error in invalid if error.question_id in visible_ids)
     return Readiness(
         gate_id=gate.id,
         gate_title=gate.title,
@@ -206,7 +208,67 @@ def readiness(
         visible_questions=visible,
         answered=sum(1 for q in visible if q.id in typed),
         answers=typed,
+        counted=counted,
     )
+
+
+def _rules_context(
+    pipeline: CompiledPipeline, typed: Mapping[str, AnswerValue]
+) -> tuple[Any, frozenset[str], dict[str, AnswerValue]]:
+    """The CEL context every rule is judged with, the questions hidden with these answers, and
+    the answers that count (those of questions shown).
+
+    A hidden question's answer stays on record but counts for nothing: rules see it exactly as
+    an unanswered question, absent from ``answers``. Otherwise an answer given before its
+    premise changed (a vendor's location, after the team said there is no vendor) would keep
+    the questions and criteria that depend on it alive. Visibility is settled round by round
+    (``CompiledPipeline.visibility_rounds``), dropping each round's hidden answers before the
+    next round reads them, so a chain of show_ifs resolves however its questions are ordered.
+    """
+    questions = pipeline.questions
+    hidden: set[str] = set()
+    if pipeline.visibility_rounds:
+        # Converting answers for CEL is the slow part: the show_ifs get a context of only the
+        # answers they read, rebuilt after a round that hid one of those; the other rules get
+        # theirs once, when the answers that count are known.
+        seen = for_rules(questions, _only(typed, pipeline.show_if_inputs))
+        context = make_context(seen)
+        for round_ in pipeline.visibility_rounds:
+            dropped = False
+            for question in round_:
+                if not _shown(pipeline, question, context, seen, hidden):
+                    hidden.add(question.id)
+                    dropped = seen.pop(question.id, None) is not None or dropped
+            if dropped:
+                context = make_context(seen)
+    counted = {qid: value for qid, value in typed.items() if qid not in hidden}
+    return (
+        make_context(for_rules(questions, _only(counted, pipeline.rule_inputs))),
+        frozenset(hidden),
+        counted,
+    )
+
+
+def _only(answers: Mapping[str, AnswerValue], ids: frozenset[str] | None) -> Mapping[str, AnswerValue]:
+    """The answers to ``ids`` (all of them when ``ids`` is None: some rule reads them all)."""
+    return answers if ids is None else {qid: answers[qid] for qid in ids if qid in answers}
+
+
+def _shown(
+    pipeline: CompiledPipeline, question: Question, context: Any, seen: Mapping[str, Any], hidden: set[str]
+) -> bool:
+    """Whether ``question``'s show_if holds. One that waits for answers is shown (the answer may
+    come), unless every answer it waits for belongs to a hidden question: that one cannot be
+    given, so the question that depends on it is hidden too."""
+    assert question.show_if is not None
+    condition = pipeline.condition(question.show_if)
+    try:
+        return condition.holds(context)
+    except MissingAnswer:
+        waiting = condition.answer_refs - seen.keys()
+        return not (waiting and waiting <= hidden)
+    except ConditionError:
+        return True
 
 
 def _coerce_all(

@@ -154,10 +154,11 @@ def _question_blocks(
     pipeline: CompiledPipeline,
     questions: Sequence[Question],
     answers: Mapping[str, AnswerValue],
+    counted: Mapping[str, AnswerValue],
     problems: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    all_questions = {qid: q for qid, (_, q) in pipeline.model.all_questions().items()}
-    rules_context = make_context(for_rules(all_questions, answers))
+    """``counted``: the answers rules see (``Readiness.counted``: hidden questions' left out)."""
+    rules_context = make_context(for_rules(pipeline.questions, counted))
     blocks = []
     for question in questions:
         value = answers.get(question.id)
@@ -197,7 +198,7 @@ def intake_modal(pipeline: CompiledPipeline, private_metadata: str = "") -> dict
             max_length=NAME_MAX_LENGTH,
             placeholder="A short name people will recognise",
         ),
-        *_question_blocks(pipeline, first, {}),
+        *_question_blocks(pipeline, first, {}, {}),
     ]
     later = sum(1 for page in pages[1:] for q in page if q.id in visible)
     if later:
@@ -251,7 +252,7 @@ def questionnaire_modal(
     notes.append("leave a field empty to keep it unanswered; you can save part now and finish later")
     blocks: list[dict[str, Any]] = [section(intro), context(" · ".join(notes))]
     if shown:
-        blocks += _question_blocks(pipeline, shown, typed, problems)
+        blocks += _question_blocks(pipeline, shown, typed, state.counted, problems)
     else:
         blocks.append(section("_No questions apply on this page with the current answers._"))
     if last:

@@ -244,6 +244,48 @@ def test_questions_hidden_by_show_if_are_left_out() -> None:
     assert "q:dpia" in {b.get("block_id") for b in shown["blocks"]}
 
 
+def test_a_hidden_answer_does_not_mark_another_question_needed() -> None:
+    """The transfer note is needed when the vendor is outside the EU: once the team says there
+    is no vendor, the vendor's stored location no longer makes it needed."""
+    questions = [
+        {"id": "uses_vendor", "label": "Uses a vendor?", "type": "yes_no"},
+        {
+            "id": "vendor_in_eu",
+            "label": "In the EU?",
+            "type": "yes_no",
+            "show_if": 'answers.uses_vendor == "yes"',
+        },
+        {
+            "id": "transfer_note",
+            "label": "Transfer safeguards",
+            "required_if": 'answers.vendor_in_eu == "no"',
+        },
+    ]
+    data = {
+        "version": 1,
+        "stages": ["idea", "poc"],
+        "roles": {"sponsor": {"slack_users": [SPONSOR]}},
+        "gates": [
+            {
+                "id": "intake",
+                "from": "idea",
+                "to": "poc",
+                "questions": questions,
+                "approvals": [{"role": "sponsor"}],
+            }
+        ],
+    }
+    pipeline = parse_pipeline(json.dumps(data), "vendor.yaml")
+    needed = "Needed before the gate can be submitted"
+
+    def hint(answers: dict[str, str]) -> str:
+        view = questionnaire_modal(pipeline, initiative(), "intake", answers)
+        return str(find_block(view["blocks"], "q:transfer_note")["hint"]["text"])
+
+    assert hint({"uses_vendor": "yes", "vendor_in_eu": "no"}).startswith(needed)
+    assert not hint({"uses_vendor": "no", "vendor_in_eu": "no"}).startswith(needed)
+
+
 def test_help_text_goes_into_the_hint() -> None:
     view = questionnaire_modal(all_types(), initiative(), "intake", {})
     hint = find_block(view["blocks"], "q:problem")["hint"]["text"]

@@ -680,3 +680,70 @@ def test_retiring_takes_the_next_gate_offer_away_and_its_questionnaire_opens_no_
         )
     )
     assert len(ws.api.calls("views.open")) == opened
+
+
+def test_an_answer_hidden_by_a_later_one_no_longer_asks_for_anything(tmp_path: Path) -> None:
+    """Whether the vendor is in the EU is asked only when there is a vendor, and a DPA only when
+    it is not. The team said "vendor outside the EU", then that there is no vendor: the stored
+    "no" stays on record, but the gate no longer asks for a vendor's DPA."""
+    questions = [
+        {"id": "uses_vendor", "label": "Uses an external vendor?", "type": "yes_no", "required": True},
+        {
+            "id": "vendor_in_eu",
+            "label": "Is the vendor in the EU?",
+            "type": "yes_no",
+            "show_if": 'answers.uses_vendor == "yes"',
+            "required_if": 'answers.uses_vendor == "yes"',
+        },
+        {
+            "id": "dpa_link",
+            "label": "Data processing agreement",
+            "type": "url",
+            "show_if": 'answers.vendor_in_eu == "no"',
+            "required_if": 'answers.vendor_in_eu == "no"',
+        },
+    ]
+    pipeline = tmp_path / "vendor.yaml"
+    gate = {
+        "id": "intake",
+        "from": "idea",
+        "to": "poc",
+        "questions": questions,
+        "approvals": [{"role": "sponsor"}],
+    }
+    definition = {
+        "version": 1,
+        "stages": ["idea", "poc"],
+        "roles": {"sponsor": {"slack_users": [SPONSOR]}},
+        "gates": [gate],
+    }
+    pipeline.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        services = ws.services
+        answers = {"uses_vendor": "yes", "vendor_in_eu": "no"}
+        ref = usecases.register(
+            services.pipeline,
+            services.uow(),
+            name="V",
+            owner_id=OWNER,
+            answers=answers,
+            actor_id=OWNER,
+            now=ws.clock(),
+        ).ref
+        ws.deliver()
+        dpa = ids.question_block_id("dpa_link")
+        form = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        assert dpa in str(form["blocks"])
+        response = ws.submit_view(OWNER, form, {ids.question_block_id("uses_vendor"): "no"})
+        assert response.status == 200 and response.text in ("", "{}"), response.text
+        report = usecases.check_readiness(services.pipeline, services.read_uow(), ref)
+        assert [q.id for q in report.visible_questions] == ["uses_vendor"]
+        assert report.missing == () and report.ready, report.blockers
+        with services.read_uow() as uow:
+            assert uow.answers.current(ref)["vendor_in_eu"].value == "no"  # kept on record
+        again = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        assert dpa not in str(again["blocks"]) and "1/1 answered" in str(again["blocks"])
+        ws.deliver()
+        assert "ready for review · 1/1 answered" in str(card(ws)["blocks"])  # the card, redrawn

@@ -415,3 +415,135 @@ def test_a_division_by_a_zero_answer_is_an_unmet_criterion_not_a_crash() -> None
     [roi] = report.criteria
     assert roi.status is not CriterionStatus.MET
     assert not report.ready
+
+
+# A vendor's questions only apply when there is a vendor; the DPA only when it is outside the EU.
+VENDOR = """
+version: 1
+stages: [idea, poc]
+roles:
+  sponsor: {slack_users: [USPONSOR]}
+  dpo: {slack_users: [UDPO]}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - {id: uses_vendor, label: Uses a vendor, type: yes_no, required: true}
+      - id: vendor_in_eu
+        label: Vendor in the EU
+        type: yes_no
+        show_if: answers.uses_vendor == "yes"
+        required_if: answers.uses_vendor == "yes"
+      - id: dpa_link
+        label: Data processing agreement
+        type: url
+        show_if: answers.vendor_in_eu == "no"
+        required_if: answers.vendor_in_eu == "no"
+      - {id: transfer_note, label: Transfer safeguards, type: text, required_if: answers.vendor_in_eu == "no"}
+      - {id: region, label: Hosting region, type: choice, options: [eu, us], show_if: answers.uses_vendor == "yes"}
+    criteria:
+      - id: data_stays
+        rule: '!has(answers.vendor_in_eu) || answers.vendor_in_eu == "yes"'
+        explain: Data stays in the EU.
+    risk_tier:
+      - {tier: high, when: 'has(answers.vendor_in_eu) && answers.vendor_in_eu == "no"'}
+      - {tier: low, when: "true"}
+    approvals:
+      - {role: sponsor}
+      - {role: dpo, when: 'has(answers.vendor_in_eu) && answers.vendor_in_eu == "no"'}
+"""
+
+
+def _judged(report: Readiness) -> tuple[Any, ...]:
+    return (
+        [q.id for q in report.visible_questions],
+        [q.id for q in report.missing],
+        [str(error) for error in report.invalid],
+        [(c.id, c.status) for c in report.criteria],
+        report.tier,
+        [need.role for need in report.approvals],
+        report.blockers,
+    )
+
+
+def test_a_hidden_answer_counts_for_nothing_as_if_never_given() -> None:
+    """The team said there is a vendor outside the EU, then that there is no vendor: the stored
+    "no" stays on record, but no longer asks for a DPA, fails a criterion, raises the tier or
+    calls in the DPO."""
+    pipeline = build(VENDOR)
+    hidden = readiness(pipeline, "intake", {"uses_vendor": "no", "vendor_in_eu": "no", "region": "us"})
+    never = readiness(pipeline, "intake", {"uses_vendor": "no"})
+    assert _judged(hidden) == _judged(never)
+    assert [q.id for q in hidden.visible_questions] == ["uses_vendor", "transfer_note"]
+    assert hidden.ready and hidden.tier == "low"
+    assert hidden.answers["vendor_in_eu"] == "no"  # kept: an answer is evidence
+    assert "vendor_in_eu" not in hidden.counted and "region" not in hidden.counted
+    shown = readiness(pipeline, "intake", {"uses_vendor": "yes", "vendor_in_eu": "no"})
+    assert [q.id for q in shown.missing] == ["dpa_link", "transfer_note"]
+    assert shown.tier == "high" and "dpo" in [need.role for need in shown.approvals]
+
+
+def test_a_question_that_depends_only_on_a_hidden_one_is_hidden_too() -> None:
+    """Its premise cannot be answered while hidden, so whether or not it ever was, the DPA
+    question goes with it; while the premise is merely unanswered, it stays in view."""
+    pipeline = build(VENDOR)
+    no_vendor = readiness(pipeline, "intake", {"uses_vendor": "no"})
+    vendor = readiness(pipeline, "intake", {"uses_vendor": "yes"})
+    assert "dpa_link" not in [q.id for q in no_vendor.visible_questions]
+    assert "dpa_link" in [q.id for q in vendor.visible_questions]
+
+
+def test_a_chain_of_show_ifs_resolves_whatever_the_order_of_its_questions() -> None:
+    """The DPA question (in an earlier gate) depends on the vendor's location, which depends on
+    whether there is a vendor (in a later gate)."""
+    pipeline = build(
+        """
+        version: 1
+        stages: [a, b, c]
+        gates:
+          - id: first
+            from: a
+            to: b
+            questions:
+              - {id: dpa_link, label: DPA, type: url, show_if: answers.vendor_in_eu == "no",
+                 required_if: answers.vendor_in_eu == "no"}
+              - {id: vendor_in_eu, label: In the EU, type: yes_no, show_if: answers.uses_vendor == "yes"}
+          - id: second
+            from: b
+            to: c
+            questions: [{id: uses_vendor, label: Vendor, type: yes_no}]
+        """
+    )
+    report = readiness(pipeline, "first", {"uses_vendor": "no", "vendor_in_eu": "no"})
+    assert [q.id for q in report.visible_questions] == [] and report.ready
+    report = readiness(pipeline, "first", {"uses_vendor": "yes", "vendor_in_eu": "no"})
+    assert [q.id for q in report.missing] == ["dpa_link"]
+
+
+def test_an_answer_that_no_longer_fits_a_hidden_question_does_not_block() -> None:
+    """It cannot be corrected in the form, which does not show the question."""
+    pipeline = build(VENDOR)
+    report = readiness(pipeline, "intake", {"uses_vendor": "no", "region": "apac"})
+    assert report.invalid == () and report.ready
+    shown = readiness(pipeline, "intake", {"uses_vendor": "yes", "vendor_in_eu": "yes", "region": "apac"})
+    assert [error.question_id for error in shown.invalid] == ["region"]
+
+
+def test_show_ifs_that_read_each_other_settle_without_looping() -> None:
+    pipeline = build(
+        """
+        version: 1
+        stages: [a, b]
+        gates:
+          - id: g
+            from: a
+            to: b
+            questions:
+              - {id: x, label: X, type: yes_no, show_if: answers.y == "yes"}
+              - {id: y, label: Y, type: yes_no, show_if: answers.x == "yes"}
+        """
+    )
+    assert [len(round_) for round_ in pipeline.visibility_rounds] == [2]
+    assert readiness(pipeline, "g", {"x": "yes", "y": "yes"}).visible_questions != ()
+    assert readiness(pipeline, "g", {"x": "no", "y": "no"}).visible_questions == ()

@@ -945,3 +945,25 @@ def test_an_answer_of_a_later_gate_the_gate_under_review_reads_is_frozen_with_it
     usecases.answer(pipeline, uow, ref, "pilot", {"notes": "context"}, OWNER, LATER)
     usecases.withdraw(uow, ref, OWNER, LATER)
     usecases.answer(pipeline, uow, ref, "pilot", {"hosting": "external"}, OWNER, LATER)
+
+
+def test_an_answer_that_hides_one_the_gate_under_review_reads_is_frozen_with_it(uow: FakeUnitOfWork) -> None:
+    """The intake's DPO approval reads whether the vendor is in the EU, a pilot question shown
+    only when there is a vendor: saying mid-review that there is none would hide that answer,
+    and with it the DPO's approval the review was opened with."""
+    pipeline = build(
+        FORWARD_READ.replace(
+            "      - {id: notes, label: Notes, type: text}\n",
+            "      - {id: notes, label: Notes, type: text}\n"
+            "      - {id: vendor, label: Vendor, type: yes_no}\n"
+            "      - {id: vendor_in_eu, label: In the EU, type: yes_no, show_if: 'answers.vendor == \"yes\"'}\n",
+        ).replace("when: 'answers.hosting == \"external\"'", "when: 'answers.vendor_in_eu == \"no\"'")
+    )
+    assert {"vendor_in_eu", "vendor"} <= pipeline.gate_inputs["intake"]
+    ref = usecases.register(
+        pipeline, uow, name="x", owner_id=OWNER, answers={"problem": "Slow"}, actor_id=OWNER, now=NOW
+    ).ref
+    usecases.answer(pipeline, uow, ref, "pilot", {"vendor": "yes", "vendor_in_eu": "no"}, OWNER, NOW)
+    usecases.submit(pipeline, uow, ref, OWNER, NOW)
+    with pytest.raises(InvalidAnswer, match=r"The intake review of .* depends on this answer"):
+        usecases.answer(pipeline, uow, ref, "pilot", {"vendor": "no"}, OWNER, LATER)

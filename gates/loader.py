@@ -324,7 +324,7 @@ def _check_meaning(
 
     question_ids: set[str] = set()
 
-    def check_questions(questions: list[Question], at_questions: PathKey) -> None:
+    def check_questions(questions: list[Question], at_questions: PathKey, where: str) -> None:
         for qi, question in enumerate(questions):
             at = (*at_questions, qi)
             if question.id in question_ids:
@@ -343,6 +343,16 @@ def _check_meaning(
                 if not option.strip():
                     # Slack refuses a menu option without text: the whole form would not open.
                     report((*at, "options", n), "an option must have some text")
+                elif option != option.strip():
+                    # Every answer is trimmed before it is matched (from a menu, a command, a
+                    # file), so this option could never be picked. Refused rather than trimmed
+                    # here: rules compare answers with options exactly, and one written against
+                    # the option as given ("partly ") would then silently never match.
+                    report(
+                        (*at, "options", n),
+                        f"option {option!r} of question '{question.id}' in {where} starts or ends "
+                        f"with a space, so no answer can ever match it: write {option.strip()!r}",
+                    )
             if question.options and len(question.options) > 100:
                 report((*at, "options"), "at most 100 options (a Slack select menu shows no more)")
             rules = question.validation
@@ -365,7 +375,7 @@ def _check_meaning(
             report(("gates", gi, "from"), f"'{gate.from_}' is not one of the stages {model.stages}")
         if gate.to not in stages:
             report(("gates", gi, "to"), f"'{gate.to}' is not one of the stages {model.stages}")
-        check_questions(gate.questions, ("gates", gi, "questions"))
+        check_questions(gate.questions, ("gates", gi, "questions"), f"gate '{gate.id}'")
         if (
             gate.review_reminder_days is not None
             and gate.review_escalation_days is not None
@@ -459,13 +469,13 @@ def _expressions(model: Pipeline) -> Iterable[tuple[PathKey, str, bool]]:
 def _check_operations(
     model: Pipeline,
     report: Callable[[PathKey, str], None],
-    check_questions: Callable[[list[Question], PathKey], None],
+    check_questions: Callable[[list[Question], PathKey, str], None],
 ) -> None:
     operations = model.operations
     assert operations is not None
     if operations.stage is not None and operations.stage not in model.stages:
         report(("operations", "stage"), f"'{operations.stage}' is not one of the stages {model.stages}")
-    check_questions(operations.questions, ("operations", "questions"))
+    check_questions(operations.questions, ("operations", "questions"), "the operations questionnaire")
     if operations.role is None:
         return
     if operations.role not in model.roles:

@@ -345,6 +345,23 @@ def test_an_option_without_text_is_reported(blank: str) -> None:
     )
 
 
+@pytest.mark.parametrize("spaced", ["'partly '", "' partly'"])
+def test_an_option_with_spaces_around_it_is_reported(spaced: str) -> None:
+    """Answers are trimmed before they are matched, so no answer could ever pick it: chosen from
+    the menu, "partly " came back refused as "'partly' is not one of: yes, partly , no"."""
+    text = VALID.replace(
+        "        type: yes_no\n", f"        type: choice\n        options: [yes, {spaced}, no]\n"
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[0].options[1]",
+        line_of(text, "options: [yes"),
+        f"option {spaced} of question 'personal_data' in gate 'intake' starts or ends with a space",
+        "write 'partly'",
+    )
+
+
 def test_options_on_a_question_that_is_not_a_choice_are_reported() -> None:
     text = VALID.replace("        type: url\n", "        type: url\n        options: [a, b]\n")
     problem = only(problems(text))

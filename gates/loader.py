@@ -34,7 +34,7 @@ from gates.conditions import (
 )
 from gates.dry_run import DryRun
 from gates.errors import PipelineError, Problem
-from gates.pipeline import CHOICE_TYPES, Pipeline, Question, QuestionType
+from gates.pipeline import CHOICE_TYPES, OPTION_TEXT_MAX, Pipeline, Question, QuestionType, option_text
 
 DEFAULT_PIPELINE = Path(__file__).parent / "defaults" / "pipeline.yaml"
 
@@ -352,6 +352,20 @@ def _check_meaning(
                         (*at, "options", n),
                         f"option {option!r} of question '{question.id}' in {where} starts or ends "
                         f"with a space, so no answer can ever match it: write {option.strip()!r}",
+                    )
+            # A menu cuts a long option: two that differ only after the cut would look the
+            # same, and a person could not tell which one they pick.
+            options = question.options or []
+            first_shown_as: dict[str, int] = {}
+            for n, option in enumerate(options):
+                first = first_shown_as.setdefault(option_text(option), n)
+                if options[first] != option:  # the same option twice is reported above
+                    report(
+                        (*at, "options", n),
+                        f"option {option_text(option)!r} of question '{question.id}' in {where} "
+                        f"looks the same as options[{first}] in a menu, which shows only "
+                        f"{OPTION_TEXT_MAX} characters: make them differ within the first "
+                        f"{OPTION_TEXT_MAX - 1}",
                     )
             if question.options and len(question.options) > 100:
                 report((*at, "options"), "at most 100 options (a Slack select menu shows no more)")

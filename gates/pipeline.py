@@ -44,6 +44,17 @@ order. Exact ids, not a part of one: a question about the data owner is not abou
 SPONSOR_QUESTION_IDS = ("business_sponsor", "sponsor")
 """Likewise for ``sponsor_question``."""
 
+OPTION_TEXT_MAX = 75
+"""The characters of an option a menu shows (Slack's limit on an option's text). Defined here,
+where the loader checks options against it, and used by the Slack menus."""
+
+
+def option_text(option: str) -> str:
+    """``option`` as a menu shows it: whole, or cut to ``OPTION_TEXT_MAX`` with an ellipsis."""
+    if len(option) <= OPTION_TEXT_MAX:
+        return option
+    return option[: OPTION_TEXT_MAX - 1].rstrip() + "…"
+
 
 PATTERN_MESSAGE_MAX = 100
 """A refusal reads "expected <message>, got '<the answer, clipped>'", and Slack shows at most

@@ -31,7 +31,7 @@ from bot.blocks.text import (
     truncate,
 )
 from gates.answers import AnswerValue
-from gates.pipeline import Question, QuestionType
+from gates.pipeline import Question, QuestionType, option_text
 
 REQUIRED_NOTE = "Needed before the gate can be submitted for review."
 PERCENT_MARK = " (%)"
@@ -62,7 +62,8 @@ def option_from_value(question: Question, value: str) -> str:
 
 
 def _option(question: Question, index: int) -> dict[str, Any]:
-    text = (question.options or [])[index]
+    # Cut as the loader expects (it refuses options this would make look the same).
+    text = option_text((question.options or [])[index])
     return {"text": plain(text, MAX_OPTION_TEXT), "value": option_value(question, index)}
 
 

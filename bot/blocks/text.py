@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gates.pipeline import OPTION_TEXT_MAX
+
 ELLIPSIS = "…"
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks), gathered in one place.
@@ -29,7 +31,7 @@ MAX_BUTTON_VALUE = 2000
 MAX_LABEL = 2000
 MAX_HINT = 2000
 MAX_PLACEHOLDER = 150
-MAX_OPTION_TEXT = 75
+MAX_OPTION_TEXT = OPTION_TEXT_MAX  # the loader checks options against it
 MAX_OPTION_VALUE = 150
 MAX_SELECT_OPTIONS = 100
 MAX_INPUT_VALUE = 3000

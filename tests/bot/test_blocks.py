@@ -31,6 +31,7 @@ from bot.blocks import (
 )
 from bot.blocks.inputs import NO_ANSWER_VALUE
 from bot.blocks.text import bullet_list, clamp_blocks, escape, plain, split_text, truncate
+from gates.errors import PipelineError
 from gates.lifecycle import Decision, DecisionKind, ReviewStatus, Status
 from gates.loader import CompiledPipeline, parse_pipeline
 from gates.ports import AnswerVersion, EvidenceLink
@@ -222,6 +223,30 @@ def test_an_optional_choice_of_100_options_offers_no_answer_in_a_group_of_its_ow
     assert [o["value"] for o in back["options"]] == [NO_ANSWER_VALUE]
     assert [o["value"] for o in answers["options"]] == options
     assert element["initial_option"] == answers["options"][99]
+
+
+def _one_choice(options: list[str]) -> CompiledPipeline:
+    return _one_gate([{"id": "met", "label": "Met?", "type": "choice", "options": options}])
+
+
+def test_long_options_stay_distinguishable_in_the_menu() -> None:
+    """Slack shows 75 characters of an option: two options that differ only after that would
+    both read "...every single tar…", so such a pipeline is refused; options that differ sooner
+    are shown apart, cut where the loader expects."""
+    alike = "Yes, the model was evaluated on the held-out data and met every single target"
+    with pytest.raises(PipelineError, match="looks the same as options"):
+        _one_choice([f"{alike} we set", f"{alike} except one"])
+    apart = [
+        f"Yes, the model was evaluated on the held-out data and met target {n} of the plan" for n in (1, 2)
+    ]
+    view = questionnaire_modal(_one_choice([*apart, "No"]), initiative(), "intake", {})
+    shown = [option["text"]["text"] for option in _element(view, "met")["options"]]
+    assert shown == [
+        "No answer",  # the question is optional
+        "Yes, the model was evaluated on the held-out data and met target 1 of the…",
+        "Yes, the model was evaluated on the held-out data and met target 2 of the…",
+        "No",
+    ]
 
 
 def test_required_questions_are_marked_but_every_input_stays_optional() -> None:

@@ -97,3 +97,37 @@ def test_each_problem_is_one_line_when_piped_as_in_ci(tmp_path: Path) -> None:
     problem = result.stderr.splitlines()[1]
     assert len(problem) > 80  # past the width the console broke lines at
     assert problem.startswith(f"  {path}:{line}: gates[0].criteria[0].rule: unknown function 'sizee'")
+
+
+REVIEWED = "human in the loop: a person reviews every single output before it reaches "
+
+
+@pytest.mark.parametrize(
+    ("written", "edited", "said"),
+    [
+        (
+            'options: ["yes", partly, "no"]',
+            'options: ["yes", "partly ", "no"]',
+            "gates[1].questions[0].options[1]: option 'partly ' of question 'success_metrics_met' in gate "
+            "'pilot' starts or ends with a space, so no answer can ever match it: write 'partly'",
+        ),
+        (
+            "options: [human in the loop, human on the loop, fully automated]",
+            f'options: ["{REVIEWED}a customer", "{REVIEWED}a colleague", fully automated]',
+            f"gates[1].questions[14].options[1]: option '{REVIEWED[:74].rstrip()}…' of question 'pilot_oversight' in "
+            "gate 'pilot' looks the same as options[0] in a menu, which shows only 75 characters: make them "
+            "differ within the first 74",
+        ),
+    ],
+    ids=["an option with a space around it cannot be picked", "two options look the same in a menu"],
+)
+def test_options_a_menu_cannot_offer_as_written_fail_validation(
+    tmp_path: Path, written: str, edited: str, said: str
+) -> None:
+    text = BUNDLED.replace(written, edited, 1)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text, encoding="utf-8")
+    line = next(n for n, content in enumerate(text.splitlines(), 1) if edited in content)
+    code, output = validate(path)
+    assert code == 1
+    assert f"{path}:{line}: {said}" in output

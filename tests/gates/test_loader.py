@@ -362,6 +362,32 @@ def test_an_option_with_spaces_around_it_is_reported(spaced: str) -> None:
     )
 
 
+def test_long_options_that_look_the_same_in_a_menu_are_reported() -> None:
+    """A menu shows 75 characters of an option: these two differ only after that, so both would
+    read "...every single tar…" and a person could not tell which one they pick."""
+    common = "Yes, the model was evaluated on the held-out data and met every single target"
+    text = VALID.replace(
+        "        type: yes_no\n",
+        f"        type: choice\n        options: ['yes', '{common} we set', '{common} except one']\n",
+    )
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[0].options[2]",
+        line_of(text, "options: ['yes'"),
+        f"option '{common[:74]}…' of question 'personal_data' in gate 'intake' looks the same as "
+        "options[1] in a menu, which shows only 75 characters: make them differ within the first 74",
+    )
+
+
+def test_long_options_that_differ_within_what_a_menu_shows_load() -> None:
+    options = ["yes", "a" * 73 + "X" + "z" * 20, "a" * 73 + "Y" + "z" * 20, "a" * 75]
+    text = VALID.replace(
+        "        type: yes_no\n", f"        type: choice\n        options: [{', '.join(options)}]\n"
+    )
+    assert parse_pipeline(textwrap.dedent(text), "fine.yaml").questions["personal_data"].options == options
+
+
 def test_options_on_a_question_that_is_not_a_choice_are_reported() -> None:
     text = VALID.replace("        type: url\n", "        type: url\n        options: [a, b]\n")
     problem = only(problems(text))

@@ -22,6 +22,7 @@ from storage.audit import AuditReport
 from storage.database import Database, sqlite_url
 from storage.errors import (
     AuditLogAheadOfCounter,
+    AuditLogBeforeTheFirst,
     DatabaseUnavailable,
     SchemaOutdated,
     SchemaTooNew,
@@ -33,7 +34,7 @@ from storage.uow import SqlUnitOfWork
 
 
 def verify_audit(database: Database) -> AuditReport:
-    """Check the whole audit chain; the report names the first modified, deleted or moved entry."""
+    """Check the whole audit chain; the report names the first modified, deleted, moved or inserted entry."""
     from storage.audit import verify
 
     with database.session(read_only=True) as session:
@@ -42,6 +43,7 @@ def verify_audit(database: Database) -> AuditReport:
 
 __all__ = [
     "AuditLogAheadOfCounter",
+    "AuditLogBeforeTheFirst",
     "AuditReport",
     "Database",
     "DatabaseUnavailable",

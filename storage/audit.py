@@ -3,7 +3,9 @@
 Entry ``n`` stores ``hash = sha256(canonical JSON of {seq, actor, action, target, payload, at,
 prev_hash})`` with ``prev_hash`` the hash of entry ``n - 1`` (64 zeros for the first). The number
 of entries written is also kept in the ``counters`` table (``audit_seq``), so cutting entries off
-the end shows too.
+the end shows too, and numbers start at 1 (a CHECK constraint; ``verify`` reads from the smallest
+number there is, so an entry slipped in before the first shows even where the constraint was
+dropped).
 
 Appends are serialised by the database: the counter row is bumped first (``UPDATE ... RETURNING``
 takes its row lock on PostgreSQL until commit; on SQLite the write transaction already holds the
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -240,20 +242,21 @@ class AuditReport:
 
 
 def verify(session: Session, batch: int = 5_000) -> AuditReport:
-    """Walk the whole chain and report the first entry that was modified, deleted or moved."""
+    """Walk the whole chain and report the first entry that was modified, deleted, moved or inserted."""
     expected_seq = 1
     prev_hash = GENESIS
+    after: int | None = None
     while True:
         # Keyset pages rather than a server-side cursor: nothing is left open on an early return.
-        page = list(
-            session.execute(
-                select(audit_log)
-                .where(audit_log.c.seq >= expected_seq)
-                .order_by(audit_log.c.seq)
-                .limit(batch)
-            ).mappings()
-        )
+        # From the smallest number, whatever it is: an entry numbered below 1 would otherwise go
+        # unread, although its target's timeline shows it.
+        statement = select(audit_log).order_by(audit_log.c.seq).limit(batch)
+        if after is not None:
+            statement = statement.where(audit_log.c.seq > after)
+        page = list(session.execute(statement).mappings())
         for row in page:
+            if row["seq"] < 1:
+                return _before_the_first(session, row)
             problem = _check_entry(row, expected_seq, prev_hash)
             if problem is not None:
                 return AuditReport(False, expected_seq - 1, expected_seq, problem)
@@ -261,6 +264,7 @@ def verify(session: Session, batch: int = 5_000) -> AuditReport:
             expected_seq += 1
         if len(page) < batch:
             break
+        after = page[-1]["seq"]
     last_seq = expected_seq - 1
     written = session.execute(select(counters.c.value).where(counters.c.name == AUDIT_SEQ_COUNTER)).scalar()
     if written is not None and written > last_seq:
@@ -279,6 +283,21 @@ def verify(session: Session, batch: int = 5_000) -> AuditReport:
             "(forged, or restored from elsewhere); audited writes fail until this is resolved.",
         )
     return AuditReport(True, last_seq)
+
+
+def _before_the_first(session: Session, row: Any) -> AuditReport:
+    """The report on entries numbered below 1 (``row`` is the smallest), which Shepherd never
+    writes and migration 0011 forbids: inserted with the constraint out of the way."""
+    count = session.execute(select(func.count()).where(audit_log.c.seq < 1)).scalar_one()
+    first = f"entry {row['seq']} ({row['action']} on {row['target']})"
+    said = (
+        f"{first} is numbered below 1, before the chain's first entry: inserted by hand (forged), "
+        "yet shown on its target's timeline and evidence pack."
+        if count == 1
+        else f"{count} entries, from {first}, are numbered below 1, before the chain's first entry: "
+        "inserted by hand (forged), yet shown on their targets' timelines and evidence packs."
+    )
+    return AuditReport(False, 0, row["seq"], said)
 
 
 def _check_entry(row: Any, expected_seq: int, prev_hash: str) -> str | None:

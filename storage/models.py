@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -199,6 +200,10 @@ class AuditRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+    # The chain starts at 1 (migration 0011): an entry numbered below it would lie outside the
+    # chain that ``verify`` walks, yet show on its target's timeline and evidence pack.
+    __table_args__ = (CheckConstraint("seq >= 1", name="seq_positive"),)
 
 
 class OutboxRow(Base):

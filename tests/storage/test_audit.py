@@ -1,15 +1,18 @@
 """The audit chain proves itself unbroken, and names the first entry that was modified,
-deleted or reordered."""
+deleted, reordered or inserted."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from storage import AuditLogAheadOfCounter, Database, verify_audit
-from storage.audit import canonical_json, entry_hash
+from storage.audit import GENESIS, canonical_json, entry_hash
 from storage.tables import audit_log
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -109,13 +112,69 @@ def test_two_swapped_entries_are_named(five_entries: Database) -> None:
     # Swap everything but the sequence number between entries 2 and 4.
     tamper(
         five_entries,
-        "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 1002 WHERE seq = 2",
         "UPDATE audit_log SET seq = 2 WHERE seq = 4",
-        "UPDATE audit_log SET seq = 4 WHERE seq = -2",
+        "UPDATE audit_log SET seq = 4 WHERE seq = 1002",
     )
     report = verify_audit(five_entries)
     assert (report.ok, report.bad_seq) == (False, 2)
     assert "reordered" in str(report)
+
+
+@contextmanager
+def without_the_seq_constraint(database: Database) -> Iterator[Connection]:
+    """A transaction that may write entries numbered below 1, as someone with the rights to
+    set the schema's CHECK constraint aside could."""
+    with database.engine.begin() as connection:
+        if database.is_sqlite:
+            connection.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+            try:
+                yield connection
+            finally:
+                connection.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
+        else:
+            connection.exec_driver_sql("ALTER TABLE audit_log DROP CONSTRAINT ck_audit_log_seq_positive")
+            yield connection
+
+
+def forged_entry(seq: int) -> dict[str, object]:
+    """A decision entry on AI-0001 numbered ``seq``, hashed as if it started the chain."""
+    payload = canonical_json({"review": 1, "decision": "approve", "role": "risk"})
+    return {
+        "seq": seq,
+        "actor_id": "U0CEO",
+        "action": "decision.recorded",
+        "target": "AI-0001",
+        "payload": payload,
+        "at": NOW,
+        "prev_hash": GENESIS,
+        "hash": entry_hash(seq, "U0CEO", "decision.recorded", "AI-0001", payload, NOW, GENESIS),
+    }
+
+
+def test_the_schema_refuses_an_entry_numbered_below_1(five_entries: Database) -> None:
+    with pytest.raises(IntegrityError), five_entries.engine.begin() as connection:
+        connection.execute(insert(audit_log).values(**forged_entry(0)))
+
+
+@pytest.mark.parametrize(
+    ("seqs", "said"),
+    [
+        ([0], "entry 0 (decision.recorded on AI-0001) is numbered below 1"),
+        ([-7, 0], "2 entries, from entry -7 (decision.recorded on AI-0001), are numbered below 1"),
+    ],
+)
+def test_an_entry_inserted_before_the_first_is_named_although_its_target_shows_it(
+    five_entries: Database, seqs: list[int], said: str
+) -> None:
+    with without_the_seq_constraint(five_entries) as connection:
+        connection.execute(insert(audit_log), [forged_entry(seq) for seq in seqs])
+    with five_entries.uow(read_only=True) as uow:
+        actors = [entry.actor_id for entry in uow.audit.timeline("AI-0001")]
+    assert actors.count("U0CEO") == len(seqs)  # in the initiative's timeline and evidence pack ...
+    report = verify_audit(five_entries)
+    assert (report.ok, report.bad_seq) == (False, seqs[0])  # ... so verify must not call the log intact
+    assert said in str(report) and "forged" in str(report)
 
 
 def test_an_entry_forged_at_the_end_is_named_as_beyond_the_counter(five_entries: Database) -> None:

@@ -12,12 +12,21 @@ from alembic.runtime.migration import MigrationContext
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
-from sqlalchemy import inspect, text
+from sqlalchemy import delete, insert, inspect, text
 
-from storage import Database, DatabaseUnavailable, SchemaOutdated, SchemaTooNew, sqlite_url
+from storage import (
+    AuditLogBeforeTheFirst,
+    Database,
+    DatabaseUnavailable,
+    SchemaOutdated,
+    SchemaTooNew,
+    sqlite_url,
+)
 from storage.asked_answers import AskedAnswerRow
 from storage.models import Base
 from storage.slack_messages import SlackMessageRow
+from storage.tables import audit_log
+from tests.storage.test_audit import forged_entry
 
 assert SlackMessageRow.__table__ is not None  # registers the bot's table on Base.metadata
 assert AskedAnswerRow.__table__ is not None  # and the answers kept for votes
@@ -76,6 +85,24 @@ def test_downgrade_to_base_removes_every_table(database: Database) -> None:
     assert database.current_revision() is None
     database.upgrade()
     assert tables(database) == OUR_TABLES
+
+
+def test_an_upgrade_over_audit_entries_numbered_below_1_refuses_in_one_line(database: Database) -> None:
+    """Migration 0011 forbids them; one already there was added by hand, and stays for someone
+    to look at before the upgrade can go ahead."""
+    database.downgrade("0010")
+    with database.engine.begin() as connection:
+        connection.execute(insert(audit_log).values(**forged_entry(0)))
+    with pytest.raises(AuditLogBeforeTheFirst) as refused:
+        database.upgrade()
+    message = str(refused.value)
+    assert "numbered below 1 (0)" in message and "DELETE FROM audit_log WHERE seq < 1" in message
+    assert "\n" not in message
+    assert database.current_revision() == "0010"
+    with database.engine.begin() as connection:
+        connection.execute(delete(audit_log).where(audit_log.c.seq < 1))
+    database.upgrade()
+    assert database.current_revision() == database.head()
 
 
 def test_an_unmigrated_database_is_reported_as_needing_upgrade(empty_database: Database) -> None:

@@ -4,7 +4,8 @@ Mount with ``app.add_typer(cli_storage.db_app, name="db")``,
 ``app.add_typer(cli_storage.audit_app, name="audit")`` and
 ``app.add_typer(cli_storage.outbox_app, name="outbox")``.
 
-Exit codes: 0 done / intact; 1 the audit chain is broken (the first bad entry is named), or
+Exit codes: 0 done / intact; 1 the audit chain is broken (the first bad entry is named) or the
+decisions and reviews disagree with it (each disagreement is named), or
 `outbox retry` was given an id that is not a dead message (nothing is requeued then); 2 the
 database cannot be used (unreachable, schema too new or not migrated), in one line.
 """
@@ -19,7 +20,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from bot.blocks.operations import load_checked_pipeline
 from bot.cli_console import console
+from gates.errors import PipelineError
+from gates.loader import CompiledPipeline
 from storage import Database, StorageError, retention, verify_audit
 from storage.database import require_sqlite_file
 from storage.outbox import DEAD, DeadMessage, dead_messages, outbox_statuses, requeue_dead
@@ -72,6 +76,22 @@ def _database(url: str | None, *, existing: bool = False) -> Database:
     if existing and chosen:  # only a path someone gave: the embedded default is created on first use
         require_sqlite_file(url)
     return Database(url)
+
+
+def _configured_pipeline() -> CompiledPipeline | None:
+    """The pipeline the bot uses, to type the answers whose evidence hashes `audit verify`
+    recomputes; None, said on stderr, when it cannot be loaded (the rest is still checked)."""
+    from bot.settings import Settings
+
+    try:
+        return load_checked_pipeline(Settings().pipeline)
+    except PipelineError as error:
+        err.print(
+            f"[yellow]warning:[/yellow] the pipeline has {len(error.problems)} problem(s) "
+            "(`shepherd pipeline validate`), so the reviews' evidence hashes are not recomputed.",
+            highlight=False,
+        )
+        return None
 
 
 def _fail(error: StorageError) -> typer.Exit:
@@ -143,13 +163,16 @@ def prune(
 
 @audit_app.command("verify")
 def verify(database_url: DatabaseUrl = None) -> None:
-    """Exit 0 when the audit hash chain is intact; otherwise name the first bad entry and exit 1."""
+    """Exit 0 when the audit hash chain is intact and the decisions and reviews agree with it;
+    otherwise name the first bad entry, or each disagreement, and exit 1."""
+    pipeline = _configured_pipeline()
     with _current_database(database_url) as database:
-        report = verify_audit(database)
+        report = verify_audit(database, pipeline)
     if report.ok:
         out.print(f"[green]OK[/green] {escape(str(report))}", highlight=False)
         return
-    err.print(f"[red]BROKEN[/red] {escape(str(report))}", highlight=False)
+    verdict = "BROKEN" if report.bad_seq is not None else "DISAGREES"
+    err.print(f"[red]{verdict}[/red] {escape(str(report))}", highlight=False)
     raise typer.Exit(1)
 
 

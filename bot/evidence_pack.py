@@ -7,6 +7,11 @@ the two can never disagree.
 Everything people typed (names, answers, reasons, titles) reaches the Markdown through ``_inline``
 or ``_cell``, escaped so that it renders as the literal text: an answer cannot add HTML or a link
 to the pack. The JSON carries the values as stored.
+
+Answers and decisions are plain rows; only the audit log is hash-chained. So each closed review's
+evidence hash is recomputed from its answers as submitted and links (``evidence_hash_holds``),
+and each decision is compared with its ``decision.recorded`` entry on the timeline (``audit``):
+where they disagree, the pack says so instead of vouching for what the tables hold.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 
 from gates.answers import AnswerValue, display
 from gates.errors import UnknownGate
-from gates.lifecycle import Review
+from gates.evidence import decision_differences, evidence_holds
+from gates.lifecycle import Decision, Review
 from gates.loader import CompiledPipeline
 from gates.markdown import markdown_text
 from gates.pipeline import Question
@@ -87,6 +93,7 @@ def evidence_json(
                 "closed_at": _iso(review.closed_at),
                 "pipeline_version": review.pipeline_version,
                 "evidence_hash": review.evidence_hash,
+                "evidence_hash_holds": _evidence_holds(pipeline, view, review),
                 "tier": review.tier,
                 "requirements": [{"role": r.role, "min": r.min} for r in review.requirements],
                 "exception_reason": review.exception_reason,
@@ -97,6 +104,7 @@ def evidence_json(
                         "decision": d.kind.value,
                         "reason": d.reason,
                         "decided_at": _iso(d.decided_at),
+                        "audit": _against_audit_entry(view, review, d),
                     }
                     for d in review.decisions
                 ],
@@ -205,6 +213,54 @@ def system_card_markdown(pipeline: CompiledPipeline, view: InitiativeView, headi
         tier=tiers[-1] if tiers else None,
         heading_level=heading_level,
     )
+
+
+# ---------------------------------------------------------------- checked against the record
+
+
+def _evidence_holds(pipeline: CompiledPipeline, view: InitiativeView, review: Review) -> bool | None:
+    """Whether the answers as submitted and the links of then still give the evidence hash the
+    review's audit entry recorded (``gates.evidence``, as ``submit`` computes it); None for an
+    open review, whose answers as submitted the pack does not show."""
+    submitted = view.as_submitted.get(review.id) if review.id is not None else None
+    if submitted is None:
+        return None
+    recorded = next(
+        (
+            entry.detail.get("evidence_hash")
+            for entry in view.timeline
+            if entry.action == "review.submitted" and entry.detail.get("review") == review.id
+        ),
+        review.evidence_hash,
+    )
+    links = [(link.url, link.title) for link in view.links if link.added_at <= review.submitted_at]
+    answers = {qid: version.value for qid, version in submitted.items()}
+    return recorded == review.evidence_hash and evidence_holds(
+        pipeline, review.pipeline_version, recorded, answers, links
+    )
+
+
+def _against_audit_entry(view: InitiativeView, review: Review, decision: Decision) -> dict[str, Any]:
+    """``{"entry": whether the audit log records this decision, "differs": {field: what the
+    entry records}}``: a decision is a plain row, and only the audit log is hash-chained."""
+    entry = next(
+        (
+            e
+            for e in view.timeline
+            if e.action == "decision.recorded"
+            and e.actor_id == decision.approver_id
+            and e.detail.get("review") == review.id
+        ),
+        None,
+    )
+    if entry is None:
+        return {"entry": False, "differs": {}}
+    differs = decision_differences(
+        decision.kind.value, decision.role, decision.reason, decision.decided_at, entry.detail, entry.at
+    )
+    if "at" in differs:
+        differs["at"] = _iso(differs["at"])
+    return {"entry": True, "differs": differs}
 
 
 # ---------------------------------------------------------------- answers
@@ -358,6 +414,12 @@ def _reviews_markdown(pipeline: CompiledPipeline, reviews: list[dict[str, Any]])
             lines.append(
                 f"- **Exception granted on blocking criteria.** Justification: {_inline(review['exception_reason'])}"
             )
+        if review["evidence_hash_holds"] is False:
+            lines.append(
+                "- **Warning: its answers as submitted (below) and the links of then do not give this "
+                "evidence hash.** They were changed in the database after the review was submitted, so "
+                "they are not what it was decided on; `shepherd audit verify` names what disagrees."
+            )
         lines.append("")
         if review["decisions"]:
             lines += ["| Approver | Role | Decision | Reason | When |", "| --- | --- | --- | --- | --- |"]
@@ -366,6 +428,7 @@ def _reviews_markdown(pipeline: CompiledPipeline, reviews: list[dict[str, Any]])
                     f"| {_cell(d['approver'])} | {_cell(d['role'])} | {d['decision'].replace('_', ' ')} "
                     f"| {_cell(d['reason'])} | {d['decided_at']} |"
                 )
+            lines += _decision_warnings(review["decisions"])
         else:
             lines.append("No decisions yet.")
         lines.append("")
@@ -374,18 +437,54 @@ def _reviews_markdown(pipeline: CompiledPipeline, reviews: list[dict[str, Any]])
     return lines
 
 
+def _decision_warnings(decisions: list[dict[str, Any]]) -> list[str]:
+    """A warning under the decisions table for each decision its audit entry does not record so."""
+    lines = []
+    for d in decisions:
+        audit = d["audit"]
+        if not audit["entry"]:
+            said = "has no audit entry: it was added in the database, not through Shepherd."
+        elif audit["differs"]:
+            recorded = ", ".join(_recorded(field, value) for field, value in audit["differs"].items())
+            said = (
+                f"does not match its audit entry, which records {recorded}: it was changed in the database."
+            )
+        else:
+            continue
+        lines.append(f"**Warning:** the decision of {_inline(d['approver'])} {said}")
+    return ["", *lines] if lines else []
+
+
+def _recorded(field: str, value: Any) -> str:
+    if value is None:
+        return f"no {field}"
+    if field == "decision":
+        return f"decision {_inline(str(value).replace('_', ' '))}"
+    return f'{field} "{_inline(value)}"'
+
+
 def _as_submitted_markdown(pipeline: CompiledPipeline, review: dict[str, Any]) -> list[str]:
     """What a closed review was decided on, beside the gate's current answers: the answers of
     its gate as submitted, and those of other gates (also under its hash) that changed since."""
     entries = review["answers_as_submitted"]
     own = [e for e in entries if e["gate"] == review["gate"]]
     others = [e for e in entries if e["gate"] != review["gate"]]
+    if review["evidence_hash_holds"] is False:
+        said = (
+            f"The answers the database holds for review {review['id']} as they stood when it was "
+            f"submitted ({review['submitted_at']}). **They do not match its evidence hash "
+            f"`{review['evidence_hash']}`**: some were changed in the database since, so they are not "
+            "what it was decided on."
+        )
+    else:
+        said = (
+            f"The answers review {review['id']} was decided on, as they stood when it was submitted "
+            f"({review['submitted_at']}): its evidence hash `{review['evidence_hash']}` covers them."
+        )
     lines = [
         f"##### Answers as submitted for review {review['id']}",
         "",
-        f"The answers review {review['id']} was decided on, as they stood when it was submitted "
-        f"({review['submitted_at']}): its evidence hash `{review['evidence_hash']}` covers them. "
-        "Answers changed since are marked; the current answers are in the table above.",
+        f"{said} Answers changed since are marked; the current answers are in the table above.",
         "",
     ]
     if own:

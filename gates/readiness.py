@@ -271,6 +271,12 @@ def _shown(
         return True
 
 
+def typed_answers(pipeline: CompiledPipeline, answers: Mapping[str, Any]) -> dict[str, AnswerValue]:
+    """The answers as readiness judges them (``Readiness.answers``): coerced to their questions'
+    types, leaving out empty ones, ones that do not fit and ones to questions not in ``pipeline``."""
+    return _coerce_all(pipeline.questions, answers)[0]
+
+
 def _coerce_all(
     questions: Mapping[str, Question], answers: Mapping[str, Any]
 ) -> tuple[dict[str, AnswerValue], list[InvalidAnswer]]:

@@ -33,6 +33,7 @@ from gates.errors import (
     UnknownQuestion,
     UnknownRole,
 )
+from gates.evidence import decision_detail, submitted_evidence_hash
 from gates.lifecycle import (
     DecisionKind,
     DecisionResult,
@@ -41,7 +42,6 @@ from gates.lifecycle import (
     Review,
     ReviewStatus,
     Status,
-    evidence_hash,
 )
 from gates.loader import CompiledPipeline
 from gates.pipeline import Gate, Question, QuestionType
@@ -653,7 +653,7 @@ def submit(
                 owner_id=initiative.owner_id,
                 submitted_at=now,
                 pipeline_version=pipeline.version,
-                evidence_hash=evidence_hash(report.answers, links),
+                evidence_hash=submitted_evidence_hash(pipeline, state.values, links),
                 requirements=tuple(Requirement(need.role, need.min) for need in report.approvals),
                 exception_reason=justification,
                 tier=report.tier,
@@ -905,18 +905,7 @@ def _decide_one(
         return DecideOutcome(review, initiative, result, advanced=False)
     review_id = review.id
     uow.audit.append(
-        user_id,
-        "decision.recorded",
-        review.initiative_ref,
-        {
-            "review": review_id,
-            "gate": review.gate_id,
-            "decision": kind.value,
-            "role": result.decision.role,
-            "reason": result.decision.reason,
-            "evidence_hash": review.evidence_hash,
-        },
-        now,
+        user_id, "decision.recorded", review.initiative_ref, decision_detail(review, result.decision), now
     )
     payload = {
         "review": review_id,

@@ -12,12 +12,13 @@ The bot uses::
     GroupCommit(write, name=...).submit(item)              # a Future; batches share a transaction
     InboxProcessor(database, handlers, clock).run_forever(stop_event)
     OutboxWorker(database, sender, clock).run_forever(stop_event)
-    verify_audit(database)              # AuditReport: ok, or the first bad entry
+    verify_audit(database, pipeline)    # AuditReport: ok, or the first bad entry / disagreement
     retention.prune(database, now, retention)  # rows deleted per table (daily, by the scheduler)
 """
 
 from __future__ import annotations
 
+from gates.loader import CompiledPipeline
 from storage.audit import AuditReport
 from storage.database import Database, sqlite_url
 from storage.errors import (
@@ -33,12 +34,15 @@ from storage.outbox import OutboxMessage, OutboxWorker, PermanentFailure, Postpo
 from storage.uow import SqlUnitOfWork
 
 
-def verify_audit(database: Database) -> AuditReport:
-    """Check the whole audit chain; the report names the first modified, deleted, moved or inserted entry."""
+def verify_audit(database: Database, pipeline: CompiledPipeline | None = None) -> AuditReport:
+    """Check the whole audit chain, then the decisions and reviews against it; the report names
+    the first modified, deleted, moved or inserted entry, or where the tables disagree with it.
+    ``pipeline`` types the answers to recompute each review's evidence hash (without it, the
+    hashes are not recomputed)."""
     from storage.audit import verify
 
     with database.session(read_only=True) as session:
-        return verify(session)
+        return verify(session, pipeline=pipeline)
 
 
 __all__ = [

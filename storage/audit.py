@@ -5,7 +5,8 @@ prev_hash})`` with ``prev_hash`` the hash of entry ``n - 1`` (64 zeros for the f
 of entries written is also kept in the ``counters`` table (``audit_seq``), so cutting entries off
 the end shows too, and numbers start at 1 (a CHECK constraint; ``verify`` reads from the smallest
 number there is, so an entry slipped in before the first shows even where the constraint was
-dropped).
+dropped). The chain proves only itself: ``verify`` then checks the decisions and reviews against
+what it records (``storage.audit_records``).
 
 Appends are serialised by the database: the counter row is bumped first (``UPDATE ... RETURNING``
 takes its row lock on PostgreSQL until commit; on SQLite the write transaction already holds the
@@ -41,7 +42,9 @@ from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gates.loader import CompiledPipeline
 from gates.ports import TimelineEntry
+from storage.audit_records import RecordsCheck
 from storage.errors import AuditLogAheadOfCounter
 from storage.prepared import Prepared
 from storage.sqlerrors import guarded, is_unique_violation
@@ -228,24 +231,59 @@ _INSERT_IF_PREDECESSOR = Prepared(
 
 @dataclass(frozen=True, slots=True)
 class AuditReport:
-    """The outcome of ``verify``: ``ok``, how many entries were checked, and the first bad one."""
+    """The outcome of ``verify``: ``ok``, how many entries were checked, the first bad one, and
+    where the decisions and reviews disagree with the chain (``storage.audit_records``)."""
 
     ok: bool
     checked: int
     bad_seq: int | None = None
     problem: str | None = None
+    decisions: int = 0
+    """Decisions checked against their audit entries."""
+    reviews: int | None = None
+    """Reviews whose evidence hash was recomputed; None when no pipeline was given to type the answers."""
+    disagreements: tuple[str, ...] = ()
+    """Where the tables disagree with the chain (the first ``audit_records.LISTED``)."""
+    unlisted: int = 0
+    """Further disagreements, counted but not listed."""
 
     def __str__(self) -> str:
-        if self.ok:
-            return f"Audit log intact: {self.checked} entries, hash chain unbroken."
-        return f"Audit log broken at entry {self.bad_seq}: {self.problem}"
+        if self.bad_seq is not None:
+            return f"Audit log broken at entry {self.bad_seq}: {self.problem}"
+        evidence = (
+            f"evidence hashes recomputed for {_count(self.reviews, 'review')}"
+            if self.reviews is not None
+            else "evidence hashes not recomputed, no pipeline given"
+        )
+        checked = f"{_count(self.decisions, 'decision')} checked against it, {evidence}"
+        if not self.disagreements:
+            return f"Audit log intact: {self.checked} entries, hash chain unbroken; {checked}."
+        lines = [
+            f"The tables disagree with the audit log in {self.unlisted + len(self.disagreements)} "
+            f"place(s) (the log itself is intact: {self.checked} entries, hash chain unbroken; {checked}):"
+        ]
+        lines += [f"  - {text}" for text in self.disagreements]
+        if self.unlisted:
+            lines.append(f"  ... and {self.unlisted} more.")
+        return "\n".join(lines)
 
 
-def verify(session: Session, batch: int = 5_000) -> AuditReport:
-    """Walk the whole chain and report the first entry that was modified, deleted, moved or inserted."""
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def verify(session: Session, batch: int = 5_000, pipeline: CompiledPipeline | None = None) -> AuditReport:
+    """Walk the whole chain and report the first entry that was modified, deleted, moved or
+    inserted; then check the decisions and reviews against it (``storage.audit_records``).
+
+    Args:
+        pipeline: types the answers to recompute each review's evidence hash; without it the
+            hashes are not recomputed.
+    """
     expected_seq = 1
     prev_hash = GENESIS
     after: int | None = None
+    records = RecordsCheck()
     while True:
         # Keyset pages rather than a server-side cursor: nothing is left open on an early return.
         # From the smallest number, whatever it is: an entry numbered below 1 would otherwise go
@@ -253,13 +291,14 @@ def verify(session: Session, batch: int = 5_000) -> AuditReport:
         statement = select(audit_log).order_by(audit_log.c.seq).limit(batch)
         if after is not None:
             statement = statement.where(audit_log.c.seq > after)
-        page = list(session.execute(statement).mappings())
+        page = session.execute(statement).mappings().all()
         for row in page:
             if row["seq"] < 1:
                 return _before_the_first(session, row)
             problem = _check_entry(row, expected_seq, prev_hash)
             if problem is not None:
                 return AuditReport(False, expected_seq - 1, expected_seq, problem)
+            records.note(row)
             prev_hash = row["hash"]
             expected_seq += 1
         if len(page) < batch:
@@ -282,7 +321,15 @@ def verify(session: Session, batch: int = 5_000) -> AuditReport:
             f"{beyond} beyond the counter, which says {counted} were written: added without Shepherd "
             "(forged, or restored from elsewhere); audited writes fail until this is resolved.",
         )
-    return AuditReport(True, last_seq)
+    found = records.check(session, pipeline, batch)
+    return AuditReport(
+        found.total == 0,
+        last_seq,
+        decisions=found.decisions,
+        reviews=found.reviews if found.recomputed else None,
+        disagreements=tuple(found.listed),
+        unlisted=found.total - len(found.listed),
+    )
 
 
 def _before_the_first(session: Session, row: Any) -> AuditReport:

@@ -239,6 +239,7 @@ def test_export_json_parses_with_answer_history_and_review(seeded: Seeded, tmp_p
     assert weeks["history"][0]["author"] == OWNER
     (review,) = pack["reviews"]
     assert review["evidence_hash"] == seeded.evidence_hash
+    assert review["evidence_hash_holds"] is True  # recomputed from the answers as submitted
     assert review["pipeline_version"]
     assert review["decisions"][0] == {
         "approver": SPONSOR,
@@ -246,6 +247,7 @@ def test_export_json_parses_with_answer_history_and_review(seeded: Seeded, tmp_p
         "decision": "approve",
         "reason": APPROVAL_REASON,
         "decided_at": review["decisions"][0]["decided_at"],
+        "audit": {"entry": True, "differs": {}},  # as its audit entry records it
     }
     assert pack["links"][0]["url"] == "https://wiki.example.com/forecast-baseline"
 

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 import yaml
 from markdown_it import MarkdownIt
+from sqlalchemy import insert, update
 
 from bot.bootstrap import Services, bootstrap
 from bot.evidence_pack import evidence_json, evidence_markdown
 from bot.settings import Settings
 from gates import usecases
 from gates.lifecycle import DecisionKind
+from storage.tables import answer_versions, decisions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTAKE: dict[str, Any] = yaml.safe_load(
@@ -252,6 +254,7 @@ def test_an_open_review_has_no_answers_as_submitted_beside_the_current_ones(serv
     data, text = pack(services, ref)
     assert data["reviews"][0]["status"] == "open"
     assert data["reviews"][0]["answers_as_submitted"] is None  # its gate is frozen while it is open
+    assert data["reviews"][0]["evidence_hash_holds"] is None  # so none are shown to vouch for
     assert "Answers as submitted" not in text
 
 
@@ -288,3 +291,63 @@ def test_the_current_answer_is_the_one_shepherd_holds_as_current_when_saves_comm
         ("KPI A", OWNER),
     ]
     assert f"| Primary business KPI (`primary_kpi`) | KPI A | {OWNER} | 2026-09-01T10:00:00+00:00 |" in text
+
+
+def test_answers_and_a_decision_changed_in_the_database_are_flagged_not_vouched_for(
+    services: Services,
+) -> None:
+    """Someone with write access to the database turns a rejection into an approval and changes
+    an answer the review was decided on: the pack shows what the tables hold, and says plainly
+    that neither agrees with the record, instead of "its evidence hash covers them"."""
+    ref = registered(services)
+    review_id = submitted(services, ref)
+    usecases.decide(
+        services.pipeline, services.uow(), review_id, SPONSOR, DecisionKind.REJECT, "No baseline",
+        T0 + timedelta(days=1),
+    )  # fmt: skip
+    data, text = pack(services, ref)
+    assert data["reviews"][0]["evidence_hash_holds"] is True
+    assert data["reviews"][0]["decisions"][0]["audit"] == {"entry": True, "differs": {}}
+    assert "covers them" in text and "Warning" not in text
+
+    with services.database.engine.begin() as connection:
+        connection.execute(
+            update(answer_versions)
+            .where(answer_versions.c.question_id == "primary_kpi")
+            .values(value="Edited")
+        )
+        connection.execute(update(decisions).values(kind="approve", reason="Looks good"))
+
+    data, text = pack(services, ref)
+    review = data["reviews"][0]
+    assert entry(review, "primary_kpi")["value"] == "Edited"  # what the tables hold, shown as such ...
+    assert review["evidence_hash_holds"] is False  # ... and not vouched for
+    decision = review["decisions"][0]
+    assert (decision["decision"], decision["reason"]) == ("approve", "Looks good")
+    assert decision["audit"] == {"entry": True, "differs": {"decision": "reject", "reason": "No baseline"}}
+    assert "covers them" not in text
+    assert f"**They do not match its evidence hash `{review['evidence_hash']}`**" in text
+    assert "- **Warning: its answers as submitted (below) and the links of then do not give this" in text
+    assert (
+        f"**Warning:** the decision of {SPONSOR} does not match its audit entry, which records decision "
+        'reject, reason "No baseline": it was changed in the database.'
+    ) in text
+
+
+def test_a_decision_added_in_the_database_is_flagged_as_without_an_audit_entry(services: Services) -> None:
+    ref = registered(services)
+    review_id = submitted(services, ref)
+    usecases.withdraw(services.uow(), ref, OWNER, T0 + timedelta(days=1))
+    with services.database.engine.begin() as connection:
+        connection.execute(
+            insert(decisions).values(
+                review_id=review_id, approver_id="U0CEO", kind="approve", role="sponsor",
+                decided_at=T0 + timedelta(hours=2),
+            )
+        )  # fmt: skip
+    data, text = pack(services, ref)
+    assert data["reviews"][0]["decisions"][0]["audit"] == {"entry": False, "differs": {}}
+    assert (
+        "**Warning:** the decision of U0CEO has no audit entry: it was added in the database, "
+        "not through Shepherd."
+    ) in text

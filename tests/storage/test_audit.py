@@ -1,5 +1,5 @@
 """The audit chain proves itself unbroken, and names the first entry that was modified,
-deleted, reordered or inserted."""
+deleted, reordered or inserted; then the decisions and reviews are checked against it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gates import usecases
+from gates.evidence import submitted_evidence_hash
+from gates.lifecycle import DecisionKind
 from storage import AuditLogAheadOfCounter, Database, verify_audit
 from storage.audit import GENESIS, canonical_json, entry_hash
-from storage.tables import audit_log
+from storage.tables import answer_versions, audit_log, decisions, evidence_links, reviews
+from tests.gates.conftest import OWNER, SPONSOR, SUBMITTER, TWO_GATES, build
+from tests.storage.scenarios import INTAKE, pipeline
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -291,3 +296,141 @@ def test_several_entries_of_one_transaction_are_chained_in_order(database: Datab
     assert report.ok and report.checked == 4, report
     with database.uow(read_only=True) as uow:
         assert [e.actor_id for e in uow.audit.timeline("AI-0001")] == ["U2", "U3", "U4"]
+
+
+# -- the decisions and the reviews' evidence, against what the chain records ---------------------
+
+
+def rejected(database: Database) -> int:
+    """AI-0001, with an evidence link, submitted and then rejected by its sponsor; returns the review."""
+    registered = usecases.register(
+        pipeline(), database.uow(), name="Invoice matching", owner_id=OWNER,
+        answers={**INTAKE, "budget": 5000}, actor_id=OWNER, now=NOW,
+    )  # fmt: skip
+    usecases.add_link(
+        pipeline(),
+        database.uow(),
+        registered.ref,
+        "intake",
+        "https://wiki.example.com/plan",
+        "Plan",
+        OWNER,
+        NOW,
+    )
+    review = usecases.submit(pipeline(), database.uow(), registered.ref, SUBMITTER, NOW + timedelta(hours=1))
+    assert review.id is not None
+    usecases.decide(
+        pipeline(), database.uow(), review.id, SPONSOR, DecisionKind.REJECT, "No baseline",
+        NOW + timedelta(hours=2),
+    )  # fmt: skip
+    return review.id
+
+
+def test_decisions_and_evidence_that_agree_with_the_chain_verify(database: Database) -> None:
+    rejected(database)
+    # Answering again after the review is allowed: only what it was decided on counts.
+    usecases.answer(pipeline(), database.uow(), "AI-0001", "intake", {"problem": "Now by rule"}, OWNER,
+                    NOW + timedelta(days=1))  # fmt: skip
+    report = verify_audit(database, pipeline())
+    assert (report.ok, report.decisions, report.reviews) == (True, 1, 1), str(report)
+    assert "1 decision checked against it, evidence hashes recomputed for 1 review" in str(report)
+    assert verify_audit(database).reviews is None  # no pipeline to type the answers with
+
+
+def test_a_decision_changed_in_the_database_is_named(database: Database) -> None:
+    review_id = rejected(database)
+    with database.engine.begin() as connection:
+        connection.execute(update(decisions).values(kind="approve", reason="Looks good"))
+    report = verify_audit(database)  # the decisions are checked with or without a pipeline
+    assert (report.ok, report.bad_seq) == (False, None)
+    said = (
+        f'The decision of {SPONSOR} on review {review_id} (AI-0001) says decision "approve", '
+        'reason "Looks good", but its audit entry 4 records decision "reject", reason "No baseline": '
+        "it was changed in the database."
+    )
+    assert report.disagreements == (said,)
+    assert str(report).startswith("The tables disagree with the audit log in 1 place(s)")
+    assert verify_audit(database, pipeline()).disagreements == (said,)
+
+
+def test_a_decision_added_or_deleted_in_the_database_is_named(database: Database) -> None:
+    review_id = rejected(database)
+    with database.engine.begin() as connection:
+        connection.execute(delete(decisions))
+        connection.execute(
+            insert(decisions).values(
+                review_id=review_id, approver_id="U0CEO", kind="approve", role="sponsor",
+                decided_at=NOW + timedelta(hours=3),
+            )
+        )  # fmt: skip
+    report = verify_audit(database, pipeline())
+    assert not report.ok
+    assert report.disagreements == (
+        f'The decision of U0CEO on review {review_id} (AI-0001), "approve", has no decision.recorded '
+        "entry in the audit log: it was added in the database, not through Shepherd.",
+        f'Audit entry 4 records a decision of {SPONSOR}, "reject", on review {review_id} (AI-0001), '
+        "which the decisions table does not hold: it was deleted in the database.",
+    )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        update(answer_versions).where(answer_versions.c.question_id == "problem").values(value="Edited"),
+        update(answer_versions).where(answer_versions.c.question_id == "budget").values(value=1),
+        update(evidence_links).values(url="https://wiki.example.com/other-plan"),
+        delete(evidence_links),
+    ],
+    ids=["answer", "number", "link", "link-deleted"],
+)
+def test_evidence_changed_after_submission_is_named_with_its_review(database: Database, edit: object) -> None:
+    review_id = rejected(database)
+    with database.engine.begin() as connection:
+        connection.execute(edit)  # type: ignore[call-overload]
+    report = verify_audit(database, pipeline())
+    assert not report.ok
+    assert report.disagreements[0].startswith(
+        f"Review {review_id} (AI-0001, intake gate): its answers as submitted and its links no longer "
+        "give the evidence hash"
+    )
+    assert "they were changed in the database after it was submitted." in report.disagreements[0]
+
+
+def test_a_review_hash_rewritten_to_cover_edited_answers_is_named(database: Database) -> None:
+    review_id = rejected(database)
+    with database.engine.begin() as connection:
+        connection.execute(
+            update(answer_versions).where(answer_versions.c.question_id == "problem").values(value="Edited")
+        )
+    edited = usecases.evidence_as_submitted(database.uow(read_only=True), review_id)
+    rehashed = submitted_evidence_hash(
+        pipeline(),
+        {qid: version.value for qid, version in edited.answers.items()},
+        [(link.url, link.title) for link in edited.links],
+    )
+    with database.engine.begin() as connection:
+        connection.execute(update(reviews).values(evidence_hash=rehashed))
+    report = verify_audit(database, pipeline())
+    assert report.disagreements[0].startswith(
+        f"Review {review_id} (AI-0001, intake gate) has the evidence hash {rehashed[:12]}…, but its "
+        "audit entry 3 recorded "
+    )
+    assert "its answers as submitted and its links no longer give" in report.disagreements[1]
+
+
+def test_reviews_of_an_earlier_pipeline_verify_after_a_question_is_removed(database: Database) -> None:
+    rejected(database)  # its evidence hash covers the budget answer
+    without_budget = build(
+        TWO_GATES.replace(
+            "      - {id: budget, label: Budget in euros, type: number, validation: {min: 0}}\n", ""
+        )
+    )
+    assert without_budget.version != pipeline().version
+    assert verify_audit(database, without_budget).ok
+    with database.engine.begin() as connection:
+        connection.execute(
+            update(answer_versions).where(answer_versions.c.question_id == "budget").values(value=1)
+        )
+    report = verify_audit(database, without_budget)
+    assert not report.ok
+    assert f"(It was submitted on pipeline version {pipeline().version}; this one is" in str(report)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import typer
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.cli_storage import audit_app, db_app
 from storage import Database, sqlite_url
 from storage.retention import TABLES
-from tests.storage.test_audit import forge
+from storage.tables import answer_versions, decisions
+from tests.gates.conftest import SPONSOR, TWO_GATES
+from tests.storage.test_audit import forge, rejected
 from tests.storage.test_retention import EVIDENCE, row_counts, seed
 
 runner = CliRunner()
@@ -49,6 +53,41 @@ def test_audit_verify_exits_0_when_intact_and_1_naming_the_first_bad_entry(datab
     broken = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
     assert broken.exit_code == 1
     assert "entry 2" in broken.output and "modified" in broken.output
+
+
+def test_audit_verify_names_a_decision_and_answers_changed_in_the_database_and_exits_1(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain is intact, but the tables the evidence pack reads were edited: a rejection made
+    an approval, and an answer the review was decided on changed."""
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(textwrap.dedent(TWO_GATES), encoding="utf-8")
+    monkeypatch.setenv("SHEPHERD_PIPELINE", str(pipeline))  # types the answers to hash, as `serve` does
+    review_id = rejected(database)
+    url = database.url.render_as_string(hide_password=False)
+    intact = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
+    assert intact.exit_code == 0, intact.output
+    assert "1 decision checked against it, evidence hashes recomputed for 1 review" in intact.output
+
+    with database.engine.begin() as connection:
+        connection.execute(update(decisions).values(kind="approve", reason="Looks good"))
+        connection.execute(
+            update(answer_versions).where(answer_versions.c.question_id == "problem").values(value="Edited")
+        )
+    edited = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
+    assert edited.exit_code == 1
+    said = " ".join(edited.output.split())
+    assert said.startswith("DISAGREES The tables disagree with the audit log in 2 place(s)")
+    assert f'The decision of {SPONSOR} on review {review_id} (AI-0001) says decision "approve"' in said
+    assert f"Review {review_id} (AI-0001, intake gate): its answers as submitted and its links" in said
+
+    # A pipeline that cannot be loaded leaves the hashes unchecked, and says so; the rest is checked.
+    pipeline.write_text("gates: [", encoding="utf-8")
+    unloaded = runner.invoke(cli(), ["audit", "verify", "--database-url", url])
+    assert unloaded.exit_code == 1
+    said = " ".join(unloaded.output.split())
+    assert "so the reviews' evidence hashes are not recomputed" in said
+    assert "in 1 place(s)" in said and "evidence hashes not recomputed, no pipeline given" in said
 
 
 def test_an_unusable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:

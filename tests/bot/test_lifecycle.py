@@ -410,6 +410,21 @@ def test_a_questionnaire_page_where_nothing_applies_is_skipped_not_the_end(tmp_p
         assert ids.question_block_id("extra_00") in str(again["view"]["blocks"])
 
 
+def one_gate_pipeline(path: Path, questions: list[dict[str, Any]], sponsors: list[str] | None = None) -> Path:
+    """A pipeline file of one gate, idea to poc, asking ``questions`` and approved by a sponsor."""
+    gate = {
+        "id": "intake",
+        "from": "idea",
+        "to": "poc",
+        "questions": questions,
+        "approvals": [{"role": "sponsor"}],
+    }
+    sponsor = {"slack_users": sponsors} if sponsors else {}
+    definition = {"version": 1, "stages": ["idea", "poc"], "roles": {"sponsor": sponsor}, "gates": [gate]}
+    path.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    return path
+
+
 def test_an_optional_yes_no_or_choice_answer_is_taken_back_with_no_answer(tmp_path: Path) -> None:
     """Slack cannot empty radio buttons or a select once something is picked: the person picks
     "No answer", and the answers are cleared, with who cleared them on the record."""
@@ -418,18 +433,7 @@ def test_an_optional_yes_no_or_choice_answer_is_taken_back_with_no_answer(tmp_pa
         {"id": "vendor", "label": "Uses an external vendor?", "type": "yes_no"},
         {"id": "region", "label": "Hosting region", "type": "choice", "options": ["eu", "us"]},
     ]
-    pipeline = tmp_path / "optional.yaml"
-    gate = {
-        "id": "intake",
-        "from": "idea",
-        "to": "poc",
-        "questions": questions,
-        "approvals": [{"role": "sponsor"}],
-    }
-    pipeline.write_text(
-        yaml.safe_dump({"version": 1, "stages": ["idea", "poc"], "roles": {"sponsor": {}}, "gates": [gate]}),
-        encoding="utf-8",
-    )
+    pipeline = one_gate_pipeline(tmp_path / "optional.yaml", questions)
     api = FakeSlackWebAPI()
     api.state.add_user(OWNER, "olivia")
     with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
@@ -703,21 +707,7 @@ def test_an_answer_hidden_by_a_later_one_no_longer_asks_for_anything(tmp_path: P
             "required_if": 'answers.vendor_in_eu == "no"',
         },
     ]
-    pipeline = tmp_path / "vendor.yaml"
-    gate = {
-        "id": "intake",
-        "from": "idea",
-        "to": "poc",
-        "questions": questions,
-        "approvals": [{"role": "sponsor"}],
-    }
-    definition = {
-        "version": 1,
-        "stages": ["idea", "poc"],
-        "roles": {"sponsor": {"slack_users": [SPONSOR]}},
-        "gates": [gate],
-    }
-    pipeline.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    pipeline = one_gate_pipeline(tmp_path / "vendor.yaml", questions, sponsors=[SPONSOR])
     api = FakeSlackWebAPI()
     api.state.add_user(OWNER, "olivia")
     with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:

@@ -299,9 +299,9 @@ def _coerce_all(
 def _applies(
     pipeline: CompiledPipeline, source: str | None, context: Any, default: bool, on_error: bool | None = None
 ) -> bool:
-    """A show_if / required_if: when it cannot be evaluated yet (an answer it reads is missing),
-    fall back to ``default``; when it fails with the answers given (a division by zero, mixed
-    number types), to ``on_error`` (default: ``default``). A required_if that fails counts as
+    """A required_if (show_ifs are settled by ``_shown``): when it cannot be evaluated yet (an
+    answer it reads is missing), fall back to ``default``; when it fails with the answers given
+    (a division by zero, mixed number types), to ``on_error`` (default: ``default``). A required_if that fails counts as
     required: a question must not stop being required because its rule broke."""
     if source is None:
         return default

@@ -92,9 +92,9 @@ class SqlReviewRepository:
 
     @guarded
     def get_many(self, review_ids: Iterable[int]) -> dict[int, Review]:
-        """One read for any number of reviews (the worker's rounds of clicks), where ``get``
+        """Two reads for any number of reviews (the worker's rounds of clicks), where ``get``
         costs one each; run on the driver (``storage.prepared``): through SQLAlchemy's execution
-        and rows, this read was a quarter of the worker's time per recorded decision."""
+        and rows, these reads were a quarter of the worker's time per recorded decision."""
         wanted = sorted({int(i) for i in review_ids if str(i).isdigit()})
         if not wanted:
             return {}

@@ -294,14 +294,19 @@ class SlackNotifier:
             )
             return
         try:
-            channel, ts = self._send_privately(message.payload)
+            sent = self._send_privately(message.payload)
         except BaseException:
             self._messages.release(target, EPHEMERAL, at)  # not sent: the next delivery may send it
             raise
-        self._messages.fill(target, EPHEMERAL, channel, ts, at)  # never taken over: always ours
+        if sent is None:  # Slack will never let us reach this person: nothing to remember
+            self._messages.release(target, EPHEMERAL, at)
+            return
+        self._messages.fill(target, EPHEMERAL, *sent, at)  # never taken over: always ours
 
-    def _send_privately(self, payload: Mapping[str, Any]) -> tuple[str, str]:
-        """Show ``text`` to ``user`` in ``channel`` when Slack allows, else by DM; where it went."""
+    def _send_privately(self, payload: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Show ``text`` to ``user`` in ``channel`` when Slack allows, else by DM; where it went.
+        None when Slack refuses the DM for good (the person left the workspace, was deactivated,
+        is a bot): retrying would only use up the message's attempts and leave it dead."""
         channel, user, text = payload.get("channel"), payload["user"], payload["text"]
         try:
             if channel:
@@ -310,7 +315,14 @@ class SlackNotifier:
         except SlackApiError as error:
             if _error_code(error) not in _PERMANENT:
                 raise
-        response = self._client.chat_postMessage(channel=self._dm_channel(user), text=text)
+        try:
+            response = self._client.chat_postMessage(channel=self._dm_channel(user), text=text)
+        except SlackApiError as error:
+            code = _error_code(error)
+            if code not in _PERMANENT:
+                raise
+            logger.warning("could not tell %s privately (neither in the channel nor by DM): %s", user, code)
+            return None
         return str(response["channel"]), str(response["ts"])
 
     # -- scheduled events (bot/scheduler.py) ----------------------------------------------------

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from bot import ids
 from bot.cli import app as shepherd
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.listeners.common import queue_private_message
 from bot.slack_client import unavailable
 from gates.lifecycle import ReviewStatus
 from storage import Unavailable
@@ -111,6 +112,26 @@ def test_a_message_failing_for_another_reason_is_dead_after_its_attempts_as_befo
     [row] = outbox_rows(ws)
     assert (row["status"], row["attempts"]) == ("dead", 8)
     assert "There is no initiative AI-9999" in row["last_error"]
+
+
+def test_a_private_message_to_someone_slack_cannot_reach_is_given_up_at_once_not_retried_until_dead(
+    workspace: Workspace,  # noqa: F811
+) -> None:
+    """Someone who left the workspace clicked, and the refusal's explanation can reach them
+    neither in the channel nor by DM (user_not_found): that is Slack's final word, so the message
+    is settled at once instead of using up its attempts and landing among the dead letters that
+    `shepherd doctor` reports and an operator would then retry in vain."""
+    ws = workspace
+    gone = "U0GONE001"  # not (or no longer) a member of the workspace
+    with ws.services.uow() as uow:
+        queue_private_message(
+            uow, gone, "You hold none of the roles this review still needs.", ws.registry, ws.clock()
+        )
+        uow.commit()
+    ws.deliver()
+    [row] = outbox_rows(ws)
+    assert (row["kind"], row["status"], row["last_error"]) == ("ephemeral", "delivered", None)
+    assert ws.api.calls("conversations.open"), "the DM was tried after the channel refused"
 
 
 def test_a_message_slack_refused_until_dead_is_sent_again_by_shepherd_outbox_retry(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.dialect import insert_ignoring_conflicts
 from storage.models import Base, UTCDateTime
 from storage.sqlerrors import guarded
+from storage.tables import table_of
 
 if TYPE_CHECKING:
     from storage.database import Database
@@ -41,6 +42,9 @@ class AskedAnswerRow(Base):
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+asked_answers = table_of(AskedAnswerRow)
+
+
 @dataclass(frozen=True)
 class AskedAnswer:
     """One answer as it was given."""
@@ -58,7 +62,7 @@ class AskedAnswers:
     @guarded
     def keep(self, key: str, question: str, answer: str, sources: Sequence[str], at: datetime) -> None:
         """Keep an answer under its feedback key (a key given twice keeps the first)."""
-        table = AskedAnswerRow.__table__
+        table = asked_answers
         row = {
             "key": key[:MAX_KEY],
             "question": question[:MAX_KEPT_TEXT],
@@ -73,7 +77,7 @@ class AskedAnswers:
     @guarded
     def get(self, key: str) -> AskedAnswer | None:
         """The answer kept under ``key``, or None (posted before answers were kept, or unknown)."""
-        table = AskedAnswerRow.__table__
+        table = asked_answers
         with self._database.session(read_only=True) as session:
             found = session.execute(
                 select(table.c.question, table.c.answer, table.c.sources, table.c.posted_at).where(

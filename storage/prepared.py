@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -176,6 +176,6 @@ def _plan(statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Plan:
         positional=positional,
         fixed=fixed,
         encoders=tuple(encoders),
-        keys=tuple(columns.keys()),
+        keys=tuple(cast(list[str], columns.keys())),  # a statement's columns all have names
         decoders=tuple(decoders),
     )

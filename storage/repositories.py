@@ -530,7 +530,7 @@ def _initiative_values(initiative: Initiative) -> dict[str, Any]:
     }
 
 
-def initiative_from_row(row: Mapping[str, Any]) -> Initiative:
+def initiative_from_row(row: Mapping[Any, Any]) -> Initiative:  # a RowMapping or a dict
     return Initiative(
         ref=row["ref"],
         name=row["name"],

@@ -54,19 +54,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from gates.lifecycle import ReviewStatus, Status
 from gates.schedule import subject_of
-from storage.asked_answers import AskedAnswerRow
+from storage.asked_answers import asked_answers
 from storage.inbox import APPLIED
 from storage.models import Base
 from storage.outbox import DELIVERED
 from storage.scheduling import fired_events
-from storage.slack_messages import OUTBOX_TARGET_PREFIX, SlackMessageRow
+from storage.slack_messages import OUTBOX_TARGET_PREFIX, slack_messages
 from storage.sqlerrors import translated
 from storage.tables import inbox, initiatives, outbox, processed_events, reviews
 
@@ -85,8 +85,6 @@ BATCH_SIZE = 500
 # most, ``storage.database``) to take it.
 PAUSE = 0.01
 
-asked_answers = cast(Table, AskedAnswerRow.__table__)
-slack_messages = cast(Table, SlackMessageRow.__table__)
 oauth_states = Base.metadata.tables["slack_oauth_states"]
 
 

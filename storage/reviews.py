@@ -305,7 +305,7 @@ class SqlReviewRepository:
         return self._reviews_from(rows, decided)
 
     def _reviews_from(
-        self, rows: Sequence[Mapping[str, Any]], decided: Iterable[Mapping[str, Any]]
+        self, rows: Sequence[Mapping[Any, Any]], decided: Iterable[Mapping[Any, Any]]
     ) -> list[Review]:
         """Reviews from their rows (review columns and ``ref``) and their decisions' rows, in
         the order each review's decisions were made."""

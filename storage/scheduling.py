@@ -32,7 +32,7 @@ from storage.dialect import insert_ignoring_conflicts
 from storage.models import Base, UTCDateTime
 from storage.repositories import initiative_id
 from storage.sqlerrors import guarded, translated
-from storage.tables import initiatives
+from storage.tables import initiatives, table_of
 
 if TYPE_CHECKING:
     from storage.database import Database
@@ -82,14 +82,10 @@ class SchedulerLeaseRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-def _table(model: type) -> Any:
-    return model.__table__  # type: ignore[attr-defined]
-
-
-extensions = _table(TimeBoxExtensionRow)
-operations_reviews = _table(OperationsReviewRow)
-fired_events = _table(FiredEventRow)
-scheduler_leases = _table(SchedulerLeaseRow)
+extensions = table_of(TimeBoxExtensionRow)
+operations_reviews = table_of(OperationsReviewRow)
+fired_events = table_of(FiredEventRow)
+scheduler_leases = table_of(SchedulerLeaseRow)
 
 
 class SqlOperationsRecords:

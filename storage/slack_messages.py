@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.dialect import insert_ignoring_conflicts
 from storage.leasing import Unavailable
 from storage.models import Base, UTCDateTime
+from storage.tables import table_of
 
 if TYPE_CHECKING:
     from storage.database import Database
@@ -56,6 +57,9 @@ class SlackMessageRow(Base):
     page: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """The page a paged view (App Home) last showed, so that publishing it again keeps the
     person where they were; 0 for a message."""
+
+
+slack_messages = table_of(SlackMessageRow)
 
 
 RESERVED = ""
@@ -142,7 +146,7 @@ class MessageRefs:
 
     def _reserve_once(self, target: str, kind: str, at: datetime, take_over: bool) -> Reservation | None:
         """``reserve``, or None if the row it found was gone by the time it read it."""
-        table = SlackMessageRow.__table__
+        table = slack_messages
         row = {"target": target, "kind": kind, "channel": RESERVED, "ts": "", "created_at": at}
         stale = at - STALE_RESERVATION
         with self._database.session() as session:
@@ -182,7 +186,7 @@ class MessageRefs:
     def fill(self, target: str, kind: str, channel: str, ts: str, reserved_at: datetime) -> bool:
         """Remember where the reserved post went. False if the reservation was taken over
         meanwhile (this post took longer than ``STALE_RESERVATION``): the other one is kept."""
-        table, target, kind = SlackMessageRow.__table__, fitted(target), fitted(kind)
+        table, target, kind = slack_messages, fitted(target), fitted(kind)
         with self._database.session() as session:
             done = session.connection().execute(
                 update(table)
@@ -196,7 +200,7 @@ class MessageRefs:
 
     def release(self, target: str, kind: str, reserved_at: datetime) -> None:
         """Give up the reservation: nothing was posted, so the next delivery may post it."""
-        table, target, kind = SlackMessageRow.__table__, fitted(target), fitted(kind)
+        table, target, kind = slack_messages, fitted(target), fitted(kind)
         with self._database.session() as session:
             session.connection().execute(delete(table).where(*_reserved_by(table, target, kind, reserved_at)))
             session.commit()
@@ -256,7 +260,7 @@ class MessageRefs:
         """Remember that ``target``'s view of ``kind`` shows ``page``, remembering the view itself
         if it is new. Safe when two deliveries remember the same view at once: the database
         keeps one row, without an error in its log."""
-        table, target, kind = SlackMessageRow.__table__, fitted(target), fitted(kind)
+        table, target, kind = slack_messages, fitted(target), fitted(kind)
         row = {"target": target, "kind": kind, "channel": channel, "ts": "", "created_at": at, "page": page}
         with self._database.session() as session:
             connection = session.connection()

@@ -20,23 +20,24 @@ from storage.models import (
 )
 
 
-def _table(model: type) -> Table:
+def table_of(model: type) -> Table:
+    """The Core table of an ORM model, typed as one (``__table__`` is typed as any FromClause)."""
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     return table
 
 
-initiatives = _table(InitiativeRow)
-counters = _table(CounterRow)
-answer_versions = _table(AnswerVersionRow)
-evidence_links = _table(EvidenceLinkRow)
-reviews = _table(ReviewRow)
-decisions = _table(DecisionRow)
-role_holders = _table(RoleHolderRow)
-audit_log = _table(AuditRow)
-outbox = _table(OutboxRow)
-inbox = _table(InboxRow)
-processed_events = _table(ProcessedEventRow)
+initiatives = table_of(InitiativeRow)
+counters = table_of(CounterRow)
+answer_versions = table_of(AnswerVersionRow)
+evidence_links = table_of(EvidenceLinkRow)
+reviews = table_of(ReviewRow)
+decisions = table_of(DecisionRow)
+role_holders = table_of(RoleHolderRow)
+audit_log = table_of(AuditRow)
+outbox = table_of(OutboxRow)
+inbox = table_of(InboxRow)
+processed_events = table_of(ProcessedEventRow)
 
 INITIATIVE_REF_COUNTER = "initiative_ref"
 AUDIT_SEQ_COUNTER = "audit_seq"

@@ -59,7 +59,11 @@ def serve_playground(
         out.print(f"  Playground data (fresh at each start): [cyan]{playground.data_dir.resolve()}[/cyan]")
         out.print("  Start with [bold]/shepherd new[/bold] in #ai-initiatives.")
         uvicorn.run(
-            web_app(playground), host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
+            web_app(playground, host=host),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
         )
     finally:
         playground.stop()

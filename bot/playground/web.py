@@ -7,14 +7,22 @@
 - ``POST /api/act``: one move (``{"type": "send" | "click" | "submit_view" | "close_view" |
   "open_home" | "dismiss" | "switch_user", ...}``); answers ``{"ok": ..., "errors": ...}`` or
   ``400 {"error": "..."}`` with a sentence for the visitor.
+
+The API answers only its own page. A move must be ``Content-Type: application/json`` (``415``
+otherwise), which another site cannot send without a CORS preflight that is never granted, and
+carry no ``Origin`` but the page's own (``403``); and both endpoints refuse a ``Host`` that is
+not an IP address, ``localhost`` or the configured host (``403``), so a site whose name is
+rebound to 127.0.0.1 (DNS rebinding) can neither read the workspace nor act in it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
@@ -33,13 +41,22 @@ MAX_BODY = 256_000
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def web_app(playground: Playground, *, long_poll_seconds: float = LONG_POLL_SECONDS) -> Starlette:
-    """The ASGI app serving the page and the API for ``playground``."""
+def web_app(
+    playground: Playground, *, host: str = "127.0.0.1", long_poll_seconds: float = LONG_POLL_SECONDS
+) -> Starlette:
+    """The ASGI app serving the page and the API for ``playground``.
+
+    Args:
+        host: the host it is served on (``SHEPHERD_HOST``); a request naming it is accepted
+            besides IP addresses and ``localhost``.
+    """
 
     async def index(_: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=_NO_STORE)
 
     async def state(request: Request) -> Response:
+        if refused := _foreign_host(request, host):
+            return refused
         try:
             since = int(request.query_params.get("since", "-1"))
         except ValueError:
@@ -53,6 +70,8 @@ def web_app(playground: Playground, *, long_poll_seconds: float = LONG_POLL_SECO
         return JSONResponse(snapshot, headers=_NO_STORE)
 
     async def act(request: Request) -> Response:
+        if refused := _foreign_host(request, host) or _foreign_move(request):
+            return refused
         body = await request.body()
         if len(body) > MAX_BODY:
             return _error("That is too much at once.", 413)
@@ -82,3 +101,48 @@ def web_app(playground: Playground, *, long_poll_seconds: float = LONG_POLL_SECO
 
 def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"ok": False, "error": message}, status_code=status, headers=_NO_STORE)
+
+
+def _foreign_host(request: Request, served_host: str) -> JSONResponse | None:
+    """A refusal when the request names a host the playground is not served as.
+
+    A rebinding attack reaches 127.0.0.1 under the attacker's own domain name, so any name but
+    ``localhost`` and the configured host is refused; IP addresses are kept, as a page opened at
+    ``http://<machine's address>:3000`` on a ``0.0.0.0`` host names one. (Starlette's
+    TrustedHostMiddleware knows neither "any IP address" nor bracketed IPv6 hosts.)
+    """
+    named = request.headers.get("host", "")
+    name = (urlsplit(f"//{named}").hostname or "").rstrip(".") if named else ""
+    if name and (
+        _is_ip(name) or name == "localhost" or name.endswith(".localhost") or name == served_host.lower()
+    ):
+        return None
+    return _error(
+        f"This playground answers only at its own address, not at {named or 'an unnamed host'}. "
+        "Open it at the address printed when it started.",
+        403,
+    )
+
+
+def _foreign_move(request: Request) -> JSONResponse | None:
+    """A refusal when a move does not come from the playground's own page.
+
+    A form or a text/plain fetch from another site needs no preflight, so the JSON content type
+    is required; the Origin, which browsers always send with a POST, must be the page's own.
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return _error("A move must be sent as JSON (Content-Type: application/json).", 415)
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin is not None and origin.lower() != own.lower():
+        return _error(f"Moves are accepted only from the playground's own page, not from {origin}.", 403)
+    return None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

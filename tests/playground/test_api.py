@@ -32,10 +32,23 @@ def get_state(
         return json.loads(response.read())
 
 
-def act(running: RunningPlayground, move: Any, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+def status_of(request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def act(
+    running: RunningPlayground, move: Any, raw: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     body = raw if raw is not None else json.dumps(move).encode()
     request = urllib.request.Request(
-        f"{running.url}/api/act", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        f"{running.url}/api/act",
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
@@ -293,3 +306,40 @@ def test_a_reply_to_a_message_that_is_not_there_is_refused_and_not_kept(running:
     )
     assert status == 400 and "message_not_found" in answer["error"]
     assert "orphan reply" not in [m["text"] for m in get_state(running)["messages"][registry]]
+
+
+def test_a_move_posted_by_another_website_is_refused_and_not_made(running: RunningPlayground) -> None:
+    # Any page the visitor opens may POST here; a text/plain body needs no CORS preflight.
+    registry = running.playground.registry.id
+    move = {"type": "send", "channel": registry, "text": "hello from evil.example"}
+    simple = {"Content-Type": "text/plain;charset=UTF-8", "Origin": "http://evil.example"}
+    status, answer = act(running, move, headers=simple)
+    assert status == 415 and "application/json" in answer["error"], answer
+    status, answer = act(running, move, headers={"Origin": "http://evil.example"})
+    assert status == 403 and "http://evil.example" in answer["error"], answer
+    assert get_state(running)["messages"][registry] == []
+
+    # The page's own fetch: JSON, from its own origin.
+    status, _ = act(running, {**move, "text": "hello from the page"}, headers={"Origin": running.url})
+    assert status == 200
+    assert [m["text"] for m in get_state(running)["messages"][registry]] == ["hello from the page"]
+
+
+def test_a_site_rebound_to_the_playground_address_can_neither_read_nor_act(
+    running: RunningPlayground,
+) -> None:
+    # DNS rebinding: evil.example now resolves to 127.0.0.1, so the browser calls it same-origin.
+    registry = running.playground.registry.id
+    port = running.url.rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    state = urllib.request.Request(f"{running.url}/api/state", headers=rebound)
+    status, answer = status_of(state)
+    assert status == 403 and "evil.example" in answer["error"], answer
+    move = {"type": "send", "channel": registry, "text": "hello from evil.example"}
+    status, answer = act(running, move, headers=rebound)
+    assert status == 403, answer
+    assert get_state(running)["messages"][registry] == []
+
+    local = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
+    assert status_of(urllib.request.Request(f"{running.url}/api/state", headers=local))[0] == 200
+    assert act(running, {**move, "text": "hello from localhost"}, headers=local)[0] == 200

@@ -123,6 +123,15 @@ def slash_command(
 _TYPED_MENTION = re.compile(r"(?<![\w@])@([\w][\w.\-]*)")
 
 
+def escaped_typed_text(typed: str) -> str:
+    """What a person typed as Slack sends it: ``&``, ``<`` and ``>`` as ``&amp;``, ``&lt;``, ``&gt;``.
+
+    Slack does this for every message and escaping command, so a ``<`` typed is never read as
+    the start of a link or mention; the ``<...>`` tokens in what it sends are its own.
+    """
+    return typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def escaped_command_text(typed: str, people: Mapping[str, str] | None = None) -> str:
     """A command's text as Slack sends it when the command escapes (``should_escape: true``).
 
@@ -139,8 +148,7 @@ def escaped_command_text(typed: str, people: Mapping[str, str] | None = None) ->
         user = known.get(name.lower())
         return f"<@{user}|{name}>" if user else match.group(0)
 
-    escaped = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _TYPED_MENTION.sub(mention, escaped)
+    return _TYPED_MENTION.sub(mention, escaped_typed_text(typed))
 
 
 def global_shortcut(

@@ -38,7 +38,7 @@ from knowledge import KnowledgeBase
 logger = logging.getLogger("shepherd.playground")
 
 LONG_POLL_SECONDS = 20.0
-_MENTION = re.compile(r"(?<![<\w])@([A-Za-z][\w.\-]*)")
+_MENTION = re.compile(r"(?<!\w)@([A-Za-z][\w.\-]*)")
 
 
 class ActError(ValueError):
@@ -78,7 +78,8 @@ class Changes:
 
 
 def slack_text(text: str, state: SlackState) -> str:
-    """What Slack's composer sends: ``@Shepherd`` and ``@name`` become ``<@U...>`` mentions."""
+    """What Slack's composer sends: the text escaped (so a typed ``x<y`` stays text), then
+    ``@Shepherd`` and ``@name`` as ``<@U...>`` mentions."""
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1).rstrip(".-").lower()
@@ -92,7 +93,7 @@ def slack_text(text: str, state: SlackState) -> str:
         return match.group(0)
 
     with state.lock:
-        return _MENTION.sub(replace, text)
+        return _MENTION.sub(replace, payloads.escaped_typed_text(text))
 
 
 class Playground:

@@ -273,7 +273,18 @@ def test_composer_text_turns_names_into_slack_mentions(running: RunningPlaygroun
     assert slack_text("@Shepherd what now?", state) == f"<@{bot}> what now?"
     assert slack_text("ask @sam, then @Rafael.", state) == f"ask <@{SPONSOR}>, then <@{RISK}>."
     assert slack_text("mail me at a@b.example or @nobody", state) == "mail me at a@b.example or @nobody"
-    assert slack_text("already <@U0PGOWNER1>", state) == "already <@U0PGOWNER1>"
+    # Typed brackets stay text, as in Slack: Shepherd reads only its own <...> tokens as markup.
+    assert slack_text("already <@U0PGOWNER1>", state) == "already &lt;@U0PGOWNER1&gt;"
+    assert slack_text("is x<y & y>z, @sam?", state) == f"is x&lt;y &amp; y&gt;z, <@{SPONSOR}>?"
+
+
+def test_brackets_and_ampersands_typed_to_shepherd_reach_it_escaped_as_slack_sends_them(
+    running: RunningPlayground,
+) -> None:
+    dm = next(c["id"] for c in get_state(running)["channels"] if c["kind"] == "dm")
+    assert act(running, {"type": "send", "channel": dm, "text": "is x<y and y>z & ok?"})[0] == 200
+    mine = wait_for(lambda: [m for m in get_state(running)["messages"][dm] if m.get("user") == OWNER])
+    assert mine[0]["text"] == "is x&lt;y and y&gt;z &amp; ok?"
 
 
 def test_the_page_and_its_assets_are_served_from_the_package(running: RunningPlayground) -> None:

@@ -309,3 +309,12 @@ def test_app_home_shows_my_initiatives(app: Any) -> None:
     page.get_by_role("button", name="Shepherd · Home").click()
     expect(page.locator("#surface-title")).to_have_text("Shepherd · Home")
     expect(page.locator("#home-view")).to_contain_text(re.compile("initiative", re.I))
+
+
+def test_what_a_person_types_with_brackets_is_shown_as_typed(app: Any) -> None:
+    page = app
+    go_to(page, "Shepherd")
+    send(page, "#composer-input", "is x<y and y>z & ok?")
+    mine = page.locator("#timeline article:not(.from-bot)").filter(has_text="is x")
+    expect(mine.locator(".bk-text")).to_have_text("is x<y and y>z & ok?")
+    assert page.page_errors == []

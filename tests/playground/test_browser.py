@@ -318,3 +318,25 @@ def test_what_a_person_types_with_brackets_is_shown_as_typed(app: Any) -> None:
     mine = page.locator("#timeline article:not(.from-bot)").filter(has_text="is x")
     expect(mine.locator(".bk-text")).to_have_text("is x<y and y>z & ok?")
     assert page.page_errors == []
+
+
+def test_a_half_filled_form_survives_a_look_as_someone_else(app: Any) -> None:
+    page = app
+    send(page, "#composer-input", "/shepherd new")
+    intake = dialog(page, "Register an initiative")
+    answer(intake, "Initiative name", "Half-typed forecast")
+    answer(intake, "Business area", "operations and supply chain")
+    act_as(page, SPONSOR)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    act_as(page, OWNER)
+    intake = dialog(page, "Register an initiative")
+    expect(field(intake, "Initiative name").locator("input")).to_have_value("Half-typed forecast")
+    expect(field(intake, "Business area").locator("select")).to_have_value("operations and supply chain")
+    # Errors redraw the same view: what is typed stays too.
+    answer(intake, "Initiative name", "")
+    intake.get_by_role("button", name="Register").click()
+    expect(field(intake, "Initiative name").locator(".bk-error")).to_have_text("Give the initiative a name.")
+    expect(field(intake, "Business area").locator("select")).to_have_value("operations and supply chain")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert page.page_errors == []

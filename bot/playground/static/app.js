@@ -30,8 +30,12 @@
   let version = -1;
   let surface = { kind: "channel", id: null }; // or { kind: "home" }
   let thread = null; // { channel, ts }
-  let modalKey = null; // id + hash of the modal on screen, so typing is never wiped by a redraw
+  let modalKey = null; // person + id + hash + errors of the modal on screen: redraw only on change
+  let modalShown = null; // { me, id, hash } of the modal on screen
   let modalForm = [];
+  // What was typed in each open modal, by view id ({ me, hash, values }), put back when that view
+  // is drawn again: after its errors arrive, a look as someone else, or a pushed step closing.
+  const drafts = new Map();
 
   // -- talking to the server -------------------------------------------------------------------
 
@@ -341,22 +345,41 @@
   function renderModal() {
     const stack = state.modals || [];
     const top = stack[stack.length - 1];
+    const errors = top ? (state.modal_errors || {})[top.id] || {} : {};
+    const key = top ? `${state.me}|${top.id}|${top.hash}|${JSON.stringify(errors)}` : null;
+    if (key === modalKey) return;
+    keepDraft();
+    forgetClosedDrafts(stack);
+    modalKey = key;
     if (!top) {
-      if (modalKey) {
-        ui.modalRoot.textContent = "";
-        modalKey = null;
-        modalForm = [];
-        ui.composerInput.focus();
-      }
+      const hadModal = modalShown !== null;
+      clearModal();
+      if (hadModal) ui.composerInput.focus();
       return;
     }
-    const errors = (state.modal_errors || {})[top.id] || {};
-    const key = `${top.id}|${top.hash}|${JSON.stringify(errors)}`;
-    if (key === modalKey) return;
-    const sameView = modalKey && modalKey.startsWith(`${top.id}|${top.hash}|`);
-    const kept = sameView ? collectForm() : null;
-    modalKey = key;
-    drawModal(top, stack.length, errors, kept);
+    const draft = drafts.get(top.id);
+    drawModal(top, stack.length, errors, draft && draft.hash === top.hash ? draft.values : null);
+    modalShown = { me: state.me, id: top.id, hash: top.hash };
+  }
+
+  function clearModal() {
+    ui.modalRoot.textContent = "";
+    modalKey = null;
+    modalShown = null;
+    modalForm = [];
+  }
+
+  // Remember what is typed in the modal on screen before it is redrawn or taken down.
+  function keepDraft() {
+    if (modalShown) drafts.set(modalShown.id, { me: modalShown.me, hash: modalShown.hash, values: collectForm() });
+  }
+
+  // A view no longer in its person's stack was closed or submitted: its draft will not be needed.
+  function forgetClosedDrafts(stack) {
+    const open = new Set(stack.map((view) => view.id));
+    drafts.forEach((draft, id) => {
+      if (draft.me === state.me && !open.has(id)) drafts.delete(id);
+    });
   }
 
   function collectForm() {
@@ -448,7 +471,7 @@
     if (target) target.focus();
   }
 
-  // Put back what the visitor typed when the same view is redrawn (errors arrived).
+  // Put back what the visitor typed when the same view is drawn again.
   function restoreForm(form, values) {
     modalForm.forEach((field) => {
       if (!(field.blockId in values) || !field.focusTarget) return;
@@ -532,8 +555,8 @@
   ui.actingUser.addEventListener("change", async () => {
     await act({ type: "switch_user", user: ui.actingUser.value });
     thread = null;
-    modalKey = null;
-    ui.modalRoot.textContent = "";
+    keepDraft();
+    clearModal();
     await refreshNow();
     if (surface.kind === "home") await act({ type: "open_home" });
     toast(`You are now ${displayName(ui.actingUser.value)}.`);

@@ -125,6 +125,7 @@ class Playground:
         self.api = FakeSlackWebAPI(self.state)
         self.changes = Changes()
         self.acting_user = people[0].id
+        self.run = secrets.token_hex(8)  # tells a page left open across a restart that all is new
         self.modal_errors: dict[str, dict[str, str]] = {}  # view id -> block id -> message
         self._base_settings = settings
         self._knowledge_factory = knowledge_factory
@@ -233,6 +234,7 @@ class Playground:
             ]
             modals = state.modal_stack(user)
             result = {
+                "run": self.run,
                 "version": version,
                 "me": user,
                 "team": state.team_name,

@@ -2,8 +2,10 @@
 
 - ``GET /``: the single page (static HTML, CSS and JavaScript from this package; no build step,
   nothing from a CDN).
-- ``GET /api/state?since=N``: the workspace as the acting person sees it. With ``since`` equal to
-  the current version the request waits (long poll) until something changes.
+- ``GET /api/state?since=N&run=R``: the workspace as the acting person sees it. With ``since``
+  equal to the current version of the same run the request waits (long poll) until something
+  changes; a page left open across a restart (another ``run``, or a ``since`` the new run has
+  not reached) gets the new workspace at once.
 - ``POST /api/act``: one move (``{"type": "send" | "click" | "submit_view" | "close_view" |
   "open_home" | "dismiss" | "switch_user", ...}``); answers ``{"ok": ..., "errors": ...}`` or
   ``400 {"error": "..."}`` with a sentence for the visitor.
@@ -61,7 +63,8 @@ def web_app(
             since = int(request.query_params.get("since", "-1"))
         except ValueError:
             return _error("since must be a whole number.")
-        if since >= playground.changes.version:
+        run = request.query_params.get("run", playground.run)
+        if run == playground.run and since == playground.changes.version:
             await anyio.to_thread.run_sync(playground.changes.wait, since, long_poll_seconds)
         try:
             snapshot = await anyio.to_thread.run_sync(playground.snapshot, request.query_params.get("user"))

@@ -21,11 +21,13 @@ RISK = next(p.id for p in PEOPLE if p.role == "risk")
 
 
 def get_state(
-    running: RunningPlayground, since: int | None = None, user: str | None = None
+    running: RunningPlayground, since: int | None = None, user: str | None = None, run: str | None = None
 ) -> dict[str, Any]:
     query = []
     if since is not None:
         query.append(f"since={since}")
+    if run is not None:
+        query.append(f"run={run}")
     if user is not None:
         query.append(f"user={user}")
     with urllib.request.urlopen(f"{running.url}/api/state?{'&'.join(query)}", timeout=15) as response:
@@ -233,6 +235,16 @@ def test_the_state_request_waits_until_something_changes(running: RunningPlaygro
     waiter.join(timeout=5)
     assert answers and answers[0]["version"] > version
     assert time.monotonic() - started < 4
+
+
+def test_a_page_left_open_across_a_restart_gets_the_new_workspace_at_once(running: RunningPlayground) -> None:
+    # The page polls with the previous run's version (often higher) and, when it knows it, run id.
+    now = get_state(running)
+    for since, run in ((now["version"] + 500, None), (now["version"], "an-earlier-run")):
+        started = time.monotonic()
+        state = get_state(running, since=since, run=run)
+        assert time.monotonic() - started < 1.0, f"since={since} run={run} waited for the long poll"
+        assert (state["run"], state["version"]) == (now["run"], now["version"])
 
 
 def test_moves_that_cannot_be_made_get_a_sentence_not_a_traceback(running: RunningPlayground) -> None:

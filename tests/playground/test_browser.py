@@ -340,3 +340,20 @@ def test_a_half_filled_form_survives_a_look_as_someone_else(app: Any) -> None:
     page.keyboard.press("Escape")
     expect(page.get_by_role("dialog")).to_have_count(0)
     assert page.page_errors == []
+
+
+def test_a_page_left_open_across_a_restart_says_so_and_draws_the_new_workspace(
+    app: Any, shared_running: RunningPlayground
+) -> None:
+    page = app
+    go_to(page, "general")
+    playground = shared_running.playground
+    earlier = playground.run
+    try:
+        playground.run = "the-next-run"  # what a restart of `make run` looks like to the page
+        playground.changes.bump()
+        expect(page.locator(".toast").last).to_contain_text("fresh workspace")
+        expect(page.locator("#surface-title")).to_have_text("# ai-initiatives")
+    finally:
+        playground.run = earlier
+    assert page.page_errors == []

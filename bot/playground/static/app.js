@@ -59,14 +59,11 @@
   async function poll() {
     for (;;) {
       try {
-        const response = await fetch(`/api/state?since=${version}`, { cache: "no-store" });
+        const run = state ? `&run=${encodeURIComponent(state.run)}` : "";
+        const response = await fetch(`/api/state?since=${version}${run}`, { cache: "no-store" });
         if (!response.ok) throw new Error(String(response.status));
         const next = await response.json();
-        if (next.version !== version || !state) {
-          version = next.version;
-          state = next;
-          render();
-        }
+        if (!state || next.version !== version || next.run !== state.run) take(next);
       } catch (error) {
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
@@ -75,11 +72,23 @@
 
   async function refreshNow() {
     const response = await fetch("/api/state", { cache: "no-store" });
-    if (response.ok) {
-      state = await response.json();
-      version = state.version;
-      render();
-    }
+    if (response.ok) take(await response.json());
+  }
+
+  function take(next) {
+    if (state && next.run !== state.run) startAfresh();
+    state = next;
+    version = next.version;
+    render();
+  }
+
+  // The playground restarted (a fresh workspace at each start): nothing on screen exists any more.
+  function startAfresh() {
+    surface = { kind: "channel", id: null };
+    thread = null;
+    drafts.clear();
+    clearModal();
+    toast("The playground restarted: this is a fresh workspace.");
   }
 
   function toast(message, isError) {

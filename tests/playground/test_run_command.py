@@ -14,9 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.playground.serve import serve_playground
+from bot.playground.serve import bind_error, serve_playground
 from bot.settings import Settings
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, require
 
 
 def free_port() -> int:
@@ -86,3 +86,39 @@ def test_a_busy_port_is_reported_in_a_sentence(tmp_path: Path) -> None:
         assert serve_playground(settings, console) == 1
     text = console.export_text()
     assert f"Port {port} on 127.0.0.1 is in use" in text and "SHEPHERD_PORT" in text
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_an_ipv6_host_is_probed_as_ipv6_a_free_port_starts_and_a_busy_one_is_named(tmp_path: Path) -> None:
+    require(ipv6_loopback(), "this machine has no IPv6 loopback (::1)")
+    with socket.socket(socket.AF_INET6) as busy:
+        busy.bind(("::1", 0))
+        busy.listen()
+        port = int(busy.getsockname()[1])
+        settings = Settings(data_dir=tmp_path, host="::1", port=port, _env_file=None)  # type: ignore[call-arg]
+        console = Console(record=True, width=200)
+        assert serve_playground(settings, console) == 1
+        assert f"Port {port} on ::1 is in use" in console.export_text()
+    # The same port, now free: nothing is reported (an IPv4 probe refused any IPv6 host).
+    assert bind_error("::1", port) is None
+    assert bind_error("::", port) is None
+
+
+def test_a_host_that_cannot_be_listened_on_is_named_with_the_reason_not_as_a_busy_port(
+    tmp_path: Path,
+) -> None:
+    # 192.0.2.1 is a documentation address (TEST-NET-1): no machine has it.
+    settings = Settings(data_dir=tmp_path, host="192.0.2.1", port=free_port(), _env_file=None)  # type: ignore[call-arg]
+    console = Console(record=True, width=200)
+    assert serve_playground(settings, console) == 1
+    text = console.export_text()
+    assert "cannot listen on 192.0.2.1" in text and "assign requested address" in text, text
+    assert "in use" not in text and "Traceback" not in text

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -118,14 +118,30 @@ class CompiledPipeline:
 
     @cached_property
     def visibility_rounds(self) -> tuple[tuple[Question, ...], ...]:
-        """The questions with a show_if, in the order readiness settles whether they are shown.
+        """The gates' questions with a show_if, in the order readiness settles whether they are
+        shown (``_rounds``)."""
+        return self._rounds(self.questions)
+
+    @cached_property
+    def operations_questions(self) -> dict[str, Question]:
+        """The periodic operations review's questions by id (none without ``operations``)."""
+        operations = self.model.operations
+        return {q.id: q for q in operations.questions} if operations is not None else {}
+
+    @cached_property
+    def operations_visibility_rounds(self) -> tuple[tuple[Question, ...], ...]:
+        """``visibility_rounds`` for the periodic operations review's questions."""
+        return self._rounds(self.operations_questions)
+
+    def _rounds(self, questions: Mapping[str, Question]) -> tuple[tuple[Question, ...], ...]:
+        """The ``questions`` with a show_if, in the order their visibility is settled.
 
         A question's show_if reads only answers to questions always shown or settled in an
         earlier round, so each round sees exactly the answers that count (a hidden question's
         answer does not). A show_if that reads the answers as a whole, or that reads its own
         question through a circle of show_ifs, has no such place: those come last, together.
         """
-        pending = {qid: q for qid, q in self.questions.items() if q.show_if is not None}
+        pending = {qid: q for qid, q in questions.items() if q.show_if is not None}
         reads = {
             qid: self.condition(q.show_if).answer_refs & pending.keys()
             for qid, q in pending.items()

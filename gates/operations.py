@@ -28,6 +28,7 @@ from gates.ports import (
     OperationsUnitOfWork,
     TimeBoxExtension,
 )
+from gates.readiness import hidden_questions
 from gates.schedule import DueEvent, due_events
 from gates.usecases import retire, retrying, roles_of, time_box_ends
 
@@ -132,8 +133,7 @@ def stop(uow: OperationsUnitOfWork, ref: str, actor_id: str, reason: str, now: d
 
 
 def operations_questions(pipeline: CompiledPipeline) -> list[Question]:
-    operations = pipeline.model.operations
-    return list(operations.questions) if operations is not None else []
+    return list(pipeline.operations_questions.values())
 
 
 def validate_operations_answers(
@@ -141,13 +141,18 @@ def validate_operations_answers(
 ) -> tuple[dict[str, AnswerValue], dict[str, str]]:
     """Coerce a periodic review's answers and check required ones, collecting every problem.
 
+    As in a gate's questionnaire (``readiness.hidden_questions``), an answer to a question its
+    show_if hides counts for nothing: it feeds no condition, makes nothing required, and is left
+    out of the review (the form shows every question, so one may have been filled in before the
+    answer that hides it changed).
+
     Returns:
-        (typed answers without empties, {question id: message}).
+        (typed answers to the questions shown, without empties; {question id: message}).
 
     Raises:
         UnknownQuestion: an answer to a question the operations questionnaire does not have.
     """
-    questions = {q.id: q for q in operations_questions(pipeline)}
+    questions = pipeline.operations_questions
     typed: dict[str, AnswerValue] = {}
     errors: dict[str, str] = {}
     for qid, value in raw.items():
@@ -161,11 +166,12 @@ def validate_operations_answers(
             continue
         if coerced is not None:
             typed[qid] = coerced
+    hidden = hidden_questions(pipeline, questions, pipeline.operations_visibility_rounds, typed)
+    typed = {qid: value for qid, value in typed.items() if qid not in hidden}
+    errors = {qid: message for qid, message in errors.items() if qid not in hidden}
     context = make_context(for_rules(questions, typed))
     for question in questions.values():
-        if question.id in typed or question.id in errors:
-            continue
-        if not _holds(pipeline, question.show_if, context, default=True):
+        if question.id in typed or question.id in errors or question.id in hidden:
             continue
         if question.required or _holds(pipeline, question.required_if, context, default=False):
             errors[question.id] = "This question is required."

@@ -226,27 +226,49 @@ def _rules_context(
     next round reads them, so a chain of show_ifs resolves however its questions are ordered.
     """
     questions = pipeline.questions
-    hidden: set[str] = set()
-    if pipeline.visibility_rounds:
-        # Converting answers for CEL is the slow part: the show_ifs get a context of only the
-        # answers they read, rebuilt after a round that hid one of those; the other rules get
-        # theirs once, when the answers that count are known.
-        seen = for_rules(questions, _only(typed, pipeline.show_if_inputs))
-        context = make_context(seen)
-        for round_ in pipeline.visibility_rounds:
-            dropped = False
-            for question in round_:
-                if not _shown(pipeline, question, context, seen, hidden):
-                    hidden.add(question.id)
-                    dropped = seen.pop(question.id, None) is not None or dropped
-            if dropped:
-                context = make_context(seen)
+    # Converting answers for CEL is the slow part: the show_ifs get a context of only the
+    # answers they read; the other rules get theirs once, when the answers that count are known.
+    hidden = hidden_questions(
+        pipeline, questions, pipeline.visibility_rounds, _only(typed, pipeline.show_if_inputs)
+    )
     counted = {qid: value for qid, value in typed.items() if qid not in hidden}
     return (
         make_context(for_rules(questions, _only(counted, pipeline.rule_inputs))),
-        frozenset(hidden),
+        hidden,
         counted,
     )
+
+
+def hidden_questions(
+    pipeline: CompiledPipeline,
+    questions: Mapping[str, Question],
+    rounds: Sequence[Sequence[Question]],
+    typed: Mapping[str, AnswerValue],
+) -> frozenset[str]:
+    """The questions a show_if hides with the answers ``typed``, settled round by round
+    (``CompiledPipeline.visibility_rounds``): each round's hidden answers are dropped before
+    the next round reads them, so a chain of show_ifs resolves however its questions are
+    ordered. A gate's questionnaire and the periodic operations review both judge this way.
+
+    Args:
+        questions: the questionnaire's questions by id (to give CEL their answers' types).
+        rounds: that questionnaire's visibility rounds.
+        typed: the answers the show_ifs may read, coerced.
+    """
+    hidden: set[str] = set()
+    if not rounds:
+        return frozenset()
+    seen = for_rules(questions, typed)
+    context = make_context(seen)
+    for round_ in rounds:
+        dropped = False
+        for question in round_:
+            if not _shown(pipeline, question, context, seen, hidden):
+                hidden.add(question.id)
+                dropped = seen.pop(question.id, None) is not None or dropped
+        if dropped:
+            context = make_context(seen)  # rebuilt only after a round that hid an answer read
+    return frozenset(hidden)
 
 
 def _only(answers: Mapping[str, AnswerValue], ids: frozenset[str] | None) -> Mapping[str, AnswerValue]:

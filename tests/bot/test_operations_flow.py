@@ -452,3 +452,46 @@ def test_a_review_form_sent_twice_records_one_review_and_thanks_once(workspace: 
     ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
     assert len(reviews_of(ws, ref)) == 2
     assert len(thanks(ws, OPS_LEAD)) == 2
+
+
+# A chain of show_ifs in the periodic review: the severity is asked only when something happened,
+# and the post-mortem only for a high severity.
+SEVERITY_CHAIN = """
+    - id: ops_incident_severity
+      label: How severe was the worst incident?
+      type: choice
+      options: [low, high]
+      show_if: answers.ops_drift_detected == "yes" || answers.ops_incidents > 0
+    - id: ops_postmortem
+      label: Link to the post-mortem
+      type: text
+      show_if: answers.ops_incident_severity == "high"
+      required_if: answers.ops_incident_severity == "high"
+"""
+
+
+def test_a_hidden_answer_in_the_periodic_review_counts_for_nothing(workspace: Workspace) -> None:
+    """Nothing happened (no drift, no incident), so the severity is hidden and the post-mortem
+    with it: the severity picked before the reviewer corrected the incident count neither makes
+    the post-mortem required nor is kept with the review, as in a gate's questionnaire."""
+    ws = workspace
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8").rstrip("\n") + "\n" + SEVERITY_CHAIN
+    ws.services.pipeline = parse_pipeline(text, "ops-chain.yaml")
+    ref, notice = review_due(ws)
+    view = ws.opened_view(
+        lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    values = dict(REVIEW_VALUES, **{ids.question_block_id("ops_incident_severity"): "high"})
+    response = ws.submit_view(OWNER, view, values)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    [recorded] = reviews_of(ws, ref)
+    assert "ops_incident_severity" not in recorded.answers
+
+    # With an incident, the same answers make the post-mortem required.
+    values[ids.question_block_id("ops_incidents")] = "1"
+    values[ids.question_block_id("ops_incident_notes")] = "A biased answer reached a customer."
+    view = ws.opened_view(
+        lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    refused = ws.submit_view(OWNER, view, values).json()
+    assert refused["errors"] == {ids.question_block_id("ops_postmortem"): "This question is required."}

@@ -120,6 +120,14 @@ def test_operations_answers_are_checked_for_type_and_requirement(pipeline: Compi
         operations.validate_operations_answers(pipeline, {"colour": "blue"})
 
 
+def test_an_answer_to_a_hidden_operations_question_is_left_out(pipeline: CompiledPipeline) -> None:
+    """No incident: the notes are hidden, so what was typed there is neither checked nor kept."""
+    typed, errors = operations.validate_operations_answers(
+        pipeline, {"value": "yes", "incidents": "0", "incident_notes": "x" * 10}
+    )
+    assert (typed, errors) == ({"value": "yes", "incidents": 0}, {})
+
+
 def test_a_periodic_review_is_recorded_with_its_next_due_date(
     pipeline: CompiledPipeline, uow: FakeUnitOfWork
 ) -> None:

@@ -30,7 +30,7 @@ from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
 from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
-from gates import usecases
+from gates import operations, usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
 from gates.schedule import moment_key, operations_review_due, operations_review_overdue
@@ -400,20 +400,20 @@ class SlackNotifier:
             return
         with self._services.read_uow() as uow:
             latest = uow.operations.latest_reviews().get(initiative.ref)
+            named = operations.operations_owner(pipeline, uow, initiative.ref)
         due = operations_review_due(pipeline, initiative, latest)
         if due is None or due.isoformat() != payload["due"]:
             return  # reviewed meanwhile: the next one has another due date
         overdue = operations_review_overdue(pipeline, initiative, latest, self._services.now())
         target, day = initiative_target(initiative.ref), due.date().isoformat()
         word = "overdue" if overdue else "due"
-        self._dm_once(
-            target,
-            f"opsreview-{word}:{day}",
-            initiative.owner_id,
-            **operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=True),
-        )
-        operations = pipeline.model.operations
-        role = pipeline.model.roles.get(operations.role) if operations and operations.role else None
+        notice = operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=True)
+        self._dm_once(target, f"opsreview-{word}:{day}", initiative.owner_id, **notice)
+        if named is not None and named != initiative.owner_id:
+            # The operations owner is accountable for the review: the same notice, kept apart.
+            self._dm_once(target, f"opsreview-{word}:{day}:{named}", named, **notice)
+        section = pipeline.model.operations
+        role = pipeline.model.roles.get(section.role) if section and section.role else None
         if overdue and role is not None and role.escalation_contact:
             self._dm_once(
                 target,

@@ -506,6 +506,7 @@ def _check_operations(
     if operations.stage is not None and operations.stage not in model.stages:
         report(("operations", "stage"), f"'{operations.stage}' is not one of the stages {model.stages}")
     check_questions(operations.questions, ("operations", "questions"), "the operations questionnaire")
+    _check_operations_owner(model, report)
     if operations.role is None:
         return
     if operations.role not in model.roles:
@@ -526,6 +527,24 @@ def _check_operations(
                 f"the handover into '{stage}' must always require the '{operations.role}' role's approval "
                 f"(an approval rule `role: {operations.role}` without `when`)",
             )
+
+
+def _check_operations_owner(model: Pipeline, report: Callable[[PathKey, str], None]) -> None:
+    """``operations.owner_question`` must name a person question of a gate: its answer may
+    record the periodic review."""
+    assert model.operations is not None
+    question_id = model.operations.owner_question
+    if question_id is None:
+        return
+    found = model.all_questions().get(question_id)
+    if found is None:
+        report(("operations", "owner_question"), f"'{question_id}' is not a question of any gate")
+    elif found[1].type is not QuestionType.USER:
+        report(
+            ("operations", "owner_question"),
+            f"'{question_id}' is a {found[1].type.value} question; owner_question must name a "
+            "person question (type: user)",
+        )
 
 
 def _check_intake_people(model: Pipeline, report: Callable[[PathKey, str], None]) -> None:

@@ -27,6 +27,7 @@ from gates.ports import (
     OperationsReview,
     OperationsUnitOfWork,
     TimeBoxExtension,
+    UnitOfWork,
 )
 from gates.readiness import hidden_questions
 from gates.schedule import DueEvent, due_events
@@ -179,16 +180,32 @@ def validate_operations_answers(
 
 
 OPERATIONS_REVIEWERS_ONLY = (
-    "Only the owner, the sponsor or the operations role can record the periodic review."
+    "Only the owner, the sponsor, the operations owner or the operations role can record the periodic review."
 )
 
 
+def operations_owner(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> str | None:
+    """The system's operations owner, as the handover named them
+    (``Pipeline.operations_owner_question_id``), or None; inside an open ``uow``."""
+    question_id = pipeline.model.operations_owner_question_id
+    if question_id is None:
+        return None
+    version = uow.answers.current(ref).get(question_id)
+    return version.value if version is not None and isinstance(version.value, str) else None
+
+
 def may_record_operations_review(
-    pipeline: CompiledPipeline, initiative: Initiative, user_id: str, roles: Collection[str]
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    user_id: str,
+    roles: Collection[str],
+    owner_of_operations: str | None = None,
 ) -> bool:
-    """Whether ``user_id``, holding ``roles``, may record the initiative's periodic review."""
+    """Whether ``user_id``, holding ``roles``, may record the initiative's periodic review;
+    ``owner_of_operations``: its operations owner (``operations_owner``), who may."""
     role = pipeline.model.operations.role if pipeline.model.operations is not None else None
-    return user_id in (initiative.owner_id, initiative.sponsor_id) or (role is not None and role in roles)
+    reviewers = (initiative.owner_id, initiative.sponsor_id, owner_of_operations)
+    return user_id in reviewers or (role is not None and role in roles)
 
 
 def record_operations_review(
@@ -203,8 +220,9 @@ def record_operations_review(
 ) -> OperationsReview | None:
     """Record a periodic review; the next one falls due ``review_every_days`` from now.
 
-    The owner, the sponsor or a holder of the operations role may record it; ``extra_roles`` are
-    roles the reviewer holds beyond the stored and configured ones (through a Slack user group).
+    The owner, the sponsor, the operations owner or a holder of the operations role may record
+    it; ``extra_roles`` are roles the reviewer holds beyond the stored and configured ones
+    (through a Slack user group).
     ``form``: the id of the form it was typed in (Slack's view id). Slack sends a form again when
     its first answer came late, and the person presses Submit again: that records nothing more.
 
@@ -231,7 +249,8 @@ def record_operations_review(
                 "so it has no periodic review."
             )
         roles = roles_of(pipeline, uow, reviewer_id) | set(extra_roles)
-        if not may_record_operations_review(pipeline, initiative, reviewer_id, roles):
+        named = operations_owner(pipeline, uow, ref)
+        if not may_record_operations_review(pipeline, initiative, reviewer_id, roles, named):
             raise NotPermitted(OPERATIONS_REVIEWERS_ONLY)
         if form is not None and not uow.dedupe.first_time(f"opsform:{form}", now):
             return None

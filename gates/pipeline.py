@@ -43,6 +43,8 @@ OWNER_QUESTION_IDS = ("initiative_owner", "owner")
 order. Exact ids, not a part of one: a question about the data owner is not about the owner."""
 SPONSOR_QUESTION_IDS = ("business_sponsor", "sponsor")
 """Likewise for ``sponsor_question``."""
+OPERATIONS_OWNER_QUESTION_ID = "operations_owner"
+"""Likewise for ``operations.owner_question``, looked for in every gate."""
 
 OPTION_TEXT_MAX = 75
 """The characters of an option a menu shows (Slack's limit on an option's text). Defined here,
@@ -166,6 +168,10 @@ class Operations(_Strict):
     role: Identifier | None = None
     """The role that receives systems at handover; its escalation contact hears of overdue
     reviews, and the gate into the operations stage must require its approval."""
+    owner_question: Identifier | None = None
+    """A gate's person question whose answer is the system's operations owner: like the
+    initiative's owner, they are told when a review is due and may record it; see
+    ``Pipeline.operations_owner_question_id``."""
     questions: list[Question] = Field(default_factory=list)
 
 
@@ -201,6 +207,18 @@ class Pipeline(_Strict):
             return named  # the loader checked it is a person question of the intake
         people = {q.id for q in self.intake.questions if q.type is QuestionType.USER}
         return next((qid for qid in conventional if qid in people), None)
+
+    @property
+    def operations_owner_question_id(self) -> str | None:
+        """The question that names the operations owner: ``operations.owner_question``, else a
+        person question with the exact id ``OPERATIONS_OWNER_QUESTION_ID``; None: no one is
+        named (or the pipeline has no operations reviews)."""
+        if self.operations is None:
+            return None
+        if self.operations.owner_question is not None:
+            return self.operations.owner_question  # the loader checked it is a person question
+        found = self.all_questions().get(OPERATIONS_OWNER_QUESTION_ID)
+        return OPERATIONS_OWNER_QUESTION_ID if found and found[1].type is QuestionType.USER else None
 
     @property
     def operations_stage(self) -> str | None:

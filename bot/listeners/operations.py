@@ -83,7 +83,8 @@ class OperationsListeners:
 
     def open_review(self, body: dict[str, Any], client: WebClient) -> None:
         """Refused here, before anyone types, if the person may not record the review (as for
-        a Reject click); members of the operations role's Slack user group may."""
+        a Reject click); the operations owner and members of the operations role's Slack user
+        group may."""
         services = self._services
         user = user_of(body)
         try:
@@ -91,9 +92,11 @@ class OperationsListeners:
             with services.read_uow() as uow:
                 initiative = uow.initiatives.get(ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
-            if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
+                named = operations.operations_owner(services.pipeline, uow, ref)
+            may = operations.may_record_operations_review
+            if not may(services.pipeline, initiative, user, roles, named):
                 roles |= services.group_roles.roles_of(services.pipeline, user, client)
-                if not operations.may_record_operations_review(services.pipeline, initiative, user, roles):
+                if not may(services.pipeline, initiative, user, roles, named):
                     raise NotPermitted(operations.OPERATIONS_REVIEWERS_ONLY)
         except (GateError, MembershipUnavailable, ValueError) as error:
             explain_later(services, body, error)

@@ -495,3 +495,38 @@ def test_a_hidden_answer_in_the_periodic_review_counts_for_nothing(workspace: Wo
     )
     refused = ws.submit_view(OWNER, view, values).json()
     assert refused["errors"] == {ids.question_block_id("ops_postmortem"): "This question is required."}
+
+
+OPS_OWNER = "U0OPSOWNR"
+
+
+def test_the_operations_owner_named_at_handover_is_told_of_the_review_and_records_it(
+    workspace: Workspace,
+) -> None:
+    """The handover names the operations owner, "accountable for ... the periodic review": they
+    get the due notice with its button, as the owner does, and may record the review."""
+    ws = workspace
+    ws.api.state.add_user(OPS_OWNER, "oona")
+    ref = register(ws)
+    usecases.answer(
+        ws.services.pipeline,
+        ws.services.uow(),
+        ref,
+        "handover",
+        {"operations_owner": OPS_OWNER},
+        OWNER,
+        ws.clock(),
+    )
+    move_to_operations(ws, ref)
+    ws.clock.advance(days=90)
+    assert tick(ws) == [f"opsreview:{ref}:2027-01-31"]
+    assert len(dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)) == 1
+    [notice] = dms_with_button(ws, OPS_OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    view = ws.opened_view(
+        lambda: ws.click(OPS_OWNER, notice, ws.dm_with(OPS_OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    response = ws.submit_view(OPS_OWNER, view, REVIEW_VALUES)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    [recorded] = reviews_of(ws, ref)
+    assert recorded.reviewer_id == OPS_OWNER
+    assert len(thanks(ws, OPS_OWNER)) == 1

@@ -80,3 +80,15 @@ def test_the_default_pipeline_reminds_escalates_and_reviews_operations() -> None
     } <= ids
     handover = next(g for g in model.gates if g.to == model.operations_stage)
     assert any(rule.role == "operations" and rule.when is None for rule in handover.approvals)
+
+
+def test_the_operations_owner_question_must_be_a_person_question_of_a_gate() -> None:
+    named = OPS_PIPELINE.replace("  role: operations\n", "  role: operations\n  owner_question: ops_owner\n")
+    assert build(named).model.operations_owner_question_id == "ops_owner"
+    assert build(OPS_PIPELINE).model.operations_owner_question_id is None  # not the conventional id
+    found = problems(named.replace("owner_question: ops_owner", "owner_question: problem"))
+    assert "operations.owner_question: 'problem' is a text question" in found
+    found = problems(named.replace("owner_question: ops_owner", "owner_question: ops_lead"))
+    assert "operations.owner_question: 'ops_lead' is not a question of any gate" in found
+    conventional = OPS_PIPELINE.replace("{id: ops_owner,", "{id: operations_owner,")
+    assert build(conventional).model.operations_owner_question_id == "operations_owner"

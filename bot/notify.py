@@ -356,7 +356,7 @@ class SlackNotifier:
         self.refresh_card(initiative)
         if initiative.extended_until is None:
             return
-        day = initiative.extended_until.date().isoformat()
+        day = operations.picked_day(initiative.extended_until).isoformat()
         self._dm_once(
             initiative_target(initiative.ref),
             f"extended:{initiative.stage}:{day}",

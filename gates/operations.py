@@ -12,7 +12,7 @@ time comes from the caller.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from gates.answers import AnswerValue, coerce, for_rules
@@ -44,9 +44,23 @@ OPERATIONS_QUESTIONNAIRE = "operations_review"
 # ---------------------------------------------------------------- time boxes
 
 
+LAST_DAY_ENDS = timezone(timedelta(hours=-12))
+"""Where a calendar day ends last on Earth (UTC-12)."""
+
+
 def end_of_day(day: date) -> datetime:
-    """The last second of ``day`` in UTC: "extend until the 15th" includes the 15th."""
-    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+    """The moment ``day`` has ended everywhere on Earth, in UTC: "extend until the 15th"
+    includes the whole 15th wherever the owner and the team are (a picker gives a plain day,
+    with no time zone), and picking today is never already past."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=LAST_DAY_ENDS).astimezone(UTC)
+
+
+def picked_day(end: datetime) -> date:
+    """The day an extension's end was picked as: the inverse of ``end_of_day`` (and the day of
+    the ends older Shepherds gave, the last second of a day in UTC). Shown as a plain date, never
+    as a moment: in a reader's own time zone it would fall on the next day east of UTC-12."""
+    aware = end if end.tzinfo is not None else end.replace(tzinfo=UTC)
+    return aware.astimezone(LAST_DAY_ENDS).date()
 
 
 def extend_time_box(
@@ -84,10 +98,13 @@ def extend_time_box(
             if current is None:
                 raise InvalidTransition(f"The {initiative.stage} stage has no time box to extend.")
             if new_end <= now:
-                raise InvalidTransition("Pick a date in the future.")
-            if new_end <= current:
+                raise InvalidTransition("Pick today or a later date.")
+            # An extension's end is the day it was picked as; a stage's own end may be extended
+            # to the rest of its day (it ran out at 09:00, the demo is at 5 pm).
+            current_day = picked_day(current) if current == initiative.extended_until else current.date()
+            if new_end <= current or until < current_day:
                 raise InvalidTransition(
-                    f"The time box already runs until {current.date().isoformat()}; pick a later date."
+                    f"The time box already runs until {current_day.isoformat()}; pick a later date."
                 )
             if new_end - now > MAX_EXTENSION:
                 raise InvalidTransition(
@@ -110,7 +127,7 @@ def extend_time_box(
                 "timebox.extended",
                 {"ref": ref, "stage": initiative.stage, "until": new_end, "actor": actor_id},
                 now,
-                dedupe_key=f"extended:{ref}:{initiative.stage}:{new_end.date().isoformat()}",
+                dedupe_key=f"extended:{ref}:{initiative.stage}:{until.isoformat()}",
             )
             uow.commit()
             return initiative

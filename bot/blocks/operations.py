@@ -25,16 +25,26 @@ from bot.blocks.text import (
     escape,
     mention,
     plain,
+    plain_date,
     section,
     slack_date,
 )
 from gates.errors import PipelineError, Problem
 from gates.lifecycle import Initiative, Review
 from gates.loader import CompiledPipeline, load_pipeline
+from gates.operations import picked_day
 
 
 def _day(moment: datetime) -> str:
     return slack_date(moment, "{date_short}")
+
+
+def _end(initiative: Initiative, end: datetime) -> str:
+    """When a time box ends: an extension's end as the day its author picked (``picked_day``),
+    a stage's own time box as a moment, in each reader's time zone."""
+    if end == initiative.extended_until:
+        return plain_date(picked_day(end))
+    return _day(end)
 
 
 def _metadata(ref: str, channel: str | None = None) -> str:
@@ -52,7 +62,7 @@ def stalled_notice(pipeline: CompiledPipeline, initiative: Initiative, ended: da
     text = (
         f":hourglass: *{clip(initiative.name, 200)}* ({escape(initiative.ref)}) has been in the "
         f"{escape(stage)} stage since {_day(initiative.stage_entered_at or initiative.created_at)}; "
-        f"its time box ended on {_day(ended)}.\n"
+        f"its time box ended on {_end(initiative, ended)}.\n"
         f"Submit it for {next_gate}, extend the time box with a reason, or stop it."
     )
     confirm = {
@@ -77,7 +87,8 @@ def stalled_notice(pipeline: CompiledPipeline, initiative: Initiative, ended: da
 def extended_notice(initiative: Initiative, until: datetime) -> Message:
     text = (
         f":white_check_mark: The {escape(stage_label(initiative.stage))} time box of "
-        f"*{clip(initiative.name, 200)}* ({escape(initiative.ref)}) now runs until {_day(until)}."
+        f"*{clip(initiative.name, 200)}* ({escape(initiative.ref)}) now runs until "
+        f"{plain_date(picked_day(until))}."
     )
     return _message(f"{initiative.ref}: time box extended", [section(text)])
 
@@ -147,8 +158,14 @@ def extend_modal(
     initiative: Initiative, current_end: datetime | None, now: datetime, channel: str | None = None
 ) -> dict[str, Any]:
     """A new end date (30 days on suggested) and the reason, both required."""
-    suggested = max(current_end or now, now) + timedelta(days=30)
-    ended = f" It ended on {_day(current_end)}." if current_end is not None else ""
+    if current_end is None:
+        last = now.date()
+    elif current_end == initiative.extended_until:
+        last = picked_day(current_end)
+    else:
+        last = current_end.date()
+    suggested = max(last, now.date()) + timedelta(days=30)
+    ended = f" It ended on {_end(initiative, current_end)}." if current_end is not None else ""
     blocks = [
         section(
             f"Extend the {escape(stage_label(initiative.stage))} time box of "
@@ -161,9 +178,9 @@ def extend_modal(
             "element": {
                 "type": "datepicker",
                 "action_id": ids.ANSWER_ACTION,
-                "initial_date": suggested.date().isoformat(),
+                "initial_date": suggested.isoformat(),
             },
-            "hint": plain("The time box runs until the end of this day.", MAX_HINT),
+            "hint": plain("The time box runs until this day has ended everywhere.", MAX_HINT),
         },
         text_input(
             ids.REASON_BLOCK,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from gates.pipeline import OPTION_TEXT_MAX
@@ -126,6 +126,12 @@ def slack_date(moment: datetime | None, style: str = "{date_short} {time}") -> s
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(aware.timestamp())}^{style}|{fallback}>"
+
+
+def plain_date(day: date) -> str:
+    """A calendar day as Slack's ``{date_short}`` writes one ("Jan 15, 2027"), for a day that is
+    no moment: a date token would show it in each reader's time zone."""
+    return f"{day:%b} {day.day}, {day.year}"
 
 
 def mention_list(users: Sequence[str], limit: int) -> str:

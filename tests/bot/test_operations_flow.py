@@ -96,7 +96,8 @@ def test_a_stalled_owner_extends_the_time_box_from_the_dm(workspace: Workspace) 
     assert response.status == 200 and response.text in ("", "{}"), response.text
     initiative = stored(ws, ref)
     assert (
-        initiative.extended_until is not None and initiative.extended_until.date().isoformat() == "2027-01-15"
+        initiative.extended_until is not None
+        and operations.picked_day(initiative.extended_until).isoformat() == "2027-01-15"
     )
     assert not usecases.is_stalled(ws.services.pipeline, initiative, ws.clock())
     ws.deliver()
@@ -111,10 +112,12 @@ def test_a_stalled_owner_extends_the_time_box_from_the_dm(workspace: Workspace) 
         assert "timebox.extended" in [entry.action for entry in uow.audit.timeline(ref)]
     # Past the new end it stalls again, as a new occurrence.
     ws.clock.at = initiative.extended_until + timedelta(hours=1)
-    assert tick(ws) == [f"stalled:{ref}:idea:20270115T235959Z"]
+    assert tick(ws) == [f"stalled:{ref}:idea:20270116T115959Z"]
 
 
-def test_a_box_extended_to_the_evening_it_ran_out_is_told_again_that_night(workspace: Workspace) -> None:
+def test_a_box_extended_to_the_day_it_ran_out_is_told_again_once_that_day_is_over(
+    workspace: Workspace,
+) -> None:
     ws = workspace
     ref = register(ws)
     ws.clock.advance(days=30, minutes=5)
@@ -124,8 +127,8 @@ def test_a_box_extended_to_the_evening_it_ran_out_is_told_again_that_night(works
         ws.services.pipeline, ws.services.uow(), ref, ws.clock().date(), "demo at 5pm", OWNER, ws.clock()
     )
     ws.deliver()
-    ws.clock.at = datetime(2026, 12, 3, 0, 5, tzinfo=UTC)
-    assert tick(ws) == [f"stalled:{ref}:idea:20261202T235959Z"]
+    ws.clock.at = datetime(2026, 12, 3, 12, 5, tzinfo=UTC)  # the 2nd has ended everywhere
+    assert tick(ws) == [f"stalled:{ref}:idea:20261203T115959Z"]
     assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 2
     assert tick(ws) == []
 
@@ -157,12 +160,12 @@ def test_a_notice_told_before_keys_named_the_exact_end_is_not_told_again(workspa
         uow.commit()
     ws.deliver()
     assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 1
-    # The evening end the owner then asks for is a new occurrence, told once.
+    # The end of that day the owner then asks for is a new occurrence, told once.
     operations.extend_time_box(
         ws.services.pipeline, ws.services.uow(), ref, ws.clock().date(), "demo at 5pm", OWNER, ws.clock()
     )
-    ws.clock.at = datetime(2026, 12, 3, 0, 5, tzinfo=UTC)
-    assert tick(ws) == [f"stalled:{ref}:idea:20261202T235959Z"]
+    ws.clock.at = datetime(2026, 12, 3, 12, 5, tzinfo=UTC)  # the 2nd has ended everywhere
+    assert tick(ws) == [f"stalled:{ref}:idea:20261203T115959Z"]
     assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 2
 
 
@@ -176,7 +179,7 @@ def test_an_extension_that_is_not_later_is_refused_inside_the_modal(workspace: W
     response = ws.submit_view(
         OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2026-11-20", ids.REASON_BLOCK: "more time"}
     )
-    assert ids.EXTEND_UNTIL_BLOCK in response.text and "future" in response.text
+    assert ids.EXTEND_UNTIL_BLOCK in response.text and "today or a later date" in response.text
     assert stored(ws, ref).extended_until is None
 
 
@@ -530,3 +533,42 @@ def test_the_operations_owner_named_at_handover_is_told_of_the_review_and_record
     [recorded] = reviews_of(ws, ref)
     assert recorded.reviewer_id == OPS_OWNER
     assert len(thanks(ws, OPS_OWNER)) == 1
+
+
+def test_an_extension_runs_until_the_day_picked_wherever_its_readers_are(workspace: Workspace) -> None:
+    """A date picker gives a plain day: the box runs until that day has ended everywhere, and
+    every message says that day (a date token would show the next day to a reader east of the
+    end's time zone)."""
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=31)
+    tick(ws)
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
+    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    response = ws.submit_view(
+        OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2027-01-15", ids.REASON_BLOCK: "Waiting for the DSA"}
+    )
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    ws.deliver()
+    [confirmation] = [
+        m for m in ws.messages_in(ws.dm_with(OWNER)) if "now runs until" in str(m.get("blocks"))
+    ]
+    assert "now runs until Jan 15, 2027." in str(confirmation["blocks"])
+    assert "<!date" not in str(confirmation["blocks"])
+
+    # In Los Angeles at 8 pm on 15 January it is already the 16th in UTC: not stalled yet.
+    ws.clock.at = datetime(2027, 1, 16, 4, 0, tzinfo=UTC)
+    assert tick(ws) == []
+    ws.clock.at = datetime(2027, 1, 16, 12, 5, tzinfo=UTC)
+    assert tick(ws) == [f"stalled:{ref}:idea:20270116T115959Z"]
+    stalled = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)[-1]
+    assert "its time box ended on Jan 15, 2027." in str(stalled["blocks"])
+
+    # Picking "today" in Los Angeles, after midnight in UTC, is accepted.
+    view = ws.opened_view(lambda: ws.click(OWNER, stalled, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    assert "It ended on Jan 15, 2027." in str(view["blocks"][0])
+    ws.clock.at = datetime(2027, 1, 17, 4, 0, tzinfo=UTC)  # 8 pm on the 16th in Los Angeles
+    response = ws.submit_view(
+        OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2027-01-16", ids.REASON_BLOCK: "Signed tonight"}
+    )
+    assert response.status == 200 and response.text in ("", "{}"), response.text

@@ -38,9 +38,9 @@ def test_the_owner_extends_a_stalled_time_box_with_a_reason(
         pipeline, uow, "AI-0001", date(2026, 3, 1), "Data access took a month", OWNER, now
     )
     stored = uow.stored_initiative("AI-0001")
-    assert stored.extended_until == datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
+    assert stored.extended_until == datetime(2026, 3, 2, 11, 59, 59, tzinfo=UTC)  # 1 March ends at UTC-12
     assert not usecases.is_stalled(pipeline, stored, now)
-    assert usecases.is_stalled(pipeline, stored, datetime(2026, 3, 2, tzinfo=UTC))
+    assert usecases.is_stalled(pipeline, stored, datetime(2026, 3, 2, 12, tzinfo=UTC))
     assert usecases.list_initiatives(pipeline, uow, now, stalled=True) == []
     with uow:
         [record] = uow.operations.extensions("AI-0001")
@@ -68,7 +68,7 @@ def test_the_sponsor_may_extend_but_an_outsider_may_not(
     ("until", "reason", "message"),
     [
         (date(2026, 3, 1), "  ", "Say why"),
-        (date(2026, 1, 20), "late", "in the future"),
+        (date(2026, 1, 20), "late", "today or a later date"),
         (date(2026, 1, 30), "late", "already runs until 2026-01-31"),
         (date(2027, 6, 1), "late", "at most a year"),
     ],

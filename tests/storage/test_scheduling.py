@@ -114,7 +114,7 @@ def test_an_extension_is_stored_and_honoured_by_the_stalled_listing(database: Da
         PIPELINE, database.uow(), ref, (later + timedelta(days=10)).date(), "vendor late", OWNER, later
     )
     assert usecases.list_initiatives(PIPELINE, database.uow(), later, stalled=True) == []
-    much_later = later + timedelta(days=11)
+    much_later = later + timedelta(days=11, hours=3)  # the picked day has ended everywhere (UTC-12)
     assert [i.ref for i in usecases.list_initiatives(PIPELINE, database.uow(), much_later, stalled=True)] == [
         ref
     ]
@@ -170,7 +170,9 @@ def test_firing_again_in_one_process_adds_nothing(database: Database, rounds: in
         ).scalar() == len(expected)
 
 
-def test_a_box_extended_to_the_evening_it_ran_out_is_noticed_again_that_night(database: Database) -> None:
+def test_a_box_extended_to_the_day_it_ran_out_is_noticed_again_once_that_day_is_over(
+    database: Database,
+) -> None:
     ref = register(database, "Forecast")
     ends = START + timedelta(days=30)  # 31 January, 09:00
     # What an older Shepherd left behind: that end noticed at 09:05 under the day's key.
@@ -186,8 +188,8 @@ def test_a_box_extended_to_the_evening_it_ran_out_is_noticed_again_that_night(da
     operations.extend_time_box(
         PIPELINE, database.uow(), ref, ends.date(), "demo at 5pm", OWNER, ends + timedelta(minutes=10)
     )
-    night = datetime(2026, 2, 1, 0, 5, tzinfo=UTC)
-    evening = f"stalled:{ref}:idea:20260131T235959Z"
+    night = datetime(2026, 2, 1, 12, 5, tzinfo=UTC)  # 31 January has ended everywhere
+    evening = f"stalled:{ref}:idea:20260201T115959Z"
     assert [e.key for e in operations.fire_due_events(PIPELINE, database.uow(), night)] == [evening]
     assert operations.fire_due_events(PIPELINE, database.uow(), night + timedelta(hours=1)) == []
     assert outbox_keys(database) == Counter([evening])

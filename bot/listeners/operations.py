@@ -167,10 +167,12 @@ class OperationsListeners:
             recorded = self._record_review(ref, raw, body["user"]["id"], view.get("id") or None)
         except MembershipUnavailable:
             # remember_user_groups asks Slack right after this answer.
-            first = next(iter(state), ids.REASON_BLOCK)
-            ack(
-                response_action="errors",
-                errors={first: "Shepherd is checking your Slack user groups; submit again in a moment."},
+            self._refuse(
+                ack,
+                body,
+                view,
+                "Shepherd is checking your Slack user groups; submit again in a moment.",
+                closed="Shepherd was checking your Slack user groups; start the review again in a moment.",
             )
             return
         except InvalidAnswer as error:
@@ -180,8 +182,7 @@ class OperationsListeners:
             )
             return
         except GateError as error:
-            first = next(iter(state), ids.REASON_BLOCK)
-            ack(response_action="errors", errors={first: str(error)[:150]})
+            self._refuse(ack, body, view, str(error))
             return
         ack()
         if recorded is not None:  # None: Slack sent a form recorded before, thanked for then
@@ -202,6 +203,26 @@ class OperationsListeners:
             logger.warning("user groups not refreshed after a review form: %s", error)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _refuse(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], text: str, closed: str | None = None
+    ) -> None:
+        """Refuse a review form, saying ``text`` under its first field. Slack shows a form's
+        errors only under its fields, and a review without questions has none: that form closes
+        and the person is told by a private message (``closed``, if the wording must differ)."""
+        first = next(iter(view.get("state", {}).get("values", {})), None)
+        if first is not None:
+            ack(response_action="errors", errors={first: text[:150]})
+            return
+        ack()
+        channel = parse.metadata(view).get("channel")
+        tell_later(
+            self._services,
+            body["user"]["id"],
+            closed or text,
+            channel if isinstance(channel, str) else None,
+            workspace_of(body),
+        )
 
     def _record_review(
         self, ref: str, raw: dict[str, Any], user: str, form: str | None

@@ -572,3 +572,24 @@ def test_an_extension_runs_until_the_day_picked_wherever_its_readers_are(workspa
         OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2027-01-16", ids.REASON_BLOCK: "Signed tonight"}
     )
     assert response.status == 200 and response.text in ("", "{}"), response.text
+
+
+def test_a_review_form_without_questions_that_is_refused_closes_and_says_why(workspace: Workspace) -> None:
+    """A pipeline whose periodic review has no questions ("submitting records the review"): the
+    initiative is put on hold while the form is open. Slack shows a form's errors only under its
+    fields, and this one has none: it closes and the person is told why in a private message."""
+    ws = workspace
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+    text = text[: text.index("  questions:\n    - id: ops_still")] + "  questions: []\n"
+    ws.services.pipeline = parse_pipeline(text, "no-questions.yaml")
+    ref, notice = review_due(ws)
+    view = ws.opened_view(
+        lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    usecases.hold(ws.services.uow(), ref, OWNER, "vendor outage", ws.clock())
+    response = ws.submit_view(OWNER, view, {})
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    ws.deliver()
+    told = [str(c.params) for c in ws.api.calls() if c.method in ("chat.postEphemeral", "chat.postMessage")]
+    assert any("not an active system" in params for params in told), told
+    assert reviews_of(ws, ref) == []

@@ -144,7 +144,8 @@ def stop(uow: OperationsUnitOfWork, ref: str, actor_id: str, reason: str, now: d
     """
     with uow:
         _require_owner_or_sponsor(uow.initiatives.get(ref), actor_id, "stop it")
-    return retire(uow, ref, actor_id, reason, now)
+    # Checked here: retire's own check lets only the owner or a steward, not the sponsor.
+    return retire(uow, ref, actor_id, reason, now, steward=True)
 
 
 # ---------------------------------------------------------------- periodic operations reviews

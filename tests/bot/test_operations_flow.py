@@ -593,3 +593,17 @@ def test_a_review_form_without_questions_that_is_refused_closes_and_says_why(wor
     told = [str(c.params) for c in ws.api.calls() if c.method in ("chat.postEphemeral", "chat.postMessage")]
     assert any("not an active system" in params for params in told), told
     assert reviews_of(ws, ref) == []
+
+
+def test_the_sponsor_stops_a_stalled_initiative_from_the_stop_form(workspace: Workspace) -> None:
+    """The Stop form says the owner or the sponsor may stop it; the sponsor's reason retires it."""
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=31)
+    tick(ws)
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_STOP_INITIATIVE)
+    view = ws.opened_view(lambda: ws.click(SPONSOR, notice, ws.registry, ids.ACTION_STOP_INITIATIVE))
+    response = ws.submit_view(SPONSOR, view, {ids.REASON_BLOCK: "The business case changed"})
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    initiative = stored(ws, ref)
+    assert (initiative.status, initiative.status_reason) == (Status.RETIRED, "The business case changed")

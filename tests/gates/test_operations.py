@@ -110,6 +110,13 @@ def test_stopping_retires_with_the_reason_and_only_for_owner_or_sponsor(
     assert uow.audit_actions == ["initiative.retired"]
 
 
+def test_the_sponsor_may_stop_an_initiative_too(pipeline: CompiledPipeline, uow: FakeUnitOfWork) -> None:
+    seed(uow, "AI-0001", "idea", T0)
+    operations.stop(uow, "AI-0001", SPONSOR, "The business case changed", T0 + timedelta(days=35))
+    stored = uow.stored_initiative("AI-0001")
+    assert (stored.status, stored.status_reason) == (Status.RETIRED, "The business case changed")
+
+
 def test_operations_answers_are_checked_for_type_and_requirement(pipeline: CompiledPipeline) -> None:
     typed, errors = operations.validate_operations_answers(pipeline, {"value": "Yes", "incidents": "2"})
     assert typed == {"value": "yes", "incidents": 2}

@@ -165,7 +165,12 @@ def extend_modal(
     else:
         last = current_end.date()
     suggested = max(last, now.date()) + timedelta(days=30)
-    ended = f" It ended on {_end(initiative, current_end)}." if current_end is not None else ""
+    if current_end is None:
+        ended = ""
+    elif current_end > now:  # opened again from a notice, after an extension
+        ended = f" It runs until {_end(initiative, current_end)}."
+    else:
+        ended = f" It ended on {_end(initiative, current_end)}."
     blocks = [
         section(
             f"Extend the {escape(stage_label(initiative.stage))} time box of "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -607,3 +607,20 @@ def test_the_sponsor_stops_a_stalled_initiative_from_the_stop_form(workspace: Wo
     assert response.status == 200 and response.text in ("", "{}"), response.text
     initiative = stored(ws, ref)
     assert (initiative.status, initiative.status_reason) == (Status.RETIRED, "The business case changed")
+
+
+def test_extending_again_says_until_when_the_time_box_still_runs(workspace: Workspace) -> None:
+    """The owner extended the box to 15 January, then opens Extend again from the same stalled
+    notice in December: the form says the box runs until 15 January, not that it ended."""
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=31)
+    tick(ws)
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
+    operations.extend_time_box(
+        ws.services.pipeline, ws.services.uow(), ref, date(2027, 1, 15), "DSA pending", OWNER, ws.clock()
+    )
+    ws.deliver()
+    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    intro = str(view["blocks"][0])
+    assert "It runs until Jan 15, 2027." in intro and "ended" not in intro, intro

@@ -226,6 +226,20 @@ def may_record_operations_review(
     return user_id in reviewers or (role is not None and role in roles)
 
 
+def require_reviewable(pipeline: CompiledPipeline, initiative: Initiative) -> None:
+    """Refuse a periodic review of anything but an active system in the operations stage (one
+    held or retired has none).
+
+    Raises:
+        InvalidTransition: saying so.
+    """
+    stage = pipeline.model.operations_stage
+    if initiative.stage != stage or initiative.status is not Status.ACTIVE:
+        raise InvalidTransition(
+            f"{initiative.ref} is not an active system in the {stage} stage, so it has no periodic review."
+        )
+
+
 def record_operations_review(
     pipeline: CompiledPipeline,
     uow: OperationsUnitOfWork,
@@ -261,11 +275,7 @@ def record_operations_review(
         raise InvalidAnswer(qid, message)
     with uow:
         initiative = uow.initiatives.get(ref)
-        if initiative.stage != pipeline.model.operations_stage or initiative.status is not Status.ACTIVE:
-            raise InvalidTransition(
-                f"{ref} is not an active system in the {pipeline.model.operations_stage} stage, "
-                "so it has no periodic review."
-            )
+        require_reviewable(pipeline, initiative)
         roles = roles_of(pipeline, uow, reviewer_id) | set(extra_roles)
         named = operations_owner(pipeline, uow, ref)
         if not may_record_operations_review(pipeline, initiative, reviewer_id, roles, named):

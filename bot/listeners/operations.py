@@ -82,8 +82,8 @@ class OperationsListeners:
         )
 
     def open_review(self, body: dict[str, Any], client: WebClient) -> None:
-        """Refused here, before anyone types, if the person may not record the review (as for
-        a Reject click); the operations owner and members of the operations role's Slack user
+        """Refused here, before anyone types, if the system has no review now (held, retired) or
+        the person may not record it (as for a Reject click); the operations owner and members of the operations role's Slack user
         group may."""
         services = self._services
         user = user_of(body)
@@ -93,6 +93,7 @@ class OperationsListeners:
                 initiative = uow.initiatives.get(ref)
                 roles = usecases.roles_of(services.pipeline, uow, user)
                 named = operations.operations_owner(services.pipeline, uow, ref)
+            operations.require_reviewable(services.pipeline, initiative)
             may = operations.may_record_operations_review
             if not may(services.pipeline, initiative, user, roles, named):
                 roles |= services.group_roles.roles_of(services.pipeline, user, client)

@@ -624,3 +624,20 @@ def test_extending_again_says_until_when_the_time_box_still_runs(workspace: Work
     view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
     intro = str(view["blocks"][0])
     assert "It runs until Jan 15, 2027." in intro and "ended" not in intro, intro
+
+
+def test_start_the_review_on_a_held_system_is_refused_before_the_form_opens(workspace: Workspace) -> None:
+    """Held after the due notice: the button says why at once, instead of a form that refuses
+    only once everything is typed."""
+    ws = workspace
+    ref, notice = review_due(ws)
+    usecases.hold(ws.services.uow(), ref, OWNER, "vendor outage", ws.clock())
+    opened = len(ws.api.calls("views.open"))
+    assert ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW).status == 200
+    ws.wait(
+        lambda: (
+            ws.deliver() >= 0
+            and any("not an active system" in str(c.params) for c in ws.api.calls("chat.postEphemeral"))
+        )
+    )
+    assert len(ws.api.calls("views.open")) == opened

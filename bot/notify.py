@@ -372,22 +372,22 @@ class SlackNotifier:
             self._services.pipeline, initiative, review, int(payload.get("days_waiting", 0))
         )
         for user in self.approvers_for(review, initiative):
-            if review.decision_by(user) is None:
-                kind = f"reminder:{payload['number']}:{user}"
-                self._dm_once(review_target(review.id), kind, user, **message)
+            kind = f"reminder:{payload['number']}:{user}"
+            self._dm_once(review_target(review.id), kind, user, **message)
 
     def _review_escalation(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])
         if not review.is_open:
             return
         pipeline = self._services.pipeline
-        with self._services.read_uow() as uow:
-            holders = usecases.role_holders(pipeline, uow)
+        # Everyone asked to decide, user-group members included, less who decided already.
+        holders = self._holders(_roles(review))
+        deciders = _deciders(review, holders)
         remaining = review.remaining()
         for role, contact in dict(payload.get("contacts") or {}).items():
             if role not in remaining:
                 continue
-            approvers = [u for u in holders.get(role, []) if u not in (review.submitted_by, review.owner_id)]
+            approvers = [user for user in deciders if user in holders.get(role, [])]
             message = operations_blocks.escalation_notice(
                 pipeline, initiative, review, role, int(payload.get("days_waiting", 0)), approvers
             )
@@ -500,13 +500,8 @@ class SlackNotifier:
         self._messages.remember(target, CARD_POSTED_AFTER_ALL, *told, self._services.now())
 
     def approvers_for(self, review: Review, initiative: Initiative) -> list[str]:
-        """Everyone who can still decide, excluding the submitter and the owner."""
-        excluded = (review.submitted_by, review.owner_id)
-        return [user for user in self._holding(review.remaining()) if user not in excluded]
-
-    def _holding(self, roles: Iterable[str]) -> list[str]:
-        """The holders of ``roles`` and the members of their Slack user groups, in role order."""
-        return _everyone(self._holders(roles))
+        """Everyone who can still decide (``_deciders``), in role order."""
+        return _deciders(review, self._holders(_roles(review)))
 
     def _holders(self, roles: Iterable[str]) -> dict[str, list[str]]:
         """Per role of ``roles``: its holders, then the members of its Slack user group."""
@@ -525,7 +520,7 @@ class SlackNotifier:
     def _update_review_messages(self, review: Review, initiative: Initiative) -> None:
         """Every message carrying buttons for this review shows its current state."""
         pipeline = self._services.pipeline
-        holders = self._holders(requirement.role for requirement in review.requirements)
+        holders = self._holders(_roles(review))
         if review.is_open:
             message = blocks.review_progress(pipeline, initiative, review)
         else:
@@ -538,10 +533,8 @@ class SlackNotifier:
                 self._update((channel, ts), message)
             elif kind.startswith(("request:", "reminder:")):
                 viewer = kind.rsplit(":", 1)[1]
-                # Their roles among this review's: all that Review.can_decide weighs, as App Home.
-                roles = [role for role, members in holders.items() if viewer in members]
                 own = blocks.review_progress(
-                    pipeline, initiative, review, viewer_id=viewer, viewer_roles=roles
+                    pipeline, initiative, review, viewer_id=viewer, viewer_roles=_roles_of(viewer, holders)
                 )
                 self._update((channel, ts), own)  # a closed review's outcome, the same for all
         self._refresh_homes(_everyone(holders))
@@ -677,6 +670,25 @@ class SlackNotifier:
 def _everyone(holders: Mapping[str, list[str]]) -> list[str]:
     """Everyone in ``holders`` (``SlackNotifier._holders``), once each, in role order."""
     return list(dict.fromkeys(user for members in holders.values() for user in members))
+
+
+def _roles(review: Review) -> list[str]:
+    """The roles whose approvals ``review`` asks for, once each."""
+    return list(dict.fromkeys(requirement.role for requirement in review.requirements))
+
+
+def _roles_of(user: str, holders: Mapping[str, list[str]]) -> list[str]:
+    """``user``'s roles among ``holders`` (the review's roles): all that ``Review.can_decide``
+    weighs, as App Home and the decision click do."""
+    return [role for role, members in holders.items() if user in members]
+
+
+def _deciders(review: Review, holders: Mapping[str, list[str]]) -> list[str]:
+    """Those of ``holders`` (``SlackNotifier._holders`` of the review's roles) whose decision
+    ``review`` would accept now, by the rule its buttons and clicks follow (``Review.can_decide``):
+    not the submitter or the owner, not who decided already, not who holds only roles whose
+    approvals are all in."""
+    return [user for user in _everyone(holders) if review.can_decide(user, _roles_of(user, holders))]
 
 
 def _error_code(error: SlackApiError) -> str:

@@ -116,8 +116,9 @@ def escalation_notice(
     days: int,
     approvers: Sequence[str],
 ) -> Message:
-    """To a role's escalation contact: a review has waited past the escalation time."""
-    who = " ".join(mention(user) for user in approvers) or "_nobody holds the role yet_"
+    """To a role's escalation contact: a review has waited past the escalation time, and who of
+    the role (``approvers``) may still decide on it."""
+    who = " ".join(mention(user) for user in approvers) or "_nobody who may still decide holds the role_"
     text = (
         f":rotating_light: *Escalation:* *{clip(initiative.name, 200)}* ({escape(initiative.ref)}) has "
         f"waited {days} day(s) for the *{escape(role_label(pipeline, role))}* approval at the "

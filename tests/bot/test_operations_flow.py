@@ -3,7 +3,7 @@ the scheduler ticks, the outbox delivers, people click and submit modals."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -235,9 +235,10 @@ REVIEW_ANSWERS = {
 }
 
 
-def with_contacts(ws: Workspace) -> None:
-    """Give the sponsor and operations roles escalation contacts (the default leaves them empty)."""
-    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+def with_contacts(ws: Workspace, edit: Callable[[str], str] = str) -> None:
+    """Give the sponsor and operations roles escalation contacts (the default leaves them empty);
+    ``edit`` changes the default pipeline's text first."""
+    text = edit(DEFAULT_PIPELINE.read_text(encoding="utf-8"))
     sponsor, operations = text.index("  sponsor:"), text.index("  operations:\n    label")
     text = (
         text[:sponsor]
@@ -274,6 +275,64 @@ def test_a_review_waiting_past_escalation_reaches_the_roles_contact(workspace: W
     ws.clock.advance(days=1)
     assert tick(ws) == []
     assert len(ws.messages_in(ws.dm_with(BOSS))) == 1
+
+
+def who_can_approve(ws: Workspace) -> str:
+    """Whom the escalation DM to the sponsor role's contact names as able to approve."""
+    [escalation] = ws.messages_in(ws.dm_with(BOSS))
+    shown = "\n".join(b["text"]["text"] for b in escalation["blocks"] if b["type"] == "section")
+    return shown.split("Who can approve:", 1)[1]
+
+
+def test_an_escalation_names_the_members_of_the_roles_user_group(workspace: Workspace) -> None:
+    """Members of the role's Slack user group are asked to decide, so the contact hears of them
+    too, not only of the holders stored in Shepherd."""
+    ws = workspace
+    member = "U0GRPMEMB"
+    ws.api.state.add_user(member, "gina")
+    ws.api.state.add_usergroup("S0SPONS", "sponsors", [member])
+    with_contacts(
+        ws,
+        lambda text: text.replace(
+            "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0SPONS\n", 1
+        ),
+    )
+    ref = register(ws)
+    ws.click(OWNER, ws.messages_in(ws.registry)[0], ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    review = ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    assert dms_with_button(ws, member, ids.ACTION_APPROVE)  # the member was asked
+    ws.clock.advance(days=7)
+    assert f"escalate:{review.id}" in tick(ws)
+    who = who_can_approve(ws)
+    assert f"<@{SPONSOR}>" in who and f"<@{member}>" in who, who
+
+
+def test_an_escalation_does_not_name_an_approver_who_already_approved(workspace: Workspace) -> None:
+    """The intake needs two sponsors; one approved, the other has not after a week: the contact
+    is pointed at the one still to decide, not at both."""
+    ws = workspace
+    other = "U0SPONS0B"
+    ws.api.state.add_user(other, "sue")
+    usecases.set_role_holders(
+        ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR, other], "U0ADMIN01", ws.clock()
+    )
+    with_contacts(
+        ws, lambda text: text.replace("      - role: sponsor\n", "      - role: sponsor\n        min: 2\n", 1)
+    )
+    ref = register(ws)
+    ws.click(OWNER, ws.messages_in(ws.registry)[0], ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    review = ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    [request] = dms_with_button(ws, SPONSOR, ids.ACTION_APPROVE)
+    ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    ws.deliver()
+    assert open_review(ws, ref) is not None  # the second sponsor is still to decide
+    ws.clock.advance(days=7)
+    assert f"escalate:{review.id}" in tick(ws)
+    who = who_can_approve(ws)
+    assert f"<@{other}>" in who and f"<@{SPONSOR}>" not in who, who
 
 
 def test_a_periodic_review_is_due_answered_in_a_modal_and_then_not_overdue(workspace: Workspace) -> None:

@@ -521,8 +521,13 @@ class SlackNotifier:
         """Every message carrying buttons for this review shows its current state."""
         pipeline = self._services.pipeline
         holders = self._holders(_roles(review))
+        # An open review shows what its request showed (``_review_requested``): the criteria
+        # unmet at submission (its answers cannot change while it is open, so they are read
+        # now) and who can still decide. A closed one shows only its outcome.
+        report, approvers = None, []
         if review.is_open:
-            message = blocks.review_progress(pipeline, initiative, review)
+            report, approvers = self._readiness(initiative, review.gate_id), _deciders(review, holders)
+            message = blocks.review_progress(pipeline, initiative, review, report, approvers)
         else:
             message = blocks.review_outcome(pipeline, initiative, review)
         for kind, channel, ts in self._messages.all_for(review_target(review.id)):
@@ -534,7 +539,13 @@ class SlackNotifier:
             elif kind.startswith(("request:", "reminder:")):
                 viewer = kind.rsplit(":", 1)[1]
                 own = blocks.review_progress(
-                    pipeline, initiative, review, viewer_id=viewer, viewer_roles=_roles_of(viewer, holders)
+                    pipeline,
+                    initiative,
+                    review,
+                    report,
+                    approvers,
+                    viewer_id=viewer,
+                    viewer_roles=_roles_of(viewer, holders),
                 )
                 self._update((channel, ts), own)  # a closed review's outcome, the same for all
         self._refresh_homes(_everyone(holders))

@@ -26,6 +26,7 @@ from tests.bot.test_lifecycle import (
     SPONSOR,
     _reviews,
     card,
+    intake_values,
     register,
     request_dm,
     submit,
@@ -99,6 +100,39 @@ def test_a_holder_of_a_role_whose_approvals_are_in_keeps_no_decision_buttons(tmp
         assert "None of your roles is still needed" in str(other["blocks"])
         assert has_button(risk, ids.ACTION_APPROVE) and has_button(risk, ids.ACTION_REJECT)
         assert all(c.ok for c in ws.api.calls("chat.update"))
+
+
+def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_after_a_decision(
+    two_roles: Workspace,
+) -> None:
+    """The risk officer still to decide reads on their request, after the sponsor approved, who
+    is asked and the warning about criteria unmet at submission, as the request first said."""
+    ws = two_roles
+    values = intake_values()
+    values[ids.question_block_id("kpi_baseline_known")] = "no"  # an advisory criterion unmet
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    assert ws.submit_view(OWNER, view, values).text in ("", "{}")
+    ws.deliver()
+    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    submit(ws, initiative.ref)
+    ws.deliver()
+    note = ":clipboard: At submission: 1 advisory criteria unmet"
+    assert note in str(request_dm(ws, RISK)["blocks"])
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    ws.deliver()
+    assert _reviews(ws, initiative.ref)[-1].status is ReviewStatus.OPEN
+    for message in (request_dm(ws, RISK), thread_request(ws)):
+        assert_valid_message(message)
+        shown = str(message["blocks"])
+        assert note in shown and "Still needed: 1 × AI risk" in shown, shown
+        assert f"Approvers: <@{RISK}>" in shown, shown  # the sponsor can decide no more
+
+
+def thread_request(ws: Workspace) -> dict[str, Any]:
+    """The review request posted in the card's thread."""
+    thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+    return next(m for m in thread if has_button(m, ids.ACTION_VIEW_EVIDENCE))
 
 
 def test_a_refused_double_click_is_explained_once_and_both_attempts_audited(two_roles: Workspace) -> None:

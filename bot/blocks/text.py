@@ -9,6 +9,7 @@ through ``escape`` and one of the length helpers before it reaches a block.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -56,11 +57,12 @@ def clip(text: object, limit: int) -> str:
     return truncate(escape(text), limit)
 
 
-def truncate(text: object, limit: int) -> str:
+def truncate(text: object, limit: int, *, markup: bool = True) -> str:
     """``text`` cut to at most ``limit`` characters, ending in an ellipsis when cut.
 
-    Avoids cutting an escape sequence (``&amp;``) or a Slack token (``<@U123>``) in half, which
-    Slack would show as garbage or reject.
+    Mrkdwn (``markup``) is never cut inside a Slack token (``<@U123>``) or an escape sequence
+    (``&amp;``), which Slack would show as raw markup (``_whole_tokens``); a token too long to
+    keep at all is left out. Plain text has no markup, so a ``<`` there is only a character.
     """
     value = str(text)
     if limit <= 0:
@@ -69,17 +71,34 @@ def truncate(text: object, limit: int) -> str:
         return value
     if limit == 1:
         return ELLIPSIS
-    cut = value[: limit - 1]
-    for opener, closer in (("&", ";"), ("<", ">")):
-        start = cut.rfind(opener)
-        if start != -1 and closer not in cut[start:] and start >= len(cut) - 40:
-            cut = cut[:start]
-    return cut.rstrip() + ELLIPSIS
+    cut = _whole_tokens(value, limit - 1, limit - 1) if markup else limit - 1
+    return value[:cut].rstrip() + ELLIPSIS
+
+
+_ESCAPE = re.compile(r"&(?:amp|lt|gt);")  # what ``escape`` writes
+
+
+def _whole_tokens(text: str, cut: int, limit: int) -> int:
+    """Where to cut ``text`` at or near ``cut`` (at most ``limit``) so that the part before keeps
+    every Slack token whole (``<@U123>``, ``<https://…|a label with spaces>``, ``<!date^…>``) and
+    every escape sequence (``&amp;``): Slack shows a token cut in two as raw markup.
+
+    A cut inside a token moves before its ``<`` when that keeps at least half of ``limit``, else
+    just after its ``>`` when that still fits, else before its ``<`` all the same; 0 means the
+    token starts ``text`` and is longer than ``limit``, so no cut keeps it whole.
+    """
+    start = text.rfind("<", 0, cut)
+    end = text.find(">", cut) if start != -1 and text.find(">", start, cut) == -1 else -1
+    if end != -1:  # inside <start..end>
+        cut = end + 1 if start < limit // 2 and end < limit else start
+    amp = text.rfind("&", max(0, cut - len("&amp;") + 1), cut)
+    found = _ESCAPE.match(text, amp) if amp != -1 else None
+    return amp if found is not None and found.end() > cut else cut
 
 
 def plain(text: object, limit: int) -> dict[str, Any]:
     """A ``plain_text`` object, truncated to ``limit`` and never empty (Slack refuses empty text)."""
-    value = truncate(str(text).strip(), limit)
+    value = truncate(str(text).strip(), limit, markup=False)
     return {"type": "plain_text", "text": value or "-", "emoji": True}
 
 
@@ -179,8 +198,9 @@ def bullet_list(
 
 
 def split_text(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
-    """Split long text into pieces of at most ``limit`` characters, preferring paragraph, then
-    line, then word boundaries, so each piece can be its own section block."""
+    """Split long mrkdwn into pieces of at most ``limit`` characters, preferring paragraph, then
+    line, then word boundaries, so each piece can be its own section block; never inside a
+    Slack token or an escape sequence (``_whole_tokens``) shorter than a piece."""
     pieces: list[str] = []
     rest = text.strip()
     while len(rest) > limit:
@@ -192,11 +212,8 @@ def split_text(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
             cut = window.rfind(" ")
         if cut < limit // 2:
             cut = limit
-        # Never split inside an escape sequence or a Slack token.
-        for opener, closer in (("&", ";"), ("<", ">")):
-            start = rest.rfind(opener, 0, cut)
-            if start != -1 and rest.find(closer, start, cut) == -1 and cut - start < 40 and start > 0:
-                cut = start
+        # A token longer than a whole piece cannot stay whole: it is cut where the piece ends.
+        cut = _whole_tokens(rest, cut, limit) or limit
         pieces.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest:

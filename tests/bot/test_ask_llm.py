@@ -117,3 +117,28 @@ def test_an_answer_streamed_in_small_pieces_is_shown_whole(workspace: Workspace,
     shown = answer_as_read(reply)
     assert llm.reply.replace("<!channel>", "‹!channel›") in shown, shown
     assert "<!channel>" not in str(reply), "a reply must never ping the channel"
+
+
+def test_a_long_answer_split_over_sections_keeps_each_link_whole(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    """An answer that escaping makes longer than a section ("&" is five characters in Slack) is
+    shown in several; a link whose label straddles the end of the first goes whole into the
+    next, not half in each as raw markup."""
+    url = "https://intranet.example.com/policies/finance/" + "x" * 14
+    label = "the expense and travel policy handbook, section four"
+    llm.reply = "R&D " * 363 + f"[{label}]({url}) [1]. " + "R&D " * 200
+    llm.stream_chunk_size = len(llm.reply)  # the whole answer at once: no reply in progress
+    thread = ask_in_the_thread(workspace, "what may we expense?")
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL) and url in str(m["blocks"])
+        ]
+    )[-1]
+    answer = [b["text"]["text"] for b in reply["blocks"] if b["type"] == "section" and "R&amp;D" in str(b)]
+    assert len(answer) == 2, answer
+    for shown in answer:
+        assert shown.count("<") == shown.count(">"), shown[-200:]
+    assert f"<{url}|{label}>" in answer[1]

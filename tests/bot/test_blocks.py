@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import ids
 from bot.blocks import (
@@ -762,6 +765,63 @@ def test_truncate_adds_an_ellipsis_and_never_cuts_an_escape_in_half() -> None:
     assert truncate("abc", 3) == "abc"
     cut = truncate("x" * 8 + "&amp;yyyy", 11)
     assert cut == "x" * 8 + "…"
+
+
+LINK = "<https://intranet.example.com/policies/finance/expenses|the expense and travel policy handbook>"
+DATE = "<!date^1793610000^{date_short} {time}|2026-11-02 09:00 UTC>"
+
+
+def test_truncate_never_cuts_a_link_or_a_date_in_half() -> None:
+    assert truncate("See " + LINK + " first", 60) == "See…"
+    assert truncate("Decided " + DATE + " by the sponsor", 30) == "Decided…"
+    assert truncate(LINK, 30) == "…"  # a token longer than all that is kept: left out, not cut
+    assert truncate("1 < 2 and 3 > 2, that is plain", 12, markup=False) == "1 < 2 and 3…"
+
+
+def test_split_text_moves_a_link_that_straddles_the_cut_whole_into_the_next_piece() -> None:
+    words = "word " * 40
+    pieces = split_text(words + LINK + " more", 250)
+    assert pieces == [words.strip(), LINK + " more"]
+    # The link starts before half the piece and ends inside it: the piece ends after it.
+    early = "See " + LINK + ", " + "word " * 40
+    assert split_text(early, len("See " + LINK) + 1)[0] == "See " + LINK
+
+
+def whole_markup(piece: str) -> bool:
+    """No ``<…>`` token and no ``&amp;`` escape in ``piece`` is cut in two."""
+    bare = re.sub(r"<[^<>]*>", "", re.sub(r"&(?:amp|lt|gt);", "", piece))
+    return not any(character in bare for character in "<>&")
+
+
+_WORD = st.text(alphabet="abcdefghij", min_size=1, max_size=12)
+_TOKEN = st.one_of(
+    _WORD.map(lambda user: f"<@U{user}>"),
+    st.just(DATE),
+    st.tuples(_WORD, st.lists(_WORD, min_size=1, max_size=6)).map(
+        lambda link: f"<https://example.com/{link[0]}|{' '.join(link[1])}>"
+    ),
+    st.sampled_from(["&amp;", "&lt;", "&gt;", "R&amp;D"]),
+)
+_MRKDWN = st.lists(st.one_of(_WORD, _TOKEN), max_size=80).flatmap(
+    lambda parts: st.lists(
+        st.sampled_from([" ", "\n", "\n\n"]), min_size=len(parts), max_size=len(parts)
+    ).map(lambda gaps: "".join(part + gap for part, gap in zip(parts, gaps, strict=True)))
+)
+
+
+@given(_MRKDWN, st.integers(min_value=112, max_value=400))
+def test_split_text_keeps_every_token_whole_and_loses_nothing(text: str, limit: int) -> None:
+    """Whatever the text, as long as no token is longer than a piece (the longest here is 112)."""
+    pieces = split_text(text, limit)
+    assert all(len(piece) <= limit and whole_markup(piece) for piece in pieces), pieces
+    assert "".join(pieces).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace("\n", "")
+
+
+@given(_MRKDWN, st.integers(min_value=2, max_value=400))
+def test_truncate_keeps_every_token_whole(text: str, limit: int) -> None:
+    cut = truncate(text, limit)
+    assert len(cut) <= limit and whole_markup(cut), cut
+    assert text.startswith(cut.removesuffix("…").rstrip())
 
 
 def test_plain_text_is_never_empty() -> None:

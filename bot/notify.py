@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.blocks import operations as operations_blocks
 from bot.blocks.greeting import greeting
+from bot.blocks.labels import stage_label
 from bot.blocks.messages import card_not_posted, card_posted_after_all
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape
@@ -204,9 +205,12 @@ class SlackNotifier:
         decision = review.decision_by(payload["approver"])
         if decision is None:
             return
-        gate = usecases.next_gate(self._services.pipeline, initiative)
+        pipeline = self._services.pipeline
+        gate = usecases.next_gate(pipeline, initiative)
         advanced = review.to_stage == initiative.stage and review.status.value == "approved"
-        note = blocks.decision_notice(initiative, review, decision, advanced, gate.title if gate else None)
+        note = blocks.decision_notice(
+            pipeline, initiative, review, decision, advanced, gate.title if gate else None
+        )
         target = review_target(review.id)
         card = self._messages.find(initiative_target(initiative.ref), "card")
         if card is not None:
@@ -223,7 +227,7 @@ class SlackNotifier:
         if gate is None or card is None or initiative.status is Status.RETIRED:
             return
         text = (
-            f"{initiative.ref} is now in the *{initiative.stage}* stage. "
+            f"{initiative.ref} is now in the *{escape(stage_label(initiative.stage))}* stage. "
             f"Next: the *{escape(gate.title)}* questionnaire."
         )
         offer = next_gate_offer(initiative, gate.title, text)
@@ -251,7 +255,7 @@ class SlackNotifier:
         if offer is None or gate is None:
             return
         text = (
-            f"{initiative.ref} reached the *{review.to_stage}* stage, then was retired: "
+            f"{initiative.ref} reached the *{escape(stage_label(review.to_stage))}* stage, then was retired: "
             f"the *{escape(gate.title)}* questionnaire can no longer be answered."
         )
         self._update(offer, next_gate_offer(initiative, gate.title, text, offered=False))

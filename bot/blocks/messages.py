@@ -493,16 +493,15 @@ def review_outcome(pipeline: CompiledPipeline, initiative: Initiative, review: R
 
 
 def decision_notice(
+    pipeline: CompiledPipeline,
     initiative: Initiative,
     review: Review,
     decision: Decision,
     advanced: bool,
     next_gate_title: str | None,
-    *,
-    pipeline: CompiledPipeline | None = None,
 ) -> str:
-    """One mrkdwn paragraph for the thread and the requester's DM; with ``pipeline``, roles
-    show their labels."""
+    """One mrkdwn paragraph for the thread and the requester's DM, naming roles and stages by
+    their labels."""
     who = mention(decision.approver_id)
     what = f"*{clip(initiative.name, 300)}* ({escape(initiative.ref)})"
     reason = f"\n{_quote(decision.reason, 1500)}" if decision.reason else ""
@@ -523,11 +522,7 @@ def decision_notice(
             f":tada: {who} gave the last approval: {what} moves to "
             f"*{escape(stage_label(review.to_stage))}*.{nxt}{reason}"
         )
-    remaining = review.remaining()
-    if pipeline is not None:
-        still = escape(remaining_text(pipeline, remaining))
-    else:
-        still = ", ".join(f"{n} × {escape(role)}" for role, n in remaining.items()) or "none"
+    still = escape(remaining_text(pipeline, review.remaining()))
     return f":white_check_mark: {who} approved {what}. Still needed: {still}.{reason}"
 
 

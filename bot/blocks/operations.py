@@ -125,7 +125,8 @@ def escalation_notice(
         f"*{escape(gate_title(pipeline, review.gate_id))}* gate. You are the escalation contact for "
         f"this role.\nWho can approve: {who}"
     )
-    return _message(f"Escalation: {initiative.ref} is waiting for {role} approval", [section(text)])
+    label = role_label(pipeline, role)
+    return _message(f"Escalation: {initiative.ref} is waiting for {label} approval", [section(text)])
 
 
 def operations_review_notice(initiative: Initiative, due: datetime, overdue: bool, to_owner: bool) -> Message:

@@ -603,20 +603,36 @@ def test_review_with_many_long_decisions_stays_within_50_blocks() -> None:
 
 
 def test_decision_notice_says_what_happened_and_what_comes_next() -> None:
-    item = review()
+    item, pipeline = review(), all_types()
     advanced = decision_notice(
-        initiative(), item, Decision(SPONSOR, DecisionKind.APPROVE, "sponsor", None, NOW), True, "Production"
+        pipeline,
+        initiative(),
+        item,
+        Decision(SPONSOR, DecisionKind.APPROVE, "sponsor", None, NOW),
+        True,
+        "Production",
     )
     assert "moves to *Pilot*" in advanced and "*Production* questionnaire" in advanced
     partial = decision_notice(
-        initiative(), item, Decision(SPONSOR, DecisionKind.APPROVE, "sponsor", None, NOW), False, None
+        pipeline,
+        initiative(),
+        item,
+        Decision(SPONSOR, DecisionKind.APPROVE, "sponsor", None, NOW),
+        False,
+        None,
     )
-    assert "Still needed: 2 × risk, 1 × sponsor" in partial
+    assert "Still needed: 2 × AI risk, 1 × Business sponsor" in partial  # by label, as the review says
     rejected = decision_notice(
-        initiative(), item, Decision(RISK_1, DecisionKind.REJECT, "risk", "No <b>", NOW), False, None
+        pipeline,
+        initiative(),
+        item,
+        Decision(RISK_1, DecisionKind.REJECT, "risk", "No <b>", NOW),
+        False,
+        None,
     )
     assert f"<@{RISK_1}> rejected" in rejected and ">No &lt;b&gt;" in rejected
     changes = decision_notice(
+        pipeline,
         initiative(),
         item,
         Decision(RISK_1, DecisionKind.REQUEST_CHANGES, "risk", "More data", NOW),
@@ -861,18 +877,6 @@ def test_fallback_text_cannot_ping_the_channel_but_still_mentions_approvers() ->
 def test_small_decimals_are_prefilled_in_plain_notation() -> None:
     view = questionnaire_modal(all_types(), initiative(), "intake", {"accuracy": 0.00001})
     assert find_block(view["blocks"], "q:accuracy")["element"]["initial_value"] == "0.00001"
-
-
-def test_decision_notice_uses_role_labels_when_given_the_pipeline() -> None:
-    notice = decision_notice(
-        initiative(),
-        review(),
-        Decision(SPONSOR, DecisionKind.APPROVE, "sponsor", None, NOW),
-        False,
-        None,
-        pipeline=all_types(),
-    )
-    assert "Still needed: 2 × AI risk, 1 × Business sponsor" in notice
 
 
 def test_a_bullet_list_of_the_first_items_counts_the_rest_it_was_not_given() -> None:

@@ -660,6 +660,7 @@ def test_retiring_takes_the_next_gate_offer_away_and_its_questionnaire_opens_no_
     ws.deliver()
     replies = ws.api.state.thread(ws.registry, card(ws)["ts"])[1:]  # the card itself comes first
     [offer] = [m for m in replies if has_button(m, ids.ACTION_OPEN_QUESTIONNAIRE)]
+    assert f"{ref} is now in the *PoC* stage" in offer["text"]  # the stage by its label, not "poc"
 
     assert "is retired" in ws.command(OWNER, f"retire {ref} Budget cut").text
     ws.deliver()
@@ -667,6 +668,7 @@ def test_retiring_takes_the_next_gate_offer_away_and_its_questionnaire_opens_no_
     [redrawn] = [m for m in ws.api.state.thread(ws.registry, card(ws)["ts"]) if m["ts"] == offer["ts"]]
     assert_valid_message(redrawn)
     assert not has_button(redrawn, ids.ACTION_OPEN_QUESTIONNAIRE) and "retired" in redrawn["text"]
+    assert f"{ref} reached the *PoC* stage, then was retired" in redrawn["text"]
     assert all(c.ok for c in ws.api.calls("chat.update"))
 
     # A click on the button as it was (a client that had not refreshed) opens no form that

@@ -56,6 +56,7 @@ def test_reminders_carry_the_decision_buttons_and_escalations_name_the_approvers
     escalation = blocks.escalation_notice(pipeline, initiative(), review(), "risk", 8, ["U0RISK001"])
     assert_valid_message(escalation)
     assert "<@U0RISK001>" in texts(escalation["blocks"]) and "AI risk" in texts(escalation["blocks"])
+    assert "waiting for AI risk approval" in escalation["text"]  # the notification, by label too
 
 
 def test_the_operations_review_notice_has_a_button_only_for_the_owner() -> None:

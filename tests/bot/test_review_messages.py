@@ -129,6 +129,22 @@ def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_afte
         assert f"Approvers: <@{RISK}>" in shown, shown  # the sponsor can decide no more
 
 
+def test_the_note_in_the_cards_thread_after_an_approval_names_roles_by_their_label(
+    two_roles: Workspace,
+) -> None:
+    """As the card, the review message and App Home do: "1 × AI risk", not the role's id."""
+    ws = two_roles
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    ws.deliver()
+    thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+    [note] = [m["text"] for m in thread if f"<@{SPONSOR}> approved" in m.get("text", "")]
+    assert note.endswith("Still needed: 1 × AI risk."), note
+
+
 def thread_request(ws: Workspace) -> dict[str, Any]:
     """The review request posted in the card's thread."""
     thread = ws.api.state.thread(ws.registry, card(ws)["ts"])

@@ -11,8 +11,9 @@ Anything the fast path cannot decode exactly as ``urllib`` would (a stray ``%``,
 not UTF-8, raw non-ASCII) is decoded by ``urllib`` itself, so the result is always Bolt's own,
 with two exceptions:
 
-- a body whose JSON is not an object (``payload=1``) or not JSON at all becomes ``{}``, which no
-  listener matches, where Bolt's HTTP path fails with a 500;
+- a body whose JSON is not an object (``payload=1``, or ``"x"`` sent as JSON) or not JSON at all
+  becomes ``{}``, which no listener matches and whose signature is still checked, where Bolt's
+  HTTP path fails with a 500;
 - Bolt takes any form containing the text "payload" for an interactive payload, so a slash
   command typed with that word, or sent from a channel whose name has it, decodes to ``{}`` and
   is answered 404 ("/shepherd failed"). Here only a ``payload`` field makes it one. The lazy
@@ -76,15 +77,32 @@ class DecodedRequest(BoltRequest):
 
 def parse_body(body: str, content_type: str | None) -> dict[str, Any]:
     """What ``slack_bolt.request.internals.parse_body`` returns for ``body``, but for a form with
-    "payload" in its text and no ``payload`` field (see the module's docstring)."""
+    "payload" in its text and no ``payload`` field (see the module's docstring).
+
+    Raises:
+        ValueError: JSON that is not an object, or not JSON (``json_object``).
+    """
     if not body:
         return {}
     if (content_type and content_type.split(";")[0] == "application/json") or body.startswith("{"):
-        return json.loads(body)
+        return json_object(body)
     fields = parse_form(body)
     if "payload" in fields:  # an interactive payload (Bolt: "payload" anywhere in the body)
-        return json.loads(fields["payload"])
+        return json_object(fields["payload"])
     return fields
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """The JSON object ``text`` holds.
+
+    Raises:
+        ValueError: not JSON, or JSON that is not an object. Handed to Bolt, a string would be
+            parsed again as JSON and fail with a 500 before the signature is checked.
+    """
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
+    return parsed
 
 
 def parse_form(body: str) -> dict[str, str]:

@@ -175,6 +175,18 @@ def test_a_body_that_is_not_slacks_is_refused_without_a_server_error(
     assert workspace.client.post(body, FORM, signing="forged").status == 401
 
 
+@pytest.mark.parametrize("body", [b'"x"', b"1", b"[1]", b"null"])
+def test_a_json_body_that_is_not_an_object_is_refused_without_a_server_error(
+    workspace: Workspace, body: bytes
+) -> None:
+    """Anyone can post to /slack/events: JSON that is not an object, unsigned, is refused like
+    any unsigned request (a JSON string used to reach Bolt as a string, parsed again there: a
+    500 and a traceback before the signature was checked). Signed, no listener handles it."""
+    assert workspace.client.post(body, "application/json", signing="unsigned").status == 401
+    assert workspace.client.post(body, "application/json", signing="forged").status == 401
+    assert workspace.client.post(body, "application/json").status == 404
+
+
 def test_a_slash_command_that_mentions_payload_is_still_a_slash_command() -> None:
     # Bolt's decoding takes any form containing "payload" for an interactive payload: {}.
     fields = payloads.slash_command(

@@ -61,6 +61,18 @@ class ConfigurationError(ValueError):
     """Settings that cannot make a working Slack app; the message says which and how to fix it."""
 
 
+def check_slack_settings(settings: Settings) -> None:
+    """Refuse settings that cannot serve Slack, naming what to set (``Settings.slack_missing``).
+
+    Raises:
+        ConfigurationError: no signing secret (HTTP mode), or neither a bot token nor OAuth
+            credentials.
+    """
+    missing = settings.slack_missing
+    if missing is not None:
+        raise ConfigurationError(f"Slack is not connected: set {missing}.")
+
+
 def build_app(settings: Settings, services: Services | None = None, client: WebClient | None = None) -> App:
     """Build the configured Bolt app.
 
@@ -72,10 +84,7 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     Raises:
         ConfigurationError: no signing secret, or neither a bot token nor OAuth credentials.
     """
-    if settings.slack_signing_secret is None and settings.slack_app_token is None:
-        raise ConfigurationError(
-            "SLACK_SIGNING_SECRET is not set (Slack app > Basic Information > Signing Secret)."
-        )
+    check_slack_settings(settings)
     services = services or bootstrap(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     options: dict[str, Any] = {
@@ -98,13 +107,10 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
             installation_store=installations,
             state_store=states,
         )
-    elif token:
+    else:
+        assert token, "check_slack_settings asks for it"
         # The client carries the token; Bolt reads it from there.
         options["client"] = client or make_client(token, settings.slack_api_url)
-    else:
-        raise ConfigurationError(
-            "Set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth)."
-        )
 
     # Bolt runs every lazy listener (after the ack) on this pool. Answering questions has a pool
     # of its own (``bot.answering``), so these threads only make quick Slack calls; enough of

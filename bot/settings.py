@@ -105,6 +105,20 @@ class Settings(BaseSettings):
             raise ValueError("use OFF, NORMAL, FULL or EXTRA")
         return mode
 
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "slack_client_id",
+        "slack_client_secret",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # ``SLACK_SIGNING_SECRET=`` as a .env template leaves it: not set, rather than a secret
+        # Slack's requests are checked against (and all refused with a 500, each time).
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("role_admins", "governance_leads", mode="before")
     @classmethod
     def _user_ids(cls, value: Any) -> Any:

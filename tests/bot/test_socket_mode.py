@@ -189,3 +189,25 @@ def test_what_slack_still_needs_is_named() -> None:
     assert Settings(slack_client_secret="client-secret", **app_token).slack_missing == (
         "SLACK_CLIENT_ID (OAuth installs need it with SLACK_CLIENT_SECRET)"
     )
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_signing_secret_is_refused_when_the_app_is_built(tmp_path: Path, blank: str) -> None:
+    """``SLACK_SIGNING_SECRET=`` as a .env template leaves it: HTTP mode stops at start, naming
+    what to set, rather than serving and answering every Slack request with a 500."""
+    from bot.app import ConfigurationError, build_app
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        embeddings="none",
+        slack_bot_token="xoxb-1",
+        slack_signing_secret=blank,
+        slack_app_token=blank,
+    )
+    assert settings.slack_missing == "SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)"
+    with pytest.raises(ConfigurationError) as refused:
+        build_app(settings)
+    assert str(refused.value) == (
+        "Slack is not connected: set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)."
+    )

@@ -32,6 +32,7 @@ from bot.listeners.views import ViewListeners
 from bot.request_signature import verify_piecewise
 from bot.settings import Settings
 from bot.slack_client import make_client
+from gates.errors import ShepherdError
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.app")
@@ -57,8 +58,9 @@ BOT_SCOPES = [
 LISTENER_THREADS = 20
 
 
-class ConfigurationError(ValueError):
-    """Settings that cannot make a working Slack app; the message says which and how to fix it."""
+class ConfigurationError(ShepherdError):
+    """Settings that cannot make a working Slack app; the message says which and how to fix it
+    (an expected error: the command prints it as one line)."""
 
 
 def check_slack_settings(settings: Settings) -> None:

@@ -169,6 +169,10 @@ def serve(
             "with several HTTP processes the workers run beside them: use process or none",
             param_hint="--worker",
         )
+    from bot.app import check_slack_settings
+
+    # Before migrating and ingesting, which take a while and would only end in this.
+    check_slack_settings(settings)
     configure_logging(settings)
     services = prepare(settings)
     _serve(settings, services, port or settings.port, worker)

@@ -156,6 +156,46 @@ def test_serve_refuses_a_port_option_out_of_range(
     assert "Traceback" not in said and "Listening" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": ""},
+            "SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)",
+        ),
+        (
+            {"SLACK_SIGNING_SECRET": "s"},
+            "SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth installs)",
+        ),
+    ],
+)
+def test_serve_without_what_slack_needs_names_it_before_preparing_anything(
+    settings_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: dict[str, str],
+    missing: str,
+) -> None:
+    """One line naming the variables to set, not "Shepherd hit an unexpected error:
+    ConfigurationError", and before the database is migrated or the policies ingested."""
+    monkeypatch.chdir(settings_env)  # no .env file
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "SLACK_CLIENT_ID",
+        "SLACK_CLIENT_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    code, said = shepherd(monkeypatch, capsys, "serve")
+    assert code == 1
+    assert said == f"error: Slack is not connected: set {missing}."
+    assert not (settings_env / "shepherd.db").exists()
+
+
 @pytest.fixture
 def unexpected_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A data directory that is a file, which no command expects: the error message it gives.

@@ -77,9 +77,15 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=False, validation_alias=_env("SHEPHERD_LOG_JSON"))
     log_level: str = Field(default="INFO", validation_alias=_env("SHEPHERD_LOG_LEVEL"))
     scheduler_interval_seconds: float = Field(
-        default=60.0, ge=0, validation_alias=_env("SHEPHERD_SCHEDULER_INTERVAL")
+        default=60.0,
+        ge=0,
+        le=86400,
+        allow_inf_nan=False,
+        validation_alias=_env("SHEPHERD_SCHEDULER_INTERVAL"),
     )
-    """Seconds between scheduler ticks (time boxes, reminders, periodic reviews); 0 disables it."""
+    """Seconds between scheduler ticks (time boxes, reminders, periodic reviews); 0 disables it.
+    At most a day: reminders and time boxes are counted in days. A longer wait (``inf`` meant as
+    "never", 1e10) cannot be waited for: the scheduler would die at its first tick."""
     retention_days: int = Field(default=90, ge=7, le=36500, validation_alias=_env("SHEPHERD_RETENTION_DAYS"))
     """Days bookkeeping rows are kept (delivered notifications, applied requests, Slack retry
     claims, answers kept for votes): ``storage.retention``. At least a week, well past Slack's

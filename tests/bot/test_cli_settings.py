@@ -88,6 +88,13 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ),
         # "Keep for ever": a period reaching back before year 1, which the daily prune cannot compute.
         ("SHEPHERD_RETENTION_DAYS", "999999", "Input should be less than or equal to 36500 (it is '999999')"),
+        # "Never" and "very rarely": waits the scheduler cannot make (OverflowError at its first tick).
+        ("SHEPHERD_SCHEDULER_INTERVAL", "inf", "Input should be a finite number (it is 'inf')"),
+        (
+            "SHEPHERD_SCHEDULER_INTERVAL",
+            "1e10",
+            "Input should be less than or equal to 86400 (it is '1e10')",
+        ),
     ],
 )
 @pytest.mark.parametrize(

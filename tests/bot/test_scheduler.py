@@ -84,6 +84,26 @@ def test_the_thread_ticks_until_stopped_then_releases_the_lease(services: Servic
     assert [key.split(":")[0] for key in fired_keys(services.database)] == ["remind"]
 
 
+def test_the_longest_interval_allowed_ticks_then_waits_until_stopped(services: Services) -> None:
+    """A day (SHEPHERD_SCHEDULER_INTERVAL's maximum): the thread ticks, then waits, alive, for
+    the next tick, where a longer wait would kill it with OverflowError."""
+    register_and_submit(services)
+    services.clock.advance(days=3)  # type: ignore[attr-defined]
+    services.settings = services.settings.model_copy(update={"scheduler_interval_seconds": 86400})
+    stop = threading.Event()
+    thread = start_scheduler(services, stop)
+    assert thread is not None
+    for _ in range(250):
+        if fired_keys(services.database):
+            break
+        stop.wait(0.02)
+    stop.wait(0.2)
+    assert thread.is_alive() and fired_keys(services.database)
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
 def test_an_interval_of_zero_disables_the_scheduler(tmp_path: Path) -> None:
     services = bootstrap(
         Settings(data_dir=tmp_path / "data", embeddings="none", scheduler_interval_seconds=0)

@@ -41,6 +41,7 @@ from sqlalchemy.exc import (
     InvalidatePoolError,
     NoSuchModuleError,
     OperationalError,
+    SQLAlchemyError,
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -311,6 +312,20 @@ class Database:
             )
             off = {name for name, options in rows if _autovacuum_disabled(options or [])}
         return [name for name in CHURNING_TABLES if name in off]
+
+    def ping(self) -> None:
+        """``SELECT 1`` on a pooled connection: whether the database answers now (health probes).
+
+        Raises:
+            DatabaseUnavailable: it does not (refused, ended, out of connections), with the reason.
+        """
+        try:
+            with self._read_engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError as error:
+            raise DatabaseUnavailable(
+                f"Cannot use the database {self.describe()}: {_first_line(getattr(error, 'orig', None) or error)}"
+            ) from None
 
     def dispose(self) -> None:
         if self._checkpointer is not None:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bot import ids, parse
@@ -130,6 +131,18 @@ def test_commands_answered_in_the_ack_say_the_database_is_down_instead_of_failin
     assert holders(ws, "sponsor") == [SPONSOR] and holders(ws, "risk") == []
     assert ref in says(ws, OWNER, f"status {ref}")
     assert "Role holders" in says(ws, ADMIN, "roles")
+
+
+def test_healthz_answers_503_while_the_database_is_unreachable(workspace: Workspace) -> None:
+    """A probe (a load balancer, Kubernetes) must see what every command sees: the database is
+    down. /healthz used to answer 200 whatever the database did."""
+    health = workspace.client.endpoint_url.removesuffix("/slack/events") + "/healthz"
+    assert httpx.get(health).json() == {"ok": True, "pipeline": workspace.services.pipeline.version}
+    with unreachable_database(workspace):
+        down = httpx.get(health)
+    assert down.status_code == 503
+    assert down.json() == {"ok": False, "reason": "the database cannot be reached"}
+    assert httpx.get(health).status_code == 200  # back once the database is
 
 
 # -- /shepherd status --------------------------------------------------------------------------

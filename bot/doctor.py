@@ -267,12 +267,15 @@ def check_installation(settings: Settings) -> list[Check]:
 
 
 def _installed_workspaces(store: SQLAlchemyInstallationStore) -> list[str]:
-    """The workspaces (or Enterprise Grid orgs, for org-wide installs) Shepherd is installed in."""
+    """The workspaces (or Enterprise Grid orgs, for org-wide installs) Shepherd is installed in:
+    those with a bot token (a revoked one leaves its rows, without it: ``Revocations``)."""
     from sqlalchemy import select
 
     table = store.installations
     query = (
-        select(table.c.team_id, table.c.enterprise_id).where(table.c.client_id == store.client_id).distinct()
+        select(table.c.team_id, table.c.enterprise_id)
+        .where(table.c.client_id == store.client_id, table.c.bot_token.is_not(None))
+        .distinct()
     )
     with store.engine.connect() as connection:
         return sorted(str(team or org) for team, org in connection.execute(query))

@@ -17,6 +17,7 @@ import pytest
 from slack_sdk.oauth.installation_store import Installation
 from typer.testing import CliRunner
 
+from bot.bootstrap import bootstrap
 from bot.cli import app
 from bot.cli_serve import configure_logging
 from bot.doctor import (
@@ -155,6 +156,26 @@ def test_with_several_workspaces_and_no_slack_team_id_the_doctor_warns(tmp_path:
     assert warning.fix is not None and "SLACK_TEAM_ID" in warning.fix
     [chosen] = check_installation(settings(tmp_path, **oauth, slack_team_id="T0OTHER"))
     assert chosen.level is Level.OK and "(T0OTHER)" in chosen.message
+
+
+def test_a_workspace_whose_bot_token_was_revoked_is_not_counted_as_installed(tmp_path: Path) -> None:
+    """T0OTHER's bot token was revoked (Slack's tokens_revoked event, applied: its rows keep no
+    token): Shepherd is installed in T0ACME only, and the doctor no longer warns about several
+    workspaces and SLACK_TEAM_ID."""
+    from tests.bot.test_oauth import install, oauth_settings, send_event, serving
+
+    with FakeSlackWebAPI() as api:
+        services = bootstrap(oauth_settings(tmp_path, api))
+        install(services, api, "T0ACME", "xoxb-acme", at=1.0)
+        install(services, api, "T0OTHER", "xoxb-other", at=2.0)
+        with serving(services) as url:
+            send_event(
+                url, "T0OTHER", {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["U0SHEPBOT"]}}
+            )
+        services.database.dispose()
+        [check] = check_installation(services.settings)
+    assert check.level is Level.OK, check.message
+    assert check.message.startswith("Notifications go to workspace T0ACME (T0ACME)")
 
 
 # ---------------------------------------------------------------- database

@@ -191,8 +191,12 @@ def _slack_base_url(settings: Settings) -> str:
     return base_url if base_url.endswith("/") else base_url + "/"
 
 
+# auth.test's answers for a token Slack will not take any more.
+REFUSED_TOKEN = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired")
+
+
 def _token_fix(code: str) -> str:
-    if code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"):
+    if code in REFUSED_TOKEN:
         return (
             "Copy the Bot User OAuth Token (xoxb-...) from api.slack.com/apps > your app > OAuth & "
             "Permissions into SLACK_BOT_TOKEN; reinstall the app if the token was revoked."
@@ -220,7 +224,8 @@ def check_signing_secret(settings: Settings) -> list[Check]:
 
 
 def check_installation(settings: Settings) -> list[Check]:
-    """With OAuth: whether someone has installed Shepherd, since notifications wait until then."""
+    """With OAuth: whether someone has installed Shepherd, since notifications wait until then,
+    and whether Slack still takes the installation's bot token."""
     if not settings.oauth_enabled or settings.slack_bot_token is not None:
         return []
     from bot.installations import InstalledBotToken, installation_store
@@ -248,12 +253,15 @@ def check_installation(settings: Settings) -> list[Check]:
                 "Open /slack/install on this Shepherd (HTTP mode) and approve the install in Slack.",
             )
         ]
-    goes_to = (
-        f"Notifications go to workspace {found.team_name or found.team_id} ({found.team_id}), "
-        f"installed by {found.user_id}"
-    )
+    workspace = f"workspace {found.team_name or found.team_id} ({found.team_id})"
+    token = _installed_token_check(settings, found.bot_token, workspace)
+    if token is not None and token.level is Level.FAIL:
+        return [token]
+    checks = [token] if token is not None else []
+    goes_to = f"Notifications go to {workspace}, installed by {found.user_id}"
     if len(workspaces) > 1 and not settings.slack_team_id:
         return [
+            *checks,
             Check(
                 "slack installation",
                 Level.WARN,
@@ -261,9 +269,45 @@ def check_installation(settings: Settings) -> list[Check]:
                 f"SLACK_TEAM_ID is not set. {goes_to}, the first to install; were it uninstalled, "
                 "the next one would take the registry's cards and approvers' DMs.",
                 "Put the ID of the workspace the registry channel is in (T0123...) in SLACK_TEAM_ID.",
-            )
+            ),
         ]
-    return [Check("slack installation", Level.OK, f"{goes_to}.")]
+    return checks or [Check("slack installation", Level.OK, f"{goes_to}.")]
+
+
+def _installed_token_check(settings: Settings, token: str | None, workspace: str) -> Check | None:
+    """Whether Slack still takes the installation's bot token (auth.test): it may have been
+    revoked while Shepherd was down, when no tokens_revoked event could reach it. None when it
+    does; a FAIL when Slack refuses it; a WARN when Slack cannot be asked."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token=token, base_url=_slack_base_url(settings), timeout=int(TIMEOUT_SECONDS))
+    try:
+        client.auth_test()
+    except SlackApiError as error:
+        code = str(error.response.get("error", "unknown_error"))
+        if code in REFUSED_TOKEN:
+            return Check(
+                "slack installation",
+                Level.FAIL,
+                f"Slack refuses the bot token of {workspace} ({code}): notifications wait in the outbox.",
+                "Reinstall at /slack/install: a workspace admin opens it on this Shepherd and approves "
+                "the install in Slack.",
+            )
+        return Check(
+            "slack installation",
+            Level.WARN,
+            f"Slack did not confirm the bot token of {workspace} ({code}).",
+            f"See https://api.slack.com/methods/auth.test#errors for {code}, then run the doctor again.",
+        )
+    except Exception as error:  # connection refused, DNS, timeout: an outage, not the token
+        return Check(
+            "slack installation",
+            Level.WARN,
+            f"Cannot reach Slack to check the bot token of {workspace}: {_first_line(error)}.",
+            "Check the network (or SLACK_API_URL), then run the doctor again.",
+        )
+    return None
 
 
 def _installed_workspaces(store: SQLAlchemyInstallationStore) -> list[str]:

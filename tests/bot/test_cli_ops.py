@@ -119,8 +119,15 @@ def test_an_app_token_of_the_wrong_kind_fails(tmp_path: Path) -> None:
     ]
 
 
-def test_with_oauth_the_doctor_says_whether_anyone_has_installed(tmp_path: Path) -> None:
-    oauth = {"slack_client_id": "111.222", "slack_client_secret": "client-secret"}
+def test_with_oauth_the_doctor_says_whether_anyone_has_installed(
+    slack_api: FakeSlackWebAPI, tmp_path: Path
+) -> None:
+    oauth = {
+        "slack_client_id": "111.222",
+        "slack_client_secret": "client-secret",
+        "slack_api_url": slack_api.api_url,
+    }
+    slack_api.state.tokens.add("xoxb-1")
     database = Database(sqlite_url(tmp_path))
     database.upgrade()
     [waiting] = check_installation(settings(tmp_path, **oauth))
@@ -138,8 +145,15 @@ def test_with_oauth_the_doctor_says_whether_anyone_has_installed(tmp_path: Path)
     assert check_installation(settings(tmp_path)) == []  # no OAuth, nothing to say
 
 
-def test_with_several_workspaces_and_no_slack_team_id_the_doctor_warns(tmp_path: Path) -> None:
-    oauth = {"slack_client_id": "111.222", "slack_client_secret": "client-secret"}
+def test_with_several_workspaces_and_no_slack_team_id_the_doctor_warns(
+    slack_api: FakeSlackWebAPI, tmp_path: Path
+) -> None:
+    oauth = {
+        "slack_client_id": "111.222",
+        "slack_client_secret": "client-secret",
+        "slack_api_url": slack_api.api_url,
+    }
+    slack_api.state.tokens.update({"xoxb-T0ACME", "xoxb-T0OTHER"})
     database = Database(sqlite_url(tmp_path))
     database.upgrade()
     store = installation_store(settings(tmp_path, **oauth), database)
@@ -176,6 +190,47 @@ def test_a_workspace_whose_bot_token_was_revoked_is_not_counted_as_installed(tmp
         [check] = check_installation(services.settings)
     assert check.level is Level.OK, check.message
     assert check.message.startswith("Notifications go to workspace T0ACME (T0ACME)")
+
+
+def test_an_installation_whose_token_slack_refuses_fails_and_says_to_reinstall(
+    slack_api: FakeSlackWebAPI, tmp_path: Path
+) -> None:
+    """The token was revoked at Slack while Shepherd was down (no tokens_revoked event reached
+    it): every notification waits in the outbox, and the doctor now says so instead of OK."""
+    from tests.bot.test_oauth import install, oauth_settings
+
+    services = bootstrap(oauth_settings(tmp_path, slack_api))
+    install(services, slack_api, "T0ACME", "xoxb-acme", at=1.0)
+    services.database.dispose()
+    slack_api.state.tokens.discard("xoxb-acme")  # revoked at Slack
+    [check] = check_installation(services.settings)
+    assert check.level is Level.FAIL
+    assert check.message == (
+        "Slack refuses the bot token of workspace T0ACME (T0ACME) (invalid_auth): "
+        "notifications wait in the outbox."
+    )
+    assert check.fix is not None and "reinstall at /slack/install" in check.fix.lower()
+    assert [call.token for call in slack_api.calls("auth.test")] == ["xoxb-acme"]
+
+
+def test_an_installation_the_doctor_cannot_check_at_slack_is_a_warning(tmp_path: Path) -> None:
+    """Slack unreachable (an outage, the network) says nothing about the token: WARN, not FAIL."""
+
+    oauth = settings(
+        tmp_path,
+        slack_client_id="111.222",
+        slack_client_secret="client-secret",
+        slack_api_url=f"http://127.0.0.1:{dead_port()}/api/",
+    )
+    database = Database(sqlite_url(tmp_path))
+    database.upgrade()
+    installation_store(oauth, database).save(
+        Installation(app_id="A0SHEP", team_id="T0ACME", user_id="U0ADMIN01", bot_token="xoxb-1")
+    )
+    database.dispose()
+    [check] = check_installation(oauth)
+    assert check.level is Level.WARN
+    assert check.message.startswith("Cannot reach Slack to check the bot token of workspace T0ACME (T0ACME)")
 
 
 # ---------------------------------------------------------------- database

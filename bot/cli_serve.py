@@ -283,25 +283,20 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
     every process's requests (and the workers' deliveries) whichever process answers the scrape;
     that mode has no ``process_*`` or ``python_gc_*`` metrics.
     """
-    import os
-    import shutil
-    import tempfile
+    from bot.metrics import shared_directory
 
+    services.database.dispose()  # the parent serves nothing; its connections would only idle
+    with shared_directory():
+        _serve_processes_sharing_metrics(settings, services, port, worker)
+
+
+def _serve_processes_sharing_metrics(settings: Settings, services: Services, port: int, worker: str) -> None:
+    """``_serve_processes`` once ``PROMETHEUS_MULTIPROC_DIR`` is set, which the processes started
+    here inherit."""
     import uvicorn
 
     from bot.worker import WorkerChildren
 
-    services.database.dispose()  # the parent serves nothing; its connections would only idle
-    metrics_dir = None
-    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if shared:
-        # prometheus_client wants the directory emptied between runs, or old counts add up.
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        for stale in Path(shared).glob("*.db"):
-            stale.unlink()
-    else:
-        metrics_dir = tempfile.mkdtemp(prefix="shepherd-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     children = WorkerChildren(settings, database=services.database) if worker == "process" else None
     if children is not None:
         children.start()
@@ -324,8 +319,6 @@ def _serve_processes(settings: Settings, services: Services, port: int, worker: 
     finally:
         if children is not None:
             children.stop()
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def http_process_app() -> Any:

@@ -11,13 +11,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 logger = logging.getLogger("shepherd.metrics")
 
@@ -134,18 +147,80 @@ class InboxDepthCollector(StatusCountsCollector):
 def exposition(local: CollectorRegistry | None = None) -> bytes:
     """The process-wide metrics plus ``local`` (one app's database-backed gauges).
 
-    Under ``shepherd serve --processes N`` (``PROMETHEUS_MULTIPROC_DIR`` set), the counters and
-    histograms are those of every process, the workers' included.
+    With ``PROMETHEUS_MULTIPROC_DIR`` set (``shared_directory``), the counters and histograms
+    are those of every process counting there, the worker children's included: under
+    ``shepherd serve --processes N`` every process does; under a single HTTP process, only
+    its worker children do, and this process's own counters (kept in memory) are added to theirs.
     """
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and _COUNTED_IN_FILES:
         shared = CollectorRegistry()
         multiprocess.MultiProcessCollector(shared)
         text = generate_latest(shared)
+    elif directory:
+        text = generate_latest(_Summed(REGISTRY, multiprocess.MultiProcessCollector(None, path=directory)))
     else:
         text = generate_latest(REGISTRY)
     if local is not None:
         text += generate_latest(local)
     return text
+
+
+# Whether this process's counters are kept in PROMETHEUS_MULTIPROC_DIR's files: prometheus_client
+# decided when it was imported, from the environment then.
+_COUNTED_IN_FILES = values.ValueClass is not values.MutexValue
+
+
+class _Summed(Collector):
+    """The families of several collectors as one: a sample both have (same name and labels) is
+    their sum, as prometheus_client's multiprocess mode sums the processes' counters."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self._collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for collector in self._collectors:
+            for family in collector.collect():
+                known = families.setdefault(family.name, family)
+                if known is not family:
+                    known.samples = _sum_samples([*known.samples, *family.samples])
+        yield from families.values()
+
+
+def _sum_samples(samples: list[Sample]) -> list[Sample]:
+    summed: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+    for sample in samples:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        known = summed.get(key)
+        summed[key] = sample if known is None else known._replace(value=known.value + sample.value)
+    return list(summed.values())
+
+
+@contextmanager
+def shared_directory() -> Iterator[None]:
+    """A ``PROMETHEUS_MULTIPROC_DIR`` for the child processes started in the block, so that
+    ``exposition`` counts what they do: the one set in the environment, or a temporary one,
+    removed afterwards.
+
+    prometheus_client wants the directory emptied between runs, or old counts add up: the files
+    of other processes are removed first (this one's own, if it counts there, are kept).
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            if not stale.stem.endswith(f"_{os.getpid()}"):
+                stale.unlink()
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="shepherd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def counted_sender(send: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -251,11 +251,14 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
 
         children = None
         threads: list[threading.Thread] = []
+        shared_metrics = ExitStack()
         if run_worker and worker == "thread":
             threads = start_background(services, app.client, stop)
         elif run_worker and worker == "process":
             # Two processes: recording decisions must not queue behind notifications for the GIL
             # (measured: in one process, 8 busy senders slowed the inbox to ~40 decisions/s).
+            # Their deliveries and reminders reach /metrics through files (``metrics.exposition``).
+            shared_metrics.enter_context(metrics.shared_directory())
             children = WorkerChildren(services.settings, database=services.database)
             children.start()
         asgi.state.workers = children
@@ -267,6 +270,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         await anyio.to_thread.run_sync(stop_serving, services, stop, threads)
         if children is not None:
             await anyio.to_thread.run_sync(children.stop)
+        shared_metrics.close()
 
     routes = [
         Route("/slack/events", events, methods=["POST"]),

@@ -26,7 +26,10 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
 
 def scrape(workspace: Workspace) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample on /metrics, keyed by (name, sorted labels)."""
-    url = workspace.client.endpoint_url.removesuffix("/slack/events") + "/metrics"
+    return scrape_url(workspace.client.endpoint_url.removesuffix("/slack/events") + "/metrics")
+
+
+def scrape_url(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
@@ -149,3 +152,45 @@ def test_a_listener_error_is_counted(workspace: Workspace) -> None:
     before = value("shepherd_errors_total", where="slack_listener")
     ErrorReporter(workspace.services).handle(RuntimeError("boom"), {})
     assert value("shepherd_errors_total", where="slack_listener") == before + 1
+
+
+def test_metrics_count_the_deliveries_of_the_worker_children_and_this_process_s_requests(
+    tmp_path: Path,
+) -> None:
+    """`shepherd serve`'s default (``--worker process``): the card is posted by a worker child,
+    whose counters used to stay in its own process, so /metrics never showed a delivery. Now
+    the children's and the HTTP process's own counters are on the same page."""
+    import os
+    import time
+
+    from bot.app import build_app
+    from bot.emulator.serving import BackgroundASGIServer
+    from bot.server import asgi_app
+    from tests.bot.test_worker_process import register_through_slack
+    from tests.bot.test_worker_process import workspace as worker_workspace
+
+    def delivered(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+        key = (
+            "shepherd_outbox_deliveries_total",
+            (("kind", "initiative.registered"), ("outcome", "delivered")),
+        )
+        return samples.get(key, 0.0) - before
+
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    labels = {"kind": "initiative.registered", "outcome": "delivered"}
+    before = REGISTRY.get_sample_value("shepherd_outbox_deliveries_total", labels) or 0.0  # earlier tests'
+    with worker_workspace(tmp_path, {OWNER: "olivia"}) as (api, registry, settings, services):
+        app = build_app(settings, services)
+        with BackgroundASGIServer(asgi_app(app, services, worker="process"), lifespan="on") as server:
+            register_through_slack(api, server.url, registry)
+            assert api.state.channel_messages(registry), "the worker child posted no card"
+            url = server.url + "/metrics"
+            deadline = time.monotonic() + 10  # the child counts once Slack has answered
+            samples = scrape_url(url)
+            while not delivered(samples) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                samples = scrape_url(url)
+    assert delivered(samples) == 1
+    command = ("shepherd_slack_requests_total", (("payload", "command"), ("status", "200")))
+    assert samples[command] >= 1  # this process's own count, beside the children's
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # set for the children only while serving

@@ -19,7 +19,6 @@ from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
-from bot.answering import AnswerPool
 from bot.bootstrap import Services, bootstrap
 from bot.installations import Revocations, installation_store
 from bot.listener_matching import match_by_body
@@ -120,7 +119,7 @@ def build_app(settings: Settings, services: Services | None = None, client: WebC
     options["listener_executor"] = ThreadPoolExecutor(
         max_workers=LISTENER_THREADS, thread_name_prefix="shepherd-listener"
     )
-    answers = AnswerPool(settings.ask_workers)
+    answers = services.answers
     app = App(**options)
     if options["signing_secret"]:
         verify_piecewise(app, options["signing_secret"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.answering import AnswerPool
 from bot.blocks.operations import load_checked_pipeline
 from bot.settings import Settings
 from bot.usergroups import GroupRoles
@@ -30,7 +31,7 @@ from storage.inbox import InboxWriter
 from storage.uow import SqlUnitOfWork
 
 logger = logging.getLogger("shepherd")
-_WRITERS_LOCK = threading.Lock()  # creates the inbox and page writers once, on first use
+_WRITERS_LOCK = threading.Lock()  # creates the inbox and page writers and the answer pool once, on first use
 _KNOWLEDGE_LOCK = threading.Lock()  # opens the policy store once, on first use
 # How long a policy store that could not open stays closed before the next question tries again.
 KNOWLEDGE_RETRY_SECONDS = 60.0
@@ -60,6 +61,7 @@ class Services:
     _pages: GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult] | None = field(
         default=None, repr=False
     )
+    _answers: AnswerPool | None = field(default=None, repr=False)
     policy_ingests: list[IngestReport] = field(default_factory=list, repr=False)
     """What ingesting the policy folder did when the knowledge base opened (for `shepherd run`)."""
 
@@ -81,6 +83,15 @@ class Services:
                 if self._pages is None:
                     self._pages = GroupCommit(self._record_pages, name="shepherd-page-writer")
         return self._pages
+
+    @property
+    def answers(self) -> AnswerPool:
+        """The threads that answer questions (``bot.answering``), stopped with the process."""
+        if self._answers is None:
+            with _WRITERS_LOCK:
+                if self._answers is None:
+                    self._answers = AnswerPool(self.settings.ask_workers)
+        return self._answers
 
     def _record_pages(
         self, pages: Sequence[usecases.PageOfAnswers]

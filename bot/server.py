@@ -19,6 +19,7 @@ import asyncio
 import gc
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import ExitStack, asynccontextmanager
@@ -337,14 +338,24 @@ def _unhealthy(reason: str, details: str) -> Response:
     return JSONResponse({"ok": False, "reason": reason}, status_code=503)
 
 
+# When the process stops, how long answers under way have to finish, and how long that and
+# telling the askers still waiting that Shepherd restarted may take in all. The background threads
+# finish meanwhile, within the same ``STOP_GRACE_SECONDS`` (``bot.worker``) as before.
+ANSWER_GRACE_SECONDS = 5.0
+ANSWER_STOP_SECONDS = 10.0
+
+
 def stop_serving(services: Services, stop: threading.Event, threads: list[threading.Thread]) -> None:
     """What both modes do once no new request can arrive: stop the background threads
-    (``start_background``'s, run with ``stop``), write what the listeners queued and wait for
-    the threads to finish."""
-    from bot.worker import finish_background
+    (``start_background``'s, run with ``stop``), write what the listeners queued, settle the
+    questions being answered and wait for the threads to finish."""
+    from bot.worker import STOP_GRACE_SECONDS, finish_background
 
+    started = time.monotonic()
     stop.set()
     services.inbox.close()
     services.pages.close()
+    # A placeholder left saying "Looking into it…" would wait for an answer forever.
+    services.answers.stop(ANSWER_GRACE_SECONDS, ANSWER_STOP_SECONDS)
     # A post in flight is finished and remembered, or it would be posted again after a restart.
-    finish_background(threads)
+    finish_background(threads, max(0.0, STOP_GRACE_SECONDS - (time.monotonic() - started)))

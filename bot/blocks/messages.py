@@ -599,6 +599,13 @@ def ask_failed() -> Message:
     return _message(text, [section(f":warning: {text}")])
 
 
+def ask_restarted() -> Message:
+    """In place of the placeholder (or as a reply to ``/shepherd ask``) when Shepherd stopped
+    before the answer was made: it will not come, and asking again now reaches the new process."""
+    text = "Shepherd restarted before it could answer: please ask again."
+    return _message(text, [section(f":arrows_counterclockwise: {text}")])
+
+
 # --- commands -----------------------------------------------------------------------------------
 
 

@@ -157,7 +157,10 @@ class CommandListeners:
                 except Exception as error:
                     reporter.handle(error, body)
 
-            if not self._answers.submit(answer):
+            def abandon() -> None:  # the process is stopping before the answer was made
+                respond(response_type="ephemeral", **blocks.ask_restarted())
+
+            if not self._answers.submit(answer, abandon):
                 logger.warning("too many questions at once: /shepherd ask is turned away")
                 respond(response_type="ephemeral", **blocks.ask_busy())
 

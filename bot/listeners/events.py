@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -86,18 +87,16 @@ class EventListeners:
         made on an answering thread (``bot.answering``), and if none is free nor can be waited
         for, the placeholder says Shepherd is busy.
         """
-        placeholder = client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder()
-        )
-        where = {"channel": placeholder["channel"], "ts": placeholder["ts"]}
-        status_thread = thread_ts or placeholder["ts"]
+        posted = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **blocks.ask_placeholder())
+        placeholder = _Placeholder(client, {"channel": posted["channel"], "ts": posted["ts"]})
+        status_thread = thread_ts or posted["ts"]
         if channel.startswith("D"):
             self._set_status(client, channel, status_thread, "is checking the pipeline and the policies…")
         reporter = ErrorReporter(self._services)
 
         def answer() -> None:
             try:
-                self._reply(client, where, text, target)
+                self._reply(placeholder, text, target)
             except Exception as error:  # logged; the person told, unless the placeholder says so
                 reporter.handle(error, body)  # the asker, told in their workspace
             finally:
@@ -105,7 +104,12 @@ class EventListeners:
                 if channel.startswith("D"):
                     self._set_status(client, channel, status_thread, "")
 
-        if self._answers.submit(answer):
+        def abandon() -> None:  # the process is stopping before the answer was made
+            placeholder.settle(blocks.ask_restarted())
+            if channel.startswith("D"):
+                self._set_status(client, channel, status_thread, "")
+
+        if self._answers.submit(answer, abandon):
             return
         logger.warning(
             "answering %d questions, with %d waiting: one more is turned away",
@@ -113,45 +117,30 @@ class EventListeners:
             self._answers.waiting,
         )
         try:
-            client.chat_update(**where, **blocks.ask_busy())
+            placeholder.settle(blocks.ask_busy())
         finally:
             if channel.startswith("D"):
                 self._set_status(client, channel, status_thread, "")
 
-    def _reply(self, client: WebClient, where: dict[str, str], text: str, target: str | None) -> None:
-        """Make the answer and put it in place of the placeholder at ``where``.
+    def _reply(self, placeholder: _Placeholder, text: str, target: str | None) -> None:
+        """Make the answer and put it in place of the placeholder.
 
         Raises:
             PersonTold: it could not be made; the placeholder says so.
         """
         services = self._services
-        interim = {"skipped": False}
-
-        def progress(message: dict[str, Any]) -> None:
-            # An interim update only shows the answer growing; only the final update decides. So
-            # one that fails for any reason (Slack's error, a read timeout, a dropped connection)
-            # is skipped, and so are the rest: Slack slow once is likely slow again, and the
-            # answer should not wait for it, nor be lost to it.
-            if interim["skipped"]:
-                return
-            try:
-                client.chat_update(**where, **message)
-            except Exception as error:
-                interim["skipped"] = True
-                logger.warning("interim update failed, the final answer follows without more: %r", error)
-
         try:
             # Slack escapes message text as it does a slash command's (``R&amp;D``): the policy
             # search and the LLM get what the person typed.
             question = parse.command_text(ask.clean_question(text))
             initiative = ask.find_initiative(services, question, target)
             key = f"ask:{uuid.uuid4().hex[:12]}"
-            message = ask.reply(services, question, initiative, key, on_progress=progress)
-            client.chat_update(**where, **message)
+            message = ask.reply(services, question, initiative, key, on_progress=placeholder.stream)
+            placeholder.settle(message)
         except Exception as error:
             # The placeholder must not promise an answer that will never come.
             try:
-                client.chat_update(**where, **blocks.ask_failed())
+                placeholder.settle(blocks.ask_failed())
             except SlackApiError:
                 raise error from None
             raise PersonTold("the answer could not be made; the placeholder says so") from error
@@ -163,3 +152,44 @@ class EventListeners:
             client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
         except SlackApiError as error:
             logger.debug("assistant status not set: %s", error)
+
+
+class _Placeholder:
+    """The message that stands for an answer while it is made: updated as the answer streams,
+    then settled once, by the answer, the apology, or the notice that Shepherd stopped. Once
+    settled, nothing else replaces it: an answer still streaming when the process stops must not
+    overwrite the notice with a partial answer."""
+
+    def __init__(self, client: WebClient, where: dict[str, str]) -> None:
+        self._client = client
+        self._where = where
+        self._lock = threading.Lock()
+        self._settled = False
+        self._streaming = True
+
+    def stream(self, message: dict[str, Any]) -> None:
+        """Show the answer growing, best effort.
+
+        An interim update only shows the answer growing; only the final update decides. So one
+        that fails for any reason (Slack's error, a read timeout, a dropped connection) is
+        skipped, and so are the rest: Slack slow once is likely slow again, and the answer
+        should not wait for it, nor be lost to it.
+        """
+        with self._lock:
+            if self._settled or not self._streaming:
+                return
+            try:
+                self._client.chat_update(**self._where, **message)
+            except Exception as error:
+                self._streaming = False
+                logger.warning("interim update failed, the final answer follows without more: %r", error)
+
+    def settle(self, message: dict[str, Any]) -> bool:
+        """Put ``message`` in place for good, unless something already was; returns whether it
+        was put. Raises what the update raises (the placeholder is then not settled)."""
+        with self._lock:
+            if self._settled:
+                return False
+            self._client.chat_update(**self._where, **message)
+            self._settled = True
+            return True

@@ -7,19 +7,27 @@ WebClient talks to the fake Slack, and its LLM is the local OpenAI-compatible st
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bot import ids
 from bot.emulator import payloads
+from bot.emulator.client import SlackClient
 from bot.emulator.webapi import FakeSlackWebAPI
 from tests.bot.blockkit_checks import assert_valid_message
-from tests.bot.scenario import Workspace, has_button, running_workspace
+from tests.bot.scenario import SIGNING_SECRET, Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import card, register
+from tests.bot.test_serve_processes import REPO, free_port
 from tests.fakes.openai_stub import OpenAIStub
 
 OWNER = "U0OWNER01"
@@ -151,3 +159,74 @@ def test_a_question_past_what_can_wait_is_told_shepherd_is_busy(
 
         ws.wait(lambda: cleared() >= 4)
         assert cleared() == 4
+
+
+def test_a_question_being_answered_when_shepherd_stops_is_told_to_ask_again(tmp_path: Path) -> None:
+    api = FakeSlackWebAPI()
+    api.state.add_user(OWNER, "olivia")
+    # The LLM is still thinking when `shepherd serve` is told to stop (a deploy, say).
+    with api, OpenAIStub(reply="Do a DPIA [1].", mode="hang", hang_seconds=60) as llm:
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        port = free_port()
+        env = {
+            **os.environ,
+            "SHEPHERD_DATA_DIR": str(tmp_path),
+            "SLACK_BOT_TOKEN": api.bot_token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": api.api_url,
+            "SHEPHERD_REGISTRY_CHANNEL": registry.id,
+            "SHEPHERD_EMBEDDINGS": "none",
+            "SHEPHERD_SCHEDULER_INTERVAL": "0",
+            "OPENAI_BASE_URL": llm.base_url,
+            "OPENAI_API_KEY": "local",
+            "SHEPHERD_LLM_MODEL": "stub",
+            "PYTHONPATH": str(REPO),
+        }
+        log = tmp_path / "serve.log"
+        with log.open("w") as log_file:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: server.poll() is not None or healthy(base), 120)
+            assert healthy(base), log.read_text()
+            dm = api.state.open_dm(OWNER)[0].id
+            slack = SlackClient(base + "/slack/events", SIGNING_SECRET)
+            event = payloads.message_event("what is a DPIA?", user_id=OWNER, channel_id=dm)
+            assert slack.send_event(payloads.event_callback(event)).status == 200
+            wait_until(lambda: bool(llm.chat_requests), 60)
+            assert llm.chat_requests, log.read_text()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            stopping = time.monotonic()
+            # Told within the answers' share of the stop, well before a supervisor's SIGKILL.
+            wait_until(lambda: "restarted" in str(api.state.channel_messages(dm)), 20)
+            told_after = time.monotonic() - stopping
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            stopped_after = time.monotonic() - stopping
+        [reply] = [m.get("text", "") for m in api.state.channel_messages(dm)]
+        assert reply == "Shepherd restarted before it could answer: please ask again.", log.read_text()
+        assert told_after < 12
+        # The answer still stuck on the LLM does not hold the process past a supervisor's 30 s.
+        assert stopped_after < 25, log.read_text()
+
+
+def healthy(base: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(base + "/healthz", timeout=2).status_code == 200
+    return False
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.2)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from http.client import HTTPException
+from http.client import HTTPException, RemoteDisconnected
 from urllib.error import HTTPError, URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -37,6 +38,35 @@ def make_client(token: str | None, api_url: str | None = None, *, timeout: int =
             ServerErrorRetryHandler(max_retry_count=2),
         ],
     )
+
+
+def like(client: WebClient, retry_handlers: list[RetryHandler], timeout: int | None = None) -> WebClient:
+    """``client`` (same token, URL, workspace) with other retry handlers, and timeout if given:
+    built as Bolt builds each request's client from the app's."""
+    return WebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout if timeout is None else timeout,
+        ssl=client.ssl,
+        proxy=client.proxy,
+        headers=dict(client.headers),
+        team_id=client.default_params.get("team_id"),
+        logger=client.logger,
+        retry_handlers=retry_handlers,
+    )
+
+
+def retrying_timeouts(client: WebClient) -> WebClient:
+    """``client`` also retrying a read timeout, twice: only for a call that does the same however
+    often Slack applies it, such as ``chat.update`` with the same message. (A timed-out post may
+    have been posted: ``make_client`` does not retry those, or it would post twice.)"""
+    timeouts = ConnectionErrorRetryHandler(
+        max_retry_count=2, error_types=[URLError, ConnectionError, RemoteDisconnected, TimeoutError]
+    )
+    others = [
+        handler for handler in client.retry_handlers if not isinstance(handler, ConnectionErrorRetryHandler)
+    ]
+    return like(client, [timeouts, *others])
 
 
 # Slack error codes saying that Slack, not the request, failed (sent with HTTP 200 or a 5xx).

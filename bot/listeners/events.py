@@ -16,6 +16,7 @@ from bot.answering import AnswerPool
 from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import ErrorReporter, PersonTold, lazily, workspace_of
+from bot.slack_client import retrying_timeouts, unavailable
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.events")
@@ -126,7 +127,7 @@ class EventListeners:
         """Make the answer and put it in place of the placeholder.
 
         Raises:
-            PersonTold: it could not be made; the placeholder says so.
+            PersonTold: it could not be made, or Slack refused it; the placeholder says so.
         """
         services = self._services
         try:
@@ -136,14 +137,26 @@ class EventListeners:
             initiative = ask.find_initiative(services, question, target)
             key = f"ask:{uuid.uuid4().hex[:12]}"
             message = ask.reply(services, question, initiative, key, on_progress=placeholder.stream)
-            placeholder.settle(message)
         except Exception as error:
-            # The placeholder must not promise an answer that will never come.
-            try:
-                placeholder.settle(blocks.ask_failed())
-            except SlackApiError:
-                raise error from None
+            self._apologise(placeholder, error)
             raise PersonTold("the answer could not be made; the placeholder says so") from error
+        try:
+            placeholder.settle(message)
+        except SlackApiError as error:
+            if unavailable(error) is not None:
+                raise  # Slack down, not the answer refused: the apology would fare no better
+            self._apologise(placeholder, error)
+            raise PersonTold("Slack refused the answer; the placeholder says so") from error
+
+    @staticmethod
+    def _apologise(placeholder: _Placeholder, error: Exception) -> None:
+        """The placeholder must not promise an answer that will never come. If it cannot say so
+        either, ``error`` is what the person is told about (``ErrorReporter``), not this."""
+        try:
+            placeholder.settle(blocks.ask_failed())
+        except Exception as failure:
+            logger.warning("the placeholder could not say the answer failed either: %r", failure)
+            raise error from None
 
     @staticmethod
     def _set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> None:
@@ -162,6 +175,9 @@ class _Placeholder:
 
     def __init__(self, client: WebClient, where: dict[str, str]) -> None:
         self._client = client
+        # Slack slow for a moment must not cost a finished answer: the same update is safe to send
+        # again, so a timeout or a dropped connection is retried.
+        self._final = retrying_timeouts(client)
         self._where = where
         self._lock = threading.Lock()
         self._settled = False
@@ -190,6 +206,6 @@ class _Placeholder:
         with self._lock:
             if self._settled:
                 return False
-            self._client.chat_update(**self._where, **message)
+            self._final.chat_update(**self._where, **message)
             self._settled = True
             return True

@@ -92,6 +92,37 @@ def test_a_streaming_update_that_times_out_does_not_lose_the_answer(impatient: W
 
 
 @pytest.fixture
+def quick_llm() -> Iterator[OpenAIStub]:
+    """An LLM that answers at once, in one piece: no streaming update, only the final one."""
+    with OpenAIStub(reply="Do a DPIA before the pilot starts [1].") as stub:
+        yield stub
+
+
+@pytest.fixture
+def impatient_quick(tmp_path: Path, quick_llm: OpenAIStub) -> Iterator[Workspace]:
+    """Shepherd with the quick LLM, waiting at most 1 s for each Slack answer."""
+    api, running = workspace_with(tmp_path, quick_llm, slack_timeout=1)
+    with api, running as ws:
+        yield ws
+
+
+def test_a_slow_final_update_is_sent_again_not_replaced_by_an_apology(impatient_quick: Workspace) -> None:
+    ws = impatient_quick
+    assert ws.services.knowledge is not None
+    # Slack is slow for a moment: the final chat.update and the next one take 1.5 s, past the
+    # client's 1 s read timeout. Slack applies both, in the order they arrived.
+    ws.api.faults.stall("chat.update", 1.5, times=2)
+    dm = ask_by_dm(ws, "what is a DPIA?")
+    ws.wait(lambda: len(ws.api.calls("chat.update")) >= 2, timeout=15)
+    time.sleep(3)  # the stalled updates land, and the one after them
+    [reply] = ws.messages_in(dm)
+    assert reply["text"] == "Do a DPIA before the pilot starts [1].", reply["text"]
+    assert has_button(reply, ids.ACTION_FEEDBACK_HELPFUL)
+    ws.deliver()
+    assert not any("something went wrong" in m.get("text", "") for m in ws.messages_in(dm))
+
+
+@pytest.fixture
 def hanging_llm() -> Iterator[OpenAIStub]:
     """An LLM that takes six seconds over every question until told otherwise."""
     with OpenAIStub(reply="Do a DPIA [1].", mode="hang", hang_seconds=6) as stub:

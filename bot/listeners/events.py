@@ -208,4 +208,22 @@ class _Placeholder:
                 return False
             self._final.chat_update(**self._where, **message)
             self._settled = True
+            if not self._streaming:
+                self._again_later(message)
             return True
+
+    def _again_later(self, message: dict[str, Any]) -> None:
+        """An interim update that timed out may still be applied by Slack, after this one, and
+        leave a cut-off answer for good: once the client's timeout has passed, the final update
+        is sent again so that it is the last one Slack applies. On a timer, not holding an
+        answering thread."""
+
+        def again() -> None:
+            try:
+                self._final.chat_update(**self._where, **message)
+            except Exception as error:  # the first one was applied: this is only a precaution
+                logger.warning("the final update, sent again after a failed interim one, failed: %r", error)
+
+        timer = threading.Timer(self._client.timeout, again)
+        timer.daemon = True
+        timer.start()

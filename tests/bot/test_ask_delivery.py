@@ -122,6 +122,24 @@ def test_a_slow_final_update_is_sent_again_not_replaced_by_an_apology(impatient_
     assert not any("something went wrong" in m.get("text", "") for m in ws.messages_in(dm))
 
 
+def test_a_late_streaming_update_does_not_leave_a_cut_off_answer(
+    tmp_path: Path, slow_llm: OpenAIStub
+) -> None:
+    api, running = workspace_with(tmp_path, slow_llm, slack_timeout=3)
+    with api, running as ws:
+        assert ws.services.knowledge is not None
+        # The first streaming update (~1.5 s in) is slow at Slack: the client gives up after 3 s,
+        # and Slack applies it 4.5 s late, after the final update (~4.5 s in).
+        ws.api.faults.stall("chat.update", 4.5)
+        dm = ask_by_dm(ws, "what is a DPIA?")
+        ws.wait(lambda: len(ws.api.calls("chat.update")) >= 2, timeout=15)
+        time.sleep(5)  # the stalled update lands, then (fixed) the final one again
+        [reply] = ws.messages_in(dm)
+        assert reply["text"] == SLOW_REPLY.strip(), (
+            f"the person is left with a cut-off answer: {reply['text']!r}"
+        )
+
+
 @pytest.fixture
 def hanging_llm() -> Iterator[OpenAIStub]:
     """An LLM that takes six seconds over every question until told otherwise."""

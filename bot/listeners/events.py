@@ -16,7 +16,7 @@ from bot.answering import AnswerPool
 from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import ErrorReporter, PersonTold, lazily, workspace_of
-from bot.slack_client import retrying_timeouts, unavailable
+from bot.slack_client import like, retrying_timeouts, unavailable
 from storage.slack_messages import MessageRefs
 
 logger = logging.getLogger("shepherd.events")
@@ -25,6 +25,10 @@ logger = logging.getLogger("shepherd.events")
 # A DM is answered when a person wrote it: no subtype, or one of these. Every other subtype is
 # something happening to messages (edited, deleted, replied to, a bot's own), not a question.
 _PERSON_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
+
+# How long a streaming update may take: a healthy chat.update takes well under a second, and one
+# slower than this had better be skipped than hold the rest of the answer back.
+INTERIM_TIMEOUT_SECONDS = 3
 
 
 class EventListeners:
@@ -178,6 +182,9 @@ class _Placeholder:
         # Slack slow for a moment must not cost a finished answer: the same update is safe to send
         # again, so a timeout or a dropped connection is retried.
         self._final = retrying_timeouts(client)
+        # An interim update is best effort: it must not hold the answer back by waiting out a
+        # 429's Retry-After (twice, with make_client's handlers) or a slow Slack's full timeout.
+        self._interim = like(client, [], timeout=min(client.timeout, INTERIM_TIMEOUT_SECONDS))
         self._where = where
         self._lock = threading.Lock()
         self._settled = False
@@ -195,7 +202,7 @@ class _Placeholder:
             if self._settled or not self._streaming:
                 return
             try:
-                self._client.chat_update(**self._where, **message)
+                self._interim.chat_update(**self._where, **message)
             except Exception as error:
                 self._streaming = False
                 logger.warning("interim update failed, the final answer follows without more: %r", error)

@@ -535,12 +535,22 @@ _LINK = re.compile(r"\[([^\]\n]{1,200})\]\((https?://[^)\s]{1,1000})\)")
 
 
 def to_mrkdwn(markdown: str) -> str:
-    """LLM Markdown as Slack mrkdwn, escaped so the model cannot ping or link arbitrarily."""
+    """LLM Markdown as Slack mrkdwn, escaped so the model cannot ping or link arbitrarily.
+
+    A Markdown link is shown as its label followed by its URL, never as a Slack link behind a
+    label: what the model writes can be steered by a passage or a question (prompt injection),
+    and "[the governance portal](https://evil.example/login)" must not pass for the portal.
+    """
     text = escape(markdown.replace("\r\n", "\n"))
     text = _HEADING.sub(lambda m: f"*{m.group(1).strip('* ')}*", text)
     text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
     text = _BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
-    return _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", text)
+    return _LINK.sub(_visible_link, text)
+
+
+def _visible_link(link: re.Match[str]) -> str:
+    label, url = link.group(1), link.group(2)
+    return url if label.strip() == url else f"{label} ({url})"
 
 
 def ask_reply(answer: Answer, readiness: list[dict[str, Any]] | None, feedback_key: str) -> Message:

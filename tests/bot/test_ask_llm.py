@@ -123,8 +123,8 @@ def test_a_long_answer_split_over_sections_keeps_each_link_whole(
     workspace: Workspace, llm: OpenAIStub
 ) -> None:
     """An answer that escaping makes longer than a section ("&" is five characters in Slack) is
-    shown in several; a link whose label straddles the end of the first goes whole into the
-    next, not half in each as raw markup."""
+    shown in several; a link straddling the end of the first (shown as its label and address,
+    ``to_mrkdwn``) is never cut inside its address, and no section is left with raw markup."""
     url = "https://intranet.example.com/policies/finance/" + "x" * 14
     label = "the expense and travel policy handbook, section four"
     llm.reply = "R&D " * 363 + f"[{label}]({url}) [1]. " + "R&D " * 200
@@ -141,4 +141,17 @@ def test_a_long_answer_split_over_sections_keeps_each_link_whole(
     assert len(answer) == 2, answer
     for shown in answer:
         assert shown.count("<") == shown.count(">"), shown[-200:]
-    assert f"<{url}|{label}>" in answer[1]
+    assert any(url in shown for shown in answer), answer
+
+
+def test_the_model_cannot_disguise_a_link_behind_a_label(workspace: Workspace, llm: OpenAIStub) -> None:
+    # A passage (or the question) carrying an injection makes the model write a Markdown link:
+    # Slack must not show "the governance portal" as a clickable label for an arbitrary URL.
+    llm.reply = "Sign off in [the governance portal](https://evil.example/login) before the pilot [1]."
+    thread = ask_in_the_thread(workspace, "where do we sign off?")
+    [reply] = workspace.wait(
+        lambda: [m for m in workspace.api.state.thread(workspace.registry, thread) if "Sign off" in m["text"]]
+    )
+    shown = answer_as_read(reply)
+    assert "the governance portal (https://evil.example/login)" in shown, shown
+    assert "|" not in shown, shown

@@ -678,7 +678,7 @@ def test_ask_reply_escapes_llm_text_and_converts_markdown() -> None:
     )
     text = texts(ask_reply(answer, None, "k")["blocks"])
     assert "*Heading*" in text and "*Bold*" in text and "&lt;!channel&gt; &amp;" in text
-    assert "<https://example.com/x|docs>" in text and "• item" in text
+    assert "docs (https://example.com/x)" in text and "• item" in text
     assert "most relevant policy passages" in text
 
 

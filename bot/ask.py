@@ -156,7 +156,7 @@ def reply(
     if hits is None:  # not "no passage matched": the policies could not be searched at all
         unavailable = Answer(text=_LIBRARY_UNAVAILABLE, grounded=False, covered=False)
         return _kept(services, feedback_key, policy_question, unavailable, checklist)
-    stream = services.answerer.stream(policy_question, hits)
+    stream = services.answerer.stream(about(ctx, gate) + policy_question, hits)
     text = ""
     last = time.monotonic()
     started = time.perf_counter()
@@ -175,6 +175,20 @@ def reply(
             metrics.LLM_LATENCY.labels(outcome=outcome).observe(time.perf_counter() - started)
     answer = stream.answer or Answer(text=text, hits=tuple(hits))
     return _kept(services, feedback_key, policy_question, answer, checklist)
+
+
+def about(ctx: Context, gate: tuple[str, str] | None) -> str:
+    """What the LLM is told, before the question, of the initiative and gate it is about: the
+    person leaves them out ("what do we need for the next gate?") since Shepherd knows them.
+    Empty when the question concerns no initiative."""
+    if ctx.initiative is None:
+        return ""
+    initiative = f"the initiative {ctx.initiative.ref} ({ctx.initiative.name[:200]})"
+    if gate is None:
+        return f"About {initiative}.\n"
+    if ctx.readiness is not None and gate[0] == ctx.readiness.gate_id:
+        return f"About {initiative}, whose next gate is the {gate[1]} gate.\n"
+    return f"About the {gate[1]} gate of {initiative}.\n"
 
 
 def _kept(

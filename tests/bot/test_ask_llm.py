@@ -155,3 +155,12 @@ def test_the_model_cannot_disguise_a_link_behind_a_label(workspace: Workspace, l
     shown = answer_as_read(reply)
     assert "the governance portal (https://evil.example/login)" in shown, shown
     assert "|" not in shown, shown
+
+
+def test_the_llm_is_told_which_gate_the_next_gate_is(workspace: Workspace, llm: OpenAIStub) -> None:
+    # The question every team asks in its initiative's thread: the checklist knows the gate, and
+    # so must the model, or it answers about no gate in particular.
+    ask_in_the_thread(workspace, "what do we need for the next gate?")
+    workspace.wait(lambda: llm.chat_requests, timeout=15)
+    question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
+    assert "AI-0001" in question and "next gate is the Intake gate" in question, question

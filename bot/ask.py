@@ -161,14 +161,15 @@ def reply(
     last = time.monotonic()
     started = time.perf_counter()
     outcome = "error"
+    # Streaming text is the LLM writing its summary (without an LLM the answer comes in one piece).
+    grounded = services.settings.llm_configured
     try:
         for piece in stream:
             text += piece
             if on_progress is not None and time.monotonic() - last >= STREAM_UPDATE_SECONDS:
                 last = time.monotonic()
-                on_progress(
-                    blocks.ask_reply(Answer(text=text + " …", hits=tuple(hits)), checklist, feedback_key)
-                )
+                partial = Answer(text=text + " …", hits=tuple(hits), grounded=grounded)
+                on_progress(blocks.ask_reply(partial, checklist, feedback_key))
         outcome = "ok"
     finally:
         if services.settings.llm_configured:  # without an LLM the "stream" is quoted passages

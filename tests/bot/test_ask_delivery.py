@@ -153,6 +153,16 @@ def test_a_rate_limited_streaming_update_does_not_hold_the_answer_back(impatient
     assert time.monotonic() - asked < 8
 
 
+def test_a_streaming_update_does_not_say_there_is_no_ai_summary(impatient: Workspace) -> None:
+    ws = impatient
+    assert ws.services.knowledge is not None
+    dm = ask_by_dm(ws, "what is a DPIA?")
+    ws.wait(lambda: [m for m in ws.messages_in(dm) if m.get("text") == SLOW_REPLY.strip()], timeout=20)
+    interim = ws.api.calls("chat.update")[0].params
+    assert interim["text"].endswith("…")
+    assert "no AI summary available" not in str(interim["blocks"]), "the AI summary is being written"
+
+
 @pytest.fixture
 def hanging_llm() -> Iterator[OpenAIStub]:
     """An LLM that takes six seconds over every question until told otherwise."""

@@ -50,16 +50,30 @@ def clean_question(text: str) -> str:
 def find_initiative(services: Services, text: str, thread_target: str | None) -> Initiative | None:
     """The initiative named by ref in the text, else the one whose thread this is."""
     refs = [ref.upper() for ref in _TYPED_REF.findall(text or "")]
-    candidates = refs + (
-        [thread_target.split(":", 1)[1]] if thread_target and thread_target.startswith("initiative:") else []
-    )
-    for ref in candidates:
+    thread_ref = _ref_of_target(services, thread_target)
+    for ref in refs + ([thread_ref] if thread_ref else []):
         try:
             with services.read_uow() as uow:
                 return uow.initiatives.get(ref)
         except GateError:
             continue
     return None
+
+
+def _ref_of_target(services: Services, target: str | None) -> str | None:
+    """The ref of the initiative a message Shepherd posted is about (``MessageRefs`` targets):
+    its card or welcome (``initiative:REF``), or a message about one of its reviews
+    (``review:N``, ``review:N:...``), such as the review request an approver replies under."""
+    kind, _, rest = (target or "").partition(":")
+    if kind == "initiative":
+        return rest
+    if kind != "review":
+        return None
+    try:
+        with services.read_uow() as uow:
+            return uow.reviews.get(int(rest.split(":", 1)[0])).initiative_ref
+    except (GateError, ValueError):  # a review since deleted, or none ("review:None")
+        return None
 
 
 def context_for(services: Services, initiative: Initiative | None) -> Context:

@@ -61,7 +61,11 @@ class EventListeners:
         if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id"):
             return
         channel = event["channel"]
-        self._answer(client, body, event.get("text", ""), channel, event.get("thread_ts"), None)
+        thread_ts = event.get("thread_ts")
+        # A reply under a message Shepherd sent about an initiative (a review request, say) is
+        # about that initiative, as in the registry channel.
+        target = self._messages.target_at(channel, thread_ts) if thread_ts else None
+        self._answer(client, body, event.get("text", ""), channel, thread_ts, target)
 
     def home_opened(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         user = event["user"]

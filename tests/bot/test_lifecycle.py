@@ -739,3 +739,26 @@ def test_an_answer_hidden_by_a_later_one_no_longer_asks_for_anything(tmp_path: P
         assert dpa not in str(again["blocks"]) and "1/1 answered" in str(again["blocks"])
         ws.deliver()
         assert "ready for review · 1/1 answered" in str(card(ws)["blocks"])  # the card, redrawn
+
+
+def test_a_question_under_a_review_request_gets_that_initiatives_checklist(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    request = request_dm(ws, SPONSOR)
+    dm = ws.dm_with(SPONSOR)
+    # The approver replies in the thread of the review request Shepherd sent them.
+    event = payloads.message_event(
+        "what does this still need before I approve?", user_id=SPONSOR, channel_id=dm, thread_ts=request["ts"]
+    )
+    assert ws.client.send_event(payloads.event_callback(event)).status == 200
+    reply = ws.wait(
+        lambda: [
+            m
+            for m in ws.api.state.thread(dm, request["ts"])[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
+        ],
+        timeout=15,
+    )[-1]
+    assert f"What {ref} needs" in str(reply["blocks"]), f"no checklist for {ref} under its review request"

@@ -207,11 +207,12 @@ def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None
     # Every process brings the store up to date with the policy folder; unchanged files are
     # skipped by content hash, so after the first start this costs a directory scan. The bot
     # owns that folder: a policy deleted or renamed there must stop being cited, so it is
-    # pruned. Prune only removes documents stored from under this folder; those the CLI
-    # ingested from other folders stay.
+    # pruned, and when SHEPHERD_POLICIES names another folder than the last start, the old
+    # folder's policies are removed. Documents the CLI ingested from other folders stay. A
+    # store that has not recorded its folder yet was filled from the bundled pack, if from any.
     folder = policy_folder(settings)
     try:
-        report = knowledge.ingest([folder], prune=True)
+        report = knowledge.ingest_policy_folder(folder, previous=POLICY_DIR)
     except KnowledgeError as error:
         logger.warning("Could not ingest the policy folder: %s", error)
     except Exception:

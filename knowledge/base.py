@@ -57,6 +57,9 @@ SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "bm25", "vector")
 Progress = Callable[[int, int, str], None]
 
 _REVISION_KEY = "shepherd_revision"
+# The folder the bot ingests as its policies (``ingest_policy_folder``), kept so that pointing it
+# at another folder removes what the previous one brought.
+_POLICY_FOLDER_KEY = "shepherd_policy_folder"
 # Fusion settings chosen on the development questions only (benchmarks/data/eval_dev.jsonl,
 # 84 questions over the shared corpus, MiniLM), never on the held-out set: with results
 # collapsed per section, k=10 over the top 40 of each ranking, BM25 at 0.7 of the vectors'
@@ -107,7 +110,8 @@ class IngestReport:
         failed: (source, reason) for every file that could not be read; it was skipped.
         seconds: wall time of the run.
         indexed: files (re)indexed in this run.
-        removed: files whose chunks were removed because they are gone (``prune``).
+        removed: files whose chunks were removed because they are gone (``prune``) or came from
+            a folder another replaced (``replaces``).
         renamed: files that were stored under another name too (a name relative to the folder
             given, as ingestion named documents before): those copies were removed, and their
             vectors reused for the file's own name.
@@ -408,19 +412,26 @@ class KnowledgeBase:
         except Exception as error:  # connection refused, permissions, bad settings
             raise KnowledgeError(f"cannot open the knowledge store: {error}") from error
 
-    def _revision(self) -> str:
+    def _stored_metadata(self) -> dict[str, Any]:
+        """The collection's metadata as stored now (another process may have changed it)."""
         collection = self._client.get_collection(
             self._store_embedder.collection, embedding_function=self._store_embedder.function
         )
-        metadata = collection.metadata or {}
-        return str(metadata.get(_REVISION_KEY, ""))
+        return dict(collection.metadata or {})
+
+    def _update_metadata(self, **values: Any) -> None:
+        # Chroma's modify replaces the whole metadata: keep the keys not being changed.
+        self._collection.modify(metadata={**self._stored_metadata(), **values})
+
+    def _revision(self) -> str:
+        return str(self._stored_metadata().get(_REVISION_KEY, ""))
 
     def _bump_revision(self) -> None:
         revision = uuid.uuid4().hex
         # This process's index holds what it wrote: unless another process wrote since the
         # index was read (the stored revision moved), it need not be read again for this one.
         current = self._revision() == self._vectors_revision
-        self._collection.modify(metadata={_REVISION_KEY: revision})
+        self._update_metadata(**{_REVISION_KEY: revision})
         if current:
             self._vectors_revision = revision
         self._revision_checked_at = 0.0
@@ -528,11 +539,37 @@ class KnowledgeBase:
                 targets[file] = _Target(file, source)
         return list(targets.values()), folders
 
+    def ingest_policy_folder(self, folder: Path, *, previous: Path | None = None) -> IngestReport:
+        """Bring the store up to date with the policy folder, pruning files gone from it.
+
+        The folder is recorded in the store: when a later call names another folder, every
+        document stored from under the recorded one (and not under the new one) is removed, so
+        the policies of a folder the bot no longer reads stop being cited. Documents ingested
+        from anywhere else (``shepherd knowledge ingest``) stay.
+
+        Args:
+            previous: the folder to treat as the recorded one when none is (a store written
+                before the folder was recorded).
+
+        Raises:
+            KnowledgeError: as ``ingest``.
+        """
+        folder = Path(folder).expanduser().resolve()
+        recorded = self._stored_metadata().get(_POLICY_FOLDER_KEY)
+        before = Path(str(recorded)) if recorded else previous
+        replaced = before.expanduser().resolve() if before is not None else None
+        report = self.ingest([folder], prune=True, replaces=None if replaced == folder else replaced)
+        if recorded != str(folder):
+            self._update_metadata(**{_POLICY_FOLDER_KEY: str(folder)})
+        return report
+
     def ingest(
         self,
         paths: Iterable[Path | str],
         prune: bool = False,
         progress: Progress | None = None,
+        *,
+        replaces: Path | None = None,
     ) -> IngestReport:
         """Index files and folders; unchanged files are skipped by content hash.
 
@@ -544,7 +581,8 @@ class KnowledgeBase:
         that cannot be read is reported in ``failed``, and a version of it indexed earlier stays
         searchable (a corrupt copy must not take the policy away; the next ingest tries the file
         again). With ``prune``, chunks of files that are gone from a given folder (or any folder
-        under it) are removed.
+        under it) are removed. ``replaces`` names a folder whose documents are all removed
+        (those under a given folder excepted): one the given folder takes the place of.
 
         Raises:
             KnowledgeError: a path does not exist, or the embedding model failed mid-run
@@ -608,12 +646,15 @@ class KnowledgeBase:
                     pending = []
             if pending:
                 changed |= self._write(pending, manifest)
-            if prune:
+            if prune or replaces is not None:
                 files = {str(target.path) for target in targets}
                 for source, state in manifest.items():
                     if source in present or source in gone or not state.path or state.path in files:
                         continue
-                    if any(Path(state.path).is_relative_to(folder) for folder in folders):
+                    path = Path(state.path)
+                    under_given = any(path.is_relative_to(folder) for folder in folders)
+                    replaced = replaces is not None and path.is_relative_to(replaces)
+                    if (prune and under_given) or (replaced and not under_given):
                         self._delete(state.ids)
                         removed += 1
                         changed = True

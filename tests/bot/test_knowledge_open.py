@@ -134,3 +134,29 @@ def test_a_policy_store_that_could_not_open_says_so_and_is_tried_again(
     second = workspace.wait(lambda: answers()[1:])[-1]
     assert "cannot search the policy library" not in str(second["blocks"])
     assert "*[1]*" in str(second["blocks"])  # cited from the policies
+
+
+def test_pointing_the_bot_at_its_own_policy_folder_stops_citing_the_previous_one(tmp_path: Path) -> None:
+    """SHEPHERD_POLICIES set after a start on the bundled pack: the pack's policies were still
+    cited for good (its files still exist, so no prune removed them)."""
+    data = tmp_path / "data"
+    handbook = tmp_path / "handbook"  # ingested by `shepherd knowledge ingest`, not the bot's
+    handbook.mkdir()
+    (handbook / "travel.md").write_text("## Travel\n\nBook trains for trips under four hours.\n")
+    first = open_knowledge(Settings(data_dir=data, embeddings="none"))
+    assert first is not None
+    first.ingest([handbook])
+    own = tmp_path / "policies"
+    own.mkdir()
+    (own / "privacy.md").write_text(
+        "## Privacy\n\nAsk the privacy office before an AI system uses customer data.\n"
+    )
+
+    kb = open_knowledge(Settings(data_dir=data, embeddings="none", policies_dir=own))
+    assert kb is not None
+    assert {hit.source for hit in kb.search("do we need a DPIA before using customer data?")} == {
+        "privacy.md"
+    }
+    assert [hit.source for hit in kb.search("trains trips")] == [
+        (handbook / "travel.md").resolve().as_posix()
+    ]

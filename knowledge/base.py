@@ -383,6 +383,7 @@ class KnowledgeBase:
         # The revision the embedded store's vector index was read at (see _reopen_embedded).
         self._vectors_revision = str((self._collection.metadata or {}).get(_REVISION_KEY, ""))
         self._query_failure_logged = False
+        self._wrote = False  # whether the ingest running changed the store (see ingest)
 
     # --- store ---------------------------------------------------------------------------
 
@@ -593,73 +594,77 @@ class KnowledgeBase:
         failed: list[tuple[str, str]] = []
         skipped = indexed = written = removed = renamed = 0
         with self._write_lock:
-            manifest = self._manifest()
-            present = {target.source for target in targets}
-            # Names the same files were stored under before; a name one of these targets goes
-            # by is that target's, whatever file it was stored for.
-            aliases: dict[str, list[str]] = {}
-            for source, stored in manifest.items():
-                if source not in present and stored.path:
-                    aliases.setdefault(stored.path, []).append(source)
-            gone: set[str] = set()
-            pending: list[_Pending] = []
-            changed = False
-            for number, target in enumerate(targets):
-                if progress is not None:
-                    progress(number, len(targets), target.source)
-                state = manifest.get(target.source)
-                earlier = [manifest[source] for source in aliases.get(str(target.path), [])]
-                try:
-                    data = target.path.read_bytes()
-                except OSError as error:
-                    failed.append((target.source, f"cannot read file: {error.strerror or error}"))
-                    continue
-                digest = _file_hash(data)
-                if state is not None and state.is_current(digest) and state.path == str(target.path):
-                    skipped += 1
+            # Set by every write: a run that fails half-way has still replaced chunks, and
+            # other readers must stop citing the text it removed.
+            self._wrote = False
+            try:
+                manifest = self._manifest()
+                present = {target.source for target in targets}
+                # Names the same files were stored under before; a name one of these targets goes
+                # by is that target's, whatever file it was stored for.
+                aliases: dict[str, list[str]] = {}
+                for source, stored in manifest.items():
+                    if source not in present and stored.path:
+                        aliases.setdefault(stored.path, []).append(source)
+                gone: set[str] = set()
+                pending: list[_Pending] = []
+                for number, target in enumerate(targets):
+                    if progress is not None:
+                        progress(number, len(targets), target.source)
+                    state = manifest.get(target.source)
+                    earlier = [manifest[source] for source in aliases.get(str(target.path), [])]
+                    try:
+                        data = target.path.read_bytes()
+                    except OSError as error:
+                        failed.append((target.source, f"cannot read file: {error.strerror or error}"))
+                        continue
+                    digest = _file_hash(data)
+                    if state is not None and state.is_current(digest) and state.path == str(target.path):
+                        skipped += 1
+                        if earlier:
+                            self._delete([chunk for alias in earlier for chunk in alias.ids])
+                            gone.update(aliases[str(target.path)])
+                            renamed += 1
+                        continue
+                    try:
+                        document = load_bytes(data, target.path.suffix)
+                        chunks = chunk_document(document, target.source, self._chunk_chars)
+                    except LoadError as error:
+                        kept = state is not None or earlier
+                        failed.append(
+                            (
+                                target.source,
+                                f"{error}; the version indexed earlier stays searchable"
+                                if kept
+                                else str(error),
+                            )
+                        )
+                        continue
+                    pending.append(_Pending(target, digest, chunks, document.tags, document.gates, earlier))
                     if earlier:
-                        self._delete([chunk for alias in earlier for chunk in alias.ids])
                         gone.update(aliases[str(target.path)])
                         renamed += 1
-                        changed = True
-                    continue
-                try:
-                    document = load_bytes(data, target.path.suffix)
-                    chunks = chunk_document(document, target.source, self._chunk_chars)
-                except LoadError as error:
-                    kept = state is not None or earlier
-                    failed.append(
-                        (
-                            target.source,
-                            f"{error}; the version indexed earlier stays searchable" if kept else str(error),
-                        )
-                    )
-                    continue
-                pending.append(_Pending(target, digest, chunks, document.tags, document.gates, earlier))
-                if earlier:
-                    gone.update(aliases[str(target.path)])
-                    renamed += 1
-                indexed += 1
-                written += len(chunks)
-                if sum(len(item.chunks) for item in pending) >= _WRITE_BATCH:
-                    changed |= self._write(pending, manifest)
-                    pending = []
-            if pending:
-                changed |= self._write(pending, manifest)
-            if prune or replaces is not None:
-                files = {str(target.path) for target in targets}
-                for source, state in manifest.items():
-                    if source in present or source in gone or not state.path or state.path in files:
-                        continue
-                    path = Path(state.path)
-                    under_given = any(path.is_relative_to(folder) for folder in folders)
-                    replaced = replaces is not None and path.is_relative_to(replaces)
-                    if (prune and under_given) or (replaced and not under_given):
-                        self._delete(state.ids)
-                        removed += 1
-                        changed = True
-            if changed:
-                self._bump_revision()
+                    indexed += 1
+                    written += len(chunks)
+                    if sum(len(item.chunks) for item in pending) >= _WRITE_BATCH:
+                        self._write(pending, manifest)
+                        pending = []
+                if pending:
+                    self._write(pending, manifest)
+                if prune or replaces is not None:
+                    files = {str(target.path) for target in targets}
+                    for source, state in manifest.items():
+                        if source in present or source in gone or not state.path or state.path in files:
+                            continue
+                        path = Path(state.path)
+                        under_given = any(path.is_relative_to(folder) for folder in folders)
+                        replaced = replaces is not None and path.is_relative_to(replaces)
+                        if (prune and under_given) or (replaced and not under_given):
+                            self._delete(state.ids)
+                            removed += 1
+            finally:
+                if self._wrote:
+                    self._bump_revision()
         if progress is not None:
             progress(len(targets), len(targets), "")
         return IngestReport(
@@ -676,9 +681,10 @@ class KnowledgeBase:
     def _delete(self, ids: Sequence[str]) -> None:
         batch = 5000
         for start in range(0, len(ids), batch):
+            self._wrote = True
             self._collection.delete(ids=list(ids[start : start + batch]))
 
-    def _write(self, pending: list[_Pending], manifest: dict[str, _FileState]) -> bool:
+    def _write(self, pending: list[_Pending], manifest: dict[str, _FileState]) -> None:
         """Store the chunks of several files; embed only chunks not already stored."""
         to_embed: list[tuple[Chunk, dict[str, Any]]] = []
         to_relabel: list[tuple[Chunk, dict[str, Any]]] = []
@@ -713,6 +719,7 @@ class KnowledgeBase:
             step = 1000
             for start in range(0, len(to_embed), step):
                 part = to_embed[start : start + step]
+                self._wrote = True
                 self._collection.upsert(
                     ids=[chunk.chunk_id for chunk, _ in part],
                     embeddings=cast(Any, vectors[start : start + step]),
@@ -722,12 +729,12 @@ class KnowledgeBase:
         if to_relabel:
             # Chroma merges an update into the stored metadata, and deletes a key only when it
             # is given as None: tags or gates removed from the front matter must go too.
+            self._wrote = True
             self._collection.update(
                 ids=[chunk.chunk_id for chunk, _ in to_relabel],
                 metadatas=[{**dict.fromkeys(_OPTIONAL_METADATA), **metadata} for _, metadata in to_relabel],
             )
         self._delete(stale + renamed_ids)
-        return bool(to_embed or to_relabel or stale or renamed_ids)
 
     def _vectors(self, texts: list[str], reusable: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embeddings of ``texts``, taken from the chunks ``reusable`` where one embedded the

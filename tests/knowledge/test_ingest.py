@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +216,42 @@ def test_an_over_long_paragraph_is_split_on_sentences() -> None:
     pieces = split_text("One sentence here. " * 200, target=500)
     assert len(pieces) > 1
     assert all(len(piece) <= 500 for piece in pieces)
+
+
+def test_after_an_ingest_fails_half_way_other_readers_stop_citing_the_replaced_text(
+    make_kb: KB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's process kept citing a chunk the CLI had replaced: the revision other readers
+    watch was only changed by an ingest that completed."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    filler = "".join(
+        f"Paragraph {n} about filler topic number {n} for volume. " * 14 + "\n\n" for n in range(300)
+    )
+    retention = folder / "a-retention.md"
+    retention.write_text("## Retention\n\nOld rule: logs are kept for seven years.\n\n" + filler)
+    bot = make_kb()
+    bot.ingest([folder])
+    assert "seven years" in bot.search("retention logs kept", k=1, mode="bm25")[0].text
+    # The policy changes and another is added; the model fails on the second batch of chunks,
+    # after the first file's (300 and more) were written.
+    retention.write_text("## Retention\n\nNew rule: logs are kept for ninety days.\n\n" + filler)
+    (folder / "b-other.md").write_text("## Other\n\nSomething else entirely.\n")
+    original = HashedWordsEmbedding.embed
+    calls: list[int] = []
+
+    def failing_after_one_batch(self: HashedWordsEmbedding, texts: Sequence[str]) -> Any:
+        calls.append(len(texts))
+        if len(calls) > 1:
+            raise RuntimeError("model crashed")
+        return original(self, texts)
+
+    cli = make_kb()
+    monkeypatch.setattr(HashedWordsEmbedding, "embed", failing_after_one_batch)
+    with pytest.raises(KnowledgeError):
+        cli.ingest([folder])
+    monkeypatch.setattr(HashedWordsEmbedding, "embed", original)
+    time.sleep(0.6)  # past the revision check interval
+    texts = [hit.text for hit in bot.search("retention logs kept", k=3, mode="bm25")]
+    assert any("ninety days" in text for text in texts), texts
+    assert not any("seven years" in text for text in texts), texts

@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import numpy.typing as npt
+from chromadb.errors import NotFoundError
 
 from knowledge.chunking import (
     DEFAULT_CHUNK_CHARS,
@@ -42,8 +43,9 @@ from knowledge.chunking import (
 from knowledge.embeddings import (
     Embedder,
     EmbeddingUnavailableError,
+    configured_embedder,
     lexical_embedder,
-    resolve_embedder,
+    probe,
 )
 from knowledge.glossary import GlossaryError, load_glossary
 from knowledge.lexical import LexicalIndex
@@ -93,6 +95,8 @@ _WRITE_BATCH = 256
 # Chunk metadata keys written only when the document has them.
 _OPTIONAL_METADATA = ("context", "tags", "gates")
 _REVISION_CHECK_SECONDS = 0.5
+# How long an embedding model that could not run is left alone before a search tries it again.
+MODEL_RETRY_SECONDS = 60.0
 
 
 class KnowledgeError(Exception):
@@ -344,29 +348,41 @@ class KnowledgeBase:
         except re.error as error:
             raise KnowledgeError(f"invalid prior pattern: {error}") from error
         self._reason: str | None = None
+        configured = embedder
         if embedder is None:
             try:
-                embedder = resolve_embedder(
+                configured = configured_embedder(
                     embeddings,
                     onnx_model_dir=onnx_model_dir,
                     openai_base_url=openai_base_url,
                     openai_api_key=openai_api_key,
                 )
-                if embedder is None:
+                if configured is None:
                     self._reason = "embeddings are set to none"
+                else:
+                    probe(configured)
+                    embedder = configured
             except ValueError as error:
                 raise KnowledgeError(str(error)) from error
             except EmbeddingUnavailableError as error:
                 self._reason = str(error)
                 logger.warning(
-                    "Embeddings %r unavailable: %s. Falling back to lexical (BM25) search only.",
+                    "Embeddings %r unavailable: %s. Searching with BM25 only until the model answers.",
                     embeddings,
                     error,
                 )
         self._embedder = embedder
-        self._store_embedder = embedder if embedder is not None else lexical_embedder()
         self._embedded = not chroma_url
         self._client, self._store = self._open_client(chroma_url)
+        # A model that cannot run now may have filled its collection before: that collection is
+        # opened, searched by BM25 until the model answers again (_model). One that never filled
+        # it (a first start, a model folder misspelt) leaves the BM25-only collection, which
+        # ingestion can fill without a model.
+        if embedder is None and configured is not None and not self._holds_passages(configured):
+            configured = None
+        self._configured = configured
+        self._model_retry_at = time.monotonic() + MODEL_RETRY_SECONDS
+        self._store_embedder = configured if configured is not None else lexical_embedder()
         try:
             self._collection = self._client.get_or_create_collection(
                 self._store_embedder.collection,
@@ -378,6 +394,7 @@ class KnowledgeBase:
             raise KnowledgeError(f"cannot open the knowledge store: {error}") from error
         self._write_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one search at a time tries a model that was down
         self._snapshot: _Snapshot | None = None
         self._revision_checked_at = 0.0
         # The revision the embedded store's vector index was read at (see _reopen_embedded).
@@ -411,6 +428,16 @@ class KnowledgeBase:
         except KnowledgeError:
             raise
         except Exception as error:  # connection refused, permissions, bad settings
+            raise KnowledgeError(f"cannot open the knowledge store: {error}") from error
+
+    def _holds_passages(self, model: Embedder) -> bool:
+        try:
+            return bool(
+                self._client.get_collection(model.collection, embedding_function=model.function).count()
+            )
+        except NotFoundError:
+            return False
+        except Exception as error:  # chromadb raises many types (connection, validation)
             raise KnowledgeError(f"cannot open the knowledge store: {error}") from error
 
     def _stored_metadata(self) -> dict[str, Any]:
@@ -766,6 +793,23 @@ class KnowledgeBase:
 
     # --- search --------------------------------------------------------------------------
 
+    def _model(self) -> Embedder | None:
+        """The embedding model, tried again every ``MODEL_RETRY_SECONDS`` while it cannot run."""
+        configured = self._configured
+        if self._embedder is not None or configured is None or time.monotonic() < self._model_retry_at:
+            return self._embedder
+        with self._model_lock:
+            if self._embedder is None and time.monotonic() >= self._model_retry_at:
+                try:
+                    probe(configured)
+                except EmbeddingUnavailableError as error:
+                    self._reason = str(error)
+                    self._model_retry_at = time.monotonic() + MODEL_RETRY_SECONDS
+                else:
+                    logger.info("Embeddings %s answer again: searching with vectors too.", configured.label)
+                    self._embedder, self._reason = configured, None
+        return self._embedder
+
     def _current_snapshot(self) -> _Snapshot:
         """The lexical snapshot, rebuilt when the collection's revision changed.
 
@@ -816,7 +860,7 @@ class KnowledgeBase:
         tags: Sequence[str] | None,
         gate: str | None,
     ) -> list[tuple[int, float]]:
-        embedder = self._embedder
+        embedder = self._model()
         if embedder is None or not snapshot.ids:
             return []
         vector = embedder.embed_query(query)
@@ -858,7 +902,7 @@ class KnowledgeBase:
         """
         if mode not in SEARCH_MODES:
             raise KnowledgeError(f"unknown search mode {mode!r}: use hybrid, bm25 or vector")
-        if mode == "vector" and self._embedder is None:
+        if mode == "vector" and self._model() is None:
             raise KnowledgeError(f"vector search unavailable: {self._reason}")
         if k <= 0 or not query.strip():
             return []

@@ -382,6 +382,28 @@ def resolve_embedder(
             to lexical retrieval), or ``auto`` found no local model.
         ValueError: the spec itself is not understood.
     """
+    embedder = configured_embedder(
+        spec, onnx_model_dir=onnx_model_dir, openai_base_url=openai_base_url, openai_api_key=openai_api_key
+    )
+    if embedder is not None:
+        probe(embedder)
+    return embedder
+
+
+def configured_embedder(
+    spec: str,
+    *,
+    onnx_model_dir: Path | None = None,
+    openai_base_url: str | None = None,
+    openai_api_key: str | None = None,
+) -> Embedder | None:
+    """The embedder a spec names, its model not loaded yet (see :func:`probe`); ``None`` for
+    ``none``. Its collection is known even while the model cannot run.
+
+    Raises:
+        EmbeddingUnavailableError: ``auto`` found no local model.
+        ValueError: the spec itself is not understood.
+    """
     spec = spec.strip()
     kind, _, argument = spec.partition(":")
     kind = kind.lower()
@@ -393,7 +415,7 @@ def resolve_embedder(
         candidates.append(CHROMA_MODEL_CACHE)
         for candidate in candidates:
             if (candidate / "onnx" / "model.onnx").is_file():
-                return resolve_embedder(f"onnx:{candidate}")
+                return configured_embedder(f"onnx:{candidate}")
         raise EmbeddingUnavailableError(
             "no local embedding model found (set embeddings to onnx:PATH, default or openai:MODEL)"
         )
@@ -401,36 +423,45 @@ def resolve_embedder(
         folder = Path(argument).expanduser() if argument else onnx_model_dir
         if folder is None:
             raise ValueError("onnx embeddings need a model folder: onnx:PATH")
-        if not folder.is_dir():
-            raise EmbeddingUnavailableError(f"model folder not found: {folder}")
-        function = OnnxSentenceEmbedding(str(folder.resolve()))
-        function.load()
-        embedder = Embedder(
+        function = OnnxSentenceEmbedding(str(folder.expanduser().resolve()))
+        return Embedder(
             f"onnx:{folder}",
             f"onnx {function.model_name}",
             f"shepherd-onnx-{_slug(function.model_name)}",
             function,
         )
-    elif kind == "default":
+    if kind == "default":
         from chromadb.utils.embedding_functions import DefaultEmbeddingFunction
 
-        embedder = Embedder(
+        return Embedder(
             "default",
             "Chroma default (all-MiniLM-L6-v2)",
             "shepherd-default-all-minilm-l6-v2",
             cast(EmbeddingFunction[Documents], DefaultEmbeddingFunction()),
         )
-    elif kind == "openai":
+    if kind == "openai":
         if not argument:
             raise ValueError("openai embeddings need a model name: openai:MODEL")
         function_ = OpenAICompatibleEmbedding(argument, openai_base_url, openai_api_key)
-        embedder = Embedder(spec, f"openai {argument}", f"shepherd-openai-{_slug(argument)}", function_)
-    else:
-        raise ValueError(
-            f"unknown embeddings setting {spec!r}: use auto, none, default, onnx:PATH or openai:MODEL"
-        )
-    # Probe now: a model that cannot run should be found at start, not at the first question.
-    probe = embedder.embed_query("probe")
-    if probe.ndim != 2 or probe.shape[0] != 1 or probe.shape[1] == 0:
+        return Embedder(spec, f"openai {argument}", f"shepherd-openai-{_slug(argument)}", function_)
+    raise ValueError(
+        f"unknown embeddings setting {spec!r}: use auto, none, default, onnx:PATH or openai:MODEL"
+    )
+
+
+def probe(embedder: Embedder) -> int:
+    """Load the model and embed one word: a model that cannot run should be found at start,
+    not at the first question. Returns the model's vector size.
+
+    Raises:
+        EmbeddingUnavailableError: the model cannot be loaded or reached, or gave no vector.
+    """
+    function = embedder.function
+    if isinstance(function, OnnxSentenceEmbedding):
+        if not Path(function.model_dir).is_dir():
+            raise EmbeddingUnavailableError(f"model folder not found: {function.model_dir}")
+        function.load()
+    vector = embedder.embed_query("probe")
+    if vector.ndim != 2 or vector.shape[0] != 1 or vector.shape[1] == 0:
         raise EmbeddingUnavailableError(f"{embedder.label} returned no usable vector")
-    return embedder
+    return int(vector.shape[1])

@@ -160,3 +160,30 @@ def test_pointing_the_bot_at_its_own_policy_folder_stops_citing_the_previous_one
     assert [hit.source for hit in kb.search("trains trips")] == [
         (handbook / "travel.md").resolve().as_posix()
     ]
+
+
+def test_a_bot_started_while_embeddings_are_down_still_searches_what_was_ingested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It searched another, empty collection (the BM25-only one) until the next restart."""
+    from typer.testing import CliRunner
+
+    from bot.cli_knowledge import app
+    from tests.fakes.openai_stub import OpenAIStub
+
+    handbook = tmp_path / "handbook"
+    handbook.mkdir()
+    (handbook / "travel.md").write_text("## Travel\n\nBook trains for trips under four hours.\n")
+    with OpenAIStub() as stub:
+        monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "openai:stub-embed")
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("SHEPHERD_GLOSSARY", "none")
+        result = CliRunner().invoke(app, ["ingest", str(handbook)])
+        assert result.exit_code == 0 and "1 indexed" in result.output, result.output
+        stub.mode = "error"  # the embeddings endpoint has a bad minute while the bot starts
+        kb = open_knowledge(Settings())
+        assert kb is not None and kb.lexical_only
+        hits = kb.search("book trains for trips", k=3)
+    assert [hit.source for hit in hits][:1] == [(handbook / "travel.md").resolve().as_posix()]

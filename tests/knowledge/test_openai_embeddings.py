@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from knowledge import KnowledgeBase
+from knowledge import KnowledgeBase, KnowledgeError, base
 from tests.fakes.openai_stub import OpenAIStub
 
 
@@ -55,18 +55,43 @@ def test_reopening_the_collection_reuses_the_stored_vectors(
     assert len(stub.embedding_requests) == embedded + 1  # the start-up probe only
 
 
-def test_a_failing_endpoint_falls_back_to_bm25_and_says_why(
-    tmp_path: Path, policies: Path, caplog: pytest.LogCaptureFixture
+def test_a_failing_endpoint_falls_back_to_bm25_over_the_same_passages_until_it_answers(
+    tmp_path: Path,
+    policies: Path,
+    stub: OpenAIStub,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with OpenAIStub(mode="error") as failing, caplog.at_level(logging.WARNING, "shepherd.knowledge"):
-        kb = KnowledgeBase(
-            tmp_path / "data", "openai:stub-embed", openai_base_url=failing.base_url, openai_api_key="k"
+    """A model down at start used to send searches to another, empty collection (the one kept
+    for BM25-only stores) until the next restart."""
+
+    def open_kb() -> KnowledgeBase:
+        return KnowledgeBase(
+            tmp_path / "data", "openai:stub-embed", openai_base_url=stub.base_url, openai_api_key="k"
         )
+
+    open_kb().ingest([policies])
+    monkeypatch.setattr(base, "MODEL_RETRY_SECONDS", 0.0)  # every search tries the model again
+    stub.mode = "error"
+    with caplog.at_level(logging.WARNING, "shepherd.knowledge"):
+        kb = open_kb()
     assert kb.lexical_only
     assert "embeddings endpoint failed" in (kb.status().reason or "")
-    assert len([r for r in caplog.records if "Falling back to lexical" in r.getMessage()]) == 1
-    kb.ingest([policies])
+    assert len([r for r in caplog.records if "BM25 only until the model answers" in r.getMessage()]) == 1
     assert kb.search("vault secrets", k=1)[0].section == "Security > Secrets"
+    with pytest.raises(KnowledgeError, match="embedding failed during ingestion"):
+        kb.ingest([_changed(policies)])
+
+    stub.mode = "ok"  # the endpoint is back: the next search uses it
+    assert kb.search("secrets vault source code", k=1)[0].section == "Security > Secrets"
+    assert not kb.lexical_only
+    assert kb.search("secrets vault source code", k=1, mode="vector")[0].section == "Security > Secrets"
+
+
+def _changed(policies: Path) -> Path:
+    path = policies / "security.md"
+    path.write_text(path.read_text() + "\n## Backups\n\nBackups are encrypted.\n")
+    return path
 
 
 def test_a_missing_api_key_falls_back_to_bm25(tmp_path: Path, stub: OpenAIStub) -> None:

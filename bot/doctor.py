@@ -671,7 +671,29 @@ def check_embeddings(settings: Settings) -> list[Check]:
         return [
             Check("embedding model", Level.OK, "Embeddings are off (SHEPHERD_EMBEDDINGS=none): BM25 search.")
         ]
+    mismatch = _store_mismatch(settings)
+    if mismatch is not None:
+        return [
+            Check(
+                "embedding model",
+                Level.WARN,
+                f"{embedder.label} loads, but {mismatch}.",
+                "Run `shepherd knowledge ingest` on the policy folder (or `shepherd run`, which ingests it).",
+            )
+        ]
     return [Check("embedding model", Level.OK, f"{embedder.label} loads and embeds.")]
+
+
+def _store_mismatch(settings: Settings) -> str | None:
+    """Why the policy store's vectors do not fit the configured model, if they do not (a store
+    that cannot open is check_chroma's to report)."""
+    from bot.bootstrap import knowledge_base
+    from knowledge import KnowledgeError
+
+    try:
+        return knowledge_base(settings).store_mismatch
+    except KnowledgeError:
+        return None
 
 
 def check_glossary(settings: Settings) -> list[Check]:

@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import numpy.typing as npt
-from chromadb.errors import NotFoundError
+from chromadb.errors import InvalidArgumentError, NotFoundError
 
 from knowledge.chunking import (
     DEFAULT_CHUNK_CHARS,
@@ -62,6 +62,10 @@ _REVISION_KEY = "shepherd_revision"
 # The folder the bot ingests as its policies (``ingest_policy_folder``), kept so that pointing it
 # at another folder removes what the previous one brought.
 _POLICY_FOLDER_KEY = "shepherd_policy_folder"
+# The model the stored vectors came from, and their size: vectors of another size cannot be
+# searched (or added) in the same collection.
+_MODEL_KEY = "shepherd_model"
+_DIMENSIONS_KEY = "shepherd_dimensions"
 # Fusion settings chosen on the development questions only (benchmarks/data/eval_dev.jsonl,
 # 84 questions over the shared corpus, MiniLM), never on the held-out set: with results
 # collapsed per section, k=10 over the top 40 of each ranking, BM25 at 0.7 of the vectors'
@@ -349,6 +353,7 @@ class KnowledgeBase:
             raise KnowledgeError(f"invalid prior pattern: {error}") from error
         self._reason: str | None = None
         configured = embedder
+        dimensions: int | None = None  # not probed for a ready embedder (tests, custom models)
         if embedder is None:
             try:
                 configured = configured_embedder(
@@ -360,7 +365,7 @@ class KnowledgeBase:
                 if configured is None:
                     self._reason = "embeddings are set to none"
                 else:
-                    probe(configured)
+                    dimensions = probe(configured)
                     embedder = configured
             except ValueError as error:
                 raise KnowledgeError(str(error)) from error
@@ -401,6 +406,11 @@ class KnowledgeBase:
         self._vectors_revision = str((self._collection.metadata or {}).get(_REVISION_KEY, ""))
         self._query_failure_logged = False
         self._wrote = False  # whether the ingest running changed the store (see ingest)
+        self._dimensions = dimensions
+        # Why the stored vectors cannot be searched with this model, until ingest embeds them again.
+        self._mismatch: str | None = None
+        if dimensions is not None:
+            self._check_dimensions(dimensions)
 
     # --- store ---------------------------------------------------------------------------
 
@@ -454,12 +464,81 @@ class KnowledgeBase:
     def _revision(self) -> str:
         return str(self._stored_metadata().get(_REVISION_KEY, ""))
 
+    def _stored_dimensions(self) -> tuple[int | None, str]:
+        """The size of the stored vectors and the model they came from, as far as known."""
+        metadata = self._stored_metadata()
+        model = str(metadata.get(_MODEL_KEY) or "an earlier model")
+        if metadata.get(_DIMENSIONS_KEY):
+            return int(metadata[_DIMENSIONS_KEY]), model
+        # A store written before the size was recorded: one stored vector tells.
+        stored = self._collection.get(limit=1, include=cast(Any, ["embeddings"])).get("embeddings")
+        if stored is None or len(stored) == 0:
+            return None, model
+        return len(stored[0]), model
+
+    def _check_dimensions(self, dimensions: int) -> None:
+        """Search by keyword only, saying why, when the stored vectors are of another size than
+        the model's: every vector search would fail."""
+        stored, model = self._stored_dimensions()
+        if stored is None or stored == dimensions or self._configured is None:
+            return
+        self._mismatch = (
+            f"the knowledge store holds vectors of {stored} dimensions from {model}, and "
+            f"{self._configured.label} gives {dimensions}: search uses keywords only until "
+            "`shepherd knowledge ingest` embeds the stored passages again with this model"
+        )
+        self._embedder, self._reason = None, self._mismatch
+        self._model_retry_at = float("inf")
+        logger.warning("Embeddings do not match the store: %s.", self._mismatch)
+
+    def _reembed(self) -> None:
+        """Embed every stored passage again with the configured model, into a new collection
+        of its vector size (Chroma keeps one size per collection). Called with the write lock."""
+        model = self._configured
+        if model is None:
+            return
+        try:
+            dimensions = probe(model)
+            records = self._fetch(["metadatas", "documents"])
+            texts = [
+                indexed_text(str(m.get("section", "")), str(text or ""), str(m.get("context", "")))
+                for m, text in zip(records["metadatas"], records["documents"], strict=True)
+            ]
+            vectors = model.embed_documents(texts) if texts else None
+        except EmbeddingUnavailableError as error:
+            raise KnowledgeError(f"cannot embed the store again with {model.label}: {error}") from error
+        metadata = {**self._stored_metadata(), _DIMENSIONS_KEY: dimensions, _MODEL_KEY: model.label}
+        # Everything is embedded before the old collection goes: a model failing half-way
+        # leaves the store as it was.
+        self._client.delete_collection(model.collection)
+        self._collection = self._client.create_collection(
+            model.collection,
+            embedding_function=model.function,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata=metadata,
+        )
+        self._wrote = True
+        step = 1000
+        for start in range(0, len(texts), step):
+            self._collection.upsert(
+                ids=records["ids"][start : start + step],
+                embeddings=cast(Any, vectors[start : start + step] if vectors is not None else []),
+                documents=[str(text or "") for text in records["documents"][start : start + step]],
+                metadatas=records["metadatas"][start : start + step],
+            )
+        logger.info("Embedded %d stored passages again with %s.", len(texts), model.label)
+        self._mismatch, self._reason, self._dimensions = None, None, dimensions
+        self._embedder = model
+
     def _bump_revision(self) -> None:
         revision = uuid.uuid4().hex
         # This process's index holds what it wrote: unless another process wrote since the
         # index was read (the stored revision moved), it need not be read again for this one.
         current = self._revision() == self._vectors_revision
-        self._update_metadata(**{_REVISION_KEY: revision})
+        values: dict[str, Any] = {_REVISION_KEY: revision}
+        if self._embedder is not None and self._dimensions is not None:
+            values |= {_MODEL_KEY: self._embedder.label, _DIMENSIONS_KEY: self._dimensions}
+        self._update_metadata(**values)
         if current:
             self._vectors_revision = revision
         self._revision_checked_at = 0.0
@@ -625,6 +704,8 @@ class KnowledgeBase:
             # other readers must stop citing the text it removed.
             self._wrote = False
             try:
+                if self._mismatch is not None:
+                    self._reembed()
                 manifest = self._manifest()
                 present = {target.source for target in targets}
                 # Names the same files were stored under before; a name one of these targets goes
@@ -801,13 +882,14 @@ class KnowledgeBase:
         with self._model_lock:
             if self._embedder is None and time.monotonic() >= self._model_retry_at:
                 try:
-                    probe(configured)
+                    dimensions = probe(configured)
                 except EmbeddingUnavailableError as error:
                     self._reason = str(error)
                     self._model_retry_at = time.monotonic() + MODEL_RETRY_SECONDS
                 else:
                     logger.info("Embeddings %s answer again: searching with vectors too.", configured.label)
-                    self._embedder, self._reason = configured, None
+                    self._embedder, self._reason, self._dimensions = configured, None, dimensions
+                    self._check_dimensions(dimensions)
         return self._embedder
 
     def _current_snapshot(self) -> _Snapshot:
@@ -828,6 +910,12 @@ class KnowledgeBase:
                 self._reopen_embedded(revision)
             snapshot = self._snapshot
             if snapshot is None or snapshot.revision != revision:
+                if not self._embedded and snapshot is not None:
+                    # Another process may have replaced the collection (embedded it again with
+                    # a model of another size): the name stays, the handle must follow it.
+                    self._collection = self._client.get_collection(
+                        self._store_embedder.collection, embedding_function=self._store_embedder.function
+                    )
                 records = self._fetch(["metadatas", "documents"])
                 snapshot = _Snapshot.build(
                     revision,
@@ -865,12 +953,16 @@ class KnowledgeBase:
             return []
         vector = embedder.embed_query(query)
         where = _where(tags, gate)
-        result = self._collection.query(
-            query_embeddings=cast(Any, vector),
-            n_results=min(depth, len(snapshot.ids)),
-            where=cast(Any, where),
-            include=cast(Any, ["distances"]),
-        )
+        try:
+            result = self._collection.query(
+                query_embeddings=cast(Any, vector),
+                n_results=min(depth, len(snapshot.ids)),
+                where=cast(Any, where),
+                include=cast(Any, ["distances"]),
+            )
+        except InvalidArgumentError as error:
+            # Another process embedded the store again with a model of another size.
+            raise EmbeddingUnavailableError(f"the stored vectors do not fit the model ({error})") from error
         ranking: list[tuple[int, float]] = []
         distances = (result.get("distances") or [[]])[0]
         for chunk, distance in zip(result["ids"][0], distances, strict=True):
@@ -939,6 +1031,12 @@ class KnowledgeBase:
         return [snapshot.hit(row, score) for row, score in _one_per_section(snapshot, ranked, k)]
 
     # --- status --------------------------------------------------------------------------
+
+    @property
+    def store_mismatch(self) -> str | None:
+        """Why the stored vectors cannot be searched with the model (another vector size), or
+        None; the next ``ingest`` embeds them again."""
+        return self._mismatch
 
     @property
     def lexical_only(self) -> bool:

@@ -307,6 +307,29 @@ def test_embeddings_off_is_ok_and_a_missing_model_folder_is_a_warning(tmp_path: 
     assert bad.level is Level.FAIL and "SHEPHERD_EMBEDDINGS='word2vec'" in bad.message
 
 
+def test_doctor_says_the_policy_store_must_be_embedded_again_for_a_model_of_another_size(
+    tmp_path: Path,
+) -> None:
+    from bot.bootstrap import knowledge_base
+
+    policy = tmp_path / "policy.md"
+    policy.write_text("## Secrets\n\nSecrets live in the vault.\n")
+
+    def with_endpoint(url: str) -> Settings:
+        return Settings(
+            data_dir=tmp_path, embeddings="openai:stub-embed", openai_base_url=url, openai_api_key="k"
+        )
+
+    with OpenAIStub() as stub:
+        knowledge_base(with_endpoint(stub.base_url)).ingest([policy])
+        [same] = check_embeddings(with_endpoint(stub.base_url))
+    with OpenAIStub(embedding_dimensions=32) as other:
+        [check] = check_embeddings(with_endpoint(other.base_url))
+    assert same.level is Level.OK
+    assert check.level is Level.WARN and "vectors of 64 dimensions" in check.message
+    assert check.fix is not None and "shepherd knowledge ingest" in check.fix
+
+
 def test_the_llm_endpoint_is_probed_for_its_models(tmp_path: Path) -> None:
     with OpenAIStub() as stub:
         [ok] = check_llm(

@@ -187,3 +187,30 @@ def test_a_bot_started_while_embeddings_are_down_still_searches_what_was_ingeste
         assert kb is not None and kb.lexical_only
         hits = kb.search("book trains for trips", k=3)
     assert [hit.source for hit in hits][:1] == [(handbook / "travel.md").resolve().as_posix()]
+
+
+def test_knowledge_status_says_the_store_must_be_embedded_again_for_a_model_of_another_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli_knowledge import app
+    from tests.fakes.openai_stub import OpenAIStub
+
+    monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SHEPHERD_EMBEDDINGS", "openai:stub-embed")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("SHEPHERD_GLOSSARY", "none")
+    with OpenAIStub() as stub:
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+        assert open_knowledge(Settings()) is not None
+    with OpenAIStub(embedding_dimensions=32) as other:
+        monkeypatch.setenv("OPENAI_BASE_URL", other.base_url)
+        result = CliRunner().invoke(app, ["status"])
+        kb = open_knowledge(Settings())
+        assert kb is not None
+        hits = kb.search("DPIA personal data")
+    assert result.exit_code == 0, result.output
+    assert "BM25 only" in result.output and "shepherd knowledge ingest" in result.output
+    assert hits  # searched by keyword, then the start-up ingest embedded the store again
+    assert not kb.lexical_only

@@ -99,3 +99,27 @@ def test_a_missing_api_key_falls_back_to_bm25(tmp_path: Path, stub: OpenAIStub) 
     assert kb.lexical_only
     assert "no API key" in (kb.status().reason or "")
     assert stub.embedding_requests == []
+
+
+def test_a_model_of_another_vector_size_searches_by_keyword_until_ingest_embeds_the_store_again(
+    tmp_path: Path, policies: Path, stub: OpenAIStub
+) -> None:
+    """OPENAI_BASE_URL naming another server with a model of the same name (64 -> 32 dimensions)
+    made every hybrid search fail with Chroma's dimension error."""
+    KnowledgeBase(
+        tmp_path / "data", "openai:stub-embed", openai_base_url=stub.base_url, openai_api_key="k"
+    ).ingest([policies])
+    with OpenAIStub(embedding_dimensions=32) as other:
+        kb = KnowledgeBase(
+            tmp_path / "data", "openai:stub-embed", openai_base_url=other.base_url, openai_api_key="k"
+        )
+        status = kb.status()
+        assert status.lexical_only
+        assert "vectors of 64 dimensions" in (status.reason or "")
+        assert "`shepherd knowledge ingest`" in (status.reason or "")
+        assert kb.search("penetration test before production")[0].section == "Security > Penetration tests"
+
+        report = kb.ingest([policies])
+        assert report.skipped == 3  # the passages were embedded again, the files not reread
+        assert not kb.lexical_only
+        assert kb.search("secrets vault source code", k=1, mode="vector")[0].section == "Security > Secrets"

@@ -527,7 +527,14 @@ def _load_pdf(data: bytes) -> LoadedDocument:
 
     reader = PdfReader(io.BytesIO(data))  # any error: see load_bytes
     if reader.is_encrypted:
-        raise LoadError("encrypted PDF")
+        # Most encrypted PDFs only restrict editing or printing (an owner password) and open
+        # with the empty user password, as in every viewer.
+        try:
+            opened = reader.decrypt("")
+        except Exception as error:  # pypdf: an unsupported algorithm, or AES without cryptography
+            raise LoadError(f"encrypted PDF that cannot be opened ({type(error).__name__})") from error
+        if not opened:
+            raise LoadError("password-protected PDF")
     pages = [page.extract_text() or "" for page in reader.pages]
     if not any(page.strip() for page in pages):
         raise LoadError("PDF has no extractable text (scanned images?)")

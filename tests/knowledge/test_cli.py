@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from typer.testing import CliRunner
 from bot.cli_knowledge import app
 from tests.conftest import MODEL_DIR, require
 from tests.fakes.openai_stub import OpenAIStub
+
+from .conftest import minimal_pdf
 
 runner = CliRunner()
 
@@ -30,6 +33,31 @@ def test_ingest_prints_a_summary_with_failures(tmp_path: Path, policies: Path) -
     assert "broken.pdf" in output and "PDF" in output
     code, output = _run(tmp_path / "d", "ingest", str(policies), "--prune")
     assert "3 unchanged" in output and "0 removed" in output
+
+
+def _encrypted_pdf(text: str, user_password: str) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.append(PdfReader(io.BytesIO(minimal_pdf([text]))))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_pdf_restricted_only_by_an_owner_password_is_ingested(tmp_path: Path) -> None:
+    """It was refused as "encrypted PDF", although every viewer opens it without a password."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "published-policy.pdf").write_bytes(_encrypted_pdf("Secrets live in the vault", ""))
+    (folder / "locked.pdf").write_bytes(_encrypted_pdf("Board minutes", "reader-secret"))
+    code, output = _run(tmp_path / "d", "ingest", str(folder))
+    assert code == 1  # the locked one
+    assert "2 files: 1 indexed" in output
+    assert "locked.pdf: password-protected PDF" in output
+    code, output = _run(tmp_path / "d", "search", "where do secrets live", "-k", "1")
+    assert "published-policy.pdf" in output
 
 
 def test_search_json_lists_sources_sections_scores_texts_ids(

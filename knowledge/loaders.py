@@ -425,13 +425,32 @@ def _html_lines(root: Any) -> list[str]:
     return lines
 
 
+# Page furniture, not policy: the site's banner, footer and sidebars, as their ARIA roles say.
+_HTML_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search"})
+# A header, footer or aside inside these belongs to that content (an article's own title), not
+# to the page around it.
+_HTML_CONTENT = ("article", "main", "section")
+
+
+def _drop_page_chrome(soup: Any) -> None:
+    for tag in soup(["script", "style", "noscript", "template", "nav", "svg"]):
+        tag.decompose()
+    for tag in soup(["header", "footer", "aside"]):
+        if not tag.decomposed and tag.find_parent(_HTML_CONTENT) is None:
+            tag.decompose()
+    for tag in soup(role=True):
+        if not tag.decomposed and str(tag.get("role", "")).strip().lower() in _HTML_CHROME_ROLES:
+            tag.decompose()
+
+
 def _load_html(data: bytes) -> LoadedDocument:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(decode_text(data), "html.parser")  # decode_text refuses binary data
-    for tag in soup(["script", "style", "noscript", "template", "nav", "svg"]):
-        tag.decompose()
-    lines = _html_lines(soup.body if soup.body is not None else soup)
+    _drop_page_chrome(soup)
+    # A page that marks its main content is read from there alone.
+    main = soup.find("main") or soup.find(role="main")
+    lines = _html_lines(main if main is not None else soup.body if soup.body is not None else soup)
     sections = markdown_sections("\n".join(lines))
     title_tag = soup.find("title")
     title = title_tag.get_text(strip=True) if title_tag is not None else ""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from knowledge import KnowledgeBase
 from knowledge.loaders import LoadError, load_bytes, load_file, markdown_sections
 
 from .conftest import minimal_pdf, pdf_with_outline, word_document
+
+KB = Callable[..., KnowledgeBase]
 
 
 def test_markdown_sections_keep_heading_trail_and_fold_article_titles() -> None:
@@ -198,3 +202,31 @@ def test_a_corrupt_pdf_is_one_named_error_with_nothing_logged_beside_it(
         load_bytes(data, ".pdf")
     # pypdf's own complaints ("EOF marker not found") would print without the file's name.
     assert [record.getMessage() for record in caplog.records] == []
+
+
+def test_html_page_banner_footer_and_sidebar_are_not_cited_as_policy(make_kb: KB, tmp_path: Path) -> None:
+    """An intranet footer ("report a personal data breach to ...") was cited as the policy's
+    last section."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "travel.html").write_text(
+        "<html><head><title>Travel policy</title></head><body>"
+        "<header><a href='/'>Acme Intranet</a><ul><li><a href='/privacy'>Privacy notice</a></li></ul></header>"
+        "<div role='banner'>Acme staff portal</div>"
+        "<article><header><h1>Travel policy</h1></header><h2>Booking</h2>"
+        "<p>Book trains for trips under four hours.</p>"
+        "<h2>Expenses</h2><p>Submit receipts within thirty days.</p></article>"
+        "<aside><p>Most read: the personal data breach procedure</p></aside>"
+        "<footer><p>Report a personal data breach to dpo@acme.example | Cookie settings</p></footer>"
+        "</body></html>"
+    )
+    (folder / "remote.html").write_text(
+        "<body><div class='top'>Acme Intranet: report a personal data breach here</div>"
+        "<main><h1>Remote work</h1><p>Work from home up to three days a week.</p></main></body>"
+    )
+    kb = make_kb()
+    kb.ingest([folder])
+    hits = kb.search("report a personal data breach", k=5, mode="bm25")
+    assert not [hit.citation for hit in hits if "breach" in hit.text]
+    assert kb.search("trains for trips", k=1)[0].citation == "travel.html > Travel policy > Booking"
+    assert kb.search("work from home", k=1)[0].citation == "remote.html > Remote work"

@@ -379,6 +379,27 @@ _HTML_INLINE = frozenset(
 _HTML_SKIPPED = frozenset({"head", "title", "button", "select", "textarea"})
 
 
+def _table_row(cells: Iterable[str]) -> str:
+    """One table row as a Markdown line (``| a | b |``): a cell is never read as a heading
+    (``# of users``) or a section's subtitle, and a row stays one line."""
+    return "| " + " | ".join(" ".join(cell.split()) for cell in cells) + " |"
+
+
+def _html_table(table: Any) -> list[str]:
+    """A table's caption and rows, one line each, as one block (no blank line inside)."""
+    lines: list[str] = []
+    caption = table.find("caption")
+    if caption is not None and caption.find_parent("table") is table:
+        lines.append(" ".join(caption.get_text(" ", strip=True).split()))
+    for row in table.find_all("tr"):
+        if row.find_parent("table") is not table:
+            continue  # a row of a table nested in a cell: read as that cell's text
+        cells = [cell.get_text(" ", strip=True) for cell in row.find_all(["th", "td"], recursive=False)]
+        if any(cells):
+            lines.append(_table_row(cells))
+    return [line for line in lines if line]
+
+
 def _html_lines(root: Any) -> list[str]:
     """Headings and blocks as Markdown lines, in document order, and the text between them.
 
@@ -405,7 +426,12 @@ def _html_lines(root: Any) -> list[str]:
         if node is end_of_block:
             flush()
         elif isinstance(node, Tag):
-            if node is not root and node.name in wanted:
+            if node is not root and node.name == "table":
+                flush()
+                rows = _html_table(node)
+                if rows:
+                    lines += [*rows, ""]
+            elif node is not root and node.name in wanted:
                 flush()
                 text = " ".join(node.get_text(" ", strip=True).split())
                 level = _HTML_HEADINGS.get(node.name)
@@ -484,10 +510,12 @@ def _load_docx(data: bytes) -> LoadedDocument:
     lines: list[str] = []
     for item in document.iter_inner_content():
         if isinstance(item, Table):
-            for row in item.rows:
-                cells = [" ".join(cell.text.split()) for cell in row.cells]
-                if any(cells):
-                    lines += [" | ".join(dict.fromkeys(cells)), ""]
+            # A merged cell is repeated in each row it spans: once is enough.
+            rows = [
+                _table_row(dict.fromkeys(" ".join(cell.text.split()) for cell in row.cells))
+                for row in item.rows
+            ]
+            lines += [row for row in rows if row.strip("| ")] + [""]
             continue
         text = " ".join(item.text.split())
         if not text:

@@ -230,3 +230,51 @@ def test_html_page_banner_footer_and_sidebar_are_not_cited_as_policy(make_kb: KB
     assert not [hit.citation for hit in hits if "breach" in hit.text]
     assert kb.search("trains for trips", k=1)[0].citation == "travel.html > Travel policy > Booking"
     assert kb.search("work from home", k=1)[0].citation == "remote.html > Remote work"
+
+
+def test_word_table_rows_are_table_lines_not_headings(make_kb: KB, tmp_path: Path) -> None:
+    """A cell starting with "#" made its row a heading, and the next row its subtitle: the
+    section after the table was cited as "of affected users | Contact > 1-10 | Team lead > Retention"."""
+    import docx
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    document = docx.Document()
+    document.add_heading("Incident policy", 1)
+    document.add_heading("Who to notify", 2)
+    document.add_paragraph("Notify according to the number of affected users.")
+    table = document.add_table(rows=3, cols=2)
+    rows = [("# of affected users", "Contact"), ("1-10", "Team lead"), ("Over 1000", "CISO")]
+    for row, cells in enumerate(rows):
+        for column, text in enumerate(cells):
+            table.rows[row].cells[column].text = text
+    document.add_heading("Retention", 2)
+    document.add_paragraph("Keep incident records for five years.")
+    document.save(str(folder / "incidents.docx"))
+    kb = make_kb()
+    kb.ingest([folder])
+    hits = {hit.section: hit.text for hit in kb.search("incident records years affected users", k=5)}
+    assert set(hits) == {"Incident policy > Who to notify", "Incident policy > Retention"}
+    assert (
+        "| # of affected users | Contact |\n| 1-10 | Team lead |" in hits["Incident policy > Who to notify"]
+    )
+
+
+def test_html_table_rows_stay_together_and_out_of_the_heading_trail(make_kb: KB, tmp_path: Path) -> None:
+    """A header cell was cited as a section ("Who to notify > Severity") and every cell was a
+    paragraph of its own, "High" apart from "CISO within one hour"."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "incidents.html").write_text(
+        "<h1>Incident policy</h1><h2>Who to notify</h2>"
+        "<table><caption>Contacts</caption><tr><th>Severity</th><th>Contact</th></tr>"
+        "<tr><td>Low</td><td>Team lead</td></tr><tr><td>High</td><td>CISO within one hour</td></tr></table>"
+        "<h2>Retention</h2><p>Keep incident records for five years.</p>"
+    )
+    kb = make_kb()
+    kb.ingest([folder])
+    hit = kb.search("who is notified of a high severity incident CISO", k=1)[0]
+    assert hit.section == "Incident policy > Who to notify"
+    assert (
+        hit.text == "Contacts\n| Severity | Contact |\n| Low | Team lead |\n| High | CISO within one hour |"
+    )

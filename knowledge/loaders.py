@@ -13,7 +13,7 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +344,20 @@ def markdown_sections(text: str) -> list[Section]:
     return sections
 
 
+def _under_title(sections: list[Section], title: str) -> list[Section]:
+    """Every section named under the document's title, once: a title given apart from the
+    headings (front matter, Word's Title style) still names each section of the document."""
+    key = title.casefold()
+    if not key:
+        return sections
+    return [
+        section
+        if section.trail[:1] and section.trail[0].casefold() == key
+        else replace(section, trail=(title, *section.trail))
+        for section in sections
+    ]
+
+
 def _load_markdown(data: bytes) -> LoadedDocument:
     meta, body = split_front_matter(decode_text(data))
     sections = markdown_sections(body)
@@ -508,6 +522,7 @@ def _load_docx(data: bytes) -> LoadedDocument:
 
     document = docx.Document(io.BytesIO(data))  # any error: see load_bytes
     lines: list[str] = []
+    title = ""  # the first paragraph in Word's Title style: it names every section
     for item in document.iter_inner_content():
         if isinstance(item, Table):
             # A merged cell is repeated in each row it spans: once is enough.
@@ -524,14 +539,18 @@ def _load_docx(data: bytes) -> LoadedDocument:
         heading = _WORD_HEADING.match(style)
         if heading:
             lines += [f"{'#' * min(int(heading.group(1)), 6)} {text}", ""]
+        elif style.lower() == "title" and not title:
+            title = text
         elif style.lower() == "title":
             lines += [f"# {text}", ""]
         elif "list" in style.lower():
             lines.append(f"- {text}")
         else:
             lines += [text, ""]
-    title = _optional_title(lambda: document.core_properties.title)
-    return LoadedDocument(sections=markdown_sections("\n".join(lines)), title=title)
+    sections = _under_title(markdown_sections("\n".join(lines)), title)
+    return LoadedDocument(
+        sections=sections, title=title or _optional_title(lambda: document.core_properties.title)
+    )
 
 
 # --- PDF -----------------------------------------------------------------------------------

@@ -278,3 +278,23 @@ def test_html_table_rows_stay_together_and_out_of_the_heading_trail(make_kb: KB,
     assert (
         hit.text == "Contacts\n| Severity | Contact |\n| Low | Team lead |\n| High | CISO within one hour |"
     )
+
+
+def test_a_word_title_names_every_section_not_only_the_first(make_kb: KB, tmp_path: Path) -> None:
+    """Word's Title style was glued to the first heading ("Incident Response Policy: Purpose")
+    and missing from every other section, in citations and in what search indexes."""
+    import docx
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    document = docx.Document()
+    document.add_heading("Incident Response Policy", 0)  # Word's "Title" style
+    document.add_heading("Purpose", 1)
+    document.add_paragraph("This policy explains how incidents are handled.")
+    document.add_heading("Reporting", 1)
+    document.add_paragraph("Report incidents within 24 hours to the security desk.")
+    document.save(str(folder / "incidents.docx"))
+    kb = make_kb()
+    kb.ingest([folder])
+    sections = sorted(hit.section for hit in kb.search("incidents handled report security desk", k=5))
+    assert sections == ["Incident Response Policy > Purpose", "Incident Response Policy > Reporting"]

@@ -362,11 +362,8 @@ def _load_markdown(data: bytes) -> LoadedDocument:
     meta, body = split_front_matter(decode_text(data))
     sections = markdown_sections(body)
     title = str(meta.get("title") or "").strip()
-    if title and sections and (not sections[0].trail or sections[0].trail[0] != title):
-        # A title given only in front matter still names every section of the document.
-        sections = [Section((title, *section.trail), section.text) for section in sections]
     return LoadedDocument(
-        sections=sections,
+        sections=_under_title(sections, title),
         tags=_as_tuple(meta.get("tags")),
         gates=_as_tuple(meta.get("gates")),
         title=title,

@@ -298,3 +298,30 @@ def test_a_word_title_names_every_section_not_only_the_first(make_kb: KB, tmp_pa
     kb.ingest([folder])
     sections = sorted(hit.section for hit in kb.search("incidents handled report security desk", k=5))
     assert sections == ["Incident Response Policy > Purpose", "Incident Response Policy > Reporting"]
+
+
+def test_a_front_matter_title_is_cited_once_and_keeps_each_section_context(
+    make_kb: KB, tmp_path: Path
+) -> None:
+    """A preamble before the first heading made the title be put in front of every trail, those
+    already starting with it too ("Security Policy > Security Policy > Secrets"), and the lead
+    text of the headings above each section was dropped."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "security.md").write_text(
+        "---\ntitle: Security Policy\ntags: [security]\n---\n"
+        "Owner: the CISO. Reviewed every year.\n\n# Security Policy\n\n## Secrets\n\n"
+        "Secrets live in the vault, never in source code.\n"
+    )
+    (folder / "access.md").write_text(
+        "---\ntitle: Access Policy\n---\n# Access\n\nAccess is granted by role.\n\n"
+        "## Reviews\n\nAccess is reviewed every quarter.\n"
+    )
+    kb = make_kb()
+    kb.ingest([folder])
+    assert kb.search("where do secrets live", k=1)[0].citation == "security.md > Security Policy > Secrets"
+    reviews = load_file(folder / "access.md").sections[-1]
+    assert (reviews.trail, reviews.context) == (
+        ("Access Policy", "Access", "Reviews"),
+        "Access is granted by role.",
+    )

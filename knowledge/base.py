@@ -201,12 +201,11 @@ class _Snapshot:
         groups = np.zeros(len(ids), dtype=np.int64)
         factors = np.ones(len(ids), dtype=np.float64)
         template = _template_headings(metadatas)
+        # (source, trail) of every heading with text of its own.
+        with_text = {(str(m.get("source", "")), str(m.get("section", ""))) for m in metadatas}
         for row, metadata in enumerate(metadatas):
             source, section = str(metadata.get("source", "")), str(metadata.get("section", ""))
-            parts = section.split(TRAIL_SEPARATOR)
-            while len(parts) > 1 and parts[-1].casefold() in template:
-                parts.pop()
-            unit = (source, TRAIL_SEPARATOR.join(parts))
+            unit = (source, _collapsed_trail(source, section, template, with_text))
             groups[row] = group_of.setdefault(unit, len(group_of))
             # The file's own name, not the folders above it: a document outside the documents
             # root is named by its absolute path, and a folder called "recitals" (or a test
@@ -263,6 +262,22 @@ def _template_headings(metadatas: Sequence[Mapping[str, Any]]) -> set[str]:
         for part in str(metadata.get("section", "")).split(TRAIL_SEPARATOR):
             sources.setdefault(part.casefold(), set()).add(source)
     return {part for part, found in sources.items() if len(found) >= _TEMPLATE_HEADING_SOURCES}
+
+
+def _collapsed_trail(source: str, section: str, template: set[str], with_text: set[tuple[str, str]]) -> str:
+    """The section a passage counts as for one-per-section results: its trailing template
+    headings ("About", "Suggested Actions") folded into the nearest heading above them that
+    has lead text of its own (a NIST subcategory's statement). A bare title above them (a
+    policy written from a Scope / Requirements / Exceptions template) keeps them apart: they
+    are that document's distinct sections, not views of one topic."""
+    parts = section.split(TRAIL_SEPARATOR)
+    keep = len(parts)
+    depth = len(parts)
+    while depth > 1 and parts[depth - 1].casefold() in template:
+        depth -= 1
+        if (source, TRAIL_SEPARATOR.join(parts[:depth])) in with_text:
+            keep = depth
+    return TRAIL_SEPARATOR.join(parts[:keep])
 
 
 def _as_strings(value: object) -> list[str]:

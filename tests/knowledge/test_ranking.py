@@ -170,3 +170,33 @@ def test_sections_under_template_headings_collapse_into_their_document(make_kb: 
     hits = kb.search("models record", k=5, mode="bm25")
     assert len(hits) == 4
     assert len({hit.source for hit in hits}) == 4
+
+
+def test_sections_of_policies_written_from_one_template_are_not_collapsed_into_one_result(
+    make_kb: KB, tmp_path: Path
+) -> None:
+    """Three policies sharing Scope / Requirements / Exceptions under a bare title gave one
+    result per document: the retention rule or its exception was hidden from the answer."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    rules = {
+        "retention": (
+            "Log retention",
+            "Logs are kept for ninety days.",
+            "Exceptions to log retention need written approval from the CISO.",
+        ),
+        "vendors": ("Vendor AI", "Follow the standard.", "None."),
+        "access": ("Access control", "Follow the standard.", "None."),
+    }
+    for name, (topic, requirement, exception) in rules.items():
+        (folder / f"{name}.md").write_text(
+            f"# {topic} policy\n\n## Scope\n\nThis covers {topic.lower()} for every team.\n\n"
+            f"## Requirements\n\n{topic} requirement: {requirement}\n\n## Exceptions\n\n{exception}\n"
+        )
+    kb = make_kb()
+    kb.ingest([folder])
+    sections = [
+        hit.section for hit in kb.search("log retention logs kept exceptions approval", k=5, mode="bm25")
+    ]
+    assert "Log retention policy > Requirements" in sections
+    assert "Log retention policy > Exceptions" in sections

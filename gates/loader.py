@@ -97,7 +97,9 @@ class CompiledPipeline:
         found: dict[str, frozenset[str] | None] = {}
         for gate in self.model.gates:
             sources = [q.show_if for q in gate.questions] + [q.required_if for q in gate.questions]
-            sources += [c.rule for c in gate.criteria] + [r.when for r in gate.risk_tier]
+            tier_gate = self.model.tier_gate(gate)
+            sources += [c.rule for c in gate.criteria]
+            sources += [r.when for r in tier_gate.risk_tier] if tier_gate is not None else []
             sources += [a.when for a in gate.approvals]
             conditions = [self.condition(source) for source in sources if source]
             inputs = {ref for c in conditions for ref in c.answer_refs}
@@ -462,10 +464,34 @@ def _check_meaning(
             for problem in dry_run.problems(condition):
                 report(loc, f"`{source}` {problem}")
 
+    _check_tier_known(model, conditions, report)
     reachable = _reachable(model)
     for index, stage in enumerate(model.stages):
         if stage not in reachable:
             report(("stages", index), f"stage '{stage}' cannot be reached: no gate leads to it")
+
+
+def _check_tier_known(
+    model: Pipeline, conditions: dict[str, Condition], report: Callable[[PathKey, str], None]
+) -> None:
+    """A criterion or approval that reads ``tier`` where no risk_tier rules set it (neither its
+    gate's nor an earlier gate's) would always see it empty: ``tier != "high" || ...`` would
+    hold for a high-risk initiative, and an approval ``when: tier == "high"`` never be asked."""
+    for gi, gate in enumerate(model.gates):
+        if model.tier_gate(gate) is not None:
+            continue
+        rules: list[tuple[PathKey, str | None]] = [
+            (("gates", gi, "criteria", ci, "rule"), c.rule) for ci, c in enumerate(gate.criteria)
+        ]
+        rules += [(("gates", gi, "approvals", ai, "when"), a.when) for ai, a in enumerate(gate.approvals)]
+        for loc, source in rules:
+            condition = conditions.get(source.strip()) if source else None
+            if condition is not None and "tier" in condition.variables:
+                report(
+                    loc,
+                    f"`{source}` reads tier, but neither gate '{gate.id}' nor any gate before it has "
+                    "risk_tier rules, so the tier is never set here: add risk_tier rules",
+                )
 
 
 def _did_you_mean(function: str) -> str:

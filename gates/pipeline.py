@@ -239,5 +239,21 @@ class Pipeline(_Strict):
         """The first gate, whose questionnaire registers an initiative."""
         return self.gate_from(self.stages[0]) or self.gates[0]
 
+    def tier_gate(self, gate: Gate) -> Gate | None:
+        """The gate whose risk_tier rules set the tier at ``gate``: ``gate`` itself when it has
+        some, else the nearest gate before it that has (following back the gates that lead into
+        each one's from stage). The tier is known from the first gate on and carried forward, so
+        a later gate without rules of its own must not judge ``tier`` as empty; None when no
+        gate on the way has rules (the loader refuses a gate that then reads ``tier``)."""
+        seen: set[str] = set()
+        current: Gate | None = gate
+        while current is not None and current.id not in seen:
+            if current.risk_tier:
+                return current
+            seen.add(current.id)
+            stage = current.from_
+            current = next((g for g in self.gates if g.to == stage), None)
+        return None
+
     def all_questions(self) -> dict[str, tuple[Gate, Question]]:
         return {q.id: (g, q) for g in self.gates for q in g.questions}

@@ -18,7 +18,7 @@ from gates.conditions import Condition, ConditionError, MissingAnswer, make_cont
 from gates.errors import InvalidAnswer, UnknownGate
 from gates.loader import CompiledPipeline
 from gates.matching import unmet
-from gates.pipeline import Gate, Question
+from gates.pipeline import Gate, Question, RiskRule
 
 
 class CriterionStatus(StrEnum):
@@ -180,7 +180,9 @@ def readiness(
             )
         )
     )
-    tier, tier_waiting, tier_error = _risk_tier(pipeline, gate, context)
+    tier_gate = pipeline.model.tier_gate(gate)
+    tier_rules = tier_gate.risk_tier if tier_gate is not None else []
+    tier, tier_waiting, tier_error = _risk_tier(pipeline, tier_rules, context)
     context = set_tier(context, tier)
     criteria = tuple(_judge(pipeline, criterion, context) for criterion in gate.criteria)
     approvals = _approvals(
@@ -189,7 +191,7 @@ def readiness(
         context,
         role_holders or {},
         {owner_id, submitter_id} - {None},
-        tier_unknown=bool(gate.risk_tier) and tier is None,
+        tier_unknown=bool(tier_rules) and tier is None,
     )
     # An answer to a hidden question that no longer fits cannot be corrected in the form (the
     # question is not in it), and does not count anyway.
@@ -336,12 +338,14 @@ def _applies(
 
 
 def _risk_tier(
-    pipeline: CompiledPipeline, gate: Gate, context: Any
+    pipeline: CompiledPipeline, rules: Sequence[RiskRule], context: Any
 ) -> tuple[str | None, tuple[str, ...], str | None]:
-    """(tier, the answers it waits for, why a rule failed). First matching rule wins. A rule that
+    """(tier, the answers it waits for, why a rule failed), by the gate's risk_tier rules or, when
+    it has none, those of the gate before it that has (``Pipeline.tier_gate``). First matching
+    rule wins. A rule that
     cannot be judged stops the search, whether it waits for an answer or fails with the answers
     given: skipping it could place a high-risk initiative in a lower tier, with fewer approvers."""
-    for rule in gate.risk_tier:
+    for rule in rules:
         try:
             if pipeline.condition(rule.when).holds(context):
                 return rule.tier, (), None

@@ -724,3 +724,20 @@ def test_a_rule_reading_too_many_options_to_combine_is_still_tried_on_each_optio
     rule = f'{reads} && tier != "low" && answers.c4 == "d" && answers.weeks <= "twelve"'
     problem = only(problems(text.replace("rule: has(answers.personal_data)", f"rule: '{rule}'")))
     assert "cannot be evaluated with some of the answers the questions can take: " in problem.message
+
+
+def test_a_rule_reading_tier_where_no_gate_sets_it_is_reported() -> None:
+    """Without risk_tier rules at the gate or before it the tier is always empty: the DPO
+    approval for the high tier would never be asked."""
+    text = VALID.replace(
+        "    risk_tier:\n      - {tier: high, when: 'answers.personal_data == \"yes\"'}\n", ""
+    ).replace("      - {role: risk, min: 1}\n", "      - {role: risk, min: 1, when: 'tier == \"high\"'}\n")
+    (problem,) = problems(text)
+    assert problem.path == "gates[0].approvals[0].when"
+    assert "neither gate 'intake' nor any gate before it has risk_tier rules" in problem.message
+
+
+def test_a_gate_without_risk_tier_rules_of_its_own_may_read_the_tier_set_before_it() -> None:
+    text = VALID + "    approvals:\n      - {role: risk, when: 'tier == \"high\"'}\n"
+    pipeline = parse_pipeline(text, "ok.yaml")
+    assert pipeline.model.tier_gate(pipeline.model.gates[1]) is pipeline.model.gates[0]

@@ -967,3 +967,54 @@ def test_an_answer_that_hides_one_the_gate_under_review_reads_is_frozen_with_it(
     usecases.submit(pipeline, uow, ref, OWNER, NOW)
     with pytest.raises(InvalidAnswer, match=r"The intake review of .* depends on this answer"):
         usecases.answer(pipeline, uow, ref, "pilot", {"vendor": "no"}, OWNER, LATER)
+
+
+TIER_SET_AT_INTAKE_ONLY = """\
+version: 1
+stages: [idea, poc, pilot]
+roles:
+  risk: {slack_users: [URISK]}
+  dpo: {slack_users: [UDPO]}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - {id: personal_data, label: Personal data, type: yes_no, required: true}
+    risk_tier:
+      - {tier: high, when: 'answers.personal_data == "yes"'}
+      - {tier: low, when: 'true'}
+    approvals:
+      - {role: risk}
+  - id: pilot
+    from: poc
+    to: pilot
+    questions:
+      - {id: dpia, label: DPIA link, type: url}
+    criteria:
+      - id: dpia_for_high_risk
+        rule: tier != "high" || has(answers.dpia)
+        explain: A high-risk initiative needs a DPIA.
+    approvals:
+      - {role: risk}
+      - {role: dpo, when: 'tier == "high"'}
+"""
+
+
+def test_a_gate_without_risk_tier_rules_judges_tier_by_the_earlier_gates_rules() -> None:
+    """The pilot gate has no risk_tier rules: the tier set at intake carries forward, so a
+    high-risk initiative needs its DPIA and the DPO's approval there (they read tier as empty)."""
+    pipeline = build(TIER_SET_AT_INTAKE_ONLY)
+    uow = FakeUnitOfWork()
+    initiative = usecases.register(
+        pipeline, uow, name="Claims triage", owner_id=OWNER, answers={"personal_data": "yes"},
+        actor_id=OWNER, now=NOW,
+    )  # fmt: skip
+    intake = usecases.submit(pipeline, uow, initiative.ref, SUBMITTER, NOW)
+    usecases.decide(pipeline, uow, intake.id, "URISK", DecisionKind.APPROVE, None, NOW)
+    with pytest.raises(NotReady, match="A high-risk initiative needs a DPIA"):
+        usecases.submit(pipeline, uow, initiative.ref, SUBMITTER, NOW)
+    usecases.answer(pipeline, uow, initiative.ref, "pilot", {"dpia": "https://wiki.example/dpia"}, OWNER, NOW)
+    review = usecases.submit(pipeline, uow, initiative.ref, SUBMITTER, NOW)
+    assert review.tier == "high"
+    assert {r.role for r in review.requirements} == {"risk", "dpo"}

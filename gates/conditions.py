@@ -96,6 +96,9 @@ class Condition:
             return self.program.execute(context)
         except KeyError as error:
             raise MissingAnswer(str(error.args[0]) if error.args else "?") from None
+        except LookupError as error:
+            # A list index past its end (`["low", "high"][answers.score]` with a score of 5).
+            raise ConditionError(_first_line(str(error)) or type(error).__name__) from None
         except (RuntimeError, TypeError, ValueError, ArithmeticError) as error:
             # ArithmeticError: a division by a zero answer, an integer past 64 bits.
             raise ConditionError(_first_line(str(error)) or type(error).__name__) from None

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from bot import ids, parse
 from bot.blocks.text import MAX_MESSAGE_TEXT
@@ -17,7 +18,7 @@ from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.manifest import manifest
 from gates import usecases
-from tests.bot.scenario import Workspace, register_low_risk, running_workspace, workspace_of
+from tests.bot.scenario import Workspace, only_ref, register_low_risk, running_workspace, workspace_of
 from tests.fakes.openai_stub import OpenAIStub
 
 OWNER, SPONSOR, ADMIN, OTHER = "U0OWNER01", "U0SPONS01", "U0ADMIN01", "U0OTHER01"
@@ -293,3 +294,39 @@ def test_the_role_list_of_a_large_organisation_fits_one_message_with_its_usage(w
     assert len(reply) <= MAX_MESSAGE_TEXT
     assert reply.startswith("Role holders:") and "more" in reply
     assert reply.endswith("names its holders; `/shepherd roles clear ROLE` removes them.")
+
+
+def test_status_names_a_criterion_whose_list_index_is_past_the_end(tmp_path: Path) -> None:
+    """A lookup table indexed by a number answer loads, then a score of 5 (past its end) made
+    every status, card and submit of the initiative fail with an HTTP 500."""
+    gate = {
+        "id": "intake",
+        "from": "idea",
+        "to": "poc",
+        "questions": [{"id": "score", "label": "Risk score (0-2)", "type": "number"}],
+        "criteria": [
+            {
+                "id": "not_high",
+                "rule": '["low", "medium", "high"][answers.score] != "high"',
+                "explain": "Not high",
+            }
+        ],
+        "approvals": [{"role": "sponsor"}],
+    }
+    definition = {"version": 1, "stages": ["idea", "poc"], "roles": {"sponsor": {}}, "gates": [gate]}
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(yaml.safe_dump(definition), encoding="utf-8")
+    with workspace_of(PEOPLE, tmp_path / "data", pipeline=pipeline) as ws:
+        usecases.register(
+            ws.services.pipeline, ws.services.uow(), name="P", owner_id=OWNER, answers={}, actor_id=OWNER,
+            now=ws.clock(),
+        )  # fmt: skip
+        ws.deliver()
+        card = ws.messages_in(ws.registry)[0]
+        view = ws.opened_view(lambda: ws.click(OWNER, card, ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        ws.submit_view(OWNER, view, {ids.question_block_id("score"): "5"})
+        ws.deliver()
+        ref = only_ref(ws)
+        response = ws.command(OWNER, f"status {ref}")
+        assert response.status == 200, response.text
+        assert "Not high" in str(response.text)

@@ -75,6 +75,11 @@ def test_comparing_mismatched_types_is_a_condition_error() -> None:
         compile_condition("answers.x > 3").holds(make_context({"x": "abc"}))
 
 
+def test_a_list_index_past_the_end_is_a_condition_error() -> None:
+    with pytest.raises(ConditionError, match="out of bounds"):
+        compile_condition('["low", "high"][answers.score] == "high"').holds(make_context({"score": 5}))
+
+
 def test_a_non_boolean_result_is_a_condition_error() -> None:
     with pytest.raises(ConditionError, match="true or false"):
         compile_condition("answers.n + 1").holds(make_context({"n": 1}))

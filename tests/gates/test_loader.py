@@ -741,3 +741,11 @@ def test_a_gate_without_risk_tier_rules_of_its_own_may_read_the_tier_set_before_
     text = VALID + "    approvals:\n      - {role: risk, when: 'tier == \"high\"'}\n"
     pipeline = parse_pipeline(text, "ok.yaml")
     assert pipeline.model.tier_gate(pipeline.model.gates[1]) is pipeline.model.gates[0]
+
+
+def test_a_list_index_past_the_sample_answers_is_reported_not_a_traceback() -> None:
+    problem = only(rule_problems('answers.regions[1] != "us"'))
+    assert_names_the_place(
+        problem, "gates[0].criteria[0].rule", line_of(WITH_TYPES, "rule:"), "cannot be evaluated"
+    )
+    assert "index out of bounds: 1" in problem.message

@@ -465,6 +465,7 @@ def _check_meaning(
                 report(loc, f"`{source}` {problem}")
 
     _check_tier_known(model, conditions, report)
+    _check_operations_rules(model, conditions, report)
     reachable = _reachable(model)
     for index, stage in enumerate(model.stages):
         if stage not in reachable:
@@ -492,6 +493,31 @@ def _check_tier_known(
                     f"`{source}` reads tier, but neither gate '{gate.id}' nor any gate before it has "
                     "risk_tier rules, so the tier is never set here: add risk_tier rules",
                 )
+
+
+def _check_operations_rules(
+    model: Pipeline, conditions: dict[str, Condition], report: Callable[[PathKey, str], None]
+) -> None:
+    """A periodic review judges its questions' rules with the review's own answers only, so a
+    rule reading a gate's question would never see an answer: it would never hold."""
+    if model.operations is None:
+        return
+    own = {q.id for q in model.operations.questions}
+    gate_of = {qid: gate.id for qid, (gate, _) in model.all_questions().items()}
+    for qi, question in enumerate(model.operations.questions):
+        for key in ("required_if", "show_if"):
+            source = getattr(question, key)
+            condition = conditions.get(source.strip()) if source else None
+            if condition is None:
+                continue
+            for ref in sorted(condition.answer_refs - own):
+                if ref in gate_of:  # an id no question has is reported with the rule already
+                    report(
+                        ("operations", "questions", qi, key),
+                        f"the {key} of periodic-review question '{question.id}' reads answers.{ref}, "
+                        f"a question of gate '{gate_of[ref]}': periodic-review rules can only read "
+                        "the review's own questions",
+                    )
 
 
 def _did_you_mean(function: str) -> str:

@@ -56,6 +56,23 @@ def test_operations_question_rules_are_checked() -> None:
     assert "no question has the id 'incidnets'" in problems(text)
 
 
+def test_an_operations_rule_reading_a_gate_answer_is_refused() -> None:
+    """A periodic review judges its rules with its own answers only: a required_if on the
+    intake's personal data would never hold, so the privacy check would never be required."""
+    text = OPS_PIPELINE.replace(
+        "      - {id: problem, label: Problem, type: text, required: true}",
+        "      - {id: problem, label: Problem, type: text, required: true}\n"
+        "      - {id: personal_data, label: Personal data, type: yes_no, required: true}",
+    ) + (
+        "    - {id: privacy_check, label: Privacy check done, type: yes_no, required_if: 'answers.personal_data == \"yes\"'}\n"
+    )
+    assert (
+        "operations.questions[3].required_if: the required_if of periodic-review question 'privacy_check' "
+        "reads answers.personal_data, a question of gate 'intake': periodic-review rules can only read "
+        "the review's own questions"
+    ) in problems(text)
+
+
 def test_the_handover_must_always_require_the_receiving_operations_role() -> None:
     without = OPS_PIPELINE.replace("      - {role: operations}\n", "      - {role: sponsor}\n")
     assert "the handover into 'operations' must always require the 'operations' role" in problems(without)

@@ -27,9 +27,11 @@ from gates.cel_tree import Node, Unreadable, parse
 from gates.conditions import Condition, ConditionError, MissingAnswer, make_context
 from gates.pipeline import Pipeline, Question, QuestionType
 
-# Numbers twice: CEL compares ints with doubles but does not add them, so an expression is only
-# reported when it fails whichever kind of number people type.
+# Numbers twice: answers are kept whole or decimal as typed, and CEL compares ints with doubles
+# but does not add them, so an expression that fails for either kind is reported (the gate would
+# be stuck for whoever types that kind).
 _NUMBERS = (1, 1.5)
+_NUMBER_KINDS = {1: "a whole number (like 1)", 1.5: "a decimal (like 1.5)"}
 _SAMPLES: dict[QuestionType, Any] = {
     QuestionType.TEXT: "sample",
     QuestionType.LONG_TEXT: "sample",
@@ -91,10 +93,13 @@ class DryRun:
         numeric = any(q.type in (QuestionType.NUMBER, QuestionType.PERCENT) for q in read)
         first_tier = self._model.risk_tiers[0] if self._model.risk_tiers else None
         failed: list[tuple[dict[str, Any], str, str | None]] = []
+        # A rule that works for one kind of number and not the other: (kind that fails, detail).
+        one_kind: tuple[str, str | None] | None = None
         combinations = _combinations(dimensions)
         for chosen in combinations:
             failures: list[tuple[str, str | None]] = []
-            for number in _NUMBERS if numeric else _NUMBERS[:1]:
+            numbers = _NUMBERS if numeric else _NUMBERS[:1]
+            for number in numbers:
                 context = make_context(_sample_answers(read, number, chosen), chosen.get("tier", first_tier))
                 try:
                     value = condition.evaluate(context)
@@ -102,16 +107,17 @@ class DryRun:
                     return
                 except ConditionError as error:
                     failures.append(("cannot be evaluated", str(error)))
+                    one_kind = one_kind or (_NUMBER_KINDS[number], str(error))
                     continue
                 if not isinstance(value, bool):
-                    failures.append(
-                        (f"gives {_KINDS.get(type(value), 'a value')} where true or false is needed", None)
-                    )
-                    continue
-                break  # it works for one kind of number: nothing to report here
-            else:
+                    problem = f"gives {_KINDS.get(type(value), 'a value')} where true or false is needed"
+                    failures.append((problem, None))
+                    one_kind = one_kind or (_NUMBER_KINDS[number], problem)
+            if len(failures) == len(numbers):
                 failed.append((chosen, *failures[0]))
         if not failed:
+            if one_kind is not None:
+                yield self._one_kind_of_number(named, *one_kind)
             return
         chosen, problem, detail = failed[0]
         if len(failed) == len(combinations):
@@ -121,6 +127,17 @@ class DryRun:
         else:
             when = "with some of the answers the questions can take"
         yield " ".join(part for part in (problem, when) if part) + (f": {detail}" if detail else "")
+
+    @staticmethod
+    def _one_kind_of_number(named: list[Question], kind: str, detail: str | None) -> str:
+        """Answers are kept as typed, whole (5000) or decimal (5000.5), and CEL does not mix the
+        two in arithmetic: a rule that works for only one kind leaves the gate stuck for the other."""
+        numbers = [q.id for q in named if q.type is QuestionType.NUMBER] or ["<id>"]
+        return (
+            f"cannot be evaluated when a number is answered as {kind}: {detail}; read it as "
+            f"double(answers.{numbers[0]}) and write numbers with a decimal point (1000.0) so that "
+            "both whole and decimal answers work"
+        )
 
     def _comparison_problems(self, condition: Condition) -> Iterator[str]:
         try:

@@ -307,7 +307,7 @@ def test_status_names_a_criterion_whose_list_index_is_past_the_end(tmp_path: Pat
         "criteria": [
             {
                 "id": "not_high",
-                "rule": '["low", "medium", "high"][answers.score] != "high"',
+                "rule": '["low", "medium", "high"][int(answers.score)] != "high"',
                 "explain": "Not high",
             }
         ],

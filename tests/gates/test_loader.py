@@ -749,3 +749,28 @@ def test_a_list_index_past_the_sample_answers_is_reported_not_a_traceback() -> N
         problem, "gates[0].criteria[0].rule", line_of(WITH_TYPES, "rule:"), "cannot be evaluated"
     )
     assert "index out of bounds: 1" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind"),
+    [
+        ("answers.weeks * 1.2 > 10.0", "a whole number (like 1)"),  # 5000 typed: never evaluated
+        ("answers.weeks + 1 > 10", "a decimal (like 1.5)"),  # 5000.5 typed: never evaluated
+    ],
+)
+def test_a_number_rule_that_fails_for_whole_or_for_decimal_answers_is_reported(rule: str, kind: str) -> None:
+    """Answers are kept whole or decimal as typed: such a rule leaves the gate stuck for one kind."""
+    problem = only(rule_problems(rule))
+    assert_names_the_place(
+        problem,
+        "gates[0].criteria[0].rule",
+        line_of(WITH_TYPES, "rule:"),
+        f"cannot be evaluated when a number is answered as {kind}",
+        "read it as double(answers.weeks)",
+    )
+
+
+def test_a_number_rule_read_as_a_decimal_loads() -> None:
+    parse_pipeline(
+        WITH_TYPES.replace("rule: has(answers.personal_data)", "rule: 'double(answers.weeks) * 1.2 > 10.0'")
+    )

@@ -212,15 +212,15 @@ def test_a_risk_rule_that_fails_to_evaluate_stops_the_search_instead_of_being_sk
             to: b
             questions: [{id: n, label: N, type: number}]
             risk_tier:
-              # CEL does not add an int to a double: this fails for a whole number (the loader
-              # refuses only a rule that fails for every answer).
-              - {tier: high, when: 'answers.n + 0.5 > 2'}
+              # This fails for an answer of 0 (a division by zero): the loader refuses only a
+              # rule that fails for every answer of some kind.
+              - {tier: high, when: '10 / int(answers.n) > 2'}
               - {tier: low, when: 'true'}
         """
     )
-    report = readiness(pipeline, "g", {"n": 3})
+    report = readiness(pipeline, "g", {"n": 0})
     assert report.tier is None and report.tier_error is not None and not report.ready
-    assert readiness(pipeline, "g", {"n": 3.0}).tier == "high"
+    assert readiness(pipeline, "g", {"n": 3}).tier == "high"
 
 
 def approvals(report: Readiness) -> dict[str, tuple[int, tuple[str, ...]]]:
@@ -378,11 +378,14 @@ gates:
     questions:
       - {id: cost, label: Cost, type: number, required: true}
       - {id: annual_value, label: Annual value, type: number}
-      - {id: business_case, label: Business case, type: url, required_if: 'answers.cost * 1.2 > 100000'}
+      - {id: business_case, label: Business case, type: url, required_if: '1000000 / int(answers.cost) < 10'}
     criteria:
-      - {id: roi, rule: 'answers.annual_value / answers.cost >= 2', explain: The value must be twice the cost.}
+      - id: roi
+        rule: 'int(answers.annual_value) / int(answers.cost) >= 2'
+        explain: The value must be twice the cost.
     risk_tier:
-      - {tier: high, when: 'answers.cost * 1.2 > 100000'}
+      # Each rule divides by the cost: it fails when the cost is 0.
+      - {tier: high, when: '1000000 / int(answers.cost) < 10'}
       - {tier: low, when: 'true'}
     approvals:
       - {role: risk, min: 1}
@@ -392,20 +395,20 @@ gates:
 
 def test_a_tier_rule_that_fails_leaves_the_tier_unknown_instead_of_falling_to_a_lower_one() -> None:
     pipeline = build(FAILING_RULES)
-    report = readiness(pipeline, "intake", {"cost": "500000", "annual_value": "2000000"}, {}, "U0OWNER")
+    report = readiness(pipeline, "intake", {"cost": "0", "annual_value": "2000000"}, {}, "U0OWNER")
     assert report.tier is None and report.tier_unknown
     assert not report.ready
     assert any(
         "the risk tier cannot be set: the rule for 'high' fails" in reason for reason in report.blockers
     )
-    # Typed as a float, the same rule works: the high tier and its three approvers.
-    fine = readiness(pipeline, "intake", {"cost": "500000.0", "annual_value": "2000000.0"}, {}, "U0OWNER")
+    # With a cost the rule can divide by: the high tier and its three approvers.
+    fine = readiness(pipeline, "intake", {"cost": "500000", "annual_value": "2000000"}, {}, "U0OWNER")
     assert fine.tier == "high" and not fine.tier_unknown
 
 
 def test_a_required_if_that_fails_keeps_its_question_required() -> None:
     pipeline = build(FAILING_RULES)
-    report = readiness(pipeline, "intake", {"cost": "500000", "annual_value": "2000000"}, {}, "U0OWNER")
+    report = readiness(pipeline, "intake", {"cost": "0", "annual_value": "2000000"}, {}, "U0OWNER")
     assert "business_case" in [q.id for q in report.missing]
 
 

@@ -95,7 +95,14 @@ class Condition:
         try:
             return self.program.execute(context)
         except KeyError as error:
-            raise MissingAnswer(str(error.args[0]) if error.args else "?") from None
+            key = str(error.args[0]) if error.args else "?"
+            # Only an answer the rule reads is waiting to be given; any other key missing is a
+            # map in the rule without an entry (`{"low": 1, "high": 3}[answers.level]` for
+            # "medium"), which no answer will ever fill. (A rule reading the answers as a whole
+            # could ask for any question by a key it builds: that counts as waiting, as before.)
+            if key in self.answer_refs or self.reads_all_answers:
+                raise MissingAnswer(key) from None
+            raise ConditionError(f"the map has no entry for {key!r}") from None
         except LookupError as error:
             # A list index past its end (`["low", "high"][answers.score]` with a score of 5).
             raise ConditionError(_first_line(str(error)) or type(error).__name__) from None

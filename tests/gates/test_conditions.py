@@ -65,6 +65,16 @@ def test_reading_an_absent_answer_names_it() -> None:
     assert caught.value.question_id == "volume"
 
 
+def test_a_map_without_an_entry_for_an_answer_is_a_condition_error_not_a_missing_answer() -> None:
+    """Read as a missing answer it said "waiting for: medium", a question that does not exist."""
+    condition = compile_condition('{"low": 1, "high": 3}[answers.level] >= 1')
+    with pytest.raises(ConditionError, match="the map has no entry for 'medium'"):
+        condition.holds(make_context({"level": "medium"}))
+    with pytest.raises(MissingAnswer) as caught:
+        condition.holds(make_context({}))
+    assert caught.value.question_id == "level"
+
+
 def test_a_false_branch_does_not_wait_for_an_absent_answer() -> None:
     condition = compile_condition('answers.pd == "yes" && answers.volume > 1000')
     assert condition.holds(make_context({"pd": "no"})) is False

@@ -774,3 +774,14 @@ def test_a_number_rule_read_as_a_decimal_loads() -> None:
     parse_pipeline(
         WITH_TYPES.replace("rule: has(answers.personal_data)", "rule: 'double(answers.weeks) * 1.2 > 10.0'")
     )
+
+
+def test_a_map_lookup_without_an_entry_for_an_option_is_reported() -> None:
+    """Readiness then read "waiting for: model", as if "model" were a question to answer."""
+    problem = only(rule_problems('{"rules": 1}[answers.kind] >= 1'))
+    assert_names_the_place(
+        problem,
+        "gates[0].criteria[0].rule",
+        line_of(WITH_TYPES, "rule:"),
+        "cannot be evaluated when answers.kind is \"model\": the map has no entry for 'model'",
+    )

@@ -140,8 +140,9 @@ class CompiledPipeline:
 
         A question's show_if reads only answers to questions always shown or settled in an
         earlier round, so each round sees exactly the answers that count (a hidden question's
-        answer does not). A show_if that reads the answers as a whole, or that reads its own
-        question through a circle of show_ifs, has no such place: those come last, together.
+        answer does not). A show_if that reads the answers as a whole has no such place: those
+        come last, together (one reading its own question, directly or through a circle of
+        show_ifs, is refused when the pipeline is loaded).
         """
         pending = {qid: q for qid, q in questions.items() if q.show_if is not None}
         reads = {
@@ -466,6 +467,7 @@ def _check_meaning(
 
     _check_tier_known(model, conditions, report)
     _check_operations_rules(model, conditions, report)
+    _check_show_if_cycles(model, conditions, report)
     reachable = _reachable(model)
     for index, stage in enumerate(model.stages):
         if stage not in reachable:
@@ -518,6 +520,57 @@ def _check_operations_rules(
                         f"a question of gate '{gate_of[ref]}': periodic-review rules can only read "
                         "the review's own questions",
                     )
+
+
+def _check_show_if_cycles(
+    model: Pipeline, conditions: dict[str, Condition], report: Callable[[PathKey, str], None]
+) -> None:
+    """A show_if that reads its own question, directly or through other show_ifs, lets an
+    answer hide the question that holds it: it could then never be changed back in the form."""
+    places: dict[str, PathKey] = {}
+    reads: dict[str, frozenset[str]] = {}
+    located: list[tuple[PathKey, Question]] = [
+        (("gates", gi, "questions", qi), q)
+        for gi, g in enumerate(model.gates)
+        for qi, q in enumerate(g.questions)
+    ]
+    if model.operations is not None:
+        located += [(("operations", "questions", qi), q) for qi, q in enumerate(model.operations.questions)]
+    for at, question in located:
+        condition = conditions.get(question.show_if.strip()) if question.show_if else None
+        if condition is not None:
+            places.setdefault(question.id, (*at, "show_if"))
+            reads.setdefault(question.id, condition.answer_refs)
+    reported: set[frozenset[str]] = set()
+    for start in reads:
+        cycle = _path_back(start, reads)
+        if cycle is None or frozenset(cycle) in reported:
+            continue
+        reported.add(frozenset(cycle))
+        if len(cycle) == 1:
+            how = f"reads its own answer (answers.{start})"
+        else:
+            how = "reads its own answer through other show_ifs (" + " -> ".join([*cycle, start]) + ")"
+        report(
+            places[start],
+            f"the show_if of question '{start}' {how}: an answer could hide the question that "
+            "holds it, and it could never be changed back; base the show_if on other questions",
+        )
+
+
+def _path_back(start: str, reads: dict[str, frozenset[str]]) -> list[str] | None:
+    """The questions from ``start`` along the show_ifs that lead back to it, or None."""
+    paths = [[start]]
+    seen = {start}
+    while paths:
+        path = paths.pop()
+        for ref in sorted(reads.get(path[-1], frozenset())):
+            if ref == start:
+                return path
+            if ref not in seen and ref in reads:
+                seen.add(ref)
+                paths.append([*path, ref])
+    return None
 
 
 def _did_you_mean(function: str) -> str:

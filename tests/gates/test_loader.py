@@ -785,3 +785,24 @@ def test_a_map_lookup_without_an_entry_for_an_option_is_reported() -> None:
         line_of(WITH_TYPES, "rule:"),
         "cannot be evaluated when answers.kind is \"model\": the map has no entry for 'model'",
     )
+
+
+def test_a_show_if_reading_its_own_question_is_reported() -> None:
+    """Answering "no" hid the question: its answer could never be changed back in the form."""
+    text = VALID.replace(
+        "        type: yes_no\n", '        type: yes_no\n        show_if: answers.personal_data == "yes"\n'
+    )
+    problem = only(problems(text))
+    assert_names_the_place(problem, "gates[0].questions[0].show_if", line_of(VALID, "type: yes_no") + 1)
+    assert "the show_if of question 'personal_data' reads its own answer (answers.personal_data)" in (
+        problem.message
+    )
+
+
+def test_show_ifs_that_read_each_other_are_reported_naming_the_circle() -> None:
+    text = VALID.replace(
+        "        type: yes_no\n", "        type: yes_no\n        show_if: has(answers.dpia)\n"
+    ).replace("        type: url\n", '        type: url\n        show_if: answers.personal_data == "yes"\n')
+    problem = only(problems(text))
+    assert problem.path == "gates[0].questions[0].show_if"
+    assert "through other show_ifs (personal_data -> dpia -> personal_data)" in problem.message

@@ -531,22 +531,3 @@ def test_an_answer_that_no_longer_fits_a_hidden_question_does_not_block() -> Non
     assert report.invalid == () and report.ready
     shown = readiness(pipeline, "intake", {"uses_vendor": "yes", "vendor_in_eu": "yes", "region": "apac"})
     assert [error.question_id for error in shown.invalid] == ["region"]
-
-
-def test_show_ifs_that_read_each_other_settle_without_looping() -> None:
-    pipeline = build(
-        """
-        version: 1
-        stages: [a, b]
-        gates:
-          - id: g
-            from: a
-            to: b
-            questions:
-              - {id: x, label: X, type: yes_no, show_if: answers.y == "yes"}
-              - {id: y, label: Y, type: yes_no, show_if: answers.x == "yes"}
-        """
-    )
-    assert [len(round_) for round_ in pipeline.visibility_rounds] == [2]
-    assert readiness(pipeline, "g", {"x": "yes", "y": "yes"}).visible_questions != ()
-    assert readiness(pipeline, "g", {"x": "no", "y": "no"}).visible_questions == ()

@@ -15,7 +15,7 @@ from rich.text import Text
 from bot.blocks.operations import load_checked_pipeline
 from bot.cli_console import console
 from gates.errors import PipelineError
-from gates.loader import CompiledPipeline
+from gates.loader import CompiledPipeline, Yaml12Loader
 from gates.pipeline import Gate, Question
 from gates.readiness import CriterionStatus, Readiness, readiness
 
@@ -170,7 +170,8 @@ def readiness_command(
 
 def _read_answers(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # As the pipeline is read (YAML 1.2): `NO` (Norway) and `on` stay text, as typed in Slack.
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=Yaml12Loader)
     except FileNotFoundError:
         err.print(f"[red]{escape(f'Answers file not found: {path}')}[/red]")
         raise typer.Exit(1) from None

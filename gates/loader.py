@@ -163,15 +163,15 @@ class CompiledPipeline:
         return tuple(rounds)
 
 
-class _Yaml12Loader(yaml.SafeLoader):
+class Yaml12Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans: only true/false, so ``options: [yes, no]`` stay text."""
 
 
-_Yaml12Loader.yaml_implicit_resolvers = {
+Yaml12Loader.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Yaml12Loader.add_implicit_resolver(
+Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
@@ -231,7 +231,7 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
         PipelineError: not YAML, empty, nested too deeply, or expanding past ``MAX_VALUES``.
     """
     try:
-        node = yaml.compose(text, Loader=_Yaml12Loader)
+        node = yaml.compose(text, Loader=Yaml12Loader)
         if node is None:
             raise PipelineError([Problem(name, "", "the file is empty")])
         reader = _NodeReader()
@@ -305,7 +305,7 @@ class _NodeReader:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.read(item, (*path, i)) for i, item in enumerate(node.value)]
-        return _Yaml12Loader("").construct_object(node, deep=True)
+        return Yaml12Loader("").construct_object(node, deep=True)
 
 
 def _structure_problems(error: ValidationError, name: str, lines: dict[PathKey, int]) -> list[Problem]:

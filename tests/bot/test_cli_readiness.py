@@ -58,3 +58,37 @@ def test_an_answers_file_with_a_yaml_mistake_says_where_in_one_line(tmp_path: Pa
     code, output = readiness(path)
     assert code == 1
     assert output == f"{path}:3: YAML syntax error (column 4): expected ',' or ']', but got ':'"
+
+
+PIPELINE_WITH_TEXT_THAT_YAML_1_1_READS_AS_BOOLEANS = """\
+version: 1
+stages: [idea, poc]
+roles: {risk: {slack_users: [URISK]}}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - id: country
+        label: Country code
+        required: true
+        validation: {pattern: '[A-Z]{2}', message: 'two capital letters, like DE'}
+      - {id: logging, label: Request logging, type: choice, options: [on, off], required: true}
+    approvals:
+      - {role: risk}
+"""
+
+
+def test_the_answers_file_is_read_as_the_pipeline_is_and_as_slack_takes_answers(tmp_path: Path) -> None:
+    """Read with YAML 1.1 booleans, `country: NO` (Norway) became "False" and `logging: on` became
+    "yes": both called invalid, where Slack accepts them (and the pipeline keeps [on, off] as text)."""
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(PIPELINE_WITH_TEXT_THAT_YAML_1_1_READS_AS_BOOLEANS, encoding="utf-8")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("country: NO\nlogging: on\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["readiness", "--gate", "intake", "--answers", str(answers), "--pipeline", str(pipeline)]
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert output.startswith("Intake gate: READY (2/2 answered)"), output

@@ -42,10 +42,13 @@ class Node:
     method: bool = False
 
     def walk(self) -> Iterator[Node]:
-        """This node and every node under it."""
-        yield self
-        for arg in self.args:
-            yield from arg.walk()
+        """This node and every node under it, in prefix order. Without recursion: a long chain
+        of `||` is a tree as deep as it is long (a thousand codes, say)."""
+        pending = [self]
+        while pending:
+            node = pending.pop()
+            yield node
+            pending.extend(reversed(node.args))
 
 
 _TOKEN = re.compile(
@@ -69,7 +72,10 @@ def parse(source: str) -> Node:
     Raises:
         Unreadable: syntax this reader does not follow.
     """
-    return _Parser(_tokens(source)).expression_to_end()
+    try:
+        return _Parser(_tokens(source)).expression_to_end()
+    except RecursionError:  # brackets nested hundreds deep, which the library may still compile
+        raise Unreadable("nested too deeply to read") from None
 
 
 def _tokens(source: str) -> list[tuple[str, str]]:

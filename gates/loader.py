@@ -228,7 +228,8 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
     mapping (with the line of its second use).
 
     Raises:
-        PipelineError: not YAML, empty, nested too deeply, or expanding past ``MAX_VALUES``.
+        PipelineError: not YAML, empty, nested too deeply, expanding past ``MAX_VALUES``, or
+            with a list or mapping as a key.
     """
     try:
         node = yaml.compose(text, Loader=Yaml12Loader)
@@ -250,6 +251,10 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
                     name, "", f"values are nested more than {MAX_DEPTH} levels deep (brackets or indentation)"
                 )
             ]
+        ) from None
+    except _ComplexKey as error:
+        raise PipelineError(
+            [Problem(name, "", "a key must be a name, not a list or a mapping (`? [a, b]`)", error.line)]
         ) from None
     except _TooManyValues:
         raise PipelineError(
@@ -279,6 +284,14 @@ class _TooDeep(Exception):
     pass
 
 
+class _ComplexKey(Exception):
+    """A list or mapping used as a key (``? [a, b]``): no key of a pipeline is one."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 class _NodeReader:
     """Plain data from YAML nodes, remembering the line of every path and each key given twice."""
 
@@ -297,6 +310,8 @@ class _NodeReader:
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _ComplexKey(key_node.start_mark.line + 1)
                 key = key_node.value
                 if key in result:
                     self.repeated.append(((*path, key), key_node.start_mark.line + 1))

@@ -69,3 +69,14 @@ def test_every_rule_of_the_bundled_pipeline_is_read() -> None:
     # Otherwise its comparisons would go unchecked without a word.
     for source in load_pipeline().conditions:
         parse(source)
+
+
+def test_a_chain_of_a_thousand_alternatives_is_walked_in_order() -> None:
+    tree = parse(" || ".join(f"x == {n}" for n in range(1000)))
+    literals = [node.value for node in tree.walk() if node.kind == "literal"]
+    assert literals == list(range(1000))
+
+
+def test_brackets_nested_too_deeply_to_read_are_unreadable() -> None:
+    with pytest.raises(Unreadable, match="nested too deeply"):
+        parse("(" * 2000 + "true" + ")" * 2000)

@@ -806,3 +806,21 @@ def test_show_ifs_that_read_each_other_are_reported_naming_the_circle() -> None:
     problem = only(problems(text))
     assert problem.path == "gates[0].questions[0].show_if"
     assert "through other show_ifs (personal_data -> dpia -> personal_data)" in problem.message
+
+
+@pytest.mark.parametrize("key", ["? [a, b]\n: 1\n", "? {a: 1}\n: 1\n"])
+def test_a_list_or_mapping_as_a_key_is_reported_not_a_traceback(key: str) -> None:
+    (problem,) = problems(VALID + key)
+    assert problem.line == len(VALID.splitlines()) + 1
+    assert problem.message == "a key must be a name, not a list or a mapping (`? [a, b]`)"
+
+
+def test_a_rule_of_a_thousand_alternatives_loads() -> None:
+    """A generated list of codes: the library compiles and evaluates it, and the loader's own
+    reading of the rule (for comparisons no answer can satisfy) raised RecursionError."""
+    rule = " || ".join(f'answers.dpia == "C{n}"' for n in range(1000))
+    parse_pipeline(VALID.replace("rule: has(answers.personal_data)", f"rule: '{rule}'"))
+    (problem,) = problems(
+        VALID.replace("rule: has(answers.personal_data)", f"rule: '{rule} || answers.dpia == 3'")
+    )
+    assert "answers.dpia is never 3 (it is text)" in problem.message

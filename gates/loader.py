@@ -228,8 +228,8 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
     mapping (with the line of its second use).
 
     Raises:
-        PipelineError: not YAML, empty, nested too deeply, expanding past ``MAX_VALUES``, or
-            with a list or mapping as a key.
+        PipelineError: not YAML, empty, nested too deeply, expanding past ``MAX_VALUES``, with
+            a list or mapping as a key, or with a merge key (``<<``).
     """
     try:
         node = yaml.compose(text, Loader=Yaml12Loader)
@@ -252,6 +252,9 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[PathKey, int], list[tupl
                 )
             ]
         ) from None
+    except _MergeKey as error:
+        message = "merge keys (<<) are not supported: repeat the keys or use an anchor for the whole value"
+        raise PipelineError([Problem(name, _dotted(error.path), message, error.line)]) from None
     except _ComplexKey as error:
         raise PipelineError(
             [Problem(name, "", "a key must be a name, not a list or a mapping (`? [a, b]`)", error.line)]
@@ -284,6 +287,17 @@ class _TooDeep(Exception):
     pass
 
 
+class _MergeKey(Exception):
+    """``<<: *base``. Read as a plain key it gave "'from' is required" for keys the merge did
+    give, and "unknown key '<<'"; refused with its own message rather than merged, as the
+    bundled pipeline shows the simpler way (an anchor on a whole value, repeated by alias)."""
+
+    def __init__(self, path: PathKey, line: int) -> None:
+        super().__init__(line)
+        self.path = path
+        self.line = line
+
+
 class _ComplexKey(Exception):
     """A list or mapping used as a key (``? [a, b]``): no key of a pipeline is one."""
 
@@ -312,6 +326,8 @@ class _NodeReader:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise _ComplexKey(key_node.start_mark.line + 1)
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise _MergeKey((*path, "<<"), key_node.start_mark.line + 1)
                 key = key_node.value
                 if key in result:
                     self.repeated.append(((*path, key), key_node.start_mark.line + 1))

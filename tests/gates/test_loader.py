@@ -824,3 +824,26 @@ def test_a_rule_of_a_thousand_alternatives_loads() -> None:
         VALID.replace("rule: has(answers.personal_data)", f"rule: '{rule} || answers.dpia == 3'")
     )
     assert "answers.dpia is never 3 (it is text)" in problem.message
+
+
+def test_a_merge_key_is_reported_as_not_supported() -> None:
+    """It read as a key named '<<': "'from' is required" for keys the merge gave, and
+    "unknown key '<<'", with nothing saying merge keys are not supported."""
+    text = """\
+        version: 1
+        stages: [idea, poc]
+        gates:
+          - &base
+            id: intake
+            from: idea
+            to: poc
+          - <<: *base
+            id: second
+        """
+    (problem,) = problems(text)
+    assert_names_the_place(
+        problem,
+        "gates[1].<<",
+        line_of(text, "<<: *base"),
+        "merge keys (<<) are not supported: repeat the keys or use an anchor for the whole value",
+    )

@@ -403,9 +403,22 @@ def _check_meaning(
                         f"option {option!r} of question '{question.id}' in {where} starts or ends "
                         f"with a space, so no answer can ever match it: write {option.strip()!r}",
                     )
+            options = question.options or []
+            # Answers match an option whatever their case ("us" from a menu, a command or a file
+            # records "US" when it comes first): an option equal to an earlier one but for case
+            # could never be recorded.
+            first_in_lower_case: dict[str, int] = {}
+            for n, option in enumerate(options):
+                first = first_in_lower_case.setdefault(option.lower(), n)
+                if options[first] != option:  # the same option twice is reported above
+                    report(
+                        (*at, "options", n),
+                        f"option {option!r} of question '{question.id}' in {where} differs from "
+                        f"options[{first}] {options[first]!r} only in case; answers are matched "
+                        "whatever their case, so it could never be recorded: keep one of them",
+                    )
             # A menu cuts a long option: two that differ only after the cut would look the
             # same, and a person could not tell which one they pick.
-            options = question.options or []
             first_shown_as: dict[str, int] = {}
             for n, option in enumerate(options):
                 first = first_shown_as.setdefault(option_text(option), n)

@@ -847,3 +847,16 @@ def test_a_merge_key_is_reported_as_not_supported() -> None:
         line_of(text, "<<: *base"),
         "merge keys (<<) are not supported: repeat the keys or use an anchor for the whole value",
     )
+
+
+def test_options_that_differ_only_in_case_are_reported() -> None:
+    """Answers match options whatever their case: picking "YES" from the menu recorded "yes"."""
+    text = VALID.replace("        type: yes_no\n", "        type: choice\n        options: [yes, no, YES]\n")
+    problem = only(problems(text))
+    assert_names_the_place(
+        problem,
+        "gates[0].questions[0].options[2]",
+        line_of(text, "options: [yes"),
+        "option 'YES' of question 'personal_data' in gate 'intake' differs from options[0] 'yes' only in case",
+        "keep one of them",
+    )

@@ -116,7 +116,7 @@ def _show_gate(pipeline: CompiledPipeline, gate: Gate) -> None:
             "Risk tier (first match wins): " + "; ".join(f"{r.tier} when {r.when}" for r in gate.risk_tier),
             markup=False,
         )
-    elif (tier_gate := pipeline.model.tier_gate(gate)) is not None:
+    elif pipeline.tier_rules(gate) and (tier_gate := pipeline.model.tier_gate(gate)) is not None:
         out.print(f"Risk tier: as set by the rules of gate {tier_gate.id}", markup=False)
     if gate.approvals:
         parts = [f"{a.min} x {a.role}" + (f" when {a.when}" if a.when else "") for a in gate.approvals]

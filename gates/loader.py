@@ -34,7 +34,16 @@ from gates.conditions import (
 )
 from gates.dry_run import DryRun
 from gates.errors import PipelineError, Problem
-from gates.pipeline import CHOICE_TYPES, OPTION_TEXT_MAX, Pipeline, Question, QuestionType, option_text
+from gates.pipeline import (
+    CHOICE_TYPES,
+    OPTION_TEXT_MAX,
+    Gate,
+    Pipeline,
+    Question,
+    QuestionType,
+    RiskRule,
+    option_text,
+)
 
 DEFAULT_PIPELINE = Path(__file__).parent / "defaults" / "pipeline.yaml"
 
@@ -97,9 +106,7 @@ class CompiledPipeline:
         found: dict[str, frozenset[str] | None] = {}
         for gate in self.model.gates:
             sources = [q.show_if for q in gate.questions] + [q.required_if for q in gate.questions]
-            tier_gate = self.model.tier_gate(gate)
-            sources += [c.rule for c in gate.criteria]
-            sources += [r.when for r in tier_gate.risk_tier] if tier_gate is not None else []
+            sources += [c.rule for c in gate.criteria] + [r.when for r in self.tier_rules(gate)]
             sources += [a.when for a in gate.approvals]
             conditions = [self.condition(source) for source in sources if source]
             inputs = {ref for c in conditions for ref in c.answer_refs}
@@ -117,6 +124,21 @@ class CompiledPipeline:
             else:
                 found[gate.id] = frozenset(inputs)
         return found
+
+    def tier_rules(self, gate: Gate) -> list[RiskRule]:
+        """The risk_tier rules that set the tier at ``gate``: its own or, when it has none but
+        one of its criteria or approvals reads ``tier``, those of the nearest gate before it
+        that has some (``Pipeline.tier_gate``): the tier is known from the first gate on. A gate
+        that reads no tier is not held up by an earlier gate's rules waiting for an answer."""
+        if gate.risk_tier or not self.reads_tier(gate):
+            return list(gate.risk_tier)
+        earlier = self.model.tier_gate(gate)
+        return list(earlier.risk_tier) if earlier is not None else []
+
+    def reads_tier(self, gate: Gate) -> bool:
+        """Whether a criterion or approval rule of ``gate`` reads ``tier``."""
+        sources = [c.rule for c in gate.criteria] + [a.when for a in gate.approvals if a.when]
+        return any("tier" in self.condition(source).variables for source in sources)
 
     @cached_property
     def visibility_rounds(self) -> tuple[tuple[Question, ...], ...]:

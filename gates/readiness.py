@@ -180,8 +180,7 @@ def readiness(
             )
         )
     )
-    tier_gate = pipeline.model.tier_gate(gate)
-    tier_rules = tier_gate.risk_tier if tier_gate is not None else []
+    tier_rules = pipeline.tier_rules(gate)
     tier, tier_waiting, tier_error = _risk_tier(pipeline, tier_rules, context)
     context = set_tier(context, tier)
     criteria = tuple(_judge(pipeline, criterion, context) for criterion in gate.criteria)
@@ -340,11 +339,11 @@ def _applies(
 def _risk_tier(
     pipeline: CompiledPipeline, rules: Sequence[RiskRule], context: Any
 ) -> tuple[str | None, tuple[str, ...], str | None]:
-    """(tier, the answers it waits for, why a rule failed), by the gate's risk_tier rules or, when
-    it has none, those of the gate before it that has (``Pipeline.tier_gate``). First matching
-    rule wins. A rule that
-    cannot be judged stops the search, whether it waits for an answer or fails with the answers
-    given: skipping it could place a high-risk initiative in a lower tier, with fewer approvers."""
+    """(tier, the answers it waits for, why a rule failed), by ``rules`` (the gate's own or, when
+    it has none, an earlier gate's: ``CompiledPipeline.tier_rules``). First matching rule wins.
+    A rule that cannot be judged stops the search, whether it waits for an answer or fails with
+    the answers given: skipping it could place a high-risk initiative in a lower tier, with
+    fewer approvers."""
     for rule in rules:
         try:
             if pipeline.condition(rule.when).holds(context):

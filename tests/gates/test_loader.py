@@ -740,7 +740,12 @@ def test_a_rule_reading_tier_where_no_gate_sets_it_is_reported() -> None:
 def test_a_gate_without_risk_tier_rules_of_its_own_may_read_the_tier_set_before_it() -> None:
     text = VALID + "    approvals:\n      - {role: risk, when: 'tier == \"high\"'}\n"
     pipeline = parse_pipeline(text, "ok.yaml")
-    assert pipeline.model.tier_gate(pipeline.model.gates[1]) is pipeline.model.gates[0]
+    intake, pilot = pipeline.model.gates
+    assert pipeline.model.tier_gate(pilot) is intake
+    assert pipeline.tier_rules(pilot) == intake.risk_tier
+    # A gate that reads no tier is not held up by the intake's rules waiting for an answer.
+    without = parse_pipeline(VALID, "ok.yaml")
+    assert without.tier_rules(without.model.gates[1]) == []
 
 
 def test_a_list_index_past_the_sample_answers_is_reported_not_a_traceback() -> None:

@@ -261,9 +261,9 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
                 markup=False,
             )
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
-        handler.start()
+        handler.start()  # type: ignore[no-untyped-call]  # unannotated in Bolt
     finally:
-        handler.close()
+        handler.close()  # type: ignore[no-untyped-call]  # unannotated in Bolt
         pages.stop()
         stop_serving(services, stop, threads)
         if main:

@@ -108,7 +108,7 @@ def apply_decisions(
         text = escape(str(error))  # the domain's words are plain text
         # A click repeated before the first explanation went out is told once (every attempt is
         # still audited). A reason form cannot be sent twice, and each reason is given back.
-        merge_key = (
+        merge_key: str | None = (
             f"refused:{request.review_id}:{request.user_id}:{request.kind.value}:{type(error).__name__}"
         )
         if request.reason:

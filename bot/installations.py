@@ -171,8 +171,8 @@ class InstalledBotToken:
         return None if row is None else self._store.build_installation_entity(row)
 
 
-def _same(column: Any, value: str | None) -> ColumnElement[bool]:
-    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
+def _same(column: ColumnElement[Any], value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
 
 
 class InstalledClients:
@@ -215,8 +215,9 @@ class InstalledClients:
         token = self.tokens(workspace).current()
         if not hasattr(self._local, "client"):
             self._local.client = make_client(None, self._api_url)
-        self._local.client.token = token
-        return self._local.client  # type: ignore[no-any-return]
+        client: WebClient = self._local.client
+        client.token = token
+        return client
 
     @contextmanager
     def sending(self, workspace: Workspace | None = None) -> Iterator[WebClient]:

@@ -155,10 +155,11 @@ def exposition(local: CollectorRegistry | None = None) -> bytes:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory and _COUNTED_IN_FILES:
         shared = CollectorRegistry()
-        multiprocess.MultiProcessCollector(shared)
+        multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]  # unannotated __init__
         text = generate_latest(shared)
     elif directory:
-        text = generate_latest(_Summed(REGISTRY, multiprocess.MultiProcessCollector(None, path=directory)))
+        collector = multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+        text = generate_latest(_Summed(REGISTRY, collector))
     else:
         text = generate_latest(REGISTRY)
     if local is not None:

@@ -20,7 +20,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import ExitStack, asynccontextmanager
 from datetime import timedelta
@@ -201,7 +201,7 @@ async def _deferred_reply(replied: Future[dict[str, Any]], timeout: float) -> Bo
         return BoltResponse(status=500, body="")
     except Exception:  # the write failed and ``ack_once_saved`` has logged it and told the person
         return BoltResponse(status=500, body="")
-    return Ack()(**arguments)
+    return Ack()(**arguments)  # type: ignore[no-untyped-call]  # Bolt leaves Ack.__init__ unannotated
 
 
 def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: str = "thread") -> Starlette:
@@ -247,7 +247,7 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     @asynccontextmanager
-    async def lifespan(asgi: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(asgi: Starlette) -> AsyncIterator[None]:
         from bot.worker import WorkerChildren, start_background
 
         children = None

@@ -46,7 +46,7 @@ def bolt_request(request: Request, body: bytes) -> BoltRequest:
         # Not Slack's (it sends valid JSON): left to Bolt, whose signature check refuses a
         # forged request with 401 and whose dispatch answers anything else with 404, not a 500.
         parsed = {}
-    return DecodedRequest.of(parsed, text, request.query_params, headers)  # type: ignore[arg-type]
+    return DecodedRequest.of(parsed, text, request.query_params, headers)
 
 
 class DecodedRequest(BoltRequest):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import Any, Protocol, Self
 
 from gates.answers import AnswerValue
@@ -211,15 +212,28 @@ class Outbox(Protocol):
 
 
 class UnitOfWork(Protocol):
-    initiatives: InitiativeRepository
-    answers: AnswerRepository
-    reviews: ReviewRepository
-    roles: RoleRepository
-    audit: AuditLog
-    outbox: Outbox
+    # Read-only members, so an implementation may hold its own subtypes (SqlAnswerRepository).
+    @property
+    def initiatives(self) -> InitiativeRepository: ...
+    @property
+    def answers(self) -> AnswerRepository: ...
+    @property
+    def reviews(self) -> ReviewRepository: ...
+    @property
+    def roles(self) -> RoleRepository: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def outbox(self) -> Outbox: ...
 
     def __enter__(self) -> Self: ...
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
         """Rolls back anything not committed."""
         ...
 
@@ -296,6 +310,9 @@ class OperationsUnitOfWork(UnitOfWork, Protocol):
     """A unit of work that also keeps time box extensions, periodic reviews, fired events and
     the forms already recorded."""
 
-    operations: OperationsRecords
-    fired: FiredEvents
-    dedupe: Deliveries
+    @property
+    def operations(self) -> OperationsRecords: ...
+    @property
+    def fired(self) -> FiredEvents: ...
+    @property
+    def dedupe(self) -> Deliveries: ...

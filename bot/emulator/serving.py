@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -34,7 +34,7 @@ class BackgroundASGIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 10.0,
-        lifespan: str = "off",
+        lifespan: Literal["on", "off"] = "off",
     ) -> None:
         self.app = app
         self.lifespan = lifespan

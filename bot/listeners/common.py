@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from slack_bolt import Ack
 from slack_bolt.request.internals import extract_enterprise_id, extract_is_enterprise_install, extract_team_id
@@ -112,12 +112,13 @@ def channel_of(body: dict[str, Any]) -> str | None:
     return body.get("channel_id") or (body.get("container") or {}).get("channel_id")
 
 
-def workspace_of(body: dict[str, Any]) -> dict[str, str | None]:
+def workspace_of(body: Mapping[str, Any]) -> dict[str, str | None]:
     """The workspace a request came from, for an outbox payload answering it: the reply is sent
     with that workspace's token (``bot.installations.Workspace.of``). Read as Bolt's authorize
     reads it, so both find the same installation (an org-wide install has no team)."""
-    team = None if extract_is_enterprise_install(body) else extract_team_id(body)
-    return {"team_id": team, "enterprise_id": extract_enterprise_id(body)}
+    payload = cast(dict[str, Any], body)  # Bolt's extractors only read it, but are typed Dict
+    team = None if extract_is_enterprise_install(payload) else extract_team_id(payload)
+    return {"team_id": team, "enterprise_id": extract_enterprise_id(payload)}
 
 
 def explanation(error: Exception) -> str:

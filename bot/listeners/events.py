@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any
+from typing import Any, TypedDict
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
@@ -175,13 +175,20 @@ class EventListeners:
             logger.debug("assistant status not set: %s", error)
 
 
+class _Where(TypedDict):
+    """Which message a placeholder is: ``chat_update``'s channel and ts."""
+
+    channel: str
+    ts: str
+
+
 class _Placeholder:
     """The message that stands for an answer while it is made: updated as the answer streams,
     then settled once, by the answer, the apology, or the notice that Shepherd stopped. Once
     settled, nothing else replaces it: an answer still streaming when the process stops must not
     overwrite the notice with a partial answer."""
 
-    def __init__(self, client: WebClient, where: dict[str, str]) -> None:
+    def __init__(self, client: WebClient, where: _Where) -> None:
         self._client = client
         # Slack slow for a moment must not cost a finished answer: the same update is safe to send
         # again, so a timeout or a dropped connection is retried.

@@ -113,6 +113,7 @@ class ViewListeners:
         if errors:
             ack(response_action="errors", errors=errors)
             return
+        assert name  # an empty name is one of the errors above
         # The intake's owner and sponsor questions (if the pipeline has them) name them; without
         # an owner question or its answer, whoever registers owns the initiative. Someone
         # registering on another's behalf is still on the audit log as the actor.

@@ -140,8 +140,8 @@ def operations_review_overdue(
 
 
 def _stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) -> list[DueEvent]:
-    # An initiative in review waits for its approvers, who get reminders of their own.
-    if initiative.status is not Status.ACTIVE or not is_stalled(pipeline, initiative, now):
+    # is_stalled leaves out one in review: it waits for its approvers, who are reminded of their own.
+    if not is_stalled(pipeline, initiative, now):
         return []
     ends = time_box_ends(pipeline, initiative)
     assert ends is not None

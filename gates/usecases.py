@@ -1088,7 +1088,12 @@ def time_box_ends(pipeline: CompiledPipeline, initiative: Initiative) -> datetim
 
 
 def is_stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) -> bool:
-    if initiative.status in (Status.RETIRED, Status.ON_HOLD):
+    """True when an active initiative is past its stage's time box.
+
+    Only an active one: in review it waits for its approvers (who are reminded, not its owner),
+    on hold or retired it is not expected to move.
+    """
+    if initiative.status is not Status.ACTIVE:
         return False
     ends = time_box_ends(pipeline, initiative)
     return ends is not None and ends < now

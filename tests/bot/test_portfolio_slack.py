@@ -18,7 +18,7 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
 from gates.answers import AnswerValue
-from gates.lifecycle import ReviewStatus
+from gates.lifecycle import Initiative, ReviewStatus, Status
 from gates.ports import AnswerVersion
 from storage.slack_messages import MessageRefs
 from tests.bot.scenario import Workspace, running_workspace
@@ -95,6 +95,42 @@ def test_app_home_shows_the_portfolio_to_role_admins_only(workspace: Workspace) 
     assert "*Portfolio* · 6 initiatives · 2 stalled · 1 reviews open" in str(admin["blocks"])
     assert "Portfolio" not in str(outsider["blocks"])
     assert len(admin["blocks"]) <= 100
+
+
+def test_an_initiative_waiting_on_its_approvers_is_not_listed_as_stalled(workspace: Workspace) -> None:
+    # Submitted for the intake gate on day 110, inside idea's 30-day box (ends day 130); on day
+    # 151 it still waits for its approvers, who get reminders of their own: its owner is not late.
+    waiting = Initiative(
+        "AI-0007",
+        "Waiting on approvers",
+        "UOWN7",
+        "idea",
+        day(100),
+        status=Status.IN_REVIEW,
+        stage_entered_at=day(100),
+    )
+    review = replace(
+        seed_reviews()[0],
+        initiative_ref="AI-0007",
+        gate_id="intake",
+        from_stage="idea",
+        to_stage="poc",
+        status=ReviewStatus.OPEN,
+        decisions=[],
+        closed_at=None,
+        submitted_at=day(110),
+        id=None,
+    )
+    with workspace.services.uow() as uow:
+        uow.initiatives.add(waiting)
+        uow.reviews.add(review)
+        uow.commit()
+    assert workspace.command(ADMIN, "portfolio").status == 200
+    workspace.api.wait_for("response_url", timeout=10)
+    body = workspace.api.calls("response_url")[0].params
+    assert body["text"] == "Portfolio: 7 initiatives, 2 stalled, 2 reviews open."
+    assert "AI-0007" not in str(body["blocks"])
+    workspace.api.wait_for("files.completeUploadExternal", timeout=10)
 
 
 # ---------------------------------------------------------------- system card in the thread

@@ -49,7 +49,8 @@ class InitiativeFilter:
     status: Status | None = None
     owner_id: str | None = None
     stalled_before: Mapping[str, datetime] | None = None
-    """stage -> entered-before cutoff; an initiative that entered its stage earlier is stalled."""
+    """stage -> entered-before cutoff; an active initiative that entered its stage earlier is
+    stalled."""
     extended_past: datetime | None = None
     """With ``stalled_before``: leave out initiatives whose time box was extended beyond this."""
     limit: int = 200

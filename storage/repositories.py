@@ -499,6 +499,8 @@ def _matching(query: InitiativeFilter) -> list[ColumnElement[bool]]:
     if query.owner_id is not None:
         conditions.append(initiatives.c.owner_id == query.owner_id)
     if query.stalled_before is not None:
+        # As is_stalled: only an active initiative is stalled (the STALLED marker agrees).
+        conditions.append(initiatives.c.status == Status.ACTIVE.value)
         stalled = [
             and_(initiatives.c.stage == stage, initiatives.c.stage_entered_at < cutoff)
             for stage, cutoff in query.stalled_before.items()

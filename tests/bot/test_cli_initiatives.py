@@ -142,6 +142,39 @@ def test_stalled_filter_keeps_only_initiatives_past_their_time_box(seeded: Seede
     assert rows[0]["stalled"] is True
 
 
+def _submit_for_review(data_dir: Path, ref: str) -> None:
+    """Submit ``ref`` for its next gate, as its owner would from Slack."""
+    services = bootstrap(Settings(data_dir=data_dir, embeddings="none"))
+    try:
+        now = datetime.now(UTC)
+        pipeline = services.pipeline
+        usecases.answer(pipeline, services.uow(), ref, "intake", {"poc_duration_weeks": 6}, "U0STALE01", now)
+        usecases.set_role_holders(pipeline, services.uow(), "sponsor", [SPONSOR], "test", now)
+        usecases.submit(pipeline, services.uow(), ref, "U0STALE01", now)
+    finally:
+        services.database.dispose()
+
+
+@pytest.mark.parametrize("leave", ["retired", "on hold", "in review"])
+def test_stalled_filter_leaves_out_initiatives_that_are_not_active(
+    seeded: Seeded, data_dir: Path, leave: str
+) -> None:
+    # Retired and on hold, nobody expects it to move; in review, it waits for its approvers.
+    if leave == "retired":
+        assert run("initiatives", "retire", seeded.stale, "--reason", "Dropped").exit_code == 0
+    elif leave == "on hold":
+        assert run("initiatives", "hold", seeded.stale, "--reason", "Waiting on budget").exit_code == 0
+    else:
+        _submit_for_review(data_dir, seeded.stale)
+    result = run("initiatives", "list", "--stalled", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    table = run("initiatives", "list", "--stalled")
+    assert table.exit_code == 0, table.output
+    assert seeded.stale not in table.stdout
+    assert "No initiatives match." in table.stdout
+
+
 def test_list_table_marks_stalled_initiatives(seeded: Seeded) -> None:
     result = run("initiatives", "list", "--stage", "idea")
     assert result.exit_code == 0, result.output

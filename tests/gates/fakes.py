@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
-from gates.lifecycle import Initiative, Review, format_ref
+from gates.lifecycle import Initiative, Review, Status, format_ref
 from gates.ports import (
     AnswerVersion,
     EvidenceLink,
@@ -123,6 +123,8 @@ class FakeInitiatives(_Part):
             if query.owner_id is not None and item.owner_id != query.owner_id:
                 continue
             if query.stalled_before is not None:
+                if item.status is not Status.ACTIVE:
+                    continue
                 cutoff = query.stalled_before.get(item.stage)
                 entered = item.stage_entered_at or item.created_at
                 if cutoff is None or entered >= cutoff:

@@ -102,12 +102,16 @@ def test_list_filters_by_stage_status_owner_stalled_and_pages(database: Database
     fresh = add_initiative(database, "Fresh")
     mine = add_initiative(database, "Mine", owner_id="UME", stage="pilot")
     held = add_initiative(database, "Held", status=Status.ON_HOLD)
+    # Past the time box too, but waiting for approvers: not stalled.
+    waiting = add_initiative(
+        database, "Waiting", status=Status.IN_REVIEW, stage_entered_at=NOW - timedelta(days=90)
+    )
 
     def refs(**query: object) -> list[str]:
         with database.uow(read_only=True) as uow:
             return [i.ref for i in uow.initiatives.list(InitiativeFilter(**query))]  # type: ignore[arg-type]
 
-    assert refs() == [old.ref, fresh.ref, mine.ref, held.ref]
+    assert refs() == [old.ref, fresh.ref, mine.ref, held.ref, waiting.ref]
     assert refs(stage="pilot") == [mine.ref]
     assert refs(status=Status.ON_HOLD) == [held.ref]
     assert refs(owner_id="UME") == [mine.ref]

@@ -5,7 +5,9 @@ Reporting", and the Hugging Face model card): intended use and users, out-of-sco
 evaluation and metrics, limitations, risks and mitigations, human oversight, monitoring, owners.
 Each field names the default pipeline's question it comes from; a pipeline without that question
 simply leaves the field out, and an unanswered one says "Not answered yet" so the gaps are
-visible to the approvers. Pure: no clock, no I/O.
+visible to the approvers. A question its show_if hides with the answers given (the vendor, once
+the team said it uses no external AI) says "Does not apply": its answer, if one was recorded
+before the premise changed, counts for nothing, as in the questionnaire. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from gates.answers import AnswerValue, display
 from gates.loader import CompiledPipeline
 from gates.markdown import markdown_text
 from gates.pipeline import Question, QuestionType
+from gates.readiness import hidden_questions, typed_answers
 
 NOT_ANSWERED = "Not answered yet"
+DOES_NOT_APPLY = "Does not apply"
 PRODUCTION_STAGE = "production"
 
 
@@ -205,7 +209,8 @@ def draft_system_card(
     asked = pipeline.model.all_questions()
     top = "#" * max(1, heading_level)
     sub = top + "#"
-    used = card_questions(pipeline)
+    hidden = _hidden(pipeline, answers)
+    used = card_questions(pipeline) - hidden
     answered = sum(1 for qid in used if _present(answers.get(qid)))
     lines = [f"{top} System card (draft): {markdown_text(_inline(name))} ({ref})", ""]
     facts = [f"Stage: {stage}" if stage else None, f"Risk tier: {tier}" if tier else None]
@@ -213,7 +218,8 @@ def draft_system_card(
     lines += [
         f"Drafted by Shepherd{when} from the answers recorded for {ref}: {answered} of {len(used)} "
         "fields answered. Review and complete it before publishing; fields marked "
-        f'"{NOT_ANSWERED}" are gaps to close.',
+        f'"{NOT_ANSWERED}" are gaps to close, fields marked "{DOES_NOT_APPLY}" are left out by '
+        "other answers.",
         "",
     ]
     shown_facts = [fact for fact in facts if fact]
@@ -226,10 +232,19 @@ def draft_system_card(
             lines += ["Not covered by this pipeline's questions.", ""]
             continue
         for entry in present:
+            if entry.question_id in hidden:
+                lines.append(f"- **{entry.label}:** {DOES_NOT_APPLY}")
+                continue
             question = asked[entry.question_id][1]
             lines += _field_lines(entry.label, question, answers.get(entry.question_id))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _hidden(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None]) -> frozenset[str]:
+    """The questions a show_if hides with ``answers``, settled as the questionnaire settles them."""
+    typed = typed_answers(pipeline, answers)
+    return hidden_questions(pipeline, pipeline.questions, pipeline.visibility_rounds, typed)
 
 
 def _field_lines(label: str, question: Question, value: AnswerValue | None) -> list[str]:

@@ -33,3 +33,21 @@ def test_the_markdown_pack_puts_the_card_before_the_audit_timeline() -> None:
     assert text.index("## System card (draft)") < text.index("## Audit timeline")
     assert "### Risks and mitigations" in text
     assert "## System card" not in evidence_markdown(load_pipeline(None), view(), "pilot")
+
+
+def test_the_pack_s_card_leaves_out_an_answer_other_answers_hide() -> None:
+    uow = FakeUnitOfWork()
+    with uow:
+        uow.initiatives.add(seed_initiatives()[0])
+        for qid, value in [
+            ("third_party_ai", "yes"),
+            ("third_party_vendor", "Acme LLM"),
+            ("third_party_ai", "no"),
+        ]:
+            uow.answers.append(AnswerVersion("AI-0001", "production", qid, value, "UOWN1", day(100)))
+        uow.commit()
+    card = evidence_json(load_pipeline(None), usecases.show(load_pipeline(None), uow, "AI-0001"))[
+        "system_card"
+    ]
+    assert "- **Provider(s) and model(s):** Does not apply" in card
+    assert "Acme LLM" not in card

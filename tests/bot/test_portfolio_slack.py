@@ -3,6 +3,7 @@ through the running app and the Slack emulator."""
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -172,6 +173,12 @@ def _offering(workspace: Workspace, answers: dict[str, AnswerValue]) -> tuple[Ca
     return (lambda: offer_system_card(services, client, messages, review, initiative, thread)), card["ts"]
 
 
+def _uploaded_card(workspace: Workspace) -> str:
+    """The text of the one system card uploaded."""
+    (upload,) = workspace.api.state.files.values()
+    return (upload.data or b"").decode()
+
+
 def test_the_system_card_is_uploaded_once_into_the_thread_of_a_production_review(
     workspace: Workspace,
 ) -> None:
@@ -190,6 +197,25 @@ def test_the_system_card_is_uploaded_once_into_the_thread_of_a_production_review
     replies = workspace.api.state.thread(workspace.registry, card)[1:]
     assert [m["files"][0]["name"] for m in replies] == ["AI-0001-system-card.md"]
     assert "fields are not answered yet" in replies[0]["text"]
+
+
+def test_the_system_card_says_does_not_apply_where_other_answers_hide_the_question(
+    workspace: Workspace,
+) -> None:
+    # The team named a vendor, then said it uses no external AI; and it handles no personal data.
+    offer, _ = _offering(
+        workspace,
+        {"third_party_ai": "no", "third_party_vendor": "OpenAI GPT-4o via Azure", "personal_data": "no"},
+    )
+    assert offer() is True
+    text = _uploaded_card(workspace)
+    assert "- **Relies on an external AI provider:** no" in text
+    assert "- **Provider(s) and model(s):** Does not apply" in text
+    assert "OpenAI" not in text
+    assert "- **Lawful basis:** Does not apply" in text
+    assert "- **Data protection impact assessment:** Does not apply" in text
+    # Neither answered nor a gap: the header counts 2 answered of the fields that apply.
+    assert re.search(r"2 of (\d+) fields answered", text) is not None
 
 
 def test_a_system_card_slack_could_not_take_for_now_is_offered_again(workspace: Workspace) -> None:

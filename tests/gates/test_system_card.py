@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gates.loader import CompiledPipeline, load_pipeline, parse_pipeline
-from gates.system_card import NOT_ANSWERED, SECTIONS, draft_system_card, is_production_gate
+from gates.system_card import (
+    DOES_NOT_APPLY,
+    NOT_ANSWERED,
+    SECTIONS,
+    card_questions,
+    draft_system_card,
+    is_production_gate,
+)
 
 ANSWERS = {
     "problem_statement": "Billing queries wait two days for a first answer.",
@@ -54,6 +61,23 @@ def test_the_header_counts_answered_fields(default_pipeline: CompiledPipeline) -
     # 8 distinct answered questions (residual_risk is None); pilot_scope etc. count once each.
     assert "8 of " in card.splitlines()[2]
     assert "Risk tier: high." in card
+
+
+def test_a_question_hidden_by_other_answers_does_not_apply(default_pipeline: CompiledPipeline) -> None:
+    # The vendor was named before the team said it uses no external AI: that answer no longer counts.
+    named = {"third_party_ai": "yes", "third_party_vendor": "Acme LLM"}
+    withdrawn = {"third_party_ai": "no", "third_party_vendor": "Acme LLM"}
+    card = draft_system_card(default_pipeline, ref="AI-1", name="x", answers=withdrawn)
+    assert f"- **Provider(s) and model(s):** {DOES_NOT_APPLY}" in card
+    assert "Acme" not in card
+    before = draft_system_card(default_pipeline, ref="AI-1", name="x", answers=named)
+    assert "- **Provider(s) and model(s):** Acme LLM" in before
+    used = len(card_questions(default_pipeline))
+    assert f"2 of {used} fields answered" in before.splitlines()[2]
+    # Hidden questions are neither answered nor gaps (the vendor's assessment hides with it).
+    hidden_count = sum(1 for line in card.splitlines() if line.endswith(DOES_NOT_APPLY))
+    assert hidden_count >= 1
+    assert "1 of " in card.splitlines()[2] and f" of {used} " not in card.splitlines()[2]
 
 
 def test_heading_level_shifts_every_heading(default_pipeline: CompiledPipeline) -> None:

@@ -28,7 +28,7 @@ from gates.loader import CompiledPipeline
 from gates.markdown import markdown_text
 from gates.pipeline import Question
 from gates.ports import AnswerVersion
-from gates.system_card import draft_system_card, is_production_gate
+from gates.system_card import SystemCard, draft_system_card, is_production_gate
 from gates.usecases import InitiativeView
 
 FORMAT = "shepherd-evidence-pack/1"
@@ -113,7 +113,7 @@ def evidence_json(
             for review in view.reviews
             if wanted(review.gate_id)
         ],
-        "system_card": system_card_markdown(pipeline, view)
+        "system_card": system_card(pipeline, view).markdown
         if gate_id is None or is_production_gate(pipeline, gate_id)
         else None,
         "timeline": [
@@ -200,9 +200,9 @@ def evidence_markdown(pipeline: CompiledPipeline, view: InitiativeView, gate_id:
     return "\n".join(lines) + "\n"
 
 
-def system_card_markdown(pipeline: CompiledPipeline, view: InitiativeView, heading_level: int = 2) -> str:
-    """The draft system card from the current answers, headed at ``heading_level`` (2 inside the
-    pack, 1 as a file of its own)."""
+def system_card(pipeline: CompiledPipeline, view: InitiativeView, heading_level: int = 2) -> SystemCard:
+    """The draft system card from the current answers, with its figures, headed at
+    ``heading_level`` (2 inside the pack, 1 as a file of its own)."""
     tiers = [r.tier for r in view.reviews if r.tier and is_production_gate(pipeline, r.gate_id)]
     return draft_system_card(
         pipeline,

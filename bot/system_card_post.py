@@ -14,11 +14,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.bootstrap import Services
-from bot.evidence_pack import system_card_markdown
+from bot.evidence_pack import system_card
 from bot.slack_client import unavailable
 from gates import usecases
 from gates.lifecycle import Initiative, Review
-from gates.system_card import NOT_ANSWERED, is_production_gate
+from gates.system_card import is_production_gate
 from storage.slack_messages import MessageRefs, PostInProgress, Reservation
 
 logger = logging.getLogger("shepherd.system_card")
@@ -53,10 +53,10 @@ def offer_system_card(
     if messages.find(target, KIND) is not None:
         return False
     view = usecases.show(pipeline, services.read_uow(), initiative.ref)
-    card = system_card_markdown(pipeline, view, heading_level=1)
-    gaps = card.count(f"** {NOT_ANSWERED}")
+    card = system_card(pipeline, view, heading_level=1)
     channel, thread_ts = thread
-    gaps_note = f" {gaps} fields are not answered yet." if gaps else ""
+    # The card's own count, each question once, so the comment and the card's header agree.
+    gaps_note = f" {card.gaps} fields are not answered yet." if card.gaps else ""
     # Reserved first, as every post is (``SlackNotifier._post``): two deliveries of the same
     # review request at once (two workers) upload it once.
     at = services.now()
@@ -69,7 +69,7 @@ def offer_system_card(
         response = client.files_upload_v2(
             channel=channel,
             thread_ts=thread_ts,
-            content=card.encode("utf-8"),
+            content=card.markdown.encode("utf-8"),
             filename=f"{initiative.ref}-system-card.md",
             title=f"System card (draft): {initiative.name}",
             initial_comment=(

@@ -182,6 +182,22 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SystemCard:
+    """A drafted card and its figures, each question counted once (some appear in two sections)."""
+
+    markdown: str
+    answered: int
+    """Questions the card uses that apply and are answered."""
+    applicable: int
+    """Questions the card uses that apply (not hidden by other answers)."""
+
+    @property
+    def gaps(self) -> int:
+        """Questions that apply and are not answered yet."""
+        return self.applicable - self.answered
+
+
 def is_production_gate(pipeline: CompiledPipeline, gate_id: str | None) -> bool:
     """True for the gate that leads into production (where the card is drafted)."""
     gate = pipeline.model.gate(gate_id) if gate_id else None
@@ -204,8 +220,9 @@ def draft_system_card(
     tier: str | None = None,
     generated_at: datetime | None = None,
     heading_level: int = 1,
-) -> str:
-    """The card as Markdown. ``heading_level`` shifts the headings (2 to embed it under a ``#``)."""
+) -> SystemCard:
+    """The card as Markdown, with its figures. ``heading_level`` shifts the headings (2 to embed
+    it under a ``#``)."""
     asked = pipeline.model.all_questions()
     top = "#" * max(1, heading_level)
     sub = top + "#"
@@ -238,7 +255,7 @@ def draft_system_card(
             question = asked[entry.question_id][1]
             lines += _field_lines(entry.label, question, answers.get(entry.question_id))
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return SystemCard("\n".join(lines).rstrip() + "\n", answered, len(used))
 
 
 def _hidden(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None]) -> frozenset[str]:

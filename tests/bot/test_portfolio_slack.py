@@ -218,6 +218,17 @@ def test_the_system_card_says_does_not_apply_where_other_answers_hide_the_questi
     assert re.search(r"2 of (\d+) fields answered", text) is not None
 
 
+def test_the_thread_comment_counts_the_same_gaps_as_the_card(workspace: Workspace) -> None:
+    # Scope, automated decisions and data issues each appear in two sections of the card.
+    offer, card = _offering(workspace, {"rollback_plan": "Flip the feature flag off."})
+    assert offer() is True
+    header = re.search(r"(\d+) of (\d+) fields answered", _uploaded_card(workspace))
+    assert header is not None
+    answered, applicable = map(int, header.groups())
+    reply = workspace.api.state.thread(workspace.registry, card)[1]["text"]
+    assert f" {applicable - answered} fields are not answered yet." in reply
+
+
 def test_a_system_card_slack_could_not_take_for_now_is_offered_again(workspace: Workspace) -> None:
     offer, _ = _offering(workspace, {"rollback_plan": "Flip the feature flag off."})
     workspace.api.faults.fail("files.getUploadURLExternal", "not_allowed")  # for good: logged

@@ -34,7 +34,7 @@ def default_pipeline() -> CompiledPipeline:
 
 
 def test_the_card_has_every_model_card_section_in_order(default_pipeline: CompiledPipeline) -> None:
-    card = draft_system_card(default_pipeline, ref="AI-0007", name="Billing triage", answers=ANSWERS)
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="Billing triage", answers=ANSWERS).markdown
     titles = [line[3:] for line in card.splitlines() if line.startswith("## ")]
     assert titles == [section.title for section in SECTIONS]
     for wanted in ("Intended use", "Out-of-scope uses", "Data", "Evaluation and metrics", "Limitations"):
@@ -45,7 +45,7 @@ def test_the_card_has_every_model_card_section_in_order(default_pipeline: Compil
 def test_answers_fill_their_fields_and_missing_ones_say_not_answered(
     default_pipeline: CompiledPipeline,
 ) -> None:
-    card = draft_system_card(default_pipeline, ref="AI-0007", name="Billing triage", answers=ANSWERS)
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="Billing triage", answers=ANSWERS).markdown
     assert "- **Problem and who has it:** Billing queries wait two days for a first answer." in card
     assert "- **Kinds of data:** customer records, internal operational data" in card
     assert "- **Improvement measured in the pilot:** 18.5%" in card
@@ -57,20 +57,30 @@ def test_answers_fill_their_fields_and_missing_ones_say_not_answered(
 
 
 def test_the_header_counts_answered_fields(default_pipeline: CompiledPipeline) -> None:
-    card = draft_system_card(default_pipeline, ref="AI-0007", name="x", answers=ANSWERS, tier="high")
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="x", answers=ANSWERS, tier="high").markdown
     # 8 distinct answered questions (residual_risk is None); pilot_scope etc. count once each.
     assert "8 of " in card.splitlines()[2]
     assert "Risk tier: high." in card
+
+
+def test_the_card_s_figures_count_each_question_once(default_pipeline: CompiledPipeline) -> None:
+    card = draft_system_card(default_pipeline, ref="AI-0007", name="x", answers=ANSWERS)
+    assert f"{card.answered} of {card.applicable} fields answered" in card.markdown
+    assert card.answered == 8
+    assert card.applicable == len(card_questions(default_pipeline))
+    assert card.gaps == card.applicable - 8
+    # pilot_scope, automated_decisions and data_issues are shown twice, counted once.
+    assert card.markdown.count(NOT_ANSWERED) - 1 > card.gaps
 
 
 def test_a_question_hidden_by_other_answers_does_not_apply(default_pipeline: CompiledPipeline) -> None:
     # The vendor was named before the team said it uses no external AI: that answer no longer counts.
     named = {"third_party_ai": "yes", "third_party_vendor": "Acme LLM"}
     withdrawn = {"third_party_ai": "no", "third_party_vendor": "Acme LLM"}
-    card = draft_system_card(default_pipeline, ref="AI-1", name="x", answers=withdrawn)
+    card = draft_system_card(default_pipeline, ref="AI-1", name="x", answers=withdrawn).markdown
     assert f"- **Provider(s) and model(s):** {DOES_NOT_APPLY}" in card
     assert "Acme" not in card
-    before = draft_system_card(default_pipeline, ref="AI-1", name="x", answers=named)
+    before = draft_system_card(default_pipeline, ref="AI-1", name="x", answers=named).markdown
     assert "- **Provider(s) and model(s):** Acme LLM" in before
     used = len(card_questions(default_pipeline))
     assert f"2 of {used} fields answered" in before.splitlines()[2]
@@ -81,7 +91,7 @@ def test_a_question_hidden_by_other_answers_does_not_apply(default_pipeline: Com
 
 
 def test_heading_level_shifts_every_heading(default_pipeline: CompiledPipeline) -> None:
-    card = draft_system_card(default_pipeline, ref="AI-1", name="x", answers={}, heading_level=2)
+    card = draft_system_card(default_pipeline, ref="AI-1", name="x", answers={}, heading_level=2).markdown
     assert card.startswith("## System card")
     assert "\n### Data\n" in card and "\n## Data\n" not in card
 
@@ -99,7 +109,7 @@ gates:
       - {id: problem_statement, label: Problem, type: long_text}
 """
     )
-    card = draft_system_card(tiny, ref="AI-1", name="x", answers={"problem_statement": "Slow"})
+    card = draft_system_card(tiny, ref="AI-1", name="x", answers={"problem_statement": "Slow"}).markdown
     assert "- **Problem and who has it:** Slow" in card
     assert "Not covered by this pipeline's questions." in card
     assert "1 of 1 fields answered" in card

@@ -87,7 +87,7 @@ def list_command(
         if stage is not None and stage not in pipeline.model.stages:
             raise _fail(f"Unknown stage '{stage}'. Stages: {', '.join(pipeline.model.stages)}.")
         now = services.now()
-        found = usecases.list_initiatives(
+        found = usecases.all_initiatives(
             pipeline,
             services.read_uow(),
             now,

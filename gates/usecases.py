@@ -13,7 +13,7 @@ they lose a race to another writer (``retrying``).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -1111,19 +1111,54 @@ def list_initiatives(
     limit: int = 200,
     offset: int = 0,
 ) -> list[Initiative]:
+    """One page of the initiatives matching the filters, oldest first (``all_initiatives``: every one)."""
+    query = _initiative_filter(pipeline, now, stage, status, owner_id, stalled)
+    with uow:
+        return list(uow.initiatives.list(replace(query, limit=limit, offset=offset)))
+
+
+_LIST_PAGE = 500
+
+
+def all_initiatives(
+    pipeline: CompiledPipeline,
+    uow: UnitOfWork,
+    now: datetime,
+    *,
+    stage: str | None = None,
+    status: Status | None = None,
+    owner_id: str | None = None,
+    stalled: bool = False,
+) -> list[Initiative]:
+    """Every initiative matching the filters, oldest first, read page by page (one registered
+    meanwhile comes last, so paging skips none)."""
+    query = _initiative_filter(pipeline, now, stage, status, owner_id, stalled)
+    found: list[Initiative] = []
+    with uow:
+        while True:
+            page = uow.initiatives.list(replace(query, limit=_LIST_PAGE, offset=len(found)))
+            found.extend(page)
+            if len(page) < _LIST_PAGE:
+                return found
+
+
+def _initiative_filter(
+    pipeline: CompiledPipeline,
+    now: datetime,
+    stage: str | None,
+    status: Status | None,
+    owner_id: str | None,
+    stalled: bool,
+) -> InitiativeFilter:
     if stage is not None and stage not in pipeline.model.stages:
         raise UnknownGate(stage)
-    query = InitiativeFilter(
+    return InitiativeFilter(
         stage=stage,
         status=status,
         owner_id=owner_id,
         stalled_before=stalled_cutoffs(pipeline, now) if stalled else None,
         extended_past=now if stalled else None,
-        limit=limit,
-        offset=offset,
     )
-    with uow:
-        return list(uow.initiatives.list(query))
 
 
 @dataclass(frozen=True, slots=True)

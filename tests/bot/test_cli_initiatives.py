@@ -17,7 +17,7 @@ from bot.bootstrap import bootstrap
 from bot.cli import app
 from bot.settings import Settings
 from gates import usecases
-from gates.lifecycle import DecisionKind
+from gates.lifecycle import DecisionKind, Initiative
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTAKE = yaml.safe_load(
@@ -173,6 +173,26 @@ def test_stalled_filter_leaves_out_initiatives_that_are_not_active(
     assert table.exit_code == 0, table.output
     assert seeded.stale not in table.stdout
     assert "No initiatives match." in table.stdout
+
+
+def test_list_shows_every_initiative_past_a_page(data_dir: Path) -> None:
+    services = bootstrap(Settings(data_dir=data_dir, embeddings="none"))
+    now = datetime.now(UTC)
+    try:
+        with services.uow() as uow:
+            for n in range(1, 506):
+                uow.initiatives.add(
+                    Initiative(f"AI-{n:04d}", f"Initiative {n}", OWNER, "idea", now - timedelta(days=1))
+                )
+            uow.commit()
+    finally:
+        services.database.dispose()
+    result = run("initiatives", "list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["ref"] for row in rows] == [f"AI-{n:04d}" for n in range(1, 506)]
+    table = run("initiatives", "list", "--owner", OWNER)
+    assert "AI-0505" in table.stdout
 
 
 def test_list_table_marks_stalled_initiatives(seeded: Seeded) -> None:

@@ -216,8 +216,17 @@ class SlackNotifier:
         if card is not None:
             self._post_once(target, f"note:{decision.approver_id}", card[0], thread_ts=card[1], text=note)
         if not review.is_open:
-            self._dm_once(target, "outcome-dm", review.submitted_by, text=note)
+            self._tell_outcome(target, review, initiative, note)
         self.refresh_card(initiative)
+
+    def _tell_outcome(self, target: str, review: Review, initiative: Initiative, note: str) -> None:
+        """DM a closed review's outcome to whoever submitted it and to the owner, once each: when
+        the sponsor or a steward submitted it, the owner still has the changes to make.
+        The submitter's DM keeps its original kind, so one sent before owners were told too is
+        not sent again."""
+        self._dm_once(target, "outcome-dm", review.submitted_by, text=note)
+        if initiative.owner_id != review.submitted_by:
+            self._dm_once(target, f"outcome-dm:{initiative.owner_id}", initiative.owner_id, text=note)
 
     def _stage_advanced(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])

@@ -500,8 +500,8 @@ def decision_notice(
     advanced: bool,
     next_gate_title: str | None,
 ) -> str:
-    """One mrkdwn paragraph for the thread and the requester's DM, naming roles and stages by
-    their labels."""
+    """One mrkdwn paragraph for the thread and the DMs of who submitted the review and of the
+    owner, naming roles and stages by their labels."""
     who = mention(decision.approver_id)
     what = f"*{clip(initiative.name, 300)}* ({escape(initiative.ref)})"
     reason = f"\n{_quote(decision.reason, 1500)}" if decision.reason else ""

@@ -351,6 +351,30 @@ def test_only_the_owner_the_sponsor_or_a_steward_can_submit_for_review(workspace
     assert _reviews(ws, ref)[-1].submitted_by == OWNER
 
 
+def test_the_owner_hears_the_outcome_of_a_review_the_sponsor_submitted(workspace: Workspace) -> None:
+    ws = workspace
+    second = "U0SPONS02"
+    ws.api.state.add_user(second, "sara")
+    usecases.set_role_holders(
+        ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR, second], "U0ADMIN01", ws.clock()
+    )
+    ref = register(ws)
+    # The sponsor, not the owner, submits the owner's initiative; the other sponsor decides.
+    assert ws.click(SPONSOR, card(ws), ws.registry, ids.ACTION_SUBMIT_REVIEW).status == 200
+    ws.wait(lambda: _open_review(ws, ref))
+    ws.deliver()
+    request = request_dm(ws, second)
+    view = ws.opened_view(lambda: ws.click(second, request, ws.dm_with(second), ids.ACTION_REQUEST_CHANGES))
+    assert ws.submit_view(second, view, {ids.REASON_BLOCK: "Baseline too short."}).status == 200
+    ws.deliver()
+    ws.deliver()  # a second delivery sends nobody anything twice
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.CHANGES_REQUESTED
+    # Both the submitter and the owner, who has the changes to make, are told privately, once.
+    for user in (SPONSOR, OWNER):
+        told = [m for m in ws.messages_in(ws.dm_with(user)) if "Baseline too short." in m.get("text", "")]
+        assert len(told) == 1, (user, told)
+
+
 def test_a_questionnaire_page_where_nothing_applies_is_skipped_not_the_end(tmp_path: Path) -> None:
     """Three pages: the second holds only questions shown when the first page's toggle says yes."""
     questions = [{"id": "more", "label": "Is there more to tell?", "type": "yes_no"}]

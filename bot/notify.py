@@ -107,6 +107,7 @@ class SlackNotifier:
         self._handlers = {
             "initiative.registered": self._registered,
             "review.requested": self._review_requested,
+            "roles.changed": self._roles_changed,
             "decision.recorded": self._decision_recorded,
             "stage.advanced": self._stage_advanced,
             "review.withdrawn": self._review_closed,
@@ -187,17 +188,36 @@ class SlackNotifier:
         if not review.is_open:
             self._update_review_messages(review, initiative)
             return
-        approvers = self.approvers_for(review, initiative)
-        report = self._readiness(initiative, review.gate_id)
-        message = blocks.review_request(self._services.pipeline, initiative, review, report, approvers)
-        target = review_target(review.id)
+        approvers, message = self._request(review, initiative)
         card = self._messages.find(initiative_target(initiative.ref), "card")
         if card is not None:
-            self._post_once(target, "thread-request", card[0], thread_ts=card[1], **message)
+            self._post_once(review_target(review.id), "thread-request", card[0], thread_ts=card[1], **message)
             offer_system_card(self._services, self._client, self._messages, review, initiative, card)
-        for user in approvers:  # one Slack cannot DM (gone, deactivated) is skipped, not waited for
-            self._dm_once(target, f"request:{user}", user, **message)
+        self._ask(review, approvers, message)
         self.refresh_card(initiative)
+
+    def _roles_changed(self, payload: Mapping[str, Any]) -> None:
+        """A role the review waits on changed hands (``usecases.set_role_holders``): its messages
+        show who can decide now (a former holder's buttons go), those not asked yet are asked,
+        and the former holders' App Home drops it."""
+        review, initiative = self._review(payload["review"])
+        self._update_review_messages(review, initiative)
+        if review.is_open:
+            self._ask(review, *self._request(review, initiative))
+        self._refresh_homes(list(payload.get("removed") or []))
+
+    def _request(self, review: Review, initiative: Initiative) -> tuple[list[str], dict[str, Any]]:
+        """Who can decide ``review`` now, and the request that asks them."""
+        approvers = self.approvers_for(review, initiative)
+        report = self._readiness(initiative, review.gate_id)
+        return approvers, blocks.review_request(
+            self._services.pipeline, initiative, review, report, approvers
+        )
+
+    def _ask(self, review: Review, approvers: list[str], message: Mapping[str, Any]) -> None:
+        """DM the request to each of ``approvers`` not asked yet (kept per review and person)."""
+        for user in approvers:  # one Slack cannot DM (gone, deactivated) is skipped, not waited for
+            self._dm_once(review_target(review.id), f"request:{user}", user, **message)
 
     def _decision_recorded(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])

@@ -1052,13 +1052,24 @@ def set_role_holders(
     actor_id: str,
     now: datetime,
 ) -> list[str]:
-    """Replace the holders of ``role`` (recorded on the audit log)."""
+    """Replace the holders of ``role`` (recorded on the audit log).
+
+    Each open review still waiting on ``role`` is told (``roles.changed``), so that those who
+    now hold it are asked to decide and those who no longer do lose its buttons.
+    """
     if role not in pipeline.model.roles:
         raise UnknownRole(role, list(pipeline.model.roles))
     users = list(dict.fromkeys(u.strip() for u in user_ids if u.strip()))
     with uow:
+        before = uow.roles.holders().get(role, [])
         uow.roles.set_holders(role, users)
         uow.audit.append(actor_id, "roles.set", f"role:{role}", {"users": users}, now)
+        removed = [user for user in before if user not in users]
+        # Only reviews still waiting on the role: once its approvals are all in, its holders
+        # are asked nothing more and have no buttons for it, whoever they are.
+        for review in uow.reviews.pending_for([role]):
+            payload = {"review": review.id, "ref": review.initiative_ref, "role": role, "removed": removed}
+            uow.outbox.put("roles.changed", payload, now)
         uow.commit()
     return users
 

@@ -15,9 +15,11 @@ from bot import ids
 from bot.emulator.webapi import RecordedCall
 from gates import usecases
 from gates.lifecycle import ReviewStatus
+from storage import Database
 from storage.outbox import outbox_counts
 from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, workspace_of
+from tests.bot.test_home_paging import _open_home
 from tests.bot.test_lifecycle import (
     OUTSIDER,
     OWNER,
@@ -31,6 +33,7 @@ from tests.bot.test_lifecycle import (
     request_dm,
     submit,
 )
+from tests.storage.conftest import database_url  # noqa: F401 - the fixture: SQLite, then PostgreSQL
 
 ADMIN = "U0ADMIN01"
 
@@ -258,3 +261,41 @@ def test_a_slack_outage_after_a_skipped_role_holder_is_retried_and_asks_nobody_t
     ws.clock.advance(minutes=20)
     assert ws.deliver() == 0
     assert outbox_counts(ws.services.database).get("dead", 0) == 0
+
+
+def test_a_role_handed_over_during_a_review_asks_the_new_holder_and_takes_the_old_ones_buttons(
+    tmp_path: Path,
+    database_url: str,  # noqa: F811 - the imported fixture
+) -> None:
+    """`/shepherd roles set` while a review waits on the role: the successor is asked, the former
+    holder's request and App Home keep no decision buttons, and handing it back asks nobody twice."""
+    migrated = Database(database_url)  # start-up checks the schema before the workspace could upgrade it
+    migrated.upgrade()
+    migrated.dispose()
+    with workspace_of(PEOPLE | {SPONSOR2: "sue"}, tmp_path / "data", database_url=database_url) as ws:
+        usecases.set_role_holders(
+            ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock()
+        )
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        assert has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+        assert has_button(_open_home(ws, SPONSOR), ids.ACTION_APPROVE)
+        published = len(ws.api.calls("views.publish"))
+
+        response = ws.command(ADMIN, f"roles set sponsor <@{SPONSOR2}>")
+        assert response.status == 200 and "now held by" in response.text, response.text
+        ws.deliver()
+        assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+        assert len(requests_to(ws, SPONSOR2)) == 1
+        shown = str(thread_request(ws)["blocks"])
+        assert f"Approvers: <@{SPONSOR2}>" in shown and f"Approvers: <@{SPONSOR}>" not in shown, shown
+        homes = [c for c in ws.api.calls("views.publish")[published:] if c.params.get("user_id") == SPONSOR]
+        assert homes and not has_button(homes[-1].params["view"], ids.ACTION_APPROVE)
+
+        response = ws.command(ADMIN, f"roles set sponsor <@{SPONSOR}> <@{SPONSOR2}>")
+        assert response.status == 200, response.text
+        ws.deliver()
+        assert has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)  # their own request again
+        assert [len(requests_to(ws, user)) for user in (SPONSOR, SPONSOR2)] == [1, 1]
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN

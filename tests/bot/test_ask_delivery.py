@@ -8,7 +8,6 @@ WebClient talks to the fake Slack, and its LLM is the local OpenAI-compatible st
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from bot.emulator.webapi import FakeSlackWebAPI
 from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import SIGNING_SECRET, Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import card, register
-from tests.bot.test_serve_processes import REPO, free_port
+from tests.bot.test_serve_processes import free_port, serve_env
 from tests.fakes.openai_stub import OpenAIStub
 
 OWNER = "U0OWNER01"
@@ -240,20 +239,14 @@ def test_a_question_being_answered_when_shepherd_stops_is_told_to_ask_again(tmp_
     with api, OpenAIStub(reply="Do a DPIA [1].", mode="hang", hang_seconds=60) as llm:
         registry = api.state.add_channel("ai-initiatives", members=[OWNER])
         port = free_port()
-        env = {
-            **os.environ,
-            "SHEPHERD_DATA_DIR": str(tmp_path),
-            "SLACK_BOT_TOKEN": api.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": api.api_url,
-            "SHEPHERD_REGISTRY_CHANNEL": registry.id,
-            "SHEPHERD_EMBEDDINGS": "none",
-            "SHEPHERD_SCHEDULER_INTERVAL": "0",
-            "OPENAI_BASE_URL": llm.base_url,
-            "OPENAI_API_KEY": "local",
-            "SHEPHERD_LLM_MODEL": "stub",
-            "PYTHONPATH": str(REPO),
-        }
+        env = serve_env(
+            tmp_path,
+            api,
+            registry.id,
+            OPENAI_BASE_URL=llm.base_url,
+            OPENAI_API_KEY="local",
+            SHEPHERD_LLM_MODEL="stub",
+        )
         log = tmp_path / "serve.log"
         with log.open("w") as log_file:
             server = subprocess.Popen(

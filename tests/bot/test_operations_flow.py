@@ -62,6 +62,21 @@ def dms_with_button(ws: Workspace, user: str, action_id: str) -> list[dict[str, 
     return [m for m in ws.messages_in(ws.dm_with(user)) if has_button(m, action_id)]
 
 
+def registered_and_stalled(ws: Workspace) -> tuple[str, dict[str, Any]]:
+    """Register an initiative and let its idea stage's 30-day time box run out: its ref and the
+    stalled notice its owner got (with Extend, Submit and Stop)."""
+    ref = register(ws)
+    ws.clock.advance(days=31)
+    tick(ws)
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
+    return ref, notice
+
+
+def open_extend_form(ws: Workspace, notice: dict[str, Any]) -> dict[str, Any]:
+    """The Extend form the owner opens from ``notice``."""
+    return ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+
+
 def open_review(ws: Workspace, ref: str) -> Review | None:
     with ws.services.read_uow() as uow:
         return uow.reviews.open_for(ref)
@@ -86,7 +101,7 @@ def test_a_stalled_owner_extends_the_time_box_from_the_dm(workspace: Workspace) 
     assert tick(ws) == []
     assert len(dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)) == 1
 
-    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    view = open_extend_form(ws, notice)
     assert view["callback_id"] == ids.VIEW_EXTEND
     response = ws.submit_view(
         OWNER,
@@ -171,11 +186,8 @@ def test_a_notice_told_before_keys_named_the_exact_end_is_not_told_again(workspa
 
 def test_an_extension_that_is_not_later_is_refused_inside_the_modal(workspace: Workspace) -> None:
     ws = workspace
-    ref = register(ws)
-    ws.clock.advance(days=31)
-    tick(ws)
-    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
-    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    ref, notice = registered_and_stalled(ws)
+    view = open_extend_form(ws, notice)
     response = ws.submit_view(
         OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2026-11-20", ids.REASON_BLOCK: "more time"}
     )
@@ -599,11 +611,8 @@ def test_an_extension_runs_until_the_day_picked_wherever_its_readers_are(workspa
     every message says that day (a date token would show the next day to a reader east of the
     end's time zone)."""
     ws = workspace
-    ref = register(ws)
-    ws.clock.advance(days=31)
-    tick(ws)
-    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
-    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    ref, notice = registered_and_stalled(ws)
+    view = open_extend_form(ws, notice)
     response = ws.submit_view(
         OWNER, view, {ids.EXTEND_UNTIL_BLOCK: "2027-01-15", ids.REASON_BLOCK: "Waiting for the DSA"}
     )
@@ -624,7 +633,7 @@ def test_an_extension_runs_until_the_day_picked_wherever_its_readers_are(workspa
     assert "its time box ended on Jan 15, 2027." in str(stalled["blocks"])
 
     # Picking "today" in Los Angeles, after midnight in UTC, is accepted.
-    view = ws.opened_view(lambda: ws.click(OWNER, stalled, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    view = open_extend_form(ws, stalled)
     assert "It ended on Jan 15, 2027." in str(view["blocks"][0])
     ws.clock.at = datetime(2027, 1, 17, 4, 0, tzinfo=UTC)  # 8 pm on the 16th in Los Angeles
     response = ws.submit_view(
@@ -672,15 +681,12 @@ def test_extending_again_says_until_when_the_time_box_still_runs(workspace: Work
     """The owner extended the box to 15 January, then opens Extend again from the same stalled
     notice in December: the form says the box runs until 15 January, not that it ended."""
     ws = workspace
-    ref = register(ws)
-    ws.clock.advance(days=31)
-    tick(ws)
-    [notice] = dms_with_button(ws, OWNER, ids.ACTION_EXTEND_TIME_BOX)
+    ref, notice = registered_and_stalled(ws)
     operations.extend_time_box(
         ws.services.pipeline, ws.services.uow(), ref, date(2027, 1, 15), "DSA pending", OWNER, ws.clock()
     )
     ws.deliver()
-    view = ws.opened_view(lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX))
+    view = open_extend_form(ws, notice)
     intro = str(view["blocks"][0])
     assert "It runs until Jan 15, 2027." in intro and "ended" not in intro, intro
 

@@ -31,6 +31,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_env(tmp_path: Path, api: FakeSlackWebAPI, registry: str, **extra: str) -> dict[str, str]:
+    """The environment of a `shepherd serve` child process talking to the fake Slack ``api``,
+    keeping its data in ``tmp_path``, with ``extra`` settings on top."""
+    return {
+        **os.environ,
+        "SHEPHERD_DATA_DIR": str(tmp_path),
+        "SLACK_BOT_TOKEN": api.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": api.api_url,
+        "SHEPHERD_REGISTRY_CHANNEL": registry,
+        "SHEPHERD_EMBEDDINGS": "none",
+        "SHEPHERD_SCHEDULER_INTERVAL": "0",
+        "PYTHONPATH": str(REPO),
+        **extra,
+    }
+
+
 def descendants(pid: int) -> dict[int, str]:
     """Command lines of ``pid``'s child processes and theirs, by process id."""
     children: dict[int, list[int]] = {}
@@ -68,16 +85,7 @@ def test_two_http_processes_share_the_port_and_their_metrics(tmp_path: Path) -> 
     with api:
         registry = api.state.add_channel("ai-initiatives", members=[USER])
         port = free_port()
-        env = {
-            **os.environ,
-            "SHEPHERD_DATA_DIR": str(tmp_path),
-            "SLACK_BOT_TOKEN": api.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": api.api_url,
-            "SHEPHERD_REGISTRY_CHANNEL": registry.id,
-            "SHEPHERD_EMBEDDINGS": "none",
-            "SHEPHERD_SCHEDULER_INTERVAL": "0",
-        }
+        env = serve_env(tmp_path, api, registry.id)
         shared = tmp_path / "metrics"
         (shared / "counter_1.db").parent.mkdir()
         (shared / "counter_1.db").write_bytes(b"stale")  # from an earlier run: must be wiped
@@ -87,7 +95,7 @@ def test_two_http_processes_share_the_port_and_their_metrics(tmp_path: Path) -> 
             server = subprocess.Popen(
                 [sys.executable, "-m", "bot.cli", "serve", "--port", str(port), "--processes", "2"],
                 cwd=tmp_path,
-                env={**env, "PYTHONPATH": str(REPO)},
+                env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
             )

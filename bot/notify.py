@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from slack_sdk import WebClient
@@ -84,7 +85,7 @@ def review_target(review_id: int | None) -> str:
 
 
 # Outbox kinds whose delivery only redraws the initiative's card from its current state.
-CARD_REDRAWS = frozenset({"answers.recorded", "initiative.held", "initiative.resumed", "operations.reviewed"})
+CARD_REDRAWS = frozenset({"answers.recorded", "initiative.held", "initiative.resumed"})
 
 
 def supersedes(later: OutboxMessage, earlier: OutboxMessage) -> bool:
@@ -120,6 +121,7 @@ class SlackNotifier:
             "schedule.review_escalation": self._review_escalation,
             "schedule.operations_review_due": self._operations_review,
             "schedule.operations_review_overdue": self._operations_review,
+            "operations.reviewed": self._operations_reviewed,
         }
 
     def __call__(self, message: Any) -> None:
@@ -455,6 +457,25 @@ class SlackNotifier:
                 **operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=False),
             )
         self.refresh_card(initiative)
+
+    def _operations_reviewed(self, payload: Mapping[str, Any]) -> None:
+        """Redraw the card, and every notice about the due date the review answered (to the
+        owner, the operations owner and the escalation contact) as done: its Start the review
+        button would otherwise have whoever did not record it type the same review again."""
+        initiative = self._initiative(payload["ref"])
+        self.refresh_card(initiative)
+        if not payload.get("due"):  # queued by an older Shepherd, which did not say
+            return
+        due = datetime.fromisoformat(payload["due"])
+        next_due = datetime.fromisoformat(payload["next_due"])
+        day = due.astimezone(UTC).date().isoformat()
+        done = operations_blocks.operations_review_recorded(
+            initiative, due, str(payload["reviewer"]), next_due
+        )
+        kinds = tuple(f"opsreview-{word}:{day}" for word in ("due", "overdue", "escalation"))
+        for kind, channel, ts in self._messages.all_for(initiative_target(initiative.ref)):
+            if kind.startswith(kinds):
+                self._update((channel, ts), done)
 
     # -- building blocks ------------------------------------------------------------------------
 

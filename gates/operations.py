@@ -30,7 +30,7 @@ from gates.ports import (
     UnitOfWork,
 )
 from gates.readiness import hidden_questions
-from gates.schedule import DueEvent, due_events
+from gates.schedule import DueEvent, due_events, operations_review_due
 from gates.usecases import retire, retrying, roles_of, time_box_ends
 
 SCHEDULER_ACTOR = "shepherd"
@@ -282,6 +282,9 @@ def record_operations_review(
             raise NotPermitted(OPERATIONS_REVIEWERS_ONLY)
         if form is not None and not uow.dedupe.first_time(f"opsform:{form}", now):
             return None
+        earlier = uow.operations.reviews(ref)
+        # The due date this review answers: the notices sent about it are redrawn as done.
+        answered = operations_review_due(pipeline, initiative, earlier[-1] if earlier else None)
         review = OperationsReview(
             ref, reviewer_id, now, typed, now + timedelta(days=operations.review_every_days)
         )
@@ -295,7 +298,7 @@ def record_operations_review(
         )
         uow.outbox.put(
             "operations.reviewed",
-            {"ref": ref, "reviewer": reviewer_id, "next_due": review.next_due},
+            {"ref": ref, "reviewer": reviewer_id, "next_due": review.next_due, "due": answered},
             now,
             dedupe_key=f"opsreviewed:{ref}:{now.isoformat()}",
         )

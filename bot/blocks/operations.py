@@ -153,6 +153,18 @@ def operations_review_notice(initiative: Initiative, due: datetime, overdue: boo
     return _message(f"{initiative.ref}: periodic operations review {word}", blocks)
 
 
+def operations_review_recorded(
+    initiative: Initiative, due: datetime, reviewer: str, next_due: datetime
+) -> Message:
+    """A due or overdue notice once the review it asked for is recorded: no button any more."""
+    text = (
+        f":white_check_mark: The periodic operations review of *{clip(initiative.name, 200)}* "
+        f"({escape(initiative.ref)}) due on {_day(due)} was recorded by {mention(reviewer)}. "
+        f"The next one is due on {_day(next_due)}."
+    )
+    return _message(f"{initiative.ref}: periodic operations review recorded", [section(text)])
+
+
 # --- modals ------------------------------------------------------------------------------------
 
 

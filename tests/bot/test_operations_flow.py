@@ -706,3 +706,38 @@ def test_start_the_review_on_a_held_system_is_refused_before_the_form_opens(work
         )
     )
     assert len(ws.api.calls("views.open")) == opened
+
+
+def test_a_recorded_periodic_review_takes_the_button_off_every_due_notice(workspace: Workspace) -> None:
+    """The owner and the operations owner both get the due notice; once the operations owner
+    has recorded the review, the owner's notice says so and no longer offers to start it (a
+    second review, typed again for nothing, would otherwise be recorded from it)."""
+    ws = workspace
+    ws.api.state.add_user(OPS_OWNER, "oona")
+    ref = register(ws)
+    usecases.answer(
+        ws.services.pipeline,
+        ws.services.uow(),
+        ref,
+        "handover",
+        {"operations_owner": OPS_OWNER},
+        OWNER,
+        ws.clock(),
+    )
+    move_to_operations(ws, ref)
+    ws.clock.advance(days=90)
+    assert tick(ws) == [f"opsreview:{ref}:2027-01-31"]
+    [notice] = dms_with_button(ws, OPS_OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    view = ws.opened_view(
+        lambda: ws.click(OPS_OWNER, notice, ws.dm_with(OPS_OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    response = ws.submit_view(OPS_OWNER, view, REVIEW_VALUES)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    ws.deliver()
+    for user in (OWNER, OPS_OWNER):
+        assert dms_with_button(ws, user, ids.ACTION_OPEN_OPERATIONS_REVIEW) == [], user
+    [told] = [
+        m for m in ws.messages_in(ws.dm_with(OWNER)) if "periodic operations review" in str(m.get("blocks"))
+    ]
+    shown = str(told["blocks"])
+    assert f"recorded by <@{OPS_OWNER}>" in shown and "2027-01-31" in shown and "2027-05-01" in shown, shown

@@ -90,13 +90,7 @@ def extend_time_box(
         with uow:
             initiative = uow.initiatives.get(ref)
             _require_owner_or_sponsor(initiative, actor_id, "extend its time box")
-            if initiative.status in (Status.RETIRED, Status.ON_HOLD):
-                raise InvalidTransition(
-                    f"{ref} is {initiative.status.value.replace('_', ' ')}; it has no time box running."
-                )
-            current = time_box_ends(pipeline, initiative)
-            if current is None:
-                raise InvalidTransition(f"The {initiative.stage} stage has no time box to extend.")
+            current = require_time_box(pipeline, initiative)
             if new_end <= now:
                 raise InvalidTransition("Pick today or a later date.")
             # An extension's end is the day it was picked as; a stage's own end may be extended
@@ -134,6 +128,35 @@ def extend_time_box(
 
     # A questionnaire page saved meanwhile moves the initiative's version on (``touch``).
     return retrying(attempt)
+
+
+def require_time_box(pipeline: CompiledPipeline, initiative: Initiative) -> datetime:
+    """When the initiative's running time box ends, refusing one that has none to extend (held,
+    retired, or a stage without a time box): checked by the Extend button before its form opens
+    as well, so nobody types a reason for nothing.
+
+    Raises:
+        InvalidTransition: saying why.
+    """
+    if initiative.status in (Status.RETIRED, Status.ON_HOLD):
+        raise InvalidTransition(
+            f"{initiative.ref} is {initiative.status.value.replace('_', ' ')}; it has no time box running."
+        )
+    current = time_box_ends(pipeline, initiative)
+    if current is None:
+        raise InvalidTransition(f"The {initiative.stage} stage has no time box to extend.")
+    return current
+
+
+def require_stoppable(initiative: Initiative) -> None:
+    """Refuse to stop an initiative retired already (the Stop button checks it before its form
+    opens, as ``Initiative.retire`` does on submission).
+
+    Raises:
+        InvalidTransition: saying so.
+    """
+    if initiative.status is Status.RETIRED:
+        raise InvalidTransition(f"{initiative.ref} is already retired.")
 
 
 def stop(uow: OperationsUnitOfWork, ref: str, actor_id: str, reason: str, now: datetime) -> Initiative:

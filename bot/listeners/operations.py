@@ -61,10 +61,11 @@ class OperationsListeners:
         try:
             ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "extend its time box")
+            # Held or retired since the notice: said now, not once the reason is typed.
+            ends = operations.require_time_box(services.pipeline, initiative)
         except (GateError, ValueError) as error:
             explain_later(services, body, error)
             return
-        ends = usecases.time_box_ends(services.pipeline, initiative)
         view = operations_blocks.extend_modal(initiative, ends, services.now(), channel_of(body))
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
@@ -74,6 +75,7 @@ class OperationsListeners:
         try:
             ref = parse.action_ref(body)
             initiative = self._own_initiative(ref, user, "stop it")
+            operations.require_stoppable(initiative)
         except (GateError, ValueError) as error:
             explain_later(services, body, error)
             return

@@ -741,3 +741,43 @@ def test_a_recorded_periodic_review_takes_the_button_off_every_due_notice(worksp
     ]
     shown = str(told["blocks"])
     assert f"recorded by <@{OPS_OWNER}>" in shown and "2027-01-31" in shown and "2027-05-01" in shown, shown
+
+
+@pytest.mark.parametrize("action", [ids.ACTION_EXTEND_TIME_BOX, ids.ACTION_STOP_INITIATIVE])
+def test_extend_or_stop_on_a_retired_initiative_is_refused_before_the_form_opens(
+    workspace: Workspace, action: str
+) -> None:
+    """Retired since the stalled notice (from the card, a command): its Extend and Stop say why
+    at once, instead of a form that refuses only once the reason is typed."""
+    ws = workspace
+    ref, notice = registered_and_stalled(ws)
+    usecases.retire(ws.services.uow(), ref, OWNER, "replaced by a vendor tool", ws.clock())
+    ws.deliver()
+    opened = len(ws.api.calls("views.open"))
+    assert ws.click(OWNER, notice, ws.dm_with(OWNER), action).status == 200
+    ws.wait(
+        lambda: (
+            ws.deliver() >= 0
+            and any(
+                f"{ref} is retired" in str(c.params) or f"{ref} is already retired" in str(c.params)
+                for c in ws.api.calls("chat.postEphemeral")
+            )
+        )
+    )
+    assert len(ws.api.calls("views.open")) == opened
+
+
+def test_extend_on_a_held_initiative_is_refused_before_the_form_opens(workspace: Workspace) -> None:
+    ws = workspace
+    ref, notice = registered_and_stalled(ws)
+    usecases.hold(ws.services.uow(), ref, OWNER, "budget freeze", ws.clock())
+    ws.deliver()
+    opened = len(ws.api.calls("views.open"))
+    assert ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_EXTEND_TIME_BOX).status == 200
+    ws.wait(
+        lambda: (
+            ws.deliver() >= 0
+            and any(f"{ref} is on hold" in str(c.params) for c in ws.api.calls("chat.postEphemeral"))
+        )
+    )
+    assert len(ws.api.calls("views.open")) == opened

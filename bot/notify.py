@@ -253,6 +253,7 @@ class SlackNotifier:
     def _stage_advanced(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])
         self.refresh_card(initiative)
+        self._close_stalled_notices(initiative, review.from_stage)
         gate = usecases.next_gate(self._services.pipeline, initiative)
         card = self._messages.find(initiative_target(initiative.ref), "card")
         if gate is None or card is None or initiative.status is Status.RETIRED:
@@ -276,6 +277,7 @@ class SlackNotifier:
         for review in reviews:
             self._update_review_messages(review, initiative)
             self._withdraw_offer(review, initiative)
+        self._close_stalled_notices(initiative, initiative.stage)
         self.refresh_card(initiative)
 
     def _withdraw_offer(self, review: Review, initiative: Initiative) -> None:
@@ -290,6 +292,17 @@ class SlackNotifier:
             f"the *{escape(gate.title)}* questionnaire can no longer be answered."
         )
         self._update(offer, next_gate_offer(initiative, gate.title, text, offered=False))
+
+    def _close_stalled_notices(self, initiative: Initiative, stage: str) -> None:
+        """Redraw the owner's stalled notices about ``stage`` (``_stalled``) without their buttons,
+        now that the stage is over: Submit would submit the next stage's gate. Their kinds end
+        with the stage (older ones, ``stalled:STAGE:DAY``, begin with it); one cut short for a
+        very long stage id is left as it is."""
+        for kind, channel, ts in self._messages.all_for(initiative_target(initiative.ref)):
+            if kind.startswith("stalled:") and (
+                kind.endswith(f":{stage}") or kind.startswith(f"stalled:{stage}:")
+            ):
+                self._update((channel, ts), operations_blocks.stalled_notice_closed(initiative, stage))
 
     def _greeting(self, payload: Mapping[str, Any]) -> None:
         user = payload["user"]

@@ -30,7 +30,7 @@ from bot.blocks.text import (
     slack_date,
 )
 from gates.errors import PipelineError, Problem
-from gates.lifecycle import Initiative, Review
+from gates.lifecycle import Initiative, Review, Status
 from gates.loader import CompiledPipeline, load_pipeline
 from gates.operations import picked_day
 
@@ -82,6 +82,20 @@ def stalled_notice(pipeline: CompiledPipeline, initiative: Initiative, ended: da
         ],
     }
     return _message(f"{initiative.ref} is past its {stage} time box", [section(text), actions])
+
+
+def stalled_notice_closed(initiative: Initiative, stage: str) -> Message:
+    """A stalled notice once its stage is over (approved, or the initiative retired): its
+    buttons go, since Submit would now submit the next stage's gate."""
+    if initiative.status is Status.RETIRED:
+        outcome = "it has since been retired"
+    else:
+        outcome = f"it has since moved on to the {escape(stage_label(initiative.stage))} stage"
+    text = (
+        f":hourglass: *{clip(initiative.name, 200)}* ({escape(initiative.ref)}) ran past its "
+        f"{escape(stage_label(stage))} stage's time box; {outcome}."
+    )
+    return _message(f"{initiative.ref} is past its {stage_label(stage)} time box", [section(text)])
 
 
 def extended_notice(initiative: Initiative, until: datetime) -> Message:

@@ -781,3 +781,35 @@ def test_extend_on_a_held_initiative_is_refused_before_the_form_opens(workspace:
         )
     )
     assert len(ws.api.calls("views.open")) == opened
+
+
+def test_a_stalled_notice_loses_its_buttons_once_the_stage_is_approved(workspace: Workspace) -> None:
+    """The idea stage stalled, then its gate was approved: the old notice no longer offers to
+    submit (which would now submit the next stage's gate), extend or stop, and says why."""
+    ws = workspace
+    ref, notice = registered_and_stalled(ws)
+    ws.click(OWNER, ws.messages_in(ws.registry)[0], ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    [request] = dms_with_button(ws, SPONSOR, ids.ACTION_APPROVE)
+    ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    ws.deliver()
+    assert stored(ws, ref).stage == "poc"
+    [redrawn] = [m for m in ws.messages_in(ws.dm_with(OWNER)) if m["ts"] == notice["ts"]]
+    for action in (ids.ACTION_SUBMIT_REVIEW, ids.ACTION_EXTEND_TIME_BOX, ids.ACTION_STOP_INITIATIVE):
+        assert not has_button(redrawn, action), action
+    shown = str(redrawn["blocks"])
+    assert "Idea stage's time box" in shown and "moved on to the PoC stage" in shown, shown
+
+
+def test_a_stalled_notice_loses_its_buttons_once_the_initiative_is_retired(workspace: Workspace) -> None:
+    """Retired from a command or the card after the notice: its buttons go with it."""
+    ws = workspace
+    ref, notice = registered_and_stalled(ws)
+    usecases.retire(ws.services.uow(), ref, OWNER, "replaced by a vendor tool", ws.clock())
+    ws.deliver()
+    [redrawn] = [m for m in ws.messages_in(ws.dm_with(OWNER)) if m["ts"] == notice["ts"]]
+    for action in (ids.ACTION_SUBMIT_REVIEW, ids.ACTION_EXTEND_TIME_BOX, ids.ACTION_STOP_INITIATIVE):
+        assert not has_button(redrawn, action), action
+    assert "since been retired" in str(redrawn["blocks"])

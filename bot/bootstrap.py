@@ -222,6 +222,8 @@ def open_knowledge(settings: Settings, reports: list[IngestReport] | None = None
     else:
         for path, reason in report.failed:
             logger.warning("Policy file skipped: %s (%s)", path, reason)
+        for path, reason in report.unsupported:
+            logger.warning("Policy file not read: %s (%s)", path, reason)
         if report.removed:
             logger.info("Removed %d policy documents no longer in %s", report.removed, folder)
         if reports is not None:

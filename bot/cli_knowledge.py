@@ -143,6 +143,7 @@ def ingest(
         f"{report.skipped} unchanged, {len(report.failed)} failed"
         + (f", {report.removed} removed" if prune else "")
         + (f", {report.renamed} renamed" if report.renamed else "")
+        + (f", {len(report.unsupported)} not read" if report.unsupported else "")
         + f" in {report.seconds:.1f} s"
     )
     if report.renamed:
@@ -155,6 +156,8 @@ def ingest(
     for source, reason in report.failed:
         # One line each however long the path, for a script reading the output.
         console.print(f"  [yellow]failed[/yellow] {escape(source)}: {escape(reason)}", soft_wrap=True)
+    for source, reason in report.unsupported:
+        console.print(f"  [yellow]not read[/yellow] {escape(source)}: {escape(reason)}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
 

@@ -49,7 +49,13 @@ from knowledge.embeddings import (
 )
 from knowledge.glossary import GlossaryError, load_glossary
 from knowledge.lexical import LexicalIndex
-from knowledge.loaders import LoadError, iter_supported_files, load_bytes
+from knowledge.loaders import (
+    LoadError,
+    iter_supported_files,
+    iter_unsupported_files,
+    load_bytes,
+    unsupported_reason,
+)
 from knowledge.types import Hit
 
 logger = logging.getLogger("shepherd.knowledge")
@@ -123,6 +129,9 @@ class IngestReport:
         renamed: files that were stored under another name too (a name relative to the folder
             given, as ingestion named documents before): those copies were removed, and their
             vectors reused for the file's own name.
+        unsupported: (source, reason) for every file in a given folder of a type no loader
+            reads (slides, a legacy ``.doc``): not counted in ``files`` nor a failure, but named,
+            as whoever put it there expects it to be read.
     """
 
     files: int
@@ -133,6 +142,7 @@ class IngestReport:
     indexed: int = 0
     removed: int = 0
     renamed: int = 0
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,8 +642,11 @@ class KnowledgeBase:
             return path.relative_to(root).as_posix()
         return path.as_posix()
 
-    def _targets(self, paths: Iterable[Path | str]) -> tuple[list[_Target], list[Path]]:
+    def _targets(
+        self, paths: Iterable[Path | str]
+    ) -> tuple[list[_Target], list[Path], list[tuple[str, str]]]:
         targets: dict[Path, _Target] = {}
+        unsupported: dict[Path, tuple[str, str]] = {}
         named: dict[str, Path] = {}
         folders: list[Path] = []
         for raw in paths:
@@ -644,6 +657,8 @@ class KnowledgeBase:
                 path = path.resolve()
                 folders.append(path)
                 files = list(iter_supported_files(path))
+                for extra in iter_unsupported_files(path):
+                    unsupported.setdefault(extra, (self._source(extra), unsupported_reason(extra)))
             else:
                 # Only the folder is resolved, as for files found in a folder: a file that is a
                 # link (a Kubernetes ConfigMap mount) keeps the name it has there.
@@ -659,7 +674,7 @@ class KnowledgeBase:
                     )
                 named[source] = file
                 targets[file] = _Target(file, source)
-        return list(targets.values()), folders
+        return list(targets.values()), folders, list(unsupported.values())
 
     def ingest_policy_folder(self, folder: Path, *, previous: Path | None = None) -> IngestReport:
         """Bring the store up to date with the policy folder, pruning files gone from it.
@@ -711,7 +726,7 @@ class KnowledgeBase:
                 (files finished before the failure stay indexed).
         """
         started = time.perf_counter()
-        targets, folders = self._targets(paths)
+        targets, folders, unsupported = self._targets(paths)
         failed: list[tuple[str, str]] = []
         skipped = indexed = written = removed = renamed = 0
         with self._write_lock:
@@ -799,6 +814,7 @@ class KnowledgeBase:
             indexed=indexed,
             removed=removed,
             renamed=renamed,
+            unsupported=unsupported,
         )
 
     def _delete(self, ids: Sequence[str]) -> None:

@@ -642,11 +642,29 @@ _LOADERS: dict[str, Callable[[bytes], LoadedDocument]] = {
 }
 
 
-def iter_supported_files(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` that a loader reads, sorted, skipping hidden files and folders."""
+def _visible_files(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.is_file() and is_supported(path):
+        if path.is_file():
             yield path
+
+
+def iter_supported_files(folder: Path) -> Iterator[Path]:
+    """Files under ``folder`` that a loader reads, sorted, skipping hidden files and folders."""
+    return (path for path in _visible_files(folder) if is_supported(path))
+
+
+def iter_unsupported_files(folder: Path) -> Iterator[Path]:
+    """The other files under ``folder`` (slides, legacy ``.doc``...), sorted, hidden ones
+    left out: a person who put them there must be told they were not read."""
+    return (path for path in _visible_files(folder) if not is_supported(path))
+
+
+def unsupported_reason(path: Path) -> str:
+    """Why a file of another type is not read, and what to do about it."""
+    return (
+        f"unsupported file type {path.suffix.lower() or '(none)'}; "
+        "save it as Markdown, text, HTML, PDF or Word (.docx) to have it read"
+    )

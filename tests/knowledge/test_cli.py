@@ -199,3 +199,19 @@ def test_embeddings_auto_finds_the_configured_model_folder(
     ):
         assert _status(*options)[1] == expected, options
         assert _search_ids(*options) == _search_ids(), options
+
+
+def test_files_of_a_type_no_loader_reads_are_named_not_skipped_silently(
+    tmp_path: Path, policies: Path
+) -> None:
+    """A governance lead who drops slides or an old Word file into the policy folder was told
+    "3 files: 3 indexed" and never learnt that those two were not read at all."""
+    (policies / "vendor-review.pptx").write_bytes(b"PK\x03\x04 slides")
+    (policies / "old-policy.doc").write_bytes(b"\xd0\xcf\x11\xe0 Word 97")
+    (policies / ".notes.pptx").write_bytes(b"PK\x03\x04 hidden, as hidden files are")
+    code, output = _run(tmp_path / "d", "ingest", str(policies))
+    assert code == 0  # nothing failed: the readable policies are indexed
+    assert "3 files: 3 indexed" in output and "2 not read" in output
+    assert "old-policy.doc: unsupported file type .doc" in output
+    assert "vendor-review.pptx: unsupported file type .pptx" in output
+    assert ".notes.pptx" not in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,7 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 # Numbers keep their dots ("1.6", "2024/1689" stays in parts) so "GOVERN 1.6" matches exactly.
-_TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)*")
+# A word is letters and digits of any script: policies are written in French or German too,
+# and "évaluation" cut to "valuation" would match an English page on asset valuation.
+_TOKEN = re.compile(r"[^\W_]+(?:\.[0-9]+)*")
 _STOPWORD_TEXT = """a about above after again against all am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for from
     further had has have having he her here hers herself him himself his how i if in into is it
@@ -75,8 +78,14 @@ def _trim(word: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop words removed, lightly stemmed tokens."""
-    return [stem(token) for token in _TOKEN.findall(text.lower()) if token not in STOPWORDS]
+    """Case-folded, stop words removed, lightly stemmed tokens.
+
+    NFKC first: text copied out of a PDF keeps its ligatures ("ﬁ" in "classiﬁcation") and a
+    file saved on a Mac may spell "ä" as "a" plus a combining mark; both must read as the
+    words a person types. Case folding makes "ß" and "ss" one spelling.
+    """
+    words = _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+    return [stem(token) for token in words if token not in STOPWORDS]
 
 
 @dataclass(frozen=True)

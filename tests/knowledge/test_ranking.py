@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -200,3 +201,32 @@ def test_sections_of_policies_written_from_one_template_are_not_collapsed_into_o
     ]
     assert "Log retention policy > Requirements" in sections
     assert "Log retention policy > Exceptions" in sections
+
+
+def test_keyword_search_reads_accented_words_ligatures_and_other_scripts_as_whole_words(
+    make_kb: KB, tmp_path: Path
+) -> None:
+    """Only a-z and 0-9 made words: "évaluation" was cut to "valuation" (and found an English
+    page about asset valuation), text pasted from a PDF with its "ﬁ" ligature ("classiﬁcation")
+    was never found by "classification", and a Russian policy had no words at all."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "fr-risques.md").write_text(
+        "# Risques\n\nL’évaluation des risques précède chaque pilote.\n", encoding="utf-8"
+    )
+    (folder / "finance.md").write_text(
+        "# Finance\n\nAsset valuation of the model inventory is reviewed yearly.\n", encoding="utf-8"
+    )
+    (folder / "pasted-from-pdf.md").write_text(
+        "# Tiers\n\nThe risk classiﬁcation of each system is recorded by its owner.\n", encoding="utf-8"
+    )
+    (folder / "ru-audit.md").write_text("# Аудит\n\nОценка рисков проводится ежегодно.\n", encoding="utf-8")
+    kb = make_kb()
+    kb.ingest([folder])
+    assert [hit.source for hit in kb.search("évaluation", k=5, mode="bm25")] == ["fr-risques.md"]
+    assert [hit.source for hit in kb.search("classification", k=5, mode="bm25")] == ["pasted-from-pdf.md"]
+    assert [hit.source for hit in kb.search("оценка рисков", k=5, mode="bm25")] == ["ru-audit.md"]
+    # One spelling of a word whatever the Unicode form: decomposed accents (as macOS saves
+    # them), capitals, and "ß" written "ss".
+    decomposed = unicodedata.normalize("NFD", "Datenschutz-Folgenabschätzung MASSNAHMEN")
+    assert tokenize(decomposed) == tokenize("datenschutz-folgenabschätzung Maßnahmen")

@@ -128,8 +128,12 @@ def retrieve(
         query = f"{question} ({gate[1]} gate)"
         hits = knowledge.search(query, k=k, gate=gate[0])
         if len(hits) < k:
-            seen = {hit.chunk_id for hit in hits}
-            hits += [hit for hit in knowledge.search(query, k=k) if hit.chunk_id not in seen][: k - len(hits)]
+            # By section, not by passage: ranked among all documents, a tagged section's best
+            # passage may be another one than among the tagged documents alone, and the section
+            # would be cited twice.
+            seen = {(hit.source, hit.section) for hit in hits}
+            more = [hit for hit in knowledge.search(query, k=k) if (hit.source, hit.section) not in seen]
+            hits += more[: k - len(hits)]
         return hits
     except Exception:  # opening or searching the store must never break the checklist; logged
         logger.exception("policy search failed")

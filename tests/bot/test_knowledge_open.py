@@ -16,9 +16,10 @@ import pytest
 from bot import ask, bootstrap, ids
 from bot.bootstrap import knowledge_base, open_knowledge
 from bot.settings import Settings
-from knowledge import IngestReport
+from knowledge import IngestReport, KnowledgeBase
 from tests.bot.scenario import Workspace, has_button, workspace_of
-from tests.knowledge.conftest import damaged_pdf
+from tests.bot.test_lifecycle import OWNER, card, register
+from tests.knowledge.conftest import damaged_pdf, fake_embedder
 
 QUESTION = "what is a DPIA?"
 
@@ -214,3 +215,52 @@ def test_knowledge_status_says_the_store_must_be_embedded_again_for_a_model_of_a
     assert "BM25 only" in result.output and "shepherd knowledge ingest" in result.output
     assert hits  # searched by keyword, then the start-up ingest embedded the store again
     assert not kb.lexical_only
+
+
+def test_a_question_about_a_gate_cites_each_policy_section_once(workspace: Workspace, tmp_path: Path) -> None:
+    """Passages of documents tagged for the gate come first, the rest fill up: the two searches
+    can pick different passages of one section (ranks among the tagged documents differ from
+    ranks among all), and the section was listed twice among the sources."""
+    folder = tmp_path / "gate-policies"
+    folder.mkdir()
+    (folder / "pilot.md").write_text(
+        "---\ngates: [pilot]\n---\n# Pilot\n\n## Rules\n\n"
+        "Retention: retention of records, retention of logs.\n\n"
+        "What we should do about it and when: see retention; HR, QA, PM, UX, BI, ML, AI, DE, FR, NL.\n"
+    )
+    (folder / "finance.md").write_text(
+        "# Finance\n\n## Pilot records\n\nRetention of finance records follows the retention schedule.\n"
+    )
+    (folder / "travel.md").write_text("# Travel\n\n## Trains\n\nBook trains for trips under four hours.\n")
+
+    def open_with_vectors() -> KnowledgeBase:
+        # Vectors as well as keywords, as in production: with keywords alone both searches
+        # rank a section's passages alike.
+        kb = KnowledgeBase(
+            tmp_path / "kb", embedder=fake_embedder(), documents_root=folder, glossary="none", chunk_chars=100
+        )
+        kb.ingest([folder])
+        return kb
+
+    workspace.services.knowledge_factory = open_with_vectors
+    register(workspace)
+    thread = str(card(workspace)["ts"])
+    workspace.mention(
+        OWNER, "what should we do about retention and when, for the pilot gate?", workspace.registry, thread
+    )
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
+        ]
+    )[-1]
+    sources = [
+        element["text"].split("* ", 1)[1]
+        for block in reply["blocks"]
+        if block["type"] == "context"
+        for element in block["elements"]
+        if element["text"].startswith("*[")
+    ]
+    assert sources[0] == "pilot.md &gt; Pilot &gt; Rules"  # escaped for Slack
+    assert len(sources) == len(set(sources)), sources

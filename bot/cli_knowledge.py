@@ -144,6 +144,7 @@ def ingest(
         + (f", {report.removed} removed" if prune else "")
         + (f", {report.renamed} renamed" if report.renamed else "")
         + (f", {len(report.unsupported)} not read" if report.unsupported else "")
+        + (f", {len(report.gone)} still searchable though gone" if report.gone else "")
         + f" in {report.seconds:.1f} s"
     )
     if report.renamed:
@@ -156,6 +157,12 @@ def ingest(
     for source, reason in report.failed:
         # One line each however long the path, for a script reading the output.
         console.print(f"  [yellow]failed[/yellow] {escape(source)}: {escape(reason)}", soft_wrap=True)
+    for source in report.gone:
+        console.print(
+            f"  [yellow]gone[/yellow] {escape(source)}: no longer in the folder but still searchable "
+            "and cited; ingest with --prune to remove it",
+            soft_wrap=True,
+        )
     for source, reason in report.unsupported:
         console.print(f"  [yellow]not read[/yellow] {escape(source)}: {escape(reason)}", soft_wrap=True)
     if report.failed:

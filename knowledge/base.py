@@ -132,6 +132,8 @@ class IngestReport:
         unsupported: (source, reason) for every file in a given folder of a type no loader
             reads (slides, a legacy ``.doc``): not counted in ``files`` nor a failure, but named,
             as whoever put it there expects it to be read.
+        gone: documents stored from a given folder whose file is no longer there, kept (and
+            still cited) because ``prune`` was not asked.
     """
 
     files: int
@@ -143,6 +145,7 @@ class IngestReport:
     removed: int = 0
     renamed: int = 0
     unsupported: list[tuple[str, str]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -728,6 +731,7 @@ class KnowledgeBase:
         started = time.perf_counter()
         targets, folders, unsupported = self._targets(paths)
         failed: list[tuple[str, str]] = []
+        still_cited: list[str] = []
         skipped = indexed = written = removed = renamed = 0
         with self._write_lock:
             # Set by every write: a run that fails half-way has still replaced chunks, and
@@ -789,17 +793,19 @@ class KnowledgeBase:
                         pending = []
                 if pending:
                     self._write(pending, manifest)
-                if prune or replaces is not None:
-                    files = {str(target.path) for target in targets}
-                    for source, state in manifest.items():
-                        if source in present or source in gone or not state.path or state.path in files:
-                            continue
-                        path = Path(state.path)
-                        under_given = any(path.is_relative_to(folder) for folder in folders)
-                        replaced = replaces is not None and path.is_relative_to(replaces)
-                        if (prune and under_given) or (replaced and not under_given):
-                            self._delete(state.ids)
-                            removed += 1
+                files = {str(target.path) for target in targets}
+                for source, state in manifest.items():
+                    if source in present or source in gone or not state.path or state.path in files:
+                        continue
+                    path = Path(state.path)
+                    under_given = any(path.is_relative_to(folder) for folder in folders)
+                    replaced = replaces is not None and path.is_relative_to(replaces)
+                    if (prune and under_given) or (replaced and not under_given):
+                        self._delete(state.ids)
+                        removed += 1
+                    elif under_given:
+                        # Deleted from the folder but still cited: whoever deleted it must hear so.
+                        still_cited.append(source)
             finally:
                 if self._wrote:
                     self._bump_revision()
@@ -815,6 +821,7 @@ class KnowledgeBase:
             removed=removed,
             renamed=renamed,
             unsupported=unsupported,
+            gone=sorted(still_cited),
         )
 
     def _delete(self, ids: Sequence[str]) -> None:

@@ -215,3 +215,21 @@ def test_files_of_a_type_no_loader_reads_are_named_not_skipped_silently(
     assert "old-policy.doc: unsupported file type .doc" in output
     assert "vendor-review.pptx: unsupported file type .pptx" in output
     assert ".notes.pptx" not in output
+
+
+def test_ingest_without_prune_says_which_deleted_policies_are_still_searchable(
+    tmp_path: Path, policies: Path
+) -> None:
+    """A governance lead withdraws a policy, ingests the folder again and read "2 files: 0
+    indexed, 2 unchanged": nothing said that the withdrawn policy was still found and cited."""
+    _run(tmp_path / "d", "ingest", str(policies))
+    (policies / "security.md").unlink()
+    code, output = _run(tmp_path / "d", "ingest", str(policies))
+    assert code == 0
+    assert "2 files: 0 indexed" in output
+    assert "1 still searchable though gone" in output and "--prune" in output
+    assert re.search(r"security\.md", output)
+    code, output = _run(tmp_path / "d", "search", "vault secrets", "-k", "1")
+    assert "security.md" in output  # as said: still there until --prune
+    code, output = _run(tmp_path / "d", "ingest", str(policies), "--prune")
+    assert "1 removed" in output and "still searchable" not in output

@@ -607,13 +607,38 @@ def _load_pdf(data: bytes) -> LoadedDocument:
         text = "\n\n".join(_blocks(page_text.split("\n")))
         if not text:
             continue
-        trail: tuple[str, ...] = ()
-        for page, heading in starts:
-            if page <= index:
-                trail = heading
-        sections.append(Section((*trail, f"page {index + 1}"), text))
+        sections.append(Section((*_page_trail(starts, index), f"page {index + 1}"), text))
     title = _optional_title(lambda: reader.metadata.title if reader.metadata is not None else "")
     return LoadedDocument(sections=_merge_pages(sections), title=title)
+
+
+def _page_trail(starts: list[tuple[int, tuple[str, ...]]], index: int) -> tuple[str, ...]:
+    """The bookmark trail a page is cited under: the last one started on or before it.
+
+    When several sections start on the page (a short article, then the next), it is named by
+    each of them ("Article 2; Article 3"): named by the last alone, the first would be cited as
+    the next and named nowhere. A chapter starting with its first article is one trail.
+    """
+    here = [heading for page, heading in starts if page == index]
+    if not here:
+        earlier = [heading for page, heading in starts if page < index]
+        return earlier[-1] if earlier else ()
+    # A bookmark whose child starts on the same page is named by the child's trail.
+    leaves = list(
+        dict.fromkeys(
+            heading for number, heading in enumerate(here) if not _is_parent(heading, here[number + 1 :])
+        )
+    )
+    if len(leaves) == 1:
+        return leaves[0]
+    shared = 0
+    while all(len(leaf) > shared + 1 and leaf[shared] == leaves[0][shared] for leaf in leaves):
+        shared += 1
+    return (*leaves[0][:shared], "; ".join(" - ".join(leaf[shared:]) for leaf in leaves))
+
+
+def _is_parent(heading: tuple[str, ...], later: list[tuple[str, ...]]) -> bool:
+    return any(len(other) > len(heading) and other[: len(heading)] == heading for other in later)
 
 
 def _merge_pages(sections: list[Section]) -> list[Section]:

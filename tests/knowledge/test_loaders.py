@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -175,6 +176,38 @@ def test_pdf_bookmarks_name_the_sections() -> None:
     assert [section.trail for section in document.sections] == [
         ("Intro", "page 1"),
         ("Risk", "page 2-3"),
+    ]
+
+
+def test_a_pdf_page_where_several_bookmarks_start_is_named_by_each_of_them() -> None:
+    """Article 2 starts on the page where Article 3 starts: the page was cited as Article 3
+    alone, Article 2 named nowhere, and a question on it answered with "Article 3"."""
+    data = pdf_with_outline(
+        ["Scope of the policy", "Logs are kept. Humans oversee the model.", "Oversight continues"],
+        [("Article 1", 0), ("Article 2", 1), ("Article 3", 1)],
+    )
+    document = load_bytes(data, ".pdf")
+    assert [section.trail for section in document.sections] == [
+        ("Article 1", "page 1"),
+        ("Article 2; Article 3", "page 2"),
+        ("Article 3", "page 3"),
+    ]
+
+
+def test_a_chapter_and_its_first_article_starting_on_one_page_name_it_as_one_trail() -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.append(PdfReader(io.BytesIO(minimal_pdf(["Definitions", "Risk management applies"]))))
+    writer.add_outline_item(title="Chapter I", page_number=0)
+    chapter = writer.add_outline_item(title="Chapter II", page_number=1)
+    writer.add_outline_item(title="Article 9", page_number=1, parent=chapter)
+    out = io.BytesIO()
+    writer.write(out)
+    document = load_bytes(out.getvalue(), ".pdf")
+    assert [section.trail for section in document.sections] == [
+        ("Chapter I", "page 1"),
+        ("Chapter II", "Article 9", "page 2"),
     ]
 
 

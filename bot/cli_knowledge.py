@@ -182,7 +182,8 @@ def search(
     """Find the passages that best answer a question."""
     if mode not in SEARCH_MODES:
         raise _fail(f"unknown mode {mode!r}: use hybrid, bm25 or vector")
-    hits = get_kb().search(query, k=k, tags=tag or None, gate=gate, mode=mode)
+    kb = get_kb()
+    hits = kb.search(query, k=k, tags=tag or None, gate=gate, mode=mode)
     if as_json:
         typer.echo(
             json.dumps(
@@ -204,12 +205,28 @@ def search(
         )
         return
     if not hits:
-        console.print("No passages found.")
+        console.print(escape(_why_nothing(kb, tag or [], gate)), soft_wrap=True)
         return
     for number, hit in enumerate(hits, start=1):
         console.print(f"[bold][{number}][/bold] {escape(hit.citation)}  [dim]{hit.score:.4f}[/dim]")
         excerpt = " ".join(hit.text.split())
         console.print(f"    {escape(excerpt[:400])}{'...' if len(excerpt) > 400 else ''}")
+
+
+def _why_nothing(kb: KnowledgeBase, tags: list[str], gate: str | None) -> str:
+    """Why a search found nothing, when the cause is not the question: "No passages found."
+    after a misspelt gate or tag, or before any ingest, reads as "the policies say nothing"."""
+    info = kb.status()
+    if not info.chunks:
+        return "The knowledge base holds no documents yet: add them with `shepherd knowledge ingest PATH`."
+    if gate and gate.casefold() not in info.gates:
+        return f"No document is tagged for gate {gate!r} (gates in use: {', '.join(info.gates) or 'none'})."
+    if tags and not any(tag.casefold() in info.tags for tag in tags):
+        return (
+            f"No document is tagged {' or '.join(repr(tag) for tag in tags)} "
+            f"(tags in use: {', '.join(info.tags) or 'none'})."
+        )
+    return "No passages found."
 
 
 @app.command("eval")

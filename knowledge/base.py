@@ -159,6 +159,8 @@ class KnowledgeStatus:
     reason: str | None
     collection: str
     store: str
+    tags: tuple[str, ...] = ()  # the tags and gates documents carry, case-folded, sorted
+    gates: tuple[str, ...] = ()
 
 
 @dataclass
@@ -1093,6 +1095,8 @@ class KnowledgeBase:
             reason=self._reason,
             collection=self._store_embedder.collection,
             store=self._store,
+            tags=tuple(sorted(snapshot.by_tag)),
+            gates=tuple(sorted(snapshot.by_gate)),
         )
 
 

@@ -233,3 +233,23 @@ def test_ingest_without_prune_says_which_deleted_policies_are_still_searchable(
     assert "security.md" in output  # as said: still there until --prune
     code, output = _run(tmp_path / "d", "ingest", str(policies), "--prune")
     assert "1 removed" in output and "still searchable" not in output
+
+
+def test_search_that_finds_nothing_says_why_when_the_filter_or_the_store_is_the_cause(
+    tmp_path: Path, policies: Path
+) -> None:
+    """ "No passages found." for a misspelt gate or tag, or before anything was ingested, read
+    as "the policies do not cover this"."""
+    code, output = _run(tmp_path / "d", "search", "vault secrets")
+    assert code == 0
+    assert "holds no documents yet" in output and "shepherd knowledge ingest" in output
+    _run(tmp_path / "d", "ingest", str(policies))
+    code, output = _run(tmp_path / "d", "search", "vault secrets", "--gate", "prodution")
+    assert "No document is tagged for gate 'prodution'" in output
+    assert "gates in use: pilot, production" in output
+    code, output = _run(tmp_path / "d", "search", "vault secrets", "--tag", "secrity")
+    assert "No document is tagged 'secrity'" in output and "tags in use: privacy, risk, security" in output
+    code, output = _run(tmp_path / "d", "search", "vault secrets", "--gate", "PRODUCTION")
+    assert "security.md" in output  # a known gate, in any case, still filters as before
+    code, output = _run(tmp_path / "d", "search", "zebra giraffe")
+    assert output.strip() == "No passages found."

@@ -61,7 +61,13 @@ def _hard_split(paragraph: str, limit: int) -> list[str]:
     current = ""
     for piece in pieces:
         if len(piece) > limit:
-            words = piece.split(" ")
+            # A word longer than a chunk (a long URL, a language written without spaces) is
+            # cut: one piece must never exceed what an embedding model reads.
+            words = [
+                word[start : start + limit]
+                for word in piece.split(" ")
+                for start in range(0, len(word) or 1, limit)
+            ]
             piece_parts: list[str] = []
             buf = ""
             for word in words:

@@ -40,6 +40,11 @@ _LINK_ITEM = re.compile(r"^\s*[-*+]\s*\[([^\]]*)\]\([^)]*\)\s*$")
 # Markdown keep them): its URLs would be most of the tokens the embedding model sees.
 _MENU_MIN_LINKS = 5
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
+# An image pasted into Markdown (Typora, Obsidian, Notion exports) is written inline as a data
+# URI: tens of kilobytes of base64 in the text. Its caption (alt text) is what it says.
+_DATA_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?data:[^)]*\)")
+_DATA_IMG_TAG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']data:[^\"']*[\"'][^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"\balt\s*=\s*[\"']([^\"']*)[\"']", re.IGNORECASE)
 _LIST_OR_NUMBER = re.compile(r"^\s*([-*+]\s|\(?\d+[.)]|\([a-z]{1,4}\)\s)")
 
 
@@ -358,9 +363,15 @@ def _under_title(sections: list[Section], title: str) -> list[Section]:
     ]
 
 
+def _without_inline_images(text: str) -> str:
+    """Images embedded as data URIs replaced by their captions."""
+    text = _DATA_IMAGE.sub(r"\1", text)
+    return _DATA_IMG_TAG.sub(lambda tag: alt.group(1) if (alt := _ALT.search(tag.group(0))) else "", text)
+
+
 def _load_markdown(data: bytes) -> LoadedDocument:
     meta, body = split_front_matter(decode_text(data))
-    sections = markdown_sections(body)
+    sections = markdown_sections(_without_inline_images(body))
     title = str(meta.get("title") or "").strip()
     return LoadedDocument(
         sections=_under_title(sections, title),

@@ -255,3 +255,36 @@ def test_after_an_ingest_fails_half_way_other_readers_stop_citing_the_replaced_t
     texts = [hit.text for hit in bot.search("retention logs kept", k=3, mode="bm25")]
     assert any("ninety days" in text for text in texts), texts
     assert not any("seven years" in text for text in texts), texts
+
+
+def test_an_image_pasted_into_a_markdown_policy_is_its_caption_not_a_passage_of_base64(
+    make_kb: KB, tmp_path: Path
+) -> None:
+    """Editors that paste images into Markdown (Typora, Obsidian, Notion exports) write them
+    inline as base64: the image became an 80 KB passage that search quoted as the answer, far
+    over any embedding model's input (an OpenAI-compatible one refuses it, failing the ingest)."""
+    import base64
+
+    picture = base64.b64encode(bytes(range(256)) * 240).decode()
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "architecture.md").write_text(
+        "# Architecture\n\nThe model runs in our EU tenant.\n\n"
+        f"![Data flow diagram](data:image/png;base64,{picture})\n\n"
+        f'<img alt="Network zones" src="data:image/png;base64,{picture}">\n\n'
+        "Logs are kept ninety days.\n",
+        encoding="utf-8",
+    )
+    kb = make_kb()
+    kb.ingest([folder])
+    hit = kb.search("data flow diagram", k=1, mode="bm25")[0]
+    assert "Data flow diagram" in hit.text and "EU tenant" in hit.text
+    assert "base64" not in hit.text and len(hit.text) < 1000
+    assert kb.status().chunks == 1
+
+
+def test_an_unbroken_run_of_characters_longer_than_a_chunk_is_cut_to_the_chunk_size() -> None:
+    # A long URL, a minified line, or a paragraph in a language written without spaces.
+    pieces = split_text("Before. " + "x" * 2500 + " after.", target=1000)
+    assert max(len(piece) for piece in pieces) <= 1000
+    assert "".join(pieces).replace(" ", "") == ("Before." + "x" * 2500 + "after.")

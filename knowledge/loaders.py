@@ -524,6 +524,26 @@ def _optional_title(read: Callable[[], object]) -> str:
 _WORD_HEADING = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
 
 
+def _word_heading_level(style: Any) -> int | None:
+    """The heading level a paragraph style gives, or None for body text.
+
+    Company templates name their own heading styles ("Policy Heading"), based on Word's
+    Heading 1 or given an outline level (what Word's navigation pane lists): the style and
+    the styles it is based on are asked, nearest first.
+    """
+    for _ in range(10):  # a chain of based-on styles is short; a broken one may loop
+        if style is None:
+            return None
+        heading = _WORD_HEADING.match(style.name or "")
+        if heading:
+            return int(heading.group(1))
+        outline = style.element.xpath("./w:pPr/w:outlineLvl/@w:val")
+        if outline and str(outline[0]).isdigit() and int(outline[0]) < 9:  # 9 is body text
+            return int(outline[0]) + 1
+        style = style.base_style
+    return None
+
+
 def _load_docx(data: bytes) -> LoadedDocument:
     import docx
     from docx.table import Table
@@ -544,9 +564,9 @@ def _load_docx(data: bytes) -> LoadedDocument:
         if not text:
             continue
         style = (item.style.name if item.style is not None else "") or ""
-        heading = _WORD_HEADING.match(style)
-        if heading:
-            lines += [f"{'#' * min(int(heading.group(1)), 6)} {text}", ""]
+        level = _word_heading_level(item.style)
+        if level is not None:
+            lines += [f"{'#' * min(level, 6)} {text}", ""]
         elif style.lower() == "title" and not title:
             title = text
         elif style.lower() == "title":

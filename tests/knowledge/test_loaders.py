@@ -164,6 +164,44 @@ def test_word_headings_make_the_trail(tmp_path: Path) -> None:
     assert "Evaluation dataset" in section.text
 
 
+def test_word_headings_in_a_house_style_based_on_a_heading_style_make_the_trail(tmp_path: Path) -> None:
+    """Company templates name their own heading styles ("Policy Heading", based on Heading 1):
+    their headings were read as body text, and every passage was cited under the heading
+    above them, or none."""
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    document = docx.Document()
+    house = document.styles.add_style("Policy Heading", WD_STYLE_TYPE.PARAGRAPH)
+    house.base_style = document.styles["Heading 1"]
+    sub = document.styles.add_style("Policy Subheading", WD_STYLE_TYPE.PARAGRAPH)
+    sub.base_style = document.styles["Heading 2"]
+    document.add_paragraph("Data retention", style="Policy Heading")
+    document.add_paragraph("Logs are kept ninety days.")
+    document.add_paragraph("Backups", style="Policy Subheading")
+    document.add_paragraph("Backups are kept a year.")
+    document.add_paragraph("Access control", style="Policy Heading")
+    document.add_paragraph("Access is reviewed quarterly.")
+    # A style given an outline level (listed in Word's navigation pane), based on Normal.
+    annex = document.styles.add_style("Annex Title", WD_STYLE_TYPE.PARAGRAPH)
+    level = OxmlElement("w:outlineLvl")
+    level.set(qn("w:val"), "0")
+    annex.element.get_or_add_pPr().append(level)
+    document.add_paragraph("Annex A", style="Annex Title")
+    document.add_paragraph("Forms to fill in.")
+    path = tmp_path / "house-style.docx"
+    document.save(str(path))
+    sections = load_file(path).sections
+    assert [(section.trail, section.text) for section in sections] == [
+        (("Data retention",), "Logs are kept ninety days."),
+        (("Data retention", "Backups"), "Backups are kept a year."),
+        (("Access control",), "Access is reviewed quarterly."),
+        (("Annex A",), "Forms to fill in."),
+    ]
+
+
 def test_pdf_pages_become_sections() -> None:
     document = load_bytes(minimal_pdf(["Risk register page", "Second page"]), ".pdf")
     assert [section.trail for section in document.sections] == [("page 1",), ("page 2",)]

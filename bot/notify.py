@@ -570,8 +570,11 @@ class SlackNotifier:
         """Everyone who can still decide (``_deciders``), in role order."""
         return _deciders(review, self._holders(_roles(review)))
 
-    def _holders(self, roles: Iterable[str]) -> dict[str, list[str]]:
-        """Per role of ``roles``: its holders, then the members of its Slack user group."""
+    def _holders(self, roles: Iterable[str], *, groups_needed: bool = True) -> dict[str, list[str]]:
+        """Per role of ``roles``: its holders, then the members of its Slack user group.
+
+        ``groups_needed`` false: a group Slack will not list (a missing scope, an outage) only
+        leaves its members out, for a caller that merely refreshes what they see."""
         pipeline = self._services.pipeline
         with self._services.read_uow() as uow:
             holders = usecases.role_holders(pipeline, uow)
@@ -580,14 +583,26 @@ class SlackNotifier:
             members = list(holders.get(role, []))
             group = pipeline.model.roles[role].slack_usergroup if role in pipeline.model.roles else None
             if group:
-                members += self._usergroup_members(group)
+                try:
+                    members += self._usergroup_members(group)
+                except SlackApiError as error:
+                    if groups_needed:
+                        raise
+                    logger.warning(
+                        "user group %s not listed (%s): its members' App Home is not refreshed",
+                        group,
+                        _error_code(error),
+                    )
             people[role] = list(dict.fromkeys(members))
         return people
 
     def _update_review_messages(self, review: Review, initiative: Initiative) -> None:
         """Every message carrying buttons for this review shows its current state."""
         pipeline = self._services.pipeline
-        holders = self._holders(_roles(review))
+        # A closed review's messages show its outcome, the same for all: who holds its roles only
+        # decides whose App Home is refreshed, so a user group Slack will not list (the app lost
+        # its usergroups:read scope) must not keep the outcome from the thread and the DMs.
+        holders = self._holders(_roles(review), groups_needed=review.is_open)
         # An open review shows what its request showed (``_review_requested``): the criteria
         # unmet at submission (its answers cannot change while it is open, so they are read
         # now) and who can still decide. A closed one shows only its outcome.
@@ -597,6 +612,7 @@ class SlackNotifier:
             message = blocks.review_progress(pipeline, initiative, review, report, approvers)
         else:
             message = blocks.review_outcome(pipeline, initiative, review)
+        asked: list[str] = []
         for kind, channel, ts in self._messages.all_for(review_target(review.id)):
             # The request in the thread, each approver's request DM and each reminder DM. A DM
             # is its approver's own: once they can no longer decide (they did, or the approvals
@@ -605,6 +621,7 @@ class SlackNotifier:
                 self._update((channel, ts), message)
             elif kind.startswith(("request:", "reminder:")):
                 viewer = kind.rsplit(":", 1)[1]
+                asked.append(viewer)
                 own = blocks.review_progress(
                     pipeline,
                     initiative,
@@ -615,7 +632,8 @@ class SlackNotifier:
                     viewer_roles=_roles_of(viewer, holders),
                 )
                 self._update((channel, ts), own)  # a closed review's outcome, the same for all
-        self._refresh_homes(_everyone(holders))
+        # Those it asked too: a group member's tab is refreshed even when the group was not listed.
+        self._refresh_homes(list(dict.fromkeys(_everyone(holders) + asked)))
 
     def _refresh_homes(self, people: list[str]) -> None:
         """App Home lists approvals waiting, with their buttons: publish it again for ``people``

@@ -197,6 +197,38 @@ def test_a_request_slack_could_not_address_to_a_user_group_is_sent_once_slack_ca
         assert len(asked) == 1 and ref in asked[0]["text"]
 
 
+def test_the_outcome_of_a_review_is_told_when_slack_refuses_to_list_a_user_group_for_good(
+    tmp_path: Path,
+) -> None:
+    """The approval was recorded (the group was listed then); afterwards Slack refuses to list it
+    (the app lost its usergroups:read scope). A closed review's messages need nobody's roles: the
+    thread, the submitter and the approver's request still show the outcome, instead of the whole
+    delivery failing until it is dead-lettered."""
+    pipeline = pipeline_with(
+        tmp_path,
+        "    slack_users: []\n",
+        "    slack_users: []\n    slack_usergroup: S0SPONSORS\n",
+        after="  sponsor:\n",
+    )
+    with workspace_of(PEOPLE, tmp_path / "data", pipeline=pipeline) as ws:
+        ws.api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR])
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+        ws.inbox.drain()
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED
+        ws.api.faults.fail("usergroups.users.list", "missing_scope", times=None)
+        for _ in range(12):  # more than the outbox's attempts, each retry due
+            ws.deliver()
+            ws.clock.advance(minutes=20)
+        thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+        assert any("gave the last approval" in m.get("text", "") for m in thread)
+        assert any("gave the last approval" in m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)))
+        assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+        assert outbox_counts(ws.services.database).get("dead", 0) == 0
+
+
 GONE = "U0LEFTCO1"  # holds the sponsor role in Shepherd, but has left the Slack workspace
 
 

@@ -73,6 +73,8 @@ class OutboxMessage:
     created_at: datetime
     unavailable_since: datetime | None = None
     """When a try first found Slack unavailable (``Unavailable``), if one has."""
+    holder_died: bool = False
+    """Its previous attempt ended with the death of the worker sending it (``leasing.HOLDER_DIED``)."""
 
 
 class PermanentFailure(Exception):  # noqa: N818 - the name the brief and the bot use
@@ -182,7 +184,16 @@ def _waiting(dialect: str) -> Prepared:
     )
 
 
-_CLAIMED = ("id", "kind", "payload", "dedupe_key", "attempts", "created_at", "unavailable_since")
+_CLAIMED = (
+    "id",
+    "kind",
+    "payload",
+    "dedupe_key",
+    "attempts",
+    "created_at",
+    "unavailable_since",
+    "last_error",
+)
 # With ``settle``: a message that may still be merged into waits until it has settled.
 _SETTLED = or_(
     outbox.c.merge_key.is_(None),
@@ -278,7 +289,7 @@ class OutboxWorker:
         # can take a minute with Slack slow (timeouts, Retry-After), and one still going when the
         # claim runs out may be sent again by the worker that takes it over.
         self._send_until = self._clock.now() + self.lease / 2
-        claimed = self._claim(limit or self.batch_size)
+        claimed = self._without_doomed(self._one_suspect_alone(self._claim(limit or self.batch_size)))
         groups: dict[object, list[tuple[OutboxMessage, str]]] = {}
         for item in claimed:
             groups.setdefault(self._ordering_key(item[0]), []).append(item)
@@ -293,6 +304,31 @@ class OutboxWorker:
         # Messages about the same thing (one initiative) go out in order, one after the other;
         # different things go out in parallel, so one slow Slack call does not hold up the rest.
         return skipped + sum(self._pool.map(self._deliver_each, groups.values()))
+
+    def _one_suspect_alone(self, claimed: list[tuple[OutboxMessage, str]]) -> list[tuple[OutboxMessage, str]]:
+        """When a worker died sending some of these, send the first such message by itself and
+        hand the rest back uncounted: if that message is what kills workers (the OOM killer, a
+        crash), every worker after it died with it, and every notification waited behind it for
+        good; alone, it takes nothing else down, and only its own attempts run out."""
+        suspect = next((item for item in claimed if item[0].holder_died), None)
+        if suspect is None:
+            return claimed
+        self._release([item for item in claimed if item is not suspect], self._clock.now())
+        return [suspect]
+
+    def _without_doomed(self, claimed: list[tuple[OutboxMessage, str]]) -> list[tuple[OutboxMessage, str]]:
+        """Messages whose every attempt ended without a verdict (their worker died, or stalled
+        past the lease, each time) are dead, not claimed again forever."""
+        kept = []
+        for message, token in claimed:
+            if message.attempts > self.max_attempts:
+                reason = (
+                    f"{message.attempts - 1} attempts ended without a result (the worker died or stalled)"
+                )
+                self._finish(message, token, status=DEAD, error=reason)
+            else:
+                kept.append((message, token))
+        return kept
 
     def _coalesce(
         self, group: list[tuple[OutboxMessage, str]], superseded: list[tuple[OutboxMessage, str]]
@@ -419,6 +455,7 @@ class OutboxWorker:
                 r["attempts"],
                 r["created_at"],
                 r["unavailable_since"],
+                r["last_error"] == leasing.HOLDER_DIED,
             )
             for r in rows
         ]

@@ -534,3 +534,62 @@ def test_a_message_another_worker_is_posting_waits_alone(database: Database, clo
     with database.session(read_only=True) as session:
         waiting = session.execute(select(outbox).where(outbox.c.status == "pending")).mappings().one()
     assert waiting["attempts"] == 0 and waiting["next_attempt_at"] >= START + timedelta(seconds=2)
+
+
+class Died(BaseException):
+    """What ends a delivery worker's process mid-send (the OOM killer, a crash): nothing catches it."""
+
+
+def test_a_message_that_kills_its_worker_is_sent_alone_and_ends_dead_without_stopping_the_others(
+    database: Database, clock: FakeClock
+) -> None:
+    """The second of three messages kills the process sending it. Each time, the parent hands the
+    dead worker's claims back (``WorkerChildren``); the next worker sends that message alone, so
+    the third goes out, and after its attempts the message is dead with a reason, instead of
+    killing every worker after it and holding up every notification for good."""
+    put(database, 3)
+    with database.session(read_only=True) as session:
+        first, poison, third = session.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars()
+    sent: list[int] = []
+
+    def sender(message: OutboxMessage) -> None:
+        if message.id == poison:
+            raise Died()
+        sent.append(message.id)
+
+    for life in range(1, 20):
+        worker = OutboxWorker(database, sender, clock, claimant=f"delivery-life{life}")
+        try:
+            worker.run_once()
+        except Died:
+            assert leasing.release_claims_of(database, outbox, f"delivery-life{life}") >= 1
+        with database.session(read_only=True) as session:
+            if "pending" not in session.execute(select(outbox.c.status)).scalars().all():
+                break
+    with database.session(read_only=True) as session:
+        by_id = {r["id"]: r for r in session.execute(select(outbox)).mappings()}
+    assert sent == [first, third]
+    assert by_id[poison]["status"] == "dead"
+    assert "8 attempts ended without a result" in by_id[poison]["last_error"]
+    assert by_id[third]["status"] == "delivered"
+
+
+def test_a_message_whose_attempts_all_stall_past_the_lease_ends_dead(
+    database: Database, clock: FakeClock
+) -> None:
+    """No parent hands it back (``shepherd worker`` replicas): after its attempts it is dead
+    rather than claimed again every two minutes forever."""
+    put(database)
+
+    def dies(message: OutboxMessage) -> None:
+        raise Died()
+
+    lease = timedelta(minutes=2)
+    for _ in range(8):
+        with pytest.raises(Died):
+            OutboxWorker(database, dies, clock, lease=lease).run_once()
+        clock.advance(seconds=lease.total_seconds())
+    sender = Recorder()
+    assert OutboxWorker(database, sender, clock, lease=lease).run_once() == 0
+    assert (row(database)["status"], row(database)["attempts"], sender.sent) == ("dead", 9, [])
+    assert str(row(database)["last_error"]).startswith("8 attempts ended without a result")

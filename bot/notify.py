@@ -46,6 +46,12 @@ _PERMANENT = {
     "channel_not_found",
     "not_in_channel",
     "is_archived",
+    # Posting in the channel is restricted (only admins, read-only, only in threads, no threads):
+    # a bot is refused as any member is, until an admin changes the channel's settings.
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel",
     "user_not_found",
     "user_disabled",  # a deactivated account: conversations.open refuses its DM
     "user_not_visible",

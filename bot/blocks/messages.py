@@ -186,6 +186,14 @@ _UNPOSTED_CARD_REASONS = {
         "the channel is archived",
         "Ask a Shepherd admin to unarchive it, or to point SHEPHERD_REGISTRY_CHANNEL at a channel in use.",
     ),
+    **dict.fromkeys(
+        ("restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel"),
+        (
+            "Shepherd may not post there (the channel's posting permissions let only some people post)",
+            "Ask a Slack admin to let Shepherd post in {channel} (channel settings, Posting permissions), "
+            "or a Shepherd admin to point SHEPHERD_REGISTRY_CHANNEL at another channel.",
+        ),
+    ),
     "channel_not_found": (
         "Slack cannot find it (it does not exist, or it is private and Shepherd is not in it)",
         "Ask a Shepherd admin to fix SHEPHERD_REGISTRY_CHANNEL (`shepherd doctor` says what is wrong), "

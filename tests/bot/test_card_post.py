@@ -152,6 +152,30 @@ def test_an_archived_or_missing_registry_channel_is_named_with_its_fix(workspace
     assert "SHEPHERD_REGISTRY_CHANNEL" in missing["text"] and "shepherd doctor" in missing["text"]
 
 
+@pytest.mark.parametrize(
+    "error",
+    ["restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel"],
+)
+def test_a_registry_channel_shepherd_may_not_post_in_is_named_with_its_fix(
+    workspace: Workspace, error: str
+) -> None:
+    """Posting in the channel is restricted (only admins may post, or it is read-only), which
+    bots are refused as any member is: the owner hears why at once, as for an archived channel,
+    instead of the registration failing again and again until it is dead-lettered unsaid."""
+    ws = workspace
+    ws.api.faults.fail("chat.postMessage", error)  # the emulator has no posting permissions
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    [welcome] = warnings_in(owner_dms(ws))
+    assert f"You registered *Spare-parts demand forecast* as {ref}" in welcome["text"]
+    assert (
+        f"could not post the card of {ref} in <#{ws.registry}>: Shepherd may not post there"
+        in welcome["text"]
+    )
+    assert "Posting permissions" in welcome["text"]
+    assert has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
+
+
 def test_a_redraw_delivered_before_the_registration_tells_the_owner_and_the_welcome_does_not_repeat_it(
     workspace: Workspace,
 ) -> None:

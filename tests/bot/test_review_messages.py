@@ -229,6 +229,21 @@ def test_the_outcome_of_a_review_is_told_when_slack_refuses_to_list_a_user_group
         assert outbox_counts(ws.services.database).get("dead", 0) == 0
 
 
+def test_approvers_are_asked_when_the_registry_channel_takes_no_thread_replies(two_roles: Workspace) -> None:
+    """Slack refuses the request in the card's thread (replies are turned off in that channel):
+    the approvers are still asked by DM at once, instead of the whole request failing again and
+    again until it is dead-lettered with nobody asked."""
+    ws = two_roles
+    ref = register(ws)
+    submit(ws, ref)
+    ws.api.faults.fail("chat.postMessage", "restricted_action_non_threadable_channel")  # the thread's
+    ws.deliver()
+    for user in (SPONSOR, RISK):
+        assert has_button(request_dm(ws, user), ids.ACTION_APPROVE)
+    assert not has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+    assert outbox_counts(ws.services.database).get("pending", 0) == 0
+
+
 GONE = "U0LEFTCO1"  # holds the sponsor role in Shepherd, but has left the Slack workspace
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 from slack_sdk import WebClient
@@ -141,7 +142,14 @@ def tell_not_recorded(services: Services) -> Callable[[InboxItem, str], None]:
             f"{what} could not be recorded after several tries, so nothing was saved. "
             "Please try again; if it keeps failing, tell your Shepherd administrators."
         )
+        reason = payload.get("reason")
         with services.uow() as uow:
+            if reason:
+                # The reason form closed when it was accepted: give the reason back, as a refusal
+                # does, so that trying again does not mean writing it again from memory.
+                text = f"{text} Your reason, for the record: \u201c{clip(str(reason), 2500)}\u201d"
+                with suppress(GateError, KeyError, TypeError, ValueError):  # else said without it
+                    text = f"{uow.reviews.get(int(payload['review'])).initiative_ref}: {text}"
             queue_private_message(
                 uow,
                 str(payload.get("user", "")),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot import ids
+from bot.usergroups import GroupRoles
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from tests.bot.scenario import Workspace, workspace_of
@@ -120,3 +121,26 @@ def test_a_role_granted_while_the_form_opens_records_nothing_until_the_reason_is
     assert [(d.approver_id, d.reason) for d in review.decisions] == [
         (OUTSIDER, "The pilot has no rollback plan.")
     ]
+
+
+def test_a_reason_whose_decision_could_not_be_recorded_is_given_back(group_workspace: Workspace) -> None:
+    """The sponsor sends a reason; the worker cannot record it (Slack now refuses to list the
+    group, and the membership it remembered ran out) and gives up. The message saying so gives
+    the reason back, as a refusal does: the form is closed, and nothing else kept it."""
+    ws = group_workspace
+    ref, request = submitted(ws)
+    form = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REQUEST_CHANGES))
+    ws.wait(lambda: [c for c in ws.api.calls("usergroups.users.list") if c.ok], timeout=15)
+    ws.services.group_roles = GroupRoles()  # what was remembered has run out
+    ws.api.faults.fail("usergroups.users.list", "missing_scope", times=None)
+    reason = "The baseline covers two weeks; we need a full quarter of demand data."
+    assert ws.submit_view(SPONSOR, form, {ids.REASON_BLOCK: reason}).status == 200
+    for _ in range(8):  # every retry due, until the worker gives up
+        ws.clock.advance(minutes=10)
+        ws.inbox.drain()
+    ws.deliver()
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+    told = [c.params.get("text", "") for c in ws.api.calls("chat.postEphemeral", ok=True)]
+    told += [m.get("text", "") for m in ws.messages_in(ws.dm_with(SPONSOR))]
+    [given_up] = [text for text in told if "could not be recorded" in text]
+    assert given_up.startswith(f"{ref}: ") and reason in given_up, given_up

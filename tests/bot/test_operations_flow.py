@@ -15,7 +15,7 @@ from sqlalchemy import update
 from bot import ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.scheduler import Scheduler
-from bot.usergroups import TTL_SECONDS, GroupRoles
+from bot.usergroups import TTL_SECONDS, GroupRoles, MembershipUnavailable
 from gates import operations, usecases
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import DEFAULT_PIPELINE, parse_pipeline
@@ -465,6 +465,15 @@ class Seconds:
         return self.at
 
 
+def _remembered(ws: Workspace, user: str) -> bool:
+    """Whether the user group memory can answer for ``user`` without asking Slack."""
+    try:
+        ws.services.group_roles.roles_of(ws.services.pipeline, user, None)
+    except MembershipUnavailable:
+        return False
+    return True
+
+
 def test_a_review_form_kept_open_past_the_group_memory_is_answered_without_asking_slack(
     workspace: Workspace,
 ) -> None:
@@ -495,6 +504,8 @@ def test_a_review_form_kept_open_past_the_group_memory_is_answered_without_askin
     # Shepherd asked Slack after answering (waiting out the 429); submitting again records it
     # from what Slack said, without asking again.
     ws.api.wait_for("usergroups.users.list", count=listed + 1, timeout=15)
+    # The fake logs the answer before Shepherd has stored it: wait until it is remembered.
+    ws.wait(lambda: _remembered(ws, OPS_LEAD))
     asked = len(ws.api.calls("usergroups.users.list"))
     response = ws.submit_view(OPS_LEAD, view, REVIEW_VALUES)
     assert response.status == 200 and response.text in ("", "{}"), response.text

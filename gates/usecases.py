@@ -49,6 +49,7 @@ from gates.ports import (
     AnswerVersion,
     EvidenceLink,
     InitiativeFilter,
+    OperationsUnitOfWork,
     TimelineEntry,
     UnitOfWork,
 )
@@ -98,7 +99,7 @@ class AnswerResult:
 
 def register(
     pipeline: CompiledPipeline,
-    uow: UnitOfWork,
+    uow: OperationsUnitOfWork,
     *,
     name: str,
     owner_id: str,
@@ -106,8 +107,13 @@ def register(
     actor_id: str,
     now: datetime,
     sponsor_id: str | None = None,
-) -> Initiative:
+    form: str | None = None,
+) -> Initiative | None:
     """Register a new initiative from its intake answers; returns it with its new ref.
+
+    ``form``: the id of the registration form Slack sent. Slack sends the same form again when
+    its first answer came late and the person pressed Register again: that form registers
+    nothing more, and None is returned.
 
     Raises:
         InvalidAnswer: the first answer that does not fit (nothing is recorded).
@@ -118,6 +124,8 @@ def register(
     intake = pipeline.model.intake
     typed = _typed_or_raise(pipeline, intake.id, answers)
     with uow:
+        if form is not None and not uow.dedupe.first_time(f"intake:{form}", now):
+            return None
         initiative = Initiative(
             ref=uow.initiatives.next_ref(),
             name=name[:200],

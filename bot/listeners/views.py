@@ -131,6 +131,7 @@ class ViewListeners:
                 actor_id=user,
                 now=services.now(),
                 sponsor_id=str(sponsor) if sponsor else None,
+                form=view.get("id") or None,  # the same form sent again registers nothing more
             )
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, ids.NAME_BLOCK))

@@ -109,6 +109,28 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
     assert entry.actor_id == RISK  # who registered it stays on the record
 
 
+def test_an_intake_form_sent_twice_registers_one_initiative(workspace: Workspace) -> None:
+    ws = workspace
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    # Slack sends the same form again when its first answer came late and the person, seeing
+    # the form fail, pressed Register again.
+    for _ in range(2):
+        response = ws.submit_view(OWNER, view, intake_values())
+        assert response.status == 200 and response.text in ("", "{}"), response.text
+    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    ws.deliver()
+    assert len(ws.messages_in(ws.registry)) == 1  # one card
+    assert len(ws.messages_in(ws.dm_with(OWNER))) == 1  # one welcome
+
+    # A new form, opened with the command again, registers a new initiative.
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    ws.submit_view(OWNER, view, intake_values())
+    refs = [
+        i.ref for i in usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    ]
+    assert refs == [initiative.ref, "AI-0002"]
+
+
 def people_pipeline(tmp_path: Path, **named: str) -> Path:
     """A one-gate pipeline whose intake asks for a lead, the data owner and a funder (all people)."""
     path = tmp_path / "people.yaml"

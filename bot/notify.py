@@ -27,7 +27,7 @@ from bot.blocks.greeting import greeting
 from bot.blocks.labels import stage_label
 from bot.blocks.messages import card_not_posted, card_posted_after_all
 from bot.blocks.offers import next_gate_offer
-from bot.blocks.text import escape
+from bot.blocks.text import escape, mention
 from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
 from bot.slack_client import unavailable
@@ -161,7 +161,7 @@ class SlackNotifier:
         unposted = self.refresh_card(initiative, tell_owner=False)
         card = self._messages.find(target, "card")
         link = self._permalink(card)
-        welcome = self._welcome(initiative, link)
+        welcome = self._welcome(initiative, link, payload.get("actor"))
         if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
             self._dm_once(target, "welcome", initiative.owner_id, text=welcome)
             return
@@ -172,8 +172,14 @@ class SlackNotifier:
         if told is not None:
             self._messages.remember(target, CARD_NOT_POSTED, *told, self._services.now())
 
-    def _welcome(self, initiative: Initiative, link: str | None) -> str:
-        """The owner's welcome DM (mrkdwn): what they registered, where its card is, what next."""
+    def _welcome(self, initiative: Initiative, link: str | None, registered_by: str | None = None) -> str:
+        """The owner's welcome DM (mrkdwn): what they registered, where its card is, what next.
+
+        ``registered_by``: who registered it (the registration's actor); read from the audit log
+        when not given (the welcome redrawn with the card).
+        """
+        if registered_by is None:
+            registered_by = self._registrar(initiative.ref)
         gate = usecases.next_gate(self._services.pipeline, initiative)
         next_step = (
             f"Next: answer the *{escape(gate.title)}* questionnaire, then submit it for review."
@@ -181,12 +187,25 @@ class SlackNotifier:
             else ""
         )
         where = f" Its card is here: {link}" if link else ""
+        # Someone may register an initiative on its owner's behalf: the owner did not register it.
+        who = (
+            f"{mention(registered_by)} registered"
+            if registered_by and registered_by != initiative.owner_id
+            else "You registered"
+        )
+        named = " and named you its owner" if who != "You registered" else ""
         lines = [
-            f"You registered *{escape(initiative.name)}* as {initiative.ref}.{where}",
+            f"{who} *{escape(initiative.name)}* as {initiative.ref}{named}.{where}",
             next_step,  # none past the last gate, nor once retired (the DM is redrawn with the card)
             "Ask me anytime: _what do we need for the next gate?_",
         ]
         return "\n".join(line for line in lines if line)
+
+    def _registrar(self, ref: str) -> str | None:
+        """Who registered the initiative, as the audit log records it."""
+        with self._services.read_uow() as uow:
+            entries = uow.audit.timeline(ref)
+        return next((e.actor_id for e in entries if e.action == "initiative.registered"), None)
 
     def _refresh_card_only(self, payload: Mapping[str, Any]) -> None:
         self.refresh_card(self._initiative(payload["ref"]))

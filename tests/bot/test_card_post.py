@@ -9,13 +9,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from bot import ids
 from bot.emulator.state import Channel
 from bot.notify import SlackNotifier
+from gates import usecases
 from storage import Unavailable
 from storage.slack_messages import MessageRefs
-from tests.bot.scenario import Workspace, has_button, register_low_risk, workspace_of
+from tests.bot.scenario import REPO, Workspace, has_button, register_low_risk, workspace_of
 
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONSOR"
@@ -92,6 +94,33 @@ def test_later_changes_retry_the_card_but_tell_the_owner_only_once(workspace: Wo
     )
     assert f"The card of {ref} is posted now in <#{registry.id}>." in welcome["text"]
     assert not has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
+
+
+def test_a_welcome_redrawn_with_the_card_still_says_who_registered_it(workspace: Workspace) -> None:
+    """Registered by the sponsor on the owner's behalf: the welcome, redrawn with the card at
+    each change while the card cannot be posted, keeps saying who registered it."""
+    ws = workspace
+    registry_without_the_bot(ws)
+    answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+    services = ws.services
+    ref = usecases.register(
+        services.pipeline,
+        services.uow(),
+        name="Spare-parts demand forecast",
+        owner_id=OWNER,
+        answers=answers | {"business_sponsor": SPONSOR, "initiative_owner": OWNER},
+        actor_id=SPONSOR,
+        now=ws.clock(),
+    ).ref
+    ws.deliver()
+    said = f"<@{SPONSOR}> registered *Spare-parts demand forecast* as {ref} and named you its owner."
+    [welcome] = owner_dms(ws)
+    assert welcome["text"].startswith(said)
+    assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
+    ws.deliver()
+    [welcome] = owner_dms(ws)
+    assert "could not post the card" in welcome["text"]
+    assert welcome["text"].startswith(said)
 
 
 def test_the_warning_keeps_the_cards_buttons_current_until_the_card_is_posted(workspace: Workspace) -> None:

@@ -102,7 +102,11 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
     initiative = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())[0]
     assert (initiative.owner_id, initiative.sponsor_id) == (OWNER, SPONSOR)
     ws.deliver()
-    assert any(initiative.ref in m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)))
+    [welcome] = ws.messages_in(ws.dm_with(OWNER))
+    assert initiative.ref in welcome["text"]
+    # The owner did not register it: the welcome says who did, rather than "You registered".
+    assert "You registered" not in welcome["text"]
+    assert f"<@{RISK}> registered *Spare-parts demand forecast* as {initiative.ref}" in welcome["text"]
     assert not ws.messages_in(ws.dm_with(RISK))
     with ws.services.read_uow() as uow:
         entry = next(e for e in uow.audit.timeline(initiative.ref) if e.action.endswith("registered"))

@@ -657,9 +657,11 @@ def status_message(
     initiative: Initiative,
     readiness: Readiness | None,
     open_review: Review | None,
+    stalled: bool = False,
 ) -> Message:
-    """The card plus, when there is a next gate, what it still needs; the card's buttons last."""
-    card = initiative_card(pipeline, initiative, readiness, open_review)
+    """The card plus, when there is a next gate, what it still needs; the card's buttons last.
+    ``stalled``: past its stage's time box, said as the card says it."""
+    card = initiative_card(pipeline, initiative, readiness, open_review, stalled=stalled)
     blocks = [b for b in card["blocks"] if b.get("type") != "actions"]
     actions = [b for b in card["blocks"] if b.get("type") == "actions"]
     if readiness is not None:

@@ -198,7 +198,10 @@ class CommandListeners:
         services = self._services
         # One read transaction for the whole reply: it is answered inside the ack.
         view = usecases.status(services.pipeline, services.read_uow(), ref)
-        return blocks.status_message(services.pipeline, view.initiative, view.readiness, view.open_review)
+        stalled = usecases.is_stalled(services.pipeline, view.initiative, services.now())
+        return blocks.status_message(
+            services.pipeline, view.initiative, view.readiness, view.open_review, stalled=stalled
+        )
 
     def _my_initiatives(self, user: str) -> str:
         services, pipeline = self._services, self._services.pipeline

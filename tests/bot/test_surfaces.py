@@ -55,6 +55,15 @@ def test_status_of_an_initiative_shows_its_stage_and_what_is_missing(workspace: 
     assert ref in text and "intake" in text.lower()
 
 
+def test_status_of_a_stalled_initiative_says_it_is_stalled_as_its_card_does(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)
+    ws.clock.advance(days=31)  # past the idea stage's 30-day time box
+    assert ":warning: stalled" in ws.command(OWNER, "status").text  # the list says so
+    blocks = str(ws.command(OWNER, f"status {ref}").json()["blocks"])
+    assert "Stalled: in Idea since" in blocks
+
+
 def test_status_of_an_unknown_ref_says_so(workspace: Workspace) -> None:
     assert "There is no initiative AI-9999" in workspace.command(OWNER, "status AI-9999").text
 

@@ -33,6 +33,7 @@ ROLES_USAGE = (
     f"Usage: `{ids.COMMAND} roles` shows who holds each role; `{ids.COMMAND} roles set ROLE @person @person` "
     f"names its holders; `{ids.COMMAND} roles clear ROLE` removes them."
 )
+ROLE_ADMINS_ONLY = "Only role admins can manage roles (SHEPHERD_ROLE_ADMINS)."
 DATABASE_DOWN = (
     "Shepherd can't reach its database right now, so nothing was changed. Please try again in a minute."
 )
@@ -296,19 +297,23 @@ class CommandListeners:
 
     def _roles(self, user: str, rest: str) -> str:
         services = self._services
-        if user not in services.settings.role_admins:
-            return "Only role admins can manage roles (SHEPHERD_ROLE_ADMINS)."
+        admin = user in services.settings.role_admins
         words = rest.split(maxsplit=2)
         action = words[0].lower() if words else "list"
         if action == "list" and len(words) <= 1:
+            # Anyone may see who holds the roles (`/shepherd help` says so; a card's readiness
+            # names them too); only role admins change them.
             with services.read_uow() as uow:
                 holders = usecases.role_holders(services.pipeline, uow)
             lines = [
                 f"• *{escape(role)}*: {mention_list(users, 1000) or 'nobody yet'}"
                 for role, users in holders.items()
             ]
-            listed = truncate("Role holders:\n" + "\n".join(lines), MAX_MESSAGE_TEXT - len(ROLES_USAGE) - 1)
-            return listed + "\n" + ROLES_USAGE
+            usage = ROLES_USAGE if admin else ROLE_ADMINS_ONLY
+            listed = truncate("Role holders:\n" + "\n".join(lines), MAX_MESSAGE_TEXT - len(usage) - 1)
+            return listed + "\n" + usage
+        if not admin:
+            return ROLE_ADMINS_ONLY
         if action not in ("set", "clear") or len(words) < 2 or (action == "clear" and len(words) > 2):
             return ROLES_USAGE
         role = self._role(words[1])

@@ -81,6 +81,16 @@ def test_only_role_admins_can_change_roles(workspace: Workspace) -> None:
     assert "no role called 'wizard'" in workspace.command(ADMIN, f"roles set wizard <@{RISK}>").text
 
 
+def test_anyone_can_see_who_holds_the_roles_as_help_says(workspace: Workspace) -> None:
+    assert "`/shepherd roles` see who holds the approver roles" in workspace.command(OWNER, "help").text
+    for words in ("roles", "roles list"):
+        reply = workspace.command(OWNER, words).text
+        assert "Role holders:" in reply and f"<@{SPONSOR}>" in reply
+    assert "Only role admins" in workspace.command(OWNER, "roles clear sponsor").text
+    with workspace.services.read_uow() as uow:
+        assert uow.roles.roles_of(SPONSOR) == {"sponsor"}
+
+
 def test_a_direct_message_gets_a_policy_answer_with_sources(workspace: Workspace) -> None:
     dm = workspace.dm_with(OWNER)
     event = payloads.message_event(

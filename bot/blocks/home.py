@@ -20,7 +20,7 @@ from bot.blocks.labels import (
     remaining_text,
     stage_label,
 )
-from bot.blocks.messages import button, decision_buttons, readiness_line
+from bot.blocks.messages import button, decision_buttons, progress_line
 from bot.blocks.text import (
     MAX_SECTION_TEXT,
     MAX_VIEW_BLOCKS,
@@ -66,7 +66,7 @@ def _initiative_item(
     status = STATUS_WORDS[initiative.status] + (" · :warning: past its time box" if stalled else "")
     text = (
         f"*{clip(initiative.name, 200)}* · {escape(initiative.ref)}\n"
-        f"{escape(stage_label(initiative.stage))} · {status}\n{readiness_line(readiness)}"
+        f"{escape(stage_label(initiative.stage))} · {status}\n{progress_line(initiative, readiness)}"
     )
     block = section(text)
     if initiative.status is not Status.RETIRED and readiness is not None:

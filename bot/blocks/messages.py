@@ -117,6 +117,15 @@ def readiness_line(readiness: Readiness | None) -> str:
     return f"{emoji} *{escape(readiness.gate_title)} gate:* " + " · ".join(parts)
 
 
+def progress_line(initiative: Initiative, readiness: Readiness | None) -> str:
+    """Where the initiative stands on its way (mrkdwn): its next gate's ``readiness_line``, or,
+    once retired, that no gate applies any more. No readiness is judged for a retired initiative,
+    and its line used to claim it had reached its final stage, wherever it was retired."""
+    if initiative.status is Status.RETIRED:
+        return f"_Retired in the {escape(stage_label(initiative.stage))} stage: no further gate applies._"
+    return readiness_line(readiness)
+
+
 def initiative_card(
     pipeline: CompiledPipeline,
     initiative: Initiative,
@@ -136,7 +145,7 @@ def initiative_card(
     blocks: list[dict[str, Any]] = [
         header(initiative.name),
         {"type": "section", "fields": fields},
-        section(readiness_line(readiness) if gate is not None else readiness_line(None)),
+        section(progress_line(initiative, readiness if gate is not None else None)),
     ]
     notes = []
     if stalled:

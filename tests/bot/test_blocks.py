@@ -468,6 +468,18 @@ def test_retired_initiative_card_has_no_buttons() -> None:
     assert buttons(card["blocks"]) == []
 
 
+def test_retired_initiative_card_does_not_claim_it_reached_the_final_stage() -> None:
+    """Retired in PoC, with the pilot gate still ahead of that stage: the card says it was retired,
+    not that there is no further gate because it is in its final stage."""
+    item = replace(initiative(stage="poc"), status=Status.RETIRED, status_reason="Value gone")
+    for shown in (
+        texts(initiative_card(all_types(), item, None, None)["blocks"]),
+        texts(home_view(OWNER, [(item, None)], [], [])["blocks"]),  # the owner's App Home
+    ):
+        assert "final stage" not in shown
+        assert "Retired in the PoC stage" in shown
+
+
 def test_readiness_blocks_list_what_the_gate_still_needs_with_holders() -> None:
     pipeline = all_types()
     state = readiness(pipeline, "intake", {"budget": 0, "personal_data": "yes"}, owner_id=OWNER)

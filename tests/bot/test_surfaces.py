@@ -64,6 +64,18 @@ def test_status_of_a_stalled_initiative_says_it_is_stalled_as_its_card_does(work
     assert "Stalled: in Idea since" in blocks
 
 
+def test_status_of_a_retired_initiative_says_it_was_retired_not_that_it_reached_its_final_stage(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    ref = register(ws)
+    assert ws.command(OWNER, f"retire {ref} the supplier changed the data contract").status == 200
+    ws.deliver()
+    for shown in (str(ws.command(OWNER, f"status {ref}").json()["blocks"]), str(card(ws)["blocks"])):
+        assert "final stage" not in shown
+        assert "Retired in the Idea stage" in shown
+
+
 def test_status_of_an_unknown_ref_says_so(workspace: Workspace) -> None:
     assert "There is no initiative AI-9999" in workspace.command(OWNER, "status AI-9999").text
 

@@ -180,12 +180,7 @@ class SlackNotifier:
         """
         if registered_by is None:
             registered_by = self._registrar(initiative.ref)
-        gate = usecases.next_gate(self._services.pipeline, initiative)
-        next_step = (
-            f"Next: answer the *{escape(gate.title)}* questionnaire, then submit it for review."
-            if gate and initiative.status is not Status.RETIRED
-            else ""
-        )
+        next_step = self._next_step(initiative)
         where = f" Its card is here: {link}" if link else ""
         # Someone may register an initiative on its owner's behalf: the owner did not register it.
         who = (
@@ -196,10 +191,28 @@ class SlackNotifier:
         named = " and named you its owner" if who != "You registered" else ""
         lines = [
             f"{who} *{escape(initiative.name)}* as {initiative.ref}{named}.{where}",
-            next_step,  # none past the last gate, nor once retired (the DM is redrawn with the card)
+            next_step,  # none past the last gate, once retired or in review (redrawn with the card)
             "Ask me anytime: _what do we need for the next gate?_",
         ]
         return "\n".join(line for line in lines if line)
+
+    def _next_step(self, initiative: Initiative) -> str:
+        """The welcome's "Next:" line, from what the intake form answered: none past the last
+        gate, once retired, or while a review is open (the welcome is redrawn with the card)."""
+        gate = usecases.next_gate(self._services.pipeline, initiative)
+        if gate is None or initiative.status is Status.RETIRED:
+            return ""
+        with self._services.read_uow() as uow:
+            if uow.reviews.open_for(initiative.ref) is not None:
+                return ""
+        title = escape(gate.title)
+        report = self._readiness(initiative, gate.id) if initiative.status is Status.ACTIVE else None
+        if report is not None and report.ready:
+            # Everything was answered in the registration form: answering it again is not next.
+            return f"Next: the *{title}* questions are all answered: submit it for review."
+        left = len(report.missing) if report is not None else 0
+        count = f" ({left} required question{'s' if left != 1 else ''} left)" if left else ""
+        return f"Next: answer the *{title}* questionnaire{count}, then submit it for review."
 
     def _registrar(self, ref: str) -> str | None:
         """Who registered the initiative, as the audit log records it."""

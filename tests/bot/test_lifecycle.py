@@ -113,6 +113,27 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
     assert entry.actor_id == RISK  # who registered it stays on the record
 
 
+def test_the_welcome_says_what_is_next_from_what_the_intake_form_answered(workspace: Workspace) -> None:
+    ws = workspace
+    ref = register(ws)  # every intake question answered: the gate is ready for review
+    [welcome] = ws.messages_in(ws.dm_with(OWNER))
+    assert "answer the *Intake* questionnaire" not in welcome["text"]
+    assert "\nNext: the *Intake* questions are all answered: submit it for review." in welcome["text"]
+
+    # Registered with two required answers left out: the welcome counts them.
+    values = intake_values()
+    del values[ids.question_block_id("primary_kpi")], values[ids.question_block_id("poc_duration_weeks")]
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    assert ws.submit_view(OWNER, view, values).text in ("", "{}")
+    ws.deliver()
+    later = [m["text"] for m in ws.messages_in(ws.dm_with(OWNER)) if ref not in m["text"]]
+    assert len(later) == 1
+    assert (
+        "\nNext: answer the *Intake* questionnaire (2 required questions left), then submit it for review."
+        in later[0]
+    )
+
+
 def test_an_intake_form_sent_twice_registers_one_initiative(workspace: Workspace) -> None:
     ws = workspace
     view = ws.opened_view(lambda: ws.command(OWNER, "new"))

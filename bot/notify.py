@@ -46,12 +46,6 @@ _PERMANENT = {
     "channel_not_found",
     "not_in_channel",
     "is_archived",
-    # Posting in the channel is restricted (only admins, read-only, only in threads, no threads):
-    # a bot is refused as any member is, until an admin changes the channel's settings.
-    "restricted_action",
-    "restricted_action_read_only_channel",
-    "restricted_action_thread_only_channel",
-    "restricted_action_non_threadable_channel",
     "user_not_found",
     "user_disabled",  # a deactivated account: conversations.open refuses its DM
     "user_not_visible",
@@ -61,6 +55,14 @@ _PERMANENT = {
     "cant_update_message",
     "invalid_blocks",
     "msg_too_long",
+    # The channel's posting permissions leave Shepherd out: read-only, threads only, replies
+    # not allowed or locked, a workspace preference; fixed by an admin, not by retrying.
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel",
+    "restricted_action_thread_locked",
+    "posting_to_general_channel_denied",
 }
 
 

@@ -184,9 +184,24 @@ def _card_text(initiative: Initiative) -> str:
     return f"{initiative.ref} · {initiative.name} · {stage}, {STATUS_WORDS[initiative.status]}"
 
 
+# What a registry channel whose posting permissions leave Shepherd out is told with.
+_MAY_NOT_POST = (
+    "Shepherd may not post there (the channel's posting permissions)",
+    "Ask a workspace admin to let Shepherd post in {channel}, or a Shepherd admin to point "
+    "SHEPHERD_REGISTRY_CHANNEL at a channel where it can.",
+)
+
 # Why a card could not be posted in the registry channel, and who can fix it, by Slack error.
 # ``{channel}`` in the fix is where it was tried. Any other error gets the generic pair below.
 _UNPOSTED_CARD_REASONS = {
+    "restricted_action": _MAY_NOT_POST,
+    "restricted_action_read_only_channel": _MAY_NOT_POST,
+    "restricted_action_thread_only_channel": (
+        "Shepherd may not post there (the channel's posting permissions allow replies in threads "
+        "only, and a card starts a thread of its own)",
+        _MAY_NOT_POST[1],
+    ),
+    "posting_to_general_channel_denied": _MAY_NOT_POST,
     "not_in_channel": (
         "Shepherd is not a member of that channel",
         "Ask someone in {channel} to invite Shepherd there (`/invite @Shepherd`).",
@@ -194,14 +209,6 @@ _UNPOSTED_CARD_REASONS = {
     "is_archived": (
         "the channel is archived",
         "Ask a Shepherd admin to unarchive it, or to point SHEPHERD_REGISTRY_CHANNEL at a channel in use.",
-    ),
-    **dict.fromkeys(
-        ("restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel"),
-        (
-            "Shepherd may not post there (the channel's posting permissions let only some people post)",
-            "Ask a Slack admin to let Shepherd post in {channel} (channel settings, Posting permissions), "
-            "or a Shepherd admin to point SHEPHERD_REGISTRY_CHANNEL at another channel.",
-        ),
     ),
     "channel_not_found": (
         "Slack cannot find it (it does not exist, or it is private and Shepherd is not in it)",

@@ -16,6 +16,7 @@ from bot.emulator.state import Channel
 from bot.notify import SlackNotifier
 from gates import usecases
 from storage import Unavailable
+from storage.outbox import outbox_counts
 from storage.slack_messages import MessageRefs
 from tests.bot.scenario import REPO, Workspace, has_button, register_low_risk, workspace_of
 
@@ -182,27 +183,28 @@ def test_an_archived_or_missing_registry_channel_is_named_with_its_fix(workspace
 
 
 @pytest.mark.parametrize(
-    "error",
-    ["restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel"],
+    "refusal",
+    ["restricted_action_read_only_channel", "restricted_action_thread_only_channel", "restricted_action"],
 )
-def test_a_registry_channel_shepherd_may_not_post_in_is_named_with_its_fix(
-    workspace: Workspace, error: str
+def test_a_registry_channel_where_shepherd_may_not_post_is_told_to_the_owner_in_the_welcome(
+    workspace: Workspace, refusal: str
 ) -> None:
-    """Posting in the channel is restricted (only admins may post, or it is read-only), which
-    bots are refused as any member is: the owner hears why at once, as for an archived channel,
-    instead of the registration failing again and again until it is dead-lettered unsaid."""
+    """A registry channel whose posting permissions leave Shepherd out (read-only, threads only,
+    a workspace preference): the welcome goes out at once and says so, as for a channel
+    Shepherd is not in, instead of the registration being retried until given up, unannounced."""
     ws = workspace
-    ws.api.faults.fail("chat.postMessage", error)  # the emulator has no posting permissions
+    ws.api.faults.fail("chat.postMessage", refusal)  # the card's post
     ref = register_low_risk(ws, OWNER, SPONSOR)
     ws.deliver()
-    [welcome] = warnings_in(owner_dms(ws))
+    [welcome] = owner_dms(ws)
     assert f"You registered *Spare-parts demand forecast* as {ref}" in welcome["text"]
     assert (
         f"could not post the card of {ref} in <#{ws.registry}>: Shepherd may not post there"
-        in welcome["text"]
+        in (welcome["text"])
     )
-    assert "Posting permissions" in welcome["text"]
+    assert "posting permissions" in welcome["text"]
     assert has_button(welcome, ids.ACTION_OPEN_QUESTIONNAIRE)
+    assert outbox_counts(ws.services.database) == {"delivered": 1}
 
 
 def test_a_redraw_delivered_before_the_registration_tells_the_owner_and_the_welcome_does_not_repeat_it(

@@ -1069,8 +1069,10 @@ def set_role_holders(
         raise UnknownRole(role, list(pipeline.model.roles))
     users = list(dict.fromkeys(u.strip() for u in user_ids if u.strip()))
     with uow:
-        before = uow.roles.holders().get(role, [])
-        uow.roles.set_holders(role, users)
+        # The holders replaced as the storage saw them when this replacement's turn came: read
+        # before it, another admin's replacement committing meanwhile would be missed, and the
+        # people it named would keep the review's buttons in App Home.
+        before = uow.roles.set_holders(role, users)
         uow.audit.append(actor_id, "roles.set", f"role:{role}", {"users": users}, now)
         removed = [user for user in before if user not in users]
         # Only reviews still waiting on the role: once its approvals are all in, its holders

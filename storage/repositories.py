@@ -322,22 +322,25 @@ class SqlRoleRepository:
         return {role for (role,) in rows}
 
     @guarded
-    def set_holders(self, role: str, user_ids: Sequence[str]) -> None:
-        """Replace the holders of ``role`` (an empty list removes them all).
+    def set_holders(self, role: str, user_ids: Sequence[str]) -> list[str]:
+        """Replace the holders of ``role`` (an empty list removes them all); returns the holders
+        replaced.
 
         Replacements of one role take turns: on PostgreSQL at READ COMMITTED, a second DELETE
         does not see the first replacement's uncommitted INSERT, so both sets of holders would
         stay. The second waits for the first to commit and then replaces its holders. (SQLite
-        already lets one writer in at a time.)
+        already lets one writer in at a time.) The holders replaced are read once it is this
+        replacement's turn, so they are the first replacement's, not those before it.
         """
         connection = self._session.connection()
         if connection.dialect.name == "postgresql":
             # Held until this transaction ends; keyed on the role, so other roles never wait.
             connection.execute(_LOCK_ROLE, {"p_key": _role_lock_key(role)})
+        former = self.holders().get(role, [])
         self._session.execute(delete(role_holders).where(role_holders.c.role == role))
         unique = list(dict.fromkeys(user_id.strip() for user_id in user_ids if user_id.strip()))
         if not unique:
-            return
+            return former
         try:
             with self._session.begin_nested():
                 self._session.execute(insert(role_holders), [{"role": role, "user_id": u} for u in unique])
@@ -345,6 +348,7 @@ class SqlRoleRepository:
             if not is_unique_violation(error):
                 raise
             raise ConcurrentUpdate(f"The holders of {role} were changed at the same moment") from None
+        return former
 
 
 _LOCK_ROLE = select(func.pg_advisory_xact_lock(bindparam("p_key", type_=BigInteger)))

@@ -264,8 +264,10 @@ class FakeRoles(_Part):
     def roles_of(self, user_id: str) -> set[str]:
         return {role for role, users in self._state.roles.items() if user_id in users}
 
-    def set_holders(self, role: str, user_ids: Sequence[str]) -> None:
+    def set_holders(self, role: str, user_ids: Sequence[str]) -> list[str]:
+        former = self._state.roles.get(role, [])
         self._state.roles[role] = list(user_ids)
+        return list(former)
 
 
 class FakeAudit(_Part):

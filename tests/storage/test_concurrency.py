@@ -207,6 +207,42 @@ def test_two_role_replacements_at_once_leave_the_later_ones_holders(postgres_dat
     assert (holders, last_set) == (["UBOB"], ["UBOB"])
 
 
+@pytest.mark.postgres
+def test_a_role_replacement_waiting_on_another_names_the_holders_it_removed(
+    postgres_database: Database,
+) -> None:
+    """Two admins set the risk role at the same moment while a review waits on it: Alice's
+    replacement commits first, then Bob's replaces Alice. The notice Bob's sends
+    (``roles.changed``) names Alice among those removed, so her App Home, published with the
+    review's buttons when she was asked, is published again without them."""
+    # PostgreSQL only: SQLite lets one writer in at a time, so two replacements never interleave.
+    database = postgres_database
+    in_pilot_review(database)
+    pause = PauseBeforeCommit()
+
+    def set_risk(users: list[str], admin: str, uow: SqlUnitOfWork) -> None:
+        usecases.set_role_holders(pipeline(), uow, "risk", users, admin, LATER)
+
+    first = threading.Thread(target=set_risk, args=(["UALICE"], "UADMIN1", database.uow(hook=pause)))
+    first.start()
+    assert pause.reached.wait(30)  # Alice's replacement is written, not yet committed
+    second = threading.Thread(target=set_risk, args=(["UBOB"], "UADMIN2", database.uow()))
+    second.start()
+    try:
+        wait_until_waiting_for_a_lock(database, second)  # Bob's waits for Alice's to commit
+    finally:
+        pause.go.set()
+        first.join(30)
+        second.join(30)
+    assert not first.is_alive() and not second.is_alive()
+    with database.session(read_only=True) as session:
+        notices = session.execute(
+            select(outbox.c.payload).where(outbox.c.kind == "roles.changed").order_by(outbox.c.id)
+        ).scalars()
+        removed = [notice["removed"] for notice in notices]
+    assert removed == [[], ["UALICE"]]
+
+
 @pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
 def test_concurrent_audit_appends_keep_one_unbroken_chain(database: Database, runner: object) -> None:
     url = database.url.render_as_string(hide_password=False)

@@ -265,10 +265,19 @@ class Review:
         # stay four eyes); which role each approver counts for is recomputed at every decision
         # (a maximum matching), so a two-role approver never blocks the other role's holders.
         role = self._role_for(user_id, roles)
+        held = tuple(r for r in self._needs() if r in roles)
         if role is None:
             wanted = ", ".join(sorted(self.remaining())) or "none"
+            if held:
+                # They do hold a role of this review (the thread's buttons are everyone's): saying
+                # they hold none would be false, and they need to know where a concern still counts.
+                raise NotAnApprover(
+                    f"The approvals this review needs from {', '.join(held)} are already given, so "
+                    f"your decision would not be counted; it still waits on {wanted}. If you see a "
+                    "problem, say so in the review's thread, so that those approvers see it before "
+                    "they decide."
+                )
             raise NotAnApprover(f"You hold none of the roles this review still needs ({wanted}).")
-        held = tuple(r for r in self._needs() if r in roles)
         decision = Decision(user_id, kind, role, text, now, held)
         self.decisions.append(decision)
         remaining = self.remaining()  # once: a matching per call, and the worker decides thousands

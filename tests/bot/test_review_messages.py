@@ -105,6 +105,31 @@ def test_a_holder_of_a_role_whose_approvals_are_in_keeps_no_decision_buttons(tmp
         assert all(c.ok for c in ws.api.calls("chat.update"))
 
 
+def test_a_holder_whose_roles_approvals_are_in_is_told_so_when_rejecting_from_the_thread(
+    tmp_path: Path,
+) -> None:
+    # A second sponsor sees a problem after the first approved, while the review waits on risk:
+    # the thread's buttons are everyone's, so they click Reject there.
+    pipeline = pipeline_with(
+        tmp_path, '      - role: risk\n        when: tier == "high"\n', "      - role: risk\n"
+    )
+    with workspace_of(PEOPLE | {SPONSOR2: "sue"}, tmp_path / "data", pipeline=pipeline) as ws:
+        for role, users in [("sponsor", [SPONSOR, SPONSOR2]), ("risk", [RISK])]:
+            usecases.set_role_holders(ws.services.pipeline, ws.services.uow(), role, users, ADMIN, ws.clock())
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+        ws.inbox.drain()
+        ws.deliver()
+        ws.opened_view(lambda: ws.click(SPONSOR2, thread_request(ws), ws.registry, ids.ACTION_REJECT))
+        shown = str(ws.api.wait_for("views.update", timeout=10)[-1].params["view"]["blocks"])
+        # Not "you hold none of the roles": they hold one, whose approvals are all in.
+        assert "hold none of the roles" not in shown
+        assert "sponsor" in shown and "already" in shown and "risk" in shown
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+
+
 def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_after_a_decision(
     two_roles: Workspace,
 ) -> None:

@@ -23,7 +23,7 @@ from bot.listeners.common import queue_private_message, workspace_of
 from bot.slack_client import unavailable
 from bot.usergroups import GroupRoles, MembershipUnavailable
 from gates import usecases
-from gates.errors import GateError, UnknownReview
+from gates.errors import GateError, NotAnApprover, UnknownReview
 from gates.lifecycle import DecisionKind
 from gates.ports import UnitOfWork
 from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
@@ -68,25 +68,30 @@ def apply_decisions(
 
     Roles held through Slack user groups are asked of ``slack()`` first (``bot.usergroups``); if
     Slack is unavailable, this raises ``Unavailable`` and the inbox applies the clicks once it
-    answers, so none is refused for it (nor given up on within the inbox's day of outage).
+    answers, so none is refused for it (nor given up on within the inbox's day of outage). If
+    Slack refuses to list it for good (a missing scope, a revoked token), each click is judged on
+    the roles Shepherd stores, and a refusal says that the groups could not be read.
 
     Raises:
         Unavailable: Slack could not list a user group because it is down, rate limiting or
             unreachable.
-        MembershipUnavailable: Slack refused to list it (a missing scope, a revoked token).
     """
     pipeline = services.pipeline
     group_roles: dict[str, frozenset[str]] = {}
+    unlisted: dict[str, str] = {}  # person -> why Slack would not say which groups they are in
     if GroupRoles.groups(pipeline):
         client = slack()
-        try:
-            for user in {str(item.payload["user"]) for item in items}:
+        for user in {str(item.payload["user"]) for item in items}:
+            try:
                 group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, client))
-        except MembershipUnavailable as error:
-            outage = unavailable(error.__cause__, str(error)) if error.__cause__ is not None else None
-            if outage is None:
-                raise
-            raise outage from error
+            except MembershipUnavailable as error:
+                outage = unavailable(error.__cause__, str(error)) if error.__cause__ is not None else None
+                if outage is not None:
+                    raise outage from error
+                # Slack refused for good (a missing scope, a revoked token): no retry would get
+                # an answer, and the person would at last hear only "try again", their reason
+                # lost. Judged on the roles Shepherd stores; a refusal says why groups did not count.
+                unlisted[user] = str(error)
     requests = [
         usecases.DecisionRequest(
             int(item.payload["review"]),
@@ -107,6 +112,8 @@ def apply_decisions(
 
     def refused(uow: UnitOfWork, request: usecases.DecisionRequest, error: GateError) -> None:
         text = escape(str(error))  # the domain's words are plain text
+        if isinstance(error, NotAnApprover) and request.user_id in unlisted:
+            text = f"{text} {escape(unlisted[request.user_id])} Tell your Shepherd administrators."
         # A click repeated before the first explanation went out is told once (every attempt is
         # still audited). A reason form cannot be sent twice, and each reason is given back.
         merge_key: str | None = (

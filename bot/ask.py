@@ -187,7 +187,7 @@ def reply(
             if on_progress is not None and time.monotonic() - last >= STREAM_UPDATE_SECONDS:
                 last = time.monotonic()
                 partial = Answer(text=text + " …", hits=tuple(hits), grounded=grounded)
-                on_progress(blocks.ask_reply(partial, checklist, feedback_key))
+                on_progress(blocks.ask_reply(partial, checklist, feedback_key, finished=False))
         outcome = "ok"
     finally:
         if services.settings.llm_configured:  # without an LLM the "stream" is quoted passages

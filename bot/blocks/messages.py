@@ -577,9 +577,12 @@ def _visible_link(link: re.Match[str]) -> str:
     return url if label.strip() == url else f"{label} ({url})"
 
 
-def ask_reply(answer: Answer, readiness: list[dict[str, Any]] | None, feedback_key: str) -> Message:
+def ask_reply(
+    answer: Answer, readiness: list[dict[str, Any]] | None, feedback_key: str, *, finished: bool = True
+) -> Message:
     """The reply to a question: readiness first when it concerns an initiative, then the answer
-    (split over sections), its numbered sources, and helpful / not helpful buttons."""
+    (split over sections), its numbered sources, and helpful / not helpful buttons once it is
+    ``finished``: a vote on an answer still being written would judge (and record) half of it."""
     head = clamp_blocks(readiness, 15) if readiness else []
     if head:
         head = [*head, divider()]
@@ -598,16 +601,17 @@ def ask_reply(answer: Answer, readiness: list[dict[str, Any]] | None, feedback_k
         tail.append(context(*notes))
     if sources:
         tail.append(context(*sources))
-    tail.append(
-        {
-            "type": "actions",
-            "block_id": "feedback",
-            "elements": [
-                button("Helpful", ids.ACTION_FEEDBACK_HELPFUL, truncate(feedback_key, 2000)),
-                button("Not helpful", ids.ACTION_FEEDBACK_UNHELPFUL, truncate(feedback_key, 2000)),
-            ],
-        }
-    )
+    if finished:
+        tail.append(
+            {
+                "type": "actions",
+                "block_id": "feedback",
+                "elements": [
+                    button("Helpful", ids.ACTION_FEEDBACK_HELPFUL, truncate(feedback_key, 2000)),
+                    button("Not helpful", ids.ACTION_FEEDBACK_UNHELPFUL, truncate(feedback_key, 2000)),
+                ],
+            }
+        )
     pieces = [section(p) for p in split_text(to_mrkdwn(answer.text or "_No answer._"), MAX_SECTION_TEXT)]
     room = MAX_MESSAGE_BLOCKS - len(head) - len(tail)
     body = clamp_blocks(pieces, room) if pieces else [section("_No answer._")]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot import ids
+from bot import ask, ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from tests.bot.scenario import Workspace, has_button, running_workspace
 from tests.bot.test_lifecycle import OWNER, card, register
@@ -117,6 +117,28 @@ def test_an_answer_streamed_in_small_pieces_is_shown_whole(workspace: Workspace,
     shown = answer_as_read(reply)
     assert llm.reply.replace("<!channel>", "‹!channel›") in shown, shown
     assert "<!channel>" not in str(reply), "a reply must never ping the channel"
+
+
+def test_an_answer_still_streaming_offers_no_vote(
+    workspace: Workspace, llm: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A vote on a half-written answer would be recorded with that half (and without the question,
+    # not kept yet): the buttons come with the finished answer.
+    monkeypatch.setattr(ask, "STREAM_UPDATE_SECONDS", 0.0)  # every piece shown as it arrives
+    llm.reply = "Name a sponsor and define success metrics before the PoC starts [1]."
+    llm.stream_chunk_size = 8
+    thread = ask_in_the_thread(workspace, "what do we need for the PoC?")
+    workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL) and not m["text"].endswith("…")
+        ]
+    )
+    updates = [c.params for c in workspace.api.calls("chat.update", ok=True)]
+    partial = [u for u in updates if str(u.get("text", "")).endswith("…") and "Looking" not in u["text"]]
+    assert partial, "no part of the answer was shown while it streamed"
+    assert not [u for u in partial if "feedback" in str(u.get("blocks"))]
 
 
 def test_a_long_answer_split_over_sections_keeps_each_link_whole(

@@ -28,6 +28,7 @@ from gates.errors import (
     NotFound,
     NotPermitted,
     NotReady,
+    ReviewClosed,
     UnknownGate,
     UnknownInitiative,
     UnknownQuestion,
@@ -728,7 +729,7 @@ def check_decision(
     with uow:
         review = uow.reviews.get(review_id)
         roles = roles_of(pipeline, uow, user_id) | set(extra_roles)
-    review.decide(user_id, roles, kind, reason, now)
+        _judge(uow, review, user_id, roles, kind, reason, now)
     return review.initiative_ref
 
 
@@ -753,7 +754,7 @@ def audit_if_refused(
         roles = roles_of(pipeline, uow, user_id) | set(extra_roles)
         try:
             # On a copy never saved: the reason is still being written.
-            review.decide(user_id, roles, kind, "(reason to follow)", now)
+            _judge(uow, review, user_id, roles, kind, "(reason to follow)", now)
         except DecisionRefused as refusal:
             _audit_refusal(uow, review, user_id, kind, refusal, now)
             uow.commit()
@@ -908,7 +909,7 @@ def _decide_one(
     Raises:
         DecisionRefused: before anything changed.
     """
-    result = review.decide(user_id, roles, kind, reason, now)
+    result = _judge(uow, review, user_id, roles, kind, reason, now)
     if result.duplicate:
         return DecideOutcome(review, initiative, result, advanced=False)
     review_id = review.id
@@ -949,6 +950,37 @@ def _decide_one(
     elif not review.is_open:
         initiative.back_to_team(now)
     return DecideOutcome(review, initiative, result, advanced)
+
+
+def _judge(
+    uow: UnitOfWork,
+    review: Review,
+    user_id: str,
+    roles: Collection[str],
+    kind: DecisionKind,
+    reason: str | None,
+    now: datetime,
+) -> DecisionResult:
+    """``review.decide``, except that a decision on a review withdrawn and since submitted again
+    is refused with where it can be made now: the approver came from the old request (a reason
+    form open across the withdrawal, a click before its message was redrawn).
+
+    Raises:
+        DecisionRefused and its subclasses, as ``Review.decide``.
+    """
+    try:
+        return review.decide(user_id, roles, kind, reason, now)
+    except ReviewClosed as closed:
+        if review.status is not ReviewStatus.WITHDRAWN:
+            raise
+        newer = uow.reviews.open_for(review.initiative_ref)
+        if newer is None or newer.id == review.id:
+            raise
+        # Short enough for a modal field's error (150 characters) with any reference.
+        raise ReviewClosed(
+            f"This review was withdrawn and {review.initiative_ref} submitted again: nothing was "
+            "recorded. Decide on the new one from its request (in your DMs, the card's thread)."
+        ) from closed
 
 
 def _audit_refusal(

@@ -186,3 +186,21 @@ def test_a_holder_slack_need_not_vouch_for_is_recorded_while_slack_refuses_to_li
     ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_APPROVE)
     ws.inbox.drain()
     assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED
+
+
+def test_a_reason_sent_on_a_review_withdrawn_and_resubmitted_meanwhile_points_to_the_new_one(
+    group_workspace: Workspace,
+) -> None:
+    ws = group_workspace
+    ref, request = submitted(ws)
+    form = ws.opened_view(lambda: ws.click(SPONSOR, request, ws.dm_with(SPONSOR), ids.ACTION_REJECT))
+    # While the sponsor writes, the owner takes the review back to fix a typo and submits again.
+    assert ws.command(OWNER, f"withdraw {ref}").status == 200
+    ws.deliver()
+    submit(ws, ref)
+    ws.deliver()
+    response = ws.submit_view(SPONSOR, form, {ids.REASON_BLOCK: "No rollback plan."})
+    said = response.json()["errors"][ids.REASON_BLOCK]
+    assert "withdrawn" in said and "nothing was recorded" in said.lower()
+    assert "submitted again" in said and not said.endswith("…")  # said whole: where to decide now
+    assert [r.status for r in _reviews(ws, ref)] == [ReviewStatus.WITHDRAWN, ReviewStatus.OPEN]

@@ -83,7 +83,9 @@ def apply_decisions(
         client = slack()
         for user in {str(item.payload["user"]) for item in items}:
             try:
-                group_roles[user] = frozenset(services.group_roles.roles_of(pipeline, user, client))
+                group_roles[user] = frozenset(
+                    services.group_roles.roles_of(pipeline, user, client, recheck_absent=True)
+                )
             except MembershipUnavailable as error:
                 outage = unavailable(error.__cause__, str(error)) if error.__cause__ is not None else None
                 if outage is not None:

@@ -44,25 +44,39 @@ class GroupRoles:
             role: spec.slack_usergroup for role, spec in pipeline.model.roles.items() if spec.slack_usergroup
         }
 
-    def roles_of(self, pipeline: CompiledPipeline, user: str, client: WebClient | None) -> set[str]:
+    def roles_of(
+        self, pipeline: CompiledPipeline, user: str, client: WebClient | None, *, recheck_absent: bool = False
+    ) -> set[str]:
         """The roles ``user`` holds through user groups (none if the pipeline names no group).
 
         ``client`` None: only what is remembered, for an ack, which must not wait on Slack.
+        ``recheck_absent``: a group remembered without ``user`` is asked again (with a client),
+        for judging a decision: someone just added to a group may already have been asked to
+        decide (``bot.notify`` asks its members as they are), and must not be refused on a list
+        from before. Only then: App Home, opened by everyone, would cost a call per group each.
 
         Raises:
             MembershipUnavailable: Slack did not answer (or, without a client, a group's members
                 are not remembered); the caller decides whether to retry.
         """
-        return {
-            role for role, group in self.groups(pipeline).items() if user in self._members_of(group, client)
-        }
+        roles = set()
+        for role, group in self.groups(pipeline).items():
+            members, remembered = self._members_of(group, client)
+            if user not in members and remembered and recheck_absent and client is not None:
+                members, _ = self._members_of(group, client, fresh=True)
+            if user in members:
+                roles.add(role)
+        return roles
 
-    def _members_of(self, group: str, client: WebClient | None) -> frozenset[str]:
+    def _members_of(
+        self, group: str, client: WebClient | None, *, fresh: bool = False
+    ) -> tuple[frozenset[str], bool]:
+        """The group's members, and whether they were remembered rather than asked of Slack now."""
         now = self._clock()
         with self._lock:
             known = self._members.get(group)
-        if known is not None and now - known[0] < self._ttl:
-            return known[1]
+        if known is not None and now - known[0] < self._ttl and not fresh:
+            return known[1], True
         if client is None:
             raise MembershipUnavailable(f"The members of user group {group} are not known yet.")
         try:
@@ -75,4 +89,4 @@ class GroupRoles:
             ) from error
         with self._lock:
             self._members[group] = (now, members)
-        return members
+        return members, False

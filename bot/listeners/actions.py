@@ -183,7 +183,7 @@ class ActionListeners:
             view=blocks.reason_modal(review_id, kind, initiative.name, initiative.ref, metadata),
         )
         try:
-            groups = services.group_roles.roles_of(services.pipeline, user, client)
+            groups = services.group_roles.roles_of(services.pipeline, user, client, recheck_absent=True)
         except MembershipUnavailable:
             return  # the form stays open: once sent, the worker asks Slack again and judges it
         if review.can_decide(user, roles | groups):

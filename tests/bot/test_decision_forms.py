@@ -99,11 +99,11 @@ def test_a_role_granted_while_the_form_opens_records_nothing_until_the_reason_is
     ref, request = submitted(ws)
     asked = ws.services.group_roles.roles_of
 
-    def granted_meanwhile(pipeline: Any, user: str, client: Any) -> Any:
+    def granted_meanwhile(pipeline: Any, user: str, client: Any, **options: Any) -> Any:
         usecases.set_role_holders(
             pipeline, ws.services.uow(), "sponsor", [OUTSIDER], "U0ADMIN", ws.services.now()
         )
-        return asked(pipeline, user, client)
+        return asked(pipeline, user, client, **options)
 
     monkeypatch.setattr(ws.services.group_roles, "roles_of", granted_meanwhile)
     form = ws.opened_view(lambda: ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_REJECT))
@@ -204,3 +204,23 @@ def test_a_reason_sent_on_a_review_withdrawn_and_resubmitted_meanwhile_points_to
     assert "withdrawn" in said and "nothing was recorded" in said.lower()
     assert "submitted again" in said and not said.endswith("…")  # said whole: where to decide now
     assert [r.status for r in _reviews(ws, ref)] == [ReviewStatus.WITHDRAWN, ReviewStatus.OPEN]
+
+
+def test_someone_added_to_the_group_and_asked_to_decide_is_not_refused_on_a_remembered_list(
+    group_workspace: Workspace,
+) -> None:
+    ws = group_workspace
+    ref, request = submitted(ws)
+    ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_APPROVE)  # refused: not a sponsor yet
+    ws.inbox.drain()
+    # An admin adds Oscar to the sponsors' group; the owner withdraws and submits again, and
+    # Shepherd asks the group's members as they are now: Oscar among them.
+    ws.api.state.add_usergroup(GROUP, "sponsors", [SPONSOR, OUTSIDER])
+    assert ws.command(OWNER, f"withdraw {ref}").status == 200
+    ws.deliver()
+    submit(ws, ref)
+    ws.deliver()
+    mine = request_dm(ws, OUTSIDER)
+    ws.click(OUTSIDER, mine, ws.dm_with(OUTSIDER), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED

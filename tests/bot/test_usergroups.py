@@ -38,6 +38,22 @@ def test_members_hold_the_role_and_a_group_is_asked_once_per_ttl(
     assert len(slack_api.calls("usergroups.users.list")) == 2
 
 
+def test_judging_a_decision_asks_again_for_someone_a_remembered_list_leaves_out(
+    slack_api: FakeSlackWebAPI, web_client: WebClient
+) -> None:
+    slack_api.state.add_usergroup("S0RISK", "risk-office", [RISK_OFFICER])
+    pipeline = with_risk_group()
+    roles = GroupRoles(ttl=60, clock=lambda: 0.0)
+    assert roles.roles_of(pipeline, OUTSIDER, web_client) == set()
+    slack_api.state.add_usergroup("S0RISK", "risk-office", [RISK_OFFICER, OUTSIDER])  # added in Slack
+    assert roles.roles_of(pipeline, OUTSIDER, web_client) == set()  # App Home: the list remembered
+    assert roles.roles_of(pipeline, OUTSIDER, web_client, recheck_absent=True) == {"risk"}
+    # A member found in the list remembered costs no call, however many decisions they send.
+    for user in (OUTSIDER, RISK_OFFICER):
+        assert roles.roles_of(pipeline, user, web_client, recheck_absent=True) == {"risk"}
+    assert len(slack_api.calls("usergroups.users.list")) == 2
+
+
 def test_no_group_in_the_pipeline_asks_slack_nothing(
     slack_api: FakeSlackWebAPI, web_client: WebClient
 ) -> None:

@@ -3,7 +3,9 @@ unreachable database, and text as Slack sends it with escaping on (``should_esca
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,35 @@ def test_healthz_answers_503_while_the_database_is_unreachable(workspace: Worksp
     assert down.status_code == 503
     assert down.json() == {"ok": False, "reason": "the database cannot be reached"}
     assert httpx.get(health).status_code == 200  # back once the database is
+
+
+def test_healthz_answers_while_every_listener_thread_is_busy(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy moment (every listener thread taken by a slow ack) is not a database outage: the
+    probe used to queue behind the acks and answer 503 "the database did not answer within
+    0.8 s", so a load balancer took Shepherd out of service just as people were using it."""
+    ws = workspace
+    health = ws.client.endpoint_url.removesuffix("/slack/events") + "/healthz"
+    inside, release = threading.Event(), threading.Event()
+    read_uow = ws.services.read_uow
+
+    def slow_read_uow() -> Any:
+        inside.set()
+        release.wait(30)
+        return read_uow()
+
+    monkeypatch.setattr(ws.services, "read_uow", slow_read_uow)
+    with ThreadPoolExecutor(1) as pool:
+        status = pool.submit(ws.command, OWNER, "status")  # SQLite: the one listener thread
+        try:
+            assert inside.wait(10)
+            probe = httpx.get(health, timeout=10)
+        finally:
+            release.set()
+        assert status.result().status == 200
+    assert probe.status_code == 200, probe.text
+    assert probe.json() == {"ok": True, "pipeline": ws.services.pipeline.version}
 
 
 # -- /shepherd status --------------------------------------------------------------------------

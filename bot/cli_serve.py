@@ -257,7 +257,7 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
         if settings.oauth_enabled:
             pages.start()
             out.print(
-                f"Install page on http://{settings.host}:{port}/slack/install (health: /healthz).",
+                f"Install page on {pages.url}/slack/install (health: /healthz).",
                 markup=False,
             )
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")

@@ -1,4 +1,4 @@
-"""Run an ASGI app (the bot behind Starlette, say) on 127.0.0.1 in a background thread.
+"""Run an ASGI app (the bot behind Starlette, say) on a local port in a background thread.
 
 Tests and the playground need the app on a real port so the signing client talks HTTP to it,
 exactly as Slack would. Port 0 is bound here first, so the real port is known before uvicorn
@@ -47,8 +47,9 @@ class BackgroundASGIServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` once started."""
-        return f"http://{self.host}:{self.port}"
+        """``http://127.0.0.1:PORT`` once started (``http://[::1]:PORT`` on IPv6)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> BackgroundASGIServer:
         """Bind, start uvicorn and wait until it accepts requests.
@@ -56,9 +57,14 @@ class BackgroundASGIServer:
         Raises:
             RuntimeError: uvicorn did not start in time.
         """
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # The address family of ``host`` as uvicorn binds it: ``shepherd serve`` in Socket Mode
+        # serves its install page here, on SHEPHERD_HOST, which may be IPv6 (``::``).
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock.bind(address)
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False)

@@ -133,6 +133,25 @@ def test_socket_mode_with_oauth_serves_the_install_page(tmp_path: Path, socket_m
 
 
 @pytest.mark.usefixtures("gc_restored")
+def test_socket_mode_serves_the_install_page_on_an_ipv6_address(
+    tmp_path: Path, socket_mode: FakeSocketMode
+) -> None:
+    """SHEPHERD_HOST=:: (or ::1), as on an IPv6 or dual-stack network: HTTP mode listens there,
+    and Socket Mode used to stop at start with "Address family for hostname not supported",
+    its install page's socket being IPv4 only."""
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        port = int(sock.getsockname()[1])
+    pages: list[httpx.Response] = []
+    socket_mode.while_connected.append(lambda: pages.append(httpx.get(f"http://[::1]:{port}/healthz")))
+    with FakeSlackWebAPI() as api:
+        serve(oauth_socket_settings(tmp_path, api, port).model_copy(update={"host": "::1"}))
+
+    assert [page.status_code for page in pages] == [200]
+    assert socket_mode.closed
+
+
+@pytest.mark.usefixtures("gc_restored")
 def test_sigterm_in_socket_mode_finishes_the_background_work_before_exiting(
     tmp_path: Path, socket_mode: FakeSocketMode
 ) -> None:

@@ -66,12 +66,15 @@ def check_slack_settings(settings: Settings) -> None:
     """Refuse settings that cannot serve Slack, naming what to set (``Settings.slack_missing``).
 
     Raises:
-        ConfigurationError: no signing secret (HTTP mode), or neither a bot token nor OAuth
-            credentials.
+        ConfigurationError: no signing secret (HTTP mode), neither a bot token nor OAuth
+            credentials, or a token of the wrong kind (a user token as the bot token, say).
     """
     missing = settings.slack_missing
     if missing is not None:
         raise ConfigurationError(f"Slack is not connected: set {missing}.")
+    wrong = settings.wrong_slack_token
+    if wrong is not None:
+        raise ConfigurationError(" ".join(wrong))
 
 
 def build_app(settings: Settings, services: Services | None = None, client: WebClient | None = None) -> App:

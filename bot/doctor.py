@@ -110,8 +110,12 @@ def check_slack_tokens(settings: Settings) -> list[Check]:
     results: list[Check] = []
     base_url = _slack_base_url(settings)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    if token:
-        if not token.startswith("xoxb-"):
+    wrong = settings.wrong_slack_token
+    if token and wrong is not None and wrong[0].startswith("SLACK_BOT_TOKEN"):
+        # Slack may well take it (a user token works, as that person): `serve` refuses it.
+        results.append(Check("slack bot token", Level.FAIL, *wrong))
+    elif token:
+        if not token.startswith(("xoxb-", "xoxe.xoxb-")):
             results.append(
                 Check(
                     "slack bot token",

@@ -168,6 +168,33 @@ class Settings(BaseSettings):
         return None
 
     @property
+    def wrong_slack_token(self) -> tuple[str, str] | None:
+        """A token pasted into the wrong variable: what is wrong, and where the right token is;
+        None when each holds the kind it needs (or one whose prefix does not tell)."""
+        where = "api.slack.com/apps > your app"
+        bot = _token_kind(self.slack_bot_token)
+        if bot is not None and bot != "bot":
+            why = {
+                "user": ": Shepherd would post as that person.",
+                "app-level": ", which belongs in SLACK_APP_TOKEN.",
+                "refresh": ".",
+            }[bot]
+            return (
+                f"SLACK_BOT_TOKEN holds {_KIND_NAMES[bot]}{why}",
+                f"Put the Bot User OAuth Token (xoxb-...) from {where} > OAuth & Permissions in "
+                "SLACK_BOT_TOKEN.",
+            )
+        app = _token_kind(self.slack_app_token)
+        if self.slack_app_token is not None and app != "app-level":
+            held = f"holds {_KIND_NAMES[app]}, not" if app is not None else "is not"
+            return (
+                f"SLACK_APP_TOKEN {held} an app-level token (xapp-...).",
+                f"Create one with the connections:write scope at {where} > Basic Information > "
+                "App-Level Tokens, and put it in SLACK_APP_TOKEN.",
+            )
+        return None
+
+    @property
     def slack_configured(self) -> bool:
         return self.slack_missing is None
 
@@ -182,6 +209,24 @@ class Settings(BaseSettings):
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_model and (self.openai_api_key or self.openai_base_url))
+
+
+# Slack's token prefixes, by kind; a rotating token has ``xoxe.`` before its own prefix.
+_TOKEN_PREFIXES = {"xoxb-": "bot", "xoxp-": "user", "xapp-": "app-level", "xoxe-": "refresh"}
+_KIND_NAMES = {
+    "bot": "a bot token (xoxb-...)",
+    "user": "a user token (xoxp-...)",
+    "app-level": "an app-level token (xapp-...)",
+    "refresh": "a refresh token (xoxe-...)",
+}
+
+
+def _token_kind(token: SecretStr | None) -> str | None:
+    """Which kind of Slack token ``token`` is, by its prefix; None if unset or not known."""
+    if token is None:
+        return None
+    text = token.get_secret_value().strip().removeprefix("xoxe.")
+    return next((kind for prefix, kind in _TOKEN_PREFIXES.items() if text.startswith(prefix)), None)
 
 
 def settings_problems(error: ValidationError) -> list[str]:

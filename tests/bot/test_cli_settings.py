@@ -299,3 +299,59 @@ def test_a_hundred_years_of_retention_is_kept_and_prunes_nothing(
     assert said.out.splitlines()[-1] == (
         "Rows older than 36500 days that nothing needs any more. Nothing was deleted (dry run)."
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        (
+            {"SLACK_BOT_TOKEN": "xoxp-1-2-3", "SLACK_SIGNING_SECRET": "s"},
+            "SLACK_BOT_TOKEN holds a user token (xoxp-...): Shepherd would post as that person.",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xapp-1-A0-2-3", "SLACK_SIGNING_SECRET": "s"},
+            "SLACK_BOT_TOKEN holds an app-level token (xapp-...), which belongs in SLACK_APP_TOKEN.",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxe-1-abc", "SLACK_SIGNING_SECRET": "s"},
+            "SLACK_BOT_TOKEN holds a refresh token (xoxe-...).",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-1"},
+            "SLACK_APP_TOKEN holds a bot token (xoxb-...), not an app-level token (xapp-...).",
+        ),
+    ],
+)
+def test_serve_refuses_a_token_of_the_wrong_type_in_one_line(
+    settings_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: dict[str, str],
+    problem: str,
+) -> None:
+    """A token pasted into the wrong variable: a user token made Shepherd post every card and
+    DM as the person who copied it, an app-level one made every request fail (and a bot token
+    in SLACK_APP_TOKEN ended in "Shepherd hit an unexpected error: SlackApiError"). Named before
+    anything is prepared, with where to find the right token."""
+    monkeypatch.chdir(settings_env)  # no .env file
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    code, said = shepherd(monkeypatch, capsys, "serve")
+    assert code == 1
+    assert said.startswith(f"error: {problem} ")
+    assert "api.slack.com/apps" in said and "xoxp-1-2-3" not in said
+    assert not (settings_env / "shepherd.db").exists()
+
+
+def test_doctor_fails_a_user_token_in_slack_bot_token(tmp_path: Path) -> None:
+    """It used to WARN, then say OK ("SLACK_BOT_TOKEN works") once Slack took the user token."""
+    from bot.doctor import Level, check_slack_tokens
+
+    settings = Settings(
+        data_dir=tmp_path, slack_bot_token="xoxp-1-2-3", slack_api_url="http://127.0.0.1:9/api/"
+    )
+    checks = check_slack_tokens(settings)
+    assert [(check.name, check.level) for check in checks] == [("slack bot token", Level.FAIL)]
+    assert "user token" in checks[0].message and "xoxb-" in (checks[0].fix or "")

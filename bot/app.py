@@ -17,6 +17,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 from bot.bootstrap import Services, bootstrap
@@ -60,6 +61,18 @@ LISTENER_THREADS = 20
 class ConfigurationError(ShepherdError):
     """Settings that cannot make a working Slack app; the message says which and how to fix it
     (an expected error: the command prints it as one line)."""
+
+
+def app_token_refused(error: SlackApiError) -> tuple[str, str]:
+    """What Slack's refusal of ``apps.connections.open`` means for SLACK_APP_TOKEN, and the fix."""
+    code = str(error.response.get("error") or "unknown_error")
+    needed = error.response.get("needed")
+    why = f"{code}: it needs the {needed} scope" if code == "missing_scope" and needed else code
+    return (
+        f"Slack refused SLACK_APP_TOKEN ({why}), so Socket Mode cannot connect.",
+        "Create an app-level token with the connections:write scope at api.slack.com/apps > your "
+        "app > Basic Information > App-Level Tokens, and put it in SLACK_APP_TOKEN.",
+    )
 
 
 def check_slack_settings(settings: Settings) -> None:

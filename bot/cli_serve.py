@@ -228,7 +228,9 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
     """Socket Mode until SIGTERM or Ctrl+C; with OAuth, also the install pages on ``port``
     (``socket_mode_asgi_app``), since a browser must reach them whatever the mode."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
+    from bot.app import ConfigurationError, app_token_refused
     from bot.emulator.serving import BackgroundASGIServer
     from bot.server import freeze_startup_heap, socket_mode_asgi_app, stop_serving
     from bot.warm_authorization import warm_authorization
@@ -261,7 +263,14 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
                 markup=False,
             )
         out.print("Connecting to Slack over Socket Mode. Ctrl+C stops.")
-        handler.start()  # type: ignore[no-untyped-call]  # unannotated in Bolt
+        try:
+            handler.start()  # type: ignore[no-untyped-call]  # unannotated in Bolt
+        except SlackApiError as error:
+            # The connection's address is asked for with SLACK_APP_TOKEN: a refusal is a setting to
+            # fix, said as one, not an unexpected error.
+            if not error.response.api_url.endswith("apps.connections.open"):
+                raise
+            raise ConfigurationError(" ".join(app_token_refused(error))) from None
     finally:
         handler.close()  # type: ignore[no-untyped-call]  # unannotated in Bolt
         pages.stop()

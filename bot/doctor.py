@@ -186,8 +186,31 @@ def check_slack_tokens(settings: Settings) -> list[Check]:
             )
         )
     elif app_token is not None:
-        results.append(Check("slack app token", Level.OK, "SLACK_APP_TOKEN is set: Socket Mode."))
+        results.append(_app_token_check(app_token, base_url))
     return results
+
+
+def _app_token_check(app_token: str, base_url: str) -> Check:
+    """Whether Slack opens Socket Mode connections for SLACK_APP_TOKEN, as `serve` asks it to
+    (``apps.connections.open``: it hands out an address, nothing connects)."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    from bot.app import app_token_refused
+
+    client = WebClient(base_url=base_url, timeout=int(TIMEOUT_SECONDS))
+    try:
+        client.apps_connections_open(app_token=app_token)
+    except SlackApiError as error:
+        return Check("slack app token", Level.FAIL, *app_token_refused(error))
+    except Exception as error:  # connection refused, DNS, timeout: the bot token check says more
+        return Check(
+            "slack app token",
+            Level.WARN,
+            f"Cannot reach Slack to check SLACK_APP_TOKEN: {_first_line(error)}.",
+            "Check the network (or SLACK_API_URL), then run the doctor again.",
+        )
+    return Check("slack app token", Level.OK, "SLACK_APP_TOKEN opens Socket Mode connections.")
 
 
 def _slack_base_url(settings: Settings) -> str:

@@ -11,6 +11,7 @@ import base64
 import copy
 import json
 import mimetypes
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,7 +125,27 @@ class WebApiMethods:
         if not token:
             raise SlackApiFailure("not_authed")
         if token not in self.state.tokens:
-            raise SlackApiFailure("invalid_auth")
+            raise SlackApiFailure(
+                "not_allowed_token_type" if token in self.state.app_tokens else "invalid_auth"
+            )
+
+    def authenticate_app(self, token: str | None) -> None:
+        """Check an app-level token as ``apps.connections.open`` does.
+
+        Raises:
+            SlackApiFailure: ``not_authed`` without a token, ``not_allowed_token_type`` for a bot
+                token, ``invalid_auth`` for an unknown one, ``missing_scope`` without
+                connections:write.
+        """
+        if not token:
+            raise SlackApiFailure("not_authed")
+        scopes = self.state.app_tokens.get(token)
+        if scopes is None:
+            raise SlackApiFailure("not_allowed_token_type" if token in self.state.tokens else "invalid_auth")
+        if "connections:write" not in scopes:
+            raise SlackApiFailure(
+                "missing_scope", needed="connections:write", provided=",".join(sorted(scopes))
+            )
 
     def call(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """Run one method; returns Slack's JSON answer (``ok: false`` included).
@@ -382,6 +403,13 @@ def _install_grant(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]
         "is_enterprise_install": False,
         "authed_user": {"id": "U0ADMIN01"},
     }
+
+
+@method("apps.connections.open")
+def _apps_connections_open(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
+    # The token was checked as an app-level one (``authenticate_app``). Nothing listens at the
+    # URL: the fake hands out the address, as Slack does, for a check that the token works.
+    return {"ok": True, "url": f"wss://wss-primary.slack.com/link/?ticket={secrets.token_hex(8)}"}
 
 
 @method("auth.test")

@@ -13,7 +13,7 @@ import itertools
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +159,7 @@ class SlackState:
         team_id, team_domain, team_name: the workspace.
         bot_user_id, bot_id, app_id, bot_name: who the app is (``auth.test`` answers with them).
         tokens: tokens the Web API accepts; anything else gets ``invalid_auth``.
+        app_tokens: app-level tokens (Socket Mode's ``apps.connections.open``) and their scopes.
         trigger_ttl: seconds a trigger id lives (Slack: 3).
         clock: seconds since the epoch; injectable for tests about expiry.
     """
@@ -174,6 +175,7 @@ class SlackState:
         app_id: str = "A0SHEPHERD",
         bot_name: str = "shepherd",
         tokens: Iterable[str] = ("xoxb-shepherd-test",),
+        app_tokens: Mapping[str, Iterable[str]] | None = None,
         trigger_ttl: float = 3.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -186,6 +188,10 @@ class SlackState:
         self.app_id = app_id
         self.bot_name = bot_name
         self.tokens = set(tokens)
+        self.app_tokens: dict[str, frozenset[str]] = {
+            token: frozenset(scopes)
+            for token, scopes in (app_tokens or {"xapp-1-A0SHEPHERD-1-secret": ["connections:write"]}).items()
+        }
         # Token rotation: refresh token -> the bot token it replaces. Slack revokes a refresh
         # token (and its old access token) once it has been used.
         self.refresh_tokens: dict[str, str] = {}

@@ -41,6 +41,8 @@ _RESPONSE_PATH = re.compile(r"^/hooks/response/(?P<key>[A-Za-z0-9_-]+)$")
 
 # Methods Slack answers without a token: the app authenticates with its client id and secret.
 UNAUTHENTICATED = frozenset({"oauth.v2.access"})
+# Methods Slack answers for an app-level token (xapp-) only.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,9 @@ class FakeSlackWebAPI:
             body = {"ok": False, "error": fault.error}
             return self._finish(method, params, headers, received, token, fault.status, body, extra)
         try:
-            if method not in UNAUTHENTICATED:
+            if method in APP_TOKEN_METHODS:
+                self.methods.authenticate_app(token)
+            elif method not in UNAUTHENTICATED:
                 self.methods.authenticate(token)
         except SlackApiFailure as failure:
             return self._finish(method, params, headers, received, token, 200, failure.response())

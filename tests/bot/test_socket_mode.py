@@ -20,6 +20,7 @@ import pytest
 import slack_bolt.adapter.socket_mode
 
 from bot import cli_serve
+from bot.app import ConfigurationError
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.settings import Settings
 
@@ -182,6 +183,65 @@ def test_sigterm_in_socket_mode_finishes_the_background_work_before_exiting(
     started = set(threading.enumerate()) - earlier
     alive = [thread.name for thread in started if thread.name in BACKGROUND]
     assert alive == []  # finished, and the inbox's writer closed, as HTTP mode's lifespan does
+
+
+@pytest.mark.usefixtures("gc_restored")
+@pytest.mark.parametrize(
+    ("scopes", "refusal"),
+    [(None, "invalid_auth"), ((), "missing_scope: it needs the connections:write scope")],
+)
+def test_an_app_token_slack_refuses_is_named_with_the_fix(
+    tmp_path: Path, scopes: tuple[str, ...] | None, refusal: str
+) -> None:
+    """The real ``SocketModeHandler`` against the fake Slack: an app-level token revoked, or
+    made without connections:write, used to end `shepherd serve` in "Shepherd hit an unexpected
+    error: SlackApiError: The request to the Slack API failed. (url: .../apps.connections.open)"."""
+    app_token = "xapp-1-A0SHEPHERD-2-other"
+    with FakeSlackWebAPI() as api:
+        if scopes is not None:
+            api.state.app_tokens[app_token] = frozenset(scopes)
+        settings = Settings(
+            data_dir=tmp_path,
+            slack_bot_token=api.bot_token,
+            slack_app_token=app_token,
+            slack_api_url=api.api_url,
+            embeddings="none",
+            port=free_port(),
+        )
+        with pytest.raises(ConfigurationError) as refused:
+            serve(settings)
+    said = str(refused.value)
+    assert said.startswith(f"Slack refused SLACK_APP_TOKEN ({refusal}), so Socket Mode cannot connect.")
+    assert "App-Level Tokens" in said and app_token not in said
+
+
+def test_doctor_checks_the_app_token_with_slack(tmp_path: Path) -> None:
+    """It used to say OK to any xapp- token, however Slack would refuse it."""
+    from bot.doctor import Level, check_slack_tokens
+
+    with FakeSlackWebAPI() as api:
+        api.state.app_tokens["xapp-1-A0SHEPHERD-2-noscope"] = frozenset()
+        checks = {
+            token: [
+                c
+                for c in check_slack_tokens(
+                    Settings(
+                        data_dir=tmp_path,
+                        slack_bot_token=api.bot_token,
+                        slack_app_token=token,
+                        slack_api_url=api.api_url,
+                    )
+                )
+                if c.name == "slack app token"
+            ]
+            for token in ("xapp-1-A0SHEPHERD-1-secret", "xapp-1-A0SHEPHERD-2-noscope", "xapp-1-revoked")
+        }
+    good, unscoped, revoked = checks.values()
+    assert [c.level for c in good] == [Level.OK]
+    assert [c.level for c in unscoped] == [Level.FAIL]
+    assert "missing_scope: it needs the connections:write scope" in unscoped[0].message
+    assert [c.level for c in revoked] == [Level.FAIL] and "invalid_auth" in revoked[0].message
+    assert "App-Level Tokens" in (revoked[0].fix or "")
 
 
 def test_socket_mode_needs_no_signing_secret_but_http_mode_does() -> None:

@@ -8,7 +8,7 @@ timeouts so a dead endpoint costs seconds, not minutes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -127,14 +127,20 @@ def check_slack_tokens(settings: Settings) -> list[Check]:
         client = WebClient(token=token, base_url=base_url, timeout=int(TIMEOUT_SECONDS))
         try:
             answer = client.auth_test()
-            results.append(
-                Check(
-                    "slack bot token",
-                    Level.OK,
-                    f"SLACK_BOT_TOKEN works: bot {answer.get('user')} ({answer.get('user_id')}) "
-                    f"in workspace {answer.get('team')}.",
+            who = f"bot {answer.get('user')} ({answer.get('user_id')}) in workspace {answer.get('team')}"
+            missing = _missing_scopes(answer.headers)
+            if missing:
+                results.append(
+                    Check(
+                        "slack bot token",
+                        Level.FAIL,
+                        f"SLACK_BOT_TOKEN works ({who}), but {_lacks(missing)}.",
+                        f"{MANIFEST_AGAIN} and reinstall it in the workspace; if Slack shows a new Bot "
+                        "User OAuth Token, put it in SLACK_BOT_TOKEN.",
+                    )
                 )
-            )
+            else:
+                results.append(Check("slack bot token", Level.OK, f"SLACK_BOT_TOKEN works: {who}."))
         except SlackApiError as error:
             code = str(error.response.get("error", "unknown_error"))
             results.append(
@@ -211,6 +217,31 @@ def _app_token_check(app_token: str, base_url: str) -> Check:
             "Check the network (or SLACK_API_URL), then run the doctor again.",
         )
     return Check("slack app token", Level.OK, "SLACK_APP_TOKEN opens Socket Mode connections.")
+
+
+MANIFEST_AGAIN = (
+    "Apply slack-manifest.yaml (`shepherd manifest` prints it) to the app again at api.slack.com/apps "
+    "> your app > App Manifest"
+)
+
+
+def _missing_scopes(headers: Mapping[str, object]) -> list[str]:
+    """The scopes Shepherd uses (``BOT_SCOPES``) that a token lacks, as Slack lists the token's
+    scopes in the ``x-oauth-scopes`` header of its answers; none when Slack does not say."""
+    from bot.app import BOT_SCOPES
+
+    granted = next((str(value) for name, value in headers.items() if name.lower() == "x-oauth-scopes"), None)
+    if granted is None:
+        return []
+    held = {scope.strip() for scope in granted.split(",")}
+    return [scope for scope in BOT_SCOPES if scope not in held]
+
+
+def _lacks(missing: list[str]) -> str:
+    return (
+        f"the app lacks the scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}: what needs "
+        f"{'them' if len(missing) > 1 else 'it'} fails in Slack"
+    )
 
 
 def _slack_base_url(settings: Settings) -> str:
@@ -304,13 +335,14 @@ def check_installation(settings: Settings) -> list[Check]:
 def _installed_token_check(settings: Settings, token: str | None, workspace: str) -> Check | None:
     """Whether Slack still takes the installation's bot token (auth.test): it may have been
     revoked while Shepherd was down, when no tokens_revoked event could reach it. None when it
-    does; a FAIL when Slack refuses it; a WARN when Slack cannot be asked."""
+    does, with every scope Shepherd uses; a FAIL when Slack refuses it or it lacks scopes; a
+    WARN when Slack cannot be asked."""
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
     client = WebClient(token=token, base_url=_slack_base_url(settings), timeout=int(TIMEOUT_SECONDS))
     try:
-        client.auth_test()
+        missing = _missing_scopes(client.auth_test().headers)
     except SlackApiError as error:
         code = str(error.response.get("error", "unknown_error"))
         if code in REFUSED_TOKEN:
@@ -333,6 +365,15 @@ def _installed_token_check(settings: Settings, token: str | None, workspace: str
             Level.WARN,
             f"Cannot reach Slack to check the bot token of {workspace}: {_first_line(error)}.",
             "Check the network (or SLACK_API_URL), then run the doctor again.",
+        )
+    if missing:
+        # Installed before Shepherd asked for these (an older version): only a reinstall grants them.
+        return Check(
+            "slack installation",
+            Level.FAIL,
+            f"The installation in {workspace} works, but {_lacks(missing)}.",
+            "Reinstall at /slack/install: a workspace admin opens it on this Shepherd and approves "
+            "the install in Slack (it asks for every scope Shepherd uses).",
         )
     return None
 

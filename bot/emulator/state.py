@@ -160,6 +160,8 @@ class SlackState:
         bot_user_id, bot_id, app_id, bot_name: who the app is (``auth.test`` answers with them).
         tokens: tokens the Web API accepts; anything else gets ``invalid_auth``.
         app_tokens: app-level tokens (Socket Mode's ``apps.connections.open``) and their scopes.
+        bot_scopes: the scopes the bot tokens hold, which Slack names in each answer's
+            ``x-oauth-scopes`` header; None leaves the header out.
         trigger_ttl: seconds a trigger id lives (Slack: 3).
         clock: seconds since the epoch; injectable for tests about expiry.
     """
@@ -176,6 +178,7 @@ class SlackState:
         bot_name: str = "shepherd",
         tokens: Iterable[str] = ("xoxb-shepherd-test",),
         app_tokens: Mapping[str, Iterable[str]] | None = None,
+        bot_scopes: Iterable[str] | None = None,
         trigger_ttl: float = 3.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -192,6 +195,7 @@ class SlackState:
             token: frozenset(scopes)
             for token, scopes in (app_tokens or {"xapp-1-A0SHEPHERD-1-secret": ["connections:write"]}).items()
         }
+        self.bot_scopes = frozenset(bot_scopes) if bot_scopes is not None else None
         # Token rotation: refresh token -> the bot token it replaces. Slack revokes a refresh
         # token (and its old access token) once it has been used.
         self.refresh_tokens: dict[str, str] = {}

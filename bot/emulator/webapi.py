@@ -394,7 +394,9 @@ class FakeSlackWebAPI:
         except SlackApiFailure as failure:
             return self._finish(method, params, headers, received, token, 200, failure.response())
         response = self.methods.call(method, params)
-        return self._finish(method, params, headers, received, token, 200, response)
+        scopes = self.state.bot_scopes if token in self.state.tokens else None
+        granted = {"x-oauth-scopes": ",".join(sorted(scopes))} if scopes is not None else None
+        return self._finish(method, params, headers, received, token, 200, response, granted)
 
     def handle_upload(self, file_id: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         """Accept the bytes of a file announced by ``files.getUploadURLExternal``. Faults and delays

@@ -145,6 +145,37 @@ def test_with_oauth_the_doctor_says_whether_anyone_has_installed(
     assert check_installation(settings(tmp_path)) == []  # no OAuth, nothing to say
 
 
+def test_an_installation_without_every_scope_shepherd_uses_fails_and_says_to_reinstall(
+    slack_api: FakeSlackWebAPI, tmp_path: Path
+) -> None:
+    """Installed by an older Shepherd, which asked for fewer scopes: the doctor said OK while
+    what needs the others (user group roles, say) failed in Slack."""
+    from bot.app import BOT_SCOPES
+
+    oauth = {
+        "slack_client_id": "111.222",
+        "slack_client_secret": "client-secret",
+        "slack_api_url": slack_api.api_url,
+    }
+    slack_api.state.tokens.add("xoxb-1")
+    slack_api.state.bot_scopes = frozenset(BOT_SCOPES) - {"usergroups:read"}
+    database = Database(sqlite_url(tmp_path))
+    database.upgrade()
+    installation_store(settings(tmp_path, **oauth), database).save(
+        Installation(
+            app_id="A0SHEP", team_id="T0ACME", team_name="Acme", user_id="U0ADMIN01", bot_token="xoxb-1"
+        )
+    )
+    database.dispose()
+    [check] = check_installation(settings(tmp_path, **oauth))
+    assert check.level is Level.FAIL
+    assert "Acme (T0ACME)" in check.message and "lacks the scope usergroups:read" in check.message
+    assert check.fix is not None and "/slack/install" in check.fix
+    slack_api.state.bot_scopes = frozenset(BOT_SCOPES)
+    [check] = check_installation(settings(tmp_path, **oauth))
+    assert check.level is Level.OK
+
+
 def test_with_several_workspaces_and_no_slack_team_id_the_doctor_warns(
     slack_api: FakeSlackWebAPI, tmp_path: Path
 ) -> None:

@@ -93,3 +93,23 @@ def test_doctor_exits_1_on_a_registry_channel_slack_cannot_find(
     assert result.exit_code == 1, result.output
     assert "FAIL registry channel" in result.output
     assert "Slack cannot find SHEPHERD_REGISTRY_CHANNEL='C0NOSUCH1'" in result.output
+
+
+def test_a_bot_token_without_every_scope_shepherd_uses_fails_naming_them(
+    slack_api: FakeSlackWebAPI, tmp_path: Path
+) -> None:
+    """An app made from an older manifest, or whose scopes an admin trimmed: auth.test still
+    answers, so the doctor said "SLACK_BOT_TOKEN works" while, say, roles held by a user group
+    or the system card's upload failed. Slack says which scopes a token has (x-oauth-scopes)."""
+    from bot.app import BOT_SCOPES
+    from bot.doctor import check_slack_tokens
+
+    slack_api.state.bot_scopes = frozenset(BOT_SCOPES) - {"usergroups:read", "files:write"}
+    [check] = check_slack_tokens(settings(tmp_path, slack_api))
+    assert check.level is Level.FAIL
+    assert "lacks the scopes usergroups:read, files:write" in check.message
+    assert "slack-manifest.yaml" in (check.fix or "") and "reinstall" in (check.fix or "")
+
+    slack_api.state.bot_scopes = frozenset(BOT_SCOPES) | {"reactions:read"}
+    [check] = check_slack_tokens(settings(tmp_path, slack_api))
+    assert check.level is Level.OK and "SLACK_BOT_TOKEN works" in check.message

@@ -257,7 +257,14 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
     try:
         if settings.oauth_enabled:
-            pages.start()
+            try:
+                pages.start()
+            except OSError as error:  # the port taken, an address not of this machine
+                raise ConfigurationError(
+                    f"Cannot serve the install page on {pages.url.removeprefix('http://')}: "
+                    f"{error.strerror or error}. Set SHEPHERD_PORT (or --port) to a free port, and "
+                    "SHEPHERD_HOST to an address of this machine."
+                ) from None
             out.print(
                 f"Install page on {pages.url}/slack/install (health: /healthz).",
                 markup=False,

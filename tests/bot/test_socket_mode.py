@@ -244,6 +244,26 @@ def test_doctor_checks_the_app_token_with_slack(tmp_path: Path) -> None:
     assert "App-Level Tokens" in (revoked[0].fix or "")
 
 
+@pytest.mark.usefixtures("gc_restored")
+def test_an_install_page_port_in_use_is_named_with_the_setting(
+    tmp_path: Path, socket_mode: FakeSocketMode
+) -> None:
+    """Another program on SHEPHERD_PORT: "Shepherd hit an unexpected error: OSError: [Errno 98]
+    Address already in use" named neither the port nor the setting."""
+    earlier = set(threading.enumerate())
+    with socket.socket() as taken, FakeSlackWebAPI() as api:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        with pytest.raises(ConfigurationError) as refused:
+            serve(oauth_socket_settings(tmp_path, api, port))
+    said = str(refused.value)
+    assert said.startswith(f"Cannot serve the install page on 127.0.0.1:{port}: ")
+    assert "SHEPHERD_PORT" in said
+    started = set(threading.enumerate()) - earlier
+    assert [thread.name for thread in started if thread.name in BACKGROUND] == []  # stopped
+
+
 def test_socket_mode_needs_no_signing_secret_but_http_mode_does() -> None:
     oauth = {"slack_client_id": "111.222", "slack_client_secret": "client-secret"}
     app_token = {"slack_app_token": "xapp-1-A0SHEPHERD-1-secret"}

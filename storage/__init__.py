@@ -41,7 +41,9 @@ def verify_audit(database: Database, pipeline: CompiledPipeline | None = None) -
     hashes are not recomputed)."""
     from storage.audit import verify
 
-    with database.session(read_only=True) as session:
+    # One moment of the database: the walk of the chain, the counter and the tables it checks
+    # them against take many statements while Shepherd may be writing.
+    with database.snapshot() as session:
         return verify(session, pipeline=pipeline)
 
 

@@ -206,6 +206,16 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_engine = self.engine.execution_options(**read_options)
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False, autoflush=False)
+        # On SQLite the read-only sessions' deferred BEGIN already reads one snapshot throughout.
+        self._snapshot_sessions = (
+            self._read_sessions
+            if self.is_sqlite
+            else sessionmaker(
+                self.engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True),
+                expire_on_commit=False,
+                autoflush=False,
+            )
+        )
         # Shared by this process's units of work: lets an audit append skip reading the chain's end.
         self._audit_head = ChainHead()
 
@@ -230,6 +240,14 @@ class Database:
     def session(self, *, read_only: bool = False) -> Session:
         """A bare session, for storage's own workers and the CLI."""
         return (self._read_sessions if read_only else self._sessions)()
+
+    def snapshot(self) -> Session:
+        """A read-only session whose statements all see the database as it was at the first:
+        for a check that reads it in many statements while Shepherd goes on writing (``shepherd
+        audit verify``). The read-only sessions of PostgreSQL autocommit each statement, so a
+        transaction committed between two of them would show half: the audit counter it bumped
+        but not the entries read before, a decision but not its audit entry."""
+        return self._snapshot_sessions()
 
     # -- migrations -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gates import usecases
@@ -434,3 +434,34 @@ def test_reviews_of_an_earlier_pipeline_verify_after_a_question_is_removed(datab
     report = verify_audit(database, without_budget)
     assert not report.ok
     assert f"(It was submitted on pipeline version {pipeline().version}; this one is" in str(report)
+
+
+def test_verify_on_a_live_database_reads_one_moment_of_it(database: Database) -> None:
+    """Shepherd goes on writing while `shepherd audit verify` reads: what commits after the walk
+    of the chain began (an initiative registered, submitted and decided) is either wholly in what
+    verify reads or wholly out, never its counter, decision or review without its entries."""
+    rejected(database)
+    wrote: list[str] = []
+
+    def meanwhile(_conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if wrote or "FROM audit_log" not in statement:
+            return
+        wrote.append(statement)
+        later = NOW + timedelta(days=1)
+        ref = usecases.register(
+            pipeline(), database.uow(), name="Fraud triage", owner_id=OWNER,
+            answers={**INTAKE, "budget": 100}, actor_id=OWNER, now=later,
+        ).ref  # fmt: skip
+        review = usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, later)
+        assert review.id is not None
+        usecases.decide(pipeline(), database.uow(), review.id, SPONSOR, DecisionKind.REJECT, "No", later)
+
+    event.listen(database.engine, "after_cursor_execute", meanwhile)
+    try:
+        report = verify_audit(database, pipeline())
+    finally:
+        event.remove(database.engine, "after_cursor_execute", meanwhile)
+    assert wrote, "nothing was written while verify read"
+    assert report.ok, str(report)
+    assert (report.checked, report.decisions, report.reviews) == (4, 1, 1)
+    assert verify_audit(database, pipeline()).checked == 7  # the writes landed, for the next run

@@ -200,9 +200,15 @@ def evidence_markdown(pipeline: CompiledPipeline, view: InitiativeView, gate_id:
     return "\n".join(lines) + "\n"
 
 
-def system_card(pipeline: CompiledPipeline, view: InitiativeView, heading_level: int = 2) -> SystemCard:
+def system_card(
+    pipeline: CompiledPipeline,
+    view: InitiativeView,
+    heading_level: int = 2,
+    people: Mapping[str, str] | None = None,
+) -> SystemCard:
     """The draft system card from the current answers, with its figures, headed at
-    ``heading_level`` (2 inside the pack, 1 as a file of its own)."""
+    ``heading_level`` (2 inside the pack, 1 as a file of its own); ``people`` names the persons
+    it lists by user id (``gates.system_card.draft_system_card``)."""
     tiers = [r.tier for r in view.reviews if r.tier and is_production_gate(pipeline, r.gate_id)]
     return draft_system_card(
         pipeline,
@@ -212,6 +218,7 @@ def system_card(pipeline: CompiledPipeline, view: InitiativeView, heading_level:
         stage=view.initiative.stage,
         tier=tiers[-1] if tiers else None,
         heading_level=heading_level,
+        people=people,
     )
 
 

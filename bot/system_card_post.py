@@ -18,7 +18,7 @@ from bot.evidence_pack import system_card
 from bot.slack_client import unavailable
 from gates import usecases
 from gates.lifecycle import Initiative, Review
-from gates.system_card import is_production_gate
+from gates.system_card import card_people, is_production_gate
 from storage.slack_messages import MessageRefs, PostInProgress, Reservation
 
 logger = logging.getLogger("shepherd.system_card")
@@ -53,7 +53,9 @@ def offer_system_card(
     if messages.find(target, KIND) is not None:
         return False
     view = usecases.show(pipeline, services.read_uow(), initiative.ref)
-    card = system_card(pipeline, view, heading_level=1)
+    answers = {qid: version.value for qid, version in view.answers.items()}
+    people = _names(client, card_people(pipeline, answers))
+    card = system_card(pipeline, view, heading_level=1, people=people)
     channel, thread_ts = thread
     # The card's own count, each question once, so the comment and the card's header agree.
     gaps_note = f" {card.gaps} fields are not answered yet." if card.gaps else ""
@@ -90,3 +92,28 @@ def offer_system_card(
     # MessageRefs keeps (channel, ts); a file has no ts of its own, so its id stands in.
     messages.fill(target, KIND, channel, file_id, at)
     return True
+
+
+def _names(client: WebClient, user_ids: set[str]) -> dict[str, str]:
+    """How the card shows each person: a file is not a message, so Slack would show a mention
+    in it as the bare id the answer holds. Someone Slack no longer knows keeps their id.
+
+    Raises:
+        SlackApiError: Slack failed in a way that passes: the card is offered again later.
+    """
+    names = {}
+    for user_id in sorted(user_ids):
+        try:
+            user = client.users_info(user=user_id)["user"]
+        except SlackApiError as error:
+            if unavailable(error) is not None:
+                raise
+            continue  # user_not_found and the like: shown by id
+        profile = user.get("profile") or {}
+        real = profile.get("real_name") or user.get("real_name") or ""
+        handle = profile.get("display_name") or user.get("name") or ""
+        if real and handle:
+            names[user_id] = f"{real} (@{handle})"
+        elif real or handle:
+            names[user_id] = real or f"@{handle}"
+    return names

@@ -210,6 +210,16 @@ def card_questions(pipeline: CompiledPipeline) -> set[str]:
     return {f.question_id for s in SECTIONS for f in s.fields if f.question_id in asked}
 
 
+def card_people(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None]) -> set[str]:
+    """The Slack user ids the card shows: answers to its person questions (owners, leads)."""
+    asked = pipeline.model.all_questions()
+    return {
+        str(value)
+        for qid in card_questions(pipeline)
+        if asked[qid][1].type is QuestionType.USER and _present(value := answers.get(qid))
+    }
+
+
 def draft_system_card(
     pipeline: CompiledPipeline,
     *,
@@ -220,9 +230,11 @@ def draft_system_card(
     tier: str | None = None,
     generated_at: datetime | None = None,
     heading_level: int = 1,
+    people: Mapping[str, str] | None = None,
 ) -> SystemCard:
     """The card as Markdown, with its figures. ``heading_level`` shifts the headings (2 to embed
-    it under a ``#``)."""
+    it under a ``#``). ``people`` names the persons the answers give by Slack user id; one it
+    does not name is shown by id."""
     asked = pipeline.model.all_questions()
     top = "#" * max(1, heading_level)
     sub = top + "#"
@@ -253,7 +265,7 @@ def draft_system_card(
                 lines.append(f"- **{entry.label}:** {DOES_NOT_APPLY}")
                 continue
             question = asked[entry.question_id][1]
-            lines += _field_lines(entry.label, question, answers.get(entry.question_id))
+            lines += _field_lines(entry.label, question, answers.get(entry.question_id), people or {})
         lines.append("")
     return SystemCard("\n".join(lines).rstrip() + "\n", answered, len(used))
 
@@ -264,10 +276,15 @@ def _hidden(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None
     return hidden_questions(pipeline, pipeline.questions, pipeline.visibility_rounds, typed)
 
 
-def _field_lines(label: str, question: Question, value: AnswerValue | None) -> list[str]:
+def _field_lines(
+    label: str, question: Question, value: AnswerValue | None, people: Mapping[str, str]
+) -> list[str]:
     if not _present(value):
         return [f"- **{label}:** {NOT_ANSWERED}"]
-    text = f"@{value}" if question.type is QuestionType.USER else display(question, value)
+    if question.type is QuestionType.USER:
+        text = people.get(str(value)) or f"@{value}"
+    else:
+        text = display(question, value)
     # Answers are shown as typed: HTML, links or headings in them are escaped, not rendered.
     parts = [markdown_text(part.strip()) for part in text.strip().splitlines() if part.strip()]
     if len(parts) <= 1:

@@ -229,6 +229,19 @@ def test_the_thread_comment_counts_the_same_gaps_as_the_card(workspace: Workspac
     assert f" {applicable - answered} fields are not answered yet." in reply
 
 
+def test_the_system_card_names_the_people_it_lists_instead_of_their_slack_ids(workspace: Workspace) -> None:
+    """A Markdown file is not a Slack message: Slack shows a mention in it as typed, so the
+    owners would read as bare ids (@U0SPONS01) in the card the team edits into its documentation."""
+    workspace.api.state.add_user("U0SPONS01", "sam", real_name="Sam Okafor")
+    offer, _ = _offering(workspace, {"business_sponsor": "U0SPONS01", "initiative_owner": "U0GONE001"})
+    assert offer() is True
+    text = _uploaded_card(workspace)
+    assert "- **Business sponsor:** Sam Okafor (@sam)" in text
+    assert "U0SPONS01" not in text
+    # Someone Slack no longer knows keeps their id: the card is still uploaded.
+    assert "- **Initiative owner:** @U0GONE001" in text
+
+
 def test_a_system_card_slack_could_not_take_for_now_is_offered_again(workspace: Workspace) -> None:
     offer, _ = _offering(workspace, {"rollback_plan": "Flip the feature flag off."})
     workspace.api.faults.fail("files.getUploadURLExternal", "not_allowed")  # for good: logged

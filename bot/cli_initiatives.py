@@ -263,8 +263,11 @@ def _print_view(pipeline: Any, view: usecases.InitiativeView, summary: dict[str,
             out.print(f"  exception justified: {review.exception_reason}", markup=False, highlight=False)
         for d in review.decisions:
             reason = f": {d.reason}" if d.reason else ""
+            role = review.counted_for(d)  # in the end: a later approver may have moved it
+            if role != d.role:
+                role = f"{role} (first counted as {d.role})"
             out.print(
-                f"  {d.kind.value.replace('_', ' ')} by {d.approver_id} as {d.role} {_when(d.decided_at)}{reason}",
+                f"  {d.kind.value.replace('_', ' ')} by {d.approver_id} as {role} {_when(d.decided_at)}{reason}",
                 markup=False,
                 highlight=False,
             )

@@ -101,6 +101,8 @@ def evidence_json(
                     {
                         "approver": d.approver_id,
                         "role": d.role,
+                        # In the end: a later approver may have moved it (``role``: when given).
+                        "counted_for": review.counted_for(d),
                         "decision": d.kind.value,
                         "reason": d.reason,
                         "decided_at": _iso(d.decided_at),
@@ -431,8 +433,11 @@ def _reviews_markdown(pipeline: CompiledPipeline, reviews: list[dict[str, Any]])
         if review["decisions"]:
             lines += ["| Approver | Role | Decision | Reason | When |", "| --- | --- | --- | --- | --- |"]
             for d in review["decisions"]:
+                role = _cell(d["counted_for"])
+                if d["counted_for"] != d["role"]:
+                    role += f" (first counted as {_cell(d['role'])})"
                 lines.append(
-                    f"| {_cell(d['approver'])} | {_cell(d['role'])} | {d['decision'].replace('_', ' ')} "
+                    f"| {_cell(d['approver'])} | {role} | {d['decision'].replace('_', ' ')} "
                     f"| {_cell(d['reason'])} | {d['decided_at']} |"
                 )
             lines += _decision_warnings(review["decisions"])

@@ -199,6 +199,15 @@ class Review:
             counts[role] -= 1
         return {role: n for role, n in counts.items() if n > 0}
 
+    def counted_for(self, decision: Decision) -> str | None:
+        """The role ``decision`` counts for now. An approval's ``role`` is the one it filled when
+        it was given, as its audit entry records; a later approver who could fill only that role
+        moves a two-role approver to their other one (the matching ``remaining`` makes). Another
+        decision counts for the role it was given in."""
+        if decision.kind is not DecisionKind.APPROVE:
+            return decision.role
+        return assign_roles(self._approvers(), self._needs()).get(decision.approver_id, decision.role)
+
     def _needs(self) -> dict[str, int]:
         needs: dict[str, int] = {}
         for requirement in self.requirements:

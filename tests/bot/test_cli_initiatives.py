@@ -229,6 +229,31 @@ def test_show_prints_readiness_answers_links_reviews_and_timeline(seeded: Seeded
     assert "stage.advanced" in text
 
 
+def test_show_names_the_role_each_approval_counted_for_in_the_end(data_dir: Path) -> None:
+    # The high tier needs the sponsor and risk: the two-role approver who came first is moved
+    # to risk when the sponsor, who can fill only that role, approves.
+    dual, now = "U05BOTHROLES", datetime.now(UTC)
+    services = bootstrap(Settings(data_dir=data_dir, embeddings="none"))
+    try:
+        pipeline = services.pipeline
+        usecases.set_role_holders(pipeline, services.uow(), "sponsor", [SPONSOR, dual], "test", now)
+        usecases.set_role_holders(pipeline, services.uow(), "risk", [dual], "test", now)
+        ref = usecases.register(
+            pipeline, services.uow(), name="Claims triage", owner_id=OWNER, sponsor_id=SPONSOR,
+            answers={**INTAKE, "regulated_domain": "yes"}, actor_id=OWNER, now=now,
+        ).ref  # fmt: skip
+        review = usecases.submit(pipeline, services.uow(), ref, OWNER, now)
+        assert review.id is not None
+        for approver in (dual, SPONSOR):
+            usecases.decide(pipeline, services.uow(), review.id, approver, DecisionKind.APPROVE, None, now)
+    finally:
+        services.database.dispose()
+    result = run("initiatives", "show", ref)
+    assert result.exit_code == 0, result.output
+    assert f"approve by {dual} as risk (first counted as sponsor)" in result.stdout
+    assert f"approve by {SPONSOR} as sponsor " in result.stdout
+
+
 def test_show_json_carries_readiness_and_the_evidence(seeded: Seeded) -> None:
     result = run("initiatives", "show", seeded.approved.lower(), "--json")
     assert result.exit_code == 0, result.output
@@ -297,6 +322,7 @@ def test_export_json_parses_with_answer_history_and_review(seeded: Seeded, tmp_p
     assert review["decisions"][0] == {
         "approver": SPONSOR,
         "role": "sponsor",
+        "counted_for": "sponsor",
         "decision": "approve",
         "reason": APPROVAL_REASON,
         "decided_at": review["decisions"][0]["decided_at"],

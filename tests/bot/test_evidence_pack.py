@@ -351,3 +351,32 @@ def test_a_decision_added_in_the_database_is_flagged_as_without_an_audit_entry(s
         "**Warning:** the decision of U0CEO has no audit entry: it was added in the database, "
         "not through Shepherd."
     ) in text
+
+
+def test_each_approval_shows_the_role_it_counted_for_once_the_review_is_decided(services: Services) -> None:
+    """A person holding two roles is counted for one of them, and moved to the other when a
+    later approver can only fill the first (``gates.matching``): the pack says the role each
+    approval counted for in the end, not the one it would have filled when it was given."""
+    dual = "U05BOTHROLES"
+    usecases.set_role_holders(services.pipeline, services.uow(), "sponsor", [SPONSOR, dual], "test", T0)
+    usecases.set_role_holders(services.pipeline, services.uow(), "risk", [dual], "test", T0)
+    ref = registered(services, {**INTAKE, "regulated_domain": "yes"})  # the high tier: sponsor and risk
+    review_id = submitted(services, ref)
+    for n, approver in enumerate((dual, SPONSOR), start=1):
+        usecases.decide(
+            services.pipeline, services.uow(), review_id, approver, DecisionKind.APPROVE, None,
+            T0 + timedelta(days=n),
+        )  # fmt: skip
+
+    data, text = pack(services, ref)
+    review = data["reviews"][0]
+    assert (review["status"], review["tier"]) == ("approved", "high")
+    assert [(r["role"], r["min"]) for r in review["requirements"]] == [("sponsor", 1), ("risk", 1)]
+    # Each as given (and as its audit entry records it), and as it counted in the end.
+    assert [(d["approver"], d["role"], d["counted_for"]) for d in review["decisions"]] == [
+        (dual, "sponsor", "risk"),
+        (SPONSOR, "sponsor", "sponsor"),
+    ]
+    assert all(d["audit"] == {"entry": True, "differs": {}} for d in review["decisions"])
+    assert f"| {dual} | risk (first counted as sponsor) | approve |" in text
+    assert f"| {SPONSOR} | sponsor | approve |" in text

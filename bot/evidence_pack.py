@@ -28,10 +28,13 @@ from gates.loader import CompiledPipeline
 from gates.markdown import markdown_text
 from gates.pipeline import Question
 from gates.ports import AnswerVersion
-from gates.system_card import SystemCard, draft_system_card, is_production_gate
+from gates.system_card import SystemCard, draft_system_card, hidden_by, is_production_gate
 from gates.usecases import InitiativeView
 
 FORMAT = "shepherd-evidence-pack/1"
+HIDDEN = "does not apply with the other answers: it counts for nothing"
+"""Said of an answer to a question a show_if hides: kept on record, but no rule reads it and the
+questionnaire no longer asks it."""
 
 
 def evidence_json(
@@ -69,7 +72,12 @@ def evidence_json(
             "stage_entered_at": _iso(initiative.stage_entered_at),
             "updated_at": _iso(initiative.updated_at),
         },
-        "answers": _answers(pipeline, view.history, wanted),
+        "answers": _answers(
+            pipeline,
+            view.history,
+            wanted,
+            hidden_by(pipeline, {qid: version.value for qid, version in view.answers.items()}),
+        ),
         "links": [
             {
                 "gate": link.gate_id,
@@ -276,9 +284,10 @@ def _against_audit_entry(view: InitiativeView, review: Review, decision: Decisio
 
 
 def _answers(
-    pipeline: CompiledPipeline, history: Sequence[AnswerVersion], wanted: Any
+    pipeline: CompiledPipeline, history: Sequence[AnswerVersion], wanted: Any, hidden: frozenset[str]
 ) -> list[dict[str, Any]]:
-    """One entry per question, in pipeline order, with every version oldest first."""
+    """One entry per question, in pipeline order, with every version oldest first; ``applies``
+    is False for a question ``hidden`` by the other current answers (its answer counts for nothing)."""
     questions = pipeline.model.all_questions()
     order = {qid: index for index, qid in enumerate(questions)}
     by_question: dict[tuple[str, str], list[AnswerVersion]] = {}
@@ -298,6 +307,7 @@ def _answers(
                 "label": question.label if question else qid,
                 "value": latest.value,
                 "display": _display(question, latest.value),
+                "applies": qid not in hidden,
                 "history": [
                     {
                         "value": v.value,
@@ -320,11 +330,13 @@ def _as_submitted(
     them), each with what became of it since; None for an open review, whose gate is frozen.
 
     ``since`` is "unchanged", "changed" (``current`` has today's answer) or, for the review's own
-    gate only, "answered after submission" (a question it was decided without).
+    gate only, "answered after submission" (a question it was decided without). ``applies`` is
+    False for an answer the other answers as submitted hid: the review was decided without it.
     """
     submitted = view.as_submitted.get(review.id) if review.id is not None else None
     if submitted is None:
         return None
+    hidden = hidden_by(pipeline, {qid: version.value for qid, version in submitted.items()})
     questions = pipeline.model.all_questions()
     order = {qid: index for index, qid in enumerate(questions)}
     later = {
@@ -350,6 +362,7 @@ def _as_submitted(
                 "display": None if then is None else _display(question, then.value),
                 "author": None if then is None else then.author_id,
                 "answered_at": None if then is None else _iso(then.answered_at),
+                "applies": qid not in hidden,
                 "since": since,
                 "current": None
                 if since == "unchanged"
@@ -373,7 +386,7 @@ def _answers_markdown(answers: list[dict[str, Any]]) -> list[str]:
     for entry in answers:
         latest = entry["history"][-1]
         lines.append(
-            f"| {_cell(entry['label'])} (`{entry['question']}`) | {_cell(entry['display'])} "
+            f"| {_cell(entry['label'])} (`{entry['question']}`) | {_answer_cell(entry)} "
             f"| {_cell(latest['author'])} | {latest['answered_at']} |"
         )
     changed = [entry for entry in answers if len(entry["history"]) > 1]
@@ -506,7 +519,7 @@ def _as_submitted_markdown(pipeline: CompiledPipeline, review: dict[str, Any]) -
         ]
         for e in own:
             lines.append(
-                f"| {_cell(e['label'])} (`{e['question']}`) | {_cell(e['display'])} | {_cell(e['author'])} "
+                f"| {_cell(e['label'])} (`{e['question']}`) | {_answer_cell(e)} | {_cell(e['author'])} "
                 f"| {e['answered_at'] or '-'} | {_since(e)} |"
             )
     else:
@@ -526,6 +539,12 @@ def _as_submitted_markdown(pipeline: CompiledPipeline, review: dict[str, Any]) -
                 f"as submitted {_inline(e['display'])}; {_since(e)}"
             )
     return [*lines, ""]
+
+
+def _answer_cell(entry: dict[str, Any]) -> str:
+    """An answer's display, said not to apply where other answers hide its question."""
+    shown = _cell(entry["display"])
+    return shown if entry["applies"] or entry["value"] is None else f"{shown} ({HIDDEN})"
 
 
 def _since(entry: dict[str, Any]) -> str:

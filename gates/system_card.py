@@ -238,7 +238,7 @@ def draft_system_card(
     asked = pipeline.model.all_questions()
     top = "#" * max(1, heading_level)
     sub = top + "#"
-    hidden = _hidden(pipeline, answers)
+    hidden = hidden_by(pipeline, answers)
     used = card_questions(pipeline) - hidden
     answered = sum(1 for qid in used if _present(answers.get(qid)))
     lines = [f"{top} System card (draft): {markdown_text(_inline(name))} ({ref})", ""]
@@ -270,7 +270,7 @@ def draft_system_card(
     return SystemCard("\n".join(lines).rstrip() + "\n", answered, len(used))
 
 
-def _hidden(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None]) -> frozenset[str]:
+def hidden_by(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None]) -> frozenset[str]:
     """The questions a show_if hides with ``answers``, settled as the questionnaire settles them."""
     typed = typed_answers(pipeline, answers)
     return hidden_questions(pipeline, pipeline.questions, pipeline.visibility_rounds, typed)

@@ -204,6 +204,7 @@ def test_a_review_sent_back_shows_the_answers_it_was_decided_on_and_marks_what_c
         "display": None,
         "author": OWNER,
         "answered_at": "2026-09-01T09:00:00+00:00",
+        "applies": True,
         "since": "changed",
         "current": {"value": "yes", "display": "yes"},
     }
@@ -380,3 +381,27 @@ def test_each_approval_shows_the_role_it_counted_for_once_the_review_is_decided(
     assert all(d["audit"] == {"entry": True, "differs": {}} for d in review["decisions"])
     assert f"| {dual} | risk (first counted as sponsor) | approve |" in text
     assert f"| {SPONSOR} | sponsor | approve |" in text
+
+
+def test_an_answer_other_answers_hide_is_marked_as_not_applying_where_the_pack_lists_it(
+    services: Services,
+) -> None:
+    """The team named a vendor, then said it uses no external AI: the vendor's question is no
+    longer asked and its answer, still on record, counts for nothing (as the system card says)."""
+    ref = registered(services, {**INTAKE, "third_party_ai": "yes", "third_party_vendor": "Acme LLM"})
+    usecases.answer(
+        services.pipeline, services.uow(), ref, "intake", {"third_party_ai": "no"}, OWNER,
+        T0 + timedelta(minutes=30),
+    )  # fmt: skip
+    approved(services, ref)
+
+    data, text = pack(services, ref)
+    vendor = next(a for a in data["answers"] if a["question"] == "third_party_vendor")
+    assert (vendor["value"], vendor["applies"]) == ("Acme LLM", False)
+    assert next(a for a in data["answers"] if a["question"] == "third_party_ai")["applies"] is True
+    as_submitted = entry(data["reviews"][0], "third_party_vendor")
+    assert (as_submitted["value"], as_submitted["applies"]) == ("Acme LLM", False)
+    hidden = "Acme LLM (does not apply with the other answers: it counts for nothing)"
+    assert f"| Which provider(s) and model(s)? (`third_party_vendor`) | {hidden} | {OWNER} |" in text
+    section = text[text.index("##### Answers as submitted") :]
+    assert f"| Which provider(s) and model(s)? (`third_party_vendor`) | {hidden} | {OWNER} |" in section

@@ -652,7 +652,19 @@ def submit(
                     raise NotReady(gate.id, report.blockers)
             else:
                 justification = None
-            links = [(link.url, link.title) for link in uow.answers.links(ref)]
+            evidence = uow.answers.links(ref)
+            links = [(link.url, link.title) for link in evidence]
+            # Stamped no earlier than the evidence it hashes: ``now`` was read before this try
+            # began, and a page saved meanwhile (while this waited for SQLite's write lock, or
+            # between its read and its save, which sends it round again with the same ``now``)
+            # carries a later time. The answers as submitted are read back by time (``as_of``):
+            # an earlier stamp would leave them out, and the evidence pack and `audit verify`
+            # would then call the review's evidence changed in the database.
+            at = max(
+                [now]
+                + [version.answered_at for version in state.answers.values()]
+                + [link.added_at for link in evidence]
+            )
             review = Review(
                 initiative_ref=ref,
                 gate_id=gate.id,
@@ -660,14 +672,14 @@ def submit(
                 to_stage=gate.to,
                 submitted_by=submitter_id,
                 owner_id=initiative.owner_id,
-                submitted_at=now,
+                submitted_at=at,
                 pipeline_version=pipeline.version,
                 evidence_hash=submitted_evidence_hash(pipeline, state.values, links),
                 requirements=tuple(Requirement(need.role, need.min) for need in report.approvals),
                 exception_reason=justification,
                 tier=report.tier,
             )
-            initiative.start_review(gate.from_, now)
+            initiative.start_review(gate.from_, at)
             uow.reviews.add(review)
             uow.initiatives.save(initiative)
             uow.audit.append(
@@ -683,7 +695,7 @@ def submit(
                     "requirements": [[r.role, r.min] for r in review.requirements],
                     "exception_reason": justification,
                 },
-                now,
+                at,
             )
             uow.outbox.put(
                 "review.requested",

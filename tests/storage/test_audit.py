@@ -465,3 +465,29 @@ def test_verify_on_a_live_database_reads_one_moment_of_it(database: Database) ->
     assert report.ok, str(report)
     assert (report.checked, report.decisions, report.reviews) == (4, 1, 1)
     assert verify_audit(database, pipeline()).checked == 7  # the writes landed, for the next run
+
+
+def test_a_review_submitted_on_a_page_saved_while_it_waited_verifies(database: Database) -> None:
+    """A submission reads the time before its transaction begins; a questionnaire page saved
+    meanwhile (while the submission waited for SQLite's write lock, or committed between its read
+    and its save on PostgreSQL, after which it is tried again with the same time) carries a later
+    time, and the submission hashes it all the same. Its answers as submitted must be those."""
+    ref = usecases.register(
+        pipeline(), database.uow(), name="Invoice matching", owner_id=OWNER,
+        answers={**INTAKE, "budget": 5000}, actor_id=OWNER, now=NOW,
+    ).ref  # fmt: skip
+    clicked = NOW + timedelta(hours=1)
+    usecases.answer(  # saved just after the click, recorded just before the submission
+        pipeline(), database.uow(), ref, "intake", {"budget": 7000}, OWNER,
+        clicked + timedelta(milliseconds=3),
+    )  # fmt: skip
+    review = usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, clicked)
+    assert review.id is not None
+    submitted = usecases.evidence_as_submitted(database.uow(read_only=True), review.id)
+    assert submitted.answers["budget"].value == 7000  # what the review's hash covers
+    usecases.decide(
+        pipeline(), database.uow(), review.id, SPONSOR, DecisionKind.APPROVE, None,
+        clicked + timedelta(hours=1),
+    )  # fmt: skip
+    report = verify_audit(database, pipeline())
+    assert report.ok, str(report)

@@ -349,8 +349,10 @@ def readiness_blocks(
 # --- reviews ------------------------------------------------------------------------------------
 
 
-def _decision_line(pipeline: CompiledPipeline, decision: Decision) -> str:
-    role = f" as {escape(role_label(pipeline, decision.role))}" if decision.role else ""
+def _decision_line(pipeline: CompiledPipeline, review: Review, decision: Decision) -> str:
+    # The role it counts for now: a later approver may have moved a two-role approver over.
+    counted = review.counted_for(decision)
+    role = f" as {escape(role_label(pipeline, counted))}" if counted else ""
     line = (
         f"{DECISION_EMOJI[decision.kind]} {mention(decision.approver_id)} "
         f"{DECISION_WORDS[decision.kind]}{role} {slack_date(decision.decided_at)}"
@@ -391,7 +393,7 @@ def _decision_blocks(pipeline: CompiledPipeline, review: Review) -> list[dict[st
     blocks: list[dict[str, Any]] = []
     current = "*Decisions*"
     for decision in review.decisions:
-        line = _decision_line(pipeline, decision)
+        line = _decision_line(pipeline, review, decision)
         if len(current) + 1 + len(line) > MAX_SECTION_TEXT:
             blocks.append(section(current))
             current = line

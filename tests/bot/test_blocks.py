@@ -600,6 +600,21 @@ def test_review_outcome_has_no_decision_buttons_but_keeps_view_evidence() -> Non
     assert "Review rejected" in text and f"<@{RISK_1}> rejected as AI risk" in text and "Not safe" in text
 
 
+def test_the_decisions_say_the_role_each_approval_counted_for_once_a_later_one_moved_it() -> None:
+    # Two risk approvals and the sponsor's are needed; the first approver holds both roles and is
+    # counted for risk, until a second risk holder, who can fill nothing else, moves them over.
+    item = review()
+    dual = "UDUAL01"
+    for n, (approver, roles) in enumerate(
+        [(dual, ["risk", "sponsor"]), (RISK_1, ["risk"]), (RISK_2, ["risk"])]
+    ):
+        item.decide(approver, roles, DecisionKind.APPROVE, None, NOW + timedelta(hours=n))
+    assert item.status is ReviewStatus.APPROVED
+    text = texts(review_outcome(all_types(), initiative(), item)["blocks"])
+    assert f"<@{dual}> approved as Business sponsor" in text
+    assert f"<@{RISK_1}> approved as AI risk" in text and f"<@{RISK_2}> approved as AI risk" in text
+
+
 def test_closed_review_rendered_as_progress_has_no_decision_buttons() -> None:
     item = review(status=ReviewStatus.WITHDRAWN, closed_at=NOW)
     message = review_progress(all_types(), initiative(), item)

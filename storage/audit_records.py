@@ -10,7 +10,10 @@ the chain is proven, ``verify`` checks:
   entry without a decision and a decision without an entry are reported too.
 - every review against its ``review.submitted`` entry: its evidence hash is the one recorded,
   and, given the pipeline, its answers as submitted and its links still give it (recomputed as
-  ``submit`` computes it).
+  ``submit`` computes it); its submitter, risk tier, required approvals and exception
+  justification are those recorded; and its status is the one the entries that close a review
+  give (a rejection or a request for changes, ``stage.advanced`` for an approval,
+  ``review.withdrawn``), or open without one. The pack shows them from the row.
 
 Memory grows with the number of decisions and reviews by one small tuple each (collected while
 the chain is walked); decisions are read in pages, and reviews one page of initiatives at a time
@@ -35,6 +38,11 @@ from storage.tables import answer_versions, decisions, evidence_links, initiativ
 
 DECIDED = "decision.recorded"
 SUBMITTED = "review.submitted"
+WITHDRAWN = "review.withdrawn"
+ADVANCED = "stage.advanced"
+RETIRED = "initiative.retired"
+CLOSING_DECISIONS = {"reject": "rejected", "request_changes": "changes_requested"}
+"""The decisions that close a review at once, and the status they close it with."""
 LISTED = 50
 """Disagreements named in the report; more are counted."""
 
@@ -55,6 +63,10 @@ class _Submitted:
     target: str
     evidence_hash: Any
     pipeline_version: Any
+    submitted_by: Any
+    tier: Any
+    requirements: Any
+    exception_reason: Any
 
 
 @dataclass
@@ -79,19 +91,39 @@ class RecordsCheck:
     def __init__(self) -> None:
         self._decided: dict[tuple[Any, str], _Decided] = {}
         self._submitted: dict[Any, _Submitted] = {}
+        self._closed: dict[Any, str] = {}  # review -> the status its closing entry gives
+        self._retired: dict[str, int] = {}  # initiative ref -> the seq of its retirement
         self._found = Disagreements()
 
     def note(self, row: RowMapping) -> None:
         action = row["action"]
-        if action not in (DECIDED, SUBMITTED):
+        if action == RETIRED:
+            self._retired[row["target"]] = row["seq"]
+            return
+        if action not in (DECIDED, SUBMITTED, WITHDRAWN, ADVANCED):
             return
         detail = json.loads(row["payload"])
         review = detail.get("review")
         if action == SUBMITTED:
             self._submitted[review] = _Submitted(
-                row["seq"], row["target"], detail.get("evidence_hash"), detail.get("pipeline_version")
+                row["seq"],
+                row["target"],
+                detail.get("evidence_hash"),
+                detail.get("pipeline_version"),
+                row["actor_id"],
+                detail.get("tier"),
+                _requirements(detail.get("requirements")),
+                detail.get("exception_reason"),
             )
             return
+        if action == WITHDRAWN:
+            self._closed[review] = "withdrawn"
+            return
+        if action == ADVANCED:
+            self._closed[review] = "approved"
+            return
+        if detail.get("decision") in CLOSING_DECISIONS:
+            self._closed.setdefault(review, CLOSING_DECISIONS[detail["decision"]])
         key = (review, row["actor_id"])
         earlier = self._decided.get(key)
         if earlier is not None:
@@ -200,6 +232,7 @@ class RecordsCheck:
         found = self._found
         what = f"Review {row['id']} ({row['ref']}, {row['gate_id']} gate)"
         entry = self._submitted.pop(row["id"], None)
+        closed = self._closed.pop(row["id"], "open")
         if entry is None:
             found.add(f"{what} has no {SUBMITTED} entry in the audit log: it was added in the database.")
             recorded, decided_on = row["evidence_hash"], row["pipeline_version"]
@@ -210,6 +243,33 @@ class RecordsCheck:
                 found.add(
                     f"{what} has the evidence hash {_short(row['evidence_hash'])}, but its audit entry "
                     f"{entry.seq} recorded {_short(recorded)}: it was changed in the database."
+                )
+            if closed == "open" and self._retired.get(entry.target, 0) > entry.seq:
+                # Retired under review: written before review.withdrawn was recorded with it.
+                closed = "withdrawn"
+            # What the pack shows of the review beside its answers: its outcome and its terms.
+            stored = {
+                "status": row["status"],
+                "submitted_by": row["submitted_by"],
+                "tier": row["tier"],
+                "requirements": _requirements(
+                    [(need.get("role"), need.get("min")) for need in row["requirements"] or []]
+                ),
+                "exception_reason": row["exception_reason"],
+            }
+            logged = {
+                "status": closed,
+                "submitted_by": entry.submitted_by,
+                "tier": entry.tier,
+                "requirements": entry.requirements,
+                "exception_reason": entry.exception_reason,
+            }
+            differs = [name for name in stored if stored[name] != logged[name]]
+            if differs:
+                found.add(
+                    f"{what} says {_fields({name: stored[name] for name in differs})}, but the audit log "
+                    f"records {_fields({name: logged[name] for name in differs})}: it was changed in "
+                    "the database."
                 )
         if pipeline is None:
             return
@@ -254,6 +314,11 @@ _REVIEWS = (
         reviews.c.submitted_at,
         reviews.c.evidence_hash,
         reviews.c.pipeline_version,
+        reviews.c.status,
+        reviews.c.submitted_by,
+        reviews.c.tier,
+        reviews.c.requirements,
+        reviews.c.exception_reason,
         initiatives.c.ref,
     )
     .join(initiatives, initiatives.c.id == reviews.c.initiative_id)
@@ -268,6 +333,11 @@ _ANSWERS = select(
 _LINKS = select(
     evidence_links.c.initiative_id, evidence_links.c.url, evidence_links.c.title, evidence_links.c.added_at
 )
+
+
+def _requirements(needs: Any) -> str:
+    """Required approvals as one text, ``[[role, min], ...]`` (as an audit entry records them)."""
+    return ", ".join(f"{need[1]} x {need[0]}" for need in needs or []) or "none"
 
 
 def _fields(values: Mapping[str, Any]) -> str:

@@ -251,6 +251,19 @@ def test_verify_reads_the_chain_in_pages_and_still_names_the_entry(five_entries:
     assert (report.bad_seq, report.checked) == (4, 3)
 
 
+def rechain(connection: Connection) -> None:
+    """Recompute every entry's links and hash, as a log written that way would have them."""
+    prev = GENESIS
+    for row in connection.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all():
+        hash_ = entry_hash(
+            row["seq"], row["actor_id"], row["action"], row["target"], row["payload"], row["at"], prev
+        )
+        connection.execute(
+            update(audit_log).where(audit_log.c.seq == row["seq"]).values(prev_hash=prev, hash=hash_)
+        )
+        prev = hash_
+
+
 def append_one(database: Database, actor: str) -> None:
     with database.uow() as uow:
         uow.audit.append(actor, "roles.set", "role:risk", {"actor": actor}, NOW)
@@ -491,3 +504,89 @@ def test_a_review_submitted_on_a_page_saved_while_it_waited_verifies(database: D
     )  # fmt: skip
     report = verify_audit(database, pipeline())
     assert report.ok, str(report)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"status": "approved"}, 'says status "approved", but the audit log records status "rejected"'),
+        (
+            {"status": "open", "closed_at": None},
+            'says status "open", but the audit log records status "rejected"',
+        ),
+        (
+            {"requirements": []},
+            'says requirements "none", but the audit log records requirements "1 x sponsor"',
+        ),
+        (
+            {"exception_reason": "Board deadline"},
+            'says exception_reason "Board deadline", but the audit log records exception_reason none',
+        ),
+        (
+            {"submitted_by": "U0CEO"},
+            f'says submitted_by "U0CEO", but the audit log records submitted_by "{SUBMITTER}"',
+        ),
+        ({"tier": "low"}, 'says tier "low", but the audit log records tier none'),
+    ],
+    ids=["approved", "reopened", "requirements", "exception", "submitter", "tier"],
+)
+def test_a_reviews_outcome_or_terms_changed_in_the_database_are_named(
+    database: Database, values: dict[str, object], said: str
+) -> None:
+    """The pack shows a review's outcome, what it required and any exception from its row: a
+    rejection made to read as an approval, or an approval waiving criteria made to read as an
+    ordinary one, must not verify."""
+    review_id = rejected(database)
+    with database.engine.begin() as connection:
+        connection.execute(update(reviews).values(**values))
+    report = verify_audit(database)  # checked with or without a pipeline
+    assert not report.ok
+    (text,) = report.disagreements
+    assert text.startswith(f"Review {review_id} (AI-0001, intake gate) {said}"), text
+    assert text.endswith(": it was changed in the database.")
+
+
+def test_reviews_closed_every_way_and_one_still_open_verify(database: Database) -> None:
+    later = NOW + timedelta(days=1)
+
+    def submitted(name: str, **answers: object) -> tuple[str, int]:
+        ref = usecases.register(
+            pipeline(), database.uow(), name=name, owner_id=OWNER, answers={**INTAKE, **answers},
+            actor_id=OWNER, now=NOW,
+        ).ref  # fmt: skip
+        review = usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, NOW + timedelta(hours=1))
+        assert review.id is not None
+        return ref, review.id
+
+    _, approved = submitted("Approved")
+    usecases.decide(pipeline(), database.uow(), approved, SPONSOR, DecisionKind.APPROVE, None, later)
+    _, sent_back = submitted("Sent back")
+    usecases.decide(
+        pipeline(), database.uow(), sent_back, SPONSOR, DecisionKind.REQUEST_CHANGES, "KPI?", later
+    )
+    withdrawn, _ = submitted("Withdrawn")
+    usecases.withdraw(database.uow(), withdrawn, SUBMITTER, later)
+    retired, _ = submitted("Retired")
+    usecases.retire(database.uow(), retired, OWNER, "budget cut", later)
+    submitted("Still open", personal_data="yes", dpia="https://wiki.example.com/dpia")
+    report = verify_audit(database, pipeline())
+    assert report.ok, str(report)
+    assert (report.decisions, report.reviews) == (2, 5)
+
+
+def test_a_review_withdrawn_by_a_retirement_recorded_without_its_own_entry_verifies(
+    database: Database,
+) -> None:
+    """Retiring an initiative under review wrote only initiative.retired until review.withdrawn
+    was recorded with it: such a log still verifies."""
+    ref = usecases.register(
+        pipeline(), database.uow(), name="Retired", owner_id=OWNER, answers=INTAKE, actor_id=OWNER, now=NOW
+    ).ref
+    usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, NOW + timedelta(hours=1))
+    usecases.retire(database.uow(), ref, OWNER, "budget cut", NOW + timedelta(days=1))
+    with database.engine.begin() as connection:
+        connection.execute(
+            update(audit_log).where(audit_log.c.action == "review.withdrawn").values(action="note.added")
+        )
+        rechain(connection)
+    assert verify_audit(database, pipeline()).ok, str(verify_audit(database, pipeline()))

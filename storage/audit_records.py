@@ -14,6 +14,9 @@ the chain is proven, ``verify`` checks:
   justification are those recorded; and its status is the one the entries that close a review
   give (a rejection or a request for changes, ``stage.advanced`` for an approval,
   ``review.withdrawn``), or open without one. The pack shows them from the row.
+- every initiative's stage, once an approval moved it: the one its last ``stage.advanced`` entry
+  moved it to. (One never moved on is left alone: the pipeline of today may have other stages
+  than the one it was registered under.)
 
 Memory grows with the number of decisions and reviews by one small tuple each (collected while
 the chain is walked); decisions are read in pages, and reviews one page of initiatives at a time
@@ -93,6 +96,7 @@ class RecordsCheck:
         self._submitted: dict[Any, _Submitted] = {}
         self._closed: dict[Any, str] = {}  # review -> the status its closing entry gives
         self._retired: dict[str, int] = {}  # initiative ref -> the seq of its retirement
+        self._moved: dict[str, tuple[Any, int]] = {}  # ref -> (stage it last moved to, seq)
         self._found = Disagreements()
 
     def note(self, row: RowMapping) -> None:
@@ -121,6 +125,7 @@ class RecordsCheck:
             return
         if action == ADVANCED:
             self._closed[review] = "approved"
+            self._moved[row["target"]] = (detail.get("to"), row["seq"])
             return
         if detail.get("decision") in CLOSING_DECISIONS:
             self._closed.setdefault(review, CLOSING_DECISIONS[detail["decision"]])
@@ -144,7 +149,30 @@ class RecordsCheck:
     def check(self, session: Session, pipeline: CompiledPipeline | None, batch: int) -> Disagreements:
         self._check_decisions(session, batch)
         self._check_reviews(session, pipeline, max(1, batch // 10))
+        self._check_stages(session, batch)
         return self._found
+
+    def _check_stages(self, session: Session, batch: int) -> None:
+        """Each initiative's stage against the approval that last moved it (the pack and Slack
+        say it passed every gate before it)."""
+        after = 0
+        while True:
+            page = session.execute(
+                select(initiatives.c.id, initiatives.c.ref, initiatives.c.stage)
+                .where(initiatives.c.id > after)
+                .order_by(initiatives.c.id)
+                .limit(batch)
+            ).all()
+            for _id, ref, stage in page:
+                moved = self._moved.get(ref)
+                if moved is not None and stage != moved[0]:
+                    self._found.add(
+                        f"Initiative {ref} is in stage {_said(stage)}, but the audit log records it moved "
+                        f"to {_said(moved[0])} ({ADVANCED}, entry {moved[1]}): it was changed in the database."
+                    )
+            if len(page) < batch:
+                break
+            after = page[-1][0]
 
     def _check_decisions(self, session: Session, batch: int) -> None:
         found = self._found

@@ -16,7 +16,7 @@ from gates.evidence import submitted_evidence_hash
 from gates.lifecycle import DecisionKind
 from storage import AuditLogAheadOfCounter, Database, verify_audit
 from storage.audit import GENESIS, canonical_json, entry_hash
-from storage.tables import answer_versions, audit_log, decisions, evidence_links, reviews
+from storage.tables import answer_versions, audit_log, decisions, evidence_links, initiatives, reviews
 from tests.gates.conftest import OWNER, SPONSOR, SUBMITTER, TWO_GATES, build
 from tests.storage.scenarios import INTAKE, pipeline
 
@@ -590,3 +590,23 @@ def test_a_review_withdrawn_by_a_retirement_recorded_without_its_own_entry_verif
         )
         rechain(connection)
     assert verify_audit(database, pipeline()).ok, str(verify_audit(database, pipeline()))
+
+
+def test_an_initiative_moved_to_another_stage_in_the_database_is_named(database: Database) -> None:
+    """Its stage is what the pack and Slack say it passed to: only an approval moves it on."""
+    ref = usecases.register(
+        pipeline(), database.uow(), name="Approved", owner_id=OWNER, answers=INTAKE, actor_id=OWNER, now=NOW
+    ).ref
+    review = usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, NOW + timedelta(hours=1))
+    assert review.id is not None
+    usecases.decide(
+        pipeline(), database.uow(), review.id, SPONSOR, DecisionKind.APPROVE, None, NOW + timedelta(days=1)
+    )
+    assert verify_audit(database).ok
+    with database.engine.begin() as connection:
+        connection.execute(update(initiatives).values(stage="pilot"))  # skips the pilot gate
+    report = verify_audit(database, pipeline())
+    assert report.disagreements == (
+        'Initiative AI-0001 is in stage "pilot", but the audit log records it moved to "poc" '
+        "(stage.advanced, entry 4): it was changed in the database.",
+    )

@@ -63,8 +63,12 @@ class BackgroundASGIServer:
             self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
         sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()  # a port in use: the caller says so; the socket must not leak
+            raise
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot import ids
 from bot.blocks.inputs import NO_ANSWER_VALUE, option_from_value
+from bot.blocks.modals import questions_layout
 from bot.blocks.text import clip
 from gates.errors import UnknownGate
 from gates.loader import CompiledPipeline
@@ -159,11 +160,13 @@ def metadata(view: Mapping[str, Any] | None) -> dict[str, Any]:
 def shown_answers(pipeline: CompiledPipeline, gate_id: str, meta: Mapping[str, Any]) -> dict[str, str]:
     """What a questionnaire form showed in each field when it was opened, from its metadata
     (``blocks.modals.shown_fingerprints``): question id -> ``gates.answers.fingerprint``. {} for
-    a form that does not say. Should the pipeline have changed since, a place may name another
-    question, whose answer then counts as changed (its fingerprint will not match): recorded as
-    it was before forms remembered what they showed."""
+    a form that does not say, and for one opened before the gate's questions were added,
+    removed or moved (``blocks.modals.questions_layout``): its places name other questions now,
+    and a change made on it that happened to match the answer shown next to it would be taken
+    for untouched and lost. Every answer on such a form counts as changed: recorded as it was
+    before forms remembered what they showed."""
     shown, gate = meta.get("shown"), pipeline.model.gate(gate_id)
-    if not isinstance(shown, dict) or gate is None:
+    if not isinstance(shown, dict) or gate is None or meta.get("layout") != questions_layout(gate):
         return {}
     found: dict[str, str] = {}
     for place, digest in shown.items():

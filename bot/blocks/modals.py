@@ -279,6 +279,9 @@ def questionnaire_modal(
         # that saved answer: saved empty, it is cleared, as its hint says, rather than taken as
         # untouched and left in place to block the gate.
         "shown": shown_fingerprints(gate, shown, {**typed, **{qid: answers[qid] for qid in problems}}),
+        # The questions those places stood for: a pipeline deployed while the form is open may
+        # have moved them, and ``parse.shown_answers`` then trusts none of them.
+        "layout": questions_layout(gate),
         **(private_metadata_extra or {}),
     }
     suffix = f" {page + 1}/{len(pages)}" if len(pages) > 1 else ""
@@ -299,6 +302,12 @@ def shown_fingerprints(
     ``gate`` (``parse.shown_answers`` reads them back)."""
     place = {question.id: n for n, question in enumerate(gate.questions)}
     return {str(place[q.id]): fingerprint(typed.get(q.id)) for q in questions}
+
+
+def questions_layout(gate: Gate) -> str:
+    """A digest of ``gate``'s question ids in their order: the places ``shown_fingerprints``
+    keys by name the same questions only while it is unchanged."""
+    return fingerprint("\n".join(question.id for question in gate.questions))
 
 
 _REASON_TITLES = {

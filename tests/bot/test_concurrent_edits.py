@@ -15,6 +15,7 @@ import pytest
 from bot import ids
 from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
+from gates.loader import DEFAULT_PIPELINE, parse_pipeline
 from gates.ports import AnswerVersion
 from tests.bot.scenario import Workspace, running_workspace
 from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register, request_dm, submit
@@ -164,3 +165,29 @@ def test_a_form_left_open_while_its_gate_was_decided_saves_nothing(workspace: Wo
     assert current(ws, ref)["personal_data"] == "no"
     pilot = usecases.check_readiness(ws.services.pipeline, ws.services.read_uow(), ref)
     assert pilot.gate_id == "pilot" and "privacy" not in [need.role for need in pilot.approvals]
+
+
+def test_a_form_opened_before_the_pipeline_gained_a_question_saves_every_change_made_on_it(
+    workspace: Workspace,
+) -> None:
+    """A form remembers what each field showed by the question's place in the gate. Opened before
+    a deploy added a question ahead of the others, every place named the question after the one
+    it showed: the team's "regulated domain: yes" was taken for the unchanged "generative AI:
+    yes" shown next to it and silently left out, while the form closed as saved."""
+    ws = workspace
+    ref = register(ws)
+    save(ws, OWNER, open_questionnaire(ws, OWNER), {"generative_ai": "yes"})
+    stale = open_questionnaire(ws, OWNER)
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+    first = text.index("      - id: success_metrics")
+    added = (
+        "      - id: sponsor_briefed\n        label: Has the sponsor been briefed?\n        type: yes_no\n"
+    )
+    ws.services.pipeline = parse_pipeline(text[:first] + added + text[first:], "added-question.yaml")
+
+    save(ws, OWNER, stale, {"regulated_domain": "yes"})
+
+    answers = current(ws, ref)
+    assert answers["regulated_domain"] == "yes"
+    assert answers["generative_ai"] == "yes"
+    assert authors(ws, ref, "regulated_domain") == [OWNER, OWNER]

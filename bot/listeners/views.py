@@ -189,7 +189,7 @@ class ViewListeners:
             ack,
             body,
             services.pages.submit(checked),
-            lambda saved: _after_save(pipeline, saved.initiative, gate_id, saved.answers, page, set(state)),
+            lambda saved: _after_save(pipeline, saved.initiative, gate_id, saved.answers, page, state),
             lambda refused: {"response_action": "errors", "errors": _errors_for(refused, first_block)},
         )
 
@@ -281,10 +281,11 @@ def _after_save(
     gate_id: str,
     answers: Mapping[str, Any],
     page: int,
-    submitted: set[str],
+    submitted_state: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The ack after a saved page: the same page again if the answers just given reveal
     questions on it (``show_if``), else the next page with something to answer, else close."""
+    submitted = set(submitted_state)
     gate = pipeline.model.gate(gate_id)
     pages = blocks.questionnaire_pages(gate) if gate is not None else []
     if 0 <= page < len(pages) and any(q.show_if for q in pages[page]):
@@ -295,7 +296,7 @@ def _after_save(
             if block.get("type") == "input" and ids.question_id_of(block.get("block_id", ""))
         } - submitted
         if revealed:
-            return {"response_action": "update", "view": same}
+            return {"response_action": "update", "view": _drawn_afresh(same, submitted_state)}
     # Past the last page the modal closes; known from the page count, without drawing a page
     # (on a one-page questionnaire, drawing it was a sixth of a save's time).
     for following in range(page + 1, len(pages)):
@@ -304,3 +305,22 @@ def _after_save(
             return {"response_action": "update", "view": view}
         # nothing applies on that page with these answers: try the next
     return {}
+
+
+def _drawn_afresh(view: dict[str, Any], submitted_state: Mapping[str, Any]) -> dict[str, Any]:
+    """``view`` (the page just saved, drawn again) with each input the person submitted under
+    another action_id than it had. Slack keeps what a field held when an update has it under the
+    same block_id and action_id, and would go on showing what this form opened with, not the
+    answer saved: a teammate's newer one, which the form's ``shown`` fingerprints now expect,
+    so saving the field untouched would put the stale answer back over it. ``parse`` reads a
+    block's only element whatever its action_id."""
+    for block in view["blocks"]:
+        element = block.get("element") if block.get("type") == "input" else None
+        held = submitted_state.get(block.get("block_id", ""))
+        if element is not None and isinstance(held, Mapping):
+            element["action_id"] = ids.ANSWER_ACTION if ids.ANSWER_ACTION not in held else _AFRESH_ACTION
+    return view
+
+
+_AFRESH_ACTION = f"{ids.ANSWER_ACTION}_again"
+"""The action_id of a field drawn afresh (``_drawn_afresh``); drawn again, it is ``ANSWER_ACTION``."""

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot import ids
+from bot.emulator.blockkit import STATE_KEYS, build_state_values
 from bot.emulator.webapi import FakeSlackWebAPI
 from gates import usecases
 from gates.loader import DEFAULT_PIPELINE, parse_pipeline
@@ -191,3 +192,58 @@ def test_a_form_opened_before_the_pipeline_gained_a_question_saves_every_change_
     assert answers["regulated_domain"] == "yes"
     assert answers["generative_ai"] == "yes"
     assert authors(ws, ref, "regulated_domain") == [OWNER, OWNER]
+
+
+def slack_keeps(before: dict[str, Any], typed: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the fields of ``after``, the view an app's answer put in place of ``before`` (in
+    which the person typed ``typed``), hold as Slack shows it: a field with the same block_id and
+    action_id as one of ``before`` keeps what it held there (Slack's "preserving input entry"
+    on an update); the others show their initial values. Keyed by block_id, for ``submit_view``."""
+    held = build_state_values(before, typed)
+    kept: dict[str, Any] = {}
+    for block in after["blocks"]:
+        if block.get("type") == "input":
+            entry = held.get(block["block_id"], {}).get(block["element"]["action_id"])
+            if entry is not None:
+                kept[block["block_id"]] = entry[STATE_KEYS[entry["type"]]]
+    return kept
+
+
+def test_the_page_drawn_again_after_a_save_shows_and_keeps_an_answer_a_teammate_saved_meanwhile(
+    workspace: Workspace,
+) -> None:
+    """Saying the initiative uses personal data draws the page again with the questions that
+    reveals. Slack keeps what a field held when the new page has it under the same ids, so the
+    KPI field went on showing the answer the owner's form opened with, not the one a teammate
+    saved meanwhile; and saving the revealed questions then put that stale answer back over the
+    teammate's, credited to the owner, who never touched it."""
+    ws = workspace
+    ref = register(ws)
+    before = current(ws, ref)["primary_kpi"]
+    mine, theirs = open_questionnaire(ws, OWNER), open_questionnaire(ws, TEAMMATE)
+    save(ws, TEAMMATE, theirs, {"primary_kpi": "Stock-out days per month"})
+
+    typed = {ids.question_block_id("personal_data"): "yes"}
+    response = ws.submit_view(OWNER, mine, typed)
+    body = response.json()
+    assert body["response_action"] == "update", body
+    again = body["view"]
+    assert ids.question_block_id("special_category_data") in str(again["blocks"])
+    answers = {
+        **slack_keeps(mine, typed, again),
+        ids.question_block_id("special_category_data"): "no",
+        ids.question_block_id("privacy_contacted"): "yes",
+        ids.question_block_id("third_party_ai"): "yes",  # reveals the vendor: drawn once more
+    }
+    kpi = ids.question_block_id("primary_kpi")
+    [shown] = build_state_values(again, answers)[kpi].values()
+    assert shown["value"] == "Stock-out days per month" != before  # what the owner now sees
+    third = ws.submit_view(OWNER, again, answers).json()
+    assert third["response_action"] == "update", third
+
+    after = current(ws, ref)
+    assert after["primary_kpi"] == "Stock-out days per month"
+    assert (after["special_category_data"], after["privacy_contacted"]) == ("no", "yes")
+    assert authors(ws, ref, "primary_kpi") == [OWNER, TEAMMATE]
+    # Drawn a third time, every field the owner submitted shows the saved answer again.
+    assert slack_keeps(again, answers, third["view"]) == {}

@@ -436,10 +436,15 @@ def evidence_modal(
         other_gates = _other_gates_answers(pipeline, gate_id, answers)
 
     link_lines = [
-        f"<{url}|{clip(link.title or link.url, 150)}> · {mention(link.author_id)} "
-        f"{slack_date(link.added_at, '{date_short}')}"
+        (
+            f"<{url}|{clip(link.title or link.url, 150)}>"
+            if len(url := escape(link.url)) <= _LINK_URL_CHARS
+            # Named all the same: left out, the review looked as if it had no evidence link.
+            else f"{clip(link.title or link.url, 150)} (its address is too long to show in Slack; "
+            f"the evidence pack has it: `shepherd export {escape(initiative.ref)}`)"
+        )
+        + f" · {mention(link.author_id)} {slack_date(link.added_at, '{date_short}')}"
         for link in links
-        if len(url := escape(link.url)) <= _LINK_URL_CHARS
     ]
     # Each line whole: a link cut short is no link at all.
     listed = bullet_list(link_lines, limit=2900, max_items=15, item_limit=_LINK_URL_CHARS + 300)
@@ -486,7 +491,8 @@ def evidence_modal(
 
 _OTHER_GATE_BLOCKS = 8
 _OTHER_ANSWER_CHARS = 200
-_LINK_URL_CHARS = 1000  # longer evidence links are left out of the modal (the evidence pack has them)
+# Longer evidence links are named in the modal, not linked (the evidence pack has them).
+_LINK_URL_CHARS = 1000
 
 
 def _other_gates_answers(

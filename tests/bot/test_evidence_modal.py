@@ -22,7 +22,7 @@ from gates.pipeline import QuestionType
 from gates.ports import AnswerVersion, EvidenceLink
 from gates.readiness import readiness
 from tests.bot.scenario import Workspace, workspace_of
-from tests.bot.test_lifecycle import OWNER, SPONSOR, register, request_dm, submit
+from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register, request_dm, submit
 
 LATER_LINK = ("https://wiki.example.com/after-the-review", "Written after the review")
 
@@ -197,3 +197,24 @@ def test_evidence_lists_a_link_given_before_the_submission(workspace: Workspace)
     view = open_evidence(ws)
     assert f"<{link[0]}|{link[1]}>" in "\n".join(texts(view))
     assert_shows_exactly(ws, view, the_review(ws, ref))
+
+
+def test_evidence_names_a_link_too_long_to_show_instead_of_saying_there_is_none(workspace: Workspace) -> None:
+    """A link to a document deep in a file share (its address over a thousand characters) is
+    too long to write as a Slack link here; the approver was told "No evidence links at the
+    time." about the review whose only evidence it was."""
+    ws = workspace
+    ref = register(ws)
+    url = "https://files.example.com/sites/ai/Shared%20Documents/" + "/".join(["PoC%20evaluation"] * 70)
+    assert len(url) > 1000
+    form = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+    saved = ws.submit_view(OWNER, form, {ids.LINK_URL_BLOCK: url, ids.LINK_TITLE_BLOCK: "PoC evaluation"})
+    assert saved.status == 200 and '"errors"' not in saved.text, saved.text
+    ws.clock.advance(seconds=1)
+    submit(ws, ref)
+    ws.deliver()
+
+    everything = "\n".join(texts(open_evidence(ws)))
+    assert "No evidence links" not in everything
+    line = next(line for line in everything.splitlines() if "PoC evaluation" in line)
+    assert f"the evidence pack has it: `shepherd export {ref}`" in line  # where its address is in full

@@ -17,12 +17,12 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bot import blocks, ids, inbox, parse
-from bot.blocks.text import ELLIPSIS
+from bot.blocks.text import ELLIPSIS, truncate
 from bot.bootstrap import Services
 from bot.listeners.common import ack_once_saved, store_before_ack, workspace_of
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
-from gates.errors import GateDecided, GateError, InvalidAnswer
+from gates.errors import GateDecided, GateError, InvalidAnswer, UnknownGate
 from gates.lifecycle import DecisionKind, Initiative
 from gates.loader import CompiledPipeline
 
@@ -158,6 +158,16 @@ class ViewListeners:
             link = parse.link_from_state(state)
         except parse.PayloadError as error:
             ack(response_action="errors", errors={error.block_id or first_block: _fit(str(error))})
+            return
+        except UnknownGate:
+            # A pipeline deployed while the form was open renamed or removed its gate: said in
+            # the form, rather than Slack's "trouble connecting" and an apology to try again,
+            # which would fail the same way for as long as the form stays open.
+            message = (
+                f"The pipeline no longer has this form's {truncate(gate_id, 40, markup=False)} gate, "
+                "so nothing was saved. Open the questionnaire again from the initiative's card."
+            )
+            ack(response_action="errors", errors={first_block: _fit(message)})
             return
         # A bad link is said together with whatever is wrong with the answers, each on its field.
         link_errors = _link_errors(link)

@@ -247,3 +247,27 @@ def test_the_page_drawn_again_after_a_save_shows_and_keeps_an_answer_a_teammate_
     assert authors(ws, ref, "primary_kpi") == [OWNER, TEAMMATE]
     # Drawn a third time, every field the owner submitted shows the saved answer again.
     assert slack_keeps(again, answers, third["view"]) == {}
+
+
+def test_a_form_whose_gate_a_deploy_renamed_says_so_inside_the_form(workspace: Workspace) -> None:
+    """The pipeline deployed while the form was open no longer has the form's gate (renamed):
+    saving it failed in the listener, so Slack said it could not connect and the owner got
+    "something went wrong on Shepherd's side ... try again in a minute", which never helps."""
+    ws = workspace
+    ref = register(ws)
+    stale = open_questionnaire(ws, OWNER)
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8").replace("  - id: intake\n", "  - id: screening\n", 1)
+    ws.services.pipeline = parse_pipeline(text, "renamed-gate.yaml")
+    apologies = len(ws.messages_in(ws.dm_with(OWNER)))
+
+    response = ws.submit_view(OWNER, stale, {ids.question_block_id("primary_kpi"): "Stock-out days"})
+
+    assert response.status == 200, response.text
+    body = response.json()
+    assert body["response_action"] == "errors", body
+    [message] = body["errors"].values()
+    assert "no longer has this form's intake gate, so nothing was saved" in message, message
+    assert message.endswith("Open the questionnaire again from the initiative's card."), message
+    assert current(ws, ref)["primary_kpi"] != "Stock-out days"
+    ws.deliver()
+    assert len(ws.messages_in(ws.dm_with(OWNER))) == apologies

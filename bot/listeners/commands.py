@@ -133,6 +133,9 @@ class CommandListeners:
                 return {"text": self._roles(user, rest)}
             if name in STATUS_CHANGES:
                 return {"text": self._change_status(name, user, rest)}
+            if parse.initiative_ref(name) is not None and not rest.strip():
+                # `/shepherd AI-0001` is how people look one up: its status.
+                return self._status(user, name)
         except ShepherdError as error:
             return {"text": refusal(error, name)}
         return {"text": f"I don't know `{clip(parse.command_text(name), 40)}`. {USAGE}"}

@@ -221,6 +221,16 @@ def test_status_with_more_than_a_reference_gets_a_usage_hint(workspace: Workspac
     assert ref in says(workspace, OWNER, f"status {ref.lower()},")
 
 
+def test_a_reference_alone_answers_as_status_does(workspace: Workspace) -> None:
+    """`/shepherd AI-0001` is what people type to look one up: it is its status, not an unknown
+    command echoing the reference lower-cased."""
+    ref = register_low_risk(workspace, OWNER, SPONSOR)
+    text = says(workspace, OWNER, ref)
+    assert "I don't know" not in text and ref.lower() not in text
+    assert text == says(workspace, OWNER, f"status {ref}")
+    assert says(workspace, OWNER, f"{ref.lower()},") == text
+
+
 def test_status_changes_echo_no_raw_reference(workspace: Workspace) -> None:
     text = says(workspace, OWNER, "hold <!channel> because")
     assert "<!" not in text and "/shepherd hold AI-0001 REASON" in text

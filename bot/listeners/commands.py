@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import ask, blocks, ids, parse
 from bot.answering import AnswerPool
-from bot.blocks.labels import gate_title
+from bot.blocks.labels import STATUS_WORDS, gate_title, stage_label
 from bot.blocks.portfolio import portfolio_message
 from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, mention_list, truncate
 from bot.bootstrap import Services
@@ -221,7 +221,7 @@ class CommandListeners:
         if not mine:
             return "You own no initiatives yet. Register one with `/shepherd new`."
         lines = [
-            f"*{i.ref}* {clip(i.name, 80)}: {i.stage}, {i.status.value.replace('_', ' ')}"
+            f"*{i.ref}* {clip(i.name, 80)}: {escape(stage_label(i.stage))}, {STATUS_WORDS[i.status]}"
             + (" :warning: stalled" if usecases.is_stalled(pipeline, i, now) else "")
             for i in reversed(mine)
         ]

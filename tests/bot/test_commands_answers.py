@@ -231,6 +231,12 @@ def test_a_reference_alone_answers_as_status_does(workspace: Workspace) -> None:
     assert says(workspace, OWNER, f"{ref.lower()},") == text
 
 
+def test_status_lists_stages_by_the_names_the_cards_show(workspace: Workspace) -> None:
+    ref = register_low_risk(workspace, OWNER, SPONSOR)
+    text = says(workspace, OWNER, "status")
+    assert f"*{ref}* Spare-parts demand forecast: Idea, active" in text  # the card says "Stage: Idea"
+
+
 def test_status_changes_echo_no_raw_reference(workspace: Workspace) -> None:
     text = says(workspace, OWNER, "hold <!channel> because")
     assert "<!" not in text and "/shepherd hold AI-0001 REASON" in text

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
+from bot import blocks, ids
 from bot.blocks import operations as operations_blocks
 from bot.blocks.greeting import greeting
 from bot.blocks.labels import stage_label
@@ -164,6 +164,7 @@ class SlackNotifier:
         card = self._messages.find(target, "card")
         link = self._permalink(card)
         welcome = self._welcome(initiative, link, payload.get("actor"))
+        self._confirm_registration(initiative, link, payload.get("actor"))
         if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
             self._dm_once(target, "welcome", initiative.owner_id, text=welcome)
             return
@@ -173,6 +174,19 @@ class SlackNotifier:
         told = self._messages.find(target, "welcome")
         if told is not None:
             self._messages.remember(target, CARD_NOT_POSTED, *told, self._services.now())
+
+    def _confirm_registration(self, initiative: Initiative, link: str | None, actor: str | None) -> None:
+        """Tell whoever registered ``initiative`` on its owner's behalf that it went through: they
+        saw the form close and nothing else, while the welcome went to the owner."""
+        if not actor or actor == initiative.owner_id:
+            return  # the owner's welcome is their confirmation
+        where = f" Its card is here: {link}" if link else ""
+        text = (
+            f"You registered *{escape(initiative.name)}* as {initiative.ref} for "
+            f"{mention(initiative.owner_id)}, who owns it now and was sent a welcome.{where}\n"
+            f"`{ids.COMMAND} status {initiative.ref}` shows where it stands."
+        )
+        self._dm_once(initiative_target(initiative.ref), "registered-by", actor, text=text)
 
     def _welcome(self, initiative: Initiative, link: str | None, registered_by: str | None = None) -> str:
         """The owner's welcome DM (mrkdwn): what they registered, where its card is, what next.

@@ -107,7 +107,14 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
     # The owner did not register it: the welcome says who did, rather than "You registered".
     assert "You registered" not in welcome["text"]
     assert f"<@{RISK}> registered *Spare-parts demand forecast* as {initiative.ref}" in welcome["text"]
-    assert not ws.messages_in(ws.dm_with(RISK))
+    # Whoever registered it is told it went through, with its reference and card, as the owner
+    # is (they saw the form close and nothing else).
+    [confirmation] = ws.messages_in(ws.dm_with(RISK))
+    link = ws.api.methods.permalink(ws.registry, card(ws)["ts"])
+    assert confirmation["text"].startswith(
+        f"You registered *Spare-parts demand forecast* as {initiative.ref} for <@{OWNER}>"
+    )
+    assert f"Its card is here: {link}" in confirmation["text"]
     with ws.services.read_uow() as uow:
         entry = next(e for e in uow.audit.timeline(initiative.ref) if e.action.endswith("registered"))
     assert entry.actor_id == RISK  # who registered it stays on the record

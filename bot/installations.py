@@ -213,9 +213,12 @@ class InstalledClients:
             NotInstalled: Shepherd is not installed there (any more).
         """
         token = self.tokens(workspace).current()
-        if not hasattr(self._local, "client"):
-            self._local.client = make_client(None, self._api_url)
-        client: WebClient = self._local.client
+        # One per workspace too: a delivery for the registry may speak in another workspace in
+        # the middle (``SlackNotifier``'s ``elsewhere``) and go on with the registry's token.
+        clients: dict[Workspace | None, WebClient] = self._local.__dict__.setdefault("clients", {})
+        if workspace not in clients:
+            clients[workspace] = make_client(None, self._api_url)
+        client = clients[workspace]
         client.token = token
         return client
 

@@ -14,7 +14,8 @@ so it holds up neither the other recipients nor the rest of the delivery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -30,6 +31,7 @@ from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape, mention
 from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
+from bot.installations import NotInstalled, Workspace
 from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
 from gates import operations, usecases
@@ -109,9 +111,18 @@ def supersedes(later: OutboxMessage, earlier: OutboxMessage) -> bool:
 class SlackNotifier:
     """The outbox sender for Slack. ``__call__(message)`` raises to ask for a retry."""
 
-    def __init__(self, services: Services, client: WebClient, messages: MessageRefs) -> None:
+    def __init__(
+        self,
+        services: Services,
+        client: WebClient,
+        messages: MessageRefs,
+        elsewhere: Callable[[Workspace], AbstractContextManager[WebClient]] | None = None,
+    ) -> None:
+        """``elsewhere``: a client of another workspace Shepherd is installed in (OAuth,
+        ``InstalledClients.sending``), for messages to its people; None: one workspace only."""
         self._services = services
         self._client = client
+        self._elsewhere = elsewhere
         self._messages = messages
         self._handlers = {
             "initiative.registered": self._registered,
@@ -164,16 +175,45 @@ class SlackNotifier:
         card = self._messages.find(target, "card")
         link = self._permalink(card)
         welcome = self._welcome(initiative, link, payload.get("actor"))
-        self._confirm_registration(initiative, link, payload.get("actor"))
-        if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
-            self._dm_once(target, "welcome", initiative.owner_id, text=welcome)
-            return
-        message = card_not_posted(initiative, *unposted, intro=welcome)
-        self._dm_once(target, "welcome", initiative.owner_id, **message)
+        # The owner and the registrar are people of the workspace the form was sent from, which
+        # only its own token reaches; the card above is the registry workspace's.
+        with self._speaking_in(Workspace.of(payload.get("registered_from") or {})) as reachable:
+            if not reachable:
+                return
+            self._confirm_registration(initiative, link, payload.get("actor"))
+            if unposted is None or self._messages.find(target, CARD_NOT_POSTED) is not None:
+                self._dm_once(target, "welcome", initiative.owner_id, text=welcome)
+                return
+            message = card_not_posted(initiative, *unposted, intro=welcome)
+            self._dm_once(target, "welcome", initiative.owner_id, **message)
         # The welcome told it: later redraws that fail the same way must not tell it again.
         told = self._messages.find(target, "welcome")
         if told is not None:
             self._messages.remember(target, CARD_NOT_POSTED, *told, self._services.now())
+
+    @contextmanager
+    def _speaking_in(self, workspace: Workspace | None) -> Iterator[bool]:
+        """Send with ``workspace``'s token inside the block (None, or a single workspace: this
+        delivery's own). Yields False when Shepherd is no longer installed there (or Slack
+        refuses its token midway, which ends the block): nobody there can be reached, and the
+        rest of the delivery, in the registry workspace, is not held up for them."""
+        if workspace is None or self._elsewhere is None:
+            yield True
+            return
+        own, there = self._client, ExitStack()
+        try:
+            self._client = there.enter_context(self._elsewhere(workspace))
+        except NotInstalled as error:
+            logger.warning("nobody in %s can be told: %s", workspace, error)
+            yield False
+            return
+        try:
+            with there:
+                yield True
+        except NotInstalled as error:
+            logger.warning("nobody in %s can be told: %s", workspace, error)
+        finally:
+            self._client = own
 
     def _confirm_registration(self, initiative: Initiative, link: str | None, actor: str | None) -> None:
         """Tell whoever registered ``initiative`` on its owner's behalf that it went through: they

@@ -166,7 +166,7 @@ def delivery_sender(services: Services, client: WebClient) -> Callable[[OutboxMe
     def send(message: OutboxMessage) -> None:
         with clients.sending(Workspace.of(message.payload)) as slack:  # this thread's client
             if getattr(local, "client", None) is not slack:
-                local.client, local.notifier = slack, SlackNotifier(services, slack, refs)
+                local.client, local.notifier = slack, SlackNotifier(services, slack, refs, clients.sending)
             local.notifier(message)
 
     return send

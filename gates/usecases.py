@@ -109,12 +109,16 @@ def register(
     now: datetime,
     sponsor_id: str | None = None,
     form: str | None = None,
+    registered_from: Mapping[str, str | None] | None = None,
 ) -> Initiative | None:
     """Register a new initiative from its intake answers; returns it with its new ref.
 
     ``form``: the id of the registration form Slack sent. Slack sends the same form again when
     its first answer came late and the person pressed Register again: that form registers
     nothing more, and None is returned.
+
+    ``registered_from``: where the registration was made (opaque here: the chat workspace), so
+    that the welcome and the confirmation reach the people there.
 
     Raises:
         InvalidAnswer: the first answer that does not fit (nothing is recorded).
@@ -148,7 +152,13 @@ def register(
         )
         uow.outbox.put(
             "initiative.registered",
-            {"ref": initiative.ref, "name": initiative.name, "owner": owner_id, "actor": actor_id},
+            {
+                "ref": initiative.ref,
+                "name": initiative.name,
+                "owner": owner_id,
+                "actor": actor_id,
+                **({"registered_from": dict(registered_from)} if registered_from else {}),
+            },
             now,
             dedupe_key=f"registered:{initiative.ref}",
         )

@@ -132,6 +132,8 @@ class ViewListeners:
                 now=services.now(),
                 sponsor_id=str(sponsor) if sponsor else None,
                 form=view.get("id") or None,  # the same form sent again registers nothing more
+                # The welcome and the confirmation go to people of this workspace, with its token.
+                registered_from=workspace_of(body),
             )
         except GateError as error:
             ack(response_action="errors", errors=_errors_for(error, ids.NAME_BLOCK))

@@ -15,10 +15,11 @@ import yaml
 from slack_sdk.oauth.installation_store import Installation
 from sqlalchemy import text
 
+from bot import blocks, ids
 from bot.app import build_app
 from bot.bootstrap import bootstrap
 from bot.emulator.client import SlackClient
-from bot.emulator.payloads import WorkspaceInfo, app_home_opened_event, event_callback
+from bot.emulator.payloads import WorkspaceInfo, app_home_opened_event, event_callback, view_submission
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.installations import InstalledBotToken, installation_store
@@ -31,6 +32,7 @@ from storage.outbox import OutboxWorker, outbox_counts
 REPO = Path(__file__).resolve().parents[2]
 OWNER = "U0OWNER01"
 BOB = "U0BOB0001"  # someone in a second workspace
+CARL = "U0CARL001"  # Bob's colleague there
 
 
 def test_install_page_redirects_to_slack_with_a_stored_state(tmp_path: Path) -> None:
@@ -351,6 +353,48 @@ def test_a_reply_to_a_second_workspace_goes_out_with_its_own_token(tmp_path: Pat
         assert greeting.token == "xoxb-other"
         [card] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry]
         assert card.token == "xoxb-acme"
+
+
+def registers_in(url: str, services: Any, user: str, team_id: str, owner: str) -> None:
+    """``user`` filling in the registration form in workspace ``team_id``, naming ``owner``."""
+    answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+    answers |= {"initiative_owner": owner, "business_sponsor": user}
+    values: dict[str, Any] = {ids.NAME_BLOCK: "Claims triage"}
+    for question, value in answers.items():
+        values[ids.question_block_id(question)] = (
+            [str(v) for v in value] if isinstance(value, list) else str(value)
+        )
+    form = blocks.intake_modal(services.pipeline, private_metadata="")
+    payload = view_submission(form, user_id=user, values=values, workspace=WorkspaceInfo(team_id=team_id))
+    response = SlackClient(url + "/slack/events", "signing-secret").send(payload)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+
+
+def test_a_registration_in_a_second_workspace_is_confirmed_there_with_its_token(tmp_path: Path) -> None:
+    """The welcome and the registrar's confirmation go to people of the workspace the form was
+    sent from: only its token can reach them (the registry's gets ``user_not_found``)."""
+    with two_workspaces(tmp_path) as (api, services, url, registry):
+        api.state.add_user(CARL, "carl")
+        registers_in(url, services, BOB, "T0OTHER", owner=CARL)
+        assert deliver_once(services) >= 1
+        posted = api.calls("chat.postMessage", ok=True)
+        [card] = [c for c in posted if c.params.get("channel") == registry]
+        assert card.token == "xoxb-acme"  # the registry's card stays the registry workspace's
+        dms = {api.state.open_dm(person)[0].id: person for person in (BOB, CARL)}
+        told = {dms[c.params["channel"]]: c.token for c in posted if c.params.get("channel") in dms}
+        assert told == {CARL: "xoxb-other", BOB: "xoxb-other"}  # the welcome, the confirmation
+        opened = {c.params.get("users"): c.token for c in api.calls("conversations.open")}
+        assert opened == {CARL: "xoxb-other", BOB: "xoxb-other"}
+
+
+def test_a_registration_from_a_workspace_that_uninstalled_still_gets_its_card(tmp_path: Path) -> None:
+    with two_workspaces(tmp_path) as (api, services, url, registry):
+        registers_in(url, services, BOB, "T0OTHER", owner=BOB)
+        api.state.tokens.discard("xoxb-other")  # revoked before the welcome goes out
+        assert deliver_once(services) >= 1
+        [card] = [c for c in api.calls("chat.postMessage", ok=True) if c.params.get("channel") == registry]
+        assert card.token == "xoxb-acme"
+        assert pending_rows(services) == []  # nobody there can be told: the registry is not held up
 
 
 def test_a_workspace_waiting_for_a_reinstall_holds_up_no_other(tmp_path: Path) -> None:

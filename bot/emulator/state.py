@@ -45,6 +45,7 @@ class User:
     is_bot: bool = False
     is_admin: bool = False
     tz: str = "Europe/Amsterdam"
+    deleted: bool = False  # a deactivated account
 
     def to_api(self) -> dict[str, Any]:
         """The user object ``users.info`` returns."""
@@ -61,7 +62,7 @@ class User:
             "id": self.id,
             "team_id": self.team_id,
             "name": self.name,
-            "deleted": False,
+            "deleted": self.deleted,
             "real_name": self.real_name,
             "tz": self.tz,
             "is_admin": self.is_admin,
@@ -263,9 +264,10 @@ class SlackState:
         email: str | None = None,
         is_bot: bool = False,
         is_admin: bool = False,
+        deleted: bool = False,
     ) -> User:
-        """Add (or replace) a person in the workspace."""
-        user = User(user_id, name, real_name or name, self.team_id, email, is_bot, is_admin)
+        """Add (or replace) a person in the workspace (``deleted``: deactivated)."""
+        user = User(user_id, name, real_name or name, self.team_id, email, is_bot, is_admin, deleted=deleted)
         with self.lock:
             self.users[user_id] = user
         return user

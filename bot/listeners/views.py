@@ -15,11 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 
 from bot import blocks, ids, inbox, parse
 from bot.blocks.text import ELLIPSIS, truncate
 from bot.bootstrap import Services
 from bot.listeners.common import ack_once_saved, store_before_ack, workspace_of
+from bot.slack_client import like
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
 from gates.errors import GateDecided, GateError, InvalidAnswer, UnknownGate
@@ -28,6 +31,8 @@ from gates.loader import CompiledPipeline
 
 logger = logging.getLogger("shepherd.views")
 
+
+SLACKBOT = "USLACKBOT"  # not a bot to users.info, but no one Shepherd can message either
 
 _ERROR_MAX = 150
 """The most Slack takes for one field's entry in ``response_action: errors``."""
@@ -75,6 +80,36 @@ def _link_errors(link: tuple[str, str] | None) -> dict[str, str]:
     return {}
 
 
+# How long the registration form waits for Slack to say who a person it names is: the whole
+# answer must reach Slack within 3 seconds, and the check is skipped rather than miss them.
+PERSON_CHECK_TIMEOUT = 1
+
+
+def _unreachable_people(client: WebClient, named: Mapping[str, str]) -> dict[str, str]:
+    """Errors for the questions (id -> user id) naming a bot or a deactivated account: Shepherd
+    could never message its owner or sponsor, who would never hear of it or act on it, and
+    nothing changes them afterwards. A person Slack does not answer about in time is let
+    through: the check must not stop a registration Slack is slow to help with."""
+    quick = like(client, [], timeout=PERSON_CHECK_TIMEOUT)
+    errors: dict[str, str] = {}
+    for question, user_id in named.items():
+        try:
+            person = quick.users_info(user=user_id)["user"]
+        except (SlackClientError, OSError) as error:  # refused, failing, too slow
+            logger.warning("could not check %s named in the registration form: %s", user_id, error)
+            continue
+        who = person.get("real_name") or person.get("name") or "That account"
+        if person.get("is_bot") or user_id == SLACKBOT:
+            errors[ids.question_block_id(question)] = _fit(
+                f"{who} is a bot, which Shepherd cannot ask or tell anything: name a person."
+            )
+        elif person.get("deleted"):
+            errors[ids.question_block_id(question)] = _fit(
+                f"{who} is deactivated, so Shepherd cannot reach them: name someone still here."
+            )
+    return errors
+
+
 def _channel(meta: dict[str, Any]) -> str | None:
     """Where the modal was opened from, if its metadata says (private replies go there)."""
     channel = meta.get("channel")
@@ -93,7 +128,7 @@ class ViewListeners:
         app.view_closed(ids.VIEW_QUESTIONNAIRE)(self.closed)
         app.view_closed(ids.VIEW_INTAKE)(self.closed)
 
-    def intake(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def intake(self, ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         services = self._services
         pipeline = services.pipeline
         user = body["user"]["id"]
@@ -121,6 +156,11 @@ class ViewListeners:
         sponsor = typed.get(sponsor_question) if sponsor_question else None
         owner_question = usecases.owner_question(pipeline)
         owner = (typed.get(owner_question) if owner_question else None) or user
+        named = {q: str(typed[q]) for q in (owner_question, sponsor_question) if q and typed.get(q)}
+        unreachable = _unreachable_people(client, {q: who for q, who in named.items() if who != user})
+        if unreachable:
+            ack(response_action="errors", errors=unreachable)
+            return
         try:
             usecases.register(
                 pipeline,

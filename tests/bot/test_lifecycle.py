@@ -120,6 +120,42 @@ def test_registering_on_someones_behalf_makes_the_named_owner_the_owner(workspac
     assert entry.actor_id == RISK  # who registered it stays on the record
 
 
+@pytest.mark.parametrize(
+    ("question", "account", "said"),
+    [
+        ("initiative_owner", {"is_bot": True}, "is a bot"),
+        ("initiative_owner", {"deleted": True}, "is deactivated"),
+        ("business_sponsor", {"is_bot": True}, "is a bot"),
+    ],
+)
+def test_registering_with_a_bot_or_a_deactivated_account_as_owner_or_sponsor_is_refused_in_the_form(
+    workspace: Workspace, question: str, account: dict[str, bool], said: str
+) -> None:
+    """Nobody could ever be told about, or act on, an initiative owned by an account Slack cannot
+    message, and nothing changes an owner afterwards: the form says so while it can be fixed."""
+    ws = workspace
+    ws.api.state.add_user("U0NOBODY1", "nobody", **account)
+    values = intake_values() | {ids.question_block_id(question): "U0NOBODY1"}
+    view = ws.opened_view(lambda: ws.command(RISK, "new"))
+    response = ws.submit_view(RISK, view, values)
+    assert response.status == 200
+    answer = json.loads(response.text)
+    assert answer["response_action"] == "errors"
+    assert said in answer["errors"][ids.question_block_id(question)]
+    assert not usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    # Someone who can be reached, named instead, registers it.
+    assert ws.submit_view(RISK, view, intake_values()).text in ("", "{}")
+    assert len(usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())) == 1
+
+
+def test_registering_while_slack_cannot_say_who_the_owner_is_goes_through(workspace: Workspace) -> None:
+    ws = workspace
+    ws.api.faults.fail("users.info", "internal_error", times=None)  # the check is skipped
+    view = ws.opened_view(lambda: ws.command(RISK, "new"))
+    assert ws.submit_view(RISK, view, intake_values()).text in ("", "{}")
+    assert len(usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())) == 1
+
+
 def test_the_welcome_says_what_is_next_from_what_the_intake_form_answered(workspace: Workspace) -> None:
     ws = workspace
     ref = register(ws)  # every intake question answered: the gate is ready for review

@@ -48,6 +48,8 @@ class InitiativeFilter:
     stage: str | None = None
     status: Status | None = None
     owner_id: str | None = None
+    involving: str | None = None
+    """A person: initiatives they own or sponsor."""
     stalled_before: Mapping[str, datetime] | None = None
     """stage -> entered-before cutoff; an active initiative that entered its stage earlier is
     stalled."""

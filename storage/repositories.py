@@ -502,6 +502,10 @@ def _matching(query: InitiativeFilter) -> list[ColumnElement[bool]]:
         conditions.append(initiatives.c.status == Status(query.status).value)
     if query.owner_id is not None:
         conditions.append(initiatives.c.owner_id == query.owner_id)
+    if query.involving is not None:
+        conditions.append(
+            or_(initiatives.c.owner_id == query.involving, initiatives.c.sponsor_id == query.involving)
+        )
     if query.stalled_before is not None:
         # As is_stalled: only an active initiative is stalled (the STALLED marker agrees).
         conditions.append(initiatives.c.status == Status.ACTIVE.value)

@@ -14,7 +14,7 @@ from bot import ask, blocks, ids, parse
 from bot.answering import AnswerPool
 from bot.blocks.labels import STATUS_WORDS, gate_title, stage_label
 from bot.blocks.portfolio import portfolio_message
-from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, mention_list, truncate
+from bot.blocks.text import MAX_MESSAGE_TEXT, bullet_list, clip, escape, mention, mention_list, truncate
 from bot.bootstrap import Services
 from bot.listeners.common import ErrorReporter, lazily
 from gates import usecases
@@ -212,21 +212,23 @@ class CommandListeners:
         now = services.now()
         # Counted, and only the newest read (initiatives are listed oldest first): the ones a
         # person is most likely working on, whatever their number.
+        # Those they sponsor too: a sponsor often registers one on its owner's behalf.
         with services.read_uow() as uow:
-            owned = uow.initiatives.count(InitiativeFilter(owner_id=user))
+            owned = uow.initiatives.count(InitiativeFilter(involving=user))
             newest = max(0, owned - STATUS_LIST_SHOWN)
             mine = uow.initiatives.list(
-                InitiativeFilter(owner_id=user, limit=STATUS_LIST_SHOWN, offset=newest)
+                InitiativeFilter(involving=user, limit=STATUS_LIST_SHOWN, offset=newest)
             )
         if not mine:
-            return "You own no initiatives yet. Register one with `/shepherd new`."
+            return "You own or sponsor no initiatives yet. Register one with `/shepherd new`."
         lines = [
             f"*{i.ref}* {clip(i.name, 80)}: {escape(stage_label(i.stage))}, {STATUS_WORDS[i.status]}"
+            + (f" (you sponsor it for {mention(i.owner_id)})" if i.owner_id != user else "")
             + (" :warning: stalled" if usecases.is_stalled(pipeline, i, now) else "")
             for i in reversed(mine)
         ]
         head = "Your initiatives, newest first:"
-        everything = "Your Home tab in Shepherd lists them all. "
+        everything = "Your Home tab in Shepherd lists all you own. "
         details = f"Details: `{ids.COMMAND} status AI-0001`"
         room = MAX_MESSAGE_TEXT - len(head) - len(everything) - len(details) - 2
         listed = bullet_list(lines, room, max_items=STATUS_LIST_SHOWN, total=owned)

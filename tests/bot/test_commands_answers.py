@@ -20,7 +20,7 @@ from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.manifest import manifest
 from gates import usecases
-from tests.bot.scenario import Workspace, only_ref, register_low_risk, running_workspace, workspace_of
+from tests.bot.scenario import REPO, Workspace, only_ref, register_low_risk, running_workspace, workspace_of
 from tests.fakes.openai_stub import OpenAIStub
 
 OWNER, SPONSOR, ADMIN, OTHER = "U0OWNER01", "U0SPONS01", "U0ADMIN01", "U0OTHER01"
@@ -199,6 +199,38 @@ def test_status_of_a_few_initiatives_lists_them_all_without_a_pointer(workspace:
     text = says(workspace, OWNER, "status")
     assert text.index(refs[1]) < text.index(refs[0])
     assert "more" not in text and "Home tab" not in text
+
+
+def test_status_lists_the_initiatives_a_person_sponsors_too(workspace: Workspace) -> None:
+    """A sponsor who registered an initiative on its owner's behalf finds it in their list,
+    rather than being told they have none."""
+    ws = workspace
+    answers = yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
+
+    def registered(name: str, owner: str, sponsor: str) -> str:
+        services = ws.services
+        initiative = usecases.register(
+            services.pipeline,
+            services.uow(),
+            name=name,
+            owner_id=owner,
+            answers=answers | {"business_sponsor": sponsor, "initiative_owner": owner},
+            actor_id=SPONSOR,
+            now=ws.clock(),
+            sponsor_id=sponsor,  # as the registration form names them
+        )
+        assert initiative is not None
+        return initiative.ref
+
+    theirs = registered("Invoice triage", OWNER, SPONSOR)
+    own = registered("Sponsor's own", SPONSOR, OTHER)
+    elsewhere = registered("Not theirs", OWNER, OTHER)
+    text = says(ws, SPONSOR, "status")
+    assert f"*{own}* Sponsor's own" in text
+    assert f"*{theirs}* Invoice triage" in text and "you sponsor it" in text.split(theirs)[1].split("\n")[0]
+    assert elsewhere not in text
+    assert "you sponsor it" not in says(ws, OWNER, "status")
+    assert "You own or sponsor no initiatives yet" in says(ws, ADMIN, "status")
 
 
 @pytest.mark.parametrize(

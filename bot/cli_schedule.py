@@ -23,7 +23,7 @@ from bot.cli_console import console
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from gates.errors import ShepherdError
-from gates.operations import fired_under_legacy_key
+from gates.operations import fired_under_legacy_key, review_plans
 from gates.ports import InitiativeFilter
 from gates.schedule import due_events
 from storage.scheduling import SchedulerLease, fired_keys
@@ -84,7 +84,8 @@ def due(at: At = None, as_json: AsJson = False) -> None:
             found = list(uow.initiatives.list(InitiativeFilter(limit=100_000)))
             reviews = list(uow.reviews.pending_for(sorted(pipeline.model.roles)))
             latest = uow.operations.latest_reviews()
-            events = due_events(pipeline, found, reviews, latest, now)
+            plans = review_plans(pipeline, uow, found)
+            events = due_events(pipeline, found, reviews, latest, now, plans)
             # Fired under the key an older Shepherd gave it: the next tick records this key too.
             fired |= {e.key for e in events if e.key not in fired and fired_under_legacy_key(uow.fired, e)}
     rows = [{"key": e.key, "kind": e.kind.value, "ref": e.ref, "fired": e.key in fired} for e in events]

@@ -37,7 +37,7 @@ from bot.system_card_post import offer_system_card
 from gates import operations, usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Review, Status
-from gates.schedule import moment_key, operations_review_due, operations_review_overdue
+from gates.schedule import NO_PLAN, moment_key, operations_review_due, operations_review_overdue
 from storage.outbox import OutboxMessage
 from storage.slack_messages import MessageRefs, PostInProgress, Reservation, outbox_target
 
@@ -543,10 +543,11 @@ class SlackNotifier:
         with self._services.read_uow() as uow:
             latest = uow.operations.latest_reviews().get(initiative.ref)
             named = operations.operations_owner(pipeline, uow, initiative.ref)
-        due = operations_review_due(pipeline, initiative, latest)
+            plan = operations.review_plans(pipeline, uow, [initiative]).get(initiative.ref, NO_PLAN)
+        due = operations_review_due(pipeline, initiative, latest, plan)
         if due is None or due.isoformat() != payload["due"]:
             return  # reviewed meanwhile: the next one has another due date
-        overdue = operations_review_overdue(pipeline, initiative, latest, self._services.now())
+        overdue = operations_review_overdue(pipeline, initiative, latest, self._services.now(), plan)
         target, day = initiative_target(initiative.ref), due.date().isoformat()
         word = "overdue" if overdue else "due"
         notice = operations_blocks.operations_review_notice(initiative, due, overdue, to_owner=True)

@@ -701,21 +701,27 @@ def _check_operations(
 
 
 def _check_operations_owner(model: Pipeline, report: Callable[[PathKey, str], None]) -> None:
-    """``operations.owner_question`` must name a person question of a gate: its answer may
-    record the periodic review."""
+    """``operations.owner_question`` must name a person question of a gate (its answer may
+    record the periodic review), ``cadence_question`` a number question (every how many months)
+    and ``first_review_question`` a date question (the first review's day)."""
     assert model.operations is not None
-    question_id = model.operations.owner_question
-    if question_id is None:
-        return
-    found = model.all_questions().get(question_id)
-    if found is None:
-        report(("operations", "owner_question"), f"'{question_id}' is not a question of any gate")
-    elif found[1].type is not QuestionType.USER:
-        report(
-            ("operations", "owner_question"),
-            f"'{question_id}' is a {found[1].type.value} question; owner_question must name a "
-            "person question (type: user)",
-        )
+    named = (
+        ("owner_question", model.operations.owner_question, QuestionType.USER, "person"),
+        ("cadence_question", model.operations.cadence_question, QuestionType.NUMBER, "number"),
+        ("first_review_question", model.operations.first_review_question, QuestionType.DATE, "date"),
+    )
+    for key, question_id, kind, word in named:
+        if question_id is None:
+            continue
+        found = model.all_questions().get(question_id)
+        if found is None:
+            report(("operations", key), f"'{question_id}' is not a question of any gate")
+        elif found[1].type is not kind:
+            report(
+                ("operations", key),
+                f"'{question_id}' is a {found[1].type.value} question; {key} must name a "
+                f"{word} question (type: {kind.value})",
+            )
 
 
 def _check_intake_people(model: Pipeline, report: Callable[[PathKey, str], None]) -> None:

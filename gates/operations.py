@@ -30,7 +30,15 @@ from gates.ports import (
     UnitOfWork,
 )
 from gates.readiness import hidden_questions
-from gates.schedule import DueEvent, due_events, operations_review_due
+from gates.schedule import (
+    NO_PLAN,
+    DueEvent,
+    ReviewPlan,
+    due_events,
+    next_review_after,
+    operations_review_due,
+    review_plan,
+)
 from gates.usecases import retire, retrying, roles_of, time_box_ends
 
 SCHEDULER_ACTOR = "shepherd"
@@ -235,6 +243,22 @@ def operations_owner(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> s
     return version.value if version is not None and isinstance(version.value, str) else None
 
 
+def review_plans(
+    pipeline: CompiledPipeline, uow: UnitOfWork, initiatives: Collection[Initiative]
+) -> dict[str, ReviewPlan]:
+    """The review plan the team gave at handover (``gates.schedule.review_plan``) of each of
+    ``initiatives`` in the operations stage; inside an open ``uow``."""
+    model = pipeline.model
+    if model.operations_cadence_question_id is None and model.operations_first_review_question_id is None:
+        return {}
+    refs = [i.ref for i in initiatives if i.stage == model.operations_stage]
+    current = uow.answers.current_many(refs) if refs else {}
+    return {
+        ref: review_plan(pipeline, {qid: version.value for qid, version in answers.items()})
+        for ref, answers in current.items()
+    }
+
+
 def may_record_operations_review(
     pipeline: CompiledPipeline,
     initiative: Initiative,
@@ -273,7 +297,8 @@ def record_operations_review(
     extra_roles: Collection[str] = (),
     form: str | None = None,
 ) -> OperationsReview | None:
-    """Record a periodic review; the next one falls due ``review_every_days`` from now.
+    """Record a periodic review; the next one falls due one cadence from now: the one the team
+    gave at handover, else ``review_every_days``.
 
     The owner, the sponsor, the operations owner or a holder of the operations role may record
     it; ``extra_roles`` are roles the reviewer holds beyond the stored and configured ones
@@ -306,11 +331,10 @@ def record_operations_review(
         if form is not None and not uow.dedupe.first_time(f"opsform:{form}", now):
             return None
         earlier = uow.operations.reviews(ref)
+        plan = review_plans(pipeline, uow, [initiative]).get(ref, NO_PLAN)
         # The due date this review answers: the notices sent about it are redrawn as done.
-        answered = operations_review_due(pipeline, initiative, earlier[-1] if earlier else None)
-        review = OperationsReview(
-            ref, reviewer_id, now, typed, now + timedelta(days=operations.review_every_days)
-        )
+        answered = operations_review_due(pipeline, initiative, earlier[-1] if earlier else None, plan)
+        review = OperationsReview(ref, reviewer_id, now, typed, next_review_after(pipeline, plan, now))
         uow.operations.add_review(review)
         uow.audit.append(
             reviewer_id,
@@ -352,8 +376,9 @@ def fire_due_events(
             offset += page_size
         open_reviews = list(uow.reviews.pending_for(sorted(pipeline.model.roles)))
         latest = uow.operations.latest_reviews()
+        plans = review_plans(pipeline, uow, initiatives)
     fired = []
-    for event in due_events(pipeline, initiatives, open_reviews, latest, now):
+    for event in due_events(pipeline, initiatives, open_reviews, latest, now, plans):
         with uow:
             if not uow.fired.first_time(event.key, event.kind.value, now):
                 continue

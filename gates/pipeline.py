@@ -45,6 +45,10 @@ SPONSOR_QUESTION_IDS = ("business_sponsor", "sponsor")
 """Likewise for ``sponsor_question``."""
 OPERATIONS_OWNER_QUESTION_ID = "operations_owner"
 """Likewise for ``operations.owner_question``, looked for in every gate."""
+CADENCE_QUESTION_ID = "review_cadence_months"
+"""Likewise for ``operations.cadence_question`` (type: number)."""
+FIRST_REVIEW_QUESTION_ID = "first_review_date"
+"""Likewise for ``operations.first_review_question`` (type: date)."""
 
 OPTION_TEXT_MAX = 75
 """The characters of an option a menu shows (Slack's limit on an option's text). Defined here,
@@ -172,6 +176,13 @@ class Operations(_Strict):
     """A gate's person question whose answer is the system's operations owner: like the
     initiative's owner, they are told when a review is due and may record it; see
     ``Pipeline.operations_owner_question_id``."""
+    cadence_question: Identifier | None = None
+    """A gate's number question whose answer, in months, is how often the system is reviewed
+    (``review_every_days`` when unanswered); see ``Pipeline.operations_cadence_question_id``."""
+    first_review_question: Identifier | None = None
+    """A gate's date question whose answer is the day of the first periodic review (one
+    cadence after entering the stage when unanswered); see
+    ``Pipeline.operations_first_review_question_id``."""
     questions: list[Question] = Field(default_factory=list)
 
 
@@ -217,8 +228,29 @@ class Pipeline(_Strict):
             return None
         if self.operations.owner_question is not None:
             return self.operations.owner_question  # the loader checked it is a person question
-        found = self.all_questions().get(OPERATIONS_OWNER_QUESTION_ID)
-        return OPERATIONS_OWNER_QUESTION_ID if found and found[1].type is QuestionType.USER else None
+        return self._operations_question(None, OPERATIONS_OWNER_QUESTION_ID, QuestionType.USER)
+
+    @property
+    def operations_cadence_question_id(self) -> str | None:
+        """The question whose answer is the review cadence in months: ``operations.cadence_question``,
+        else a number question with the exact id ``CADENCE_QUESTION_ID``; None: none is asked."""
+        named = self.operations.cadence_question if self.operations is not None else None
+        return self._operations_question(named, CADENCE_QUESTION_ID, QuestionType.NUMBER)
+
+    @property
+    def operations_first_review_question_id(self) -> str | None:
+        """The question whose answer is the first review's day: ``operations.first_review_question``,
+        else a date question with the exact id ``FIRST_REVIEW_QUESTION_ID``; None: none is asked."""
+        named = self.operations.first_review_question if self.operations is not None else None
+        return self._operations_question(named, FIRST_REVIEW_QUESTION_ID, QuestionType.DATE)
+
+    def _operations_question(self, named: str | None, conventional: str, kind: QuestionType) -> str | None:
+        if self.operations is None:
+            return None
+        if named is not None:
+            return named  # the loader checked it is a question of that type
+        found = self.all_questions().get(conventional)
+        return conventional if found and found[1].type is kind else None
 
     @property
     def operations_stage(self) -> str | None:

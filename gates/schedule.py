@@ -11,12 +11,14 @@ a reminder has its number.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from gates.answers import AnswerValue
 from gates.lifecycle import Initiative, Review, Status
 from gates.loader import CompiledPipeline
 from gates.ports import OperationsReview
@@ -92,12 +94,70 @@ def subject_of(key: str) -> EventSubject | None:
     return None
 
 
+MAX_CADENCE_MONTHS = 120
+"""A cadence answer beyond this (or not above zero) is no cadence: the pipeline's applies."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPlan:
+    """What the team said at handover about the system's periodic reviews
+    (``Pipeline.operations_cadence_question_id``, ``operations_first_review_question_id``);
+    None where they did not, and the pipeline's ``review_every_days`` applies."""
+
+    every_months: float | None = None
+    first_on: date | None = None
+
+
+NO_PLAN = ReviewPlan()
+
+
+def review_plan(pipeline: CompiledPipeline, answers: Mapping[str, AnswerValue | None]) -> ReviewPlan:
+    """The review plan in an initiative's current answers (question id -> value)."""
+    model = pipeline.model
+    months = answers.get(model.operations_cadence_question_id or "")
+    first = answers.get(model.operations_first_review_question_id or "")
+    every = (
+        float(months)
+        if isinstance(months, int | float)
+        and not isinstance(months, bool)
+        and 0 < months <= MAX_CADENCE_MONTHS
+        else None
+    )
+    try:
+        first_on = date.fromisoformat(first) if isinstance(first, str) else None
+    except ValueError:
+        first_on = None
+    return ReviewPlan(every, first_on)
+
+
+def next_review_after(pipeline: CompiledPipeline, plan: ReviewPlan, moment: datetime) -> datetime:
+    """When the review after one at ``moment`` falls due: the team's cadence in calendar
+    months (every 3 months from 1 March is 1 June), else the pipeline's ``review_every_days``."""
+    operations = pipeline.model.operations
+    if plan.every_months is None:
+        return moment + timedelta(days=operations.review_every_days if operations else 90)
+    whole = int(plan.every_months)
+    month = moment.month - 1 + whole
+    year, month = moment.year + month // 12, month % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    # A fractional cadence (1.5 months) adds the fraction as days of an average month.
+    return moment.replace(year=year, month=month, day=day) + timedelta(
+        days=round((plan.every_months - whole) * 365.25 / 12)
+    )
+
+
+FIRST_REVIEW_TIME = time(12, 0, tzinfo=UTC)
+"""When on the day the team named the first review falls due: noon UTC is that day in the
+time zones from UTC-11 to UTC+11, so the notice and its date read as the day they gave."""
+
+
 def due_events(
     pipeline: CompiledPipeline,
     initiatives: Iterable[Initiative],
     open_reviews: Iterable[Review],
     latest_reviews: Mapping[str, OperationsReview],
     now: datetime,
+    plans: Mapping[str, ReviewPlan] | None = None,
 ) -> list[DueEvent]:
     """Every event due at ``now``, sorted by key (already fired ones included: storage skips them).
 
@@ -105,34 +165,50 @@ def due_events(
         initiatives: initiatives to consider (retired and on-hold ones are ignored).
         open_reviews: reviews waiting for decisions.
         latest_reviews: the most recent periodic operations review per initiative ref.
+        plans: the review plan given at handover per initiative ref (none: the pipeline's).
     """
     events: list[DueEvent] = []
     for initiative in initiatives:
         events += _stalled(pipeline, initiative, now)
-        events += _operations(pipeline, initiative, latest_reviews.get(initiative.ref), now)
+        plan = (plans or {}).get(initiative.ref, NO_PLAN)
+        events += _operations(pipeline, initiative, latest_reviews.get(initiative.ref), now, plan)
     for review in open_reviews:
         events += _review_events(pipeline, review, now)
     return sorted(events, key=lambda event: event.key)
 
 
 def operations_review_due(
-    pipeline: CompiledPipeline, initiative: Initiative, latest: OperationsReview | None
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    latest: OperationsReview | None,
+    plan: ReviewPlan = NO_PLAN,
 ) -> datetime | None:
-    """When the initiative's next periodic review is due; None outside the operations stage."""
+    """When the initiative's next periodic review is due; None outside the operations stage.
+
+    After a review, the due date it set; before the first, the day the team gave at handover
+    (``plan.first_on``; at once on entering the stage if that day is already past), else one
+    cadence after entering the stage.
+    """
     operations = pipeline.model.operations
     if operations is None or initiative.stage != pipeline.model.operations_stage:
         return None
     if latest is not None:
         return latest.next_due
     entered = initiative.stage_entered_at or initiative.created_at
-    return entered + timedelta(days=operations.review_every_days)
+    if plan.first_on is not None:
+        return max(datetime.combine(plan.first_on, FIRST_REVIEW_TIME), entered)
+    return next_review_after(pipeline, plan, entered)
 
 
 def operations_review_overdue(
-    pipeline: CompiledPipeline, initiative: Initiative, latest: OperationsReview | None, now: datetime
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    latest: OperationsReview | None,
+    now: datetime,
+    plan: ReviewPlan = NO_PLAN,
 ) -> bool:
     """True when the periodic review is past its due date plus the pipeline's grace."""
-    due = operations_review_due(pipeline, initiative, latest)
+    due = operations_review_due(pipeline, initiative, latest, plan)
     operations = pipeline.model.operations
     if due is None or operations is None or initiative.status is not Status.ACTIVE:
         return False
@@ -198,11 +274,15 @@ def _review_events(pipeline: CompiledPipeline, review: Review, now: datetime) ->
 
 
 def _operations(
-    pipeline: CompiledPipeline, initiative: Initiative, latest: OperationsReview | None, now: datetime
+    pipeline: CompiledPipeline,
+    initiative: Initiative,
+    latest: OperationsReview | None,
+    now: datetime,
+    plan: ReviewPlan,
 ) -> list[DueEvent]:
     if initiative.status is not Status.ACTIVE:
         return []
-    due = operations_review_due(pipeline, initiative, latest)
+    due = operations_review_due(pipeline, initiative, latest, plan)
     if due is None or now < due:
         return []
     day = due.date().isoformat()
@@ -210,7 +290,7 @@ def _operations(
     events = [
         DueEvent(EventKind.OPERATIONS_DUE, f"opsreview:{initiative.ref}:{day}", initiative.ref, payload)
     ]
-    if operations_review_overdue(pipeline, initiative, latest, now):
+    if operations_review_overdue(pipeline, initiative, latest, now, plan):
         events.append(
             DueEvent(
                 EventKind.OPERATIONS_OVERDUE, f"opsoverdue:{initiative.ref}:{day}", initiative.ref, payload

@@ -617,6 +617,41 @@ def test_the_operations_owner_named_at_handover_is_told_of_the_review_and_record
     assert len(thanks(ws, OPS_OWNER)) == 1
 
 
+def test_the_review_cadence_and_first_date_given_at_handover_drive_the_periodic_reviews(
+    workspace: Workspace,
+) -> None:
+    """The operations owner answered "every 3 months, the first on 1 March" at handover: the
+    first review is due on 1 March, not 90 days after the handover, and the next one three
+    months after it was recorded."""
+    ws = workspace
+    ref = register(ws)
+    usecases.answer(
+        ws.services.pipeline,
+        ws.services.uow(),
+        ref,
+        "handover",
+        {"review_cadence_months": 3, "first_review_date": "2027-03-01"},
+        OWNER,
+        ws.clock(),
+    )
+    move_to_operations(ws, ref)  # on 2 November 2026
+    ws.clock.advance(days=90)
+    assert tick(ws) == []  # 31 January: the pipeline's 90 days, not the team's date
+    ws.clock.at = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    assert tick(ws) == [f"opsreview:{ref}:2027-03-01"]
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    view = ws.opened_view(
+        lambda: ws.click(OWNER, notice, ws.dm_with(OWNER), ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    )
+    response = ws.submit_view(OWNER, view, REVIEW_VALUES)
+    assert response.status == 200 and response.text in ("", "{}"), response.text
+    [recorded] = reviews_of(ws, ref)
+    assert recorded.next_due == datetime(2027, 6, 1, 12, 0, tzinfo=UTC)  # three months on
+    ws.deliver()
+    [done] = [m for m in ws.messages_in(ws.dm_with(OWNER)) if "next one is due" in str(m.get("blocks"))]
+    assert "2027-03-01" in str(done["blocks"]) and "2027-06-01" in str(done["blocks"]), done["blocks"]
+
+
 def test_an_extension_runs_until_the_day_picked_wherever_its_readers_are(workspace: Workspace) -> None:
     """A date picker gives a plain day: the box runs until that day has ended everywhere, and
     every message says that day (a date token would show the next day to a reader east of the

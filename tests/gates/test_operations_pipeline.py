@@ -99,6 +99,43 @@ def test_the_default_pipeline_reminds_escalates_and_reviews_operations() -> None
     assert any(rule.role == "operations" and rule.when is None for rule in handover.approvals)
 
 
+def test_the_review_cadence_and_first_review_questions_are_named_and_checked_at_load() -> None:
+    """The handover's answers drive the periodic reviews: a pipeline names the questions that
+    give them (a number and a date question), or uses the conventional ids."""
+    extra = (
+        "      - {id: every, label: Every how many months, type: number}\n"
+        "      - {id: first, label: First review, type: date}\n"
+    )
+    asked = OPS_PIPELINE.replace(
+        "      - {id: ops_owner, label: Operations owner, type: user, required: true}\n",
+        "      - {id: ops_owner, label: Operations owner, type: user, required: true}\n" + extra,
+    )
+    named = asked.replace(
+        "  role: operations\n",
+        "  role: operations\n  cadence_question: every\n  first_review_question: first\n",
+    )
+    model = build(named).model
+    assert (model.operations_cadence_question_id, model.operations_first_review_question_id) == (
+        "every",
+        "first",
+    )
+    model = build(asked).model  # not the conventional ids
+    assert (model.operations_cadence_question_id, model.operations_first_review_question_id) == (None, None)
+    conventional = build(
+        asked.replace("{id: every,", "{id: review_cadence_months,").replace(
+            "{id: first,", "{id: first_review_date,"
+        )
+    ).model
+    assert conventional.operations_cadence_question_id == "review_cadence_months"
+    assert conventional.operations_first_review_question_id == "first_review_date"
+    found = problems(named.replace("cadence_question: every", "cadence_question: first"))
+    assert "operations.cadence_question: 'first' is a date question" in found
+    found = problems(named.replace("first_review_question: first", "first_review_question: every"))
+    assert "operations.first_review_question: 'every' is a number question" in found
+    found = problems(named.replace("cadence_question: every", "cadence_question: nope"))
+    assert "operations.cadence_question: 'nope' is not a question of any gate" in found
+
+
 def test_the_operations_owner_question_must_be_a_person_question_of_a_gate() -> None:
     named = OPS_PIPELINE.replace("  role: operations\n", "  role: operations\n  owner_question: ops_owner\n")
     assert build(named).model.operations_owner_question_id == "ops_owner"

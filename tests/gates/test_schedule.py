@@ -18,6 +18,7 @@ from gates.schedule import (
     moment_key,
     operations_review_due,
     operations_review_overdue,
+    review_plan,
     subject_of,
 )
 from tests.gates.ops_pipeline import BOSS, OPS_LEAD, OWNER, SPONSOR, ops_pipeline
@@ -193,3 +194,23 @@ def test_every_key_names_the_review_or_initiative_it_is_about(pipeline: Compiled
     legacy = legacy_stalled_key("AI-0001", "idea", T0)
     assert subject_of(legacy) == EventSubject(ref="AI-0001")
     assert subject_of("greeted:U1") is None and subject_of("remind:x:1") is None
+
+
+def test_the_review_plan_given_at_handover_sets_the_due_dates(pipeline: CompiledPipeline) -> None:
+    """The first review on the day the team named (at once if it passed before the handover),
+    then every so many calendar months; unanswered, the pipeline's review_every_days."""
+    system = initiative("operations", stage_entered_at=T0)
+    plan = replace(review_plan(pipeline, {}), every_months=3, first_on=datetime(2026, 3, 1).date())
+    assert operations_review_due(pipeline, system, None, plan) == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    early = replace(plan, first_on=datetime(2025, 12, 1).date())
+    assert operations_review_due(pipeline, system, None, early) == T0
+    only_cadence = replace(plan, first_on=None)
+    assert operations_review_due(pipeline, system, None, only_cadence) == datetime(2026, 4, 1, 9, tzinfo=UTC)
+    assert operations_review_due(pipeline, system, None) == T0 + timedelta(days=90)
+    month_end = replace(system, stage_entered_at=datetime(2026, 11, 30, 9, tzinfo=UTC))
+    assert operations_review_due(pipeline, month_end, None, only_cadence) == datetime(
+        2027, 2, 28, 9, tzinfo=UTC
+    )
+    assert keys(pipeline, datetime(2026, 3, 1, 12, tzinfo=UTC), initiatives=[system]) == []
+    events = due_events(pipeline, [system], [], {}, datetime(2026, 3, 1, 12, tzinfo=UTC), {"AI-0001": plan})
+    assert [e.key for e in events] == ["opsreview:AI-0001:2026-03-01"]

@@ -65,7 +65,8 @@ def portfolio(
 def _print_portfolio(figures: Portfolio) -> None:
     out.print(
         f"[bold]Portfolio[/bold] at {figures.generated_at:%Y-%m-%d %H:%M} UTC: {figures.total} initiatives, "
-        f"{len(figures.stalled)} stalled, {figures.open_reviews} reviews open",
+        f"{len(figures.stalled)} stalled, {len(figures.overdue_operations)} periodic reviews overdue, "
+        f"{figures.open_reviews} reviews open",
         highlight=False,
     )
     table = Table("Stage", "Active", "In review", "On hold", "Retired", "Reached", "Went on", "Median days")
@@ -103,6 +104,17 @@ def _print_portfolio(figures: Portfolio) -> None:
                 Text(item.owner_id),
             )
         out.print(stalled)
+    if figures.overdue_operations:
+        overdue = Table("Ref", "Name", "Due", "Days overdue", "Owner", title="Periodic reviews overdue")
+        for system in figures.overdue_operations:
+            overdue.add_row(
+                Text(system.ref),
+                Text(system.name),
+                f"{system.due:%Y-%m-%d}",
+                f"{system.days_overdue:g}",
+                Text(system.owner_id),
+            )
+        out.print(overdue)
     for note in figures.notes:
         err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gates.lifecycle import DecisionKind, Initiative, Review, ReviewStatus, Status
 from gates.loader import CompiledPipeline
-from gates.ports import InitiativeFilter, UnitOfWork
+from gates.operations import review_plans
+from gates.ports import InitiativeFilter, OperationsReview, OperationsUnitOfWork
+from gates.schedule import NO_PLAN, ReviewPlan, operations_review_due, operations_review_overdue
 from gates.usecases import is_stalled
 
 DECISION_WINDOW_DAYS = 30
@@ -64,6 +66,18 @@ class StalledInitiative:
 
 
 @dataclass(frozen=True, slots=True)
+class OverdueOperationsReview:
+    """A system in operations whose periodic review is past its due date and the grace."""
+
+    ref: str
+    name: str
+    owner_id: str
+    due: datetime
+    days_overdue: float
+    """Days since the review fell due."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReasonCount:
     reason: str
     """The first wording seen for the group, as a person wrote it."""
@@ -83,6 +97,8 @@ class Portfolio:
     open_reviews: int
     window_days: int = DECISION_WINDOW_DAYS
     notes: tuple[str, ...] = field(default_factory=tuple)
+    overdue_operations: tuple[OverdueOperationsReview, ...] = field(default_factory=tuple)
+    """Systems whose periodic operations review is overdue, longest overdue first."""
 
     def stage(self, stage: str) -> StageFigures:
         return next(s for s in self.stages if s.stage == stage)
@@ -97,6 +113,9 @@ class Portfolio:
             {"reason": r.reason, "count": r.count, "kinds": list(r.kinds)} for r in self.top_reasons
         ]
         data["notes"] = list(self.notes)
+        for item, overdue in zip(data["overdue_operations"], self.overdue_operations, strict=True):
+            item["due"] = _iso(overdue.due)
+        data["overdue_operations"] = list(data["overdue_operations"])
         return data
 
 
@@ -138,8 +157,13 @@ def compute_portfolio(
     initiatives: Sequence[Initiative],
     reviews: Sequence[Review],
     now: datetime,
+    latest_operations_reviews: Mapping[str, OperationsReview] | None = None,
+    plans: Mapping[str, ReviewPlan] | None = None,
 ) -> Portfolio:
     """Figures for the whole portfolio at ``now``.
+
+    ``latest_operations_reviews`` and ``plans`` (the latest periodic review and the handover's
+    review plan per ref, as for ``gates.schedule.due_events``) find the overdue periodic reviews.
 
     Retired initiatives count in the funnel for the stages they reached, but their last stay is
     left out of the medians: it ended in retirement, not in a move forward nor ongoing.
@@ -209,6 +233,17 @@ def compute_portfolio(
         key=lambda s: (-s.days_in_stage, s.ref),
     )
 
+    latest, plan_of = latest_operations_reviews or {}, plans or {}
+    overdue = []
+    for system in initiatives:
+        plan, previous = plan_of.get(system.ref, NO_PLAN), latest.get(system.ref)
+        if operations_review_overdue(pipeline, system, previous, now, plan):
+            due = operations_review_due(pipeline, system, previous, plan)
+            assert due is not None
+            days = round(_days(now - _aware(due)), 1)
+            overdue.append(OverdueOperationsReview(system.ref, system.name, system.owner_id, due, days))
+    overdue.sort(key=lambda o: (-o.days_overdue, o.ref))
+
     since = now - timedelta(days=DECISION_WINDOW_DAYS)
     recent: dict[str, int] = {kind.value: 0 for kind in DecisionKind}
     groups: dict[str, tuple[str, int, set[str]]] = {}
@@ -236,11 +271,13 @@ def compute_portfolio(
         ),
         open_reviews=sum(1 for r in reviews if r.is_open),
         notes=tuple(notes),
+        overdue_operations=tuple(overdue),
     )
 
 
-def load_portfolio(pipeline: CompiledPipeline, uow: UnitOfWork, now: datetime) -> Portfolio:
-    """Read every initiative and review (two queries per page of initiatives) and compute."""
+def load_portfolio(pipeline: CompiledPipeline, uow: OperationsUnitOfWork, now: datetime) -> Portfolio:
+    """Read every initiative, review and latest periodic review (and the handover's review
+    plans of the systems in operations), and compute."""
     initiatives: list[Initiative] = []
     with uow:
         while True:
@@ -249,7 +286,9 @@ def load_portfolio(pipeline: CompiledPipeline, uow: UnitOfWork, now: datetime) -
             if len(page) < _PAGE:
                 break
         reviews = list(uow.reviews.all_reviews())
-    return compute_portfolio(pipeline, initiatives, reviews, now)
+        latest = uow.operations.latest_reviews()
+        plans = review_plans(pipeline, uow, initiatives)
+    return compute_portfolio(pipeline, initiatives, reviews, now, latest, plans)
 
 
 def _days(delta: timedelta) -> float:

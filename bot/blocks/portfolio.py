@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.labels import stage_label
-from bot.blocks.text import clip, context, escape, header, mention, section
+from bot.blocks.text import clip, context, escape, header, mention, section, slack_date
 from gates.portfolio import Portfolio
 
 MAX_STALLED_SHOWN = 5
@@ -56,11 +56,32 @@ def stalled_lines(portfolio: Portfolio, limit: int = MAX_STALLED_SHOWN) -> list[
     return lines
 
 
+def overdue_operations_lines(portfolio: Portfolio, limit: int = MAX_STALLED_SHOWN) -> list[str]:
+    """The systems in operations whose periodic review is overdue: stuck, as stalled ones are."""
+    overdue = portfolio.overdue_operations
+    lines = [
+        f"• *{escape(o.ref)}* {clip(o.name, 80)}: due {slack_date(o.due, '{date_short}')}, "
+        f"{o.days_overdue:g} days overdue, owner {mention(o.owner_id)}"
+        for o in overdue[:limit]
+    ]
+    if len(overdue) > limit:
+        lines.append(f"… and {len(overdue) - limit} more (`shepherd portfolio` lists them all)")
+    return lines
+
+
+def overdue_count(portfolio: Portfolio) -> str:
+    """ ", 2 periodic reviews overdue" when there are any, else nothing."""
+    count = len(portfolio.overdue_operations)
+    if not count:
+        return ""
+    return f", {count} periodic review{'s' if count > 1 else ''} overdue"
+
+
 def summary_text(portfolio: Portfolio) -> str:
     """A one-line fallback for notifications."""
     return (
-        f"Portfolio: {portfolio.total} initiatives, {len(portfolio.stalled)} stalled, "
-        f"{portfolio.open_reviews} reviews open."
+        f"Portfolio: {portfolio.total} initiatives, {len(portfolio.stalled)} stalled"
+        f"{overdue_count(portfolio)}, {portfolio.open_reviews} reviews open."
     )
 
 
@@ -70,7 +91,12 @@ def portfolio_message(portfolio: Portfolio, chart_follows: bool = True) -> dict[
         header("AI portfolio"),
         section(
             f"*{portfolio.total}* initiatives · *{len(portfolio.stalled)}* stalled · "
-            f"*{portfolio.open_reviews}* reviews open"
+            + (
+                f"*{len(portfolio.overdue_operations)}* periodic reviews overdue · "
+                if portfolio.overdue_operations
+                else ""
+            )
+            + f"*{portfolio.open_reviews}* reviews open"
         ),
         section("\n".join(stage_lines(portfolio))),
         section(decisions_line(portfolio)),
@@ -81,23 +107,31 @@ def portfolio_message(portfolio: Portfolio, chart_follows: bool = True) -> dict[
     stalled = stalled_lines(portfolio)
     if stalled:
         blocks.append(section("*Stalled (past their stage's time box)*\n" + "\n".join(stalled)))
+    overdue = overdue_operations_lines(portfolio)
+    if overdue:
+        blocks.append(section("*Periodic operations reviews overdue*\n" + "\n".join(overdue)))
     if chart_follows:
         blocks.append(context("The chart of the funnel and time in stage follows in this channel."))
     return {"text": summary_text(portfolio), "blocks": blocks}
 
 
 def home_governance_section(portfolio: Portfolio) -> list[dict[str, Any]]:
-    """Five blocks at most for App Home, so the tab stays under 100 blocks."""
+    """Six blocks at most for App Home, so the tab stays under 100 blocks."""
+    overdue_part = overdue_count(portfolio).removeprefix(", ")
     blocks: list[dict[str, Any]] = [
         section(
             f"*Portfolio* · {portfolio.total} initiatives · {len(portfolio.stalled)} stalled · "
-            f"{portfolio.open_reviews} reviews open"
+            + (f"{overdue_part} · " if overdue_part else "")
+            + f"{portfolio.open_reviews} reviews open"
         ),
         section("\n".join(stage_lines(portfolio))),
     ]
     stalled = stalled_lines(portfolio, limit=3)
     if stalled:
         blocks.append(section("*Stalled*\n" + "\n".join(stalled)))
+    overdue = overdue_operations_lines(portfolio, limit=3)
+    if overdue:
+        blocks.append(section("*Periodic reviews overdue*\n" + "\n".join(overdue)))
     notes = [decisions_line(portfolio)]
     reasons = reasons_line(portfolio)
     if reasons:

@@ -20,7 +20,7 @@ from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
 from gates.answers import AnswerValue
 from gates.lifecycle import Initiative, ReviewStatus, Status
-from gates.ports import AnswerVersion
+from gates.ports import AnswerVersion, OperationsReview
 from storage.slack_messages import MessageRefs
 from tests.bot.scenario import Workspace, running_workspace
 from tests.gates.portfolio_seed import NOW, day, seed_initiatives, seed_reviews
@@ -96,6 +96,36 @@ def test_app_home_shows_the_portfolio_to_role_admins_only(workspace: Workspace) 
     assert "*Portfolio* · 6 initiatives · 2 stalled · 1 reviews open" in str(admin["blocks"])
     assert "Portfolio" not in str(outsider["blocks"])
     assert len(admin["blocks"]) <= 100
+
+
+def test_a_system_whose_periodic_review_is_overdue_is_in_the_portfolio(workspace: Workspace) -> None:
+    """A system in operations since day 10 was due its periodic review on day 100 and is
+    overdue (14 days' grace) on day 151: stuck, as a stalled initiative is, so the executive
+    view lists it; one reviewed on day 140 is not."""
+    overdue, reviewed = (
+        Initiative(ref, name, "UOWN8", "operations", day(0), stage_entered_at=day(10))
+        for ref, name in (("AI-0008", "Churn model"), ("AI-0009", "Invoice reader"))
+    )
+    with workspace.services.uow() as uow:
+        uow.initiatives.add(overdue)
+        uow.initiatives.add(reviewed)
+        uow.operations.add_review(OperationsReview("AI-0009", "UOWN8", day(140), {}, day(230)))
+        uow.commit()
+    assert workspace.command(ADMIN, "portfolio").status == 200
+    workspace.api.wait_for("response_url", timeout=10)
+    body = workspace.api.calls("response_url")[0].params
+    assert body["text"] == "Portfolio: 8 initiatives, 2 stalled, 1 periodic review overdue, 1 reviews open."
+    text = str(body["blocks"])
+    assert "Periodic operations reviews overdue" in text and "AI-0008" in text and "AI-0009" not in text
+    assert "51 days overdue" in text, text
+    workspace.api.wait_for("files.completeUploadExternal", timeout=10)
+
+    dm = workspace.dm_with(ADMIN)
+    event = payloads.app_home_opened_event(ADMIN, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("views.publish", timeout=10)
+    home = str(workspace.api.state.home_view(ADMIN)["blocks"])  # type: ignore[index]
+    assert "1 periodic review overdue" in home and "AI-0008" in home, home
 
 
 def test_an_initiative_waiting_on_its_approvers_is_not_listed_as_stalled(workspace: Workspace) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from gates.lifecycle import Status
 from gates.loader import CompiledPipeline, load_pipeline
 from gates.portfolio import compute_portfolio, load_portfolio, normalise_reason, stays
+from gates.ports import OperationsReview
 from tests.gates.fakes import FakeUnitOfWork
 from tests.gates.portfolio_seed import NOW, day, seed_initiatives, seed_reviews
 
@@ -132,3 +135,33 @@ def test_load_portfolio_reads_through_the_ports(default_pipeline: CompiledPipeli
         uow.commit()
     loaded = load_portfolio(default_pipeline, uow, NOW)
     assert loaded == compute_portfolio(default_pipeline, seed_initiatives(), seed_reviews(), NOW)
+
+
+def test_systems_whose_periodic_review_is_overdue_are_listed_longest_overdue_first(
+    default_pipeline: CompiledPipeline,
+) -> None:
+    """Due 90 days after entering operations (or when the last review said), overdue 14 days
+    later: on day 151 one entered on day 10 (due day 100) and one reviewed on day 20 that set
+    day 110; one entered on day 50 (due day 140) is within its grace, and one on hold is not
+    expected to be reviewed."""
+    systems = [
+        replace(
+            seed_initiatives()[0], ref=ref, stage="operations", stage_entered_at=day(entered), status=status
+        )
+        for ref, entered, status in [
+            ("AI-0010", 10, Status.ACTIVE),
+            ("AI-0011", 0, Status.ACTIVE),
+            ("AI-0012", 50, Status.ACTIVE),
+            ("AI-0013", 0, Status.ON_HOLD),
+        ]
+    ]
+    latest = {"AI-0011": OperationsReview("AI-0011", "UOPS", day(20), {}, day(110))}
+    portfolio = compute_portfolio(default_pipeline, systems, [], NOW, latest)
+    assert [(o.ref, o.due, o.days_overdue) for o in portfolio.overdue_operations] == [
+        ("AI-0010", day(100), 51.0),
+        ("AI-0011", day(110), 41.0),
+    ]
+    again = json.loads(json.dumps(portfolio.to_json()))
+    assert again["overdue_operations"][0]["due"] == "2026-04-11T00:00:00+00:00"
+    unreviewed = compute_portfolio(default_pipeline, systems, [], NOW).overdue_operations
+    assert [o.ref for o in unreviewed] == ["AI-0011", "AI-0010"]  # due on day 90 without its review

@@ -514,7 +514,9 @@ class SlackNotifier:
             self._services.pipeline, initiative, review, int(payload.get("days_waiting", 0))
         )
         for user in self.approvers_for(review, initiative):
-            kind = f"reminder:{payload['number']}:{user}"
+            # One DM per reminder: the moment it fell due names it (its number repeats once the
+            # interval changes); one queued by an older Shepherd says only its number.
+            kind = f"reminder:{payload.get('due', payload['number'])}:{user}"
             self._dm_once(review_target(review.id), kind, user, **message)
 
     def _review_escalation(self, payload: Mapping[str, Any]) -> None:

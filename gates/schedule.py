@@ -6,7 +6,7 @@ Every event carries a ``key`` that names the occurrence, not the moment it was n
 09:00 UTC"). However many schedulers notice it, however often, storage records each key once and
 only the first records the notification, so each occurrence reaches people exactly once. A new
 occurrence gets a new key: an extended time box ends at another moment (even on the same day),
-a reminder has its number.
+a reminder is named by the moment it fell due.
 """
 
 from __future__ import annotations
@@ -244,14 +244,21 @@ def _review_events(pipeline: CompiledPipeline, review: Review, now: datetime) ->
     events = []
     if gate.review_reminder_days is not None:
         # Only the latest reminder due: after a scheduler outage people get one nudge, not a backlog.
-        number = int(waited / timedelta(days=gate.review_reminder_days))
+        every = timedelta(days=gate.review_reminder_days)
+        number = int(waited / every)
         if number >= 1:
+            # Keyed by the moment it fell due, not by its number: once the interval changes
+            # (3 days to 7), the new numbers would repeat keys the old interval's reminders
+            # used, and nobody would be reminded until the count passed them. A reminder keyed
+            # by its number (an older Shepherd) fired after this moment was about this one.
+            due = review.submitted_at + number * every
             events.append(
                 DueEvent(
                     EventKind.REMINDER,
-                    f"remind:{review.id}:{number}",
+                    f"remind:{review.id}:{moment_key(due)}",
                     review.initiative_ref,
-                    {**base, "number": number, "days_waiting": waited.days},
+                    {**base, "number": number, "days_waiting": waited.days, "due": due.isoformat()},
+                    LegacyKey(f"remind:{review.id}:{number}", due - timedelta(microseconds=1)),
                 )
             )
     if gate.review_escalation_days is not None and waited >= timedelta(days=gate.review_escalation_days):

@@ -2,7 +2,7 @@
 
 Exactly one notification per due event, with any number of replicas, rests on two things:
 
-- **``fired_events``**, a table keyed by the event's key (``remind:12:1``). The scheduler inserts
+- **``fired_events``**, a table keyed by the event's key (``remind:12:20261202T090000Z``). The scheduler inserts
   the key with ``ON CONFLICT DO NOTHING ... RETURNING`` in the same transaction as the outbox
   message; only the transaction whose insert returned a row queues the message. On PostgreSQL a
   concurrent insert of the same key waits for the first transaction and then finds the row; on

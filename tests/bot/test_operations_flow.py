@@ -234,6 +234,38 @@ def test_a_pending_review_reminds_its_approvers_once_per_reminder(workspace: Wor
         assert not has_button(message, ids.ACTION_APPROVE), message.get("text")
 
 
+def test_raising_the_reminder_interval_while_a_review_waits_does_not_pause_its_reminders(
+    workspace: Workspace,
+) -> None:
+    """Reminded on days 3, 6 and 9, then the intake's review_reminder_days goes from 3 to 7:
+    the approvers are reminded on day 14, the new interval's second reminder, not first on
+    day 28 (when the new interval's numbers pass those already sent)."""
+    ws = workspace
+    ref = register(ws)
+    ws.click(OWNER, ws.messages_in(ws.registry)[0], ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    for _ in range(3):
+        ws.clock.advance(days=3)
+        assert "remind" in [key.split(":")[0] for key in tick(ws)]
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+    assert "    review_reminder_days: 3\n    review_escalation_days: 7\n" in text
+    ws.services.pipeline = parse_pipeline(
+        text.replace(
+            "    review_reminder_days: 3\n    review_escalation_days: 7\n",
+            "    review_reminder_days: 7\n    review_escalation_days: 8\n",
+            1,
+        ),
+        "slower.yaml",
+    )
+    ws.clock.advance(days=5)  # day 14
+    assert [key.split(":")[0] for key in tick(ws)] == ["remind"]
+    told = [m for m in ws.messages_in(ws.dm_with(SPONSOR)) if "waited 14 day" in str(m.get("blocks"))]
+    assert len(told) == 1 and has_button(told[0], ids.ACTION_APPROVE)
+    ws.clock.advance(days=6)  # day 20: the next one is on day 21
+    assert tick(ws) == []
+
+
 BOSS = "U0BOSS001"
 OPS_LEAD = "U0OPSLEAD"
 # A complete periodic review of the default pipeline, as typed into its form.
@@ -281,7 +313,7 @@ def test_a_review_waiting_past_escalation_reaches_the_roles_contact(workspace: W
     review = ws.wait(lambda: open_review(ws, ref))
     ws.deliver()
     ws.clock.advance(days=7)
-    assert tick(ws) == [f"escalate:{review.id}", f"remind:{review.id}:2"]
+    assert tick(ws) == [f"escalate:{review.id}", f"remind:{review.id}:20261108T090000Z"]
     [escalation] = ws.messages_in(ws.dm_with(BOSS))
     assert "Escalation" in escalation["text"] and ref in escalation["text"]
     ws.clock.advance(days=1)

@@ -217,6 +217,29 @@ def test_each_due_event_fires_once_however_often_the_scheduler_runs(
     assert [e.actor_id for e in uow.audit_entries] == ["shepherd", "shepherd"]
 
 
+def test_a_reminder_an_older_shepherd_sent_under_its_number_is_not_sent_again(
+    pipeline: CompiledPipeline, uow: FakeUnitOfWork
+) -> None:
+    ref = usecases.register(
+        pipeline,
+        uow,
+        name="Forecast",
+        owner_id=OWNER,
+        answers={"problem": "stock-outs"},
+        actor_id=OWNER,
+        now=T0,
+    ).ref
+    review = usecases.submit(pipeline, uow, ref, OWNER, T0)
+    with uow:
+        assert uow.fired.first_time(
+            f"remind:{review.id}:1", "schedule.review_reminder", T0 + timedelta(days=3)
+        )
+        uow.commit()
+    assert operations.fire_due_events(pipeline, uow, T0 + timedelta(days=4)) == []
+    fired = operations.fire_due_events(pipeline, uow, T0 + timedelta(days=6))
+    assert [e.key for e in fired] == [f"remind:{review.id}:20260107T090000Z"]
+
+
 def test_reminders_and_escalation_fire_from_open_reviews(
     pipeline: CompiledPipeline, uow: FakeUnitOfWork
 ) -> None:
@@ -231,7 +254,7 @@ def test_reminders_and_escalation_fire_from_open_reviews(
     ).ref
     review = usecases.submit(pipeline, uow, ref, OWNER, T0)
     fired = operations.fire_due_events(pipeline, uow, T0 + timedelta(days=3))
-    assert [e.key for e in fired] == [f"remind:{review.id}:1"]
+    assert [e.key for e in fired] == [f"remind:{review.id}:20260104T090000Z"]
     fired = operations.fire_due_events(pipeline, uow, T0 + timedelta(days=7))
-    assert [e.key for e in fired] == [f"escalate:{review.id}", f"remind:{review.id}:2"]
+    assert [e.key for e in fired] == [f"escalate:{review.id}", f"remind:{review.id}:20260107T090000Z"]
     assert operations.fire_due_events(pipeline, uow, T0 + timedelta(days=8)) == []

@@ -21,7 +21,8 @@ from gates.schedule import (
     review_plan,
     subject_of,
 )
-from tests.gates.ops_pipeline import BOSS, OPS_LEAD, OWNER, SPONSOR, ops_pipeline
+from tests.gates.conftest import build
+from tests.gates.ops_pipeline import BOSS, OPS_LEAD, OPS_PIPELINE, OWNER, SPONSOR, ops_pipeline
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
@@ -42,6 +43,12 @@ def initiative(stage: str = "idea", status: Status = Status.ACTIVE, **kw: object
         status=status,
         **kw,  # type: ignore[arg-type]
     )
+
+
+def ops_pipeline_with_reminders(days: int) -> CompiledPipeline:
+    """The operations test pipeline with the intake reminding every ``days`` days."""
+    text = OPS_PIPELINE.replace("review_reminder_days: 3", f"review_reminder_days: {days}")
+    return build(text.replace("review_escalation_days: 7", "review_escalation_days: 30"), "ops.yaml")
 
 
 def review(review_id: int = 5, roles: tuple[str, ...] = ("sponsor", "risk")) -> Review:
@@ -127,9 +134,30 @@ def test_reminders_come_every_n_days_and_only_the_latest_after_an_outage(pipelin
         return [k for k in keys(pipeline, T0 + timedelta(days=days), reviews=[review()]) if "remind" in k]
 
     assert at(2.9) == []
-    assert at(3) == ["remind:5:1"]
-    assert at(6.5) == ["remind:5:2"]
-    assert at(10) == ["remind:5:3"]
+    assert at(3) == ["remind:5:20260104T090000Z"]
+    assert at(6.5) == ["remind:5:20260107T090000Z"]
+    assert at(10) == ["remind:5:20260110T090000Z"]
+
+
+def test_a_reminder_is_named_by_when_it_fell_due_whatever_the_interval(pipeline: CompiledPipeline) -> None:
+    """The second reminder every 3 days and the first every 6 are the same occurrence (day 6);
+    the reminder every 7 days on day 14 is a new one, however many were sent every 3 days. One
+    keyed by its number (an older Shepherd) covers it if it fired after it fell due."""
+    slower = ops_pipeline_with_reminders(6)
+    [every_three] = [
+        e for e in due_events(pipeline, [], [review()], {}, T0 + timedelta(days=6.5)) if "remind" in e.key
+    ]
+    [every_six] = [
+        e for e in due_events(slower, [], [review()], {}, T0 + timedelta(days=6.5)) if "remind" in e.key
+    ]
+    assert every_three.key == every_six.key == "remind:5:20260107T090000Z"
+    assert every_three.legacy is not None and every_three.legacy.key == "remind:5:2"
+    assert every_three.legacy.covers_if_fired_after < T0 + timedelta(days=6)
+    weekly = ops_pipeline_with_reminders(7)
+    [later] = [
+        e for e in due_events(weekly, [], [review()], {}, T0 + timedelta(days=14)) if "remind" in e.key
+    ]
+    assert later.key == "remind:5:20260115T090000Z" and later.payload["number"] == 2
 
 
 def test_escalation_goes_to_the_contacts_of_roles_still_needed(pipeline: CompiledPipeline) -> None:

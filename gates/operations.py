@@ -12,6 +12,7 @@ time comes from the caller.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -39,7 +40,7 @@ from gates.schedule import (
     operations_review_due,
     review_plan,
 )
-from gates.usecases import retire, retrying, roles_of, time_box_ends
+from gates.usecases import RESUMED, retire, retrying, roles_of, time_box_ends
 
 SCHEDULER_ACTOR = "shepherd"
 """The actor recorded on the audit log for what the scheduler does."""
@@ -246,17 +247,24 @@ def operations_owner(pipeline: CompiledPipeline, uow: UnitOfWork, ref: str) -> s
 def review_plans(
     pipeline: CompiledPipeline, uow: UnitOfWork, initiatives: Collection[Initiative]
 ) -> dict[str, ReviewPlan]:
-    """The review plan the team gave at handover (``gates.schedule.review_plan``) of each of
-    ``initiatives`` in the operations stage; inside an open ``uow``."""
+    """The review plan (``gates.schedule.ReviewPlan``) of each of ``initiatives`` that is an
+    active system in the operations stage: what the team gave at handover
+    (``gates.schedule.review_plan``) and when it last came back from a hold; inside an open
+    ``uow``."""
     model = pipeline.model
-    if model.operations_cadence_question_id is None and model.operations_first_review_question_id is None:
+    refs = [i.ref for i in initiatives if i.stage == model.operations_stage and i.status is Status.ACTIVE]
+    if not refs:
         return {}
-    refs = [i.ref for i in initiatives if i.stage == model.operations_stage]
-    current = uow.answers.current_many(refs) if refs else {}
-    return {
-        ref: review_plan(pipeline, {qid: version.value for qid, version in answers.items()})
-        for ref, answers in current.items()
-    }
+    asked = model.operations_cadence_question_id or model.operations_first_review_question_id
+    current = uow.answers.current_many(refs) if asked else {}
+    resumed = uow.audit.last_at(RESUMED, refs)
+    plans = {}
+    for ref in refs:
+        answers = {qid: version.value for qid, version in current.get(ref, {}).items()}
+        plan = replace(review_plan(pipeline, answers), resumed_at=resumed.get(ref))
+        if plan != NO_PLAN:
+            plans[ref] = plan
+    return plans
 
 
 def may_record_operations_review(

@@ -197,6 +197,9 @@ class AuditLog(Protocol):
         self, actor_id: str, action: str, target: str, payload: Mapping[str, Any], at: datetime
     ) -> None: ...
     def timeline(self, target: str) -> Sequence[TimelineEntry]: ...
+    def last_at(self, action: str, targets: Sequence[str]) -> dict[str, datetime]:
+        """When each of ``targets`` last had an entry ``action``; those without one left out."""
+        ...
 
 
 class Outbox(Protocol):

@@ -106,6 +106,9 @@ class ReviewPlan:
 
     every_months: float | None = None
     first_on: date | None = None
+    resumed_at: datetime | None = None
+    """When the system last came back from a hold, during which nobody could record its review
+    (nor was told of it): the grace before a review is overdue runs from then at the earliest."""
 
 
 NO_PLAN = ReviewPlan()
@@ -207,12 +210,16 @@ def operations_review_overdue(
     now: datetime,
     plan: ReviewPlan = NO_PLAN,
 ) -> bool:
-    """True when the periodic review is past its due date plus the pipeline's grace."""
+    """True when the periodic review is past its due date (or the system's resume from a hold,
+    if later) plus the pipeline's grace."""
     due = operations_review_due(pipeline, initiative, latest, plan)
     operations = pipeline.model.operations
     if due is None or operations is None or initiative.status is not Status.ACTIVE:
         return False
-    return now >= due + timedelta(days=operations.overdue_after_days)
+    # Held past its due date, it is due at once on resume and overdue a grace later: not
+    # escalated before anyone could record it, or was even told it was due.
+    grace_from = max(due, plan.resumed_at) if plan.resumed_at is not None else due
+    return now >= grace_from + timedelta(days=operations.overdue_after_days)
 
 
 def _stalled(pipeline: CompiledPipeline, initiative: Initiative, now: datetime) -> list[DueEvent]:

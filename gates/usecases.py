@@ -1051,6 +1051,10 @@ def _audit_withdrawn(uow: UnitOfWork, user_id: str, ref: str, review: Review, no
     uow.audit.append(user_id, "review.withdrawn", ref, {"review": review.id, "gate": review.gate_id}, now)
 
 
+RESUMED = "initiative.resumed"
+"""The audit action of a resume from a hold (``gates.operations.review_plans`` looks for it)."""
+
+
 def hold(
     uow: UnitOfWork, ref: str, user_id: str, reason: str, now: datetime, *, steward: bool = False
 ) -> Initiative:
@@ -1071,7 +1075,7 @@ def hold(
 
 def resume(uow: UnitOfWork, ref: str, user_id: str, now: datetime, *, steward: bool = False) -> Initiative:
     """Make an initiative on hold active again (its owner or a steward, as for ``hold``)."""
-    resumed = _StatusChange("initiative.resumed", "resume it", lambda i: i.resume(now), None)
+    resumed = _StatusChange(RESUMED, "resume it", lambda i: i.resume(now), None)
     return _change_status(uow, ref, user_id, resumed, now, steward)
 
 

@@ -185,6 +185,20 @@ class SqlAuditLog:
         return count
 
     @guarded
+    @guarded
+    def last_at(self, action: str, targets: Sequence[str]) -> dict[str, datetime]:
+        """When each of ``targets`` last had an entry ``action`` (one grouped query)."""
+        if not targets:
+            return {}
+        if any(entry[1] == action and entry[2] in targets for entry in self._pending):
+            self.flush()
+        rows = self._session.execute(
+            select(audit_log.c.target, func.max(audit_log.c.at))
+            .where(audit_log.c.action == action, audit_log.c.target.in_(list(targets)))
+            .group_by(audit_log.c.target)
+        )
+        return {target: at for target, at in rows}
+
     def timeline(self, target: str) -> Sequence[TimelineEntry]:
         """Every entry about ``target``, oldest first (including ones not committed yet)."""
         if any(entry[2] == target for entry in self._pending):

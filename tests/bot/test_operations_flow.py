@@ -420,6 +420,34 @@ def test_an_unanswered_periodic_review_turns_overdue_and_is_escalated(workspace:
     assert "overdue" in flag["text"]
 
 
+def test_a_system_resumed_after_its_review_fell_due_on_hold_is_due_before_it_is_escalated(
+    workspace: Workspace,
+) -> None:
+    """Held from day 10 to day 120, when nobody could record its periodic review (due on day
+    90): on resume it is due at once, and overdue (escalated) only if the grace runs out from
+    then, not told at once that it is overdue without ever having been told it was due."""
+    ws = workspace
+    with_contacts(ws)
+    ref = register(ws)
+    move_to_operations(ws, ref)
+    ws.clock.advance(days=10)
+    usecases.hold(ws.services.uow(), ref, OWNER, "Vendor contract paused", ws.clock())
+    ws.clock.advance(days=110)
+    assert tick(ws) == []
+    usecases.resume(ws.services.uow(), ref, OWNER, ws.clock())
+    ws.deliver()
+    assert tick(ws) == [f"opsreview:{ref}:2027-01-31"]
+    [notice] = dms_with_button(ws, OWNER, ids.ACTION_OPEN_OPERATIONS_REVIEW)
+    assert "overdue" not in notice["text"], notice["text"]
+    assert ws.messages_in(ws.dm_with(OPS_LEAD)) == []
+    ws.clock.advance(days=13)
+    assert tick(ws) == []
+    ws.clock.advance(days=1)
+    assert tick(ws) == [f"opsoverdue:{ref}:2027-01-31"]
+    [flag] = ws.messages_in(ws.dm_with(OPS_LEAD))
+    assert "overdue" in flag["text"]
+
+
 def with_operations_group(ws: Workspace) -> None:
     """Give the operations role a Slack user group, S0OPS, whose one member, the ops lead, holds
     the role in Slack only."""

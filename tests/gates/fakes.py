@@ -276,6 +276,13 @@ class FakeAudit(_Part):
     ) -> None:
         self._state.audit.append(AuditEntry(actor_id, action, target, copy.deepcopy(dict(payload)), at))
 
+    def last_at(self, action: str, targets: Sequence[str]) -> dict[str, datetime]:
+        found: dict[str, datetime] = {}
+        for e in self._state.audit:
+            if e.action == action and e.target in targets:
+                found[e.target] = max(e.at, found.get(e.target, e.at))
+        return found
+
     def timeline(self, target: str) -> Sequence[TimelineEntry]:
         return [
             TimelineEntry(e.at, e.actor_id, e.action, e.payload)

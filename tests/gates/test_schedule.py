@@ -242,3 +242,20 @@ def test_the_review_plan_given_at_handover_sets_the_due_dates(pipeline: Compiled
     assert keys(pipeline, datetime(2026, 3, 1, 12, tzinfo=UTC), initiatives=[system]) == []
     events = due_events(pipeline, [system], [], {}, datetime(2026, 3, 1, 12, tzinfo=UTC), {"AI-0001": plan})
     assert [e.key for e in events] == ["opsreview:AI-0001:2026-03-01"]
+
+
+def test_a_review_that_fell_due_on_hold_turns_overdue_a_grace_after_the_resume(
+    pipeline: CompiledPipeline,
+) -> None:
+    """Due on day 90, held until day 120: due (not overdue) on resume, overdue on day 134."""
+    system = initiative("operations", stage_entered_at=T0)
+    plan = replace(review_plan(pipeline, {}), resumed_at=T0 + timedelta(days=120))
+    at = T0 + timedelta(days=120)
+    assert operations_review_overdue(pipeline, system, None, at)  # without the hold: long overdue
+    assert not operations_review_overdue(pipeline, system, None, at, plan)
+    assert [e.key for e in due_events(pipeline, [system], [], {}, at, {"AI-0001": plan})] == [
+        "opsreview:AI-0001:2026-04-01"
+    ]
+    assert operations_review_overdue(pipeline, system, None, T0 + timedelta(days=134), plan)
+    resumed_early = replace(plan, resumed_at=T0 + timedelta(days=60))  # back before it fell due
+    assert operations_review_overdue(pipeline, system, None, T0 + timedelta(days=104), resumed_early)

@@ -242,6 +242,21 @@ def test_the_timeline_lists_a_targets_entries_in_order_with_uncommitted_ones(fiv
     assert verify_audit(five_entries).checked == 5  # the uncommitted one was rolled back
 
 
+def test_last_at_finds_when_each_target_last_had_an_action(five_entries: Database) -> None:
+    """When each system last came back from a hold (the periodic review's grace starts then)."""
+    with five_entries.uow() as uow:
+        for minutes, target in [(10, "AI-0001"), (20, "AI-0002"), (30, "AI-0001")]:
+            uow.audit.append("U9", "initiative.resumed", target, {}, NOW + timedelta(minutes=minutes))
+        uow.audit.append("U9", "initiative.held", "AI-0003", {}, NOW)
+        uncommitted = uow.audit.last_at("initiative.resumed", ["AI-0001", "AI-0002", "AI-0003"])
+        uow.commit()
+    with five_entries.uow() as uow:
+        found = uow.audit.last_at("initiative.resumed", ["AI-0001", "AI-0002", "AI-0003"])
+        assert uow.audit.last_at("initiative.resumed", []) == {}
+    expected = {"AI-0001": NOW + timedelta(minutes=30), "AI-0002": NOW + timedelta(minutes=20)}
+    assert found == uncommitted == expected
+
+
 def test_verify_reads_the_chain_in_pages_and_still_names_the_entry(five_entries: Database) -> None:
     from storage.audit import verify
 

@@ -42,6 +42,7 @@ from gates.loader import CompiledPipeline
 from gates.pipeline import Gate, Question, QuestionType
 from gates.ports import AnswerVersion, EvidenceLink
 from gates.readiness import readiness
+from gates.system_card import hidden_by
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 90
@@ -413,6 +414,10 @@ def evidence_modal(
             f"{escape(title)} gate · stage {escape(stage_label(initiative.stage))}"
         )
     ]
+    # Judged with the answers shown, as the evidence pack and the system card judge them: an
+    # answer to a question the others hide (a vendor, once the team said it uses no external
+    # AI) was not asked and counts for nothing, so it must not read as evidence.
+    hidden = hidden_by(pipeline, {qid: version.value for qid, version in answers.items()})
     other_gates: list[dict[str, Any]] = []
     if review is not None:
         facts = [
@@ -433,7 +438,7 @@ def evidence_modal(
         )
         if review.exception_reason:
             blocks.append(section("*Exception requested:*\n" + _quote(review.exception_reason)))
-        other_gates = _other_gates_answers(pipeline, gate_id, answers)
+        other_gates = _other_gates_answers(pipeline, gate_id, answers, hidden)
 
     link_lines = [
         (
@@ -456,9 +461,14 @@ def evidence_modal(
         ]
 
     answered: list[dict[str, Any]] = []
+    unanswered = 0
     for question in questions:
         version = answers.get(question.id)
         if version is None or version.value is None:
+            unanswered += question.id not in hidden  # a question not asked is no gap
+            continue
+        if question.id in hidden:
+            answered.append(section(f"*{clip(question.label, 300)}*\n_{HIDDEN_ANSWER}_"))
             continue
         answered.append(
             section(
@@ -466,7 +476,6 @@ def evidence_modal(
                 f"_{mention(version.author_id)} · {slack_date(version.answered_at)}_"
             )
         )
-    unanswered = len(questions) - len(answered)
     blocks.append(divider())
     room = MAX_VIEW_BLOCKS - len(blocks) - len(other_gates) - len(link_blocks) - 1
     # Whatever bytes the rest leaves, with room for the note on unanswered questions.
@@ -490,13 +499,17 @@ def evidence_modal(
 
 
 _OTHER_GATE_BLOCKS = 8
+HIDDEN_ANSWER = "Does not apply with the other answers: not evidence."
 _OTHER_ANSWER_CHARS = 200
 # Longer evidence links are named in the modal, not linked (the evidence pack has them).
 _LINK_URL_CHARS = 1000
 
 
 def _other_gates_answers(
-    pipeline: CompiledPipeline, gate_id: str, answers: Mapping[str, AnswerVersion]
+    pipeline: CompiledPipeline,
+    gate_id: str,
+    answers: Mapping[str, AnswerVersion],
+    hidden: frozenset[str],
 ) -> list[dict[str, Any]]:
     """The answers to other gates' questions, one line each under their gate's name: a review's
     evidence hash covers every answer of the initiative, and approvers decide knowing them."""
@@ -505,7 +518,7 @@ def _other_gates_answers(
         if other.id == gate_id:
             continue
         lines = [
-            _other_answer_line(question, version.value)
+            _other_answer_line(question, version.value, question.id in hidden)
             for question in other.questions
             if (version := answers.get(question.id)) is not None and version.value is not None
         ]
@@ -524,7 +537,9 @@ def _other_gates_answers(
     return [divider(), heading, *clamp_blocks(sections, _OTHER_GATE_BLOCKS)]
 
 
-def _other_answer_line(question: Question, value: AnswerValue) -> str:
+def _other_answer_line(question: Question, value: AnswerValue, hidden: bool) -> str:
+    if hidden:
+        return f"• {clip(question.label, 100)}: _{HIDDEN_ANSWER}_"
     line = f"• {clip(question.label, 100)}: {_answer_text(question, value)}"
     if question.type is QuestionType.URL:  # whole: a link cut short is no link at all
         return line

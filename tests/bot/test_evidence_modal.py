@@ -21,6 +21,7 @@ from gates.lifecycle import Review, ReviewStatus, evidence_hash
 from gates.pipeline import QuestionType
 from gates.ports import AnswerVersion, EvidenceLink
 from gates.readiness import readiness
+from gates.system_card import hidden_by
 from tests.bot.scenario import Workspace, workspace_of
 from tests.bot.test_lifecycle import OWNER, SPONSOR, card, register, request_dm, submit
 
@@ -218,3 +219,37 @@ def test_evidence_names_a_link_too_long_to_show_instead_of_saying_there_is_none(
     assert "No evidence links" not in everything
     line = next(line for line in everything.splitlines() if "PoC evaluation" in line)
     assert f"the evidence pack has it: `shepherd export {ref}`" in line  # where its address is in full
+
+
+def test_an_answer_the_other_answers_hide_is_not_shown_as_evidence(workspace: Workspace) -> None:
+    """The team named a vendor, then said it uses no external AI before submitting: the vendor's
+    question was not asked when the review was submitted, so the approver must not read its
+    stale answer as evidence (the evidence pack and the system card say it does not apply)."""
+    ws = workspace
+    ref = register(ws)
+    pipeline = ws.services.pipeline
+    usecases.answer(
+        pipeline, ws.services.uow(), ref, "intake",
+        {"third_party_ai": "yes", "third_party_vendor": "Acme LLM hosted in us-east"}, OWNER, ws.clock(),
+    )  # fmt: skip
+    ws.clock.advance(minutes=1)
+    usecases.answer(pipeline, ws.services.uow(), ref, "intake", {"third_party_ai": "no"}, OWNER, ws.clock())
+    ws.clock.advance(minutes=1)
+    submit(ws, ref)
+    ws.deliver()
+
+    blocks = texts(open_evidence(ws))
+    vendor = next(t for t in blocks if t.startswith("*Which provider(s) and model(s)?*"))
+    assert vendor.split("\n")[1] == "_Does not apply with the other answers: not evidence._"
+    assert "Acme LLM" not in "\n".join(blocks)
+    ai = next(t for t in blocks if t.startswith("*Does it rely on an external AI provider or model?*"))
+    assert ai.split("\n")[1] == "no"
+    # A question the other answers hide is no gap: only the unanswered ones asked are counted.
+    answers, _ = evidence_then(ws, the_review(ws, ref))
+    hidden = hidden_by(pipeline, {qid: version.value for qid, version in answers.items()})
+    intake = pipeline.model.gate("intake")
+    assert intake is not None
+    asked = [q.id for q in intake.questions if q.id not in hidden and q.id not in answers]
+    assert len(hidden - set(answers)) > 0  # hidden, unanswered questions that must not count
+    note = f"{len(asked)} question(s) of this gate have no answer."
+    assert (note in blocks) if asked else not any("have no answer" in t for t in blocks)

@@ -9,8 +9,10 @@ for years keeps tables the size of their last few months.
   again) and periodic-review forms (``opsform:``, a Slack view id, never sent again once its
   modal is closed).
 - ``slack_messages`` that only kept a private message from being sent twice (target
-  ``outbox:<id>``, ``storage.slack_messages.outbox_target``): its outbox row is delivered by
-  then and never sent again. Each is made before its outbox row is marked delivered, so it goes
+  ``outbox:<id>``, ``storage.slack_messages.outbox_target``) whose outbox row is delivered (or
+  gone): never sent again. One whose message is dead stays with it, however old: a message
+  whose last holder stalled past its lease after sending is dead though sent, and
+  ``shepherd outbox retry`` would send it again without this record. Each is made before its outbox row is marked delivered, so it goes
   in the same pass as that row or an earlier one, never after: SQLite may give a new outbox
   message the id of one deleted, which must not find the old one's row and stay unsent.
 - ``outbox`` rows ``delivered``. Their ``dedupe_key`` names a one-time domain event (a review's
@@ -56,15 +58,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, String, Table, and_, cast, delete, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from gates.lifecycle import ReviewStatus, Status
 from gates.schedule import subject_of
 from storage.asked_answers import asked_answers
 from storage.inbox import APPLIED
+from storage.leasing import PENDING
 from storage.models import Base
-from storage.outbox import DELIVERED
+from storage.outbox import DEAD, DELIVERED
 from storage.scheduling import fired_events
 from storage.slack_messages import OUTBOX_TARGET_PREFIX, slack_messages
 from storage.sqlerrors import translated
@@ -105,6 +108,10 @@ _RULES = (
         lambda cutoff: and_(
             slack_messages.c.target.startswith(OUTBOX_TARGET_PREFIX, autoescape=True),
             slack_messages.c.created_at < cutoff,
+            ~exists().where(
+                outbox.c.status.in_((DEAD, PENDING)),  # not delivered: the few rows, by ix_outbox_due
+                slack_messages.c.target == literal(OUTBOX_TARGET_PREFIX) + cast(outbox.c.id, String),
+            ),
         ),
     ),
     _Rule(

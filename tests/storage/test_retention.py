@@ -12,9 +12,10 @@ from gates.lifecycle import Status
 from gates.ports import AnswerVersion
 from storage import Database
 from storage.asked_answers import AskedAnswers
+from storage.outbox import requeue_dead
 from storage.retention import TABLES, asked_answers, oauth_states, prune, slack_messages
 from storage.scheduling import fired_events
-from storage.slack_messages import MessageRefs, outbox_target
+from storage.slack_messages import MessageRefs, Reservation, outbox_target
 from storage.tables import inbox, outbox, processed_events
 from tests.storage.test_repositories import a_review, add_initiative, reject
 
@@ -180,3 +181,21 @@ def test_a_retention_shorter_than_a_week_is_refused(database: Database) -> None:
         prune(database, NOW, timedelta(days=6))
     with database.session(read_only=True) as session:
         assert session.scalar(select(func.count()).select_from(processed_events)) == 1
+
+
+def test_a_dead_private_message_keeps_the_record_that_it_was_sent(database: Database) -> None:
+    """A private message whose every attempt ended without a result (its worker stalled past the
+    lease after sending it, the last time) is dead though it was sent. Its record is what stops
+    `shepherd outbox retry`, which an operator may run months later, from sending it twice: it
+    stays as long as the dead message does, old or not; a delivered one's still goes."""
+    add_row(database, outbox, **work_row(outbox, "dead", OLD, "delivered_at"))
+    add_row(database, outbox, **work_row(outbox, "delivered", OLD, "delivered_at"))
+    dead, delivered = keys(database, outbox, "id")
+    refs = MessageRefs(database)
+    refs.remember(outbox_target(dead), "ephemeral", "D1", "1.1", OLD)
+    refs.remember(outbox_target(delivered), "ephemeral", "D1", "2.2", OLD)
+
+    assert prune(database, NOW, RETENTION)["slack_messages"] == 1
+    assert keys(database, slack_messages, "target") == [outbox_target(dead)]
+    requeue_dead(database, [dead])
+    assert refs.reserve(outbox_target(dead), "ephemeral", NOW, take_over=False) is Reservation.POSTED

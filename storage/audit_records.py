@@ -15,10 +15,14 @@ the chain is proven, ``verify`` checks:
   give (a rejection or a request for changes, ``stage.advanced`` for an approval,
   ``review.withdrawn``), or open without one. The pack shows them from the row.
 - every initiative's stage, once an approval moved it: the one its last ``stage.advanced`` entry
-  moved it to. (One never moved on is left alone: the pipeline of today may have other stages
-  than the one it was registered under.)
+  moved it to. (One never moved on is left alone: its ``initiative.registered`` entry does not
+  say the stage, and the pipeline of today may have other stages than the one it was
+  registered under.)
+- every initiative's owner and sponsor: those its ``initiative.registered`` entry names, the
+  sponsor as its last ``initiative.sponsor_changed`` entry changed it (nothing else changes
+  either). They decide who may submit it, who may not approve it, and the pack shows them.
 
-Memory grows with the number of decisions and reviews by one small tuple each (collected while
+Memory grows with the number of decisions, reviews and initiatives by one small tuple each (collected while
 the chain is walked); decisions are read in pages, and reviews one page of initiatives at a time
 with those initiatives' answers and links.
 """
@@ -44,6 +48,8 @@ SUBMITTED = "review.submitted"
 WITHDRAWN = "review.withdrawn"
 ADVANCED = "stage.advanced"
 RETIRED = "initiative.retired"
+REGISTERED = "initiative.registered"
+SPONSOR_CHANGED = "initiative.sponsor_changed"
 CLOSING_DECISIONS = {"reject": "rejected", "request_changes": "changes_requested"}
 """The decisions that close a review at once, and the status they close it with."""
 LISTED = 50
@@ -97,6 +103,8 @@ class RecordsCheck:
         self._closed: dict[Any, str] = {}  # review -> the status its closing entry gives
         self._retired: dict[str, int] = {}  # initiative ref -> the seq of its retirement
         self._moved: dict[str, tuple[Any, int]] = {}  # ref -> (stage it last moved to, seq)
+        # ref -> {"owner" / "sponsor": (who the log says it is, the seq saying so)}
+        self._people: dict[str, dict[str, tuple[Any, int]]] = defaultdict(dict)
         self._found = Disagreements()
 
     def note(self, row: RowMapping) -> None:
@@ -104,9 +112,15 @@ class RecordsCheck:
         if action == RETIRED:
             self._retired[row["target"]] = row["seq"]
             return
-        if action not in (DECIDED, SUBMITTED, WITHDRAWN, ADVANCED):
+        if action not in (DECIDED, SUBMITTED, WITHDRAWN, ADVANCED, REGISTERED, SPONSOR_CHANGED):
             return
         detail = json.loads(row["payload"])
+        if action in (REGISTERED, SPONSOR_CHANGED):
+            people = self._people[row["target"]]
+            for role in ("owner", "sponsor"):
+                if role in detail:  # a sponsor change names only the sponsor
+                    people[role] = (detail[role], row["seq"])
+            return
         review = detail.get("review")
         if action == SUBMITTED:
             self._submitted[review] = _Submitted(
@@ -149,21 +163,36 @@ class RecordsCheck:
     def check(self, session: Session, pipeline: CompiledPipeline | None, batch: int) -> Disagreements:
         self._check_decisions(session, batch)
         self._check_reviews(session, pipeline, max(1, batch // 10))
-        self._check_stages(session, batch)
+        self._check_initiatives(session, batch)
         return self._found
 
-    def _check_stages(self, session: Session, batch: int) -> None:
+    def _check_initiatives(self, session: Session, batch: int) -> None:
         """Each initiative's stage against the approval that last moved it (the pack and Slack
-        say it passed every gate before it)."""
+        say it passed every gate before it), its owner and sponsor against the entries naming
+        them."""
         after = 0
         while True:
             page = session.execute(
-                select(initiatives.c.id, initiatives.c.ref, initiatives.c.stage)
+                select(
+                    initiatives.c.id,
+                    initiatives.c.ref,
+                    initiatives.c.stage,
+                    initiatives.c.owner_id,
+                    initiatives.c.sponsor_id,
+                )
                 .where(initiatives.c.id > after)
                 .order_by(initiatives.c.id)
                 .limit(batch)
             ).all()
-            for _id, ref, stage in page:
+            for _id, ref, stage, owner, sponsor in page:
+                people = self._people.pop(ref, {})
+                for role, stored in (("owner", owner), ("sponsor", sponsor)):
+                    logged = people.get(role)
+                    if logged is not None and stored != logged[0]:
+                        self._found.add(
+                            f"Initiative {ref} has the {role} {_said(stored)}, but the audit log records "
+                            f"{_said(logged[0])} (entry {logged[1]}): it was changed in the database."
+                        )
                 moved = self._moved.get(ref)
                 if moved is not None and stage != moved[0]:
                     self._found.add(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from gates import usecases
 from gates.evidence import submitted_evidence_hash
 from gates.lifecycle import DecisionKind
+from gates.loader import load_pipeline
 from storage import AuditLogAheadOfCounter, Database, verify_audit
 from storage.audit import GENESIS, canonical_json, entry_hash
 from storage.tables import answer_versions, audit_log, decisions, evidence_links, initiatives, reviews
@@ -624,4 +625,28 @@ def test_an_initiative_moved_to_another_stage_in_the_database_is_named(database:
     assert report.disagreements == (
         'Initiative AI-0001 is in stage "pilot", but the audit log records it moved to "poc" '
         "(stage.advanced, entry 4): it was changed in the database.",
+    )
+
+
+def test_an_owner_or_sponsor_changed_in_the_database_is_named(database: Database) -> None:
+    """Who owns and sponsors an initiative decides who may submit it and who may not approve it,
+    and the pack names them: the log records both, the sponsor again each time an answer names
+    a new one, so an edit in the database must not verify."""
+    bundled = load_pipeline()
+    ref = usecases.register(
+        bundled, database.uow(), name="Sponsored", owner_id=OWNER, answers={}, actor_id=OWNER, now=NOW,
+        sponsor_id=SPONSOR,
+    ).ref  # fmt: skip
+    usecases.answer(
+        bundled, database.uow(), ref, "intake", {"business_sponsor": "U0NEWSPON"}, OWNER,
+        NOW + timedelta(hours=1),
+    )  # fmt: skip
+    assert verify_audit(database).ok, str(verify_audit(database))  # the sponsor changed through Shepherd
+    with database.engine.begin() as connection:
+        connection.execute(update(initiatives).values(owner_id="U0EDITOR", sponsor_id=OWNER))
+    assert verify_audit(database).disagreements == (
+        f'Initiative {ref} has the owner "U0EDITOR", but the audit log records "{OWNER}" (entry 1): '
+        "it was changed in the database.",
+        f'Initiative {ref} has the sponsor "{OWNER}", but the audit log records "U0NEWSPON" (entry 3): '
+        "it was changed in the database.",
     )

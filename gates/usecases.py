@@ -147,7 +147,13 @@ def register(
             actor_id,
             "initiative.registered",
             initiative.ref,
-            {"name": initiative.name, "owner": owner_id, "sponsor": sponsor_id, "answers": _jsonable(typed)},
+            {
+                "name": initiative.name,
+                "owner": owner_id,
+                "sponsor": sponsor_id,
+                "stage": initiative.stage,  # ``audit verify`` checks it while no approval moves it on
+                "answers": _jsonable(typed),
+            },
             now,
         )
         uow.outbox.put(

@@ -15,9 +15,9 @@ the chain is proven, ``verify`` checks:
   give (a rejection or a request for changes, ``stage.advanced`` for an approval,
   ``review.withdrawn``), or open without one. The pack shows them from the row.
 - every initiative's stage, once an approval moved it: the one its last ``stage.advanced`` entry
-  moved it to. (One never moved on is left alone: its ``initiative.registered`` entry does not
-  say the stage, and the pipeline of today may have other stages than the one it was
-  registered under.)
+  moved it to; one never moved on, the stage its ``initiative.registered`` entry records it
+  was registered in (entries written before they recorded it are left alone: the pipeline of
+  today may have other stages than the one it was registered under).
 - every initiative's owner and sponsor: those its ``initiative.registered`` entry names, the
   sponsor as its last ``initiative.sponsor_changed`` entry changed it (nothing else changes
   either). They decide who may submit it, who may not approve it, and the pack shows them.
@@ -105,6 +105,7 @@ class RecordsCheck:
         self._moved: dict[str, tuple[Any, int]] = {}  # ref -> (stage it last moved to, seq)
         # ref -> {"owner" / "sponsor": (who the log says it is, the seq saying so)}
         self._people: dict[str, dict[str, tuple[Any, int]]] = defaultdict(dict)
+        self._registered_in: dict[str, tuple[Any, int]] = {}  # ref -> (stage, seq)
         self._found = Disagreements()
 
     def note(self, row: RowMapping) -> None:
@@ -117,6 +118,8 @@ class RecordsCheck:
         detail = json.loads(row["payload"])
         if action in (REGISTERED, SPONSOR_CHANGED):
             people = self._people[row["target"]]
+            if action == REGISTERED and "stage" in detail:
+                self._registered_in[row["target"]] = (detail["stage"], row["seq"])
             for role in ("owner", "sponsor"):
                 if role in detail:  # a sponsor change names only the sponsor
                     people[role] = (detail[role], row["seq"])
@@ -194,6 +197,13 @@ class RecordsCheck:
                             f"{_said(logged[0])} (entry {logged[1]}): it was changed in the database."
                         )
                 moved = self._moved.get(ref)
+                registered_in = self._registered_in.pop(ref, None)
+                if moved is None and registered_in is not None and stage != registered_in[0]:
+                    self._found.add(
+                        f"Initiative {ref} is in stage {_said(stage)}, but no approval moved it on since "
+                        f"the audit log records it registered in {_said(registered_in[0])} "
+                        f"({REGISTERED}, entry {registered_in[1]}): it was changed in the database."
+                    )
                 if moved is not None and stage != moved[0]:
                     self._found.add(
                         f"Initiative {ref} is in stage {_said(stage)}, but the audit log records it moved "

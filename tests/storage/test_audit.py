@@ -3,6 +3,7 @@ deleted, reordered or inserted; then the decisions and reviews are checked again
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -650,3 +651,31 @@ def test_an_owner_or_sponsor_changed_in_the_database_is_named(database: Database
         f'Initiative {ref} has the sponsor "{OWNER}", but the audit log records "U0NEWSPON" (entry 3): '
         "it was changed in the database.",
     )
+
+
+def test_an_initiative_that_never_moved_on_put_in_another_stage_in_the_database_is_named(
+    database: Database,
+) -> None:
+    """No approval moved it, so it is in the stage it was registered in, which its entry records:
+    put past the intake gate in the database, the pack and Slack would show it past a gate it
+    never passed. A log written before the entry recorded the stage cannot say, and is left alone."""
+    ref = usecases.register(
+        pipeline(), database.uow(), name="Never moved", owner_id=OWNER, answers=INTAKE, actor_id=OWNER,
+        now=NOW,
+    ).ref  # fmt: skip
+    assert verify_audit(database).ok
+    with database.engine.begin() as connection:
+        connection.execute(update(initiatives).values(stage="poc"))
+    assert verify_audit(database, pipeline()).disagreements == (
+        f'Initiative {ref} is in stage "poc", but no approval moved it on since the audit log records it '
+        'registered in "idea" (initiative.registered, entry 1): it was changed in the database.',
+    )
+    with database.engine.begin() as connection:  # as written before the stage was recorded
+        payload = connection.execute(select(audit_log.c.payload).where(audit_log.c.seq == 1)).scalar_one()
+        detail = json.loads(payload)
+        del detail["stage"]
+        connection.execute(
+            update(audit_log).where(audit_log.c.seq == 1).values(payload=canonical_json(detail))
+        )
+        rechain(connection)
+    assert verify_audit(database, pipeline()).ok

@@ -273,7 +273,13 @@ def _against_audit_entry(view: InitiativeView, review: Review, decision: Decisio
     if entry is None:
         return {"entry": False, "differs": {}}
     differs = decision_differences(
-        decision.kind.value, decision.role, decision.reason, decision.decided_at, entry.detail, entry.at
+        decision.kind.value,
+        decision.role,
+        decision.reason,
+        decision.decided_at,
+        entry.detail,
+        entry.at,
+        decision.roles,
     )
     if "at" in differs:
         differs["at"] = _iso(differs["at"])

@@ -7,7 +7,7 @@ how such a change shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,13 +51,15 @@ def evidence_holds(
 
 def decision_detail(review: Review, decision: Decision) -> dict[str, Any]:
     """The detail of the ``decision.recorded`` audit entry of ``decision`` on ``review``; the
-    entry's actor is the approver and its time the decision's. It does not hold the other roles
-    of the review the approver held (``Decision.roles``)."""
+    entry's actor is the approver and its time the decision's. It holds the review's roles the
+    approver held (``Decision.roles``: which of them the approval may count for); entries written
+    before it did lack ``roles``."""
     return {
         "review": review.id,
         "gate": review.gate_id,
         "decision": decision.kind.value,
         "role": decision.role,
+        "roles": list(decision.roles),
         "reason": decision.reason,
         "evidence_hash": review.evidence_hash,
     }
@@ -70,15 +72,20 @@ def decision_differences(
     decided_at: datetime,
     entry_detail: Mapping[str, Any],
     entry_at: datetime,
+    roles: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Where a decision as stored differs from its ``decision.recorded`` entry (of the same
     review and approver): ``{field: what the entry records}``, empty when they agree. Fields:
-    ``decision``, ``role``, ``reason`` and ``at``."""
-    stored = {"decision": kind, "role": role, "reason": reason, "at": decided_at}
+    ``decision``, ``role``, ``reason``, ``at`` and, when the entry records them, ``roles`` (the
+    review's roles the approver held: which roles their approval may count for)."""
+    stored: dict[str, Any] = {"decision": kind, "role": role, "reason": reason, "at": decided_at}
     recorded = {
         "decision": entry_detail.get("decision"),
         "role": entry_detail.get("role"),
         "reason": entry_detail.get("reason"),
         "at": entry_at,
     }
+    if isinstance(entry_detail.get("roles"), list):  # older entries do not record them
+        stored["roles"] = sorted(roles)
+        recorded["roles"] = sorted(entry_detail["roles"])
     return {field: value for field, value in recorded.items() if stored[field] != value}

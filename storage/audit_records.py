@@ -5,8 +5,9 @@ them in the database would otherwise show in the pack as what a review was decid
 the chain is proven, ``verify`` checks:
 
 - every decision against the ``decision.recorded`` entry of its review and approver: the
-  decision, the role it counted for, the reason and the time (``gates.evidence``). The entry does
-  not hold the approver's other roles (``decisions.roles``), which are therefore not checked. An
+  decision, the role it counted for, the reason and the time (``gates.evidence``), and the
+  review's roles the approver held (``decisions.roles``, which decide what the approval may count
+  for) where the entry records them (entries written before they were recorded do not). An
   entry without a decision and a decision without an entry are reported too.
 - every review against its ``review.submitted`` entry: its evidence hash is the one recorded,
   and, given the pipeline, its answers as submitted and its links still give it (recomputed as
@@ -64,6 +65,7 @@ class _Decided:
     decision: Any
     role: Any
     reason: Any
+    roles: Any  # None for an entry written before they were recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ class RecordsCheck:
             detail.get("decision"),
             detail.get("role"),
             detail.get("reason"),
+            detail.get("roles"),
         )
 
     def check(self, session: Session, pipeline: CompiledPipeline | None, batch: int) -> Disagreements:
@@ -229,12 +232,15 @@ class RecordsCheck:
                     )
                     continue
                 recorded = {"decision": entry.decision, "role": entry.role, "reason": entry.reason}
+                if entry.roles is not None:
+                    recorded["roles"] = entry.roles
+                roles = (row["roles"] or "").split()
                 differs = decision_differences(
-                    row["kind"], row["role"], row["reason"], row["decided_at"], recorded, entry.at
+                    row["kind"], row["role"], row["reason"], row["decided_at"], recorded, entry.at, roles
                 )
                 if differs:
                     stored = {"decision": row["kind"], "role": row["role"], "reason": row["reason"]}
-                    stored["at"] = row["decided_at"]
+                    stored["at"], stored["roles"] = row["decided_at"], sorted(roles)
                     found.add(
                         f"{who} says {_fields({name: stored[name] for name in differs})}, but its audit "
                         f"entry {entry.seq} records {_fields(differs)}: it was changed in the database."
@@ -365,6 +371,7 @@ _DECISIONS = (
         decisions.c.approver_id,
         decisions.c.kind,
         decisions.c.role,
+        decisions.c.roles,
         decisions.c.reason,
         decisions.c.decided_at,
         initiatives.c.ref,
@@ -414,6 +421,8 @@ def _fields(values: Mapping[str, Any]) -> str:
 def _said(value: Any) -> str:
     if value is None:
         return "none"
+    if isinstance(value, list):
+        return json.dumps(" ".join(map(str, value)) or "none")
     if isinstance(value, datetime):
         aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return aware.isoformat(timespec="microseconds")

@@ -679,3 +679,28 @@ def test_an_initiative_that_never_moved_on_put_in_another_stage_in_the_database_
         )
         rechain(connection)
     assert verify_audit(database, pipeline()).ok
+
+
+def test_the_roles_an_approver_held_changed_in_the_database_are_named(database: Database) -> None:
+    """The roles a decision records its approver held decide what their approval may count for
+    (a two-role approver's is moved over to fill the other role): the entry records them too."""
+    review_id = rejected(database)
+    assert verify_audit(database).ok
+    with database.engine.begin() as connection:
+        connection.execute(update(decisions).values(roles="risk sponsor"))
+    (text,) = verify_audit(database).disagreements
+    assert text == (
+        f'The decision of {SPONSOR} on review {review_id} (AI-0001) says roles "risk sponsor", but its '
+        'audit entry 4 records roles "sponsor": it was changed in the database.'
+    )
+    with database.engine.begin() as connection:  # as written before the roles were recorded
+        row = connection.execute(
+            select(audit_log.c.seq, audit_log.c.payload).where(audit_log.c.action == "decision.recorded")
+        ).one()
+        detail = json.loads(row.payload)
+        del detail["roles"]
+        connection.execute(
+            update(audit_log).where(audit_log.c.seq == row.seq).values(payload=canonical_json(detail))
+        )
+        rechain(connection)
+    assert verify_audit(database).ok

@@ -25,13 +25,13 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks, ids
 from bot.blocks import operations as operations_blocks
 from bot.blocks.greeting import greeting
-from bot.blocks.labels import stage_label
+from bot.blocks.labels import role_label, stage_label
 from bot.blocks.messages import card_not_posted, card_posted_after_all
 from bot.blocks.offers import next_gate_offer
-from bot.blocks.text import escape, mention
+from bot.blocks.text import escape, mention, usergroup
 from bot.bootstrap import Services
 from bot.home import HOME_KIND, home_target, publish_home
-from bot.installations import NotInstalled, Workspace
+from bot.installations import REFUSED_TOKEN, NotInstalled, Workspace
 from bot.slack_client import unavailable
 from bot.system_card_post import offer_system_card
 from gates import operations, usecases
@@ -284,13 +284,45 @@ class SlackNotifier:
         if not review.is_open:
             self._update_review_messages(review, initiative)
             return
-        approvers, message = self._request(review, initiative)
+        unread: dict[str, tuple[str, str]] = {}
+        approvers, message = self._request(review, initiative, unread)
         card = self._messages.find(initiative_target(initiative.ref), "card")
         if card is not None:
             self._post_once(review_target(review.id), "thread-request", card[0], thread_ts=card[1], **message)
             offer_system_card(self._services, self._client, self._messages, review, initiative, card)
         self._ask(review, approvers, message)
+        if unread:
+            self._tell_groups_unread(review, initiative, card, unread)
         self.refresh_card(initiative)
+
+    def _tell_groups_unread(
+        self,
+        review: Review,
+        initiative: Initiative,
+        card: tuple[str, str] | None,
+        unread: Mapping[str, tuple[str, str]],
+    ) -> None:
+        """Say in the card's thread, and to whoever submitted the review and the owner, once each,
+        which roles' user groups Slack would not list (``_holders``): their members were not asked,
+        and only a Slack admin can fix it, so nobody must wait on a request that never went out."""
+        pipeline = self._services.pipeline
+        groups = "; ".join(
+            f"the *{escape(role_label(pipeline, role))}* role's group {usergroup(group)} (Slack said `{escape(code)}`)"
+            for role, (group, code) in unread.items()
+        )
+        one = len(unread) == 1
+        text = (
+            f"{initiative.ref}: Shepherd could not read who is in {groups}, so "
+            f"{'its members were' if one else 'their members were'} not asked to review it; only "
+            f"those who hold {'the role' if one else 'those roles'} in Shepherd itself were. A Slack "
+            "workspace admin must add the `usergroups:read` scope to the Shepherd app and reinstall "
+            f"it; then withdraw the review and submit it again to ask {'the group' if one else 'the groups'}' members."
+        )
+        target = review_target(review.id)
+        if card is not None:
+            self._post_once(target, "groups-unread", card[0], thread_ts=card[1], text=text)
+        for user in dict.fromkeys((review.submitted_by, initiative.owner_id)):
+            self._dm_once(target, f"groups-unread:{user}", user, text=text)
 
     def _roles_changed(self, payload: Mapping[str, Any]) -> None:
         """A role the review waits on changed hands (``usecases.set_role_holders``): its messages
@@ -302,9 +334,12 @@ class SlackNotifier:
             self._ask(review, *self._request(review, initiative))
         self._refresh_homes(list(payload.get("removed") or []))
 
-    def _request(self, review: Review, initiative: Initiative) -> tuple[list[str], dict[str, Any]]:
-        """Who can decide ``review`` now, and the request that asks them."""
-        approvers = self.approvers_for(review, initiative)
+    def _request(
+        self, review: Review, initiative: Initiative, unread: dict[str, tuple[str, str]] | None = None
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Who can decide ``review`` now, and the request that asks them; ``unread`` as for
+        ``_holders``."""
+        approvers = self.approvers_for(review, initiative, unread)
         report = self._readiness(initiative, review.gate_id)
         return approvers, blocks.review_request(
             self._services.pipeline, initiative, review, report, approvers
@@ -663,15 +698,29 @@ class SlackNotifier:
         self._update(told, card_posted_after_all(initiative, channel, None if intro else link, intro))
         self._messages.remember(target, CARD_POSTED_AFTER_ALL, *told, self._services.now())
 
-    def approvers_for(self, review: Review, initiative: Initiative) -> list[str]:
-        """Everyone who can still decide (``_deciders``), in role order."""
-        return _deciders(review, self._holders(_roles(review)))
+    def approvers_for(
+        self, review: Review, initiative: Initiative, unread: dict[str, tuple[str, str]] | None = None
+    ) -> list[str]:
+        """Everyone who can still decide (``_deciders``), in role order; ``unread`` as for
+        ``_holders``."""
+        return _deciders(review, self._holders(_roles(review), unread=unread))
 
-    def _holders(self, roles: Iterable[str], *, groups_needed: bool = True) -> dict[str, list[str]]:
+    def _holders(
+        self,
+        roles: Iterable[str],
+        *,
+        groups_needed: bool = True,
+        unread: dict[str, tuple[str, str]] | None = None,
+    ) -> dict[str, list[str]]:
         """Per role of ``roles``: its holders, then the members of its Slack user group.
 
-        ``groups_needed`` false: a group Slack will not list (a missing scope, an outage) only
-        leaves its members out, for a caller that merely refreshes what they see."""
+        A group Slack refuses to list for good (the app lost its usergroups:read scope) leaves its
+        members out, and is added to ``unread`` (role -> group, Slack's error) for the caller to
+        tell: no retry would list it, and the role's direct holders must still be asked. A Slack
+        outage, or a token Slack refuses altogether, raises, so that the delivery is retried.
+
+        ``groups_needed`` false: an outage too only leaves the group's members out, for a caller
+        that merely refreshes what they see."""
         pipeline = self._services.pipeline
         with self._services.read_uow() as uow:
             holders = usecases.role_holders(pipeline, uow)
@@ -683,13 +732,24 @@ class SlackNotifier:
                 try:
                     members += self._usergroup_members(group)
                 except SlackApiError as error:
-                    if groups_needed:
+                    code = _error_code(error)
+                    if not groups_needed:
+                        logger.warning(
+                            "user group %s not listed (%s): its members' App Home is not refreshed",
+                            group,
+                            code,
+                        )
+                    elif unavailable(error) is not None or code in REFUSED_TOKEN:
                         raise
-                    logger.warning(
-                        "user group %s not listed (%s): its members' App Home is not refreshed",
-                        group,
-                        _error_code(error),
-                    )
+                    else:
+                        logger.warning(
+                            "user group %s of role %s not listed (%s): its members are not asked",
+                            group,
+                            role,
+                            code,
+                        )
+                        if unread is not None:
+                            unread[role] = (group, code)
             people[role] = list(dict.fromkeys(members))
         return people
 
@@ -821,9 +881,8 @@ class SlackNotifier:
 
     def _usergroup_members(self, group: str) -> list[str]:
         """The group's members. Only a group Slack does not know counts as empty: any other
-        failure (an outage, a rate limit, a missing scope) raises, so the message is retried
-        (and, failing for good, dead-lettered where ``shepherd doctor`` shows it) rather than
-        delivered without asking the group."""
+        failure (an outage, a rate limit, a missing scope) raises, for ``_holders`` to decide
+        between retrying and telling that the group was not asked."""
         try:
             return list(self._client.usergroups_users_list(usergroup=group)["users"])
         except SlackApiError as error:

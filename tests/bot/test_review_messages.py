@@ -254,6 +254,53 @@ def test_the_outcome_of_a_review_is_told_when_slack_refuses_to_list_a_user_group
         assert outbox_counts(ws.services.database).get("dead", 0) == 0
 
 
+def test_direct_holders_are_asked_and_everyone_told_when_slack_refuses_to_list_a_user_group_for_good(
+    tmp_path: Path,
+) -> None:
+    """The sponsor role is held directly in Shepherd and through a Slack user group; the app has
+    lost its usergroups:read scope. The sponsor and the risk officer Shepherd knows of are still
+    asked, the card loses its Submit button, the owner and the thread hear which role's group
+    could not be read and what an admin must do, and a decision that leaves the review open is
+    still noted in the thread, instead of every delivery being dead-lettered with nobody asked."""
+    pipeline = pipeline_with(
+        tmp_path, '      - role: risk\n        when: tier == "high"\n', "      - role: risk\n"
+    )
+    text = pipeline.read_text(encoding="utf-8").replace(
+        "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0SPONSORS\n", 1
+    )
+    pipeline.write_text(text, encoding="utf-8")
+    with workspace_of(PEOPLE | {SPONSOR2: "sue"}, tmp_path / "data", pipeline=pipeline) as ws:
+        ws.api.state.add_usergroup("S0SPONSORS", "sponsors", [SPONSOR2])
+        for role, user in [("sponsor", SPONSOR), ("risk", RISK)]:
+            usecases.set_role_holders(
+                ws.services.pipeline, ws.services.uow(), role, [user], ADMIN, ws.clock()
+            )
+        ref = register(ws)
+        ws.api.faults.fail("usergroups.users.list", "missing_scope", times=None)
+        submit(ws, ref)
+        for _ in range(12):  # more than the outbox's attempts, each retry due
+            ws.deliver()
+            ws.clock.advance(minutes=20)
+        for user in (SPONSOR, RISK):
+            assert has_button(request_dm(ws, user), ids.ACTION_APPROVE)
+        assert not has_button(card(ws), ids.ACTION_SUBMIT_REVIEW)
+        thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+        told = [m.get("text", "") for m in thread if "usergroups:read" in str(m)]
+        told += [m.get("text", "") for m in ws.messages_in(ws.dm_with(OWNER)) if "usergroups:read" in str(m)]
+        assert len(told) == 2, told
+        assert all("Business sponsor" in text and "reinstall" in text for text in told), told
+        ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+        ws.inbox.drain()
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN  # the risk officer has not decided
+        for _ in range(12):
+            ws.deliver()
+            ws.clock.advance(minutes=20)
+        thread = ws.api.state.thread(ws.registry, card(ws)["ts"])
+        assert any(SPONSOR in m.get("text", "") and "approved" in m.get("text", "") for m in thread), thread
+        assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
+        assert outbox_counts(ws.services.database).get("dead", 0) == 0
+
+
 def test_approvers_are_asked_when_the_registry_channel_takes_no_thread_replies(two_roles: Workspace) -> None:
     """Slack refuses the request in the card's thread (replies are turned off in that channel):
     the approvers are still asked by DM at once, instead of the whole request failing again and

@@ -647,8 +647,15 @@ class SlackNotifier:
         target = initiative_target(initiative.ref)
         known = self._messages.find_kinds(target, ("card", "welcome", CARD_NOT_POSTED, CARD_POSTED_AFTER_ALL))
         existing = known.get("card")
+        if existing is not None and self._update(existing, card) == "message_not_found":
+            # Deleted in Slack (by someone, or a retention policy): every update would be refused
+            # for good and the initiative left without its card. Posted again below.
+            self._messages.forget(target, "card", *existing)
+            logger.warning("the card of %s was deleted in Slack: posting it again", initiative.ref)
+            deleted, existing = existing, None
+        else:
+            deleted = None
         if existing is not None:
-            self._update(existing, card)
             told = known.get(CARD_NOT_POSTED)
             if told is not None and CARD_POSTED_AFTER_ALL not in known:
                 # The redraw that posted the card could not say so (Slack failed, or the worker
@@ -662,6 +669,8 @@ class SlackNotifier:
         error = self._post_once(target, "card", registry, **card)
         told = known.get(CARD_NOT_POSTED)
         if error is None:
+            if deleted is not None:
+                self._say_card_reposted(initiative, target, deleted)
             if told is not None:
                 posted = self._messages.find(target, "card")
                 self._say_card_posted(initiative, target, told, posted, told == known.get("welcome"))
@@ -680,6 +689,19 @@ class SlackNotifier:
                 **card_not_posted(initiative, registry, error, card),
             )
         return UnpostedCard(registry, error, card)
+
+    def _say_card_reposted(self, initiative: Initiative, target: str, deleted: tuple[str, str]) -> None:
+        """Tell the owner, once per deleted card, that their card (``deleted``) was deleted in
+        Slack and where it is posted again: links to the old one lead nowhere."""
+        card = self._messages.find(target, "card")
+        if card is None:
+            return
+        where = self._permalink(card) or f"<#{card[0]}>"
+        text = (
+            f"The card of {initiative.ref} (*{escape(initiative.name)}*) was deleted in <#{deleted[0]}>, "
+            f"so Shepherd posted it again: {where}"
+        )
+        self._dm_once(target, f"card-reposted:{deleted[1]}", initiative.owner_id, text=text)
 
     def _say_card_posted(
         self,
@@ -865,15 +887,18 @@ class SlackNotifier:
             )
         return None
 
-    def _update(self, where: tuple[str, str], message: Mapping[str, Any]) -> None:
+    def _update(self, where: tuple[str, str], message: Mapping[str, Any]) -> str | None:
+        """Update a message; Slack's error when it refused for good (logged), else None."""
         channel, ts = where
         try:
             self._client.chat_update(channel=channel, ts=ts, **message)
         except SlackApiError as error:
-            if _error_code(error) in _PERMANENT:
-                logger.warning("could not update message %s in %s: %s", ts, channel, _error_code(error))
-                return
+            code = _error_code(error)
+            if code in _PERMANENT:
+                logger.warning("could not update message %s in %s: %s", ts, channel, code)
+                return code
             raise
+        return None
 
     def _dm_channel(self, user_id: str) -> str:
         response = self._client.conversations_open(users=user_id)

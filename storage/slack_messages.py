@@ -205,6 +205,26 @@ class MessageRefs:
             session.connection().execute(delete(table).where(*_reserved_by(table, target, kind, reserved_at)))
             session.commit()
 
+    def forget(self, target: str, kind: str, channel: str, ts: str) -> bool:
+        """Forget the message of ``kind`` about ``target`` if it is still the one at (``channel``,
+        ``ts``) (it was deleted in Slack), so that it can be posted again; False if another
+        delivery forgot it first (and may be posting it again already)."""
+        table, target, kind = slack_messages, fitted(target), fitted(kind)
+        with self._database.session() as session:
+            gone = session.connection().execute(
+                delete(table)
+                .where(
+                    table.c.target == target,
+                    table.c.kind == kind,
+                    table.c.channel == channel,
+                    table.c.ts == ts,
+                )
+                .returning(table.c.id)
+            )
+            forgotten = gone.first() is not None
+            session.commit()
+        return forgotten
+
     def find(self, target: str, kind: str) -> tuple[str, str] | None:
         return self.find_kinds(target, (kind,)).get(kind)
 

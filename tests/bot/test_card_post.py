@@ -281,3 +281,33 @@ def test_the_welcome_of_a_retired_initiative_no_longer_points_to_a_next_gate(wor
         f"You registered *Spare-parts demand forecast* as {ref}.\nAsk me anytime"
     )
     assert "could not post the card" in welcome["text"]
+
+
+def test_a_card_deleted_in_slack_is_posted_again_and_its_owner_told_where(workspace: Workspace) -> None:
+    """Someone (or a retention policy) deleted the card: the next change posts it again in the
+    registry channel and tells the owner where, instead of every redraw being refused with
+    message_not_found and the initiative left without its card, nobody told."""
+    ws = workspace
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    registry = ws.api.state.resolve_channel(ws.registry).id
+    [deleted] = ws.messages_in(registry)
+    with ws.api.state.lock:
+        del ws.api.state.messages[registry][deleted["ts"]]
+    assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
+    ws.deliver()
+    [card] = ws.messages_in(registry)
+    assert ref in str(card["blocks"]) and card["ts"] != deleted["ts"]
+    assert has_button(card, ids.ACTION_OPEN_QUESTIONNAIRE)
+    [told] = [m for m in owner_dms(ws) if "deleted" in m.get("text", "")]
+    assert (
+        ref in told["text"]
+        and f"<#{registry}>" in told["text"]
+        and card["ts"].replace(".", "") in told["text"]
+    )
+    # Later changes update the card posted again: no third card, no second notice.
+    assert ws.command(OWNER, f"resume {ref}").status == 200
+    ws.deliver()
+    assert [m["ts"] for m in ws.messages_in(registry)] == [card["ts"]]
+    assert len([m for m in owner_dms(ws) if "deleted" in m.get("text", "")]) == 1
+    assert outbox_counts(ws.services.database).get("dead", 0) == 0

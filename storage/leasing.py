@@ -203,11 +203,15 @@ def hand_back(
     *,
     due: datetime | None = None,
     reason: str | None = None,
+    outage_over: bool = False,
 ) -> int:
     """Release rows this claim still holds without counting the attempt they never had (a
     stopping worker, a round put off, messages held behind a failed one), optionally due later
-    and with a reason; returns how many it held."""
+    and with a reason; returns how many it held. ``outage_over``: what they wait for now is not
+    the service (an installation), so a later outage is timed from its own start."""
     values: dict[str, Any] = {"attempts": table.c.attempts - 1}
+    if outage_over:
+        values["unavailable_since"] = None
     if due is not None:
         values["next_attempt_at"] = due
     if reason is not None:

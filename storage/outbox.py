@@ -99,6 +99,11 @@ class Postponed(Exception):  # noqa: N818 - it names what happens to the message
         self.holds_round = holds_round
 
 
+class _HeldForOutage(Postponed):
+    """The round held back because Slack is unavailable (``OutboxWorker._wait_out``), as opposed
+    to a sender that could not try at all."""
+
+
 class SqlOutbox:
     """The outbox of one unit of work: messages are queued here and written when it commits
     (``flush``), all at once: the merge keys of a whole batch of questionnaire pages are checked
@@ -388,7 +393,14 @@ class OutboxWorker:
                     if postponed.holds_round:
                         self._postponed[scope] = postponed
             if wait is not None:
-                self._release(items[index:], self._clock.now() + wait.delay, _describe(wait))
+                # Waiting for an installation is not finding Slack unavailable: days of it
+                # (a reinstall) must not dead-letter these at their first 429 after it.
+                self._release(
+                    items[index:],
+                    self._clock.now() + wait.delay,
+                    _describe(wait),
+                    outage_over=not isinstance(wait, _HeldForOutage),
+                )
                 break
             delivered += sent
             if retry_at is not None:
@@ -417,15 +429,21 @@ class OutboxWorker:
                 stop_event.wait(poll_interval)
 
     def _release(
-        self, items: Sequence[tuple[OutboxMessage, str]], due: datetime, reason: str | None = None
+        self,
+        items: Sequence[tuple[OutboxMessage, str]],
+        due: datetime,
+        reason: str | None = None,
+        outage_over: bool = False,
     ) -> None:
         """Hand claimed messages back, due at ``due``, without counting the attempt they never
-        really had."""
+        really had; ``outage_over`` as for ``leasing.hand_back``."""
         by_claim: dict[str, list[int]] = {}
         for message, token in items:
             by_claim.setdefault(token, []).append(message.id)
         for token, ids in by_claim.items():
-            leasing.hand_back(self._database, outbox, ids, token, due=due, reason=reason)
+            leasing.hand_back(
+                self._database, outbox, ids, token, due=due, reason=reason, outage_over=outage_over
+            )
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failure: exponential, capped, half of it jittered."""
@@ -503,7 +521,9 @@ class OutboxWorker:
             "outbox message %s waits %s: %s", message.id, wait, error
         )
         if error.holds_round:
-            self._postponed[_EVERYONE] = Postponed(f"held back while Slack is unavailable: {error}", wait)
+            self._postponed[_EVERYONE] = _HeldForOutage(
+                f"held back while Slack is unavailable: {error}", wait
+            )
         leasing.finish(
             self._database,
             outbox,

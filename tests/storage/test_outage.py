@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage import Database, OutboxMessage, OutboxWorker, Unavailable, outbox_counts
+from storage import Database, OutboxMessage, OutboxWorker, Postponed, Unavailable, outbox_counts
 from storage.inbox import InboxItem, InboxProcessor, InboxWriter, UnitOfWorkFactory, inbox_counts
 from storage.leasing import OUTAGE_LIMIT
 from storage.outbox import dead_messages, outbox_statuses, requeue_dead
@@ -157,6 +157,27 @@ def test_an_ordinary_failure_still_uses_up_attempts_after_an_outage(
         3,
         "RuntimeError: a bug in the notifier",
     )
+
+
+def test_a_message_that_waited_days_for_a_reinstall_is_not_dead_lettered_at_its_next_rate_limit(
+    database: Database, clock: FakeClock
+) -> None:
+    """Slack rate limited a message, then refused the token (Shepherd uninstalled): it waited two
+    days for the reinstall. Slack's first 429 after it begins a new outage, instead of counting the
+    days spent waiting for the reinstall as Slack unavailable and dead-lettering it at once."""
+    queue(database, [{"ref": "AI-0001", "step": 0}, {"ref": "AI-0002", "step": 1}])
+    slack = Slack(Unavailable("Slack answered HTTP 429"))
+    worker = OutboxWorker(database, slack, clock)
+    poll(worker, clock, minutes=10, every=30)
+    assert outbox_rows(database)[0]["unavailable_since"] == START
+    slack.fail_with = Postponed("Slack refused the token: reinstall Shepherd")
+    poll(worker, clock, minutes=2 * 24 * 60, every=300)
+    slack.fail_with = Unavailable("Slack answered HTTP 429")
+    poll(worker, clock, minutes=10, every=30)
+    assert outbox_counts(database) == {"pending": 2}
+    slack.fail_with = None
+    poll(worker, clock, minutes=30, every=30)
+    assert slack.sent == [0, 1]
 
 
 def test_dead_messages_are_listed_and_requeued_with_fresh_attempts(

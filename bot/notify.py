@@ -94,6 +94,10 @@ def review_target(review_id: int | None) -> str:
     return f"review:{review_id}"
 
 
+# How many times a card update is followed by another when the initiative changed meanwhile
+# (``SlackNotifier._catch_up``).
+CARD_CATCH_UPS = 3
+
 # Outbox kinds whose delivery only redraws the initiative's card from its current state.
 CARD_REDRAWS = frozenset({"answers.recorded", "initiative.held", "initiative.resumed"})
 
@@ -636,14 +640,7 @@ class SlackNotifier:
             What was refused when the card could not be posted in the registry channel for good,
             else None.
         """
-        pipeline = self._services.pipeline
-        with self._services.read_uow() as uow:
-            open_review = uow.reviews.open_for(initiative.ref)
-        report = None
-        if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative) is not None:
-            report = self._readiness(initiative, None)
-        stalled = usecases.is_stalled(pipeline, initiative, self._services.now())
-        card = blocks.initiative_card(pipeline, initiative, report, open_review, stalled=stalled)
+        card = self._card(initiative)
         target = initiative_target(initiative.ref)
         known = self._messages.find_kinds(target, ("card", "welcome", CARD_NOT_POSTED, CARD_POSTED_AFTER_ALL))
         existing = known.get("card")
@@ -656,6 +653,7 @@ class SlackNotifier:
         else:
             deleted = None
         if existing is not None:
+            self._catch_up(initiative.ref, existing, card)
             told = known.get(CARD_NOT_POSTED)
             if told is not None and CARD_POSTED_AFTER_ALL not in known:
                 # The redraw that posted the card could not say so (Slack failed, or the worker
@@ -689,6 +687,30 @@ class SlackNotifier:
                 **card_not_posted(initiative, registry, error, card),
             )
         return UnpostedCard(registry, error, card)
+
+    def _card(self, initiative: Initiative) -> dict[str, Any]:
+        """The initiative's card as of now (with ``initiative`` as given)."""
+        pipeline = self._services.pipeline
+        with self._services.read_uow() as uow:
+            open_review = uow.reviews.open_for(initiative.ref)
+        report = None
+        if initiative.status is not Status.RETIRED and usecases.next_gate(pipeline, initiative) is not None:
+            report = self._readiness(initiative, None)
+        stalled = usecases.is_stalled(pipeline, initiative, self._services.now())
+        return blocks.initiative_card(pipeline, initiative, report, open_review, stalled=stalled)
+
+    def _catch_up(self, ref: str, where: tuple[str, str], drawn: Mapping[str, Any]) -> None:
+        """Update the card at ``where`` again while the initiative, read anew after the update,
+        no longer looks as ``drawn``. With several delivery workers, one drawing the card from
+        what it read before an approval could update it after the one drawing it approved, and
+        leave it stale until the next change; each update followed by a read that matches it
+        leaves the last update to land showing the latest state. A few times at most: each
+        mismatch is a change committed meanwhile, whose own redraw follows anyway."""
+        for _ in range(CARD_CATCH_UPS):
+            latest = self._card(self._initiative(ref))
+            if latest == drawn or self._update(where, latest) is not None:
+                return
+            drawn = latest
 
     def _say_card_reposted(self, initiative: Initiative, target: str, deleted: tuple[str, str]) -> None:
         """Tell the owner, once per deleted card, that their card (``deleted``) was deleted in

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk import WebClient
 
 from bot import ids
 from bot.emulator.webapi import RecordedCall
+from bot.notify import SlackNotifier
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from storage import Database
-from storage.outbox import outbox_counts
+from storage.outbox import OutboxWorker, outbox_counts
+from storage.slack_messages import MessageRefs
 from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, workspace_of
 from tests.bot.test_home_paging import _open_home
@@ -418,3 +421,40 @@ def test_a_role_handed_over_during_a_review_asks_the_new_holder_and_takes_the_ol
         assert has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)  # their own request again
         assert [len(requests_to(ws, user)) for user in (SPONSOR, SPONSOR2)] == [1, 1]
         assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
+
+
+def test_a_card_redrawn_from_a_state_read_before_the_last_approval_does_not_stay_stale(
+    two_roles: Workspace,
+) -> None:
+    """Two delivery workers: one is redrawing the card for the sponsor's approval when the risk
+    officer's approval closes the review and the other worker redraws the card as approved; the
+    first one's update, drawn from what it read before, reaches Slack last. The card ends up
+    showing the initiative as it is, instead of the stale "in review" one until the next change."""
+    ws = two_roles
+    ref = register(ws)
+    submit(ws, ref)
+    ws.deliver()
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    the_card = card(ws)["ts"]
+    meanwhile = []
+
+    class SlowToUpdate(WebClient):
+        """Slack slow to take the first worker's card update: the other worker goes first."""
+
+        def chat_update(self, **kwargs: Any) -> Any:  # type: ignore[override]
+            if kwargs.get("ts") == the_card and not meanwhile:
+                meanwhile.append(True)
+                ws.click(RISK, request_dm(ws, RISK), ws.dm_with(RISK), ids.ACTION_APPROVE)
+                ws.inbox.drain()
+                assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED
+                ws.deliver()  # the other worker
+                assert card(ws)["text"].endswith("PoC, active"), card(ws)["text"]
+            return super().chat_update(**kwargs)
+
+    slow = SlowToUpdate(token=ws.api.bot_token, base_url=ws.api.api_url.rstrip("/") + "/")
+    first = OutboxWorker(
+        ws.services.database, SlackNotifier(ws.services, slow, MessageRefs(ws.services.database)), ws.services
+    )
+    assert first.run_once() == 1 and meanwhile
+    assert card(ws)["text"].endswith("PoC, active"), card(ws)["text"]

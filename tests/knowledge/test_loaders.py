@@ -96,6 +96,20 @@ def test_setext_headings_make_the_trail_and_a_rule_stays_a_rule() -> None:
     assert by_trail[("Data retention", "Access control")] == "Only admins may read logs.\n\nReviewed yearly."
 
 
+def test_atx_headings_indented_by_up_to_three_spaces_are_headings() -> None:
+    """CommonMark allows one to three spaces before ``#``; four make an indented code block."""
+    text = (
+        b"  # Data policy\n\nApplies to all teams.\n\n"
+        b"   ## Retention\n\nKeep logs for 90 days.\n\n"
+        b" ## Access\n\nOnly admins may read logs.\n\n"
+        b"    ## not a heading\n"
+    )
+    by_trail = {section.trail: section.text for section in load_bytes(text, ".md").sections}
+    assert by_trail[("Data policy", "Retention")] == "Keep logs for 90 days."
+    assert by_trail[("Data policy", "Access")].startswith("Only admins may read logs.")
+    assert "## not a heading" in by_trail[("Data policy", "Access")]
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
 def test_text_with_a_byte_order_mark_is_read_in_its_encoding(encoding: str) -> None:
     """Windows editors save "Unicode" text as UTF-16 with a byte order mark."""

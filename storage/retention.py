@@ -6,8 +6,9 @@ for years keeps tables the size of their last few months.
 - ``processed_events``: the claims that only stop a repeat arriving soon after the first:
   Slack event ids (``event:``, retried for minutes), feedback vote turns (``feedback:``, a turn
   is numbered by the votes already in the audit log, which only grows, so it is never claimed
-  again) and periodic-review forms (``opsform:``, a Slack view id, never sent again once its
-  modal is closed).
+  again), periodic-review forms (``opsform:``, a Slack view id, never sent again once its
+  modal is closed) and questions answered (``asked:``, a message that mentioned Shepherd,
+  which Slack sends again when it is edited, mostly within minutes).
 - ``slack_messages`` that only kept a private message from being sent twice (target
   ``outbox:<id>``, ``storage.slack_messages.outbox_target``) whose outbox row is delivered (or
   gone): never sent again. One whose message is dead stays with it, however old: a message
@@ -80,7 +81,7 @@ DEFAULT_RETENTION = timedelta(days=90)
 MIN_RETENTION = timedelta(days=7)
 """Well past Slack's retries (minutes) and the day a notification may wait out an outage."""
 
-FORGETTABLE_CLAIMS = ("event:", "feedback:", "opsform:")
+FORGETTABLE_CLAIMS = ("event:", "feedback:", "opsform:", "asked:")
 """Kinds of ``processed_events`` keys that only guard against a repeat arriving soon after."""
 
 BATCH_SIZE = 500

@@ -53,6 +53,13 @@ class EventListeners:
 
     def mention(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         channel = event["channel"]
+        # Slack sends app_mention again, marked "edited", when the person edits the message
+        # (fixing a typo): a message is answered once. One edited to add the mention was not
+        # answered yet, and is.
+        services = self._services
+        if not services.database.claim(f"asked:{channel}:{event['ts']}", services.now()):
+            logger.info("an edited question already answered is not answered again")
+            return
         thread_ts = event.get("thread_ts") or event["ts"]
         target = self._messages.target_at(channel, event["thread_ts"]) if event.get("thread_ts") else None
         self._answer(client, body, event.get("text", ""), channel, thread_ts, target)

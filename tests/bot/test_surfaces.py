@@ -183,6 +183,30 @@ def test_bot_messages_in_a_dm_are_not_answered(workspace: Workspace) -> None:
         workspace.api.wait_for("chat.postMessage", timeout=1.0)
 
 
+def test_editing_a_question_that_mentions_shepherd_does_not_answer_it_again(workspace: Workspace) -> None:
+    """Slack sends ``app_mention`` again, with ``edited``, when a person edits a message that
+    mentions the bot (fixing a typo): the question was answered already."""
+    channel = workspace.registry
+    mention = f"<@{workspace.api.state.bot_user_id}> what is a DPIA?"
+    event = payloads.app_mention_event(mention, user_id=OWNER, channel_id=channel)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    placeholders = len(workspace.api.calls("chat.postMessage"))
+    edited = {**event, "text": f"{mention} (typo)", "edited": {"user": OWNER, "ts": payloads.new_ts()}}
+    assert workspace.client.send_event(payloads.event_callback(edited)).status == 200
+    with pytest.raises(TimeoutError):
+        workspace.api.wait_for("chat.postMessage", count=placeholders + 1, timeout=1.0)
+
+
+def test_a_message_edited_to_mention_shepherd_is_answered(workspace: Workspace) -> None:
+    """Someone who forgot the mention and added it by editing still gets their answer."""
+    mention = f"<@{workspace.api.state.bot_user_id}> what is a DPIA?"
+    event = payloads.app_mention_event(mention, user_id=OWNER, channel_id=workspace.registry)
+    event["edited"] = {"user": OWNER, "ts": payloads.new_ts()}
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+
+
 def test_feedback_on_an_answer_is_recorded(workspace: Workspace) -> None:
     dm = workspace.dm_with(OWNER)
     workspace.client.send_event(

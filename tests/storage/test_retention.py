@@ -68,7 +68,7 @@ def seed(database: Database, now: datetime = NOW) -> dict[str, Any]:
         database, oauth_states, state="valid", expire_at=(now + timedelta(minutes=5)).replace(tzinfo=None)
     )
 
-    for key in ("event:Ev1", "feedback:ask-1:U1:0", "opsform:V1", "greeted:U1", "custom:x"):
+    for key in ("event:Ev1", "feedback:ask-1:U1:0", "opsform:V1", "asked:C1:1.1", "greeted:U1", "custom:x"):
         assert database.claim(key, old)
     assert database.claim("event:Ev2", young)
     for status, at in (("delivered", old), ("delivered", young), ("pending", old), ("dead", old)):
@@ -127,7 +127,7 @@ def test_old_rows_no_longer_needed_go_and_everything_else_stays(database: Databa
     pruned = prune(database, NOW, RETENTION)
 
     assert pruned == {
-        "processed_events": 3,
+        "processed_events": 4,
         "outbox": 1,
         "inbox": 1,
         "asked_answers": 1,
@@ -163,7 +163,7 @@ def test_a_dry_run_counts_what_would_go_and_deletes_nothing(database: Database) 
     counted = prune(database, NOW, RETENTION, dry_run=True)
     assert row_counts(database, (*TABLES, *EVIDENCE)) == everything
     assert counted == prune(database, NOW, RETENTION)
-    assert sum(counted.values()) == 11
+    assert sum(counted.values()) == 12
 
 
 def test_small_batches_delete_the_same_rows_one_short_transaction_at_a_time(database: Database) -> None:
@@ -171,7 +171,7 @@ def test_small_batches_delete_the_same_rows_one_short_transaction_at_a_time(data
     for n in range(5):
         assert database.claim(f"event:Old{n}", OLD)
     pruned = prune(database, NOW, RETENTION, batch_size=2, pause=0)
-    assert pruned["processed_events"] == 8 and pruned["fired_events"] == 3
+    assert pruned["processed_events"] == 9 and pruned["fired_events"] == 3
     assert keys(database, processed_events, "key") == ["custom:x", "event:Ev2", "greeted:U1"]
 
 

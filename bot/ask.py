@@ -60,6 +60,14 @@ def find_initiative(services: Services, text: str, thread_target: str | None) ->
     return None
 
 
+def refs_named(services: Services, text: str) -> list[str]:
+    """The initiative refs ``text`` names, upper case, once each: only those with this
+    install's prefix, so that "ISO-42001" or "COVID-2019" is not taken for one."""
+    prefix = f"{services.database.ref_prefix.upper()}-"
+    refs = (ref.upper() for ref in _TYPED_REF.findall(text or ""))
+    return list(dict.fromkeys(ref for ref in refs if ref.startswith(prefix)))
+
+
 def _ref_of_target(services: Services, target: str | None) -> str | None:
     """The ref of the initiative a message Shepherd posted is about (``MessageRefs`` targets):
     its card or welcome (``initiative:REF``), or a message about one of its reviews
@@ -158,6 +166,11 @@ def reply(
         if ctx.initiative is not None and ctx.readiness is not None
         else None
     )
+    # Found by none of the refs it names: the person must not read a policy answer as one about
+    # the initiative they meant, nor the LLM write one.
+    unknown = refs_named(services, question) if initiative is None else []
+    if unknown:
+        checklist = blocks.no_such_initiatives(unknown)
     policy_question = question or (
         f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else ""
     )
@@ -174,7 +187,10 @@ def reply(
     if hits is None:  # not "no passage matched": the policies could not be searched at all
         unavailable = Answer(text=_LIBRARY_UNAVAILABLE, grounded=False, covered=False)
         return _kept(services, feedback_key, policy_question, unavailable, checklist)
-    stream = services.answerer.stream(about(ctx, gate) + policy_question, hits)
+    told = about(ctx, gate)
+    if unknown:
+        told = f"No initiative {', '.join(unknown[:5])} exists: answer about the policies only.\n"
+    stream = services.answerer.stream(told + policy_question, hits)
     text = ""
     last = time.monotonic()
     started = time.perf_counter()

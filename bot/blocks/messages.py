@@ -620,6 +620,19 @@ def ask_reply(
     return _message(answer.text or "No answer.", [*head, *body, *tail])
 
 
+def no_such_initiatives(refs: Sequence[str]) -> list[dict[str, Any]]:
+    """In place of the checklist, for a question naming refs of no initiative (mistyped, or the
+    greeting's example): the answer that follows is about the policies, not about them."""
+    named = ", ".join(refs[:5])
+    kind = "initiative" if len(refs) == 1 else "initiatives"
+    return [
+        context(
+            f":grey_question: There is no {kind} {escape(named)}, so this answer is about the policies "
+            f"only. `{ids.COMMAND} status` lists your initiatives."
+        )
+    ]
+
+
 def ask_placeholder() -> Message:
     return _message("Looking into it…", [context(":mag: Looking into it…")])
 

@@ -186,3 +186,13 @@ def test_the_llm_is_told_which_gate_the_next_gate_is(workspace: Workspace, llm: 
     workspace.wait(lambda: llm.chat_requests, timeout=15)
     question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
     assert "AI-0001" in question and "next gate is the Intake gate" in question, question
+
+
+def test_the_llm_is_told_a_ref_in_the_question_is_no_initiative(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    # Without it, the model answers "what does AI-0042 need?" as if AI-0042 existed.
+    workspace.mention(OWNER, "what does ai-0042 need, and what does ISO-42001 say?", workspace.registry)
+    workspace.wait(lambda: llm.chat_requests, timeout=15)
+    question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
+    assert "No initiative AI-0042 exists" in question and "ISO-42001 exists" not in question, question

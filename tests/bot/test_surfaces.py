@@ -127,6 +127,21 @@ def test_a_question_naming_an_initiative_in_lower_case_gets_its_checklist(worksp
     assert ref in str(reply["blocks"]) and "Approvals needed" in str(reply["blocks"])
 
 
+def test_a_question_naming_an_initiative_that_does_not_exist_says_so(workspace: Workspace) -> None:
+    """A mistyped ref (or the greeting's example) must not get a policy answer that reads as if
+    it were about that initiative."""
+    ref = register(workspace)
+    wrong = ref[:-1] + ("8" if ref[-1] != "8" else "9")
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event(f"what does {wrong} still need?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    reply = workspace.wait(
+        lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)]
+    )[-1]
+    assert f"There is no initiative {wrong}" in str(reply["blocks"])
+    assert_valid_message(reply)
+
+
 def test_a_failure_after_the_ack_reaches_the_person_not_just_a_log_line(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

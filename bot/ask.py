@@ -183,7 +183,8 @@ def reply(
             gate = named[0] if len(named) == 1 else None
     hits = retrieve(services, policy_question, gate)
     if not policy_question:
-        return _kept(services, feedback_key, question, Answer(text=_HELP_TEXT, covered=False), checklist)
+        # No question was asked: the help is not a verdict that the policies do not cover one.
+        return _kept(services, feedback_key, question, Answer(text=_HELP_TEXT), checklist)
     if hits is None:  # not "no passage matched": the policies could not be searched at all
         unavailable = Answer(text=_LIBRARY_UNAVAILABLE, grounded=False, covered=False)
         return _kept(services, feedback_key, policy_question, unavailable, checklist)

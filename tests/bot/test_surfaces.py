@@ -142,6 +142,14 @@ def test_a_question_naming_an_initiative_that_does_not_exist_says_so(workspace: 
     assert_valid_message(reply)
 
 
+def test_a_mention_with_no_question_gets_the_help_not_a_verdict_on_the_policies(workspace: Workspace) -> None:
+    workspace.mention(OWNER, "", workspace.registry)
+    workspace.api.wait_for("chat.update", timeout=10)
+    reply = workspace.api.calls("chat.update")[-1].params
+    assert "mention its ref" in reply["text"]
+    assert "do not clearly cover" not in str(reply["blocks"]), reply["blocks"]
+
+
 def test_a_failure_after_the_ack_reaches_the_person_not_just_a_log_line(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -171,7 +171,12 @@ def reply(
     unknown = refs_named(services, question) if initiative is None else []
     if unknown:
         checklist = blocks.no_such_initiatives(unknown)
-    policy_question = question or (
+    # Only a ref ("/shepherd ask AI-0003"): the question is what that initiative's next gate
+    # needs, not the policies searched for the ref's letters.
+    ours = refs_named(services, question)
+    rest = _TYPED_REF.sub(lambda ref: "" if ref.group(0).upper() in ours else ref.group(0), question)
+    only_refs = bool(ours) and (ctx.readiness is not None or bool(unknown)) and not re.search(r"\w", rest)
+    policy_question = ("" if only_refs else question) or (
         f"What is needed for the {ctx.readiness.gate_title} gate?" if ctx.readiness else ""
     )
     gate = (ctx.readiness.gate_id, ctx.readiness.gate_title) if ctx.readiness else None

@@ -196,3 +196,20 @@ def test_the_llm_is_told_a_ref_in_the_question_is_no_initiative(
     workspace.wait(lambda: llm.chat_requests, timeout=15)
     question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
     assert "No initiative AI-0042 exists" in question and "ISO-42001 exists" not in question, question
+
+
+def test_asking_about_an_initiative_by_its_ref_alone_is_about_its_next_gate(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    # "/shepherd ask AI-0001": the policies are searched, and the LLM asked, about what its next
+    # gate needs, not about the words "AI-0001".
+    ref = register(workspace)
+    assert workspace.command(OWNER, f"ask {ref}?").status == 200
+    workspace.wait(lambda: llm.chat_requests, timeout=15)
+    question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
+    assert "What is needed for the Intake gate?" in question, question
+    # Another standard's number is a question, not a ref.
+    workspace.mention(OWNER, "ISO-42001?", workspace.registry, card(workspace)["ts"])
+    workspace.wait(lambda: len(llm.chat_requests) > 1, timeout=15)
+    question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
+    assert "ISO-42001?" in question and "What is needed" not in question, question

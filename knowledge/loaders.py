@@ -29,8 +29,9 @@ SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf"
 _SUBTITLE_MAX_CHARS = 160
 # A heading's body that is one short paragraph followed by subsections introduces them.
 _LEAD_MAX_CHARS = 400
-# CommonMark allows up to three spaces before the #s (four make an indented code block).
-_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+# CommonMark allows up to three spaces before the #s (four make an indented code block), and
+# only a run of #s after a space closes the heading ("## Rules for C#" keeps its "#").
+_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]*(?<=[ \t])#+)?[ \t]*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 # "Title" underlined with === (level 1) or --- (level 2): a setext heading, not a rule.
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")

@@ -110,6 +110,17 @@ def test_atx_headings_indented_by_up_to_three_spaces_are_headings() -> None:
     assert "## not a heading" in by_trail[("Data policy", "Access")]
 
 
+def test_a_heading_ending_in_a_hash_keeps_it_and_a_closing_sequence_goes() -> None:
+    """CommonMark: only a run of #s after a space closes a heading ("## Rules for C#" is titled
+    "Rules for C#")."""
+    text = b"## Rules for C# ##\n\nUse the analyzers.\n\n## Issue #42\n\nFixed.\n\n## F#\n\nAllowed.\n"
+    assert [section.trail for section in load_bytes(text, ".md").sections] == [
+        ("Rules for C#",),
+        ("Issue #42",),
+        ("F#",),
+    ]
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
 def test_text_with_a_byte_order_mark_is_read_in_its_encoding(encoding: str) -> None:
     """Windows editors save "Unicode" text as UTF-16 with a byte order mark."""

@@ -16,6 +16,7 @@ from bot.answering import AnswerPool
 from bot.bootstrap import Services
 from bot.home import publish_home
 from bot.listeners.common import ErrorReporter, PersonTold, lazily, workspace_of
+from bot.notify import initiative_target
 from bot.slack_client import like, retrying_timeouts, unavailable
 from storage.slack_messages import MessageRefs
 
@@ -112,7 +113,7 @@ class EventListeners:
 
         def answer() -> None:
             try:
-                self._reply(placeholder, text, target)
+                self._reply(placeholder, text, target, (channel, thread_ts) if thread_ts else None)
             except Exception as error:  # logged; the person told, unless the placeholder says so
                 reporter.handle(error, body)  # the asker, told in their workspace
             finally:
@@ -138,8 +139,10 @@ class EventListeners:
             if channel.startswith("D"):
                 self._set_status(client, channel, status_thread, "")
 
-    def _reply(self, placeholder: _Placeholder, text: str, target: str | None) -> None:
-        """Make the answer and put it in place of the placeholder.
+    def _reply(
+        self, placeholder: _Placeholder, text: str, target: str | None, thread: tuple[str, str] | None
+    ) -> None:
+        """Make the answer and put it in place of the placeholder, in ``thread`` (channel, ts).
 
         Raises:
             PersonTold: it could not be made, or Slack refused it; the placeholder says so.
@@ -150,6 +153,8 @@ class EventListeners:
             # search and the LLM get what the person typed.
             question = parse.command_text(ask.clean_question(text))
             initiative = ask.find_initiative(services, question, target)
+            if initiative is not None and target is None and thread is not None:
+                self._remember_thread(thread, initiative.ref)
             key = f"ask:{uuid.uuid4().hex[:12]}"
             message = ask.reply(services, question, initiative, key, on_progress=placeholder.stream)
         except Exception as error:
@@ -162,6 +167,18 @@ class EventListeners:
                 raise  # Slack down, not the answer refused: the apology would fare no better
             self._apologise(placeholder, error)
             raise PersonTold("Slack refused the answer; the placeholder says so") from error
+
+    def _remember_thread(self, thread: tuple[str, str], ref: str) -> None:
+        """The thread of a question about ``ref`` ("what does AI-0003 need?") is about it from
+        then on, as an initiative's own thread is: a follow-up there ("and who approves it?")
+        need not name it again. The first initiative asked about in a thread keeps it."""
+        channel, ts = thread
+        try:
+            self._messages.remember(
+                initiative_target(ref), f"asked:{channel}:{ts}", channel, ts, self._services.now()
+            )
+        except Exception:  # a follow-up would only need the ref typed again; logged
+            logger.exception("the thread of a question about %s was not remembered", ref)
 
     @staticmethod
     def _apologise(placeholder: _Placeholder, error: Exception) -> None:

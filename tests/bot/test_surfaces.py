@@ -150,6 +150,27 @@ def test_a_mention_with_no_question_gets_the_help_not_a_verdict_on_the_policies(
     assert "do not clearly cover" not in str(reply["blocks"]), reply["blocks"]
 
 
+def test_a_follow_up_in_the_thread_of_an_answer_about_an_initiative_is_about_it_too(
+    workspace: Workspace,
+) -> None:
+    """A question naming AI-0001 is answered in a thread under it; a follow-up there ("and who
+    has to approve it?") is still about AI-0001, without typing its ref again."""
+    ref = register(workspace)
+    mention = f"<@{workspace.api.state.bot_user_id}> what does {ref} need?"
+    first = payloads.app_mention_event(mention, user_id=OWNER, channel_id=workspace.registry)
+    assert workspace.client.send_event(payloads.event_callback(first)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    workspace.mention(OWNER, "and who has to approve it?", workspace.registry, first["ts"])
+    workspace.api.wait_for("chat.update", count=2, timeout=10)
+    replies = [
+        m
+        for m in workspace.api.state.thread(workspace.registry, first["ts"])
+        if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
+    ]
+    assert len(replies) == 2
+    assert ref in str(replies[-1]["blocks"]) and "Approvals needed" in str(replies[-1]["blocks"])
+
+
 def test_a_failure_after_the_ack_reaches_the_person_not_just_a_log_line(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

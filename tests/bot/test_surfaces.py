@@ -13,6 +13,7 @@ import pytest
 from bot import ask, ids
 from bot.emulator import payloads
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.manifest import manifest
 from gates import usecases
 from gates.lifecycle import ReviewStatus
 from tests.bot.blockkit_checks import assert_valid_message
@@ -169,6 +170,26 @@ def test_a_follow_up_in_the_thread_of_an_answer_about_an_initiative_is_about_it_
     ]
     assert len(replies) == 2
     assert ref in str(replies[-1]["blocks"]) and "Approvals needed" in str(replies[-1]["blocks"])
+
+
+def test_every_suggested_prompt_makes_sense_to_whoever_clicks_it(workspace: Workspace) -> None:
+    """Slack's agent view sends a suggested prompt as it is written, for everyone: one naming
+    an initiative names one that does not exist, or that is someone else's."""
+    register(workspace)
+    prompts = manifest()["features"]["agent_view"]["suggested_prompts"]
+    dm = workspace.dm_with(OUTSIDER)
+    for prompt in prompts:
+        event = payloads.message_event(prompt["message"], user_id=OUTSIDER, channel_id=dm)
+        assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    replies = workspace.wait(
+        lambda: [m for m in workspace.messages_in(dm) if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)][
+            len(prompts) - 1 :
+        ]
+    )
+    for reply in workspace.messages_in(dm):
+        assert "There is no initiative" not in str(reply.get("blocks")), reply
+        assert "Approvals needed" not in str(reply.get("blocks")), reply  # another team's checklist
+    assert replies
 
 
 def test_a_failure_after_the_ack_reaches_the_person_not_just_a_log_line(

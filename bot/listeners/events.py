@@ -113,7 +113,9 @@ class EventListeners:
 
         def answer() -> None:
             try:
-                self._reply(placeholder, text, target, (channel, thread_ts) if thread_ts else None)
+                # A question at the top of a DM is answered there: replies under the answer are
+                # the thread that follows it.
+                self._reply(placeholder, text, target, (posted["channel"], status_thread))
             except Exception as error:  # logged; the person told, unless the placeholder says so
                 reporter.handle(error, body)  # the asker, told in their workspace
             finally:
@@ -140,7 +142,7 @@ class EventListeners:
                 self._set_status(client, channel, status_thread, "")
 
     def _reply(
-        self, placeholder: _Placeholder, text: str, target: str | None, thread: tuple[str, str] | None
+        self, placeholder: _Placeholder, text: str, target: str | None, thread: tuple[str, str]
     ) -> None:
         """Make the answer and put it in place of the placeholder, in ``thread`` (channel, ts).
 
@@ -153,7 +155,7 @@ class EventListeners:
             # search and the LLM get what the person typed.
             question = parse.command_text(ask.clean_question(text))
             initiative = ask.find_initiative(services, question, target)
-            if initiative is not None and target is None and thread is not None:
+            if initiative is not None and target is None:
                 self._remember_thread(thread, initiative.ref)
             key = f"ask:{uuid.uuid4().hex[:12]}"
             message = ask.reply(services, question, initiative, key, on_progress=placeholder.stream)

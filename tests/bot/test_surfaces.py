@@ -172,6 +172,22 @@ def test_a_follow_up_in_the_thread_of_an_answer_about_an_initiative_is_about_it_
     assert ref in str(replies[-1]["blocks"]) and "Approvals needed" in str(replies[-1]["blocks"])
 
 
+def test_a_reply_under_a_dm_answer_about_an_initiative_is_about_it_too(workspace: Workspace) -> None:
+    ref = register(workspace)
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event(f"what does {ref} need?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    answer = workspace.api.calls("chat.update")[-1].params["ts"]
+    follow_up = payloads.message_event(
+        "and who has to approve it?", user_id=OWNER, channel_id=dm, thread_ts=answer
+    )
+    assert workspace.client.send_event(payloads.event_callback(follow_up)).status == 200
+    workspace.api.wait_for("chat.update", count=2, timeout=10)
+    reply = workspace.api.calls("chat.update")[-1].params
+    assert ref in str(reply["blocks"]) and "Approvals needed" in str(reply["blocks"])
+
+
 def test_every_suggested_prompt_makes_sense_to_whoever_clicks_it(workspace: Workspace) -> None:
     """Slack's agent view sends a suggested prompt as it is written, for everyone: one naming
     an initiative names one that does not exist, or that is someone else's."""

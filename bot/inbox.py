@@ -9,6 +9,7 @@ explanation is neither lost nor sent twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -18,7 +19,7 @@ from slack_sdk import WebClient
 
 from bot.blocks.text import clip, escape
 from bot.bootstrap import Services
-from bot.installations import current_client
+from bot.installations import NotInstalled, current_client
 from bot.listeners.common import queue_private_message, workspace_of
 from bot.slack_client import unavailable
 from bot.usergroups import GroupRoles, MembershipUnavailable
@@ -29,6 +30,8 @@ from gates.ports import UnitOfWork
 from storage.inbox import BatchHandler, Handler, InboxItem, InboxProcessor, UnitOfWorkFactory
 
 DECISION = "decision"
+
+log = logging.getLogger(__name__)
 
 
 def decision_request(
@@ -69,8 +72,9 @@ def apply_decisions(
     Roles held through Slack user groups are asked of ``slack()`` first (``bot.usergroups``); if
     Slack is unavailable, this raises ``Unavailable`` and the inbox applies the clicks once it
     answers, so none is refused for it (nor given up on within the inbox's day of outage). If
-    Slack refuses to list it for good (a missing scope, a revoked token), each click is judged on
-    the roles Shepherd stores, and a refusal says that the groups could not be read.
+    Slack refuses to list it for good (a missing scope, a revoked token), or Shepherd is no longer
+    installed there (``NotInstalled``), each click is judged on the roles Shepherd stores, and a
+    refusal says that the groups could not be read.
 
     Raises:
         Unavailable: Slack could not list a user group because it is down, rate limiting or
@@ -79,8 +83,21 @@ def apply_decisions(
     pipeline = services.pipeline
     group_roles: dict[str, frozenset[str]] = {}
     unlisted: dict[str, str] = {}  # person -> why Slack would not say which groups they are in
+    client: WebClient | None = None
     if GroupRoles.groups(pipeline):
-        client = slack()
+        try:
+            client = slack()
+        except NotInstalled as error:
+            # Shepherd was uninstalled or its token revoked (with OAuth): as with a token Slack
+            # refuses, no retry gets an answer until someone reinstalls it, and retrying would
+            # give up on every click, even those of people whose roles Shepherd stores itself.
+            log.warning("judging decisions on the roles Shepherd stores: %s", error)
+            why = (
+                "Shepherd has been removed from Slack (or its access revoked), so the roles you hold "
+                "through Slack user groups could not be checked."
+            )
+            unlisted = dict.fromkeys((str(item.payload["user"]) for item in items), why)
+    if client is not None:
         for user in {str(item.payload["user"]) for item in items}:
             try:
                 group_roles[user] = frozenset(

@@ -19,15 +19,25 @@ from bot import blocks, ids
 from bot.app import build_app
 from bot.bootstrap import bootstrap
 from bot.emulator.client import SlackClient
-from bot.emulator.payloads import WorkspaceInfo, app_home_opened_event, event_callback, view_submission
+from bot.emulator.payloads import (
+    WorkspaceInfo,
+    app_home_opened_event,
+    block_actions_on_message,
+    event_callback,
+    view_submission,
+)
 from bot.emulator.serving import BackgroundASGIServer
 from bot.emulator.webapi import FakeSlackWebAPI
+from bot.inbox import processor as inbox_processor
 from bot.installations import InstalledBotToken, installation_store
 from bot.server import asgi_app, delivery_sender, delivery_worker
 from bot.settings import Settings
 from bot.slack_client import make_client
 from gates import usecases
+from gates.lifecycle import ReviewStatus
+from storage.inbox import inbox_counts
 from storage.outbox import OutboxWorker, outbox_counts
+from tests.bot.scenario import find_button, has_button
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = "U0OWNER01"
@@ -450,4 +460,82 @@ def test_without_slack_team_id_the_workspace_that_installed_first_keeps_the_regi
             register_one(services, "Vendor screening")
             assert deliver_once(services) >= 1
             assert cards_since(2) == ["xoxb-acme-again"]
+        services.database.dispose()
+
+
+# -- decisions waiting in the inbox when the app is removed --------------------------------------
+
+
+def test_a_click_waiting_in_the_inbox_when_shepherd_is_uninstalled_is_still_recorded(tmp_path: Path) -> None:
+    """Bob holds the sponsor role in Shepherd itself; the pipeline also names a user group for it.
+    He clicks Approve, and before the worker gets to his click the admin removes Shepherd: the
+    worker cannot ask Slack who is in the group, but needs no group to judge Bob's click, which
+    must be recorded rather than retried until it is given up on as "could not be recorded"."""
+    source = (REPO / "gates" / "defaults" / "pipeline.yaml").read_text(encoding="utf-8")
+    sponsor = source.index("  sponsor:\n")
+    source = source[:sponsor] + source[sponsor:].replace(
+        "    slack_users: []\n", "    slack_users: []\n    slack_usergroup: S0SPONSORS\n", 1
+    )
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(source, encoding="utf-8")
+    with FakeSlackWebAPI() as api:
+        api.state.add_user(OWNER, "olivia")
+        api.state.add_user(BOB, "bob")
+        api.state.add_user(CARL, "carl")
+        api.state.add_usergroup("S0SPONSORS", "sponsors", [CARL])
+        registry = api.state.add_channel("ai-initiatives", members=[OWNER])
+        services = bootstrap(
+            oauth_settings(tmp_path / "data", api, registry_channel=registry.id, pipeline=pipeline)
+        )
+        with serving(services) as url:
+            install_through_routes(url, api, "T0ACME", "xoxb-acme")
+            ref = register_one(services)
+            usecases.set_role_holders(
+                services.pipeline, services.uow(), "sponsor", [BOB], "U0ADMIN01", services.now()
+            )
+            usecases.submit(services.pipeline, services.uow(), ref, OWNER, services.now())
+            while deliver_once(services):
+                pass
+            clicks = SlackClient(url + "/slack/events", "signing-secret")
+            for person in (CARL, BOB):  # Carl is a sponsor through the user group only
+                dm = api.state.open_dm(person)[0].id
+                [request] = [m for m in api.state.channel_messages(dm) if has_button(m, ids.ACTION_APPROVE)]
+                click = block_actions_on_message(
+                    request,
+                    ids.ACTION_APPROVE,
+                    user_id=person,
+                    channel_id=dm,
+                    value=find_button(request, ids.ACTION_APPROVE)["value"],
+                    workspace=WorkspaceInfo(team_id="T0ACME"),
+                )
+                assert clicks.send(click).status == 200
+
+            api.state.tokens.discard("xoxb-acme")  # the admin removes Shepherd
+            send_event(
+                url, "T0ACME", {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["U0SHEPBOT"]}}
+            )
+            send_event(url, "T0ACME", {"type": "app_uninstalled"})
+
+            worker = inbox_processor(services, make_client(None, api.api_url))
+            for _ in range(8):  # more rounds than a click's attempts, each due
+                worker.drain()
+                with services.database.engine.begin() as connection:
+                    connection.execute(text("UPDATE inbox SET next_attempt_at = '2000-01-01 00:00:00'"))
+            assert inbox_counts(services.database) == {"applied": 2}
+            with services.read_uow() as uow:
+                [review] = uow.reviews.for_initiative(ref)
+            assert review.status is ReviewStatus.APPROVED
+            assert [d.approver_id for d in review.decisions] == [BOB]
+
+            # Carl's click could not be judged: once Shepherd is back, he hears why.
+            install_through_routes(url, api, "T0ACME", "xoxb-acme-again")
+            make_due(services)
+            while deliver_once(services):
+                pass
+            told = [m.get("text", "") for m in api.state.channel_messages(api.state.open_dm(CARL)[0].id)]
+            told += [
+                c.params["text"] for c in api.calls("chat.postEphemeral", ok=True) if c.params["user"] == CARL
+            ]
+            [why] = [t for t in told if "user groups could not be checked" in t]
+            assert "removed from Slack" in why and "Tell your Shepherd administrators" in why
         services.database.dispose()

@@ -98,6 +98,10 @@ def review_target(review_id: int | None) -> str:
 # (``SlackNotifier._catch_up``).
 CARD_CATCH_UPS = 3
 
+# The request in the card's thread (and, after a card deleted in Slack was posted again,
+# ``thread-request:<the new card's ts>`` in its thread).
+THREAD_REQUEST = "thread-request"
+
 # Outbox kinds whose delivery only redraws the initiative's card from its current state.
 CARD_REDRAWS = frozenset({"answers.recorded", "initiative.held", "initiative.resumed"})
 
@@ -292,7 +296,7 @@ class SlackNotifier:
         approvers, message = self._request(review, initiative, unread)
         card = self._messages.find(initiative_target(initiative.ref), "card")
         if card is not None:
-            self._post_once(review_target(review.id), "thread-request", card[0], thread_ts=card[1], **message)
+            self._post_once(review_target(review.id), THREAD_REQUEST, card[0], thread_ts=card[1], **message)
             offer_system_card(self._services, self._client, self._messages, review, initiative, card)
         self._ask(review, approvers, message)
         if unread:
@@ -644,9 +648,13 @@ class SlackNotifier:
         target = initiative_target(initiative.ref)
         known = self._messages.find_kinds(target, ("card", "welcome", CARD_NOT_POSTED, CARD_POSTED_AFTER_ALL))
         existing = known.get("card")
+        request: tuple[Review, dict[str, Any]] | None = None
         if existing is not None and self._update(existing, card) == "message_not_found":
             # Deleted in Slack (by someone, or a retention policy): every update would be refused
-            # for good and the initiative left without its card. Posted again below.
+            # for good and the initiative left without its card. Posted again below, with an open
+            # review's request in its thread: built first, as it may ask Slack who is in a user
+            # group, so that an outage retries this delivery while the deleted card is still known.
+            request = self._open_request(initiative)
             self._messages.forget(target, "card", *existing)
             logger.warning("the card of %s was deleted in Slack: posting it again", initiative.ref)
             deleted, existing = existing, None
@@ -669,6 +677,8 @@ class SlackNotifier:
         if error is None:
             if deleted is not None:
                 self._say_card_reposted(initiative, target, deleted)
+                if request is not None:
+                    self._ask_again_in_thread(target, *request)
             if told is not None:
                 posted = self._messages.find(target, "card")
                 self._say_card_posted(initiative, target, told, posted, told == known.get("welcome"))
@@ -724,6 +734,22 @@ class SlackNotifier:
             f"so Shepherd posted it again: {where}"
         )
         self._dm_once(target, f"card-reposted:{deleted[1]}", initiative.owner_id, text=text)
+
+    def _open_request(self, initiative: Initiative) -> tuple[Review, dict[str, Any]] | None:
+        """The initiative's open review and its request as ``_review_requested`` posts it, if open."""
+        with self._services.read_uow() as uow:
+            review = uow.reviews.open_for(initiative.ref)
+        return None if review is None else (review, self._request(review, initiative)[1])
+
+    def _ask_again_in_thread(self, target: str, review: Review, request: Mapping[str, Any]) -> None:
+        """Post an open review's request, with its buttons, in the thread of the card posted
+        again: the one posted at submission stays in the deleted card's thread, where nobody
+        reads any more, while decision notes go to the new thread. Kept per card, so that
+        ``_update_review_messages`` redraws it too."""
+        card = self._messages.find(target, "card")
+        if card is not None:
+            kind = f"{THREAD_REQUEST}:{card[1]}"
+            self._post_once(review_target(review.id), kind, card[0], thread_ts=card[1], **request)
 
     def _say_card_posted(
         self,
@@ -818,7 +844,7 @@ class SlackNotifier:
             # The request in the thread, each approver's request DM and each reminder DM. A DM
             # is its approver's own: once they can no longer decide (they did, or the approvals
             # their roles give are all in), it keeps no decision buttons.
-            if kind == "thread-request":
+            if kind == THREAD_REQUEST or kind.startswith(f"{THREAD_REQUEST}:"):  # one per card
                 self._update((channel, ts), message)
             elif kind.startswith(("request:", "reminder:")):
                 viewer = kind.rsplit(":", 1)[1]

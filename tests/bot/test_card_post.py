@@ -311,3 +311,35 @@ def test_a_card_deleted_in_slack_is_posted_again_and_its_owner_told_where(worksp
     assert [m["ts"] for m in ws.messages_in(registry)] == [card["ts"]]
     assert len([m for m in owner_dms(ws) if "deleted" in m.get("text", "")]) == 1
     assert outbox_counts(ws.services.database).get("dead", 0) == 0
+
+
+def test_a_card_deleted_before_its_review_opened_gets_the_request_in_the_thread_of_the_new_card(
+    workspace: Workspace,
+) -> None:
+    """The card is deleted in Slack; its owner submits it for review from App Home. The request
+    (with its buttons) belongs in the thread of the card posted again, where the decision notes
+    go too, not only in the deleted card's thread, where nobody reads it any more."""
+    ws = workspace
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    usecases.set_role_holders(
+        ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN", ws.clock()
+    )
+    ws.deliver()
+    registry = ws.api.state.resolve_channel(ws.registry).id
+    [deleted] = ws.messages_in(registry)
+    with ws.api.state.lock:
+        del ws.api.state.messages[registry][deleted["ts"]]
+    usecases.submit(ws.services.pipeline, ws.services.uow(), ref, OWNER, ws.clock())
+    ws.deliver()
+    [card] = ws.messages_in(registry)
+    assert card["ts"] != deleted["ts"]
+    [request] = [m for m in ws.api.state.thread(registry, card["ts"]) if has_button(m, ids.ACTION_APPROVE)]
+    assert ref in str(request["blocks"])
+
+    # Approved from there: the request in the thread shows the outcome, its buttons gone.
+    assert ws.click(SPONSOR, request, registry, ids.ACTION_APPROVE).status == 200
+    ws.inbox.drain()
+    ws.deliver()
+    replies = ws.api.state.thread(registry, card["ts"])
+    assert not [m for m in replies if has_button(m, ids.ACTION_APPROVE)]
+    assert outbox_counts(ws.services.database).get("dead", 0) == 0

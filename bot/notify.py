@@ -356,7 +356,23 @@ class SlackNotifier:
     def _ask(self, review: Review, approvers: list[str], message: Mapping[str, Any]) -> None:
         """DM the request to each of ``approvers`` not asked yet (kept per review and person)."""
         for user in approvers:  # one Slack cannot DM (gone, deactivated) is skipped, not waited for
-            self._dm_once(review_target(review.id), f"request:{user}", user, **message)
+            self._dm_approver(review, f"request:{user}", user, message)
+
+    def _dm_approver(self, review: Review, kind: str, user: str, message: Mapping[str, Any]) -> None:
+        """``_dm_once`` to an approver of ``review``; if their account is deactivated, whoever
+        submitted it and the owner are told (once per approver), instead of waiting on someone
+        who will never see the request, its reminders, or a button to click."""
+        if self._dm_once(review_target(review.id), kind, user, **message) != "user_disabled":
+            return
+        initiative = self._initiative(review.initiative_ref)
+        text = (
+            f"{initiative.ref}: Shepherd could not ask <@{user}> to decide on the review of "
+            f"*{escape(initiative.name)}*: Slack says their account is deactivated, so they cannot "
+            "decide. If the review needs them, ask a role admin to give their role to someone else."
+        )
+        for person in dict.fromkeys((review.submitted_by, initiative.owner_id)):
+            if person != user:
+                self._dm_once(review_target(review.id), f"unreachable:{user}:{person}", person, text=text)
 
     def _decision_recorded(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])
@@ -560,7 +576,7 @@ class SlackNotifier:
             # One DM per reminder: the moment it fell due names it (its number repeats once the
             # interval changes); one queued by an older Shepherd says only its number.
             kind = f"reminder:{payload.get('due', payload['number'])}:{user}"
-            self._dm_once(review_target(review.id), kind, user, **message)
+            self._dm_approver(review, kind, user, message)
 
     def _review_escalation(self, payload: Mapping[str, Any]) -> None:
         review, initiative = self._review(payload["review"])

@@ -475,6 +475,9 @@ def _conversations_open(api: WebApiMethods, params: dict[str, Any]) -> dict[str,
     if len(users) != 1:
         # Group DMs are not part of this workspace model.
         raise SlackApiFailure("not_enough_users" if not users else "too_many_users")
+    person = api.state.users.get(users[0])
+    if person is not None and person.deleted:
+        raise SlackApiFailure("user_disabled")  # Slack opens no DM with a deactivated account
     channel, already_open = api.state.open_dm(users[0])
     body: dict[str, Any] = {
         "ok": True,

@@ -919,3 +919,25 @@ def test_a_stalled_notice_loses_its_buttons_once_the_initiative_is_retired(works
     for action in (ids.ACTION_SUBMIT_REVIEW, ids.ACTION_EXTEND_TIME_BOX, ids.ACTION_STOP_INITIATIVE):
         assert not has_button(redrawn, action), action
     assert "since been retired" in str(redrawn["blocks"])
+
+
+def test_the_submitter_hears_once_that_an_approver_was_deactivated_while_the_review_waits(
+    workspace: Workspace,
+) -> None:
+    """The sponsor's account is deactivated after the request went out: their reminders cannot be
+    sent, and the owner, who submitted the review, is told once that the sponsor cannot decide,
+    instead of waiting on someone who will never see it."""
+    ws = workspace
+    ref = register(ws)
+    ws.click(OWNER, ws.messages_in(ws.registry)[0], ws.registry, ids.ACTION_SUBMIT_REVIEW)
+    ws.wait(lambda: open_review(ws, ref))
+    ws.deliver()
+    assert dms_with_button(ws, SPONSOR, ids.ACTION_APPROVE)
+    ws.api.state.add_user(SPONSOR, "sam", deleted=True)  # an admin deactivates Sam's account
+    for _ in range(2):  # two reminders fall due
+        ws.clock.advance(days=3)
+        assert "remind" in [key.split(":")[0] for key in tick(ws)]
+    told = [m["text"] for m in ws.messages_in(ws.dm_with(OWNER)) if "deactivated" in m.get("text", "")]
+    assert len(told) == 1
+    assert told[0].startswith(f"{ref}: ") and f"<@{SPONSOR}>" in told[0] and "role admin" in told[0]
+    assert ws.api.calls("chat.postMessage", ok=False) == []

@@ -27,6 +27,8 @@ _YES = {"yes", "y", "true", "1"}
 _NO = {"no", "n", "false", "0"}
 _SLACK_USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
 _SLACK_LINK = re.compile(r"^<(https?://[^|>]+)(?:\|[^>]*)?>$")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
+"""Commas a number may hold: between groups of three digits, before any decimal point (1,250.5)."""
 _ECHO_MAX = 30
 """How much of a refused answer its message repeats: enough to recognise it, while the reason,
 said first, stays within the 150 characters Slack shows under a field."""
@@ -115,7 +117,13 @@ def _number(question: Question, raw: Any) -> float | int:
         raise _Refused(f"expected a number, got {_echo(raw)}")
     if isinstance(raw, int | float):
         return raw
-    text = str(raw).strip().replace(",", "").replace("_", "").replace(" ", "")
+    text = str(raw).strip().replace("_", "").replace(" ", "")
+    if "," in text:
+        # Only thousands separators are dropped: a comma anywhere else is a decimal comma
+        # ("1,5", "1.000,5"), which dropping would read ten or a thousand times off.
+        if not _THOUSANDS.fullmatch(text):
+            raise _Refused(f"write decimals with a point (1.5), not a comma; got {_echo(raw)}")
+        text = text.replace(",", "")
     try:
         number = float(text)
     except ValueError:

@@ -92,3 +92,36 @@ def test_the_answers_file_is_read_as_the_pipeline_is_and_as_slack_takes_answers(
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert output.startswith("Intake gate: READY (2/2 answered)"), output
+
+
+PIPELINE_WITH_A_NUMBER = """\
+version: 1
+stages: [idea, poc]
+roles: {risk: {slack_users: [URISK]}}
+gates:
+  - id: intake
+    from: idea
+    to: poc
+    questions:
+      - {id: budget_meur, label: Budget (million EUR), type: number, required: true}
+    approvals:
+      - {role: risk}
+"""
+
+
+@pytest.mark.parametrize("typed", ["1,5", "1.000,5", "1 000,5"])
+def test_a_decimal_comma_in_the_answers_file_is_refused_not_read_as_a_bigger_number(
+    tmp_path: Path, typed: str
+) -> None:
+    """A European decimal comma was dropped: "1,5" (one and a half) was read as 15, "1.000,5" as
+    1.0005, and the gate judged on a number the person never meant."""
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(PIPELINE_WITH_A_NUMBER, encoding="utf-8")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(f"budget_meur: '{typed}'\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["readiness", "--gate", "intake", "--answers", str(answers), "--pipeline", str(pipeline)]
+    )
+    output = " ".join(result.output.split())
+    assert "READY" not in output.replace("NOT READY", ""), output
+    assert "decimal" in output, output

@@ -28,6 +28,7 @@ from bot.settings import Settings
 from gates import usecases
 from gates.answers import display
 from gates.errors import ShepherdError
+from gates.evidence import current_links
 from gates.lifecycle import Initiative, Status
 from gates.readiness import CriterionStatus, Readiness
 
@@ -242,7 +243,7 @@ def _print_view(pipeline: Any, view: usecases.InitiativeView, summary: dict[str,
     if view.links:
         # Lines, not a table: a URL folded across table rows cannot be clicked or copied.
         out.print("\n[bold]Evidence links[/bold]")
-        for link in view.links:
+        for link in current_links(view.links).values():  # each address once, newest title
             out.print(
                 f"  [{link.gate_id}] {link.title}: {link.url} ({link.author_id}, {_when(link.added_at)})",
                 markup=False,

@@ -13,6 +13,7 @@ from typing import Any
 
 from gates.lifecycle import Decision, Review, evidence_hash
 from gates.loader import CompiledPipeline
+from gates.ports import EvidenceLink
 from gates.readiness import typed_answers
 
 
@@ -47,6 +48,19 @@ def evidence_holds(
         return False
     stored = {qid: value for qid, value in answers.items() if value is not None}
     return evidence_hash(stored, links) == recorded
+
+
+def current_links(links: Iterable[EvidenceLink]) -> dict[tuple[str, str], EvidenceLink]:
+    """Each link as it stands, by ``(gate id, url)``: the latest of ``links`` (in the order
+    ``AnswerRepository.links`` gives them) for an address given again with a new title.
+
+    Every row stays stored and hashed (a review submitted before the new title covers the old
+    one); this is what a person reading the links today should see, once each."""
+    latest: dict[tuple[str, str], EvidenceLink] = {}
+    for link in links:
+        latest.pop((link.gate_id, link.url), None)  # listed where it was last given
+        latest[(link.gate_id, link.url)] = link
+    return latest
 
 
 def decision_detail(review: Review, decision: Decision) -> dict[str, Any]:

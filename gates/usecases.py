@@ -34,7 +34,7 @@ from gates.errors import (
     UnknownQuestion,
     UnknownRole,
 )
-from gates.evidence import decision_detail, submitted_evidence_hash
+from gates.evidence import current_links, decision_detail, submitted_evidence_hash
 from gates.lifecycle import (
     DecisionKind,
     DecisionResult,
@@ -519,11 +519,14 @@ def add_link(
 def _record_link(
     uow: UnitOfWork, ref: str, gate_id: str, url: str, title: str, author_id: str, now: datetime
 ) -> EvidenceLink:
-    # The same page sent twice (a retry after a timeout) must not list the link twice.
-    for existing in uow.answers.links(ref):
-        if existing.gate_id == gate_id and existing.url == url:
-            return existing
-    link = EvidenceLink(ref, gate_id, url, (title or url).strip()[:300], author_id, now)
+    # The same page sent twice (a retry after a timeout) must not list the link twice, and a
+    # link given again without a title keeps the one it has. A new title is a new row, with who
+    # gave it and when: the old row stays, as a review submitted before may have hashed it.
+    existing = current_links(uow.answers.links(ref)).get((gate_id, url))
+    title = title.strip()[:300]
+    if existing is not None and (not title or title == existing.title):
+        return existing
+    link = EvidenceLink(ref, gate_id, url, title or url, author_id, now)
     uow.answers.add_link(link)
     uow.audit.append(
         author_id, "evidence.linked", ref, {"gate": gate_id, "url": url, "title": link.title}, now

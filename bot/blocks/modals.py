@@ -37,6 +37,7 @@ from bot.blocks.text import (
 from gates.answers import AnswerValue, coerce, fingerprint, for_rules
 from gates.conditions import ConditionError, MissingAnswer, make_context
 from gates.errors import InvalidAnswer, UnknownGate
+from gates.evidence import current_links
 from gates.lifecycle import DecisionKind, Initiative, Review
 from gates.loader import CompiledPipeline
 from gates.pipeline import Gate, Question, QuestionType
@@ -449,7 +450,8 @@ def evidence_modal(
             f"the evidence pack has it: `shepherd export {escape(initiative.ref)}`)"
         )
         + f" · {mention(link.author_id)} {slack_date(link.added_at, '{date_short}')}"
-        for link in links
+        # An address given again with a new title once, with its new title.
+        for link in current_links(links).values()
     ]
     # Each line whole: a link cut short is no link at all.
     listed = bullet_list(link_lines, limit=2900, max_items=15, item_limit=_LINK_URL_CHARS + 300)

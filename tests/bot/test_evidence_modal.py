@@ -8,6 +8,7 @@ modal shows, read back from the answer history as of the submission, must hash t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,33 @@ def test_evidence_names_a_link_too_long_to_show_instead_of_saying_there_is_none(
     assert "No evidence links" not in everything
     line = next(line for line in everything.splitlines() if "PoC evaluation" in line)
     assert f"the evidence pack has it: `shepherd export {ref}`" in line  # where its address is in full
+
+
+def test_a_link_added_again_with_a_new_title_shows_the_new_title(workspace: Workspace) -> None:
+    """The owner linked the model card as "Draft", then added the same address again titled
+    "Model card v2": the form said it was saved, but the old row was kept and the approver
+    still read "Draft". The new title is recorded with who gave it and when."""
+    ws = workspace
+    ref = register(ws)
+    url = "https://wiki.example.com/model-card"
+    for title in ("Draft", "Model card v2"):
+        form = ws.opened_view(lambda: ws.click(OWNER, card(ws), ws.registry, ids.ACTION_OPEN_QUESTIONNAIRE))
+        saved = ws.submit_view(OWNER, form, {ids.LINK_URL_BLOCK: url, ids.LINK_TITLE_BLOCK: title})
+        assert saved.status == 200 and '"errors"' not in saved.text, saved.text
+        ws.deliver()
+        ws.clock.advance(days=1)
+    retitled_on = slack_date(ws.clock() - timedelta(days=1), "{date_short}")
+    submit(ws, ref)
+    ws.deliver()
+
+    view = open_evidence(ws)
+    lines = [line for line in "\n".join(texts(view)).splitlines() if url in line]
+    assert len(lines) == 1, lines  # one link, not the address twice
+    assert f"<{url}|Model card v2>" in lines[0] and retitled_on in lines[0]
+    assert_shows_exactly(ws, view, the_review(ws, ref))
+    with ws.services.read_uow() as uow:
+        entries = [e for e in uow.audit.timeline(ref) if e.action == "evidence.linked"]
+    assert [e.detail["title"] for e in entries] == ["Draft", "Model card v2"]
 
 
 def test_an_answer_the_other_answers_hide_is_not_shown_as_evidence(workspace: Workspace) -> None:

@@ -245,6 +245,12 @@ def check_page(
     Raises:
         UnknownGate, UnknownQuestion, InvalidAnswer (naming every answer that does not fit).
     """
+    if shown:
+        # Left out before it is checked too: a field sent back exactly as it was shown is
+        # untouched, and may hold an answer the question's type no longer takes (a deploy made
+        # a text question a choice while the form was open). It stays as it was, for readiness
+        # to ask again, instead of refusing the whole page under a field nobody changed.
+        answers = {qid: raw for qid, raw in answers.items() if shown.get(qid) != fingerprint(raw)}
     typed = _typed_or_raise(pipeline, gate_id, answers)
     if shown:
         typed = {qid: value for qid, value in typed.items() if shown.get(qid) != fingerprint(value)}

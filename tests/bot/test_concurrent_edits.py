@@ -271,3 +271,32 @@ def test_a_form_whose_gate_a_deploy_renamed_says_so_inside_the_form(workspace: W
     assert current(ws, ref)["primary_kpi"] != "Stock-out days"
     ws.deliver()
     assert len(ws.messages_in(ws.dm_with(OWNER))) == apologies
+
+
+def test_a_form_opened_before_a_question_became_a_choice_saves_without_its_untouched_old_answer(
+    workspace: Workspace,
+) -> None:
+    """A deploy turned the KPI from text into a choice while the owner's form was open. The
+    form still showed the old text answer in a text field the owner never touched, and saving
+    refused the whole page with "'...' is not one of: ..." under it: the change they did make
+    (the target outcome) could not be saved from that form at all."""
+    ws = workspace
+    ref = register(ws)
+    kpi = current(ws, ref)["primary_kpi"]
+    stale = open_questionnaire(ws, OWNER)
+    text = DEFAULT_PIPELINE.read_text(encoding="utf-8")
+    old = "      - id: primary_kpi\n        label: Primary business KPI\n        type: text\n"
+    assert old in text
+    new = old.replace("type: text\n", "type: choice\n        options: [Stock-out rate, Stock value]\n")
+    ws.services.pipeline = parse_pipeline(text.replace(old, new), "kpi-choice.yaml")
+
+    save(ws, OWNER, stale, {"target_outcome": "Same-week repairs in 95% of cases."})
+
+    answers = current(ws, ref)
+    assert answers["target_outcome"] == "Same-week repairs in 95% of cases."
+    assert answers["primary_kpi"] == kpi  # left as it was: readiness asks for a choice now
+    assert authors(ws, ref, "primary_kpi") == [OWNER]
+    # Picking one of the new options on that old form is not possible (it shows a text field),
+    # and typing something else into it is refused, naming what the question takes now.
+    response = ws.submit_view(OWNER, stale, {ids.question_block_id("primary_kpi"): "Repairs"})
+    assert "not one of: Stock-out rate, Stock value" in response.text, response.text

@@ -159,7 +159,7 @@ def test_db_prune_dry_run_reports_counts_per_table_and_changes_nothing(
     lines = [line.split() for line in dry.output.splitlines()]
     reported = {words[0]: int(words[1]) for words in lines if words[2:] == ["would", "delete"]}
     assert reported == {
-        "processed_events": 3,
+        "processed_events": 4,
         "outbox": 1,
         "inbox": 1,
         "asked_answers": 1,
@@ -171,7 +171,7 @@ def test_db_prune_dry_run_reports_counts_per_table_and_changes_nothing(
 
     done = runner.invoke(cli(), ["db", "prune", "--database-url", url])
     assert done.exit_code == 0, done.output
-    assert "processed_events             3 deleted" in done.output and "11 rows deleted." in done.output
+    assert "processed_events             4 deleted" in done.output and "12 rows deleted." in done.output
     assert row_counts(database, EVIDENCE) == {k: v for k, v in everything.items() if k in EVIDENCE}
     again = runner.invoke(cli(), ["db", "prune", "--dry-run", "--database-url", url])
     assert "processed_events             0 would delete" in again.output

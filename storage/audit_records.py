@@ -22,6 +22,12 @@ the chain is proven, ``verify`` checks:
 - every initiative's owner and sponsor: those its ``initiative.registered`` entry names, the
   sponsor as its last ``initiative.sponsor_changed`` entry changed it (nothing else changes
   either). They decide who may submit it, who may not approve it, and the pack shows them.
+- every registered initiative's status: retired once an ``initiative.retired`` entry says so
+  (nothing brings one back); else on hold after an ``initiative.held`` entry not followed by an
+  ``initiative.resumed`` one; else under review while a review the log records submitted is
+  not closed by it, active otherwise. Every one of these entries has been written since the
+  first release (only the ``review.withdrawn`` of a retirement came later, and a retirement
+  settles the status alone), so an old log gives no false alarm.
 
 Memory grows with the number of decisions, reviews and initiatives by one small tuple each (collected while
 the chain is walked); decisions are read in pages, and reviews one page of initiatives at a time
@@ -51,6 +57,8 @@ ADVANCED = "stage.advanced"
 RETIRED = "initiative.retired"
 REGISTERED = "initiative.registered"
 SPONSOR_CHANGED = "initiative.sponsor_changed"
+HELD = "initiative.held"
+RESUMED = "initiative.resumed"
 CLOSING_DECISIONS = {"reject": "rejected", "request_changes": "changes_requested"}
 """The decisions that close a review at once, and the status they close it with."""
 LISTED = 50
@@ -108,6 +116,9 @@ class RecordsCheck:
         # ref -> {"owner" / "sponsor": (who the log says it is, the seq saying so)}
         self._people: dict[str, dict[str, tuple[Any, int]]] = defaultdict(dict)
         self._registered_in: dict[str, tuple[Any, int]] = {}  # ref -> (stage, seq)
+        self._registered: set[str] = set()
+        self._held: dict[str, int] = {}  # ref -> the seq of a hold not resumed since
+        self._open: dict[str, dict[Any, int]] = defaultdict(dict)  # ref -> {open review: seq submitted}
         self._found = Disagreements()
 
     def note(self, row: RowMapping) -> None:
@@ -115,10 +126,18 @@ class RecordsCheck:
         if action == RETIRED:
             self._retired[row["target"]] = row["seq"]
             return
+        if action == HELD:
+            self._held[row["target"]] = row["seq"]
+            return
+        if action == RESUMED:
+            self._held.pop(row["target"], None)
+            return
         if action not in (DECIDED, SUBMITTED, WITHDRAWN, ADVANCED, REGISTERED, SPONSOR_CHANGED):
             return
         detail = json.loads(row["payload"])
         if action in (REGISTERED, SPONSOR_CHANGED):
+            if action == REGISTERED:
+                self._registered.add(row["target"])
             people = self._people[row["target"]]
             if action == REGISTERED and "stage" in detail:
                 self._registered_in[row["target"]] = (detail["stage"], row["seq"])
@@ -128,6 +147,7 @@ class RecordsCheck:
             return
         review = detail.get("review")
         if action == SUBMITTED:
+            self._open[row["target"]][review] = row["seq"]
             self._submitted[review] = _Submitted(
                 row["seq"],
                 row["target"],
@@ -141,13 +161,16 @@ class RecordsCheck:
             return
         if action == WITHDRAWN:
             self._closed[review] = "withdrawn"
+            self._open[row["target"]].pop(review, None)
             return
         if action == ADVANCED:
             self._closed[review] = "approved"
+            self._open[row["target"]].pop(review, None)
             self._moved[row["target"]] = (detail.get("to"), row["seq"])
             return
         if detail.get("decision") in CLOSING_DECISIONS:
             self._closed.setdefault(review, CLOSING_DECISIONS[detail["decision"]])
+            self._open[row["target"]].pop(review, None)
         key = (review, row["actor_id"])
         earlier = self._decided.get(key)
         if earlier is not None:
@@ -185,12 +208,14 @@ class RecordsCheck:
                     initiatives.c.stage,
                     initiatives.c.owner_id,
                     initiatives.c.sponsor_id,
+                    initiatives.c.status,
                 )
                 .where(initiatives.c.id > after)
                 .order_by(initiatives.c.id)
                 .limit(batch)
             ).all()
-            for _id, ref, stage, owner, sponsor in page:
+            for _id, ref, stage, owner, sponsor, status in page:
+                self._check_status(ref, status)
                 people = self._people.pop(ref, {})
                 for role, stored in (("owner", owner), ("sponsor", sponsor)):
                     logged = people.get(role)
@@ -215,6 +240,31 @@ class RecordsCheck:
             if len(page) < batch:
                 break
             after = page[-1][0]
+
+    def _check_status(self, ref: str, status: Any) -> None:
+        """Its status against the entries that change it: the card, the App Home, the scheduler
+        and the pack go by it (a retired initiative set back to active takes answers, submissions
+        and reminders again)."""
+        if ref not in self._registered:  # the log knows nothing of it (the owner check says so too)
+            return
+        open_reviews = self._open.pop(ref, {})
+        if ref in self._retired:
+            logged, why = "retired", f"({RETIRED}, entry {self._retired[ref]})"
+        elif ref in self._held:
+            logged, why = "on_hold", f"({HELD}, entry {self._held[ref]}, not resumed since)"
+        elif open_reviews:
+            review, seq = min(open_reviews.items(), key=lambda item: item[1])
+            logged, why = (
+                "in_review",
+                f"(review {review} submitted, {SUBMITTED} entry {seq}, not closed since)",
+            )
+        else:
+            logged, why = "active", "(neither retired, on hold nor under review)"
+        if status != logged:
+            self._found.add(
+                f"Initiative {ref} has the status {_said(status)}, but the audit log records it "
+                f"{_said(logged)} {why}: it was changed in the database."
+            )
 
     def _check_decisions(self, session: Session, batch: int) -> None:
         found = self._found

@@ -704,3 +704,82 @@ def test_the_roles_an_approver_held_changed_in_the_database_are_named(database: 
         )
         rechain(connection)
     assert verify_audit(database).ok
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "said"),
+    [
+        ("retired", "active", '"retired" (initiative.retired, entry 2)'),
+        ("retired", "on_hold", '"retired" (initiative.retired, entry 2)'),
+        ("held", "active", '"on_hold" (initiative.held, entry 2, not resumed since)'),
+        ("resumed", "on_hold", '"active" (neither retired, on hold nor under review)'),
+        ("registered", "retired", '"active" (neither retired, on hold nor under review)'),
+        (
+            "submitted",
+            "active",
+            '"in_review" (review 1 submitted, review.submitted entry 2, not closed since)',
+        ),
+    ],
+    ids=["unretired", "retired-to-hold", "unheld", "reheld", "retired-by-hand", "review-dropped"],
+)
+def test_an_initiatives_status_changed_in_the_database_is_named(
+    database: Database, path: str, status: str, said: str
+) -> None:
+    """Its status decides whether it takes answers, submissions and reminders, and the card,
+    the App Home and the pack show it: every retirement, hold and resume is on the log (since the
+    first release), so one set back to active (or put on hold, or taken off hold) in the
+    database must not verify."""
+    ref = usecases.register(
+        pipeline(), database.uow(), name="Status", owner_id=OWNER, answers=INTAKE, actor_id=OWNER, now=NOW
+    ).ref
+    later = NOW + timedelta(days=1)
+    if path == "retired":
+        usecases.retire(database.uow(), ref, OWNER, "budget cut", later)
+    if path in ("held", "resumed"):
+        usecases.hold(database.uow(), ref, OWNER, "waiting on legal", later)
+    if path == "resumed":
+        usecases.resume(database.uow(), ref, OWNER, later + timedelta(hours=1))
+    if path == "submitted":
+        usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, later)
+    assert verify_audit(database, pipeline()).ok, str(verify_audit(database, pipeline()))
+    with database.engine.begin() as connection:
+        connection.execute(update(initiatives).values(status=status))
+    assert verify_audit(database, pipeline()).disagreements == (
+        f'Initiative {ref} has the status "{status}", but the audit log records it {said}: '
+        "it was changed in the database.",
+    )
+
+
+def test_the_status_of_initiatives_held_resumed_retired_and_reviewed_every_way_verifies(
+    database: Database,
+) -> None:
+    """Every way through holds, resumes, reviews and retirements agrees with the log."""
+    later = NOW + timedelta(days=1)
+
+    def registered(name: str) -> str:
+        return usecases.register(
+            pipeline(), database.uow(), name=name, owner_id=OWNER, answers=INTAKE, actor_id=OWNER, now=NOW
+        ).ref
+
+    held = registered("Held, resumed and held again")
+    usecases.hold(database.uow(), held, OWNER, "legal", later)
+    usecases.resume(database.uow(), held, OWNER, later)
+    usecases.hold(database.uow(), held, OWNER, "legal again", later)
+    retired_on_hold = registered("Retired on hold")
+    usecases.hold(database.uow(), retired_on_hold, OWNER, "legal", later)
+    usecases.retire(database.uow(), retired_on_hold, OWNER, "budget cut", later)
+    resumed_and_reviewed = registered("Resumed, then approved, then under review again")
+    usecases.hold(database.uow(), resumed_and_reviewed, OWNER, "legal", later)
+    usecases.resume(database.uow(), resumed_and_reviewed, OWNER, later)
+    first = usecases.submit(pipeline(), database.uow(), resumed_and_reviewed, SUBMITTER, later)
+    assert first.id is not None
+    usecases.decide(pipeline(), database.uow(), first.id, SPONSOR, DecisionKind.REJECT, "No", later)
+    usecases.submit(pipeline(), database.uow(), resumed_and_reviewed, SUBMITTER, later)
+    retired_under_review = registered("Retired under review")
+    usecases.submit(pipeline(), database.uow(), retired_under_review, SUBMITTER, later)
+    usecases.retire(database.uow(), retired_under_review, OWNER, "budget cut", later)
+    withdrawn = registered("Withdrawn")
+    usecases.submit(pipeline(), database.uow(), withdrawn, SUBMITTER, later)
+    usecases.withdraw(database.uow(), withdrawn, SUBMITTER, later)
+    report = verify_audit(database, pipeline())
+    assert report.ok, str(report)

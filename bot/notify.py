@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -26,7 +27,7 @@ from bot import blocks, ids
 from bot.blocks import operations as operations_blocks
 from bot.blocks.greeting import greeting
 from bot.blocks.labels import role_label, stage_label
-from bot.blocks.messages import card_not_posted, card_posted_after_all
+from bot.blocks.messages import UnmetCriteria, card_not_posted, card_posted_after_all
 from bot.blocks.offers import next_gate_offer
 from bot.blocks.text import escape, mention, usergroup
 from bot.bootstrap import Services
@@ -348,7 +349,7 @@ class SlackNotifier:
         """Who can decide ``review`` now, and the request that asks them; ``unread`` as for
         ``_holders``."""
         approvers = self.approvers_for(review, initiative, unread)
-        report = self._readiness(initiative, review.gate_id)
+        report = self._unmet_at_submission(review, initiative)
         return approvers, blocks.review_request(
             self._services.pipeline, initiative, review, report, approvers
         )
@@ -847,11 +848,11 @@ class SlackNotifier:
         # its usergroups:read scope) must not keep the outcome from the thread and the DMs.
         holders = self._holders(_roles(review), groups_needed=review.is_open)
         # An open review shows what its request showed (``_review_requested``): the criteria
-        # unmet at submission (its answers cannot change while it is open, so they are read
-        # now) and who can still decide. A closed one shows only its outcome.
-        report, approvers = None, []
+        # unmet at submission and who can still decide. A closed one shows only its outcome.
+        report: UnmetCriteria | None = None
+        approvers: list[str] = []
         if review.is_open:
-            report, approvers = self._readiness(initiative, review.gate_id), _deciders(review, holders)
+            report, approvers = self._unmet_at_submission(review, initiative), _deciders(review, holders)
             message = blocks.review_progress(pipeline, initiative, review, report, approvers)
         else:
             message = blocks.review_outcome(pipeline, initiative, review)
@@ -999,6 +1000,23 @@ class SlackNotifier:
             review = uow.reviews.get(int(review_id))
             return review, uow.initiatives.get(review.initiative_ref)
 
+    def _unmet_at_submission(self, review: Review, initiative: Initiative) -> UnmetCriteria | None:
+        """The criteria ``review``'s submission left unmet, as its audit entry records them: the
+        pipeline may have changed since, and today's criteria with it. An entry written before
+        it recorded them: recomputed while the pipeline is still the one it was submitted on
+        (its answers to the gate are frozen while it is open), else not said rather than guessed."""
+        with self._services.read_uow() as uow:
+            entries = uow.audit.timeline(initiative.ref)
+        for entry in entries:
+            if entry.action == "review.submitted" and entry.detail.get("review") == review.id:
+                unmet = entry.detail.get("unmet")
+                if isinstance(unmet, Mapping):
+                    return _Unmet(tuple(unmet.get("blocking") or ()), tuple(unmet.get("advisory") or ()))
+        if review.pipeline_version != self._services.pipeline.version:
+            return None
+        report: UnmetCriteria | None = self._readiness(initiative, review.gate_id)
+        return report
+
     def _readiness(self, initiative: Initiative, gate_id: str | None) -> Any:
         try:
             return usecases.check_readiness(
@@ -1006,6 +1024,14 @@ class SlackNotifier:
             )
         except GateError:
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Unmet:
+    """The criteria unmet at a review's submission, by id (``UnmetCriteria``)."""
+
+    blocking_unmet: tuple[str, ...]
+    advisory_unmet: tuple[str, ...]
 
 
 def _everyone(holders: Mapping[str, list[str]]) -> list[str]:

@@ -719,6 +719,12 @@ def submit(
                     "tier": review.tier,
                     "requirements": [[r.role, r.min] for r in review.requirements],
                     "exception_reason": justification,
+                    # What the approvers are told was unmet at submission: the pipeline may
+                    # change while the review is open, and the criteria with it.
+                    "unmet": {
+                        "blocking": [c.id for c in report.blocking_unmet],
+                        "advisory": [c.id for c in report.advisory_unmet],
+                    },
                 },
                 at,
             )

@@ -8,8 +8,8 @@ and screen readers show) except ``readiness_blocks`` (blocks to embed) and ``dec
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence, Sized
+from typing import Any, Protocol
 
 from bot import ids
 from bot.blocks.labels import (
@@ -430,11 +430,22 @@ def _review_actions(review: Review, initiative: Initiative, decide: bool) -> dic
     return {"type": "actions", "block_id": f"review:{value}", "elements": elements}
 
 
+class UnmetCriteria(Protocol):
+    """The criteria a review's submission left unmet: a ``Readiness``, or what the submission's
+    audit entry records (``bot.notify``)."""
+
+    @property
+    def blocking_unmet(self) -> Sized: ...
+
+    @property
+    def advisory_unmet(self) -> Sized: ...
+
+
 def review_request(
     pipeline: CompiledPipeline,
     initiative: Initiative,
     review: Review,
-    readiness: Readiness | None,
+    readiness: UnmetCriteria | None,
     approvers: Sequence[str],
 ) -> Message:
     """Ask the approvers to decide: mentions them, summarises the review, carries the buttons."""
@@ -445,7 +456,7 @@ def review_progress(
     pipeline: CompiledPipeline,
     initiative: Initiative,
     review: Review,
-    readiness: Readiness | None = None,
+    readiness: UnmetCriteria | None = None,
     approvers: Sequence[str] = (),
     viewer_id: str | None = None,
     viewer_roles: Iterable[str] = (),

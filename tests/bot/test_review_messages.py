@@ -13,6 +13,7 @@ import pytest
 from slack_sdk import WebClient
 
 from bot import ids
+from bot.blocks.operations import load_checked_pipeline
 from bot.emulator.webapi import RecordedCall
 from bot.notify import SlackNotifier
 from gates import usecases
@@ -158,6 +159,47 @@ def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_afte
         shown = str(message["blocks"])
         assert note in shown and "Still needed: 1 × AI risk" in shown, shown
         assert f"Approvers: <@{RISK}>" in shown, shown  # the sponsor can decide no more
+
+
+def test_the_criteria_unmet_at_submission_stay_as_they_were_after_the_pipeline_changes_mid_review(
+    two_roles: Workspace, tmp_path: Path
+) -> None:
+    """The pipeline is changed and Shepherd restarted while the review is open: its messages,
+    redrawn after the sponsor approves, still say what was unmet when it was submitted (the
+    submission's audit entry records it), not what today's pipeline would make of it."""
+    ws = two_roles
+    values = intake_values()
+    values[ids.question_block_id("kpi_baseline_known")] = "no"  # an advisory criterion unmet
+    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
+    assert ws.submit_view(OWNER, view, values).text in ("", "{}")
+    ws.deliver()
+    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
+    submit(ws, initiative.ref)
+    ws.deliver()
+    note = ":clipboard: At submission: 1 advisory criteria unmet"
+    assert note in str(request_dm(ws, RISK)["blocks"])
+    # The criterion no longer holds anyone back in the new pipeline.
+    (tmp_path / "changed").mkdir()
+    changed = pipeline_with(
+        tmp_path / "changed",
+        'rule: answers.kpi_baseline_known == "yes"',
+        'rule: answers.kpi_baseline_known == "yes" || answers.kpi_baseline_known == "no"',
+    )
+    changed.write_text(
+        changed.read_text(encoding="utf-8").replace(
+            '      - role: risk\n        when: tier == "high"\n', "      - role: risk\n", 1
+        ),
+        encoding="utf-8",
+    )
+    ws.services.pipeline = load_checked_pipeline(changed)
+    assert ws.services.pipeline.version != _reviews(ws, initiative.ref)[-1].pipeline_version
+    ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    ws.deliver()
+    assert _reviews(ws, initiative.ref)[-1].status is ReviewStatus.OPEN
+    for message in (request_dm(ws, RISK), thread_request(ws)):
+        assert_valid_message(message)
+        assert note in str(message["blocks"]), message["blocks"]
 
 
 def test_the_note_in_the_cards_thread_after_an_approval_names_roles_by_their_label(

@@ -440,6 +440,10 @@ def evidence_modal(
         if review.exception_reason:
             blocks.append(section("*Exception requested:*\n" + _quote(review.exception_reason)))
         other_gates = _other_gates_answers(pipeline, gate_id, answers, hidden)
+        if review.pipeline_version != pipeline.version:
+            # Submitted on another pipeline, whose questions the hash covers: those removed since
+            # are nowhere above, yet the review was decided on them.
+            other_gates += _no_longer_asked(pipeline, answers, review.pipeline_version)
 
     link_lines = [
         (
@@ -537,6 +541,29 @@ def _other_gates_answers(
         return []
     heading = context("Also covered by the evidence hash: the answers to other gates, as submitted.")
     return [divider(), heading, *clamp_blocks(sections, _OTHER_GATE_BLOCKS)]
+
+
+def _no_longer_asked(
+    pipeline: CompiledPipeline, answers: Mapping[str, AnswerVersion], submitted_on: str
+) -> list[dict[str, Any]]:
+    """The answers as submitted to questions this pipeline no longer has, by gate and id: no
+    label or type is left to show them by, so each is its id and its value as stored."""
+    lines = [
+        f"{escape(version.gate_id)} · `{escape(qid)}`: "
+        + clip(
+            ", ".join(map(str, version.value)) if isinstance(version.value, list) else str(version.value), 150
+        )
+        for qid, version in sorted(answers.items(), key=lambda item: (item[1].gate_id, item[0]))
+        if qid not in pipeline.questions and version.value is not None
+    ]
+    if not lines:
+        return []
+    heading = context(
+        f"No longer asked by the pipeline: answers on record when it was submitted (on pipeline "
+        f"version `{escape(submitted_on)}`) to questions removed since. The hash covers those that "
+        "version still asked."
+    )
+    return [divider(), heading, section(bullet_list(lines, limit=2900, max_items=20, item_limit=250))]
 
 
 def _other_answer_line(question: Question, value: AnswerValue, hidden: bool) -> str:

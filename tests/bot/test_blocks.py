@@ -413,6 +413,28 @@ def test_evidence_modal_shows_each_answer_with_author_time_and_review_pinning() 
     assert "a=1&amp;b=2" in text
 
 
+def test_evidence_modal_lists_answers_the_pipeline_no_longer_asks_that_the_hash_may_cover() -> None:
+    """A review submitted on an earlier pipeline hashed the answers to questions removed since
+    (and to a gate removed since): the approver must see them, not only the ones still asked."""
+    pipeline = all_types()
+    answers = {
+        "budget": AnswerVersion("AI-0007", "intake", "budget", 12500, "U0ANSWER", NOW),
+        "legacy_vendor": AnswerVersion("AI-0007", "intake", "legacy_vendor", "Acme <b>", "U0OLD", NOW),
+        "old_gate_q": AnswerVersion("AI-0007", "retired_gate", "old_gate_q", ["a", "b"], "U0OLD", NOW),
+    }
+    item = review(gate_id="intake")
+    assert item.pipeline_version != pipeline.version
+    view = evidence_modal(pipeline, initiative(), item, "intake", answers, [])
+    assert_valid_view(view)
+    text = texts(view["blocks"])
+    assert "No longer asked by the pipeline" in text, text
+    assert "`legacy_vendor`: Acme &lt;b&gt;" in text and "`old_gate_q`: a, b" in text, text
+    # Submitted on this very pipeline, such answers were not asked, so not hashed: not listed.
+    same = review(gate_id="intake", pipeline_version=pipeline.version)
+    view = evidence_modal(pipeline, initiative(), same, "intake", answers, [])
+    assert "legacy_vendor" not in texts(view["blocks"])
+
+
 def test_evidence_modal_of_150_answers_is_cut_at_100_blocks_even_if_answers_no_longer_fit() -> None:
     pipeline = huge_gate(150)
     answers = {

@@ -26,7 +26,6 @@ from storage.asked_answers import AskedAnswers
 
 logger = logging.getLogger("shepherd.ask")
 
-_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 STREAM_UPDATE_SECONDS = 1.5
 
 
@@ -42,9 +41,17 @@ class Context:
 _TYPED_REF = re.compile(REF_PATTERN.pattern, re.IGNORECASE)
 
 
-def clean_question(text: str) -> str:
-    """The question without the bot mention and surrounding noise."""
-    return _MENTION.sub("", text or "").strip()
+def clean_question(text: str, bot_user_id: str | None = None) -> str:
+    """The question without Shepherd's own mention (``bot_user_id``) and surrounding space.
+
+    Anyone else mentioned stays ("can <@U0SAM> approve the pilot?" is a question about Sam):
+    ``parse.command_text`` makes their mention readable, and the answer escapes it, so it pings
+    no one.
+    """
+    text = text or ""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^<>]*)?>", "", text)
+    return text.strip()
 
 
 def find_initiative(services: Services, text: str, thread_target: str | None) -> Initiative | None:

@@ -7,7 +7,7 @@ import threading
 import uuid
 from typing import Any, TypedDict
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -52,7 +52,9 @@ class EventListeners:
     def ignore(self, ack: Ack) -> None:
         ack()
 
-    def mention(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
+    def mention(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
         channel = event["channel"]
         # Slack sends app_mention again, marked "edited", when the person edits the message
         # (fixing a typo): a message is answered once. One edited to add the mention was not
@@ -63,9 +65,12 @@ class EventListeners:
             return
         thread_ts = event.get("thread_ts") or event["ts"]
         target = self._messages.target_at(channel, event["thread_ts"]) if event.get("thread_ts") else None
-        self._answer(client, body, event.get("text", ""), channel, thread_ts, target)
+        question = ask.clean_question(event.get("text", ""), context.bot_user_id)
+        self._answer(client, body, question, channel, thread_ts, target)
 
-    def direct_message(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
+    def direct_message(
+        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
         if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id"):
             return
         channel = event["channel"]
@@ -73,7 +78,8 @@ class EventListeners:
         # A reply under a message Shepherd sent about an initiative (a review request, say) is
         # about that initiative, as in the registry channel.
         target = self._messages.target_at(channel, thread_ts) if thread_ts else None
-        self._answer(client, body, event.get("text", ""), channel, thread_ts, target)
+        question = ask.clean_question(event.get("text", ""), context.bot_user_id)
+        self._answer(client, body, question, channel, thread_ts, target)
 
     def home_opened(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         user = event["user"]
@@ -153,7 +159,7 @@ class EventListeners:
         try:
             # Slack escapes message text as it does a slash command's (``R&amp;D``): the policy
             # search and the LLM get what the person typed.
-            question = parse.command_text(ask.clean_question(text))
+            question = parse.command_text(text)
             initiative = ask.find_initiative(services, question, target)
             if initiative is not None and target is None:
                 self._remember_thread(thread, initiative.ref)

@@ -213,3 +213,26 @@ def test_asking_about_an_initiative_by_its_ref_alone_is_about_its_next_gate(
     workspace.wait(lambda: len(llm.chat_requests) > 1, timeout=15)
     question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
     assert "ISO-42001?" in question and "What is needed" not in question, question
+
+
+def test_a_question_naming_someone_keeps_them_and_the_answer_pings_no_one(
+    workspace: Workspace, llm: OpenAIStub
+) -> None:
+    # "can @Sam approve the pilot?" is a question about Sam: only Shepherd's own mention is
+    # noise. The model echoing a mention back must not ping anyone either.
+    llm.reply = "<@U0SAM> can approve the pilot, <@U0KIM> cannot [1]."
+    ask_in_the_thread(workspace, "can <@U0SAM> approve the pilot, as <@U0KIM|kim> said?")
+    workspace.wait(lambda: llm.chat_requests, timeout=15)
+    question = str(llm.chat_requests[-1]["messages"][-1]["content"]).split("<question>")[1]
+    assert "can @U0SAM approve the pilot, as @kim said?" in question, question
+    assert workspace.api.state.bot_user_id not in question, question
+    thread = card(workspace)["ts"]
+    reply = workspace.wait(
+        lambda: [
+            m
+            for m in workspace.api.state.thread(workspace.registry, thread)[1:]
+            if has_button(m, ids.ACTION_FEEDBACK_HELPFUL)
+        ]
+    )[-1]
+    assert "can approve the pilot" in answer_as_read(reply)
+    assert "<@" not in str(reply), "an answer must never ping anyone"

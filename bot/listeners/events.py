@@ -27,6 +27,14 @@ logger = logging.getLogger("shepherd.events")
 # something happening to messages (edited, deleted, replied to, a bot's own), not a question.
 _PERSON_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
 
+
+def _from_a_person(event: dict[str, Any]) -> bool:
+    """Whether a person wrote the message, not a bot nor a workflow. Shepherd answers only people:
+    another bot that replies in its threads and mentions Shepherd there would otherwise talk with
+    it without end (Bolt already drops Shepherd's own messages)."""
+    return event.get("subtype") in _PERSON_SUBTYPES and not event.get("bot_id")
+
+
 # How long a streaming update may take: a healthy chat.update takes well under a second, and one
 # slower than this had better be skipped than hold the rest of the answer back.
 INTERIM_TIMEOUT_SECONDS = 3
@@ -55,6 +63,9 @@ class EventListeners:
     def mention(
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
+        if not _from_a_person(event):
+            logger.info("a mention by a bot or a workflow is not answered")
+            return
         channel = event["channel"]
         # Slack sends app_mention again, marked "edited", when the person edits the message
         # (fixing a typo): a message is answered once. One edited to add the mention was not
@@ -71,7 +82,7 @@ class EventListeners:
     def direct_message(
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, context: BoltContext
     ) -> None:
-        if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id"):
+        if not _from_a_person(event):
             return
         channel = event["channel"]
         thread_ts = event.get("thread_ts")

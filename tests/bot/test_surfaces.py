@@ -264,6 +264,27 @@ def test_bot_messages_in_a_dm_are_not_answered(workspace: Workspace) -> None:
         workspace.api.wait_for("chat.postMessage", timeout=1.0)
 
 
+@pytest.mark.parametrize(
+    "author",
+    [
+        {"user": "U0OTHERBOT", "bot_id": "B0OTHER", "app_id": "A0OTHER"},  # another app's bot
+        {"subtype": "bot_message", "bot_id": "B0WORKFLOW", "username": "Weekly check-in"},  # a workflow
+    ],
+)
+def test_a_bot_mentioning_shepherd_is_not_answered(workspace: Workspace, author: dict[str, str]) -> None:
+    """Another bot that answers every reply in its threads, and mentions Shepherd in them, would
+    otherwise talk with Shepherd without end (an LLM call and a message each way, each turn)."""
+    event = payloads.app_mention_event(
+        f"<@{workspace.api.state.bot_user_id}> what is a DPIA?", user_id=OWNER, channel_id=workspace.registry
+    )
+    if "user" not in author:
+        del event["user"]
+    event.update(author)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    with pytest.raises(TimeoutError):
+        workspace.api.wait_for("chat.postMessage", timeout=1.0)
+
+
 def test_editing_a_question_that_mentions_shepherd_does_not_answer_it_again(workspace: Workspace) -> None:
     """Slack sends ``app_mention`` again, with ``edited``, when a person edits a message that
     mentions the bot (fixing a typo): the question was answered already."""

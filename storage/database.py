@@ -110,6 +110,19 @@ def _is_sqlite_uri(url: URL) -> bool:
     return (url.database or "").startswith("file:") or str(url.query.get("uri", "")).lower() in ("true", "1")
 
 
+# PostgreSQL URLs as hosting consoles and most docs give them (Heroku, Render, RDS): without a
+# driver, ``postgres://`` names no SQLAlchemy dialect, and ``postgresql://`` picks SQLAlchemy's
+# default driver (psycopg2 before 2.1), which Shepherd does not install. Both mean psycopg 3.
+_POSTGRES_WITHOUT_DRIVER = ("postgres", "postgresql")
+
+
+def _with_installed_driver(url: URL) -> URL:
+    """``url`` with the PostgreSQL driver Shepherd installs when it names none."""
+    if url.drivername in _POSTGRES_WITHOUT_DRIVER:
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
 def sqlite_url(data_dir: str | Path) -> str:
     """The default database: ``<data_dir>/shepherd.db``."""
     return f"sqlite:///{(Path(data_dir) / 'shepherd.db').resolve()}"
@@ -141,7 +154,7 @@ class Database:
         echo: bool = False,
     ) -> None:
         try:
-            self.url = make_url(url)
+            self.url = _with_installed_driver(make_url(url))
         except ArgumentError as error:
             raise DatabaseUnavailable(f"The database URL is not valid: {error}") from None
         self.ref_prefix = ref_prefix

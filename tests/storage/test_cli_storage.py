@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from bot.cli import app
@@ -16,7 +17,9 @@ from bot.cli_storage import audit_app, db_app
 from storage import Database, sqlite_url
 from storage.retention import TABLES
 from storage.tables import answer_versions, decisions
+from tests.conftest import require
 from tests.gates.conftest import SPONSOR, TWO_GATES
+from tests.storage.conftest import PG_URL, drop_postgres_schema, fresh_postgres_schema
 from tests.storage.test_audit import forge, rejected
 from tests.storage.test_retention import EVIDENCE, row_counts, seed
 
@@ -111,6 +114,32 @@ def test_an_unusable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
         cli(), ["db", "upgrade", "--database-url", "postgresql+psycopg://x@127.0.0.1:1/x?connect_timeout=2"]
     )
     assert down.exit_code == 2 and "Cannot use the database" in down.output
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_a_postgresql_url_as_hosting_consoles_give_it_is_opened_with_the_installed_driver(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Heroku, Render and RDS give postgres://... or postgresql://..., without a driver: the first
+    # names no SQLAlchemy dialect, the second SQLAlchemy 2.0's default, psycopg2, not installed.
+    require(bool(PG_URL), "PostgreSQL tests need SHEPHERD_TEST_DATABASE_URL (e.g. postgresql+psycopg://...)")
+    schema, url = fresh_postgres_schema()
+    try:
+        given = make_url(url).set(drivername=scheme).render_as_string(hide_password=False)
+        monkeypatch.setenv("SHEPHERD_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("SHEPHERD_DATABASE_URL", given)
+        upgraded = runner.invoke(app, ["db", "upgrade"])
+        assert upgraded.exit_code == 0, upgraded.output
+        assert "Upgraded" in upgraded.output and "from empty" in upgraded.output
+        assert runner.invoke(app, ["db", "check"]).exit_code == 0
+        database = Database(given)
+        try:
+            assert database.engine.dialect.driver == "psycopg"
+        finally:
+            database.dispose()
+    finally:
+        drop_postgres_schema(schema)
 
 
 def test_an_existing_database_opened_read_only_through_a_sqlite_uri_is_checked(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,6 +22,11 @@ UserIds = Annotated[list[str], NoDecode]
 
 # SQLite's PRAGMA synchronous modes, as SHEPHERD_SQLITE_SYNCHRONOUS may name them (any case).
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# An address with a port in SHEPHERD_HOST: "0.0.0.0:3000", "[::1]:3000" (or "[::1]", bracketed).
+_HOST_AND_PORT = re.compile(
+    r"(?P<address>[^:\[\]]*):(?P<port>\d*)|\[(?P<bracketed>[^\]]*)\](?::(?P<bracketed_port>\d*))?"
+)
 
 
 def _env(*names: str) -> AliasChoices:
@@ -102,6 +108,30 @@ class Settings(BaseSettings):
         if level is None:
             raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return logging.getLevelName(level)  # WARN and FATAL as their usual names
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        # A host written as a URL or with its port ("0.0.0.0:3000") reached uvicorn, which said
+        # only "Name or service not known", naming no setting. IPv6 addresses are all colons
+        # ("::"), so a port is recognised after one colon only, or after "]".
+        text = value.strip()
+        if "/" in text:
+            parts = urlsplit(text if "://" in text else f"//{text}")
+            address = parts.hostname or text
+            raise ValueError(f"put the address alone in SHEPHERD_HOST ({address}), without http:// or a path")
+        found = _HOST_AND_PORT.fullmatch(text)
+        if found is not None:
+            address = found["bracketed"] or found["address"] or "0.0.0.0"  # ":3000": every interface
+            port = found["port"] or found["bracketed_port"]
+            if port:
+                raise ValueError(
+                    f"put the address alone in SHEPHERD_HOST ({address}) and the port in SHEPHERD_PORT ({port})"
+                )
+            raise ValueError(
+                f"put the address alone in SHEPHERD_HOST ({address}), without brackets or a colon"
+            )
+        return text
 
     @field_validator("sqlite_synchronous")
     @classmethod

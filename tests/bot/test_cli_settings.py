@@ -65,6 +65,7 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "SHEPHERD_LOG_LEVEL",
         "SHEPHERD_SQLITE_SYNCHRONOUS",
         "SHEPHERD_PORT",
+        "SHEPHERD_HOST",
         "PORT",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -94,6 +95,26 @@ def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "SHEPHERD_SCHEDULER_INTERVAL",
             "1e10",
             "Input should be less than or equal to 86400 (it is '1e10')",
+        ),
+        # Host and port in one, as a URL or a listen address is written: uvicorn said only "Name or
+        # service not known", naming no setting.
+        (
+            "SHEPHERD_HOST",
+            "0.0.0.0:3000",
+            "Value error, put the address alone in SHEPHERD_HOST (0.0.0.0) and the port in "
+            "SHEPHERD_PORT (3000) (it is '0.0.0.0:3000')",
+        ),
+        (
+            "SHEPHERD_HOST",
+            "[::1]:8080",
+            "Value error, put the address alone in SHEPHERD_HOST (::1) and the port in "
+            "SHEPHERD_PORT (8080) (it is '[::1]:8080')",
+        ),
+        (
+            "SHEPHERD_HOST",
+            "http://shepherd.example.com",
+            "Value error, put the address alone in SHEPHERD_HOST (shepherd.example.com), without "
+            "http:// or a path (it is 'http://shepherd.example.com')",
         ),
     ],
 )

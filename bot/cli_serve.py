@@ -278,7 +278,11 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
             if not error.response.api_url.endswith("apps.connections.open"):
                 raise
             raise ConfigurationError(" ".join(app_token_refused(error))) from None
+    except KeyboardInterrupt:  # Ctrl+C, or SIGTERM (``on_sigterm``)
+        out.print("Stopping: requests under way are answered, then Slack is disconnected.")
+        raise
     finally:
+        _answer_requests_under_way(handler)
         handler.close()  # type: ignore[no-untyped-call]  # unannotated in Bolt
         pages.stop()
         stop_serving(services, stop, threads)
@@ -287,6 +291,25 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
         if terminated:
             # Exit as stopped by SIGTERM, as HTTP mode does (uvicorn raises it again once stopped).
             signal.raise_signal(signal.SIGTERM)
+
+
+def _answer_requests_under_way(handler: object) -> None:
+    """Let the requests Socket Mode has received finish and send their acks while the socket is
+    still open. Bolt's ``close`` disconnects first and only then waits for its workers: an
+    approval being stored was stored, but its ack could no longer be sent, and Slack showed the
+    person that Shepherd did not respond. Envelopes arriving after this are left unacknowledged,
+    as a stopped process leaves them: Slack sends events again (to the next connection)."""
+    from slack_sdk.socket_mode.builtin import SocketModeClient
+
+    client = getattr(handler, "client", None)
+    if not isinstance(client, SocketModeClient):  # the client of Bolt's SocketModeHandler
+        return
+    client.closed = True  # ends the processor's loop, within its one-second wait for a message
+    # So no envelope reaches the workers behind our back (both unannotated in slack_sdk).
+    client.message_processor.shutdown()  # type: ignore[no-untyped-call]
+    while not client.message_queue.empty():  # received already: dispatched like the others
+        client.process_message()  # type: ignore[no-untyped-call]
+    client.message_workers.shutdown(wait=True)  # each listener's ack goes out on the open socket
 
 
 def _serve_processes(settings: Settings, services: Services, port: int, worker: str) -> None:

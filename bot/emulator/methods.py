@@ -407,9 +407,11 @@ def _install_grant(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]
 
 @method("apps.connections.open")
 def _apps_connections_open(api: WebApiMethods, params: dict[str, Any]) -> dict[str, Any]:
-    # The token was checked as an app-level one (``authenticate_app``). Nothing listens at the
-    # URL: the fake hands out the address, as Slack does, for a check that the token works.
-    return {"ok": True, "url": f"wss://wss-primary.slack.com/link/?ticket={secrets.token_hex(8)}"}
+    # The token was checked as an app-level one (``authenticate_app``). Unless a test serves
+    # Socket Mode itself (``socket_mode_url``), nothing listens at the URL: the fake hands out
+    # the address, as Slack does, for a check that the token works.
+    url = api.state.socket_mode_url or "wss://wss-primary.slack.com/link/"
+    return {"ok": True, "url": f"{url}?ticket={secrets.token_hex(8)}"}
 
 
 @method("auth.test")

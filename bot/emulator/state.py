@@ -164,6 +164,8 @@ class SlackState:
         bot_scopes: the scopes the bot tokens hold, which Slack names in each answer's
             ``x-oauth-scopes`` header; None leaves the header out.
         trigger_ttl: seconds a trigger id lives (Slack: 3).
+        socket_mode_url: the WebSocket address ``apps.connections.open`` hands out; by default
+            one like Slack's, where nothing listens.
         clock: seconds since the epoch; injectable for tests about expiry.
     """
 
@@ -182,6 +184,7 @@ class SlackState:
         bot_scopes: Iterable[str] | None = None,
         trigger_ttl: float = 3.0,
         clock: Callable[[], float] = time.time,
+        socket_mode_url: str | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.team_id = team_id
@@ -206,6 +209,7 @@ class SlackState:
         self.install_codes: dict[str, tuple[str, str]] = {}
         self.trigger_ttl = trigger_ttl
         self.clock = clock
+        self.socket_mode_url = socket_mode_url
         self.users: dict[str, User] = {}
         self.channels: dict[str, Channel] = {}
         self.usergroups: dict[str, dict[str, Any]] = {}

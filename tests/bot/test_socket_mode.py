@@ -7,22 +7,40 @@ supervisor's SIGTERM) and returns."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
+import os
+import queue
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import slack_bolt.adapter.socket_mode
+import websockets.exceptions
+import websockets.sync.server
+from sqlalchemy.engine import make_url
+from websockets.sync.server import ServerConnection
 
-from bot import cli_serve
+from bot import cli_serve, ids
 from bot.app import ConfigurationError
+from bot.emulator import payloads
+from bot.emulator.state import SlackState
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.settings import Settings
+from storage import Database
+from tests.bot.test_serve_processes import REPO
+from tests.conftest import require
+from tests.storage.conftest import PG_URL, drop_postgres_schema, fresh_postgres_schema
 
 SLACK_ENV = (
     "SLACK_BOT_TOKEN",
@@ -310,3 +328,144 @@ def test_a_blank_signing_secret_is_refused_when_the_app_is_built(tmp_path: Path,
     assert str(refused.value) == (
         "Slack is not connected: set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)."
     )
+
+
+@pytest.mark.postgres
+def test_sigterm_in_socket_mode_acks_a_decision_in_progress_before_disconnecting(tmp_path: Path) -> None:
+    """A real `shepherd serve` over a real WebSocket: an Approve click whose inbox write is under
+    way when the supervisor sends SIGTERM is acknowledged on the socket before it is closed; if
+    the socket closed first, the decision would be stored while Slack showed the person that
+    Shepherd did not respond."""
+    require(bool(PG_URL), "PostgreSQL tests need SHEPHERD_TEST_DATABASE_URL (e.g. postgresql+psycopg://...)")
+    schema, url = fresh_postgres_schema()
+    connections: queue.Queue[ServerConnection] = queue.Queue()
+    finished = threading.Event()
+
+    def slack_end(connection: ServerConnection) -> None:
+        connections.put(connection)
+        finished.wait()  # returning would close the connection from Slack's side
+
+    wss = websockets.sync.server.serve(slack_end, "127.0.0.1", 0)
+    threading.Thread(target=wss.serve_forever, daemon=True).start()
+    wss_port = wss.socket.getsockname()[1]
+    api = FakeSlackWebAPI(SlackState(socket_mode_url=f"ws://127.0.0.1:{wss_port}/link/"))
+    server: subprocess.Popen[str] | None = None
+    reader = threading.Thread()
+    admin = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = psycopg.connect(admin)
+    try:
+        database = Database(url)
+        database.upgrade()
+        database.dispose()
+        api.__enter__()
+        env = {
+            **os.environ,
+            "SHEPHERD_DATA_DIR": str(tmp_path),
+            "SHEPHERD_DATABASE_URL": url,
+            "SLACK_BOT_TOKEN": api.bot_token,
+            "SLACK_APP_TOKEN": "xapp-1-A0SHEPHERD-1-secret",
+            "SLACK_API_URL": api.api_url,
+            "SHEPHERD_EMBEDDINGS": "none",
+            "SHEPHERD_SCHEDULER_INTERVAL": "0",
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+        }
+        said: queue.Queue[str] = queue.Queue()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port())],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        reader = threading.Thread(
+            target=lambda: [said.put(line) for line in server.stdout or ()], daemon=True
+        )
+        reader.start()
+        slack = connections.get(timeout=120)  # connected (it imports and prepares everything first)
+
+        # The inbox cannot be written until the test says so: the click's write is under way.
+        holder.execute(f'LOCK TABLE "{schema}".inbox IN EXCLUSIVE MODE')
+        message = {
+            "ts": "1700000000.000100",
+            "blocks": [
+                {
+                    "type": "actions",
+                    "block_id": "decide",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": ids.ACTION_APPROVE,
+                            "value": "7",
+                            "text": {"type": "plain_text", "text": "Approve"},
+                        }
+                    ],
+                }
+            ],
+        }
+        click = payloads.block_actions_on_message(
+            message, ids.ACTION_APPROVE, user_id="U0APPROVE1", channel_id="C0REVIEWS1"
+        )
+        slack.send(
+            json.dumps(
+                {
+                    "envelope_id": "approve-1",
+                    "type": "interactive",
+                    "accepts_response_payload": True,
+                    "payload": click,
+                }
+            )
+        )
+        deadline = time.monotonic() + 60
+        waiting = 0
+        while time.monotonic() < deadline and not waiting:
+            # On its own connection: a transaction sees pg_stat_activity as it first read it.
+            with psycopg.connect(admin, autocommit=True) as watcher:
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%inbox%'"
+                ).fetchone()[0]
+            time.sleep(0.05)
+        assert waiting, "".join(list(said.queue))
+
+        server.send_signal(signal.SIGTERM)
+        # Until Shepherd has taken the SIGTERM in: it closes the socket, or says it is stopping.
+        received: list[dict[str, Any]] = []
+        closed = False
+        stopping = False
+        while not (closed or stopping) and server.poll() is None:
+            try:
+                received.append(json.loads(slack.recv(timeout=0.2)))
+            except TimeoutError:
+                pass
+            except websockets.exceptions.ConnectionClosed:
+                closed = True
+            with contextlib.suppress(queue.Empty):
+                while not stopping:
+                    stopping = said.get_nowait().startswith("Stopping")
+        holder.rollback()  # the write goes through
+        while not closed:
+            try:
+                received.append(json.loads(slack.recv(timeout=30)))
+            except websockets.exceptions.ConnectionClosed:
+                closed = True
+        assert server.wait(timeout=60) == -signal.SIGTERM
+        output = "".join(list(said.queue))
+        stored = holder.execute(f'SELECT count(*) FROM "{schema}".inbox').fetchone()
+        assert stored == (1,), output  # the decision is stored, as before
+        # ... and Slack heard so, on the socket: the person sees the click go through.
+        assert {"envelope_id": "approve-1"} in received, output
+        assert "Traceback" not in output, output
+    finally:
+        finished.set()
+        if server is not None:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            reader.join()
+            assert server.stdout is not None
+            server.stdout.close()
+        holder.close()
+        wss.shutdown()
+        api.__exit__(None, None, None)
+        drop_postgres_schema(schema)

@@ -200,7 +200,7 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
             out.print(
                 "[yellow]Socket Mode runs in one process[/yellow]: --processes applies to HTTP mode only."
             )
-        _serve_socket_mode(settings, services, app, port)
+        _serve_socket_mode(settings, services, app, port, worker)
         return
     import uvicorn
 
@@ -224,9 +224,12 @@ def _serve(settings: Settings, services: Services, port: int, worker: str = "pro
     )
 
 
-def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: int) -> None:
+def _serve_socket_mode(
+    settings: Settings, services: Services, app: Any, port: int, worker: str = "process"
+) -> None:
     """Socket Mode until SIGTERM or Ctrl+C; with OAuth, also the install pages on ``port``
-    (``socket_mode_asgi_app``), since a browser must reach them whatever the mode."""
+    (``socket_mode_asgi_app``), since a browser must reach them whatever the mode. The workers
+    run where ``worker`` says, as in HTTP mode (``asgi_app``)."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.errors import SlackApiError
 
@@ -234,12 +237,17 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
     from bot.emulator.serving import BackgroundASGIServer
     from bot.server import freeze_startup_heap, socket_mode_asgi_app, stop_serving
     from bot.warm_authorization import warm_authorization
-    from bot.worker import start_background
+    from bot.worker import WorkerChildren, start_background
 
     assert settings.slack_app_token is not None
     stop = threading.Event()
     freeze_startup_heap()
-    threads = start_background(services, app.client, stop)
+    # `none`: replicas whose workers run as `shepherd worker`; `process`: recording decisions
+    # does not wait behind deliveries for this process's interpreter.
+    threads = start_background(services, app.client, stop) if worker == "thread" else []
+    children = WorkerChildren(settings, database=services.database) if worker == "process" else None
+    if children is not None:
+        children.start()
     warm_authorization(app)
     handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
     # uvicorn on a thread, not this one: on the main thread it would take SIGTERM, and after its
@@ -286,6 +294,8 @@ def _serve_socket_mode(settings: Settings, services: Services, app: Any, port: i
         handler.close()  # type: ignore[no-untyped-call]  # unannotated in Bolt
         pages.stop()
         stop_serving(services, stop, threads)
+        if children is not None:
+            children.stop()
         if main:
             signal.signal(signal.SIGTERM, previous)
         if terminated:

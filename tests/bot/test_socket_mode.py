@@ -38,7 +38,7 @@ from bot.emulator.state import SlackState
 from bot.emulator.webapi import FakeSlackWebAPI
 from bot.settings import Settings
 from storage import Database
-from tests.bot.test_serve_processes import REPO
+from tests.bot.test_serve_processes import REPO, descendants
 from tests.conftest import require
 from tests.storage.conftest import PG_URL, drop_postgres_schema, fresh_postgres_schema
 
@@ -201,6 +201,35 @@ def test_sigterm_in_socket_mode_finishes_the_background_work_before_exiting(
     started = set(threading.enumerate()) - earlier
     alive = [thread.name for thread in started if thread.name in BACKGROUND]
     assert alive == []  # finished, and the inbox's writer closed, as HTTP mode's lifespan does
+
+
+@pytest.mark.usefixtures("gc_restored")
+@pytest.mark.parametrize(
+    ("worker", "threads", "children"), [("none", 0, 0), ("process", 0, 2), ("thread", 3, 0)]
+)
+def test_socket_mode_runs_the_workers_where_worker_says(
+    tmp_path: Path, socket_mode: FakeSocketMode, worker: str, threads: int, children: int
+) -> None:
+    """`--worker none` is for replicas whose workers run as `shepherd worker`, and `process` keeps
+    the acks' interpreter free of deliveries, in Socket Mode as in HTTP mode."""
+    earlier = set(threading.enumerate())
+    seen: dict[str, int] = {}
+
+    def look() -> None:
+        started = set(threading.enumerate()) - earlier
+        seen["threads"] = sum(thread.name in BACKGROUND[:3] for thread in started)
+        seen["children"] = sum("bot.worker" in command for command in descendants(os.getpid()).values())
+
+    socket_mode.while_connected.append(look)
+    with FakeSlackWebAPI() as api:
+        settings = oauth_socket_settings(tmp_path, api, free_port())
+        prepared = cli_serve.prepare(settings)
+        try:
+            cli_serve._serve(settings, prepared, settings.port, worker)
+        finally:
+            prepared.database.dispose()
+    assert seen == {"threads": threads, "children": children}
+    assert not [c for c in descendants(os.getpid()).values() if "bot.worker" in c]  # stopped with it
 
 
 @pytest.mark.usefixtures("gc_restored")

@@ -38,10 +38,11 @@ def publish_home(services: Services, client: WebClient, user: str, page: int | N
     page it showed last, and remember the page shown: opening the tab again, or its refresh
     after a decision (``bot.notify``), keeps an approver working through page 3 on page 3.
 
-    Reads only what the page shows: how many initiatives the user owns and those of this page
-    (an owner of hundreds gets a true count and every page), the approvals waiting for them
-    (all of them: whether the user may decide one is known only once it is loaded) and the
-    latest decisions, newest first across all of their initiatives.
+    Reads only what the page shows: how many initiatives the user owns or sponsors and those of
+    this page (an owner of hundreds gets a true count and every page), the approvals waiting for
+    them (all of them: whether the user may decide one is known only once it is loaded) and the
+    latest decisions, newest first across all of their initiatives. Sponsored ones count as
+    theirs, as in `/shepherd status`: a sponsor often registers one on its owner's behalf.
     """
     pipeline = services.pipeline
     now = services.now()
@@ -62,10 +63,10 @@ def publish_home(services: Services, client: WebClient, user: str, page: int | N
         decided_ids = uow.reviews.recently_decided_ids(user, HOME_PAGE_SIZE)
         decided = uow.reviews.get_many(decided_ids)
         latest = [decided[review_id] for review_id in decided_ids if review_id in decided]
-        owned = uow.initiatives.count(InitiativeFilter(owner_id=user))
+        owned = uow.initiatives.count(InitiativeFilter(involving=user))
         page = home_page(page, HOME_PAGE_SIZE, owned, len(waiting), len(latest))
         mine = uow.initiatives.list(
-            InitiativeFilter(owner_id=user, limit=HOME_PAGE_SIZE, offset=page * HOME_PAGE_SIZE)
+            InitiativeFilter(involving=user, limit=HOME_PAGE_SIZE, offset=page * HOME_PAGE_SIZE)
         )
         named = uow.initiatives.get_many(review.initiative_ref for review in (*waiting, *latest))
     my_rows = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy import bindparam, func, insert, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -188,17 +188,17 @@ class SqlReviewRepository:
         return [review for review in open_reviews if wanted & set(review.remaining())]
 
     @guarded
-    def recently_decided_ids(self, owner_id: str, limit: int) -> Sequence[int]:
-        """The ids of the ``limit`` reviews of ``owner_id``'s initiatives closed most recently
-        after at least one decision (a review withdrawn before anyone decided is no decision),
-        newest first: one query whatever the number of initiatives (App Home). Load them with
-        ``get_many``."""
+    def recently_decided_ids(self, person: str, limit: int) -> Sequence[int]:
+        """The ids of the ``limit`` reviews of the initiatives ``person`` owns or sponsors (as
+        App Home lists them) closed most recently after at least one decision (a review
+        withdrawn before anyone decided is no decision), newest first: one query whatever the
+        number of initiatives (App Home). Load them with ``get_many``."""
         decided = select(decisions.c.id).where(decisions.c.review_id == reviews.c.id).exists()
         statement = (
             select(reviews.c.id)
             .join(initiatives, initiatives.c.id == reviews.c.initiative_id)
             .where(
-                initiatives.c.owner_id == owner_id,
+                or_(initiatives.c.owner_id == person, initiatives.c.sponsor_id == person),
                 reviews.c.status != ReviewStatus.OPEN.value,
                 decided,
             )

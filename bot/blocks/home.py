@@ -61,12 +61,19 @@ def _needed(pipeline: CompiledPipeline | None, review: Review) -> str:
 
 
 def _initiative_item(
-    initiative: Initiative, readiness: Readiness | None, stalled: bool = False
+    initiative: Initiative, readiness: Readiness | None, stalled: bool = False, user_id: str | None = None
 ) -> dict[str, Any]:
     status = STATUS_WORDS[initiative.status] + (" · :warning: past its time box" if stalled else "")
+    # Listed to its sponsor too (``bot.home``), said as `/shepherd status` says it.
+    sponsored = (
+        f" · you sponsor it for {mention(initiative.owner_id)}"
+        if user_id is not None and initiative.owner_id != user_id
+        else ""
+    )
     text = (
         f"*{clip(initiative.name, 200)}* · {escape(initiative.ref)}\n"
-        f"{escape(stage_label(initiative.stage))} · {status}\n{progress_line(initiative, readiness)}"
+        f"{escape(stage_label(initiative.stage))} · {status}{sponsored}\n"
+        f"{progress_line(initiative, readiness)}"
     )
     block = section(text)
     if initiative.status is not Status.RETIRED and readiness is not None:
@@ -145,7 +152,7 @@ def home_view(
     Next buttons carry the page number to show in their value (``ids.ACTION_HOME_PAGE``).
     With ``pipeline``, gates and roles show their labels instead of their ids. ``governance``
     (blocks, for governance leads) goes first, so clamping to 100 blocks never drops it.
-    With ``my_count`` (how many initiatives the user owns), ``my_initiatives`` is only those of
+    With ``my_count`` (how many initiatives the user owns or sponsors), ``my_initiatives`` is only those of
     the page to show (``home_page`` says which): an owner of hundreds is not read whole."""
     size = home_page_size(page_size)
     # A review listed twice would repeat its block_id, which Slack rejects.
@@ -167,11 +174,11 @@ def home_view(
     mine = _window(my_initiatives, page, size) if my_count is None else my_initiatives[:size]
     if mine:
         body += [
-            _initiative_item(initiative, readiness, initiative.ref in stalled)
+            _initiative_item(initiative, readiness, initiative.ref in stalled, user_id)
             for initiative, readiness in mine
         ]
     elif not owned:
-        body.append(context(f"You own no initiatives yet. Register one with `{ids.COMMAND} new`."))
+        body.append(context(f"You own or sponsor no initiatives yet. Register one with `{ids.COMMAND} new`."))
     else:
         body.append(context("Nothing more on this page."))
 

@@ -228,7 +228,7 @@ class CommandListeners:
             for i in reversed(mine)
         ]
         head = "Your initiatives, newest first:"
-        everything = "Your Home tab in Shepherd lists all you own. "
+        everything = "Your Home tab in Shepherd lists all you own or sponsor. "
         details = f"Details: `{ids.COMMAND} status AI-0001`"
         room = MAX_MESSAGE_TEXT - len(head) - len(everything) - len(details) - 2
         listed = bullet_list(lines, room, max_items=STATUS_LIST_SHOWN, total=owned)

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot import ids
 from bot.emulator import payloads
 from gates import usecases
 from gates.lifecycle import DecisionKind
-from tests.bot.scenario import Workspace, register_low_risk, workspace_of
+from tests.bot.scenario import REPO, Workspace, register_low_risk, workspace_of
 
 OWNER = "U0OWNER01"
 SPONSOR = "U0SPONS01"
@@ -32,6 +33,10 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
             ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], ADMIN, ws.clock()
         )
         yield ws
+
+
+def _intake_answers() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "examples" / "answers" / "intake-low-risk.yaml").read_text())
 
 
 def _register(ws: Workspace, count: int) -> list[str]:
@@ -189,3 +194,38 @@ def test_app_home_stays_on_its_page_when_a_decision_refreshes_it_and_when_it_is_
     # Paging back is remembered too.
     assert _page_line(_click_page(workspace, SPONSOR, refreshed, "Previous")) == "Page 1 of 3"
     assert _page_line(_open_home(workspace, SPONSOR)) == "Page 1 of 3"
+
+
+def test_app_home_of_a_sponsor_lists_the_initiatives_they_sponsor_and_their_decisions(
+    workspace: Workspace,
+) -> None:
+    """A sponsor (who often registers an initiative on its owner's behalf) finds it on their
+    Home tab, marked as sponsored, with its decisions, as `/shepherd status` lists it: not "You
+    own no initiatives yet. Register one", which invites a second registration."""
+    services = workspace.services
+    ref = usecases.register(
+        services.pipeline,
+        services.uow(),
+        name="Spare-parts demand forecast",
+        owner_id=OWNER,
+        sponsor_id=SPONSOR,
+        answers={**_intake_answers(), "initiative_owner": OWNER, "business_sponsor": SPONSOR},
+        actor_id=SPONSOR,  # registered by its sponsor, on its owner's behalf
+        now=workspace.clock(),
+    ).ref  # type: ignore[union-attr]
+    review = usecases.submit(services.pipeline, services.uow(), ref, OWNER, workspace.clock())
+    workspace.clock.advance(minutes=5)
+    usecases.decide(
+        services.pipeline, services.uow(), review.id, SPONSOR, DecisionKind.APPROVE, None, workspace.clock()
+    )
+
+    view = _open_home(workspace, SPONSOR)
+    mine = _section(view, "*My initiatives* (1)")
+    assert len(mine) == 1 and f"· {ref}\n" in mine[0], mine
+    assert f"you sponsor it for <@{OWNER}>" in mine[0]
+    assert "You own no initiatives" not in json.dumps(view)
+    recent = _section(view, "*Recent decisions*")
+    assert any(f"· {ref} ·" in text for text in recent), recent
+    # The owner's own tab does not call them a sponsor.
+    owner_view = _open_home(workspace, OWNER)
+    assert "you sponsor it" not in json.dumps(owner_view)

@@ -60,7 +60,9 @@ def manifest(base_url: str = "https://shepherd.example.com", socket_mode: bool =
     command: dict[str, Any] = {
         "command": ids.COMMAND,
         "description": "Register an AI initiative, check its next gate, ask about policy",
-        "usage_hint": "new | ask QUESTION | status [REF] | roles | help",
+        # Slack shows it under the command as it is typed: every subcommand, as `help` names them.
+        "usage_hint": "new | status [REF] | ask QUESTION | withdraw REF | hold REF REASON | resume REF "
+        "| retire REF REASON | roles | portfolio | help",
         # Slack then sends a person picked with @ as <@U123|name>, which is how `roles set`
         # knows who was meant; without it "@sam" arrives as plain text. The rest of the text
         # comes escaped (&amp; &lt; &gt;): the listeners read it through `parse.command_text`.

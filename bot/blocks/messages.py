@@ -677,7 +677,8 @@ def help_message() -> Message:
     command = ids.COMMAND
     lines = [
         f"`{command} new` register a new AI initiative (also in the shortcuts menu)",
-        f"`{command} status [REF]` where an initiative stands and what its next gate needs",
+        f"`{command} status [REF]` where an initiative stands and what its next gate needs "
+        f"(`{command} AI-0001` alone looks one up too); without REF, those you own or sponsor",
         f"`{command} ask QUESTION` ask about the governance policies",
         f"`{command} withdraw REF` take back a review you submitted, to change its answers",
         f"`{command} hold REF REASON` / `{command} resume REF` pause an initiative, or go on",
@@ -695,7 +696,9 @@ def help_message() -> Message:
             "Approvals, your initiatives and recent decisions are on the Home tab."
         ),
     ]
-    return _message("Shepherd commands: new, status, ask, roles, help", blocks)
+    return _message(
+        "Shepherd commands: new, status, ask, withdraw, hold, resume, retire, roles, portfolio, help", blocks
+    )
 
 
 def status_message(

@@ -3,6 +3,7 @@ unreachable database, and text as Slack sends it with escaping on (``should_esca
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -409,3 +410,44 @@ def test_status_names_a_criterion_whose_list_index_is_past_the_end(tmp_path: Pat
         response = ws.command(OWNER, f"status {ref}")
         assert response.status == 200, response.text
         assert "Not high" in str(response.text)
+
+
+# -- what help says -----------------------------------------------------------------------------
+
+# Every subcommand `/shepherd` answers, and what a person types to use it.
+SUBCOMMANDS = {
+    "new": "new",
+    "status": "status [REF]",
+    "ask": "ask QUESTION",
+    "withdraw": "withdraw REF",
+    "hold": "hold REF REASON",
+    "resume": "resume REF",
+    "retire": "retire REF REASON",
+    "roles": "roles",
+    "portfolio": "portfolio",
+    "help": "help",
+}
+
+
+def test_help_and_the_usage_hint_name_every_subcommand_and_each_one_named_exists(
+    workspace: Workspace,
+) -> None:
+    """What `/shepherd help` and Slack's hint under the command (the manifest's usage_hint) name
+    is what there is: a person reading either finds every subcommand, none answers "I don't
+    know", and looking one up by its ref alone (`/shepherd AI-0001`) is said too."""
+    ref = register_low_risk(workspace, OWNER, SPONSOR)
+    response = workspace.command(OWNER, "help")
+    assert response.status == 200
+    answer = json.loads(response.text)
+    shown = " ".join(block["text"]["text"] for block in answer["blocks"] if "text" in block)
+    shown += " ".join(e["text"] for b in answer["blocks"] if b["type"] == "context" for e in b["elements"])
+    hint = manifest()["features"]["slash_commands"][0]["usage_hint"]
+    for name, usage in SUBCOMMANDS.items():
+        assert f"`{ids.COMMAND} {usage}`" in shown, usage
+        assert name in answer["text"], name  # the notification's text too
+        assert name in hint.split(), (name, hint)
+        # Asked by someone who is no governance lead: `portfolio` is refused, not unknown.
+        assert "I don't know" not in says(workspace, OTHER, name)
+    workspace.api.wait_for("views.open", timeout=10)  # `new` opened the form, after the ack
+    assert f"`{ids.COMMAND} AI-0001`" in shown
+    assert ref in says(workspace, OWNER, ref)

@@ -5,10 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.labels import stage_label
-from bot.blocks.text import clip, context, escape, header, mention, section, slack_date
+from bot.blocks.text import clip, context, escape, header, mention, section, slack_date, split_text
 from gates.portfolio import Portfolio
 
-MAX_STALLED_SHOWN = 5
+MAX_STALLED_SHOWN = 3
+"""Stalled initiatives and overdue reviews App Home lists; `/shepherd portfolio` lists more."""
+
+MAX_LISTED = 100
+"""Stalled initiatives and overdue reviews `/shepherd portfolio` lists, each: in Slack, where an
+executive reads what is stuck, not only on the command line (``shepherd portfolio``). A hundred
+lines of at most ~450 characters take 15 sections; two lists and the rest stay under 50 blocks."""
+
+
+def _more(hidden: int, shown: int) -> str:
+    """The line after the first ``shown`` of a list, ``hidden`` left out: where to read them."""
+    if shown < MAX_LISTED and hidden + shown <= MAX_LISTED:
+        return f"… and {hidden} more (`/shepherd portfolio` lists them)"
+    if shown < MAX_LISTED:
+        return (
+            f"… and {hidden} more (`/shepherd portfolio` lists {MAX_LISTED - shown} of them; "
+            "`shepherd portfolio` on the command line, all)"
+        )
+    return f"… and {hidden} more (`shepherd portfolio` on the command line lists them all)"
 
 
 def stage_lines(portfolio: Portfolio) -> list[str]:
@@ -52,7 +70,7 @@ def stalled_lines(portfolio: Portfolio, limit: int = MAX_STALLED_SHOWN) -> list[
         for s in portfolio.stalled[:limit]
     ]
     if len(portfolio.stalled) > limit:
-        lines.append(f"… and {len(portfolio.stalled) - limit} more (`shepherd portfolio` lists them all)")
+        lines.append(_more(len(portfolio.stalled) - limit, limit))
     return lines
 
 
@@ -65,7 +83,7 @@ def overdue_operations_lines(portfolio: Portfolio, limit: int = MAX_STALLED_SHOW
         for o in overdue[:limit]
     ]
     if len(overdue) > limit:
-        lines.append(f"… and {len(overdue) - limit} more (`shepherd portfolio` lists them all)")
+        lines.append(_more(len(overdue) - limit, limit))
     return lines
 
 
@@ -104,15 +122,20 @@ def portfolio_message(portfolio: Portfolio, chart_follows: bool = True) -> dict[
     reasons = reasons_line(portfolio)
     if reasons:
         blocks.append(section(reasons))
-    stalled = stalled_lines(portfolio)
+    stalled = stalled_lines(portfolio, limit=MAX_LISTED)
     if stalled:
-        blocks.append(section("*Stalled (past their stage's time box)*\n" + "\n".join(stalled)))
-    overdue = overdue_operations_lines(portfolio)
+        blocks += _listed("*Stalled (past their stage's time box)*", stalled)
+    overdue = overdue_operations_lines(portfolio, limit=MAX_LISTED)
     if overdue:
-        blocks.append(section("*Periodic operations reviews overdue*\n" + "\n".join(overdue)))
+        blocks += _listed("*Periodic operations reviews overdue*", overdue)
     if chart_follows:
         blocks.append(context("The chart of the funnel and time in stage follows in this channel."))
     return {"text": summary_text(portfolio), "blocks": blocks}
+
+
+def _listed(title: str, lines: list[str]) -> list[dict[str, Any]]:
+    """A titled list as as many sections as its length takes, split between lines."""
+    return [section(piece) for piece in split_text(title + "\n" + "\n".join(lines))]
 
 
 def home_governance_section(portfolio: Portfolio) -> list[dict[str, Any]]:
@@ -126,10 +149,10 @@ def home_governance_section(portfolio: Portfolio) -> list[dict[str, Any]]:
         ),
         section("\n".join(stage_lines(portfolio))),
     ]
-    stalled = stalled_lines(portfolio, limit=3)
+    stalled = stalled_lines(portfolio)
     if stalled:
         blocks.append(section("*Stalled*\n" + "\n".join(stalled)))
-    overdue = overdue_operations_lines(portfolio, limit=3)
+    overdue = overdue_operations_lines(portfolio)
     if overdue:
         blocks.append(section("*Periodic reviews overdue*\n" + "\n".join(overdue)))
     notes = [decisions_line(portfolio)]

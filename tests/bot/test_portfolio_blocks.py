@@ -7,7 +7,7 @@ from dataclasses import replace
 from bot.blocks import home_view
 from bot.blocks.portfolio import home_governance_section, portfolio_message
 from gates.loader import load_pipeline
-from gates.portfolio import StalledInitiative, compute_portfolio
+from gates.portfolio import OverdueOperationsReview, StalledInitiative, compute_portfolio
 from tests.bot.blockkit_checks import assert_valid_message, assert_valid_view, initiative, review, texts
 from tests.gates.portfolio_seed import NOW, seed_initiatives, seed_reviews
 
@@ -28,10 +28,26 @@ def test_the_portfolio_message_is_valid_and_names_the_figures() -> None:
 
 
 def test_a_long_stalled_list_is_cut_with_a_pointer_to_the_cli() -> None:
-    many = tuple(StalledInitiative(f"AI-{n:04d}", "x" * 300, "idea", "U1", 40.0) for n in range(40))
+    # `/shepherd portfolio` lists a hundred (an executive reads what is stuck in Slack), App
+    # Home three; the rest are the command line's.
+    many = tuple(StalledInitiative(f"AI-{n:04d}", "x" * 300, "idea", "U1", 40.0) for n in range(140))
     message = portfolio_message(replace(seeded(), stalled=many))
     assert_valid_message(message)
-    assert "… and 35 more" in texts(message["blocks"])
+    shown = texts(message["blocks"])
+    assert "AI-0099" in shown and "AI-0100" not in shown
+    assert "… and 40 more (`shepherd portfolio` on the command line lists them all)" in shown
+    home = texts(home_governance_section(replace(seeded(), stalled=many)))
+    assert "… and 137 more (`/shepherd portfolio` lists 97 of them;" in home
+
+
+def test_the_longest_stalled_and_overdue_lists_stay_within_slacks_limits() -> None:
+    """Names that escaping lengthens (every & is &amp;), a hundred and more in both lists."""
+    name = "&" * 200
+    stalled = tuple(StalledInitiative(f"AI-{n:04d}", name, "idea", "U1", 40.0) for n in range(150))
+    overdue = tuple(OverdueOperationsReview(f"AI-{n:04d}", name, "U1", NOW, 40.0) for n in range(150))
+    message = portfolio_message(replace(seeded(), stalled=stalled, overdue_operations=overdue))
+    assert_valid_message(message)
+    assert len(message["blocks"]) <= 50
 
 
 def test_names_are_escaped_in_the_stalled_list() -> None:

@@ -319,3 +319,28 @@ def test_no_system_card_for_other_gates_or_without_a_thread(workspace: Workspace
     assert offer_system_card(services, client, messages, intake_review, initiative, ("C1", "1.0")) is False
     assert offer_system_card(services, client, messages, intake_review, initiative, None) is False
     assert workspace.api.calls("files.getUploadURLExternal") == []
+
+
+def test_a_governance_lead_in_slack_can_read_every_stalled_initiative(workspace: Workspace) -> None:
+    """Twelve more initiatives stuck in idea since day 20: App Home shows three and says where
+    the rest are; `/shepherd portfolio` there lists every one of them, instead of five and a
+    pointer to the command line, which an executive in Slack does not have."""
+    with workspace.services.uow() as uow:
+        for n in range(12):
+            uow.initiatives.add(Initiative(f"AI-{n + 20:04d}", f"Stuck {n}", "UOWN8", "idea", day(20)))
+        uow.commit()
+    event = payloads.app_home_opened_event(ADMIN, channel_id=workspace.dm_with(ADMIN))
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("views.publish", timeout=10)
+    home = str(workspace.api.state.home_view(ADMIN)["blocks"])  # type: ignore[index]
+    assert "14 stalled" in home and "and 11 more" in home
+    assert "`/shepherd portfolio` lists them" in home, home
+
+    assert workspace.command(ADMIN, "portfolio").status == 200
+    workspace.api.wait_for("response_url", timeout=10)
+    body = workspace.api.calls("response_url")[0].params
+    text = str(body["blocks"])
+    stalled = ["AI-0002", "AI-0003", *(f"AI-{n + 20:04d}" for n in range(12))]
+    assert [ref for ref in stalled if ref not in text] == []
+    assert "more" not in text
+    workspace.api.wait_for("files.completeUploadExternal", timeout=10)

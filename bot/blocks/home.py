@@ -164,7 +164,8 @@ def home_view(
     body: list[dict[str, Any]] = [
         header("Shepherd"),
         context(
-            f"Hello {mention(user_id)}: your initiatives, the approvals waiting for you and recent decisions."
+            f"Hello {mention(user_id)}: your initiatives, the approvals waiting for you and the recent "
+            "decisions on your initiatives."
         ),
         divider(),
     ]
@@ -190,12 +191,16 @@ def home_view(
     else:
         body.append(context("Nothing waiting for you." if not pending else "Nothing more on this page."))
 
-    body += [divider(), section("*Recent decisions*")]
+    # Decisions on the initiatives listed above (``bot.home``), not the ones the reader gave: an
+    # approver who just approved must not read "No decisions yet." under it.
+    body += [divider(), section("*Recent decisions on my initiatives*")]
     latest = _window(recent, page, size)
     if latest:
         body += [_recent_item(pipeline, review, initiative) for review, initiative in latest]
     else:
-        body.append(context("No decisions yet." if not recent else "Nothing more on this page."))
+        body.append(
+            context("No decisions on your initiatives yet." if not recent else "Nothing more on this page.")
+        )
 
     footer: list[dict[str, Any]] = []
     if pages > 1:

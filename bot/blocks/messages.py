@@ -693,7 +693,7 @@ def help_message() -> Message:
         section("\n".join(lines)),
         context(
             "Mention @Shepherd in an initiative's thread to ask what its next gate needs. "
-            "Approvals, your initiatives and recent decisions are on the Home tab."
+            "The approvals waiting for you, your initiatives and their recent decisions are on the Home tab."
         ),
     ]
     return _message(

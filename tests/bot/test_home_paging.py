@@ -21,6 +21,7 @@ from gates.lifecycle import DecisionKind
 from tests.bot.scenario import REPO, Workspace, register_low_risk, workspace_of
 
 OWNER = "U0OWNER01"
+RECENT = "*Recent decisions on my initiatives*"
 SPONSOR = "U0SPONS01"
 ADMIN = "U0ADMIN01"
 
@@ -157,7 +158,7 @@ def test_recent_decisions_are_the_latest_across_all_of_my_initiatives(workspace:
     usecases.submit(services.pipeline, services.uow(), refs[1], OWNER, workspace.clock())
     usecases.withdraw(services.uow(), refs[1], OWNER, workspace.clock())
 
-    recent = _section(_open_home(workspace, OWNER), "*Recent decisions*")
+    recent = _section(_open_home(workspace, OWNER), RECENT)
     listed = [ref for text in recent for ref in refs if f"· {ref} ·" in text]
     assert listed == list(reversed(decided))[:10]
 
@@ -224,8 +225,27 @@ def test_app_home_of_a_sponsor_lists_the_initiatives_they_sponsor_and_their_deci
     assert len(mine) == 1 and f"· {ref}\n" in mine[0], mine
     assert f"you sponsor it for <@{OWNER}>" in mine[0]
     assert "You own no initiatives" not in json.dumps(view)
-    recent = _section(view, "*Recent decisions*")
+    recent = _section(view, RECENT)
     assert any(f"· {ref} ·" in text for text in recent), recent
     # The owner's own tab does not call them a sponsor.
     owner_view = _open_home(workspace, OWNER)
     assert "you sponsor it" not in json.dumps(owner_view)
+
+
+def test_app_home_of_an_approver_does_not_say_there_are_no_decisions_after_they_decided(
+    workspace: Workspace,
+) -> None:
+    """The sponsor role's holder approves someone else's initiative: their tab's recent
+    decisions are those on their own initiatives, and say so, instead of "No decisions yet."
+    right under the approval they just gave."""
+    services = workspace.services
+    [ref] = _register(workspace, 1)
+    review = usecases.submit(services.pipeline, services.uow(), ref, OWNER, workspace.clock())
+    usecases.decide(
+        services.pipeline, services.uow(), review.id, SPONSOR, DecisionKind.APPROVE, None, workspace.clock()
+    )
+    shown = json.dumps(_open_home(workspace, SPONSOR))
+    assert "No decisions yet." not in shown
+    assert "No decisions on your initiatives yet." in shown
+    # Its owner's tab lists it under the same heading.
+    assert any(f"· {ref} ·" in text for text in _section(_open_home(workspace, OWNER), RECENT))

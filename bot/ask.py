@@ -55,9 +55,11 @@ def clean_question(text: str, bot_user_id: str | None = None) -> str:
 
 
 def find_initiative(services: Services, text: str, thread_target: str | None) -> Initiative | None:
-    """The initiative named by ref in the text, else the one whose thread this is."""
-    refs = [ref.upper() for ref in _TYPED_REF.findall(text or "")]
-    thread_ref = _ref_of_target(services, thread_target)
+    """The initiative named by ref in the text, else the one whose thread this is. None when
+    the text names refs of which none exists: a typo in an initiative's thread is not about
+    the thread's initiative, and ``reply`` says there is no such one."""
+    refs = refs_named(services, text)
+    thread_ref = None if refs else _ref_of_target(services, thread_target)
     for ref in refs + ([thread_ref] if thread_ref else []):
         try:
             with services.read_uow() as uow:

@@ -172,6 +172,23 @@ def test_a_follow_up_in_the_thread_of_an_answer_about_an_initiative_is_about_it_
     assert ref in str(replies[-1]["blocks"]) and "Approvals needed" in str(replies[-1]["blocks"])
 
 
+def test_a_mistyped_ref_in_the_thread_of_an_initiative_is_said_not_to_exist(workspace: Workspace) -> None:
+    """In the thread of an answer about one initiative, a question naming another ref that does
+    not exist (a typo) is not answered with the thread's initiative's checklist, as if it were
+    the one meant: it is said that there is no such initiative."""
+    ref = register(workspace)
+    wrong = ref[:-1] + ("8" if ref[-1] != "8" else "9")
+    mention = f"<@{workspace.api.state.bot_user_id}> what does {ref} need?"
+    first = payloads.app_mention_event(mention, user_id=OWNER, channel_id=workspace.registry)
+    assert workspace.client.send_event(payloads.event_callback(first)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    workspace.mention(OWNER, f"and what does {wrong} need?", workspace.registry, first["ts"])
+    workspace.api.wait_for("chat.update", count=2, timeout=10)
+    reply = workspace.api.calls("chat.update")[-1].params
+    assert f"There is no initiative {wrong}" in str(reply["blocks"]), reply["blocks"]
+    assert "Approvals needed" not in str(reply["blocks"])
+
+
 def test_a_reply_under_a_dm_answer_about_an_initiative_is_about_it_too(workspace: Workspace) -> None:
     ref = register(workspace)
     dm = workspace.dm_with(OWNER)

@@ -25,6 +25,7 @@ from bot.listeners.common import ack_once_saved, store_before_ack, workspace_of
 from bot.slack_client import like
 from bot.usergroups import MembershipUnavailable
 from gates import usecases
+from gates.answers import fingerprint
 from gates.errors import GateDecided, GateError, InvalidAnswer, UnknownGate
 from gates.lifecycle import DecisionKind, Initiative
 from gates.loader import CompiledPipeline
@@ -181,7 +182,7 @@ class ViewListeners:
         ack()
 
     def questionnaire(
-        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
     ) -> None:
         """Check the page, record it as evidence (who, when) and show the next page."""
         services = self._services
@@ -213,6 +214,7 @@ class ViewListeners:
             return
         # A bad link is said together with whatever is wrong with the answers, each on its field.
         link_errors = _link_errors(link)
+        shown = parse.shown_answers(pipeline, gate_id, meta)
         try:
             checked = usecases.check_page(
                 pipeline,
@@ -222,7 +224,7 @@ class ViewListeners:
                 user,
                 services.now(),
                 None if link_errors else link,
-                parse.shown_answers(pipeline, gate_id, meta),
+                shown,
                 steward=services.settings.is_steward(user),
             )
         except GateError as error:
@@ -231,6 +233,20 @@ class ViewListeners:
         if link_errors:
             ack(response_action="errors", errors=link_errors)
             return
+        # The intake's sponsor answer names the sponsor here too, checked as at registration; Slack
+        # is asked only about one picked on this form, not on every save of its page.
+        sponsor = usecases.sponsor_question(pipeline) if gate_id == pipeline.model.intake.id else None
+        picked = raw.get(sponsor) if sponsor else None
+        if (
+            sponsor
+            and isinstance(picked, str)
+            and picked != user
+            and shown.get(sponsor) != fingerprint(picked)
+        ):
+            unreachable = _unreachable_people(client, {sponsor: picked})
+            if unreachable:
+                ack(response_action="errors", errors=unreachable)
+                return
         # Recorded (who, when, with its evidence link) before Slack hears back, so the next
         # page, a reopened questionnaire and Submit for review see it at once; pages saved at
         # the same moment share one transaction. The card's readiness line is redrawn by the

@@ -76,3 +76,19 @@ def test_the_owner_the_sponsor_or_a_steward_may_change_the_sponsor(workspace: Wo
     ref = register(ws)
     assert save_intake(ws, who, {"business_sponsor": OUTSIDER}).get("response_action") != "errors"
     assert sponsor_of(ws, ref) == OUTSIDER
+
+
+def test_naming_a_bot_as_sponsor_in_the_questionnaire_is_refused_in_the_form(workspace: Workspace) -> None:
+    """As at registration: a bot named sponsor could never be told of the initiative nor act on
+    it. Slack is asked only about a sponsor the person picked, not on every save of the page."""
+    ws = workspace
+    ref = register(ws)
+    ws.api.state.add_user("U0ROBOT01", "robot", is_bot=True)
+    asked = len(ws.api.calls("users.info"))
+    assert save_intake(ws, OWNER, {"primary_kpi": "Stock-out days"}).get("response_action") != "errors"
+    assert len(ws.api.calls("users.info")) == asked  # the sponsor shown, left as it was
+
+    answer = save_intake(ws, OWNER, {"business_sponsor": "U0ROBOT01"})
+    assert answer.get("response_action") == "errors", answer
+    assert "is a bot" in answer["errors"][SPONSOR_FIELD]
+    assert sponsor_of(ws, ref) == SPONSOR

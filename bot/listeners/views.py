@@ -86,18 +86,27 @@ def _link_errors(link: tuple[str, str] | None) -> dict[str, str]:
 PERSON_CHECK_TIMEOUT = 1
 
 
-def _unreachable_people(client: WebClient, named: Mapping[str, str]) -> dict[str, str]:
+def _unreachable_people(services: Services, client: WebClient, named: Mapping[str, str]) -> dict[str, str]:
     """Errors for the questions (id -> user id) naming a bot or a deactivated account: Shepherd
     could never message its owner or sponsor, who would never hear of it or act on it, and
     nothing changes them afterwards. A person Slack does not answer about in time is let
     through: the check must not stop a registration Slack is slow to help with."""
+    if not named:
+        return {}
     quick = like(client, [], timeout=PERSON_CHECK_TIMEOUT)
     errors: dict[str, str] = {}
+    people: dict[str, dict[str, Any]] = {}
+    # Waiting on Slack, this listener lets the next request's ack run (``bot.dispatch_limit``, as
+    # for a wait on SQLite's write lock): other people's acks must not queue behind Slack.
+    with services.database.while_waiting_for_lock():
+        for user_id in dict.fromkeys(named.values()):
+            try:
+                people[user_id] = quick.users_info(user=user_id)["user"]
+            except (SlackClientError, OSError) as error:  # refused, failing, too slow
+                logger.warning("could not check %s named in the registration form: %s", user_id, error)
     for question, user_id in named.items():
-        try:
-            person = quick.users_info(user=user_id)["user"]
-        except (SlackClientError, OSError) as error:  # refused, failing, too slow
-            logger.warning("could not check %s named in the registration form: %s", user_id, error)
+        person = people.get(user_id)
+        if person is None:
             continue
         who = person.get("real_name") or person.get("name") or "That account"
         if person.get("is_bot") or user_id == SLACKBOT:
@@ -158,7 +167,9 @@ class ViewListeners:
         owner_question = usecases.owner_question(pipeline)
         owner = (typed.get(owner_question) if owner_question else None) or user
         named = {q: str(typed[q]) for q in (owner_question, sponsor_question) if q and typed.get(q)}
-        unreachable = _unreachable_people(client, {q: who for q, who in named.items() if who != user})
+        unreachable = _unreachable_people(
+            services, client, {q: who for q, who in named.items() if who != user}
+        )
         if unreachable:
             ack(response_action="errors", errors=unreachable)
             return
@@ -243,7 +254,7 @@ class ViewListeners:
             and picked != user
             and shown.get(sponsor) != fingerprint(picked)
         ):
-            unreachable = _unreachable_people(client, {sponsor: picked})
+            unreachable = _unreachable_people(self._services, client, {sponsor: picked})
             if unreachable:
                 ack(response_action="errors", errors=unreachable)
                 return

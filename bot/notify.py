@@ -77,6 +77,11 @@ EPHEMERAL = "ephemeral"
 CARD_NOT_POSTED = "card-not-posted"
 # That DM once it says where the card is, after all (``SlackNotifier._say_card_posted``).
 CARD_POSTED_AFTER_ALL = "card-posted-after-all"
+# Where a card deleted in Slack was (kind, under its target), kept from when its redraw found it
+# deleted until the card posted again is told to the owner and carries an open review's request
+# in its thread (``SlackNotifier._after_repost``): a retry after Slack failed in between posts
+# the card without knowing any more that it replaces one.
+CARD_DELETED = "card-deleted"
 
 
 class UnpostedCard(NamedTuple):
@@ -663,20 +668,19 @@ class SlackNotifier:
         """
         card = self._card(initiative)
         target = initiative_target(initiative.ref)
-        known = self._messages.find_kinds(target, ("card", "welcome", CARD_NOT_POSTED, CARD_POSTED_AFTER_ALL))
+        known = self._messages.find_kinds(
+            target, ("card", "welcome", CARD_NOT_POSTED, CARD_POSTED_AFTER_ALL, CARD_DELETED)
+        )
         existing = known.get("card")
-        request: tuple[Review, dict[str, Any]] | None = None
         if existing is not None and self._update(existing, card) == "message_not_found":
             # Deleted in Slack (by someone, or a retention policy): every update would be refused
-            # for good and the initiative left without its card. Posted again below, with an open
-            # review's request in its thread: built first, as it may ask Slack who is in a user
-            # group, so that an outage retries this delivery while the deleted card is still known.
-            request = self._open_request(initiative)
+            # for good and the initiative left without its card. Posted again below; where it was
+            # is kept first, so that a retry after a failure in between still tells it.
+            self._messages.remember(target, CARD_DELETED, *existing, self._services.now())
+            known.setdefault(CARD_DELETED, existing)
             self._messages.forget(target, "card", *existing)
             logger.warning("the card of %s was deleted in Slack: posting it again", initiative.ref)
-            deleted, existing = existing, None
-        else:
-            deleted = None
+            existing = None
         if existing is not None:
             self._catch_up(initiative.ref, existing, card)
             told = known.get(CARD_NOT_POSTED)
@@ -684,6 +688,9 @@ class SlackNotifier:
                 # The redraw that posted the card could not say so (Slack failed, or the worker
                 # stopped in between): this one does.
                 self._say_card_posted(initiative, target, told, existing, told == known.get("welcome"))
+            deleted = known.get(CARD_DELETED)
+            if deleted is not None:  # the redraw that posted it again stopped before telling it
+                self._after_repost(initiative, target, deleted)
             return None
         registry = self._services.settings.registry_channel
         if not registry:  # the card is the owner's DM: no other way to tell them it failed
@@ -692,10 +699,9 @@ class SlackNotifier:
         error = self._post_once(target, "card", registry, **card)
         told = known.get(CARD_NOT_POSTED)
         if error is None:
+            deleted = known.get(CARD_DELETED)
             if deleted is not None:
-                self._say_card_reposted(initiative, target, deleted)
-                if request is not None:
-                    self._ask_again_in_thread(target, *request)
+                self._after_repost(initiative, target, deleted)
             if told is not None:
                 posted = self._messages.find(target, "card")
                 self._say_card_posted(initiative, target, told, posted, told == known.get("welcome"))
@@ -738,6 +744,16 @@ class SlackNotifier:
             if latest == drawn or self._update(where, latest) is not None:
                 return
             drawn = latest
+
+    def _after_repost(self, initiative: Initiative, target: str, deleted: tuple[str, str]) -> None:
+        """Once the card deleted at ``deleted`` is posted again: tell the owner where, and post
+        an open review's request in the new card's thread; then forget the deleted card. Each
+        step is done once, so a retry after an outage midway does only what is left."""
+        self._say_card_reposted(initiative, target, deleted)
+        request = self._open_request(initiative)  # may ask Slack who is in a user group
+        if request is not None:
+            self._ask_again_in_thread(target, *request)
+        self._messages.forget(target, CARD_DELETED, *deleted)
 
     def _say_card_reposted(self, initiative: Initiative, target: str, deleted: tuple[str, str]) -> None:
         """Tell the owner, once per deleted card, that their card (``deleted``) was deleted in

@@ -343,3 +343,29 @@ def test_a_card_deleted_before_its_review_opened_gets_the_request_in_the_thread_
     replies = ws.api.state.thread(registry, card["ts"])
     assert not [m for m in replies if has_button(m, ids.ACTION_APPROVE)]
     assert outbox_counts(ws.services.database).get("dead", 0) == 0
+
+
+def test_a_card_deleted_in_slack_and_posted_again_on_a_retry_still_tells_its_owner(
+    workspace: Workspace,
+) -> None:
+    """The redraw that found the card deleted could not post it again (Slack failed): the retry
+    that posts it must still tell the owner where it is, not post it silently because the
+    deleted card was already forgotten."""
+    ws = workspace
+    ref = register_low_risk(ws, OWNER, SPONSOR)
+    ws.deliver()
+    registry = ws.api.state.resolve_channel(ws.registry).id
+    [deleted] = ws.messages_in(registry)
+    with ws.api.state.lock:
+        del ws.api.state.messages[registry][deleted["ts"]]
+    assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
+    ws.api.faults.server_error("chat.postMessage", times=None)
+    assert ws.deliver() == 0
+    ws.api.faults.clear()
+    ws.clock.advance(minutes=20)
+    ws.deliver()
+    [card] = ws.messages_in(registry)
+    assert card["ts"] != deleted["ts"]
+    [told] = [m for m in owner_dms(ws) if "deleted" in m.get("text", "")]
+    assert card["ts"].replace(".", "") in told["text"]
+    assert outbox_counts(ws.services.database).get("dead", 0) == 0

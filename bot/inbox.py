@@ -98,10 +98,11 @@ def apply_decisions(
             )
             unlisted = dict.fromkeys((str(item.payload["user"]) for item in items), why)
     if client is not None:
+        asked: set[str] = set()  # each group is asked of Slack once for the round
         for user in {str(item.payload["user"]) for item in items}:
             try:
                 group_roles[user] = frozenset(
-                    services.group_roles.roles_of(pipeline, user, client, recheck_absent=True)
+                    services.group_roles.roles_of(pipeline, user, client, recheck_absent=True, asked=asked)
                 )
             except MembershipUnavailable as error:
                 outage = unavailable(error.__cause__, str(error)) if error.__cause__ is not None else None

@@ -45,7 +45,13 @@ class GroupRoles:
         }
 
     def roles_of(
-        self, pipeline: CompiledPipeline, user: str, client: WebClient | None, *, recheck_absent: bool = False
+        self,
+        pipeline: CompiledPipeline,
+        user: str,
+        client: WebClient | None,
+        *,
+        recheck_absent: bool = False,
+        asked: set[str] | None = None,
     ) -> set[str]:
         """The roles ``user`` holds through user groups (none if the pipeline names no group).
 
@@ -54,6 +60,9 @@ class GroupRoles:
         for judging a decision: someone just added to a group may already have been asked to
         decide (``bot.notify`` asks its members as they are), and must not be refused on a list
         from before. Only then: App Home, opened by everyone, would cost a call per group each.
+        ``asked``: the groups asked of Slack so far for one round of decisions (added to): each
+        is asked at most once for the round, however many of its clickers it leaves out, so that
+        a round of a few dozen clicks stays within Slack's rate limit for listing a group.
 
         Raises:
             MembershipUnavailable: Slack did not answer (or, without a client, a group's members
@@ -62,8 +71,13 @@ class GroupRoles:
         roles = set()
         for role, group in self.groups(pipeline).items():
             members, remembered = self._members_of(group, client)
-            if user not in members and remembered and recheck_absent and client is not None:
+            if not remembered and asked is not None:
+                asked.add(group)
+            stale = remembered and (asked is None or group not in asked)  # not asked this round
+            if user not in members and stale and recheck_absent and client is not None:
                 members, _ = self._members_of(group, client, fresh=True)
+                if asked is not None:
+                    asked.add(group)
             if user in members:
                 roles.add(role)
         return roles

@@ -692,6 +692,36 @@ def test_a_sponsor_through_a_slack_user_group_decides_and_an_outage_loses_no_cli
         assert not has_button(request_dm(ws, SPONSOR), ids.ACTION_APPROVE)
 
 
+def test_a_burst_of_clicks_by_people_outside_a_user_group_asks_slack_for_it_once(tmp_path: Path) -> None:
+    """Clicks recorded in one inbox round ask Slack who is in a role's user group once, however
+    many of the clickers it leaves out: one call per clicker hit Slack's rate limit for
+    usergroups.users.list with a round of a few dozen (a backlog after an outage), and each retry
+    of the round made as many calls again, so the decisions waited until they were given up."""
+    api, pipeline = sponsors_by_user_group(tmp_path)
+    others = [f"U0OTHER{n:02d}" for n in range(5)]
+    for user in others:
+        api.state.add_user(user, user.lower())
+    with api, running_workspace(api, tmp_path / "data", pipeline=pipeline) as ws:
+        ref = register(ws)
+        submit(ws, ref)
+        ws.deliver()
+        request = request_dm(ws, SPONSOR)
+        listed = len(api.calls("usergroups.users.list"))
+        for user in others:  # sent at once: recorded in the same round
+            payload = payloads.block_actions_on_message(
+                request,
+                ids.ACTION_APPROVE,
+                user_id=user,
+                channel_id=ws.dm_with(user),
+                value=find_button(request, ids.ACTION_APPROVE)["value"],
+                trigger_id=api.mint_trigger_id(user),
+            )
+            assert ws.client.send(payload).status == 200
+        ws.inbox.drain()
+        assert len(api.calls("usergroups.users.list")) - listed == 1
+        assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN  # none of them is a sponsor
+
+
 def _reviews(ws: Workspace, ref: str) -> list[Any]:
     with ws.services.read_uow() as uow:
         return list(uow.reviews.for_initiative(ref))

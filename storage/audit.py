@@ -185,7 +185,6 @@ class SqlAuditLog:
         return count
 
     @guarded
-    @guarded
     def last_at(self, action: str, targets: Sequence[str]) -> dict[str, datetime]:
         """When each of ``targets`` last had an entry ``action`` (one grouped query)."""
         if not targets:
@@ -199,6 +198,7 @@ class SqlAuditLog:
         )
         return {target: at for target, at in rows}
 
+    @guarded
     def timeline(self, target: str) -> Sequence[TimelineEntry]:
         """Every entry about ``target``, oldest first (including ones not committed yet)."""
         if any(entry[2] == target for entry in self._pending):

@@ -16,8 +16,8 @@ from gates import usecases
 from gates.evidence import submitted_evidence_hash
 from gates.lifecycle import DecisionKind
 from gates.loader import load_pipeline
-from storage import AuditLogAheadOfCounter, Database, verify_audit
-from storage.audit import GENESIS, canonical_json, entry_hash
+from storage import AuditLogAheadOfCounter, Database, DatabaseUnavailable, verify_audit
+from storage.audit import GENESIS, SqlAuditLog, canonical_json, entry_hash
 from storage.tables import answer_versions, audit_log, decisions, evidence_links, initiatives, reviews
 from tests.gates.conftest import OWNER, SPONSOR, SUBMITTER, TWO_GATES, build
 from tests.storage.scenarios import INTAKE, pipeline
@@ -783,3 +783,15 @@ def test_the_status_of_initiatives_held_resumed_retired_and_reviewed_every_way_v
     usecases.withdraw(database.uow(), withdrawn, SUBMITTER, later)
     report = verify_audit(database, pipeline())
     assert report.ok, str(report)
+
+
+def test_reading_a_timeline_while_the_database_is_unreachable_says_it_is_unavailable() -> None:
+    """An initiative's timeline (``/shepherd status``, the review messages' unmet criteria) read
+    while the database is down raises ``DatabaseUnavailable``, as every other read does, so that
+    the command says the database is down, not a raw driver error (Slack's "/shepherd failed")."""
+    database = Database("postgresql+psycopg://nobody@127.0.0.1:1/nothing?connect_timeout=2")
+    try:
+        with database.session(read_only=True) as session, pytest.raises(DatabaseUnavailable):
+            SqlAuditLog(session).timeline("AI-0001")
+    finally:
+        database.dispose()

@@ -29,6 +29,8 @@ _SLACK_USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,}
 _SLACK_LINK = re.compile(r"^<(https?://[^|>]+)(?:\|[^>]*)?>$")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 """Commas a number may hold: between groups of three digits, before any decimal point (1,250.5)."""
+_DECIMAL_COMMA = re.compile(r"[+-]?[\d.]*,\d+")
+"""A number written with a decimal comma (1,5 or 1.000,5), which is refused saying so."""
 _ECHO_MAX = 30
 """How much of a refused answer its message repeats: enough to recognise it, while the reason,
 said first, stays within the 150 characters Slack shows under a field."""
@@ -119,11 +121,13 @@ def _number(question: Question, raw: Any) -> float | int:
         return raw
     text = str(raw).strip().replace("_", "").replace(" ", "")
     if "," in text:
-        # Only thousands separators are dropped: a comma anywhere else is a decimal comma
-        # ("1,5", "1.000,5"), which dropping would read ten or a thousand times off.
-        if not _THOUSANDS.fullmatch(text):
+        # Only thousands separators are dropped. A decimal comma ("1,5", "1.000,5") is refused
+        # saying so: dropping it would read the number ten or a thousand times off.
+        if _THOUSANDS.fullmatch(text):
+            text = text.replace(",", "")
+        elif _DECIMAL_COMMA.fullmatch(text):
             raise _Refused(f"write decimals with a point (1.5), not a comma; got {_echo(raw)}")
-        text = text.replace(",", "")
+        # Else no number at all ("5,000 EUR"): refused below as such, not as a decimal comma.
     try:
         number = float(text)
     except ValueError:

@@ -81,6 +81,11 @@ def test_an_empty_answer_is_no_answer(raw: Any) -> None:
         ("number", {}, "1.000,5", "decimals with a point"),
         ("number", {}, "1,2345", "decimals with a point"),
         ("number", {}, "1.5,000", "decimals with a point"),
+        # Not a number with a decimal comma: told it is not a number, not to write decimals
+        # with a point (which they did not write).
+        ("number", {}, "5,000 EUR", "expected a number, got '5,000 EUR'"),
+        ("number", {}, "€5,000", "expected a number"),
+        ("number", {}, "about 5, maybe 6", "expected a number"),
         ("percent", {}, "12,5%", "decimals with a point"),
         ("percent", {}, "a lot%", "expected a number"),
         ("yes_no", {}, "maybe", "expected yes or no"),

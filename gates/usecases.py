@@ -303,6 +303,7 @@ def answer(
         initiative, open_review = uow.reviews.initiative_with_open_review(ref)
         _refuse_unless_answerable(initiative, page, open_review)
         _refuse_inputs_under_review(page, open_review)
+        page = _after_submission(page, open_review)
         current = uow.answers.current(ref)
         values, changed, versions = _record_page(uow, page, current)
         _follow_sponsor(uow, initiative, page, changed)
@@ -350,6 +351,7 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
             except (InvalidTransition, InvalidAnswer) as refused:
                 outcomes[n] = refused
                 continue
+            page = _after_submission(page, open_review)
             values, changed, versions = _record_page(uow, page, current)
             _follow_sponsor(uow, initiative, page, changed)
             written.extend(versions)
@@ -360,6 +362,20 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
         uow.answers.append_many(written)
         uow.commit()
     return [outcomes[n] for n in range(len(pages))]
+
+
+def _after_submission(page: PageOfAnswers, open_review: Review | None) -> PageOfAnswers:
+    """``page`` stamped after the open review's submission, which it was not part of.
+
+    A page is stamped when it is checked and written later (after the page writer's previous
+    round), and one of a gate the review does not read may be written while it is open. Stamped
+    before the submission yet written after it, it would be read back as evidence the review
+    was submitted on (``evidence_as_submitted`` goes by time), and the pack and `audit verify`
+    would say the review's evidence was changed after its submission.
+    """
+    if open_review is None or page.at > open_review.submitted_at:
+        return page
+    return replace(page, at=open_review.submitted_at + timedelta(microseconds=1))
 
 
 def _record_page(
@@ -517,7 +533,8 @@ def add_link(
         uow.initiatives.touch([ref])  # as in ``answer``: a link is evidence too
         initiative, open_review = uow.reviews.initiative_with_open_review(ref)
         _refuse_unless_answerable(initiative, page, open_review)
-        link = _record_link(uow, ref, gate_id, checked, title, author_id, now)
+        at = _after_submission(page, open_review).at
+        link = _record_link(uow, ref, gate_id, checked, title, author_id, at)
         uow.commit()
     return link
 

@@ -523,6 +523,37 @@ def test_a_review_submitted_on_a_page_saved_while_it_waited_verifies(database: D
     assert report.ok, str(report)
 
 
+def test_a_page_of_another_gate_checked_before_a_submission_and_saved_after_it_verifies(
+    database: Database,
+) -> None:
+    """A questionnaire page is stamped when it is checked and written later (``answer_many``,
+    after the page writer's previous round). A page of a gate the review does not read may be
+    written while the review is open; stamped before the submission but written after it, it
+    was not in the evidence the review hashed, and must not be read back as part of it: the pack
+    and `audit verify` would call the review's evidence changed in the database."""
+    ref = usecases.register(
+        pipeline(), database.uow(), name="Invoice matching", owner_id=OWNER, answers=INTAKE,
+        actor_id=OWNER, now=NOW,
+    ).ref  # fmt: skip
+    clicked = NOW + timedelta(hours=1)
+    page = usecases.check_page(pipeline(), ref, "pilot", {"success": "yes"}, OWNER, clicked)
+    review = usecases.submit(pipeline(), database.uow(), ref, SUBMITTER, clicked + timedelta(milliseconds=3))
+    assert review.id is not None
+    (saved,) = usecases.answer_many(database.uow(), [page])  # the page writer's next round
+    assert isinstance(saved, usecases.AnswerResult), saved
+    assert saved.changed == ("success",)
+    # A link given the same way: the time read before the submission, written after it.
+    usecases.add_link(
+        pipeline(), database.uow(), ref, "pilot", "https://wiki.example.com/pilot", "Pilot plan", OWNER,
+        clicked + timedelta(milliseconds=1),
+    )  # fmt: skip
+    submitted = usecases.evidence_as_submitted(database.uow(read_only=True), review.id)
+    assert "success" not in submitted.answers  # what the review's hash covers
+    assert not submitted.links
+    report = verify_audit(database, pipeline())
+    assert report.ok, str(report)
+
+
 @pytest.mark.parametrize(
     ("values", "said"),
     [

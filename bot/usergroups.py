@@ -10,6 +10,7 @@ group, and someone removed from a group loses the role within that time.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from gates.errors import ShepherdError
 from gates.loader import CompiledPipeline
 
 TTL_SECONDS = 300.0
+
+logger = logging.getLogger("shepherd.usergroups")
 
 
 class MembershipUnavailable(ShepherdError):  # noqa: N818 - named like storage.errors.DatabaseUnavailable
@@ -75,7 +78,13 @@ class GroupRoles:
                 asked.add(group)
             stale = remembered and (asked is None or group not in asked)  # not asked this round
             if user not in members and stale and recheck_absent and client is not None:
-                members, _ = self._members_of(group, client, fresh=True)
+                try:
+                    members, _ = self._members_of(group, client, fresh=True)
+                except MembershipUnavailable:
+                    # The remembered list still holds: a Slack outage must not hold up the
+                    # decisions it already answers for (a role held directly, say), as it did
+                    # not before rechecks were asked for.
+                    logger.warning("user group %s not listed again; its remembered members count", group)
                 if asked is not None:
                     asked.add(group)
             if user in members:

@@ -188,6 +188,26 @@ def test_a_holder_slack_need_not_vouch_for_is_recorded_while_slack_refuses_to_li
     assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED
 
 
+def test_a_holder_is_recorded_on_the_remembered_group_while_slack_cannot_list_it_again(
+    group_workspace: Workspace,
+) -> None:
+    """Deciding asks Slack again about a remembered group that leaves the clicker out (they may
+    have just joined it); Slack failing that second look must not hold up a click the remembered
+    list and the stored roles already decide."""
+    ws = group_workspace
+    ref, request = submitted(ws)
+    usecases.set_role_holders(
+        ws.services.pipeline, ws.services.uow(), "sponsor", [OUTSIDER], "U0ADMIN", ws.clock()
+    )
+    ws.deliver()
+    listed = ws.api.web_client(retry_handlers=[])
+    assert ws.services.group_roles.roles_of(ws.services.pipeline, OUTSIDER, listed) == set()  # remembered
+    ws.api.faults.server_error("usergroups.users.list", times=None)
+    ws.click(OUTSIDER, request, ws.dm_with(OUTSIDER), ids.ACTION_APPROVE)
+    ws.inbox.drain()
+    assert _reviews(ws, ref)[-1].status is ReviewStatus.APPROVED
+
+
 def test_a_reason_sent_on_a_review_withdrawn_and_resubmitted_meanwhile_points_to_the_new_one(
     group_workspace: Workspace,
 ) -> None:

@@ -714,10 +714,23 @@ def iter_supported_files(folder: Path) -> Iterator[Path]:
     return (path for path in _visible_files(folder) if is_supported(path))
 
 
+# What a Markdown or HTML policy shows or links to (its images, styles, fonts): kept beside it,
+# never meant to be read as policy, so not named as "not read" on every ingest.
+_PAGE_ASSETS = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bmp", ".ico", ".tif", ".tiff"}
+    | {".css", ".js", ".map", ".woff", ".woff2", ".ttf", ".otf"}
+)
+
+
 def iter_unsupported_files(folder: Path) -> Iterator[Path]:
-    """The other files under ``folder`` (slides, legacy ``.doc``...), sorted, hidden ones
-    left out: a person who put them there must be told they were not read."""
-    return (path for path in _visible_files(folder) if not is_supported(path))
+    """The other files under ``folder`` (slides, legacy ``.doc``...), sorted, hidden ones and
+    the pages' own images and styles left out: a person who put them there must be told they
+    were not read."""
+    return (
+        path
+        for path in _visible_files(folder)
+        if not is_supported(path) and path.suffix.lower() not in _PAGE_ASSETS
+    )
 
 
 def unsupported_reason(path: Path) -> str:

@@ -209,12 +209,17 @@ def test_files_of_a_type_no_loader_reads_are_named_not_skipped_silently(
     (policies / "vendor-review.pptx").write_bytes(b"PK\x03\x04 slides")
     (policies / "old-policy.doc").write_bytes(b"\xd0\xcf\x11\xe0 Word 97")
     (policies / ".notes.pptx").write_bytes(b"PK\x03\x04 hidden, as hidden files are")
+    # A Markdown policy's own images and a page's stylesheet are no policies left unread.
+    (policies / "images").mkdir()
+    (policies / "images" / "risk-matrix.PNG").write_bytes(b"\x89PNG\r\n")
+    (policies / "site.css").write_text("body { margin: 0 }", encoding="utf-8")
     code, output = _run(tmp_path / "d", "ingest", str(policies))
     assert code == 0  # nothing failed: the readable policies are indexed
     assert "3 files: 3 indexed" in output and "2 not read" in output
     assert "old-policy.doc: unsupported file type .doc" in output
     assert "vendor-review.pptx: unsupported file type .pptx" in output
     assert ".notes.pptx" not in output
+    assert "risk-matrix" not in output and "site.css" not in output
 
 
 def test_ingest_without_prune_says_which_deleted_policies_are_still_searchable(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from bot.ids import REF_PATTERN
 from gates import usecases
 from gates.errors import GateError
 from gates.lifecycle import Initiative, Status
+from gates.ports import InitiativeFilter
 from gates.readiness import Readiness
 from knowledge.types import Answer, Hit
 from storage.asked_answers import AskedAnswers
@@ -67,6 +68,21 @@ def find_initiative(services: Services, text: str, thread_target: str | None) ->
         except GateError:
             continue
     return None
+
+
+# A question about the asker's own initiative that does not name it ("what do we need for the
+# next gate?", as the welcome suggests).
+_ABOUT_OURS = re.compile(r"\b(?:we|us|our|ours|my initiative|next gate)\b", re.IGNORECASE)
+
+
+def own_initiatives(services: Services, user: str, text: str) -> list[str]:
+    """The refs of the initiatives ``user`` owns or sponsors that are not retired, for a
+    question about "our" initiative that names no ref; else none."""
+    if refs_named(services, text) or not _ABOUT_OURS.search(text or ""):
+        return []
+    with services.read_uow() as uow:
+        mine = uow.initiatives.list(InitiativeFilter(involving=user))
+    return [i.ref for i in mine if i.status is not Status.RETIRED]
 
 
 def refs_named(services: Services, text: str) -> list[str]:
@@ -163,11 +179,13 @@ def reply(
     initiative: Initiative | None,
     feedback_key: str,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    choices: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Build the full reply (``text`` + ``blocks``), reporting partial text while it streams.
 
     Args:
         on_progress: called with a partial message at most every STREAM_UPDATE_SECONDS.
+        choices: the asker's initiatives, when the question is about "ours" without a ref.
     """
     ctx = context_for(services, initiative)
     checklist = (
@@ -180,6 +198,9 @@ def reply(
     unknown = refs_named(services, question) if initiative is None else []
     if unknown:
         checklist = blocks.no_such_initiatives(unknown)
+    elif initiative is None and len(choices) > 1:
+        # Which of theirs is meant is for them to say: the answer is about the policies only.
+        checklist = blocks.which_initiative(choices)
     # Only a ref ("/shepherd ask AI-0003"): the question is what that initiative's next gate
     # needs, not the policies searched for the ref's letters.
     ours = refs_named(services, question)

@@ -22,6 +22,7 @@ from bot.blocks.messages import (
     review_progress,
     review_request,
     status_message,
+    which_initiative,
 )
 from bot.blocks.modals import (
     evidence_modal,
@@ -58,4 +59,5 @@ __all__ = [
     "review_progress",
     "review_request",
     "status_message",
+    "which_initiative",
 ]

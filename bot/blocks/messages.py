@@ -644,6 +644,19 @@ def no_such_initiatives(refs: Sequence[str]) -> list[dict[str, Any]]:
     ]
 
 
+def which_initiative(refs: Sequence[str]) -> list[dict[str, Any]]:
+    """In place of the checklist, for a DM question about "our" initiative from someone who
+    owns or sponsors several: which one is for them to say."""
+    named = ", ".join(refs[:10]) + (f" and {len(refs) - 10} more" if len(refs) > 10 else "")
+    return [
+        context(
+            f":grey_question: You own or sponsor {escape(named)}: name one in your question "
+            f"(`what does {escape(refs[0])} need?`) for its checklist. This answer is about the "
+            "policies only."
+        )
+    ]
+
+
 def ask_placeholder() -> Message:
     return _message("Looking into it…", [context(":mag: Looking into it…")])
 

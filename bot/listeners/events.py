@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from slack_bolt import Ack, App, BoltContext
@@ -90,7 +91,10 @@ class EventListeners:
         # about that initiative, as in the registry channel.
         target = self._messages.target_at(channel, thread_ts) if thread_ts else None
         question = ask.clean_question(event.get("text", ""), context.bot_user_id)
-        self._answer(client, body, question, channel, thread_ts, target)
+        # The welcome suggests "what do we need for the next gate?" at the top of the DM: asked
+        # without a ref, it is about the asker's own initiative.
+        mine = ask.own_initiatives(self._services, event["user"], question) if target is None else []
+        self._answer(client, body, question, channel, thread_ts, target, mine)
 
     def home_opened(self, body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         user = event["user"]
@@ -114,6 +118,7 @@ class EventListeners:
         channel: str,
         thread_ts: str | None,
         target: str | None,
+        mine: Sequence[str] = (),
     ) -> None:
         """Something visible at once, then the checklist and the guidance in its place.
 
@@ -132,7 +137,7 @@ class EventListeners:
             try:
                 # A question at the top of a DM is answered there: replies under the answer are
                 # the thread that follows it.
-                self._reply(placeholder, text, target, (posted["channel"], status_thread))
+                self._reply(placeholder, text, target, (posted["channel"], status_thread), mine)
             except Exception as error:  # logged; the person told, unless the placeholder says so
                 reporter.handle(error, body)  # the asker, told in their workspace
             finally:
@@ -159,7 +164,12 @@ class EventListeners:
                 self._set_status(client, channel, status_thread, "")
 
     def _reply(
-        self, placeholder: _Placeholder, text: str, target: str | None, thread: tuple[str, str]
+        self,
+        placeholder: _Placeholder,
+        text: str,
+        target: str | None,
+        thread: tuple[str, str],
+        mine: Sequence[str] = (),
     ) -> None:
         """Make the answer and put it in place of the placeholder, in ``thread`` (channel, ts).
 
@@ -171,11 +181,15 @@ class EventListeners:
             # Slack escapes message text as it does a slash command's (``R&amp;D``): the policy
             # search and the LLM get what the person typed.
             question = parse.command_text(text)
-            initiative = ask.find_initiative(services, question, target)
+            # The asker's only initiative, for a question about "ours" (``ask.own_initiatives``).
+            assumed = initiative_target(mine[0]) if len(mine) == 1 else None
+            initiative = ask.find_initiative(services, question, target or assumed)
             if initiative is not None and target is None:
                 self._remember_thread(thread, initiative.ref)
             key = f"ask:{uuid.uuid4().hex[:12]}"
-            message = ask.reply(services, question, initiative, key, on_progress=placeholder.stream)
+            message = ask.reply(
+                services, question, initiative, key, on_progress=placeholder.stream, choices=mine
+            )
         except Exception as error:
             self._apologise(placeholder, error)
             raise PersonTold("the answer could not be made; the placeholder says so") from error

@@ -18,7 +18,17 @@ from gates import usecases
 from gates.lifecycle import ReviewStatus
 from tests.bot.blockkit_checks import assert_valid_message
 from tests.bot.scenario import Workspace, has_button, running_workspace
-from tests.bot.test_lifecycle import OUTSIDER, OWNER, RISK, SPONSOR, card, register, request_dm, submit
+from tests.bot.test_lifecycle import (
+    OUTSIDER,
+    OWNER,
+    RISK,
+    SPONSOR,
+    card,
+    intake_values,
+    register,
+    request_dm,
+    submit,
+)
 
 ADMIN = "U0ADMIN01"
 
@@ -203,6 +213,36 @@ def test_a_reply_under_a_dm_answer_about_an_initiative_is_about_it_too(workspace
     workspace.api.wait_for("chat.update", count=2, timeout=10)
     reply = workspace.api.calls("chat.update")[-1].params
     assert ref in str(reply["blocks"]) and "Approvals needed" in str(reply["blocks"])
+
+
+def test_the_welcomes_next_gate_question_in_a_dm_is_about_the_askers_one_initiative(
+    workspace: Workspace,
+) -> None:
+    """The welcome suggests "what do we need for the next gate?": typed at the top of the DM
+    by the owner of one initiative, it gets that initiative's checklist, not only policies."""
+    ref = register(workspace)
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event("what do we need for the next gate?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    reply = workspace.api.calls("chat.update")[-1].params
+    assert ref in str(reply["blocks"]) and "Approvals needed" in str(reply["blocks"])
+
+
+def test_the_next_gate_question_from_someone_with_several_initiatives_asks_which(
+    workspace: Workspace,
+) -> None:
+    first = register(workspace)
+    view = workspace.opened_view(lambda: workspace.command(OWNER, "new"))
+    assert workspace.submit_view(OWNER, view, intake_values()).status == 200
+    workspace.deliver()
+    dm = workspace.dm_with(OWNER)
+    event = payloads.message_event("what do we need for the next gate?", user_id=OWNER, channel_id=dm)
+    assert workspace.client.send_event(payloads.event_callback(event)).status == 200
+    workspace.api.wait_for("chat.update", timeout=10)
+    said = str(workspace.api.calls("chat.update")[-1].params["blocks"])
+    assert first in said and "AI-0002" in said and "name one" in said, said
+    assert "Approvals needed" not in said  # no guess at which one
 
 
 def test_every_suggested_prompt_makes_sense_to_whoever_clicks_it(workspace: Workspace) -> None:

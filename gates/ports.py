@@ -138,6 +138,11 @@ class InitiativeState:
         return {qid: version.value for qid, version in self.answers.items()}
 
 
+AnswerableState = tuple[Initiative, Review | None, dict[str, AnswerVersion]]
+"""An initiative, its open review and its current answers (by question id): what a page of
+answers is checked against and builds on (``ReviewRepository.touch_and_read``)."""
+
+
 class ReviewRepository(Protocol):
     def add(self, review: Review) -> None:
         """Sets ``review.id``; raises ReviewAlreadyOpen if one is open for the same gate."""
@@ -156,10 +161,10 @@ class ReviewRepository(Protocol):
         """``(initiatives.get(ref), open_for(ref))`` in one read; raises UnknownInitiative."""
         ...
 
-    def initiatives_with_open_reviews(
-        self, refs: Sequence[str]
-    ) -> dict[str, tuple[Initiative, Review | None]]:
-        """``initiative_with_open_review`` of each of ``refs`` that exists, in one read."""
+    def touch_and_read(self, refs: Sequence[str]) -> dict[str, AnswerableState]:
+        """``InitiativeRepository.touch(refs)``, then, for each of ``refs`` that exists, its
+        ``initiative_with_open_review`` and ``AnswerRepository.current`` answers, read after
+        the touch: what a batch of questionnaire pages checks and builds on, in one round trip."""
         ...
 
     def initiative_state(self, ref: str) -> InitiativeState:

@@ -334,16 +334,14 @@ def answer_many(uow: UnitOfWork, pages: Sequence[PageOfAnswers]) -> list[AnswerR
     in_order = sorted(range(len(pages)), key=lambda n: pages[n].ref)
     written: list[AnswerVersion] = []
     with uow:
-        uow.initiatives.touch(refs)  # before the checks read them, as in ``answer``
-        found = uow.reviews.initiatives_with_open_reviews(refs)
-        currents = uow.answers.current_many([ref for ref in refs if ref in found])
+        # Touched before the checks read them, as in ``answer``; on PostgreSQL one round trip.
+        found = uow.reviews.touch_and_read(refs)
         for n in in_order:
             page = pages[n]
             if page.ref not in found:
                 outcomes[n] = UnknownInitiative(page.ref)
                 continue
-            initiative, open_review = found[page.ref]
-            current = currents[page.ref]
+            initiative, open_review, current = found[page.ref]
             try:
                 _refuse_unless_answerable(initiative, page, open_review)
                 _refuse_inputs_under_review(page, open_review)

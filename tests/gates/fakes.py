@@ -24,6 +24,7 @@ from typing import Any, Self
 from gates.errors import ConcurrentUpdate, ReviewAlreadyOpen, UnknownInitiative, UnknownReview
 from gates.lifecycle import Initiative, Review, Status, format_ref
 from gates.ports import (
+    AnswerableState,
     AnswerVersion,
     EvidenceLink,
     InitiativeFilter,
@@ -216,10 +217,13 @@ class FakeReviews(_Part):
         initiative, review = self.initiative_with_open_review(ref)
         return InitiativeState(initiative, review, self._uow.answers.current(ref), self._uow.roles.holders())
 
-    def initiatives_with_open_reviews(
-        self, refs: Sequence[str]
-    ) -> dict[str, tuple[Initiative, Review | None]]:
-        return {ref: self.initiative_with_open_review(ref) for ref in refs if ref in self._state.initiatives}
+    def touch_and_read(self, refs: Sequence[str]) -> dict[str, AnswerableState]:
+        self._uow.initiatives.touch(refs)
+        return {
+            ref: (*self.initiative_with_open_review(ref), self._uow.answers.current(ref))
+            for ref in refs
+            if ref in self._state.initiatives
+        }
 
     def for_initiative(self, ref: str) -> Sequence[Review]:
         return [copy.deepcopy(r) for r in self._state.reviews.values() if r.initiative_ref == ref]

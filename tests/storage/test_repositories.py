@@ -334,12 +334,13 @@ def test_an_initiative_is_read_with_its_open_review_as_the_two_reads_give_them(d
             uow.reviews.initiative_with_open_review("AI-9999")
 
 
-def test_a_batch_of_pages_reads_its_initiatives_reviews_and_answers_at_once_as_one_at_a_time(
+def test_a_batch_of_pages_touches_and_reads_its_initiatives_reviews_and_answers_as_one_at_a_time(
     database: Database,
 ) -> None:
-    """What a batch of questionnaire pages reads in two statements: for each ref that exists,
-    the initiative, its open review with its decisions, and its current answers, exactly as the
-    single reads give them; an unknown ref is left out, not an error for the whole batch."""
+    """What a batch of questionnaire pages reads before writing (one round trip on PostgreSQL):
+    for each ref that exists, the initiative with its row version moved on, its open review
+    with its decisions, and its current answers, exactly as the single reads give them; an
+    unknown ref is left out, not an error for the whole batch."""
     bare, reviewed, answered = (
         add_initiative(database, name).ref for name in ("Bare", "Reviewed", "Answered")
     )
@@ -356,19 +357,29 @@ def test_a_batch_of_pages_reads_its_initiatives_reviews_and_answers_at_once_as_o
         loaded.decide("URISK1", {"risk"}, DecisionKind.APPROVE, None, NOW + timedelta(minutes=1))
         uow.reviews.save(loaded)
         uow.commit()
-    refs = [answered, "AI-9999", bare, reviewed]
     with database.uow(read_only=True) as uow:
-        together = uow.reviews.initiatives_with_open_reviews(refs)
-        answers_together = uow.answers.current_many([ref for ref in refs if ref in together])
+        versions = {ref: uow.initiatives.get(ref).version for ref in (answered, bare, reviewed)}
+    with database.uow() as uow:
+        together = uow.reviews.touch_and_read([answered, "AI-9999", bare, reviewed, bare])
+        assert uow.reviews.touch_and_read([]) == {}
+        # The answers written next in the same unit of work find each initiative by its row id.
+        uow.answers.append(AnswerVersion(bare, "intake", "budget", 3, "U3", NOW))
+        uow.commit()
     with database.uow(read_only=True) as uow:
-        alone = {ref: uow.reviews.initiative_with_open_review(ref) for ref in (answered, bare, reviewed)}
-        answers_alone = {ref: uow.answers.current(ref) for ref in (answered, bare, reviewed)}
-    assert together == alone
+        alone = {
+            ref: (*uow.reviews.initiative_with_open_review(ref), uow.answers.current(ref))
+            for ref in (answered, bare, reviewed)
+        }
+        assert uow.answers.current(bare)["budget"].value == 3
+    assert set(together) == {answered, bare, reviewed}
+    for ref, (initiative, open_review, answers) in together.items():
+        stored, stored_review, stored_answers = alone[ref]
+        # Each touched once, though named twice: the version read is the one stored.
+        assert initiative.version == stored.version == versions[ref] + 1
+        assert (initiative, open_review) == (stored, stored_review)
+        assert answers == (stored_answers if ref != bare else {})
     assert [d.approver_id for d in together[reviewed][1].decisions] == ["URISK1"]  # type: ignore[union-attr]
-    assert answers_together == answers_alone
-    assert answers_together[answered]["problem"].value == "take 2" and answers_together[bare] == {}
-    with database.uow(read_only=True) as uow:
-        assert uow.reviews.initiatives_with_open_reviews([]) == {}
+    assert together[answered][2]["problem"].value == "take 2" and together[bare][1] is None
 
 
 def test_answers_appended_together_are_numbered_in_the_order_given(database: Database) -> None:

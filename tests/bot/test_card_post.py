@@ -283,6 +283,16 @@ def test_the_welcome_of_a_retired_initiative_no_longer_points_to_a_next_gate(wor
     assert "could not post the card" in welcome["text"]
 
 
+def delete_the_card(ws: Workspace) -> tuple[str, dict[str, Any]]:
+    """Delete the one card in the registry channel, as someone (or a retention policy) can in
+    Slack; returns the channel's id and the deleted card."""
+    registry = ws.api.state.resolve_channel(ws.registry).id
+    [deleted] = ws.messages_in(registry)
+    with ws.api.state.lock:
+        del ws.api.state.messages[registry][deleted["ts"]]
+    return registry, deleted
+
+
 def test_a_card_deleted_in_slack_is_posted_again_and_its_owner_told_where(workspace: Workspace) -> None:
     """Someone (or a retention policy) deleted the card: the next change posts it again in the
     registry channel and tells the owner where, instead of every redraw being refused with
@@ -290,10 +300,7 @@ def test_a_card_deleted_in_slack_is_posted_again_and_its_owner_told_where(worksp
     ws = workspace
     ref = register_low_risk(ws, OWNER, SPONSOR)
     ws.deliver()
-    registry = ws.api.state.resolve_channel(ws.registry).id
-    [deleted] = ws.messages_in(registry)
-    with ws.api.state.lock:
-        del ws.api.state.messages[registry][deleted["ts"]]
+    registry, deleted = delete_the_card(ws)
     assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
     ws.deliver()
     [card] = ws.messages_in(registry)
@@ -325,10 +332,7 @@ def test_a_card_deleted_before_its_review_opened_gets_the_request_in_the_thread_
         ws.services.pipeline, ws.services.uow(), "sponsor", [SPONSOR], "U0ADMIN", ws.clock()
     )
     ws.deliver()
-    registry = ws.api.state.resolve_channel(ws.registry).id
-    [deleted] = ws.messages_in(registry)
-    with ws.api.state.lock:
-        del ws.api.state.messages[registry][deleted["ts"]]
+    registry, deleted = delete_the_card(ws)
     usecases.submit(ws.services.pipeline, ws.services.uow(), ref, OWNER, ws.clock())
     ws.deliver()
     [card] = ws.messages_in(registry)
@@ -354,10 +358,7 @@ def test_a_card_deleted_in_slack_and_posted_again_on_a_retry_still_tells_its_own
     ws = workspace
     ref = register_low_risk(ws, OWNER, SPONSOR)
     ws.deliver()
-    registry = ws.api.state.resolve_channel(ws.registry).id
-    [deleted] = ws.messages_in(registry)
-    with ws.api.state.lock:
-        del ws.api.state.messages[registry][deleted["ts"]]
+    registry, deleted = delete_the_card(ws)
     assert ws.command(OWNER, f"hold {ref} waiting for the data contract").status == 200
     ws.api.faults.server_error("chat.postMessage", times=None)
     assert ws.deliver() == 0

@@ -17,7 +17,7 @@ from bot.blocks.operations import load_checked_pipeline
 from bot.emulator.webapi import RecordedCall
 from bot.notify import SlackNotifier
 from gates import usecases
-from gates.lifecycle import ReviewStatus
+from gates.lifecycle import Initiative, ReviewStatus
 from storage import Database
 from storage.outbox import OutboxWorker, outbox_counts
 from storage.slack_messages import MessageRefs
@@ -134,12 +134,12 @@ def test_a_holder_whose_roles_approvals_are_in_is_told_so_when_rejecting_from_th
         assert _reviews(ws, ref)[-1].status is ReviewStatus.OPEN
 
 
-def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_after_a_decision(
-    two_roles: Workspace,
-) -> None:
-    """The risk officer still to decide reads on their request, after the sponsor approved, who
-    is asked and the warning about criteria unmet at submission, as the request first said."""
-    ws = two_roles
+ADVISORY_UNMET_NOTE = ":clipboard: At submission: 1 advisory criteria unmet"
+
+
+def submitted_with_an_advisory_criterion_unmet(ws: Workspace) -> Initiative:
+    """Registered through the intake form with an advisory criterion unmet, then submitted: the
+    risk officer's request says so."""
     values = intake_values()
     values[ids.question_block_id("kpi_baseline_known")] = "no"  # an advisory criterion unmet
     view = ws.opened_view(lambda: ws.command(OWNER, "new"))
@@ -148,8 +148,17 @@ def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_afte
     [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
     submit(ws, initiative.ref)
     ws.deliver()
-    note = ":clipboard: At submission: 1 advisory criteria unmet"
-    assert note in str(request_dm(ws, RISK)["blocks"])
+    assert ADVISORY_UNMET_NOTE in str(request_dm(ws, RISK)["blocks"])
+    return initiative
+
+
+def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_after_a_decision(
+    two_roles: Workspace,
+) -> None:
+    """The risk officer still to decide reads on their request, after the sponsor approved, who
+    is asked and the warning about criteria unmet at submission, as the request first said."""
+    ws = two_roles
+    initiative = submitted_with_an_advisory_criterion_unmet(ws)
     ws.click(SPONSOR, request_dm(ws, SPONSOR), ws.dm_with(SPONSOR), ids.ACTION_APPROVE)
     ws.inbox.drain()
     ws.deliver()
@@ -157,7 +166,7 @@ def test_a_request_keeps_its_approvers_and_the_criteria_unmet_at_submission_afte
     for message in (request_dm(ws, RISK), thread_request(ws)):
         assert_valid_message(message)
         shown = str(message["blocks"])
-        assert note in shown and "Still needed: 1 × AI risk" in shown, shown
+        assert ADVISORY_UNMET_NOTE in shown and "Still needed: 1 × AI risk" in shown, shown
         assert f"Approvers: <@{RISK}>" in shown, shown  # the sponsor can decide no more
 
 
@@ -168,16 +177,7 @@ def test_the_criteria_unmet_at_submission_stay_as_they_were_after_the_pipeline_c
     redrawn after the sponsor approves, still say what was unmet when it was submitted (the
     submission's audit entry records it), not what today's pipeline would make of it."""
     ws = two_roles
-    values = intake_values()
-    values[ids.question_block_id("kpi_baseline_known")] = "no"  # an advisory criterion unmet
-    view = ws.opened_view(lambda: ws.command(OWNER, "new"))
-    assert ws.submit_view(OWNER, view, values).text in ("", "{}")
-    ws.deliver()
-    [initiative] = usecases.list_initiatives(ws.services.pipeline, ws.services.read_uow(), ws.clock())
-    submit(ws, initiative.ref)
-    ws.deliver()
-    note = ":clipboard: At submission: 1 advisory criteria unmet"
-    assert note in str(request_dm(ws, RISK)["blocks"])
+    initiative = submitted_with_an_advisory_criterion_unmet(ws)
     # The criterion no longer holds anyone back in the new pipeline.
     (tmp_path / "changed").mkdir()
     changed = pipeline_with(
@@ -199,7 +199,7 @@ def test_the_criteria_unmet_at_submission_stay_as_they_were_after_the_pipeline_c
     assert _reviews(ws, initiative.ref)[-1].status is ReviewStatus.OPEN
     for message in (request_dm(ws, RISK), thread_request(ws)):
         assert_valid_message(message)
-        assert note in str(message["blocks"]), message["blocks"]
+        assert ADVISORY_UNMET_NOTE in str(message["blocks"]), message["blocks"]
 
 
 def test_the_note_in_the_cards_thread_after_an_approval_names_roles_by_their_label(

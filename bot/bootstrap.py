@@ -11,9 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from bot.answering import AnswerPool
 from bot.blocks.operations import load_checked_pipeline
@@ -37,6 +39,15 @@ _KNOWLEDGE_LOCK = threading.Lock()  # opens the policy store once, on first use
 KNOWLEDGE_RETRY_SECONDS = 60.0
 
 
+class PageWriter(Protocol):
+    """Writes questionnaire pages: ``storage.group_commit.GroupCommit`` in this process, or
+    ``bot.page_writer.PageWriterChild``."""
+
+    def submit(self, item: usecases.PageOfAnswers) -> Future[usecases.AnswerResult]: ...
+
+    def close(self, timeout: float = ...) -> None: ...
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -58,9 +69,7 @@ class Services:
     # never once it is open, or a while after it could not open.
     _knowledge_retry_at: float = field(default=float("-inf"), repr=False)
     _inbox: InboxWriter | None = field(default=None, repr=False)
-    _pages: GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult] | None = field(
-        default=None, repr=False
-    )
+    _pages: PageWriter | None = field(default=None, repr=False)
     _answers: AnswerPool | None = field(default=None, repr=False)
     policy_ingests: list[IngestReport] = field(default_factory=list, repr=False)
     """What ingesting the policy folder did when the knowledge base opened (for `shepherd run`)."""
@@ -75,14 +84,20 @@ class Services:
         return self._inbox
 
     @property
-    def pages(self) -> GroupCommit[usecases.PageOfAnswers, usecases.AnswerResult]:
+    def pages(self) -> PageWriter:
         """Where questionnaire pages are recorded: pages saved at the same moment share one
-        transaction (``usecases.answer_many``), and each caller waits for its own."""
+        transaction (``usecases.answer_many``), and each caller waits for its own. In this
+        process unless ``write_pages_with`` gave another writer."""
         if self._pages is None:
             with _WRITERS_LOCK:
                 if self._pages is None:
-                    self._pages = GroupCommit(self._record_pages, name="shepherd-page-writer")
+                    self._pages = GroupCommit(self.record_pages, name="shepherd-page-writer")
         return self._pages
+
+    def write_pages_with(self, writer: PageWriter) -> None:
+        """From now on, pages go to ``writer`` (``bot.page_writer``); set before serving."""
+        with _WRITERS_LOCK:
+            self._pages = writer
 
     @property
     def answers(self) -> AnswerPool:
@@ -93,9 +108,10 @@ class Services:
                     self._answers = AnswerPool(self.settings.ask_workers)
         return self._answers
 
-    def _record_pages(
+    def record_pages(
         self, pages: Sequence[usecases.PageOfAnswers]
     ) -> Sequence[usecases.AnswerResult | BaseException]:
+        """Write a batch of pages in one transaction: one outcome per page, in order."""
         try:
             return usecases.answer_many(self.uow(), pages)
         except DatabaseUnavailable:

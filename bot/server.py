@@ -260,6 +260,14 @@ def asgi_app(app: App, services: Services, *, run_worker: bool = True, worker: s
             shared_metrics.enter_context(metrics.shared_directory())
             children = WorkerChildren(services.settings, database=services.database)
             children.start()
+            if not services.database.is_sqlite:
+                # Questionnaire pages too: their writer waits on the network for each statement,
+                # and here it would queue for the interpreter after each one (``bot.page_writer``).
+                from bot.page_writer import PageWriterChild
+
+                pages = PageWriterChild(services.settings, fallback=services.pages)
+                services.write_pages_with(pages)
+                pages.start()
         asgi.state.workers = children
         # Before uvicorn accepts connections, so that no ack waits on Slack for it. Bounded: a
         # Slack outage delays start-up by at most this much, and the first request then asks.

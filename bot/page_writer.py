@@ -115,15 +115,23 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(data)
 
 
-def portable(outcome: AnswerResult | BaseException) -> AnswerResult | Refusal:
-    """``outcome`` as it can cross to the parent: a result that would not pickle (it should)
-    becomes a refusal saying so, rather than losing the whole batch's answers."""
-    if isinstance(outcome, BaseException):
-        return Refusal.of(outcome)
+def answers_frame(numbered: Sequence[tuple[int, AnswerResult | BaseException]]) -> bytes:
+    """A batch's outcomes, each as it can cross to the parent. One that would not pickle (none
+    should) becomes a refusal saying so, rather than leaving the whole batch unanswered."""
+    crossing = [(number, Refusal.of(o) if isinstance(o, BaseException) else o) for number, o in numbered]
+    try:
+        return encode_frame(crossing)
+    except Exception:
+        return encode_frame([(number, _picklable(outcome)) for number, outcome in crossing])
+
+
+def _picklable(outcome: AnswerResult | Refusal) -> AnswerResult | Refusal:
     try:
         pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:
-        return Refusal.of(error)
+        return Refusal(
+            RuntimeError, (f"the outcome could not be sent back: {type(error).__name__}: {error}",), {}
+        )
     return outcome
 
 
@@ -304,10 +312,8 @@ def run_child(requests: IO[bytes], answers: IO[bytes]) -> None:
             outcomes = services.record_pages([page for _, page in batch])
         except Exception as error:  # the whole batch failed (the database is down, say)
             outcomes = [error] * len(batch)
-        write_frame(
-            answers,
-            [(number, portable(outcome)) for (number, _), outcome in zip(batch, outcomes, strict=True)],
-        )
+        answers.write(answers_frame([(number, o) for (number, _), o in zip(batch, outcomes, strict=True)]))
+        answers.flush()
         return outcomes
 
     writer: GroupCommit[tuple[int, PageOfAnswers], AnswerResult] = GroupCommit(

@@ -64,6 +64,16 @@ def test_shepherds_refusals_cross_with_their_sentence_and_details() -> None:
     assert type(other) is RuntimeError and str(other) == "KeyError: 'seq'"
 
 
+def test_an_outcome_that_cannot_cross_is_refused_alone_and_the_rest_of_its_batch_arrives() -> None:
+    odd = UnknownInitiative("AI-0007")
+    odd.detail = lambda: None  # type: ignore[attr-defined]  # a lambda does not pickle
+    frame = page_writer.answers_frame([(1, UnknownInitiative("AI-0001")), (2, odd)])
+    [(first, kept), (second, refused)] = pickle.loads(frame[4:])
+    assert (first, str(kept.error())) == (1, "There is no initiative AI-0001.")
+    assert second == 2 and type(refused.error()) is RuntimeError
+    assert "could not be sent back" in str(refused.error())
+
+
 @pytest.fixture
 def postgres_workspace(tmp_path: Path) -> Iterator[Workspace]:
     """Shepherd serving HTTP on a PostgreSQL schema of its own; one registered initiative."""

@@ -43,8 +43,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pydantic import SecretStr
-
 from bot.bootstrap import PageWriter
 from bot.settings import Settings
 from gates.errors import ShepherdError
@@ -239,12 +237,8 @@ class PageWriterChild:
     def _spawn(self) -> subprocess.Popen[bytes]:
         child = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert child.stdin is not None
-        values = {
-            name: value.get_secret_value() if isinstance(value, SecretStr) else value
-            for name, value in self._settings.model_dump(mode="python").items()
-        }
         try:
-            write_frame(child.stdin, {"parent": os.getpid(), "settings": values})
+            write_frame(child.stdin, {"parent": os.getpid(), "settings": self._settings.revealed()})
         except OSError:
             child.kill()
             child.wait()

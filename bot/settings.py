@@ -177,6 +177,14 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'shepherd.db').resolve()}"
 
+    def revealed(self) -> dict[str, Any]:
+        """Every setting by field name, secrets in plain text: what a child process is handed
+        (on a pipe, never a command line) to build the same ``Settings`` with ``model_validate``."""
+        return {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in self.model_dump(mode="python").items()
+        }
+
     @property
     def oauth_enabled(self) -> bool:
         return bool(self.slack_client_id and self.slack_client_secret)

@@ -24,8 +24,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import SecretStr
-
 from bot.bootstrap import Services, bootstrap
 from bot.scheduler import lease_holder
 from bot.settings import Settings
@@ -162,13 +160,9 @@ def spawn_worker(settings: Settings, role: str = "all", claimant: str = "") -> s
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    values = {
-        name: value.get_secret_value() if isinstance(value, SecretStr) else value
-        for name, value in settings.model_dump(mode="python").items()
-    }
     process = subprocess.Popen([sys.executable, "-m", "bot.worker"], stdin=subprocess.PIPE)
     assert process.stdin is not None
-    message = {"parent": os.getpid(), "settings": values, "role": role, "claimant": claimant}
+    message = {"parent": os.getpid(), "settings": settings.revealed(), "role": role, "claimant": claimant}
     process.stdin.write(json.dumps(message, default=str).encode("utf-8"))
     process.stdin.close()
     return process

@@ -45,6 +45,7 @@ from typing import IO, Any
 
 from bot.bootstrap import PageWriter
 from bot.settings import Settings
+from bot.worker import RestartPause
 from gates.errors import ShepherdError
 from gates.usecases import AnswerResult, PageOfAnswers
 from storage.group_commit import GroupCommit
@@ -52,11 +53,6 @@ from storage.group_commit import GroupCommit
 logger = logging.getLogger("shepherd.page_writer")
 
 _LENGTH = struct.Struct(">I")
-# A child that dies sooner than this after starting is restarted after a pause that doubles each
-# time, up to the last figure; pages are written in process meanwhile.
-_QUICK_DEATH = 30.0
-_FIRST_PAUSE = 1.0
-_MAX_PAUSE = 60.0
 # How long ``close`` waits for the child to finish the pages it took before killing it.
 CLOSE_SECONDS = 10.0
 READY = "ready"  # the child's first frame, once it can write
@@ -154,7 +150,7 @@ class PageWriterChild:
         self._numbers = itertools.count()
         self._closing = threading.Event()
         self._reader: threading.Thread | None = None
-        self._pause = _FIRST_PAUSE
+        self._pause = RestartPause()  # as the worker children's; pages are written in process meanwhile
 
     @property
     def pid(self) -> int | None:
@@ -229,10 +225,7 @@ class PageWriterChild:
                     child.pid,
                     code,
                 )
-            quick = time.monotonic() - started < _QUICK_DEATH
-            pause = self._pause if quick else _FIRST_PAUSE
-            self._pause = min(pause * 2, _MAX_PAUSE)
-            self._closing.wait(pause)
+            self._closing.wait(self._pause.after(lived=time.monotonic() - started))
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         child = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)

@@ -192,7 +192,7 @@ class WorkerChildren:
         self._claimants: dict[str, str] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._started: dict[str, float] = {}
-        self._pause: dict[str, float] = dict.fromkeys(roles, _FIRST_PAUSE)
+        self._pause = {role: RestartPause() for role in roles}
         self._due: dict[str, float] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -290,9 +290,7 @@ class WorkerChildren:
                 if due is None and child.poll() is not None:
                     # Died soon after starting: it will probably die again, so each such
                     # restart waits twice as long as the one before.
-                    quick = now - self._started[role] < _QUICK_DEATH
-                    pause = self._pause[role] if quick else _FIRST_PAUSE
-                    self._pause[role] = min(pause * 2, _MAX_PAUSE)
+                    pause = self._pause[role].after(lived=now - self._started[role])
                     self._due[role] = now + pause
                     logger.error(
                         "the %s worker (pid %d) exited with code %s; starting it again in %.0f s",
@@ -316,6 +314,21 @@ _WATCH_INTERVAL = 0.5
 _FIRST_PAUSE = 1.0
 _MAX_PAUSE = 60.0
 _QUICK_DEATH = 30.0  # seconds: a child that dies sooner than this is restarted more slowly
+
+
+class RestartPause:
+    """How long to wait before starting a child process again that exited: the pause doubles
+    while it keeps dying soon after starting (it will probably die again), up to ``_MAX_PAUSE``,
+    and starts over from ``_FIRST_PAUSE`` after a long life."""
+
+    def __init__(self) -> None:
+        self._next = _FIRST_PAUSE
+
+    def after(self, lived: float) -> float:
+        """The pause before the next start of a child that ran for ``lived`` seconds."""
+        pause = self._next if lived < _QUICK_DEATH else _FIRST_PAUSE
+        self._next = min(pause * 2, _MAX_PAUSE)
+        return pause
 
 
 def main() -> None:

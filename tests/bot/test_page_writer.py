@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot import ids, page_writer
+from bot import ids, page_writer, worker
 from bot.app import build_app
 from bot.bootstrap import bootstrap
 from bot.emulator import payloads
@@ -163,7 +163,7 @@ def test_when_the_child_dies_pages_are_written_in_process_until_a_new_child_take
     postgres_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = postgres_workspace
-    monkeypatch.setattr(page_writer, "_FIRST_PAUSE", 2.0)
+    monkeypatch.setattr(worker, "_FIRST_PAUSE", 2.0)
     writer, in_process = writing_in_a_child(ws)
     try:
         first = writer.pid
@@ -186,7 +186,7 @@ def test_a_page_the_child_took_and_never_answered_fails_and_the_next_one_is_save
     """A child that takes a page and dies before answering (as under the OOM killer): the page's
     save fails, so Slack shows the person it did not go through, rather than waiting forever."""
     ws = postgres_workspace
-    monkeypatch.setattr(page_writer, "_FIRST_PAUSE", 60.0)  # stays down for the rest of the test
+    monkeypatch.setattr(worker, "_FIRST_PAUSE", 60.0)  # stays down for the rest of the test
     dies_with_a_page = textwrap.dedent(
         f"""
         import sys

@@ -283,13 +283,12 @@ def run_child(requests: IO[bytes], answers: IO[bytes]) -> None:
     """The child: read the settings, then pages, from ``requests``; write each batch's outcomes
     to ``answers``; once ``requests`` ends, finish what was taken and return."""
     from bot.bootstrap import bootstrap
+    from bot.cli_serve import configure_logging
     from bot.server import freeze_startup_heap
 
     first = read_frame(requests)
     settings = Settings.model_validate(first["settings"])
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)  # as the serving process logs: the same format, JSON if asked
     services = bootstrap(settings)
     freeze_startup_heap()
     write_frame(answers, READY)
